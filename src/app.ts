@@ -1,0 +1,150 @@
+/**
+ * Composition root: the only place that builds concrete modules and wires them together.
+ *
+ * config → logger, cluster (nodes), one pool per node, client slots, session registry →
+ * primary detection → listeners. stop() drains gracefully: stop accepting, end sessions with
+ * 57P01, close pooled connections.
+ */
+import type * as net from 'node:net';
+import type { Config, LoadedConfig } from './config/load';
+import { loadHba } from './config/hba';
+import { loadPoolPasswd, type PoolPasswdEntry } from './config/pool-passwd';
+import { createLogger, LogEvent, type Logger, type LogFlags } from './log/logger';
+import { Cluster } from './cluster/cluster';
+import { findPrimary, type ProbeOptions } from './health/primary-finder';
+import { NodePool } from './pool/node-pool';
+import type { ServerConnection } from './backend/server-connection';
+import { Slots } from './frontend/slots';
+import { SessionRegistry } from './frontend/registry';
+import { ClientSession } from './frontend/session';
+import type { FrontendContext } from './frontend/context';
+import { bindHosts, closeAll, listenAll } from './frontend/listener';
+
+/** A running pgmaitre. */
+export interface App {
+  readonly ctx: FrontendContext;
+  /** TCP ports actually bound (useful when port = 0 in tests). */
+  readonly ports: readonly number[];
+  stop(): Promise<void>;
+}
+
+/** Splits reset_query_list ('ABORT; DISCARD ALL') into statements. */
+export function resetQueries(value: string | readonly string[]): string[] {
+  const items = typeof value === 'string' ? value.split(';') : value.flatMap((v) => v.split(';'));
+  return items.map((q) => q.trim()).filter((q) => q !== '');
+}
+
+function logFlagsOf(c: Config): LogFlags {
+  return {
+    statement: c.log_statement,
+    perNodeStatement: c.log_per_node_statement,
+    clientMessages: c.log_client_messages,
+    connections: c.log_connections,
+    disconnections: c.log_disconnections,
+  };
+}
+
+function probeOptions(c: Config, poolPasswd: ReadonlyMap<string, PoolPasswdEntry>): ProbeOptions {
+  let password = c.sr_check_password;
+  if (password === '') {
+    const e = poolPasswd.get(c.sr_check_user);
+    if (e?.kind === 'text') password = e.password;
+  }
+  return { user: c.sr_check_user, password, database: c.sr_check_database, timeoutMs: Math.max(1000, c.connect_timeout || 10000) };
+}
+
+/** Builds and starts pgmaitre from a loaded configuration. */
+export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}): Promise<App> {
+  const config = loaded.config;
+  const log = opts.log ?? createLogger(config);
+  for (const w of loaded.warnings) log.warn({ event: LogEvent.ConfigWarning }, w);
+
+  const poolPasswd: ReadonlyMap<string, PoolPasswdEntry> = config.pool_passwd !== '' && config.pool_passwd_file
+    ? loadPoolPasswd(config.pool_passwd_file, config.key_file) : new Map();
+  for (const [user, e] of poolPasswd) {
+    if (e.kind === 'unusable') log.warn({ event: LogEvent.ConfigWarning, user }, `pool_passwd entry for "${user}" is unusable: ${e.reason}`);
+  }
+  const hba = config.enable_pool_hba ? loadHba(config.hba_file) : null;
+
+  const cluster = new Cluster(config.backends.map((b) => ({
+    id: b.id, host: b.hostname, port: b.port, weight: b.weight, flags: b.flags,
+    dataDirectory: b.dataDirectory, applicationName: b.applicationName,
+  })));
+  cluster.on('change', (c) => log.info({ event: 'node_change', ...c }, `node ${c.nodeId} ${c.field} ${c.from} -> ${c.to} (${c.reason})`));
+
+  const reset = resetQueries(config.reset_query_list);
+  const idleTimeoutSec = [config.connection_life_time, config.child_life_time].filter((v) => v > 0).reduce((a, b) => Math.min(a, b), 0);
+  const pools = new Map<number, NodePool<ServerConnection>>();
+  for (const n of cluster.nodes) {
+    pools.set(n.id, new NodePool<ServerConnection>(n.id, {
+      capacity: config.num_init_children * config.max_pool,
+      idleTimeoutSec,
+      maxUses: config.child_max_connections,
+      connectionCache: config.connection_cache,
+      reset: async (conn) => {
+        if (reset.length === 0) return true;
+        const errors = await conn.runInternal(reset, 10_000);
+        // ABORT outside a transaction only warns; any real error makes the connection suspect.
+        return errors.length === 0 && conn.clean;
+      },
+      onClose: (conn, reason) => log.debug({ event: LogEvent.PoolClose, node_id: conn.nodeId, reason }, 'pooled connection closed'),
+    }));
+  }
+
+  const ctx: FrontendContext = {
+    config, log, logFlags: logFlagsOf(config), cluster, pools,
+    slots: new Slots(config.num_init_children, config.listen_backlog_multiplier * config.num_init_children),
+    registry: new SessionRegistry(),
+    hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
+  };
+
+  const probe = probeOptions(config, poolPasswd);
+  let primary = await findPrimary(cluster, probe, log);
+  let searchTimer: NodeJS.Timeout | null = null;
+  if (primary >= 0) {
+    log.info({ event: LogEvent.PrimaryFound, node_id: primary }, `primary node is ${primary}`);
+  } else {
+    log.error({ event: LogEvent.PrimaryFound, node_id: -1 }, 'no primary node found yet; retrying');
+    searchTimer = setInterval(() => {
+      findPrimary(cluster, probe, log).then((id) => {
+        if (id >= 0 && searchTimer !== null) {
+          clearInterval(searchTimer);
+          searchTimer = null;
+          primary = id;
+          log.info({ event: LogEvent.PrimaryFound, node_id: id }, `primary node is ${id}`);
+        }
+      }).catch(() => {});
+    }, 2000);
+    searchTimer.unref();
+  }
+
+  const onSocket = (socket: net.Socket): void => {
+    if (ctx.shuttingDown) {
+      socket.destroy();
+      return;
+    }
+    new ClientSession(socket, ctx);
+  };
+  const socketDirs = config.unix_socket_directories.split(',').map((d) => d.trim()).filter((d) => d !== '');
+  const servers = await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket);
+  const ports = servers.map((s) => s.address()).filter((a): a is net.AddressInfo => typeof a === 'object' && a !== null).map((a) => a.port);
+  log.info({ event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
+
+  let stopping: Promise<void> | null = null;
+  return {
+    ctx,
+    ports,
+    stop: () => {
+      stopping ??= (async () => {
+        ctx.shuttingDown = true;
+        log.info({ event: LogEvent.Shutdown }, 'shutting down');
+        if (searchTimer !== null) clearInterval(searchTimer);
+        const closing = closeAll(servers);
+        for (const s of ctx.registry.list()) s.terminate('shutdown');
+        for (const p of pools.values()) p.shutdown();
+        await closing;
+      })();
+      return stopping;
+    },
+  };
+}

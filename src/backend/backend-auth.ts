@@ -1,0 +1,69 @@
+/**
+ * How pgmaitre answers a backend's authentication requests when it logs in as a client.
+ *
+ * Two strategies behind one interface: `credentialAuthenticator` answers from credentials
+ * pgmaitre holds (pool_passwd, or a cleartext password the client gave), and the frontend's
+ * relay authenticator (frontend/handshake.ts) passes the exchange through to the real client when
+ * pgmaitre holds nothing (enable_pool_hba = off: the backend itself authenticates the client).
+ */
+import type { AuthRequest } from '../protocol/backend';
+import { encodePassword, encodeSASLInitialResponse, encodeSASLResponse } from '../protocol/frontend';
+import { md5PasswordHash, md5Response } from '../protocol/auth/md5';
+import { ScramClientSession } from '../protocol/auth/scram';
+import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
+
+/** What pgmaitre holds to log a user in to a backend. */
+export type BackendCredential =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'password'; readonly password: string }
+  | { readonly kind: 'md5'; readonly md5: string };
+
+/** Answers one authentication request with the frame to send back to the backend. */
+export interface BackendAuthenticator {
+  answer(req: AuthRequest, frame: Buffer): Buffer | Promise<Buffer>;
+  /** Called once the backend said AuthenticationOk. */
+  done?(): void;
+  /** Called if the login failed; lets a relaying authenticator tell its client. */
+  failed?(frame: Buffer | null): void;
+}
+
+function noCredential(user: string, what: string): ProxyError {
+  return new ProxyError(ProxyErrorCode.NoCredentials,
+    `backend asks for ${what} for user "${user}" and pgmaitre holds no usable password (add the user to pool_passwd)`);
+}
+
+/** Answers cleartext, MD5 and SCRAM-SHA-256 requests from a held credential. */
+export function credentialAuthenticator(user: string, cred: BackendCredential): BackendAuthenticator {
+  let scram: ScramClientSession | null = null;
+  return {
+    answer(req) {
+      switch (req.type) {
+        case 'AuthenticationCleartextPassword':
+          if (cred.kind !== 'password') throw noCredential(user, 'a cleartext password');
+          return encodePassword(cred.password);
+        case 'AuthenticationMD5Password': {
+          const hash = cred.kind === 'md5' ? cred.md5 : cred.kind === 'password' ? md5PasswordHash(user, cred.password) : null;
+          if (hash === null) throw noCredential(user, 'an md5 password');
+          return encodePassword(md5Response(hash, req.salt));
+        }
+        case 'AuthenticationSASL':
+          if (cred.kind !== 'password') throw noCredential(user, 'a SCRAM-SHA-256 password');
+          if (!req.mechanisms.includes('SCRAM-SHA-256')) {
+            throw new ProxyError(ProxyErrorCode.BackendAuth, `backend offers no supported SASL mechanism (${req.mechanisms.join(', ')})`);
+          }
+          scram = new ScramClientSession({ password: cred.password });
+          return encodeSASLInitialResponse('SCRAM-SHA-256', Buffer.from(scram.clientFirst()));
+        case 'AuthenticationSASLContinue':
+          if (scram === null) throw new ProxyError(ProxyErrorCode.BackendProtocol, 'SASLContinue without SASL');
+          return encodeSASLResponse(Buffer.from(scram.clientFinal(req.data.toString('utf8'))));
+        case 'AuthenticationSASLFinal':
+          if (scram === null || !scram.verifyServerFinal(req.data.toString('utf8'))) {
+            throw new ProxyError(ProxyErrorCode.BackendAuth, 'backend SCRAM server signature did not verify');
+          }
+          return Buffer.alloc(0);
+        default:
+          throw new ProxyError(ProxyErrorCode.BackendAuth, `backend asks for an unsupported authentication method (${req.type})`);
+      }
+    },
+  };
+}

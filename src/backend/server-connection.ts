@@ -1,0 +1,320 @@
+/**
+ * One connection from pgmaitre to a PostgreSQL backend.
+ *
+ * Lifecycle: connect → startup/authentication as a client (collecting ParameterStatus and
+ * BackendKeyData until ReadyForQuery) → lent to a client session, which writes request bytes and
+ * receives the server's chunks untouched (relay mode: only headers are scanned, to track the
+ * transaction status from ReadyForQuery, ParameterStatus changes and COPY IN) → returned to its
+ * pool, reset with the reset queries (internal mode), or closed.
+ *
+ * Transaction state comes only from ReadyForQuery; `outstanding` counts sync points sent
+ * (Query, Sync, FunctionCall) minus ReadyForQuery received, so the pool can tell whether the
+ * protocol state is clean when a session gives the connection back.
+ */
+import * as net from 'node:net';
+import { BackendCode, TxStatus } from '../protocol/codes';
+import {
+  decodeAuthentication, decodeBackendKeyData, decodeErrorFields, decodeParameterStatus,
+} from '../protocol/backend';
+import { encodeQuery, encodeTerminate } from '../protocol/frontend';
+import { encodeStartupMessage } from '../protocol/startup';
+import type { PgErrorFields } from '../protocol/error-fields';
+import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
+import type { BackendAuthenticator } from './backend-auth';
+import { MessageScanner, type MessageSink, WANT_ALL, wantTable } from './message-scanner';
+
+/** Relay mode needs only these bodies: ReadyForQuery, ParameterStatus, CopyInResponse, ErrorResponse. */
+const WANT_RELAY = wantTable('ZSGE');
+
+/** Where relayed server bytes go (the client session). */
+export interface ServerSink {
+  /** A chunk of server bytes, already scanned; forward it untouched. */
+  onServerData(conn: ServerConnection, chunk: Buffer): void;
+  /** The connection closed or failed while attached. */
+  onServerClosed(conn: ServerConnection, reason: string): void;
+  /** A ReadyForQuery arrived (status already recorded in conn.txStatus). */
+  onReadyForQuery?(conn: ServerConnection): void;
+}
+
+/** What a connection needs to log in. */
+export interface ServerConnectOptions {
+  readonly nodeId: number;
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly database: string;
+  /** Extra startup parameters (application_name, client_encoding, options, ...). */
+  readonly params: Readonly<Record<string, string>>;
+  readonly connectTimeoutMs: number;
+  readonly authenticator: BackendAuthenticator;
+  /** Pool key (node, user, database, parameters). */
+  readonly key: string;
+}
+
+type Mode = 'startup' | 'relay' | 'internal' | 'idle' | 'closed';
+
+let nextConnectionId = 1;
+
+/** A logged-in backend connection; see the file header. */
+export class ServerConnection implements MessageSink {
+  readonly id = nextConnectionId++;
+  readonly nodeId: number;
+  readonly key: string;
+  readonly user: string;
+  readonly database: string;
+  readonly createdAt = Date.now();
+  lastUsedAt = Date.now();
+  useCount = 0;
+  backendPid = 0;
+  backendSecret = 0;
+  /** Server parameters as last reported (ParameterStatus), in arrival order. */
+  readonly params = new Map<string, string>();
+  txStatus: number = TxStatus.Idle;
+  outstanding = 0;
+  copyIn = false;
+  /** ErrorResponses seen while relaying (for stats). */
+  errorCount = 0;
+  closeReason = '';
+
+  private mode: Mode = 'startup';
+  private readonly scanner = new MessageScanner(WANT_ALL);
+  private sink: ServerSink | null = null;
+  private internalHandler: ((code: number, buf: Buffer, start: number, end: number) => void) | null = null;
+  private internalFail: ((e: Error) => void) | null = null;
+
+  private constructor(readonly socket: net.Socket, opts: ServerConnectOptions) {
+    this.nodeId = opts.nodeId;
+    this.key = opts.key;
+    this.user = opts.user;
+    this.database = opts.database;
+  }
+
+  /** Connects, authenticates and waits for the first ReadyForQuery. Rejects with a ProxyError. */
+  static connect(opts: ServerConnectOptions): Promise<ServerConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: opts.host, port: opts.port });
+      socket.setNoDelay(true);
+      const conn = new ServerConnection(socket, opts);
+      let settled = false;
+      const fail = (e: ProxyError): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        opts.authenticator.failed?.(null);
+        conn.destroy(e.message);
+        reject(e);
+      };
+      const timer = setTimeout(() => {
+        fail(new ProxyError(ProxyErrorCode.BackendConnectTimeout,
+          `timed out after ${opts.connectTimeoutMs} ms connecting to ${opts.host}:${opts.port}`));
+      }, opts.connectTimeoutMs > 0 ? opts.connectTimeoutMs : 2 ** 31 - 1);
+      timer.unref();
+      socket.once('connect', () => {
+        const params: Record<string, string> = { user: opts.user, database: opts.database, ...opts.params };
+        socket.write(encodeStartupMessage(params));
+      });
+      socket.on('error', (e: NodeJS.ErrnoException) => {
+        if (conn.mode === 'startup') {
+          fail(new ProxyError(ProxyErrorCode.BackendConnect, `${opts.host}:${opts.port}: ${e.code ?? e.message}`, undefined, { cause: e }));
+        } else {
+          conn.handleClose(`socket error: ${e.code ?? e.message}`);
+        }
+      });
+      socket.on('close', () => {
+        if (conn.mode === 'startup') {
+          fail(new ProxyError(ProxyErrorCode.BackendClosed, `${opts.host}:${opts.port} closed the connection during startup`));
+        } else {
+          conn.handleClose('closed by server');
+        }
+      });
+      socket.on('data', (chunk: Buffer) => conn.onData(chunk));
+
+      let authPending: Promise<void> = Promise.resolve();
+      conn.internalHandler = (code, buf, start, end) => {
+        switch (code) {
+          case BackendCode.Authentication: {
+            const req = decodeAuthentication(buf, start, end);
+            if (req.type === 'AuthenticationOk') {
+              opts.authenticator.done?.();
+              return;
+            }
+            const frame = Buffer.from(buf.subarray(start, end));
+            authPending = authPending
+              .then(() => opts.authenticator.answer(req, frame))
+              .then((answer) => { if (answer.length > 0 && !settled) socket.write(answer); })
+              .catch((e: unknown) => fail(e instanceof ProxyError ? e
+                : new ProxyError(ProxyErrorCode.BackendAuth, String((e as Error)?.message ?? e))));
+            return;
+          }
+          case BackendCode.ParameterStatus: {
+            const p = decodeParameterStatus(buf, start, end);
+            conn.params.set(p.name, p.value);
+            return;
+          }
+          case BackendCode.BackendKeyData: {
+            const k = decodeBackendKeyData(buf, start, end);
+            conn.backendPid = k.pid;
+            conn.backendSecret = k.secret;
+            return;
+          }
+          case BackendCode.ErrorResponse: {
+            const f = decodeErrorFields(buf, start, end);
+            opts.authenticator.failed?.(Buffer.from(buf.subarray(start, end)));
+            const code = f.code === '28P01' || f.code === '28000' ? ProxyErrorCode.BackendAuth : ProxyErrorCode.BackendRejected;
+            fail(new ProxyError(code, `node ${opts.nodeId}: ${f.message}`, f));
+            return;
+          }
+          case BackendCode.ReadyForQuery:
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            conn.txStatus = buf[start + 5]!;
+            conn.mode = 'idle';
+            conn.internalHandler = null;
+            conn.scanner.want = WANT_ALL;
+            resolve(conn);
+            return;
+          default:
+            return; // NoticeResponse, NegotiateProtocolVersion: nothing to do
+        }
+      };
+    });
+  }
+
+  /** True when the connection can be given to a client or put back in the pool. */
+  get usable(): boolean {
+    return this.mode !== 'closed' && !this.scanner.broken && !this.socket.destroyed;
+  }
+
+  /** True when the protocol state is clean: idle, nothing outstanding, not copying. */
+  get clean(): boolean {
+    return this.usable && this.txStatus === TxStatus.Idle && this.outstanding === 0 && !this.copyIn && this.scanner.atBoundary;
+  }
+
+  /** Lends the connection to a session: relayed data goes to `sink`. */
+  attach(sink: ServerSink): void {
+    this.sink = sink;
+    this.mode = 'relay';
+    this.scanner.want = WANT_RELAY;
+    this.lastUsedAt = Date.now();
+    this.useCount++;
+  }
+
+  /** Takes the connection back from its session (before reset or close). */
+  detach(): void {
+    this.sink = null;
+    if (this.mode === 'relay') this.mode = 'idle';
+    this.scanner.want = WANT_ALL;
+    this.lastUsedAt = Date.now();
+    if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** Writes request bytes to the server; `syncs` is how many ReadyForQuery they will produce. */
+  write(buf: Buffer, syncs: number): boolean {
+    this.outstanding += syncs;
+    return this.socket.write(buf);
+  }
+
+  /**
+   * Runs queries internally (reset, probes): each as its own Query message, pipelined.
+   * Resolves with the errors the server sent (empty when all succeeded).
+   */
+  runInternal(sqls: readonly string[], timeoutMs: number): Promise<PgErrorFields[]> {
+    return new Promise((resolve, reject) => {
+      if (!this.usable || this.mode === 'relay') {
+        reject(new ProxyError(ProxyErrorCode.ResetFailed, 'connection not available for an internal query'));
+        return;
+      }
+      const errors: PgErrorFields[] = [];
+      let waiting = sqls.length;
+      const timer = setTimeout(() => finish(new ProxyError(ProxyErrorCode.ResetFailed, `internal query timed out after ${timeoutMs} ms`)), timeoutMs);
+      timer.unref();
+      const finish = (e: Error | null): void => {
+        clearTimeout(timer);
+        this.internalHandler = null;
+        this.internalFail = null;
+        if (this.mode === 'internal') this.mode = 'idle';
+        if (e) reject(e);
+        else resolve(errors);
+      };
+      this.mode = 'internal';
+      this.internalFail = finish;
+      this.internalHandler = (code, buf, start, end) => {
+        if (code === BackendCode.ErrorResponse) errors.push(decodeErrorFields(buf, start, end));
+        else if (code === BackendCode.ParameterStatus) {
+          const p = decodeParameterStatus(buf, start, end);
+          this.params.set(p.name, p.value);
+        } else if (code === BackendCode.ReadyForQuery) {
+          this.txStatus = buf[start + 5]!;
+          this.outstanding--;
+          if (--waiting === 0) finish(null);
+        }
+      };
+      const frames = sqls.map((s) => encodeQuery(s));
+      this.outstanding += sqls.length;
+      this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    });
+  }
+
+  /** MessageSink: one wanted message from the scanner. */
+  onMessage(code: number, buf: Buffer, start: number, end: number): void {
+    if (this.mode === 'relay') {
+      if (code === BackendCode.ReadyForQuery) {
+        this.txStatus = buf[start + 5]!;
+        this.outstanding--;
+        this.copyIn = false;
+        this.sink?.onReadyForQuery?.(this);
+      } else if (code === BackendCode.ParameterStatus) {
+        const p = decodeParameterStatus(buf, start, end);
+        this.params.set(p.name, p.value);
+      } else if (code === BackendCode.CopyInResponse) {
+        this.copyIn = true;
+      } else if (code === BackendCode.ErrorResponse) {
+        this.errorCount++;
+      }
+      return;
+    }
+    if (this.internalHandler !== null) {
+      this.internalHandler(code, buf, start, end);
+      return;
+    }
+    // Idle in the pool: an ErrorResponse here is the server telling us it is going away.
+    if (code === BackendCode.ErrorResponse) this.destroy('server sent an error while idle');
+  }
+
+  private onData(chunk: Buffer): void {
+    this.scanner.scan(chunk, this);
+    if (this.scanner.broken) {
+      this.destroy('protocol violation from server (bad message length)');
+      return;
+    }
+    if (this.mode === 'relay' && this.sink !== null) this.sink.onServerData(this, chunk);
+  }
+
+  private handleClose(reason: string, graceful = false): void {
+    if (this.mode === 'closed') return;
+    const sink = this.sink;
+    const fail = this.internalFail;
+    const wasStartup = this.mode === 'startup';
+    this.mode = 'closed';
+    this.closeReason ||= reason;
+    this.sink = null;
+    if (graceful && !wasStartup && this.socket.writable) {
+      this.socket.end(encodeTerminate());
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else {
+      this.socket.destroy();
+    }
+    if (fail) fail(new ProxyError(ProxyErrorCode.BackendClosed, reason));
+    if (sink) sink.onServerClosed(this, reason);
+  }
+
+  /** Closes the connection (with a Terminate when the server is still there). Idempotent. */
+  destroy(reason: string): void {
+    this.handleClose(reason, true);
+  }
+
+  /** Pauses/resumes reading from the server (backpressure from a slow client). */
+  pause(): void { this.socket.pause(); }
+  resume(): void { this.socket.resume(); }
+}

@@ -1,0 +1,86 @@
+/**
+ * The one catalogue of errors pgmaitre itself puts on the wire, each with its SQLSTATE.
+ *
+ * Only these (and backend errors relayed verbatim) reach clients; anything else becomes a
+ * generic XX000 via `internal()` plus a log line. FATAL means ErrorResponse then close; ERROR
+ * means ErrorResponse + ReadyForQuery and the session lives.
+ */
+import { SqlState } from '../protocol/codes';
+import type { PgErrorFields } from '../protocol/error-fields';
+import { ProxyError } from './proxy-error';
+
+type Severity = 'ERROR' | 'FATAL';
+
+function err(severity: Severity, code: string, message: string, extra?: Partial<PgErrorFields>): PgErrorFields {
+  return { severity, code, message, ...extra };
+}
+
+/** Named constructors for every error pgmaitre sends. The key is the constructor name. */
+export const clientErrors = {
+  /** Startup or message length out of bounds, or an unparsable packet. */
+  protocolViolation: (why: string) => err('FATAL', SqlState.ProtocolViolation, why),
+  /** Unsupported frontend protocol version. */
+  unsupportedProtocol: (major: number, minor: number) =>
+    err('FATAL', SqlState.FeatureNotSupported, `unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`),
+  /** num_init_children sessions busy and the wait queue full. */
+  tooManyClients: () => err('FATAL', SqlState.TooManyConnections, 'sorry, too many clients already'),
+  /** No pool_hba.conf line matches. */
+  noHbaEntry: (host: string, user: string, database: string) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification,
+      `no pool_hba.conf entry for host "${host}", user "${user}", database "${database}"`),
+  /** A `reject` line matched. */
+  hbaReject: (host: string, user: string, database: string) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification,
+      `pool_hba.conf rejects connection for host "${host}", user "${user}", database "${database}"`),
+  /** Wrong password (PostgreSQL's 28P01, which drivers look for; pgpool sends XX000). */
+  passwordFailed: (user: string, method: string) =>
+    err('FATAL', SqlState.InvalidPassword, `password authentication failed for user "${user}"`,
+      { detail: `authentication method: ${method}` }),
+  /** The user has no usable entry in pool_passwd for the method the hba line asks for. */
+  noPoolPasswd: (user: string, why: string) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification, `authentication failed for user "${user}"`,
+      { detail: why }),
+  /** An hba method pgmaitre does not implement. */
+  unsupportedAuthMethod: (method: string) =>
+    err('FATAL', SqlState.FeatureNotSupported, `authentication method "${method}" is not supported by pgmaitre`),
+  /** Handshake took longer than authentication_timeout. */
+  authenticationTimeout: () => err('FATAL', SqlState.ProtocolViolation, 'canceling authentication due to timeout'),
+  /** client_idle_limit reached. */
+  idleLimit: (seconds: number) =>
+    err('FATAL', SqlState.IdleSessionTimeout, `terminating connection due to client_idle_limit (${seconds} s) being reached`),
+  /** No node can take writes. */
+  noPrimary: () =>
+    err('FATAL', SqlState.CannotConnectNow, 'no primary node is available',
+      { hint: 'check SHOW POOL_NODES; pgmaitre is waiting for a primary to be found or promoted' }),
+  /** Connecting to a backend failed (refused, timeout, closed). */
+  backendUnavailable: (nodeId: number, why: string) =>
+    err('FATAL', SqlState.SqlclientUnableToEstablishSqlconnection, `unable to connect to backend node ${nodeId}`, { detail: why }),
+  /** A backend connection died under the session. */
+  backendLost: (nodeId: number) =>
+    err('FATAL', SqlState.ConnectionFailure, `connection to backend node ${nodeId} was lost`),
+  /** pgmaitre is shutting down. */
+  shuttingDown: () => err('FATAL', SqlState.AdminShutdown, 'terminating connection due to administrator command'),
+  /** Anything not in this catalogue. */
+  internal: () => err('FATAL', SqlState.InternalError, 'internal error in pgmaitre'),
+} as const;
+
+/** Names of every client error constructor (pinned by a test). */
+export type ClientErrorName = keyof typeof clientErrors;
+
+/** Maps any thrown value to what the client may see. Backend errors pass through verbatim. */
+export function toClientError(e: unknown, nodeId: number): PgErrorFields {
+  if (e instanceof ProxyError) {
+    if (e.backend?.code) {
+      return {
+        severity: 'FATAL',
+        code: e.backend.code,
+        message: e.backend.message ?? e.message,
+        ...(e.backend.detail ? { detail: e.backend.detail } : {}),
+        ...(e.backend.hint ? { hint: e.backend.hint } : {}),
+      };
+    }
+    if (e.retryable || e.bansNode) return clientErrors.backendUnavailable(nodeId, e.message);
+    if (e.code === 'PGPX_NO_PRIMARY') return clientErrors.noPrimary();
+  }
+  return clientErrors.internal();
+}

@@ -1,0 +1,32 @@
+/**
+ * What a client session needs from the rest of pgmaitre, as one object built by app.ts.
+ *
+ * Sessions see interfaces and read-only views; they never construct modules themselves.
+ */
+import type { Config } from '../config/load';
+import type { HbaRule } from '../config/hba';
+import type { PoolPasswdEntry } from '../config/pool-passwd';
+import type { Logger, LogFlags } from '../log/logger';
+import type { Cluster } from '../cluster/cluster';
+import type { NodePool } from '../pool/node-pool';
+import type { ServerConnection } from '../backend/server-connection';
+import type { Slots } from './slots';
+import type { SessionRegistry } from './registry';
+
+/** Shared state and services handed to every session. */
+export interface FrontendContext {
+  config: Config;
+  readonly log: Logger;
+  readonly logFlags: LogFlags;
+  readonly cluster: Cluster;
+  readonly pools: ReadonlyMap<number, NodePool<ServerConnection>>;
+  readonly slots: Slots;
+  readonly registry: SessionRegistry;
+  /** pool_hba.conf rules when enable_pool_hba = on, else null (backends authenticate clients). */
+  hba: readonly HbaRule[] | null;
+  poolPasswd: ReadonlyMap<string, PoolPasswdEntry>;
+  /** (user, database) pairs the primary let in without a password: pooled logins may be reused. */
+  readonly trustedLogins: Set<string>;
+  /** True once shutdown has begun: new clients are refused. */
+  shuttingDown: boolean;
+}

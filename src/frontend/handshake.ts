@@ -1,0 +1,192 @@
+/**
+ * The login flow of a client session, from its StartupMessage to its first ReadyForQuery.
+ *
+ * Order: checks on the startup parameters → a client slot (num_init_children; queue; 53300) →
+ * authentication (pool_hba.conf + pool_passwd, or relayed to the primary when
+ * enable_pool_hba = off) → a connection to the primary from its pool (or a fresh one when the
+ * login was relayed) → AuthenticationOk, the backend's ParameterStatus values, pgmaitre's own
+ * BackendKeyData for this client, ReadyForQuery. authentication_timeout bounds the whole flow.
+ */
+import { encodeAuthentication, encodeBackendKeyData, encodeParameterStatus, encodeReadyForQuery } from '../protocol/backend';
+import { BackendCode, FrontendCode } from '../protocol/codes';
+import { clientErrors, toClientError } from '../errors/client-errors';
+import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
+import { LogEvent } from '../log/logger';
+import { ServerConnection } from '../backend/server-connection';
+import { credentialAuthenticator, type BackendAuthenticator, type BackendCredential } from '../backend/backend-auth';
+import { authenticateClient, type HandshakeIO } from './client-auth';
+import type { ClientSession } from './session';
+
+/** What the StartupMessage said. */
+export interface StartupInfo {
+  readonly protocol: { readonly major: number; readonly minor: number };
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** Startup parameters that are not part of the pool key (they pick the pool itself). */
+const NOT_IN_KEY = new Set(['user', 'database']);
+
+/** Pool key for a login: user, database and every other startup parameter, canonically sorted. */
+export function poolKey(user: string, database: string, params: Readonly<Record<string, string>>): string {
+  const extra = Object.keys(params).filter((k) => !NOT_IN_KEY.has(k)).sort().map((k) => `${k}=${params[k]}`);
+  return `${user}\u0000${database}\u0000${extra.join('\u0000')}`;
+}
+
+class ClientGone extends Error {
+  override name = 'ClientGone';
+}
+
+/**
+ * Relays the primary's authentication exchange to the client (enable_pool_hba = off):
+ * each request goes to the client, each answer back to the primary.
+ */
+function relayAuthenticator(s: ClientSession, io: HandshakeIO): BackendAuthenticator & { asked: boolean } {
+  return {
+    asked: false,
+    async answer(_req, frame) {
+      this.asked = true;
+      io.send(frame);
+      const { code, frame: reply } = await io.nextFrame();
+      if (code !== FrontendCode.Password) throw new ProxyError(ProxyErrorCode.BackendAuth, 'client sent something other than a password message');
+      return reply;
+    },
+    failed(frame) {
+      // The backend's own FATAL (28P01...) goes to the client verbatim.
+      if (frame !== null && frame[0] === BackendCode.ErrorResponse && s.socket.writable) s.socket.write(frame);
+    },
+  };
+}
+
+/** Runs the login flow; on any failure the session gets a FATAL error and closes. */
+export async function runHandshake(s: ClientSession, info: StartupInfo): Promise<void> {
+  const { ctx } = s;
+  const cfg = ctx.config;
+  const timeoutSec = cfg.authentication_timeout;
+  const timer = timeoutSec > 0 ? setTimeout(() => s.fatal(clientErrors.authenticationTimeout()), timeoutSec * 1000) : null;
+  timer?.unref();
+  try {
+    await login(s, info);
+  } catch (e) {
+    if (e instanceof ClientGone || s.closed) return;
+    ctx.log.warn({ event: LogEvent.BackendConnect, err: (e as Error).message, user: s.user, database: s.database }, 'login failed');
+    s.fatal(toClientError(e, s.primaryNode));
+  } finally {
+    if (timer !== null) clearTimeout(timer);
+  }
+}
+
+async function login(s: ClientSession, info: StartupInfo): Promise<void> {
+  const { ctx } = s;
+  const params = info.params;
+  if (info.protocol.major !== 3) {
+    s.fatal(clientErrors.unsupportedProtocol(info.protocol.major, info.protocol.minor));
+    return;
+  }
+  s.user = params.user ?? '';
+  s.database = params.database || s.user;
+  s.applicationName = params.application_name ?? '';
+  if (s.user === '') {
+    s.fatal(clientErrors.protocolViolation('no PostgreSQL user name specified in startup packet'));
+    return;
+  }
+  if (params.replication !== undefined && params.replication !== 'false' && params.replication !== 'off') {
+    s.fatal(clientErrors.protocolViolation('replication connections are not supported through pgmaitre'));
+    return;
+  }
+  if (ctx.shuttingDown) {
+    s.fatal(clientErrors.shuttingDown());
+    return;
+  }
+  if (ctx.logFlags.connections) {
+    ctx.log.info({ event: LogEvent.ConnectionReceived, host: s.address, port: s.port, user: s.user, database: s.database },
+      `new connection received: host=${s.address} port=${s.port} user=${s.user} database=${s.database}`);
+  }
+
+  // A client slot (num_init_children), waiting in line like pgpool's listen backlog.
+  const want = ctx.slots.acquire();
+  if (want === null) {
+    s.fatal(clientErrors.tooManyClients());
+    return;
+  }
+  const gone = new Promise<null>((resolve) => s.socket.once('close', () => resolve(null)));
+  const lease = await Promise.race([want.lease, gone]);
+  if (lease === null || s.closed) {
+    want.cancel();
+    lease?.release();
+    return;
+  }
+  s.slot = lease;
+  const key = ctx.registry.issueKey();
+  s.pid = key.pid;
+  s.secret = key.secret;
+  ctx.registry.add(s);
+
+  const io: HandshakeIO = {
+    send: (buf) => { if (s.socket.writable) s.socket.write(buf); },
+    nextFrame: async () => {
+      const f = await s.nextHandshakeFrame();
+      if (f === null) throw new ClientGone('client disconnected during authentication');
+      return f;
+    },
+  };
+
+  const primary = ctx.cluster.primaryId();
+  if (primary < 0) throw new ProxyError(ProxyErrorCode.NoPrimary, 'no primary node');
+  s.primaryNode = primary;
+  const node = ctx.cluster.node(primary)!;
+  const pool = ctx.pools.get(primary)!;
+  const pkey = poolKey(s.user, s.database, params);
+  const loginKey = `${s.user}\u0000${s.database}`;
+  const extraParams: Record<string, string> = {};
+  for (const [k, v] of Object.entries(params)) if (!NOT_IN_KEY.has(k)) extraParams[k] = v;
+  const connectOpts = (authenticator: BackendAuthenticator) => ({
+    nodeId: primary, host: node.host, port: node.port, user: s.user, database: s.database,
+    params: extraParams, connectTimeoutMs: ctx.config.connect_timeout, authenticator, key: pkey,
+  });
+
+  let conn: ServerConnection;
+  if (ctx.hba !== null) {
+    const outcome = await authenticateClient(io, { user: s.user, database: s.database, address: s.address, ssl: false }, ctx.hba, ctx.poolPasswd);
+    if (!outcome.ok) {
+      ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, method: outcome.method, code: outcome.error.code }, outcome.error.message);
+      s.fatal(outcome.error);
+      return;
+    }
+    const cred: BackendCredential = outcome.credential;
+    conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred))));
+  } else if (ctx.trustedLogins.has(loginKey)) {
+    conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, { kind: 'none' }))));
+  } else {
+    // The primary authenticates this client itself; the connection then joins the pool.
+    const relay = relayAuthenticator(s, io);
+    try {
+      conn = await ServerConnection.connect(connectOpts(relay));
+    } catch (e) {
+      if (e instanceof ProxyError && e.backend?.code && !s.closed) {
+        // The backend's FATAL already went to the client verbatim (relay.failed).
+        s.close(`backend refused login: ${e.backend.code}`);
+        return;
+      }
+      throw e;
+    }
+    pool.adopt(conn);
+    if (!relay.asked) ctx.trustedLogins.add(loginKey);
+  }
+
+  if (s.closed) {
+    pool.release(conn, conn.clean);
+    return;
+  }
+  conn.attach(s);
+  s.conns.set(primary, conn);
+
+  const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
+  for (const [name, value] of conn.params) parts.push(encodeParameterStatus(name, value));
+  parts.push(encodeBackendKeyData(s.pid, s.secret), encodeReadyForQuery(conn.txStatus));
+  s.socket.write(Buffer.concat(parts));
+  if (ctx.logFlags.connections) {
+    ctx.log.info({ event: LogEvent.ConnectionAuthorized, pid: s.pid, user: s.user, database: s.database, node_id: primary },
+      `connection authorized: user=${s.user} database=${s.database}`);
+  }
+  s.enterReady();
+}

@@ -1,0 +1,74 @@
+/**
+ * Logging facade over pino: structured JSON lines on stderr by default.
+ *
+ * pgpool's log_min_messages levels map onto pino's. Hot-path log decisions (log_statement,
+ * log_per_node_statement, log_client_messages) are plain booleans in `LogFlags`, read once per
+ * request, so no logging work happens when they are off.
+ */
+import pino from 'pino';
+
+/** The logger type used throughout pgmaitre. */
+export type Logger = pino.Logger;
+
+/** pgpool's log_min_messages values → pino levels. */
+const LEVELS: Readonly<Record<string, pino.Level>> = {
+  debug5: 'trace', debug4: 'trace', debug3: 'trace', debug2: 'debug', debug1: 'debug',
+  info: 'info', notice: 'info', log: 'info', warning: 'warn', error: 'error', fatal: 'fatal', panic: 'fatal',
+};
+
+/** Maps a pgpool log_min_messages value to a pino level (unknown → warn). */
+export function pinoLevel(pgpoolLevel: string): pino.Level {
+  return LEVELS[pgpoolLevel.toLowerCase()] ?? 'warn';
+}
+
+/** Options the logger needs from the config. */
+export interface LoggerOptions {
+  readonly log_min_messages: string;
+  readonly log_format?: string;
+}
+
+/** Creates the process logger (writes to stderr, synchronously so nothing is lost on exit). */
+export function createLogger(opts: LoggerOptions, destination?: pino.DestinationStream): Logger {
+  const dest = destination ?? pino.destination({ dest: 2, sync: true });
+  return pino(
+    {
+      name: 'pgmaitre',
+      level: pinoLevel(opts.log_min_messages),
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: ['password', '*.password', 'config.*password*'], censor: '[redacted]' },
+    },
+    dest,
+  );
+}
+
+/** Booleans the hot path reads to decide whether to log anything at all. */
+export interface LogFlags {
+  statement: boolean;
+  perNodeStatement: boolean;
+  clientMessages: boolean;
+  connections: boolean;
+  disconnections: boolean;
+}
+
+/** Event names used in log lines (stable, for grepping and tests). */
+export const LogEvent = {
+  Listening: 'listening',
+  ConnectionReceived: 'connection_received',
+  ConnectionAuthorized: 'connection_authorized',
+  Disconnected: 'frontend_disconnected',
+  Statement: 'statement',
+  NodeStatement: 'node_statement',
+  ClientMessage: 'client_message',
+  AuthFailed: 'authentication_failed',
+  BackendConnect: 'backend_connect',
+  BackendError: 'backend_error',
+  PoolReset: 'pool_reset',
+  PoolClose: 'pool_close',
+  PrimaryFound: 'primary_found',
+  ConfigWarning: 'config_warning',
+  Shutdown: 'shutdown',
+  ProtocolViolation: 'protocol_violation',
+  CancelForwarded: 'cancel_forwarded',
+} as const;

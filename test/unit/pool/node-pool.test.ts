@@ -1,0 +1,99 @@
+/** NodePool bookkeeping with plain in-memory connection objects (no protocol, no network). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { NodePool, type Poolable } from '../../../src/pool/node-pool';
+
+class Conn implements Poolable {
+  createdAt = Date.now();
+  lastUsedAt = Date.now();
+  useCount = 0;
+  usable = true;
+  closedFor = '';
+  constructor(readonly key: string) {}
+  destroy(reason: string): void {
+    this.usable = false;
+    this.closedFor = reason;
+  }
+}
+
+function pool(capacity: number, resetOk = true, extra: Partial<{ idleTimeoutSec: number; maxUses: number }> = {}) {
+  return new NodePool<Conn>(0, {
+    capacity, idleTimeoutSec: extra.idleTimeoutSec ?? 0, maxUses: extra.maxUses ?? 0, connectionCache: true,
+    reset: async () => resetOk,
+  });
+}
+const tick = () => new Promise((r) => setImmediate(r));
+
+test('a released clean connection is reused for the same key only', async () => {
+  const p = pool(4);
+  const a = await p.acquire('u/db', async () => new Conn('u/db'));
+  p.release(a, true);
+  await tick();
+  assert.equal(p.counts().idle, 1);
+  const b = await p.acquire('u/db', async () => new Conn('u/db'));
+  assert.equal(b, a);
+  const c = await p.acquire('v/db', async () => new Conn('v/db'));
+  assert.notEqual(c, a);
+  assert.equal(p.reused, 1);
+  assert.equal(p.created, 2);
+  p.shutdown();
+});
+
+test('unclean or failed-reset connections are closed, counts return to zero', async () => {
+  const p = pool(4, false);
+  const a = await p.acquire('k', async () => new Conn('k'));
+  const b = await p.acquire('k', async () => new Conn('k'));
+  p.release(a, false);
+  p.release(b, true);
+  await tick();
+  assert.equal(a.usable, false);
+  assert.equal(b.usable, false);
+  assert.deepEqual(p.counts(), { idle: 0, active: 0, resetting: 0, connecting: 0, total: 0 });
+  p.shutdown();
+});
+
+test('release twice throws', async () => {
+  const p = pool(2);
+  const a = await p.acquire('k', async () => new Conn('k'));
+  p.release(a, true);
+  assert.throws(() => p.release(a, true), /twice/);
+  p.shutdown();
+});
+
+test('at capacity the least recently used idle connection is evicted', async () => {
+  const p = pool(2);
+  const a = await p.acquire('a', async () => new Conn('a'));
+  const b = await p.acquire('b', async () => new Conn('b'));
+  p.release(a, true);
+  await tick();
+  p.release(b, true);
+  await tick();
+  const c = await p.acquire('c', async () => new Conn('c'));
+  assert.equal(a.usable, false, 'oldest evicted');
+  assert.equal(b.usable, true);
+  assert.equal(p.counts().total, 2);
+  p.release(c, true);
+  p.shutdown();
+});
+
+test('idle timeout and max uses', async () => {
+  const p = pool(4, true, { idleTimeoutSec: 1, maxUses: 2 });
+  const a = await p.acquire('k', async () => new Conn('k'));
+  a.useCount = 1;
+  p.release(a, true);
+  await tick();
+  p.reap(Date.now() + 1500);
+  assert.equal(a.usable, false);
+  const b = await p.acquire('k', async () => new Conn('k'));
+  b.useCount = 2;
+  p.release(b, true);
+  assert.match(b.closedFor, /child_max_connections/);
+  p.shutdown();
+});
+
+test('a failing create leaves no count behind', async () => {
+  const p = pool(2);
+  await assert.rejects(p.acquire('k', async () => { throw new Error('refused'); }));
+  assert.equal(p.counts().total, 0);
+  p.shutdown();
+});
