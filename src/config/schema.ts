@@ -1,0 +1,364 @@
+/**
+ * The one declarative table of every configuration key pgmaitre accepts.
+ *
+ * Names, defaults, units, ranges and contexts follow pgpool-II 4.6 (CFGCXT_INIT →
+ * 'restart', CFGCXT_RELOAD/CFGCXT_SESSION → 'hot', CFGCXT_SESSION also → session:true),
+ * so an existing pgpool.conf loads unchanged. Keys we do not act on yet are declared
+ * with implemented:false (they load, with a warning). Keys of our own carry pgmaitre:true.
+ * Numbered keys (backend_hostname0, health_check_period1, …) are declared once per family
+ * in NUMBERED_FAMILIES; obsolete keys of older pgpool versions in OBSOLETE_PARAMS.
+ */
+import { bool, int, LONG_MAX, list, oneOf, real, str, type ParamSpec } from './param-spec';
+
+const I = { impl: true } as const;
+const IS = { impl: true, session: true } as const;
+const S = { session: true } as const;
+const OURS = { impl: true, pgmaitre: true } as const;
+const SECRET = { secret: true } as const;
+
+/** Message levels accepted by log_min_messages / client_min_messages ('debug' = debug2). */
+export const MESSAGE_LEVELS = [
+  'debug5', 'debug4', 'debug3', 'debug2', 'debug1', 'debug',
+  'info', 'notice', 'warning', 'error', 'log', 'fatal', 'panic',
+] as const;
+
+/** Clustering modes of backend_clustering_mode. */
+export const CLUSTERING_MODES = [
+  'streaming_replication', 'native_replication', 'logical_replication', 'slony', 'raw', 'snapshot_isolation',
+] as const;
+
+const TLS_VERSIONS = ['', 'TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
+
+/** Every non-numbered key: pgpool-II 4.x parameters plus pgmaitre's own. */
+export const PARAMS = {
+  // --- clustering mode -------------------------------------------------------------------
+  backend_clustering_mode: oneOf(CLUSTERING_MODES, 'streaming_replication', 'restart', 'How backends replicate; pgmaitre supports streaming_replication (and raw).', I),
+
+  // --- connections -------------------------------------------------------------------------
+  listen_addresses: str('localhost', 'restart', "Comma-separated addresses to listen on for clients; '*' for all, '' for none.", I),
+  port: int(9999, 'restart', 'TCP port for client connections.', { ...I, min: 1024, max: 65535 }),
+  unix_socket_directories: list(['/tmp'], 'restart', 'Directories for the client Unix-domain socket.', I),
+  unix_socket_group: str('', 'restart', 'Owning group of the Unix-domain sockets.'),
+  unix_socket_permissions: int(0o777, 'restart', 'Access permissions of the Unix-domain sockets (octal).', { max: 0o777 }),
+  reserved_connections: int(0, 'restart', 'Refuse (rather than queue) clients beyond num_init_children - reserved_connections.'),
+  pcp_listen_addresses: str('localhost', 'restart', 'Addresses the PCP (admin) listener binds to.', I),
+  pcp_port: int(9898, 'restart', 'TCP port of the PCP (admin) listener.', { ...I, min: 1024, max: 65535 }),
+  pcp_socket_dir: str('/tmp', 'restart', 'Directory for the PCP Unix-domain socket.', I),
+  listen_backlog_multiplier: int(2, 'restart', 'listen(2) backlog = num_init_children * this.', { ...I, min: 1 }),
+  serialize_accept: bool(false, 'restart', 'Serialize accept() (pgpool process model; no effect here).'),
+
+  // --- authentication ----------------------------------------------------------------------
+  enable_pool_hba: bool(false, 'hot', 'Authenticate clients with pool_hba.conf.', I),
+  pool_passwd: str('pool_passwd', 'restart', "pool_passwd file (relative to pgpool.conf's directory); '' disables it.", { ...I, path: true }),
+  pool_key_file: str('', 'restart', "Key file for AES entries of pool_passwd (pgpool's -k flag); '' = $PGPOOLKEYFILE or ~/.pgpoolkey.", { ...OURS, path: true }),
+  authentication_timeout: int(60, 'restart', 'Seconds allowed to complete client authentication; 0 = no limit.', { ...I, unit: 's' }),
+  allow_clear_text_frontend_auth: bool(false, 'hot', 'Ask clients for a clear-text password when pool_passwd has no entry for them.', I),
+
+  // --- SSL ---------------------------------------------------------------------------------
+  ssl: bool(false, 'restart', 'Enable TLS for client and backend connections.', I),
+  ssl_key: str('', 'restart', 'TLS private key file.', { ...I, path: true }),
+  ssl_cert: str('', 'restart', 'TLS certificate file.', { ...I, path: true }),
+  ssl_ca_cert: str('', 'restart', 'PEM file of CA certificates to verify peers.', { ...I, path: true }),
+  ssl_ca_cert_dir: str('', 'restart', 'Directory of CA certificates.', { path: true }),
+  ssl_crl_file: str('', 'restart', 'Certificate revocation list file.', { path: true }),
+  ssl_ciphers: str('HIGH:MEDIUM:+3DES:!aNULL', 'restart', 'Allowed TLS ciphers (OpenSSL syntax).', I),
+  ssl_prefer_server_ciphers: bool(false, 'restart', "Prefer the server's cipher order over the client's.", I),
+  ssl_ecdh_curve: str('prime256v1', 'restart', 'Curve for ECDH key exchange.'),
+  ssl_dh_params_file: str('', 'restart', 'Diffie-Hellman parameters file.', { path: true }),
+  ssl_passphrase_command: str('', 'restart', 'Command that prints the passphrase of an encrypted key.'),
+  ssl_min_protocol_version: oneOf(TLS_VERSIONS, 'TLSv1.2', 'restart', "Minimum TLS version ('' = library default); PostgreSQL's name, not in pgpool.conf.", OURS),
+  ssl_max_protocol_version: oneOf(TLS_VERSIONS, '', 'restart', "Maximum TLS version ('' = no limit); PostgreSQL's name, not in pgpool.conf.", OURS),
+
+  // --- pools -------------------------------------------------------------------------------
+  process_management_mode: oneOf(['static', 'dynamic'] as const, 'static', 'hot', 'pgpool child process management (no processes here).'),
+  process_management_strategy: oneOf(['aggressive', 'gentle', 'lazy'] as const, 'gentle', 'hot', 'pgpool spare-process scale-down strategy.'),
+  num_init_children: int(32, 'restart', 'Maximum number of concurrent client sessions.', { ...I, min: 1 }),
+  min_spare_children: int(5, 'hot', 'Minimum spare child processes (dynamic mode).', { min: 1 }),
+  max_spare_children: int(10, 'hot', 'Maximum spare child processes (dynamic mode).', { min: 1 }),
+  max_pool: int(4, 'restart', 'Cached backend connections per session slot (distinct user/database pairs).', I),
+  child_life_time: int(300, 'restart', 'Seconds an idle session slot lives before its cached connections are dropped; 0 = forever.', { ...I, unit: 's' }),
+  child_max_connections: int(0, 'restart', 'Recycle a session slot after this many client connections; 0 = never.', I),
+  connection_life_time: int(0, 'restart', 'Seconds a cached backend connection may live; 0 = forever.', { ...I, unit: 's' }),
+  client_idle_limit: int(0, 'hot', 'Disconnect a client idle this many seconds (even in a transaction); 0 = never.', { ...IS, unit: 's' }),
+
+  // --- logging -----------------------------------------------------------------------------
+  log_destination: str('stderr', 'hot', "Where to log: 'stderr', 'syslog' or both, comma-separated.", I),
+  log_line_prefix: str('%m: %a pid %p: ', 'hot', 'printf-style prefix of each text log line.', I),
+  log_connections: bool(false, 'hot', 'Log each successful connection.', I),
+  log_disconnections: bool(false, 'hot', 'Log the end of each session.', I),
+  log_pcp_processes: bool(true, 'hot', 'Log PCP process start/exit.'),
+  log_hostname: bool(false, 'hot', 'Resolve and log client host names.', I),
+  log_statement: bool(false, 'hot', 'Log every SQL statement.', IS),
+  log_per_node_statement: bool(false, 'hot', 'Log every statement with the node it was sent to.', IS),
+  notice_per_node_statement: bool(false, 'hot', 'Send a NOTICE to the client naming the node of each statement.', IS),
+  log_client_messages: bool(false, 'hot', 'Log every protocol message from clients.', IS),
+  log_backend_messages: oneOf(['none', 'terse', 'verbose'] as const, 'none', 'hot', 'Log protocol messages from backends (pgpool 4.6).', S),
+  log_standby_delay: oneOf(['always', 'if_over_threshold', 'none'] as const, 'if_over_threshold', 'hot', 'When to log replication delay.'),
+  syslog_facility: oneOf(['LOCAL0', 'LOCAL1', 'LOCAL2', 'LOCAL3', 'LOCAL4', 'LOCAL5', 'LOCAL6', 'LOCAL7'] as const, 'LOCAL0', 'hot', 'syslog facility.'),
+  syslog_ident: str('pgpool', 'hot', 'syslog program identification.'),
+  log_error_verbosity: oneOf(['terse', 'default', 'verbose'] as const, 'default', 'hot', 'Detail of logged errors.', S),
+  client_min_messages: oneOf(MESSAGE_LEVELS, 'notice', 'hot', 'Lowest message level sent to clients.', S),
+  log_min_messages: oneOf(MESSAGE_LEVELS, 'warning', 'hot', 'Lowest message level written to the log.', IS),
+  logging_collector: bool(false, 'restart', 'Capture stderr into rotated log files.'),
+  log_directory: str('/tmp/pgpool_logs', 'restart', 'Directory of collected log files.'),
+  log_filename: str('pgpool-%Y-%m-%d_%H%M%S.log', 'restart', 'strftime pattern of collected log files.'),
+  log_file_mode: int(0o600, 'restart', 'Permissions of collected log files (octal).'),
+  log_truncate_on_rotation: bool(false, 'restart', 'Truncate rather than append on time-based rotation.'),
+  log_rotation_age: int(1440, 'restart', 'Rotate log files after this many minutes; 0 = never.', { unit: 'min' }),
+  log_rotation_size: int(10240, 'restart', 'Rotate log files after this many kilobytes; 0 = never.', { unit: 'kB', max: Math.floor(2147483647 / 1024) }),
+
+  // --- file locations ----------------------------------------------------------------------
+  pid_file_name: str('/var/run/pgpool/pgpool.pid', 'restart', 'PID file (relative to the config directory).', { path: true }),
+  logdir: str('/tmp', 'restart', 'Directory of the pgpool_status file.'),
+  work_dir: str('/tmp', 'restart', 'pgpool 4.7 name of logdir.'),
+
+  // --- connection pooling ------------------------------------------------------------------
+  connection_cache: bool(true, 'restart', 'Keep backend connections open after the client leaves.', I),
+  reset_query_list: list(['ABORT', 'DISCARD ALL'], 'hot', 'Semicolon-separated statements run on a backend connection before reuse.', { ...I, separator: ';' }),
+
+  // --- native replication mode -------------------------------------------------------------
+  replicate_select: bool(false, 'hot', 'Native replication: send SELECTs to every node.'),
+  insert_lock: bool(true, 'hot', 'Native replication: lock tables on INSERT for SERIAL consistency.'),
+  lobj_lock_table: str('', 'hot', 'Native replication: table locked around lo_creat.'),
+  replication_stop_on_mismatch: bool(false, 'hot', 'Native replication: degenerate a node whose reply kind differs.'),
+  failover_if_affected_tuples_mismatch: bool(false, 'hot', 'Native replication: degenerate a node whose row count differs.'),
+
+  // --- load balancing ----------------------------------------------------------------------
+  load_balance_mode: bool(true, 'restart', 'Send read-only queries to standbys by weight.', I),
+  ignore_leading_white_space: bool(true, 'hot', 'Ignore leading white space when classifying queries.', I),
+  read_only_function_list: list([], 'hot', 'Functions (regexps) that do not write; others called in a SELECT go to the primary.', I),
+  write_function_list: list([], 'hot', 'Functions (regexps) that write: a SELECT calling them goes to the primary.', I),
+  primary_routing_query_pattern_list: list([], 'hot', 'Semicolon-separated regexps of queries always sent to the primary.', { ...I, separator: ';' }),
+  user_redirect_preference_list: str('', 'hot', "user:node pairs ('primary', 'standby' or a node id, optional weight) for load balancing.", I),
+  database_redirect_preference_list: str('', 'hot', 'database:node pairs for load balancing.', I),
+  app_name_redirect_preference_list: str('', 'hot', 'application_name:node pairs for load balancing.', I),
+  allow_sql_comments: bool(false, 'hot', 'Ignore SQL comments when deciding load balancing.', IS),
+  disable_load_balance_on_write: oneOf(['off', 'transaction', 'trans_transaction', 'always', 'dml_adaptive'] as const, 'transaction', 'hot', 'What a write does to later reads.', I),
+  dml_adaptive_object_relationship_list: str('', 'hot', 'object:dependent pairs for dml_adaptive.', I),
+  statement_level_load_balance: bool(false, 'hot', 'Choose the load-balance node per statement, not per session.', I),
+  load_balance_in_transaction: bool(false, 'hot', 'Allow reads inside explicit transactions to go to standbys (before any write).', OURS),
+  read_your_writes: bool(false, 'hot', "After a session writes, send its reads to the primary until standbys have replayed the write.", OURS),
+
+  // --- streaming replication check ---------------------------------------------------------
+  sr_check_period: int(10, 'hot', 'Seconds between replication-delay checks; 0 disables.', { ...I, unit: 's' }),
+  sr_check_user: str('', 'hot', 'User for replication-delay checks.', I),
+  sr_check_password: str('', 'hot', 'Password of sr_check_user (empty: look in pool_passwd).', { ...I, ...SECRET }),
+  sr_check_database: str('postgres', 'hot', 'Database for replication-delay checks.', I),
+  delay_threshold: int(0, 'hot', 'Max standby lag in WAL bytes before reads avoid it; 0 disables.', { ...I, unit: 'B', max: LONG_MAX }),
+  delay_threshold_by_time: int(0, 'hot', 'Max standby lag in milliseconds before reads avoid it; 0 disables.', { ...I, unit: 'ms' }),
+  prefer_lower_delay_standby: bool(false, 'hot', 'When the chosen standby lags, try the least-lagging standby before the primary.', I),
+  follow_primary_command: str('', 'hot', 'Command run for each standby after a primary failover.', I),
+
+  // --- health check ------------------------------------------------------------------------
+  health_check_period: int(0, 'hot', 'Seconds between health checks; 0 disables.', { ...I, unit: 's' }),
+  health_check_timeout: int(20, 'hot', 'Seconds before a health check gives up; 0 = no limit.', { ...I, unit: 's' }),
+  health_check_user: str('', 'hot', 'User for health checks.', I),
+  health_check_password: str('', 'hot', 'Password of health_check_user (empty: look in pool_passwd).', { ...I, ...SECRET }),
+  health_check_database: str('', 'hot', "Database for health checks ('' tries postgres then template1).", I),
+  health_check_max_retries: int(0, 'hot', 'Retries of a failed health check before failover.', I),
+  health_check_retry_delay: int(1, 'hot', 'Seconds between health check retries.', { ...I, unit: 's' }),
+  connect_timeout: int(10000, 'hot', 'Milliseconds before giving up connecting to a backend; 0 = no limit.', { ...I, unit: 'ms' }),
+  health_check_test: bool(false, 'restart', 'pgpool developer switch for health check testing.'),
+
+  // --- failover and failback ---------------------------------------------------------------
+  failover_command: str('', 'hot', 'Command run when a node is detached (%d %h %p %D %m %H %M %P %r %R %N %S).', I),
+  failback_command: str('', 'hot', 'Command run when a node is attached.', I),
+  failover_on_backend_error: bool(true, 'hot', 'Fail a node over when reading/writing its socket fails.', I),
+  failover_on_backend_shutdown: bool(false, 'hot', 'Fail a node over when it reports an administrative shutdown.', I),
+  detach_false_primary: bool(false, 'hot', 'Detach a node claiming to be primary that is not the real one.', I),
+  search_primary_node_timeout: int(300, 'hot', 'Seconds to search for the new primary after failover; 0 = forever.', { ...I, unit: 's' }),
+  auto_failback: bool(false, 'hot', 'Reattach a detached standby that is streaming again.', I),
+  auto_failback_interval: int(60, 'hot', 'Minimum seconds between auto failbacks.', { ...I, unit: 's' }),
+
+  // --- online recovery ---------------------------------------------------------------------
+  recovery_user: str('', 'hot', 'User for online recovery.'),
+  recovery_password: str('', 'hot', 'Password of recovery_user.', SECRET),
+  recovery_database: str('postgres', 'hot', 'Database for online recovery (pgpool 4.7).'),
+  recovery_1st_stage_command: str('', 'hot', 'First stage online recovery script.'),
+  recovery_2nd_stage_command: str('', 'hot', 'Second stage online recovery script.'),
+  recovery_timeout: int(90, 'hot', 'Seconds to wait for a recovered node to start.', { unit: 's' }),
+  client_idle_limit_in_recovery: int(0, 'hot', 'Idle limit for clients during second stage recovery; -1 = immediate.', { ...S, unit: 's', min: -1 }),
+
+  // --- watchdog ----------------------------------------------------------------------------
+  use_watchdog: bool(false, 'restart', 'Enable the pgpool watchdog (HA of pgpool itself).'),
+  trusted_servers: str('', 'restart', 'Servers pinged to check upstream connectivity.'),
+  trusted_server_command: str('ping -q -c3 %h', 'hot', 'Command used to check a trusted server.'),
+  delegate_ip: str('', 'restart', 'Virtual IP held by the watchdog leader.'),
+  if_cmd_path: str('/sbin', 'restart', 'Directory of if_up_cmd/if_down_cmd.'),
+  if_up_cmd: str('/usr/bin/sudo /sbin/ip addr add $_IP_$/24 dev eth0 label eth0:0', 'restart', 'Command bringing the virtual IP up.'),
+  if_down_cmd: str('/usr/bin/sudo /sbin/ip addr del $_IP_$/24 dev eth0', 'restart', 'Command bringing the virtual IP down.'),
+  arping_path: str('/usr/sbin', 'restart', 'Directory of arping_cmd.'),
+  arping_cmd: str('/usr/bin/sudo /usr/sbin/arping -U $_IP_$ -w 1 -I eth0', 'restart', 'arping command after taking the virtual IP.'),
+  ping_path: str('/bin', 'restart', 'Directory of ping.'),
+  wd_priority: int(1, 'restart', 'Watchdog leader election priority.'),
+  wd_authkey: str('', 'hot', 'Watchdog authentication key.', SECRET),
+  wd_ipc_socket_dir: str('/tmp', 'restart', 'Directory of the watchdog IPC socket.'),
+  clear_memqcache_on_escalation: bool(true, 'hot', 'Clear the query cache when becoming watchdog leader.'),
+  wd_escalation_command: str('', 'hot', 'Command run when becoming watchdog leader.'),
+  wd_de_escalation_command: str('', 'hot', 'Command run when resigning as watchdog leader.'),
+  failover_when_quorum_exists: bool(true, 'restart', 'Fail over only while the watchdog cluster has quorum.'),
+  failover_require_consensus: bool(true, 'restart', 'Fail over only when a majority of watchdog nodes agree.'),
+  allow_multiple_failover_requests_from_node: bool(false, 'restart', 'Let one watchdog node vote several times.'),
+  enable_consensus_with_half_votes: bool(false, 'restart', 'Half the votes suffice in an even-sized watchdog cluster.'),
+  wd_remove_shutdown_nodes: bool(false, 'hot', 'Revoke membership of cleanly shut down watchdog nodes.'),
+  wd_lost_node_removal_timeout: int(0, 'hot', 'Seconds before a LOST watchdog node loses membership; 0 = never.', { unit: 's' }),
+  wd_no_show_node_removal_timeout: int(0, 'hot', 'Seconds before a NO-SHOW watchdog node loses membership; 0 = never.', { unit: 's' }),
+  wd_monitoring_interfaces_list: str('', 'restart', 'Network interfaces the watchdog monitors.'),
+  wd_lifecheck_method: oneOf(['query', 'heartbeat', 'external'] as const, 'heartbeat', 'restart', 'Watchdog life check method.'),
+  wd_interval: int(10, 'restart', 'Seconds between watchdog life checks.', { unit: 's' }),
+  wd_heartbeat_keepalive: int(2, 'restart', 'Seconds between heartbeat signals.', { unit: 's', min: 1 }),
+  wd_heartbeat_deadtime: int(30, 'restart', 'Seconds without heartbeat before a node is lost.', { unit: 's', min: 1 }),
+  wd_life_point: int(3, 'restart', 'Life check retries (query mode).'),
+  wd_lifecheck_query: str('SELECT 1', 'restart', 'Life check query (query mode).'),
+  wd_lifecheck_dbname: str('template1', 'hot', 'Life check database (query mode).'),
+  wd_lifecheck_user: str('', 'hot', 'Life check user (query mode).'),
+  wd_lifecheck_password: str('', 'hot', 'Life check password (query mode).', SECRET),
+
+  // --- relation cache and misc -------------------------------------------------------------
+  relcache_expire: int(0, 'restart', 'Seconds a relation cache entry lives; 0 = forever.', { unit: 's', max: LONG_MAX }),
+  relcache_size: int(256, 'restart', 'Number of relation cache entries.'),
+  check_temp_table: oneOf(['catalog', 'trace', 'none', 'on', 'off'] as const, 'catalog', 'hot', 'How temporary tables are detected.'),
+  check_unlogged_table: bool(true, 'hot', 'Check for unlogged tables in SELECTs.', S),
+  enable_shared_relcache: bool(true, 'restart', 'Share the relation cache through the query cache.'),
+  relcache_query_target: oneOf(['primary', 'load_balance_node'] as const, 'primary', 'hot', 'Node that answers relation cache queries.'),
+
+  // --- in-memory query cache ---------------------------------------------------------------
+  memory_cache_enabled: bool(false, 'restart', 'Enable the in-memory query cache.'),
+  memqcache_method: oneOf(['shmem', 'memcached'] as const, 'shmem', 'restart', 'Query cache storage.'),
+  memqcache_memcached_host: str('localhost', 'restart', 'memcached host.'),
+  memqcache_memcached_port: int(11211, 'restart', 'memcached port.'),
+  memqcache_total_size: int(67108864, 'restart', 'Bytes of shared memory for the query cache.', { unit: 'B', max: LONG_MAX }),
+  memqcache_max_num_cache: int(1000000, 'restart', 'Number of query cache entries.'),
+  memqcache_expire: int(0, 'restart', 'Seconds a query cache entry lives; 0 = forever.', { unit: 's' }),
+  memqcache_auto_cache_invalidation: bool(true, 'hot', 'Invalidate cache entries on DDL/DML.'),
+  memqcache_maxcache: int(409600, 'restart', 'Largest cacheable SELECT result in bytes.', { unit: 'B' }),
+  memqcache_cache_block_size: int(1048576, 'restart', 'Query cache block size in bytes.', { unit: 'B', min: 512 }),
+  memqcache_oiddir: str('/var/log/pgpool/oiddir', 'restart', 'Directory recording table OIDs for cache invalidation.'),
+  cache_safe_memqcache_table_list: list([], 'hot', 'Tables (regexps) whose results may be cached.'),
+  cache_unsafe_memqcache_table_list: list([], 'hot', 'Tables (regexps) whose results must not be cached.'),
+
+  // --- pgmaitre's own ----------------------------------------------------------------------
+  http_port: int(8404, 'restart', 'Port of the HTTP admin/metrics endpoint; 0 disables it.', { ...OURS, max: 65535 }),
+  http_listen_addresses: str('localhost', 'restart', 'Addresses the HTTP admin endpoint binds to.', OURS),
+  http_auth: str('', 'hot', "Basic auth for the HTTP endpoint as 'user:password'; '' = none.", { ...OURS, ...SECRET }),
+  max_message_size: int(1073741823, 'restart', 'Largest protocol message accepted, in bytes.', { ...OURS, unit: 'B', min: 1024, max: 1073741823 }),
+  log_format: oneOf(['json', 'text'] as const, 'json', 'restart', 'Log line format.', OURS),
+  auth_query: str('', 'hot', "Query fetching a user's password verifier when pool_passwd has none ('' disables).", OURS),
+  auth_user: str('', 'hot', 'User that runs auth_query.', OURS),
+} as const satisfies Record<string, ParamSpec>;
+
+/** Name of a non-numbered key. */
+export type ParamName = keyof typeof PARAMS;
+
+const BACKEND_FLAGS_DOC = "Pipe-separated: ALLOW_TO_FAILOVER | DISALLOW_TO_FAILOVER, ALWAYS_PRIMARY.";
+
+/**
+ * Numbered key families: `<base>N` with N = 0..MAX_NUMBERED_INDEX. Per-node health check
+ * overrides reuse the global key's spec; their default is "unset → use the global".
+ */
+export const NUMBERED_FAMILIES = {
+  backend_hostname: str('', 'hot', "Backend N host name, IP address, or Unix socket directory (starting with '/').", I),
+  backend_port: int(5432, 'hot', 'Backend N port.', { ...I, min: 1024, max: 65535 }),
+  backend_weight: real(1, 'hot', 'Backend N load-balancing weight.', { ...I, min: 0, max: 100000000 }),
+  backend_flag: str('ALLOW_TO_FAILOVER', 'hot', `Backend N behaviour flags. ${BACKEND_FLAGS_DOC}`, I),
+  backend_data_directory: str('', 'hot', 'Backend N data directory (passed to failover commands).', I),
+  backend_application_name: str('', 'hot', "Backend N's walreceiver application_name, to find its lag.", I),
+  health_check_period: PARAMS.health_check_period,
+  health_check_timeout: PARAMS.health_check_timeout,
+  health_check_user: PARAMS.health_check_user,
+  health_check_password: PARAMS.health_check_password,
+  health_check_database: PARAMS.health_check_database,
+  health_check_max_retries: PARAMS.health_check_max_retries,
+  health_check_retry_delay: PARAMS.health_check_retry_delay,
+  connect_timeout: PARAMS.connect_timeout,
+  hostname: str('', 'restart', 'Watchdog node N host name.'),
+  wd_port: int(9000, 'restart', 'Watchdog node N watchdog port.', { min: 1024, max: 65535 }),
+  pgpool_port: int(9999, 'restart', 'Watchdog node N pgpool port.', { min: 1024, max: 65535 }),
+  heartbeat_hostname: str('', 'restart', 'Heartbeat destination N.'),
+  heartbeat_port: int(9694, 'restart', 'Heartbeat port N.', { min: 1024, max: 65535 }),
+  heartbeat_device: str('', 'restart', 'Network device for heartbeat N.'),
+} as const satisfies Record<string, ParamSpec>;
+
+/** Name of a numbered key family. */
+export type FamilyName = keyof typeof NUMBERED_FAMILIES;
+
+/** Highest index N accepted in numbered keys (pgpool's MAX_NUM_BACKENDS - 1). */
+export const MAX_NUMBERED_INDEX = 127;
+
+/** Per-node health check keys: per-node override of the global key of the same name. */
+export const HEALTH_CHECK_FAMILIES = [
+  'health_check_period', 'health_check_timeout', 'health_check_user', 'health_check_password',
+  'health_check_database', 'health_check_max_retries', 'health_check_retry_delay', 'connect_timeout',
+] as const;
+
+/** An obsolete key: either renamed (value applied to `to`) or dropped (ignored). */
+export type ObsoleteParam =
+  | { readonly kind: 'renamed'; readonly to: string; readonly since: string }
+  | { readonly kind: 'mode'; readonly since: string }
+  | { readonly kind: 'dropped'; readonly since: string };
+
+/**
+ * Keys of older pgpool versions. Numbered renames use the placeholder N. The 'mode' keys
+ * (master_slave_mode, master_slave_sub_mode, replication_mode) fold into backend_clustering_mode.
+ */
+export const OBSOLETE_PARAMS: Readonly<Record<string, ObsoleteParam>> = {
+  master_slave_mode: { kind: 'mode', since: '4.2' },
+  master_slave_sub_mode: { kind: 'mode', since: '4.2' },
+  replication_mode: { kind: 'mode', since: '4.2' },
+  fail_over_on_backend_error: { kind: 'renamed', to: 'failover_on_backend_error', since: '4.0' },
+  white_function_list: { kind: 'renamed', to: 'read_only_function_list', since: '4.2' },
+  black_function_list: { kind: 'renamed', to: 'write_function_list', since: '4.2' },
+  black_query_pattern_list: { kind: 'renamed', to: 'primary_routing_query_pattern_list', since: '4.2' },
+  white_memqcache_table_list: { kind: 'renamed', to: 'cache_safe_memqcache_table_list', since: '4.2' },
+  black_memqcache_table_list: { kind: 'renamed', to: 'cache_unsafe_memqcache_table_list', since: '4.2' },
+  follow_master_command: { kind: 'renamed', to: 'follow_primary_command', since: '4.2' },
+  socket_dir: { kind: 'renamed', to: 'unix_socket_directories', since: '4.4' },
+  other_pgpool_hostnameN: { kind: 'renamed', to: 'hostnameN', since: '4.2' },
+  other_pgpool_portN: { kind: 'renamed', to: 'pgpool_portN', since: '4.2' },
+  other_wd_portN: { kind: 'renamed', to: 'wd_portN', since: '4.2' },
+  heartbeat_destinationN: { kind: 'renamed', to: 'heartbeat_hostnameN', since: '4.2' },
+  heartbeat_destination_portN: { kind: 'renamed', to: 'heartbeat_portN', since: '4.2' },
+  backend_socket_dir: { kind: 'dropped', since: '3.5' },
+  debug_level: { kind: 'dropped', since: '3.5' },
+  print_timestamp: { kind: 'dropped', since: '3.4' },
+  print_user: { kind: 'dropped', since: '3.4' },
+  pcp_timeout: { kind: 'dropped', since: '3.5' },
+  parallel_mode: { kind: 'dropped', since: '3.5' },
+  enable_query_cache: { kind: 'dropped', since: '3.5' },
+  pgpool2_hostname: { kind: 'dropped', since: '3.5' },
+  system_db_hostname: { kind: 'dropped', since: '3.5' },
+  system_db_port: { kind: 'dropped', since: '3.5' },
+  system_db_dbname: { kind: 'dropped', since: '3.5' },
+  system_db_schema: { kind: 'dropped', since: '3.5' },
+  system_db_user: { kind: 'dropped', since: '3.5' },
+  system_db_password: { kind: 'dropped', since: '3.5' },
+  wd_hostname: { kind: 'dropped', since: '4.2' },
+  wd_port: { kind: 'dropped', since: '4.2' },
+  wd_heartbeat_port: { kind: 'dropped', since: '4.2' },
+};
+
+/** Spec of a numbered key such as backend_port3, with its family and index, if it is one. */
+export function lookupNumbered(key: string): { family: FamilyName; index: number; spec: ParamSpec } | undefined {
+  const m = /^([a-z_]+?)(\d+)$/.exec(key);
+  if (m === null) return undefined;
+  const base = m[1] ?? '';
+  if (!Object.prototype.hasOwnProperty.call(NUMBERED_FAMILIES, base)) return undefined;
+  const family = base as FamilyName;
+  return { family, index: Number(m[2]), spec: NUMBERED_FAMILIES[family] };
+}
+
+/** Spec of a non-numbered key, if declared. */
+export function lookupParam(key: string): ParamSpec | undefined {
+  return Object.prototype.hasOwnProperty.call(PARAMS, key) ? (PARAMS as Record<string, ParamSpec>)[key] : undefined;
+}
+
+/** Obsolete-key entry for a key (numbered renames matched through their N placeholder). */
+export function lookupObsolete(key: string): { entry: ObsoleteParam; newKey?: string } | undefined {
+  const direct = OBSOLETE_PARAMS[key];
+  if (direct !== undefined) return direct.kind === 'renamed' ? { entry: direct, newKey: direct.to } : { entry: direct };
+  const m = /^([a-z_]+?)(\d+)$/.exec(key);
+  if (m === null) return undefined;
+  const entry = OBSOLETE_PARAMS[`${m[1] ?? ''}N`];
+  if (entry === undefined) return undefined;
+  return entry.kind === 'renamed' ? { entry, newKey: entry.to.replace(/N$/, m[2] ?? '') } : { entry };
+}
