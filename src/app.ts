@@ -5,6 +5,7 @@
  * primary detection → listeners. stop() drains gracefully: stop accepting, end sessions with
  * 57P01, close pooled connections.
  */
+import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import type { Config, LoadedConfig } from './config/load';
 import { loadHba } from './config/hba';
@@ -59,8 +60,8 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
   const log = opts.log ?? createLogger(config);
   for (const w of loaded.warnings) log.warn({ event: LogEvent.ConfigWarning }, w);
 
-  const poolPasswd: ReadonlyMap<string, PoolPasswdEntry> = config.pool_passwd !== '' && config.pool_passwd_file
-    ? loadPoolPasswd(config.pool_passwd_file, config.key_file) : new Map();
+  const poolPasswd: ReadonlyMap<string, PoolPasswdEntry> = config.pool_passwd !== '' && fs.existsSync(config.pool_passwd)
+    ? loadPoolPasswd(config.pool_passwd, config.key_file) : new Map();
   for (const [user, e] of poolPasswd) {
     if (e.kind === 'unusable') log.warn({ event: LogEvent.ConfigWarning, user }, `pool_passwd entry for "${user}" is unusable: ${e.reason}`);
   }
@@ -125,7 +126,7 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
     }
     new ClientSession(socket, ctx);
   };
-  const socketDirs = config.unix_socket_directories.split(',').map((d) => d.trim()).filter((d) => d !== '');
+  const socketDirs = config.unix_socket_directories.map((d) => d.trim()).filter((d) => d !== '');
   const servers = await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket);
   const ports = servers.map((s) => s.address()).filter((a): a is net.AddressInfo => typeof a === 'object' && a !== null).map((a) => a.port);
   log.info({ event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);

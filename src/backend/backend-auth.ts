@@ -6,7 +6,7 @@
  * relay authenticator (frontend/handshake.ts) passes the exchange through to the real client when
  * pgmaitre holds nothing (enable_pool_hba = off: the backend itself authenticates the client).
  */
-import type { AuthRequest } from '../protocol/backend';
+import type { AuthenticationMessage } from '../protocol/backend';
 import { encodePassword, encodeSASLInitialResponse, encodeSASLResponse } from '../protocol/frontend';
 import { md5PasswordHash, md5Response } from '../protocol/auth/md5';
 import { ScramClientSession } from '../protocol/auth/scram';
@@ -20,7 +20,7 @@ export type BackendCredential =
 
 /** Answers one authentication request with the frame to send back to the backend. */
 export interface BackendAuthenticator {
-  answer(req: AuthRequest, frame: Buffer): Buffer | Promise<Buffer>;
+  answer(req: AuthenticationMessage, frame: Buffer): Buffer | Promise<Buffer>;
   /** Called once the backend said AuthenticationOk. */
   done?(): void;
   /** Called if the login failed; lets a relaying authenticator tell its client. */

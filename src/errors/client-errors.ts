@@ -6,12 +6,12 @@
  * means ErrorResponse + ReadyForQuery and the session lives.
  */
 import { SqlState } from '../protocol/codes';
-import type { PgErrorFields } from '../protocol/error-fields';
+import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { ProxyError } from './proxy-error';
 
 type Severity = 'ERROR' | 'FATAL';
 
-function err(severity: Severity, code: string, message: string, extra?: Partial<PgErrorFields>): PgErrorFields {
+function err(severity: Severity, code: string, message: string, extra?: Partial<ErrorFieldsInput>): ErrorFieldsInput {
   return { severity, code, message, ...extra };
 }
 
@@ -68,7 +68,7 @@ export const clientErrors = {
 export type ClientErrorName = keyof typeof clientErrors;
 
 /** Maps any thrown value to what the client may see. Backend errors pass through verbatim. */
-export function toClientError(e: unknown, nodeId: number): PgErrorFields {
+export function toClientError(e: unknown, nodeId: number): ErrorFieldsInput {
   if (e instanceof ProxyError) {
     if (e.backend?.code) {
       return {

@@ -14,8 +14,9 @@ import { FrontendCode } from '../protocol/codes';
 import { encodeAuthentication } from '../protocol/backend';
 import { decodePassword, decodeSASLInitialResponse, decodeSASLResponse } from '../protocol/frontend';
 import { md5PasswordHash, verifyMd5Response } from '../protocol/auth/md5';
-import { ScramServerSession } from '../protocol/auth/scram';
-import type { PgErrorFields } from '../protocol/error-fields';
+import { parseScramVerifier, scramSecret, ScramServerSession } from '../protocol/auth/scram';
+import { timingSafeEqual } from 'node:crypto';
+import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
 import type { BackendCredential } from '../backend/backend-auth';
 
@@ -37,7 +38,7 @@ export interface AuthRequestInfo {
 /** Result: the credential for backend logins, or an error to send as FATAL. */
 export type ClientAuthOutcome =
   | { readonly ok: true; readonly credential: BackendCredential; readonly method: string }
-  | { readonly ok: false; readonly error: PgErrorFields; readonly method: string };
+  | { readonly ok: false; readonly error: ErrorFieldsInput; readonly method: string };
 
 /** Thrown (internally) for a client that sent something other than a password message. */
 class UnexpectedMessage extends Error {}
@@ -46,6 +47,14 @@ function credentialOf(entry: PoolPasswdEntry | undefined): BackendCredential {
   if (entry?.kind === 'text') return { kind: 'password', password: entry.password };
   if (entry?.kind === 'md5') return { kind: 'md5', md5: entry.md5 };
   return { kind: 'none' };
+}
+
+/** True when `password` derives the StoredKey of a SCRAM verifier (password method against a SCRAM entry). */
+function passwordMatchesVerifier(verifier: string, password: string): boolean {
+  const v = parseScramVerifier(verifier);
+  if (v === null) return false;
+  const derived = scramSecret(password, v.salt, v.iterations);
+  return timingSafeEqual(derived.storedKey, v.storedKey);
 }
 
 async function readPassword(io: HandshakeIO): Promise<Buffer> {
@@ -65,7 +74,7 @@ export async function authenticateClient(
   if (rule === undefined) return { ok: false, method: 'none', error: clientErrors.noHbaEntry(who.address, who.user, who.database) };
   const method = rule.method;
   const entry = poolPasswd.get(who.user);
-  const fail = (error: PgErrorFields): ClientAuthOutcome => ({ ok: false, method, error });
+  const fail = (error: ErrorFieldsInput): ClientAuthOutcome => ({ ok: false, method, error });
   const wrong = (): ClientAuthOutcome => fail(clientErrors.passwordFailed(who.user, method));
   try {
     switch (method) {
@@ -83,7 +92,7 @@ export async function authenticateClient(
         let ok = false;
         if (entry.kind === 'text') ok = given === entry.password;
         else if (entry.kind === 'md5') ok = md5PasswordHash(who.user, given) === entry.md5;
-        else if (entry.kind === 'scram') ok = ScramServerSession.verifyPassword(entry.verifier, given);
+        else if (entry.kind === 'scram') ok = passwordMatchesVerifier(entry.verifier, given);
         return ok ? { ok: true, method, credential: { kind: 'password', password: given } } : wrong();
       }
       case 'md5': {

@@ -15,7 +15,7 @@ import { FrontendCode, Limits, StartupCode } from '../protocol/codes';
 import { encodeErrorResponse } from '../protocol/backend';
 import { decodeStartupPacket, encodeCancelRequest } from '../protocol/startup';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
-import type { PgErrorFields } from '../protocol/error-fields';
+import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
 import type { ServerConnection, ServerSink } from '../backend/server-connection';
 import { LogEvent } from '../log/logger';
@@ -287,7 +287,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
   }
 
   /** Sends a FATAL error and closes. */
-  fatal(fields: PgErrorFields): void {
+  fatal(fields: ErrorFieldsInput): void {
     if (this.phase === 'closed') return;
     if (this.socket.writable) this.socket.write(encodeErrorResponse(fields));
     this.close(`${fields.code}: ${fields.message}`);

@@ -1,0 +1,64 @@
+/**
+ * Runs pgmaitre inside the test process (same code path as the CLI: loadConfig + startApp), so
+ * tests can read pool and slot counts directly. Logs go to a file in the config directory.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pino from 'pino';
+import { loadConfig } from '../../src/config/load';
+import { startApp, type App } from '../../src/app';
+import { createLogger } from '../../src/log/logger';
+import { freePort } from '../../src/demo/free-port';
+import type { Cluster } from '../../src/demo/cluster';
+
+/** A running in-process pgmaitre. */
+export interface InProcess {
+  readonly app: App;
+  readonly port: number;
+  readonly dir: string;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+/** pgpool.conf lines for a test cluster's nodes (node 0 = primary). */
+export function backendLines(c: Cluster, weights: readonly number[] = []): string {
+  return c.nodes.map((n, i) => [
+    `backend_hostname${i} = '${n.host}'`,
+    `backend_port${i} = ${n.port}`,
+    `backend_weight${i} = ${weights[i] ?? 1}`,
+    `backend_flag${i} = 'ALLOW_TO_FAILOVER'`,
+    `backend_application_name${i} = '${n.id}'`,
+  ].join('\n')).join('\n');
+}
+
+/** Writes pgpool.conf (+ files) to a temp dir and starts pgmaitre in this process. */
+export async function startInProcess(config: string, files: Record<string, string> = {}, args: { keyFile?: string } = {}): Promise<InProcess> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-inproc-'));
+  const port = await freePort();
+  const conf = path.join(dir, 'pgpool.conf');
+  fs.writeFileSync(conf, `listen_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = ''\n${config}\n`);
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 });
+  const logFile = path.join(dir, 'pgmaitre.log');
+  const loaded = loadConfig(conf, { keyFile: args.keyFile });
+  const log = createLogger(loaded.config, pino.destination({ dest: logFile, sync: true }));
+  const app = await startApp(loaded, { log });
+  return {
+    app, port, dir,
+    logs: () => fs.readFileSync(logFile, 'utf8'),
+    stop: async () => {
+      await app.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Waits until `cond()` holds (polling), or fails with `what`. */
+export async function eventually(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for: ${what}`);
+}
