@@ -226,6 +226,8 @@ export class ScramServerSession {
     attr(attrs, 0, 'n', 'client-first-message'); // username: ignored, PostgreSQL takes it from the startup packet
     const clientNonce = attr(attrs, 1, 'r', 'client-first-message');
     if (!PRINTABLE.test(clientNonce)) throw new ScramError('malformed', 'client-first-message: invalid nonce');
+    // PostgreSQL rejects extensions here ("garbage found at the end of client-first-message").
+    if (attrs.length !== 2) throw new ScramError('malformed', 'client-first-message: unexpected attributes after the nonce');
 
     this.combinedNonce = clientNonce + (this.serverNonceOverride ?? nonce());
     this.serverFirstMessage = `r=${this.combinedNonce},s=${this.secret.salt.toString('base64')},i=${this.secret.iterations}`;
