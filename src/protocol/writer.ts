@@ -16,6 +16,10 @@
 import { BackendCode, FrontendCode, TxStatus } from './codes';
 
 const HEADER = 5;
+/** Strings up to this many UTF-16 units take the hand-copy path in writeUtf8. */
+const SHORT_STRING = 64;
+/** Frames up to this many bytes are copied out by hand rather than with Buffer#copy. */
+const SHORT_FRAME = 96;
 
 /** Growable big-endian message builder with back-filled headers. @see https://www.postgresql.org/docs/current/protocol-message-types.html */
 export class BufferWriter {
@@ -65,7 +69,7 @@ export class BufferWriter {
   cstring(s: string): this {
     // Worst case 3 bytes per UTF-16 unit; avoids a Buffer.byteLength pass.
     this.ensure(s.length * 3 + 1);
-    this.pos += this.buf.write(s, this.pos, 'utf8');
+    this.writeUtf8(s);
     this.buf[this.pos++] = 0;
     return this;
   }
@@ -73,8 +77,34 @@ export class BufferWriter {
   /** UTF-8 string without terminator. */
   string(s: string): this {
     this.ensure(s.length * 3);
-    this.pos += this.buf.write(s, this.pos, 'utf8');
+    this.writeUtf8(s);
     return this;
+  }
+
+  /**
+   * Short ASCII strings (the common case: names, tags, numbers) are copied char by char, which is
+   * several times cheaper than a Buffer#write call; anything else goes through Buffer#write.
+   * Capacity must already be ensured.
+   */
+  private writeUtf8(s: string): void {
+    const n = s.length;
+    if (n <= SHORT_STRING) {
+      const buf = this.buf;
+      let p = this.pos;
+      for (let i = 0; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) {
+          p = -1;
+          break;
+        }
+        buf[p++] = c;
+      }
+      if (p >= 0) {
+        this.pos = p;
+        return;
+      }
+    }
+    this.pos += this.buf.write(s, this.pos, 'utf8');
   }
 
   /** Raw bytes. */
@@ -126,8 +156,14 @@ export class BufferWriter {
   /** Close the current message with type `code`; return all messages built since the last frame as a new Buffer and reset. */
   frame(code: number): Buffer {
     this.closeMessage(code);
-    const out = Buffer.allocUnsafe(this.pos);
-    this.buf.copy(out, 0, 0, this.pos);
+    const n = this.pos;
+    const out = Buffer.allocUnsafe(n);
+    if (n <= SHORT_FRAME) {
+      const buf = this.buf;
+      for (let i = 0; i < n; i++) out[i] = buf[i] as number;
+    } else {
+      this.buf.copy(out, 0, 0, n);
+    }
     this.reset();
     return out;
   }
