@@ -21,6 +21,11 @@ const SHORT_STRING = 64;
 /** Frames up to this many bytes are copied out by hand rather than with Buffer#copy. */
 const SHORT_FRAME = 96;
 
+/** Upper bound of a string's UTF-8 size: 3 bytes per UTF-16 unit avoids a byteLength pass, except for big strings where over-reserving would cost more. */
+function maxUtf8(s: string): number {
+  return s.length <= 4096 ? s.length * 3 : Buffer.byteLength(s, 'utf8');
+}
+
 /** Growable big-endian message builder with back-filled headers. @see https://www.postgresql.org/docs/current/protocol-message-types.html */
 export class BufferWriter {
   private buf: Buffer;
@@ -67,8 +72,7 @@ export class BufferWriter {
 
   /** UTF-8 string followed by a NUL byte. The caller guarantees `s` contains no NUL. */
   cstring(s: string): this {
-    // Worst case 3 bytes per UTF-16 unit; avoids a Buffer.byteLength pass.
-    this.ensure(s.length * 3 + 1);
+    this.ensure(maxUtf8(s) + 1);
     this.writeUtf8(s);
     this.buf[this.pos++] = 0;
     return this;
@@ -76,7 +80,7 @@ export class BufferWriter {
 
   /** UTF-8 string without terminator. */
   string(s: string): this {
-    this.ensure(s.length * 3);
+    this.ensure(maxUtf8(s));
     this.writeUtf8(s);
     return this;
   }

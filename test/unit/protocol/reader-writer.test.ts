@@ -84,6 +84,13 @@ describe('BufferWriter', () => {
     assert.deepEqual(c, msg('Q', cstr('third')));
   });
 
+  it('handles long, non-ASCII and mixed strings on both string paths', () => {
+    const w = new BufferWriter(8);
+    for (const s of ['a'.repeat(63) + 'é', 'é'.repeat(200), 'x'.repeat(5000) + '✓', '✓'.repeat(5000), '🐘 emoji', '']) {
+      assert.deepEqual(w.cstring(s).string(s).frame(0x51), msg('Q', cstr(s), Buffer.from(s, 'utf8')), s.slice(0, 10));
+    }
+  });
+
   it('builds an untyped startup packet', () => {
     const w = new BufferWriter();
     assert.deepEqual(w.int32(80877103).startupFrame(), startupPacket(i32(80877103)));
