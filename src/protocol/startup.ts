@@ -1,0 +1,109 @@
+/**
+ * Untyped startup-phase packets: StartupMessage, SSLRequest, GSSENCRequest, CancelRequest.
+ *
+ * These have no type byte: int32 length (including itself), then an int32 "protocol version"
+ * whose special values (1234.5678/5679/5680) identify the request kinds. The framer delivers
+ * the whole packet; this module validates it the way the PostgreSQL postmaster does
+ * (ProcessStartupPacket): major version 3, name/value pairs ended by a NUL, a `user` present.
+ *
+ * @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-STARTUPMESSAGE
+ */
+
+import { Limits, StartupCode } from './codes';
+import { ProtocolDecodeError, findNul } from './reader';
+import { BufferWriter } from './writer';
+
+const w = new BufferWriter(512);
+
+/** Protocol version requested by a StartupMessage. */
+export interface ProtocolVersion {
+  readonly major: number;
+  readonly minor: number;
+}
+
+/** A decoded startup-phase packet. @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP */
+export type StartupPacket =
+  | { readonly type: 'Startup'; readonly protocol: ProtocolVersion; readonly params: Record<string, string> }
+  | { readonly type: 'SSLRequest' }
+  | { readonly type: 'GSSENCRequest' }
+  | { readonly type: 'CancelRequest'; readonly pid: number; readonly secret: number }
+  | { readonly type: 'Unknown'; readonly code: number };
+
+/**
+ * Decode a startup-phase packet in `buf[start, end)` (starting at its int32 length). Throws
+ * ProtocolDecodeError on a length mismatch, protocol major ≠ 3, an unterminated or odd list of
+ * parameter strings, or a missing `user`. Only 4-byte (protocol 3.0) cancel secrets are accepted.
+ * @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-STARTUPMESSAGE
+ */
+export function decodeStartupPacket(buf: Buffer, start: number, end: number): StartupPacket {
+  if (start < 0 || end > buf.length || end - start < 8) throw new ProtocolDecodeError('startup packet shorter than 8 bytes');
+  const len = buf.readInt32BE(start);
+  if (len !== end - start) throw new ProtocolDecodeError(`startup packet length field ${len} does not match packet size ${end - start}`);
+  if (len > Limits.MaxStartupPacket) throw new ProtocolDecodeError(`startup packet too long (${len} bytes)`);
+  const code = buf.readUInt32BE(start + 4);
+
+  switch (code) {
+    case StartupCode.SSLRequest:
+      if (len !== 8) throw new ProtocolDecodeError('SSLRequest: length must be 8');
+      return { type: 'SSLRequest' };
+    case StartupCode.GSSENCRequest:
+      if (len !== 8) throw new ProtocolDecodeError('GSSENCRequest: length must be 8');
+      return { type: 'GSSENCRequest' };
+    case StartupCode.CancelRequest:
+      if (len !== 16) throw new ProtocolDecodeError('CancelRequest: length must be 16');
+      return { type: 'CancelRequest', pid: buf.readUInt32BE(start + 8), secret: buf.readUInt32BE(start + 12) };
+  }
+
+  const major = code >>> 16;
+  const minor = code & 0xffff;
+  if (major === 1234) return { type: 'Unknown', code };
+  if (major !== 3) throw new ProtocolDecodeError(`unsupported frontend protocol ${major}.${minor}: server supports 3.0`);
+
+  const params: Record<string, string> = Object.create(null) as Record<string, string>;
+  let pos = start + 8;
+  for (;;) {
+    if (pos >= end) throw new ProtocolDecodeError('StartupMessage: missing final NUL terminator');
+    if (buf[pos] === 0) {
+      pos++;
+      break;
+    }
+    const nameEnd = findNul(buf, pos, end, 'StartupMessage parameter name');
+    const name = buf.toString('utf8', pos, nameEnd);
+    pos = nameEnd + 1;
+    if (pos >= end || (buf[pos] === 0 && pos === end - 1)) {
+      // A name followed only by the list terminator: odd number of strings.
+      throw new ProtocolDecodeError(`StartupMessage: parameter "${name}" has no value`);
+    }
+    const valueEnd = findNul(buf, pos, end, 'StartupMessage parameter value');
+    params[name] = buf.toString('utf8', pos, valueEnd);
+    pos = valueEnd + 1;
+  }
+  if (pos !== end) throw new ProtocolDecodeError(`StartupMessage: ${end - pos} byte(s) after the parameter list terminator`);
+  if (params['user'] === undefined || params['user'] === '') {
+    throw new ProtocolDecodeError('StartupMessage: no PostgreSQL user name specified in startup packet');
+  }
+  return { type: 'Startup', protocol: { major, minor }, params: { ...params } };
+}
+
+/** Encode a StartupMessage (default protocol 3.0). @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-STARTUPMESSAGE */
+export function encodeStartupMessage(params: Readonly<Record<string, string>>, protocol: ProtocolVersion = { major: 3, minor: 0 }): Buffer {
+  w.int16(protocol.major).int16(protocol.minor);
+  for (const [name, value] of Object.entries(params)) w.cstring(name).cstring(value);
+  w.int8(0);
+  return w.startupFrame();
+}
+
+/** Encode a CancelRequest for a backend (pid, 32-bit secret). @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-CANCELREQUEST */
+export function encodeCancelRequest(pid: number, secret: number): Buffer {
+  return w.int32(StartupCode.CancelRequest).int32(pid).int32(secret).startupFrame();
+}
+
+/** Encode an SSLRequest. @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-SSLREQUEST */
+export function encodeSSLRequest(): Buffer {
+  return w.int32(StartupCode.SSLRequest).startupFrame();
+}
+
+/** Encode a GSSENCRequest. @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-GSSENCREQUEST */
+export function encodeGSSENCRequest(): Buffer {
+  return w.int32(StartupCode.GSSENCRequest).startupFrame();
+}
