@@ -96,7 +96,7 @@ describe('simple query', () => {
     const c = pg();
     await c.connect();
     const notices: string[] = [];
-    c.on('notice', (n) => notices.push(n.message));
+    c.on('notice', (n) => notices.push(n.message ?? ''));
     await c.query("DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; END $$");
     assert.deepEqual(notices, ['hello from plpgsql']);
     await c.end();
