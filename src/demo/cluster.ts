@@ -93,10 +93,24 @@ export function postmasterPid(dataDir: string): number | undefined {
   try {
     const pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    process.kill(pid, 0);
-    return pid;
+    return processAlive(pid) ? pid : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** True while `pid` is a live (non-zombie) process. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
   }
 }
 
@@ -156,12 +170,15 @@ class PgCluster implements Cluster {
 
   async stopNode(id: string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
     const n = this.node(id);
-    if (!this.isRunning(id)) return;
+    const pid = postmasterPid(n.dataDir);
+    if (pid === undefined) return;
     await withLogTail(n, `pg_ctl stop -m ${mode}`, () =>
       runCommand(this.pg.bin('pg_ctl'), ['stop', '-w', '-t', '60', '-s', '-m', mode, '-D', n.dataDir], {
         asPostgres: true,
       }),
     );
+    // pg_ctl returns once postmaster.pid is gone; the process itself exits a moment later
+    for (let i = 0; i < 250 && processAlive(pid); i++) await sleep(20);
   }
 
   async stop(): Promise<void> {
