@@ -117,7 +117,6 @@ export function confText(opts: {
     max_connections: 200,
     shared_buffers: '32MB',
     fsync: 'off',
-    synchronous_commit: 'off',
     full_page_writes: 'off',
     wal_level: 'replica',
     max_wal_senders: 10,

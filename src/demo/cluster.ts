@@ -249,7 +249,8 @@ class PgCluster implements Cluster {
   }
 
   async waitForReplay(timeoutMs = 60_000): Promise<void> {
-    const lsn = await this.psql(this.primary.id, 'select pg_current_wal_lsn()');
+    // the insert position also covers records not yet written out (e.g. asynchronous commits)
+    const lsn = await this.psql(this.primary.id, 'select pg_current_wal_insert_lsn()');
     const deadline = Date.now() + timeoutMs;
     for (const s of this.standbys.filter((x) => this.isRunning(x.id))) {
       for (;;) {

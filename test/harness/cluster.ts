@@ -3,13 +3,13 @@
 // (startPgmaitre), and a safety net that stops every server and child we started when the test
 // process exits or is signalled, so a test run never leaves orphan postgres processes behind.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
 import { createCluster, type Cluster, type ClusterOptions } from '../../src/demo/cluster';
-import { freePort, waitForPort } from '../../src/demo/free-port';
+import { spawnServer, type ServerProcess } from '../../src/demo/child-server';
+import { freePort } from '../../src/demo/free-port';
 import { chownToServerUser, runCommand } from '../../src/demo/pg-exec';
 
 export { freePort } from '../../src/demo/free-port';
@@ -25,15 +25,15 @@ export interface TestClusterOptions extends Omit<ClusterOptions, 'dir' | 'reuse'
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 const liveClusters = new Set<Cluster>();
-const liveChildren = new Set<ChildProcess>();
+const liveServers = new Set<ServerProcess>();
 let exitHooksInstalled = false;
 
 function installExitHooks(): void {
   if (exitHooksInstalled) return;
   exitHooksInstalled = true;
   const cleanup = (): void => {
-    for (const child of liveChildren) if (child.exitCode === null && child.pid) child.kill('SIGKILL');
-    liveChildren.clear();
+    for (const server of liveServers) server.killSync();
+    liveServers.clear();
     for (const c of liveClusters) {
       c.stopSync();
       if (!process.env['PGMAITRE_KEEP_CLUSTERS']) fs.rmSync(c.dir, { recursive: true, force: true });
@@ -106,15 +106,10 @@ export interface PgmaitreOptions {
   readonly timeoutMs?: number;
 }
 
-/** A running pgmaitre child process. */
-export interface PgmaitreProcess {
-  readonly port: number;
-  readonly pid: number;
-  /** Directory holding pgpool.conf and the extra files. */
+/** A running pgmaitre child process (see ServerProcess), plus the directory of its config files. */
+export interface PgmaitreProcess extends ServerProcess {
+  /** Directory holding pgpool.conf and the extra files (removed by stop()). */
   readonly dir: string;
-  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  logs(): string;
-  waitForLog(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
 /** The `port` a pgpool.conf text sets, if any. */
@@ -136,70 +131,30 @@ export async function startPgmaitre(opts: PgmaitreOptions): Promise<PgmaitreProc
   const confPath = path.join(dir, 'pgpool.conf');
   fs.writeFileSync(confPath, config);
   for (const [name, text] of Object.entries(opts.files ?? {})) fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 });
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'pgmaitre.js'), '-n', '-f', confPath, ...(opts.args ?? [])], {
-    cwd: dir,
-    env: opts.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  liveChildren.add(child);
-  let output = '';
-  const waiters = new Set<() => void>();
-  const onData = (chunk: Buffer): void => {
-    output += chunk.toString('utf8');
-    for (const w of waiters) w();
-  };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
-  let exited: string | undefined;
-  const exitPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = `pgmaitre exited (code ${code}, signal ${signal})`;
-      liveChildren.delete(child);
-      for (const w of waiters) w();
-      resolve({ code, signal });
-    });
-  });
+  let server: ServerProcess;
   try {
-    await waitForPort(port, opts.timeoutMs ?? 15_000, () => exited);
+    server = await spawnServer({
+      name: 'pgmaitre',
+      cmd: process.execPath,
+      args: [path.join(REPO_ROOT, 'bin', 'pgmaitre.js'), '-n', '-f', confPath, ...(opts.args ?? [])],
+      port,
+      cwd: dir,
+      ...(opts.env ? { env: opts.env } : {}),
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+    });
   } catch (err) {
-    if (!exited) child.kill('SIGKILL');
-    await exitPromise;
-    throw new Error(`pgmaitre did not start on 127.0.0.1:${port}: ${(err as Error).message}\n--- pgmaitre output ---\n${output}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
-  const pid = child.pid ?? 0;
+  liveServers.add(server);
   return {
-    port,
-    pid,
+    ...server,
     dir,
-    logs: () => output,
     async stop() {
-      if (!exited) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        const r = await exitPromise;
-        clearTimeout(timer);
-        fs.rmSync(dir, { recursive: true, force: true });
-        return r;
-      }
+      const status = await server.stop();
+      liveServers.delete(server);
       fs.rmSync(dir, { recursive: true, force: true });
-      return exitPromise;
-    },
-    waitForLog(re, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          const m = output.match(re);
-          if (m) finish(() => resolve(m));
-          else if (exited) finish(() => reject(new Error(`${exited} before logging ${re}\n--- output ---\n${output}`)));
-        };
-        const timer = setTimeout(() => finish(() => reject(new Error(`no log line matching ${re} within ${timeoutMs} ms\n--- output ---\n${output}`))), timeoutMs);
-        const finish = (fn: () => void): void => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          fn();
-        };
-        waiters.add(check);
-        check();
-      });
+      return status;
     },
   };
 }

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { describe, test } from 'node:test';
 import { processAlive } from '../../src/demo/cluster';
-import { withCluster } from '../harness/cluster';
+import { runCommand } from '../../src/demo/pg-exec';
+import { startPgmaitre, withCluster } from '../harness/cluster';
 
 describe('throw-away cluster (primary + 2 standbys)', () => {
   const fx = withCluster({ standbys: 2 });
@@ -38,6 +39,24 @@ describe('throw-away cluster (primary + 2 standbys)', () => {
     await c.waitForStreaming();
     await c.waitForReplay();
     assert.equal(await c.psql('standby2', 'select v from smoke where id = 2'), 'while down');
+  });
+
+  test('startPgmaitre runs pgmaitre in front of the cluster and stops it', async () => {
+    const c = fx.cluster;
+    const backends = c.nodes.map((n, i) =>
+      [`backend_hostname${i} = '${n.host}'`, `backend_port${i} = ${n.port}`, `backend_weight${i} = 1`, `backend_flag${i} = 'ALLOW_TO_FAILOVER'`].join('\n'),
+    );
+    const proxy = await startPgmaitre({
+      config: ["listen_addresses = '127.0.0.1'", 'enable_pool_hba = off', "pid_file_name = 'pgmaitre.pid'", ...backends].join('\n'),
+    });
+    try {
+      const { stdout } = await runCommand(c.pg.bin('psql'), ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(proxy.port), '-U', 'postgres', '-d', 'postgres', '-c', 'select 40 + 2']);
+      assert.equal(stdout.trim(), '42');
+    } finally {
+      await proxy.stop();
+    }
+    assert.equal(proxy.alive(), false);
+    assert.equal(fs.existsSync(proxy.dir), false);
   });
 
   test('destroy stops every server and removes the directory', async () => {
