@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// scripts/run-tests.js — what `npm test` runs after the build: check that the PostgreSQL server
+// binaries the integration tests need are there (installing them only on CI as root), then run
+// `node --test --test-concurrency=1` over dist/test/unit and dist/test/integration.
+// Extra arguments are passed to node --test; arguments that are not options replace the default
+// test directories (e.g. `npm test -- dist/test/integration/cluster.test.js`).
+'use strict';
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+
+function checkPostgres() {
+  const { ensurePostgres } = require(path.join(root, 'dist/src/demo/postgres-bin.js'));
+  const install = typeof process.getuid === 'function' && process.getuid() === 0 && Boolean(process.env.CI);
+  try {
+    const pg = ensurePostgres({ install });
+    console.log(`run-tests: PostgreSQL ${pg.major} server binaries in ${pg.binDir}`);
+  } catch (err) {
+    console.error(`run-tests: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+}
+
+function main() {
+  checkPostgres();
+  const extra = process.argv.slice(2);
+  const options = extra.filter((a) => a.startsWith('-'));
+  let targets = extra.filter((a) => !a.startsWith('-'));
+  if (targets.length === 0) {
+    targets = ['dist/test/unit', 'dist/test/integration'].filter((d) => fs.existsSync(path.join(root, d)));
+  }
+  if (targets.length === 0) {
+    console.error('run-tests: no compiled tests found (dist/test/unit, dist/test/integration); run `npm run build`');
+    process.exit(1);
+  }
+  const args = ['--test', '--test-concurrency=1', ...options, ...targets];
+  console.log(`run-tests: node ${args.join(' ')}`);
+  const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit' });
+  // forward Ctrl-C / termination so the test files' exit hooks stop their clusters
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => {
+    process.exit(signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? 1);
+  });
+}
+
+main();
