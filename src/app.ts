@@ -74,7 +74,8 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
   cluster.on('change', (c) => log.info({ event: 'node_change', ...c }, `node ${c.nodeId} ${c.field} ${c.from} -> ${c.to} (${c.reason})`));
 
   const reset = resetQueries(config.reset_query_list);
-  const idleTimeoutSec = [config.connection_life_time, config.child_life_time].filter((v) => v > 0).reduce((a, b) => Math.min(a, b), 0);
+  const lifetimes = [config.connection_life_time, config.child_life_time].filter((v) => v > 0);
+  const idleTimeoutSec = lifetimes.length > 0 ? Math.min(...lifetimes) : 0;
   const pools = new Map<number, NodePool<ServerConnection>>();
   for (const n of cluster.nodes) {
     pools.set(n.id, new NodePool<ServerConnection>(n.id, {
