@@ -184,7 +184,8 @@ function scanSelect(buf: TokenBuffer, a: number, b: number, out: Collector, star
     }
     i = j;
   }
-  if (depth !== 0) return v('read', false, true);
+  // Unbalanced parentheses or a dangling FROM/JOIN: malformed, let the grammar say so.
+  if (depth !== 0 || expectRel) return v('read', false, true);
   if (into) {
     out.flags.selectInto = true;
     if (intoTemp) out.flags.createsTemp = true;
