@@ -66,7 +66,7 @@ export interface QueryClass {
   readonly statements: number;
   /** Function names called: lower-case unless quoted; schema-qualified as 'schema.name'. */
   readonly functions: readonly string[];
-  /** Tables read or written (see README of classify for what the lexer path reports). */
+  /** Tables read or written (see fast-path.ts for what the lexer path reports). */
   readonly relations: readonly string[];
   readonly flags: Readonly<QueryFlags>;
   readonly admin?: AdminCommand;
