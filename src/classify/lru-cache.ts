@@ -1,0 +1,34 @@
+/**
+ * A small LRU map on top of Map's insertion order: a hit re-inserts the key at the end, an
+ * insert beyond capacity evicts the first (least recently used) key. O(1) per operation.
+ */
+export class LruCache<V> {
+  private readonly map = new Map<string, V>();
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get(key: string): V | undefined {
+    const val = this.map.get(key);
+    if (val === undefined) return undefined;
+    this.map.delete(key);
+    this.map.set(key, val);
+    return val;
+  }
+
+  set(key: string, val: V): void {
+    if (this.capacity <= 0) return;
+    if (this.map.has(key)) this.map.delete(key);
+    else if (this.map.size >= this.capacity) {
+      const oldest = this.map.keys().next();
+      if (!oldest.done) this.map.delete(oldest.value);
+    }
+    this.map.set(key, val);
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+}
