@@ -6,6 +6,9 @@
  * take the nodes read-only. Health checks and failover (their own modules) are the writers.
  */
 import { EventEmitter } from 'node:events';
+import {
+  type HealthCheckStats, type NodeCounters, type ReplicationInfo, newHealthCheckStats, newNodeCounters, newReplicationInfo,
+} from './stats';
 
 /** pgpool's node statuses. */
 export const NodeStatus = { Up: 'up', Down: 'down', Waiting: 'waiting', Unused: 'unused', Quarantine: 'quarantine' } as const;
@@ -26,12 +29,18 @@ export interface NodeDefinition {
   readonly applicationName: string;
 }
 
-/** A node's live state. */
+/** A node's live state. Counters and stats are mutable records owned by their writers. */
 export interface BackendNode extends NodeDefinition {
   readonly status: NodeStatus;
   readonly role: NodeRole;
   readonly lastStatusChange: Date;
   readonly statusReason: string;
+  /** What the node itself said last time it was asked: 'up'/'down' and 'primary'/'standby'/'unknown'. */
+  readonly pgStatus: 'up' | 'down' | 'unknown';
+  readonly pgRole: NodeRole;
+  readonly counters: NodeCounters;
+  readonly health: HealthCheckStats;
+  readonly replication: ReplicationInfo;
 }
 
 interface MutableNode extends NodeDefinition {
@@ -39,6 +48,11 @@ interface MutableNode extends NodeDefinition {
   role: NodeRole;
   lastStatusChange: Date;
   statusReason: string;
+  pgStatus: 'up' | 'down' | 'unknown';
+  pgRole: NodeRole;
+  counters: NodeCounters;
+  health: HealthCheckStats;
+  replication: ReplicationInfo;
 }
 
 /** A change event: which node, what changed, and why. */
@@ -63,6 +77,11 @@ export class Cluster extends EventEmitter<{ change: [NodeChange] }> {
       role: NodeRole.Unknown,
       lastStatusChange: now,
       statusReason: 'initial',
+      pgStatus: 'unknown',
+      pgRole: NodeRole.Unknown,
+      counters: newNodeCounters(),
+      health: newHealthCheckStats(),
+      replication: newReplicationInfo(),
     }));
   }
 
@@ -91,6 +110,21 @@ export class Cluster extends EventEmitter<{ change: [NodeChange] }> {
     n.lastStatusChange = new Date();
     n.statusReason = reason;
     this.emit('change', { nodeId: id, field: 'status', from, to: status, reason });
+  }
+
+  /** Records what the node itself reported (pg_status / pg_role columns); no event. */
+  setObserved(id: number, pgStatus: 'up' | 'down' | 'unknown', pgRole: NodeRole): void {
+    const n = this.list.find((x) => x.id === id);
+    if (n === undefined) return;
+    n.pgStatus = pgStatus;
+    n.pgRole = pgRole;
+  }
+
+  /** Records the latest replication measurement of a node; no event. */
+  setReplication(id: number, info: Partial<ReplicationInfo>): void {
+    const n = this.list.find((x) => x.id === id);
+    if (n === undefined) return;
+    Object.assign(n.replication, info);
   }
 
   /** Changes a node's role (no-op when unchanged). */

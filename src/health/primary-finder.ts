@@ -45,6 +45,7 @@ export async function findPrimary(cluster: Cluster, opts: ProbeOptions, log: Log
   let primary = -1;
   cluster.nodes.forEach((n, i) => {
     const r = results[i]!;
+    cluster.setObserved(n.id, r.ok ? 'up' : 'down', !r.ok ? NodeRole.Unknown : r.inRecovery ? NodeRole.Standby : NodeRole.Primary);
     if (!r.ok) {
       log.warn({ event: 'probe_failed', node_id: n.id, error: r.error }, `node ${n.id} (${n.host}:${n.port}) did not answer the primary probe`);
       if (!n.flags.includes('ALWAYS_PRIMARY')) {

@@ -1,0 +1,91 @@
+/**
+ * Contracts of the admin layer: commands pgmaitre answers itself (SHOW POOL_*, PGPOOL SHOW/SET/
+ * RESET) over read-only views, and the actions (attach/detach/promote/reload/stop) that the SQL,
+ * PCP and HTTP faces share. Commands return plain rows; the frontend serializes them.
+ */
+import type { Config } from '../config/load';
+import type { BackendNode } from '../cluster/cluster';
+import type { PoolCounts } from '../pool/node-pool';
+
+/** A result to send as RowDescription (text columns, type OID 0 like pgpool) + DataRows + CommandComplete. */
+export interface ResultSet {
+  readonly columns: readonly string[];
+  readonly rows: readonly (readonly (string | null)[])[];
+  /** CommandComplete tag; default `SELECT <rows>`. */
+  readonly tag?: string;
+}
+
+/** An error an admin command reports to the client (ERROR, the session lives). */
+export interface AdminError {
+  readonly error: { readonly code: string; readonly message: string; readonly detail?: string; readonly hint?: string };
+}
+
+/** One backend connection held by a session, as admin commands see it. */
+export interface SessionBackendInfo {
+  readonly nodeId: number;
+  readonly backendPid: number;
+  readonly connectedAt: Date;
+  readonly useCount: number;
+}
+
+/** A client session as admin commands see it. */
+export interface SessionInfo {
+  readonly pid: number;
+  readonly slot: number;
+  readonly connectedAt: Date;
+  readonly user: string;
+  readonly database: string;
+  readonly applicationName: string;
+  readonly address: string;
+  readonly port: number;
+  /** 'Idle', 'Idle in transaction', 'Execute command', 'Wait for connection' (pgpool's wording). */
+  readonly status: string;
+  readonly loadBalanceNode: number;
+  readonly backends: readonly SessionBackendInfo[];
+}
+
+/** The asking session: its identity and its session-scoped PGPOOL SET parameters. */
+export interface AdminSession {
+  readonly pid: number;
+  readonly user: string;
+  readonly database: string;
+  /** The node this session's reads go to (load_balance_node column), or -1. */
+  readonly loadBalanceNode: number;
+  /** Current value of a parameter for this session (PGPOOL SET overrides, else the config). */
+  getParam(name: string): unknown;
+  /** Sets a session-scoped override (already validated). */
+  setParam(name: string, value: unknown): void;
+  /** Drops an override (or all with '*'). */
+  resetParam(name: string): void;
+}
+
+/** Cluster-changing actions shared by SQL, PCP and HTTP. Each resolves with a message or throws. */
+export interface AdminActions {
+  attachNode(id: number): Promise<string>;
+  detachNode(id: number, opts?: { gracefully?: boolean; switchover?: boolean }): Promise<string>;
+  promoteNode(id: number, opts?: { switchover?: boolean }): Promise<string>;
+  reloadConfig(): Promise<string>;
+  stop(mode: 'smart' | 'fast' | 'immediate'): Promise<string>;
+}
+
+/** Read-only views and actions given to every command. */
+export interface AdminContext {
+  readonly config: () => Config;
+  readonly nodes: () => readonly BackendNode[];
+  readonly primaryId: () => number;
+  readonly poolCounts: (nodeId: number) => PoolCounts | undefined;
+  readonly sessions: () => readonly SessionInfo[];
+  readonly slots: () => { readonly capacity: number; readonly inUse: number; readonly waiting: number };
+  readonly startedAt: Date;
+  readonly version: string;
+  readonly actions: AdminActions;
+}
+
+/** One admin command (one file each under src/admin/commands/). */
+export interface AdminCommand {
+  /** For listings and errors, e.g. 'SHOW POOL_NODES'. */
+  readonly name: string;
+  /** Returns the argument text when the SQL is this command, else null. */
+  match(sql: string): string | null;
+  execute(ctx: AdminContext, session: AdminSession, args: string): ResultSet | AdminError | Promise<ResultSet | AdminError>;
+}
