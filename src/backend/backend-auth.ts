@@ -27,9 +27,11 @@ export interface BackendAuthenticator {
   failed?(frame: Buffer | null): void;
 }
 
-function noCredential(user: string, what: string): ProxyError {
-  return new ProxyError(ProxyErrorCode.NoCredentials,
-    `backend asks for ${what} for user "${user}" and pgmaitre holds no usable password (add the user to pool_passwd)`);
+function noCredential(user: string, what: string, cred: BackendCredential): ProxyError {
+  const held = cred.kind === 'md5'
+    ? 'pool_passwd holds only an md5 hash for this user, which cannot answer it (use a TEXT or AES entry)'
+    : 'pgmaitre holds no usable password for this user (add a TEXT or AES entry to pool_passwd)';
+  return new ProxyError(ProxyErrorCode.NoCredentials, `backend asks for ${what} for user "${user}" and ${held}`);
 }
 
 /** Answers cleartext, MD5 and SCRAM-SHA-256 requests from a held credential. */
@@ -39,15 +41,15 @@ export function credentialAuthenticator(user: string, cred: BackendCredential): 
     answer(req) {
       switch (req.type) {
         case 'AuthenticationCleartextPassword':
-          if (cred.kind !== 'password') throw noCredential(user, 'a cleartext password');
+          if (cred.kind !== 'password') throw noCredential(user, 'a cleartext password', cred);
           return encodePassword(cred.password);
         case 'AuthenticationMD5Password': {
           const hash = cred.kind === 'md5' ? cred.md5 : cred.kind === 'password' ? md5PasswordHash(user, cred.password) : null;
-          if (hash === null) throw noCredential(user, 'an md5 password');
+          if (hash === null) throw noCredential(user, 'an md5 password', cred);
           return encodePassword(md5Response(hash, req.salt));
         }
         case 'AuthenticationSASL':
-          if (cred.kind !== 'password') throw noCredential(user, 'a SCRAM-SHA-256 password');
+          if (cred.kind !== 'password') throw noCredential(user, 'a SCRAM-SHA-256 password', cred);
           if (!req.mechanisms.includes('SCRAM-SHA-256')) {
             throw new ProxyError(ProxyErrorCode.BackendAuth, `backend offers no supported SASL mechanism (${req.mechanisms.join(', ')})`);
           }

@@ -7,7 +7,7 @@
  */
 import { SqlState } from '../protocol/codes';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
-import { ProxyError } from './proxy-error';
+import { ProxyError, ProxyErrorCode } from './proxy-error';
 
 type Severity = 'ERROR' | 'FATAL';
 
@@ -40,6 +40,12 @@ export const clientErrors = {
   noPoolPasswd: (user: string, why: string) =>
     err('FATAL', SqlState.InvalidAuthorizationSpecification, `authentication failed for user "${user}"`,
       { detail: why }),
+  /**
+   * The client is authenticated but pgmaitre cannot log in to the backend as that user: it holds
+   * no secret the backend's method accepts (e.g. an md5 pool_passwd hash for a SCRAM backend).
+   */
+  backendLoginImpossible: (nodeId: number, why: string) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification, `pgmaitre cannot log in to backend node ${nodeId}: ${why}`),
   /** An hba method pgmaitre does not implement. */
   unsupportedAuthMethod: (method: string) =>
     err('FATAL', SqlState.FeatureNotSupported, `authentication method "${method}" is not supported by pgmaitre`),
@@ -80,6 +86,7 @@ export function toClientError(e: unknown, nodeId: number): ErrorFieldsInput {
       };
     }
     if (e.retryable || e.bansNode) return clientErrors.backendUnavailable(nodeId, e.message);
+    if (e.code === ProxyErrorCode.NoCredentials || e.code === ProxyErrorCode.BackendAuth) return clientErrors.backendLoginImpossible(nodeId, e.message);
     if (e.code === 'PGPX_NO_PRIMARY') return clientErrors.noPrimary();
   }
   return clientErrors.internal();

@@ -33,6 +33,8 @@ export interface AuthRequestInfo {
   readonly database: string;
   readonly address: string;
   readonly ssl: boolean;
+  /** Connected over a Unix-domain socket: matches `local` lines only. */
+  readonly local: boolean;
 }
 
 /** Result: the credential for backend logins, or an error to send as FATAL. */
@@ -70,8 +72,11 @@ export async function authenticateClient(
   hba: readonly HbaRule[],
   poolPasswd: ReadonlyMap<string, PoolPasswdEntry>,
 ): Promise<ClientAuthOutcome> {
-  const rule = matchHba(hba, { conn: 'host', ssl: who.ssl, address: who.address, database: who.database, user: who.user });
-  if (rule === undefined) return { ok: false, method: 'none', error: clientErrors.noHbaEntry(who.address, who.user, who.database) };
+  const rule = matchHba(hba, who.local
+    ? { conn: 'local', ssl: false, database: who.database, user: who.user }
+    : { conn: 'host', ssl: who.ssl, address: who.address, database: who.database, user: who.user });
+  const host = who.local ? '[local]' : who.address;
+  if (rule === undefined) return { ok: false, method: 'none', error: clientErrors.noHbaEntry(host, who.user, who.database) };
   const method = rule.method;
   const entry = poolPasswd.get(who.user);
   const fail = (error: ErrorFieldsInput): ClientAuthOutcome => ({ ok: false, method, error });
@@ -81,7 +86,7 @@ export async function authenticateClient(
       case 'trust':
         return { ok: true, method, credential: credentialOf(entry) };
       case 'reject':
-        return fail(clientErrors.hbaReject(who.address, who.user, who.database));
+        return fail(clientErrors.hbaReject(host, who.user, who.database));
       case 'password': {
         if (entry === undefined || entry.kind === 'unusable') {
           return fail(clientErrors.noPoolPasswd(who.user, entry?.kind === 'unusable' ? entry.reason : 'no pool_passwd entry for this user'));

@@ -15,6 +15,7 @@ import { LogEvent } from '../log/logger';
 import { ServerConnection } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import { authenticateClient, type HandshakeIO } from './client-auth';
+import { isUnixSocket } from './listener';
 import type { ClientSession } from './session';
 
 /** What the StartupMessage said. */
@@ -146,7 +147,10 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
 
   let conn: ServerConnection;
   if (ctx.hba !== null) {
-    const outcome = await authenticateClient(io, { user: s.user, database: s.database, address: s.address, ssl: false }, ctx.hba, ctx.poolPasswd);
+    const outcome = await authenticateClient(io, {
+      user: s.user, database: s.database, address: s.address, ssl: false,
+      local: isUnixSocket(s.socket),
+    }, ctx.hba, ctx.poolPasswd);
     if (!outcome.ok) {
       ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, method: outcome.method, code: outcome.error.code }, outcome.error.message);
       s.fatal(outcome.error);

@@ -19,6 +19,14 @@ export function bindHosts(listenAddresses: string): string[] {
   return [...new Set(out)];
 }
 
+/** Sockets accepted on a Unix-domain listener (pool_hba `local` lines apply to them). */
+const unixSockets = new WeakSet<net.Socket>();
+
+/** True when the socket was accepted on one of the Unix-domain sockets. */
+export function isUnixSocket(socket: net.Socket): boolean {
+  return unixSockets.has(socket);
+}
+
 /** Opens one server per address; resolves once all listen. `onSocket` gets every accepted socket. */
 export async function listenAll(
   hosts: readonly string[],
@@ -45,7 +53,10 @@ export async function listenAll(
       if (dir === '' || !fs.existsSync(dir)) continue;
       const file = path.join(dir, `.s.PGSQL.${port}`);
       await removeStaleSocket(file);
-      const server = net.createServer({ noDelay: true }, (s) => onSocket(s, true));
+      const server = net.createServer({ noDelay: true }, (s) => {
+        unixSockets.add(s);
+        onSocket(s, true);
+      });
       await listen(server, { path: file });
       fs.chmodSync(file, 0o777);
       servers.push(server);
