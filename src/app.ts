@@ -20,6 +20,9 @@ import { SessionRegistry } from './frontend/registry';
 import { ClientSession } from './frontend/session';
 import type { FrontendContext } from './frontend/context';
 import { bindHosts, closeAll, listenAll } from './frontend/listener';
+import { buildRoutingContext } from './frontend/routing-context';
+import { FunctionVolatility } from './backend/function-volatility';
+import { initClassifier } from './classify/classify';
 
 /** A running pgmaitre. */
 export interface App {
@@ -93,14 +96,22 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
     }));
   }
 
+  const probe = probeOptions(config, poolPasswd);
+  await initClassifier();
+  const volatility = new FunctionVolatility(() => {
+    const p = cluster.node(cluster.primaryId());
+    return p === undefined ? null : { host: p.host, port: p.port, user: probe.user, password: probe.password, database: probe.database, timeoutMs: probe.timeoutMs };
+  });
+
   const ctx: FrontendContext = {
     config, log, logFlags: logFlagsOf(config), cluster, pools,
     slots: new Slots(config.num_init_children, config.listen_backlog_multiplier * config.num_init_children),
     registry: new SessionRegistry(),
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
+    routing: buildRoutingContext(config, volatility),
+    admin: null,
   };
 
-  const probe = probeOptions(config, poolPasswd);
   let primary = await findPrimary(cluster, probe, log);
   let searchTimer: NodeJS.Timeout | null = null;
   if (primary >= 0) {

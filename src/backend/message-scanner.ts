@@ -35,6 +35,8 @@ export class MessageScanner {
   private collectPos = 0;
   /** Set when a length below 4 was seen: the stream cannot be trusted any more. */
   broken = false;
+  /** During onMessage: offset in the current chunk just past the delivered message. */
+  chunkOffset = 0;
 
   constructor(public want: WantTable) {}
 
@@ -62,6 +64,7 @@ export class MessageScanner {
         pos += n;
         if (this.collectPos === collect.length) {
           this.collectBuf = null;
+          this.chunkOffset = pos;
           sink.onMessage(collect[0]!, collect, 0, collect.length);
         }
         continue;
@@ -96,6 +99,7 @@ export class MessageScanner {
       }
       if (start >= 0 && len - pos >= body) {
         pos += body;
+        this.chunkOffset = pos;
         sink.onMessage(code, chunk, start, pos);
         continue;
       }
@@ -106,6 +110,7 @@ export class MessageScanner {
       this.collectPos = 5;
       if (body === 0) {
         this.collectBuf = null;
+        this.chunkOffset = pos;
         sink.onMessage(code, buf, 0, 5);
       }
     }

@@ -72,8 +72,18 @@ export class ServerConnection implements MessageSink {
   txStatus: number = TxStatus.Idle;
   outstanding = 0;
   copyIn = false;
-  /** ErrorResponses seen while relaying (for stats). */
+  /** ErrorResponses seen while relaying, by severity (for stats). */
   errorCount = 0;
+  fatalCount = 0;
+  /**
+   * Responses to swallow: everything up to and including this many ReadyForQuery messages is
+   * not forwarded (side requests: SET broadcast to a standby, a statement re-parsed elsewhere).
+   */
+  discardZ = 0;
+  /** The last request written was extended-protocol (its Sync is ignored if it starts COPY IN). */
+  lastWriteExtended = false;
+  /** Offset in the chunk being scanned where forwarding resumes after a discard ended. */
+  private discardCut = -1;
   closeReason = '';
 
   private mode: Mode = 'startup';
@@ -210,9 +220,22 @@ export class ServerConnection implements MessageSink {
   }
 
   /** Writes request bytes to the server; `syncs` is how many ReadyForQuery they will produce. */
-  write(buf: Buffer, syncs: number): boolean {
+  write(buf: Buffer, syncs: number, extended = false): boolean {
     this.outstanding += syncs;
+    this.lastWriteExtended = extended;
     return this.socket.write(buf);
+  }
+
+  /** Writes a side request whose responses (through `syncs` ReadyForQuery) are swallowed. */
+  writeDiscarded(buf: Buffer, syncs: number): boolean {
+    this.outstanding += syncs;
+    this.discardZ += syncs;
+    return this.socket.write(buf);
+  }
+
+  /** True when nothing sent to this connection is still unanswered. */
+  get quiet(): boolean {
+    return this.outstanding <= 0 && this.discardZ === 0 && this.scanner.atBoundary;
   }
 
   /**
@@ -263,14 +286,24 @@ export class ServerConnection implements MessageSink {
         this.txStatus = buf[start + 5]!;
         this.outstanding--;
         this.copyIn = false;
+        if (this.discardZ > 0) {
+          this.discardZ--;
+          this.discardCut = this.scanner.chunkOffset;
+          return;
+        }
         this.sink?.onReadyForQuery?.(this);
       } else if (code === BackendCode.ParameterStatus) {
         const p = decodeParameterStatus(buf, start, end);
         this.params.set(p.name, p.value);
       } else if (code === BackendCode.CopyInResponse) {
         this.copyIn = true;
+        // PostgreSQL ignores Sync during COPY IN: the Sync sent with the Execute that started it
+        // will never be answered.
+        if (this.lastWriteExtended && this.outstanding > 0) this.outstanding--;
       } else if (code === BackendCode.ErrorResponse) {
-        this.errorCount++;
+        // The first field is the severity ('S'): count FATAL/PANIC apart.
+        if (buf[start + 5] === 0x53 && (buf[start + 6] === 0x46 || buf[start + 6] === 0x50)) this.fatalCount++;
+        else this.errorCount++;
       }
       return;
     }
@@ -283,12 +316,20 @@ export class ServerConnection implements MessageSink {
   }
 
   private onData(chunk: Buffer): void {
+    const discarding = this.discardZ > 0;
+    this.discardCut = -1;
     this.scanner.scan(chunk, this);
     if (this.scanner.broken) {
       this.destroy('protocol violation from server (bad message length)');
       return;
     }
-    if (this.mode === 'relay' && this.sink !== null) this.sink.onServerData(this, chunk);
+    if (this.mode !== 'relay' || this.sink === null) return;
+    if (!discarding) {
+      this.sink.onServerData(this, chunk);
+    } else if (this.discardZ === 0 && this.discardCut >= 0 && this.discardCut < chunk.length) {
+      // The swallowed responses ended inside this chunk: forward what follows them.
+      this.sink.onServerData(this, chunk.subarray(this.discardCut));
+    }
   }
 
   private handleClose(reason: string, graceful = false): void {

@@ -12,6 +12,8 @@ import type { NodePool } from '../pool/node-pool';
 import type { ServerConnection } from '../backend/server-connection';
 import type { Slots } from './slots';
 import type { SessionRegistry } from './registry';
+import type { RoutingContext } from './routing-context';
+import type { AdminSession, AdminError, ResultSet } from '../admin/types';
 
 /** Shared state and services handed to every session. */
 export interface FrontendContext {
@@ -29,4 +31,13 @@ export interface FrontendContext {
   readonly trustedLogins: Set<string>;
   /** True once shutdown has begun: new clients are refused. */
   shuttingDown: boolean;
+  /** Classifier, router settings and node lag (rebuilt on reload). */
+  routing: RoutingContext;
+  /** Answers SHOW POOL_* / PGPOOL commands, when the admin layer is wired. */
+  admin: AdminHook | null;
+}
+
+/** What the frontend calls for statements the classifier marks as admin commands. */
+export interface AdminHook {
+  run(sql: string, session: AdminSession): Promise<ResultSet | AdminError>;
 }

@@ -140,6 +140,12 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
   const loginKey = `${s.user}\u0000${s.database}`;
   const extraParams: Record<string, string> = {};
   for (const [k, v] of Object.entries(params)) if (!NOT_IN_KEY.has(k)) extraParams[k] = v;
+  s.startupParams = extraParams;
+  // For logins to other nodes (reads on standbys): what pool_passwd holds, unless the client's
+  // own authentication gives something better below.
+  const entry = ctx.poolPasswd.get(s.user);
+  s.credential = entry?.kind === 'text' ? { kind: 'password', password: entry.password }
+    : entry?.kind === 'md5' ? { kind: 'md5', md5: entry.md5 } : { kind: 'none' };
   const connectOpts = (authenticator: BackendAuthenticator) => ({
     nodeId: primary, host: node.host, port: node.port, user: s.user, database: s.database,
     params: extraParams, connectTimeoutMs: ctx.config.connect_timeout, authenticator, key: pkey,
@@ -157,6 +163,7 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
       return;
     }
     const cred: BackendCredential = outcome.credential;
+    s.credential = cred;
     conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred))));
   } else if (ctx.trustedLogins.has(loginKey)) {
     conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, { kind: 'none' }))));

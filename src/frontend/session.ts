@@ -3,10 +3,10 @@
  *
  * The relay loop is synchronous per chunk. Client frames are collected as (buffer, start, end)
  * ranges over the received chunks (no copy; contiguous frames coalesce into one range) and cut
- * into requests at each sync point (Query, Sync, FunctionCall) or Flush. Each complete request
- * is routed once and its ranges are written to the chosen backend; at the end of a chunk all
- * dispatched bytes go out with one write per backend. During COPY IN every frame is a request of
- * its own, so a large COPY streams instead of being buffered. Server chunks come back untouched
+ * into requests at each sync point (Query, Sync, FunctionCall), Flush, or CopyDone/CopyFail.
+ * At the end of the chunk the dispatcher (dispatcher.ts) routes and sends every complete request,
+ * one write per backend. During COPY IN the client's frames go straight to the copying backend,
+ * so a large COPY streams instead of being buffered. Server chunks come back untouched
  * (ServerConnection scans only headers). Backpressure both ways: a full socket pauses the other.
  */
 import type * as net from 'node:net';
@@ -22,15 +22,19 @@ import { LogEvent } from '../log/logger';
 import type { SlotLease } from './slots';
 import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
-import { runHandshake, type StartupInfo } from './handshake';
+import { runHandshake, poolKey, type StartupInfo } from './handshake';
 import { connect as netConnect } from 'node:net';
+import { ServerConnection as ServerConnectionClass } from '../backend/server-connection';
+import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
+import type { AdminSession, SessionInfo } from '../admin/types';
+import { RequestDispatcher, type DispatchHost } from './dispatcher';
 
 type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 
 const SSL_NO = Buffer.from('N');
 
 /** A client session; see the file header. */
-export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
+export class ClientSession implements FrameSink, ServerSink, RegisteredSession, DispatchHost {
   pid = 0;
   secret = 0;
   readonly connectedAt = new Date();
@@ -42,8 +46,16 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
   slot: SlotLease | null = null;
   /** Backend connections held by this session, by node id. */
   readonly conns = new Map<number, ServerConnection>();
-  /** Node that takes this session's statements (the primary, in this version). */
+  /** Node that takes this session's writes. */
   primaryNode = -1;
+  /** Startup parameters other than user/database (sent when logging in to more nodes). */
+  startupParams: Record<string, string> = {};
+  /** What pgmaitre holds to log this user in to more nodes. */
+  credential: BackendCredential = { kind: 'none' };
+  /** Routes requests once the session is ready. */
+  dispatcher: RequestDispatcher | null = null;
+  /** PGPOOL SET overrides of this session. */
+  readonly overrides = new Map<string, unknown>();
 
   private phase: Phase = 'startup';
   private startupBytes: Buffer | null = null;
@@ -58,6 +70,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
   private rCount = 0;
   private pendingSyncs = 0;
   private copyConn: ServerConnection | null = null;
+  private copyOut: Buffer[] = [];
+  private pausedForQueue = false;
+  private pausedForDrain = false;
   private closing = false;
   private closeReason = '';
 
@@ -84,8 +99,24 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
       this.fatal(clientErrors.protocolViolation(bad < 0 ? 'invalid message length' : `invalid message length ${bad} (max_message_size is ${this.ctx.config.max_message_size})`));
       return;
     }
-    if (this.phase === 'ready') this.flushRequests();
+    if (this.phase === 'ready') this.afterChunk();
   }
+
+  /** End of a client chunk: stream COPY data, then route and send complete requests. */
+  private afterChunk(): void {
+    if (this.copyOut.length > 0) {
+      const conn = this.copyConn ?? this.lastCopyConn;
+      const out = this.copyOut.length === 1 ? this.copyOut[0]! : Buffer.concat(this.copyOut);
+      this.copyOut = [];
+      if (conn !== null && !conn.write(out, 0)) {
+        this.pauseFor('drain');
+        conn.socket.once('drain', () => this.resumeFor('drain'));
+      }
+    }
+    this.dispatcher?.drive();
+  }
+
+  private lastCopyConn: ServerConnection | null = null;
 
   private onStartupData(chunk: Buffer): void {
     let buf = this.startupBytes === null ? chunk : Buffer.concat([this.startupBytes, chunk]);
@@ -154,6 +185,16 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
       return;
     }
     if (this.ctx.logFlags.statement || this.ctx.logFlags.clientMessages) this.logFrame(code, buf, start, end);
+    if (this.copyConn !== null && this.rCount === 0) {
+      // COPY IN: the client's data goes straight to the copying backend. Sync/Flush sent
+      // during COPY IN are ignored by PostgreSQL, so they count for nothing.
+      this.copyOut.push(buf.subarray(start, end));
+      if (code === FrontendCode.CopyDone || code === FrontendCode.CopyFail) {
+        this.lastCopyConn = this.copyConn;
+        this.copyConn = null;
+      }
+      return;
+    }
     // Append the frame to the pending ranges (coalescing contiguous frames of one chunk).
     const n = this.rCount;
     if (n > 0 && this.rBuf[n - 1] === buf && this.rEnd[n - 1] === start) {
@@ -166,8 +207,26 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
     }
     if (code === FrontendCode.Query || code === FrontendCode.Sync || code === FrontendCode.FunctionCall) {
       this.pendingSyncs++;
+      this.cutRequest(false);
+    } else if (code === FrontendCode.Flush || code === FrontendCode.CopyDone || code === FrontendCode.CopyFail) {
+      this.cutRequest(code === FrontendCode.Flush);
     }
-    // Requests are dispatched at the end of the chunk (flushRequests), one write per backend.
+  }
+
+  /** The pending frames form a complete request: hand it to the dispatcher. */
+  private cutRequest(flush: boolean): void {
+    let data: Buffer;
+    if (this.rCount === 1) {
+      data = this.rBuf[0]!.subarray(this.rStart[0], this.rEnd[0]);
+    } else {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < this.rCount; i++) parts.push(this.rBuf[i]!.subarray(this.rStart[i], this.rEnd[i]));
+      data = Buffer.concat(parts);
+    }
+    for (let i = 0; i < this.rCount; i++) this.rBuf[i] = undefined as unknown as Buffer;
+    this.rCount = 0;
+    this.dispatcher!.enqueue({ data, syncs: this.pendingSyncs, flush });
+    this.pendingSyncs = 0;
   }
 
   /** Handshake side: next frame from the client, or null when it disconnected. */
@@ -182,11 +241,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
   enterReady(): void {
     if (this.phase !== 'handshake') return;
     this.phase = 'ready';
+    this.dispatcher = new RequestDispatcher(this, this.primaryNode);
+    if (this.ctx.routing.router.loadBalanceMode) this.dispatcher.readNode();
     // Frames that arrived during the handshake after the login exchange: relay them now.
     const early = this.hsQueue;
     this.hsQueue = [];
     for (const f of early) this.onFrame(f.code, f.frame, 0, f.frame.length);
-    this.flushRequests();
+    this.afterChunk();
     const idle = this.ctx.config.client_idle_limit;
     if (idle > 0) {
       this.socket.setTimeout(idle * 1000, () => {
@@ -195,43 +256,88 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
     }
   }
 
-  // ---- relay client → server --------------------------------------------------------------
+  // ---- DispatchHost -----------------------------------------------------------------------
 
-  /**
-   * Sends every complete request. The route here is the session's primary connection; the
-   * read/write router plugs in at `routeRequest`.
-   */
-  private flushRequests(): void {
-    if (this.rCount === 0) return;
-    const conn = this.copyConn ?? this.routeRequest();
-    if (conn === null) return;
-    // Everything pending goes to one backend: it is one request, or several to the same node.
-    const syncs = this.pendingSyncs;
-    let out: Buffer;
-    if (this.rCount === 1) {
-      out = this.rBuf[0]!.subarray(this.rStart[0], this.rEnd[0]);
-    } else {
-      const parts: Buffer[] = [];
-      for (let i = 0; i < this.rCount; i++) parts.push(this.rBuf[i]!.subarray(this.rStart[i], this.rEnd[i]));
-      out = Buffer.concat(parts);
-    }
-    for (let i = 0; i < this.rCount; i++) this.rBuf[i] = undefined as unknown as Buffer;
-    this.rCount = 0;
-    this.pendingSyncs = 0;
-    if (!conn.write(out, syncs)) {
-      this.socket.pause();
-      conn.socket.once('drain', () => { if (this.phase === 'ready') this.socket.resume(); });
+  /** Logs this session in to another node (a standby for reads), from that node's pool. */
+  async connectNode(nodeId: number): Promise<ServerConnection | null> {
+    const node = this.ctx.cluster.node(nodeId);
+    const pool = this.ctx.pools.get(nodeId);
+    if (node === undefined || pool === undefined) return null;
+    const key = poolKey(this.user, this.database, this.startupParams);
+    try {
+      const conn = await pool.acquire(key, () => ServerConnectionClass.connect({
+        nodeId, host: node.host, port: node.port, user: this.user, database: this.database, params: this.startupParams,
+        connectTimeoutMs: this.ctx.config.connect_timeout, authenticator: credentialAuthenticator(this.user, this.credential), key,
+      }));
+      if (this.phase === 'closed') {
+        pool.release(conn, conn.clean);
+        return null;
+      }
+      conn.attach(this);
+      this.conns.set(nodeId, conn);
+      return conn;
+    } catch (e) {
+      this.ctx.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: (e as Error).message },
+        `cannot log in to node ${nodeId} for reads; they go to another node`);
+      return null;
     }
   }
 
-  private routeRequest(): ServerConnection | null {
-    const conn = this.conns.get(this.primaryNode);
-    if (conn === undefined) {
-      this.fatal(clientErrors.noPrimary());
-      return null;
-    }
-    if (conn.copyIn) this.copyConn = conn;
-    return conn;
+  /** Writes pgmaitre's own messages to the client. */
+  writeClient(buf: Buffer): void {
+    if (this.socket.writable) this.socket.write(buf);
+  }
+
+  pauseClient(): void {
+    this.pauseFor('queue');
+  }
+
+  resumeClient(): void {
+    this.resumeFor('queue');
+  }
+
+  private pauseFor(why: 'queue' | 'drain'): void {
+    if (why === 'queue') this.pausedForQueue = true;
+    else this.pausedForDrain = true;
+    if (!this.socket.isPaused()) this.socket.pause();
+  }
+
+  private resumeFor(why: 'queue' | 'drain'): void {
+    if (why === 'queue') this.pausedForQueue = false;
+    else this.pausedForDrain = false;
+    if (!this.pausedForQueue && !this.pausedForDrain && this.phase === 'ready' && this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** The asking session for admin commands. */
+  adminSession(): AdminSession {
+    return {
+      pid: this.pid,
+      user: this.user,
+      database: this.database,
+      loadBalanceNode: this.dispatcher?.lbNode ?? -1,
+      getParam: (name) => (this.overrides.has(name) ? this.overrides.get(name) : (this.ctx.config as unknown as Record<string, unknown>)[name]),
+      setParam: (name, value) => { this.overrides.set(name, value); },
+      resetParam: (name) => { if (name === '*') this.overrides.clear(); else this.overrides.delete(name); },
+    };
+  }
+
+  /** This session as admin commands see it. */
+  info(): SessionInfo {
+    const busy = [...this.conns.values()].some((c) => c.outstanding > c.discardZ);
+    const inTx = this.dispatcher?.route.inTransaction ?? false;
+    return {
+      pid: this.pid,
+      slot: this.slot?.slot ?? -1,
+      connectedAt: this.connectedAt,
+      user: this.user,
+      database: this.database,
+      applicationName: this.applicationName,
+      address: this.address,
+      port: this.port,
+      status: this.phase !== 'ready' ? 'Wait for connection' : busy ? 'Execute command' : inTx ? 'Idle in transaction' : 'Idle',
+      loadBalanceNode: this.dispatcher?.lbNode ?? -1,
+      backends: [...this.conns.values()].map((c) => ({ nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount })),
+    };
   }
 
   // ---- relay server → client --------------------------------------------------------------
@@ -239,7 +345,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
   /** ServerSink: a chunk from a backend, forwarded untouched. */
   onServerData(conn: ServerConnection, chunk: Buffer): void {
     if (this.phase !== 'ready') return;
-    if (conn.copyIn) this.copyConn = conn;
+    if (conn.copyIn && this.copyConn === null && this.lastCopyConn !== conn) this.copyConn = conn;
     if (!this.socket.write(chunk)) {
       conn.pause();
       this.socket.once('drain', () => conn.resume());
@@ -249,14 +355,23 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
   /** ServerSink: ReadyForQuery seen on a backend. */
   onReadyForQuery(conn: ServerConnection): void {
     if (this.copyConn === conn) this.copyConn = null;
+    if (this.lastCopyConn === conn) this.lastCopyConn = null;
+    this.dispatcher?.onReadyForQuery(conn);
   }
 
   /** ServerSink: a backend connection died under us. */
   onServerClosed(conn: ServerConnection, reason: string): void {
     this.conns.delete(conn.nodeId);
     this.ctx.log.warn({ event: LogEvent.BackendError, node_id: conn.nodeId, pid: this.pid, reason }, 'backend connection lost');
+    const answeringClient = conn.outstanding > conn.discardZ || this.copyConn === conn;
     this.releaseConn(conn, false, reason);
-    this.fatal(clientErrors.backendLost(conn.nodeId));
+    if (conn.nodeId === this.primaryNode || answeringClient) {
+      this.fatal(clientErrors.backendLost(conn.nodeId));
+      return;
+    }
+    // A node that was only used for reads, with nothing in flight: carry on without it.
+    this.dispatcher?.forgetNode(conn.nodeId);
+    this.dispatcher?.drive();
   }
 
   // ---- cancel, logging, close -------------------------------------------------------------
@@ -277,13 +392,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
   private logFrame(code: number, buf: Buffer, start: number, end: number): void {
     const f = this.ctx.logFlags;
     if (f.clientMessages) this.ctx.log.info({ event: LogEvent.ClientMessage, pid: this.pid, kind: String.fromCharCode(code), length: end - start - 1 }, 'client message');
-    if (!f.statement && !f.perNodeStatement) return;
+    if (!f.statement) return;
     let sql: string | null = null;
     if (code === FrontendCode.Query) sql = decodeQuery(buf, start, end);
     else if (code === FrontendCode.Parse) sql = decodeParse(buf, start, end).sql;
     if (sql === null) return;
     if (f.statement) this.ctx.log.info({ event: LogEvent.Statement, pid: this.pid, user: this.user, database: this.database }, `statement: ${sql}`);
-    if (f.perNodeStatement) this.ctx.log.info({ event: LogEvent.NodeStatement, pid: this.pid, node_id: this.primaryNode }, `DB node id: ${this.primaryNode} statement: ${sql}`);
   }
 
   /** Sends a FATAL error and closes. */

@@ -1,0 +1,63 @@
+/**
+ * Everything routing needs, built once from a config snapshot (and again on reload): the
+ * classifier with pgpool's function/pattern lists, the router's settings, the redirect
+ * preference lists, the function-volatility cache and the lag view of the nodes.
+ */
+import type { Config } from '../config/load';
+import { createClassifier } from '../classify/classify';
+import type { Classifier } from '../classify/types';
+import { parseDmlRelations, type RouterConfig } from '../router/router';
+import { parseRedirectPreferences, type LbPreferences } from '../router/lb-select';
+import type { FunctionVolatility } from '../backend/function-volatility';
+
+/** Lag of a node as the replication check last saw it. */
+export interface NodeLag {
+  readonly lagging: boolean;
+  readonly delay: number;
+}
+
+/** What the session's routing reads. */
+export interface RoutingContext {
+  readonly classifier: Classifier;
+  readonly router: RouterConfig;
+  readonly prefs: LbPreferences;
+  readonly statementLevel: boolean;
+  readonly noticePerNode: boolean;
+  readonly volatility: FunctionVolatility;
+  /** Lag of a node; replaced by the replication checker when it runs. */
+  lag: (nodeId: number) => NodeLag;
+}
+
+const NO_LAG: NodeLag = { lagging: false, delay: 0 };
+
+/** Builds the routing context from a config snapshot. Throws on invalid preference lists. */
+export function buildRoutingContext(c: Config, volatility: FunctionVolatility, lag?: (nodeId: number) => NodeLag): RoutingContext {
+  const classifier = createClassifier({
+    writeFunctions: c.write_function_list,
+    readOnlyFunctions: c.read_only_function_list,
+    primaryRoutingPatterns: c.primary_routing_query_pattern_list,
+    allowSqlComments: c.allow_sql_comments,
+    ignoreLeadingWhiteSpace: c.ignore_leading_white_space,
+  });
+  return {
+    classifier,
+    router: {
+      loadBalanceMode: c.load_balance_mode,
+      loadBalanceInTransaction: c.load_balance_in_transaction,
+      disableLoadBalanceOnWrite: c.disable_load_balance_on_write,
+      dmlRelations: parseDmlRelations(c.dml_adaptive_object_relationship_list.split(',')),
+      volatility: (fn) => volatility.get(fn),
+      functionListsSet: c.write_function_list.length > 0 || c.read_only_function_list.length > 0,
+    },
+    prefs: {
+      appName: parseRedirectPreferences(c.app_name_redirect_preference_list),
+      user: parseRedirectPreferences(c.user_redirect_preference_list),
+      database: parseRedirectPreferences(c.database_redirect_preference_list),
+      preferLowerDelayStandby: c.prefer_lower_delay_standby,
+    },
+    statementLevel: c.statement_level_load_balance,
+    noticePerNode: c.notice_per_node_statement,
+    volatility,
+    lag: lag ?? (() => NO_LAG),
+  };
+}
