@@ -50,6 +50,7 @@ export interface DispatchHost {
 
 interface TrackedStatement {
   frame: Buffer;
+  readonly sql: string;
   cls: QueryClass;
   readonly nodes: Set<number>;
 }
@@ -326,12 +327,17 @@ export class RequestDispatcher {
     for (const p of contents.parses) {
       const cls = classes[i++]!;
       noteDispatched(cls, this.route, ctx.routing.router);
-      if (counters !== undefined) count(counters, cls, p.sql);
       const frame = this.currentData!.subarray(p.start, p.end);
-      this.statements.set(p.name, { frame: p.name === '' ? frame : Buffer.from(frame), cls, nodes: new Set([node]) });
+      this.statements.set(p.name, { frame: p.name === '' ? frame : Buffer.from(frame), sql: p.sql, cls, nodes: new Set([node]) });
     }
+    // Each Bind is one execution of its statement: that is what the per-node counters count.
     for (const b of contents.binds) {
-      this.statements.get(b.statement)?.nodes.add(node);
+      const st = this.statements.get(b.statement);
+      if (st !== undefined) {
+        st.nodes.add(node);
+        if (counters !== undefined) count(counters, st.cls, st.sql);
+        if (!contents.parses.some((p) => p.name === b.statement)) noteDispatched(st.cls, this.route, ctx.routing.router);
+      }
       this.portals.set(b.portal, node);
     }
     for (const s of contents.statementRefs) this.statements.get(s)?.nodes.add(node);
