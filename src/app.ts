@@ -12,7 +12,7 @@ import { loadHba } from './config/hba';
 import { loadPoolPasswd, type PoolPasswdEntry } from './config/pool-passwd';
 import { createLogger, LogEvent, type Logger, type LogFlags } from './log/logger';
 import { Cluster } from './cluster/cluster';
-import { findPrimary, type ProbeOptions } from './health/primary-finder';
+import { createHealthSystem, type HealthSystem } from './failover/index';
 import { NodePool } from './pool/node-pool';
 import type { ServerConnection } from './backend/server-connection';
 import { Slots } from './frontend/slots';
@@ -23,12 +23,15 @@ import { bindHosts, closeAll, listenAll } from './frontend/listener';
 import { buildRoutingContext } from './frontend/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
 import { initClassifier } from './classify/classify';
+import { resolvePassword } from './health/probe';
 
 /** A running pgmaitre. */
 export interface App {
   readonly ctx: FrontendContext;
   /** TCP ports actually bound (useful when port = 0 in tests). */
   readonly ports: readonly number[];
+  /** Health checks, replication checks, failover; admin actions (attach/detach/promote) live here. */
+  readonly health: HealthSystem;
   stop(): Promise<void>;
 }
 
@@ -46,15 +49,6 @@ function logFlagsOf(c: Config): LogFlags {
     connections: c.log_connections,
     disconnections: c.log_disconnections,
   };
-}
-
-function probeOptions(c: Config, poolPasswd: ReadonlyMap<string, PoolPasswdEntry>): ProbeOptions {
-  let password = c.sr_check_password;
-  if (password === '') {
-    const e = poolPasswd.get(c.sr_check_user);
-    if (e?.kind === 'text') password = e.password;
-  }
-  return { user: c.sr_check_user, password, database: c.sr_check_database, timeoutMs: Math.max(1000, c.connect_timeout || 10000) };
 }
 
 /** Builds and starts pgmaitre from a loaded configuration. */
@@ -96,11 +90,15 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
     }));
   }
 
-  const probe = probeOptions(config, poolPasswd);
   await initClassifier();
+  // pg_proc lookups run as the streaming-replication check user (else the health check user);
+  // when neither is set they fail, and the functions count as volatile (fail closed).
   const volatility = new FunctionVolatility(() => {
     const p = cluster.node(cluster.primaryId());
-    return p === undefined ? null : { host: p.host, port: p.port, user: probe.user, password: probe.password, database: probe.database, timeoutMs: probe.timeoutMs };
+    const user = config.sr_check_user || config.health_check_user;
+    const password = resolvePassword(user, config.sr_check_user ? config.sr_check_password : config.health_check_password, poolPasswd);
+    return p === undefined || user === '' ? null
+      : { host: p.host, port: p.port, user, password, database: config.sr_check_database || 'postgres', timeoutMs: Math.max(1000, config.connect_timeout || 10000) };
   });
 
   const ctx: FrontendContext = {
@@ -112,24 +110,15 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
     admin: null,
   };
 
-  let primary = await findPrimary(cluster, probe, log);
-  let searchTimer: NodeJS.Timeout | null = null;
-  if (primary >= 0) {
-    log.info({ event: LogEvent.PrimaryFound, node_id: primary }, `primary node is ${primary}`);
-  } else {
-    log.error({ event: LogEvent.PrimaryFound, node_id: -1 }, 'no primary node found yet; retrying');
-    searchTimer = setInterval(() => {
-      findPrimary(cluster, probe, log).then((id) => {
-        if (id >= 0 && searchTimer !== null) {
-          clearInterval(searchTimer);
-          searchTimer = null;
-          primary = id;
-          log.info({ event: LogEvent.PrimaryFound, node_id: id }, `primary node is ${id}`);
-        }
-      }).catch(() => {});
-    }, 2000);
-    searchTimer.unref();
-  }
+  // Health checks, replication checks and failover: initial primary detection, then the loops.
+  // A node that goes down loses its idle pooled connections at once.
+  const health = createHealthSystem({ config, cluster, log, poolPasswd });
+  // Reads skip standbys lagging beyond delay_threshold / delay_threshold_by_time.
+  ctx.routing.lag = (id) => ({ lagging: health.replication.isLagging(id), delay: cluster.node(id)?.replication.delayBytes ?? 0 });
+  cluster.on('change', (c) => {
+    if (c.field === 'status' && c.to === 'down') pools.get(c.nodeId)?.closeIdle(`node ${c.nodeId} down: ${c.reason}`);
+  });
+  await health.start();
 
   const onSocket = (socket: net.Socket): void => {
     if (ctx.shuttingDown) {
@@ -139,7 +128,10 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
     new ClientSession(socket, ctx);
   };
   const socketDirs = config.unix_socket_directories.map((d) => d.trim()).filter((d) => d !== '');
-  const servers = await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket);
+  const servers = await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket).catch(async (e: unknown) => {
+    await health.stop();
+    throw e;
+  });
   const ports = servers.map((s) => s.address()).filter((a): a is net.AddressInfo => typeof a === 'object' && a !== null).map((a) => a.port);
   log.info({ event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
 
@@ -147,15 +139,16 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
   return {
     ctx,
     ports,
+    health,
     stop: () => {
       stopping ??= (async () => {
         ctx.shuttingDown = true;
         log.info({ event: LogEvent.Shutdown }, 'shutting down');
-        if (searchTimer !== null) clearInterval(searchTimer);
+        const healthStopped = health.stop();
         const closing = closeAll(servers);
         for (const s of ctx.registry.list()) s.terminate('shutdown');
         for (const p of pools.values()) p.shutdown();
-        await closing;
+        await Promise.all([closing, healthStopped]);
       })();
       return stopping;
     },
