@@ -14,7 +14,7 @@ export function eventKind(c: NodeChange): string {
     if (c.to === 'up' && (c.from === 'down' || c.from === 'quarantine')) return 'failback';
     return 'node_up';
   }
-  return c.to === 'primary' ? 'failover' : 'role_change';
+  return c.to === 'primary' && c.from === 'standby' ? 'failover' : 'role_change';
 }
 
 /** Recent events, newest last, at most `limit`. */
