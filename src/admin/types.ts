@@ -68,6 +68,30 @@ export interface AdminActions {
   stop(mode: 'smart' | 'fast' | 'immediate'): Promise<string>;
 }
 
+/** Something that happened to the cluster, for the status page (newest last). */
+export interface AdminEvent {
+  readonly at: Date;
+  /** node_down, node_up, failback, failover (a new primary), role_change, or any other kind an emitter adds. */
+  readonly kind: string;
+  readonly nodeId: number;
+  readonly message: string;
+}
+
+/** Statement-classifier cache counters (for /metrics). */
+export interface ClassifierStats {
+  readonly hits: number;
+  readonly misses: number;
+  readonly size: number;
+}
+
+/** History of one client slot (pgpool's per-process counters). */
+export interface SlotHistory {
+  /** Clients this slot has served since start. */
+  readonly connections: number;
+  /** When its last client left, or null. */
+  readonly lastDisconnectedAt: Date | null;
+}
+
 /** Read-only views and actions given to every command. */
 export interface AdminContext {
   readonly config: () => Config;
@@ -79,6 +103,12 @@ export interface AdminContext {
   readonly startedAt: Date;
   readonly version: string;
   readonly actions: AdminActions;
+  /** Recent cluster events, oldest first (see EventLog). Optional: none when absent. */
+  readonly recentEvents?: () => readonly AdminEvent[];
+  /** Classifier cache counters, when the classifier exposes them. */
+  readonly classifierStats?: () => ClassifierStats;
+  /** Per-slot history for client_connection_count / client_disconnection_time. */
+  readonly slotHistory?: (slot: number) => SlotHistory | undefined;
 }
 
 /** One admin command (one file each under src/admin/commands/). */

@@ -26,6 +26,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   admin: ['cluster', 'pool', 'config', 'errors', 'protocol', 'util'],
   frontend: ['protocol', 'classify', 'router', 'pool', 'backend', 'cluster', 'admin', 'errors', 'config', 'log', 'util', 'health'],
   demo: ['util', 'config', 'log'],
+  pcp: ['admin', 'cluster', 'pool', 'config', 'errors', 'protocol', 'log', 'util'],
+  http: ['admin', 'cluster', 'pool', 'config', 'errors', 'log', 'util'],
 };
 
 /** Process entries besides main.ts (npm run demo): like main.ts they may import anything. */

@@ -1,0 +1,151 @@
+/**
+ * /metrics: Prometheus text from prom-client, on a registry of our own (not the global one).
+ * Everything except the latency histogram is computed at scrape time from AdminContext, so
+ * nothing on the query path pays for metrics it does not feed.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { AdminContext } from '../admin/types';
+import { roleText } from '../admin/format';
+import { queryLatency } from '../admin/latency';
+
+export { observeQueryLatency } from '../admin/latency';
+
+const KINDS = ['select', 'insert', 'update', 'delete', 'ddl', 'other'] as const;
+const SEVERITIES = ['error', 'fatal', 'panic'] as const;
+const STATUSES = ['up', 'waiting', 'down', 'quarantine', 'unused'] as const;
+
+/** Builds the registry for one context. */
+export function createMetricsRegistry(ctx: AdminContext): Registry {
+  const registry = new Registry();
+  const reg = [registry];
+  const nodeLabels = (id: number): { node: string } => ({ node: String(id) });
+
+  new Gauge({
+    name: 'pgmaitre_node_info', help: 'Backend nodes (value 1) with host, port and current role.', registers: reg,
+    labelNames: ['node', 'host', 'port', 'role'] as const,
+    collect() {
+      this.reset();
+      for (const n of ctx.nodes()) this.set({ node: String(n.id), host: n.host, port: String(n.port), role: roleText(ctx, n) }, 1);
+    },
+  });
+  new Gauge({
+    name: 'pgmaitre_node_up', help: '1 when the node is up (or waiting for its first connection), else 0.', registers: reg,
+    labelNames: ['node'] as const,
+    collect() {
+      for (const n of ctx.nodes()) this.set(nodeLabels(n.id), n.status === 'up' || n.status === 'waiting' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'pgmaitre_node_status', help: "1 for the node's current status (pgpool's names), 0 for the others.", registers: reg,
+    labelNames: ['node', 'status'] as const,
+    collect() {
+      for (const n of ctx.nodes()) for (const s of STATUSES) this.set({ node: String(n.id), status: s }, n.status === s ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'pgmaitre_node_primary', help: '1 for the node taking writes.', registers: reg, labelNames: ['node'] as const,
+    collect() {
+      const p = ctx.primaryId();
+      for (const n of ctx.nodes()) this.set(nodeLabels(n.id), n.id === p ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'pgmaitre_node_queries_total', help: 'Statements sent to each node, by kind.', registers: reg,
+    labelNames: ['node', 'kind'] as const,
+    collect() {
+      this.reset();
+      for (const n of ctx.nodes()) {
+        const c = n.counters as unknown as Record<string, number>;
+        for (const k of KINDS) this.inc({ node: String(n.id), kind: k }, c[`${k}_cnt`] ?? 0);
+      }
+    },
+  });
+  new Counter({
+    name: 'pgmaitre_node_errors_total', help: 'Errors reported by each node, by severity.', registers: reg,
+    labelNames: ['node', 'severity'] as const,
+    collect() {
+      this.reset();
+      for (const n of ctx.nodes()) {
+        const c = n.counters as unknown as Record<string, number>;
+        for (const s of SEVERITIES) this.inc({ node: String(n.id), severity: s }, c[`${s}_cnt`] ?? 0);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pgmaitre_node_replication_lag_bytes', help: 'Replay lag of each standby behind the primary, in bytes.', registers: reg,
+    labelNames: ['node'] as const,
+    collect() {
+      for (const n of ctx.nodes()) this.set(nodeLabels(n.id), n.id === ctx.primaryId() ? 0 : n.replication.delayBytes);
+    },
+  });
+  new Gauge({
+    name: 'pgmaitre_node_replication_lag_seconds', help: 'Replay lag in seconds (when measured by time).', registers: reg,
+    labelNames: ['node'] as const,
+    collect() {
+      this.reset();
+      for (const n of ctx.nodes()) if (n.replication.delaySeconds !== null) this.set(nodeLabels(n.id), n.replication.delaySeconds);
+    },
+  });
+  new Counter({
+    name: 'pgmaitre_health_checks_total', help: 'Health checks per node, by result.', registers: reg,
+    labelNames: ['node', 'result'] as const,
+    collect() {
+      this.reset();
+      for (const n of ctx.nodes()) {
+        this.inc({ node: String(n.id), result: 'success' }, n.health.success_count);
+        this.inc({ node: String(n.id), result: 'fail' }, n.health.fail_count);
+        this.inc({ node: String(n.id), result: 'skip' }, n.health.skip_count);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pgmaitre_pool_connections', help: 'Backend connections in each node pool, by state.', registers: reg,
+    labelNames: ['node', 'state'] as const,
+    collect() {
+      this.reset();
+      for (const n of ctx.nodes()) {
+        const c = ctx.poolCounts(n.id);
+        if (c === undefined) continue;
+        for (const state of ['idle', 'active', 'resetting', 'connecting'] as const) this.set({ node: String(n.id), state }, c[state]);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pgmaitre_client_sessions', help: 'Client sessions being served (slots in use).', registers: reg,
+    collect() { this.set(ctx.slots().inUse); },
+  });
+  new Gauge({
+    name: 'pgmaitre_client_slots', help: 'Client slots (num_init_children).', registers: reg,
+    collect() { this.set(ctx.slots().capacity); },
+  });
+  new Gauge({
+    name: 'pgmaitre_client_waiting', help: 'Clients queued for a free slot.', registers: reg,
+    collect() { this.set(ctx.slots().waiting); },
+  });
+  if (ctx.classifierStats !== undefined) {
+    const stats = ctx.classifierStats;
+    new Counter({
+      name: 'pgmaitre_classifier_cache_lookups_total', help: 'Statement classifier cache lookups, by result.', registers: reg,
+      labelNames: ['result'] as const,
+      collect() {
+        this.reset();
+        const s = stats();
+        this.inc({ result: 'hit' }, s.hits);
+        this.inc({ result: 'miss' }, s.misses);
+      },
+    });
+    new Gauge({
+      name: 'pgmaitre_classifier_cache_hit_ratio', help: 'Classifier cache hits / lookups since start.', registers: reg,
+      collect() {
+        const s = stats();
+        this.set(s.hits + s.misses > 0 ? s.hits / (s.hits + s.misses) : 0);
+      },
+    });
+  }
+  new Gauge({
+    name: 'pgmaitre_start_time_seconds', help: 'When pgmaitre started (Unix time).', registers: reg,
+    collect() { this.set(ctx.startedAt.getTime() / 1000); },
+  });
+  registry.registerMetric(queryLatency);
+  return registry;
+}

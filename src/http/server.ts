@@ -1,0 +1,131 @@
+/**
+ * The HTTP face (node:http, no framework):
+ *   GET  /                 live status page (status-page.ts), refreshing from /api/status
+ *   GET  /api/status       JSON snapshot (status.ts)
+ *   GET  /metrics          Prometheus text (metrics.ts)
+ *   GET  /primary          200 when a primary is up, else 503 (Patroni-style)
+ *   GET  /replica[?lag=N]  200 when a standby is up (and lags at most N bytes; kB/MB/GB allowed)
+ *   GET  /health           200 when at least one backend is up, else 503 — never behind auth
+ *   POST /api/nodes/:id/{attach|detach|promote}  admin actions, only when http_auth is set
+ * With auth ('user:password', pgmaitre's http_auth) every path but /health needs Basic auth.
+ */
+import * as http from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { AdminContext } from '../admin/types';
+import { createMetricsRegistry } from './metrics';
+import { healthCheck, parseLag, statusSnapshot } from './status';
+import { STATUS_PAGE_HTML } from './status-page';
+
+/** Options of createHttpServer. */
+export interface HttpServerOptions {
+  /** http_port; 0 picks a free port. */
+  readonly port: number;
+  /** http_listen_addresses: comma-separated, '*' for all. */
+  readonly listenAddresses: string;
+  /** http_auth 'user:password'; '' or undefined = no auth (and no admin actions). A function is read per request (reload). */
+  readonly auth?: string | (() => string | undefined);
+}
+
+/** An HTTP server. */
+export interface HttpServer {
+  listen(): Promise<number>;
+  close(): Promise<void>;
+}
+
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function send(res: http.ServerResponse, code: number, body: string | object, type = 'application/json; charset=utf-8'): void {
+  const text = typeof body === 'string' ? body : `${JSON.stringify(body)}\n`;
+  res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Builds the HTTP server over an AdminContext. */
+export function createHttpServer(ctx: AdminContext, opts: HttpServerOptions): HttpServer {
+  const registry = createMetricsRegistry(ctx);
+  const authValue = (): string => (typeof opts.auth === 'function' ? opts.auth() : opts.auth) ?? '';
+
+  const authorized = (req: http.IncomingMessage): boolean => {
+    const want = authValue();
+    if (want === '') return true;
+    const m = /^Basic\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    return m !== null && sameText(Buffer.from(m[1] ?? '', 'base64').toString('utf8'), want);
+  };
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const p = url.pathname.replace(/\/+$/, '') || '/';
+    const method = req.method ?? 'GET';
+    if (p === '/health' && (method === 'GET' || method === 'HEAD')) {
+      const [code, body] = healthCheck(ctx, 'health');
+      send(res, code, body);
+      return;
+    }
+    if (!authorized(req)) {
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="pgmaitre"', 'content-type': 'text/plain' });
+      res.end('authentication required\n');
+      return;
+    }
+    const action = /^\/api\/nodes\/(\d+)\/(attach|detach|promote)$/.exec(p);
+    if (action !== null) {
+      if (method !== 'POST') { send(res, 405, { error: 'use POST' }); return; }
+      if (authValue() === '') { send(res, 403, { error: 'admin actions over HTTP need http_auth to be set' }); return; }
+      const id = Number(action[1]);
+      if (!ctx.nodes().some((n) => n.id === id)) { send(res, 404, { error: `node ${id} does not exist` }); return; }
+      try {
+        const message = action[2] === 'attach' ? await ctx.actions.attachNode(id)
+          : action[2] === 'detach' ? await ctx.actions.detachNode(id) : await ctx.actions.promoteNode(id);
+        send(res, 200, { ok: true, message });
+      } catch (err) {
+        send(res, 409, { ok: false, error: err instanceof Error ? err.message : String(err) });
+      }
+      return;
+    }
+    if (method !== 'GET' && method !== 'HEAD') { send(res, 405, { error: 'method not allowed' }); return; }
+    switch (p) {
+      case '/': send(res, 200, STATUS_PAGE_HTML, 'text/html; charset=utf-8'); return;
+      case '/api/status': send(res, 200, { ...statusSnapshot(ctx), actionsEnabled: authValue() !== '' }); return;
+      case '/metrics': send(res, 200, await registry.metrics(), registry.contentType); return;
+      case '/primary':
+      case '/master':
+      case '/read-write': { const [c, b] = healthCheck(ctx, 'primary'); send(res, c, b); return; }
+      case '/replica':
+      case '/read-only': { const [c, b] = healthCheck(ctx, 'replica', parseLag(url.searchParams.get('lag'))); send(res, c, b); return; }
+      default: send(res, 404, { error: 'not found' });
+    }
+  };
+
+  const servers: http.Server[] = [];
+  return {
+    async listen(): Promise<number> {
+      const items = opts.listenAddresses.split(',').map((h) => h.trim()).filter((h) => h !== '');
+      const hosts = items.includes('*') ? [undefined] : items;
+      let port = opts.port;
+      for (const host of hosts) {
+        const srv = http.createServer((req, res) => {
+          handle(req, res).catch((err: unknown) => {
+            if (!res.headersSent) send(res, 500, { error: err instanceof Error ? err.message : String(err) });
+            else res.destroy();
+          });
+        });
+        srv.keepAliveTimeout = 5000;
+        servers.push(srv);
+        await new Promise<void>((resolve, reject) => {
+          srv.once('error', reject);
+          srv.listen({ port, ...(host !== undefined ? { host } : {}) }, () => { srv.off('error', reject); resolve(); });
+        });
+        const a = srv.address();
+        if (typeof a === 'object' && a !== null) port = a.port;
+      }
+      return port;
+    },
+    async close(): Promise<void> {
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => { s.closeAllConnections(); s.close(() => resolve()); })));
+      servers.length = 0;
+    },
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * The live status page served at '/': one self-contained HTML document (CSS and JS inline, no
+ * build step, no external assets) that polls /api/status every 1.5 s and redraws nodes,
+ * sessions, pools and recent events. All data is inserted with textContent (no HTML injection
+ * from host names or application names). Admin buttons appear only when the server says admin
+ * actions are enabled (http_auth set); the browser reuses the Basic credentials it already sent.
+ */
+
+/** The page. */
+export const STATUS_PAGE_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>pgmaitre status</title>
+<style>
+:root { --bg:#0f1419; --panel:#171d24; --panel2:#1e2630; --text:#e6edf3; --muted:#8b98a5; --line:#2a3440;
+  --up:#2ea043; --down:#f85149; --wait:#d29922; --accent:#58a6ff; --primary:#a371f7; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; background:var(--bg); color:var(--text); }
+header { display:flex; align-items:center; gap:16px; padding:14px 24px; background:linear-gradient(90deg,#161b22,#1b2430); border-bottom:1px solid var(--line); position:sticky; top:0; z-index:2; }
+header h1 { font-size:18px; margin:0; letter-spacing:.3px; }
+header h1 span { color:var(--accent); }
+.meta { color:var(--muted); font-size:12px; }
+.spacer { flex:1; }
+.live { display:inline-flex; align-items:center; gap:6px; font-size:12px; color:var(--muted); }
+.dot { width:8px; height:8px; border-radius:50%; background:var(--up); box-shadow:0 0 0 0 rgba(46,160,67,.6); animation:pulse 1.5s infinite; }
+.dot.stale { background:var(--down); animation:none; }
+@keyframes pulse { 0%{box-shadow:0 0 0 0 rgba(46,160,67,.5)} 70%{box-shadow:0 0 0 8px rgba(46,160,67,0)} 100%{box-shadow:0 0 0 0 rgba(46,160,67,0)} }
+main { padding:20px 24px 40px; max-width:1400px; margin:0 auto; }
+.tiles { display:grid; grid-template-columns:repeat(auto-fit,minmax(160px,1fr)); gap:12px; margin-bottom:20px; }
+.tile { background:var(--panel); border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
+.tile .k { color:var(--muted); font-size:11px; text-transform:uppercase; letter-spacing:.6px; }
+.tile .v { font-size:22px; font-weight:600; margin-top:2px; font-variant-numeric:tabular-nums; }
+h2 { font-size:13px; text-transform:uppercase; letter-spacing:.8px; color:var(--muted); margin:26px 0 10px; }
+.nodes { display:grid; grid-template-columns:repeat(auto-fill,minmax(300px,1fr)); gap:14px; }
+.node { background:var(--panel); border:1px solid var(--line); border-left:4px solid var(--muted); border-radius:10px; padding:14px 16px; }
+.node.s-up { border-left-color:var(--up); } .node.s-down, .node.s-quarantine { border-left-color:var(--down); background:#1d1517; }
+.node.s-waiting { border-left-color:var(--wait); }
+.node .top { display:flex; align-items:center; gap:8px; }
+.node .name { font-weight:600; font-size:15px; }
+.node .addr { color:var(--muted); font-family:ui-monospace,Menlo,Consolas,monospace; font-size:12px; }
+.pill { display:inline-block; padding:1px 8px; border-radius:999px; font-size:11px; font-weight:600; text-transform:uppercase; letter-spacing:.4px; }
+.status.up { background:rgba(46,160,67,.18); color:#56d364; } .status.down, .status.quarantine { background:rgba(248,81,73,.18); color:#ff7b72; }
+.status.waiting { background:rgba(210,153,34,.18); color:#e3b341; } .status.unused { background:#2a3440; color:var(--muted); }
+.role.primary { background:rgba(163,113,247,.2); color:#d2a8ff; } .role.standby, .role.replica { background:rgba(88,166,255,.15); color:#79c0ff; } .role.main { background:rgba(163,113,247,.2); color:#d2a8ff; }
+.kv { display:grid; grid-template-columns:auto 1fr; gap:3px 12px; margin-top:10px; font-size:13px; }
+.kv .k { color:var(--muted); } .kv .v { text-align:right; font-variant-numeric:tabular-nums; }
+.bar { height:6px; background:var(--panel2); border-radius:4px; overflow:hidden; margin-top:3px; }
+.bar > i { display:block; height:100%; background:var(--accent); }
+.reason { color:var(--muted); font-size:12px; margin-top:8px; }
+.actions { margin-top:10px; display:flex; gap:6px; }
+button { background:var(--panel2); color:var(--text); border:1px solid var(--line); border-radius:6px; padding:4px 10px; cursor:pointer; font-size:12px; }
+button:hover { border-color:var(--accent); }
+table { width:100%; border-collapse:collapse; background:var(--panel); border:1px solid var(--line); border-radius:10px; overflow:hidden; }
+th, td { padding:7px 10px; text-align:left; border-bottom:1px solid var(--line); font-size:13px; }
+th { color:var(--muted); font-weight:500; font-size:11px; text-transform:uppercase; letter-spacing:.5px; background:var(--panel2); }
+td.num { text-align:right; font-variant-numeric:tabular-nums; }
+tr:last-child td { border-bottom:none; }
+.empty { color:var(--muted); text-align:center; padding:14px; }
+.ev-node_down td:first-child, .ev-failover td:first-child { border-left:3px solid var(--down); }
+.ev-failback td:first-child, .ev-node_up td:first-child { border-left:3px solid var(--up); }
+.banner { display:none; background:#3d1d20; color:#ffb3ad; padding:8px 24px; border-bottom:1px solid #6e2a2e; }
+.banner.show { display:block; }
+.cols { display:grid; grid-template-columns:1fr 1fr; gap:20px; }
+@media (max-width: 900px) { .cols { grid-template-columns:1fr; } }
+</style>
+</head>
+<body>
+<header>
+  <h1>pg<span>maitre</span></h1>
+  <span class="meta" id="version"></span>
+  <span class="spacer"></span>
+  <span class="live"><span class="dot" id="dot"></span><span id="updated">connecting…</span></span>
+</header>
+<div class="banner" id="banner">Lost contact with pgmaitre; retrying…</div>
+<main>
+  <section class="tiles">
+    <div class="tile"><div class="k">Primary</div><div class="v" id="t-primary">–</div></div>
+    <div class="tile"><div class="k">Nodes up</div><div class="v" id="t-nodes">–</div></div>
+    <div class="tile"><div class="k">Client sessions</div><div class="v" id="t-sessions">–</div></div>
+    <div class="tile"><div class="k">Waiting clients</div><div class="v" id="t-waiting">–</div></div>
+    <div class="tile"><div class="k">Classifier cache hits</div><div class="v" id="t-cache">–</div></div>
+    <div class="tile"><div class="k">Uptime</div><div class="v" id="t-uptime">–</div></div>
+  </section>
+  <h2>Backend nodes</h2>
+  <section class="nodes" id="nodes"></section>
+  <div class="cols">
+    <section>
+      <h2>Pools</h2>
+      <table><thead><tr><th>Node</th><th>Active</th><th>Idle</th><th>Resetting</th><th>Connecting</th><th>Total</th></tr></thead><tbody id="pools"></tbody></table>
+    </section>
+    <section>
+      <h2>Recent events</h2>
+      <table><thead><tr><th>Time</th><th>Event</th><th>Node</th><th>Detail</th></tr></thead><tbody id="events"></tbody></table>
+    </section>
+  </div>
+  <h2>Client sessions</h2>
+  <table><thead><tr><th>PID</th><th>Slot</th><th>User</th><th>Database</th><th>Application</th><th>Client</th><th>Status</th><th>LB node</th><th>Connected</th></tr></thead><tbody id="sessions"></tbody></table>
+</main>
+<script>
+(function () {
+  'use strict';
+  var REFRESH_MS = 1500;
+  function el(tag, cls, text) { var e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined && text !== null) e.textContent = String(text); return e; }
+  function $(id) { return document.getElementById(id); }
+  function fmtInt(n) { return Number(n || 0).toLocaleString('en-US'); }
+  function fmtBytes(n) { if (!n) return '0 B'; var u = ['B','kB','MB','GB','TB'], i = 0; while (n >= 1024 && i < 4) { n /= 1024; i++; } return (i ? n.toFixed(1) : n) + ' ' + u[i]; }
+  function fmtTime(iso) { var d = new Date(iso); return d.toLocaleTimeString(); }
+  function fmtDur(ms) { var s = Math.floor(ms / 1000), d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60); return d ? d + 'd ' + h + 'h' : h ? h + 'h ' + m + 'm' : m + 'm ' + (s % 60) + 's'; }
+  function row(tbody, cells, cls) { var tr = el('tr', cls); cells.forEach(function (c) { var td = el('td', typeof c === 'number' ? 'num' : '', c); tr.appendChild(td); }); tbody.appendChild(tr); }
+  function replace(id, build) { var t = $(id); var n = t.cloneNode(false); build(n); t.parentNode.replaceChild(n, t); }
+  function kv(box, k, v) { box.appendChild(el('div', 'k', k)); box.appendChild(el('div', 'v', v)); }
+
+  function action(id, what) {
+    if (!confirm(what + ' node ' + id + '?')) return;
+    fetch('api/nodes/' + id + '/' + what, { method: 'POST' }).then(function (r) { return r.json(); })
+      .then(function (j) { if (!j.ok) alert(j.error || 'failed'); refresh(); });
+  }
+
+  function renderNodes(s) {
+    replace('nodes', function (box) {
+      s.nodes.forEach(function (n) {
+        var card = el('article', 'node s-' + n.status); card.setAttribute('data-node-id', n.id);
+        var top = el('div', 'top');
+        top.appendChild(el('span', 'name', 'Node ' + n.id));
+        top.appendChild(el('span', 'pill status ' + n.status, n.status));
+        top.appendChild(el('span', 'pill role ' + n.role, n.role));
+        card.appendChild(top);
+        card.appendChild(el('div', 'addr', n.host + ':' + n.port));
+        var k = el('div', 'kv');
+        kv(k, 'Weight', (n.weight * 100).toFixed(1) + '%');
+        kv(k, 'Replication lag', n.id === s.primaryId ? '—' : (n.lagSeconds !== null ? n.lagSeconds.toFixed(3) + ' s' : fmtBytes(n.lagBytes)));
+        kv(k, 'Replication', n.id === s.primaryId ? '—' : ((n.replicationState || 'unknown') + (n.syncState ? ' / ' + n.syncState : '')));
+        kv(k, 'Selects', fmtInt(n.counters.select_cnt));
+        kv(k, 'Writes', fmtInt(n.counters.insert_cnt + n.counters.update_cnt + n.counters.delete_cnt + n.counters.ddl_cnt));
+        kv(k, 'Errors', fmtInt(n.counters.error_cnt + n.counters.fatal_cnt + n.counters.panic_cnt));
+        kv(k, 'Connections', n.pool ? n.pool.active + ' active / ' + n.pool.total : '—');
+        kv(k, 'Health checks', n.health.total ? n.health.success + ' ok / ' + n.health.fail + ' failed' : '—');
+        card.appendChild(k);
+        var bar = el('div', 'bar'), fill = el('i'); fill.style.width = Math.round(n.weight * 100) + '%'; bar.appendChild(fill); card.appendChild(bar);
+        card.appendChild(el('div', 'reason', 'since ' + new Date(n.lastStatusChange).toLocaleString() + (n.statusReason ? ' — ' + n.statusReason : '')));
+        if (s.actionsEnabled) {
+          var a = el('div', 'actions');
+          (n.status === 'down' || n.status === 'quarantine' ? ['attach'] : ['detach']).concat(n.role === 'primary' ? [] : ['promote']).forEach(function (w) {
+            var b = el('button', '', w); b.onclick = function () { action(n.id, w); }; a.appendChild(b);
+          });
+          card.appendChild(a);
+        }
+        box.appendChild(card);
+      });
+    });
+  }
+
+  function render(s) {
+    $('version').textContent = 'v' + s.version;
+    var primary = s.nodes.filter(function (n) { return n.id === s.primaryId; })[0];
+    $('t-primary').textContent = primary ? 'node ' + primary.id : 'none';
+    $('t-nodes').textContent = s.nodes.filter(function (n) { return n.status === 'up' || n.status === 'waiting'; }).length + ' / ' + s.nodes.length;
+    $('t-sessions').textContent = s.slots.inUse + ' / ' + s.slots.capacity;
+    $('t-waiting').textContent = s.slots.waiting;
+    $('t-cache').textContent = s.classifier ? (s.classifier.hitRatio * 100).toFixed(1) + '%' : '—';
+    $('t-uptime').textContent = fmtDur(new Date(s.now) - new Date(s.startedAt));
+    renderNodes(s);
+    replace('pools', function (t) {
+      s.nodes.forEach(function (n) { var p = n.pool; row(t, ['node ' + n.id, p ? p.active : '—', p ? p.idle : '—', p ? p.resetting : '—', p ? p.connecting : '—', p ? p.total : '—']); });
+    });
+    replace('events', function (t) {
+      if (!s.events.length) { var tr = el('tr'); var td = el('td', 'empty', 'No events yet'); td.colSpan = 4; tr.appendChild(td); t.appendChild(tr); return; }
+      s.events.slice().reverse().slice(0, 20).forEach(function (e) { row(t, [fmtTime(e.at), e.kind.replace('_', ' '), e.nodeId, e.message], 'ev-' + e.kind); });
+    });
+    replace('sessions', function (t) {
+      if (!s.sessions.length) { var tr = el('tr'); var td = el('td', 'empty', 'No client sessions'); td.colSpan = 9; tr.appendChild(td); t.appendChild(tr); return; }
+      s.sessions.forEach(function (x) { row(t, [x.pid, x.slot, x.user, x.database, x.applicationName, x.address + ':' + x.port, x.status, x.loadBalanceNode, fmtTime(x.connectedAt)]); });
+    });
+  }
+
+  function refresh() {
+    return fetch('api/status', { cache: 'no-store' }).then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (s) { render(s); $('dot').className = 'dot'; $('banner').className = 'banner'; $('updated').textContent = 'updated ' + new Date().toLocaleTimeString(); })
+      .catch(function () { $('dot').className = 'dot stale'; $('banner').className = 'banner show'; });
+  }
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+})();
+</script>
+</body>
+</html>
+`;
