@@ -306,7 +306,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
     else pool.release(conn, reusable, why);
   }
 
-  /** Ends the session: releases backend connections (reusable only when clean) and the slot. */
+  /** Ends the session: releases backend connections (reusable when nothing is in flight) and the slot. */
   close(reason: string): void {
     if (this.closing) return;
     this.closing = true;
@@ -321,9 +321,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession {
     }
     this.socket.setTimeout(0);
     for (const conn of this.conns.values()) {
-      const clean = conn.clean && this.copyConn !== conn;
+      // A transaction the client left open is not a reason to drop the connection: the pool's
+      // reset (reset_query_list, 'ABORT; DISCARD ALL' as in pgpool) rolls it back.
+      const clean = conn.resettable && this.copyConn !== conn;
       if (!clean && conn.outstanding > 0) this.cancel();
-      this.releaseConn(conn, clean, clean ? '' : 'client left with a transaction open or a request in flight');
+      this.releaseConn(conn, clean, clean ? '' : 'client left with a request in flight or a COPY unfinished');
     }
     this.conns.clear();
     if (this.slot !== null) {
