@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT, withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
 import { describeResult, exec, type ExecResult } from '../harness/exec';
 
 const JAR = process.env['PGMAITRE_TEST_JDBC_JAR'] ?? '/usr/share/java/postgresql.jar';
@@ -42,7 +43,7 @@ describe('pgjdbc through pgmaitre', { timeout: 240_000 }, () => {
       skipReason = `java -version failed: ${java.stderr.trim()}`;
       return;
     }
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n`);
+    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], LC_ALL: 'C.UTF-8', HOME: process.env['HOME'] };
     run = await exec('java', ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', JAR, SOURCE, '127.0.0.1', String(px.port)], { env, timeoutMs: 120_000 });
     try {
@@ -178,5 +179,15 @@ describe('pgjdbc through pgmaitre', { timeout: 240_000 }, () => {
     if (report) t.diagnostic(`driver ${report.driver}; ms per check: ${Object.entries(report.checks).map(([k, v]) => `${k}=${String(v['ms'])}`).join(' ')}`);
     assert.equal(run?.code, 0, run ? describeResult(run) : 'not run');
     assert.equal(Object.keys(report?.checks ?? {}).length, 10);
+  });
+
+  test('afterwards every backend connection is back in the pool, none discarded as unclean', async (t) => {
+    if (!px) {
+      t.skip(skipReason);
+      return;
+    }
+    const idle = await waitPoolsSettled(px);
+    assert.ok(idle > 0, 'connections are cached for reuse');
+    assert.deepEqual(poolCloseReasons(px), []);
   });
 });

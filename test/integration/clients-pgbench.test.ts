@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
 import { describeResult, exec } from '../harness/exec';
 
 describe('pgbench through pgmaitre', { timeout: 300_000 }, () => {
@@ -14,7 +15,7 @@ describe('pgbench through pgmaitre', { timeout: 300_000 }, () => {
   let px: InProcess;
 
   before(async () => {
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n`);
+    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
   });
   after(async () => { await px?.stop(); });
 
@@ -63,5 +64,11 @@ describe('pgbench through pgmaitre', { timeout: 300_000 }, () => {
 
   test('-C with the TPC-B-like script under -M prepared', async () => {
     await pgbench(['-n', '-C', '-M', 'prepared'], 2, 50);
+  });
+
+  test('afterwards every backend connection is back in the pool, none discarded as unclean', async () => {
+    const idle = await waitPoolsSettled(px);
+    assert.ok(idle > 0, 'connections are cached for reuse');
+    assert.deepEqual(poolCloseReasons(px), []);
   });
 });

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
 import { describeResult, exec, type ExecResult } from '../harness/exec';
 
 describe('psql through pgmaitre', { timeout: 240_000 }, () => {
@@ -17,7 +18,7 @@ describe('psql through pgmaitre', { timeout: 240_000 }, () => {
   let tmp: string;
 
   before(async () => {
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n`);
+    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-psql-'));
   });
   after(async () => {
@@ -151,5 +152,11 @@ describe('psql through pgmaitre', { timeout: 240_000 }, () => {
     // The same through a cursor-less wide row set in aligned format: count the footer.
     const aligned = await ok(['-c', "SELECT g, repeat('y', 200) FROM generate_series(1, 100000) g"]);
     assert.match(aligned, /\(100000 rows\)\n*$/);
+  });
+
+  test('afterwards every backend connection is back in the pool, none discarded as unclean', async () => {
+    const idle = await waitPoolsSettled(px);
+    assert.ok(idle > 0, 'connections are cached for reuse');
+    assert.deepEqual(poolCloseReasons(px), []);
   });
 });

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { REPO_ROOT, withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
 import { describeResult, exec, isExecutable, type ExecResult } from '../harness/exec';
 
 const PYTHON = process.env['PGMAITRE_TEST_PYTHON'] ?? '/usr/bin/python3';
@@ -33,7 +34,7 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
       skipReason = `psycopg2 is not importable by ${PYTHON} (apt-get install python3-psycopg2)`;
       return;
     }
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n`);
+    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     const dsn = `host=127.0.0.1 port=${px.port} user=postgres dbname=postgres sslmode=disable`;
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], LC_ALL: 'C.UTF-8', PYTHONDONTWRITEBYTECODE: '1' };
     run = await exec(PYTHON, [SCRIPT, dsn], { env, timeoutMs: 90_000 });
@@ -178,5 +179,15 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
     }
     assert.equal(run?.code, 0, run ? describeResult(run) : 'not run');
     assert.equal(Object.keys(report?.checks ?? {}).length, 11);
+  });
+
+  test('afterwards every backend connection is back in the pool, none discarded as unclean', async (t) => {
+    if (!px) {
+      t.skip(skipReason);
+      return;
+    }
+    const idle = await waitPoolsSettled(px);
+    assert.ok(idle > 0, 'connections are cached for reuse');
+    assert.deepEqual(poolCloseReasons(px), []);
   });
 });
