@@ -15,6 +15,7 @@ import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/p
 import { describeResult, exec, type ExecResult } from '../harness/exec';
 
 const JAR = process.env['PGMAITRE_TEST_JDBC_JAR'] ?? '/usr/share/java/postgresql.jar';
+const JAVA = process.env['PGMAITRE_TEST_JAVA'] ?? 'java';
 const SOURCE = path.join(REPO_ROOT, 'test', 'fixtures', 'clients', 'JdbcCheck.java');
 
 type Check = Record<string, unknown> & { ok: boolean; failure?: string; trace?: string };
@@ -34,18 +35,23 @@ describe('pgjdbc through pgmaitre', { timeout: 240_000 }, () => {
     }
     let java: ExecResult;
     try {
-      java = await exec('java', ['-version']);
+      java = await exec(JAVA, ['-version']);
     } catch {
-      skipReason = 'java not found on PATH';
+      skipReason = `${JAVA} not found (a JDK is needed: single-file source launch)`;
       return;
     }
     if (java.code !== 0) {
       skipReason = `java -version failed: ${java.stderr.trim()}`;
       return;
     }
+    const modules = await exec(JAVA, ['--list-modules']);
+    if (!/^jdk\.compiler@/m.test(modules.stdout)) {
+      skipReason = `${JAVA} has no jdk.compiler module (a JRE): cannot launch JdbcCheck.java from source`;
+      return;
+    }
     px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], LC_ALL: 'C.UTF-8', HOME: process.env['HOME'] };
-    run = await exec('java', ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', JAR, SOURCE, '127.0.0.1', String(px.port)], { env, timeoutMs: 120_000 });
+    run = await exec(JAVA, ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', JAR, SOURCE, '127.0.0.1', String(px.port)], { env, timeoutMs: 120_000 });
     try {
       report = JSON.parse(run.stdout) as Report;
     } catch {
