@@ -190,6 +190,28 @@ describe('node-postgres through pgmaitre', { timeout: 240_000 }, () => {
     assert.deepEqual(poolCloseReasons(px).slice(before), [], 'the reset (ABORT; DISCARD ALL) made the connections reusable');
   });
 
+  test('more Pool clients than num_init_children: the extra ones wait for a slot, then all succeed', async () => {
+    const small = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\nnum_init_children = 3\n`);
+    try {
+      // As with pgpool, a session holds its slot until the client disconnects: idle pg clients
+      // must close (idleTimeoutMillis) for the connects queued behind them to get a slot.
+      const pool = new Pool({ ...conn, port: small.port, max: 8, idleTimeoutMillis: 50, connectionTimeoutMillis: 20_000 });
+      pool.on('error', () => { /* idle clients closed at stop */ });
+      let peak = 0;
+      const runs = Array.from({ length: 40 }, async (_, i) => {
+        const r = await pool.query('SELECT $1::int AS i, pg_sleep(0.02), (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = \'client backend\' AND state = \'active\' AND query LIKE \'%pg_sleep(0.02)%\') AS active', [i]);
+        peak = Math.max(peak, r.rows[0].active as number);
+        return r.rows[0].i as number;
+      });
+      assert.deepEqual((await Promise.all(runs)).sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i));
+      assert.ok(peak >= 1 && peak <= 3, `at most num_init_children statements ran at once (peak ${peak})`);
+      await pool.end();
+      await waitPoolsSettled(small);
+    } finally {
+      await small.stop();
+    }
+  });
+
   test('afterwards every backend connection is back in the pool, none discarded as unclean', async () => {
     const idle = await waitPoolsSettled(px);
     assert.ok(idle > 0, 'connections are cached for reuse');
