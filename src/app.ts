@@ -81,7 +81,8 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
       maxUses: config.child_max_connections,
       connectionCache: config.connection_cache,
       reset: async (conn) => {
-        if (reset.length === 0) return true;
+        // Without reset queries only a connection outside any transaction may be reused.
+        if (reset.length === 0) return conn.clean;
         const errors = await conn.runInternal(reset, 10_000);
         // ABORT outside a transaction only warns; any real error makes the connection suspect.
         return errors.length === 0 && conn.clean;

@@ -198,7 +198,15 @@ export class ServerConnection implements MessageSink {
 
   /** True when the protocol state is clean: idle, nothing outstanding, not copying. */
   get clean(): boolean {
-    return this.usable && this.txStatus === TxStatus.Idle && this.outstanding === 0 && !this.copyIn && this.scanner.atBoundary;
+    return this.resettable && this.txStatus === TxStatus.Idle;
+  }
+
+  /**
+   * True when nothing is in flight (no request outstanding, not copying, at a message boundary):
+   * the reset queries can run, and will end a transaction the client left open (ABORT).
+   */
+  get resettable(): boolean {
+    return this.usable && this.outstanding === 0 && !this.copyIn && this.scanner.atBoundary;
   }
 
   /** Lends the connection to a session: relayed data goes to `sink`. */

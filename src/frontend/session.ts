@@ -420,7 +420,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     else pool.release(conn, reusable, why);
   }
 
-  /** Ends the session: releases backend connections (reusable only when clean) and the slot. */
+  /** Ends the session: releases backend connections (reusable when nothing is in flight) and the slot. */
   close(reason: string): void {
     if (this.closing) return;
     this.closing = true;
@@ -435,6 +435,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
     this.socket.setTimeout(0);
     for (const conn of this.conns.values()) {
+      // Only a connection left idle (no transaction open, nothing in flight) is reset and reused;
+      // one left inside a transaction is closed, so its transaction ends with the backend.
       const clean = conn.clean && this.copyConn !== conn;
       if (!clean && conn.outstanding > 0) this.cancel();
       this.releaseConn(conn, clean, clean ? '' : 'client left with a transaction open or a request in flight');

@@ -1,0 +1,199 @@
+/**
+ * pgjdbc through pgmaitre: the extended protocol the way a JDBC driver drives it — unnamed then
+ * named server statements (prepareThreshold), portals read in fetch-size steps, pipelined batches,
+ * COPY through CopyManager, errors, transactions, Statement.cancel/setQueryTimeout and metadata.
+ * test/fixtures/clients/JdbcCheck.java (single-file source launch, no javac step) runs every check
+ * once and prints JSON; each test asserts one check. Skipped when java or the driver jar is missing.
+ */
+import { after, before, describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { REPO_ROOT, withCluster } from '../harness/cluster';
+import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
+import { describeResult, exec, type ExecResult } from '../harness/exec';
+
+const JAR = process.env['PGMAITRE_TEST_JDBC_JAR'] ?? '/usr/share/java/postgresql.jar';
+const JAVA = process.env['PGMAITRE_TEST_JAVA'] ?? 'java';
+const SOURCE = path.join(REPO_ROOT, 'test', 'fixtures', 'clients', 'JdbcCheck.java');
+
+type Check = Record<string, unknown> & { ok: boolean; failure?: string; trace?: string };
+interface Report { driver: string; checks: Record<string, Check> }
+
+describe('pgjdbc through pgmaitre', { timeout: 240_000 }, () => {
+  const fx = withCluster({ standbys: 2 });
+  let px: InProcess | undefined;
+  let skipReason = '';
+  let run: ExecResult | undefined;
+  let report: Report | undefined;
+
+  before(async () => {
+    if (!fs.existsSync(JAR)) {
+      skipReason = `${JAR} not found (apt-get install libpostgresql-jdbc-java)`;
+      return;
+    }
+    let java: ExecResult;
+    try {
+      java = await exec(JAVA, ['-version']);
+    } catch {
+      skipReason = `${JAVA} not found (a JDK is needed: single-file source launch)`;
+      return;
+    }
+    if (java.code !== 0) {
+      skipReason = `java -version failed: ${java.stderr.trim()}`;
+      return;
+    }
+    const modules = await exec(JAVA, ['--list-modules']);
+    if (!/^jdk\.compiler@/m.test(modules.stdout)) {
+      skipReason = `${JAVA} has no jdk.compiler module (a JRE): cannot launch JdbcCheck.java from source`;
+      return;
+    }
+    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
+    const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], LC_ALL: 'C.UTF-8', HOME: process.env['HOME'] };
+    run = await exec(JAVA, ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', JAR, SOURCE, '127.0.0.1', String(px.port)], { env, timeoutMs: 120_000 });
+    try {
+      report = JSON.parse(run.stdout) as Report;
+    } catch {
+      report = undefined;
+    }
+  }, { timeout: 150_000 });
+  after(async () => { await px?.stop(); });
+
+  function result(t: TestContext, name: string): Check | undefined {
+    if (skipReason) {
+      t.skip(skipReason);
+      return undefined;
+    }
+    assert.ok(report, `JdbcCheck.java printed no JSON\n${run ? describeResult(run) : ''}`);
+    const c = report.checks[name];
+    assert.ok(c, `check ${name} missing`);
+    assert.equal(c.ok, true, `${name}: ${c.failure}\n${c.trace ?? ''}\n${run?.stderr ?? ''}`);
+    return c;
+  }
+
+  test('connect (SSLRequest answered N, startup parameters, isValid)', (t) => {
+    const c = result(t, 'connect_info');
+    if (!c) return;
+    assert.equal(c['user'], 'postgres');
+    assert.equal(c['application_name'], 'jdbc-check');
+    assert.equal(c['extra_float_digits'], '3');
+    assert.equal(c['product'], 'PostgreSQL');
+    assert.equal(c['major'], 15);
+    assert.equal(c['valid'], true);
+  });
+
+  test('PreparedStatement reused past the default prepareThreshold (5) becomes a named S_n statement', (t) => {
+    const c = result(t, 'prepared_threshold_default');
+    if (!c) return;
+    assert.equal(c['threshold'], 5);
+    let expected = 0;
+    for (let i = 1; i <= 10; i++) expected += i * 2 + 1;
+    assert.equal(c['sum'], expected);
+    const names = c['named_statements'] as string[];
+    assert.ok(names.length >= 1 && names.every((n) => /^S_\d+$/.test(n)), `server statements: ${names.join(',')}`);
+  });
+
+  test('prepareThreshold=1: named statements from the first execution, binary results', (t) => {
+    const c = result(t, 'prepared_threshold_one');
+    if (!c) return;
+    let expected = 0;
+    for (let round = 0; round < 3; round++) for (let i = 0; i < 20; i++) expected += i + 1000 * round;
+    assert.equal(c['sum'], expected);
+    assert.equal(c['last'], 'r2-3.14|true|0.1');
+    const names = c['named_statements'] as string[];
+    assert.ok(names.length >= 2 && names.every((n) => /^S_\d+$/.test(n)), `server statements: ${names.join(',')}`);
+  });
+
+  test('setFetchSize(10) over 1000 rows: portal suspension, interleaved statements, two open portals', (t) => {
+    const c = result(t, 'fetch_size_portal');
+    if (!c) return;
+    assert.equal(c['count'], 1000);
+    assert.equal(c['sum'], 500_500);
+    assert.equal(c['interleaved'], 4, 'a suspended portal C_n was open on the server at each of the 4 probes');
+    assert.equal(c['alternating'], 100);
+  });
+
+  test('executeBatch of 500 inserts, plain and with reWriteBatchedInserts=true; a failing batch', (t) => {
+    const c = result(t, 'batches');
+    if (!c) return;
+    for (const mode of ['plain', 'rewrite']) {
+      const m = c[mode] as Record<string, unknown>;
+      assert.equal(m['results'], 500, mode);
+      assert.equal(m['ok_results'], 500, mode);
+      assert.equal(m['count'], 500, mode);
+      assert.equal(m['sum'], 125_250, mode);
+      assert.equal(m['batch_error'], '23505', mode);
+    }
+    assert.equal((c['plain'] as Record<string, unknown>)['no_info'], 0);
+    assert.equal((c['rewrite'] as Record<string, unknown>)['no_info'], 500, 'rewritten multi-row inserts report SUCCESS_NO_INFO');
+  });
+
+  test('CopyManager copyIn / copyOut, a failing copyIn', (t) => {
+    const c = result(t, 'copy');
+    if (!c) return;
+    assert.equal(c['copied_in'], 4000);
+    assert.equal(c['copied_out'], 4000);
+    assert.equal(c['roundtrip'], true);
+    assert.equal(c['bad_copy'], '22P02');
+    assert.equal(c['count'], 4000);
+  });
+
+  test('SQLException 42P01, then continued use (autocommit and in a transaction)', (t) => {
+    const c = result(t, 'error_then_continue');
+    if (!c) return;
+    assert.equal(c['state'], '42P01');
+    assert.match(String(c['message']), /relation "jdbc_no_such_table" does not exist/);
+    assert.equal(c['after'], 42);
+    assert.equal(c['prepared_state'], '42P01');
+    assert.equal(c['aborted'], '25P02');
+    assert.equal(c['after_tx'], 7);
+  });
+
+  test('transactions: commit, rollback, savepoint, isolation level', (t) => {
+    const c = result(t, 'transactions');
+    if (!c) return;
+    assert.deepEqual(c['ids'], [1, 2, 4]);
+    assert.equal(c['isolation'], 'serializable');
+  });
+
+  test('Statement.cancel() and setQueryTimeout on pg_sleep(10) give 57014', (t) => {
+    const c = result(t, 'cancel');
+    if (!c) return;
+    assert.equal(c['state'], '57014');
+    assert.ok(Number(c['elapsed']) < 5, `cancel took ${c['elapsed']} s`);
+    assert.equal(c['timeout_state'], '57014');
+    assert.ok(Number(c['total']) < 8, `cancel + timeout took ${c['total']} s`);
+    assert.equal(c['after'], 5);
+  });
+
+  test('DatabaseMetaData.getTables/getColumns/getPrimaryKeys, generated keys', (t) => {
+    const c = result(t, 'metadata');
+    if (!c) return;
+    assert.ok((c['tables'] as string[]).includes('jdbc_meta'), String(c['tables']));
+    assert.deepEqual(c['columns'], ['id:serial:0', 'label:varchar:0', 'amount:numeric:1']);
+    assert.deepEqual(c['primary_key'], ['id']);
+    assert.equal(c['generated_key'], 1);
+    assert.equal(c['rsmd'], '3:varchar:2');
+  });
+
+  test('the program exits 0 and ran every check', (t) => {
+    if (skipReason) {
+      t.skip(skipReason);
+      return;
+    }
+    if (report) t.diagnostic(`driver ${report.driver}; ms per check: ${Object.entries(report.checks).map(([k, v]) => `${k}=${String(v['ms'])}`).join(' ')}`);
+    assert.equal(run?.code, 0, run ? describeResult(run) : 'not run');
+    assert.equal(Object.keys(report?.checks ?? {}).length, 10);
+  });
+
+  test('afterwards every backend connection is back in the pool, none discarded as unclean', async (t) => {
+    if (!px) {
+      t.skip(skipReason);
+      return;
+    }
+    const idle = await waitPoolsSettled(px);
+    assert.ok(idle > 0, 'connections are cached for reuse');
+    assert.deepEqual(poolCloseReasons(px), []);
+  });
+});
