@@ -24,6 +24,7 @@ import { buildRoutingContext } from './frontend/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
 import { initClassifier } from './classify/classify';
 import { resolvePassword } from './health/probe';
+import { startAdmin, type AdminFaces } from './app-admin';
 
 /** A running pgmaitre. */
 export interface App {
@@ -32,7 +33,11 @@ export interface App {
   readonly ports: readonly number[];
   /** Health checks, replication checks, failover; admin actions (attach/detach/promote) live here. */
   readonly health: HealthSystem;
+  /** PCP and HTTP servers and the admin context (null only while starting). */
+  readonly admin: AdminFaces | null;
   stop(): Promise<void>;
+  /** Re-reads the configuration (SIGHUP, pcp_reload_config); resolves with a summary. */
+  reload(): Promise<string>;
 }
 
 /** Splits reset_query_list ('ABORT; DISCARD ALL') into statements. */
@@ -51,8 +56,17 @@ function logFlagsOf(c: Config): LogFlags {
   };
 }
 
+/** Options of startApp. */
+export interface StartOptions {
+  readonly log?: Logger;
+  /** The -a/-F/-k files, re-used when the configuration is reloaded. */
+  readonly overrides?: { hbaFile?: string; pcpFile?: string; keyFile?: string };
+  /** Called once pgmaitre has stopped (the CLI exits then). */
+  readonly onStopped?: () => void;
+}
+
 /** Builds and starts pgmaitre from a loaded configuration. */
-export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}): Promise<App> {
+export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): Promise<App> {
   const config = loaded.config;
   const log = opts.log ?? createLogger(config);
   for (const w of loaded.warnings) log.warn({ event: LogEvent.ConfigWarning }, w);
@@ -113,6 +127,10 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
 
   // Health checks, replication checks and failover: initial primary detection, then the loops.
   // A node that goes down loses its idle pooled connections at once.
+  if (config.sr_check_user === '') {
+    log.error({ event: LogEvent.ConfigWarning, key: 'sr_check_user' },
+      'sr_check_user is not set: pgmaitre cannot ask the nodes which one is the primary (set sr_check_user, and sr_check_password or a pool_passwd entry)');
+  }
   const health = createHealthSystem({ config, cluster, log, poolPasswd });
   // Reads skip standbys lagging beyond delay_threshold / delay_threshold_by_time.
   ctx.routing.lag = (id) => ({ lagging: health.replication.isLagging(id), delay: cluster.node(id)?.replication.delayBytes ?? 0 });
@@ -137,21 +155,26 @@ export async function startApp(loaded: LoadedConfig, opts: { log?: Logger } = {}
   log.info({ event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
 
   let stopping: Promise<void> | null = null;
-  return {
-    ctx,
-    ports,
-    health,
-    stop: () => {
-      stopping ??= (async () => {
-        ctx.shuttingDown = true;
-        log.info({ event: LogEvent.Shutdown }, 'shutting down');
-        const healthStopped = health.stop();
-        const closing = closeAll(servers);
-        for (const s of ctx.registry.list()) s.terminate('shutdown');
-        for (const p of pools.values()) p.shutdown();
-        await Promise.all([closing, healthStopped]);
-      })();
-      return stopping;
-    },
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      ctx.shuttingDown = true;
+      log.info({ event: LogEvent.Shutdown }, 'shutting down');
+      const healthStopped = health.stop();
+      const closing = closeAll(servers);
+      const adminClosed = admin?.close();
+      for (const s of ctx.registry.list()) s.terminate('shutdown');
+      for (const p of pools.values()) p.shutdown();
+      await Promise.all([closing, healthStopped, adminClosed]);
+      opts.onStopped?.();
+    })();
+    return stopping;
   };
+  let admin: AdminFaces | null = null;
+  try {
+    admin = await startAdmin({ ctx, log, health, overrides: opts.overrides ?? {}, stop });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { ctx, ports, health, admin, stop, reload: () => admin!.reload() };
 }

@@ -4,10 +4,16 @@
  *   -k FILE  key file for AES entries in pool_passwd (pgpool's .pgpoolkey)
  *   -n       stay in the foreground (the only mode pgmaitre has; accepted for compatibility)
  *   -d       debug logging         -h       help
- * SIGTERM/SIGINT stop gracefully; SIGHUP is reserved for config reload.
+ * Subcommands: `pgmaitre reload|stop -f pgpool.conf` signal the running pgmaitre through its
+ * pid_file_name (as `pgpool reload` / `pgpool stop` do); the pcp_* equivalents
+ * (`pgmaitre node-info 1 -h HOST -p 9898 -U USER`, ...) speak PCP (src/pcp/cli.ts).
+ * SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { loadConfig, ConfigError } from './config/load';
 import { startApp, type App } from './app';
+import { PCP_COMMANDS, runPcpCommand } from './pcp/cli';
 
 /** Parsed command line. */
 export interface CliOptions {
@@ -22,6 +28,9 @@ export interface CliOptions {
 const USAGE = `pgmaitre - PostgreSQL middleware (pgpool-II compatible configuration)
 
 Usage: pgmaitre [-n] [-f pgpool.conf] [-a pool_hba.conf] [-F pcp.conf] [-k keyfile] [-d]
+       pgmaitre reload|stop -f pgpool.conf      signal the running pgmaitre (pid_file_name)
+       pgmaitre node-count|node-info|attach-node|detach-node|promote-node|proc-count|proc-info|
+                pool-status|health-check-stats|reload|stop [pcp options]   (PCP, like the pcp_* tools)
 
   -f, --config-file=FILE   pgpool.conf to read (default: ./pgpool.conf)
   -a, --hba-file=FILE      pool_hba.conf (default: next to the config file)
@@ -62,17 +71,72 @@ export function parseArgs(argv: readonly string[]): CliOptions {
 }
 
 /** Loads the config and starts pgmaitre; used by the CLI, the demo and tests. */
-export async function runMain(argv: readonly string[]): Promise<App> {
+export async function runMain(argv: readonly string[], onStopped?: () => void): Promise<App> {
   const opts = parseArgs(argv);
-  const loaded = loadConfig(opts.configFile, { hbaFile: opts.hbaFile, pcpFile: opts.pcpFile, keyFile: opts.keyFile });
+  const overrides = { hbaFile: opts.hbaFile, pcpFile: opts.pcpFile, keyFile: opts.keyFile };
+  const loaded = loadConfig(opts.configFile, overrides);
   if (opts.debug) {
     (loaded as { config: unknown }).config = { ...loaded.config, log_min_messages: 'debug1' };
   }
-  return startApp(loaded);
+  const app = await startApp(loaded, { overrides, ...(onStopped ? { onStopped } : {}) });
+  writePidFile(app);
+  return app;
+}
+
+/** Writes pid_file_name when its directory exists (pgpool does the same); removed at exit. */
+function writePidFile(app: App): void {
+  const file = app.ctx.config.pid_file_name;
+  if (file === '' || !fs.existsSync(path.dirname(file))) return;
+  try {
+    fs.writeFileSync(file, `${process.pid}\n`);
+    process.once('exit', () => {
+      try {
+        if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
+      } catch {
+        // already gone
+      }
+    });
+  } catch (e) {
+    app.ctx.log.warn({ event: 'pid_file' }, `cannot write pid file ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** `pgmaitre reload|stop -f pgpool.conf`: signals the pgmaitre whose pid is in pid_file_name. */
+function signalRunning(cmd: 'reload' | 'stop', argv: readonly string[]): number {
+  const opts = parseArgs(argv.filter((a) => a !== '-m' && !['smart', 'fast', 'immediate'].includes(a)));
+  const { config } = loadConfig(opts.configFile, {});
+  const file = config.pid_file_name;
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(file, 'utf8').trim());
+  } catch {
+    process.stderr.write(`pgmaitre ${cmd}: cannot read pid file ${file}: is pgmaitre running?\n`);
+    return 1;
+  }
+  try {
+    process.kill(pid, cmd === 'reload' ? 'SIGHUP' : 'SIGTERM');
+  } catch (e) {
+    process.stderr.write(`pgmaitre ${cmd}: cannot signal pid ${pid}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(`pgmaitre ${cmd}: signal sent to pid ${pid}\n`);
+  return 0;
 }
 
 /** The `pgmaitre` command: start, and stop on SIGTERM/SIGINT. */
 export function cli(argv: readonly string[]): void {
+  const sub = argv[0];
+  if ((sub === 'reload' || sub === 'stop') && argv.some((a) => a === '-f' || a.startsWith('--config-file'))) {
+    process.exitCode = signalRunning(sub, argv.slice(1));
+    return;
+  }
+  if (sub !== undefined && !sub.startsWith('-') && PCP_COMMANDS[sub] !== undefined) {
+    runPcpCommand(argv).then((code) => { process.exitCode = code; }, (e: unknown) => {
+      process.stderr.write(`pgmaitre ${sub}: ${(e as Error)?.message ?? e}\n`);
+      process.exitCode = 1;
+    });
+    return;
+  }
   let opts: CliOptions;
   try {
     opts = parseArgs(argv);
@@ -84,7 +148,7 @@ export function cli(argv: readonly string[]): void {
     process.stdout.write(USAGE);
     return;
   }
-  runMain(argv).then(
+  runMain(argv, () => process.exit(0)).then(
     (app) => {
       let stopping = false;
       const stop = (sig: string): void => {
@@ -97,7 +161,9 @@ export function cli(argv: readonly string[]): void {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
-      process.on('SIGHUP', () => app.ctx.log.warn({ event: 'signal', signal: 'SIGHUP' }, 'configuration reload is not implemented yet; ignoring SIGHUP'));
+      process.on('SIGHUP', () => {
+        app.reload().catch((e: unknown) => app.ctx.log.error({ event: 'reload_failed' }, `configuration reload failed, keeping the running configuration: ${(e as Error)?.message ?? e}`));
+      });
     },
     (e: unknown) => {
       if (e instanceof ConfigError) {

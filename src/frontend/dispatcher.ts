@@ -18,7 +18,7 @@
  */
 import type { QueryClass } from '../classify/types';
 import { firstKeyword } from '../classify/lexer';
-import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
+import { encodeClose, encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse, encodeNoticeResponse, encodeReadyForQuery, encodeResultSet } from '../protocol/backend';
 import { TxStatus } from '../protocol/codes';
 import { noteDispatched, noteTransactionEnd, newRouteState, routeStatement, type RouteState } from '../router/router';
@@ -64,7 +64,7 @@ interface Side {
 type Plan =
   | { readonly type: 'forward'; readonly conn: ServerConnection; readonly node: number; readonly contents: RequestContents;
       readonly classes: readonly (QueryClass | null)[]; readonly sides: readonly Side[]; readonly broadcast: readonly ServerConnection[];
-      readonly reason: string }
+      readonly broadcastKinds: readonly string[]; readonly reason: string }
   | { readonly type: 'admin'; readonly sql: string };
 
 const SYNC = encodeSync();
@@ -80,8 +80,8 @@ export class RequestDispatcher {
   private readonly portals = new Map<string, number>();
   private sticky: ServerConnection | null = null;
   private lastTarget: ServerConnection | null = null;
-  /** Session-state statements (Query frames) to replay on nodes joined later. */
-  private sessionSets: Buffer[] = [];
+  /** Session-state requests (SET, RESET...) to replay on nodes joined later, with their sync counts. */
+  private sessionSets: { buf: Buffer; syncs: number }[] = [];
   /** Session's load-balance node (-1 until chosen). */
   lbNode = -1;
   /** Nodes this session could not log in to: reads go elsewhere. */
@@ -144,7 +144,9 @@ export class RequestDispatcher {
     const classes: (QueryClass | null)[] = [];
     let toPrimary = contents.functionCall;
     let toBalance = false;
-    let broadcast = req.syncs > 0 && contents.parses.length === 0;
+    // A request is broadcast when every statement in it is session state (SET, RESET, ...),
+    // whether it came as a simple Query or through Parse/Bind/Execute (pgjdbc sends SET so).
+    let broadcast = req.syncs > 0 && !req.flush;
     let reason = contents.functionCall ? 'function call' : '';
     const needLookup: string[] = [];
     const consider = (cls: QueryClass, broadcastOk: boolean): void => {
@@ -169,18 +171,18 @@ export class RequestDispatcher {
         return { type: 'admin', sql };
       }
       classes.push(cls);
-      consider(cls, contents.queries.length === 1 && !contents.extended);
+      consider(cls, true);
     }
     for (const p of contents.parses) {
       const cls = routing.classifier.classify(p.sql);
       classes.push(cls);
-      consider(cls, false);
+      consider(cls, true);
     }
     for (const b of contents.binds) {
       if (contents.parses.some((p) => p.name === b.statement)) continue;
       const st = this.statements.get(b.statement);
       if (st === undefined) toPrimary = true;
-      else consider(st.cls, false);
+      else consider(st.cls, true);
     }
     if (classes.length === 0) broadcast = false;
     if (needLookup.length > 0) {
@@ -223,7 +225,9 @@ export class RequestDispatcher {
     if (conn === undefined) {
       this.block(this.host.connectNode(node).then((c) => {
         if (c === null) this.forgetNode(node);
-        else if (this.sessionSets.length > 0) c.writeDiscarded(Buffer.concat(this.sessionSets), this.sessionSets.length);
+        else if (this.sessionSets.length > 0) {
+          c.writeDiscarded(Buffer.concat(this.sessionSets.map((x) => x.buf)), this.sessionSets.reduce((n, x) => n + x.syncs, 0));
+        }
       }));
       return null;
     }
@@ -239,7 +243,8 @@ export class RequestDispatcher {
       }
     }
     const others = broadcast ? [...this.host.conns.values()].filter((c) => c !== conn && c.outstanding === c.discardZ) : [];
-    return { type: 'forward', conn, node, contents, classes, sides, broadcast: others, reason };
+    const broadcastKinds = broadcast ? classes.map((c) => c?.kind ?? 'unknown') : [];
+    return { type: 'forward', conn, node, contents, classes, sides, broadcast: others, broadcastKinds, reason };
   }
 
   /** True when every held connection except the one for `node` has answered all client requests. */
@@ -301,6 +306,9 @@ export class RequestDispatcher {
       this.flushOut();
       for (const other of plan.broadcast) other.writeDiscarded(frames, this.currentSyncs);
     }
+    if (plan.broadcastKinds.some((k) => k === 'set' || k === 'reset')) {
+      this.sessionSets.push({ buf: Buffer.from(this.currentData!), syncs: this.currentSyncs });
+    }
     if (ctx.routing.noticePerNode || ctx.logFlags.perNodeStatement) this.reportNode(node, conn, contents, plan.reason);
     if (this.outConn !== conn) this.flushOut();
     this.outConn = conn;
@@ -316,7 +324,6 @@ export class RequestDispatcher {
       if (cls == null) continue;
       noteDispatched(cls, this.route, ctx.routing.router);
       if (counters !== undefined) count(counters, cls, sql);
-      if (cls.kind === 'set' || cls.kind === 'reset') this.sessionSets.push(encodeQuery(sql));
       if (cls.kind === 'discard' || cls.kind === 'deallocate') {
         if (/\ball\b/i.test(sql)) {
           this.statements.clear();

@@ -23,6 +23,8 @@ export class Slots {
   private readonly free: number[] = [];
   private readonly waiters: Waiter[] = [];
   private waitingCount = 0;
+  /** Per slot: clients served since start and when the last one left (pgpool's per-process counters). */
+  private readonly served: { connections: number; lastDisconnectedAt: Date | null }[] = [];
 
   constructor(private size: number, private queueLimit: number) {
     for (let i = size - 1; i >= 0; i--) this.free.push(i);
@@ -68,13 +70,21 @@ export class Slots {
     };
   }
 
+  /** History of one slot (for SHOW POOL_PROCESSES / POOL_POOLS). */
+  history(slot: number): { connections: number; lastDisconnectedAt: Date | null } | undefined {
+    return this.served[slot];
+  }
+
   private lease(slot: number): SlotLease {
     let released = false;
+    const h = (this.served[slot] ??= { connections: 0, lastDisconnectedAt: null });
+    h.connections++;
     return {
       slot,
       release: () => {
         if (released) throw new Error(`client slot ${slot} released twice`);
         released = true;
+        h.lastDisconnectedAt = new Date();
         this.handOver(slot);
       },
     };

@@ -122,7 +122,8 @@ export function configPort(config: string): number | undefined {
 export async function startPgmaitre(opts: PgmaitreOptions): Promise<PgmaitreProcess> {
   installExitHooks();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-proxy-'));
-  let config = opts.config;
+  // PCP, HTTP and the pid file are off unless the test's config turns them on (later lines win).
+  let config = `pcp_listen_addresses = ''\nhttp_port = 0\npid_file_name = ''\n${opts.config}`;
   let port = configPort(config);
   if (port === undefined) {
     port = await freePort();

@@ -12,6 +12,9 @@ import { createLogger } from '../../src/log/logger';
 import { freePort } from '../../src/demo/free-port';
 import type { Cluster } from '../../src/demo/cluster';
 
+/** Settings every test instance starts from: no PCP/HTTP listener, no pid file (later lines win). */
+export const TEST_DEFAULTS = "pcp_listen_addresses = ''\nhttp_port = 0\npid_file_name = ''\n";
+
 /** A running in-process pgmaitre. */
 export interface InProcess {
   readonly app: App;
@@ -37,12 +40,13 @@ export async function startInProcess(config: string, files: Record<string, strin
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-inproc-'));
   const port = await freePort();
   const conf = path.join(dir, 'pgpool.conf');
-  fs.writeFileSync(conf, `listen_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = ''\n${config}\n`);
+  // PCP, HTTP and the pid file are off unless a test turns them on (later lines win).
+  fs.writeFileSync(conf, `listen_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = ''\n${TEST_DEFAULTS}${config}\n`);
   for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 });
   const logFile = path.join(dir, 'pgmaitre.log');
   const loaded = loadConfig(conf, { keyFile: args.keyFile });
   const log = createLogger(loaded.config, pino.destination({ dest: logFile, sync: true }));
-  const app = await startApp(loaded, { log });
+  const app = await startApp(loaded, { log, overrides: { keyFile: args.keyFile } });
   return {
     app, port, dir,
     logs: () => fs.readFileSync(logFile, 'utf8'),

@@ -11,6 +11,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT, withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+
+/** Reads on the primary too: these tests are about the protocol and the drivers, not routing (see routing*.test.ts). */
+const PRIMARY_ONLY = [1, 0, 0];
 import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
 import { describeResult, exec, type ExecResult } from '../harness/exec';
 
@@ -49,7 +52,7 @@ describe('pgjdbc through pgmaitre', { timeout: 240_000 }, () => {
       skipReason = `${JAVA} has no jdk.compiler module (a JRE): cannot launch JdbcCheck.java from source`;
       return;
     }
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
+    px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], LC_ALL: 'C.UTF-8', HOME: process.env['HOME'] };
     run = await exec(JAVA, ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', JAR, SOURCE, '127.0.0.1', String(px.port)], { env, timeoutMs: 120_000 });
     try {

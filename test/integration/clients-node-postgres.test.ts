@@ -9,6 +9,9 @@ import assert from 'node:assert/strict';
 import { Client, Pool, type PoolClient } from 'pg';
 import { withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+
+/** Reads on the primary too: these tests are about the protocol and the drivers, not routing (see routing*.test.ts). */
+const PRIMARY_ONLY = [1, 0, 0];
 import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
 
 const LEFT_IN_TX = 'client left with a transaction open or a request in flight';
@@ -18,7 +21,7 @@ describe('node-postgres through pgmaitre', { timeout: 240_000 }, () => {
   let px: InProcess;
 
   before(async () => {
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
+    px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
     await c.connect();
     await c.query('DROP TABLE IF EXISTS np_t; CREATE TABLE np_t (op int PRIMARY KEY, worker text NOT NULL, v int NOT NULL)');
@@ -194,7 +197,7 @@ describe('node-postgres through pgmaitre', { timeout: 240_000 }, () => {
   });
 
   test('more Pool clients than num_init_children: the extra ones wait for a slot, then all succeed', async () => {
-    const small = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\nnum_init_children = 3\n`);
+    const small = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\nnum_init_children = 3\n`);
     try {
       // As with pgpool, a session holds its slot until the client disconnects: idle pg clients
       // must close (idleTimeoutMillis) for the connects queued behind them to get a slot.

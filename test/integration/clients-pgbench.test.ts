@@ -7,6 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+
+/** Reads on the primary too: these tests are about the protocol and the drivers, not routing (see routing*.test.ts). */
+const PRIMARY_ONLY = [1, 0, 0];
 import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
 import { describeResult, exec } from '../harness/exec';
 
@@ -15,7 +18,7 @@ describe('pgbench through pgmaitre', { timeout: 300_000 }, () => {
   let px: InProcess;
 
   before(async () => {
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
+    px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
   });
   after(async () => { await px?.stop(); });
 

@@ -9,6 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+
+/** Reads on the primary too: these tests are about the protocol and the drivers, not routing (see routing*.test.ts). */
+const PRIMARY_ONLY = [1, 0, 0];
 import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
 import { describeResult, exec, type ExecResult } from '../harness/exec';
 
@@ -18,7 +21,7 @@ describe('psql through pgmaitre', { timeout: 240_000 }, () => {
   let tmp: string;
 
   before(async () => {
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
+    px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-psql-'));
   });
   after(async () => {

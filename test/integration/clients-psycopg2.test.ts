@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { REPO_ROOT, withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+
+/** Reads on the primary too: these tests are about the protocol and the drivers, not routing (see routing*.test.ts). */
+const PRIMARY_ONLY = [1, 0, 0];
 import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
 import { describeResult, exec, isExecutable, type ExecResult } from '../harness/exec';
 
@@ -34,7 +37,7 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
       skipReason = `psycopg2 is not importable by ${PYTHON} (apt-get install python3-psycopg2)`;
       return;
     }
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
+    px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     const dsn = `host=127.0.0.1 port=${px.port} user=postgres dbname=postgres sslmode=disable`;
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], LC_ALL: 'C.UTF-8', PYTHONDONTWRITEBYTECODE: '1' };
     run = await exec(PYTHON, [SCRIPT, dsn], { env, timeoutMs: 90_000 });
@@ -188,6 +191,8 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
     }
     const idle = await waitPoolsSettled(px);
     assert.ok(idle > 0, 'connections are cached for reuse');
-    assert.deepEqual(poolCloseReasons(px), []);
+    // psycopg2 opens a transaction implicitly; a connection its client closed without COMMIT is
+    // closed rather than reused (issue 2's rule), so only those closes are expected.
+    assert.deepEqual(poolCloseReasons(px).filter((r) => r !== 'client left with a transaction open or a request in flight'), []);
   });
 });

@@ -47,7 +47,7 @@ describe('throw-away cluster (primary + 2 standbys)', () => {
       [`backend_hostname${i} = '${n.host}'`, `backend_port${i} = ${n.port}`, `backend_weight${i} = 1`, `backend_flag${i} = 'ALLOW_TO_FAILOVER'`].join('\n'),
     );
     const proxy = await startPgmaitre({
-      config: ["listen_addresses = '127.0.0.1'", 'enable_pool_hba = off', "pid_file_name = 'pgmaitre.pid'", ...backends].join('\n'),
+      config: ["listen_addresses = '127.0.0.1'", 'enable_pool_hba = off', "sr_check_user = 'postgres'", "pid_file_name = 'pgmaitre.pid'", ...backends].join('\n'),
     });
     try {
       const { stdout } = await runCommand(c.pg.bin('psql'), ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(proxy.port), '-U', 'postgres', '-d', 'postgres', '-c', 'select 40 + 2']);

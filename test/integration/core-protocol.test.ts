@@ -9,6 +9,9 @@ import assert from 'node:assert/strict';
 import { Client } from 'pg';
 import { withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+
+/** Reads on the primary too: these tests are about the protocol and the drivers, not routing (see routing*.test.ts). */
+const PRIMARY_ONLY = [1, 0, 0];
 import { RawClient, types } from '../harness/raw-client';
 import {
   encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, encodeFunctionCall, encodeParse, encodeQuery,
@@ -22,7 +25,7 @@ describe('core protocol through pgmaitre', { timeout: 300_000 }, () => {
   let px: InProcess;
 
   before(async () => {
-    px = await startInProcess(`${backendLines(fx.cluster)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\nnum_init_children = 8\nmax_pool = 2\n`);
+    px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\nnum_init_children = 8\nmax_pool = 2\n`);
   });
   after(async () => { await px?.stop(); });
 

@@ -1,0 +1,147 @@
+/**
+ * Composition of the admin faces (part of the composition root, beside app.ts): builds the
+ * AdminContext over the live cluster, pools, sessions and slots; wires SQL admin commands into
+ * the frontend; starts the PCP and HTTP servers; and applies configuration reloads (SIGHUP,
+ * pcp_reload_config, `pgmaitre reload`): reloadable parameters take effect without dropping
+ * sessions, changes to restart-only ones are refused with a log line naming them.
+ */
+import * as fs from 'node:fs';
+import { loadConfig, deepFreeze, type Config } from './config/load';
+import { diffConfig } from './config/diff';
+import { loadHba } from './config/hba';
+import { loadPoolPasswd } from './config/pool-passwd';
+import { loadPcpConf } from './config/pcp-conf';
+import { pinoLevel, type Logger } from './log/logger';
+import type { AdminContext } from './admin/types';
+import { runAdminCommand } from './admin/registry';
+import { EventLog } from './admin/event-log';
+import { createPcpServer, type PcpServer } from './pcp/server';
+import { createHttpServer, type HttpServer } from './http/server';
+import { buildRoutingContext } from './frontend/routing-context';
+import type { FrontendContext } from './frontend/context';
+import type { ClientSession } from './frontend/session';
+import type { HealthSystem } from './failover';
+
+/** pgpool-II feature level pgmaitre speaks (SHOW POOL_VERSION, PCP). */
+export const PGPOOL_COMPAT_VERSION = '4.6.0';
+
+/** What the admin wiring needs from app.ts. */
+export interface AdminWiring {
+  readonly ctx: FrontendContext;
+  readonly log: Logger;
+  readonly health: HealthSystem;
+  readonly overrides: { hbaFile?: string; pcpFile?: string; keyFile?: string };
+  /** Stops pgmaitre (and, for the CLI, the process). */
+  readonly stop: () => Promise<void>;
+}
+
+/** The running admin faces. */
+export interface AdminFaces {
+  readonly adminCtx: AdminContext;
+  readonly pcp: PcpServer | null;
+  readonly http: HttpServer | null;
+  readonly pcpPort: number;
+  readonly httpPort: number;
+  reload(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Builds the AdminContext, wires the SQL hook, starts PCP and HTTP. */
+export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
+  const { ctx, log, health } = w;
+  const events = new EventLog(ctx.cluster);
+  const startedAt = new Date();
+
+  const reload = async (): Promise<string> => {
+    const old = ctx.config;
+    const loaded = loadConfig(old.config_file, w.overrides);
+    const diff = diffConfig(old, loaded.config);
+    const refused = new Set(diff.restartOnly);
+    if (refused.size > 0) {
+      log.warn({ event: 'reload_refused', keys: [...refused] },
+        `configuration reload: changes to ${[...refused].join(', ')} need a restart; they are ignored`);
+    }
+    // Keep the old value of every restart-only key; take every reloadable change.
+    const merged: Record<string, unknown> = { ...loaded.config };
+    for (const k of refused) merged[k] = (old as unknown as Record<string, unknown>)[k];
+    if ([...refused].some((k) => k.startsWith('backend_'))) merged.backends = old.backends;
+    const next = deepFreeze(merged) as unknown as Config;
+    ctx.config = next;
+    ctx.logFlags.statement = next.log_statement;
+    ctx.logFlags.perNodeStatement = next.log_per_node_statement;
+    ctx.logFlags.clientMessages = next.log_client_messages;
+    ctx.logFlags.connections = next.log_connections;
+    ctx.logFlags.disconnections = next.log_disconnections;
+    log.level = pinoLevel(next.log_min_messages);
+    const lag = ctx.routing.lag;
+    ctx.routing.volatility.clear();
+    ctx.routing = buildRoutingContext(next, ctx.routing.volatility, lag);
+    const lifetimes = [next.connection_life_time, next.child_life_time].filter((v) => v > 0);
+    for (const p of ctx.pools.values()) {
+      p.configure({ idleTimeoutSec: lifetimes.length > 0 ? Math.min(...lifetimes) : 0, maxUses: next.child_max_connections, connectionCache: next.connection_cache });
+    }
+    if (next.enable_pool_hba) ctx.hba = loadHba(next.hba_file);
+    ctx.poolPasswd = next.pool_passwd !== '' && fs.existsSync(next.pool_passwd) ? loadPoolPasswd(next.pool_passwd, next.key_file) : new Map();
+    health.onConfigReload(next);
+    const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);
+    log.info({ event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);
+    for (const w2 of loaded.warnings) log.warn({ event: 'config_warning' }, w2);
+    return refused.size > 0 ? `reloaded; restart needed for: ${[...refused].join(', ')}` : 'reloaded';
+  };
+
+  const adminCtx: AdminContext = {
+    config: () => ctx.config,
+    nodes: () => ctx.cluster.nodes,
+    primaryId: () => ctx.cluster.primaryId(),
+    poolCounts: (id) => ctx.pools.get(id)?.counts(),
+    sessions: () => (ctx.registry.list() as ClientSession[]).map((s) => s.info()),
+    slots: () => ({ capacity: ctx.slots.capacity, inUse: ctx.slots.inUse, waiting: ctx.slots.waiting }),
+    startedAt,
+    version: PGPOOL_COMPAT_VERSION,
+    actions: {
+      attachNode: (id) => health.attachNode(id),
+      detachNode: (id, opts) => health.detachNode(id, opts),
+      promoteNode: (id, opts) => health.promoteNode(id, opts),
+      reloadConfig: reload,
+      stop: async (mode) => {
+        log.warn({ event: 'stop_requested', mode }, `stop requested (${mode})`);
+        setImmediate(() => { void w.stop(); });
+        return `stopping (${mode})`;
+      },
+    },
+    recentEvents: () => events.list(),
+    classifierStats: () => ctx.routing.classifier.stats(),
+    slotHistory: (slot) => ctx.slots.history(slot),
+  };
+  ctx.admin = { run: (sql, session) => runAdminCommand(adminCtx, session, sql) };
+
+  const cfg = ctx.config;
+  let pcp: PcpServer | null = null;
+  let pcpPort = 0;
+  if (cfg.pcp_listen_addresses.trim() !== '') {
+    pcp = createPcpServer(adminCtx, {
+      port: cfg.pcp_port,
+      listenAddresses: cfg.pcp_listen_addresses,
+      users: () => (fs.existsSync(ctx.config.pcp_file) ? loadPcpConf(ctx.config.pcp_file) : new Map()),
+      ...(cfg.pcp_socket_dir !== '' && fs.existsSync(cfg.pcp_socket_dir) ? { socketDir: cfg.pcp_socket_dir } : {}),
+      clientVersion: cfg.pcp_client_version,
+      onLog: (level, message) => log[level]({ event: 'pcp' }, message),
+    });
+    pcpPort = await pcp.listen();
+    log.info({ event: 'pcp_listening', port: pcpPort }, `PCP listening on ${cfg.pcp_listen_addresses}:${pcpPort}`);
+  }
+  let http: HttpServer | null = null;
+  let httpPort = 0;
+  if (cfg.http_port > 0) {
+    http = createHttpServer(adminCtx, { port: cfg.http_port, listenAddresses: cfg.http_listen_addresses, auth: () => ctx.config.http_auth });
+    httpPort = await http.listen();
+    log.info({ event: 'http_listening', port: httpPort }, `HTTP status page and metrics on ${cfg.http_listen_addresses}:${httpPort}`);
+  }
+
+  return {
+    adminCtx, pcp, http, pcpPort, httpPort, reload,
+    close: async () => {
+      await Promise.all([pcp?.close(), http?.close()]);
+    },
+  };
+}
