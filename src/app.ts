@@ -22,6 +22,7 @@ import type { FrontendContext } from './frontend/context';
 import { bindHosts, closeAll, listenAll } from './frontend/listener';
 import { buildRoutingContext } from './frontend/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
+import { LsnProbe } from './backend/lsn-probe';
 import { initClassifier } from './classify/classify';
 import { resolvePassword } from './health/probe';
 import { startAdmin, type AdminFaces } from './app-admin';
@@ -123,6 +124,14 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),
     admin: null,
+    lsn: new LsnProbe((id) => {
+      const n = cluster.node(id);
+      const user = ctx.config.sr_check_user || ctx.config.health_check_user;
+      if (n === undefined || user === '') return null;
+      const password = resolvePassword(user, ctx.config.sr_check_user ? ctx.config.sr_check_password : ctx.config.health_check_password, ctx.poolPasswd);
+      return { host: n.host, port: n.port, user, password, database: ctx.config.sr_check_database || 'postgres', timeoutMs: Math.max(1000, ctx.config.connect_timeout || 10000) };
+    }),
+    onBackendError: (nodeId, reason) => health.reportBackendError(nodeId, reason),
   };
 
   // Health checks, replication checks and failover: initial primary detection, then the loops.
@@ -162,9 +171,10 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       const healthStopped = health.stop();
       const closing = closeAll(servers);
       const adminClosed = admin?.close();
+      const lsnClosed = ctx.lsn?.close();
       for (const s of ctx.registry.list()) s.terminate('shutdown');
       for (const p of pools.values()) p.shutdown();
-      await Promise.all([closing, healthStopped, adminClosed]);
+      await Promise.all([closing, healthStopped, adminClosed, lsnClosed]);
       opts.onStopped?.();
     })();
     return stopping;

@@ -28,8 +28,11 @@ const WANT_RELAY = wantTable('ZSGE');
 
 /** Where relayed server bytes go (the client session). */
 export interface ServerSink {
-  /** A chunk of server bytes, already scanned; forward it untouched. */
-  onServerData(conn: ServerConnection, chunk: Buffer): void;
+  /**
+   * A chunk of server bytes, already scanned; forward it untouched. `async` marks whole
+   * asynchronous messages (notification, notice, parameter status) from a connection nobody asked.
+   */
+  onServerData(conn: ServerConnection, chunk: Buffer, async?: boolean): void;
   /** The connection closed or failed while attached. */
   onServerClosed(conn: ServerConnection, reason: string): void;
   /** A ReadyForQuery arrived (status already recorded in conn.txStatus). */
@@ -84,6 +87,20 @@ export class ServerConnection implements MessageSink {
   lastWriteExtended = false;
   /** Offset in the chunk being scanned where forwarding resumes after a discard ended. */
   private discardCut = -1;
+  /** While idle (nothing asked): asynchronous messages collected from the chunk being scanned. */
+  private idleMessages: Buffer[] | null = null;
+  private idlePartial = false;
+  /** A request without Sync (Flush) was written: answers come without ReadyForQuery. */
+  private unsynced = false;
+  /** SQLSTATE of the FATAL the server sent before going away (57P01 admin shutdown...), or ''. */
+  goodbyeCode = '';
+  /** Offset just past the last forwarded ReadyForQuery in the chunk being scanned, or -1. */
+  private lastClientZEnd = -1;
+  /**
+   * True when the last forwarded chunk carried bytes of an answer not yet completed by a
+   * ReadyForQuery: that request has started reaching the client and can no longer be retried.
+   */
+  forwardedPartialAnswer = false;
   closeReason = '';
 
   private mode: Mode = 'startup';
@@ -198,6 +215,7 @@ export class ServerConnection implements MessageSink {
 
   /** True when the protocol state is clean: idle, nothing outstanding, not copying. */
   get clean(): boolean {
+    if (this.unsynced) return false;
     return this.resettable && this.txStatus === TxStatus.Idle;
   }
 
@@ -231,6 +249,7 @@ export class ServerConnection implements MessageSink {
   write(buf: Buffer, syncs: number, extended = false): boolean {
     this.outstanding += syncs;
     this.lastWriteExtended = extended;
+    this.unsynced = syncs === 0;
     return this.socket.write(buf);
   }
 
@@ -289,16 +308,33 @@ export class ServerConnection implements MessageSink {
 
   /** MessageSink: one wanted message from the scanner. */
   onMessage(code: number, buf: Buffer, start: number, end: number): void {
+    if (this.idleMessages !== null) {
+      // Nothing was asked of this server: only asynchronous messages may reach the client.
+      if (code === BackendCode.NotificationResponse || code === BackendCode.NoticeResponse || code === BackendCode.ParameterStatus) {
+        this.idleMessages.push(Buffer.from(buf.subarray(start, end)));
+        if (code === BackendCode.ParameterStatus) {
+          const p = decodeParameterStatus(buf, start, end);
+          this.params.set(p.name, p.value);
+        }
+      } else if (code === BackendCode.ErrorResponse) {
+        const f = decodeErrorFields(buf, start, end);
+        this.closeReason = `server sent an unsolicited error: ${f.message}`;
+        if (f.severity === 'FATAL' || f.severity === 'PANIC') this.goodbyeCode = f.code;
+      }
+      return;
+    }
     if (this.mode === 'relay') {
       if (code === BackendCode.ReadyForQuery) {
         this.txStatus = buf[start + 5]!;
         this.outstanding--;
         this.copyIn = false;
+        this.unsynced = false;
         if (this.discardZ > 0) {
           this.discardZ--;
           this.discardCut = this.scanner.chunkOffset;
           return;
         }
+        this.lastClientZEnd = this.scanner.chunkOffset;
         this.sink?.onReadyForQuery?.(this);
       } else if (code === BackendCode.ParameterStatus) {
         const p = decodeParameterStatus(buf, start, end);
@@ -309,9 +345,13 @@ export class ServerConnection implements MessageSink {
         // will never be answered.
         if (this.lastWriteExtended && this.outstanding > 0) this.outstanding--;
       } else if (code === BackendCode.ErrorResponse) {
-        // The first field is the severity ('S'): count FATAL/PANIC apart.
-        if (buf[start + 5] === 0x53 && (buf[start + 6] === 0x46 || buf[start + 6] === 0x50)) this.fatalCount++;
-        else this.errorCount++;
+        // The first field is the severity ('S'): count FATAL/PANIC apart (and remember why).
+        if (buf[start + 5] === 0x53 && (buf[start + 6] === 0x46 || buf[start + 6] === 0x50)) {
+          this.fatalCount++;
+          this.goodbyeCode = decodeErrorFields(buf, start, end).code;
+        } else {
+          this.errorCount++;
+        }
       }
       return;
     }
@@ -325,7 +365,23 @@ export class ServerConnection implements MessageSink {
 
   private onData(chunk: Buffer): void {
     const discarding = this.discardZ > 0;
+    // (idlePartial: an asynchronous message split across reads is finished on the idle path too.)
+    const idle = this.mode === 'relay' && ((this.outstanding <= 0 && !this.copyIn && !this.unsynced) || this.idlePartial);
     this.discardCut = -1;
+    this.lastClientZEnd = -1;
+    if (idle) {
+      // Rare (notifications, a server shutting down): look at every message, forward the async ones.
+      this.idleMessages = [];
+      this.scanner.want = WANT_ALL;
+      this.scanner.scan(chunk, this);
+      this.scanner.want = WANT_RELAY;
+      const msgs = this.idleMessages;
+      this.idleMessages = null;
+      this.idlePartial = !this.scanner.atBoundary;
+      if (this.scanner.broken) this.destroy('protocol violation from server (bad message length)');
+      else if (msgs.length > 0 && this.sink !== null) this.sink.onServerData(this, msgs.length === 1 ? msgs[0]! : Buffer.concat(msgs), true);
+      return;
+    }
     this.scanner.scan(chunk, this);
     if (this.scanner.broken) {
       this.destroy('protocol violation from server (bad message length)');
@@ -333,9 +389,11 @@ export class ServerConnection implements MessageSink {
     }
     if (this.mode !== 'relay' || this.sink === null) return;
     if (!discarding) {
+      this.forwardedPartialAnswer = this.lastClientZEnd < chunk.length;
       this.sink.onServerData(this, chunk);
     } else if (this.discardZ === 0 && this.discardCut >= 0 && this.discardCut < chunk.length) {
       // The swallowed responses ended inside this chunk: forward what follows them.
+      this.forwardedPartialAnswer = this.lastClientZEnd < chunk.length;
       this.sink.onServerData(this, chunk.subarray(this.discardCut));
     }
   }

@@ -13,6 +13,7 @@ import type { ServerConnection } from '../backend/server-connection';
 import type { Slots } from './slots';
 import type { SessionRegistry } from './registry';
 import type { RoutingContext } from './routing-context';
+import type { LsnProbe } from '../backend/lsn-probe';
 import type { AdminSession, AdminError, ResultSet } from '../admin/types';
 
 /** Shared state and services handed to every session. */
@@ -35,6 +36,10 @@ export interface FrontendContext {
   routing: RoutingContext;
   /** Answers SHOW POOL_* / PGPOOL commands, when the admin layer is wired. */
   admin: AdminHook | null;
+  /** WAL positions for read_your_writes (null when not wired). */
+  lsn: LsnProbe | null;
+  /** Tells the failover layer a backend connection failed (failover_on_backend_error). */
+  onBackendError: (nodeId: number, reason: string) => void;
 }
 
 /** What the frontend calls for statements the classifier marks as admin commands. */

@@ -55,6 +55,17 @@ interface TrackedStatement {
   readonly nodes: Set<number>;
 }
 
+interface Inflight {
+  readonly req: Request;
+  /** ReadyForQuery still expected for this request. */
+  syncsLeft: number;
+  /** Read-only, outside a transaction, nothing else attached: may run again elsewhere. */
+  readonly retryable: boolean;
+}
+
+/** How long a node whose login failed is left alone by this session. */
+const RETRY_NODE_AFTER_MS = 5000;
+
 interface Side {
   readonly conn: ServerConnection;
   readonly buf: Buffer;
@@ -65,7 +76,8 @@ type Plan =
   | { readonly type: 'forward'; readonly conn: ServerConnection; readonly node: number; readonly contents: RequestContents;
       readonly classes: readonly (QueryClass | null)[]; readonly sides: readonly Side[]; readonly broadcast: readonly ServerConnection[];
       readonly broadcastKinds: readonly string[]; readonly reason: string }
-  | { readonly type: 'admin'; readonly sql: string };
+  | { readonly type: 'admin'; readonly sql: string }
+  | { readonly type: 'error'; readonly code: string; readonly message: string; readonly hint: string };
 
 const SYNC = encodeSync();
 const READ_KINDS = new Set(['read', 'show', 'explain', 'copy_to']);
@@ -84,19 +96,26 @@ export class RequestDispatcher {
   private sessionSets: { buf: Buffer; syncs: number }[] = [];
   /** Session's load-balance node (-1 until chosen). */
   lbNode = -1;
-  /** Nodes this session could not log in to: reads go elsewhere. */
-  private readonly unusable = new Set<number>();
   // Output batching: consecutive requests to one node go out in one write.
   private outConn: ServerConnection | null = null;
   private outParts: Buffer[] = [];
   private outSyncs = 0;
   private outExtended = false;
 
-  constructor(private readonly host: DispatchHost, private primaryNode: number) {}
+  // Requests sent to non-primary nodes and not yet fully answered, for transparent retry.
+  private readonly inflight = new Map<ServerConnection, Inflight[]>();
+  /** Nodes whose login failed recently (time): no new attempt for a while. */
+  private readonly failedAt = new Map<number, number>();
+  // Read-your-writes: a write was sent and its commit LSN is not known yet / the LSN reads need.
+  private rywWriteSent = false;
+  private rywPending = false;
+  private rywLsn = 0n;
 
-  /** Node currently taking writes for this session. */
-  get primary(): number {
-    return this.primaryNode;
+  constructor(private readonly host: DispatchHost) {}
+
+  /** Node currently taking writes (the cluster's primary), or -1. */
+  private get primaryNode(): number {
+    return this.host.ctx.cluster.primaryId();
   }
 
   /** Queued requests not yet sent. */
@@ -111,10 +130,17 @@ export class RequestDispatcher {
 
   /** A backend answered a sync point. */
   onReadyForQuery(conn: ServerConnection): void {
+    const list = this.inflight.get(conn);
+    const head = list?.[0];
+    if (head !== undefined && --head.syncsLeft <= 0) list!.shift();
     if (conn.outstanding <= 0) {
       if (conn.nodeId === this.primaryNode) {
-        if (conn.txStatus === TxStatus.Idle) noteTransactionEnd(this.route);
-        else this.route.inTransaction = true;
+        if (conn.txStatus === TxStatus.Idle) {
+          noteTransactionEnd(this.route);
+          if (this.rywWriteSent) this.fetchCommitLsn(conn.nodeId);
+        } else {
+          this.route.inTransaction = true;
+        }
       }
       if (conn.txStatus === TxStatus.Idle) for (const [p, n] of this.portals) if (n === conn.nodeId) this.portals.delete(p);
     }
@@ -132,7 +158,60 @@ export class RequestDispatcher {
     if (this.lastTarget?.nodeId === nodeId) this.lastTarget = null;
     if (this.sticky?.nodeId === nodeId) this.sticky = null;
     if (this.lbNode === nodeId) this.lbNode = -1;
-    this.unusable.add(nodeId);
+    this.failedAt.set(nodeId, Date.now());
+  }
+
+  /**
+   * A backend connection was lost. Returns true when the session can go on: nothing was in
+   * flight there, or only read-only requests outside a transaction none of whose answer reached
+   * the client yet — those are queued again, first, and run on another node.
+   */
+  connectionLost(conn: ServerConnection): boolean {
+    const list = this.inflight.get(conn) ?? [];
+    this.inflight.delete(conn);
+    const clientWaiting = conn.outstanding > conn.discardZ;
+    if (clientWaiting && (list.length === 0 || list.some((r) => !r.retryable) || conn.forwardedPartialAnswer)) return false;
+    if (conn.nodeId === this.primaryNode && this.route.inTransaction) return false;
+    this.forgetNode(conn.nodeId);
+    if (this.outConn === conn) {
+      this.outConn = null;
+      this.outParts = [];
+      this.outSyncs = 0;
+    }
+    if (list.length > 0) {
+      this.queue.unshift(...list.map((r) => r.req));
+      this.host.ctx.log.info({ event: 'read_retry', pid: this.host.pid, node_id: conn.nodeId, requests: list.length },
+        `node ${conn.nodeId} went away before answering; re-running ${list.length} read(s) elsewhere`);
+    }
+    return true;
+  }
+
+  /** The LSN a committed write of this session reached on the primary (read-your-writes). */
+  private fetchCommitLsn(primary: number): void {
+    this.rywWriteSent = false;
+    const lsn = this.host.ctx.lsn;
+    if (lsn === null) return;
+    this.rywPending = true;
+    lsn.currentLsnAfter(primary, Date.now()).then((l) => {
+      if (l > this.rywLsn) this.rywLsn = l;
+      this.rywPending = false;
+    }, () => {
+      // Unknown: keep reading from the primary until a later write's LSN is known.
+      this.rywLsn = BigInt(Number.MAX_SAFE_INTEGER) * 1024n;
+      this.rywPending = false;
+    });
+  }
+
+  /** read_your_writes: may a read go to `node` without missing this session's own writes? */
+  private freshEnough(node: number): boolean {
+    if (node === this.primaryNode || !this.host.ctx.config.read_your_writes) return true;
+    if (this.rywPending || this.rywWriteSent) return false;
+    if (this.rywLsn === 0n) return true;
+    const lsn = this.host.ctx.lsn;
+    const replayed = lsn?.replayLsn(node) ?? null;
+    if (replayed !== null && replayed >= this.rywLsn) return true;
+    void lsn?.refreshReplay(node);
+    return false;
   }
 
   // ---- planning ---------------------------------------------------------------------------
@@ -206,6 +285,10 @@ export class RequestDispatcher {
         node = this.primaryNode;
       } else if (toBalance) {
         node = this.readNode();
+        if (!this.freshEnough(node)) {
+          node = this.primaryNode >= 0 ? this.primaryNode : node;
+          reason = 'read-your-writes: the standby has not replayed this session\'s last commit yet';
+        }
       } else if (contents.statementRefs.length > 0) {
         const st = this.statements.get(contents.statementRefs[0]!);
         const last = this.lastTarget?.nodeId;
@@ -221,6 +304,11 @@ export class RequestDispatcher {
 
     // Answers come back in order: another node must have answered everything first.
     if (!this.allAnswered(node) || (routing.noticePerNode && !this.allAnswered(null))) return this.waitForAnswers();
+    if (node < 0 || (this.host.conns.get(node) === undefined && node === this.primaryNode && this.recentlyFailed(node))) {
+      // No primary (down, or being failed over): this request fails, the session lives.
+      return { type: 'error', code: '57P03', message: 'no primary node is available',
+        hint: 'reads still work; writes will again once a primary is up (see SHOW POOL_NODES)' };
+    }
     const conn = this.host.conns.get(node);
     if (conn === undefined) {
       this.block(this.host.connectNode(node).then((c) => {
@@ -272,6 +360,11 @@ export class RequestDispatcher {
     });
   }
 
+  private recentlyFailed(node: number): boolean {
+    const t = this.failedAt.get(node);
+    return t !== undefined && Date.now() - t < RETRY_NODE_AFTER_MS;
+  }
+
   /** The node reads go to now: the session's load-balance node while it is usable, else a new pick. */
   readNode(): number {
     const { ctx } = this.host;
@@ -280,7 +373,7 @@ export class RequestDispatcher {
     const candidates: LbCandidate[] = ctx.cluster.nodes.map((n) => ({
       id: n.id,
       weight: n.weight,
-      usable: (n.status === 'up' || n.status === 'waiting') && !this.unusable.has(n.id) && (n.id === primaryId || n.role === 'standby'),
+      usable: (n.status === 'up' || n.status === 'waiting') && !this.recentlyFailed(n.id) && (n.id === primaryId || n.role === 'standby'),
       isPrimary: n.id === primaryId,
       lagging: n.id !== primaryId && routing.lag(n.id).lagging,
       delay: routing.lag(n.id).delay,
@@ -311,6 +404,16 @@ export class RequestDispatcher {
     }
     if (ctx.routing.noticePerNode || ctx.logFlags.perNodeStatement) this.reportNode(node, conn, contents, plan.reason);
     if (this.outConn !== conn) this.flushOut();
+    if (node !== this.primaryNode && this.currentSyncs > 0) {
+      const retryable = !this.route.inTransaction && !this.currentFlush && plan.broadcast.length === 0
+        && classes.every((c) => c !== null && c.readOnly) && !contents.functionCall;
+      let list = this.inflight.get(conn);
+      if (list === undefined) this.inflight.set(conn, (list = []));
+      list.push({ req: { data: this.currentData!, syncs: this.currentSyncs, flush: this.currentFlush }, syncsLeft: this.currentSyncs, retryable });
+    }
+    if (node === this.primaryNode && ctx.config.read_your_writes && classes.some((c) => c !== null && !c.readOnly && c.kind !== 'show')) {
+      this.rywWriteSent = true;
+    }
     this.outConn = conn;
     this.outParts.push(this.currentData!);
     this.outSyncs += this.currentSyncs;
@@ -396,6 +499,15 @@ export class RequestDispatcher {
     }
   }
 
+  /** Answers a request with pgmaitre's own ERROR (one ReadyForQuery per Sync in it). */
+  private replyError(plan: Extract<Plan, { type: 'error' }>): void {
+    this.flushOut();
+    const status = this.host.conns.get(this.primaryNode)?.txStatus ?? TxStatus.Idle;
+    const parts = [encodeErrorResponse({ severity: 'ERROR', code: plan.code, message: plan.message, hint: plan.hint })];
+    for (let i = 0; i < this.currentSyncs; i++) parts.push(encodeReadyForQuery(status));
+    this.host.writeClient(Buffer.concat(parts));
+  }
+
   private runAdmin(sql: string): void {
     const { ctx } = this.host;
     this.blocked = true;
@@ -427,10 +539,7 @@ export class RequestDispatcher {
       });
   }
 
-  /** Primary changed (failover): new writes go to `id`. */
-  setPrimary(id: number): void {
-    this.primaryNode = id;
-  }
+
 
   /** Sends every queued request that can be sent now; pauses the client while blocked. */
   drive(): void {
@@ -443,6 +552,7 @@ export class RequestDispatcher {
       if (plan === null) break;
       this.queue.shift();
       if (plan.type === 'admin') this.runAdmin(plan.sql);
+      else if (plan.type === 'error') this.replyError(plan);
       else this.execute(plan);
     }
     this.currentData = null;

@@ -17,6 +17,7 @@ import { credentialAuthenticator, type BackendAuthenticator, type BackendCredent
 import { authenticateClient, type HandshakeIO } from './client-auth';
 import { isUnixSocket } from './listener';
 import type { ClientSession } from './session';
+import { weightedPick } from '../router/lb-select';
 
 /** What the StartupMessage said. */
 export interface StartupInfo {
@@ -131,8 +132,14 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
     },
   };
 
-  const primary = ctx.cluster.primaryId();
-  if (primary < 0) throw new ProxyError(ProxyErrorCode.NoPrimary, 'no primary node');
+  // The session's first connection goes to the primary; when there is none (failed, not yet
+  // promoted), to a standby, so that reads keep working (writes then get an ERROR).
+  let primary = ctx.cluster.primaryId();
+  if (primary < 0) {
+    const standbys = ctx.cluster.nodes.filter((n) => (n.status === 'up' || n.status === 'waiting') && n.role === 'standby');
+    primary = weightedPick(standbys.map((n) => ({ id: n.id, weight: n.weight > 0 ? n.weight : 1e-9, usable: true, isPrimary: false, lagging: false, delay: 0 })), Math.random);
+    if (primary < 0) throw new ProxyError(ProxyErrorCode.NoPrimary, 'no primary node');
+  }
   s.primaryNode = primary;
   const node = ctx.cluster.node(primary)!;
   const pool = ctx.pools.get(primary)!;

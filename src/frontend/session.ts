@@ -46,7 +46,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   slot: SlotLease | null = null;
   /** Backend connections held by this session, by node id. */
   readonly conns = new Map<number, ServerConnection>();
-  /** Node that takes this session's writes. */
+  /** Node of the session's first backend connection: the primary at login, or a standby when there was none. */
   primaryNode = -1;
   /** Startup parameters other than user/database (sent when logging in to more nodes). */
   startupParams: Record<string, string> = {};
@@ -241,7 +241,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   enterReady(): void {
     if (this.phase !== 'handshake') return;
     this.phase = 'ready';
-    this.dispatcher = new RequestDispatcher(this, this.primaryNode);
+    this.dispatcher = new RequestDispatcher(this);
     if (this.ctx.routing.router.loadBalanceMode) this.dispatcher.readNode();
     // Frames that arrived during the handshake after the login exchange: relay them now.
     const early = this.hsQueue;
@@ -343,8 +343,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   // ---- relay server → client --------------------------------------------------------------
 
   /** ServerSink: a chunk from a backend, forwarded untouched. */
-  onServerData(conn: ServerConnection, chunk: Buffer): void {
+  onServerData(conn: ServerConnection, chunk: Buffer, async = false): void {
     if (this.phase !== 'ready') return;
+    // Asynchronous messages only from the primary (NOTIFY, notices, ParameterStatus the client tracks).
+    if (async && conn.nodeId !== this.ctx.cluster.primaryId()) return;
     if (conn.copyIn && this.copyConn === null && this.lastCopyConn !== conn) this.copyConn = conn;
     if (!this.socket.write(chunk)) {
       conn.pause();
@@ -363,15 +365,18 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   onServerClosed(conn: ServerConnection, reason: string): void {
     this.conns.delete(conn.nodeId);
     this.ctx.log.warn({ event: LogEvent.BackendError, node_id: conn.nodeId, pid: this.pid, reason }, 'backend connection lost');
-    const answeringClient = conn.outstanding > conn.discardZ || this.copyConn === conn;
+    // failover_on_backend_error is about a connection lost without a word; a FATAL goodbye
+    // (57P01/57P02: pg_terminate_backend, a server shutdown) counts only with failover_on_backend_shutdown.
+    const shutdown = conn.goodbyeCode === '57P01' || conn.goodbyeCode === '57P02';
+    if (conn.goodbyeCode === '' || (shutdown && this.ctx.config.failover_on_backend_shutdown)) this.ctx.onBackendError(conn.nodeId, reason);
+    const goOn = this.phase === 'ready' && this.copyConn !== conn && this.dispatcher !== null && this.dispatcher.connectionLost(conn);
     this.releaseConn(conn, false, reason);
-    if (conn.nodeId === this.primaryNode || answeringClient) {
+    if (!goOn) {
       this.fatal(clientErrors.backendLost(conn.nodeId));
       return;
     }
-    // A node that was only used for reads, with nothing in flight: carry on without it.
-    this.dispatcher?.forgetNode(conn.nodeId);
-    this.dispatcher?.drive();
+    // Nothing of the client's was lost: reads retried elsewhere, writes wait for a primary.
+    this.dispatcher!.drive();
   }
 
   // ---- cancel, logging, close -------------------------------------------------------------
