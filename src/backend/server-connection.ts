@@ -23,8 +23,11 @@ import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import type { BackendAuthenticator } from './backend-auth';
 import { MessageScanner, type MessageSink, WANT_ALL, wantTable } from './message-scanner';
 
-/** Relay mode needs only these bodies: ReadyForQuery, ParameterStatus, CopyInResponse, ErrorResponse. */
-const WANT_RELAY = wantTable('ZSGE');
+/**
+ * Relay mode needs only these bodies: ReadyForQuery, ParameterStatus, CopyInResponse,
+ * ErrorResponse, and NoticeResponse (an immediate shutdown says goodbye with a WARNING notice).
+ */
+const WANT_RELAY = wantTable('ZSGEN');
 
 /** Where relayed server bytes go (the client session). */
 export interface ServerSink {
@@ -35,6 +38,8 @@ export interface ServerSink {
   onServerData(conn: ServerConnection, chunk: Buffer, async?: boolean): void;
   /** The connection closed or failed while attached. */
   onServerClosed(conn: ServerConnection, reason: string): void;
+  /** The server says it is shutting down before answering; true when the session will retry elsewhere. */
+  onServerGoodbye?(conn: ServerConnection): boolean;
   /** A ReadyForQuery arrived (status already recorded in conn.txStatus). */
   onReadyForQuery?(conn: ServerConnection): void;
 }
@@ -94,8 +99,16 @@ export class ServerConnection implements MessageSink {
   private unsynced = false;
   /** SQLSTATE of the FATAL the server sent before going away (57P01 admin shutdown...), or ''. */
   goodbyeCode = '';
-  /** Offset just past the last forwarded ReadyForQuery in the chunk being scanned, or -1. */
-  private lastClientZEnd = -1;
+  /** The chunk being scanned (to tell where a message sits in it). */
+  private scanning: Buffer | null = null;
+  /**
+   * In the chunk being scanned: where the bytes that are not yet explained start — past the last
+   * forwarded ReadyForQuery and the asynchronous notices after it. Bytes from there on are the
+   * beginning of an answer.
+   */
+  private answerTail = 0;
+  /** Offset of a shutdown goodbye (57P01/57P02 notice or FATAL) at answerTail, or -1. */
+  private goodbyeCut = -1;
   /**
    * True when the last forwarded chunk carried bytes of an answer not yet completed by a
    * ReadyForQuery: that request has started reaching the client and can no longer be retried.
@@ -331,10 +344,11 @@ export class ServerConnection implements MessageSink {
         this.unsynced = false;
         if (this.discardZ > 0) {
           this.discardZ--;
-          this.discardCut = this.scanner.chunkOffset;
+          this.discardCut = this.answerTail = this.scanner.chunkOffset;
           return;
         }
-        this.lastClientZEnd = this.scanner.chunkOffset;
+        this.answerTail = this.scanner.chunkOffset;
+        this.goodbyeCut = -1;
         this.sink?.onReadyForQuery?.(this);
       } else if (code === BackendCode.ParameterStatus) {
         const p = decodeParameterStatus(buf, start, end);
@@ -344,13 +358,25 @@ export class ServerConnection implements MessageSink {
         // PostgreSQL ignores Sync during COPY IN: the Sync sent with the Execute that started it
         // will never be answered.
         if (this.lastWriteExtended && this.outstanding > 0) this.outstanding--;
-      } else if (code === BackendCode.ErrorResponse) {
-        // The first field is the severity ('S'): count FATAL/PANIC apart (and remember why).
-        if (buf[start + 5] === 0x53 && (buf[start + 6] === 0x46 || buf[start + 6] === 0x50)) {
-          this.fatalCount++;
-          this.goodbyeCode = decodeErrorFields(buf, start, end).code;
-        } else {
-          this.errorCount++;
+      } else if (code === BackendCode.NoticeResponse || code === BackendCode.ErrorResponse) {
+        // The first field is the severity ('S'): FATAL/PANIC start with 'F'/'P'.
+        const fatal = code === BackendCode.ErrorResponse && buf[start + 5] === 0x53 && (buf[start + 6] === 0x46 || buf[start + 6] === 0x50);
+        if (code === BackendCode.ErrorResponse) {
+          if (fatal) this.fatalCount++;
+          else this.errorCount++;
+        }
+        const atTail = buf === this.scanning && start === this.answerTail;
+        if (!fatal && !atTail) return;
+        const f = decodeErrorFields(buf, start, end);
+        if (fatal) this.goodbyeCode = f.code;
+        if (!atTail) return;
+        if (f.code === '57P01' || f.code === '57P02') {
+          // A server shutting down says so (FATAL, or a WARNING notice for an immediate shutdown).
+          this.goodbyeCode = f.code;
+          if (this.goodbyeCut < 0) this.goodbyeCut = start;
+          this.answerTail = end;
+        } else if (code === BackendCode.NoticeResponse) {
+          this.answerTail = end; // an asynchronous notice is not the start of an answer
         }
       }
       return;
@@ -368,7 +394,6 @@ export class ServerConnection implements MessageSink {
     // (idlePartial: an asynchronous message split across reads is finished on the idle path too.)
     const idle = this.mode === 'relay' && ((this.outstanding <= 0 && !this.copyIn && !this.unsynced) || this.idlePartial);
     this.discardCut = -1;
-    this.lastClientZEnd = -1;
     if (idle) {
       // Rare (notifications, a server shutting down): look at every message, forward the async ones.
       this.idleMessages = [];
@@ -382,18 +407,29 @@ export class ServerConnection implements MessageSink {
       else if (msgs.length > 0 && this.sink !== null) this.sink.onServerData(this, msgs.length === 1 ? msgs[0]! : Buffer.concat(msgs), true);
       return;
     }
+    this.scanning = chunk;
+    this.answerTail = 0;
+    this.goodbyeCut = -1;
     this.scanner.scan(chunk, this);
+    this.scanning = null;
     if (this.scanner.broken) {
       this.destroy('protocol violation from server (bad message length)');
       return;
     }
     if (this.mode !== 'relay' || this.sink === null) return;
     if (!discarding) {
-      this.forwardedPartialAnswer = this.lastClientZEnd < chunk.length;
+      if (this.goodbyeCut >= 0 && this.sink.onServerGoodbye?.(this) === true) {
+        // The server is going away and the session can carry on without it (reads re-run
+        // elsewhere): the client sees what came before the goodbye, not the goodbye itself.
+        this.forwardedPartialAnswer = false;
+        if (this.goodbyeCut > 0) this.sink.onServerData(this, chunk.subarray(0, this.goodbyeCut));
+        return;
+      }
+      this.forwardedPartialAnswer = this.answerTail < chunk.length;
       this.sink.onServerData(this, chunk);
     } else if (this.discardZ === 0 && this.discardCut >= 0 && this.discardCut < chunk.length) {
       // The swallowed responses ended inside this chunk: forward what follows them.
-      this.forwardedPartialAnswer = this.lastClientZEnd < chunk.length;
+      this.forwardedPartialAnswer = this.answerTail < chunk.length;
       this.sink.onServerData(this, chunk.subarray(this.discardCut));
     }
   }

@@ -186,6 +186,15 @@ export class RequestDispatcher {
     return true;
   }
 
+  /**
+   * True when the session can carry on without `conn` (a non-primary node going away): nothing
+   * in flight there, or only reads that can run again elsewhere, none of whose answer started.
+   */
+  canRetry(conn: ServerConnection): boolean {
+    const list = this.inflight.get(conn) ?? [];
+    return conn.nodeId !== this.primaryNode && list.every((r) => r.retryable) && !conn.forwardedPartialAnswer;
+  }
+
   /** The LSN a committed write of this session reached on the primary (read-your-writes). */
   private fetchCommitLsn(primary: number): void {
     this.rywWriteSent = false;

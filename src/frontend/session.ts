@@ -354,6 +354,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
   }
 
+  /** ServerSink: a server announced its shutdown; swallow it when the reads in flight can be retried. */
+  onServerGoodbye(conn: ServerConnection): boolean {
+    return this.phase === 'ready' && this.copyConn !== conn && this.dispatcher !== null && this.dispatcher.canRetry(conn);
+  }
+
   /** ServerSink: ReadyForQuery seen on a backend. */
   onReadyForQuery(conn: ServerConnection): void {
     if (this.copyConn === conn) this.copyConn = null;
