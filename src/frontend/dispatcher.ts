@@ -25,7 +25,7 @@ import { noteDispatched, noteTransactionEnd, newRouteState, routeStatement, type
 import { selectLoadBalanceNode, type LbCandidate } from '../router/lb-select';
 import type { ServerConnection } from '../backend/server-connection';
 import type { NodeCounters } from '../cluster/stats';
-import { LogEvent } from '../log/logger';
+import { LogEvent, logLine } from '../log/logger';
 import type { AdminSession } from '../admin/types';
 import type { FrontendContext } from './context';
 import { readRequest, type Request, type RequestContents } from './request';
@@ -391,7 +391,7 @@ export class RequestDispatcher {
     if (sqls.length === 0) for (const b of contents.binds) sqls.push(`EXECUTE ${b.statement || '<unnamed>'}`);
     for (const sql of sqls) {
       const text = `DB node id: ${node} backend pid: ${conn.backendPid} statement: ${sql}`;
-      if (ctx.logFlags.perNodeStatement) ctx.log.info({ event: LogEvent.NodeStatement, pid: this.host.pid, node_id: node, reason }, text);
+      if (ctx.logFlags.perNodeStatement) logLine(ctx.log, { event: LogEvent.NodeStatement, pid: this.host.pid, node_id: node, reason }, text);
       if (ctx.routing.noticePerNode) this.host.writeClient(encodeNoticeResponse({ severity: 'NOTICE', code: '00000', message: text }));
     }
   }
