@@ -18,7 +18,7 @@
  */
 import type { QueryClass } from '../classify/types';
 import { firstKeyword } from '../classify/lexer';
-import { encodeClose, encodeSync } from '../protocol/frontend';
+import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse, encodeNoticeResponse, encodeReadyForQuery, encodeResultSet } from '../protocol/backend';
 import { TxStatus } from '../protocol/codes';
 import { noteDispatched, noteTransactionEnd, newRouteState, routeStatement, type RouteState } from '../router/router';
@@ -82,6 +82,8 @@ export class RequestDispatcher {
   private lastTarget: ServerConnection | null = null;
   /** Session-state requests (SET, RESET...) to replay on nodes joined later, with their sync counts. */
   private sessionSets: { buf: Buffer; syncs: number }[] = [];
+  /** SQL of the BEGIN that opened the current explicit transaction (replayed on a node joined inside it). */
+  private beginSql = 'BEGIN';
   /** Session's load-balance node (-1 until chosen). */
   lbNode = -1;
   /** Nodes this session could not log in to: reads go elsewhere. */
@@ -117,6 +119,14 @@ export class RequestDispatcher {
         else this.route.inTransaction = true;
       }
       if (conn.txStatus === TxStatus.Idle) for (const [p, n] of this.portals) if (n === conn.nodeId) this.portals.delete(p);
+      // The primary's transaction ended: end the part a standby still holds (its snapshot would
+      // otherwise stay open there, and the next read would run inside that stale transaction).
+      if (conn.nodeId === this.primaryNode && conn.txStatus === TxStatus.Idle) {
+        for (const other of this.host.conns.values()) {
+          const side = other === conn ? null : this.txSide(other);
+          if (side !== null) side.conn.writeDiscarded(side.buf, side.syncs);
+        }
+      }
     }
     if (this.waitingForAnswers) {
       this.waitingForAnswers = false;
@@ -228,12 +238,21 @@ export class RequestDispatcher {
         else if (this.sessionSets.length > 0) {
           c.writeDiscarded(Buffer.concat(this.sessionSets.map((x) => x.buf)), this.sessionSets.reduce((n, x) => n + x.syncs, 0));
         }
+        // A node joined inside an explicit transaction (a read balanced there under
+        // load_balance_in_transaction) must be inside it too: otherwise the read runs in its own
+        // transaction and the client sees ReadyForQuery 'I' in the middle of its transaction.
+        if (c !== null && this.route.inTransaction && routing.router.loadBalanceInTransaction) {
+          c.writeDiscarded(encodeQuery(this.beginSql), 1);
+        }
       }));
       return null;
     }
 
-    // Statements bound or described here but parsed on another node: re-parse them first.
     const sides: Side[] = [];
+    // A node other than the primary follows the primary's explicit transaction (see txSide).
+    const tx = this.sticky === null && node !== this.primaryNode ? this.txSide(conn) : null;
+    if (tx !== null) sides.push(tx);
+    // Statements bound or described here but parsed on another node: re-parse them first.
     if (this.sticky === null) {
       const needed = new Set([...contents.binds.map((b) => b.statement), ...contents.statementRefs]);
       for (const name of needed) {
@@ -245,6 +264,22 @@ export class RequestDispatcher {
     const others = broadcast ? [...this.host.conns.values()].filter((c) => c !== conn && c.outstanding === c.discardZ) : [];
     const broadcastKinds = broadcast ? classes.map((c) => c?.kind ?? 'unknown') : [];
     return { type: 'forward', conn, node, contents, classes, sides, broadcast: others, broadcastKinds, reason };
+  }
+
+  /**
+   * What a non-primary connection needs before a read joins it, when its transaction state is
+   * known (nothing outstanding): BEGIN when the session is inside an explicit transaction and
+   * reads are balanced in transactions (the BEGIN was not broadcast to it: it travelled with
+   * other statements, or this node joined later), ROLLBACK when the session is not in a
+   * transaction but this node still is (its COMMIT travelled with other statements to the
+   * primary alone). Standbys only ever read, so ROLLBACK ends their part as well as COMMIT would.
+   */
+  private txSide(conn: ServerConnection): Side | null {
+    if (conn.outstanding !== 0) return null;
+    const wantTx = this.route.inTransaction && this.host.ctx.routing.router.loadBalanceInTransaction;
+    if (wantTx && conn.txStatus === TxStatus.Idle) return { conn, buf: encodeQuery(this.beginSql), syncs: 1 };
+    if (!this.route.inTransaction && conn.txStatus !== TxStatus.Idle) return { conn, buf: encodeQuery('ROLLBACK'), syncs: 1 };
+    return null;
   }
 
   /** True when every held connection except the one for `node` has answered all client requests. */
@@ -323,6 +358,7 @@ export class RequestDispatcher {
       const cls = classes[i++];
       if (cls == null) continue;
       noteDispatched(cls, this.route, ctx.routing.router);
+      if (cls.kind === 'begin') this.beginSql = cls.statements === 1 ? sql : 'BEGIN';
       if (counters !== undefined) count(counters, cls, sql);
       if (cls.kind === 'discard' || cls.kind === 'deallocate') {
         if (/\ball\b/i.test(sql)) {
@@ -334,6 +370,7 @@ export class RequestDispatcher {
     for (const p of contents.parses) {
       const cls = classes[i++]!;
       noteDispatched(cls, this.route, ctx.routing.router);
+      if (cls.kind === 'begin') this.beginSql = cls.statements === 1 ? p.sql : 'BEGIN';
       const frame = this.currentData!.subarray(p.start, p.end);
       this.statements.set(p.name, { frame: p.name === '' ? frame : Buffer.from(frame), sql: p.sql, cls, nodes: new Set([node]) });
     }
