@@ -18,14 +18,14 @@
  */
 import type { QueryClass } from '../classify/types';
 import { firstKeyword } from '../classify/lexer';
-import { encodeClose, encodeSync } from '../protocol/frontend';
+import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse, encodeNoticeResponse, encodeReadyForQuery, encodeResultSet } from '../protocol/backend';
 import { TxStatus } from '../protocol/codes';
 import { noteDispatched, noteTransactionEnd, newRouteState, routeStatement, type RouteState } from '../router/router';
 import { selectLoadBalanceNode, type LbCandidate } from '../router/lb-select';
 import type { ServerConnection } from '../backend/server-connection';
 import type { NodeCounters } from '../cluster/stats';
-import { LogEvent } from '../log/logger';
+import { LogEvent, logLine } from '../log/logger';
 import type { AdminSession } from '../admin/types';
 import type { FrontendContext } from './context';
 import { readRequest, type Request, type RequestContents } from './request';
@@ -94,6 +94,8 @@ export class RequestDispatcher {
   private lastTarget: ServerConnection | null = null;
   /** Session-state requests (SET, RESET...) to replay on nodes joined later, with their sync counts. */
   private sessionSets: { buf: Buffer; syncs: number }[] = [];
+  /** SQL of the BEGIN that opened the current explicit transaction (replayed on a node joined inside it). */
+  private beginSql = 'BEGIN';
   /** Session's load-balance node (-1 until chosen). */
   lbNode = -1;
   // Output batching: consecutive requests to one node go out in one write.
@@ -143,6 +145,14 @@ export class RequestDispatcher {
         }
       }
       if (conn.txStatus === TxStatus.Idle) for (const [p, n] of this.portals) if (n === conn.nodeId) this.portals.delete(p);
+      // The primary's transaction ended: end the part a standby still holds (its snapshot would
+      // otherwise stay open there, and the next read would run inside that stale transaction).
+      if (conn.nodeId === this.primaryNode && conn.txStatus === TxStatus.Idle) {
+        for (const other of this.host.conns.values()) {
+          const side = other === conn ? null : this.txSide(other);
+          if (side !== null) side.conn.writeDiscarded(side.buf, side.syncs);
+        }
+      }
     }
     if (this.waitingForAnswers) {
       this.waitingForAnswers = false;
@@ -325,12 +335,21 @@ export class RequestDispatcher {
         else if (this.sessionSets.length > 0) {
           c.writeDiscarded(Buffer.concat(this.sessionSets.map((x) => x.buf)), this.sessionSets.reduce((n, x) => n + x.syncs, 0));
         }
+        // A node joined inside an explicit transaction (a read balanced there under
+        // load_balance_in_transaction) must be inside it too: otherwise the read runs in its own
+        // transaction and the client sees ReadyForQuery 'I' in the middle of its transaction.
+        if (c !== null && this.route.inTransaction && routing.router.loadBalanceInTransaction) {
+          c.writeDiscarded(encodeQuery(this.beginSql), 1);
+        }
       }));
       return null;
     }
 
-    // Statements bound or described here but parsed on another node: re-parse them first.
     const sides: Side[] = [];
+    // A node other than the primary follows the primary's explicit transaction (see txSide).
+    const tx = this.sticky === null && node !== this.primaryNode ? this.txSide(conn) : null;
+    if (tx !== null) sides.push(tx);
+    // Statements bound or described here but parsed on another node: re-parse them first.
     if (this.sticky === null) {
       const needed = new Set([...contents.binds.map((b) => b.statement), ...contents.statementRefs]);
       for (const name of needed) {
@@ -342,6 +361,22 @@ export class RequestDispatcher {
     const others = broadcast ? [...this.host.conns.values()].filter((c) => c !== conn && c.outstanding === c.discardZ) : [];
     const broadcastKinds = broadcast ? classes.map((c) => c?.kind ?? 'unknown') : [];
     return { type: 'forward', conn, node, contents, classes, sides, broadcast: others, broadcastKinds, reason };
+  }
+
+  /**
+   * What a non-primary connection needs before a read joins it, when its transaction state is
+   * known (nothing outstanding): BEGIN when the session is inside an explicit transaction and
+   * reads are balanced in transactions (the BEGIN was not broadcast to it: it travelled with
+   * other statements, or this node joined later), ROLLBACK when the session is not in a
+   * transaction but this node still is (its COMMIT travelled with other statements to the
+   * primary alone). Standbys only ever read, so ROLLBACK ends their part as well as COMMIT would.
+   */
+  private txSide(conn: ServerConnection): Side | null {
+    if (conn.outstanding !== 0) return null;
+    const wantTx = this.route.inTransaction && this.host.ctx.routing.router.loadBalanceInTransaction;
+    if (wantTx && conn.txStatus === TxStatus.Idle) return { conn, buf: encodeQuery(this.beginSql), syncs: 1 };
+    if (!this.route.inTransaction && conn.txStatus !== TxStatus.Idle) return { conn, buf: encodeQuery('ROLLBACK'), syncs: 1 };
+    return null;
   }
 
   /** True when every held connection except the one for `node` has answered all client requests. */
@@ -435,6 +470,7 @@ export class RequestDispatcher {
       const cls = classes[i++];
       if (cls == null) continue;
       noteDispatched(cls, this.route, ctx.routing.router);
+      if (cls.kind === 'begin') this.beginSql = cls.statements === 1 ? sql : 'BEGIN';
       if (counters !== undefined) count(counters, cls, sql);
       if (cls.kind === 'discard' || cls.kind === 'deallocate') {
         if (/\ball\b/i.test(sql)) {
@@ -446,6 +482,7 @@ export class RequestDispatcher {
     for (const p of contents.parses) {
       const cls = classes[i++]!;
       noteDispatched(cls, this.route, ctx.routing.router);
+      if (cls.kind === 'begin') this.beginSql = cls.statements === 1 ? p.sql : 'BEGIN';
       const frame = this.currentData!.subarray(p.start, p.end);
       this.statements.set(p.name, { frame: p.name === '' ? frame : Buffer.from(frame), sql: p.sql, cls, nodes: new Set([node]) });
     }
@@ -503,7 +540,7 @@ export class RequestDispatcher {
     if (sqls.length === 0) for (const b of contents.binds) sqls.push(`EXECUTE ${b.statement || '<unnamed>'}`);
     for (const sql of sqls) {
       const text = `DB node id: ${node} backend pid: ${conn.backendPid} statement: ${sql}`;
-      if (ctx.logFlags.perNodeStatement) ctx.log.info({ event: LogEvent.NodeStatement, pid: this.host.pid, node_id: node, reason }, text);
+      if (ctx.logFlags.perNodeStatement) logLine(ctx.log, { event: LogEvent.NodeStatement, pid: this.host.pid, node_id: node, reason }, text);
       if (ctx.routing.noticePerNode) this.host.writeClient(encodeNoticeResponse({ severity: 'NOTICE', code: '00000', message: text }));
     }
   }

@@ -11,7 +11,7 @@ import { encodeAuthentication, encodeBackendKeyData, encodeParameterStatus, enco
 import { BackendCode, FrontendCode } from '../protocol/codes';
 import { clientErrors, toClientError } from '../errors/client-errors';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
-import { LogEvent } from '../log/logger';
+import { LogEvent, logLine } from '../log/logger';
 import { ServerConnection } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import { authenticateClient, type HandshakeIO } from './client-auth';
@@ -100,7 +100,7 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
     return;
   }
   if (ctx.logFlags.connections) {
-    ctx.log.info({ event: LogEvent.ConnectionReceived, host: s.address, port: s.port, user: s.user, database: s.database },
+    logLine(ctx.log, { event: LogEvent.ConnectionReceived, host: s.address, port: s.port, user: s.user, database: s.database },
       `new connection received: host=${s.address} port=${s.port} user=${s.user} database=${s.database}`);
   }
 
@@ -203,7 +203,7 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
   parts.push(encodeBackendKeyData(s.pid, s.secret), encodeReadyForQuery(conn.txStatus));
   s.socket.write(Buffer.concat(parts));
   if (ctx.logFlags.connections) {
-    ctx.log.info({ event: LogEvent.ConnectionAuthorized, pid: s.pid, user: s.user, database: s.database, node_id: primary },
+    logLine(ctx.log, { event: LogEvent.ConnectionAuthorized, pid: s.pid, user: s.user, database: s.database, node_id: primary },
       `connection authorized: user=${s.user} database=${s.database}`);
   }
   s.enterReady();

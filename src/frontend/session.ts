@@ -18,7 +18,7 @@ import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
 import type { ServerConnection, ServerSink } from '../backend/server-connection';
-import { LogEvent } from '../log/logger';
+import { LogEvent, logLine } from '../log/logger';
 import type { SlotLease } from './slots';
 import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
@@ -401,13 +401,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   private logFrame(code: number, buf: Buffer, start: number, end: number): void {
     const f = this.ctx.logFlags;
-    if (f.clientMessages) this.ctx.log.info({ event: LogEvent.ClientMessage, pid: this.pid, kind: String.fromCharCode(code), length: end - start - 1 }, 'client message');
+    if (f.clientMessages) logLine(this.ctx.log, { event: LogEvent.ClientMessage, pid: this.pid, kind: String.fromCharCode(code), length: end - start - 1 }, 'client message');
     if (!f.statement) return;
     let sql: string | null = null;
     if (code === FrontendCode.Query) sql = decodeQuery(buf, start, end);
     else if (code === FrontendCode.Parse) sql = decodeParse(buf, start, end).sql;
     if (sql === null) return;
-    if (f.statement) this.ctx.log.info({ event: LogEvent.Statement, pid: this.pid, user: this.user, database: this.database }, `statement: ${sql}`);
+    if (f.statement) logLine(this.ctx.log, { event: LogEvent.Statement, pid: this.pid, user: this.user, database: this.database }, `statement: ${sql}`);
   }
 
   /** Sends a FATAL error and closes. */
@@ -460,7 +460,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     if (!this.socket.destroyed) this.socket.end();
     if (wasReady && this.ctx.logFlags.disconnections) {
       const secs = (Date.now() - this.connectedAt.getTime()) / 1000;
-      this.ctx.log.info({ event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,
+      logLine(this.ctx.log, { event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,
         host: this.address, port: this.port, session_time: secs, reason },
       `frontend disconnected: session time: ${secs.toFixed(3)} s user=${this.user} database=${this.database} host=${this.address} port=${this.port}`);
     }

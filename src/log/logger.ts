@@ -27,20 +27,41 @@ export interface LoggerOptions {
   readonly log_format?: string;
 }
 
+/**
+ * pino level number of pgpool's (and PostgreSQL's) LOG messages. In the server log LOG ranks
+ * between ERROR (50) and FATAL (60), so LOG lines are written under the default
+ * log_min_messages = warning; pgpool-II's log_statement, log_per_node_statement,
+ * log_connections... rely on that.
+ */
+export const LOG_LEVEL = 55;
+
 /** Creates the process logger (writes to stderr, synchronously so nothing is lost on exit). */
 export function createLogger(opts: LoggerOptions, destination?: pino.DestinationStream): Logger {
   const dest = destination ?? pino.destination({ dest: 2, sync: true });
-  return pino(
+  // Typed as a plain Logger (the LOG level is reached through logLine), so loggers made
+  // elsewhere, e.g. pino({ level: 'silent' }) in tests, stay interchangeable.
+  return pino<'log'>(
     {
       name: 'pgmaitre',
       level: pinoLevel(opts.log_min_messages),
+      customLevels: { log: LOG_LEVEL },
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: ['password', '*.password', 'config.*password*'], censor: '[redacted]' },
     },
     dest,
-  );
+  ) as unknown as Logger;
+}
+
+/**
+ * Writes a message at pgpool's LOG level (see LOG_LEVEL): what the log_* switches produce.
+ * Loggers not made by createLogger (tests) have no such level: they get it at info.
+ */
+export function logLine(log: Logger, obj: object, msg: string): void {
+  const f = (log as Logger & { log?: pino.LogFn }).log;
+  if (typeof f === 'function') f.call(log, obj, msg);
+  else log.info(obj, msg);
 }
 
 /** Booleans the hot path reads to decide whether to log anything at all. */

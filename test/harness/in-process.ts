@@ -25,7 +25,7 @@ export interface InProcess {
 }
 
 /** pgpool.conf lines for a test cluster's nodes (node 0 = primary). */
-export function backendLines(c: Cluster, weights: readonly number[] = []): string {
+export function backendLines(c: Pick<Cluster, 'nodes'>, weights: readonly number[] = []): string {
   return c.nodes.map((n, i) => [
     `backend_hostname${i} = '${n.host}'`,
     `backend_port${i} = ${n.port}`,

@@ -226,6 +226,30 @@ describe('read/write routing', { timeout: 300_000 }, () => {
       });
     }
 
+    test('a standby read inside a transaction runs inside it, and the standby leaves it with the primary', async () => {
+      const px = await startInProcess(conf([0, 1, 1], 'load_balance_in_transaction = on'));
+      try {
+        const c = await client(px);
+        // now() is the transaction's start time: equal across two reads iff they share a transaction.
+        const standbyNow = async (): Promise<string> => {
+          const r = (await c.query<{ t: string; r: boolean }>('SELECT now()::text AS t, pg_is_in_recovery() AS r')).rows[0]!;
+          assert.equal(r.r, true);
+          await new Promise((res) => setTimeout(res, 20));
+          return r.t;
+        };
+        await c.query('BEGIN'); // the standby is not held yet: it joins inside the transaction
+        assert.equal(await standbyNow(), await standbyNow());
+        await c.query('COMMIT; SELECT 1'); // the COMMIT reaches the primary only
+        assert.notEqual(await standbyNow(), await standbyNow(), 'the standby left the transaction');
+        await c.query('BEGIN; SELECT 1'); // the BEGIN reaches the primary only
+        assert.equal(await standbyNow(), await standbyNow());
+        await c.query('ROLLBACK');
+        await c.end();
+      } finally {
+        await px.stop();
+      }
+    });
+
     test('SERIALIZABLE and READ WRITE transactions stay on the primary', async () => {
       const px = await startInProcess(conf([0, 1, 1], 'load_balance_in_transaction = on'));
       try {
