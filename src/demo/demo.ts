@@ -4,6 +4,7 @@
 // Ctrl-C / SIGTERM stops pgmaitre, then the PostgreSQL servers, and exits 0.
 
 import fs from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { createCluster, type Cluster } from './cluster';
 import { readManifest } from './cluster-files';
@@ -41,13 +42,17 @@ export function demoPgpoolConf(c: Cluster, port: number, confDir: string): strin
     "health_check_user = 'postgres'",
     'health_check_period = 5',
     'log_min_messages = info',
+    '# reads go to the standbys (primary weight 0), and a session reads its own writes',
+    'read_your_writes = on',
+    "pcp_listen_addresses = '127.0.0.1'",
+    "http_listen_addresses = '127.0.0.1'",
     '',
   ];
   c.nodes.forEach((n, i) => {
     lines.push(
       `backend_hostname${i} = '${n.host}'`,
       `backend_port${i} = ${n.port}`,
-      `backend_weight${i} = 1`,
+      `backend_weight${i} = ${n.role === 'primary' ? 0 : 1}`,
       `backend_flag${i} = 'ALLOW_TO_FAILOVER'`,
       `backend_application_name${i} = '${n.id}'`,
       '',
@@ -100,6 +105,9 @@ async function main(): Promise<void> {
     await ensurePgbench(cluster);
     const confPath = path.join(DEMO_DIR, 'pgpool.conf');
     fs.writeFileSync(confPath, demoPgpoolConf(cluster, PROXY_PORT, DEMO_DIR));
+    // PCP user for the pcp_* tools and `pgmaitre node-info ...`: pgmaitre / pgmaitre.
+    fs.writeFileSync(path.join(DEMO_DIR, 'pcp.conf'), `pgmaitre:${createHash('md5').update('pgmaitre').digest('hex')}\n`);
+    fs.writeFileSync(path.join(DEMO_DIR, 'pcppass'), '*:*:pgmaitre:pgmaitre\n', { mode: 0o600 });
     // required lazily: main.ts is the process entry, and demo must not run it at import time
     const { runMain } = require('../main') as { runMain: (argv: string[]) => Promise<Running> };
     running = await runMain(['-n', '-f', confPath]);
@@ -112,6 +120,9 @@ async function main(): Promise<void> {
   log(`connect:   psql -h 127.0.0.1 -p ${PROXY_PORT} -U postgres`);
   log(`admin:     psql -h 127.0.0.1 -p ${PROXY_PORT} -U postgres -c 'show pool_nodes'`);
   log(`load test: pgbench -n -S -T 10 -c 4 -h 127.0.0.1 -p ${PROXY_PORT} -U postgres postgres`);
+  log(`routing:   psql -h 127.0.0.1 -p ${PROXY_PORT} -U postgres -c 'SELECT pg_is_in_recovery()'   (t: a standby answered)`);
+  log('status:    http://127.0.0.1:8404/   (metrics: /metrics)');
+  log('pcp:       PCPPASSFILE=.demo/pcppass npx pgmaitre node-info 1 -h 127.0.0.1 -p 9898 -U pgmaitre -w   (pcp_node_info works the same)');
   log('Ctrl-C stops pgmaitre and the PostgreSQL servers (data is kept in .demo/; rm -rf .demo to start over)');
 }
 

@@ -81,7 +81,12 @@ describe('primary failover and promotion', { timeout: 120_000 }, () => {
     });
 
     // Writes fail fast with a clear error while there is no primary.
-    await assert.rejects(connect(), /no primary node is available/);
+    // A new client still gets in (reads go on, on a standby); its writes fail fast with 57P03.
+    const client = await connect();
+    assert.equal((await client.query('SELECT pg_is_in_recovery() AS r')).rows[0].r, true);
+    await assert.rejects(client.query('CREATE TABLE no_primary_here (i int)'), (e: { code?: string; message?: string }) =>
+      e.code === '57P03' && /no primary node is available/.test(e.message ?? ''));
+    await client.end();
   });
 
   test('an operator promotes standby1: found as the new primary without restart; follow_primary_command runs', async () => {

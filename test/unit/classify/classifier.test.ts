@@ -107,7 +107,9 @@ test('200 KB statements are classified fast and fail closed when uncertain', () 
   const r = c.classify(big);
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   assert.equal(r.readOnly, false);
-  assert.ok(ms < 50, `took ${ms} ms`);
+  // The point is that the parser never runs on it (libpg-query on 200 KB takes seconds); the lexer
+  // alone measured 3-130 ms here depending on machine load. Speed itself is measured in bench/.
+  assert.ok(ms < 1000, `took ${ms} ms`);
   const plain = 'SELECT a FROM t WHERE a IN (' + Array.from({ length: 30000 }, (_, i) => String(i)).join(',') + ')';
   assert.equal(c.classify(plain).readOnly, true);
   const write = 'INSERT INTO t VALUES ' + Array.from({ length: 20000 }, (_, i) => `(${i})`).join(',');
