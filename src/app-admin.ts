@@ -51,6 +51,8 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
   const { ctx, log, health } = w;
   const events = new EventLog(ctx.cluster);
   const startedAt = new Date();
+  /** Sessions (by pid) running an admin command right now. */
+  const runningAdmin = new Set<number>();
 
   const reload = async (): Promise<string> => {
     const old = ctx.config;
@@ -94,7 +96,12 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     nodes: () => ctx.cluster.nodes,
     primaryId: () => ctx.cluster.primaryId(),
     poolCounts: (id) => ctx.pools.get(id)?.counts(),
-    sessions: () => (ctx.registry.list() as ClientSession[]).map((s) => s.info()),
+    // A session running an admin command has nothing outstanding on a backend, yet it is
+    // executing a command (pgpool shows its own process as such in SHOW POOL_PROCESSES).
+    sessions: () => (ctx.registry.list() as ClientSession[]).map((s) => {
+      const info = s.info();
+      return runningAdmin.has(info.pid) ? { ...info, status: 'Execute command' } : info;
+    }),
     slots: () => ({ capacity: ctx.slots.capacity, inUse: ctx.slots.inUse, waiting: ctx.slots.waiting }),
     startedAt,
     version: PGPOOL_COMPAT_VERSION,
@@ -113,7 +120,16 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     classifierStats: () => ctx.routing.classifier.stats(),
     slotHistory: (slot) => ctx.slots.history(slot),
   };
-  ctx.admin = { run: (sql, session) => runAdminCommand(adminCtx, session, sql) };
+  ctx.admin = {
+    run: async (sql, session) => {
+      runningAdmin.add(session.pid); // a session runs one admin command at a time
+      try {
+        return await runAdminCommand(adminCtx, session, sql);
+      } finally {
+        runningAdmin.delete(session.pid);
+      }
+    },
+  };
 
   const cfg = ctx.config;
   let pcp: PcpServer | null = null;

@@ -108,7 +108,7 @@ export const PARAMS = {
   log_rotation_size: int(10240, 'restart', 'Rotate log files after this many kilobytes; 0 = never.', { unit: 'kB', max: Math.floor(2147483647 / 1024) }),
 
   // --- file locations ----------------------------------------------------------------------
-  pid_file_name: str('/var/run/pgpool/pgpool.pid', 'restart', 'PID file (relative to the config directory).', { path: true }),
+  pid_file_name: str('/var/run/pgpool/pgpool.pid', 'restart', 'PID file (relative to the config directory).', { ...I, path: true }),
   logdir: str('/tmp', 'restart', 'Directory of the pgpool_status file.'),
   work_dir: str('/tmp', 'restart', 'pgpool 4.7 name of logdir.'),
 
