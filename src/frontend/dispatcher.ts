@@ -16,7 +16,7 @@
  * a function's volatility looked up, an admin command, earlier answers) blocks the queue; the
  * client socket is paused meanwhile by the session.
  */
-import type { QueryClass } from '../classify/types';
+import type { Classifier, QueryClass } from '../classify/types';
 import { firstKeyword } from '../classify/lexer';
 import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse, encodeNoticeResponse, encodeReadyForQuery, encodeResultSet } from '../protocol/backend';
@@ -25,7 +25,7 @@ import { noteDispatched, noteTransactionEnd, newRouteState, routeStatement, type
 import { selectLoadBalanceNode, type LbCandidate } from '../router/lb-select';
 import type { ServerConnection } from '../backend/server-connection';
 import type { NodeCounters } from '../cluster/stats';
-import { LogEvent, logLine } from '../log/logger';
+import { LogEvent, logLine, type LogFlags, type Logger } from '../log/logger';
 import type { AdminSession } from '../admin/types';
 import type { FrontendContext } from './context';
 import { readRequest, type Request, type RequestContents } from './request';
@@ -46,6 +46,11 @@ export interface DispatchHost {
   pauseClient(): void;
   resumeClient(): void;
   adminSession(): AdminSession;
+  /** The session's effective settings (PGPOOL SET overrides, else the live config). */
+  readonly logFlags: LogFlags;
+  readonly log: Logger;
+  readonly noticePerNode: boolean;
+  readonly classifier: Classifier;
 }
 
 interface TrackedStatement {
@@ -65,6 +70,7 @@ interface Inflight {
 
 /** How long a node whose login failed is left alone by this session. */
 const RETRY_NODE_AFTER_MS = 5000;
+const PRIMARY_RETRY_AFTER_MS = 1000;
 
 interface Side {
   readonly conn: ServerConnection;
@@ -106,8 +112,8 @@ export class RequestDispatcher {
 
   // Requests sent to non-primary nodes and not yet fully answered, for transparent retry.
   private readonly inflight = new Map<ServerConnection, Inflight[]>();
-  /** Nodes whose login failed recently (time): no new attempt for a while. */
-  private readonly failedAt = new Map<number, number>();
+  /** Nodes whose connection failed recently: when, and which node was the primary then. */
+  private readonly failedAt = new Map<number, { at: number; primary: number }>();
   // Read-your-writes: a write was sent and its commit LSN is not known yet / the LSN reads need.
   private rywWriteSent = false;
   private rywPending = false;
@@ -168,7 +174,7 @@ export class RequestDispatcher {
     if (this.lastTarget?.nodeId === nodeId) this.lastTarget = null;
     if (this.sticky?.nodeId === nodeId) this.sticky = null;
     if (this.lbNode === nodeId) this.lbNode = -1;
-    this.failedAt.set(nodeId, Date.now());
+    this.failedAt.set(nodeId, { at: Date.now(), primary: this.primaryNode });
   }
 
   /**
@@ -263,7 +269,7 @@ export class RequestDispatcher {
       if (!(r.broadcast && broadcastOk)) broadcast = false;
     };
     for (const sql of contents.queries) {
-      const cls = routing.classifier.classify(sql);
+      const cls = this.host.classifier.classify(sql);
       if (cls.kind === 'admin' && contents.queries.length === 1 && !contents.extended && ctx.admin !== null) {
         if (!this.allAnswered(null)) return this.waitForAnswers();
         return { type: 'admin', sql };
@@ -272,7 +278,7 @@ export class RequestDispatcher {
       consider(cls, true);
     }
     for (const p of contents.parses) {
-      const cls = routing.classifier.classify(p.sql);
+      const cls = this.host.classifier.classify(p.sql);
       classes.push(cls);
       consider(cls, true);
     }
@@ -322,8 +328,8 @@ export class RequestDispatcher {
     }
 
     // Answers come back in order: another node must have answered everything first.
-    if (!this.allAnswered(node) || (routing.noticePerNode && !this.allAnswered(null))) return this.waitForAnswers();
-    if (node < 0 || (this.host.conns.get(node) === undefined && node === this.primaryNode && this.recentlyFailed(node))) {
+    if (!this.allAnswered(node) || (this.host.noticePerNode && !this.allAnswered(null))) return this.waitForAnswers();
+    if (node < 0 || (this.host.conns.get(node) === undefined && node === this.primaryNode && this.recentlyFailed(node, true))) {
       // No primary (down, or being failed over): this request fails, the session lives.
       return { type: 'error', code: '57P03', message: 'no primary node is available',
         hint: 'reads still work; writes will again once a primary is up (see SHOW POOL_NODES)' };
@@ -332,7 +338,9 @@ export class RequestDispatcher {
     if (conn === undefined) {
       this.block(this.host.connectNode(node).then((c) => {
         if (c === null) this.forgetNode(node);
-        else if (this.sessionSets.length > 0) {
+        else this.failedAt.delete(node);
+        if (c === null) return;
+        if (this.sessionSets.length > 0) {
           c.writeDiscarded(Buffer.concat(this.sessionSets.map((x) => x.buf)), this.sessionSets.reduce((n, x) => n + x.syncs, 0));
         }
         // A node joined inside an explicit transaction (a read balanced there under
@@ -404,9 +412,15 @@ export class RequestDispatcher {
     });
   }
 
-  private recentlyFailed(node: number): boolean {
-    const t = this.failedAt.get(node);
-    return t !== undefined && Date.now() - t < RETRY_NODE_AFTER_MS;
+  /**
+   * True while a node that failed is left alone: 5 s for reads; for writes only 1 s, and only as
+   * long as the same node is the primary (a node promoted since is tried at once).
+   */
+  private recentlyFailed(node: number, forWrite = false): boolean {
+    const f = this.failedAt.get(node);
+    if (f === undefined) return false;
+    if (forWrite) return f.primary === node && Date.now() - f.at < PRIMARY_RETRY_AFTER_MS;
+    return Date.now() - f.at < RETRY_NODE_AFTER_MS;
   }
 
   /** The node reads go to now: the session's load-balance node while it is usable, else a new pick. */
@@ -446,7 +460,7 @@ export class RequestDispatcher {
     if (plan.broadcastKinds.some((k) => k === 'set' || k === 'reset')) {
       this.sessionSets.push({ buf: Buffer.from(this.currentData!), syncs: this.currentSyncs });
     }
-    if (ctx.routing.noticePerNode || ctx.logFlags.perNodeStatement) this.reportNode(node, conn, contents, plan.reason);
+    if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, conn, contents, plan.reason);
     if (this.outConn !== conn) this.flushOut();
     if (node !== this.primaryNode && this.currentSyncs > 0) {
       const retryable = !this.route.inTransaction && !this.currentFlush && plan.broadcast.length === 0
@@ -540,8 +554,8 @@ export class RequestDispatcher {
     if (sqls.length === 0) for (const b of contents.binds) sqls.push(`EXECUTE ${b.statement || '<unnamed>'}`);
     for (const sql of sqls) {
       const text = `DB node id: ${node} backend pid: ${conn.backendPid} statement: ${sql}`;
-      if (ctx.logFlags.perNodeStatement) logLine(ctx.log, { event: LogEvent.NodeStatement, pid: this.host.pid, node_id: node, reason }, text);
-      if (ctx.routing.noticePerNode) this.host.writeClient(encodeNoticeResponse({ severity: 'NOTICE', code: '00000', message: text }));
+      if (this.host.logFlags.perNodeStatement) logLine(this.host.log, { event: LogEvent.NodeStatement, pid: this.host.pid, node_id: node, reason }, text);
+      if (this.host.noticePerNode) this.host.writeClient(encodeNoticeResponse({ severity: 'NOTICE', code: '00000', message: text }));
     }
   }
 

@@ -18,7 +18,9 @@ import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
 import type { ServerConnection, ServerSink } from '../backend/server-connection';
-import { LogEvent, logLine } from '../log/logger';
+import { LogEvent, logLine, pinoLevel, type LogFlags, type Logger } from '../log/logger';
+import { createClassifier } from '../classify/classify';
+import type { Classifier } from '../classify/types';
 import type { SlotLease } from './slots';
 import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
@@ -154,7 +156,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           const info: StartupInfo = { protocol: msg.protocol, params: msg.params };
           if (buf.length > 0) this.onData(buf);
           runHandshake(this, info).catch((e: unknown) => {
-            this.ctx.log.error({ err: e, event: 'handshake_crash' }, 'unexpected error during handshake');
+            this.log.error({ err: e, event: 'handshake_crash' }, 'unexpected error during handshake');
             this.fatal(clientErrors.internal());
           });
           return;
@@ -184,7 +186,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       this.close('client sent Terminate');
       return;
     }
-    if (this.ctx.logFlags.statement || this.ctx.logFlags.clientMessages) this.logFrame(code, buf, start, end);
+    if (this.logFlags.statement || this.logFlags.clientMessages) this.logFrame(code, buf, start, end);
     if (this.copyConn !== null && this.rCount === 0) {
       // COPY IN: the client's data goes straight to the copying backend. Sync/Flush sent
       // during COPY IN are ignored by PostgreSQL, so they count for nothing.
@@ -248,12 +250,17 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.hsQueue = [];
     for (const f of early) this.onFrame(f.code, f.frame, 0, f.frame.length);
     this.afterChunk();
-    const idle = this.ctx.config.client_idle_limit;
-    if (idle > 0) {
-      this.socket.setTimeout(idle * 1000, () => {
-        if ([...this.conns.values()].every((c) => c.outstanding <= 0)) this.fatal(clientErrors.idleLimit(idle));
-      });
-    }
+    this.armIdleLimit(this.ctx.config.client_idle_limit);
+  }
+
+  /** client_idle_limit: closes the session after `seconds` without traffic while nothing runs. */
+  private armIdleLimit(seconds: number): void {
+    this.socket.setTimeout(0);
+    this.socket.removeAllListeners('timeout');
+    if (seconds <= 0) return;
+    this.socket.setTimeout(seconds * 1000, () => {
+      if ([...this.conns.values()].every((c) => c.outstanding <= 0)) this.fatal(clientErrors.idleLimit(seconds));
+    });
   }
 
   // ---- DispatchHost -----------------------------------------------------------------------
@@ -277,7 +284,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       this.conns.set(nodeId, conn);
       return conn;
     } catch (e) {
-      this.ctx.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: (e as Error).message },
+      this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: (e as Error).message },
         `cannot log in to node ${nodeId} for reads; they go to another node`);
       return null;
     }
@@ -316,9 +323,67 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       database: this.database,
       loadBalanceNode: this.dispatcher?.lbNode ?? -1,
       getParam: (name) => (this.overrides.has(name) ? this.overrides.get(name) : (this.ctx.config as unknown as Record<string, unknown>)[name]),
-      setParam: (name, value) => { this.overrides.set(name, value); },
-      resetParam: (name) => { if (name === '*') this.overrides.clear(); else this.overrides.delete(name); },
+      setParam: (name, value) => {
+        this.overrides.set(name, value);
+        this.applyOverrides();
+      },
+      resetParam: (name) => {
+        if (name === '*') this.overrides.clear();
+        else this.overrides.delete(name);
+        this.applyOverrides();
+      },
     };
+  }
+
+  // ---- PGPOOL SET: session-scoped parameters --------------------------------------------
+
+  private own: { logFlags?: LogFlags; log?: Logger; notice?: boolean; classifier?: Classifier } = {};
+
+  /** Log switches for this session (its PGPOOL SET overrides, else the live config). */
+  get logFlags(): LogFlags {
+    return this.own.logFlags ?? this.ctx.logFlags;
+  }
+
+  /** Logger for this session (a child with its own level after PGPOOL SET log_min_messages). */
+  get log(): Logger {
+    return this.own.log ?? this.ctx.log;
+  }
+
+  /** notice_per_node_statement for this session. */
+  get noticePerNode(): boolean {
+    return this.own.notice ?? this.ctx.routing.noticePerNode;
+  }
+
+  /** Classifier for this session (allow_sql_comments may be set per session). */
+  get classifier(): Classifier {
+    return this.own.classifier ?? this.ctx.routing.classifier;
+  }
+
+  /** Rebuilds what the session's PGPOOL SET overrides change. */
+  private applyOverrides(): void {
+    const o = this.overrides;
+    const cfg = this.ctx.config;
+    const own: typeof this.own = {};
+    if (o.has('log_statement') || o.has('log_per_node_statement') || o.has('log_client_messages')) {
+      own.logFlags = {
+        ...this.ctx.logFlags,
+        statement: (o.get('log_statement') as boolean | undefined) ?? cfg.log_statement,
+        perNodeStatement: (o.get('log_per_node_statement') as boolean | undefined) ?? cfg.log_per_node_statement,
+        clientMessages: (o.get('log_client_messages') as boolean | undefined) ?? cfg.log_client_messages,
+      };
+    }
+    if (o.has('log_min_messages')) own.log = this.ctx.log.child({ pid: this.pid }, { level: pinoLevel(String(o.get('log_min_messages'))) });
+    if (o.has('notice_per_node_statement')) own.notice = Boolean(o.get('notice_per_node_statement'));
+    if (o.has('allow_sql_comments')) {
+      own.classifier = createClassifier({
+        writeFunctions: cfg.write_function_list, readOnlyFunctions: cfg.read_only_function_list,
+        primaryRoutingPatterns: cfg.primary_routing_query_pattern_list,
+        allowSqlComments: Boolean(o.get('allow_sql_comments')), ignoreLeadingWhiteSpace: cfg.ignore_leading_white_space,
+      });
+    }
+    this.own = own;
+    const idle = (o.get('client_idle_limit') as number | undefined) ?? cfg.client_idle_limit;
+    this.armIdleLimit(idle);
   }
 
   /** This session as admin commands see it. */
@@ -369,7 +434,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   /** ServerSink: a backend connection died under us. */
   onServerClosed(conn: ServerConnection, reason: string): void {
     this.conns.delete(conn.nodeId);
-    this.ctx.log.warn({ event: LogEvent.BackendError, node_id: conn.nodeId, pid: this.pid, reason }, 'backend connection lost');
+    this.log.warn({ event: LogEvent.BackendError, node_id: conn.nodeId, pid: this.pid, reason }, 'backend connection lost');
     // failover_on_backend_error is about a connection lost without a word; a FATAL goodbye
     // (57P01/57P02: pg_terminate_backend, a server shutdown) counts only with failover_on_backend_shutdown.
     const shutdown = conn.goodbyeCode === '57P01' || conn.goodbyeCode === '57P02';
@@ -395,19 +460,19 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       const s = netConnect({ host: node.host, port: node.port }, () => s.end(encodeCancelRequest(conn.backendPid, conn.backendSecret)));
       s.on('error', () => s.destroy());
       s.setTimeout(5000, () => s.destroy());
-      this.ctx.log.info({ event: LogEvent.CancelForwarded, pid: this.pid, node_id: conn.nodeId }, 'cancel request forwarded');
+      this.log.info({ event: LogEvent.CancelForwarded, pid: this.pid, node_id: conn.nodeId }, 'cancel request forwarded');
     }
   }
 
   private logFrame(code: number, buf: Buffer, start: number, end: number): void {
-    const f = this.ctx.logFlags;
-    if (f.clientMessages) logLine(this.ctx.log, { event: LogEvent.ClientMessage, pid: this.pid, kind: String.fromCharCode(code), length: end - start - 1 }, 'client message');
+    const f = this.logFlags;
+    if (f.clientMessages) logLine(this.log, { event: LogEvent.ClientMessage, pid: this.pid, kind: String.fromCharCode(code), length: end - start - 1 }, 'client message');
     if (!f.statement) return;
     let sql: string | null = null;
     if (code === FrontendCode.Query) sql = decodeQuery(buf, start, end);
     else if (code === FrontendCode.Parse) sql = decodeParse(buf, start, end).sql;
     if (sql === null) return;
-    if (f.statement) logLine(this.ctx.log, { event: LogEvent.Statement, pid: this.pid, user: this.user, database: this.database }, `statement: ${sql}`);
+    if (f.statement) logLine(this.log, { event: LogEvent.Statement, pid: this.pid, user: this.user, database: this.database }, `statement: ${sql}`);
   }
 
   /** Sends a FATAL error and closes. */
@@ -458,9 +523,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
     this.ctx.registry.delete(this);
     if (!this.socket.destroyed) this.socket.end();
-    if (wasReady && this.ctx.logFlags.disconnections) {
+    if (wasReady && this.logFlags.disconnections) {
       const secs = (Date.now() - this.connectedAt.getTime()) / 1000;
-      logLine(this.ctx.log, { event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,
+      logLine(this.log, { event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,
         host: this.address, port: this.port, session_time: secs, reason },
       `frontend disconnected: session time: ${secs.toFixed(3)} s user=${this.user} database=${this.database} host=${this.address} port=${this.port}`);
     }

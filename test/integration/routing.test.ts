@@ -352,6 +352,33 @@ describe('read/write routing', { timeout: 300_000 }, () => {
       }
     });
 
+    test('PGPOOL SET notice_per_node_statement applies to that session only, PGPOOL RESET undoes it', async () => {
+      const px = await startInProcess(conf([0, 0, 1]));
+      try {
+        const c = await client(px);
+        const other = await client(px);
+        const notices: string[] = [];
+        const otherNotices: string[] = [];
+        c.on('notice', (n) => notices.push(n.message ?? ''));
+        other.on('notice', (n) => otherNotices.push(n.message ?? ''));
+        await c.query('SELECT 1');
+        assert.deepEqual(notices, []);
+        await c.query('PGPOOL SET notice_per_node_statement = on');
+        await c.query('SELECT 2');
+        await other.query('SELECT 3');
+        assert.equal(notices.length, 1);
+        assert.match(notices[0]!, /^DB node id: 2 .*statement: SELECT 2$/);
+        assert.deepEqual(otherNotices, []);
+        await c.query('PGPOOL RESET notice_per_node_statement');
+        await c.query('SELECT 4');
+        assert.equal(notices.length, 1);
+        await c.end();
+        await other.end();
+      } finally {
+        await px.stop();
+      }
+    });
+
     test('notice_per_node_statement names the node of each statement', async () => {
       const px = await startInProcess(conf([0, 0, 1], 'notice_per_node_statement = on'));
       try {
