@@ -4,7 +4,8 @@
 // extended) and client count (1, 16) every target runs `pgbench -n -S` back to back, so compared
 // runs are adjacent in time. Proxies are charged CPU µs per query from /proc/<pid>/stat.
 // Env: BENCH_DURATION (10 s), BENCH_MODES (simple,extended), BENCH_CLIENTS (1,16),
-// BENCH_TARGETS (direct,pipe,pgmaitre), BENCH_WARMUP (2 s, 0 = none), BENCH_SCALE (10).
+// BENCH_TARGETS (direct,pipe,pgmaitre), BENCH_WARMUP (2 s, 0 = none), BENCH_SCALE (10),
+// BENCH_WEIGHTS (backend weights for pgmaitre, default 1,0,0).
 // The machine has 2 shared cores: compare ratios within a run, not absolute tps across runs.
 
 import fs from 'node:fs';
@@ -58,6 +59,9 @@ const config = {
   clients: list('BENCH_CLIENTS', '1,16').map(Number),
   targets: list('BENCH_TARGETS', ALL_TARGETS.join(',')) as TargetName[],
   reuse: process.argv.includes('--reuse'),
+  // Default 1,0,0: every read on the primary, so pgmaitre is compared with the direct primary on
+  // equal terms while still classifying and routing every query. 0,1,1 spreads reads on standbys.
+  weights: list('BENCH_WEIGHTS', '1,0,0').map(Number),
 };
 
 async function setupCluster(): Promise<Cluster> {
@@ -102,7 +106,7 @@ function pgmaitreConf(c: Cluster, port: number, pcpPort: number, dir: string): s
     'log_min_messages = warning',
   ];
   c.nodes.forEach((n, i) => {
-    lines.push(`backend_hostname${i} = '${n.host}'`, `backend_port${i} = ${n.port}`, `backend_weight${i} = 1`);
+    lines.push(`backend_hostname${i} = '${n.host}'`, `backend_port${i} = ${n.port}`, `backend_weight${i} = ${config.weights[i] ?? 0}`);
     lines.push(`backend_flag${i} = 'ALLOW_TO_FAILOVER'`, `backend_application_name${i} = '${n.id}'`);
   });
   return `${lines.join('\n')}\n`;
