@@ -428,6 +428,12 @@ export class RequestDispatcher {
     const { ctx } = this.host;
     const routing = ctx.routing;
     const primaryId = this.primaryNode;
+    // Fast path (every read of a session-level balanced session): the chosen node is still fine.
+    if (!routing.statementLevel && this.lbNode >= 0) {
+      const n = ctx.cluster.node(this.lbNode);
+      if (n !== undefined && (n.status === 'up' || n.status === 'waiting') && (n.id === primaryId || (n.role === 'standby' && !routing.lag(n.id).lagging))
+        && !this.recentlyFailed(n.id)) return this.lbNode;
+    }
     const candidates: LbCandidate[] = ctx.cluster.nodes.map((n) => ({
       id: n.id,
       weight: n.weight,

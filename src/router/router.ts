@@ -81,7 +81,7 @@ export function routeStatement(cls: QueryClass, s: RouteState, cfg: RouterConfig
   }
   if (!cfg.loadBalanceMode) return primary('load_balance_mode is off');
   if (!cls.readOnly) return primary(cls.flags.primaryReason ?? (cls.kind === 'unknown' ? 'not understood: fail closed' : `${cls.kind} statement`));
-  for (const r of cls.relations) if (s.tempTables.has(bare(r))) return primary(`touches temporary table ${r}`);
+  if (s.tempTables.size > 0) for (const r of cls.relations) if (s.tempTables.has(bare(r))) return primary(`touches temporary table ${r}`);
   if (cls.flags.needsVolatilityCheck && !cfg.functionListsSet) {
     // Functions on the classifier's documented safe list are never looked up.
     const checked = cls.functions.filter((f) => !SAFE_FUNCTIONS.has(f));
