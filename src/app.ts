@@ -23,6 +23,7 @@ import { bindHosts, closeAll, listenAll } from './frontend/listener';
 import { buildRoutingContext } from './frontend/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
 import { LsnProbe } from './backend/lsn-probe';
+import type { SideTarget } from './backend/side-target';
 import { initClassifier } from './classify/classify';
 import { resolvePassword } from './health/probe';
 import { startAdmin, type AdminFaces } from './app-admin';
@@ -107,15 +108,17 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   }
 
   await initClassifier();
-  // pg_proc lookups run as the streaming-replication check user (else the health check user);
-  // when neither is set they fail, and the functions count as volatile (fail closed).
-  const volatility = new FunctionVolatility(() => {
-    const p = cluster.node(cluster.primaryId());
-    const user = config.sr_check_user || config.health_check_user;
-    const password = resolvePassword(user, config.sr_check_user ? config.sr_check_password : config.health_check_password, poolPasswd);
-    return p === undefined || user === '' ? null
-      : { host: p.host, port: p.port, user, password, database: config.sr_check_database || 'postgres', timeoutMs: Math.max(1000, config.connect_timeout || 10000) };
-  });
+  // Side connections (pg_proc lookups, WAL positions) run as the streaming-replication check user
+  // (else the health check user); with neither set they fail and the data path fails closed.
+  const sideTarget = (nodeId: number): SideTarget | null => {
+    const c = ctx.config;
+    const n = cluster.node(nodeId);
+    const user = c.sr_check_user || c.health_check_user;
+    if (n === undefined || user === '') return null;
+    const password = resolvePassword(user, c.sr_check_user ? c.sr_check_password : c.health_check_password, ctx.poolPasswd);
+    return { host: n.host, port: n.port, user, password, database: c.sr_check_database || 'postgres', timeoutMs: Math.max(1000, c.connect_timeout || 10000) };
+  };
+  const volatility = new FunctionVolatility(() => sideTarget(cluster.primaryId()));
 
   const ctx: FrontendContext = {
     config, log, logFlags: logFlagsOf(config), cluster, pools,
@@ -124,13 +127,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),
     admin: null,
-    lsn: new LsnProbe((id) => {
-      const n = cluster.node(id);
-      const user = ctx.config.sr_check_user || ctx.config.health_check_user;
-      if (n === undefined || user === '') return null;
-      const password = resolvePassword(user, ctx.config.sr_check_user ? ctx.config.sr_check_password : ctx.config.health_check_password, ctx.poolPasswd);
-      return { host: n.host, port: n.port, user, password, database: ctx.config.sr_check_database || 'postgres', timeoutMs: Math.max(1000, ctx.config.connect_timeout || 10000) };
-    }),
+    lsn: new LsnProbe(sideTarget),
     onBackendError: (nodeId, reason) => health.reportBackendError(nodeId, reason),
   };
 

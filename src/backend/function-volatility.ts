@@ -5,26 +5,18 @@
  * Runs on a `pg` side connection, never on a client's backend connection.
  */
 import { Client } from 'pg';
+import type { SideTarget } from './side-target';
 
 /** 'v' volatile, 's' stable, 'i' immutable. */
 export type Volatility = 'v' | 's' | 'i';
 
-/** Where and as whom to look functions up. */
-export interface VolatilityTarget {
-  readonly host: string;
-  readonly port: number;
-  readonly user: string;
-  readonly password: string;
-  readonly database: string;
-  readonly timeoutMs: number;
-}
 
 /** Cache of function volatility; see the file header. */
 export class FunctionVolatility {
   private readonly cache = new Map<string, Volatility>();
   private readonly pending = new Map<string, Promise<void>>();
 
-  constructor(private readonly target: () => VolatilityTarget | null) {}
+  constructor(private readonly target: () => SideTarget | null) {}
 
   /** Cached volatility, or undefined when never looked up. */
   get(fn: string): Volatility | undefined {

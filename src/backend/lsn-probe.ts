@@ -9,16 +9,8 @@
  * session's last commit needs.
  */
 import { Client } from 'pg';
+import type { SideTarget } from './side-target';
 
-/** Where and as whom to connect to a node. */
-export interface LsnTarget {
-  readonly host: string;
-  readonly port: number;
-  readonly user: string;
-  readonly password: string;
-  readonly database: string;
-  readonly timeoutMs: number;
-}
 
 /** Parses 'X/Y' into a number of bytes. */
 export function parseLsn(text: string): bigint {
@@ -42,7 +34,7 @@ export class LsnProbe {
   private readonly nodes = new Map<number, NodeState>();
   private closed = false;
 
-  constructor(private readonly target: (nodeId: number) => LsnTarget | null) {}
+  constructor(private readonly target: (nodeId: number) => SideTarget | null) {}
 
   private state(nodeId: number): NodeState {
     let s = this.nodes.get(nodeId);

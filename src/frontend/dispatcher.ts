@@ -17,18 +17,19 @@
  * client socket is paused meanwhile by the session.
  */
 import type { Classifier, QueryClass } from '../classify/types';
-import { firstKeyword } from '../classify/lexer';
 import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
-import { encodeErrorResponse, encodeNoticeResponse, encodeReadyForQuery, encodeResultSet } from '../protocol/backend';
+import { encodeNoticeResponse } from '../protocol/backend';
 import { TxStatus } from '../protocol/codes';
 import { noteDispatched, noteTransactionEnd, newRouteState, routeStatement, type RouteState } from '../router/router';
 import { selectLoadBalanceNode, type LbCandidate } from '../router/lb-select';
 import type { ServerConnection } from '../backend/server-connection';
-import type { NodeCounters } from '../cluster/stats';
 import { LogEvent, logLine, type LogFlags, type Logger } from '../log/logger';
 import type { AdminSession } from '../admin/types';
 import type { FrontendContext } from './context';
 import { readRequest, type Request, type RequestContents } from './request';
+import { ReadYourWrites } from './read-your-writes';
+import { adminReply, errorReply } from './local-replies';
+import { countStatement } from './statement-counters';
 
 /** What the dispatcher needs from its session. */
 export interface DispatchHost {
@@ -86,7 +87,6 @@ type Plan =
   | { readonly type: 'error'; readonly code: string; readonly message: string; readonly hint: string };
 
 const SYNC = encodeSync();
-const READ_KINDS = new Set(['read', 'show', 'explain', 'copy_to']);
 
 /** The per-session request router; see the file header. */
 export class RequestDispatcher {
@@ -114,10 +114,7 @@ export class RequestDispatcher {
   private readonly inflight = new Map<ServerConnection, Inflight[]>();
   /** Nodes whose connection failed recently: when, and which node was the primary then. */
   private readonly failedAt = new Map<number, { at: number; primary: number }>();
-  // Read-your-writes: a write was sent and its commit LSN is not known yet / the LSN reads need.
-  private rywWriteSent = false;
-  private rywPending = false;
-  private rywLsn = 0n;
+  private readonly ryw = new ReadYourWrites(() => this.host.ctx.lsn);
 
   constructor(private readonly host: DispatchHost) {}
 
@@ -145,7 +142,7 @@ export class RequestDispatcher {
       if (conn.nodeId === this.primaryNode) {
         if (conn.txStatus === TxStatus.Idle) {
           noteTransactionEnd(this.route);
-          if (this.rywWriteSent) this.fetchCommitLsn(conn.nodeId);
+          this.ryw.onPrimaryIdle(conn.nodeId);
         } else {
           this.route.inTransaction = true;
         }
@@ -209,34 +206,6 @@ export class RequestDispatcher {
   canRetry(conn: ServerConnection): boolean {
     const list = this.inflight.get(conn) ?? [];
     return conn.nodeId !== this.primaryNode && list.every((r) => r.retryable) && !conn.forwardedPartialAnswer;
-  }
-
-  /** The LSN a committed write of this session reached on the primary (read-your-writes). */
-  private fetchCommitLsn(primary: number): void {
-    this.rywWriteSent = false;
-    const lsn = this.host.ctx.lsn;
-    if (lsn === null) return;
-    this.rywPending = true;
-    lsn.currentLsnAfter(primary, Date.now()).then((l) => {
-      if (l > this.rywLsn) this.rywLsn = l;
-      this.rywPending = false;
-    }, () => {
-      // Unknown: keep reading from the primary until a later write's LSN is known.
-      this.rywLsn = BigInt(Number.MAX_SAFE_INTEGER) * 1024n;
-      this.rywPending = false;
-    });
-  }
-
-  /** read_your_writes: may a read go to `node` without missing this session's own writes? */
-  private freshEnough(node: number): boolean {
-    if (node === this.primaryNode || !this.host.ctx.config.read_your_writes) return true;
-    if (this.rywPending || this.rywWriteSent) return false;
-    if (this.rywLsn === 0n) return true;
-    const lsn = this.host.ctx.lsn;
-    const replayed = lsn?.replayLsn(node) ?? null;
-    if (replayed !== null && replayed >= this.rywLsn) return true;
-    void lsn?.refreshReplay(node);
-    return false;
   }
 
   // ---- planning ---------------------------------------------------------------------------
@@ -310,7 +279,7 @@ export class RequestDispatcher {
         node = this.primaryNode;
       } else if (toBalance) {
         node = this.readNode();
-        if (!this.freshEnough(node)) {
+        if (ctx.config.read_your_writes && node !== this.primaryNode && !this.ryw.freshEnough(node)) {
           node = this.primaryNode >= 0 ? this.primaryNode : node;
           reason = 'read-your-writes: the standby has not replayed this session\'s last commit yet';
         }
@@ -476,7 +445,7 @@ export class RequestDispatcher {
       list.push({ req: { data: this.currentData!, syncs: this.currentSyncs, flush: this.currentFlush }, syncsLeft: this.currentSyncs, retryable });
     }
     if (node === this.primaryNode && ctx.config.read_your_writes && classes.some((c) => c !== null && !c.readOnly && c.kind !== 'show')) {
-      this.rywWriteSent = true;
+      this.ryw.noteWrite();
     }
     this.outConn = conn;
     this.outParts.push(this.currentData!);
@@ -491,7 +460,7 @@ export class RequestDispatcher {
       if (cls == null) continue;
       noteDispatched(cls, this.route, ctx.routing.router);
       if (cls.kind === 'begin') this.beginSql = cls.statements === 1 ? sql : 'BEGIN';
-      if (counters !== undefined) count(counters, cls, sql);
+      if (counters !== undefined) countStatement(counters, cls, sql);
       if (cls.kind === 'discard' || cls.kind === 'deallocate') {
         if (/\ball\b/i.test(sql)) {
           this.statements.clear();
@@ -511,7 +480,7 @@ export class RequestDispatcher {
       const st = this.statements.get(b.statement);
       if (st !== undefined) {
         st.nodes.add(node);
-        if (counters !== undefined) count(counters, st.cls, st.sql);
+        if (counters !== undefined) countStatement(counters, st.cls, st.sql);
         if (!contents.parses.some((p) => p.name === b.statement)) noteDispatched(st.cls, this.route, ctx.routing.router);
       }
       this.portals.set(b.portal, node);
@@ -555,7 +524,6 @@ export class RequestDispatcher {
   }
 
   private reportNode(node: number, conn: ServerConnection, contents: RequestContents, reason: string): void {
-    const { ctx } = this.host;
     const sqls = [...contents.queries, ...contents.parses.map((p) => p.sql)];
     if (sqls.length === 0) for (const b of contents.binds) sqls.push(`EXECUTE ${b.statement || '<unnamed>'}`);
     for (const sql of sqls) {
@@ -568,36 +536,19 @@ export class RequestDispatcher {
   /** Answers a request with pgmaitre's own ERROR (one ReadyForQuery per Sync in it). */
   private replyError(plan: Extract<Plan, { type: 'error' }>): void {
     this.flushOut();
-    const status = this.host.conns.get(this.primaryNode)?.txStatus ?? TxStatus.Idle;
-    const parts = [encodeErrorResponse({ severity: 'ERROR', code: plan.code, message: plan.message, hint: plan.hint })];
-    for (let i = 0; i < this.currentSyncs; i++) parts.push(encodeReadyForQuery(status));
-    this.host.writeClient(Buffer.concat(parts));
+    this.host.writeClient(errorReply(plan.code, plan.message, plan.hint, this.currentSyncs, this.txStatus()));
   }
 
+  /** Runs an admin command (blocks the queue meanwhile) and writes its answer. */
   private runAdmin(sql: string): void {
     const { ctx } = this.host;
     this.blocked = true;
-    const status = this.host.conns.get(this.primaryNode)?.txStatus ?? TxStatus.Idle;
+    const status = this.txStatus();
     Promise.resolve()
       .then(() => ctx.admin!.run(sql, this.host.adminSession()))
-      .then((res) => {
-        if ('error' in res) {
-          this.host.writeClient(Buffer.concat([
-            encodeErrorResponse({ severity: 'ERROR', code: res.error.code, message: res.error.message,
-              ...(res.error.detail ? { detail: res.error.detail } : {}), ...(res.error.hint ? { hint: res.error.hint } : {}) }),
-            encodeReadyForQuery(status),
-          ]));
-        } else {
-          const cols = res.columns.map((name) => ({ name, typeOid: 0 }));
-          this.host.writeClient(Buffer.concat([encodeResultSet(cols, res.rows, res.tag ?? `SELECT ${res.rows.length}`), encodeReadyForQuery(status)]));
-        }
-      })
-      .catch((e: unknown) => {
+      .then((res) => this.host.writeClient(adminReply(res, status)), (e: unknown) => {
         ctx.log.error({ err: e, event: 'admin_failed' }, 'admin command failed');
-        this.host.writeClient(Buffer.concat([
-          encodeErrorResponse({ severity: 'ERROR', code: 'XX000', message: `admin command failed: ${(e as Error)?.message ?? e}` }),
-          encodeReadyForQuery(status),
-        ]));
+        this.host.writeClient(errorReply('XX000', `admin command failed: ${(e as Error)?.message ?? e}`, undefined, 1, status));
       })
       .finally(() => {
         this.blocked = false;
@@ -605,7 +556,10 @@ export class RequestDispatcher {
       });
   }
 
-
+  /** The transaction status to report in pgmaitre's own ReadyForQuery: the primary's. */
+  private txStatus(): number {
+    return this.host.conns.get(this.primaryNode)?.txStatus ?? TxStatus.Idle;
+  }
 
   /** Sends every queued request that can be sent now; pauses the client while blocked. */
   drive(): void {
@@ -626,24 +580,4 @@ export class RequestDispatcher {
     if (this.blocked || this.queue.length > 0) this.host.pauseClient();
     else this.host.resumeClient();
   }
-}
-
-function count(c: NodeCounters, cls: QueryClass, sql: string): void {
-  if (READ_KINDS.has(cls.kind) && cls.readOnly) {
-    c.select_cnt++;
-    return;
-  }
-  if (cls.kind === 'ddl' || cls.kind === 'temp_table') {
-    c.ddl_cnt++;
-    return;
-  }
-  if (cls.kind === 'write') {
-    const kw = firstKeyword(sql);
-    if (kw === 'insert') c.insert_cnt++;
-    else if (kw === 'update') c.update_cnt++;
-    else if (kw === 'delete') c.delete_cnt++;
-    else c.other_cnt++;
-    return;
-  }
-  c.other_cnt++;
 }

@@ -11,7 +11,7 @@
  */
 import type * as net from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
-import { FrontendCode, Limits, StartupCode } from '../protocol/codes';
+import { FrontendCode, Limits } from '../protocol/codes';
 import { encodeErrorResponse } from '../protocol/backend';
 import { decodeStartupPacket, encodeCancelRequest } from '../protocol/startup';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
