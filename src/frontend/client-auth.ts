@@ -71,7 +71,11 @@ function mockScramSession(user: string): ScramServerSession {
 
 /** Result: the credential for backend logins, or an error to send as FATAL. */
 export type ClientAuthOutcome =
-  | { readonly ok: true; readonly credential: BackendCredential; readonly method: string }
+  /**
+   * `unverified`: pgmaitre could not check the password itself (allow_clear_text_frontend_auth);
+   * only a fresh backend login with it proves it, so no pooled connection may be reused.
+   */
+  | { readonly ok: true; readonly credential: BackendCredential; readonly method: string; readonly unverified?: boolean }
   | { readonly ok: false; readonly error: ErrorFieldsInput; readonly method: string };
 
 /** Thrown (internally) for a client that sent something other than a password message. */
@@ -130,7 +134,7 @@ export async function authenticateClient(
         // pgmaitre logs in with it (its 28P01 reaches the client if it is wrong).
         io.send(encodeAuthentication({ type: 'AuthenticationCleartextPassword' }));
         const frame = await readPassword(io);
-        return { ok: true, method, credential: { kind: 'password', password: decodePassword(frame, 0, frame.length) } };
+        return { ok: true, method, unverified: true, credential: { kind: 'password', password: decodePassword(frame, 0, frame.length) } };
       }
       return await mockExchange(io, method, who.user, wrong);
     }

@@ -197,7 +197,22 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
     s.authenticated();
     const cred: BackendCredential = outcome.credential;
     s.credential = cred;
-    conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred))));
+    if (outcome.unverified === true) {
+      // The backend checks the password: always a fresh login, then the connection joins the pool.
+      try {
+        conn = await ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred)));
+      } catch (e) {
+        if (e instanceof ProxyError && e.backend?.code === '28P01' && !s.closed) {
+          ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, method: 'clear text', code: '28P01' },
+            `authentication failed: backend refused the clear-text password (host=${s.address} user=${s.user} database=${s.database})`);
+          await ctx.authGuard?.failed(s.address);
+        }
+        throw e;
+      }
+      pool.adopt(conn);
+    } else {
+      conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred))));
+    }
   } else if (ctx.trustedLogins.has(loginKey)) {
     conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, { kind: 'none' }))));
   } else {
