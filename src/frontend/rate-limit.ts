@@ -53,7 +53,7 @@ export class AuthGuard {
       if (oldest !== undefined) this.failures.delete(oldest);
     }
     const delay = this.settings().auth_failure_delay;
-    if (delay > 0) await new Promise<void>((resolve) => setTimeout(resolve, delay).unref());
+    if (delay > 0) await new Promise<void>((resolve) => setTimeout(resolve, delay));
   }
 
   /** Addresses currently tracked (for tests and stats). */
