@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import { loadConfig, deepFreeze, type Config } from './config/load';
 import { diffConfig } from './config/diff';
-import { loadHba } from './config/hba';
+import { checkHbaRoles, loadHba } from './config/hba';
 import { loadPoolPasswd } from './config/pool-passwd';
 import { loadPcpConf } from './config/pcp-conf';
 import { pinoLevel, type Logger } from './log/logger';
@@ -82,7 +82,11 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     for (const p of ctx.pools.values()) {
       p.configure({ idleTimeoutSec: lifetimes.length > 0 ? Math.min(...lifetimes) : 0, maxUses: next.child_max_connections, connectionCache: next.connection_cache });
     }
-    if (next.enable_pool_hba) ctx.hba = loadHba(next.hba_file);
+    if (next.enable_pool_hba) {
+      const rules = loadHba(next.hba_file);
+      checkHbaRoles(rules, next.auth_user);
+      ctx.hba = rules;
+    }
     ctx.poolPasswd = next.pool_passwd !== '' && fs.existsSync(next.pool_passwd) ? loadPoolPasswd(next.pool_passwd, next.key_file) : new Map();
     health.onConfigReload(next);
     const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);

@@ -27,6 +27,10 @@ import type { SideTarget } from './backend/side-target';
 import { initClassifier } from './classify/classify';
 import { resolvePassword } from './health/probe';
 import { startAdmin, type AdminFaces } from './app-admin';
+import { buildBackendTls, buildFrontendTls } from './frontend/tls';
+import { AuthGuard } from './frontend/rate-limit';
+import { AuthQuery } from './frontend/auth-query';
+import { checkHbaRoles } from './config/hba';
 
 /** A running pgmaitre. */
 export interface App {
@@ -79,6 +83,9 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     if (e.kind === 'unusable') log.warn({ event: LogEvent.ConfigWarning, user }, `pool_passwd entry for "${user}" is unusable: ${e.reason}`);
   }
   const hba = config.enable_pool_hba ? loadHba(config.hba_file) : null;
+  if (hba !== null) checkHbaRoles(hba, config.auth_user);
+  const frontendTls = buildFrontendTls(config);
+  if (config.ssl && frontendTls === null) log.warn({ event: LogEvent.ConfigWarning, key: 'ssl' }, 'ssl = on but ssl_cert or ssl_key is not set: clients cannot use TLS (SSLRequest is answered N)');
 
   const cluster = new Cluster(config.backends.map((b) => ({
     id: b.id, host: b.hostname, port: b.port, weight: b.weight, flags: b.flags,
@@ -129,7 +136,19 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     admin: null,
     lsn: new LsnProbe(sideTarget),
     onBackendError: (nodeId, reason) => health.reportBackendError(nodeId, reason),
+    tls: frontendTls,
+    ...(config.ssl ? { backendTls: buildBackendTls(config) } : {}),
+    authGuard: new AuthGuard(() => ctx.config),
   };
+  ctx.authQuery = new AuthQuery(() => {
+    const c = ctx.config;
+    const p = cluster.node(cluster.primaryId());
+    return {
+      query: c.auth_query, user: c.auth_user, password: resolvePassword(c.auth_user, '', ctx.poolPasswd), database: c.auth_query_database,
+      ttlSec: c.auth_query_cache_ttl, timeoutMs: Math.max(1000, c.connect_timeout || 10000),
+      primary: p === undefined ? null : { host: p.host, port: p.port }, ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
+    };
+  });
 
   // Health checks, replication checks and failover: initial primary detection, then the loops.
   // A node that goes down loses its idle pooled connections at once.
@@ -171,6 +190,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       const lsnClosed = ctx.lsn?.close();
       for (const s of ctx.registry.list()) s.terminate('shutdown');
       for (const p of pools.values()) p.shutdown();
+      void ctx.authQuery?.close();
       await Promise.all([closing, healthStopped, adminClosed, lsnClosed]);
       opts.onStopped?.();
     })();

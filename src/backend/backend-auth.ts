@@ -16,7 +16,13 @@ import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 export type BackendCredential =
   | { readonly kind: 'none' }
   | { readonly kind: 'password'; readonly password: string }
-  | { readonly kind: 'md5'; readonly md5: string };
+  | { readonly kind: 'md5'; readonly md5: string }
+  /**
+   * SCRAM pass-through: the ClientKey recovered from a client's proof (and the ServerKey of the
+   * verifier it was checked against). Answers a backend's SCRAM exchange when the backend holds
+   * the same verifier; it cannot answer md5 or cleartext requests.
+   */
+  | { readonly kind: 'scram-keys'; readonly clientKey: Buffer; readonly serverKey: Buffer };
 
 /** Answers one authentication request with the frame to send back to the backend. */
 export interface BackendAuthenticator {
@@ -30,7 +36,9 @@ export interface BackendAuthenticator {
 function noCredential(user: string, what: string, cred: BackendCredential): ProxyError {
   const held = cred.kind === 'md5'
     ? 'pool_passwd holds only an md5 hash for this user, which cannot answer it (use a TEXT or AES entry)'
-    : 'pgmaitre holds no usable password for this user (add a TEXT or AES entry to pool_passwd)';
+    : cred.kind === 'scram-keys'
+      ? 'pgmaitre holds only SCRAM keys for this user (from a SCRAM verifier), which cannot answer it (store the same SCRAM verifier on every backend, or add a TEXT or AES entry)'
+      : 'pgmaitre holds no usable password for this user (add a TEXT or AES entry to pool_passwd)';
   return new ProxyError(ProxyErrorCode.NoCredentials, `backend asks for ${what} for user "${user}" and ${held}`);
 }
 
@@ -49,11 +57,12 @@ export function credentialAuthenticator(user: string, cred: BackendCredential): 
           return encodePassword(md5Response(hash, req.salt));
         }
         case 'AuthenticationSASL':
-          if (cred.kind !== 'password') throw noCredential(user, 'a SCRAM-SHA-256 password', cred);
+          if (cred.kind !== 'password' && cred.kind !== 'scram-keys') throw noCredential(user, 'a SCRAM-SHA-256 password', cred);
           if (!req.mechanisms.includes('SCRAM-SHA-256')) {
             throw new ProxyError(ProxyErrorCode.BackendAuth, `backend offers no supported SASL mechanism (${req.mechanisms.join(', ')})`);
           }
-          scram = new ScramClientSession({ password: cred.password });
+          scram = new ScramClientSession(cred.kind === 'password' ? { password: cred.password }
+            : { clientKey: cred.clientKey, serverKey: cred.serverKey });
           return encodeSASLInitialResponse('SCRAM-SHA-256', Buffer.from(scram.clientFirst()));
         case 'AuthenticationSASLContinue':
           if (scram === null) throw new ProxyError(ProxyErrorCode.BackendProtocol, 'SASLContinue without SASL');

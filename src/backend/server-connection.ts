@@ -21,6 +21,9 @@ import { encodeStartupMessage } from '../protocol/startup';
 import type { PgErrorFields } from '../protocol/error-fields';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import type { BackendAuthenticator } from './backend-auth';
+import { openBackendSocket, type BackendTlsOptions } from './tls-negotiate';
+
+export type { BackendTlsOptions } from './tls-negotiate';
 import { MessageScanner, type MessageSink, WANT_ALL, wantTable } from './message-scanner';
 
 /**
@@ -57,6 +60,8 @@ export interface ServerConnectOptions {
   readonly authenticator: BackendAuthenticator;
   /** Pool key (node, user, database, parameters). */
   readonly key: string;
+  /** TLS to the backend when it offers it (ssl = on); undefined = plain TCP, no SSLRequest. */
+  readonly tls?: BackendTlsOptions;
 }
 
 type Mode = 'startup' | 'relay' | 'internal' | 'idle' | 'closed';
@@ -131,9 +136,26 @@ export class ServerConnection implements MessageSink {
 
   /** Connects, authenticates and waits for the first ReadyForQuery. Rejects with a ProxyError. */
   static connect(opts: ServerConnectOptions): Promise<ServerConnection> {
+    const started = Date.now();
+    const timeoutMs = opts.connectTimeoutMs > 0 ? opts.connectTimeoutMs : 2 ** 31 - 1;
+    const opening = openBackendSocket(opts);
+    const openTimer = setTimeout(() => opening.abort(), timeoutMs);
+    openTimer.unref();
+    const timedOut = (): ProxyError => new ProxyError(ProxyErrorCode.BackendConnectTimeout,
+      `timed out after ${opts.connectTimeoutMs} ms connecting to ${opts.host}:${opts.port}`);
+    return opening.socket.then((socket) => {
+      clearTimeout(openTimer);
+      return ServerConnection.login(socket, opts, Math.max(1, timeoutMs - (Date.now() - started)), timedOut);
+    }, (e: unknown) => {
+      clearTimeout(openTimer);
+      opts.authenticator.failed?.(null);
+      throw Date.now() - started >= timeoutMs ? timedOut() : e;
+    });
+  }
+
+  /** Startup and authentication on a connected (maybe TLS) socket, until the first ReadyForQuery. */
+  private static login(socket: net.Socket, opts: ServerConnectOptions, timeoutMs: number, timedOut: () => ProxyError): Promise<ServerConnection> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: opts.host, port: opts.port });
-      socket.setNoDelay(true);
       const conn = new ServerConnection(socket, opts);
       let settled = false;
       const fail = (e: ProxyError): void => {
@@ -144,15 +166,12 @@ export class ServerConnection implements MessageSink {
         conn.destroy(e.message);
         reject(e);
       };
-      const timer = setTimeout(() => {
-        fail(new ProxyError(ProxyErrorCode.BackendConnectTimeout,
-          `timed out after ${opts.connectTimeoutMs} ms connecting to ${opts.host}:${opts.port}`));
-      }, opts.connectTimeoutMs > 0 ? opts.connectTimeoutMs : 2 ** 31 - 1);
+      const timer = setTimeout(() => fail(timedOut()), timeoutMs);
       timer.unref();
-      socket.once('connect', () => {
+      {
         const params: Record<string, string> = { user: opts.user, database: opts.database, ...opts.params };
         socket.write(encodeStartupMessage(params));
-      });
+      }
       socket.on('error', (e: NodeJS.ErrnoException) => {
         if (conn.mode === 'startup') {
           fail(new ProxyError(ProxyErrorCode.BackendConnect, `${opts.host}:${opts.port}: ${e.code ?? e.message}`, undefined, { cause: e }));

@@ -7,8 +7,11 @@
  * DATABASE/USER are comma lists of names, "quoted names", `all`, `sameuser` (database),
  * `+group`; ADDRESS is CIDR, `ADDRESS MASK`, `all`, `samehost` or `samenet`. Rules are
  * matched top to bottom and the first match wins. Methods pgmaitre cannot perform
- * (pam, ldap, cert, …) and group membership parse fine but are listed in `unsupported`;
- * a `+group` entry never matches. `@file` inclusion and host names are rejected.
+ * (pam, ldap, cert, …) parse fine but are listed in `unsupported`. `+group` and
+ * `samerole` need the user's role memberships, which the caller looks up on the primary (as
+ * auth_user) and passes in `HbaRequest.roles`; without them such entries never match, and
+ * pgmaitre refuses to start with them unless auth_user is set (see `rolesNeeded`).
+ * `@file` inclusion and host names are rejected.
  */
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
@@ -61,6 +64,23 @@ export interface HbaRequest {
   address?: string;
   database: string;
   user: string;
+  /** Roles the user is a member of, itself included (for +group and samerole); absent: such entries never match. */
+  roles?: ReadonlySet<string>;
+}
+
+/**
+ * Refuses (ConfigError naming the lines) +group/samerole rules when auth_user is not set: pgmaitre
+ * could not look membership up, and a rule that silently never matches would surprise.
+ */
+export function checkHbaRoles(rules: readonly HbaRule[], authUser: string, fileName = 'pool_hba.conf'): void {
+  if (authUser !== '' || !rolesNeeded(rules)) return;
+  throw new ConfigError(rules.filter((r) => r.users.some((u) => u.kind === 'group') || r.databases.some((d) => d.kind === 'samerole'))
+    .map((r) => ({ file: fileName, line: r.line, message: '+group and samerole need auth_user (pgmaitre looks role membership up on the primary as auth_user); set auth_user or list the users' })));
+}
+
+/** True when some rule has a +group user or a samerole database: matching needs the user's roles. */
+export function rolesNeeded(rules: readonly HbaRule[]): boolean {
+  return rules.some((r) => r.users.some((u) => u.kind === 'group') || r.databases.some((d) => d.kind === 'samerole'));
 }
 
 interface Token {
@@ -230,8 +250,8 @@ export function parseHba(text: string, fileName = 'pool_hba.conf'): HbaRule[] {
       }
       unsupported.push(`authentication method "${method}" is not supported by pgmaitre`);
     }
-    if (users.some((u) => u.kind === 'group')) unsupported.push('+group entries never match: pgmaitre does not know group membership');
-    if (databases.some((d) => d.kind === 'samerole')) unsupported.push('samerole/samegroup never match: pgmaitre does not know group membership');
+    if (users.some((u) => u.kind === 'group')) unsupported.push('+group entries need auth_user: pgmaitre looks group membership up on the primary');
+    if (databases.some((d) => d.kind === 'samerole')) unsupported.push('samerole/samegroup need auth_user: pgmaitre looks role membership up on the primary');
     const options: Record<string, string> = {};
     for (const f of fields.slice(at + 1)) {
       for (const t of f) {
@@ -295,7 +315,7 @@ function addressMatches(rule: HbaRule, req: HbaRequest): boolean {
   return nets.some((x) => inCidr({ kind: 'cidr', family: x.family, address: x.ip, prefix: x.prefix }, n.ip, n.family));
 }
 
-function nameMatches(list: readonly HbaName[], value: string, user: string): boolean {
+function nameMatches(list: readonly HbaName[], value: string, user: string, roles: ReadonlySet<string> | undefined): boolean {
   return list.some((e) => {
     switch (e.kind) {
       case 'all':
@@ -305,7 +325,10 @@ function nameMatches(list: readonly HbaName[], value: string, user: string): boo
       case 'name':
         return e.name === value;
       case 'samerole':
+        // The database is named after a role the user belongs to.
+        return roles?.has(value) ?? false;
       case 'group':
+        return roles?.has(e.name) ?? false;
       case 'replication':
         return false;
       default: {
@@ -329,8 +352,8 @@ export function matchHba(rules: readonly HbaRule[], req: HbaRequest): HbaRule | 
   return rules.find(
     (r) =>
       typeMatches(r.type, req) &&
-      nameMatches(r.databases, req.database, req.user) &&
-      nameMatches(r.users, req.user, req.user) &&
+      nameMatches(r.databases, req.database, req.user, req.roles) &&
+      nameMatches(r.users, req.user, req.user, req.roles) &&
       addressMatches(r, req),
   );
 }

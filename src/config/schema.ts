@@ -245,7 +245,12 @@ export const PARAMS = {
   max_message_size: int(1073741823, 'restart', 'Largest protocol message accepted, in bytes.', { ...OURS, unit: 'B', min: 1024, max: 1073741823 }),
   log_format: oneOf(['json', 'text'] as const, 'json', 'restart', 'Log line format.', OURS),
   auth_query: str('', 'hot', "Query fetching a user's password verifier when pool_passwd has none ('' disables).", OURS),
-  auth_user: str('', 'hot', 'User that runs auth_query.', OURS),
+  auth_user: str('', 'hot', 'User that runs auth_query (its password comes from pool_passwd); also used to look up role membership for +group/samerole in pool_hba.conf.', OURS),
+  auth_query_database: str('postgres', 'hot', 'Database auth_query (and the role membership lookup) connects to.', OURS),
+  auth_query_cache_ttl: int(10, 'hot', 'Seconds an auth_query result (including "no such user") is reused; 0 = ask every time.', { ...OURS, unit: 's' }),
+  auth_failure_delay: int(750, 'hot', 'Milliseconds to wait before telling a client its authentication failed (the same for unknown users), to slow password guessing.', { ...OURS, unit: 'ms', max: 60000 }),
+  auth_failure_limit: int(10, 'hot', 'Authentication failures from one client address within auth_failure_window after which further logins from it are refused at once (28000) until the window passes; 0 = no limit.', OURS),
+  auth_failure_window: int(60, 'hot', 'Window, in seconds, over which auth_failure_limit counts failures from one address.', { ...OURS, unit: 's', min: 1 }),
 } as const satisfies Record<string, ParamSpec>;
 
 /** Name of a non-numbered key. */

@@ -25,9 +25,9 @@ export const clientErrors = {
   /** num_init_children sessions busy and the wait queue full. */
   tooManyClients: () => err('FATAL', SqlState.TooManyConnections, 'sorry, too many clients already'),
   /** No pool_hba.conf line matches. */
-  noHbaEntry: (host: string, user: string, database: string) =>
+  noHbaEntry: (host: string, user: string, database: string, ssl = false) =>
     err('FATAL', SqlState.InvalidAuthorizationSpecification,
-      `no pool_hba.conf entry for host "${host}", user "${user}", database "${database}"`),
+      `no pool_hba.conf entry for host "${host}", user "${user}", database "${database}", ${ssl ? 'SSL on' : 'SSL off'}`),
   /** A `reject` line matched. */
   hbaReject: (host: string, user: string, database: string) =>
     err('FATAL', SqlState.InvalidAuthorizationSpecification,
@@ -46,6 +46,17 @@ export const clientErrors = {
    */
   backendLoginImpossible: (nodeId: number, why: string) =>
     err('FATAL', SqlState.InvalidAuthorizationSpecification, `pgmaitre cannot log in to backend node ${nodeId}: ${why}`),
+  /** A TLS client presented a certificate that does not verify against ssl_ca_cert. */
+  clientCertificateInvalid: (why: string) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification, 'client certificate verification failed', { detail: why }),
+  /** Too many failed logins from one address within auth_failure_window. */
+  tooManyAuthFailures: (host: string, seconds: number) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification, `too many authentication failures from host "${host}"`,
+      { hint: `try again in ${seconds} s` }),
+  /** auth_query (or the role membership lookup) could not run: the details are in pgmaitre's log. */
+  authQueryFailed: (user: string) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification, `authentication failed for user "${user}"`,
+      { detail: 'pgmaitre could not look up the password (auth_query failed; see the pgmaitre log)' }),
   /** An hba method pgmaitre does not implement. */
   unsupportedAuthMethod: (method: string) =>
     err('FATAL', SqlState.FeatureNotSupported, `authentication method "${method}" is not supported by pgmaitre`),

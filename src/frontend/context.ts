@@ -15,6 +15,10 @@ import type { SessionRegistry } from './registry';
 import type { RoutingContext } from './routing-context';
 import type { LsnProbe } from '../backend/lsn-probe';
 import type { AdminSession, AdminError, ResultSet } from '../admin/types';
+import type { BackendTlsOptions } from '../backend/server-connection';
+import type { FrontendTls } from './tls';
+import type { AuthGuard } from './rate-limit';
+import type { AuthQuery } from './auth-query';
 
 /** Shared state and services handed to every session. */
 export interface FrontendContext {
@@ -40,6 +44,14 @@ export interface FrontendContext {
   lsn: LsnProbe | null;
   /** Tells the failover layer a backend connection failed (failover_on_backend_error). */
   onBackendError: (nodeId: number, reason: string) => void;
+  /** TLS for clients (ssl = on with a certificate and key); null/undefined: SSLRequest gets 'N'. */
+  tls?: FrontendTls | null;
+  /** TLS to the backends (ssl = on); undefined: plain TCP. */
+  backendTls?: BackendTlsOptions;
+  /** Failed-login delay and per-address rate limit; undefined: none. */
+  authGuard?: AuthGuard;
+  /** auth_query lookups and role membership (auth_user); undefined when not configured. */
+  authQuery?: AuthQuery;
 }
 
 /** What the frontend calls for statements the classifier marks as admin commands. */

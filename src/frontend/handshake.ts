@@ -5,7 +5,10 @@
  * authentication (pool_hba.conf + pool_passwd, or relayed to the primary when
  * enable_pool_hba = off) → a connection to the primary from its pool (or a fresh one when the
  * login was relayed) → AuthenticationOk, the backend's ParameterStatus values, pgmaitre's own
- * BackendKeyData for this client, ReadyForQuery. authentication_timeout bounds the whole flow.
+ * BackendKeyData for this client, ReadyForQuery. authentication_timeout bounds the whole flow
+ * (the session also counts it from the accept, covering a startup packet that never completes).
+ * Addresses with too many recent failures are refused first (rate-limit.ts); every failed client
+ * authentication waits auth_failure_delay before its FATAL.
  */
 import { encodeAuthentication, encodeBackendKeyData, encodeParameterStatus, encodeReadyForQuery } from '../protocol/backend';
 import { BackendCode, FrontendCode } from '../protocol/codes';
@@ -14,7 +17,8 @@ import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { LogEvent, logLine } from '../log/logger';
 import { ServerConnection } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendAuthenticator, type BackendCredential } from '../backend/backend-auth';
-import { authenticateClient, type HandshakeIO } from './client-auth';
+import { authenticateClient, type HandshakeIO, type SecretSources } from './client-auth';
+import { rolesNeeded } from '../config/hba';
 import { isUnixSocket } from './listener';
 import type { ClientSession } from './session';
 import { weightedPick } from '../router/lb-select';
@@ -74,6 +78,7 @@ export async function runHandshake(s: ClientSession, info: StartupInfo): Promise
     s.fatal(toClientError(e, s.primaryNode));
   } finally {
     if (timer !== null) clearTimeout(timer);
+    s.loginFinished();
   }
 }
 
@@ -102,6 +107,14 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
   if (ctx.logFlags.connections) {
     logLine(ctx.log, { event: LogEvent.ConnectionReceived, host: s.address, port: s.port, user: s.user, database: s.database },
       `new connection received: host=${s.address} port=${s.port} user=${s.user} database=${s.database}`);
+  }
+
+  const blocked = ctx.authGuard?.blockedFor(s.address) ?? 0;
+  if (blocked > 0 && ctx.hba !== null) {
+    ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, code: '28000' },
+      `login refused: too many authentication failures from ${s.address}`);
+    s.fatal(clientErrors.tooManyAuthFailures(s.address, blocked));
+    return;
   }
 
   // A client slot (num_init_children), waiting in line like pgpool's listen backlog.
@@ -156,22 +169,57 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
   const connectOpts = (authenticator: BackendAuthenticator) => ({
     nodeId: primary, host: node.host, port: node.port, user: s.user, database: s.database,
     params: extraParams, connectTimeoutMs: ctx.config.connect_timeout, authenticator, key: pkey,
+    ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
   });
 
   let conn: ServerConnection;
   if (ctx.hba !== null) {
-    const outcome = await authenticateClient(io, {
-      user: s.user, database: s.database, address: s.address, ssl: false,
-      local: isUnixSocket(s.socket),
-    }, ctx.hba, ctx.poolPasswd);
+    const aq = ctx.authQuery;
+    const sources: SecretSources = {
+      ...(aq?.enabled ? { lookup: (u: string) => aq.lookup(u) } : {}),
+      allowClearText: ctx.config.allow_clear_text_frontend_auth,
+    };
+    let outcome: Awaited<ReturnType<typeof authenticateClient>>;
+    try {
+      const roles = aq?.canLookUpRoles && rolesNeeded(ctx.hba) ? { roles: await aq.rolesOf(s.user) } : {};
+      outcome = await authenticateClient(io, {
+        user: s.user, database: s.database, address: s.address, ssl: s.tlsActive,
+        local: isUnixSocket(s.socket), ...roles,
+      }, ctx.hba, ctx.poolPasswd, sources);
+    } catch (e) {
+      if (e instanceof ClientGone || (e as Error).name === 'ClientGone') throw e;
+      ctx.log.error({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, err: (e as Error).message },
+        `auth_query / role lookup for user "${s.user}" failed: ${(e as Error).message}`);
+      // AuthLookupError, or the membership query failing: not the client's fault, details logged.
+      s.fatal(clientErrors.authQueryFailed(s.user));
+      return;
+    }
     if (!outcome.ok) {
-      ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, method: outcome.method, code: outcome.error.code }, outcome.error.message);
+      ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, method: outcome.method, code: outcome.error.code },
+        `authentication failed: ${outcome.error.message} (host=${s.address} user=${s.user} database=${s.database} method=${outcome.method})`);
+      if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && !s.closed) await ctx.authGuard.failed(s.address);
       s.fatal(outcome.error);
       return;
     }
+    s.authenticated();
     const cred: BackendCredential = outcome.credential;
     s.credential = cred;
-    conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred))));
+    if (outcome.unverified === true) {
+      // The backend checks the password: always a fresh login, then the connection joins the pool.
+      try {
+        conn = await ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred)));
+      } catch (e) {
+        if (e instanceof ProxyError && e.backend?.code === '28P01' && !s.closed) {
+          ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, method: 'clear text', code: '28P01' },
+            `authentication failed: backend refused the clear-text password (host=${s.address} user=${s.user} database=${s.database})`);
+          await ctx.authGuard?.failed(s.address);
+        }
+        throw e;
+      }
+      pool.adopt(conn);
+    } else {
+      conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred))));
+    }
   } else if (ctx.trustedLogins.has(loginKey)) {
     conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, { kind: 'none' }))));
   } else {
@@ -202,6 +250,8 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
   for (const [name, value] of conn.params) parts.push(encodeParameterStatus(name, value));
   parts.push(encodeBackendKeyData(s.pid, s.secret), encodeReadyForQuery(conn.txStatus));
   s.socket.write(Buffer.concat(parts));
+  s.authenticated();
+  s.loginFinished();
   if (ctx.logFlags.connections) {
     logLine(ctx.log, { event: LogEvent.ConnectionAuthorized, pid: s.pid, user: s.user, database: s.database, node_id: primary },
       `connection authorized: user=${s.user} database=${s.database}`);

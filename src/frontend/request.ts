@@ -55,51 +55,65 @@ export function readRequest(data: Buffer): RequestContents {
   while (pos + 5 <= data.length) {
     const code = data[pos]!;
     const end = pos + 1 + data.readInt32BE(pos + 1);
-    switch (code) {
-      case FrontendCode.Query:
-        out.queries.push(decodeQuery(data, pos, end));
-        out.bare = false;
-        break;
-      case FrontendCode.Parse: {
-        const p = decodeParse(data, pos, end);
-        out.parses.push({ name: p.name, sql: p.sql, start: pos, end });
-        out.extended = true;
-        out.bare = false;
-        break;
-      }
-      case FrontendCode.Bind: {
-        const b = decodeBind(data, pos, end);
-        out.binds.push({ statement: b.statement, portal: b.portal });
-        out.extended = true;
-        out.bare = false;
-        break;
-      }
-      case FrontendCode.Describe:
-      case FrontendCode.Close: {
-        const d = code === FrontendCode.Describe ? decodeDescribe(data, pos, end) : decodeClose(data, pos, end);
-        if (d.kind === 'S') {
-          out.statementRefs.push(d.name);
-          if (code === FrontendCode.Close) out.closedStatements.push(d.name);
-        } else {
-          out.portalRefs.push(d.name);
-        }
-        out.extended = true;
-        out.bare = false;
-        break;
-      }
-      case FrontendCode.Execute:
-        out.portalRefs.push(decodeExecute(data, pos, end).portal);
-        out.extended = true;
-        out.bare = false;
-        break;
-      case FrontendCode.FunctionCall:
-        out.functionCall = true;
-        out.bare = false;
-        break;
-      default:
-        break;
+    try {
+      readFrame(data, code, pos, end, out);
+    } catch {
+      // A frame whose body does not decode (the framer checked only its length): like
+      // PostgreSQL, answer it with the server's own protocol error rather than crash. It goes
+      // to the primary, as a FunctionCall does, and the backend reports "invalid message format".
+      out.functionCall = true;
+      out.bare = false;
     }
     pos = end;
   }
   return out;
+}
+
+type MutableContents = { -readonly [K in keyof RequestContents]: RequestContents[K] };
+
+function readFrame(data: Buffer, code: number, pos: number, end: number, out: MutableContents): void {
+  switch (code) {
+    case FrontendCode.Query:
+      out.queries.push(decodeQuery(data, pos, end));
+      out.bare = false;
+      break;
+    case FrontendCode.Parse: {
+      const p = decodeParse(data, pos, end);
+      out.parses.push({ name: p.name, sql: p.sql, start: pos, end });
+      out.extended = true;
+      out.bare = false;
+      break;
+    }
+    case FrontendCode.Bind: {
+      const b = decodeBind(data, pos, end);
+      out.binds.push({ statement: b.statement, portal: b.portal });
+      out.extended = true;
+      out.bare = false;
+      break;
+    }
+    case FrontendCode.Describe:
+    case FrontendCode.Close: {
+      const d = code === FrontendCode.Describe ? decodeDescribe(data, pos, end) : decodeClose(data, pos, end);
+      if (d.kind === 'S') {
+        out.statementRefs.push(d.name);
+        if (code === FrontendCode.Close) out.closedStatements.push(d.name);
+      } else {
+        out.portalRefs.push(d.name);
+      }
+      out.extended = true;
+      out.bare = false;
+      break;
+    }
+    case FrontendCode.Execute:
+      out.portalRefs.push(decodeExecute(data, pos, end).portal);
+      out.extended = true;
+      out.bare = false;
+      break;
+    case FrontendCode.FunctionCall:
+      out.functionCall = true;
+      out.bare = false;
+      break;
+    default:
+      break;
+  }
 }

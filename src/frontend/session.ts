@@ -10,6 +10,7 @@
  * (ServerConnection scans only headers). Backpressure both ways: a full socket pauses the other.
  */
 import type * as net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
 import { FrontendCode, Limits } from '../protocol/codes';
 import { encodeErrorResponse } from '../protocol/backend';
@@ -30,10 +31,13 @@ import { ServerConnection as ServerConnectionClass } from '../backend/server-con
 import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import type { AdminSession, SessionInfo } from '../admin/types';
 import { RequestDispatcher, type DispatchHost } from './dispatcher';
+import { upgradeClient } from './tls';
+import { isUnixSocket } from './listener';
 
 type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 
 const SSL_NO = Buffer.from('N');
+const SSL_YES = Buffer.from('S');
 
 /** A client session; see the file header. */
 export class ClientSession implements FrameSink, ServerSink, RegisteredSession, DispatchHost {
@@ -78,7 +82,16 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private closing = false;
   private closeReason = '';
 
-  constructor(readonly socket: net.Socket, readonly ctx: FrontendContext) {
+  /** The client's socket: the accepted one, or the TLSSocket over it after SSL negotiation. */
+  socket: net.Socket;
+  /** True once the client's connection is encrypted (pool_hba hostssl/hostnossl). */
+  tlsActive = false;
+  private sslRequests = 0;
+  private gssRequests = 0;
+  private startupTimer: NodeJS.Timeout | null = null;
+
+  constructor(socket: net.Socket, readonly ctx: FrontendContext) {
+    this.socket = socket;
     this.framer = new Framer(ctx.config.max_message_size);
     this.address = socket.remoteAddress ?? '';
     this.port = socket.remotePort ?? 0;
@@ -86,6 +99,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => this.close('client socket error'));
     socket.on('close', () => this.close('client disconnected'));
+    this.armStartupTimer();
   }
 
   // ---- input ------------------------------------------------------------------------------
@@ -120,6 +134,72 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   private lastCopyConn: ServerConnection | null = null;
 
+  /**
+   * authentication_timeout counts from the accept, as in PostgreSQL: a client that never
+   * completes its startup packet (slowloris) or its login is cut off.
+   */
+  private armStartupTimer(): void {
+    const sec = this.ctx.config.authentication_timeout;
+    if (sec <= 0) return;
+    this.startupTimer = setTimeout(() => {
+      this.startupTimer = null;
+      if (this.phase === 'startup' || this.phase === 'handshake') this.fatal(clientErrors.authenticationTimeout());
+    }, sec * 1000);
+    this.startupTimer.unref();
+    this.socket.once('close', () => this.loginFinished());
+  }
+
+  /** The login ended (ready, or failed): the startup deadline and the handshake's message bound go. */
+  loginFinished(): void {
+    if (this.startupTimer !== null) {
+      clearTimeout(this.startupTimer);
+      this.startupTimer = null;
+    }
+  }
+
+  /** Client authenticated: messages up to max_message_size are accepted again. */
+  authenticated(): void {
+    this.framer.setMaxLength(this.ctx.config.max_message_size);
+  }
+
+  /** Answers an SSLRequest: 'S' and the TLS upgrade when TLS is configured (TCP only), else 'N'. */
+  private onSslRequest(rest: Buffer): boolean {
+    const t = this.ctx.tls;
+    if (++this.sslRequests > 1 || this.tlsActive) {
+      this.fatal(clientErrors.protocolViolation('duplicate SSLRequest'));
+      return false;
+    }
+    if (t === null || t === undefined || isUnixSocket(this.socket)) {
+      this.socket.write(SSL_NO);
+      return true;
+    }
+    if (rest.length > 0) {
+      // Bytes after the SSLRequest before our 'S' would be unencrypted data injected into the
+      // TLS session (CVE-2021-23214): refuse, as PostgreSQL does.
+      this.fatal(clientErrors.protocolViolation('received unencrypted data after SSL request'));
+      return false;
+    }
+    const raw = this.socket;
+    raw.write(SSL_YES);
+    raw.removeAllListeners('data');
+    const secure: TLSSocket = upgradeClient(raw, t);
+    this.socket = secure;
+    this.tlsActive = true;
+    secure.setNoDelay(true);
+    secure.on('data', (chunk: Buffer) => this.onData(chunk));
+    secure.on('error', () => this.close('client TLS error'));
+    secure.on('close', () => this.close('client disconnected'));
+    if (t.requestCert) {
+      secure.once('secure', () => {
+        const cert = secure.getPeerCertificate();
+        if (cert !== null && Object.keys(cert).length > 0 && !secure.authorized) {
+          this.fatal(clientErrors.clientCertificateInvalid(String(secure.authorizationError ?? 'unknown')));
+        }
+      });
+    }
+    return true;
+  }
+
   private onStartupData(chunk: Buffer): void {
     let buf = this.startupBytes === null ? chunk : Buffer.concat([this.startupBytes, chunk]);
     for (;;) {
@@ -143,7 +223,17 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       }
       switch (msg.type) {
         case 'SSLRequest':
+          if (!this.onSslRequest(buf)) return;
+          if (this.tlsActive) {
+            this.startupBytes = null;
+            return;
+          }
+          continue;
         case 'GSSENCRequest':
+          if (++this.gssRequests > 1 || this.tlsActive) {
+            this.fatal(clientErrors.protocolViolation('unexpected GSSENCRequest'));
+            return;
+          }
           this.socket.write(SSL_NO);
           continue;
         case 'CancelRequest':
@@ -153,6 +243,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         case 'Startup': {
           this.startupBytes = null;
           this.phase = 'handshake';
+          // Until the client is authenticated, only small messages (passwords, SASL) are accepted.
+          this.framer.setMaxLength(Math.min(Limits.MaxAuthMessage, this.ctx.config.max_message_size));
           const info: StartupInfo = { protocol: msg.protocol, params: msg.params };
           if (buf.length > 0) this.onData(buf);
           runHandshake(this, info).catch((e: unknown) => {
@@ -275,6 +367,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       const conn = await pool.acquire(key, () => ServerConnectionClass.connect({
         nodeId, host: node.host, port: node.port, user: this.user, database: this.database, params: this.startupParams,
         connectTimeoutMs: this.ctx.config.connect_timeout, authenticator: credentialAuthenticator(this.user, this.credential), key,
+        ...(this.ctx.backendTls !== undefined ? { tls: this.ctx.backendTls } : {}),
       }));
       if (this.phase === 'closed') {
         pool.release(conn, conn.clean);

@@ -97,6 +97,12 @@ export const StartupCode = {
 export const Limits = {
   MaxStartupPacket: 10000,
   MaxMessage: 0x3fffffff,
+  /**
+   * Largest message accepted before a client is authenticated (password, SASL messages): like
+   * PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH, so an unauthenticated peer cannot make pgmaitre buffer
+   * a huge message.
+   */
+  MaxAuthMessage: 65536,
 } as const;
 
 /** SQLSTATE codes pgmaitre itself sends. @see https://www.postgresql.org/docs/current/errcodes-appendix.html */

@@ -30,7 +30,15 @@ export class Framer {
   /** Declared length of the first frame that broke the limit, or 0. */
   violation = 0;
 
-  constructor(private readonly maxLength: number) {}
+  constructor(private maxLength: number) {}
+
+  /**
+   * Changes the largest acceptable frame (e.g. a small bound while a client is unauthenticated).
+   * Applies to frames whose header has not been read yet.
+   */
+  setMaxLength(maxLength: number): void {
+    this.maxLength = maxLength;
+  }
 
   /** Bytes held back waiting for the rest of a frame. */
   get buffered(): number {

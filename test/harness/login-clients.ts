@@ -19,6 +19,8 @@ export interface LoginTarget {
   readonly database?: string;
   /** undefined: send none (psql -w fails if asked; pg has none to give). */
   readonly password?: string;
+  /** TLS: libpq's sslmode (default disable) and the CA file for verify-full (server name: localhost). */
+  readonly ssl?: { readonly mode: 'disable' | 'require' | 'verify-full'; readonly rootCert?: string };
 }
 
 /** What a login attempt gave. `user` is current_user after a successful login. */
@@ -28,6 +30,8 @@ export interface LoginResult {
   /** SQLSTATE when the client exposes it (pg, psycopg2); psql only has the message. */
   readonly code?: string | null;
   readonly message?: string;
+  /** After a successful login: whether the client's connection was encrypted. */
+  readonly tls?: boolean;
 }
 
 export type LoginClient = (t: LoginTarget) => Promise<LoginResult>;
@@ -38,17 +42,18 @@ const LOGIN_TIMEOUT_MS = 20_000;
 
 /** psql -X -w -c 'select current_user'; fails on exit code != 0 with stderr as the message. */
 export function psqlLogin(t: LoginTarget): Promise<LoginResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '10', PGGSSENCMODE: 'disable' };
+  const env: NodeJS.ProcessEnv = { ...process.env, PGSSLMODE: t.ssl?.mode ?? 'disable', PGCONNECT_TIMEOUT: '10', PGGSSENCMODE: 'disable' };
+  if (t.ssl?.rootCert !== undefined) env['PGSSLROOTCERT'] = t.ssl.rootCert;
   delete env['PGPASSWORD'];
   delete env['PGPASSFILE'];
   if (t.password !== undefined) env['PGPASSWORD'] = t.password;
   else env['PGPASSFILE'] = '/nonexistent/pgpass';
   const args = ['-X', '-w', '-A', '-t', '-h', t.host ?? '127.0.0.1', '-p', String(t.port), '-U', t.user,
-    '-d', t.database ?? 'postgres', '-c', 'select current_user'];
+    '-d', t.database ?? 'postgres', '-c', 'select current_user', '-c', '\\conninfo'];
   return new Promise((resolve) => {
     execFile(PSQL, args, { env, timeout: LOGIN_TIMEOUT_MS }, (err, stdout, stderr) => {
       if (err) resolve({ ok: false, message: `${stderr || err.message}`.trim() });
-      else resolve({ ok: true, user: stdout.trim() });
+      else resolve({ ok: true, user: stdout.trim().split('\n')[0]!.trim(), tls: /SSL connection/.test(stdout) });
     });
   });
 }
@@ -59,12 +64,18 @@ export async function pgLogin(t: LoginTarget): Promise<LoginResult> {
     host: t.host ?? '127.0.0.1', port: t.port, user: t.user, database: t.database ?? 'postgres',
     ...(t.password !== undefined ? { password: t.password } : {}),
     connectionTimeoutMillis: LOGIN_TIMEOUT_MS,
+    ...(t.ssl !== undefined && t.ssl.mode !== 'disable' ? {
+      ssl: t.ssl.mode === 'verify-full'
+        ? { ca: fs.readFileSync(t.ssl.rootCert ?? ''), servername: 'localhost', rejectUnauthorized: true }
+        : { rejectUnauthorized: false },
+    } : {}),
   });
   c.on('error', () => { /* the server's FATAL after login is reported by connect() */ });
   try {
     await c.connect();
     const r = await c.query('select current_user AS u');
-    return { ok: true, user: String(r.rows[0].u) };
+    const stream = (c as unknown as { connection: { stream: { encrypted?: boolean } } }).connection.stream;
+    return { ok: true, user: String(r.rows[0].u), tls: stream.encrypted === true };
   } catch (e) {
     const err = e as Error & { code?: string };
     return { ok: false, code: err.code ?? null, message: err.message };
@@ -77,10 +88,11 @@ const PY_LOGIN = `
 import json, sys, psycopg2
 kw = json.loads(sys.argv[1])
 try:
-    conn = psycopg2.connect(connect_timeout=10, sslmode='disable', **kw)
+    kw.setdefault('sslmode', 'disable')
+    conn = psycopg2.connect(connect_timeout=10, **kw)
     cur = conn.cursor()
     cur.execute('select current_user')
-    print(json.dumps({'ok': True, 'user': cur.fetchone()[0]}))
+    print(json.dumps({'ok': True, 'user': cur.fetchone()[0], 'tls': bool(conn.info.ssl_in_use)}))
     conn.close()
 except psycopg2.Error as e:
     print(json.dumps({'ok': False, 'code': e.pgcode, 'message': str(e)}))
@@ -100,6 +112,10 @@ export function havePsycopg2(): boolean {
 export function psycopgLogin(t: LoginTarget): Promise<LoginResult> {
   const kw: Record<string, string | number> = { host: t.host ?? '127.0.0.1', port: t.port, user: t.user, dbname: t.database ?? 'postgres' };
   if (t.password !== undefined) kw['password'] = t.password;
+  if (t.ssl !== undefined) {
+    kw['sslmode'] = t.ssl.mode;
+    if (t.ssl.rootCert !== undefined) kw['sslrootcert'] = t.ssl.rootCert;
+  }
   const env: NodeJS.ProcessEnv = { ...process.env, PGPASSFILE: '/nonexistent/pgpass' };
   delete env['PGPASSWORD'];
   return new Promise((resolve) => {

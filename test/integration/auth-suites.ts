@@ -128,6 +128,9 @@ export function baseConfig(fx: ClusterFixture): string {
     'max_pool = 4',
     'connect_timeout = 10000',
     'authentication_timeout = 30',
+    // These suites fail logins on purpose, all from 127.0.0.1: no per-address limit, a short delay.
+    'auth_failure_limit = 0',
+    'auth_failure_delay = 50',
   ].join('\n');
 }
 
