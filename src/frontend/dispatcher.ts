@@ -46,6 +46,10 @@ export interface DispatchHost {
   pauseClient(): void;
   resumeClient(): void;
   adminSession(): AdminSession;
+  /** True once the session ended: nothing more is planned or sent. */
+  readonly closed: boolean;
+  /** The node a request must go to cannot be reached: end the session (FATAL). */
+  nodeUnreachable(nodeId: number): void;
 }
 
 interface TrackedStatement {
@@ -224,8 +228,12 @@ export class RequestDispatcher {
     const conn = this.host.conns.get(node);
     if (conn === undefined) {
       this.block(this.host.connectNode(node).then((c) => {
-        if (c === null) this.forgetNode(node);
-        else if (this.sessionSets.length > 0) {
+        if (c === null) {
+          this.forgetNode(node);
+          // Reads re-plan to another node; the primary has no alternative, and retrying it at
+          // once would spin forever (a microtask loop when the pool refuses immediately).
+          if (node === this.primaryNode) this.host.nodeUnreachable(node);
+        } else if (this.sessionSets.length > 0) {
           c.writeDiscarded(Buffer.concat(this.sessionSets.map((x) => x.buf)), this.sessionSets.reduce((n, x) => n + x.syncs, 0));
         }
       }));
@@ -434,6 +442,7 @@ export class RequestDispatcher {
 
   /** Sends every queued request that can be sent now; pauses the client while blocked. */
   drive(): void {
+    if (this.host.closed) return;
     while (!this.blocked && this.queue.length > 0) {
       const req = this.queue[0]!;
       this.currentData = req.data;

@@ -376,6 +376,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
   }
 
+  /** DispatchHost: the primary cannot be reached for a request that must run there. */
+  nodeUnreachable(nodeId: number): void {
+    this.fatal(clientErrors.backendUnavailable(nodeId, 'cannot log in to the node this request must run on'));
+  }
+
   /** Writes pgmaitre's own messages to the client. */
   writeClient(buf: Buffer): void {
     if (this.socket.writable) this.socket.write(buf);
