@@ -52,6 +52,8 @@ export interface DispatchHost {
   readonly log: Logger;
   readonly noticePerNode: boolean;
   readonly classifier: Classifier;
+  /** True once the session ended: nothing more is planned or sent. */
+  readonly closed: boolean;
 }
 
 interface TrackedStatement {
@@ -563,6 +565,7 @@ export class RequestDispatcher {
 
   /** Sends every queued request that can be sent now; pauses the client while blocked. */
   drive(): void {
+    if (this.host.closed) return;
     while (!this.blocked && this.queue.length > 0) {
       const req = this.queue[0]!;
       this.currentData = req.data;

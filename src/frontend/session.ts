@@ -378,7 +378,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       return conn;
     } catch (e) {
       this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: (e as Error).message },
-        `cannot log in to node ${nodeId} for reads; they go to another node`);
+        `cannot log in to node ${nodeId}; reads go to another node, writes fail until it (or another primary) is reachable`);
       return null;
     }
   }
@@ -562,8 +562,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     if (f.clientMessages) logLine(this.log, { event: LogEvent.ClientMessage, pid: this.pid, kind: String.fromCharCode(code), length: end - start - 1 }, 'client message');
     if (!f.statement) return;
     let sql: string | null = null;
-    if (code === FrontendCode.Query) sql = decodeQuery(buf, start, end);
-    else if (code === FrontendCode.Parse) sql = decodeParse(buf, start, end).sql;
+    try {
+      if (code === FrontendCode.Query) sql = decodeQuery(buf, start, end);
+      else if (code === FrontendCode.Parse) sql = decodeParse(buf, start, end).sql;
+    } catch {
+      sql = '<malformed message>'; // the backend will answer it with its own protocol error
+    }
     if (sql === null) return;
     if (f.statement) logLine(this.log, { event: LogEvent.Statement, pid: this.pid, user: this.user, database: this.database }, `statement: ${sql}`);
   }
