@@ -106,7 +106,8 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       reset: async (conn) => {
         // Without reset queries only a connection outside any transaction may be reused.
         if (reset.length === 0) return conn.clean;
-        const errors = await conn.runInternal(reset, 10_000);
+        // The leading Sync ends any skip-until-Sync state a failed extended-protocol message left.
+        const errors = await conn.runInternal(reset, 10_000, { sync: true });
         // ABORT outside a transaction only warns; any real error makes the connection suspect.
         return errors.length === 0 && conn.clean;
       },

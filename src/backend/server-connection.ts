@@ -17,6 +17,7 @@ import {
   decodeAuthentication, decodeBackendKeyData, decodeErrorFields, decodeParameterStatus,
 } from '../protocol/backend';
 import { encodeQuery, encodeTerminate } from '../protocol/frontend';
+import { SyncFrame } from '../protocol/writer';
 import { encodeStartupMessage } from '../protocol/startup';
 import type { PgErrorFields } from '../protocol/error-fields';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
@@ -299,16 +300,18 @@ export class ServerConnection implements MessageSink {
 
   /**
    * Runs queries internally (reset, probes): each as its own Query message, pipelined.
+   * With `sync`, a Sync goes first: it ends any skip-until-Sync state an extended-protocol error
+   * left behind (queries would be ignored until then) and otherwise costs one ReadyForQuery.
    * Resolves with the errors the server sent (empty when all succeeded).
    */
-  runInternal(sqls: readonly string[], timeoutMs: number): Promise<PgErrorFields[]> {
+  runInternal(sqls: readonly string[], timeoutMs: number, opts: { sync?: boolean } = {}): Promise<PgErrorFields[]> {
     return new Promise((resolve, reject) => {
       if (!this.usable || this.mode === 'relay') {
         reject(new ProxyError(ProxyErrorCode.ResetFailed, 'connection not available for an internal query'));
         return;
       }
       const errors: PgErrorFields[] = [];
-      let waiting = sqls.length;
+      let waiting = sqls.length + (opts.sync ? 1 : 0);
       const timer = setTimeout(() => finish(new ProxyError(ProxyErrorCode.ResetFailed, `internal query timed out after ${timeoutMs} ms`)), timeoutMs);
       timer.unref();
       const finish = (e: Error | null): void => {
@@ -333,7 +336,8 @@ export class ServerConnection implements MessageSink {
         }
       };
       const frames = sqls.map((s) => encodeQuery(s));
-      this.outstanding += sqls.length;
+      if (opts.sync) frames.unshift(SyncFrame);
+      this.outstanding += frames.length;
       this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
     });
   }

@@ -36,6 +36,8 @@ export function startFuzzTarget(cluster: Cluster, extra = ''): Promise<InProcess
     'num_init_children = 64', 'max_pool = 2', 'connect_timeout = 10000',
     'enable_pool_hba = on', 'authentication_timeout = 3',
     'auth_failure_delay = 20', 'auth_failure_limit = 0',
+    // The logging paths decode what they log: fuzz them too.
+    'log_statement = on', 'log_client_messages = on', 'log_per_node_statement = on', 'log_connections = on',
     extra,
   ].join('\n'), { 'pool_hba.conf': hba, pool_passwd: passwd });
 }

@@ -168,6 +168,21 @@ describe('pooling and robustness', { timeout: 300_000 }, () => {
       await idleAgain(px);
     });
 
+    test('a malformed Flush leaves the backend skipping until Sync: the reset still cleans it up', async () => {
+      const c = await RawClient.connect(px.port, { user: 'postgres', database: 'postgres' });
+      const badFlush = Buffer.from([0x48, 0, 0, 0, 8, 1, 2, 3, 4]); // 'H' with a body: PostgreSQL errors, then ignores all until Sync
+      c.send(encodeQuery('SELECT 1'), badFlush);
+      await c.untilReady();
+      await new Promise((r) => setTimeout(r, 100));
+      c.close();
+      // Without a Sync first, the reset queries would wait 10 s for answers that never come.
+      await eventually(() => primaryPool(px).counts().resetting === 0 && primaryPool(px).counts().idle >= 1, 'connection reset and cached', 3000);
+      const other = await connect(px);
+      assert.equal((await other.query('SELECT 8 AS x')).rows[0].x, 8);
+      await other.end();
+      await idleAgain(px);
+    });
+
     test('many concurrent clients connecting and leaving leave the pool idle', async () => {
       await Promise.all(Array.from({ length: 20 }, async (_, i) => {
         const c = await connect(px);
