@@ -90,15 +90,23 @@ export class Cluster extends EventEmitter<{ change: [NodeChange] }> {
     return this.list;
   }
 
-  /** A node by id. */
+  /** A node by id (ids are usually the array index: checked first, on the hot path). */
   node(id: number): BackendNode | undefined {
-    return this.list.find((n) => n.id === id);
+    const n = this.list[id];
+    return n !== undefined && n.id === id ? n : this.list.find((x) => x.id === id);
   }
 
-  /** The id of the node currently taking writes, or -1. */
+  /** The id of the node currently taking writes, or -1 (cached: read for every request). */
   primaryId(): number {
+    return this.primary;
+  }
+
+  private primary = -1;
+
+  /** Recomputes the cached primary after a status or role change. */
+  private refreshPrimary(): void {
     const p = this.list.find((n) => n.role === NodeRole.Primary && (n.status === NodeStatus.Up || n.status === NodeStatus.Waiting));
-    return p === undefined ? -1 : p.id;
+    this.primary = p === undefined ? -1 : p.id;
   }
 
   /** Changes a node's status (no-op when unchanged). */
@@ -109,6 +117,7 @@ export class Cluster extends EventEmitter<{ change: [NodeChange] }> {
     n.status = status;
     n.lastStatusChange = new Date();
     n.statusReason = reason;
+    this.refreshPrimary();
     this.emit('change', { nodeId: id, field: 'status', from, to: status, reason });
   }
 
@@ -134,6 +143,7 @@ export class Cluster extends EventEmitter<{ change: [NodeChange] }> {
     const from = n.role;
     n.role = role;
     n.lastStatusChange = new Date();
+    this.refreshPrimary();
     this.emit('change', { nodeId: id, field: 'role', from, to: role, reason });
   }
 }
