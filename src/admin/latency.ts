@@ -19,3 +19,12 @@ export const queryLatency = new Histogram({
 export function observeQueryLatency(nodeId: number, seconds: number): void {
   queryLatency.observe({ node: String(nodeId) }, seconds);
 }
+
+const children = new Map<number, { observe(v: number): void }>();
+
+/** The histogram child of one node (cached: no label hashing on the hot path). */
+export function nodeLatency(nodeId: number): { observe(v: number): void } {
+  let c = children.get(nodeId);
+  if (c === undefined) children.set(nodeId, (c = queryLatency.labels(String(nodeId))));
+  return c;
+}

@@ -86,6 +86,8 @@ export class ServerConnection implements MessageSink {
   txStatus: number = TxStatus.Idle;
   outstanding = 0;
   copyIn = false;
+  /** performance.now() when requests were written to an idle connection (latency metric), or 0. */
+  busySince = 0;
   /** ErrorResponses seen while relaying, by severity (for stats). */
   errorCount = 0;
   fatalCount = 0;

@@ -30,6 +30,7 @@ import { readRequest, type Request, type RequestContents } from './request';
 import { ReadYourWrites } from './read-your-writes';
 import { adminReply, errorReply } from './local-replies';
 import { countStatement } from './statement-counters';
+import { nodeLatency } from '../admin/latency';
 
 /** What the dispatcher needs from its session. */
 export interface DispatchHost {
@@ -137,6 +138,10 @@ export class RequestDispatcher {
 
   /** A backend answered a sync point. */
   onReadyForQuery(conn: ServerConnection): void {
+    if (conn.outstanding <= conn.discardZ && conn.busySince > 0) {
+      nodeLatency(conn.nodeId).observe((performance.now() - conn.busySince) / 1000);
+      conn.busySince = 0;
+    }
     const list = this.inflight.get(conn);
     const head = list?.[0];
     if (head !== undefined && --head.syncsLeft <= 0) list!.shift();
@@ -519,6 +524,7 @@ export class RequestDispatcher {
     this.outConn = null;
     this.outParts = [];
     this.outSyncs = 0;
+    if (syncs > 0 && conn.busySince === 0) conn.busySince = performance.now();
     if (!conn.write(buf, syncs, this.outExtended)) {
       this.host.pauseClient();
       conn.socket.once('drain', () => this.host.resumeClient());

@@ -110,6 +110,17 @@ unix_socket_directories = ''
       assert.equal(grown(0, 'insert'), 5);
       assert.equal(grown(0, 'update'), 1);
       assert.equal(grown(1, 'insert') + grown(2, 'insert'), 0);
+      // The latency histogram saw those requests: the writes on node 0, the reads on the standbys.
+      const count = (m: typeof m1, node: number): number => {
+        try {
+          return value(m, 'pgmaitre_query_duration_seconds_count', { node: String(node) });
+        } catch {
+          return 0; // no request timed on that node yet: no series
+        }
+      };
+      const timed = (node: number): number => count(m1, node) - count(m0, node);
+      assert.ok(timed(0) >= 7, `requests timed on node 0: ${timed(0)}`);
+      assert.equal(timed(1) + timed(2), N, 'every read on a standby timed once');
       // SHOW POOL_NODES agrees with /metrics.
       const nodes = (await writer.query<{ node_id: string; select_cnt: string }>('SHOW POOL_NODES')).rows;
       for (const n of nodes) assert.equal(Number(n.select_cnt), value(m1, 'pgmaitre_node_queries_total', { node: n.node_id, kind: 'select' }));

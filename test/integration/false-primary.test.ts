@@ -44,7 +44,8 @@ describe('false primary and admin promote', { timeout: 120_000 }, () => {
     assert.match(cl().node(2)!.statusReason, /^false_primary: node 0 is the primary/);
     assert.equal(cl().primaryId(), 0);
     assert.equal(cl().node(1)!.status, 'up');
-    assert.equal(fs.readFileSync(log(), 'utf8').trim(), '2 0 0');
+    // failover_command runs in a shell of its own: wait for what it writes.
+    await eventually(() => fs.existsSync(log()) && fs.readFileSync(log(), 'utf8').trim() === '2 0 0', 'failover_command wrote "2 0 0"', 5000);
   });
 
   test('promoteNode(1, {switchover}) detaches the primary, runs failover_command with %m = 1, promotes node 1', async () => {
