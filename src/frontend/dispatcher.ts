@@ -278,7 +278,8 @@ export class RequestDispatcher {
       node = this.sticky.nodeId;
       reason = 'same node until Sync (after Flush)';
     } else {
-      const portalNode = contents.portalRefs.map((p) => this.portals.get(p)).find((n) => n !== undefined);
+      let portalNode: number | undefined;
+      for (const p of contents.portalRefs) if ((portalNode = this.portals.get(p)) !== undefined) break;
       if (portalNode !== undefined && !contents.binds.some((b) => contents.portalRefs.includes(b.portal))) {
         node = portalNode;
         reason ||= 'where the portal lives';
@@ -334,7 +335,7 @@ export class RequestDispatcher {
     const tx = this.sticky === null && node !== this.primaryNode ? this.txSide(conn) : null;
     if (tx !== null) sides.push(tx);
     // Statements bound or described here but parsed on another node: re-parse them first.
-    if (this.sticky === null) {
+    if (this.sticky === null && (contents.binds.length > 0 || contents.statementRefs.length > 0)) {
       const needed = new Set([...contents.binds.map((b) => b.statement), ...contents.statementRefs]);
       for (const name of needed) {
         if (contents.parses.some((p) => p.name === name)) continue;
@@ -365,6 +366,7 @@ export class RequestDispatcher {
 
   /** True when every held connection except the one for `node` has answered all client requests. */
   private allAnswered(node: number | null): boolean {
+    if (this.host.conns.size === 1 && node !== null && this.host.conns.has(node)) return true;
     for (const c of this.host.conns.values()) {
       if (c.nodeId !== node && c.outstanding > c.discardZ) return false;
       if (c.nodeId !== node && this.outConn === c) return false;
