@@ -15,65 +15,47 @@ import { backendLines, startInProcess, type InProcess } from '../harness/in-proc
 /** Reads on the primary too: these tests are about the protocol and the drivers, not routing (see routing*.test.ts). */
 const PRIMARY_ONLY = [1, 0, 0];
 import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
+import { DriverRun, type Check } from '../harness/driver-report';
 import { describeResult, exec, type ExecResult } from '../harness/exec';
 
 const JAR = process.env['PGMAITRE_TEST_JDBC_JAR'] ?? '/usr/share/java/postgresql.jar';
 const JAVA = process.env['PGMAITRE_TEST_JAVA'] ?? 'java';
 const SOURCE = path.join(REPO_ROOT, 'test', 'fixtures', 'clients', 'JdbcCheck.java');
 
-type Check = Record<string, unknown> & { ok: boolean; failure?: string; trace?: string };
-interface Report { driver: string; checks: Record<string, Check> }
 
 describe('pgjdbc through pgmaitre', { timeout: 240_000 }, () => {
   const fx = withCluster({ standbys: 2 });
   let px: InProcess | undefined;
-  let skipReason = '';
-  let run: ExecResult | undefined;
-  let report: Report | undefined;
+  const d = new DriverRun('JdbcCheck.java');
 
   before(async () => {
     if (!fs.existsSync(JAR)) {
-      skipReason = `${JAR} not found (apt-get install libpostgresql-jdbc-java)`;
+      d.skipReason = `${JAR} not found (apt-get install libpostgresql-jdbc-java)`;
       return;
     }
     let java: ExecResult;
     try {
       java = await exec(JAVA, ['-version']);
     } catch {
-      skipReason = `${JAVA} not found (a JDK is needed: single-file source launch)`;
+      d.skipReason = `${JAVA} not found (a JDK is needed: single-file source launch)`;
       return;
     }
     if (java.code !== 0) {
-      skipReason = `java -version failed: ${java.stderr.trim()}`;
+      d.skipReason = `java -version failed: ${java.stderr.trim()}`;
       return;
     }
     const modules = await exec(JAVA, ['--list-modules']);
     if (!/^jdk\.compiler@/m.test(modules.stdout)) {
-      skipReason = `${JAVA} has no jdk.compiler module (a JRE): cannot launch JdbcCheck.java from source`;
+      d.skipReason = `${JAVA} has no jdk.compiler module (a JRE): cannot launch JdbcCheck.java from source`;
       return;
     }
     px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], LC_ALL: 'C.UTF-8', HOME: process.env['HOME'] };
-    run = await exec(JAVA, ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', JAR, SOURCE, '127.0.0.1', String(px.port)], { env, timeoutMs: 120_000 });
-    try {
-      report = JSON.parse(run.stdout) as Report;
-    } catch {
-      report = undefined;
-    }
+    d.finished(await exec(JAVA, ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', JAR, SOURCE, '127.0.0.1', String(px.port)], { env, timeoutMs: 120_000 }));
   }, { timeout: 150_000 });
   after(async () => { await px?.stop(); });
 
-  function result(t: TestContext, name: string): Check | undefined {
-    if (skipReason) {
-      t.skip(skipReason);
-      return undefined;
-    }
-    assert.ok(report, `JdbcCheck.java printed no JSON\n${run ? describeResult(run) : ''}`);
-    const c = report.checks[name];
-    assert.ok(c, `check ${name} missing`);
-    assert.equal(c.ok, true, `${name}: ${c.failure}\n${c.trace ?? ''}\n${run?.stderr ?? ''}`);
-    return c;
-  }
+  const result = (t: TestContext, name: string): Check | undefined => d.check(t, name);
 
   test('connect (SSLRequest answered N, startup parameters, isValid)', (t) => {
     const c = result(t, 'connect_info');
@@ -181,18 +163,19 @@ describe('pgjdbc through pgmaitre', { timeout: 240_000 }, () => {
   });
 
   test('the program exits 0 and ran every check', (t) => {
-    if (skipReason) {
-      t.skip(skipReason);
+    if (d.skipReason) {
+      t.skip(d.skipReason);
       return;
     }
-    if (report) t.diagnostic(`driver ${report.driver}; ms per check: ${Object.entries(report.checks).map(([k, v]) => `${k}=${String(v['ms'])}`).join(' ')}`);
-    assert.equal(run?.code, 0, run ? describeResult(run) : 'not run');
-    assert.equal(Object.keys(report?.checks ?? {}).length, 10);
+    const r = d.report;
+    if (r) t.diagnostic(`driver ${String(r.driver)}; ms per check: ${Object.entries(r.checks).map(([k, v]) => `${k}=${String(v['ms'])}`).join(' ')}`);
+    assert.equal(d.run?.code, 0, d.run ? describeResult(d.run) : 'not run');
+    assert.equal(Object.keys(d.report?.checks ?? {}).length, 10);
   });
 
   test('afterwards every backend connection is back in the pool, none discarded as unclean', async (t) => {
     if (!px) {
-      t.skip(skipReason);
+      t.skip(d.skipReason);
       return;
     }
     const idle = await waitPoolsSettled(px);

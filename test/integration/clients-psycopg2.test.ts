@@ -12,55 +12,36 @@ import { backendLines, startInProcess, type InProcess } from '../harness/in-proc
 /** Reads on the primary too: these tests are about the protocol and the drivers, not routing (see routing*.test.ts). */
 const PRIMARY_ONLY = [1, 0, 0];
 import { DEBUG_POOL_LOG, poolCloseReasons, waitPoolsSettled } from '../harness/pool-check';
-import { describeResult, exec, isExecutable, type ExecResult } from '../harness/exec';
+import { DriverRun, type Check } from '../harness/driver-report';
+import { describeResult, exec, isExecutable } from '../harness/exec';
 
 const PYTHON = process.env['PGMAITRE_TEST_PYTHON'] ?? '/usr/bin/python3';
 const SCRIPT = path.join(REPO_ROOT, 'test', 'fixtures', 'clients', 'psycopg2_check.py');
 
-type Check = Record<string, unknown> & { ok: boolean; failure?: string; trace?: string };
-interface Report { driver: Record<string, unknown>; checks: Record<string, Check> }
 
 describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
   const fx = withCluster({ standbys: 2 });
   let px: InProcess | undefined;
-  let skipReason = '';
-  let run: ExecResult | undefined;
-  let report: Report | undefined;
+  const d = new DriverRun('psycopg2_check.py');
 
   before(async () => {
     if (!isExecutable(PYTHON)) {
-      skipReason = `${PYTHON} not found`;
+      d.skipReason = `${PYTHON} not found`;
       return;
     }
     const probe = await exec(PYTHON, ['-c', 'import psycopg2']);
     if (probe.code !== 0) {
-      skipReason = `psycopg2 is not importable by ${PYTHON} (apt-get install python3-psycopg2)`;
+      d.skipReason = `psycopg2 is not importable by ${PYTHON} (apt-get install python3-psycopg2)`;
       return;
     }
     px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     const dsn = `host=127.0.0.1 port=${px.port} user=postgres dbname=postgres sslmode=disable`;
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], LC_ALL: 'C.UTF-8', PYTHONDONTWRITEBYTECODE: '1' };
-    run = await exec(PYTHON, [SCRIPT, dsn], { env, timeoutMs: 90_000 });
-    try {
-      report = JSON.parse(run.stdout) as Report;
-    } catch {
-      report = undefined;
-    }
+    d.finished(await exec(PYTHON, [SCRIPT, dsn], { env, timeoutMs: 90_000 }));
   }, { timeout: 120_000 });
   after(async () => { await px?.stop(); });
 
-  /** The result of one check, or undefined when the test was skipped. */
-  function result(t: TestContext, name: string): Check | undefined {
-    if (skipReason) {
-      t.skip(skipReason);
-      return undefined;
-    }
-    assert.ok(report, `psycopg2_check.py printed no JSON\n${run ? describeResult(run) : ''}`);
-    const c = report.checks[name];
-    assert.ok(c, `check ${name} missing`);
-    assert.equal(c.ok, true, `${name}: ${c.failure}\n${c.trace ?? ''}\n${run?.stderr ?? ''}`);
-    return c;
-  }
+  const result = (t: TestContext, name: string): Check | undefined => d.check(t, name);
 
   test('connect: parameters, application_name, pgmaitre cancel key', (t) => {
     const c = result(t, 'connect_info');
@@ -176,17 +157,17 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
   });
 
   test('the script exits 0 and ran every check', (t) => {
-    if (skipReason) {
-      t.skip(skipReason);
+    if (d.skipReason) {
+      t.skip(d.skipReason);
       return;
     }
-    assert.equal(run?.code, 0, run ? describeResult(run) : 'not run');
-    assert.equal(Object.keys(report?.checks ?? {}).length, 11);
+    assert.equal(d.run?.code, 0, d.run ? describeResult(d.run) : 'not run');
+    assert.equal(Object.keys(d.report?.checks ?? {}).length, 11);
   });
 
   test('afterwards every backend connection is back in the pool, none discarded as unclean', async (t) => {
     if (!px) {
-      t.skip(skipReason);
+      t.skip(d.skipReason);
       return;
     }
     const idle = await waitPoolsSettled(px);
