@@ -3,6 +3,7 @@
  * standbys: Patroni-style checks, /metrics parsed strictly and compared with real traffic, and
  * the status page in headless Chromium following a real standby stopped and started again.
  */
+import { CHROMIUM, launchChromium } from '../harness/browser';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -12,7 +13,6 @@ import { freePort, startPgmaitre, withCluster, type PgmaitreProcess } from '../h
 import { backendLines, eventually } from '../harness/in-process';
 import { parsePrometheus, type Sample } from '../harness/prometheus';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => fs.existsSync(p));
 const OUT = path.resolve(__dirname, '../../../test-output');
 
 describe('HTTP status, metrics and status page against a real pgmaitre and cluster', { timeout: 150_000 }, () => {
@@ -163,11 +163,7 @@ unix_socket_directories = ''
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     let browser: any;
     before(async () => {
-      const { chromium } = await import('playwright-core');
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-      });
+      browser = await launchChromium();
     });
     after(async () => {
       await browser?.close();

@@ -3,6 +3,7 @@
  * node goes down in the Cluster object the page shows it down within the refresh interval.
  * A screenshot goes to test-output/. Skips when Chromium is not installed.
  */
+import { CHROMIUM, launchChromium } from '../harness/browser';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -10,7 +11,6 @@ import * as path from 'node:path';
 import { createHttpServer, type HttpServer } from '../../src/http/server';
 import { addSession, makeContext, type TestContext } from '../fixtures/admin/context';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => fs.existsSync(p));
 const OUT = path.resolve(__dirname, '../../../test-output');
 
 describe('status page in a browser', { skip: CHROMIUM === undefined ? 'chromium not installed' : false, timeout: 60_000 }, () => {
@@ -25,11 +25,7 @@ describe('status page in a browser', { skip: CHROMIUM === undefined ? 'chromium 
     addSession(t);
     server = createHttpServer(t.ctx, { port: 0, listenAddresses: '127.0.0.1' });
     url = `http://127.0.0.1:${await server.listen()}/`;
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
