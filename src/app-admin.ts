@@ -17,7 +17,7 @@ import { runAdminCommand } from './admin/registry';
 import { EventLog } from './admin/event-log';
 import { createPcpServer, type PcpServer } from './pcp/server';
 import { createHttpServer, type HttpServer } from './http/server';
-import { buildRoutingContext } from './frontend/routing-context';
+import { buildRoutingContext } from './core/routing-context';
 import type { FrontendContext } from './frontend/context';
 import type { ClientSession } from './frontend/session';
 import type { HealthSystem } from './failover';

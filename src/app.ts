@@ -20,7 +20,7 @@ import { SessionRegistry } from './frontend/registry';
 import { ClientSession } from './frontend/session';
 import type { FrontendContext } from './frontend/context';
 import { bindHosts, closeAll, listenAll } from './frontend/listener';
-import { buildRoutingContext } from './frontend/routing-context';
+import { buildRoutingContext } from './core/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
 import { LsnProbe } from './backend/lsn-probe';
 import type { SideTarget } from './backend/side-target';

@@ -6,7 +6,7 @@
  */
 import { Framer } from '../../src/protocol/framer';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
-import { readRequest } from '../../src/frontend/request';
+import { RequestInfo } from '../../src/core/request';
 import { createClassifier, initClassifier } from '../../src/classify';
 import { newRouteState, routeStatement, type RouterConfig } from '../../src/router/router';
 
@@ -35,12 +35,13 @@ async function main(): Promise<void> {
   const prepared = Buffer.concat([encodeBind('', 'P0_1', ['4242']), encodeDescribe('P', ''), encodeExecute('', 0), encodeSync()]);
   const framer = new Framer(1 << 30);
   const sink = { onFrame: () => {} };
+  const info = new RequestInfo();
 
   for (const [mode, chunk] of [['simple', simple], ['extended', extended], ['prepared', prepared]] as const) {
     bench(`frame ${mode}`, 500_000, () => { framer.push(chunk, sink); });
     bench(`frame + read + classify + route ${mode}`, 300_000, () => {
       framer.push(chunk, sink);
-      const c = readRequest(chunk);
+      const c = info.read(chunk);
       for (const q of c.queries) routeStatement(classifier.classify(q), state, cfg);
       for (const p of c.parses) routeStatement(classifier.classify(p.sql), state, cfg);
     });

@@ -2,14 +2,15 @@
  * One connection from pgmaitre to a PostgreSQL backend.
  *
  * Lifecycle: connect → startup/authentication as a client (collecting ParameterStatus and
- * BackendKeyData until ReadyForQuery) → lent to a client session, which writes request bytes and
- * receives the server's chunks untouched (relay mode: only headers are scanned, to track the
- * transaction status from ReadyForQuery, ParameterStatus changes and COPY IN) → returned to its
- * pool, reset with the reset queries (internal mode), or closed.
+ * BackendKeyData until ReadyForQuery) → lent to a client session (relay mode: every chunk goes to
+ * the session untouched; the session core's Link scans it and keeps the account of answers) →
+ * returned to its pool, reset with the reset queries (internal mode), or closed.
  *
- * Transaction state comes only from ReadyForQuery; `outstanding` counts sync points sent
- * (Query, Sync, FunctionCall) minus ReadyForQuery received, so the pool can tell whether the
- * protocol state is clean when a session gives the connection back.
+ * Outside relay mode the connection scans what the server says itself: during startup and
+ * internal queries every message, while idle in the pool only to notice a server saying goodbye.
+ * It also carries what the session core applied on it (session state, see core/session-state.ts),
+ * so that a connection lent to another session, or the same one later, is brought up to date by
+ * differences only.
  */
 import * as net from 'node:net';
 import { BackendCode, TxStatus } from '../protocol/codes';
@@ -25,27 +26,14 @@ import type { BackendAuthenticator } from './backend-auth';
 import { openBackendSocket, type BackendTlsOptions } from './tls-negotiate';
 
 export type { BackendTlsOptions } from './tls-negotiate';
-import { MessageScanner, type MessageSink, WANT_ALL, wantTable } from './message-scanner';
-
-/**
- * Relay mode needs only these bodies: ReadyForQuery, ParameterStatus, CopyInResponse,
- * ErrorResponse, and NoticeResponse (an immediate shutdown says goodbye with a WARNING notice).
- */
-const WANT_RELAY = wantTable('ZSGEN');
+import { MessageScanner, type MessageSink, WANT_ALL } from './message-scanner';
 
 /** Where relayed server bytes go (the client session). */
 export interface ServerSink {
-  /**
-   * A chunk of server bytes, already scanned; forward it untouched. `async` marks whole
-   * asynchronous messages (notification, notice, parameter status) from a connection nobody asked.
-   */
-  onServerData(conn: ServerConnection, chunk: Buffer, async?: boolean): void;
+  /** A chunk of server bytes, untouched. */
+  onServerData(conn: ServerConnection, chunk: Buffer): void;
   /** The connection closed or failed while attached. */
   onServerClosed(conn: ServerConnection, reason: string): void;
-  /** The server says it is shutting down before answering; true when the session will retry elsewhere. */
-  onServerGoodbye?(conn: ServerConnection): boolean;
-  /** A ReadyForQuery arrived (status already recorded in conn.txStatus). */
-  onReadyForQuery?(conn: ServerConnection): void;
 }
 
 /** What a connection needs to log in. */
@@ -83,50 +71,21 @@ export class ServerConnection implements MessageSink {
   backendSecret = 0;
   /** Server parameters as last reported (ParameterStatus), in arrival order. */
   readonly params = new Map<string, string>();
+  /** Transaction status from the last ReadyForQuery (kept up to date by the session core while lent). */
   txStatus: number = TxStatus.Idle;
-  outstanding = 0;
-  copyIn = false;
-  /** performance.now() when requests were written to an idle connection (latency metric), or 0. */
-  busySince = 0;
-  /** ErrorResponses seen while relaying, by severity (for stats). */
-  errorCount = 0;
-  fatalCount = 0;
-  /**
-   * Responses to swallow: everything up to and including this many ReadyForQuery messages is
-   * not forwarded (side requests: SET broadcast to a standby, a statement re-parsed elsewhere).
-   */
-  discardZ = 0;
-  /** The last request written was extended-protocol (its Sync is ignored if it starts COPY IN). */
-  lastWriteExtended = false;
-  /** Offset in the chunk being scanned where forwarding resumes after a discard ended. */
-  private discardCut = -1;
-  /** While idle (nothing asked): asynchronous messages collected from the chunk being scanned. */
-  private idleMessages: Buffer[] | null = null;
-  private idlePartial = false;
-  /** A request without Sync (Flush) was written: answers come without ReadyForQuery. */
-  private unsynced = false;
-  /** SQLSTATE of the FATAL the server sent before going away (57P01 admin shutdown...), or ''. */
+  /** Session state applied here (core/session-state.ts): null = unknown. */
+  applied: Map<string, string> | null = new Map();
+  appliedVersion = -1;
+  appliedOwner: unknown = null;
+  /** SQLSTATE of the FATAL the server sent while idle or busy internally, or ''. */
   goodbyeCode = '';
-  /** The chunk being scanned (to tell where a message sits in it). */
-  private scanning: Buffer | null = null;
-  /**
-   * In the chunk being scanned: where the bytes that are not yet explained start — past the last
-   * forwarded ReadyForQuery and the asynchronous notices after it. Bytes from there on are the
-   * beginning of an answer.
-   */
-  private answerTail = 0;
-  /** Offset of a shutdown goodbye (57P01/57P02 notice or FATAL) at answerTail, or -1. */
-  private goodbyeCut = -1;
-  /**
-   * True when the last forwarded chunk carried bytes of an answer not yet completed by a
-   * ReadyForQuery: that request has started reaching the client and can no longer be retried.
-   */
-  forwardedPartialAnswer = false;
   closeReason = '';
 
   private mode: Mode = 'startup';
   private readonly scanner = new MessageScanner(WANT_ALL);
   private sink: ServerSink | null = null;
+  /** Sync points sent by runInternal and not yet answered. */
+  private internalOwed = 0;
   private internalHandler: ((code: number, buf: Buffer, start: number, end: number) => void) | null = null;
   private internalFail: ((e: Error) => void) | null = null;
 
@@ -233,7 +192,6 @@ export class ServerConnection implements MessageSink {
             conn.txStatus = buf[start + 5]!;
             conn.mode = 'idle';
             conn.internalHandler = null;
-            conn.scanner.want = WANT_ALL;
             resolve(conn);
             return;
           default:
@@ -248,56 +206,47 @@ export class ServerConnection implements MessageSink {
     return this.mode !== 'closed' && !this.scanner.broken && !this.socket.destroyed;
   }
 
-  /** True when the protocol state is clean: idle, nothing outstanding, not copying. */
+  /** True when the protocol state is clean (not lent, nothing owed, idle transaction status). */
   get clean(): boolean {
-    if (this.unsynced) return false;
-    return this.resettable && this.txStatus === TxStatus.Idle;
+    return this.usable && this.mode !== 'relay' && this.internalOwed === 0 && this.scanner.atBoundary && this.txStatus === TxStatus.Idle;
   }
 
-  /**
-   * True when nothing is in flight (no request outstanding, not copying, at a message boundary):
-   * the reset queries can run, and will end a transaction the client left open (ABORT).
-   */
-  get resettable(): boolean {
-    return this.usable && this.outstanding === 0 && !this.copyIn && this.scanner.atBoundary;
-  }
-
-  /** Lends the connection to a session: relayed data goes to `sink`. */
+  /** Lends the connection to a session: every chunk goes to `sink` untouched. */
   attach(sink: ServerSink): void {
     this.sink = sink;
     this.mode = 'relay';
-    this.scanner.want = WANT_RELAY;
     this.lastUsedAt = Date.now();
     this.useCount++;
   }
 
-  /** Takes the connection back from its session (before reset or close). */
+  /**
+   * Takes the connection back from its session (before reset or close). `atBoundary`: the
+   * session's account says the stream is between messages with nothing owed.
+   */
   detach(): void {
     this.sink = null;
     if (this.mode === 'relay') this.mode = 'idle';
-    this.scanner.want = WANT_ALL;
     this.lastUsedAt = Date.now();
     if (this.socket.isPaused()) this.socket.resume();
   }
 
-  /** Writes request bytes to the server; `syncs` is how many ReadyForQuery they will produce. */
-  write(buf: Buffer, syncs: number, extended = false): boolean {
-    this.outstanding += syncs;
-    this.lastWriteExtended = extended;
-    this.unsynced = syncs === 0;
+  /** Writes request bytes to the server; false when its output buffer is above the high-water mark. */
+  write(buf: Buffer): boolean {
     return this.socket.write(buf);
   }
 
-  /** Writes a side request whose responses (through `syncs` ReadyForQuery) are swallowed. */
-  writeDiscarded(buf: Buffer, syncs: number): boolean {
-    this.outstanding += syncs;
-    this.discardZ += syncs;
-    return this.socket.write(buf);
-  }
-
-  /** True when nothing sent to this connection is still unanswered. */
-  get quiet(): boolean {
-    return this.outstanding <= 0 && this.discardZ === 0 && this.scanner.atBoundary;
+  /** Calls `cb` once the socket's output has drained (or it closed). */
+  onceDrained(cb: () => void): void {
+    let done = false;
+    const once = (): void => {
+      if (done) return;
+      done = true;
+      this.socket.off('drain', once);
+      this.socket.off('close', once);
+      cb();
+    };
+    this.socket.on('drain', once);
+    this.socket.on('close', once);
   }
 
   /**
@@ -333,130 +282,48 @@ export class ServerConnection implements MessageSink {
           this.params.set(p.name, p.value);
         } else if (code === BackendCode.ReadyForQuery) {
           this.txStatus = buf[start + 5]!;
-          this.outstanding--;
+          this.internalOwed--;
           if (--waiting === 0) finish(null);
         }
       };
       const frames = sqls.map((s) => encodeQuery(s));
       if (opts.sync) frames.unshift(SyncFrame);
-      this.outstanding += frames.length;
+      this.internalOwed += frames.length;
       this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
     });
   }
 
-  /** MessageSink: one wanted message from the scanner. */
+  /** MessageSink: one message from the scanner (startup, internal queries, idle in the pool). */
   onMessage(code: number, buf: Buffer, start: number, end: number): void {
-    if (this.idleMessages !== null) {
-      // Nothing was asked of this server: only asynchronous messages may reach the client.
-      if (code === BackendCode.NotificationResponse || code === BackendCode.NoticeResponse || code === BackendCode.ParameterStatus) {
-        this.idleMessages.push(Buffer.from(buf.subarray(start, end)));
-        if (code === BackendCode.ParameterStatus) {
-          const p = decodeParameterStatus(buf, start, end);
-          this.params.set(p.name, p.value);
-        }
-      } else if (code === BackendCode.ErrorResponse) {
-        const f = decodeErrorFields(buf, start, end);
-        this.closeReason = `server sent an unsolicited error: ${f.message}`;
-        if (f.severity === 'FATAL' || f.severity === 'PANIC') this.goodbyeCode = f.code;
-      }
-      return;
-    }
-    if (this.mode === 'relay') {
-      if (code === BackendCode.ReadyForQuery) {
-        this.txStatus = buf[start + 5]!;
-        this.outstanding--;
-        this.copyIn = false;
-        this.unsynced = false;
-        if (this.discardZ > 0) {
-          this.discardZ--;
-          this.discardCut = this.answerTail = this.scanner.chunkOffset;
-          return;
-        }
-        this.answerTail = this.scanner.chunkOffset;
-        this.goodbyeCut = -1;
-        this.sink?.onReadyForQuery?.(this);
-      } else if (code === BackendCode.ParameterStatus) {
-        const p = decodeParameterStatus(buf, start, end);
-        this.params.set(p.name, p.value);
-      } else if (code === BackendCode.CopyInResponse) {
-        this.copyIn = true;
-        // PostgreSQL ignores Sync during COPY IN: the Sync sent with the Execute that started it
-        // will never be answered.
-        if (this.lastWriteExtended && this.outstanding > 0) this.outstanding--;
-      } else if (code === BackendCode.NoticeResponse || code === BackendCode.ErrorResponse) {
-        // The first field is the severity ('S'): FATAL/PANIC start with 'F'/'P'.
-        const fatal = code === BackendCode.ErrorResponse && buf[start + 5] === 0x53 && (buf[start + 6] === 0x46 || buf[start + 6] === 0x50);
-        if (code === BackendCode.ErrorResponse) {
-          if (fatal) this.fatalCount++;
-          else this.errorCount++;
-        }
-        const atTail = buf === this.scanning && start === this.answerTail;
-        if (!fatal && !atTail) return;
-        const f = decodeErrorFields(buf, start, end);
-        if (fatal) this.goodbyeCode = f.code;
-        if (!atTail) return;
-        if (f.code === '57P01' || f.code === '57P02') {
-          // A server shutting down says so (FATAL, or a WARNING notice for an immediate shutdown).
-          this.goodbyeCode = f.code;
-          if (this.goodbyeCut < 0) this.goodbyeCut = start;
-          this.answerTail = end;
-        } else if (code === BackendCode.NoticeResponse) {
-          this.answerTail = end; // an asynchronous notice is not the start of an answer
-        }
-      }
-      return;
-    }
     if (this.internalHandler !== null) {
       this.internalHandler(code, buf, start, end);
       return;
     }
+    if (code === BackendCode.ParameterStatus) {
+      const p = decodeParameterStatus(buf, start, end);
+      this.params.set(p.name, p.value);
+      return;
+    }
     // Idle in the pool: an ErrorResponse here is the server telling us it is going away.
-    if (code === BackendCode.ErrorResponse) this.destroy('server sent an error while idle');
+    if (code === BackendCode.ErrorResponse) {
+      try {
+        const f = decodeErrorFields(buf, start, end);
+        this.goodbyeCode = f.code;
+        this.closeReason = `server sent an error while idle: ${f.message}`;
+      } catch {
+        this.closeReason = 'server sent a malformed error while idle';
+      }
+      this.destroy(this.closeReason);
+    }
   }
 
   private onData(chunk: Buffer): void {
-    const discarding = this.discardZ > 0;
-    // (idlePartial: an asynchronous message split across reads is finished on the idle path too.)
-    const idle = this.mode === 'relay' && ((this.outstanding <= 0 && !this.copyIn && !this.unsynced) || this.idlePartial);
-    this.discardCut = -1;
-    if (idle) {
-      // Rare (notifications, a server shutting down): look at every message, forward the async ones.
-      this.idleMessages = [];
-      this.scanner.want = WANT_ALL;
-      this.scanner.scan(chunk, this);
-      this.scanner.want = WANT_RELAY;
-      const msgs = this.idleMessages;
-      this.idleMessages = null;
-      this.idlePartial = !this.scanner.atBoundary;
-      if (this.scanner.broken) this.destroy('protocol violation from server (bad message length)');
-      else if (msgs.length > 0 && this.sink !== null) this.sink.onServerData(this, msgs.length === 1 ? msgs[0]! : Buffer.concat(msgs), true);
+    if (this.mode === 'relay') {
+      this.sink?.onServerData(this, chunk);
       return;
     }
-    this.scanning = chunk;
-    this.answerTail = 0;
-    this.goodbyeCut = -1;
     this.scanner.scan(chunk, this);
-    this.scanning = null;
-    if (this.scanner.broken) {
-      this.destroy('protocol violation from server (bad message length)');
-      return;
-    }
-    if (this.mode !== 'relay' || this.sink === null) return;
-    if (!discarding) {
-      if (this.goodbyeCut >= 0 && this.sink.onServerGoodbye?.(this) === true) {
-        // The server is going away and the session can carry on without it (reads re-run
-        // elsewhere): the client sees what came before the goodbye, not the goodbye itself.
-        this.forwardedPartialAnswer = false;
-        if (this.goodbyeCut > 0) this.sink.onServerData(this, chunk.subarray(0, this.goodbyeCut));
-        return;
-      }
-      this.forwardedPartialAnswer = this.answerTail < chunk.length;
-      this.sink.onServerData(this, chunk);
-    } else if (this.discardZ === 0 && this.discardCut >= 0 && this.discardCut < chunk.length) {
-      // The swallowed responses ended inside this chunk: forward what follows them.
-      this.forwardedPartialAnswer = this.answerTail < chunk.length;
-      this.sink.onServerData(this, chunk.subarray(this.discardCut));
-    }
+    if (this.scanner.broken) this.destroy('protocol violation from server (bad message length)');
   }
 
   private handleClose(reason: string, graceful = false): void {

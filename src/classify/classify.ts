@@ -35,6 +35,9 @@ import type {
 } from './types';
 
 const DEFAULT_CACHE_SIZE = 10_000;
+
+/** Statement kinds that change session state (see session-effects.ts): flagged for the session core. */
+const SESSION_KINDS: ReadonlySet<QueryKind> = new Set(['set', 'reset', 'discard', 'deallocate', 'prepare', 'execute', 'listen', 'unlisten', 'cursor']);
 const DEFAULT_MAX_PARSE_LENGTH = 8192;
 
 /** Shared token storage: classification is synchronous and never re-entered. */
@@ -78,6 +81,7 @@ function lexerPass(sql: string): Base | undefined {
       if (depth !== 0 && i < n) needParser = true;
       if (i > start) {
         const verdict: StmtVerdict = classifyRange(tokens, start, i, col);
+        if (SESSION_KINDS.has(verdict.kind)) col.flags.sessionEffects = true;
         statements++;
         if (kind === undefined) kind = verdict.kind;
         readOnly = readOnly && verdict.readOnly;
@@ -109,6 +113,7 @@ function parserPass(sql: string): Base {
   let readOnly = true;
   for (const s of stmts) {
     const verdict = classifyStmt(s.stmt, col);
+    if (SESSION_KINDS.has(verdict.kind)) col.flags.sessionEffects = true;
     if (kind === undefined) kind = verdict.kind;
     readOnly = readOnly && verdict.readOnly;
   }

@@ -42,6 +42,11 @@ export interface QueryFlags {
    * their volatility up in pg_proc (pgpool-II semantics) before sending it to a standby.
    */
   needsVolatilityCheck?: boolean;
+  /**
+   * A statement changes session state (SET, RESET, DISCARD, PREPARE, EXECUTE, DEALLOCATE, LISTEN,
+   * UNLISTEN, DECLARE/CLOSE): the session core looks at its effects (session-effects.ts).
+   */
+  sessionEffects?: boolean;
   /** Why a statement that is otherwise a read must go to the primary (option or comment rule). */
   primaryReason?: string;
   parsedBy: ParsedBy;

@@ -137,7 +137,7 @@ export const PARAMS = {
   dml_adaptive_object_relationship_list: str('', 'hot', 'object:dependent pairs for dml_adaptive.', I),
   statement_level_load_balance: bool(false, 'hot', 'Choose the load-balance node per statement, not per session.', I),
   load_balance_in_transaction: bool(false, 'hot', 'Allow reads inside explicit transactions to go to standbys (before any write).', OURS),
-  read_your_writes: bool(false, 'hot', "After a session writes, send its reads to the primary until standbys have replayed the write.", OURS),
+  read_your_writes: bool(true, 'hot', "After a session writes, send its reads to the primary until standbys have replayed the write.", OURS),
 
   // --- streaming replication check ---------------------------------------------------------
   sr_check_period: int(10, 'hot', 'Seconds between replication-delay checks; 0 disables.', { ...I, unit: 's' }),

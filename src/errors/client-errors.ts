@@ -75,6 +75,12 @@ export const clientErrors = {
   /** A backend connection died under the session. */
   backendLost: (nodeId: number) =>
     err('FATAL', SqlState.ConnectionFailure, `connection to backend node ${nodeId} was lost`),
+  /** Session state (SETs) could not be replayed on a node: answering there would use other settings. */
+  sessionStateLost: (nodeId: number) =>
+    err('FATAL', SqlState.ConnectionFailure, `could not apply this session's settings on backend node ${nodeId}`,
+      { hint: 'the session ended rather than run statements with different settings; reconnect' }),
+  /** The startup packet named no user (PostgreSQL: 28000). */
+  noUserName: () => err('FATAL', SqlState.InvalidAuthorizationSpecification, 'no PostgreSQL user name specified in startup packet'),
   /** pgmaitre is shutting down. */
   shuttingDown: () => err('FATAL', SqlState.AdminShutdown, 'terminating connection due to administrator command'),
   /** Anything not in this catalogue. */

@@ -12,7 +12,7 @@ import type { NodePool } from '../pool/node-pool';
 import type { ServerConnection } from '../backend/server-connection';
 import type { Slots } from './slots';
 import type { SessionRegistry } from './registry';
-import type { RoutingContext } from './routing-context';
+import type { RoutingContext } from '../core/routing-context';
 import type { LsnProbe } from '../backend/lsn-probe';
 import type { AdminSession, AdminError, ResultSet } from '../admin/types';
 import type { BackendTlsOptions } from '../backend/server-connection';

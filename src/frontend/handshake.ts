@@ -4,14 +4,15 @@
  * Order: checks on the startup parameters → a client slot (num_init_children; queue; 53300) →
  * authentication (pool_hba.conf + pool_passwd, or relayed to the primary when
  * enable_pool_hba = off) → a connection to the primary from its pool (or a fresh one when the
- * login was relayed) → AuthenticationOk, the backend's ParameterStatus values, pgmaitre's own
- * BackendKeyData for this client, ReadyForQuery. authentication_timeout bounds the whole flow
- * (the session also counts it from the accept, covering a startup packet that never completes).
- * Addresses with too many recent failures are refused first (rate-limit.ts); every failed client
- * authentication waits auth_failure_delay before its FATAL.
+ * login was relayed). login() returns what the session needs to start (or the FATAL to send);
+ * the session then sends AuthenticationOk, the backend's ParameterStatus values, BackendKeyData
+ * (the login connection's backend pid, pgmaitre's own secret) and ReadyForQuery. The session's
+ * authentication_timeout, counted from the accept, bounds the whole flow. Addresses with too many
+ * recent failures are refused first (rate-limit.ts); every failed client authentication waits
+ * auth_failure_delay before its FATAL.
  */
-import { encodeAuthentication, encodeBackendKeyData, encodeParameterStatus, encodeReadyForQuery } from '../protocol/backend';
 import { BackendCode, FrontendCode } from '../protocol/codes';
+import { encodeAuthentication } from '../protocol/backend';
 import { clientErrors, toClientError } from '../errors/client-errors';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { LogEvent, logLine } from '../log/logger';
@@ -19,8 +20,9 @@ import { ServerConnection } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import { authenticateClient, type HandshakeIO, type SecretSources } from './client-auth';
 import { rolesNeeded } from '../config/hba';
-import { isUnixSocket } from './listener';
-import type { ClientSession } from './session';
+import type { FrontendContext } from './context';
+import type { SlotLease } from './slots';
+import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { weightedPick } from '../router/lb-select';
 
 /** What the StartupMessage said. */
@@ -42,104 +44,140 @@ class ClientGone extends Error {
   override name = 'ClientGone';
 }
 
+/** What the login flow needs from the client connection (the session implements it). */
+export interface LoginIO {
+  readonly ctx: FrontendContext;
+  readonly address: string;
+  readonly port: number;
+  /** The client's connection is encrypted (hostssl lines). */
+  readonly tlsActive: boolean;
+  /** Accepted on a Unix-domain socket (`local` lines). */
+  readonly unixSocket: boolean;
+  /** True once the client went away. */
+  readonly gone: boolean;
+  /** Resolves when the client goes away. */
+  readonly goneSignal: Promise<void>;
+  /** Writes to the client. */
+  send(buf: Buffer): void;
+  /** Next frame from the client, or null when it went away. */
+  nextFrame(): Promise<{ code: number; frame: Buffer } | null>;
+  /** Client authenticated: messages up to max_message_size are accepted again. */
+  authenticated(): void;
+}
+
+/** A successful login: the session starts from this. */
+export interface LoginOk {
+  readonly ok: true;
+  readonly user: string;
+  readonly database: string;
+  readonly applicationName: string;
+  /** Startup parameters other than user/database (sent when logging in to more nodes). */
+  readonly startupParams: Record<string, string>;
+  /** What pgmaitre holds to log this user in to more nodes. */
+  readonly credential: BackendCredential;
+  readonly slot: SlotLease;
+  /** The node of the login connection: the primary, or a standby when there was none. */
+  readonly node: number;
+  readonly conn: ServerConnection;
+}
+
+/** A failed login: the FATAL to send (null: nothing, the client already got the backend's own or left). */
+export interface LoginFailed {
+  readonly ok: false;
+  readonly fatal: ErrorFieldsInput | null;
+  readonly reason: string;
+}
+
 /**
  * Relays the primary's authentication exchange to the client (enable_pool_hba = off):
  * each request goes to the client, each answer back to the primary.
  */
-function relayAuthenticator(s: ClientSession, io: HandshakeIO): BackendAuthenticator & { asked: boolean } {
+function relayAuthenticator(io: LoginIO, hs: HandshakeIO): BackendAuthenticator & { asked: boolean } {
   return {
     asked: false,
-    async answer(_req, frame) {
+    async answer(req, frame) {
       this.asked = true;
-      io.send(frame);
-      const { code, frame: reply } = await io.nextFrame();
+      if (req.type === 'AuthenticationSASL' && !io.tlsActive && req.mechanisms.includes('SCRAM-SHA-256-PLUS')) {
+        // The primary offers channel binding because pgmaitre reached it over TLS; this client's
+        // connection is not encrypted, and PostgreSQL never offers SCRAM-SHA-256-PLUS there.
+        hs.send(encodeAuthentication({ type: 'AuthenticationSASL', mechanisms: req.mechanisms.filter((m) => m !== 'SCRAM-SHA-256-PLUS') }));
+      } else {
+        hs.send(frame);
+      }
+      const { code, frame: reply } = await hs.nextFrame();
       if (code !== FrontendCode.Password) throw new ProxyError(ProxyErrorCode.BackendAuth, 'client sent something other than a password message');
       return reply;
     },
     failed(frame) {
       // The backend's own FATAL (28P01...) goes to the client verbatim.
-      if (frame !== null && frame[0] === BackendCode.ErrorResponse && s.socket.writable) s.socket.write(frame);
+      if (frame !== null && frame[0] === BackendCode.ErrorResponse) io.send(frame);
     },
   };
 }
 
-/** Runs the login flow; on any failure the session gets a FATAL error and closes. */
-export async function runHandshake(s: ClientSession, info: StartupInfo): Promise<void> {
-  const { ctx } = s;
-  const cfg = ctx.config;
-  const timeoutSec = cfg.authentication_timeout;
-  const timer = timeoutSec > 0 ? setTimeout(() => s.fatal(clientErrors.authenticationTimeout()), timeoutSec * 1000) : null;
-  timer?.unref();
+const failed = (fatal: ErrorFieldsInput | null, reason: string): LoginFailed => ({ ok: false, fatal, reason });
+
+/**
+ * Runs the login flow, from the StartupMessage to a logged-in backend connection (the session
+ * then sends AuthenticationOk, the parameters, BackendKeyData and ReadyForQuery).
+ */
+export async function login(io: LoginIO, info: StartupInfo): Promise<LoginOk | LoginFailed> {
+  const { ctx } = io;
+  const params = info.params;
+  let slot: SlotLease | null = null;
+  let node = -1;
+  const user = params.user ?? '';
+  const database = params.database || user;
   try {
-    await login(s, info);
+    const r = await loginSteps(io, info, (s) => { slot = s; }, (n) => { node = n; });
+    if (!r.ok) (slot as SlotLease | null)?.release();
+    return r;
   } catch (e) {
-    if (e instanceof ClientGone || s.closed) return;
-    ctx.log.warn({ event: LogEvent.BackendConnect, err: (e as Error).message, user: s.user, database: s.database }, 'login failed');
-    s.fatal(toClientError(e, s.primaryNode));
-  } finally {
-    if (timer !== null) clearTimeout(timer);
-    s.loginFinished();
+    (slot as SlotLease | null)?.release();
+    if (e instanceof ClientGone || io.gone) return failed(null, 'client disconnected during login');
+    ctx.log.warn({ event: LogEvent.BackendConnect, err: (e as Error).message, user, database }, 'login failed');
+    return failed(toClientError(e, node), (e as Error).message);
   }
 }
 
-async function login(s: ClientSession, info: StartupInfo): Promise<void> {
-  const { ctx } = s;
+async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease) => void, gotNode: (n: number) => void): Promise<LoginOk | LoginFailed> {
+  const { ctx } = io;
   const params = info.params;
-  if (info.protocol.major !== 3) {
-    s.fatal(clientErrors.unsupportedProtocol(info.protocol.major, info.protocol.minor));
-    return;
-  }
-  s.user = params.user ?? '';
-  s.database = params.database || s.user;
-  s.applicationName = params.application_name ?? '';
-  if (s.user === '') {
-    s.fatal(clientErrors.protocolViolation('no PostgreSQL user name specified in startup packet'));
-    return;
-  }
+  if (info.protocol.major !== 3) return failed(clientErrors.unsupportedProtocol(info.protocol.major, info.protocol.minor), 'unsupported protocol');
+  const user = params.user ?? '';
+  const database = params.database || user;
+  const applicationName = params.application_name ?? '';
+  if (user === '') return failed(clientErrors.noUserName(), 'no user name');
   if (params.replication !== undefined && params.replication !== 'false' && params.replication !== 'off') {
-    s.fatal(clientErrors.protocolViolation('replication connections are not supported through pgmaitre'));
-    return;
+    return failed(clientErrors.protocolViolation('replication connections are not supported through pgmaitre'), 'replication');
   }
-  if (ctx.shuttingDown) {
-    s.fatal(clientErrors.shuttingDown());
-    return;
-  }
+  if (ctx.shuttingDown) return failed(clientErrors.shuttingDown(), 'shutting down');
   if (ctx.logFlags.connections) {
-    logLine(ctx.log, { event: LogEvent.ConnectionReceived, host: s.address, port: s.port, user: s.user, database: s.database },
-      `new connection received: host=${s.address} port=${s.port} user=${s.user} database=${s.database}`);
+    logLine(ctx.log, { event: LogEvent.ConnectionReceived, host: io.address, port: io.port, user, database },
+      `new connection received: host=${io.address} port=${io.port} user=${user} database=${database}`);
   }
 
-  const blocked = ctx.authGuard?.blockedFor(s.address) ?? 0;
+  const blocked = ctx.authGuard?.blockedFor(io.address) ?? 0;
   if (blocked > 0 && ctx.hba !== null) {
-    ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, code: '28000' },
-      `login refused: too many authentication failures from ${s.address}`);
-    s.fatal(clientErrors.tooManyAuthFailures(s.address, blocked));
-    return;
+    ctx.log.warn({ event: LogEvent.AuthFailed, user, database, host: io.address, code: '28000' },
+      `login refused: too many authentication failures from ${io.address}`);
+    return failed(clientErrors.tooManyAuthFailures(io.address, blocked), 'too many authentication failures');
   }
 
   // A client slot (num_init_children), waiting in line like pgpool's listen backlog.
   const want = ctx.slots.acquire();
-  if (want === null) {
-    s.fatal(clientErrors.tooManyClients());
-    return;
-  }
-  const gone = new Promise<null>((resolve) => s.socket.once('close', () => resolve(null)));
-  const lease = await Promise.race([want.lease, gone]);
-  if (lease === null || s.closed) {
+  if (want === null) return failed(clientErrors.tooManyClients(), 'too many clients');
+  const lease = await Promise.race([want.lease, io.goneSignal.then(() => null)]);
+  if (lease === null || io.gone) {
     want.cancel();
-    lease?.release();
-    return;
+    return failed(null, 'client disconnected while waiting for a slot');
   }
-  s.slot = lease;
-  const key = ctx.registry.issueKey();
-  s.pid = key.pid;
-  s.secret = key.secret;
-  ctx.registry.add(s);
+  gotSlot(lease);
 
-  const io: HandshakeIO = {
-    send: (buf) => { if (s.socket.writable) s.socket.write(buf); },
+  const hs: HandshakeIO = {
+    send: (buf) => io.send(buf),
     nextFrame: async () => {
-      const f = await s.nextHandshakeFrame();
+      const f = await io.nextFrame();
       if (f === null) throw new ClientGone('client disconnected during authentication');
       return f;
     },
@@ -153,22 +191,21 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
     primary = weightedPick(standbys.map((n) => ({ id: n.id, weight: n.weight > 0 ? n.weight : 1e-9, usable: true, isPrimary: false, lagging: false, delay: 0 })), Math.random);
     if (primary < 0) throw new ProxyError(ProxyErrorCode.NoPrimary, 'no primary node');
   }
-  s.primaryNode = primary;
+  gotNode(primary);
   const node = ctx.cluster.node(primary)!;
   const pool = ctx.pools.get(primary)!;
-  const pkey = poolKey(s.user, s.database, params);
-  const loginKey = `${s.user}\u0000${s.database}`;
-  const extraParams: Record<string, string> = {};
-  for (const [k, v] of Object.entries(params)) if (!NOT_IN_KEY.has(k)) extraParams[k] = v;
-  s.startupParams = extraParams;
+  const pkey = poolKey(user, database, params);
+  const loginKey = `${user}\u0000${database}`;
+  const startupParams: Record<string, string> = {};
+  for (const [k, v] of Object.entries(params)) if (!NOT_IN_KEY.has(k)) startupParams[k] = v;
   // For logins to other nodes (reads on standbys): what pool_passwd holds, unless the client's
   // own authentication gives something better below.
-  const entry = ctx.poolPasswd.get(s.user);
-  s.credential = entry?.kind === 'text' ? { kind: 'password', password: entry.password }
+  const entry = ctx.poolPasswd.get(user);
+  let credential: BackendCredential = entry?.kind === 'text' ? { kind: 'password', password: entry.password }
     : entry?.kind === 'md5' ? { kind: 'md5', md5: entry.md5 } : { kind: 'none' };
   const connectOpts = (authenticator: BackendAuthenticator) => ({
-    nodeId: primary, host: node.host, port: node.port, user: s.user, database: s.database,
-    params: extraParams, connectTimeoutMs: ctx.config.connect_timeout, authenticator, key: pkey,
+    nodeId: primary, host: node.host, port: node.port, user, database,
+    params: startupParams, connectTimeoutMs: ctx.config.connect_timeout, authenticator, key: pkey,
     ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
   });
 
@@ -181,57 +218,53 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
     };
     let outcome: Awaited<ReturnType<typeof authenticateClient>>;
     try {
-      const roles = aq?.canLookUpRoles && rolesNeeded(ctx.hba) ? { roles: await aq.rolesOf(s.user) } : {};
-      outcome = await authenticateClient(io, {
-        user: s.user, database: s.database, address: s.address, ssl: s.tlsActive,
-        local: isUnixSocket(s.socket), ...roles,
+      const roles = aq?.canLookUpRoles && rolesNeeded(ctx.hba) ? { roles: await aq.rolesOf(user) } : {};
+      outcome = await authenticateClient(hs, {
+        user, database, address: io.address, ssl: io.tlsActive, local: io.unixSocket, ...roles,
       }, ctx.hba, ctx.poolPasswd, sources);
     } catch (e) {
       if (e instanceof ClientGone || (e as Error).name === 'ClientGone') throw e;
-      ctx.log.error({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, err: (e as Error).message },
-        `auth_query / role lookup for user "${s.user}" failed: ${(e as Error).message}`);
+      ctx.log.error({ event: LogEvent.AuthFailed, user, database, host: io.address, err: (e as Error).message },
+        `auth_query / role lookup for user "${user}" failed: ${(e as Error).message}`);
       // AuthLookupError, or the membership query failing: not the client's fault, details logged.
-      s.fatal(clientErrors.authQueryFailed(s.user));
-      return;
+      return failed(clientErrors.authQueryFailed(user), 'auth_query failed');
     }
     if (!outcome.ok) {
-      ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, method: outcome.method, code: outcome.error.code },
-        `authentication failed: ${outcome.error.message} (host=${s.address} user=${s.user} database=${s.database} method=${outcome.method})`);
-      if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && !s.closed) await ctx.authGuard.failed(s.address);
-      s.fatal(outcome.error);
-      return;
+      ctx.log.warn({ event: LogEvent.AuthFailed, user, database, host: io.address, method: outcome.method, code: outcome.error.code },
+        `authentication failed: ${outcome.error.message} (host=${io.address} user=${user} database=${database} method=${outcome.method})`);
+      if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && !io.gone) await ctx.authGuard.failed(io.address);
+      return failed(outcome.error, 'authentication failed');
     }
-    s.authenticated();
+    io.authenticated();
     const cred: BackendCredential = outcome.credential;
-    s.credential = cred;
+    credential = cred;
     if (outcome.unverified === true) {
       // The backend checks the password: always a fresh login, then the connection joins the pool.
       try {
-        conn = await ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred)));
+        conn = await ServerConnection.connect(connectOpts(credentialAuthenticator(user, cred)));
       } catch (e) {
-        if (e instanceof ProxyError && e.backend?.code === '28P01' && !s.closed) {
-          ctx.log.warn({ event: LogEvent.AuthFailed, user: s.user, database: s.database, host: s.address, method: 'clear text', code: '28P01' },
-            `authentication failed: backend refused the clear-text password (host=${s.address} user=${s.user} database=${s.database})`);
-          await ctx.authGuard?.failed(s.address);
+        if (e instanceof ProxyError && e.backend?.code === '28P01' && !io.gone) {
+          ctx.log.warn({ event: LogEvent.AuthFailed, user, database, host: io.address, method: 'clear text', code: '28P01' },
+            `authentication failed: backend refused the clear-text password (host=${io.address} user=${user} database=${database})`);
+          await ctx.authGuard?.failed(io.address);
         }
         throw e;
       }
       pool.adopt(conn);
     } else {
-      conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred))));
+      conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(user, cred))));
     }
   } else if (ctx.trustedLogins.has(loginKey)) {
-    conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, { kind: 'none' }))));
+    conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(user, { kind: 'none' }))));
   } else {
     // The primary authenticates this client itself; the connection then joins the pool.
-    const relay = relayAuthenticator(s, io);
+    const relay = relayAuthenticator(io, hs);
     try {
       conn = await ServerConnection.connect(connectOpts(relay));
     } catch (e) {
-      if (e instanceof ProxyError && e.backend?.code && !s.closed) {
+      if (e instanceof ProxyError && e.backend?.code && !io.gone) {
         // The backend's FATAL already went to the client verbatim (relay.failed).
-        s.close(`backend refused login: ${e.backend.code}`);
-        return;
+        return failed(null, `backend refused login: ${e.backend.code}`);
       }
       throw e;
     }
@@ -239,22 +272,10 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
     if (!relay.asked) ctx.trustedLogins.add(loginKey);
   }
 
-  if (s.closed) {
+  if (io.gone) {
     pool.release(conn, conn.clean);
-    return;
+    return failed(null, 'client disconnected during login');
   }
-  conn.attach(s);
-  s.conns.set(primary, conn);
-
-  const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
-  for (const [name, value] of conn.params) parts.push(encodeParameterStatus(name, value));
-  parts.push(encodeBackendKeyData(s.pid, s.secret), encodeReadyForQuery(conn.txStatus));
-  s.socket.write(Buffer.concat(parts));
-  s.authenticated();
-  s.loginFinished();
-  if (ctx.logFlags.connections) {
-    logLine(ctx.log, { event: LogEvent.ConnectionAuthorized, pid: s.pid, user: s.user, database: s.database, node_id: primary },
-      `connection authorized: user=${s.user} database=${s.database}`);
-  }
-  s.enterReady();
+  io.authenticated();
+  return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn };
 }

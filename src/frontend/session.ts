@@ -1,36 +1,42 @@
 /**
- * One client connection: startup packet → handshake (handshake.ts) → the relay loop.
+ * One client connection: its socket, startup packet (SSL/GSS negotiation, CancelRequest), login
+ * (handshake.ts), then the session core (core/session-core.ts), which owns every request.
  *
- * The relay loop is synchronous per chunk. Client frames are collected as (buffer, start, end)
- * ranges over the received chunks (no copy; contiguous frames coalesce into one range) and cut
- * into requests at each sync point (Query, Sync, FunctionCall), Flush, or CopyDone/CopyFail.
- * At the end of the chunk the dispatcher (dispatcher.ts) routes and sends every complete request,
- * one write per backend. During COPY IN the client's frames go straight to the copying backend,
- * so a large COPY streams instead of being buffered. Server chunks come back untouched
- * (ServerConnection scans only headers). Backpressure both ways: a full socket pauses the other.
+ * This file is the socket side only: it frames the client's bytes (protocol/framer.ts: header
+ * scan, ranges over the received chunk, no copy) and hands each frame to the core; it hands each
+ * backend chunk to the core untouched; and it implements what the core asks for through its host
+ * interface (open or give back a backend connection from the node's pool, run an admin command,
+ * pause a socket, end the session). Backpressure both ways: the core pauses the client while its
+ * backends' sockets are full and the backends while the client's is.
  */
 import type * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { connect as netConnect } from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
 import { FrontendCode, Limits } from '../protocol/codes';
-import { encodeErrorResponse } from '../protocol/backend';
+import {
+  encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery,
+} from '../protocol/backend';
 import { decodeStartupPacket, encodeCancelRequest } from '../protocol/startup';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
-import type { ServerConnection, ServerSink } from '../backend/server-connection';
+import { ServerConnection, type ServerSink } from '../backend/server-connection';
+import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
+import { probeAccepting } from '../backend/accepting-probe';
 import { LogEvent, logLine, pinoLevel, type LogFlags, type Logger } from '../log/logger';
 import { createClassifier } from '../classify/classify';
 import type { Classifier } from '../classify/types';
+import type { AdminSession, SessionInfo } from '../admin/types';
+import { nodeLatency } from '../admin/latency';
+import { SessionCore } from '../core/session-core';
+import type { CoreHost } from '../core/core-host';
+import type { BackendPort } from '../core/ports';
+import { adminReply, errorReply } from '../core/local-replies';
 import type { SlotLease } from './slots';
 import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
-import { runHandshake, poolKey, type StartupInfo } from './handshake';
-import { connect as netConnect } from 'node:net';
-import { ServerConnection as ServerConnectionClass } from '../backend/server-connection';
-import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
-import type { AdminSession, SessionInfo } from '../admin/types';
-import { RequestDispatcher, type DispatchHost } from './dispatcher';
+import { login, poolKey, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
 import { upgradeClient } from './tls';
 import { isUnixSocket } from './listener';
 
@@ -40,7 +46,8 @@ const SSL_NO = Buffer.from('N');
 const SSL_YES = Buffer.from('S');
 
 /** A client session; see the file header. */
-export class ClientSession implements FrameSink, ServerSink, RegisteredSession, DispatchHost {
+export class ClientSession implements FrameSink, ServerSink, RegisteredSession, CoreHost, LoginIO {
+  /** The pid the client was given: its login connection's backend pid. */
   pid = 0;
   secret = 0;
   readonly connectedAt = new Date();
@@ -50,16 +57,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   database = '';
   applicationName = '';
   slot: SlotLease | null = null;
-  /** Backend connections held by this session, by node id. */
-  readonly conns = new Map<number, ServerConnection>();
-  /** Node of the session's first backend connection: the primary at login, or a standby when there was none. */
-  primaryNode = -1;
   /** Startup parameters other than user/database (sent when logging in to more nodes). */
-  startupParams: Record<string, string> = {};
+  private startupParams: Record<string, string> = {};
   /** What pgmaitre holds to log this user in to more nodes. */
-  credential: BackendCredential = { kind: 'none' };
-  /** Routes requests once the session is ready. */
-  dispatcher: RequestDispatcher | null = null;
+  private credential: BackendCredential = { kind: 'none' };
+  /** The core, once the session is ready. */
+  core: SessionCore | null = null;
   /** PGPOOL SET overrides of this session. */
   readonly overrides = new Map<string, unknown>();
 
@@ -69,18 +72,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   // Handshake: frames are queued for the async login flow.
   private hsQueue: { code: number; frame: Buffer }[] = [];
   private hsWaiter: ((v: { code: number; frame: Buffer } | null) => void) | null = null;
-  // Relay: undispatched ranges of client bytes, and where requests end among them.
-  private rBuf: Buffer[] = [];
-  private rStart: number[] = [];
-  private rEnd: number[] = [];
-  private rCount = 0;
-  private pendingSyncs = 0;
-  private copyConn: ServerConnection | null = null;
-  private copyOut: Buffer[] = [];
-  private pausedForQueue = false;
-  private pausedForDrain = false;
   private closing = false;
   private closeReason = '';
+  private goneResolve!: () => void;
+  readonly goneSignal = new Promise<void>((resolve) => { this.goneResolve = resolve; });
 
   /** The client's socket: the accepted one, or the TLSSocket over it after SSL negotiation. */
   socket: net.Socket;
@@ -95,44 +90,56 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.framer = new Framer(ctx.config.max_message_size);
     this.address = socket.remoteAddress ?? '';
     this.port = socket.remotePort ?? 0;
+    this.listen(socket);
+    this.armStartupTimer();
+  }
+
+  private listen(socket: net.Socket): void {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.core?.onClientDrain());
     socket.on('error', () => this.close('client socket error'));
     socket.on('close', () => this.close('client disconnected'));
-    this.armStartupTimer();
   }
 
   // ---- input ------------------------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
-    if (this.phase === 'closed') return;
-    if (this.phase === 'startup') {
-      this.onStartupData(chunk);
+    if (this.phase === 'ready') {
+      if (this.framer.push(chunk, this) !== 0) this.badLength();
+      else this.core?.endOfInput();
       return;
     }
-    const bad = this.framer.push(chunk, this);
-    if (bad !== 0) {
-      this.fatal(clientErrors.protocolViolation(bad < 0 ? 'invalid message length' : `invalid message length ${bad} (max_message_size is ${this.ctx.config.max_message_size})`));
-      return;
-    }
-    if (this.phase === 'ready') this.afterChunk();
+    if (this.phase === 'startup') this.onStartupData(chunk);
+    else if (this.phase === 'handshake' && this.framer.push(chunk, this) !== 0) this.badLength();
   }
 
-  /** End of a client chunk: stream COPY data, then route and send complete requests. */
-  private afterChunk(): void {
-    if (this.copyOut.length > 0) {
-      const conn = this.copyConn ?? this.lastCopyConn;
-      const out = this.copyOut.length === 1 ? this.copyOut[0]! : Buffer.concat(this.copyOut);
-      this.copyOut = [];
-      if (conn !== null && !conn.write(out, 0)) {
-        this.pauseFor('drain');
-        conn.socket.once('drain', () => this.resumeFor('drain'));
+  private badLength(): void {
+    const bad = this.framer.violation;
+    this.fatal(clientErrors.protocolViolation(bad < 0 ? 'invalid message length' : `invalid message length ${bad} (max_message_size is ${this.ctx.config.max_message_size})`));
+  }
+
+  /** FrameSink: one complete client frame. */
+  onFrame(code: number, buf: Buffer, start: number, end: number): void {
+    if (this.phase === 'ready') {
+      if (code === FrontendCode.Terminate) {
+        this.close('client sent Terminate');
+        return;
       }
+      if (this.logFlags.statement || this.logFlags.clientMessages) this.logFrame(code, buf, start, end);
+      this.core!.onFrame(code, buf, start, end);
+      return;
     }
-    this.dispatcher?.drive();
+    if (this.phase !== 'handshake') return;
+    const item = { code, frame: Buffer.from(buf.subarray(start, end)) };
+    if (this.hsWaiter !== null) {
+      const w = this.hsWaiter;
+      this.hsWaiter = null;
+      w(item);
+    } else {
+      this.hsQueue.push(item);
+    }
   }
-
-  private lastCopyConn: ServerConnection | null = null;
 
   /**
    * authentication_timeout counts from the accept, as in PostgreSQL: a client that never
@@ -146,20 +153,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       if (this.phase === 'startup' || this.phase === 'handshake') this.fatal(clientErrors.authenticationTimeout());
     }, sec * 1000);
     this.startupTimer.unref();
-    this.socket.once('close', () => this.loginFinished());
   }
 
-  /** The login ended (ready, or failed): the startup deadline and the handshake's message bound go. */
-  loginFinished(): void {
+  private loginFinished(): void {
     if (this.startupTimer !== null) {
       clearTimeout(this.startupTimer);
       this.startupTimer = null;
     }
-  }
-
-  /** Client authenticated: messages up to max_message_size are accepted again. */
-  authenticated(): void {
-    this.framer.setMaxLength(this.ctx.config.max_message_size);
   }
 
   /** Answers an SSLRequest: 'S' and the TLS upgrade when TLS is configured (TCP only), else 'N'. */
@@ -182,13 +182,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const raw = this.socket;
     raw.write(SSL_YES);
     raw.removeAllListeners('data');
+    raw.removeAllListeners('drain');
     const secure: TLSSocket = upgradeClient(raw, t);
     this.socket = secure;
     this.tlsActive = true;
-    secure.setNoDelay(true);
-    secure.on('data', (chunk: Buffer) => this.onData(chunk));
-    secure.on('error', () => this.close('client TLS error'));
-    secure.on('close', () => this.close('client disconnected'));
+    this.listen(secure);
     if (t.requestCert) {
       secure.once('secure', () => {
         const cert = secure.getPeerCertificate();
@@ -205,7 +203,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     for (;;) {
       const len = startupPacketLength(buf, Limits.MaxStartupPacket);
       if (len < 0) {
-        this.fatal(clientErrors.protocolViolation('invalid length of startup packet'));
+        // PostgreSQL logs "invalid length of startup packet" and closes without a word (a client
+        // that sends Terminate before its startup packet, a port scanner): so do we.
+        logLine(this.log, { event: LogEvent.ProtocolViolation, host: this.address, port: this.port }, 'invalid length of startup packet');
+        this.close('invalid length of startup packet');
         return;
       }
       if (len === 0) {
@@ -245,9 +246,16 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           this.phase = 'handshake';
           // Until the client is authenticated, only small messages (passwords, SASL) are accepted.
           this.framer.setMaxLength(Math.min(Limits.MaxAuthMessage, this.ctx.config.max_message_size));
+          this.user = msg.params.user ?? '';
+          this.database = msg.params.database || this.user;
           const info: StartupInfo = { protocol: msg.protocol, params: msg.params };
           if (buf.length > 0) this.onData(buf);
-          runHandshake(this, info).catch((e: unknown) => {
+          login(this, info).then((r) => {
+            this.loginFinished();
+            if (r.ok) this.enterReady(r);
+            else if (r.fatal !== null) this.fatal(r.fatal);
+            else this.close(r.reason);
+          }, (e: unknown) => {
             this.log.error({ err: e, event: 'handshake_crash' }, 'unexpected error during handshake');
             this.fatal(clientErrors.internal());
           });
@@ -260,88 +268,70 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
   }
 
-  /** FrameSink: one complete client frame. */
-  onFrame(code: number, buf: Buffer, start: number, end: number): void {
-    if (this.phase === 'handshake') {
-      const item = { code, frame: Buffer.from(buf.subarray(start, end)) };
-      if (this.hsWaiter !== null) {
-        const w = this.hsWaiter;
-        this.hsWaiter = null;
-        w(item);
-      } else {
-        this.hsQueue.push(item);
-      }
-      return;
-    }
-    if (this.phase !== 'ready') return;
-    if (code === FrontendCode.Terminate) {
-      this.close('client sent Terminate');
-      return;
-    }
-    if (this.logFlags.statement || this.logFlags.clientMessages) this.logFrame(code, buf, start, end);
-    if (this.copyConn !== null && this.rCount === 0) {
-      // COPY IN: the client's data goes straight to the copying backend. Sync/Flush sent
-      // during COPY IN are ignored by PostgreSQL, so they count for nothing.
-      this.copyOut.push(buf.subarray(start, end));
-      if (code === FrontendCode.CopyDone || code === FrontendCode.CopyFail) {
-        this.lastCopyConn = this.copyConn;
-        this.copyConn = null;
-      }
-      return;
-    }
-    // Append the frame to the pending ranges (coalescing contiguous frames of one chunk).
-    const n = this.rCount;
-    if (n > 0 && this.rBuf[n - 1] === buf && this.rEnd[n - 1] === start) {
-      this.rEnd[n - 1] = end;
-    } else {
-      this.rBuf[n] = buf;
-      this.rStart[n] = start;
-      this.rEnd[n] = end;
-      this.rCount = n + 1;
-    }
-    if (code === FrontendCode.Query || code === FrontendCode.Sync || code === FrontendCode.FunctionCall) {
-      this.pendingSyncs++;
-      this.cutRequest(false);
-    } else if (code === FrontendCode.Flush || code === FrontendCode.CopyDone || code === FrontendCode.CopyFail) {
-      this.cutRequest(code === FrontendCode.Flush);
-    }
+  // ---- LoginIO ----------------------------------------------------------------------------
+
+  get gone(): boolean {
+    return this.phase === 'closed';
   }
 
-  /** The pending frames form a complete request: hand it to the dispatcher. */
-  private cutRequest(flush: boolean): void {
-    let data: Buffer;
-    if (this.rCount === 1) {
-      data = this.rBuf[0]!.subarray(this.rStart[0], this.rEnd[0]);
-    } else {
-      const parts: Buffer[] = [];
-      for (let i = 0; i < this.rCount; i++) parts.push(this.rBuf[i]!.subarray(this.rStart[i], this.rEnd[i]));
-      data = Buffer.concat(parts);
-    }
-    for (let i = 0; i < this.rCount; i++) this.rBuf[i] = undefined as unknown as Buffer;
-    this.rCount = 0;
-    this.dispatcher!.enqueue({ data, syncs: this.pendingSyncs, flush });
-    this.pendingSyncs = 0;
+  get unixSocket(): boolean {
+    return isUnixSocket(this.socket);
   }
 
-  /** Handshake side: next frame from the client, or null when it disconnected. */
-  nextHandshakeFrame(): Promise<{ code: number; frame: Buffer } | null> {
+  send(buf: Buffer): void {
+    if (this.socket.writable) this.socket.write(buf);
+  }
+
+  nextFrame(): Promise<{ code: number; frame: Buffer } | null> {
     const queued = this.hsQueue.shift();
     if (queued !== undefined) return Promise.resolve(queued);
     if (this.phase === 'closed') return Promise.resolve(null);
     return new Promise((resolve) => { this.hsWaiter = resolve; });
   }
 
-  /** Called by the handshake once the client got ReadyForQuery. */
-  enterReady(): void {
-    if (this.phase !== 'handshake') return;
+  /** Client authenticated: messages up to max_message_size are accepted again. */
+  authenticated(): void {
+    this.framer.setMaxLength(this.ctx.config.max_message_size);
+  }
+
+  /** Login done: the client gets its parameters and key, and the core takes over. */
+  private enterReady(r: LoginOk): void {
+    if (this.phase !== 'handshake') {
+      r.conn.detach();
+      this.ctx.pools.get(r.node)?.release(r.conn, r.conn.clean);
+      r.slot.release();
+      return;
+    }
+    this.user = r.user;
+    this.database = r.database;
+    this.applicationName = r.applicationName;
+    this.startupParams = r.startupParams;
+    this.credential = r.credential;
+    this.slot = r.slot;
+    // The client's key: its primary backend's pid (pg_backend_pid(), NOTIFY pids agree with it)
+    // and pgmaitre's own secret, so that its cancel requests come through pgmaitre.
+    this.pid = r.conn.backendPid;
+    this.secret = this.ctx.registry.issueSecret();
+    this.ctx.registry.add(this);
     this.phase = 'ready';
-    this.dispatcher = new RequestDispatcher(this);
-    if (this.ctx.routing.router.loadBalanceMode) this.dispatcher.readNode();
+    const core = new SessionCore(this, this);
+    this.core = core;
+    r.conn.attach(this);
+    core.attachLogin(r.node, r.conn);
+    const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
+    for (const [name, value] of r.conn.params) parts.push(encodeParameterStatus(name, value));
+    parts.push(encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn.txStatus));
+    this.socket.write(Buffer.concat(parts));
+    if (this.ctx.logFlags.connections) {
+      logLine(this.ctx.log, { event: LogEvent.ConnectionAuthorized, pid: this.pid, user: this.user, database: this.database, node_id: r.node },
+        `connection authorized: user=${this.user} database=${this.database}`);
+    }
+    if (this.ctx.routing.router.loadBalanceMode) core.pickReadNode();
     // Frames that arrived during the handshake after the login exchange: relay them now.
     const early = this.hsQueue;
     this.hsQueue = [];
     for (const f of early) this.onFrame(f.code, f.frame, 0, f.frame.length);
-    this.afterChunk();
+    core.endOfInput();
     this.armIdleLimit(this.ctx.config.client_idle_limit);
   }
 
@@ -351,20 +341,40 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.socket.removeAllListeners('timeout');
     if (seconds <= 0) return;
     this.socket.setTimeout(seconds * 1000, () => {
-      if ([...this.conns.values()].every((c) => c.outstanding <= 0)) this.fatal(clientErrors.idleLimit(seconds));
+      if (this.core?.busy !== true) this.fatal(clientErrors.idleLimit(seconds));
     });
   }
 
-  // ---- DispatchHost -----------------------------------------------------------------------
+  // ---- CoreHost ---------------------------------------------------------------------------
+
+  get cluster(): FrontendContext['cluster'] {
+    return this.ctx.cluster;
+  }
+
+  get routing(): FrontendContext['routing'] {
+    return this.ctx.routing;
+  }
+
+  get config(): FrontendContext['config'] {
+    return this.ctx.config;
+  }
+
+  get lsn(): FrontendContext['lsn'] {
+    return this.ctx.lsn;
+  }
+
+  get adminEnabled(): boolean {
+    return this.ctx.admin !== null;
+  }
 
   /** Logs this session in to another node (a standby for reads), from that node's pool. */
-  async connectNode(nodeId: number): Promise<ServerConnection | null> {
+  async openLink(nodeId: number): Promise<BackendPort | null> {
     const node = this.ctx.cluster.node(nodeId);
     const pool = this.ctx.pools.get(nodeId);
     if (node === undefined || pool === undefined) return null;
     const key = poolKey(this.user, this.database, this.startupParams);
     try {
-      const conn = await pool.acquire(key, () => ServerConnectionClass.connect({
+      const conn = await pool.acquire(key, () => ServerConnection.connect({
         nodeId, host: node.host, port: node.port, user: this.user, database: this.database, params: this.startupParams,
         connectTimeoutMs: this.ctx.config.connect_timeout, authenticator: credentialAuthenticator(this.user, this.credential), key,
         ...(this.ctx.backendTls !== undefined ? { tls: this.ctx.backendTls } : {}),
@@ -374,7 +384,6 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         return null;
       }
       conn.attach(this);
-      this.conns.set(nodeId, conn);
       return conn;
     } catch (e) {
       this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: (e as Error).message },
@@ -383,30 +392,82 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
   }
 
-  /** Writes pgmaitre's own messages to the client. */
-  writeClient(buf: Buffer): void {
-    if (this.socket.writable) this.socket.write(buf);
+  /** Gives a connection back to its node's pool (reset and reused when `reusable`). */
+  closeLink(port: BackendPort, reusable: boolean, why: string): void {
+    const conn = port as ServerConnection;
+    conn.detach();
+    const pool = this.ctx.pools.get(conn.nodeId);
+    if (pool === undefined) conn.destroy(why);
+    else pool.release(conn, reusable && conn.usable, why);
+  }
+
+  runAdmin(sql: string, txStatus: number): Promise<Buffer> {
+    return Promise.resolve()
+      .then(() => this.ctx.admin!.run(sql, this.adminSession()))
+      .then((res) => adminReply(res, txStatus), (e: unknown) => {
+        this.ctx.log.error({ err: e, event: 'admin_failed' }, 'admin command failed');
+        return errorReply('XX000', `admin command failed: ${(e as Error)?.message ?? e}`, undefined, 1, txStatus);
+      });
+  }
+
+  nodeAccepting(nodeId: number): Promise<boolean> {
+    const node = this.ctx.cluster.node(nodeId);
+    if (node === undefined) return Promise.resolve(false);
+    return probeAccepting({ host: node.host, port: node.port, user: this.user, database: this.database, timeoutMs: 2000 });
+  }
+
+  backendError(nodeId: number, reason: string): void {
+    this.ctx.onBackendError(nodeId, reason);
+  }
+
+  /** RegisteredSession: the client's own CancelRequest reaches the backend running its query. */
+  cancel(): void {
+    this.core?.cancel();
+  }
+
+  /** Sends a CancelRequest to a backend (for the query it runs for this session). */
+  cancelBackend(nodeId: number, pid: number, secret: number): void {
+    const node = this.ctx.cluster.node(nodeId);
+    if (node === undefined) return;
+    const s = netConnect({ host: node.host, port: node.port }, () => s.end(encodeCancelRequest(pid, secret)));
+    s.on('error', () => s.destroy());
+    s.setTimeout(5000, () => s.destroy());
+    this.log.info({ event: LogEvent.CancelForwarded, pid: this.pid, node_id: nodeId }, 'cancel request forwarded');
+  }
+
+  /** ClientPort: bytes for the client, in order. */
+  write(buf: Buffer): boolean {
+    return this.socket.writable ? this.socket.write(buf) : true;
   }
 
   pauseClient(): void {
-    this.pauseFor('queue');
+    this.socket.pause();
   }
 
   resumeClient(): void {
-    this.resumeFor('queue');
+    if (this.phase === 'ready') this.socket.resume();
   }
 
-  private pauseFor(why: 'queue' | 'drain'): void {
-    if (why === 'queue') this.pausedForQueue = true;
-    else this.pausedForDrain = true;
-    if (!this.socket.isPaused()) this.socket.pause();
+  end(reason: string): void {
+    this.close(reason);
   }
 
-  private resumeFor(why: 'queue' | 'drain'): void {
-    if (why === 'queue') this.pausedForQueue = false;
-    else this.pausedForDrain = false;
-    if (!this.pausedForQueue && !this.pausedForDrain && this.phase === 'ready' && this.socket.isPaused()) this.socket.resume();
+  observeLatency(nodeId: number, seconds: number): void {
+    nodeLatency(nodeId).observe(seconds);
   }
+
+  // ---- ServerSink -------------------------------------------------------------------------
+
+  onServerData(conn: ServerConnection, chunk: Buffer): void {
+    this.core?.onBackendData(conn.nodeId, chunk);
+  }
+
+  onServerClosed(conn: ServerConnection, reason: string): void {
+    if (this.core === null || this.phase !== 'ready') return;
+    this.core.onBackendClosed(conn.nodeId, reason);
+  }
+
+  // ---- admin ------------------------------------------------------------------------------
 
   /** The asking session for admin commands. */
   adminSession(): AdminSession {
@@ -414,7 +475,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       pid: this.pid,
       user: this.user,
       database: this.database,
-      loadBalanceNode: this.dispatcher?.lbNode ?? -1,
+      loadBalanceNode: this.core?.lbNode ?? -1,
       getParam: (name) => (this.overrides.has(name) ? this.overrides.get(name) : (this.ctx.config as unknown as Record<string, unknown>)[name]),
       setParam: (name, value) => {
         this.overrides.set(name, value);
@@ -481,8 +542,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** This session as admin commands see it. */
   info(): SessionInfo {
-    const busy = [...this.conns.values()].some((c) => c.outstanding > c.discardZ);
-    const inTx = this.dispatcher?.route.inTransaction ?? false;
+    const core = this.core;
+    const busy = core?.busy ?? false;
+    const inTx = core?.route.inTransaction ?? false;
     return {
       pid: this.pid,
       slot: this.slot?.slot ?? -1,
@@ -493,69 +555,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       address: this.address,
       port: this.port,
       status: this.phase !== 'ready' ? 'Wait for connection' : busy ? 'Execute command' : inTx ? 'Idle in transaction' : 'Idle',
-      loadBalanceNode: this.dispatcher?.lbNode ?? -1,
-      backends: [...this.conns.values()].map((c) => ({ nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount })),
+      loadBalanceNode: core?.lbNode ?? -1,
+      backends: (core?.backends() ?? []).map((p) => {
+        const c = p as ServerConnection;
+        return { nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount };
+      }),
     };
   }
 
-  // ---- relay server → client --------------------------------------------------------------
-
-  /** ServerSink: a chunk from a backend, forwarded untouched. */
-  onServerData(conn: ServerConnection, chunk: Buffer, async = false): void {
-    if (this.phase !== 'ready') return;
-    // Asynchronous messages only from the primary (NOTIFY, notices, ParameterStatus the client tracks).
-    if (async && conn.nodeId !== this.ctx.cluster.primaryId()) return;
-    if (conn.copyIn && this.copyConn === null && this.lastCopyConn !== conn) this.copyConn = conn;
-    if (!this.socket.write(chunk)) {
-      conn.pause();
-      this.socket.once('drain', () => conn.resume());
-    }
-  }
-
-  /** ServerSink: a server announced its shutdown; swallow it when the reads in flight can be retried. */
-  onServerGoodbye(conn: ServerConnection): boolean {
-    return this.phase === 'ready' && this.copyConn !== conn && this.dispatcher !== null && this.dispatcher.canRetry(conn);
-  }
-
-  /** ServerSink: ReadyForQuery seen on a backend. */
-  onReadyForQuery(conn: ServerConnection): void {
-    if (this.copyConn === conn) this.copyConn = null;
-    if (this.lastCopyConn === conn) this.lastCopyConn = null;
-    this.dispatcher?.onReadyForQuery(conn);
-  }
-
-  /** ServerSink: a backend connection died under us. */
-  onServerClosed(conn: ServerConnection, reason: string): void {
-    this.conns.delete(conn.nodeId);
-    this.log.warn({ event: LogEvent.BackendError, node_id: conn.nodeId, pid: this.pid, reason }, 'backend connection lost');
-    // failover_on_backend_error is about a connection lost without a word; a FATAL goodbye
-    // (57P01/57P02: pg_terminate_backend, a server shutdown) counts only with failover_on_backend_shutdown.
-    const shutdown = conn.goodbyeCode === '57P01' || conn.goodbyeCode === '57P02';
-    if (conn.goodbyeCode === '' || (shutdown && this.ctx.config.failover_on_backend_shutdown)) this.ctx.onBackendError(conn.nodeId, reason);
-    const goOn = this.phase === 'ready' && this.copyConn !== conn && this.dispatcher !== null && this.dispatcher.connectionLost(conn);
-    this.releaseConn(conn, false, reason);
-    if (!goOn) {
-      this.fatal(clientErrors.backendLost(conn.nodeId));
-      return;
-    }
-    // Nothing of the client's was lost: reads retried elsewhere, writes wait for a primary.
-    this.dispatcher!.drive();
-  }
-
-  // ---- cancel, logging, close -------------------------------------------------------------
-
-  /** Forwards a CancelRequest to each backend running a query for this session. */
-  cancel(): void {
-    for (const conn of this.conns.values()) {
-      if (conn.outstanding <= 0) continue;
-      const node = this.ctx.cluster.node(conn.nodeId);
-      if (node === undefined) continue;
-      const s = netConnect({ host: node.host, port: node.port }, () => s.end(encodeCancelRequest(conn.backendPid, conn.backendSecret)));
-      s.on('error', () => s.destroy());
-      s.setTimeout(5000, () => s.destroy());
-      this.log.info({ event: LogEvent.CancelForwarded, pid: this.pid, node_id: conn.nodeId }, 'cancel request forwarded');
-    }
-  }
+  // ---- logging, close ---------------------------------------------------------------------
 
   private logFrame(code: number, buf: Buffer, start: number, end: number): void {
     const f = this.logFlags;
@@ -569,7 +577,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       sql = '<malformed message>'; // the backend will answer it with its own protocol error
     }
     if (sql === null) return;
-    if (f.statement) logLine(this.log, { event: LogEvent.Statement, pid: this.pid, user: this.user, database: this.database }, `statement: ${sql}`);
+    logLine(this.log, { event: LogEvent.Statement, pid: this.pid, user: this.user, database: this.database }, `statement: ${sql}`);
   }
 
   /** Sends a FATAL error and closes. */
@@ -584,15 +592,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.fatal(clientErrors.shuttingDown());
   }
 
-  /** Gives a connection back to its node's pool. */
-  releaseConn(conn: ServerConnection, reusable: boolean, why: string): void {
-    conn.detach();
-    const pool = this.ctx.pools.get(conn.nodeId);
-    if (pool === undefined) conn.destroy(why);
-    else pool.release(conn, reusable, why);
-  }
-
-  /** Ends the session: releases backend connections (reusable when nothing is in flight) and the slot. */
+  /** Ends the session: the core gives its backend connections back, the slot is freed. */
   close(reason: string): void {
     if (this.closing) return;
     this.closing = true;
@@ -600,20 +600,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const wasReady = this.phase === 'ready';
     this.phase = 'closed';
     this.framer.reset();
+    this.loginFinished();
+    this.goneResolve();
     if (this.hsWaiter !== null) {
       const w = this.hsWaiter;
       this.hsWaiter = null;
       w(null);
     }
     this.socket.setTimeout(0);
-    for (const conn of this.conns.values()) {
-      // Only a connection left idle (no transaction open, nothing in flight) is reset and reused;
-      // one left inside a transaction is closed, so its transaction ends with the backend.
-      const clean = conn.clean && this.copyConn !== conn;
-      if (!clean && conn.outstanding > 0) this.cancel();
-      this.releaseConn(conn, clean, clean ? '' : 'client left with a transaction open or a request in flight');
-    }
-    this.conns.clear();
+    this.core?.close();
     if (this.slot !== null) {
       this.slot.release();
       this.slot = null;

@@ -43,7 +43,7 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
 
   const result = (t: TestContext, name: string): Check | undefined => d.check(t, name);
 
-  test('connect: parameters, application_name, pgmaitre cancel key', (t) => {
+  test('connect: parameters, application_name, the backend pid as key', (t) => {
     const c = result(t, 'connect_info');
     if (!c) return;
     assert.equal(c['user'], 'postgres');
@@ -51,7 +51,7 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
     assert.equal(c['application_name'], 'psycopg2-check');
     assert.equal(c['server_encoding'], 'UTF8');
     assert.ok(Number(c['server_version']) >= 150000);
-    assert.equal(c['client_key_is_not_backend_pid'], true);
+    assert.equal(c['client_key_is_backend_pid'], true, 'get_backend_pid() is pg_backend_pid(), as on a direct connection');
     assert.equal(c['status_begin'], true);
   });
 
@@ -121,9 +121,10 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
     const c = result(t, 'listen_notify');
     if (!c) return;
     assert.deepEqual(c['received'], [
-      { channel: 'py_chan', payload: 'in a transaction', pid_is_other: true },
-      { channel: 'py_chan', payload: 'via pg_notify', pid_is_other: true },
+      { channel: 'py_chan', payload: 'in a transaction', pid_is_other: true, pid_is_sender: true },
+      { channel: 'py_chan', payload: 'via pg_notify', pid_is_other: true, pid_is_sender: true },
     ]);
+    assert.deepEqual(c['own'], { payload: 'to myself', pid_is_mine: true }, 'a notification of its own carries its get_backend_pid()');
   });
 
   test('UndefinedTable (42P01), then rollback and continued use', (t) => {

@@ -392,6 +392,8 @@ describe('a client cannot tell pgmaitre from a direct connection', { timeout: 60
       }
       assert.equal(stale, 0);
       process.stdout.write(`# read-your-writes by default: 0 stale of 200, ${onStandby} reads served by standbys\n`);
+      // Once the standbys have replayed the session's writes, its reads go back to them.
+      await eventually(async () => (await c.query('SELECT pg_is_in_recovery() AS s')).rows[0].s === true, 'reads back on a standby', 10_000);
     } finally {
       await c.end();
     }

@@ -24,7 +24,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   health: ['cluster', 'backend', 'config', 'log', 'errors', 'util'],
   failover: ['cluster', 'health', 'config', 'log', 'errors', 'util'],
   admin: ['cluster', 'pool', 'config', 'errors', 'protocol', 'util'],
-  frontend: ['protocol', 'classify', 'router', 'pool', 'backend', 'cluster', 'admin', 'errors', 'config', 'log', 'util', 'health'],
+  // The session core does no I/O: no backend, pool, frontend, health or sockets.
+  core: ['protocol', 'classify', 'router', 'cluster', 'config', 'errors', 'log', 'admin', 'util'],
+  frontend: ['core', 'protocol', 'classify', 'router', 'pool', 'backend', 'cluster', 'admin', 'errors', 'config', 'log', 'util', 'health'],
   demo: ['util', 'config', 'log'],
   pcp: ['admin', 'cluster', 'pool', 'config', 'errors', 'protocol', 'log', 'util'],
   http: ['admin', 'cluster', 'pool', 'config', 'errors', 'log', 'util'],

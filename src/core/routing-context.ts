@@ -8,7 +8,14 @@ import { createClassifier } from '../classify/classify';
 import type { Classifier } from '../classify/types';
 import { parseDmlRelations, type RouterConfig } from '../router/router';
 import { parseRedirectPreferences, type LbPreferences } from '../router/lb-select';
-import type { FunctionVolatility } from '../backend/function-volatility';
+
+/** pg_proc volatility lookups (backend/function-volatility.ts implements it). */
+export interface VolatilityLookup {
+  get(fn: string): 'v' | 's' | 'i' | undefined;
+  lookup(fns: readonly string[]): Promise<void>;
+  /** Forgets what was looked up (reload, primary change). */
+  clear(): void;
+}
 
 /** Lag of a node as the replication check last saw it. */
 export interface NodeLag {
@@ -23,7 +30,7 @@ export interface RoutingContext {
   readonly prefs: LbPreferences;
   readonly statementLevel: boolean;
   readonly noticePerNode: boolean;
-  readonly volatility: FunctionVolatility;
+  readonly volatility: VolatilityLookup;
   /** Lag of a node; replaced by the replication checker when it runs. */
   lag: (nodeId: number) => NodeLag;
 }
@@ -31,7 +38,7 @@ export interface RoutingContext {
 const NO_LAG: NodeLag = { lagging: false, delay: 0 };
 
 /** Builds the routing context from a config snapshot. Throws on invalid preference lists. */
-export function buildRoutingContext(c: Config, volatility: FunctionVolatility, lag?: (nodeId: number) => NodeLag): RoutingContext {
+export function buildRoutingContext(c: Config, volatility: VolatilityLookup, lag?: (nodeId: number) => NodeLag): RoutingContext {
   const classifier = createClassifier({
     writeFunctions: c.write_function_list,
     readOnlyFunctions: c.read_only_function_list,

@@ -1,0 +1,75 @@
+/**
+ * What a session core needs from its surroundings: read-only views (cluster, routing, config),
+ * the session's effective settings, and the few actions that leave the core (open or give back a
+ * backend connection, run an admin command, look something up, end the session). The client
+ * session (frontend/session.ts) implements it over real sockets and pools; unit tests implement
+ * it with recorders.
+ */
+import type { Classifier } from '../classify/types';
+import type { LogFlags, Logger } from '../log/logger';
+import type { NodeCounters } from '../cluster/stats';
+import type { BackendPort } from './ports';
+import type { RoutingContext } from './routing-context';
+import type { LsnSource } from './read-your-writes';
+
+/** One node as the core reads it. */
+export interface NodeView {
+  readonly id: number;
+  readonly weight: number;
+  readonly status: string;
+  readonly role: string;
+  readonly counters: NodeCounters;
+}
+
+/** The cluster as the core reads it (cluster/cluster.ts's Cluster satisfies it). */
+export interface ClusterView {
+  primaryId(): number;
+  node(id: number): NodeView | undefined;
+  readonly nodes: readonly NodeView[];
+}
+
+/** Settings the core reads (a subset of the live config). */
+export interface CoreConfig {
+  readonly read_your_writes: boolean;
+  readonly failover_on_backend_shutdown: boolean;
+}
+
+/** See the file header. */
+export interface CoreHost {
+  /** The pid the client was given (BackendKeyData). */
+  readonly pid: number;
+  readonly user: string;
+  readonly database: string;
+  readonly applicationName: string;
+  readonly cluster: ClusterView;
+  readonly routing: RoutingContext;
+  readonly config: CoreConfig;
+  readonly lsn: LsnSource | null;
+  /** True when admin commands (SHOW POOL_*...) are answered locally. */
+  readonly adminEnabled: boolean;
+  // The session's effective settings (PGPOOL SET overrides, else the live config).
+  readonly log: Logger;
+  readonly logFlags: LogFlags;
+  readonly noticePerNode: boolean;
+  readonly classifier: Classifier;
+
+  /** Opens (or borrows from the pool) a connection to `node` for this session; null when impossible. */
+  openLink(node: number): Promise<BackendPort | null>;
+  /** Gives a connection back (reset and reused when `reusable`, else closed with `why`). */
+  closeLink(conn: BackendPort, reusable: boolean, why: string): void;
+  /** Runs an admin command; resolves with its whole answer, ReadyForQuery included (status given). */
+  runAdmin(sql: string, txStatus: number): Promise<Buffer>;
+  /** Whether `node` still accepts new connections (false: shutting down or unreachable). */
+  nodeAccepting(node: number): Promise<boolean>;
+  /** A backend connection failed (failover_on_backend_error). */
+  backendError(node: number, reason: string): void;
+  /** Sends a CancelRequest for the query a backend is running. */
+  cancelBackend(node: number, pid: number, secret: number): void;
+  /** Stops/starts reading the client. */
+  pauseClient(): void;
+  resumeClient(): void;
+  /** The core decided the session ends (it already wrote what the client must see). */
+  end(reason: string): void;
+  /** One request's latency on a node (from writing it to its last answer). */
+  observeLatency(node: number, seconds: number): void;
+}

@@ -1,0 +1,477 @@
+/**
+ * One session's link to one backend node: the connection it uses there, and the exact account of
+ * the answers that node still owes, in order.
+ *
+ * Every request written to a link pushes an Expect: how many extended-protocol completions it
+ * will produce (Parse → '1', Bind → '2', Close → '3', Describe → 'T'/'n', Execute → 'C'/'I'/'s'),
+ * whether it ends with a ReadyForQuery (Sync, Query, FunctionCall), and whether its answer goes to
+ * the client or is swallowed (a side request: a statement re-parsed here, session state replayed
+ * here). The scanner below walks the backend's byte stream, headers only, and attributes each
+ * message to the Expect at the head of the queue; a message's fate (forwarded, swallowed, or held
+ * until its body says what it is) is decided at its first byte, so ranges of a chunk are forwarded
+ * untouched and in order, and an answer never leaks into a swallowed one or the reverse.
+ *
+ * The protocol rules this encodes (PostgreSQL docs, "Extended Query"):
+ * - after an ErrorResponse in the extended protocol the backend skips every message until the
+ *   next Sync: the failing request and every request up to that Sync get no more answers;
+ * - Sync and Flush received during COPY IN are ignored (the Sync sent with an Execute that starts
+ *   COPY IN is never answered);
+ * - a request ending in Flush has no ReadyForQuery: it is complete when its last completion came.
+ * A message nobody asked for (no Expect) is asynchronous: NOTIFY, notices, ParameterStatus, or a
+ * FATAL goodbye; the link forwards the first three only when `forwardAsync` is set and holds a
+ * goodbye for its owner to decide.
+ *
+ * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
+ */
+import { BackendCode, TxStatus } from '../protocol/codes';
+import { decodeErrorFields, decodeParameterStatus } from '../protocol/backend';
+import type { BackendPort, ForwardSink } from './ports';
+
+/** How a request ends. */
+export const Term = {
+  /** Flush, CopyDone/CopyFail, or nothing: no ReadyForQuery. */
+  None: 0,
+  /** Sync: ReadyForQuery; skip-until-Sync after an extended-protocol error ends here. */
+  Sync: 1,
+  /** Query or FunctionCall: ReadyForQuery (skipped, unanswered, while the backend skips until Sync). */
+  Query: 2,
+} as const;
+export type Term = (typeof Term)[keyof typeof Term];
+
+/** Why a request was written: the client's own, or one of pgmaitre's side requests. */
+export const ExpectKind = {
+  Client: 0,
+  /** A statement re-parsed on this node before a request that uses it. */
+  Reparse: 1,
+  /** Session state (SET...) replayed on this node. */
+  State: 2,
+  /** A transaction opened or closed here to follow the session's (load_balance_in_transaction). */
+  Tx: 3,
+  /** Cleanup (Close/DEALLOCATE of something the session removed elsewhere). */
+  Cleanup: 4,
+} as const;
+export type ExpectKind = (typeof ExpectKind)[keyof typeof ExpectKind];
+
+/** What one request written to a link will produce (pooled: never kept past `release`). */
+export class Expect {
+  kind: ExpectKind = ExpectKind.Client;
+  swallow = false;
+  /** A ReadyForQuery ends it. */
+  sync = false;
+  /** It ends with Sync proper (skip-until-Sync stops here). */
+  realSync = false;
+  /** Extended-protocol completions still to come. */
+  pending = 0;
+  /** An ErrorResponse belonged to its answer. */
+  errored = false;
+  /** The backend skipped it (an earlier extended-protocol error): it got no answer. */
+  skipped = false;
+  /** Bytes of its answer (other than notices) reached the client. */
+  started = false;
+  /** The request, kept while it may be re-run on another node. */
+  retry: object | null = null;
+  /** The core's own note (what to do when it completes). */
+  token: unknown = null;
+  /** Transaction status of the ReadyForQuery that completed it (0 when none). */
+  status = 0;
+  /** Forward an ErrorResponse of a swallowed request (a re-parse the client's own messages depend on). */
+  errorsToClient = false;
+}
+
+/** Disposition of the message being scanned. */
+const FWD = 0;
+const DROP = 1;
+const HOLD = 2;
+
+/** Extended-protocol completion messages: one per Parse/Bind/Close/Describe/Execute. */
+const COMPLETION = new Uint8Array(256);
+for (const c of '123nTCIs') COMPLETION[c.charCodeAt(0)] = 1;
+
+const Z = BackendCode.ReadyForQuery;
+const E = BackendCode.ErrorResponse;
+const N = BackendCode.NoticeResponse;
+const A = BackendCode.NotificationResponse;
+const S = BackendCode.ParameterStatus;
+const G = BackendCode.CopyInResponse;
+
+/** A FATAL the backend sent before going away. */
+export interface Goodbye {
+  readonly code: string;
+  /** The message's bytes when it was held (not forwarded): the owner may forward it. */
+  readonly frame: Buffer | null;
+  /** It reached the client as part of an answer. */
+  readonly forwarded: boolean;
+}
+
+const pool: Expect[] = [];
+
+/** See the file header. */
+export class Link {
+  conn: BackendPort | null = null;
+  /** Transaction status from the last ReadyForQuery. */
+  txStatus: number = TxStatus.Idle;
+  /** Expects in order; the head is the one being answered. */
+  private readonly q: Expect[] = [];
+  /** Expects whose answer goes to the client. */
+  clientOwed = 0;
+  /** Expects waiting for a ReadyForQuery. */
+  syncOwed = 0;
+  /** The client's extended-protocol sequence on this link is open (messages since the last Sync). */
+  unsynced = false;
+  /** The backend is in COPY IN: the client's CopyData/CopyDone/CopyFail go here. */
+  copyIn = false;
+  /** Asynchronous messages (NOTIFY, notices, ParameterStatus) with no request go to the client. */
+  forwardAsync = false;
+  /** Set when the backend said FATAL (or a shutdown notice at the head of a retryable answer). */
+  goodbye: Goodbye | null = null;
+  /** A length below 4 was seen: the stream cannot be trusted. */
+  broken = false;
+  /** Completed expects the owner must look at (side requests, tokens), in order. */
+  readonly done: Expect[] = [];
+  /** Client expects completed during the last feed. */
+  completedClient = 0;
+  /** performance.now() when the link went from idle to owing the client answers (latency), or 0. */
+  busySince = 0;
+  /** A CopyInResponse was seen since the owner last looked (the client's COPY data goes here). */
+  copyStarted = false;
+  /** Requests batched for this link's next write (see SessionCore.flush). */
+  readonly out: Buffer[] = [];
+  /** Cleanup side requests to send before this link's next request (Close/DEALLOCATE/DISCARD elsewhere). */
+  readonly cleanup: { buf: Buffer; completions: number; term: Term }[] = [];
+  /** The backend socket's output is above its high-water mark. */
+  full = false;
+
+  // Scanner state across chunks.
+  private code = 0;
+  private disp = FWD;
+  private hdr = Buffer.alloc(5);
+  private hdrPos = 0;
+  /** Body bytes of the current message still to come (0 between messages). */
+  private left = 0;
+  /** Whole-message buffer when the body is needed and the message straddles chunks (or is held). */
+  private collect: Buffer | null = null;
+  private collectPos = 0;
+
+  constructor(readonly node: number) {}
+
+  /** Nothing owed, nothing half-read: the connection could be given back. */
+  get quiet(): boolean {
+    return this.q.length === 0 && this.hdrPos === 0 && this.left === 0 && !this.copyIn;
+  }
+
+  /** Expects still owed (any kind). */
+  get owed(): number {
+    return this.q.length;
+  }
+
+  /** The head expect (being answered), or undefined. */
+  get head(): Expect | undefined {
+    return this.q[0];
+  }
+
+  /** Records that a request was written: see Expect. Returns it (to set retry/token). */
+  expect(kind: ExpectKind, swallow: boolean, completions: number, term: Term): Expect {
+    const e = pool.pop() ?? new Expect();
+    e.kind = kind;
+    e.swallow = swallow;
+    e.sync = term !== Term.None;
+    e.realSync = term === Term.Sync;
+    e.pending = completions;
+    e.errored = false;
+    e.skipped = false;
+    e.started = false;
+    e.retry = null;
+    e.token = null;
+    e.status = 0;
+    e.errorsToClient = false;
+    this.q.push(e);
+    if (!swallow) this.clientOwed++;
+    if (e.sync) this.syncOwed++;
+    return e;
+  }
+
+  /** Gives a completed expect back (after the owner looked at `done`). */
+  static release(e: Expect): void {
+    e.retry = null;
+    e.token = null;
+    if (pool.length < 1024) pool.push(e);
+  }
+
+  /** Expects still owed, for retry after the node went away (head first). Empties the queue. */
+  drain(): Expect[] {
+    const out = this.q.splice(0);
+    this.clientOwed = 0;
+    this.syncOwed = 0;
+    return out;
+  }
+
+  /** Forgets the scan state (the connection was replaced). */
+  reset(): void {
+    this.drain().forEach((e) => Link.release(e));
+    this.hdrPos = 0;
+    this.left = 0;
+    this.collect = null;
+    this.copyIn = false;
+    this.unsynced = false;
+    this.goodbye = null;
+    this.broken = false;
+    this.busySince = 0;
+    this.copyStarted = false;
+    this.out.length = 0;
+    this.cleanup.length = 0;
+    this.full = false;
+    this.txStatus = TxStatus.Idle;
+  }
+
+  private complete(e: Expect): void {
+    const i = this.q.indexOf(e);
+    if (i === 0) this.q.shift();
+    else if (i > 0) this.q.splice(i, 1);
+    if (!e.swallow) {
+      this.clientOwed--;
+      this.completedClient++;
+    }
+    if (e.sync) this.syncOwed--;
+    this.done.push(e);
+  }
+
+  /**
+   * Scans one backend chunk: forwards the client's ranges to `sink` in order, swallows side
+   * answers, updates the account. Look at `done`, `completedClient`, `goodbye` afterwards.
+   */
+  feed(chunk: Buffer, sink: ForwardSink): void {
+    const len = chunk.length;
+    let pos = 0;
+    // Start of the range being forwarded in this chunk, or -1. A message that is not forwarded
+    // ends the range at its first byte (begin), so ranges and held messages leave in order.
+    let run = -1;
+    while (pos < len && !this.broken) {
+      if (this.left > 0) {
+        // The body of a message begun earlier.
+        const n = Math.min(this.left, len - pos);
+        if (this.disp === FWD && run < 0) run = pos;
+        const whole = this.collect;
+        if (whole !== null) {
+          chunk.copy(whole, this.collectPos, pos, pos + n);
+          this.collectPos += n;
+        }
+        pos += n;
+        this.left -= n;
+        if (this.left === 0 && whole !== null) {
+          this.collect = null;
+          this.end(whole, 0, whole.length, sink);
+        }
+        continue;
+      }
+      let mlen: number;
+      let msgStart = -1;
+      if (this.hdrPos === 0) {
+        // A message starts here: its fate is decided by its first byte.
+        this.begin(chunk[pos]!);
+        if (this.disp === FWD) {
+          if (run < 0) run = pos;
+        } else if (run >= 0) {
+          sink.forward(chunk, run, pos);
+          run = -1;
+        }
+        if (len - pos < 5) {
+          chunk.copy(this.hdr, 0, pos, len);
+          this.hdrPos = len - pos;
+          pos = len;
+          break;
+        }
+        mlen = chunk.readInt32BE(pos + 1);
+        msgStart = pos;
+        pos += 5;
+      } else {
+        // The rest of a header split across chunks.
+        const n = Math.min(5 - this.hdrPos, len - pos);
+        if (this.disp === FWD && run < 0) run = pos;
+        chunk.copy(this.hdr, this.hdrPos, pos, pos + n);
+        this.hdrPos += n;
+        pos += n;
+        if (this.hdrPos < 5) break;
+        this.hdrPos = 0;
+        mlen = this.hdr.readInt32BE(1);
+      }
+      if (mlen < 4) {
+        this.broken = true;
+        break;
+      }
+      const body = mlen - 4;
+      if (!this.header(this.code)) {
+        const n = Math.min(body, len - pos);
+        pos += n;
+        this.left = body - n;
+        continue;
+      }
+      if (msgStart >= 0 && len - pos >= body) {
+        pos += body;
+        this.end(chunk, msgStart, pos, sink);
+        continue;
+      }
+      // The body is needed and the message straddles chunks: collect it whole (small messages).
+      const whole = Buffer.allocUnsafe(mlen + 1);
+      whole[0] = this.code;
+      whole.writeInt32BE(mlen, 1);
+      const n = Math.min(body, len - pos);
+      chunk.copy(whole, 5, pos, pos + n);
+      pos += n;
+      this.left = body - n;
+      if (this.left === 0) {
+        this.end(whole, 0, whole.length, sink);
+      } else {
+        this.collect = whole;
+        this.collectPos = 5 + n;
+      }
+    }
+    if (run >= 0) sink.forward(chunk, run, pos);
+  }
+
+  /** A message begins with `code`: decide its fate. */
+  private begin(code: number): void {
+    this.code = code;
+    const h = this.q[0];
+    if (h === undefined) {
+      // Nothing asked: asynchronous, or a goodbye.
+      if (code === E) this.disp = HOLD;
+      else this.disp = this.forwardAsync && (code === A || code === N || code === S) ? FWD : DROP;
+      return;
+    }
+    if (code === A && this.forwardAsync) {
+      this.disp = FWD;
+      return;
+    }
+    if (h.swallow) {
+      this.disp = code === E && h.errorsToClient ? HOLD : DROP;
+      return;
+    }
+    if (h.retry !== null && !h.started && (code === E || code === N)) {
+      // The head of an answer that may still run elsewhere: see what it is first.
+      this.disp = HOLD;
+      return;
+    }
+    this.disp = FWD;
+    if (code !== N && code !== S && code !== A) h.started = true;
+  }
+
+  /** Header read; effects that need no body. Returns true when the body is needed. */
+  private header(code: number): boolean {
+    if (code === Z || code === E || code === S || this.disp === HOLD) return true;
+    const h = this.q[0];
+    if (COMPLETION[code] === 1) {
+      if (code === 67 /* C */) this.copyIn = false;
+      if (h !== undefined && h.pending > 0) {
+        h.pending--;
+        if (h.pending === 0 && !h.sync) this.complete(h);
+      }
+    } else if (code === G) {
+      this.copyIn = true;
+      this.copyStarted = true;
+      // Sync is ignored during COPY IN: the one sent with this Execute will not be answered.
+      if (h !== undefined && h.pending > 0 && h.realSync) {
+        h.sync = false;
+        h.realSync = false;
+        this.syncOwed--;
+      }
+    }
+    return false;
+  }
+
+  /** A whole message whose body was needed: buf[start] is its type byte. */
+  private end(buf: Buffer, start: number, end: number, sink: ForwardSink): void {
+    const code = buf[start]!;
+    if (code === Z) {
+      this.readyForQuery(buf[start + 5] ?? TxStatus.Idle);
+      return;
+    }
+    if (code === S) {
+      try {
+        const p = decodeParameterStatus(buf, start, end);
+        this.conn?.params.set(p.name, p.value);
+      } catch {
+        // a malformed ParameterStatus is forwarded as it is; nothing to track
+      }
+      return;
+    }
+    if (code === E || code === N) {
+      this.errorOrNotice(code, buf, start, end, sink);
+      return;
+    }
+    if (this.disp === HOLD) sink.forward(Buffer.from(buf.subarray(start, end)), 0, end - start);
+  }
+
+  private readyForQuery(status: number): void {
+    this.txStatus = status;
+    if (this.conn !== null) this.conn.txStatus = status;
+    this.copyIn = false;
+    let h = this.q[0];
+    while (h !== undefined && !h.sync) {
+      // Answered without a ReadyForQuery of its own (should not be left here; be robust).
+      this.complete(h);
+      h = this.q[0];
+    }
+    if (h === undefined) {
+      this.broken = true; // a ReadyForQuery nobody asked for: the account is lost
+      return;
+    }
+    h.pending = 0;
+    h.status = status;
+    this.complete(h);
+  }
+
+  private errorOrNotice(code: number, buf: Buffer, start: number, end: number, sink: ForwardSink): void {
+    let sqlstate = '';
+    let fatal = false;
+    try {
+      const f = decodeErrorFields(buf, start, end);
+      sqlstate = f.code;
+      const sev = f.severityNonLocalized ?? f.severity;
+      fatal = code === E && (sev === 'FATAL' || sev === 'PANIC');
+    } catch {
+      // malformed: treat as an ordinary error/notice
+    }
+    const shutdown = sqlstate === '57P01' || sqlstate === '57P02';
+    const h = this.q[0];
+    if (this.disp === HOLD) {
+      const frame = Buffer.from(buf.subarray(start, end));
+      if (h === undefined) {
+        // Unsolicited: a FATAL goodbye is kept for the owner; anything else is dropped.
+        if (fatal) this.goodbye = { code: sqlstate, frame, forwarded: false };
+        return;
+      }
+      if (h.retry !== null && !h.started && (fatal || shutdown)) {
+        // The node is going away before answering a request that may run elsewhere.
+        this.goodbye = { code: sqlstate, frame, forwarded: false };
+        return;
+      }
+      sink.forward(frame, 0, frame.length);
+      if (code === E) h.started = true;
+    }
+    if (code !== E) return;
+    if (fatal) {
+      this.goodbye = { code: sqlstate, frame: Buffer.from(buf.subarray(start, end)), forwarded: this.disp !== DROP };
+      return;
+    }
+    this.copyIn = false;
+    if (h === undefined) return;
+    h.errored = true;
+    if (h.pending > 0) this.skipUntilSync(h);
+  }
+
+  /** An extended-protocol error: the backend ignores everything up to the next Sync. */
+  private skipUntilSync(h: Expect): void {
+    h.pending = 0;
+    if (h.realSync) return;
+    this.complete(h);
+    for (let e = this.q[0]; e !== undefined; e = this.q[0]) {
+      if (e.realSync) {
+        e.pending = 0;
+        e.skipped = true;
+        return;
+      }
+      e.skipped = true;
+      this.complete(e);
+    }
+  }
+}

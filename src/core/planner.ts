@@ -1,0 +1,326 @@
+/**
+ * Where one client request goes: its statements are classified, the router (router/router.ts)
+ * says primary or load-balance node for each, and the request goes whole to one node — the
+ * primary as soon as one statement needs it. Named statements and portals decide for requests
+ * that only use them (Bind/Describe/Execute go where their statement or portal is). Pure
+ * decisions over the session's state: the planner writes nothing and sends nothing; the session
+ * core (session-core.ts) acts on the Plan.
+ */
+import type { QueryClass } from '../classify/types';
+import { ADVISORY_LOCK_FUNCTIONS, executeName, sessionEffects, type SessionEffect } from '../classify/session-effects';
+import { routeStatement, type RouteState } from '../router/router';
+import { selectLoadBalanceNode, type LbCandidate } from '../router/lb-select';
+import { TxStatus } from '../protocol/codes';
+import type { RequestInfo, Request } from './request';
+import type { Statements, SqlStatement } from './statements';
+import type { SessionState } from './session-state';
+import type { CoreHost } from './core-host';
+import type { ReadYourWrites } from './read-your-writes';
+import { Term, type Link } from './link';
+
+/** Functions whose answer depends on the client's own backend: they run on the primary. */
+const IDENTITY_FUNCTIONS: ReadonlySet<string> = new Set([
+  'pg_backend_pid', 'pg_listening_channels', 'pg_my_temp_schema', 'pg_notification_queue_usage',
+  'pg_current_xact_id_if_assigned', 'txid_current_if_assigned', 'pg_trigger_depth',
+]);
+
+/**
+ * Views whose contents belong to one server or one backend: a standby's answer would differ from
+ * the primary's (its own sessions, locks, statistics, no prepared transactions, not this client's
+ * prepared statements or cursors). Reads of them run on the primary, as a direct connection's do.
+ */
+const NODE_LOCAL_RELATIONS: ReadonlySet<string> = new Set([
+  'pg_locks', 'pg_prepared_xacts', 'pg_prepared_statements', 'pg_cursors', 'pg_replication_slots',
+  'pg_replication_origin_status', 'pg_backend_memory_contexts', 'pg_shmem_allocations',
+]);
+
+/** SHOW of settings a standby reports differently (it is always read-only, in hot standby). */
+const NODE_LOCAL_SHOW = /\b(transaction_read_only|in_hot_standby)\b/i;
+
+function nodeLocal(cls: QueryClass, sql: string | null): boolean {
+  for (const r of cls.relations) {
+    const dot = r.lastIndexOf('.');
+    const name = (dot >= 0 ? r.slice(dot + 1) : r).replace(/"/g, '').toLowerCase();
+    if (name.startsWith('pg_stat') || NODE_LOCAL_RELATIONS.has(name)) return true;
+  }
+  return cls.kind === 'show' && sql !== null && NODE_LOCAL_SHOW.test(sql);
+}
+
+/** A node whose login failed is left alone for this long (reads); a failed primary for 1 s. */
+const RETRY_NODE_AFTER_MS = 5000;
+const PRIMARY_RETRY_AFTER_MS = 1000;
+
+/** What to do with the request at the head of the queue. */
+export const PlanType = { Send: 0, Admin: 1, Error: 2, Lookup: 3, WaitAnswers: 4 } as const;
+export type PlanType = (typeof PlanType)[keyof typeof PlanType];
+
+/** The planner's answer (one scratch object per session, overwritten by each plan). */
+export class Plan {
+  type: PlanType = PlanType.Send;
+  node = -1;
+  reason = '';
+  /** Classes of the request's queries, then of its parses, in order. */
+  readonly classes: QueryClass[] = [];
+  /** Session effects of the request's statements (SET, PREPARE, LISTEN...), or null. */
+  effects: SessionEffect[] | null = null;
+  /** Read-only, outside a transaction, nothing else attached: may run again elsewhere. */
+  retryable = false;
+  /** Inside a transaction balanced across nodes: the transaction's other nodes get it too. */
+  broadcastTx = false;
+  /** SQL prepared statements the request executes (re-prepared where missing). */
+  readonly sqlNeeded: SqlStatement[] = [];
+  /** Functions whose volatility must be looked up first. */
+  readonly lookup: string[] = [];
+  adminSql = '';
+  errorCode = '';
+  errorMessage = '';
+  errorHint = '';
+  /** A write goes to the primary (read-your-writes notes it). */
+  writes = false;
+}
+
+/** What the planner reads from its session. */
+export interface PlannerView {
+  readonly host: CoreHost;
+  readonly route: RouteState;
+  readonly statements: Statements;
+  readonly state: SessionState;
+  readonly ryw: ReadYourWrites;
+  /** The node of the connection that stays put until Sync (after a Flush), or -1. */
+  readonly stickyNode: number;
+  readonly lastNode: number;
+  lbNode: number;
+  link(node: number): Link | undefined;
+  /** True when no node other than `node` (null: none) owes the client an answer. */
+  allAnswered(node: number | null): boolean;
+}
+
+/** Plans requests for one session; see the file header. */
+export class Planner {
+  readonly plan = new Plan();
+  /** Nodes whose connection failed recently: when, and which node was the primary then. */
+  readonly failedAt = new Map<number, { at: number; primary: number }>();
+
+  constructor(private readonly v: PlannerView) {}
+
+  /** Plans `req` (whose frames `info` has read). */
+  make(req: Request, info: RequestInfo): Plan {
+    const { host, route } = this.v;
+    const routing = host.routing;
+    const p = this.plan;
+    p.type = PlanType.Send;
+    p.classes.length = 0;
+    p.sqlNeeded.length = 0;
+    p.lookup.length = 0;
+    p.effects = null;
+    p.broadcastTx = false;
+    p.writes = false;
+    let toPrimary = info.functionCall;
+    let toBalance = false;
+    let reason = info.functionCall ? 'function call' : '';
+    let txScoped = false;
+    const primaryId = host.cluster.primaryId();
+    const consider = (cls: QueryClass, sql: string | null): void => {
+      if (cls.flags.sessionEffects && sql !== null) this.effectsOf(cls, sql);
+      for (const f of cls.functions) {
+        if (IDENTITY_FUNCTIONS.has(f) || ADVISORY_LOCK_FUNCTIONS.has(f)) {
+          toPrimary = true;
+          reason ||= `${f}() answers for the client's own backend`;
+        }
+      }
+      if (cls.readOnly && (cls.relations.length > 0 || cls.kind === 'show') && nodeLocal(cls, sql)) {
+        toPrimary = true;
+        reason ||= 'reads a view whose contents belong to the server (the primary answers, as directly)';
+      }
+      const r = routeStatement(cls, route, routing.router);
+      if (r.to === 'lookup') {
+        for (const f of r.functions) p.lookup.push(f);
+        return;
+      }
+      if (r.to === 'primary') {
+        toPrimary = true;
+        if (r.broadcast && route.inTransaction && routing.router.loadBalanceInTransaction) p.broadcastTx = true;
+        reason ||= r.reason;
+      } else {
+        toBalance = true;
+        reason ||= r.reason;
+      }
+      if (!cls.readOnly && cls.kind !== 'show') p.writes = true;
+    };
+    for (const sql of info.queries) {
+      const cls = this.v.host.classifier.classify(sql);
+      if (cls.kind === 'admin' && info.queries.length === 1 && !info.extended && host.adminEnabled) {
+        if (!this.v.allAnswered(null)) return this.waitAnswers();
+        p.type = PlanType.Admin;
+        p.adminSql = sql;
+        return p;
+      }
+      p.classes.push(cls);
+      // EXECUTE runs where its statement can: it is routed as the prepared statement's body.
+      if (cls.kind === 'execute' && cls.statements === 1) this.execute(sql, consider, () => { toPrimary = true; });
+      else consider(cls, sql);
+    }
+    for (const ps of info.parses) {
+      const cls = this.v.host.classifier.classify(ps.sql);
+      p.classes.push(cls);
+      if (cls.kind === 'execute' && cls.statements === 1) this.execute(ps.sql, consider, () => { toPrimary = true; });
+      else consider(cls, ps.sql);
+    }
+    for (const name of info.bindStatements) {
+      if (info.parsesStatement(name)) continue;
+      const st = this.v.statements.protocol.get(name);
+      if (st === undefined) toPrimary = true;
+      else consider(st.cls, null);
+    }
+    const effects = p.effects as SessionEffect[] | null;
+    if (effects !== null) {
+      for (const e of effects) {
+        if (e.kind !== 'set_tx') continue;
+        txScoped = true;
+        // A standby refuses a read-write or serializable transaction: such a transaction is the primary's.
+        const rw = e.name === 'transaction_read_only' && e.value !== null && ['off', 'false', '0', 'no'].includes(e.value);
+        const ser = e.name === 'transaction_isolation' && e.value === 'serializable';
+        if (rw || ser) {
+          toPrimary = true;
+          if (route.inTransaction) route.primaryOnlyTransaction = true;
+        }
+      }
+    }
+    if (txScoped) p.broadcastTx = false;
+    // DEALLOCATE name goes where the statement is (the other nodes that have it are told after).
+    let deallocNode = -1;
+    if (effects !== null && p.classes.length === 1 && effects.length === 1 && effects[0]!.kind === 'deallocate' && effects[0]!.name !== null) {
+      const st = this.v.statements.sql.get(effects[0]!.name) ?? this.v.statements.protocol.get(effects[0]!.name);
+      if (st !== undefined && !st.nodes.has(primaryId)) {
+        for (const n of st.nodes) if (this.v.link(n)?.conn != null) deallocNode = n;
+      }
+    }
+    if (p.lookup.length > 0) {
+      p.type = PlanType.Lookup;
+      return p;
+    }
+    if (this.v.link(primaryId)?.txStatus === TxStatus.Failed) toPrimary = true;
+    if (toBalance && !toPrimary && this.v.state.serializableDefault) {
+      toPrimary = true;
+      reason = 'default_transaction_isolation is serializable: a standby cannot run it';
+    }
+
+    // Choose the node.
+    let node: number;
+    const sticky = this.v.stickyNode;
+    if (sticky >= 0 && info.queries.length === 0) {
+      node = sticky;
+      reason = 'same node until Sync (after Flush)';
+    } else if (deallocNode >= 0) {
+      node = deallocNode;
+      reason = 'where the prepared statement is';
+    } else {
+      let portalNode: number | undefined;
+      for (const name of info.portalRefs) if ((portalNode = this.v.statements.portals.get(name)) !== undefined) break;
+      if (portalNode !== undefined && !info.portalRefs.some((n) => info.bindsPortal(n))) {
+        node = portalNode;
+        reason ||= 'where the portal lives';
+      } else if (toPrimary) {
+        node = primaryId;
+        // With no primary, session state (SET...) still goes where the reads go.
+        if (node < 0 && info.bindStatements.length === 0 && p.classes.length > 0
+          && p.classes.every((c) => (c.kind === 'set' || c.kind === 'reset') && c.statements === 1)) node = this.readNode();
+      } else if (toBalance) {
+        node = this.readNode();
+        if (host.config.read_your_writes && node !== primaryId && !this.v.ryw.freshEnough(node)) {
+          node = primaryId >= 0 ? primaryId : node;
+          reason = 'read-your-writes: the standby has not replayed this session\'s last commit yet';
+        }
+      } else if (info.statementRefs.length > 0) {
+        const st = this.v.statements.protocol.get(info.statementRefs[0]!);
+        const last = this.v.lastNode;
+        node = st === undefined ? primaryId
+          : last >= 0 && st.nodes.has(last) ? last
+          : st.nodes.has(primaryId) ? primaryId : st.nodes.values().next().value ?? primaryId;
+        reason ||= 'where the statement lives';
+      } else {
+        node = this.v.lastNode >= 0 ? this.v.lastNode : primaryId;
+        reason ||= 'same node as the previous request';
+      }
+    }
+    p.node = node;
+    p.reason = reason;
+    // Answers come back in order: another node must have answered everything first.
+    if (!this.v.allAnswered(node) || (host.noticePerNode && !this.v.allAnswered(null))) return this.waitAnswers();
+    if (node < 0 || (this.v.link(node)?.conn == null && node === primaryId && this.recentlyFailed(node, true))) {
+      p.type = PlanType.Error;
+      p.errorCode = '57P03';
+      p.errorMessage = 'no primary node is available';
+      p.errorHint = 'reads still work; writes will again once a primary is up (see SHOW POOL_NODES)';
+      return p;
+    }
+    p.retryable = node !== primaryId && req.term !== Term.None && !route.inTransaction && !req.flush && !p.broadcastTx
+      && !info.functionCall && p.effects === null && p.classes.length > 0 && p.classes.every((c) => c.readOnly);
+    return p;
+  }
+
+  private waitAnswers(): Plan {
+    this.plan.type = PlanType.WaitAnswers;
+    return this.plan;
+  }
+
+  /** EXECUTE name: route as the prepared statement's body; it must exist where it runs. */
+  private execute(sql: string, consider: (cls: QueryClass, sql: string | null) => void, primary: () => void): void {
+    const name = executeName(sql);
+    const st = name === null ? undefined : this.v.statements.sql.get(name);
+    if (st === undefined) {
+      primary(); // unknown here: the primary answers (26000), as a direct connection would
+      return;
+    }
+    consider(st.cls, null);
+    this.plan.sqlNeeded.push(st);
+  }
+
+  private effectsOf(cls: QueryClass, sql: string): void {
+    if (cls.kind === 'execute' && cls.statements === 1) return; // executeName() handles it
+    const e = sessionEffects(sql);
+    if (e === null || e.length === 0) return;
+    const p = this.plan;
+    if (p.effects === null) p.effects = [];
+    for (const x of e) p.effects.push(x);
+  }
+
+  /**
+   * True while a node that failed is left alone: 5 s for reads; for writes only 1 s, and only as
+   * long as the same node is the primary (a node promoted since is tried at once).
+   */
+  recentlyFailed(node: number, forWrite = false): boolean {
+    const f = this.failedAt.get(node);
+    if (f === undefined) return false;
+    if (forWrite) return f.primary === node && Date.now() - f.at < PRIMARY_RETRY_AFTER_MS;
+    return Date.now() - f.at < RETRY_NODE_AFTER_MS;
+  }
+
+  /** The node reads go to now: the session's load-balance node while it is usable, else a new pick. */
+  readNode(): number {
+    const { host } = this.v;
+    const routing = host.routing;
+    const cluster = host.cluster;
+    const primaryId = cluster.primaryId();
+    const lb = this.v.lbNode;
+    // Fast path (every read of a session-level balanced session): the chosen node is still fine.
+    if (!routing.statementLevel && lb >= 0) {
+      const n = cluster.node(lb);
+      if (n !== undefined && (n.status === 'up' || n.status === 'waiting') && (n.id === primaryId || (n.role === 'standby' && !routing.lag(n.id).lagging))
+        && !this.recentlyFailed(n.id)) return lb;
+    }
+    const candidates: LbCandidate[] = cluster.nodes.map((n) => ({
+      id: n.id,
+      weight: n.weight,
+      usable: (n.status === 'up' || n.status === 'waiting') && !this.recentlyFailed(n.id) && (n.id === primaryId || n.role === 'standby'),
+      isPrimary: n.id === primaryId,
+      lagging: n.id !== primaryId && routing.lag(n.id).lagging,
+      delay: routing.lag(n.id).delay,
+    }));
+    const current = candidates.find((c) => c.id === lb);
+    if (!routing.statementLevel && current !== undefined && current.usable && !current.lagging) return lb;
+    const pick = selectLoadBalanceNode(candidates, host, routing.prefs, primaryId);
+    if (!routing.statementLevel) this.v.lbNode = pick;
+    return pick;
+  }
+}

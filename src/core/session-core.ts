@@ -1,0 +1,855 @@
+/**
+ * The session core: the one owner of a client session's requests, from "a client frame arrived"
+ * to "its answer left". It does no I/O (see ports.ts and core-host.ts): the client session feeds it
+ * client frames and backend chunks, and it writes through the ports.
+ *
+ * Life of one Query: onFrame() assembles frames into a Request (cut at Query/Sync/FunctionCall,
+ * Flush, CopyDone/CopyFail) → endOfInput() → drive(): the planner (planner.ts) classifies and
+ * picks the node → the request (after any side request the node needs first: session state
+ * replayed, a statement re-parsed) is batched for that node's Link with an Expect → flush() writes
+ * each node's batch once → the backend's chunk comes back through onBackendData(): the Link's
+ * scanner forwards the client's ranges untouched and in order, swallows side answers, and
+ * completes Expects → settle() applies what completed (transaction end, SETs committed,
+ * statements confirmed) → drive() again for whatever was waiting.
+ *
+ * Ordering: answers must reach the client in request order, so a request goes to a node only
+ * when no other node owes the client an answer; pgmaitre's own replies (errors, admin results)
+ * are written only when no node owes anything, after every forwarded byte. After a Flush the
+ * session stays on its node until Sync. Anything that needs waiting (a connection being opened, a
+ * function's volatility looked up, an admin command) blocks the queue.
+ *
+ * Backpressure: the client is not read while the queued requests exceed a bound or a backend
+ * socket is above its high-water mark; backends are not read while the client's socket is.
+ */
+import { FrontendCode, TxStatus } from '../protocol/codes';
+import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
+import { encodeErrorResponse, encodeNoticeResponse } from '../protocol/backend';
+import { clientErrors } from '../errors/client-errors';
+import { ADVISORY_LOCK_FUNCTIONS, ADVISORY_UNLOCK_FUNCTIONS, type SessionEffect } from '../classify/session-effects';
+import type { QueryClass } from '../classify/types';
+import { newRouteState, noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
+import { LogEvent, logLine } from '../log/logger';
+import { Expect, ExpectKind, Link, Term, type Goodbye } from './link';
+import { newRequest, releaseRequest, Request, RequestInfo } from './request';
+import { Planner, PlanType, type Plan, type PlannerView } from './planner';
+import { Statements, type ProtocolStatement } from './statements';
+import { SessionState } from './session-state';
+import { ReadYourWrites } from './read-your-writes';
+import { errorReply } from './local-replies';
+import { countStatement } from './statement-counters';
+import type { BackendPort, ClientPort, ForwardSink } from './ports';
+import type { CoreHost } from './core-host';
+
+/** Requests queued beyond this many bytes stop the client from being read. */
+const QUEUE_HIGH_WATER = 256 * 1024;
+
+const SYNC = encodeSync();
+const FLUSH = encodeFlush();
+const SHUTDOWN_CODES = new Set(['57P01', '57P02']);
+
+/** What a completed client request must still do (allocated only for the rare requests that need it). */
+interface Token {
+  effects: SessionEffect[] | null;
+  /** ROLLBACK/ABORT: the transaction's staged changes go. */
+  rollback: boolean;
+  savepoint: string | null;
+  rollbackTo: string | null;
+  release: string | null;
+  /** SQL prepared statements this request registered (removed again if it failed). */
+  prepared: string[] | null;
+}
+
+/** A side request's note: the statement re-parsed or re-prepared. */
+interface ReparseToken {
+  readonly st: ProtocolStatement | { readonly nodes: Set<number> };
+}
+
+const ADVISORY_UNLOCK_ALL = 'pg_advisory_unlock_all';
+
+/** See the file header. */
+export class SessionCore implements ForwardSink, PlannerView {
+  readonly route: RouteState = newRouteState();
+  readonly statements = new Statements();
+  readonly state = new SessionState();
+  readonly ryw: ReadYourWrites;
+  private readonly planner: Planner;
+  private readonly info = new RequestInfo();
+  private readonly links: (Link | undefined)[] = [];
+  private readonly queue: Request[] = [];
+  private queuedBytes = 0;
+  // Request assembly: ranges of client bytes not yet cut into a request.
+  private rBuf: Buffer[] = [];
+  private rStart: number[] = [];
+  private rEnd: number[] = [];
+  private rCount = 0;
+  private rCompletions = 0;
+  /** The link in COPY IN that takes the client's copy frames directly, and those frames. */
+  private copyTarget: Link | null = null;
+  private copyParts: Buffer[] = [];
+  stickyNode = -1;
+  lastNode = -1;
+  lbNode = -1;
+  /** Node whose backend pid the client was given (its login connection). */
+  identityNode = -1;
+  /** Asynchronous operations the queue waits for. */
+  private blocked = 0;
+  private closed = false;
+  /** The transaction saw an error (a COMMIT will roll it back). */
+  private txFailed = false;
+  /** Node where SETs of the current transaction were staged. */
+  private stagedNode = -1;
+  /** SQL of the BEGIN that opened the current explicit transaction (replayed on a node joined inside it). */
+  private beginSql = 'BEGIN';
+  /** Links with batched output. */
+  private readonly dirty: Link[] = [];
+  /** The client's socket is above its high-water mark: backends are paused. */
+  private clientFull = false;
+  private clientPaused = false;
+  private backendFull = 0;
+
+  constructor(readonly host: CoreHost, private readonly client: ClientPort) {
+    this.ryw = new ReadYourWrites(() => host.lsn);
+    this.planner = new Planner(this);
+  }
+
+  // ---- links ---------------------------------------------------------------------------------
+
+  link(node: number): Link | undefined {
+    return this.links[node];
+  }
+
+  /** All links with a connection. */
+  *connected(): IterableIterator<Link> {
+    for (const l of this.links) if (l !== undefined && l.conn !== null) yield l;
+  }
+
+  /** Attaches the login connection (its pid is the client's). */
+  attachLogin(node: number, conn: BackendPort): void {
+    this.identityNode = node;
+    this.attach(node, conn);
+  }
+
+  private attach(node: number, conn: BackendPort): Link {
+    let l = this.links[node];
+    if (l === undefined) this.links[node] = (l = new Link(node));
+    l.reset();
+    l.conn = conn;
+    l.txStatus = conn.txStatus;
+    l.forwardAsync = node === this.identityNode || node === this.host.cluster.primaryId();
+    return l;
+  }
+
+  /** True when no node other than `node` (null: none) owes the client an answer. */
+  allAnswered(node: number | null): boolean {
+    for (const l of this.links) {
+      if (l === undefined || l.node === node) continue;
+      if (l.clientOwed > 0) return false;
+    }
+    return true;
+  }
+
+  /** A request is being answered somewhere (for client_idle_limit and SHOW POOL_PROCESSES). */
+  get busy(): boolean {
+    return !this.allAnswered(null) || this.queue.length > 0;
+  }
+
+  // ---- client input --------------------------------------------------------------------------
+
+  /** One complete client frame (the framer's FrameSink). Terminate is the session's business. */
+  onFrame(code: number, buf: Buffer, start: number, end: number): void {
+    if (this.closed) return;
+    if (this.copyTarget !== null && this.rCount === 0 && (code === FrontendCode.CopyData || code === FrontendCode.CopyDone
+      || code === FrontendCode.CopyFail || code === FrontendCode.Sync || code === FrontendCode.Flush)) {
+      // COPY IN streams straight to its backend (Sync and Flush are ignored by it meanwhile).
+      this.copyParts.push(buf.subarray(start, end));
+      if (code === FrontendCode.CopyDone || code === FrontendCode.CopyFail) {
+        this.flushCopy();
+        this.copyTarget = null;
+      }
+      return;
+    }
+    const n = this.rCount;
+    if (n > 0 && this.rBuf[n - 1] === buf && this.rEnd[n - 1] === start) {
+      this.rEnd[n - 1] = end;
+    } else {
+      this.rBuf[n] = buf;
+      this.rStart[n] = start;
+      this.rEnd[n] = end;
+      this.rCount = n + 1;
+    }
+    switch (code) {
+      case FrontendCode.Parse:
+      case FrontendCode.Bind:
+      case FrontendCode.Describe:
+      case FrontendCode.Execute:
+      case FrontendCode.Close:
+        this.rCompletions++;
+        return;
+      case FrontendCode.Sync:
+        this.cut(Term.Sync, false, false);
+        return;
+      case FrontendCode.Query:
+      case FrontendCode.FunctionCall:
+        this.cut(Term.Query, false, false);
+        return;
+      case FrontendCode.Flush:
+        this.cut(Term.None, true, false);
+        return;
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+        this.cut(Term.None, false, this.rCompletions === 0);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private cut(term: Term, flush: boolean, copyOnly: boolean): void {
+    const req = newRequest();
+    if (this.rCount === 1) {
+      req.data = this.rBuf[0]!.subarray(this.rStart[0], this.rEnd[0]);
+    } else {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < this.rCount; i++) parts.push(this.rBuf[i]!.subarray(this.rStart[i], this.rEnd[i]));
+      req.data = Buffer.concat(parts);
+    }
+    for (let i = 0; i < this.rCount; i++) this.rBuf[i] = undefined as unknown as Buffer;
+    this.rCount = 0;
+    req.completions = this.rCompletions;
+    this.rCompletions = 0;
+    req.term = term;
+    req.flush = flush;
+    req.copyOnly = copyOnly;
+    this.queue.push(req);
+    this.queuedBytes += req.data.length;
+  }
+
+  /** The end of a client chunk: stream COPY data, then route and send complete requests. */
+  endOfInput(): void {
+    this.flushCopy();
+    this.drive();
+  }
+
+  private flushCopy(): void {
+    if (this.copyParts.length === 0) return;
+    const target = this.copyTarget;
+    const data = this.copyParts.length === 1 ? this.copyParts[0]! : Buffer.concat(this.copyParts);
+    this.copyParts = [];
+    if (target?.conn == null) return; // the copying backend is gone: its loss ends the session
+    this.writeTo(target, data);
+  }
+
+  // ---- driving -------------------------------------------------------------------------------
+
+  /** Sends every queued request that can be sent now. */
+  drive(): void {
+    while (!this.closed && this.blocked === 0 && this.queue.length > 0) {
+      const req = this.queue[0]!;
+      if (!this.step(req)) break;
+      this.queue.shift();
+      this.queuedBytes -= req.data.length;
+    }
+    this.flush();
+    this.pacing();
+  }
+
+  /** Handles the request at the head of the queue; false when it must wait. */
+  private step(req: Request): boolean {
+    if (req.copyOnly) {
+      // COPY data that arrived before its CopyInResponse: it follows the COPY to its node.
+      const target = this.copyTarget ?? (this.lastNode >= 0 ? this.links[this.lastNode] : undefined);
+      if (target?.conn != null) this.send(target, req.data);
+      releaseRequest(req);
+      return true;
+    }
+    const info = this.info.read(req.data);
+    const plan = this.planner.make(req, info);
+    switch (plan.type) {
+      case PlanType.WaitAnswers:
+        return false;
+      case PlanType.Lookup:
+        this.block(this.host.routing.volatility.lookup(plan.lookup.slice()), 'volatility lookup');
+        return false;
+      case PlanType.Admin:
+        this.runAdmin(plan.adminSql);
+        releaseRequest(req);
+        return true;
+      case PlanType.Error:
+        this.flush();
+        this.client.write(errorReply(plan.errorCode, plan.errorMessage, plan.errorHint, req.term === Term.None ? 0 : 1, this.txStatus()));
+        releaseRequest(req);
+        return true;
+      default:
+        break;
+    }
+    const link = this.links[plan.node];
+    if (link?.conn == null) {
+      this.open(plan.node);
+      return false;
+    }
+    this.execute(req, info, plan, link);
+    return true;
+  }
+
+  /** Opens a link to `node` (blocking the queue meanwhile). */
+  private open(node: number): void {
+    this.block(this.host.openLink(node).then((conn) => {
+      if (conn === null) {
+        this.forgetNode(node);
+        return;
+      }
+      if (this.closed) {
+        this.host.closeLink(conn, true, '');
+        return;
+      }
+      this.planner.failedAt.delete(node);
+      this.attach(node, conn);
+    }), `connect to node ${node}`);
+  }
+
+  private block(p: Promise<unknown>, what: string): void {
+    this.flush();
+    this.blocked++;
+    this.pacing();
+    p.catch((e: unknown) => {
+      this.host.log.warn({ event: 'session_wait_failed', pid: this.host.pid, what, err: (e as Error)?.message ?? String(e) }, `${what} failed`);
+    }).finally(() => {
+      this.blocked--;
+      this.drive();
+    });
+  }
+
+  /** Sends a planned request (and what its node needs first). */
+  private execute(req: Request, info: RequestInfo, plan: Plan, link: Link): void {
+    const node = plan.node;
+    const primary = this.host.cluster.primaryId();
+    this.prepareLink(link, info, plan, node !== primary);
+    if (plan.broadcastTx) this.broadcast(req, link);
+    if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
+    if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
+    const e = link.expect(ExpectKind.Client, false, req.completions, req.term);
+    if (plan.retryable) e.retry = req;
+    e.token = this.bookkeeping(req, info, plan, node);
+    this.send(link, req.data);
+    if (req.term !== Term.None) link.unsynced = false;
+    else if (info.extended || req.flush) link.unsynced = true;
+    if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
+    this.lastNode = node;
+    this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
+    if (!plan.retryable) releaseRequest(req);
+  }
+
+  /** Side requests a link needs before the client's request: cleanup, session state, transaction, statements. */
+  private prepareLink(link: Link, info: RequestInfo, plan: Plan, notPrimary: boolean): void {
+    const conn = link.conn!;
+    if (!link.unsynced) {
+      for (const c of link.cleanup) {
+        link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
+        this.send(link, c.buf);
+      }
+      link.cleanup.length = 0;
+      const replay = this.state.replayFor(conn, this);
+      if (replay.length > 0) {
+        link.expect(ExpectKind.State, true, 0, Term.Query);
+        this.send(link, encodeQuery(replay.join('; ')));
+      }
+      if (notPrimary && this.stickyNode < 0 && link.owed === 0) {
+        // A node other than the primary follows the primary's explicit transaction: BEGIN when the
+        // session is inside one and reads are balanced in transactions, ROLLBACK when the session
+        // left it but this node is still in it (standbys only read: ROLLBACK ends them as COMMIT would).
+        const wantTx = this.route.inTransaction && this.host.routing.router.loadBalanceInTransaction;
+        let sql = '';
+        if (wantTx && link.txStatus === TxStatus.Idle) sql = this.beginSql;
+        else if (!this.route.inTransaction && link.txStatus !== TxStatus.Idle) sql = 'ROLLBACK';
+        if (sql !== '') {
+          link.expect(ExpectKind.Tx, true, 0, Term.Query);
+          this.send(link, encodeQuery(sql));
+          link.txStatus = sql === 'ROLLBACK' ? TxStatus.Idle : TxStatus.InTransaction;
+        }
+      }
+    }
+    // Statements bound or described here but parsed on another node: re-parse them first.
+    const names = info.bindStatements.length + info.statementRefs.length;
+    if (names > 0 && this.stickyNode !== link.node) {
+      for (let i = 0; i < names; i++) {
+        const name = i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
+        if (info.parsesStatement(name)) continue;
+        const st = this.statements.protocol.get(name);
+        if (st === undefined || st.nodes.has(link.node)) continue;
+        // Inside an open extended-protocol sequence a Sync would end it: Parse + Flush instead.
+        const e = link.unsynced ? link.expect(ExpectKind.Reparse, true, 1, Term.None) : link.expect(ExpectKind.Reparse, true, 1, Term.Sync);
+        e.errorsToClient = link.unsynced;
+        e.token = { st } satisfies ReparseToken;
+        this.send(link, Buffer.concat([st.frame, link.unsynced ? FLUSH : SYNC]));
+        st.nodes.add(link.node);
+      }
+    }
+    if (!link.unsynced) {
+      for (const st of plan.sqlNeeded) {
+        if (st.nodes.has(link.node)) continue;
+        const e = link.expect(ExpectKind.Reparse, true, 0, Term.Query);
+        e.token = { st } satisfies ReparseToken;
+        this.send(link, encodeQuery(st.text));
+        st.nodes.add(link.node);
+      }
+    }
+  }
+
+  /** Transaction control or session state inside a transaction balanced across nodes: every node in it gets it. */
+  private broadcast(req: Request, target: Link): void {
+    for (const l of this.connected()) {
+      if (l === target || l.owed > 0 || l.unsynced || l.txStatus === TxStatus.Idle) continue;
+      l.expect(ExpectKind.Tx, true, req.completions, req.term);
+      this.send(l, req.data);
+    }
+  }
+
+  private send(link: Link, buf: Buffer): void {
+    if (link.out.length === 0) this.dirty.push(link);
+    link.out.push(buf);
+  }
+
+  /** Writes each link's batched requests (one write per link). */
+  private flush(): void {
+    for (const link of this.dirty) {
+      const out = link.out;
+      if (out.length === 0) continue;
+      const buf = out.length === 1 ? out[0]! : Buffer.concat(out);
+      out.length = 0;
+      if (link.conn !== null) this.writeTo(link, buf);
+    }
+    this.dirty.length = 0;
+  }
+
+  private writeTo(link: Link, buf: Buffer): void {
+    const conn = link.conn!;
+    if (conn.write(buf) || link.full) return;
+    link.full = true;
+    this.backendFull++;
+    this.pacing();
+    conn.onceDrained(() => {
+      link.full = false;
+      this.backendFull--;
+      this.pacing();
+    });
+  }
+
+  /** Reads the client only while its requests can go somewhere. */
+  private pacing(): void {
+    const stop = this.backendFull > 0 || this.queuedBytes > QUEUE_HIGH_WATER || (this.blocked > 0 && this.queue.length > 0);
+    if (stop && !this.clientPaused) {
+      this.clientPaused = true;
+      this.host.pauseClient();
+    } else if (!stop && this.clientPaused && !this.closed) {
+      this.clientPaused = false;
+      this.host.resumeClient();
+    }
+  }
+
+  // ---- after sending ---------------------------------------------------------------------------
+
+  /** Registry, routing state and counters once a request is sent; returns its completion token. */
+  private bookkeeping(req: Request, info: RequestInfo, plan: Plan, node: number): Token | null {
+    const routerCfg = this.host.routing.router;
+    const counters = this.host.cluster.node(node)?.counters;
+    let token: Token | null = null;
+    const tok = (): Token => (token ??= { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null });
+    let i = 0;
+    for (const sql of info.queries) {
+      const cls = plan.classes[i++]!;
+      this.dispatched(cls, sql, tok);
+      if (counters !== undefined) countStatement(counters, cls, sql);
+    }
+    for (const p of info.parses) {
+      const cls = plan.classes[i++]!;
+      this.dispatched(cls, p.sql, tok);
+      this.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
+    }
+    // Each Bind is one execution of its statement: that is what the per-node counters count.
+    for (let b = 0; b < info.bindStatements.length; b++) {
+      const name = info.bindStatements[b]!;
+      const st = this.statements.protocol.get(name);
+      if (st !== undefined) {
+        st.nodes.add(node);
+        if (counters !== undefined) countStatement(counters, st.cls, st.sql);
+        if (!info.parsesStatement(name)) noteDispatched(st.cls, this.route, routerCfg);
+      }
+      this.statements.portals.set(info.bindPortals[b]!, node);
+    }
+    for (const name of info.statementRefs) this.statements.protocol.get(name)?.nodes.add(node);
+    for (const name of info.closedStatements) {
+      const st = this.statements.closed(name);
+      if (st === undefined) continue;
+      for (const other of st.nodes) {
+        if (other !== node) this.links[other]?.cleanup.push({ buf: Buffer.concat([encodeClose('S', name), SYNC]), completions: 1, term: Term.Sync });
+      }
+    }
+    if (plan.effects !== null) this.effectsSent(plan.effects, node, tok);
+    return token;
+  }
+
+  /** Routing state, transaction bookkeeping and advisory locks for one statement sent. */
+  private dispatched(cls: QueryClass, sql: string, tok: () => Token): void {
+    noteDispatched(cls, this.route, this.host.routing.router);
+    switch (cls.kind) {
+      case 'begin':
+        this.beginSql = cls.statements === 1 ? sql : 'BEGIN';
+        break;
+      case 'rollback':
+        tok().rollback = true;
+        break;
+      case 'savepoint':
+        tok().savepoint = savepointName(sql);
+        break;
+      case 'rollback_to':
+        tok().rollbackTo = savepointName(sql);
+        break;
+      case 'release':
+        tok().release = savepointName(sql);
+        break;
+      default:
+        break;
+    }
+    for (const f of cls.functions) {
+      if (ADVISORY_LOCK_FUNCTIONS.has(f)) this.state.advisoryLocks++;
+      else if (ADVISORY_UNLOCK_FUNCTIONS.has(f)) this.state.advisoryLocks = Math.max(0, this.state.advisoryLocks - 1);
+      else if (f === ADVISORY_UNLOCK_ALL) this.state.advisoryLocks = 0;
+    }
+  }
+
+  /** PREPARE/DEALLOCATE/DISCARD take effect in the registry at once; SETs when the request succeeds. */
+  private effectsSent(effects: readonly SessionEffect[], node: number, tok: () => Token): void {
+    const t = tok();
+    t.effects = effects as SessionEffect[];
+    for (const e of effects) {
+      switch (e.kind) {
+        case 'prepare': {
+          const cls = this.host.classifier.classify(e.text);
+          if (this.statements.prepared(e.name, e.text, cls, node)) (t.prepared ??= []).push(e.name);
+          break;
+        }
+        case 'deallocate':
+          if (e.name === null) {
+            this.statements.clearAll(true);
+            this.everywhereElse(node, 'DEALLOCATE ALL');
+          } else {
+            const st = this.statements.sql.get(e.name) ?? this.statements.protocol.get(e.name);
+            this.statements.sql.delete(e.name);
+            this.statements.protocol.delete(e.name);
+            for (const other of st?.nodes ?? []) {
+              if (other !== node) this.links[other]?.cleanup.push({ buf: encodeQuery(`DEALLOCATE ${quoteIdent(e.name)}`), completions: 0, term: Term.Query });
+            }
+          }
+          break;
+        case 'discard':
+          if (e.what === 'all') {
+            this.statements.clearAll(true);
+            this.everywhereElse(node, 'DISCARD ALL');
+          } else if (e.what === 'temp') {
+            this.route.tempTables.clear();
+          }
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /** Queues `sql` (swallowed) on every other link before its next request. */
+  private everywhereElse(node: number, sql: string): void {
+    for (const l of this.connected()) if (l.node !== node) l.cleanup.push({ buf: encodeQuery(sql), completions: 0, term: Term.Query });
+  }
+
+  // ---- backend input -------------------------------------------------------------------------
+
+  /** ForwardSink: a range of a backend chunk for the client. */
+  forward(buf: Buffer, start: number, end: number): void {
+    if (this.closed) return;
+    if (!this.client.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) && !this.clientFull) {
+      this.clientFull = true;
+      for (const l of this.connected()) l.conn!.pause();
+    }
+  }
+
+  /** The client's socket drained: backends may be read again. */
+  onClientDrain(): void {
+    if (!this.clientFull) return;
+    this.clientFull = false;
+    for (const l of this.connected()) l.conn!.resume();
+  }
+
+  /** A chunk from a backend connection of this session. */
+  onBackendData(node: number, chunk: Buffer): void {
+    const link = this.links[node];
+    if (link === undefined || link.conn === null) return;
+    link.feed(chunk, this);
+    if (link.broken) {
+      this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid }, 'protocol violation from the server (bad message length)');
+      this.host.closeLink(link.conn, false, 'protocol violation from server');
+      this.onBackendClosed(node, 'protocol violation from server');
+      return;
+    }
+    if (link.copyStarted) {
+      link.copyStarted = false;
+      this.copyTarget = link;
+    }
+    const completed = link.completedClient;
+    link.completedClient = 0;
+    if (link.done.length > 0) this.settle(link);
+    if (link.clientOwed === 0 && link.busySince > 0) {
+      this.host.observeLatency(node, (performance.now() - link.busySince) / 1000);
+      link.busySince = 0;
+    }
+    if (completed > 0 || link.owed === 0) this.drive();
+  }
+
+  /** Applies what the completed expects of `link` mean. */
+  private settle(link: Link): void {
+    const primary = this.host.cluster.primaryId();
+    for (const e of link.done) {
+      switch (e.kind) {
+        case ExpectKind.Client:
+          if (e.token !== null) this.completed(link, e, e.token as Token);
+          if (e.sync && e.status !== 0) this.afterSync(link, e, primary);
+          if (e.retry !== null) releaseRequest(e.retry as Request);
+          break;
+        case ExpectKind.Reparse:
+          if (e.errored || e.skipped) (e.token as ReparseToken).st.nodes.delete(link.node);
+          break;
+        case ExpectKind.State:
+          if (e.errored || e.skipped) this.stateFailed(link);
+          break;
+        default:
+          break;
+      }
+      Link.release(e);
+    }
+    link.done.length = 0;
+  }
+
+  /** A client request completed: apply its session effects if it succeeded. */
+  private completed(link: Link, e: Expect, t: Token): void {
+    if (e.errored || e.skipped) {
+      for (const name of t.prepared ?? []) this.statements.sql.delete(name);
+      if (t.effects !== null) this.stageImmediate(t.effects);
+      return;
+    }
+    if (t.effects !== null) {
+      this.state.stage(t.effects);
+      if (this.state.pending) this.stagedNode = link.node;
+    }
+    if (t.savepoint !== null) this.state.savepoint(t.savepoint);
+    if (t.rollbackTo !== null) this.state.rollbackTo(t.rollbackTo);
+    if (t.release !== null) this.state.release(t.release);
+    if (t.rollback) this.state.discard();
+  }
+
+  /** LISTEN and friends of a failed multi-statement request may have happened: count them (safe side). */
+  private stageImmediate(effects: readonly SessionEffect[]): void {
+    const pins = effects.filter((x) => x.kind === 'listen' || x.kind === 'declare_hold');
+    if (pins.length > 0) this.state.stage(pins);
+  }
+
+  /** A ReadyForQuery answered a client request on `link`. */
+  private afterSync(link: Link, e: Expect, primary: number): void {
+    const status = e.status;
+    if (status === TxStatus.Idle) {
+      if (link.node === this.stagedNode || (this.stagedNode < 0 && this.state.pending)) {
+        if (this.txFailed) this.state.discard();
+        else this.state.commit(link.conn, this);
+        this.stagedNode = -1;
+      }
+      this.statements.transactionEnded(link.node);
+    }
+    if (link.node !== primary) return;
+    if (status === TxStatus.Idle) {
+      if (link.owed === 0) this.ryw.onPrimaryIdle(link.node);
+      noteTransactionEnd(this.route);
+      this.txFailed = false;
+      // The primary's transaction ended: end the part a standby still holds (its snapshot would
+      // otherwise stay open there, and the next read would run inside that stale transaction).
+      for (const other of this.connected()) {
+        if (other === link || other.owed > 0 || other.unsynced || other.txStatus === TxStatus.Idle) continue;
+        other.expect(ExpectKind.Tx, true, 0, Term.Query);
+        this.send(other, encodeQuery('ROLLBACK'));
+        other.txStatus = TxStatus.Idle;
+      }
+    } else {
+      this.route.inTransaction = true;
+      if (status === TxStatus.Failed) this.txFailed = true;
+    }
+  }
+
+  /** Session state could not be replayed on a node: its answers would be wrong there. */
+  private stateFailed(link: Link): void {
+    this.host.log.error({ event: LogEvent.BackendError, node_id: link.node, pid: this.host.pid },
+      `could not apply this session's settings on node ${link.node}; closing the session rather than answering with different settings`);
+    this.fail(clientErrors.sessionStateLost(link.node));
+  }
+
+  // ---- a backend connection is lost ------------------------------------------------------------
+
+  /** The backend connection of `node` closed or failed. */
+  onBackendClosed(node: number, reason: string): void {
+    const link = this.links[node];
+    if (link === undefined || link.conn === null || this.closed) return;
+    const conn = link.conn;
+    const goodbye = link.goodbye;
+    const owed = link.drain();
+    const unsynced = link.unsynced;
+    if (link.done.length > 0) this.settle(link);
+    link.reset();
+    link.conn = null;
+    this.host.closeLink(conn, false, reason);
+    if (this.copyTarget === link) this.copyTarget = null;
+    this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid, reason, goodbye: goodbye?.code }, 'backend connection lost');
+    // failover_on_backend_error is about a connection lost without a word; a FATAL goodbye
+    // (57P01/57P02: pg_terminate_backend, a server shutdown) counts only with failover_on_backend_shutdown.
+    const code = goodbye?.code ?? '';
+    if (code === '' || (SHUTDOWN_CODES.has(code) && this.host.config.failover_on_backend_shutdown)) this.host.backendError(node, reason);
+    const primary = this.host.cluster.primaryId();
+    const isPrimary = node === primary || node === this.identityNode;
+    const clientOwed = owed.filter((e) => !e.swallow);
+    const retry = clientOwed.length > 0 && clientOwed.every((e) => e.retry !== null && !e.started) && !unsynced;
+    let verdict: 'go on' | 'end' | 'ask' = 'go on';
+    if (clientOwed.length > 0 && !retry) verdict = 'end';
+    else if (isPrimary && (this.route.inTransaction || this.state.holdsUnreplayable || this.route.tempTables.size > 0)) verdict = 'end';
+    else if (isPrimary && clientOwed.length === 0 && code === '57P01') verdict = 'ask';
+    this.forgetNode(node);
+    if (verdict === 'end') {
+      for (const e of owed) Link.release(e);
+      this.lost(node, goodbye);
+      return;
+    }
+    if (retry) {
+      // Nothing of the client's was lost: its reads run again elsewhere, first.
+      const reqs = clientOwed.map((e) => e.retry as Request);
+      for (let i = reqs.length - 1; i >= 0; i--) {
+        this.queue.unshift(reqs[i]!);
+        this.queuedBytes += reqs[i]!.data.length;
+      }
+      this.host.log.info({ event: 'read_retry', pid: this.host.pid, node_id: node, requests: reqs.length },
+        `node ${node} went away before answering; re-running ${reqs.length} read(s) elsewhere`);
+    }
+    for (const e of owed) Link.release(e);
+    if (verdict === 'ask') {
+      // FATAL 57P01 on an idle connection: pg_terminate_backend() of this client's backend (end
+      // the session, as PostgreSQL would), or the server shutting down (go on elsewhere)?
+      this.block(this.host.nodeAccepting(node).then((accepting) => {
+        if (accepting) this.lost(node, goodbye);
+      }), `check whether node ${node} is shutting down`);
+      return;
+    }
+    this.drive();
+  }
+
+  /**
+   * Ends the session after losing `node`, as PostgreSQL would: the client sees the backend's own
+   * FATAL (once: not again when it came with an answer), or ours when the backend said nothing.
+   */
+  private lost(node: number, goodbye: Goodbye | null): void {
+    if (goodbye === null) this.client.write(encodeErrorResponse(clientErrors.backendLost(node)));
+    else if (!goodbye.forwarded && goodbye.frame !== null) this.client.write(goodbye.frame);
+    this.end(`backend node ${node} lost${goodbye ? ` (${goodbye.code})` : ''}`);
+  }
+
+  /** A node's connection is gone: its statements and portals with it. */
+  private forgetNode(node: number): void {
+    this.statements.forgetNode(node);
+    if (this.lastNode === node) this.lastNode = -1;
+    if (this.stickyNode === node) this.stickyNode = -1;
+    if (this.lbNode === node) this.lbNode = -1;
+    this.planner.failedAt.set(node, { at: Date.now(), primary: this.host.cluster.primaryId() });
+  }
+
+  private fail(fields: Parameters<typeof encodeErrorResponse>[0]): void {
+    this.client.write(encodeErrorResponse(fields));
+    this.end(`${fields.code}: ${fields.message}`);
+  }
+
+  private end(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.host.end(reason);
+  }
+
+  // ---- local replies ---------------------------------------------------------------------------
+
+  /** Runs an admin command (blocks the queue meanwhile) and writes its answer. */
+  private runAdmin(sql: string): void {
+    const status = this.txStatus();
+    this.block(this.host.runAdmin(sql, status).then((reply) => {
+      if (!this.closed) this.client.write(reply);
+    }), 'admin command');
+  }
+
+  /** The transaction status of pgmaitre's own ReadyForQuery: the primary's. */
+  txStatus(): number {
+    const l = this.links[this.host.cluster.primaryId()] ?? this.links[this.identityNode];
+    return l?.txStatus ?? TxStatus.Idle;
+  }
+
+  private reportNode(node: number, link: Link, info: RequestInfo, reason: string): void {
+    const sqls = [...info.queries, ...info.parses.map((p) => p.sql)];
+    if (sqls.length === 0) for (const s of info.bindStatements) sqls.push(`EXECUTE ${s || '<unnamed>'}`);
+    for (const sql of sqls) {
+      const text = `DB node id: ${node} backend pid: ${link.conn?.backendPid ?? 0} statement: ${sql}`;
+      if (this.host.logFlags.perNodeStatement) logLine(this.host.log, { event: LogEvent.NodeStatement, pid: this.host.pid, node_id: node, reason }, text);
+      if (this.host.noticePerNode) this.client.write(encodeNoticeResponse({ severity: 'NOTICE', code: '00000', message: text }));
+    }
+  }
+
+  // ---- cancel and close ------------------------------------------------------------------------
+
+  /** Forwards a CancelRequest to the backend running this session's query, if any. */
+  cancel(): void {
+    for (const l of this.connected()) {
+      if (l.clientOwed > 0) this.host.cancelBackend(l.node, l.conn!.backendPid, l.conn!.backendSecret);
+    }
+  }
+
+  /**
+   * The session ends (client gone, shutdown, FATAL): every connection goes back to its pool —
+   * reusable only when left idle (no transaction open, nothing owed, at a message boundary);
+   * a query still running is cancelled first.
+   */
+  close(): void {
+    const cancelled = new Set<number>();
+    for (const l of this.connected()) {
+      const conn = l.conn!;
+      const clean = l.quiet && !l.unsynced && l.txStatus === TxStatus.Idle && this.copyTarget !== l;
+      if (!clean && l.clientOwed > 0 && !cancelled.has(l.node)) {
+        cancelled.add(l.node);
+        this.host.cancelBackend(l.node, conn.backendPid, conn.backendSecret);
+      }
+      l.conn = null;
+      this.host.closeLink(conn, clean, clean ? '' : 'client left with a transaction open or a request in flight');
+      l.reset();
+    }
+    this.closed = true;
+    for (const r of this.queue) releaseRequest(r);
+    this.queue.length = 0;
+  }
+
+  /** Chooses the session's load-balance node now (SHOW POOL_PROCESSES shows it from the start). */
+  pickReadNode(): void {
+    this.planner.readNode();
+  }
+
+  /** Backend connections held, for SHOW POOL_PROCESSES and friends. */
+  backends(): BackendPort[] {
+    return [...this.connected()].map((l) => l.conn!);
+  }
+}
+
+/** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */
+function savepointName(sql: string): string {
+  const m = /([A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|"(?:[^"]|"")+")\s*;?\s*$/.exec(sql);
+  if (m === null) return '';
+  const id = m[1]!;
+  return id.startsWith('"') ? id.slice(1, -1).replace(/""/g, '"') : id.toLowerCase();
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

@@ -1,0 +1,201 @@
+/**
+ * Session state that must follow the client: the parameters it SET (replayed on every other node
+ * it reads from, and in transaction pooling on every connection it borrows), and what it holds that
+ * cannot be replayed (LISTEN, session advisory locks, cursors WITH HOLD, temporary tables).
+ *
+ * SETs are transactional: a SET inside a transaction only counts once that transaction commits
+ * (`stage` then `commit`/`discard`; ROLLBACK TO a savepoint drops what followed the savepoint).
+ * The committed state is kept as the last statement text per parameter — replaying the client's
+ * own text is exact, and the map stays bounded by the number of distinct parameters, not the
+ * number of SETs. `version` changes with every committed change: a connection that applied the
+ * current version needs nothing (the common case costs one comparison).
+ */
+import type { SessionEffect } from '../classify/session-effects';
+
+/** Parameters RESET ALL leaves alone (GUC_NO_RESET_ALL). */
+const NOT_RESET_BY_ALL = new Set(['role', 'session_authorization']);
+
+/** What a connection has applied, so that only differences are replayed. */
+export interface AppliedState {
+  /** Parameter → statement text, as last replayed or executed there; null: unknown (full replay). */
+  applied: Map<string, string> | null;
+  /** State version the connection matches (for this session), or -1. */
+  appliedVersion: number;
+  /** The session the version belongs to (transaction pooling shares connections). */
+  appliedOwner: unknown;
+}
+
+type Change = { readonly kind: 'set'; readonly name: string; readonly text: string } | { readonly kind: 'reset'; readonly name: string } | { readonly kind: 'reset_all' };
+
+/** See the file header. */
+export class SessionState {
+  private readonly sets = new Map<string, string>();
+  version = 0;
+  /** Changes made inside the current transaction, not yet committed. */
+  private staged: Change[] = [];
+  private savepoints: { name: string; at: number }[] = [];
+
+  /** LISTEN channels. */
+  readonly listening = new Set<string>();
+  /** Session advisory locks taken minus released (a lower bound is never assumed: try-locks count). */
+  advisoryLocks = 0;
+  /** Cursors declared WITH HOLD. */
+  readonly holdCursors = new Set<string>();
+
+  /** The committed value of a parameter as the client set it (lower-cased first argument), or undefined. */
+  private readonly values = new Map<string, string | null>();
+
+  /** default_transaction_isolation is serializable: a standby cannot run this session's reads. */
+  get serializableDefault(): boolean {
+    return this.values.get('default_transaction_isolation') === 'serializable';
+  }
+
+  /** Records the effects of a statement the client sent (SETs staged until commit). */
+  stage(effects: readonly SessionEffect[]): void {
+    for (const e of effects) {
+      switch (e.kind) {
+        case 'set':
+          this.staged.push({ kind: 'set', name: e.name, text: e.text });
+          this.stagedValues.set(e.name, e.value);
+          break;
+        case 'reset':
+          this.staged.push({ kind: 'reset', name: e.name });
+          this.stagedValues.set(e.name, null);
+          break;
+        case 'reset_all':
+          this.staged.push({ kind: 'reset_all' });
+          break;
+        case 'discard':
+          if (e.what === 'all') {
+            this.staged.push({ kind: 'reset_all' }, { kind: 'reset', name: 'role' }, { kind: 'reset', name: 'session_authorization' });
+            this.listening.clear();
+            this.advisoryLocks = 0;
+            this.holdCursors.clear();
+          }
+          break;
+        case 'listen':
+          this.listening.add(e.channel);
+          break;
+        case 'unlisten':
+          if (e.channel === null) this.listening.clear();
+          else this.listening.delete(e.channel);
+          break;
+        case 'declare_hold':
+          this.holdCursors.add(e.name);
+          break;
+        case 'close_cursor':
+          if (e.name === null) this.holdCursors.clear();
+          else this.holdCursors.delete(e.name);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  private readonly stagedValues = new Map<string, string | null>();
+
+  /** SAVEPOINT name: staged changes made after it can be rolled back. */
+  savepoint(name: string): void {
+    this.savepoints.push({ name: name.toLowerCase(), at: this.staged.length });
+  }
+
+  /** ROLLBACK TO SAVEPOINT name. */
+  rollbackTo(name: string): void {
+    const n = name.toLowerCase();
+    for (let i = this.savepoints.length - 1; i >= 0; i--) {
+      if (this.savepoints[i]!.name === n) {
+        this.staged.length = this.savepoints[i]!.at;
+        this.savepoints.length = i + 1;
+        return;
+      }
+    }
+  }
+
+  /** RELEASE SAVEPOINT name: its changes stay staged. */
+  release(name: string): void {
+    const n = name.toLowerCase();
+    for (let i = this.savepoints.length - 1; i >= 0; i--) {
+      if (this.savepoints[i]!.name === n) {
+        this.savepoints.length = i;
+        return;
+      }
+    }
+  }
+
+  /** True when changes wait for the transaction's end. */
+  get pending(): boolean {
+    return this.staged.length > 0;
+  }
+
+  /** The transaction committed: staged changes become the session's; `conn` (which ran them) follows. */
+  commit(conn: AppliedState | null, owner: unknown): void {
+    this.savepoints = [];
+    if (this.staged.length === 0) return;
+    const upToDate = conn !== null && conn.appliedOwner === owner && conn.appliedVersion === this.version;
+    for (const c of this.staged) {
+      this.apply(this.sets, c);
+      if (conn?.applied) this.apply(conn.applied, c);
+    }
+    for (const [k, v] of this.stagedValues) {
+      if (v === null) this.values.delete(k);
+      else this.values.set(k, v);
+    }
+    if (this.staged.some((c) => c.kind === 'reset_all')) {
+      for (const k of [...this.values.keys()]) if (!NOT_RESET_BY_ALL.has(k) && !this.sets.has(k)) this.values.delete(k);
+    }
+    this.staged = [];
+    this.stagedValues.clear();
+    this.version++;
+    if (conn !== null && upToDate) conn.appliedVersion = this.version;
+  }
+
+  /** The transaction rolled back: staged changes are dropped. */
+  discard(): void {
+    this.staged = [];
+    this.stagedValues.clear();
+    this.savepoints = [];
+  }
+
+  private apply(m: Map<string, string>, c: Change): void {
+    if (c.kind === 'set') m.set(c.name, c.text);
+    else if (c.kind === 'reset') m.delete(c.name);
+    else for (const k of [...m.keys()]) if (!NOT_RESET_BY_ALL.has(k)) m.delete(k);
+  }
+
+  /** Committed SET texts by parameter (read-only view). */
+  get parameters(): ReadonlyMap<string, string> {
+    return this.sets;
+  }
+
+  /**
+   * The statements that bring `conn` to this session's state (empty when it is there already),
+   * and marks it as brought there. A connection whose state is unknown gets a full reset first.
+   */
+  replayFor(conn: AppliedState, owner: unknown): string[] {
+    if (conn.appliedOwner === owner && conn.appliedVersion === this.version) return [];
+    const out: string[] = [];
+    let applied = conn.applied;
+    if (applied === null) {
+      out.push('RESET ALL', 'RESET ROLE', 'RESET SESSION AUTHORIZATION');
+      applied = new Map();
+    }
+    for (const k of applied.keys()) if (!this.sets.has(k)) out.push(resetText(k));
+    for (const [k, text] of this.sets) if (applied.get(k) !== text) out.push(text);
+    conn.applied = new Map(this.sets);
+    conn.appliedVersion = this.version;
+    conn.appliedOwner = owner;
+    return out;
+  }
+
+  /** Something the client relies on lives only on its connection (it cannot be replayed elsewhere). */
+  get holdsUnreplayable(): boolean {
+    return this.listening.size > 0 || this.advisoryLocks > 0 || this.holdCursors.size > 0;
+  }
+}
+
+function resetText(name: string): string {
+  if (name === 'role') return 'RESET ROLE';
+  if (name === 'session_authorization') return 'RESET SESSION AUTHORIZATION';
+  return `RESET ${/^[a-z_][a-z0-9_.]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`}`;
+}
