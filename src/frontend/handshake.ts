@@ -44,13 +44,19 @@ class ClientGone extends Error {
 
 /**
  * Relays the primary's authentication exchange to the client (enable_pool_hba = off):
- * each request goes to the client, each answer back to the primary.
+ * each request goes to the client, each answer back to the primary. A request means the primary
+ * no longer lets this (user, database) in without a password, whatever it did before: the pair
+ * leaves `trustedLogins` at once, so no later login reuses a pooled connection unchallenged.
  */
-function relayAuthenticator(s: ClientSession, io: HandshakeIO): BackendAuthenticator & { asked: boolean } {
+function relayAuthenticator(s: ClientSession, io: HandshakeIO, loginKey: string): BackendAuthenticator & { asked: boolean } {
   return {
     asked: false,
     async answer(_req, frame) {
       this.asked = true;
+      if (s.ctx.trustedLogins.delete(loginKey)) {
+        logLine(s.ctx.log, { event: LogEvent.TrustForgotten, user: s.user, database: s.database, node_id: s.primaryNode },
+          `the primary now asks user "${s.user}" for a password on database "${s.database}": pooled logins without one stop`);
+      }
       io.send(frame);
       const { code, frame: reply } = await io.nextFrame();
       if (code !== FrontendCode.Password) throw new ProxyError(ProxyErrorCode.BackendAuth, 'client sent something other than a password message');
@@ -220,13 +226,19 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
     } else {
       conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, cred))));
     }
-  } else if (ctx.trustedLogins.has(loginKey)) {
-    conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(s.user, { kind: 'none' }))));
   } else {
-    // The primary authenticates this client itself; the connection then joins the pool.
-    const relay = relayAuthenticator(s, io);
+    // The primary authenticates this client itself (its exchange relayed); the connection then
+    // joins the pool. A (user, database) the primary let in without asking may reuse a pooled
+    // connection; a new connection relays the primary's exchange all the same, so a trust rule
+    // removed from its pg_hba.conf since is noticed there (relayAuthenticator forgets the pair;
+    // a configuration reload forgets them all).
+    const relay = relayAuthenticator(s, io, loginKey);
+    const trusted = ctx.trustedLogins.has(loginKey);
+    let fresh = !trusted;
     try {
-      conn = await ServerConnection.connect(connectOpts(relay));
+      conn = trusted
+        ? await pool.acquire(pkey, () => { fresh = true; return ServerConnection.connect(connectOpts(relay)); })
+        : await ServerConnection.connect(connectOpts(relay));
     } catch (e) {
       if (e instanceof ProxyError && e.backend?.code && !s.closed) {
         // The backend's FATAL already went to the client verbatim (relay.failed).
@@ -235,8 +247,8 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
       }
       throw e;
     }
-    pool.adopt(conn);
-    if (!relay.asked) ctx.trustedLogins.add(loginKey);
+    if (!trusted) pool.adopt(conn);
+    if (fresh && !relay.asked) ctx.trustedLogins.add(loginKey);
   }
 
   if (s.closed) {

@@ -83,6 +83,8 @@ export const LogEvent = {
   NodeStatement: 'node_statement',
   ClientMessage: 'client_message',
   AuthFailed: 'authentication_failed',
+  /** A (user, database) the primary once let in without a password must authenticate again. */
+  TrustForgotten: 'trusted_login_forgotten',
   BackendConnect: 'backend_connect',
   BackendError: 'backend_error',
   PoolReset: 'pool_reset',
