@@ -129,11 +129,16 @@ async function login(s: ClientSession, info: StartupInfo): Promise<void> {
     s.fatal(clientErrors.tooManyClients());
     return;
   }
-  const gone = new Promise<null>((resolve) => s.socket.once('close', () => resolve(null)));
+  // The wait ends when the client goes, or when the session closes (authentication_timeout
+  // while queued: the session ends its side of the socket, 'finish', before the client closes).
+  const gone = new Promise<null>((resolve) => {
+    s.socket.once('close', () => resolve(null));
+    s.socket.once('finish', () => resolve(null));
+  });
   const lease = await Promise.race([want.lease, gone]);
   if (lease === null || s.closed) {
+    // Leaves the queue, or gives back a slot granted meanwhile (never both).
     want.cancel();
-    lease?.release();
     return;
   }
   s.slot = lease;
