@@ -126,7 +126,14 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     const password = resolvePassword(user, c.sr_check_user ? c.sr_check_password : c.health_check_password, ctx.poolPasswd);
     return { host: n.host, port: n.port, user, password, database: c.sr_check_database || 'postgres', timeoutMs: Math.max(1000, c.connect_timeout || 10000) };
   };
-  const volatility = new FunctionVolatility(() => sideTarget(cluster.primaryId()));
+  const volatility = new FunctionVolatility({
+    target: () => {
+      const id = cluster.primaryId();
+      const t = sideTarget(id);
+      return t === null ? null : { ...t, nodeId: id };
+    },
+    capacity: config.relcache_size, expireSec: config.relcache_expire, log,
+  });
 
   const ctx: FrontendContext = {
     config, log, logFlags: logFlagsOf(config), cluster, pools,
@@ -189,10 +196,11 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       const closing = closeAll(servers);
       const adminClosed = admin?.close();
       const lsnClosed = ctx.lsn?.close();
+      const volatilityClosed = ctx.routing.volatility.close();
       for (const s of ctx.registry.list()) s.terminate('shutdown');
       for (const p of pools.values()) p.shutdown();
       void ctx.authQuery?.close();
-      await Promise.all([closing, healthStopped, adminClosed, lsnClosed]);
+      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed]);
       opts.onStopped?.();
     })();
     return stopping;
