@@ -11,7 +11,7 @@ import { diffConfig } from './config/diff';
 import { checkHbaRoles, loadHba } from './config/hba';
 import { loadPoolPasswd } from './config/pool-passwd';
 import { loadPcpConf } from './config/pcp-conf';
-import { LogEvent, logLine, pinoLevel, type Logger } from './log/logger';
+import { LogEvent, logFailure, logLine, pinoLevel, type Logger } from './log/logger';
 import type { AdminContext } from './admin/types';
 import { runAdminCommand } from './admin/registry';
 import { EventLog } from './admin/event-log';
@@ -123,7 +123,9 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       reloadConfig: reload,
       stop: async (mode) => {
         log.warn({ event: 'stop_requested', mode }, `stop requested (${mode})`);
-        setImmediate(() => { void w.stop(); });
+        setImmediate(() => {
+          w.stop().catch((e: unknown) => logFailure(log, `stop (${mode})`, null, e, 'error'));
+        });
         return `stopping (${mode})`;
       },
     },

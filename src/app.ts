@@ -142,7 +142,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),
     admin: null,
-    lsn: new LsnProbe(sideTarget),
+    lsn: new LsnProbe(sideTarget, log),
     onBackendError: (nodeId, reason) => health.reportBackendError(nodeId, reason),
     tls: frontendTls,
     ...(config.ssl ? { backendTls: buildBackendTls(config) } : {}),
@@ -154,9 +154,9 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     return {
       query: c.auth_query, user: c.auth_user, password: resolvePassword(c.auth_user, '', ctx.poolPasswd), database: c.auth_query_database,
       ttlSec: c.auth_query_cache_ttl, timeoutMs: Math.max(1000, c.connect_timeout || 10000),
-      primary: p === undefined ? null : { host: p.host, port: p.port }, ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
+      primary: p === undefined ? null : { id: p.id, host: p.host, port: p.port }, ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
     };
-  });
+  }, log);
 
   // Health checks, replication checks and failover: initial primary detection, then the loops.
   // A node that goes down loses its idle pooled connections at once.

@@ -3,7 +3,7 @@
  * every function is volatile (fail closed) and asked again after the retry delay, the LRU
  * never exceeds its capacity, and a batch larger than the capacity is answered in full when its
  * lookup resolves (so the dispatcher does not look the same functions up forever). The side
- * connection itself is tested against PostgreSQL in test/integration/function-volatility.test.ts.
+ * connection itself is tested against PostgreSQL in test/integration/side-connections.test.ts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
