@@ -11,7 +11,7 @@ import { diffConfig } from './config/diff';
 import { checkHbaRoles, loadHba } from './config/hba';
 import { loadPoolPasswd } from './config/pool-passwd';
 import { loadPcpConf } from './config/pcp-conf';
-import { pinoLevel, type Logger } from './log/logger';
+import { LogEvent, logFailure, logLine, pinoLevel, type Logger } from './log/logger';
 import type { AdminContext } from './admin/types';
 import { runAdminCommand } from './admin/registry';
 import { EventLog } from './admin/event-log';
@@ -87,6 +87,13 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       checkHbaRoles(rules, next.auth_user);
       ctx.hba = rules;
     }
+    // pg_hba.conf may have changed with the configuration: every (user, database) the primary
+    // once let in without a password authenticates again at its next login (handshake.ts).
+    if (ctx.trustedLogins.size > 0) {
+      logLine(log, { event: LogEvent.TrustForgotten, count: ctx.trustedLogins.size },
+        `configuration reload: ${ctx.trustedLogins.size} login(s) the primary trusted must authenticate again`);
+      ctx.trustedLogins.clear();
+    }
     ctx.poolPasswd = next.pool_passwd !== '' && fs.existsSync(next.pool_passwd) ? loadPoolPasswd(next.pool_passwd, next.key_file) : new Map();
     health.onConfigReload(next);
     const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);
@@ -116,7 +123,9 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       reloadConfig: reload,
       stop: async (mode) => {
         log.warn({ event: 'stop_requested', mode }, `stop requested (${mode})`);
-        setImmediate(() => { void w.stop(); });
+        setImmediate(() => {
+          w.stop().catch((e: unknown) => logFailure(log, `stop (${mode})`, null, e, 'error'));
+        });
         return `stopping (${mode})`;
       },
     },

@@ -126,7 +126,14 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     const password = resolvePassword(user, c.sr_check_user ? c.sr_check_password : c.health_check_password, ctx.poolPasswd);
     return { host: n.host, port: n.port, user, password, database: c.sr_check_database || 'postgres', timeoutMs: Math.max(1000, c.connect_timeout || 10000) };
   };
-  const volatility = new FunctionVolatility(() => sideTarget(cluster.primaryId()));
+  const volatility = new FunctionVolatility({
+    target: () => {
+      const id = cluster.primaryId();
+      const t = sideTarget(id);
+      return t === null ? null : { ...t, nodeId: id };
+    },
+    capacity: config.relcache_size, expireSec: config.relcache_expire, log,
+  });
 
   const ctx: FrontendContext = {
     config, log, logFlags: logFlagsOf(config), cluster, pools,
@@ -135,7 +142,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),
     admin: null,
-    lsn: new LsnProbe(sideTarget),
+    lsn: new LsnProbe(sideTarget, log),
     onBackendError: (nodeId, reason) => health.reportBackendError(nodeId, reason),
     tls: frontendTls,
     ...(config.ssl ? { backendTls: buildBackendTls(config) } : {}),
@@ -147,9 +154,9 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     return {
       query: c.auth_query, user: c.auth_user, password: resolvePassword(c.auth_user, '', ctx.poolPasswd), database: c.auth_query_database,
       ttlSec: c.auth_query_cache_ttl, timeoutMs: Math.max(1000, c.connect_timeout || 10000),
-      primary: p === undefined ? null : { host: p.host, port: p.port }, ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
+      primary: p === undefined ? null : { id: p.id, host: p.host, port: p.port }, ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
     };
-  });
+  }, log);
 
   // Health checks, replication checks and failover: initial primary detection, then the loops.
   // A node that goes down loses its idle pooled connections at once.
@@ -189,10 +196,11 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       const closing = closeAll(servers);
       const adminClosed = admin?.close();
       const lsnClosed = ctx.lsn?.close();
+      const volatilityClosed = volatility.close();
       for (const s of ctx.registry.list()) s.terminate('shutdown');
       for (const p of pools.values()) p.shutdown();
       void ctx.authQuery?.close();
-      await Promise.all([closing, healthStopped, adminClosed, lsnClosed]);
+      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed]);
       opts.onStopped?.();
     })();
     return stopping;

@@ -1,31 +1,111 @@
 /**
- * pg_proc.provolatile of the functions SELECTs call, looked up on the primary once per function
- * name and cached (pgpool-II does the same when neither write_function_list nor
- * read_only_function_list is set). A lookup failure counts as volatile: fail closed.
- * Runs on a `pg` side connection, never on a client's backend connection.
+ * pg_proc.provolatile of the functions SELECTs call, looked up on the primary and cached
+ * (pgpool-II does the same through its relation cache when neither write_function_list nor
+ * read_only_function_list is set). The cache is one LRU of `relcache_size` entries (pgpool's
+ * relation cache size); an entry lives `relcache_expire` seconds (0: until evicted or a reload).
+ * A lookup failure counts as volatile (fail closed), is logged with the node, and is retried
+ * after FAILED_RETRY_MS.
+ *
+ * Lookups run on one persistent `pg` side connection to the primary (never a client's backend
+ * connection): opened on first use, re-opened after an error or when the primary (or the side
+ * connection's settings) changed. Concurrent lookups queue on it (the pg driver queues
+ * queries); a batch of functions is one query.
+ *
+ * The dispatcher asks get() again once a lookup resolves: a batch's answers stay readable for
+ * RECENT_MS even when the LRU could not keep them all (a statement calling more distinct
+ * functions than relcache_size), so a lookup ends the wait rather than asking for another
+ * lookup. That side table holds at most RECENT_MAX entries, or one batch if larger.
  */
 import { Client } from 'pg';
+import { logFailure, type Logger } from '../log/logger';
+import { LruCache } from '../util/lru-cache';
 import type { SideTarget } from './side-target';
 
 /** 'v' volatile, 's' stable, 'i' immutable. */
 export type Volatility = 'v' | 's' | 'i';
 
+/** Where lookups run: the primary's side-connection settings and its node id. */
+export interface VolatilityTarget extends SideTarget {
+  readonly nodeId: number;
+}
+
+/** Options of FunctionVolatility. */
+export interface FunctionVolatilityOptions {
+  /** The primary, or null when there is none (or no side-connection user): everything is volatile. */
+  readonly target: () => VolatilityTarget | null;
+  /** Entries kept (relcache_size). */
+  readonly capacity: number;
+  /** Seconds an entry lives (relcache_expire); 0: until evicted. */
+  readonly expireSec?: number;
+  readonly log?: Logger;
+  /** Clock (tests). */
+  readonly now?: () => number;
+}
+
+/** application_name of the side connection (visible in pg_stat_activity). */
+export const VOLATILITY_APPLICATION_NAME = 'pgmaitre volatility';
+
+/** How long a failed lookup's "volatile" stands before the function is looked up again. */
+const FAILED_RETRY_MS = 10_000;
+/** How long (ms) and how many of the latest answers stay readable beside the LRU (see the header). */
+const RECENT_MS = 2000;
+const RECENT_MAX = 4096;
+
+/** Any overload being volatile makes the call volatile: argument types are not resolved. */
+const LOOKUP_SQL = `SELECT f.fn, (SELECT p.provolatile FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+   WHERE p.proname = f.name AND (f.nsp IS NULL OR n.nspname = f.nsp)
+   ORDER BY (p.provolatile = 'v') DESC LIMIT 1)::text AS v
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS f(fn, nsp, name)`;
+
+interface Entry {
+  readonly v: Volatility;
+  /** Expiry time (ms since epoch); Infinity: none. */
+  readonly until: number;
+}
+
+interface Side {
+  readonly client: Client;
+  readonly key: string;
+}
 
 /** Cache of function volatility; see the file header. */
 export class FunctionVolatility {
-  private readonly cache = new Map<string, Volatility>();
+  private readonly cache: LruCache<Entry>;
   private readonly pending = new Map<string, Promise<void>>();
+  /** The latest answers, oldest first, with when they came (see the header). */
+  private readonly recent = new Map<string, { readonly v: Volatility; readonly at: number; readonly batch: number }>();
+  private batches = 0;
+  private side: Side | null = null;
+  private connecting: { readonly key: string; readonly promise: Promise<Client> } | null = null;
+  private closed = false;
 
-  constructor(private readonly target: () => SideTarget | null) {}
+  private readonly now: () => number;
 
-  /** Cached volatility, or undefined when never looked up. */
-  get(fn: string): Volatility | undefined {
-    return this.cache.get(fn);
+  constructor(private readonly opts: FunctionVolatilityOptions) {
+    this.cache = new LruCache<Entry>(opts.capacity);
+    this.now = opts.now ?? Date.now;
   }
 
-  /** Looks up the given functions (all at once); resolves when every one is cached. */
+  /** Cached volatility, or undefined when not looked up (or evicted, or expired). */
+  get(fn: string): Volatility | undefined {
+    const e = this.cache.get(fn);
+    if (e !== undefined) {
+      if (e.until === Infinity || e.until > this.now()) return e.v;
+      this.cache.delete(fn);
+    }
+    const r = this.recent.get(fn);
+    return r !== undefined && this.now() - r.at < RECENT_MS ? r.v : undefined;
+  }
+
+  /** Entries cached. */
+  get size(): number {
+    return this.cache.size;
+  }
+
+  /** Looks up the given functions (all at once); resolves when every one has an answer. */
   lookup(fns: readonly string[]): Promise<void> {
-    const missing = fns.filter((f) => !this.cache.has(f) && !this.pending.has(f));
+    const missing = fns.filter((f) => this.get(f) === undefined && !this.pending.has(f));
     const waits = fns.map((f) => this.pending.get(f)).filter((p): p is Promise<void> => p !== undefined);
     if (missing.length > 0) {
       const p = this.fetch(missing).finally(() => { for (const f of missing) this.pending.delete(f); });
@@ -35,40 +115,115 @@ export class FunctionVolatility {
     return Promise.all(waits).then(() => undefined);
   }
 
+  /** Forgets every answer (config reload). The side connection stays. */
+  clear(): void {
+    this.cache.clear();
+    this.recent.clear();
+  }
+
+  /** Closes the side connection (shutdown); later lookups answer "volatile". */
+  async close(): Promise<void> {
+    this.closed = true;
+    const side = this.side;
+    this.side = null;
+    if (side !== null) await this.end(side.client);
+  }
+
   private async fetch(fns: readonly string[]): Promise<void> {
-    const t = this.target();
+    const batch = ++this.batches;
+    const t = this.closed ? null : this.opts.target();
     if (t === null) {
-      for (const f of fns) this.cache.set(f, 'v');
+      // No primary or no side-connection user (app.ts logs that at start): fail closed.
+      for (const f of fns) this.store(f, 'v', this.now() + FAILED_RETRY_MS, batch);
       return;
     }
-    const client = new Client({
-      host: t.host, port: t.port, user: t.user, password: t.password || undefined, database: t.database,
-      connectionTimeoutMillis: t.timeoutMs, query_timeout: t.timeoutMs, application_name: 'pgmaitre volatility',
-    });
-    client.on('error', () => {});
+    let client: Client | null = null;
     try {
-      await client.connect();
+      client = await this.client(t);
+      const nsp: (string | null)[] = [];
+      const name: string[] = [];
       for (const fn of fns) {
         const dot = fn.lastIndexOf('.');
-        const schema = dot >= 0 ? fn.slice(0, dot) : null;
-        const name = dot >= 0 ? fn.slice(dot + 1) : fn;
-        // Any overload being volatile makes the call volatile: we do not resolve argument types.
-        const r = await client.query<{ v: string }>(
-          `SELECT p.provolatile AS v FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-           WHERE p.proname = $1 AND ($2::text IS NULL OR n.nspname = $2) ORDER BY (p.provolatile = 'v') DESC LIMIT 1`,
-          [name, schema]);
-        const v = r.rows[0]?.v;
-        this.cache.set(fn, v === 'i' || v === 's' ? v : 'v');
+        nsp.push(dot >= 0 ? fn.slice(0, dot) : null);
+        name.push(dot >= 0 ? fn.slice(dot + 1) : fn);
       }
-    } catch {
-      for (const f of fns) if (!this.cache.has(f)) this.cache.set(f, 'v');
-    } finally {
-      client.end().catch(() => {});
+      const r = await client.query<{ fn: string; v: string | null }>(LOOKUP_SQL, [fns, nsp, name]);
+      const expire = this.opts.expireSec ?? 0;
+      const until = expire > 0 ? this.now() + expire * 1000 : Infinity;
+      for (const row of r.rows) this.store(row.fn, row.v === 'i' || row.v === 's' ? row.v : 'v', until, batch);
+    } catch (e) {
+      const shown = fns.length > 5 ? `${fns.slice(0, 5).join(', ')}, ... (${fns.length} functions)` : fns.join(', ');
+      if (this.opts.log !== undefined) logFailure(this.opts.log, `pg_proc volatility lookup of ${shown} (counted as volatile)`, t.nodeId, e);
+      // A broken connection (no SQLSTATE: timeout, reset) is replaced at the next lookup.
+      if (client !== null && (e as { code?: string }).code === undefined) this.drop(client);
+    }
+    // Whatever happened, every function asked for has an answer now (fail closed).
+    const retry = this.now() + FAILED_RETRY_MS;
+    for (const f of fns) if (this.recent.get(f)?.batch !== batch) this.store(f, 'v', retry, batch);
+  }
+
+  /** Caches one answer; it also joins `recent`, which drops what is too old or too many (never this batch). */
+  private store(fn: string, v: Volatility, until: number, batch: number): void {
+    this.cache.set(fn, { v, until });
+    const now = this.now();
+    this.recent.delete(fn);
+    this.recent.set(fn, { v, at: now, batch });
+    for (const [k, r] of this.recent) {
+      if (r.batch === batch || (now - r.at < RECENT_MS && this.recent.size <= RECENT_MAX)) break;
+      this.recent.delete(k);
     }
   }
 
-  /** Forgets everything (e.g. after a primary change or a config reload). */
-  clear(): void {
-    this.cache.clear();
+  /** The side connection to `t`, (re)opened when needed. */
+  private client(t: VolatilityTarget): Promise<Client> {
+    const key = [t.nodeId, t.host, t.port, t.user, t.database, t.password].join('\u0000');
+    if (this.side !== null) {
+      if (this.side.key === key) return Promise.resolve(this.side.client);
+      // The primary (or sr_check_user...) changed: this connection points at the old one.
+      const old = this.side.client;
+      this.side = null;
+      void this.end(old);
+    }
+    if (this.connecting !== null && this.connecting.key === key) return this.connecting.promise;
+    const c = new Client({
+      host: t.host, port: t.port, user: t.user, password: t.password || undefined, database: t.database,
+      connectionTimeoutMillis: t.timeoutMs, query_timeout: t.timeoutMs, application_name: VOLATILITY_APPLICATION_NAME,
+    });
+    c.on('error', (e: Error) => {
+      if (this.opts.log !== undefined) logFailure(this.opts.log, 'pg_proc volatility side connection', t.nodeId, e);
+      this.drop(c);
+    });
+    c.on('end', () => { if (this.side?.client === c) this.side = null; });
+    const promise: Promise<Client> = c.connect().then(
+      () => {
+        if (this.closed) {
+          void this.end(c);
+          throw new Error('pgmaitre is stopping');
+        }
+        this.side = { client: c, key };
+        return c;
+      },
+      async (e: unknown) => {
+        await this.end(c);
+        throw e;
+      },
+    ).finally(() => { if (this.connecting?.promise === promise) this.connecting = null; });
+    this.connecting = { key, promise };
+    return promise;
+  }
+
+  private drop(c: Client): void {
+    if (this.side?.client === c) this.side = null;
+    void this.end(c);
+  }
+
+  /** Ends a side connection being discarded. */
+  private async end(c: Client): Promise<void> {
+    try {
+      await c.end();
+    } catch {
+      // Ignored on purpose: the connection is being thrown away, after its own error (if any)
+      // was logged; a failure to say goodbye on a broken socket tells nothing more.
+    }
   }
 }

@@ -9,6 +9,7 @@
  * session's last commit needs.
  */
 import { Client } from 'pg';
+import { logFailure, type Logger } from '../log/logger';
 import type { SideTarget } from './side-target';
 
 
@@ -27,6 +28,8 @@ interface NodeState {
   replayQuery: Promise<void> | null;
   /** The current-LSN query in flight and when it was sent. */
   current: { sentAt: number; promise: Promise<bigint> } | null;
+  /** The last query on this node failed: further failures are logged at debug level only. */
+  failing: boolean;
 }
 
 /** See the file header. */
@@ -34,11 +37,30 @@ export class LsnProbe {
   private readonly nodes = new Map<number, NodeState>();
   private closed = false;
 
-  constructor(private readonly target: (nodeId: number) => SideTarget | null) {}
+  constructor(private readonly target: (nodeId: number) => SideTarget | null, private readonly log?: Logger) {}
+
+  /**
+   * Logs a failed side query or connection: at warning level when the node starts failing,
+   * then at debug level until a query works again (a read's refresh must not flood the log).
+   */
+  private failed(nodeId: number, action: string, e: unknown): void {
+    const s = this.state(nodeId);
+    if (this.log === undefined) return;
+    if (!s.failing) logFailure(this.log, action, nodeId, e);
+    else this.log.debug({ event: 'action_failed', action, node_id: nodeId, err: (e as Error)?.message ?? String(e) }, `${action} on node ${nodeId} failed again`);
+    s.failing = true;
+  }
+
+  private worked(nodeId: number): void {
+    const s = this.state(nodeId);
+    if (!s.failing) return;
+    s.failing = false;
+    this.log?.info({ event: 'action_recovered', node_id: nodeId }, `WAL position queries on node ${nodeId} work again`);
+  }
 
   private state(nodeId: number): NodeState {
     let s = this.nodes.get(nodeId);
-    if (s === undefined) this.nodes.set(nodeId, (s = { client: null, connecting: null, replay: null, replayQuery: null, current: null }));
+    if (s === undefined) this.nodes.set(nodeId, (s = { client: null, connecting: null, replay: null, replayQuery: null, current: null, failing: false }));
     return s;
   }
 
@@ -55,7 +77,10 @@ export class LsnProbe {
     const drop = (): void => {
       if (s.client === c) s.client = null;
     };
-    c.on('error', drop);
+    c.on('error', (e: Error) => {
+      this.failed(nodeId, 'read_your_writes side connection', e);
+      drop();
+    });
     c.on('end', drop);
     s.connecting = c.connect().then(() => {
       s.client = c;
@@ -70,14 +95,23 @@ export class LsnProbe {
     if (s.current !== null && s.current.sentAt >= after) return s.current.promise;
     const run = async (): Promise<bigint> => {
       const wait = s.current?.promise;
-      if (wait !== undefined) await wait.catch(() => {});
-      const c = await this.client(nodeId);
-      const r = await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l');
-      return parseLsn(r.rows[0]!.l);
+      // Only the order matters here: the earlier query's failure is its own callers' (and logged).
+      if (wait !== undefined) await wait.catch(() => undefined);
+      try {
+        const c = await this.client(nodeId);
+        const r = await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l');
+        const lsn = parseLsn(r.rows[0]!.l);
+        this.worked(nodeId);
+        return lsn;
+      } catch (e) {
+        this.failed(nodeId, 'pg_current_wal_lsn() for read_your_writes (reads stay on the primary)', e);
+        throw e;
+      }
     };
     const entry = { sentAt: Date.now(), promise: run() };
     s.current = entry;
-    entry.promise.catch(() => {}).finally(() => { if (s.current === entry) s.current = null; });
+    // This branch only clears the bookkeeping; the callers get the rejection (logged in run()).
+    entry.promise.catch(() => undefined).finally(() => { if (s.current === entry) s.current = null; });
     return entry.promise;
   }
 
@@ -86,7 +120,7 @@ export class LsnProbe {
     return this.nodes.get(nodeId)?.replay ?? null;
   }
 
-  /** Asks a standby how far it has replayed (one query at a time per node); errors are ignored. */
+  /** Asks a standby how far it has replayed (one query at a time per node); a failure is logged, reads stay on the primary. */
   refreshReplay(nodeId: number): Promise<void> {
     const s = this.state(nodeId);
     s.replayQuery ??= (async () => {
@@ -98,8 +132,10 @@ export class LsnProbe {
           const v = parseLsn(l);
           if (s.replay === null || v > s.replay) s.replay = v;
         }
-      } catch {
-        // the node may be down: reads keep going to the primary meanwhile
+        this.worked(nodeId);
+      } catch (e) {
+        // The node may be down: reads keep going to the primary meanwhile.
+        this.failed(nodeId, 'pg_last_wal_replay_lsn() for read_your_writes (reads stay on the primary)', e);
       } finally {
         s.replayQuery = null;
       }
@@ -110,6 +146,7 @@ export class LsnProbe {
   /** Closes every side connection. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.nodes.values()].map((s) => s.client?.end().catch(() => {})));
+    // Ignored on purpose: at shutdown a side connection that fails to say goodbye changes nothing.
+    await Promise.all([...this.nodes.values()].map((s) => s.client?.end().catch(() => undefined)));
   }
 }

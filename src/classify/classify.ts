@@ -27,7 +27,7 @@ import { TokenBuffer, Tok, lex } from './lexer';
 import { classifyRange } from './fast-path';
 import { classifyStmt } from './tree';
 import { loadParser, parseSql, parserReady } from './parser';
-import { LruCache } from './lru-cache';
+import { LruCache } from '../util/lru-cache';
 import { compileOptions, functionVerdict, matchesPrimaryRouting, type CompiledOptions } from './options';
 import { newCollector, type Collector, type StmtVerdict } from './verdict';
 import type {

@@ -12,7 +12,7 @@
  * result is null: the caller fails closed.
  */
 import { parseSql, parserReady } from './parser';
-import { LruCache } from './lru-cache';
+import { LruCache } from '../util/lru-cache';
 
 /** One effect on session state, in statement order. */
 export type SessionEffect =

@@ -215,8 +215,8 @@ export const PARAMS = {
   wd_lifecheck_password: str('', 'hot', 'Life check password (query mode).', SECRET),
 
   // --- relation cache and misc -------------------------------------------------------------
-  relcache_expire: int(0, 'restart', 'Seconds a relation cache entry lives; 0 = forever.', { unit: 's', max: LONG_MAX }),
-  relcache_size: int(256, 'restart', 'Number of relation cache entries.'),
+  relcache_expire: int(0, 'restart', 'Seconds a relation cache entry (a function volatility looked up in pg_proc) lives; 0 = until evicted.', { unit: 's', max: LONG_MAX }),
+  relcache_size: int(256, 'restart', 'Number of relation cache entries (function volatilities looked up in pg_proc, least recently used evicted).'),
   check_temp_table: oneOf(['catalog', 'trace', 'none', 'on', 'off'] as const, 'catalog', 'hot', 'How temporary tables are detected.'),
   check_unlogged_table: bool(true, 'hot', 'Check for unlogged tables in SELECTs.', S),
   enable_shared_relcache: bool(true, 'restart', 'Share the relation cache through the query cache.'),

@@ -137,6 +137,7 @@ function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
   try {
     process.kill(-child.pid, sig);
   } catch {
-    try { child.kill(sig); } catch { /* gone */ }
+    // No such process group (it exited meanwhile): signal the shell itself.
+    try { child.kill(sig); } catch { /* ignored on purpose: the command has exited, nothing is left to stop */ }
   }
 }

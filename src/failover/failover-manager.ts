@@ -45,6 +45,14 @@ export interface FailoverManagerOptions {
   readonly searchIntervalMs?: number;
 }
 
+/** What a queued failover action is, for its log line when it fails. */
+interface FailoverAction {
+  readonly name: string;
+  readonly nodeId: number;
+  /** Asked for by an admin (PCP, HTTP, SQL), who gets the error too. */
+  readonly requested?: boolean;
+}
+
 interface DetachOptions {
   readonly manual?: boolean;
   /** For a switchover: the node failover_command should make the new main (%m). */
@@ -98,7 +106,7 @@ export class FailoverManager {
     on(this.health, 'observed', (o: ProbeObservation) => this.onObserved(o));
     on(this.replication, 'observed', (o: ProbeObservation) => this.onObserved(o));
     on(this.health, 'failed', (f: { nodeId: number; error: string }) => {
-      void this.enqueue(() => this.detach(f.nodeId, Reason.HealthCheckFailed, f.error));
+      void this.enqueue({ name: 'detach after failed health checks', nodeId: f.nodeId }, () => this.detach(f.nodeId, Reason.HealthCheckFailed, f.error));
     });
     on(this.health, 'recovered', (r: { nodeId: number }) => {
       this.log.info({ event: 'node_recovered', node_id: r.nodeId }, `node ${r.nodeId} answers health checks again`);
@@ -126,7 +134,7 @@ export class FailoverManager {
   reportBackendError(nodeId: number, reason: string): void {
     if (this.stopped || this.cluster.node(nodeId)?.status === NodeStatus.Down) return;
     if (this.config.failover_on_backend_error) {
-      void this.enqueue(() => this.detach(nodeId, Reason.BackendError, reason));
+      void this.enqueue({ name: 'detach after a backend error (failover_on_backend_error)', nodeId }, () => this.detach(nodeId, Reason.BackendError, reason));
     } else {
       this.log.warn({ event: 'backend_error', node_id: nodeId, reason }, `backend error on node ${nodeId} (${reason}); checking its health now`);
       void this.health.checkNow(nodeId);
@@ -135,13 +143,14 @@ export class FailoverManager {
 
   /** Admin: attach a detached node (pcp_attach_node); runs failback_command. */
   attachNode(id: number): Promise<string> {
-    return this.enqueue(() => this.attach(id, Reason.AdminAttach));
+    return this.enqueue({ name: 'attach (admin request)', nodeId: id, requested: true }, () => this.attach(id, Reason.AdminAttach));
   }
 
   /** Admin: detach a node (pcp_detach_node). With switchover, resolves after the search for the new primary when it was the primary. */
   async detachNode(id: number, opts: { gracefully?: boolean; switchover?: boolean } = {}): Promise<string> {
     const wasPrimary = this.cluster.primaryId() === id;
-    const msg = await this.enqueue(() => this.detach(id, Reason.AdminDetach, 'detached by admin request', { manual: true }));
+    const msg = await this.enqueue({ name: 'detach (admin request)', nodeId: id, requested: true },
+      () => this.detach(id, Reason.AdminDetach, 'detached by admin request', { manual: true }));
     if (!opts.switchover || !wasPrimary) return msg;
     // The search re-enters the queue to adopt the primary, so it is awaited outside of it.
     await this.searching;
@@ -156,7 +165,7 @@ export class FailoverManager {
    * follow_primary_command runs for the others.
    */
   promoteNode(id: number, opts: { switchover?: boolean } = {}): Promise<string> {
-    return this.enqueue(async () => {
+    return this.enqueue({ name: `promote${opts.switchover ? ' with switchover' : ''} (admin request)`, nodeId: id, requested: true }, async () => {
       const n = this.requireNode(id);
       if (!isAlive(n)) throw new Error(`node ${id} is ${n.status}; attach it before promoting it`);
       const oldPrimary = this.cluster.primaryId();
@@ -237,7 +246,7 @@ export class FailoverManager {
     const cur = this.cluster.primaryId();
     if (cur === n.id) return;
     if (cur === -1) {
-      void this.enqueue(() => this.adoptIfStillNone(n.id, `${Reason.Promoted}: pg_is_in_recovery() = false (${o.source})`));
+      void this.enqueue({ name: 'adopt as the primary', nodeId: n.id }, () => this.adoptIfStillNone(n.id, `${Reason.Promoted}: pg_is_in_recovery() = false (${o.source})`));
     } else if (!this.warnedFalse.has(n.id)) {
       this.warnedFalse.add(n.id);
       this.log.warn({ event: 'false_primary_suspect', node_id: n.id, primary_id: cur },
@@ -253,7 +262,7 @@ export class FailoverManager {
     if (claims.filter((c) => !c.inRecovery).length > 1 && this.config.detach_false_primary) {
       const v = judgePrimaries(claims, this.cluster.nodes);
       if (v.falsePrimaries.length > 0) {
-        void this.enqueue(async () => {
+        void this.enqueue({ name: `detach_false_primary (false primaries: ${v.falsePrimaries.join(', ')})`, nodeId: v.truePrimary }, async () => {
           for (const id of v.falsePrimaries) {
             await this.detach(id, Reason.FalsePrimary, `node ${v.truePrimary} is the primary every standby streams from`, { noSearch: true });
           }
@@ -269,7 +278,7 @@ export class FailoverManager {
       if (pr?.ok) {
         const ids = autoFailbackCandidates(this.cluster.nodes, pr.streaming, this.lastFailback, Date.now(), this.config.auto_failback_interval * 1000);
         for (const id of ids) {
-          void this.enqueue(() => this.attach(id, Reason.AutoFailback).then((m) => m, () => ''));
+          void this.enqueue({ name: 'auto_failback attach', nodeId: id }, () => this.attach(id, Reason.AutoFailback));
         }
       }
     }
@@ -277,11 +286,18 @@ export class FailoverManager {
 
   // --- actions (run inside the queue) --------------------------------------------------------
 
-  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` after every action queued before it. A failure is logged with the action and its
+   * node: at error level when pgmaitre decided the action itself, at warning level when an
+   * admin asked for it (the admin also gets the error as the answer).
+   */
+  private enqueue<T>(action: FailoverAction, fn: () => Promise<T>): Promise<T> {
     if (this.stopped) return Promise.reject(new Error('failover manager stopped'));
     const p = this.queue.then(fn);
     this.queue = p.catch((e: unknown) => {
-      this.log.debug({ event: 'failover_action_error', err: errorText(e) }, 'failover action failed');
+      const level = action.requested === true ? 'warn' : 'error';
+      this.log[level]({ event: 'failover_action_error', action: action.name, node_id: action.nodeId, err: errorText(e) },
+        `failover action "${action.name}" for node ${action.nodeId} failed: ${errorText(e)}`);
     });
     return p;
   }
@@ -414,7 +430,9 @@ export class FailoverManager {
       const always = live.find((n) => n.flags.includes('ALWAYS_PRIMARY'));
       const pick = always?.id ?? claimants[0];
       if (pick !== undefined) {
-        await this.enqueue(() => this.adoptIfStillNone(pick, `${Reason.Promoted}: pg_is_in_recovery() = false (search)`)).catch(() => {});
+        // A failure is logged by enqueue(); the search ends either way (the regular checks keep watching).
+        await this.enqueue({ name: 'adopt as the primary (primary search)', nodeId: pick },
+          () => this.adoptIfStillNone(pick, `${Reason.Promoted}: pg_is_in_recovery() = false (search)`)).catch(() => undefined);
         return;
       }
       if (Date.now() >= deadline) {

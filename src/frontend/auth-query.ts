@@ -14,6 +14,7 @@
  * query per user and a changed password is seen within the TTL.
  */
 import { Client } from 'pg';
+import { logFailure, type Logger } from '../log/logger';
 import type { PoolPasswdEntry } from '../config/pool-passwd';
 import { isMd5Hash } from '../protocol/auth/md5';
 import { parseScramVerifier } from '../protocol/auth/scram';
@@ -36,7 +37,7 @@ export interface AuthQuerySettings {
   readonly ttlSec: number;
   readonly timeoutMs: number;
   /** The primary, or null when there is none. */
-  readonly primary: { host: string; port: number } | null;
+  readonly primary: { id: number; host: string; port: number } | null;
   readonly tls?: BackendTlsOptions;
 }
 
@@ -61,7 +62,7 @@ export class AuthQuery {
   private readonly secrets = new Map<string, Cached<PoolPasswdEntry | undefined>>();
   private readonly roles = new Map<string, Cached<ReadonlySet<string>>>();
 
-  constructor(private readonly settings: () => AuthQuerySettings) {}
+  constructor(private readonly settings: () => AuthQuerySettings, private readonly log?: Logger) {}
 
   /** True when auth_query and auth_user are configured. */
   get enabled(): boolean {
@@ -108,6 +109,7 @@ export class AuthQuery {
     this.connecting = null;
     this.secrets.clear();
     this.roles.clear();
+    // Ignored on purpose: the connection is being discarded (shutdown, reload); a failed goodbye changes nothing.
     await c?.end().catch(() => undefined);
   }
 
@@ -143,6 +145,7 @@ export class AuthQuery {
 
   private drop(client: Client): void {
     if (this.client === client) this.client = null;
+    // Ignored on purpose: the connection is discarded after its error (logged by the caller).
     client.end().catch(() => undefined);
   }
 
@@ -157,10 +160,15 @@ export class AuthQuery {
         connectionTimeoutMillis: s.timeoutMs, application_name: 'pgmaitre auth_query',
         ...(t !== undefined ? { ssl: { rejectUnauthorized: t.verify, ...(t.ca ? { ca: t.ca } : {}), checkServerIdentity: () => undefined } } : {}),
       });
-      client.on('error', () => this.drop(client));
+      const nodeId = s.primary.id;
+      client.on('error', (e: Error) => {
+        if (this.log !== undefined) logFailure(this.log, 'auth_query side connection (re-opened at the next lookup)', nodeId, e);
+        this.drop(client);
+      });
       try {
         await client.connect();
       } catch (e) {
+        // The connect error is what the caller reports; ending the half-made client can only fail the same way.
         await client.end().catch(() => undefined);
         throw e;
       }

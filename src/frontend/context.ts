@@ -32,7 +32,10 @@ export interface FrontendContext {
   /** pool_hba.conf rules when enable_pool_hba = on, else null (backends authenticate clients). */
   hba: readonly HbaRule[] | null;
   poolPasswd: ReadonlyMap<string, PoolPasswdEntry>;
-  /** (user, database) pairs the primary let in without a password: pooled logins may be reused. */
+  /**
+   * (user, database) pairs the primary let in without a password: pooled logins may be reused.
+   * Forgotten when the primary asks a login of the pair for a password, and all on reload.
+   */
   readonly trustedLogins: Set<string>;
   /** True once shutdown has begun: new clients are refused. */
   shuttingDown: boolean;

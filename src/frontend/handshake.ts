@@ -90,13 +90,19 @@ export interface LoginFailed {
 
 /**
  * Relays the primary's authentication exchange to the client (enable_pool_hba = off):
- * each request goes to the client, each answer back to the primary.
+ * each request goes to the client, each answer back to the primary. A request means the primary
+ * no longer lets this (user, database) in without a password, whatever it did before: the pair
+ * leaves `trustedLogins` at once, so no later login reuses a pooled connection unchallenged.
  */
-function relayAuthenticator(io: LoginIO, hs: HandshakeIO): BackendAuthenticator & { asked: boolean } {
+function relayAuthenticator(io: LoginIO, hs: HandshakeIO, loginKey: string, who: { user: string; database: string; node: number }): BackendAuthenticator & { asked: boolean } {
   return {
     asked: false,
     async answer(req, frame) {
       this.asked = true;
+      if (io.ctx.trustedLogins.delete(loginKey)) {
+        logLine(io.ctx.log, { event: LogEvent.TrustForgotten, user: who.user, database: who.database, node_id: who.node },
+          `the primary now asks user "${who.user}" for a password on database "${who.database}": pooled logins without one stop`);
+      }
       if (req.type === 'AuthenticationSASL' && !io.tlsActive && req.mechanisms.includes('SCRAM-SHA-256-PLUS')) {
         // The primary offers channel binding because pgmaitre reached it over TLS; this client's
         // connection is not encrypted, and PostgreSQL never offers SCRAM-SHA-256-PLUS there.
@@ -169,6 +175,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   if (want === null) return failed(clientErrors.tooManyClients(), 'too many clients');
   const lease = await Promise.race([want.lease, io.goneSignal.then(() => null)]);
   if (lease === null || io.gone) {
+    // Leaves the queue, or gives back a slot granted meanwhile (never both).
     want.cancel();
     return failed(null, 'client disconnected while waiting for a slot');
   }
@@ -254,13 +261,19 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     } else {
       conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(user, cred))));
     }
-  } else if (ctx.trustedLogins.has(loginKey)) {
-    conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(user, { kind: 'none' }))));
   } else {
-    // The primary authenticates this client itself; the connection then joins the pool.
-    const relay = relayAuthenticator(io, hs);
+    // The primary authenticates this client itself (its exchange relayed); the connection then
+    // joins the pool. A (user, database) the primary let in without asking may reuse a pooled
+    // connection; a new connection relays the primary's exchange all the same, so a trust rule
+    // removed from its pg_hba.conf since is noticed there (relayAuthenticator forgets the pair;
+    // a configuration reload forgets them all).
+    const relay = relayAuthenticator(io, hs, loginKey, { user, database, node: primary });
+    const trusted = ctx.trustedLogins.has(loginKey);
+    let fresh = !trusted;
     try {
-      conn = await ServerConnection.connect(connectOpts(relay));
+      conn = trusted
+        ? await pool.acquire(pkey, () => { fresh = true; return ServerConnection.connect(connectOpts(relay)); })
+        : await ServerConnection.connect(connectOpts(relay));
     } catch (e) {
       if (e instanceof ProxyError && e.backend?.code && !io.gone) {
         // The backend's FATAL already went to the client verbatim (relay.failed).
@@ -268,8 +281,8 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
       }
       throw e;
     }
-    pool.adopt(conn);
-    if (!relay.asked) ctx.trustedLogins.add(loginKey);
+    if (!trusted) pool.adopt(conn);
+    if (fresh && !relay.asked) ctx.trustedLogins.add(loginKey);
   }
 
   if (io.gone) {

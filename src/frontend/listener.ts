@@ -73,7 +73,7 @@ async function removeStaleSocket(file: string): Promise<void> {
   if (!fs.existsSync(file)) return;
   const alive = await new Promise<boolean>((resolve) => {
     const c = net.connect({ path: file }, () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
+    c.on('error', () => resolve(false)); // nobody listens there: the answer we are after, not a failure
   });
   if (alive) throw new Error(`${file} is in use by another process`);
   fs.unlinkSync(file);

@@ -13,9 +13,26 @@ export interface SlotLease {
   release(): void;
 }
 
+/** A request for a slot: the lease (now or once queued), and a way to abandon it. */
+export interface SlotRequest {
+  readonly lease: Promise<SlotLease>;
+  /**
+   * Abandons the request: a queued one leaves the queue; a granted one gives its slot back
+   * (to the next client waiting), unless its lease was released already. Idempotent. After
+   * cancel(), the caller must not release the lease itself.
+   */
+  cancel(): void;
+}
+
+/** A lease plus the bookkeeping cancel() needs. */
+interface Granted {
+  readonly lease: SlotLease;
+  readonly released: () => boolean;
+}
+
 interface Waiter {
-  grant: (lease: SlotLease) => void;
-  cancelled: boolean;
+  state: 'waiting' | 'granted' | 'cancelled';
+  grant: (g: Granted) => void;
 }
 
 /** The gate; see the file header. */
@@ -45,26 +62,38 @@ export class Slots {
     return this.size;
   }
 
-  /**
-   * Takes a slot now, or queues. Returns null when the queue is full.
-   * The promise of a queued request can be abandoned with the returned cancel().
-   */
-  acquire(): { lease: Promise<SlotLease>; cancel: () => void } | null {
+  /** Takes a slot now, or queues. Returns null when the queue is full (the caller sends 53300). */
+  acquire(): SlotRequest | null {
     const slot = this.free.pop();
-    if (slot !== undefined) return { lease: Promise.resolve(this.lease(slot)), cancel: () => {} };
+    if (slot !== undefined) {
+      const g = this.lease(slot);
+      return { lease: Promise.resolve(g.lease), cancel: () => { if (!g.released()) g.lease.release(); } };
+    }
     if (this.waitingCount >= this.queueLimit) return null;
-    let waiter!: Waiter;
-    const lease = new Promise<SlotLease>((resolve) => {
-      waiter = { grant: resolve, cancelled: false };
-    });
+    let granted: Granted | null = null;
+    let resolveLease!: (l: SlotLease) => void;
+    const lease = new Promise<SlotLease>((resolve) => { resolveLease = resolve; });
+    const waiter: Waiter = {
+      state: 'waiting',
+      grant: (g) => {
+        granted = g;
+        resolveLease(g.lease);
+      },
+    };
     this.waiters.push(waiter);
     this.waitingCount++;
     return {
       lease,
       cancel: () => {
-        if (!waiter.cancelled) {
-          waiter.cancelled = true;
+        if (waiter.state === 'waiting') {
+          // Still queued: it stops counting now; handOver() skips it later.
+          waiter.state = 'cancelled';
           this.waitingCount--;
+        } else if (waiter.state === 'granted') {
+          // Granted (and already uncounted by handOver()) before the caller saw it: give it back.
+          waiter.state = 'cancelled';
+          const g = granted as Granted | null;
+          if (g !== null && !g.released()) g.lease.release();
         }
       },
     };
@@ -75,17 +104,20 @@ export class Slots {
     return this.served[slot];
   }
 
-  private lease(slot: number): SlotLease {
+  private lease(slot: number): Granted {
     let released = false;
     const h = (this.served[slot] ??= { connections: 0, lastDisconnectedAt: null });
     h.connections++;
     return {
-      slot,
-      release: () => {
-        if (released) throw new Error(`client slot ${slot} released twice`);
-        released = true;
-        h.lastDisconnectedAt = new Date();
-        this.handOver(slot);
+      released: () => released,
+      lease: {
+        slot,
+        release: () => {
+          if (released) throw new Error(`client slot ${slot} released twice`);
+          released = true;
+          h.lastDisconnectedAt = new Date();
+          this.handOver(slot);
+        },
       },
     };
   }
@@ -93,7 +125,8 @@ export class Slots {
   private handOver(slot: number): void {
     while (this.waiters.length > 0) {
       const w = this.waiters.shift()!;
-      if (w.cancelled) continue;
+      if (w.state !== 'waiting') continue;
+      w.state = 'granted';
       this.waitingCount--;
       w.grant(this.lease(slot));
       return;

@@ -78,7 +78,9 @@ async function once<T>(
     connectionTimeoutMillis: Number.isFinite(connectMs) ? Math.max(1, Math.ceil(connectMs)) : 0,
     application_name: 'pgmaitre check',
   });
-  client.on('error', () => {});
+  // Ignored on purpose: a broken connection also rejects connect() or the query, which the
+  // caller reports (probe result, log); unhandled, the 'error' event would end the process.
+  client.on('error', () => undefined);
   const kill = (): void => {
     (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   };
@@ -92,14 +94,17 @@ async function once<T>(
     onAbort = (): void => { kill(); reject(new Error('probe aborted')); };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
-  guard.catch(() => {});
+  // The guard's rejection (timeout, abort) is reported through the races below; this only keeps
+  // it from being an unhandled rejection when the work finished first.
+  guard.catch(() => undefined);
   try {
     await Promise.race([client.connect(), guard]);
     return await Promise.race([fn(client), guard]);
   } finally {
     if (timer) clearTimeout(timer);
     if (onAbort) signal?.removeEventListener('abort', onAbort);
-    client.end().catch(() => {});
+    // Ignored on purpose: the probe is over (its outcome already decided) and the socket is destroyed next.
+    client.end().catch(() => undefined);
     kill();
   }
 }

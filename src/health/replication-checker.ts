@@ -150,6 +150,7 @@ export class ReplicationChecker extends EventEmitter<ReplicationEvents> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.abort.abort();
+    // checkNow() already logs a failed check (sr_check_bug); this only waits for it to end.
     if (this.running) await this.running.catch(() => null);
     this.abort = new AbortController();
   }
@@ -230,7 +231,11 @@ export class ReplicationChecker extends EventEmitter<ReplicationEvents> {
       if (lsn === null) return null;
       this.lsns.set(nodeId, lsn);
       return formatLsn(lsn);
-    } catch {
+    } catch (e) {
+      // "Cannot say" is this method's documented answer; debug level only because waitForReplay()
+      // polls it every 50 ms, and the health checks already report a node that is really down.
+      this.log.debug({ event: 'action_failed', action: 'replay LSN query', node_id: nodeId, err: errorText(e) },
+        `replay LSN query on node ${nodeId} failed: ${errorText(e)}`);
       return null;
     }
   }

@@ -83,6 +83,8 @@ export const LogEvent = {
   NodeStatement: 'node_statement',
   ClientMessage: 'client_message',
   AuthFailed: 'authentication_failed',
+  /** A (user, database) the primary once let in without a password must authenticate again. */
+  TrustForgotten: 'trusted_login_forgotten',
   BackendConnect: 'backend_connect',
   BackendError: 'backend_error',
   PoolReset: 'pool_reset',
@@ -92,4 +94,16 @@ export const LogEvent = {
   Shutdown: 'shutdown',
   ProtocolViolation: 'protocol_violation',
   CancelForwarded: 'cancel_forwarded',
+  /** A background action (side query, failover step, side connection) failed. */
+  ActionFailed: 'action_failed',
 } as const;
+
+/**
+ * Logs a failed background action with the node it concerns, instead of a silent catch:
+ * `action` says what was attempted ("pg_proc volatility lookup", "detach"...).
+ */
+export function logFailure(log: Logger, action: string, nodeId: number | null, err: unknown, level: 'warn' | 'error' = 'warn'): void {
+  const message = err instanceof Error ? err.message : String(err);
+  const where = nodeId !== null && nodeId >= 0 ? ` on node ${nodeId}` : '';
+  log[level]({ event: LogEvent.ActionFailed, action, node_id: nodeId, err: message }, `${action}${where} failed: ${message}`);
+}

@@ -178,7 +178,10 @@ export async function handlePcpRequest(ctx: AdminContext, type: string, payload:
       const mode = payload.toString('latin1', 0, 1);
       if (mode !== 's' && mode !== 'f' && mode !== 'i') return error('PCP: error while processing shutdown request', `invalid shutdown mode "${mode}"`);
       const m = mode === 's' ? 'smart' : mode === 'f' ? 'fast' : 'immediate';
-      return { packets: [encodeStrings('t', DONE)], after: () => { void ctx.actions.stop(m).catch(() => undefined); } };
+      return { packets: [encodeStrings('t', DONE)], after: () => {
+        // actions.stop() only schedules the stop (app-admin.ts logs a failure); this answer is already sent.
+        void ctx.actions.stop(m).catch(() => undefined);
+      } };
     }
     case 'W': return error('PCP: informing watchdog info failed', 'watchdog is not enabled');
     case 'O': return error('process recovery request failed', 'online recovery is not supported by pgmaitre');

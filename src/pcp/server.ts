@@ -51,6 +51,7 @@ function serveConnection(ctx: AdminContext, socket: net.Socket, opts: PcpServerO
   let authenticated = false;
   let chain = Promise.resolve();
   socket.setNoDelay(true);
+  // A PCP client that vanished (ECONNRESET...): its connection ends here, there is nothing to answer.
   socket.on('error', () => socket.destroy());
   const users = (): ReadonlyMap<string, string> => (typeof opts.users === 'function' ? opts.users() : opts.users);
   const send = (bufs: Buffer[]): void => {

@@ -6,11 +6,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
 import { Client } from 'pg';
 import { withCluster } from '../harness/cluster';
 import { backendLines, eventually, startInProcess, type InProcess } from '../harness/in-process';
 import { RawClient } from '../harness/raw-client';
 import { encodeQuery } from '../../src/protocol/frontend';
+import { encodeStartupMessage } from '../../src/protocol/startup';
 
 describe('pooling and robustness', { timeout: 300_000 }, () => {
   const fx = withCluster({ standbys: 2 });
@@ -112,6 +114,88 @@ describe('pooling and robustness', { timeout: 300_000 }, () => {
       await c.end();
       await d.end();
       await idleAgain(px);
+    });
+  });
+
+  describe('the 53300 limit after queued clients time out or leave', () => {
+    // num_init_children = 2, listen_backlog_multiplier = 2: 2 served, 4 queued, the 7th refused.
+    let px: InProcess;
+    before(async () => {
+      px = await startInProcess(`${base()}num_init_children = 2\nlisten_backlog_multiplier = 2\nmax_pool = 1\nauthentication_timeout = 2\n`);
+    });
+    after(async () => { await px.stop(); });
+
+    /**
+     * A client that sends its startup packet and then neither reads on nor closes: the server's
+     * FATAL and FIN leave its socket half-open, so only pgmaitre's own bookkeeping ends the wait.
+     */
+    function silentClient(): Promise<{ socket: net.Socket; data: () => Buffer }> {
+      return new Promise((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const socket = net.connect({ host: '127.0.0.1', port: px.port, allowHalfOpen: true }, () => {
+          socket.write(encodeStartupMessage({ user: 'postgres', database: 'postgres' }));
+          resolve({ socket, data: () => Buffer.concat(chunks) });
+        });
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('error', reject);
+      });
+    }
+
+    /**
+     * Fills the slots and then the queue with node-postgres clients until one gets 53300; lets
+     * them all through and ends them. Returns how many were queued before the refusal.
+     */
+    async function queuedBeforeRefusal(): Promise<number> {
+      const holders = [await connect(px), await connect(px)];
+      const waiting: Promise<Client>[] = [];
+      let refused = false;
+      while (!refused && waiting.length < 10) {
+        const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
+        c.on('error', () => {});
+        const p = c.connect().then(() => c);
+        refused = await Promise.race([
+          p.then(() => false, (e: { code?: string }) => e.code === '53300'),
+          eventually(() => px.app.ctx.slots.waiting === waiting.length + 1, 'queued').then(() => false, () => false),
+        ]);
+        if (!refused) waiting.push(p);
+      }
+      assert.equal(refused, true, 'a client got 53300');
+      for (const h of holders) await h.end();
+      // FIFO: each queued client gets a slot as an earlier one ends.
+      for (const p of waiting) await (await p).end();
+      return waiting.length;
+    }
+
+    test('queued clients that time out in authentication or disconnect leave the limit at exactly 2 + 4', async () => {
+      assert.equal(await queuedBeforeRefusal(), 4, 'before: 4 queued, the next refused');
+      await idleAgain(px);
+
+      // 1. Two holders; four silent clients queue and time out in authentication while queued.
+      const holders = [await connect(px), await connect(px)];
+      const silent = await Promise.all(Array.from({ length: 4 }, () => silentClient()));
+      await eventually(() => px.app.ctx.slots.waiting === 4, 'four silent clients queued');
+      await eventually(() => silent.every((c) => c.data().includes('canceling authentication due to timeout')),
+        'authentication_timeout ended every queued silent client', 5000);
+      // The holders leave: their slots must not go to (or be lost with) the clients that timed out.
+      for (const h of holders) await h.end();
+      await eventually(() => px.app.ctx.slots.inUse === 0 && px.app.ctx.slots.waiting === 0, 'no slot held, nobody waiting');
+
+      // 2. Two holders; four clients queue and go away while queued.
+      const holders2 = [await connect(px), await connect(px)];
+      const leaving = await Promise.all(Array.from({ length: 4 }, () => RawClient.open(px.port)));
+      for (const c of leaving) c.send(encodeStartupMessage({ user: 'postgres', database: 'postgres' }));
+      await eventually(() => px.app.ctx.slots.waiting === 4, 'four clients queued');
+      for (const c of leaving) c.close();
+      await eventually(() => px.app.ctx.slots.waiting === 0, 'the clients that left are no longer waiting');
+      for (const h of holders2) await h.end();
+      await eventually(() => px.app.ctx.slots.inUse === 0, 'slots free');
+      assert.equal(px.app.ctx.slots.waiting, 0);
+
+      // 3. The limit is exactly num_init_children × listen_backlog_multiplier queued, as before.
+      assert.equal(await queuedBeforeRefusal(), 4, 'after: still 4 queued, the next refused');
+      for (const c of silent) c.socket.destroy();
+      await idleAgain(px);
+      assert.equal(px.app.ctx.slots.waiting, 0);
     });
   });
 

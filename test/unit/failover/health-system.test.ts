@@ -23,7 +23,14 @@ function world(): Map<number, FakeNode> {
   ]);
 }
 
-function setup(extra: string, w = world()): { sys: HealthSystem; cluster: Cluster; w: Map<number, FakeNode>; probes: number[] } {
+interface SetupHooks {
+  /** Where the health system logs (default: silent). */
+  readonly log?: pino.Logger;
+  /** Ports whose probe throws (a bug or an unexpected failure inside a failover action). */
+  readonly throwFor?: Set<number>;
+}
+
+function setup(extra: string, w = world(), hooks: SetupHooks = {}): { sys: HealthSystem; cluster: Cluster; w: Map<number, FakeNode>; probes: number[] } {
   const text = [0, 1, 2].map((i) => `backend_hostname${i} = 'fake'\nbackend_port${i} = ${i + 2001}\nbackend_application_name${i} = 's${i}'`).join('\n')
     + `\nhealth_check_period = 1\nhealth_check_max_retries = 1\nhealth_check_retry_delay = 0\nsr_check_period = 1\n${extra}\n`;
   const { config } = loadConfigText(text, '/nonexistent/pgpool.conf');
@@ -33,6 +40,7 @@ function setup(extra: string, w = world()): { sys: HealthSystem; cluster: Cluste
   const probes: number[] = [];
   const probe: ProbeFn = async (ep) => {
     probes.push(ep.port);
+    if (hooks.throwFor?.has(ep.port)) throw new Error('probe exploded');
     const n = w.get(ep.port)!;
     return n.up ? { ok: true, inRecovery: n.inRecovery, durationMs: 1 } : { ok: false, error: 'connection refused', durationMs: 1 };
   };
@@ -44,7 +52,7 @@ function setup(extra: string, w = world()): { sys: HealthSystem; cluster: Cluste
     }));
     return { ok: true, inRecovery: n.inRecovery, lsn: n.lsn, upstream: n.inRecovery ? { host: 'fake', port: 2001 } : null, streaming };
   };
-  const sys = createHealthSystem({ config, cluster, log: pino({ level: 'silent' }), poolPasswd: new Map(), probe, reporter, searchIntervalMs: 50 });
+  const sys = createHealthSystem({ config, cluster, log: hooks.log ?? pino({ level: 'silent' }), poolPasswd: new Map(), probe, reporter, searchIntervalMs: 50 });
   return { sys, cluster, w, probes };
 }
 
@@ -164,6 +172,33 @@ describe('health system with fake probes', () => {
       assert.equal(cluster.node(2)!.status, 'down');
       await until(() => cluster.node(2)!.status === 'up', 'reattached', 3000);
       assert.match(cluster.node(2)!.statusReason, /^auto_failback/);
+    } finally {
+      await sys.stop();
+    }
+  });
+
+  test('a failed failover action is logged at error level with the action and the node', async () => {
+    const lines: { level: number; action?: string; node_id?: number; msg: string }[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
+    const throwFor = new Set<number>();
+    const { sys, cluster } = setup('auto_failback = on\nauto_failback_interval = 0', world(), { log, throwFor });
+    await sys.start();
+    try {
+      await sys.detachNode(2);
+      assert.equal(cluster.node(2)!.status, 'down');
+      throwFor.add(2003); // auto_failback's attach probes node 2 first: it throws
+      const failed = (): typeof lines => lines.filter((l) => l.action === 'auto_failback attach');
+      await until(() => failed().length > 0, 'the failed auto_failback attach is logged', 3000);
+      const l = failed()[0]!;
+      assert.equal(l.level, 50, 'error level: nobody else hears of it');
+      assert.equal(l.node_id, 2);
+      assert.match(l.msg, /auto_failback attach.*node 2.*probe exploded/);
+      assert.equal(cluster.node(2)!.status, 'down');
+      // An admin's request that fails is logged too (at warning level: the admin gets the error).
+      await assert.rejects(sys.detachNode(9), /node 9 does not exist/);
+      const admin = lines.find((x) => x.action === 'detach (admin request)');
+      assert.equal(admin?.level, 40);
+      assert.equal(admin?.node_id, 9);
     } finally {
       await sys.stop();
     }

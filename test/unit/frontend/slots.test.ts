@@ -34,3 +34,72 @@ test('a cancelled waiter is skipped', async () => {
   const got = await d.lease;
   assert.equal(got.slot, a.slot);
 });
+
+test('a waiter granted a slot and then cancelled gives the slot back and is uncounted once', async () => {
+  // num_init_children = 1, queue of 2: the client waiting gets the slot the moment the holder
+  // leaves, but its own authentication_timeout closed it before it saw the grant.
+  const s = new Slots(1, 2);
+  const holder = await s.acquire()!.lease;
+  const late = s.acquire()!;
+  assert.equal(s.waiting, 1);
+  holder.release();
+  assert.equal(s.waiting, 0, 'granted: no longer waiting');
+  assert.equal(s.inUse, 1, 'the slot is held by the granted waiter');
+  late.cancel();
+  late.cancel();
+  assert.equal(s.waiting, 0, 'cancel after the grant must not decrement the waiting count again');
+  assert.equal(s.inUse, 0, 'the granted slot came back');
+  // The limits are exact again: one served, two queued, the fourth refused.
+  const a = s.acquire()!;
+  const b = s.acquire()!;
+  const c = s.acquire()!;
+  assert.equal(s.inUse, 1);
+  assert.equal(s.waiting, 2);
+  assert.equal(s.acquire(), null, 'queue full at exactly queueLimit');
+  (await a.lease).release();
+  await b.lease;
+  c.cancel();
+  assert.equal(s.waiting, 0);
+});
+
+test('a cancelled grant goes to the next waiter; cancel after release is a no-op', async () => {
+  const s = new Slots(1, 3);
+  const holder = await s.acquire()!.lease;
+  const w1 = s.acquire()!;
+  const w2 = s.acquire()!;
+  holder.release();
+  const l1 = await w1.lease;
+  w1.cancel(); // the session was already closed when its slot came
+  const l2 = await w2.lease;
+  assert.equal(l2.slot, l1.slot);
+  assert.equal(s.inUse, 1);
+  assert.equal(s.waiting, 0);
+  l2.release();
+  w2.cancel(); // already released by its holder: nothing more
+  assert.equal(s.inUse, 0);
+  assert.throws(() => l1.release(), /twice/, 'cancel() released it');
+});
+
+test('cancel of an immediately granted slot releases it once', async () => {
+  const s = new Slots(2, 0);
+  const r = s.acquire()!;
+  await r.lease;
+  assert.equal(s.inUse, 1);
+  r.cancel();
+  r.cancel();
+  assert.equal(s.inUse, 0);
+  assert.equal(s.waiting, 0);
+});
+
+test('many grant/cancel races never let the queue exceed its limit', async () => {
+  const s = new Slots(2, 4);
+  for (let round = 0; round < 50; round++) {
+    const held = [await s.acquire()!.lease, await s.acquire()!.lease];
+    const queued = [s.acquire()!, s.acquire()!, s.acquire()!, s.acquire()!];
+    assert.equal(s.acquire(), null, `round ${round}: 53300 at exactly 4 waiting`);
+    for (const h of held) h.release(); // grants the first two waiters
+    for (const q of queued) q.cancel(); // all four gave up: two were granted, two still queued
+    assert.equal(s.waiting, 0, `round ${round}: waiting`);
+    assert.equal(s.inUse, 0, `round ${round}: in use`);
+  }
+});

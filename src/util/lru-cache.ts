@@ -1,6 +1,8 @@
 /**
  * A small LRU map on top of Map's insertion order: a hit re-inserts the key at the end, an
  * insert beyond capacity evicts the first (least recently used) key. O(1) per operation.
+ * Hand-written: it sits on the classifier's hot path (one get per statement) and is 40 lines;
+ * it also bounds the pg_proc volatility cache (backend/function-volatility.ts).
  */
 export class LruCache<V> {
   private readonly map = new Map<string, V>();
@@ -26,6 +28,10 @@ export class LruCache<V> {
       if (!oldest.done) this.map.delete(oldest.value);
     }
     this.map.set(key, val);
+  }
+
+  delete(key: string): void {
+    this.map.delete(key);
   }
 
   clear(): void {
