@@ -43,8 +43,14 @@ function nodeLocal(cls: QueryClass, sql: string | null): boolean {
     const name = (dot >= 0 ? r.slice(dot + 1) : r).replace(/"/g, '').toLowerCase();
     if (name.startsWith('pg_stat') || NODE_LOCAL_RELATIONS.has(name)) return true;
   }
-  return cls.kind === 'show' && sql !== null && NODE_LOCAL_SHOW.test(sql);
+  return (cls.kind === 'show' || cls.functions.includes('current_setting')) && sql !== null && NODE_LOCAL_SHOW.test(sql);
 }
+
+/** Statement kinds that change no data (read-your-writes has nothing to wait for after them). */
+const NOT_WRITES: ReadonlySet<string> = new Set([
+  'show', 'begin', 'commit', 'rollback', 'savepoint', 'release', 'rollback_to', 'set', 'reset', 'discard',
+  'deallocate', 'prepare', 'execute', 'listen', 'unlisten', 'notify', 'admin', 'empty', 'lock',
+]);
 
 /** A node whose login failed is left alone for this long (reads); a failed primary for 1 s. */
 const RETRY_NODE_AFTER_MS = 5000;
@@ -128,7 +134,7 @@ export class Planner {
           reason ||= `${f}() answers for the client's own backend`;
         }
       }
-      if (cls.readOnly && (cls.relations.length > 0 || cls.kind === 'show') && nodeLocal(cls, sql)) {
+      if (cls.readOnly && (cls.relations.length > 0 || cls.functions.length > 0 || cls.kind === 'show') && nodeLocal(cls, sql)) {
         toPrimary = true;
         reason ||= 'reads a view whose contents belong to the server (the primary answers, as directly)';
       }
@@ -145,7 +151,7 @@ export class Planner {
         toBalance = true;
         reason ||= r.reason;
       }
-      if (!cls.readOnly && cls.kind !== 'show') p.writes = true;
+      if (!cls.readOnly && !NOT_WRITES.has(cls.kind)) p.writes = true;
     };
     for (const sql of info.queries) {
       const cls = this.v.host.classifier.classify(sql);

@@ -37,9 +37,12 @@ const SKIP = !fs.existsSync(path.join(DATA, 'tests')) ? `pgpool transcripts not 
  *   pgpool 4.2+) would look its volatility up and send it to the primary;
  * - load_balance_in_transaction = on: pgpool's behaviour (reads balanced in a transaction until
  *   its first write), which is opt-in in pgmaitre;
- * - log_per_node_statement = on: where each statement ran, read from the log.
+ * - log_per_node_statement = on: where each statement ran, read from the log;
+ * - read_your_writes = off: pgpool has no read-your-writes (pgmaitre's default sends the reads that
+ *   follow a write to the primary until a standby has replayed it).
  */
 const BASE = [
+  'read_your_writes = off',
   "sr_check_user = 'postgres'",
   'enable_pool_hba = off',
   "write_function_list = 'currval,lastval,nextval,setval'",
