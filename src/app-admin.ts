@@ -119,6 +119,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       },
     },
     recentEvents: () => events.list(),
+    eventCounts: () => events.counts(),
     classifierStats: () => ctx.routing.classifier.stats(),
     slotHistory: (slot) => ctx.slots.history(slot),
   };
