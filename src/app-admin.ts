@@ -11,7 +11,7 @@ import { diffConfig } from './config/diff';
 import { loadAuthFiles } from './config/auth-files';
 import { formatIssue } from './config/config-error';
 import { loadPcpConf } from './config/pcp-conf';
-import { pinoLevel, type Logger } from './log/logger';
+import { logLine, pinoLevel, type Logger } from './log/logger';
 import type { AdminContext } from './admin/types';
 import { runAdminCommand } from './admin/registry';
 import { EventLog } from './admin/event-log';
@@ -88,7 +88,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     ctx.poolPasswd = files.poolPasswd;
     health.onConfigReload(next);
     const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);
-    log.info({ event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);
+    logLine(log, { event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);
     for (const w2 of [...loaded.warnings, ...files.warnings.map(formatIssue)]) log.warn({ event: 'config_warning' }, w2);
     return refused.size > 0 ? `reloaded; restart needed for: ${[...refused].join(', ')}` : 'reloaded';
   };

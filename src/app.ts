@@ -9,7 +9,7 @@ import type * as net from 'node:net';
 import type { Config, LoadedConfig } from './config/load';
 import { loadAuthFiles, startupWarnings } from './config/auth-files';
 import { formatIssue } from './config/config-error';
-import { createLogger, LogEvent, type Logger, type LogFlags } from './log/logger';
+import { createLogger, LogEvent, logLine, type Logger, type LogFlags } from './log/logger';
 import { Cluster } from './cluster/cluster';
 import { createHealthSystem, type HealthSystem } from './failover/index';
 import { NodePool } from './pool/node-pool';
@@ -171,13 +171,14 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     throw e;
   });
   const ports = servers.map((s) => s.address()).filter((a): a is net.AddressInfo => typeof a === 'object' && a !== null).map((a) => a.port);
-  log.info({ event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
+  // At pgpool's LOG level, written under the default log_min_messages (pgpool logs its start so too).
+  logLine(log, { event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
 
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       ctx.shuttingDown = true;
-      log.info({ event: LogEvent.Shutdown }, 'shutting down');
+      logLine(log, { event: LogEvent.Shutdown }, 'shutting down');
       const healthStopped = health.stop();
       const closing = closeAll(servers);
       const adminClosed = admin?.close();

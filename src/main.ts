@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, ConfigError } from './config/load';
 import { startApp, type App } from './app';
+import { logLine } from './log/logger';
 import { PCP_COMMANDS, runPcpCommand } from './pcp/cli';
 import { checkConfiguration, checkExitCode, formatCheckReport } from './check';
 import { httpHealthCheck } from './healthcheck';
@@ -215,7 +216,7 @@ export function cli(argv: readonly string[]): void {
       const stop = (sig: string): void => {
         if (stopping) return;
         stopping = true;
-        app.ctx.log.info({ event: 'signal', signal: sig }, `received ${sig}, shutting down`);
+        logLine(app.ctx.log, { event: 'signal', signal: sig }, `received ${sig}, shutting down`);
         const force = setTimeout(() => process.exit(0), 10_000);
         force.unref();
         app.stop().then(() => process.exit(0), () => process.exit(1));
