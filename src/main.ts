@@ -228,8 +228,12 @@ export function cli(argv: readonly string[]): void {
       });
     },
     (e: unknown) => {
+      const code = (e as NodeJS.ErrnoException)?.code;
       if (e instanceof ConfigError) {
         process.stderr.write(`${e.message}\n`);
+      } else if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+        // A system error (EADDRINUSE, EACCES, EADDRNOTAVAIL...) says all in its message; no stack.
+        process.stderr.write(`pgmaitre: could not start: ${(e as Error).message}\n`);
       } else {
         process.stderr.write(`pgmaitre: could not start: ${(e as Error)?.stack ?? String(e)}\n`);
       }

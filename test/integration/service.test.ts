@@ -182,7 +182,7 @@ describe('logs on a terminal and in a pipe', { timeout: 60_000 }, () => {
       const plain = tty.logs().replace(/\u001b\[[0-9;]*m/g, '').replace(/\r/g, '');
       assert.match(plain, /^\[\d\d:\d\d:\d\d\.\d{3}\] LOG: pgmaitre listening on 127\.0\.0\.1:\d+ {2}event=listening addresses=127\.0\.0\.1 port=\d+$/m);
       assert.match(plain, /^\[[\d:.]+\] LOG: received SIGTERM, shutting down {2}event=signal signal=SIGTERM$/m);
-      assert.match(plain, /^\[[\d:.]+\] INFO: primary node is 0 {2}event=primary_found node_id=0$/m);
+      assert.match(plain, /^\[[\d:.]+\] LOG: primary node is 0 {2}event=primary_found node_id=0$/m);
       assert.ok(!/^\{"level"/m.test(plain), `no JSON line on a terminal:\n${plain}`);
       assert.match(tty.logs(), /\u001b\[32mINFO/, 'levels are coloured on a terminal');
       const pipe = await spawnServer({ name: 'pgmaitre in a pipe', cmd: process.execPath, args: [path.join(REPO_ROOT, 'bin', 'pgmaitre.js'), '-n', '-f', conf], port, cwd: dir });
