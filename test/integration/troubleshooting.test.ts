@@ -161,9 +161,10 @@ describe('README troubleshooting cases', { timeout: 240_000 }, () => {
     await c.query('CREATE TABLE IF NOT EXISTS ts_w (i int)');
     await fx.cluster.stopNode(fx.cluster.primary.id, 'fast');
     await px.waitForLog(/"msg":"node 0 detached/);
-    const failed = await c.query('INSERT INTO ts_w VALUES (1)').then(() => null, (e: { code?: string; message: string }) => e);
+    const failed = await c.query('INSERT INTO ts_w VALUES (1)').then(() => null, (e: { code?: string; message: string; hint?: string }) => e);
     assert.equal(failed?.code, '57P03', String(failed?.message));
     assert.equal(failed?.message, 'no primary node is available');
+    assert.equal(failed?.hint, 'reads still work; writes will again once a primary is up (see SHOW POOL_NODES)');
     assert.equal((await c.query('SELECT pg_is_in_recovery() AS r')).rows[0]?.r, true, 'reads go on, on the standby');
     await px.waitForLog(/"event":"primary_search_timeout".*writes fail until a node is promoted/);
     // Fix: promote the standby (pg_ctl promote, SELECT pg_promote(), or your HA tool): pgmaitre finds it.
