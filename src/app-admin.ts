@@ -8,8 +8,8 @@
 import * as fs from 'node:fs';
 import { loadConfig, deepFreeze, type Config } from './config/load';
 import { diffConfig } from './config/diff';
-import { checkHbaRoles, loadHba } from './config/hba';
-import { loadPoolPasswd } from './config/pool-passwd';
+import { loadAuthFiles } from './config/auth-files';
+import { formatIssue } from './config/config-error';
 import { loadPcpConf } from './config/pcp-conf';
 import { LogEvent, logFailure, logLine, pinoLevel, type Logger } from './log/logger';
 import type { AdminContext } from './admin/types';
@@ -68,6 +68,8 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     for (const k of refused) merged[k] = (old as unknown as Record<string, unknown>)[k];
     if ([...refused].some((k) => k.startsWith('backend_'))) merged.backends = old.backends;
     const next = deepFreeze(merged) as unknown as Config;
+    // Read pool_hba.conf and pool_passwd before changing anything: a bad file keeps the old configuration.
+    const files = loadAuthFiles(next);
     ctx.config = next;
     ctx.logFlags.statement = next.log_statement;
     ctx.logFlags.perNodeStatement = next.log_per_node_statement;
@@ -82,11 +84,8 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     for (const p of ctx.pools.values()) {
       p.configure({ idleTimeoutSec: lifetimes.length > 0 ? Math.min(...lifetimes) : 0, maxUses: next.child_max_connections, connectionCache: next.connection_cache });
     }
-    if (next.enable_pool_hba) {
-      const rules = loadHba(next.hba_file);
-      checkHbaRoles(rules, next.auth_user);
-      ctx.hba = rules;
-    }
+    if (files.hba !== null) ctx.hba = files.hba;
+    ctx.poolPasswd = files.poolPasswd;
     // pg_hba.conf may have changed with the configuration: every (user, database) the primary
     // once let in without a password authenticates again at its next login (handshake.ts).
     if (ctx.trustedLogins.size > 0) {
@@ -94,11 +93,10 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
         `configuration reload: ${ctx.trustedLogins.size} login(s) the primary trusted must authenticate again`);
       ctx.trustedLogins.clear();
     }
-    ctx.poolPasswd = next.pool_passwd !== '' && fs.existsSync(next.pool_passwd) ? loadPoolPasswd(next.pool_passwd, next.key_file) : new Map();
     health.onConfigReload(next);
     const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);
-    log.info({ event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);
-    for (const w2 of loaded.warnings) log.warn({ event: 'config_warning' }, w2);
+    logLine(log, { event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);
+    for (const w2 of [...loaded.warnings, ...files.warnings.map(formatIssue)]) log.warn({ event: 'config_warning' }, w2);
     return refused.size > 0 ? `reloaded; restart needed for: ${[...refused].join(', ')}` : 'reloaded';
   };
 
@@ -130,6 +128,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       },
     },
     recentEvents: () => events.list(),
+    eventCounts: () => events.counts(),
     classifierStats: () => ctx.routing.classifier.stats(),
     slotHistory: (slot) => ctx.slots.history(slot),
   };

@@ -5,12 +5,11 @@
  * primary detection → listeners. stop() drains gracefully: stop accepting, end sessions with
  * 57P01, close pooled connections.
  */
-import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import type { Config, LoadedConfig } from './config/load';
-import { loadHba } from './config/hba';
-import { loadPoolPasswd, type PoolPasswdEntry } from './config/pool-passwd';
-import { createLogger, LogEvent, type Logger, type LogFlags } from './log/logger';
+import { loadAuthFiles, startupWarnings } from './config/auth-files';
+import { formatIssue } from './config/config-error';
+import { createLogger, LogEvent, logLine, type Logger, type LogFlags } from './log/logger';
 import { Cluster } from './cluster/cluster';
 import { createHealthSystem, type HealthSystem } from './failover/index';
 import { NodePool } from './pool/node-pool';
@@ -30,7 +29,6 @@ import { startAdmin, type AdminFaces } from './app-admin';
 import { buildBackendTls, buildFrontendTls } from './frontend/tls';
 import { AuthGuard } from './frontend/rate-limit';
 import { AuthQuery } from './frontend/auth-query';
-import { checkHbaRoles } from './config/hba';
 
 /** A running pgmaitre. */
 export interface App {
@@ -77,15 +75,14 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   const log = opts.log ?? createLogger(config);
   for (const w of loaded.warnings) log.warn({ event: LogEvent.ConfigWarning }, w);
 
-  const poolPasswd: ReadonlyMap<string, PoolPasswdEntry> = config.pool_passwd !== '' && fs.existsSync(config.pool_passwd)
-    ? loadPoolPasswd(config.pool_passwd, config.key_file) : new Map();
-  for (const [user, e] of poolPasswd) {
-    if (e.kind === 'unusable') log.warn({ event: LogEvent.ConfigWarning, user }, `pool_passwd entry for "${user}" is unusable: ${e.reason}`);
-  }
-  const hba = config.enable_pool_hba ? loadHba(config.hba_file) : null;
-  if (hba !== null) checkHbaRoles(hba, config.auth_user);
+  // The same loaders `pgmaitre check` runs (src/check.ts).
+  const { poolPasswd, hba, warnings: fileWarnings } = loadAuthFiles(config);
   const frontendTls = buildFrontendTls(config);
-  if (config.ssl && frontendTls === null) log.warn({ event: LogEvent.ConfigWarning, key: 'ssl' }, 'ssl = on but ssl_cert or ssl_key is not set: clients cannot use TLS (SSLRequest is answered N)');
+  for (const w of [...fileWarnings, ...startupWarnings(config)]) {
+    const line = formatIssue(w);
+    if (w.key === 'sr_check_user') log.error({ event: LogEvent.ConfigWarning, key: w.key }, line);
+    else log.warn({ event: LogEvent.ConfigWarning, ...(w.key !== undefined ? { key: w.key } : {}) }, line);
+  }
 
   const cluster = new Cluster(config.backends.map((b) => ({
     id: b.id, host: b.hostname, port: b.port, weight: b.weight, flags: b.flags,
@@ -160,10 +157,6 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
 
   // Health checks, replication checks and failover: initial primary detection, then the loops.
   // A node that goes down loses its idle pooled connections at once.
-  if (config.sr_check_user === '') {
-    log.error({ event: LogEvent.ConfigWarning, key: 'sr_check_user' },
-      'sr_check_user is not set: pgmaitre cannot ask the nodes which one is the primary (set sr_check_user, and sr_check_password or a pool_passwd entry)');
-  }
   const health = createHealthSystem({ config, cluster, log, poolPasswd });
   // Reads skip standbys lagging beyond delay_threshold / delay_threshold_by_time.
   ctx.routing.lag = (id) => ({ lagging: health.replication.isLagging(id), delay: cluster.node(id)?.replication.delayBytes ?? 0 });
@@ -185,13 +178,14 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     throw e;
   });
   const ports = servers.map((s) => s.address()).filter((a): a is net.AddressInfo => typeof a === 'object' && a !== null).map((a) => a.port);
-  log.info({ event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
+  // At pgpool's LOG level, written under the default log_min_messages (pgpool logs its start so too).
+  logLine(log, { event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
 
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       ctx.shuttingDown = true;
-      log.info({ event: LogEvent.Shutdown }, 'shutting down');
+      logLine(log, { event: LogEvent.Shutdown }, 'shutting down');
       const healthStopped = health.stop();
       const closing = closeAll(servers);
       const adminClosed = admin?.close();

@@ -4,16 +4,22 @@
  *   -k FILE  key file for AES entries in pool_passwd (pgpool's .pgpoolkey)
  *   -n       stay in the foreground (the only mode pgmaitre has; accepted for compatibility)
  *   -d       debug logging         -h       help
+ *   -C, -c, --check  test the configuration and exit (check.ts; `pgmaitre check` is the same)
  * Subcommands: `pgmaitre reload|stop -f pgpool.conf` signal the running pgmaitre through its
- * pid_file_name (as `pgpool reload` / `pgpool stop` do); the pcp_* equivalents
- * (`pgmaitre node-info 1 -h HOST -p 9898 -U USER`, ...) speak PCP (src/pcp/cli.ts).
- * SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration.
+ * pid_file_name (as `pgpool reload` / `pgpool stop` do); `pgmaitre check -f pgpool.conf` tests
+ * the configuration (exit 0 valid, 1 errors, 2 warnings only; --strict makes warnings fatal);
+ * `pgmaitre healthcheck -f pgpool.conf` asks the HTTP /health endpoint (container HEALTHCHECK);
+ * the pcp_* equivalents (`pgmaitre node-info 1 -h HOST -p 9898 -U USER`, ...) speak PCP
+ * (src/pcp/cli.ts). SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, ConfigError } from './config/load';
 import { startApp, type App } from './app';
+import { logLine } from './log/logger';
 import { PCP_COMMANDS, runPcpCommand } from './pcp/cli';
+import { checkConfiguration, checkExitCode, formatCheckReport } from './check';
+import { httpHealthCheck } from './healthcheck';
 
 /** Parsed command line. */
 export interface CliOptions {
@@ -23,12 +29,22 @@ export interface CliOptions {
   keyFile?: string;
   debug: boolean;
   help: boolean;
+  /** -C/-c/--check or the `check` subcommand: test the configuration and exit. */
+  check: boolean;
+  /** --strict (HAProxy's -dW): warnings make the check fail (exit 1). */
+  strict: boolean;
+  /** -q: the check prints problems only, nothing when the configuration is valid. */
+  quiet: boolean;
 }
 
 const USAGE = `pgmaitre - PostgreSQL middleware (pgpool-II compatible configuration)
 
 Usage: pgmaitre [-n] [-f pgpool.conf] [-a pool_hba.conf] [-F pcp.conf] [-k keyfile] [-d]
+       pgmaitre check [-f pgpool.conf] [-a ...] [-F ...] [-k ...] [--strict] [-q]
+                                                 test the configuration files and exit
+                                                 (also: pgmaitre -C -f pgpool.conf, as haproxy -c)
        pgmaitre reload|stop -f pgpool.conf      signal the running pgmaitre (pid_file_name)
+       pgmaitre healthcheck [-f pgpool.conf]    exit 0 when GET /health on http_port answers 200
        pgmaitre node-count|node-info|attach-node|detach-node|promote-node|proc-count|proc-info|
                 pool-status|health-check-stats|reload|stop [pcp options]   (PCP, like the pcp_* tools)
 
@@ -38,12 +54,16 @@ Usage: pgmaitre [-n] [-f pgpool.conf] [-a pool_hba.conf] [-F pcp.conf] [-k keyfi
   -k, --key-file=FILE      key for AES passwords in pool_passwd (default: ~/.pgpoolkey)
   -n, --no-daemon          run in the foreground (always the case)
   -d, --debug              debug logging
+  -C, -c, --check          test the configuration and exit: every error and warning as
+                           FILE:LINE: key: why; exit 0 valid, 1 errors, 2 warnings only
+      --strict, -dW        with --check: warnings are fatal too (exit 1)
+  -q, --quiet              with --check: print nothing when the configuration is valid
   -h, --help               this help
 `;
 
 /** Parses pgpool-style flags (short with separate or attached values, and --long=value). */
 export function parseArgs(argv: readonly string[]): CliOptions {
-  const o: CliOptions = { configFile: 'pgpool.conf', debug: false, help: false };
+  const o: CliOptions = { configFile: 'pgpool.conf', debug: false, help: false, check: false, strict: false, quiet: false };
   const withValue: Record<string, keyof CliOptions> = {
     '-f': 'configFile', '--config-file': 'configFile', '-a': 'hbaFile', '--hba-file': 'hbaFile',
     '-F': 'pcpFile', '--pcp-file': 'pcpFile', '-k': 'keyFile', '--key-file': 'keyFile',
@@ -63,6 +83,13 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       o.debug = true;
     } else if (arg === '-h' || arg === '--help') {
       o.help = true;
+    } else if (arg === '-C' || arg === '-c' || arg === '--check') {
+      // pgpool's -C/-c clear its query cache, which pgmaitre does not have; HAProxy's -c is this.
+      o.check = true;
+    } else if (arg === '--strict' || arg === '-dW') {
+      o.strict = true;
+    } else if (arg === '-q' || arg === '--quiet') {
+      o.quiet = true;
     } else {
       throw new Error(`unknown option "${arg}"`);
     }
@@ -123,9 +150,39 @@ function signalRunning(cmd: 'reload' | 'stop', argv: readonly string[]): number 
   return 0;
 }
 
+/** `pgmaitre check` / `pgmaitre -C`: prints the report, returns the exit status. */
+export function runCheck(opts: CliOptions, out: (text: string) => void = (t) => process.stdout.write(t)): number {
+  const report = checkConfiguration(opts.configFile, { hbaFile: opts.hbaFile, pcpFile: opts.pcpFile, keyFile: opts.keyFile });
+  const code = checkExitCode(report, opts.strict);
+  if (!(opts.quiet && code === 0)) out(formatCheckReport(opts.configFile, report, opts.strict));
+  return code;
+}
+
 /** The `pgmaitre` command: start, and stop on SIGTERM/SIGINT. */
 export function cli(argv: readonly string[]): void {
-  const sub = argv[0];
+  let sub = argv[0];
+  if (sub === 'check') {
+    argv = ['--check', ...argv.slice(1)];
+    sub = argv[0];
+  }
+  if (sub === 'healthcheck') {
+    let opts: CliOptions;
+    try {
+      opts = parseArgs(argv.slice(1));
+    } catch (e) {
+      process.stderr.write(`pgmaitre healthcheck: ${(e as Error).message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    httpHealthCheck(opts.configFile).then((r) => {
+      (r.ok ? process.stdout : process.stderr).write(`${r.message}\n`);
+      process.exitCode = r.ok ? 0 : 1;
+    }, (e: unknown) => {
+      process.stderr.write(`pgmaitre healthcheck: ${(e as Error)?.message ?? e}\n`);
+      process.exitCode = 1;
+    });
+    return;
+  }
   if ((sub === 'reload' || sub === 'stop') && argv.some((a) => a === '-f' || a.startsWith('--config-file'))) {
     process.exitCode = signalRunning(sub, argv.slice(1));
     return;
@@ -142,10 +199,15 @@ export function cli(argv: readonly string[]): void {
     opts = parseArgs(argv);
   } catch (e) {
     process.stderr.write(`pgmaitre: ${(e as Error).message}\n${USAGE}`);
-    process.exit(2);
+    // 2 means "warnings only" to a configuration check: a mistyped check fails with 1.
+    process.exit(argv.some((a) => a === '--check' || a === '-C' || a === '-c') ? 1 : 2);
   }
   if (opts.help) {
     process.stdout.write(USAGE);
+    return;
+  }
+  if (opts.check) {
+    process.exitCode = runCheck(opts);
     return;
   }
   runMain(argv, () => process.exit(0)).then(
@@ -154,7 +216,7 @@ export function cli(argv: readonly string[]): void {
       const stop = (sig: string): void => {
         if (stopping) return;
         stopping = true;
-        app.ctx.log.info({ event: 'signal', signal: sig }, `received ${sig}, shutting down`);
+        logLine(app.ctx.log, { event: 'signal', signal: sig }, `received ${sig}, shutting down`);
         const force = setTimeout(() => process.exit(0), 10_000);
         force.unref();
         app.stop().then(() => process.exit(0), () => process.exit(1));
@@ -166,8 +228,12 @@ export function cli(argv: readonly string[]): void {
       });
     },
     (e: unknown) => {
+      const code = (e as NodeJS.ErrnoException)?.code;
       if (e instanceof ConfigError) {
         process.stderr.write(`${e.message}\n`);
+      } else if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+        // A system error (EADDRINUSE, EACCES, EADDRNOTAVAIL...) says all in its message; no stack.
+        process.stderr.write(`pgmaitre: could not start: ${(e as Error).message}\n`);
       } else {
         process.stderr.write(`pgmaitre: could not start: ${(e as Error)?.stack ?? String(e)}\n`);
       }

@@ -17,9 +17,13 @@ export function eventKind(c: NodeChange): string {
   return c.to === 'primary' && c.from === 'standby' ? 'failover' : 'role_change';
 }
 
-/** Recent events, newest last, at most `limit`. */
+/** The kinds eventKind() produces (counted from 0 so their series exist before the first event). */
+export const EVENT_KINDS = ['node_down', 'node_up', 'failback', 'failover', 'role_change'] as const;
+
+/** Recent events, newest last, at most `limit`; and how many of each kind since start. */
 export class EventLog {
   private readonly events: AdminEvent[] = [];
+  private readonly totals = new Map<string, number>(EVENT_KINDS.map((k) => [k, 0]));
   private readonly onChange = (c: NodeChange): void => {
     this.record({ at: new Date(), kind: eventKind(c), nodeId: c.nodeId, message: `node ${c.nodeId} ${c.field} ${c.from} -> ${c.to}: ${c.reason}` });
   };
@@ -30,6 +34,7 @@ export class EventLog {
 
   /** Adds an event (dropping the oldest beyond the limit). */
   record(e: AdminEvent): void {
+    this.totals.set(e.kind, (this.totals.get(e.kind) ?? 0) + 1);
     this.events.push(e);
     if (this.events.length > this.limit) this.events.splice(0, this.events.length - this.limit);
   }
@@ -37,6 +42,11 @@ export class EventLog {
   /** A snapshot, oldest first. */
   list(): readonly AdminEvent[] {
     return [...this.events];
+  }
+
+  /** Events of each kind since start (for the pgmaitre_cluster_events_total counter). */
+  counts(): ReadonlyMap<string, number> {
+    return new Map(this.totals);
   }
 
   /** Stops listening to the cluster. */

@@ -105,6 +105,8 @@ export interface AdminContext {
   readonly actions: AdminActions;
   /** Recent cluster events, oldest first (see EventLog). Optional: none when absent. */
   readonly recentEvents?: () => readonly AdminEvent[];
+  /** Cluster events of each kind since start (see EventLog.counts). Optional. */
+  readonly eventCounts?: () => ReadonlyMap<string, number>;
   /** Classifier cache counters, when the classifier exposes them. */
   readonly classifierStats?: () => ClassifierStats;
   /** Per-slot history for client_connection_count / client_disconnection_time. */

@@ -26,10 +26,13 @@ export function formatIssue(i: ConfigIssue): string {
 export class ConfigError extends Error {
   /** The individual problems, in file order. */
   readonly issues: readonly ConfigIssue[];
+  /** Warnings found in the same pass (not in `message`), for `pgmaitre check`. */
+  readonly warnings: readonly ConfigIssue[];
 
-  constructor(issues: readonly ConfigIssue[]) {
+  constructor(issues: readonly ConfigIssue[], warnings: readonly ConfigIssue[] = []) {
     super(issues.map(formatIssue).join('\n'));
     this.name = 'ConfigError';
     this.issues = issues;
+    this.warnings = warnings;
   }
 }

@@ -212,7 +212,8 @@ export function loadConfigText(text: string, configFile: string, overrides: Load
 
   if (issues.length > 0) {
     issues.sort((a, b) => (a.line ?? Number.MAX_SAFE_INTEGER) - (b.line ?? Number.MAX_SAFE_INTEGER));
-    throw new ConfigError(issues);
+    warnings.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+    throw new ConfigError(issues, warnings);
   }
 
   const poolKeyFile = String(flat['pool_key_file']);

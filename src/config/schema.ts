@@ -243,7 +243,7 @@ export const PARAMS = {
   pcp_client_version: oneOf(['4.3', '4.4'] as const, '4.4', 'restart', "pcp_* tools' version family for pcp_node_info replies: '4.4' (pgpool-II 4.4-4.6 tools) or '4.3' (older tools, e.g. Debian 12's pgpool2).", OURS),
   http_auth: str('', 'hot', "Basic auth for the HTTP endpoint as 'user:password'; '' = none.", { ...OURS, ...SECRET }),
   max_message_size: int(1073741823, 'restart', 'Largest protocol message accepted, in bytes.', { ...OURS, unit: 'B', min: 1024, max: 1073741823 }),
-  log_format: oneOf(['json', 'text'] as const, 'json', 'restart', 'Log line format.', OURS),
+  log_format: oneOf(['auto', 'json', 'text'] as const, 'auto', 'restart', "Log line format on stderr: 'json' (one JSON object per line, for files and collectors), 'text' (time, level, message and the fields that matter, for people) or 'auto' (text when stderr is a terminal, else json).", OURS),
   auth_query: str('', 'hot', "Query fetching a user's password verifier when pool_passwd has none ('' disables).", OURS),
   auth_user: str('', 'hot', 'User that runs auth_query (its password comes from pool_passwd); also used to look up role membership for +group/samerole in pool_hba.conf.', OURS),
   auth_query_database: str('postgres', 'hot', 'Database auth_query (and the role membership lookup) connects to.', OURS),

@@ -19,7 +19,7 @@
  * to change state.
  */
 import type { Config } from '../config/load';
-import type { Logger } from '../log/logger';
+import { logLine, type Logger } from '../log/logger';
 import { type BackendNode, type Cluster, NodeRole, NodeStatus } from '../cluster/cluster';
 import type { HealthChecker, ProbeObservation } from '../health/health-checker';
 import type { ReplicationChecker, ReplicationSnapshot } from '../health/replication-checker';
@@ -81,6 +81,8 @@ export class FailoverManager {
   private lastPrimary = -1;
   private readonly lastFailback = new Map<number, number>();
   private readonly warnedFalse = new Set<number>();
+  /** The ALWAYS_PRIMARY node was reported in recovery (logged once until it is not). */
+  private alwaysPrimaryWarned = false;
   private readonly listeners: (() => void)[] = [];
 
   constructor(opts: FailoverManagerOptions) {
@@ -205,6 +207,8 @@ export class FailoverManager {
     let primary = -1;
     if (always !== undefined) {
       primary = always.id;
+      const r = reports.get(always.id);
+      if (r?.ok === true && r.inRecovery) this.warnAlwaysPrimaryInRecovery(always.id);
     } else {
       const claims = [...reports].filter(([, r]) => r.ok).map(([id, r]) => ({ id, inRecovery: r.ok && r.inRecovery, upstream: r.ok ? r.upstream : null }));
       const verdict = judgePrimaries(claims, this.cluster.nodes);
@@ -217,10 +221,21 @@ export class FailoverManager {
     if (primary >= 0) {
       this.cluster.setRole(primary, NodeRole.Primary, always ? Reason.AlwaysPrimary : 'pg_is_in_recovery() = false');
       this.lastPrimary = primary;
-      this.log.info({ event: 'primary_found', node_id: primary }, `primary node is ${primary}`);
+      logLine(this.log, { event: 'primary_found', node_id: primary }, `primary node is ${primary}`);
     } else {
       this.log.error({ event: 'primary_found', node_id: -1 }, 'no primary node found; writes fail until one is');
     }
+  }
+
+  /**
+   * ALWAYS_PRIMARY names a node that is a standby (typically after a failover done outside
+   * pgmaitre): writes sent there fail with 25006. Said once, at ERROR, with the fix.
+   */
+  private warnAlwaysPrimaryInRecovery(id: number): void {
+    if (this.alwaysPrimaryWarned) return;
+    this.alwaysPrimaryWarned = true;
+    this.log.error({ event: 'always_primary_in_recovery', node_id: id },
+      `node ${id} is flagged ALWAYS_PRIMARY but is in recovery (a standby): writes sent to it fail with "cannot execute ... in a read-only transaction"; remove ALWAYS_PRIMARY from backend_flag${id} (pgmaitre then finds the primary itself) and restart`);
   }
 
   private onObserved(o: ProbeObservation): void {
@@ -231,6 +246,8 @@ export class FailoverManager {
     if (always !== undefined) {
       if (n.id === always.id) this.cluster.setRole(n.id, NodeRole.Primary, Reason.AlwaysPrimary);
       else this.cluster.setRole(n.id, NodeRole.Standby, Reason.AlwaysPrimary);
+      if (n.id === always.id && o.inRecovery) this.warnAlwaysPrimaryInRecovery(n.id);
+      else if (n.id === always.id) this.alwaysPrimaryWarned = false;
       return;
     }
     if (o.inRecovery) {
@@ -381,7 +398,8 @@ export class FailoverManager {
     }
     this.cluster.setRole(id, NodeRole.Primary, `${reason}: ${detail}`);
     this.lastPrimary = id;
-    this.log.info({ event: 'primary_found', node_id: id, previous: prev, reason }, `primary node is ${id} (${detail})`);
+    // pgpool's LOG level: shown under the default log_min_messages, as pgpool logs a failover.
+    logLine(this.log, { event: 'primary_found', node_id: id, previous: prev, reason }, `primary node is ${id} (${detail})`);
     if (prev >= 0 && prev !== id && this.config.follow_primary_command !== '') this.followPrimary(id, prev);
   }
 

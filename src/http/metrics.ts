@@ -143,6 +143,25 @@ export function createMetricsRegistry(ctx: AdminContext): Registry {
     });
   }
   new Gauge({
+    name: 'pgmaitre_delay_threshold_bytes', help: 'delay_threshold: replication lag in bytes beyond which reads avoid a standby (0 = off).', registers: reg,
+    collect() { this.set(ctx.config().delay_threshold); },
+  });
+  new Gauge({
+    name: 'pgmaitre_delay_threshold_seconds', help: 'delay_threshold_by_time in seconds: replication lag beyond which reads avoid a standby (0 = off).', registers: reg,
+    collect() { this.set(ctx.config().delay_threshold_by_time / 1000); },
+  });
+  if (ctx.eventCounts !== undefined) {
+    const counts = ctx.eventCounts;
+    new Counter({
+      name: 'pgmaitre_cluster_events_total', help: 'Cluster events since start, by kind: node_down, node_up, failback, failover (a standby became the primary), role_change.', registers: reg,
+      labelNames: ['kind'] as const,
+      collect() {
+        this.reset();
+        for (const [kind, n] of counts()) this.inc({ kind }, n);
+      },
+    });
+  }
+  new Gauge({
     name: 'pgmaitre_start_time_seconds', help: 'When pgmaitre started (Unix time).', registers: reg,
     collect() { this.set(ctx.startedAt.getTime() / 1000); },
   });

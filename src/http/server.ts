@@ -2,6 +2,8 @@
  * The HTTP face (node:http, no framework):
  *   GET  /                 live status page (status-page.ts), refreshing from /api/status
  *   GET  /api/status       JSON snapshot (status.ts)
+ *   GET  /api/history[?seconds=N]  the last minutes, sampled every second (history.ts), for the charts
+ *   GET  /assets/uplot.js, /assets/uplot.css  the charting library (uPlot), served from node_modules
  *   GET  /metrics          Prometheus text (metrics.ts)
  *   GET  /primary          200 when a primary is up, else 503 (Patroni-style)
  *   GET  /replica[?lag=N]  200 when a standby is up (and lags at most N bytes; kB/MB/GB allowed)
@@ -9,12 +11,14 @@
  *   POST /api/nodes/:id/{attach|detach|promote}  admin actions, only when http_auth is set
  * With auth ('user:password', pgmaitre's http_auth) every path but /health needs Basic auth.
  */
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { AdminContext } from '../admin/types';
 import { createMetricsRegistry } from './metrics';
 import { healthCheck, parseLag, statusSnapshot } from './status';
 import { STATUS_PAGE_HTML } from './status-page';
+import { HistorySampler } from './history';
 
 /** Options of createHttpServer. */
 export interface HttpServerOptions {
@@ -24,6 +28,26 @@ export interface HttpServerOptions {
   readonly listenAddresses: string;
   /** http_auth 'user:password'; '' or undefined = no auth (and no admin actions). A function is read per request (reload). */
   readonly auth?: string | (() => string | undefined);
+  /** Milliseconds between history samples (default 1000). */
+  readonly historyIntervalMs?: number;
+}
+
+/**
+ * uPlot (a small, fast, MIT-licensed time-series chart library) as installed in node_modules:
+ * the page loads it from pgmaitre itself, so it works offline and behind firewalls.
+ */
+const ASSETS: Readonly<Record<string, { file: string; type: string }>> = {
+  '/assets/uplot.js': { file: 'uplot/dist/uPlot.iife.min.js', type: 'text/javascript; charset=utf-8' },
+  '/assets/uplot.css': { file: 'uplot/dist/uPlot.min.css', type: 'text/css; charset=utf-8' },
+};
+const assetCache = new Map<string, Buffer>();
+
+function asset(p: string): { body: Buffer; type: string } | undefined {
+  const a = ASSETS[p];
+  if (a === undefined) return undefined;
+  let body = assetCache.get(p);
+  if (body === undefined) assetCache.set(p, (body = fs.readFileSync(require.resolve(a.file))));
+  return { body, type: a.type };
 }
 
 /** An HTTP server. */
@@ -47,6 +71,7 @@ function send(res: http.ServerResponse, code: number, body: string | object, typ
 /** Builds the HTTP server over an AdminContext. */
 export function createHttpServer(ctx: AdminContext, opts: HttpServerOptions): HttpServer {
   const registry = createMetricsRegistry(ctx);
+  const history = new HistorySampler(ctx, opts.historyIntervalMs !== undefined ? { intervalMs: opts.historyIntervalMs } : {});
   const authValue = (): string => (typeof opts.auth === 'function' ? opts.auth() : opts.auth) ?? '';
 
   const authorized = (req: http.IncomingMessage): boolean => {
@@ -89,13 +114,23 @@ export function createHttpServer(ctx: AdminContext, opts: HttpServerOptions): Ht
     switch (p) {
       case '/': send(res, 200, STATUS_PAGE_HTML, 'text/html; charset=utf-8'); return;
       case '/api/status': send(res, 200, { ...statusSnapshot(ctx), actionsEnabled: authValue() !== '' }); return;
+      case '/api/history': {
+        const seconds = Number(url.searchParams.get('seconds') ?? '');
+        send(res, 200, history.snapshot(Number.isFinite(seconds) && seconds > 0 ? seconds : undefined));
+        return;
+      }
       case '/metrics': send(res, 200, await registry.metrics(), registry.contentType); return;
       case '/primary':
       case '/master':
       case '/read-write': { const [c, b] = healthCheck(ctx, 'primary'); send(res, c, b); return; }
       case '/replica':
       case '/read-only': { const [c, b] = healthCheck(ctx, 'replica', parseLag(url.searchParams.get('lag'))); send(res, c, b); return; }
-      default: send(res, 404, { error: 'not found' });
+      default: {
+        const a = asset(p);
+        if (a === undefined) { send(res, 404, { error: 'not found' }); return; }
+        res.writeHead(200, { 'content-type': a.type, 'cache-control': 'public, max-age=86400', 'content-length': a.body.length });
+        res.end(method === 'HEAD' ? undefined : a.body);
+      }
     }
   };
 
@@ -121,9 +156,11 @@ export function createHttpServer(ctx: AdminContext, opts: HttpServerOptions): Ht
         const a = srv.address();
         if (typeof a === 'object' && a !== null) port = a.port;
       }
+      history.start();
       return port;
     },
     async close(): Promise<void> {
+      history.stop();
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => { s.closeAllConnections(); s.close(() => resolve()); })));
       servers.length = 0;
     },

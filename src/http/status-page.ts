@@ -1,7 +1,9 @@
 /**
- * The live status page served at '/': one self-contained HTML document (CSS and JS inline, no
- * build step, no external assets) that polls /api/status every 1.5 s and redraws nodes,
- * sessions, pools and recent events. All data is inserted with textContent (no HTML injection
+ * The live status page served at '/': one HTML document (CSS and JS inline, no build step) that
+ * polls /api/status every 1.5 s and redraws nodes, sessions, pools and recent events, and draws
+ * the last minutes from /api/history with uPlot, which pgmaitre serves itself (/assets/uplot.*),
+ * so nothing comes from the network: throughput per node, latency p50/p99, replication lag,
+ * pool use and waiting clients; time ranges where a node was down are shaded red. All data is inserted with textContent (no HTML injection
  * from host names or application names). Admin buttons appear only when the server says admin
  * actions are enabled (http_auth set); the browser reuses the Basic credentials it already sent.
  */
@@ -13,6 +15,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pgmaitre status</title>
+<link rel="stylesheet" href="assets/uplot.css">
 <style>
 :root { --bg:#0f1419; --panel:#171d24; --panel2:#1e2630; --text:#e6edf3; --muted:#8b98a5; --line:#2a3440;
   --up:#2ea043; --down:#f85149; --wait:#d29922; --accent:#58a6ff; --primary:#a371f7; }
@@ -63,6 +66,19 @@ tr:last-child td { border-bottom:none; }
 .banner { display:none; background:#3d1d20; color:#ffb3ad; padding:8px 24px; border-bottom:1px solid #6e2a2e; }
 .banner.show { display:block; }
 .cols { display:grid; grid-template-columns:1fr 1fr; gap:20px; }
+.charts { display:grid; grid-template-columns:1fr 1fr; gap:14px; }
+@media (max-width: 900px) { .charts { grid-template-columns:1fr; } }
+.chart { background:var(--panel); border:1px solid var(--line); border-radius:10px; padding:10px 12px; min-width:0; }
+.chart .ct { color:var(--muted); font-size:12px; margin-bottom:4px; }
+.chart .plot { min-height:200px; }
+.chart .now { display:flex; flex-wrap:wrap; gap:4px 12px; margin-top:6px; font-size:12px; font-variant-numeric:tabular-nums; }
+.chart .now span { display:inline-flex; align-items:center; gap:5px; color:var(--text); }
+.chart .now i { width:10px; height:3px; border-radius:2px; display:inline-block; }
+.chart .now span.down { color:#ff7b72; }
+.chart .now span.down i { background:var(--down) !important; }
+.charts-missing { color:var(--muted); }
+.uplot, .uplot * { font-family:inherit; }
+.u-axis { color:var(--muted); }
 @media (max-width: 900px) { .cols { grid-template-columns:1fr; } }
 </style>
 </head>
@@ -85,6 +101,13 @@ tr:last-child td { border-bottom:none; }
   </section>
   <h2>Backend nodes</h2>
   <section class="nodes" id="nodes"></section>
+  <h2>Over the last minutes</h2>
+  <section class="charts" id="charts">
+    <div class="chart" id="c-throughput"><div class="ct">Throughput per node (statements/s; writes dashed)</div><div class="plot"></div><div class="now"></div></div>
+    <div class="chart" id="c-latency"><div class="ct">Query latency per node (ms; p50 solid, p99 dashed)</div><div class="plot"></div><div class="now"></div></div>
+    <div class="chart" id="c-lag"><div class="ct">Replication lag per standby (bytes)</div><div class="plot"></div><div class="now"></div></div>
+    <div class="chart" id="c-pool"><div class="ct">Backend connections in use per node, client sessions and waiting clients</div><div class="plot"></div><div class="now"></div></div>
+  </section>
   <div class="cols">
     <section>
       <h2>Pools</h2>
@@ -98,6 +121,7 @@ tr:last-child td { border-bottom:none; }
   <h2>Client sessions</h2>
   <table><thead><tr><th>PID</th><th>Slot</th><th>User</th><th>Database</th><th>Application</th><th>Client</th><th>Status</th><th>LB node</th><th>Connected</th></tr></thead><tbody id="sessions"></tbody></table>
 </main>
+<script src="assets/uplot.js"></script>
 <script>
 (function () {
   'use strict';
@@ -175,10 +199,111 @@ tr:last-child td { border-bottom:none; }
     });
   }
 
+  // ---- charts (uPlot) ------------------------------------------------------------------------
+  var COLORS = ['#a371f7', '#58a6ff', '#3fb950', '#d29922', '#f778ba', '#79c0ff', '#56d4dd', '#e3b341'];
+  var DOWN_FILL = 'rgba(248,81,73,0.28)';
+  var charts = null, chartKey = '', lastHistory = null;
+  function color(i) { return COLORS[i % COLORS.length]; }
+  function fmtNum(v, d) { return v === null || v === undefined ? '–' : Number(v).toFixed(d); }
+  // One definition per chart: the series (label, node, value array, style) and how to print a value.
+  function chartDefs(h) {
+    var thr = [], lat = [], lag = [], pool = [];
+    h.nodes.forEach(function (n, i) {
+      thr.push({ key: 'reads-' + n.id, label: 'node ' + n.id + ' reads', node: n, data: n.reads, stroke: color(i), fmt: function (v) { return fmtNum(v, 1) + '/s'; } });
+      thr.push({ key: 'writes-' + n.id, label: 'node ' + n.id + ' writes', node: n, data: n.writes, stroke: color(i), dash: [6, 4], fmt: function (v) { return fmtNum(v, 1) + '/s'; } });
+      lat.push({ key: 'p50-' + n.id, label: 'node ' + n.id + ' p50', node: n, data: n.p50, stroke: color(i), fmt: function (v) { return fmtNum(v, 3) + ' ms'; } });
+      lat.push({ key: 'p99-' + n.id, label: 'node ' + n.id + ' p99', node: n, data: n.p99, stroke: color(i), dash: [6, 4], fmt: function (v) { return fmtNum(v, 3) + ' ms'; } });
+      var wasPrimary = n.primary.some(function (p) { return p === 1; }), isPrimary = n.primary[n.primary.length - 1] === 1;
+      if (!isPrimary || !wasPrimary) lag.push({ key: 'lag-' + n.id, label: 'node ' + n.id, node: n, data: n.lagBytes, stroke: color(i), fmt: function (v) { return v === null ? '–' : fmtBytes(v); } });
+      pool.push({ key: 'pool-' + n.id, label: 'node ' + n.id + ' in use', node: n, data: n.poolActive, stroke: color(i), fmt: function (v) { return fmtNum(v, 0); } });
+    });
+    pool.push({ key: 'sessions', label: 'client sessions', data: h.clients.inUse, stroke: '#8b98a5', fmt: function (v) { return fmtNum(v, 0); } });
+    pool.push({ key: 'waiting', label: 'waiting clients', data: h.clients.waiting, stroke: '#ffa657', width: 2, fmt: function (v) { return fmtNum(v, 0); } });
+    return { 'c-throughput': thr, 'c-latency': lat, 'c-lag': lag, 'c-pool': pool };
+  }
+  // Time ranges where some node was down, shaded before the series are drawn.
+  function downRanges(h) {
+    var out = [], start = null;
+    for (var i = 0; i < h.t.length; i++) {
+      var down = h.nodes.some(function (n) { return n.up[i] === 0; });
+      if (down && start === null) start = i;
+      if (!down && start !== null) { out.push([h.t[start], h.t[i]]); start = null; }
+    }
+    if (start !== null) out.push([h.t[start], h.t[h.t.length - 1] + h.interval]);
+    return out;
+  }
+  function shadeDown(u) {
+    if (!lastHistory) return;
+    var ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
+    ctx.save();
+    ctx.fillStyle = DOWN_FILL;
+    downRanges(lastHistory).forEach(function (r) {
+      var x0 = Math.max(u.bbox.left, u.valToPos(r[0], 'x', true)), x1 = Math.min(u.bbox.left + u.bbox.width, u.valToPos(r[1], 'x', true));
+      if (x1 > x0) ctx.fillRect(x0, top, Math.max(2, x1 - x0), height);
+    });
+    ctx.restore();
+  }
+  function plotWidth(box) { return Math.max(280, box.querySelector('.plot').clientWidth || box.clientWidth - 24); }
+  function buildCharts(h) {
+    var defs = chartDefs(h);
+    charts = {};
+    Object.keys(defs).forEach(function (id) {
+      var box = $(id), plot = box.querySelector('.plot');
+      plot.textContent = '';
+      var axis = { stroke: '#8b98a5', grid: { stroke: '#2a3440', width: 1 }, ticks: { stroke: '#2a3440' } };
+      var opts = {
+        width: plotWidth(box), height: 200, legend: { show: false }, cursor: { drag: { x: false, y: false } },
+        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+        axes: [axis, Object.assign({ size: 60 }, axis, id === 'c-lag' ? { values: function (u, vals) { return vals.map(function (v) { return fmtBytes(v); }); } } : {})],
+        series: [{}].concat(defs[id].map(function (d) { return { label: d.label, stroke: d.stroke, width: d.width || 1.5, dash: d.dash, spanGaps: false, points: { show: false } }; })),
+        hooks: { drawClear: [shadeDown] },
+      };
+      charts[id] = { u: new uPlot(opts, [h.t].concat(defs[id].map(function (d) { return d.data; })), plot), box: box };
+    });
+  }
+  function renderNow(h, defs) {
+    Object.keys(defs).forEach(function (id) {
+      var now = charts[id].box.querySelector('.now'), n2 = now.cloneNode(false);
+      defs[id].forEach(function (d) {
+        var last = d.data.length ? d.data[d.data.length - 1] : null;
+        var isDown = d.node ? d.node.up[d.node.up.length - 1] === 0 : false;
+        var span = el('span', isDown ? 'down' : ''), sw = el('i');
+        sw.style.background = d.stroke; span.appendChild(sw);
+        span.appendChild(document.createTextNode(d.label + ' ' + d.fmt(last) + (isDown ? ' (down)' : '')));
+        span.setAttribute('data-series', d.key);
+        span.setAttribute('data-value', last === null || last === undefined ? '' : String(last));
+        if (d.node) span.setAttribute('data-node-up', isDown ? '0' : '1');
+        n2.appendChild(span);
+      });
+      now.parentNode.replaceChild(n2, now);
+    });
+  }
+  function renderCharts(h) {
+    if (typeof uPlot === 'undefined') { $('charts').className = 'charts-missing'; $('charts').textContent = 'charts unavailable: /assets/uplot.js did not load'; return; }
+    lastHistory = h;
+    var key = h.nodes.map(function (n) { return n.id + (n.primary[n.primary.length - 1] === 1 ? 'p' : 's'); }).join(',');
+    if (charts === null || key !== chartKey) {
+      if (charts) Object.keys(charts).forEach(function (id) { charts[id].u.destroy(); });
+      chartKey = key;
+      buildCharts(h);
+    } else {
+      var defs0 = chartDefs(h);
+      Object.keys(charts).forEach(function (id) { charts[id].u.setData([h.t].concat(defs0[id].map(function (d) { return d.data; }))); });
+    }
+    renderNow(h, chartDefs(h));
+  }
+  window.addEventListener('resize', function () {
+    if (!charts) return;
+    Object.keys(charts).forEach(function (id) { charts[id].u.setSize({ width: plotWidth(charts[id].box), height: 200 }); });
+  });
+
   function refresh() {
-    return fetch('api/status', { cache: 'no-store' }).then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+    var status = fetch('api/status', { cache: 'no-store' }).then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (s) { render(s); $('dot').className = 'dot'; $('banner').className = 'banner'; $('updated').textContent = 'updated ' + new Date().toLocaleTimeString(); })
       .catch(function () { $('dot').className = 'dot stale'; $('banner').className = 'banner show'; });
+    var history = fetch('api/history?seconds=600', { cache: 'no-store' }).then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(renderCharts).catch(function (e) { if (window.console) console.warn('history', e); });
+    return Promise.all([status, history]);
   }
   refresh();
   setInterval(refresh, REFRESH_MS);

@@ -1,11 +1,14 @@
 /**
- * Logging facade over pino: structured JSON lines on stderr by default.
+ * Logging facade over pino: structured JSON lines on stderr for files and collectors, or lines
+ * rendered for people (time, level, message, the fields that matter) by pino-pretty when
+ * log_format = text, or log_format = auto (the default) and stderr is a terminal.
  *
  * pgpool's log_min_messages levels map onto pino's. Hot-path log decisions (log_statement,
  * log_per_node_statement, log_client_messages) are plain booleans in `LogFlags`, read once per
  * request, so no logging work happens when they are off.
  */
 import pino from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 /** The logger type used throughout pgmaitre. */
 export type Logger = pino.Logger;
@@ -35,9 +38,62 @@ export interface LoggerOptions {
  */
 export const LOG_LEVEL = 55;
 
-/** Creates the process logger (writes to stderr, synchronously so nothing is lost on exit). */
+/** What log_format resolves to. */
+export type LogFormat = 'json' | 'text';
+
+/** log_format 'json' | 'text' as given; 'auto' (or unset) is text on a terminal, else JSON lines. */
+export function resolveLogFormat(setting: string | undefined, isTTY: boolean): LogFormat {
+  if (setting === 'json' || setting === 'text') return setting;
+  return isTTY ? 'text' : 'json';
+}
+
+/** Fields never shown in text lines (constant or redundant with the prefix). */
+const TEXT_HIDDEN = new Set(['pid', 'hostname', 'name', 'time', 'level', 'msg', 'v']);
+
+function textValue(v: unknown): string {
+  if (v instanceof Object && typeof (v as { message?: unknown }).message === 'string') return JSON.stringify((v as { message: string }).message);
+  if (typeof v === 'string') return /^[\w.:/@-]+$/.test(v) ? v : JSON.stringify(v);
+  return JSON.stringify(v) ?? String(v);
+}
+
+/**
+ * A pino-pretty stream writing human lines to `destination` (a file descriptor or stream):
+ * `[HH:MM:ss.l] LEVEL: message key=value ...`. Every field of the JSON line except the
+ * constant ones is kept, one `key=value` each (an error shows as its message), so a text log
+ * says what the JSON one says, on one line.
+ */
+export function prettyStream(destination: number | pino.DestinationStream, colorize: boolean): pino.DestinationStream {
+  return PinoPretty({
+    destination: destination as number,
+    sync: true,
+    colorize,
+    translateTime: colorize ? 'SYS:HH:MM:ss.l' : 'SYS:yyyy-mm-dd HH:MM:ss.l',
+    customLevels: `log:${LOG_LEVEL}`,
+    customColors: 'trace:gray,debug:blue,info:green,log:cyan,warn:yellow,error:red,fatal:bgRed',
+    useOnlyCustomProps: false,
+    ignore: 'pid,hostname,name',
+    hideObject: true,
+    messageFormat: (log, messageKey, _label, { colors }) => {
+      const fields = Object.entries(log)
+        .filter(([k, v]) => !TEXT_HIDDEN.has(k) && k !== messageKey && v !== undefined)
+        .map(([k, v]) => `${k}=${textValue(v)}`);
+      const msg = String(log[messageKey] ?? '');
+      return fields.length === 0 ? msg : `${msg}  ${colors.gray(fields.join(' '))}`;
+    },
+  });
+}
+
+/**
+ * Creates the process logger: stderr, written synchronously so nothing is lost on exit, in the
+ * format log_format asks for (see resolveLogFormat). Tests pass a destination: JSON lines go
+ * there unless log_format = text.
+ */
 export function createLogger(opts: LoggerOptions, destination?: pino.DestinationStream): Logger {
-  const dest = destination ?? pino.destination({ dest: 2, sync: true });
+  const tty = destination === undefined && process.stderr.isTTY === true;
+  const format = resolveLogFormat(opts.log_format, tty);
+  const dest = format === 'text'
+    ? prettyStream(destination ?? 2, tty)
+    : destination ?? pino.destination({ dest: 2, sync: true });
   // Typed as a plain Logger (the LOG level is reached through logLine), so loggers made
   // elsewhere, e.g. pino({ level: 'silent' }) in tests, stay interchangeable.
   return pino<'log'>(

@@ -39,7 +39,7 @@ test('defaults follow pgpool-II 4.6', () => {
   assert.equal(config.load_balance_in_transaction, false);
   assert.equal(config.http_port, 8404);
   assert.equal(config.max_message_size, 1073741823);
-  assert.equal(config.log_format, 'json');
+  assert.equal(config.log_format, 'auto'); // text on a terminal, JSON lines otherwise
 });
 
 test('units convert to the base unit of each key', () => {
