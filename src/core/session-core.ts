@@ -245,9 +245,10 @@ export class SessionCore implements ForwardSink, PlannerView {
   drive(): void {
     while (!this.closed && this.blocked === 0 && this.queue.length > 0) {
       const req = this.queue[0]!;
+      const bytes = req.data.length; // (step() may give the request back to the pool)
       if (!this.step(req)) break;
       this.queue.shift();
-      this.queuedBytes -= req.data.length;
+      this.queuedBytes -= bytes;
     }
     this.flush();
     this.pacing();
@@ -853,3 +854,4 @@ function savepointName(sql: string): string {
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
+

@@ -1,0 +1,146 @@
+/**
+ * A SessionCore with recorders for ports and host: three nodes (0 primary, 1 and 2 standbys),
+ * backend connections that record what is written to them, a client that records what it
+ * receives. No socket, no cluster: tests drive the core with byte streams and read the records.
+ */
+import pino from 'pino';
+import { loadConfigText, type Config } from '../../../src/config/load';
+import { Cluster, NodeRole, NodeStatus } from '../../../src/cluster/cluster';
+import { buildRoutingContext, type VolatilityLookup } from '../../../src/core/routing-context';
+import { SessionCore } from '../../../src/core/session-core';
+import type { CoreHost } from '../../../src/core/core-host';
+import type { BackendPort, ClientPort } from '../../../src/core/ports';
+import { Framer } from '../../../src/protocol/framer';
+import { TxStatus } from '../../../src/protocol/codes';
+import { initClassifier } from '../../../src/classify';
+
+/** A backend connection that records what the core writes to it. */
+export class FakeConn implements BackendPort {
+  txStatus: number = TxStatus.Idle;
+  readonly params = new Map<string, string>([['server_version', '15.0']]);
+  applied: Map<string, string> | null = new Map();
+  appliedVersion = -1;
+  appliedOwner: unknown = null;
+  readonly written: Buffer[] = [];
+  paused = false;
+  /** What write() returns (false: above the high-water mark). */
+  accept = true;
+  private drainers: (() => void)[] = [];
+  constructor(readonly nodeId: number, readonly backendPid: number, readonly backendSecret = 42) {}
+  write(buf: Buffer): boolean {
+    this.written.push(Buffer.from(buf));
+    return this.accept;
+  }
+  pause(): void { this.paused = true; }
+  resume(): void { this.paused = false; }
+  onceDrained(cb: () => void): void { this.drainers.push(cb); }
+  /** The socket drained. */
+  drain(): void {
+    this.accept = true;
+    const d = this.drainers;
+    this.drainers = [];
+    for (const cb of d) cb();
+  }
+  /** Everything written so far, and forget it. */
+  take(): Buffer {
+    const b = Buffer.concat(this.written);
+    this.written.length = 0;
+    return b;
+  }
+}
+
+/** Options of makeCore. */
+export interface CoreOptions {
+  /** Extra pgpool.conf lines. */
+  readonly conf?: string;
+  /** Node weights (default 0,1,1: reads on the standbys). */
+  readonly weights?: readonly number[];
+}
+
+/** The core under test and its recorders. */
+export interface CoreFixture {
+  readonly core: SessionCore;
+  readonly conns: Map<number, FakeConn>;
+  readonly client: Buffer[];
+  readonly host: CoreHost & { paused: boolean; ended: string | null; closed: { node: number; reusable: boolean; why: string }[]; cancels: string[]; accepting: boolean };
+  readonly cluster: Cluster;
+  readonly config: Config;
+  /** Frames client bytes and hands them to the core, then ends the chunk. */
+  send(...chunks: Buffer[]): void;
+  /** A backend chunk from `node`. */
+  answer(node: number, ...chunks: Buffer[]): void;
+  /** Everything the client received so far, and forget it. */
+  received(): Buffer;
+  /** Lets pending promises (connects, lookups) settle. */
+  settle(): Promise<void>;
+}
+
+let pid = 1000;
+
+/** Builds a core whose login connection (the primary's) is attached. */
+export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
+  await initClassifier();
+  const weights = o.weights ?? [0, 1, 1];
+  const text = [0, 1, 2].map((i) => `backend_hostname${i} = 'db${i}'\nbackend_port${i} = ${5432 + i}\nbackend_weight${i} = ${weights[i]}\n`).join('')
+    + `read_your_writes = off\n${o.conf ?? ''}`;
+  const config = loadConfigText(text, '/etc/pgpool/pgpool.conf').config;
+  const cluster = new Cluster(config.backends.map((b) => ({
+    id: b.id, host: b.hostname, port: b.port, weight: b.weight, flags: b.flags, dataDirectory: b.dataDirectory, applicationName: b.applicationName,
+  })));
+  cluster.setRole(0, NodeRole.Primary, 'test');
+  for (const i of [0, 1, 2]) {
+    if (i > 0) cluster.setRole(i, NodeRole.Standby, 'test');
+    cluster.setStatus(i, NodeStatus.Up, 'test');
+  }
+  const volatility: VolatilityLookup = {
+    get: (fn) => (fn.startsWith('vol_') ? 'v' : 's'),
+    lookup: async () => {},
+    clear: () => {},
+  };
+  const routing = buildRoutingContext(config, volatility);
+  const conns = new Map<number, FakeConn>();
+  const client: Buffer[] = [];
+  const log = pino({ level: 'silent' });
+  const host: CoreFixture['host'] = {
+    pid: 7, user: 'u', database: 'd', applicationName: 'app', cluster, routing, config, lsn: null, adminEnabled: true,
+    log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false },
+    noticePerNode: false, classifier: routing.classifier,
+    paused: false, ended: null, closed: [], cancels: [], accepting: true,
+    openLink: async (node) => {
+      const c = new FakeConn(node, ++pid);
+      conns.set(node, c);
+      return c;
+    },
+    closeLink: (conn, reusable, why) => { host.closed.push({ node: conn.nodeId, reusable, why }); },
+    runAdmin: async () => Buffer.from('admin'),
+    nodeAccepting: async () => host.accepting,
+    backendError: () => {},
+    cancelBackend: (node, p) => { host.cancels.push(`${node}:${p}`); },
+    pauseClient: () => { host.paused = true; },
+    resumeClient: () => { host.paused = false; },
+    end: (reason) => { host.ended = reason; core.close(); },
+    observeLatency: () => {},
+  };
+  const port: ClientPort = { write: (b) => { client.push(Buffer.from(b)); return true; } };
+  const core = new SessionCore(host, port);
+  const login = new FakeConn(0, ++pid);
+  conns.set(0, login);
+  core.attachLogin(0, login);
+  const framer = new Framer(1 << 30);
+  return {
+    core, conns, client, host, cluster, config,
+    send: (...chunks) => {
+      for (const c of chunks) {
+        framer.push(c, core);
+        core.endOfInput();
+      }
+    },
+    answer: (node, ...chunks) => { for (const c of chunks) core.onBackendData(node, c); },
+    received: () => {
+      const b = Buffer.concat(client);
+      client.length = 0;
+      return b;
+    },
+    settle: async () => { for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); },
+  };
+}
