@@ -21,7 +21,8 @@ import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeNoticeResponse } from '../protocol/backend';
 import { TxStatus } from '../protocol/codes';
 import { noteDispatched, noteTransactionEnd, newRouteState, routeStatement, type RouteState } from '../router/router';
-import { selectLoadBalanceNode, type LbCandidate } from '../router/lb-select';
+import { selectLoadBalanceNode } from '../router/lb-select';
+import { lbCandidates } from './lb-candidates';
 import type { ServerConnection } from '../backend/server-connection';
 import { LogEvent, logLine, type LogFlags, type Logger } from '../log/logger';
 import type { AdminSession } from '../admin/types';
@@ -412,14 +413,7 @@ export class RequestDispatcher {
       if (n !== undefined && (n.status === 'up' || n.status === 'waiting') && (n.id === primaryId || (n.role === 'standby' && !routing.lag(n.id).lagging))
         && !this.recentlyFailed(n.id)) return this.lbNode;
     }
-    const candidates: LbCandidate[] = ctx.cluster.nodes.map((n) => ({
-      id: n.id,
-      weight: n.weight,
-      usable: (n.status === 'up' || n.status === 'waiting') && !this.recentlyFailed(n.id) && (n.id === primaryId || n.role === 'standby'),
-      isPrimary: n.id === primaryId,
-      lagging: n.id !== primaryId && routing.lag(n.id).lagging,
-      delay: routing.lag(n.id).delay,
-    }));
+    const candidates = lbCandidates(ctx, primaryId, (id) => this.recentlyFailed(id));
     const current = candidates.find((c) => c.id === this.lbNode);
     if (!routing.statementLevel && current !== undefined && current.usable && !current.lagging) return this.lbNode;
     const pick = selectLoadBalanceNode(candidates, this.host, routing.prefs, primaryId);

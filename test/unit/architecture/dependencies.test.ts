@@ -25,6 +25,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   failover: ['cluster', 'health', 'config', 'log', 'errors', 'util'],
   admin: ['cluster', 'pool', 'config', 'errors', 'protocol', 'util'],
   frontend: ['protocol', 'classify', 'router', 'pool', 'backend', 'cluster', 'admin', 'errors', 'config', 'log', 'util', 'health'],
+  ports: ['protocol', 'backend', 'frontend', 'router', 'cluster', 'admin', 'errors', 'config', 'log', 'util'],
   demo: ['util', 'config', 'log'],
   pcp: ['admin', 'cluster', 'pool', 'config', 'errors', 'protocol', 'log', 'util'],
   http: ['admin', 'cluster', 'pool', 'config', 'errors', 'log', 'util'],
