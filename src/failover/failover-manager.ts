@@ -14,6 +14,11 @@
  *  - after the primary changed, follow_primary_command runs for every other node (pgpool
  *    marks them down first; the script, an admin or auto_failback attaches them back);
  *  - failback_command on attach; auto_failback for detached nodes streaming again.
+ *  - health_check_rise: a node detached because its checks failed (or a backend error) is
+ *    attached again after that many successful checks in a row — unless it claims to be
+ *    primary while another node is (it would be a second primary);
+ *  - with an HTTP role check on a node (health_check_http_portN), its role comes from that check
+ *    only: what the replication check reads from PostgreSQL does not change it.
  * Every decision runs in one FIFO queue, so two failovers never interleave. The primary
  * search and follow_primary_command run beside the queue (they can take long) but re-enter it
  * to change state.
@@ -99,6 +104,9 @@ export class FailoverManager {
     on(this.replication, 'observed', (o: ProbeObservation) => this.onObserved(o));
     on(this.health, 'failed', (f: { nodeId: number; error: string }) => {
       void this.enqueue(() => this.detach(f.nodeId, Reason.HealthCheckFailed, f.error));
+    });
+    on(this.health, 'risen', (r: { nodeId: number; inRecovery: boolean; checks: number }) => {
+      void this.enqueue(() => this.onRisen(r.nodeId, r.inRecovery, r.checks)).catch(() => undefined);
     });
     on(this.health, 'recovered', (r: { nodeId: number }) => {
       this.log.info({ event: 'node_recovered', node_id: r.nodeId }, `node ${r.nodeId} answers health checks again`);
@@ -214,10 +222,28 @@ export class FailoverManager {
     }
   }
 
+  /** health_check_rise reached for a down node: attach it back when that is safe. */
+  private async onRisen(id: number, inRecovery: boolean, checks: number): Promise<void> {
+    const n = this.cluster.node(id);
+    if (n === undefined || n.status !== NodeStatus.Down) return;
+    const why = n.statusReason;
+    if (!why.startsWith(Reason.HealthCheckFailed) && !why.startsWith(Reason.BackendError) && !why.startsWith(Reason.UnreachableAtStart)) return;
+    const primary = this.cluster.primaryId();
+    if (!inRecovery && primary >= 0 && primary !== id) {
+      this.log.warn({ event: 'rise_refused', node_id: id, primary_id: primary },
+        `node ${id} answers again but claims to be primary while node ${primary} is: not attached (it would be a second primary)`);
+      return;
+    }
+    this.log.info({ event: 'node_risen', node_id: id, checks }, `node ${id} passed ${checks} health checks in a row: attaching it`);
+    await this.attach(id, Reason.HealthCheckRise);
+  }
+
   private onObserved(o: ProbeObservation): void {
     if (this.stopped) return;
     const n = this.cluster.node(o.nodeId);
     if (n === undefined || !isAlive(n)) return;
+    // An HTTP role check (Patroni) is the only source of this node's role.
+    if (o.source !== 'health_check' && this.health.usesHttpCheck(n.id)) return;
     const always = this.cluster.nodes.find((x) => x.flags.includes('ALWAYS_PRIMARY'));
     if (always !== undefined) {
       if (n.id === always.id) this.cluster.setRole(n.id, NodeRole.Primary, Reason.AlwaysPrimary);
@@ -327,7 +353,7 @@ export class FailoverManager {
     const n = this.requireNode(id);
     if (isAlive(n)) return `node ${id} is already ${n.status}`;
     const oldMain = mainNodeId(this.cluster.nodes);
-    const r = await this.probe(n, this.replication.credentials(), this.replication.limits(), this.abort.signal);
+    const r = await this.roleProbe(n);
     this.cluster.setStatus(id, NodeStatus.Up, `${reason}: ${r.ok ? (r.inRecovery ? 'in recovery' : 'not in recovery') : `not answering (${r.error})`}`);
     this.lastFailback.set(id, Date.now());
     this.warnedFalse.delete(id);
@@ -393,6 +419,12 @@ export class FailoverManager {
     void run.finally(() => this.background.delete(run));
   }
 
+  /** Asks a node for its role: its HTTP role check when it has one, else PostgreSQL. */
+  private roleProbe(n: BackendNode): ReturnType<ProbeFn> {
+    if (this.health.usesHttpCheck(n.id)) return this.health.probeOnce(n.id);
+    return this.probe(n, this.replication.credentials(), this.replication.limits(), this.abort.signal);
+  }
+
   // --- primary search -----------------------------------------------------------------------
 
   /** Starts the bounded primary search unless one is running. */
@@ -408,7 +440,7 @@ export class FailoverManager {
     while (!this.stopped) {
       if (this.cluster.primaryId() >= 0) return;
       const live = this.cluster.nodes.filter(isAlive);
-      const results = await Promise.all(live.map((n) => this.probe(n, this.replication.credentials(), this.replication.limits(), this.abort.signal)));
+      const results = await Promise.all(live.map((n) => this.roleProbe(n)));
       if (this.stopped) return;
       const claimants = live.filter((_, i) => { const r = results[i]!; return r.ok && !r.inRecovery; }).map((n) => n.id);
       const always = live.find((n) => n.flags.includes('ALWAYS_PRIMARY'));
