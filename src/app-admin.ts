@@ -123,6 +123,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     recentEvents: () => events.list(),
     classifierStats: () => ctx.routing.classifier.stats(),
     slotHistory: (slot) => ctx.slots.history(slot),
+    failoverLease: () => (health.gate === undefined ? null : { instance: health.gate.name, leading: health.gate.leading }),
   };
   ctx.admin = {
     run: async (sql, session) => {

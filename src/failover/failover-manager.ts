@@ -19,6 +19,9 @@
  *    primary while another node is (it would be a second primary);
  *  - with an HTTP role check on a node (health_check_http_portN), its role comes from that check
  *    only: what the replication check reads from PostgreSQL does not change it.
+ *  - with a CommandGate (etcd_endpoints: an HA pair of pgmaitre instances), only the instance
+ *    holding the lease runs the commands; one that skipped a failover runs it when it wins the
+ *    lease later, unless the record in etcd says it was done (command-gate.ts).
  * Every decision runs in one FIFO queue, so two failovers never interleave. The primary
  * search and follow_primary_command run beside the queue (they can take long) but re-enter it
  * to change state.
@@ -31,6 +34,7 @@ import type { ReplicationChecker, ReplicationSnapshot } from '../health/replicat
 import { errorText, probeNode, withProbeClient, type ProbeFn } from '../health/probe';
 import { sleep } from '../health/health-checker';
 import { CommandRunner, commandVars, expandCommand } from './command';
+import type { CommandGate } from './command-gate';
 import { Reason, autoFailbackCandidates, isAlive, judgePrimaries, mainNodeId } from './policy';
 
 /** Default limit of failover/failback/follow_primary commands (pgpool has none; we bound them). */
@@ -48,6 +52,8 @@ export interface FailoverManagerOptions {
   readonly commandTimeoutMs?: number;
   /** Pause between rounds of the primary search (default 1000 ms). */
   readonly searchIntervalMs?: number;
+  /** Several instances: only the lease holder runs commands (undefined = always run). */
+  readonly gate?: CommandGate;
 }
 
 interface DetachOptions {
@@ -79,6 +85,9 @@ export class FailoverManager {
   private readonly lastFailback = new Map<number, number>();
   private readonly warnedFalse = new Set<number>();
   private readonly listeners: (() => void)[] = [];
+  private readonly gate: CommandGate | undefined;
+  /** Nodes whose failover_command this instance skipped (it did not hold the lease). */
+  private readonly skipped = new Set<number>();
 
   constructor(opts: FailoverManagerOptions) {
     this.config = opts.config;
@@ -90,6 +99,7 @@ export class FailoverManager {
     this.probe = opts.probe ?? probeNode;
     this.commandTimeoutMs = opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.searchIntervalMs = opts.searchIntervalMs ?? 1000;
+    this.gate = opts.gate;
   }
 
   /** Initial primary detection (every node asked in parallel), then subscribes to the checkers. */
@@ -114,6 +124,44 @@ export class FailoverManager {
     on(this.replication, 'checked', (s: ReplicationSnapshot) => this.onChecked(s));
     if (this.cluster.primaryId() >= 0) void this.replication.checkNow(); // first delay figures now, not a period later
     else this.startSearch('no primary at start');
+    this.gate?.start(() => { void this.enqueue(() => this.catchUp()).catch(() => undefined); });
+  }
+
+  /**
+   * Runs a hook command — unless another instance holds the command lease (then a skipped
+   * failover is remembered for catchUp). `state` is what gets recorded for the node.
+   */
+  private async runHook(name: string, command: string, fields: Record<string, unknown> & { node_id: number }, state?: 'down' | 'up'): Promise<void> {
+    const gate = this.gate;
+    if (gate !== undefined && !gate.leading) {
+      this.log.warn({ event: 'command_skipped', command_name: name, instance: gate.name, ...fields },
+        `${name} for node ${fields.node_id} left to the instance holding the failover lease`);
+      if (state === 'down') this.skipped.add(fields.node_id);
+      else if (state === 'up') this.skipped.delete(fields.node_id);
+      return;
+    }
+    await this.runner.run(name, command, this.commandTimeoutMs, fields);
+    if (gate !== undefined && state !== undefined) {
+      await gate.record(fields.node_id, state).catch((e: unknown) =>
+        this.log.error({ event: 'failover_record_failed', node_id: fields.node_id, err: errorText(e) }, `could not record ${name} of node ${fields.node_id} in etcd: ${errorText(e)}`));
+    }
+  }
+
+  /** Just won the command lease: run the failovers skipped meanwhile that nobody recorded. */
+  private async catchUp(): Promise<void> {
+    for (const id of [...this.skipped]) {
+      this.skipped.delete(id);
+      const n = this.cluster.node(id);
+      if (n === undefined || n.status !== NodeStatus.Down || this.config.failover_command === '') continue;
+      const done = await this.gate!.recorded(id).catch(() => undefined);
+      if (done === 'down') continue;
+      this.log.warn({ event: 'failover_catch_up', node_id: id }, `node ${id} was detached while another instance held the failover lease and its failover_command was not recorded: running it now`);
+      const vars = commandVars({
+        failed: n, newMain: this.cluster.node(mainNodeId(this.cluster.nodes)), oldMainId: mainNodeId(this.cluster.nodes),
+        oldPrimary: this.cluster.node(this.cluster.primaryId() >= 0 ? this.cluster.primaryId() : this.lastPrimary),
+      });
+      await this.runHook('failover_command', expandCommand(this.config.failover_command, vars), { node_id: id }, 'down');
+    }
   }
 
   /** Stops the search, kills running commands, and waits for queued work to end. */
@@ -342,7 +390,7 @@ export class FailoverManager {
       const vars = commandVars({
         failed: n, newMain: this.cluster.node(newMainId), oldMainId: oldMain, oldPrimary: this.cluster.node(oldPrimaryId),
       });
-      await this.runner.run('failover_command', expandCommand(this.config.failover_command, vars), this.commandTimeoutMs, { node_id: id });
+      await this.runHook('failover_command', expandCommand(this.config.failover_command, vars), { node_id: id }, 'down');
     }
     if (wasPrimary && !opts.noSearch) this.startSearch(`primary node ${id} detached (${reason})`);
     return `node ${id} detached`;
@@ -363,7 +411,7 @@ export class FailoverManager {
         failed: n, newMain: this.cluster.node(mainNodeId(this.cluster.nodes)), oldMainId: oldMain,
         oldPrimary: this.cluster.node(this.cluster.primaryId() >= 0 ? this.cluster.primaryId() : this.lastPrimary),
       });
-      await this.runner.run('failback_command', expandCommand(this.config.failback_command, vars), this.commandTimeoutMs, { node_id: id });
+      await this.runHook('failback_command', expandCommand(this.config.failback_command, vars), { node_id: id }, 'up');
     }
     if (r.ok) {
       this.cluster.setObserved(id, 'up', r.inRecovery ? NodeRole.Standby : NodeRole.Primary);
@@ -412,7 +460,7 @@ export class FailoverManager {
         const vars = commandVars({
           failed: this.cluster.node(id), newMain: this.cluster.node(newPrimary), oldMainId: oldMain, oldPrimary: this.cluster.node(oldPrimary),
         });
-        await this.runner.run('follow_primary_command', expandCommand(template, vars), this.commandTimeoutMs, { node_id: id, new_primary: newPrimary });
+        await this.runHook('follow_primary_command', expandCommand(template, vars), { node_id: id, new_primary: newPrimary });
       }
     })();
     this.background.add(run);
