@@ -22,7 +22,7 @@ import { decodeAuthentication, decodeBackendKeyData, decodeErrorFields } from '.
 import { encodeStartupMessage } from '../protocol/startup';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import type { BackendAuthenticator } from '../backend/backend-auth';
-import { openBackendSocket, type BackendTlsOptions } from '../backend/tls-negotiate';
+import { backendAddress, openBackendSocket, type BackendTlsOptions } from '../backend/tls-negotiate';
 import { MessageScanner, WANT_ALL, type MessageSink } from '../backend/message-scanner';
 
 /** Bytes libuv reads at most per backend read (PostgreSQL sends in 8 KB pieces). */
@@ -175,10 +175,10 @@ export class BackendLink implements MessageSink {
       };
       this.afterLoginScan = afterScan;
 
-      if (opts.tls === undefined) {
+      if (opts.tls === undefined || opts.host.startsWith('/')) {
         const readBuffer = Buffer.allocUnsafe(READ_BUFFER_SIZE);
         const socket = net.connect({
-          host: opts.host, port: opts.port, noDelay: true,
+          ...backendAddress(opts.host, opts.port), noDelay: !opts.host.startsWith('/'),
           onread: { buffer: readBuffer, callback: (n: number, b: Buffer) => this.onRead(b, n, false) },
         });
         onSocket(socket);

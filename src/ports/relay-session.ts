@@ -26,6 +26,7 @@ import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors, toClientError } from '../errors/client-errors';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { credentialAuthenticator, type BackendAuthenticator } from '../backend/backend-auth';
+import { backendAddress } from '../backend/tls-negotiate';
 import { authenticateClient, type HandshakeIO, type SecretSources } from '../frontend/client-auth';
 import { rolesNeeded } from '../config/hba';
 import { isUnixSocket } from '../frontend/listener';
@@ -370,7 +371,7 @@ export class RelaySession implements RegisteredSession {
     const link = this.link;
     const node = this.ctx.cluster.node(this.nodeId);
     if (link === null || node === undefined) return;
-    const s = netConnect({ host: node.host, port: node.port }, () => s.end(encodeCancelRequest(link.backendPid, link.backendSecret)));
+    const s = netConnect(backendAddress(node.host, node.port), () => s.end(encodeCancelRequest(link.backendPid, link.backendSecret)));
     s.on('error', () => s.destroy());
     s.setTimeout(5000, () => s.destroy());
     this.ctx.log.info({ event: LogEvent.CancelForwarded, pid: this.pid, node_id: this.nodeId }, 'cancel request forwarded');
