@@ -131,6 +131,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     eventCounts: () => events.counts(),
     classifierStats: () => ctx.routing.classifier.stats(),
     slotHistory: (slot) => ctx.slots.history(slot),
+    failoverLease: () => (health.gate === undefined ? null : { instance: health.gate.name, leading: health.gate.leading }),
   };
   ctx.admin = {
     run: async (sql, session) => {

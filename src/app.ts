@@ -29,12 +29,16 @@ import { startAdmin, type AdminFaces } from './app-admin';
 import { buildBackendTls, buildFrontendTls } from './frontend/tls';
 import { AuthGuard } from './frontend/rate-limit';
 import { AuthQuery } from './frontend/auth-query';
+import { ConnectionRateLimiter, admitConnection } from './frontend/conn-rate-limit';
+import { startDedicatedPorts, type DedicatedPorts } from './ports/dedicated-ports';
 
 /** A running pgmaitre. */
 export interface App {
   readonly ctx: FrontendContext;
   /** TCP ports actually bound (useful when port = 0 in tests). */
   readonly ports: readonly number[];
+  /** write_port / read_port (HAProxy-style byte relays), null when neither is configured. */
+  readonly dedicated: DedicatedPorts | null;
   /** Health checks, replication checks, failover; admin actions (attach/detach/promote) live here. */
   readonly health: HealthSystem;
   /** PCP and HTTP servers and the admin context (null only while starting). */
@@ -165,11 +169,13 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   });
   await health.start();
 
+  const connLimiter = new ConnectionRateLimiter(() => ctx.config);
   const onSocket = (socket: net.Socket): void => {
     if (ctx.shuttingDown) {
       socket.destroy();
       return;
     }
+    if (!admitConnection(connLimiter, socket)) return;
     new ClientSession(socket, ctx);
   };
   const socketDirs = config.unix_socket_directories.map((d) => d.trim()).filter((d) => d !== '');
@@ -180,6 +186,15 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   const ports = servers.map((s) => s.address()).filter((a): a is net.AddressInfo => typeof a === 'object' && a !== null).map((a) => a.port);
   // At pgpool's LOG level, written under the default log_min_messages (pgpool logs its start so too).
   logLine(log, { event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
+  let dedicated: DedicatedPorts | null = null;
+  if (config.write_port > 0 || config.read_port > 0) {
+    dedicated = await startDedicatedPorts(ctx, log, connLimiter).catch(async (e: unknown) => {
+      await closeAll(servers);
+      await health.stop();
+      throw e;
+    });
+    ctx.relayCount = dedicated.relayCount;
+  }
 
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
@@ -187,7 +202,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       ctx.shuttingDown = true;
       logLine(log, { event: LogEvent.Shutdown }, 'shutting down');
       const healthStopped = health.stop();
-      const closing = closeAll(servers);
+      const closing = Promise.all([closeAll(servers), dedicated?.close()]);
       const adminClosed = admin?.close();
       const lsnClosed = ctx.lsn?.close();
       const volatilityClosed = volatility.close();
@@ -206,5 +221,5 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     await stop();
     throw e;
   }
-  return { ctx, ports, health, admin, stop, reload: () => admin!.reload() };
+  return { ctx, ports, dedicated, health, admin, stop, reload: () => admin!.reload() };
 }

@@ -3,6 +3,11 @@
  * (one prom-client Histogram observe: a bucket search and two additions) and exported by the
  * HTTP /metrics endpoint. It lives in admin so that the frontend, which may import admin but
  * not http, can feed it.
+ *
+ * Beside the histogram, each node keeps an exponentially weighted mean of its recent latencies
+ * (recentLatency), the input of load_balance_algorithm = least_latency: a histogram counts
+ * since start, while the balancer needs "how fast is this node now". A mean older than
+ * RECENT_MS counts as unknown, so a node left alone gets tried, and measured, again.
  */
 import { Histogram } from 'prom-client';
 
@@ -20,11 +25,42 @@ export function observeQueryLatency(nodeId: number, seconds: number): void {
   queryLatency.observe({ node: String(nodeId) }, seconds);
 }
 
-const children = new Map<number, { observe(v: number): void }>();
+/** Weight of the newest observation in the running mean. */
+const ALPHA = 0.2;
+/** A node's mean is forgotten after this long without an observation. */
+export const RECENT_MS = 10_000;
 
-/** The histogram child of one node (cached: no label hashing on the hot path). */
+interface NodeLatency {
+  observe(v: number): void;
+  mean: number;
+  at: number;
+}
+
+const children = new Map<number, NodeLatency>();
+
+/** The latency recorder of one node: the histogram child plus the running mean (cached: no label hashing on the hot path). */
 export function nodeLatency(nodeId: number): { observe(v: number): void } {
   let c = children.get(nodeId);
-  if (c === undefined) children.set(nodeId, (c = queryLatency.labels(String(nodeId))));
+  if (c === undefined) {
+    const h = queryLatency.labels(String(nodeId));
+    const rec: NodeLatency = {
+      mean: 0,
+      at: 0,
+      observe(v: number): void {
+        h.observe(v);
+        const now = performance.now();
+        rec.mean = now - rec.at > RECENT_MS ? v : rec.mean + ALPHA * (v - rec.mean);
+        rec.at = now;
+      },
+    };
+    children.set(nodeId, (c = rec));
+  }
   return c;
+}
+
+/** Recent mean query latency of a node in seconds, or undefined when it has none from the last RECENT_MS. */
+export function recentLatency(nodeId: number): number | undefined {
+  const c = children.get(nodeId);
+  if (c === undefined || c.at === 0 || performance.now() - c.at > RECENT_MS) return undefined;
+  return c.mean;
 }

@@ -111,6 +111,8 @@ export interface AdminContext {
   readonly classifierStats?: () => ClassifierStats;
   /** Per-slot history for client_connection_count / client_disconnection_time. */
   readonly slotHistory?: (slot: number) => SlotHistory | undefined;
+  /** HA pair (etcd_endpoints): this instance's name and whether it holds the command lease. */
+  readonly failoverLease?: () => { readonly instance: string; readonly leading: boolean } | null;
 }
 
 /** One admin command (one file each under src/admin/commands/). */

@@ -7,9 +7,13 @@
  * behaviour: the backend's pg_hba.conf decides whether that is acceptable), 'E' (a pre-7.x style
  * error) or anything else → failure.
  *
+ * A host starting with '/' is a Unix-socket directory (`<dir>/.s.PGSQL.<port>`, as libpq and
+ * pgpool read backend_hostnameN); no SSL is negotiated there, as libpq does not either.
+ *
  * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-SSL
  */
 import * as net from 'node:net';
+import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { encodeSSLRequest } from '../protocol/startup';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
@@ -34,13 +38,19 @@ export interface OpenOptions {
 
 const SSL_REQUEST = encodeSSLRequest();
 
+/** net.connect options for a backend address: TCP host:port, or the Unix socket of a directory. */
+export function backendAddress(host: string, port: number): net.NetConnectOpts {
+  return host.startsWith('/') ? { path: path.join(host, `.s.PGSQL.${port}`) } : { host, port };
+}
+
 /**
  * Connects (and negotiates TLS when `opts.tls` is set). The returned socket is connected and
  * has no listeners of ours; `abort` destroys a connection still being opened.
  */
 export function openBackendSocket(opts: OpenOptions): { socket: Promise<net.Socket>; abort: () => void } {
-  const raw = net.connect({ host: opts.host, port: opts.port });
-  raw.setNoDelay(true);
+  const unix = opts.host.startsWith('/');
+  const raw = net.connect(backendAddress(opts.host, opts.port));
+  if (!unix) raw.setNoDelay(true);
   let current: net.Socket = raw;
   const socket = new Promise<net.Socket>((resolve, reject) => {
     const where = `${opts.host}:${opts.port}`;
@@ -96,7 +106,7 @@ export function openBackendSocket(opts: OpenOptions): { socket: Promise<net.Sock
     raw.once('error', onError);
     raw.once('close', onClose);
     raw.once('connect', () => {
-      if (opts.tls === undefined) {
+      if (opts.tls === undefined || unix) {
         cleanup();
         resolve(raw);
         return;

@@ -52,6 +52,8 @@ function backendFields(b: BackendConfig | undefined): Record<string, [unknown, R
     [`health_check_max_retries${n}`]: [b.healthCheck.max_retries, 'hot'],
     [`health_check_retry_delay${n}`]: [b.healthCheck.retry_delay, 'hot'],
     [`connect_timeout${n}`]: [b.healthCheck.connect_timeout, 'hot'],
+    [`health_check_rise${n}`]: [b.healthCheck.rise, 'hot'],
+    [`health_check_http_port${n}`]: [b.healthCheck.http_port, 'hot'],
   };
 }
 

@@ -281,6 +281,9 @@ function buildBackends(
     if (flags.includes('ALLOW_TO_FAILOVER') && flags.includes('DISALLOW_TO_FAILOVER')) {
       issues.push({ file: fileName, line: settings.get(`backend_flag${id}`)?.line, key: `backend_flag${id}`, message: 'ALLOW_TO_FAILOVER and DISALLOW_TO_FAILOVER are mutually exclusive' });
     }
+    if (flags.includes('BACKUP') && flags.includes('ALWAYS_PRIMARY')) {
+      issues.push({ file: fileName, line: settings.get(`backend_flag${id}`)?.line, key: `backend_flag${id}`, message: 'BACKUP (a standby used only when the others are down) and ALWAYS_PRIMARY are mutually exclusive' });
+    }
     if (!flags.includes('DISALLOW_TO_FAILOVER') && !flags.includes('ALLOW_TO_FAILOVER')) flags.unshift('ALLOW_TO_FAILOVER');
     const hc = (name: (typeof HEALTH_CHECK_FAMILIES)[number]): ParamValue => get(`${name}${id}`, flat[name] as ParamValue);
     const healthCheck: HealthCheckConfig = {
@@ -292,6 +295,8 @@ function buildBackends(
       max_retries: hc('health_check_max_retries') as number,
       retry_delay: hc('health_check_retry_delay') as number,
       connect_timeout: hc('connect_timeout') as number,
+      rise: hc('health_check_rise') as number,
+      http_port: hc('health_check_http_port') as number,
     };
     backends.push({
       id,

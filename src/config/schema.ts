@@ -251,12 +251,31 @@ export const PARAMS = {
   auth_failure_delay: int(750, 'hot', 'Milliseconds to wait before telling a client its authentication failed (the same for unknown users), to slow password guessing.', { ...OURS, unit: 'ms', max: 60000 }),
   auth_failure_limit: int(10, 'hot', 'Authentication failures from one client address within auth_failure_window after which further logins from it are refused at once (28000) until the window passes; 0 = no limit.', OURS),
   auth_failure_window: int(60, 'hot', 'Window, in seconds, over which auth_failure_limit counts failures from one address.', { ...OURS, unit: 's', min: 1 }),
+
+  // --- pgmaitre's own: HAProxy-style dedicated ports, balancing, health, HA pair ----------
+  write_port: int(0, 'restart', 'Dedicated write port: every connection is relayed byte for byte to the current primary (HAProxy-style); 0 = off.', { ...OURS, max: 65535 }),
+  read_port: int(0, 'restart', 'Dedicated read port: every connection is relayed byte for byte to a standby chosen by load_balance_algorithm; 0 = off.', { ...OURS, max: 65535 }),
+  write_listen_addresses: str('', 'restart', "Addresses the write port binds to ('' = same as listen_addresses).", OURS),
+  read_listen_addresses: str('', 'restart', "Addresses the read port binds to ('' = same as listen_addresses).", OURS),
+  read_port_primary_fallback: bool(true, 'hot', 'The read port sends a connection to the primary when no standby is up (off: the connection is refused with 57P03).', OURS),
+  load_balance_algorithm: oneOf(['weighted', 'round_robin', 'least_connections', 'least_latency'] as const, 'weighted', 'hot',
+    "How the load-balance node is chosen (smart endpoint and read port): weighted (pgpool's weighted random), round_robin (weighted, in turn), least_connections (fewest sessions per unit of weight), least_latency (lowest recent query latency).", OURS),
+  health_check_rise: int(0, 'hot', 'Consecutive successful health checks after which a node detached by failed health checks (or a backend error) is attached again (HAProxy rise); 0 = never (pgpool: pcp_attach_node or auto_failback).', OURS),
+  health_check_http_port: int(0, 'hot', "Port of an HTTP role check on the node's host (Patroni's REST API: 8008); when set, the health check asks it instead of PostgreSQL; 0 = off.", { ...OURS, max: 65535 }),
+  health_check_http_primary_path: str('/primary', 'hot', 'HTTP role check path answering 200 on the primary.', OURS),
+  health_check_http_replica_path: str('/replica', 'hot', 'HTTP role check path answering 200 on a standby.', OURS),
+  client_connection_rate_limit: int(0, 'hot', 'New connections one client address may open within client_connection_rate_window (HAProxy src_conn_rate); beyond it they are refused with 53300; 0 = no limit.', OURS),
+  client_connection_rate_window: int(10, 'hot', 'Window, in seconds, over which client_connection_rate_limit counts connections from one address.', { ...OURS, unit: 's', min: 1 }),
+  etcd_endpoints: str('', 'restart', "Comma-separated etcd URLs (http://127.0.0.1:2379): several pgmaitre instances elect through an etcd lease which one runs failover/failback/follow_primary commands; '' = off.", OURS),
+  etcd_prefix: str('/pgmaitre/', 'restart', 'etcd key prefix shared by the instances in front of one cluster.', OURS),
+  etcd_lease_ttl: int(10, 'restart', 'Seconds the command lease outlives an instance that stopped answering.', { ...OURS, unit: 's', min: 2 }),
+  etcd_instance_name: str('', 'restart', "This instance's name in etcd and logs ('' = host name and port).", OURS),
 } as const satisfies Record<string, ParamSpec>;
 
 /** Name of a non-numbered key. */
 export type ParamName = keyof typeof PARAMS;
 
-const BACKEND_FLAGS_DOC = "Pipe-separated: ALLOW_TO_FAILOVER | DISALLOW_TO_FAILOVER, ALWAYS_PRIMARY.";
+const BACKEND_FLAGS_DOC = "Pipe-separated: ALLOW_TO_FAILOVER | DISALLOW_TO_FAILOVER, ALWAYS_PRIMARY, BACKUP (a standby that takes reads only when every other standby is down).";
 
 /**
  * Numbered key families: `<base>N` with N = 0..MAX_NUMBERED_INDEX. Per-node health check
@@ -277,6 +296,8 @@ export const NUMBERED_FAMILIES = {
   health_check_max_retries: PARAMS.health_check_max_retries,
   health_check_retry_delay: PARAMS.health_check_retry_delay,
   connect_timeout: PARAMS.connect_timeout,
+  health_check_rise: PARAMS.health_check_rise,
+  health_check_http_port: PARAMS.health_check_http_port,
   hostname: str('', 'restart', 'Watchdog node N host name.'),
   wd_port: int(9000, 'restart', 'Watchdog node N watchdog port.', { min: 1024, max: 65535 }),
   pgpool_port: int(9999, 'restart', 'Watchdog node N pgpool port.', { min: 1024, max: 65535 }),
@@ -295,6 +316,7 @@ export const MAX_NUMBERED_INDEX = 127;
 export const HEALTH_CHECK_FAMILIES = [
   'health_check_period', 'health_check_timeout', 'health_check_user', 'health_check_password',
   'health_check_database', 'health_check_max_retries', 'health_check_retry_delay', 'connect_timeout',
+  'health_check_rise', 'health_check_http_port',
 ] as const;
 
 /** An obsolete key: either renamed (value applied to `to`) or dropped (ignored). */

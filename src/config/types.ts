@@ -9,7 +9,7 @@ import type { ValueOf } from './param-spec';
 import type { PARAMS, ParamName } from './schema';
 
 /** Flags of backend_flagN. */
-export const BACKEND_FLAGS = ['ALLOW_TO_FAILOVER', 'DISALLOW_TO_FAILOVER', 'ALWAYS_PRIMARY'] as const;
+export const BACKEND_FLAGS = ['ALLOW_TO_FAILOVER', 'DISALLOW_TO_FAILOVER', 'ALWAYS_PRIMARY', 'BACKUP'] as const;
 
 /** One backend flag. */
 export type BackendFlag = (typeof BACKEND_FLAGS)[number];
@@ -24,6 +24,10 @@ export interface HealthCheckConfig {
   readonly max_retries: number;
   readonly retry_delay: number;
   readonly connect_timeout: number;
+  /** Consecutive successes that attach a node detached by failed checks again (0 = never). */
+  readonly rise: number;
+  /** HTTP role check port (Patroni REST API), 0 = check PostgreSQL itself. */
+  readonly http_port: number;
 }
 
 /** One backend (backend_hostnameN, backend_portN, … for N = id). */

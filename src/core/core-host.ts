@@ -11,6 +11,7 @@ import type { NodeCounters } from '../cluster/stats';
 import type { BackendPort } from './ports';
 import type { RoutingContext } from './routing-context';
 import type { LsnSource } from './read-your-writes';
+import type { LbCandidate } from '../router/lb-select';
 
 /** One node as the core reads it. */
 export interface NodeView {
@@ -53,6 +54,11 @@ export interface CoreHost {
   readonly noticePerNode: boolean;
   readonly classifier: Classifier;
 
+  /**
+   * The inputs of load-balance selection for every node (up, weight, lag, BACKUP, and what the
+   * configured algorithm needs: sessions per node, recent latency); `excluded` marks nodes to avoid.
+   */
+  lbCandidates(primaryId: number, excluded: (id: number) => boolean): LbCandidate[];
   /** Opens (or borrows from the pool) a connection to `node` for this session; null when impossible. */
   openLink(node: number): Promise<BackendPort | null>;
   /** Gives a connection back (reset and reused when `reusable`, else closed with `why`). */

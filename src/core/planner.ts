@@ -9,7 +9,7 @@
 import type { QueryClass } from '../classify/types';
 import { ADVISORY_LOCK_FUNCTIONS, executeName, sessionEffects, type SessionEffect } from '../classify/session-effects';
 import { routeStatement, type RouteState } from '../router/router';
-import { selectLoadBalanceNode, type LbCandidate } from '../router/lb-select';
+import { selectLoadBalanceNode } from '../router/lb-select';
 import { TxStatus } from '../protocol/codes';
 import type { RequestInfo, Request } from './request';
 import type { Statements, SqlStatement } from './statements';
@@ -315,14 +315,7 @@ export class Planner {
       if (n !== undefined && (n.status === 'up' || n.status === 'waiting') && (n.id === primaryId || (n.role === 'standby' && !routing.lag(n.id).lagging))
         && !this.recentlyFailed(n.id)) return lb;
     }
-    const candidates: LbCandidate[] = cluster.nodes.map((n) => ({
-      id: n.id,
-      weight: n.weight,
-      usable: (n.status === 'up' || n.status === 'waiting') && !this.recentlyFailed(n.id) && (n.id === primaryId || n.role === 'standby'),
-      isPrimary: n.id === primaryId,
-      lagging: n.id !== primaryId && routing.lag(n.id).lagging,
-      delay: routing.lag(n.id).delay,
-    }));
+    const candidates = host.lbCandidates(primaryId, (id) => this.recentlyFailed(id));
     const current = candidates.find((c) => c.id === lb);
     if (!routing.statementLevel && current !== undefined && current.usable && !current.lagging) return lb;
     const pick = selectLoadBalanceNode(candidates, host, routing.prefs, primaryId);

@@ -7,7 +7,7 @@ import type { Config } from '../config/load';
 import { createClassifier } from '../classify/classify';
 import type { Classifier } from '../classify/types';
 import { parseDmlRelations, type RouterConfig } from '../router/router';
-import { parseRedirectPreferences, type LbPreferences } from '../router/lb-select';
+import { newLbState, parseRedirectPreferences, type LbPreferences } from '../router/lb-select';
 
 /** pg_proc volatility lookups (backend/function-volatility.ts implements it). */
 export interface VolatilityLookup {
@@ -61,6 +61,8 @@ export function buildRoutingContext(c: Config, volatility: VolatilityLookup, lag
       user: parseRedirectPreferences(c.user_redirect_preference_list),
       database: parseRedirectPreferences(c.database_redirect_preference_list),
       preferLowerDelayStandby: c.prefer_lower_delay_standby,
+      algorithm: c.load_balance_algorithm,
+      state: newLbState(),
     },
     statementLevel: c.statement_level_load_balance,
     noticePerNode: c.notice_per_node_statement,

@@ -53,6 +53,14 @@ export const clientErrors = {
   tooManyAuthFailures: (host: string, seconds: number) =>
     err('FATAL', SqlState.InvalidAuthorizationSpecification, `too many authentication failures from host "${host}"`,
       { hint: `try again in ${seconds} s` }),
+  /** client_connection_rate_limit: too many new connections from one address. */
+  connectionRateExceeded: (host: string, limit: number, windowSec: number, retrySec: number) =>
+    err('FATAL', SqlState.TooManyConnections, `too many connections from host "${host}"`,
+      { detail: `client_connection_rate_limit allows ${limit} new connections per ${windowSec} s from one address`, hint: `try again in ${retrySec} s` }),
+  /** The read port found no standby (and read_port_primary_fallback is off, or there is no primary either). */
+  noStandby: () =>
+    err('FATAL', SqlState.CannotConnectNow, 'no standby node is available',
+      { hint: 'check SHOW POOL_NODES; read_port_primary_fallback = on sends such connections to the primary' }),
   /** auth_query (or the role membership lookup) could not run: the details are in pgmaitre's log. */
   authQueryFailed: (user: string) =>
     err('FATAL', SqlState.InvalidAuthorizationSpecification, `authentication failed for user "${user}"`,

@@ -14,6 +14,14 @@
  *  - after the primary changed, follow_primary_command runs for every other node (pgpool
  *    marks them down first; the script, an admin or auto_failback attaches them back);
  *  - failback_command on attach; auto_failback for detached nodes streaming again.
+ *  - health_check_rise: a node detached because its checks failed (or a backend error) is
+ *    attached again after that many successful checks in a row — unless it claims to be
+ *    primary while another node is (it would be a second primary);
+ *  - with an HTTP role check on a node (health_check_http_portN), its role comes from that check
+ *    only: what the replication check reads from PostgreSQL does not change it.
+ *  - with a CommandGate (etcd_endpoints: an HA pair of pgmaitre instances), only the instance
+ *    holding the lease runs the commands; one that skipped a failover runs it when it wins the
+ *    lease later, unless the record in etcd says it was done (command-gate.ts).
  * Every decision runs in one FIFO queue, so two failovers never interleave. The primary
  * search and follow_primary_command run beside the queue (they can take long) but re-enter it
  * to change state.
@@ -26,6 +34,7 @@ import type { ReplicationChecker, ReplicationSnapshot } from '../health/replicat
 import { errorText, probeNode, withProbeClient, type ProbeFn } from '../health/probe';
 import { sleep } from '../health/health-checker';
 import { CommandRunner, commandVars, expandCommand } from './command';
+import type { CommandGate } from './command-gate';
 import { Reason, autoFailbackCandidates, isAlive, judgePrimaries, mainNodeId } from './policy';
 
 /** Default limit of failover/failback/follow_primary commands (pgpool has none; we bound them). */
@@ -43,6 +52,8 @@ export interface FailoverManagerOptions {
   readonly commandTimeoutMs?: number;
   /** Pause between rounds of the primary search (default 1000 ms). */
   readonly searchIntervalMs?: number;
+  /** Several instances: only the lease holder runs commands (undefined = always run). */
+  readonly gate?: CommandGate;
 }
 
 /** What a queued failover action is, for its log line when it fails. */
@@ -84,6 +95,9 @@ export class FailoverManager {
   /** The ALWAYS_PRIMARY node was reported in recovery (logged once until it is not). */
   private alwaysPrimaryWarned = false;
   private readonly listeners: (() => void)[] = [];
+  private readonly gate: CommandGate | undefined;
+  /** Nodes whose failover_command this instance skipped (it did not hold the lease). */
+  private readonly skipped = new Set<number>();
 
   constructor(opts: FailoverManagerOptions) {
     this.config = opts.config;
@@ -95,6 +109,7 @@ export class FailoverManager {
     this.probe = opts.probe ?? probeNode;
     this.commandTimeoutMs = opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.searchIntervalMs = opts.searchIntervalMs ?? 1000;
+    this.gate = opts.gate;
   }
 
   /** Initial primary detection (every node asked in parallel), then subscribes to the checkers. */
@@ -110,12 +125,53 @@ export class FailoverManager {
     on(this.health, 'failed', (f: { nodeId: number; error: string }) => {
       void this.enqueue({ name: 'detach after failed health checks', nodeId: f.nodeId }, () => this.detach(f.nodeId, Reason.HealthCheckFailed, f.error));
     });
+    on(this.health, 'risen', (r: { nodeId: number; inRecovery: boolean; checks: number }) => {
+      void this.enqueue({ name: 'attach after health_check_rise good checks', nodeId: r.nodeId }, () => this.onRisen(r.nodeId, r.inRecovery, r.checks)).catch(() => undefined);
+    });
     on(this.health, 'recovered', (r: { nodeId: number }) => {
       this.log.info({ event: 'node_recovered', node_id: r.nodeId }, `node ${r.nodeId} answers health checks again`);
     });
     on(this.replication, 'checked', (s: ReplicationSnapshot) => this.onChecked(s));
     if (this.cluster.primaryId() >= 0) void this.replication.checkNow(); // first delay figures now, not a period later
     else this.startSearch('no primary at start');
+    this.gate?.start(() => { void this.enqueue({ name: 'run the failovers skipped while another instance held the lease', nodeId: -1 }, () => this.catchUp()).catch(() => undefined); });
+  }
+
+  /**
+   * Runs a hook command — unless another instance holds the command lease (then a skipped
+   * failover is remembered for catchUp). `state` is what gets recorded for the node.
+   */
+  private async runHook(name: string, command: string, fields: Record<string, unknown> & { node_id: number }, state?: 'down' | 'up'): Promise<void> {
+    const gate = this.gate;
+    if (gate !== undefined && !gate.leading) {
+      this.log.warn({ event: 'command_skipped', command_name: name, instance: gate.name, ...fields },
+        `${name} for node ${fields.node_id} left to the instance holding the failover lease`);
+      if (state === 'down') this.skipped.add(fields.node_id);
+      else if (state === 'up') this.skipped.delete(fields.node_id);
+      return;
+    }
+    await this.runner.run(name, command, this.commandTimeoutMs, fields);
+    if (gate !== undefined && state !== undefined) {
+      await gate.record(fields.node_id, state).catch((e: unknown) =>
+        this.log.error({ event: 'failover_record_failed', node_id: fields.node_id, err: errorText(e) }, `could not record ${name} of node ${fields.node_id} in etcd: ${errorText(e)}`));
+    }
+  }
+
+  /** Just won the command lease: run the failovers skipped meanwhile that nobody recorded. */
+  private async catchUp(): Promise<void> {
+    for (const id of [...this.skipped]) {
+      this.skipped.delete(id);
+      const n = this.cluster.node(id);
+      if (n === undefined || n.status !== NodeStatus.Down || this.config.failover_command === '') continue;
+      const done = await this.gate!.recorded(id).catch(() => undefined);
+      if (done === 'down') continue;
+      this.log.warn({ event: 'failover_catch_up', node_id: id }, `node ${id} was detached while another instance held the failover lease and its failover_command was not recorded: running it now`);
+      const vars = commandVars({
+        failed: n, newMain: this.cluster.node(mainNodeId(this.cluster.nodes)), oldMainId: mainNodeId(this.cluster.nodes),
+        oldPrimary: this.cluster.node(this.cluster.primaryId() >= 0 ? this.cluster.primaryId() : this.lastPrimary),
+      });
+      await this.runHook('failover_command', expandCommand(this.config.failover_command, vars), { node_id: id }, 'down');
+    }
   }
 
   /** Stops the search, kills running commands, and waits for queued work to end. */
@@ -238,10 +294,28 @@ export class FailoverManager {
       `node ${id} is flagged ALWAYS_PRIMARY but is in recovery (a standby): writes sent to it fail with "cannot execute ... in a read-only transaction"; remove ALWAYS_PRIMARY from backend_flag${id} (pgmaitre then finds the primary itself) and restart`);
   }
 
+  /** health_check_rise reached for a down node: attach it back when that is safe. */
+  private async onRisen(id: number, inRecovery: boolean, checks: number): Promise<void> {
+    const n = this.cluster.node(id);
+    if (n === undefined || n.status !== NodeStatus.Down) return;
+    const why = n.statusReason;
+    if (!why.startsWith(Reason.HealthCheckFailed) && !why.startsWith(Reason.BackendError) && !why.startsWith(Reason.UnreachableAtStart)) return;
+    const primary = this.cluster.primaryId();
+    if (!inRecovery && primary >= 0 && primary !== id) {
+      this.log.warn({ event: 'rise_refused', node_id: id, primary_id: primary },
+        `node ${id} answers again but claims to be primary while node ${primary} is: not attached (it would be a second primary)`);
+      return;
+    }
+    this.log.info({ event: 'node_risen', node_id: id, checks }, `node ${id} passed ${checks} health checks in a row: attaching it`);
+    await this.attach(id, Reason.HealthCheckRise);
+  }
+
   private onObserved(o: ProbeObservation): void {
     if (this.stopped) return;
     const n = this.cluster.node(o.nodeId);
     if (n === undefined || !isAlive(n)) return;
+    // An HTTP role check (Patroni) is the only source of this node's role.
+    if (o.source !== 'health_check' && this.health.usesHttpCheck(n.id)) return;
     const always = this.cluster.nodes.find((x) => x.flags.includes('ALWAYS_PRIMARY'));
     if (always !== undefined) {
       if (n.id === always.id) this.cluster.setRole(n.id, NodeRole.Primary, Reason.AlwaysPrimary);
@@ -349,7 +423,7 @@ export class FailoverManager {
       const vars = commandVars({
         failed: n, newMain: this.cluster.node(newMainId), oldMainId: oldMain, oldPrimary: this.cluster.node(oldPrimaryId),
       });
-      await this.runner.run('failover_command', expandCommand(this.config.failover_command, vars), this.commandTimeoutMs, { node_id: id });
+      await this.runHook('failover_command', expandCommand(this.config.failover_command, vars), { node_id: id }, 'down');
     }
     if (wasPrimary && !opts.noSearch) this.startSearch(`primary node ${id} detached (${reason})`);
     return `node ${id} detached`;
@@ -360,7 +434,7 @@ export class FailoverManager {
     const n = this.requireNode(id);
     if (isAlive(n)) return `node ${id} is already ${n.status}`;
     const oldMain = mainNodeId(this.cluster.nodes);
-    const r = await this.probe(n, this.replication.credentials(), this.replication.limits(), this.abort.signal);
+    const r = await this.roleProbe(n);
     this.cluster.setStatus(id, NodeStatus.Up, `${reason}: ${r.ok ? (r.inRecovery ? 'in recovery' : 'not in recovery') : `not answering (${r.error})`}`);
     this.lastFailback.set(id, Date.now());
     this.warnedFalse.delete(id);
@@ -370,7 +444,7 @@ export class FailoverManager {
         failed: n, newMain: this.cluster.node(mainNodeId(this.cluster.nodes)), oldMainId: oldMain,
         oldPrimary: this.cluster.node(this.cluster.primaryId() >= 0 ? this.cluster.primaryId() : this.lastPrimary),
       });
-      await this.runner.run('failback_command', expandCommand(this.config.failback_command, vars), this.commandTimeoutMs, { node_id: id });
+      await this.runHook('failback_command', expandCommand(this.config.failback_command, vars), { node_id: id }, 'up');
     }
     if (r.ok) {
       this.cluster.setObserved(id, 'up', r.inRecovery ? NodeRole.Standby : NodeRole.Primary);
@@ -420,11 +494,17 @@ export class FailoverManager {
         const vars = commandVars({
           failed: this.cluster.node(id), newMain: this.cluster.node(newPrimary), oldMainId: oldMain, oldPrimary: this.cluster.node(oldPrimary),
         });
-        await this.runner.run('follow_primary_command', expandCommand(template, vars), this.commandTimeoutMs, { node_id: id, new_primary: newPrimary });
+        await this.runHook('follow_primary_command', expandCommand(template, vars), { node_id: id, new_primary: newPrimary });
       }
     })();
     this.background.add(run);
     void run.finally(() => this.background.delete(run));
+  }
+
+  /** Asks a node for its role: its HTTP role check when it has one, else PostgreSQL. */
+  private roleProbe(n: BackendNode): ReturnType<ProbeFn> {
+    if (this.health.usesHttpCheck(n.id)) return this.health.probeOnce(n.id);
+    return this.probe(n, this.replication.credentials(), this.replication.limits(), this.abort.signal);
   }
 
   // --- primary search -----------------------------------------------------------------------
@@ -442,7 +522,7 @@ export class FailoverManager {
     while (!this.stopped) {
       if (this.cluster.primaryId() >= 0) return;
       const live = this.cluster.nodes.filter(isAlive);
-      const results = await Promise.all(live.map((n) => this.probe(n, this.replication.credentials(), this.replication.limits(), this.abort.signal)));
+      const results = await Promise.all(live.map((n) => this.roleProbe(n)));
       if (this.stopped) return;
       const claimants = live.filter((_, i) => { const r = results[i]!; return r.ok && !r.inRecovery; }).map((n) => n.id);
       const always = live.find((n) => n.flags.includes('ALWAYS_PRIMARY'));

@@ -13,6 +13,7 @@ import { ReplicationChecker } from '../health/replication-checker';
 import type { ProbeFn } from '../health/probe';
 import type { NodeReporter } from '../health/replication-checker';
 import { FailoverManager } from './failover-manager';
+import { EtcdCommandGate, type CommandGate } from './command-gate';
 
 export { Reason } from './policy';
 export { FailoverManager } from './failover-manager';
@@ -27,6 +28,8 @@ export interface HealthSystemOptions {
   readonly reporter?: NodeReporter;
   readonly commandTimeoutMs?: number;
   readonly searchIntervalMs?: number;
+  /** Client port of this instance (names it in etcd when etcd_instance_name is empty). */
+  readonly port?: number;
 }
 
 /** The running health/failover subsystem. */
@@ -43,6 +46,8 @@ export interface HealthSystem {
   readonly health: HealthChecker;
   readonly replication: ReplicationChecker;
   readonly failover: FailoverManager;
+  /** The command lease of an HA pair (etcd_endpoints), undefined when off. */
+  readonly gate: CommandGate | undefined;
   /** Applies a reloaded configuration (all these keys are hot-reloadable). */
   onConfigReload(config: Config): void;
 }
@@ -52,7 +57,11 @@ export function createHealthSystem(opts: HealthSystemOptions): HealthSystem {
   const { config, cluster, log, poolPasswd } = opts;
   const health = new HealthChecker({ config, cluster, log, poolPasswd, ...(opts.probe ? { probe: opts.probe } : {}) });
   const replication = new ReplicationChecker({ config, cluster, log, poolPasswd, ...(opts.reporter ? { reporter: opts.reporter } : {}) });
+  const gate = config.etcd_endpoints.trim() !== ''
+    ? new EtcdCommandGate({ endpoints: config.etcd_endpoints, prefix: config.etcd_prefix, ttlSec: config.etcd_lease_ttl, name: config.etcd_instance_name, port: opts.port ?? config.port, log })
+    : undefined;
   const failover = new FailoverManager({
+    ...(gate !== undefined ? { gate } : {}),
     config, cluster, log, health, replication,
     ...(opts.probe ? { probe: opts.probe } : {}),
     ...(opts.commandTimeoutMs !== undefined ? { commandTimeoutMs: opts.commandTimeoutMs } : {}),
@@ -60,7 +69,7 @@ export function createHealthSystem(opts: HealthSystemOptions): HealthSystem {
   });
   let started = false;
   return {
-    health, replication, failover,
+    health, replication, failover, gate,
     async start() {
       await failover.start();
       health.start();
@@ -70,11 +79,13 @@ export function createHealthSystem(opts: HealthSystemOptions): HealthSystem {
     async stop() {
       if (!started) {
         await failover.stop();
+        await gate?.stop();
         return;
       }
       started = false;
       await Promise.all([health.stop(), replication.stop()]);
       await failover.stop();
+      await gate?.stop();
     },
     reportBackendError: (id, reason) => failover.reportBackendError(id, reason),
     attachNode: (id) => failover.attachNode(id),

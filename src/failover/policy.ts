@@ -16,6 +16,7 @@ export const Reason = {
   FalsePrimary: 'false_primary',
   FollowPrimary: 'follow_primary',
   AutoFailback: 'auto_failback',
+  HealthCheckRise: 'health_check_rise',
   ReachableAtStart: 'reachable_at_start',
   UnreachableAtStart: 'unreachable_at_start',
   Promoted: 'promotion_detected',

@@ -55,6 +55,8 @@ export interface FrontendContext {
   authGuard?: AuthGuard;
   /** auth_query lookups and role membership (auth_user); undefined when not configured. */
   authQuery?: AuthQuery;
+  /** Dedicated-port relays open on a node (least_connections counts them); undefined without dedicated ports. */
+  relayCount?: (nodeId: number) => number;
 }
 
 /** What the frontend calls for statements the classifier marks as admin commands. */

@@ -39,6 +39,8 @@ import type { RegisteredSession } from './registry';
 import { login, poolKey, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
 import { upgradeClient } from './tls';
 import { isUnixSocket } from './listener';
+import { lbCandidates } from './lb-candidates';
+import type { LbCandidate } from '../router/lb-select';
 
 type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 
@@ -365,6 +367,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   get adminEnabled(): boolean {
     return this.ctx.admin !== null;
+  }
+
+  lbCandidates(primaryId: number, excluded: (id: number) => boolean): LbCandidate[] {
+    return lbCandidates(this.ctx, primaryId, excluded);
   }
 
   /** Logs this session in to another node (a standby for reads), from that node's pool. */

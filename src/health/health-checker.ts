@@ -8,6 +8,11 @@
  * already down are skipped (skip_count), as pgpool does; bringing them back is failback's job.
  * The probe asks pg_is_in_recovery(), so every successful check is also a role observation.
  * Per-node settings come resolved from config.backends[i].healthCheck; period 0 = off.
+ *
+ * HAProxy's `rise` (health_check_rise > 0): a node that is down is still probed every period,
+ * once, and after `rise` consecutive successes a 'risen' event says so (the failover manager
+ * decides whether that attaches it). With health_check_http_port set, a node's check is the HTTP
+ * role check (http-probe.ts) instead of a PostgreSQL probe.
  */
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config/load';
@@ -16,6 +21,7 @@ import type { PoolPasswdEntry } from '../config/pool-passwd';
 import type { Logger } from '../log/logger';
 import { type Cluster, NodeStatus } from '../cluster/cluster';
 import { type ProbeFn, type ProbeResult, probeNode, resolvePassword } from './probe';
+import { httpRoleProbe } from './http-probe';
 
 /** A successful probe: the node answered and said whether it is in recovery. */
 export interface ProbeObservation {
@@ -32,12 +38,16 @@ export interface HealthEvents {
   failed: [{ readonly nodeId: number; readonly error: string; readonly attempts: number }];
   /** A node that had failed a whole health check answers again (it was not detached). */
   recovered: [{ readonly nodeId: number }];
+  /** A down node answered health_check_rise checks in a row (HAProxy rise). */
+  risen: [{ readonly nodeId: number; readonly inRecovery: boolean; readonly checks: number }];
 }
 
 interface NodeLoop {
   timer: NodeJS.Timeout | null;
   running: Promise<boolean> | null;
   failedReported: boolean;
+  /** Consecutive successful checks while the node is down (rise). */
+  riseCount: number;
 }
 
 /** Options of the health checker (probe injectable for tests). */
@@ -67,7 +77,7 @@ export class HealthChecker extends EventEmitter<HealthEvents> {
     this.log = opts.log;
     this.poolPasswd = opts.poolPasswd;
     this.probe = opts.probe ?? probeNode;
-    for (const n of this.cluster.nodes) this.loops.set(n.id, { timer: null, running: null, failedReported: false });
+    for (const n of this.cluster.nodes) this.loops.set(n.id, { timer: null, running: null, failedReported: false, riseCount: 0 });
   }
 
   /** Starts the loops of nodes whose health_check_period > 0. */
@@ -125,6 +135,21 @@ export class HealthChecker extends EventEmitter<HealthEvents> {
     const n = this.cluster.node(nodeId);
     const hc = this.settingsOf(nodeId);
     if (n === undefined || hc === undefined) return Promise.resolve({ ok: false, error: 'no such node', durationMs: 0 });
+    return this.probeWith(n, hc);
+  }
+
+  /** True when the node's role comes from its HTTP check (health_check_http_portN). */
+  usesHttpCheck(nodeId: number): boolean {
+    return (this.settingsOf(nodeId)?.http_port ?? 0) > 0;
+  }
+
+  /** The node's check: HTTP role check when configured, else the PostgreSQL probe. */
+  private probeWith(n: { host: string; port: number }, hc: HealthCheckConfig): Promise<ProbeResult> {
+    if (hc.http_port > 0) {
+      const c = this.config;
+      return httpRoleProbe({ host: n.host, port: hc.http_port, primaryPath: c.health_check_http_primary_path, replicaPath: c.health_check_http_replica_path,
+        timeoutMs: hc.timeout * 1000 }, this.abort.signal);
+    }
     return this.probe(n, this.credentials(hc), this.limits(hc), this.abort.signal);
   }
 
@@ -171,20 +196,30 @@ export class HealthChecker extends EventEmitter<HealthEvents> {
     if (node.status === NodeStatus.Down || node.status === NodeStatus.Unused) {
       stats.skip_count++;
       stats.last_skip_health_check = now;
-      return false;
+      if (hc.rise <= 0 || node.status !== NodeStatus.Down) return false;
+      // rise: one probe per period while down; `rise` successes in a row bring it back.
+      const r = await this.probeWith(node, hc);
+      if (this.abort.signal.aborted || this.cluster.node(nodeId)?.status !== NodeStatus.Down) return false;
+      l.riseCount = r.ok ? l.riseCount + 1 : 0;
+      if (r.ok && l.riseCount >= hc.rise) {
+        l.riseCount = 0;
+        this.emit('risen', { nodeId, inRecovery: r.inRecovery, checks: hc.rise });
+      }
+      return r.ok;
     }
+    l.riseCount = 0;
     stats.total_count++;
     stats.last_health_check = now;
     const t0 = performance.now();
     let retries = 0;
-    let result = await this.probe(node, this.credentials(hc), this.limits(hc), this.abort.signal);
+    let result = await this.probeWith(node, hc);
     while (!result.ok && retries < hc.max_retries && !this.abort.signal.aborted) {
       this.log.warn({ event: 'health_check_retry', node_id: nodeId, error: result.error, retry: retries + 1 },
         `health check of node ${nodeId} failed (${result.error}); retry ${retries + 1}/${hc.max_retries} in ${hc.retry_delay} s`);
       await sleep(hc.retry_delay * 1000, this.abort.signal);
       if (this.abort.signal.aborted) break;
       retries++;
-      result = await this.probe(node, this.credentials(hc), this.limits(hc), this.abort.signal);
+      result = await this.probeWith(node, hc);
     }
     if (this.abort.signal.aborted) return false;
     const ms = Math.round(performance.now() - t0);

@@ -25,6 +25,8 @@ export interface StatusJson {
     status: string; connectedAt: string; loadBalanceNode: number; backends: { nodeId: number; backendPid: number; useCount: number }[] }[];
   events: { at: string; kind: string; nodeId: number; message: string }[];
   classifier: { hits: number; misses: number; size: number; hitRatio: number } | null;
+  /** HA pair: this instance and whether it holds the failover command lease (null: no etcd). */
+  failoverLease: { instance: string; leading: boolean } | null;
 }
 
 /** Builds the snapshot. */
@@ -57,6 +59,7 @@ export function statusSnapshot(ctx: AdminContext): StatusJson {
     })),
     events: (ctx.recentEvents?.() ?? []).slice(-50).map((e) => ({ at: e.at.toISOString(), kind: e.kind, nodeId: e.nodeId, message: e.message })),
     classifier: cls === undefined ? null : { ...cls, hitRatio: cls.hits + cls.misses > 0 ? cls.hits / (cls.hits + cls.misses) : 0 },
+    failoverLease: ctx.failoverLease?.() ?? null,
   };
 }
 

@@ -27,6 +27,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   // The session core does no I/O: no backend, pool, frontend, health or sockets.
   core: ['protocol', 'classify', 'router', 'cluster', 'config', 'errors', 'log', 'admin', 'util'],
   frontend: ['core', 'protocol', 'classify', 'router', 'pool', 'backend', 'cluster', 'admin', 'errors', 'config', 'log', 'util', 'health'],
+  ports: ['core', 'protocol', 'backend', 'frontend', 'router', 'cluster', 'admin', 'errors', 'config', 'log', 'util'],
   demo: ['util', 'config', 'log'],
   pcp: ['admin', 'cluster', 'pool', 'config', 'errors', 'protocol', 'log', 'util'],
   http: ['admin', 'cluster', 'pool', 'config', 'errors', 'log', 'util'],

@@ -106,6 +106,10 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
     log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false },
     noticePerNode: false, classifier: routing.classifier,
     paused: false, ended: null, closed: [], cancels: [], accepting: true,
+    lbCandidates: (primaryId, excluded) => cluster.nodes.map((n) => ({
+      id: n.id, weight: n.weight, isPrimary: n.id === primaryId, lagging: false, delay: 0, backup: false,
+      usable: n.status === 'up' && (n.id === primaryId || n.role === 'standby') && !excluded(n.id),
+    })),
     openLink: async (node) => {
       const c = new FakeConn(node, ++pid);
       conns.set(node, c);

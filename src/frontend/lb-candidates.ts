@@ -1,0 +1,31 @@
+/**
+ * The inputs of load-balance node selection (router/lb-select.ts), read from the live cluster:
+ * which nodes are up and may take reads, their weight, lag, BACKUP flag, and — only for the
+ * algorithm that needs it — how many sessions each holds (least_connections: leases of the smart
+ * endpoint's pools plus dedicated-port relays) or its recent query latency (least_latency).
+ * Shared by the smart endpoint (RequestDispatcher.readNode) and the dedicated read port, so both
+ * balance on the same numbers.
+ */
+import type { LbCandidate } from '../router/lb-select';
+import { recentLatency } from '../admin/latency';
+import type { FrontendContext } from './context';
+
+/** Candidate records for every node; `excluded(id)` marks nodes the caller must avoid (recently failed). */
+export function lbCandidates(ctx: FrontendContext, primaryId: number, excluded?: (id: number) => boolean): LbCandidate[] {
+  const algorithm = ctx.routing.prefs.algorithm;
+  const routing = ctx.routing;
+  return ctx.cluster.nodes.map((n) => {
+    const lag = routing.lag(n.id);
+    return {
+      id: n.id,
+      weight: n.weight,
+      usable: (n.status === 'up' || n.status === 'waiting') && (n.id === primaryId || n.role === 'standby') && !(excluded?.(n.id) ?? false),
+      isPrimary: n.id === primaryId,
+      lagging: n.id !== primaryId && lag.lagging,
+      delay: lag.delay,
+      backup: n.flags.includes('BACKUP'),
+      ...(algorithm === 'least_connections' ? { active: (ctx.pools.get(n.id)?.counts().active ?? 0) + (ctx.relayCount?.(n.id) ?? 0) } : {}),
+      ...(algorithm === 'least_latency' ? { latency: recentLatency(n.id) } : {}),
+    };
+  });
+}

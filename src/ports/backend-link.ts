@@ -1,0 +1,299 @@
+/**
+ * The backend side of a dedicated-port connection: log in to one node as the client's user,
+ * then relay bytes with no parsing at all.
+ *
+ * Login: StartupMessage → the node's authentication requests, answered by a
+ * BackendAuthenticator (credentials pgmaitre holds after pool_hba, or the client's own exchange
+ * relayed when enable_pool_hba = off) → ParameterStatus frames and BackendKeyData kept for the
+ * client's greeting → the first ReadyForQuery. A login is never pooled: each dedicated-port
+ * client gets its own backend connection, closed with it (HAProxy's model).
+ *
+ * Relay, written by hand because every byte of the dedicated ports passes here and the fastest
+ * Node.js pipe is the goal: without backend TLS the socket is opened with `onread`, so libuv
+ * reads into one buffer per connection (no Buffer, no 'data' event per chunk); the bytes are
+ * written to the client straight from that buffer, and when the client cannot take them at once
+ * the backend is not read again until that write completed (the buffer is then free again).
+ * With ssl = on (TLS to the backends) the socket is a TLSSocket and ordinary 'data' events
+ * carry the chunks.
+ */
+import * as net from 'node:net';
+import { BackendCode } from '../protocol/codes';
+import { decodeAuthentication, decodeBackendKeyData, decodeErrorFields } from '../protocol/backend';
+import { encodeStartupMessage } from '../protocol/startup';
+import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
+import type { BackendAuthenticator } from '../backend/backend-auth';
+import { backendAddress, openBackendSocket, type BackendTlsOptions } from '../backend/tls-negotiate';
+import { MessageScanner, WANT_ALL, type MessageSink } from '../backend/message-scanner';
+
+/** Bytes libuv reads at most per backend read (PostgreSQL sends in 8 KB pieces). */
+const READ_BUFFER_SIZE = 32 * 1024;
+
+/** Where and as whom to log in. */
+export interface LinkOptions {
+  readonly nodeId: number;
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly database: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly connectTimeoutMs: number;
+  readonly authenticator: BackendAuthenticator;
+  readonly tls?: BackendTlsOptions;
+}
+
+/** The relay's view of the client socket and what to do when either side ends. */
+export interface RelayEnds {
+  readonly client: net.Socket;
+  /** The client socket is a TLSSocket: copy chunks (its writes are not known to be done at once). */
+  readonly copy: boolean;
+  /** Called once when the relay ended (either side closed or failed). */
+  readonly onEnd: (why: string) => void;
+  /** Called with the request → first answer byte time in seconds (least_latency), when set. */
+  readonly onLatency?: (seconds: number) => void;
+}
+
+/** A logged-in backend connection of a dedicated port; see the file header. */
+export class BackendLink implements MessageSink {
+  backendPid = 0;
+  backendSecret = 0;
+  /** ReadyForQuery status of the login ('I'). */
+  txStatus = 0x49;
+  /** The node's ParameterStatus frames, verbatim, for the client's greeting. */
+  readonly paramFrames: Buffer[] = [];
+  readonly connectedAt = new Date();
+  private socket!: net.Socket;
+  private phase: 'login' | 'ready' | 'relay' | 'closed' = 'login';
+  private readonly scanner = new MessageScanner(WANT_ALL);
+  /** Bytes that followed the login's ReadyForQuery (normally none). */
+  private early: Buffer[] = [];
+  private loginMessage: ((code: number, buf: Buffer, start: number, end: number) => void) | null = null;
+  private ends: RelayEnds | null = null;
+  private waitingForClient = false;
+  private requestAt = 0;
+  private readonly resumeAfterWrite = (): void => {
+    if (this.waitingForClient) {
+      this.waitingForClient = false;
+      if (this.phase === 'relay') this.socket.resume();
+    }
+  };
+
+  private constructor(readonly nodeId: number, readonly host: string, readonly port: number) {}
+
+  /** Connects and logs in; resolves at the node's first ReadyForQuery, rejects with a ProxyError. */
+  static connect(opts: LinkOptions): Promise<BackendLink> {
+    const link = new BackendLink(opts.nodeId, opts.host, opts.port);
+    return link.login(opts);
+  }
+
+  private login(opts: LinkOptions): Promise<BackendLink> {
+    const where = `${opts.host}:${opts.port}`;
+    return new Promise<BackendLink>((resolve, reject) => {
+      let settled = false;
+      const fail = (e: ProxyError): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        opts.authenticator.failed?.(null);
+        this.phase = 'closed';
+        this.socket?.destroy();
+        reject(e);
+      };
+      const timeoutMs = opts.connectTimeoutMs > 0 ? opts.connectTimeoutMs : 2 ** 31 - 1;
+      const timer = setTimeout(() => fail(new ProxyError(ProxyErrorCode.BackendConnectTimeout, `timed out after ${opts.connectTimeoutMs} ms connecting to ${where}`)), timeoutMs);
+      timer.unref();
+      const startup = encodeStartupMessage({ user: opts.user, database: opts.database, ...opts.params });
+      const onSocket = (socket: net.Socket): void => {
+        this.socket = socket;
+        socket.on('error', (e: NodeJS.ErrnoException) => {
+          if (this.phase === 'login') fail(new ProxyError(ProxyErrorCode.BackendConnect, `${where}: ${e.code ?? e.message}`, undefined, { cause: e }));
+          else this.end(`backend socket error: ${e.code ?? e.message}`);
+        });
+        socket.on('close', () => {
+          if (this.phase === 'login') fail(new ProxyError(ProxyErrorCode.BackendClosed, `${where} closed the connection during login`));
+          else this.end('backend closed the connection');
+        });
+        socket.write(startup);
+      };
+
+      let authPending: Promise<void> = Promise.resolve();
+      this.loginMessage = (code, buf, start, end) => {
+        switch (code) {
+          case BackendCode.Authentication: {
+            const req = decodeAuthentication(buf, start, end);
+            if (req.type === 'AuthenticationOk') {
+              opts.authenticator.done?.();
+              return;
+            }
+            const frame = Buffer.from(buf.subarray(start, end));
+            authPending = authPending
+              .then(() => opts.authenticator.answer(req, frame))
+              .then((answer) => { if (answer.length > 0 && !settled) this.socket.write(answer); })
+              .catch((e: unknown) => fail(e instanceof ProxyError ? e : new ProxyError(ProxyErrorCode.BackendAuth, String((e as Error)?.message ?? e))));
+            return;
+          }
+          case BackendCode.ParameterStatus:
+            this.paramFrames.push(Buffer.from(buf.subarray(start, end)));
+            return;
+          case BackendCode.BackendKeyData: {
+            const k = decodeBackendKeyData(buf, start, end);
+            this.backendPid = k.pid;
+            this.backendSecret = k.secret;
+            return;
+          }
+          case BackendCode.ErrorResponse: {
+            const f = decodeErrorFields(buf, start, end);
+            const frame = Buffer.from(buf.subarray(start, end));
+            const code2 = f.code === '28P01' || f.code === '28000' ? ProxyErrorCode.BackendAuth : ProxyErrorCode.BackendRejected;
+            const e = new ProxyError(code2, `node ${opts.nodeId}: ${f.message}`, f);
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            opts.authenticator.failed?.(frame);
+            this.phase = 'closed';
+            this.socket.destroy();
+            reject(e);
+            return;
+          }
+          case BackendCode.ReadyForQuery:
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            this.txStatus = buf[start + 5]!;
+            this.phase = 'ready';
+            this.loginMessage = null;
+            return;
+          default:
+            return; // NoticeResponse, NegotiateProtocolVersion
+        }
+      };
+      // Resolve after the scan of the chunk that held ReadyForQuery (its tail is kept in `early`).
+      const afterScan = (): void => {
+        if (this.phase === 'ready' && settled && !this.resolved) {
+          this.resolved = true;
+          resolve(this);
+        }
+      };
+      this.afterLoginScan = afterScan;
+
+      if (opts.tls === undefined || opts.host.startsWith('/')) {
+        const readBuffer = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+        const socket = net.connect({
+          ...backendAddress(opts.host, opts.port), noDelay: !opts.host.startsWith('/'),
+          onread: { buffer: readBuffer, callback: (n: number, b: Buffer) => this.onRead(b, n, false) },
+        });
+        onSocket(socket);
+      } else {
+        const opening = openBackendSocket({ host: opts.host, port: opts.port, tls: opts.tls });
+        opening.socket.then((socket) => {
+          if (settled) {
+            socket.destroy();
+            return;
+          }
+          socket.setNoDelay(true);
+          socket.on('data', (chunk: Buffer) => { this.onRead(chunk, chunk.length, true); });
+          onSocket(socket);
+        }, (e: unknown) => fail(e instanceof ProxyError ? e : new ProxyError(ProxyErrorCode.BackendConnect, String(e))));
+      }
+    });
+  }
+
+  private resolved = false;
+  private afterLoginScan: (() => void) | null = null;
+
+  /** MessageSink (login only): one message from the node. */
+  onMessage(code: number, buf: Buffer, start: number, end: number): void {
+    if (this.phase === 'ready') {
+      // Anything after ReadyForQuery belongs to the client (it is relayed once the relay starts).
+      this.early.push(Buffer.from(buf.subarray(start, end)));
+      return;
+    }
+    this.loginMessage?.(code, buf, start, end);
+  }
+
+  /**
+   * Bytes from the node. `owned`: the chunk is a fresh Buffer ('data' event) rather than a view
+   * of the reused read buffer. Returns false to stop reading until the client took the bytes.
+   */
+  private onRead(buf: Buffer, n: number, owned: boolean): boolean {
+    if (this.phase === 'relay') {
+      const ends = this.ends!;
+      if (this.requestAt !== 0) {
+        ends.onLatency!((performance.now() - this.requestAt) / 1000);
+        this.requestAt = 0;
+      }
+      const client = ends.client;
+      if (owned || ends.copy) {
+        if (!client.write(owned ? buf : Buffer.from(buf.subarray(0, n)))) {
+          this.socket.pause();
+          this.waitingForClient = true;
+          client.once('drain', this.resumeAfterWrite);
+        }
+        return true;
+      }
+      // Zero copy: the client write reads from the reused buffer, so no further read may
+      // overwrite it before that write has completed.
+      client.write(buf.subarray(0, n), this.resumeAfterWrite);
+      if (client.writableLength > 0) {
+        this.waitingForClient = true;
+        return false;
+      }
+      return true;
+    }
+    if (this.phase === 'login' || this.phase === 'ready') {
+      this.scanner.scan(owned ? buf : buf.subarray(0, n), this);
+      if (this.scanner.broken && this.phase === 'login') this.socket.destroy();
+      this.afterLoginScan?.();
+    }
+    return true;
+  }
+
+  /** Starts relaying: client bytes go to the node untouched, node bytes to the client. */
+  startRelay(ends: RelayEnds, firstBytes: Buffer | null): void {
+    if (this.phase !== 'ready') return;
+    this.phase = 'relay';
+    this.ends = ends;
+    const client = ends.client;
+    const socket = this.socket;
+    const timing = ends.onLatency !== undefined;
+    client.on('data', (chunk: Buffer) => {
+      if (timing && this.requestAt === 0) this.requestAt = performance.now();
+      if (!socket.write(chunk)) client.pause();
+    });
+    socket.on('drain', () => client.resume());
+    client.on('end', () => this.end('client closed the connection'));
+    client.on('close', () => this.end('client disconnected'));
+    client.on('error', () => this.end('client socket error'));
+    if (this.early.length > 0) {
+      client.write(Buffer.concat(this.early));
+      this.early = [];
+    }
+    if (firstBytes !== null && firstBytes.length > 0) socket.write(firstBytes);
+    if (client.isPaused()) client.resume();
+  }
+
+  /** Ends both sides (pending output to the client is flushed first). Idempotent. */
+  end(why: string): void {
+    if (this.phase === 'closed') return;
+    const wasRelay = this.phase === 'relay';
+    this.phase = 'closed';
+    this.socket?.end();
+    setTimeout(() => this.socket?.destroy(), 2000).unref();
+    const ends = this.ends;
+    if (ends !== null) {
+      ends.client.end();
+      setTimeout(() => ends.client.destroy(), 2000).unref();
+    }
+    if (wasRelay) ends?.onEnd(why);
+  }
+
+  /** Closes the node side of a link that never started relaying. */
+  destroy(): void {
+    this.phase = 'closed';
+    this.socket?.destroy();
+  }
+
+  /** True once the relay ended. */
+  get closed(): boolean {
+    return this.phase === 'closed';
+  }
+}
