@@ -9,6 +9,7 @@
 import * as net from 'node:net';
 import { encodeStartupMessage } from '../protocol/startup';
 import { decodeErrorFields } from '../protocol/backend';
+import { backendAddress } from './tls-negotiate';
 
 /** Where to probe. */
 export interface AcceptingProbeTarget {
@@ -30,7 +31,7 @@ export function probeAccepting(t: AcceptingProbeTarget): Promise<boolean> {
       s.destroy();
       resolve(v);
     };
-    const s = net.connect({ host: t.host, port: t.port }, () => {
+    const s = net.connect(backendAddress(t.host, t.port), () => {
       s.write(encodeStartupMessage({ user: t.user, database: t.database, application_name: 'pgmaitre probe' }));
     });
     const timer = setTimeout(() => finish(false), t.timeoutMs);

@@ -24,6 +24,7 @@ import { clientErrors } from '../errors/client-errors';
 import { ServerConnection, type ServerSink } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import { probeAccepting } from '../backend/accepting-probe';
+import { backendAddress } from '../backend/tls-negotiate';
 import { LogEvent, logLine, pinoLevel, type LogFlags, type Logger } from '../log/logger';
 import { createClassifier } from '../classify/classify';
 import type { Classifier } from '../classify/types';
@@ -100,7 +101,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.core?.onClientDrain());
-    socket.on('error', () => this.close('client socket error'));
+    socket.on('error', (e: NodeJS.ErrnoException) => this.close(`client socket error: ${e.code ?? e.message}`));
     socket.on('close', () => this.close('client disconnected'));
   }
 
@@ -435,8 +436,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   cancelBackend(nodeId: number, pid: number, secret: number): void {
     const node = this.ctx.cluster.node(nodeId);
     if (node === undefined) return;
-    const s = netConnect({ host: node.host, port: node.port }, () => s.end(encodeCancelRequest(pid, secret)));
-    s.on('error', () => s.destroy());
+    const s = netConnect(backendAddress(node.host, node.port), () => s.end(encodeCancelRequest(pid, secret)));
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      s.destroy();
+      this.log.warn({ event: LogEvent.CancelForwarded, pid: this.pid, node_id: nodeId, err: e.code ?? e.message }, `could not forward a cancel request to node ${nodeId}`);
+    });
     s.setTimeout(5000, () => s.destroy());
     this.log.info({ event: LogEvent.CancelForwarded, pid: this.pid, node_id: nodeId }, 'cancel request forwarded');
   }
