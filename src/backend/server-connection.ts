@@ -27,6 +27,8 @@ import { openBackendSocket, type BackendTlsOptions } from './tls-negotiate';
 
 export type { BackendTlsOptions } from './tls-negotiate';
 import { MessageScanner, type MessageSink, WANT_ALL } from './message-scanner';
+import { switchToReadBuffer } from '../util/fast-read';
+import { fastWrite } from '../util/fast-write';
 
 /** Where relayed server bytes go (the client session). */
 export interface ServerSink {
@@ -192,6 +194,9 @@ export class ServerConnection implements MessageSink {
             conn.txStatus = buf[start + 5]!;
             conn.mode = 'idle';
             conn.internalHandler = null;
+            // Logged in: from now on reads go into the shared read buffer (util/fast-read.ts),
+            // copied once into a chunk of their own (a relayed chunk is kept until it is written).
+            switchToReadBuffer(socket, (view) => conn.onData(Buffer.from(view)));
             resolve(conn);
             return;
           default:
@@ -232,7 +237,7 @@ export class ServerConnection implements MessageSink {
 
   /** Writes request bytes to the server; false when its output buffer is above the high-water mark. */
   write(buf: Buffer): boolean {
-    return this.socket.write(buf);
+    return fastWrite(this.socket, buf);
   }
 
   /** Calls `cb` once the socket's output has drained (or it closed). */

@@ -39,6 +39,8 @@ import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
 import { login, poolKey, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
 import { upgradeClient } from './tls';
+import { switchToReadBuffer } from '../util/fast-read';
+import { fastWrite } from '../util/fast-write';
 import { isUnixSocket } from './listener';
 import { lbCandidates } from './lb-candidates';
 import type { LbCandidate } from '../router/lb-select';
@@ -317,6 +319,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.secret = this.ctx.registry.issueSecret();
     this.ctx.registry.add(this);
     this.phase = 'ready';
+    // From now on reads go into the shared read buffer (util/fast-read.ts), copied once: the
+    // core keeps request bytes until they are written (and reads retried).
+    if (!this.tlsActive) switchToReadBuffer(this.socket, (view) => this.onData(Buffer.from(view)));
     const core = new SessionCore(this, this);
     this.core = core;
     r.conn.attach(this);
@@ -447,7 +452,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** ClientPort: bytes for the client, in order. */
   write(buf: Buffer): boolean {
-    return this.socket.writable ? this.socket.write(buf) : true;
+    return this.socket.writable ? fastWrite(this.socket, buf) : true;
   }
 
   pauseClient(): void {
