@@ -15,6 +15,7 @@ import { createHealthSystem, type HealthSystem } from './failover/index';
 import { NodePool } from './pool/node-pool';
 import type { ServerConnection } from './backend/server-connection';
 import { Slots } from './frontend/slots';
+import { observeLeaseWait } from './admin/latency';
 import { SessionRegistry } from './frontend/registry';
 import { ClientSession } from './frontend/session';
 import type { FrontendContext } from './frontend/context';
@@ -95,6 +96,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   cluster.on('change', (c) => log.info({ event: 'node_change', ...c }, `node ${c.nodeId} ${c.field} ${c.from} -> ${c.to} (${c.reason})`));
 
   const reset = resetQueries(config.reset_query_list);
+  const discardAll = reset.some((q) => /^discard\s+all$/i.test(q));
   const lifetimes = [config.connection_life_time, config.child_life_time].filter((v) => v > 0);
   const idleTimeoutSec = lifetimes.length > 0 ? Math.min(...lifetimes) : 0;
   const pools = new Map<number, NodePool<ServerConnection>>();
@@ -105,6 +107,12 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       maxUses: config.child_max_connections,
       connectionCache: config.connection_cache,
       reset: async (conn) => {
+        // What the last session applied is forgotten: after DISCARD ALL nothing; otherwise unknown
+        // (the next session's settings are then replayed after a full reset, core/session-state.ts).
+        conn.applied = discardAll ? new Map() : null;
+        conn.appliedOwner = null;
+        conn.appliedVersion = -1;
+        if (discardAll) conn.prepared.clear();
         // Without reset queries only a connection outside any transaction may be reused.
         if (reset.length === 0) return conn.clean;
         // The leading Sync ends any skip-until-Sync state a failed extended-protocol message left.
@@ -139,6 +147,8 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   const ctx: FrontendContext = {
     config, log, logFlags: logFlagsOf(config), cluster, pools,
     slots: new Slots(config.num_init_children, config.listen_backlog_multiplier * config.num_init_children),
+    pooledClients: new Slots(config.max_client_conn, 0),
+    poolStats: { pinnedNow: 0, pinnedTotal: 0, cacheHits: 0, cacheMisses: 0, onWait: (s) => observeLeaseWait(s) },
     registry: new SessionRegistry(),
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),

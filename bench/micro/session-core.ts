@@ -38,6 +38,7 @@ async function main(): Promise<void> {
   let clientBytes = 0;
   const conn = (nodeId: number): BackendPort => ({
     nodeId, backendPid: 100 + nodeId, backendSecret: 1, txStatus: 73, params: new Map(), applied: new Map(), appliedVersion: -1, appliedOwner: null,
+    prepared: new Set(), unsure: new Set(),
     write: (b) => { backendBytes += b.length; return true; }, pause: () => {}, resume: () => {}, onceDrained: () => {},
   });
   const standby = conn(1);
@@ -47,7 +48,8 @@ async function main(): Promise<void> {
     noticePerNode: false, classifier: routing.classifier,
     lbCandidates: (primaryId, excluded) => cluster.nodes.map((n) => ({ id: n.id, weight: n.weight, usable: !excluded(n.id), isPrimary: n.id === primaryId, lagging: false, delay: 0, backup: false })),
     openLink: async () => standby, closeLink: () => {}, runAdmin: async () => Buffer.alloc(0), nodeAccepting: async () => true,
-    backendError: () => {}, cancelBackend: () => {}, pauseClient: () => {}, resumeClient: () => {}, end: () => {}, observeLatency: () => {},
+    backendError: () => {}, cancelBackend: async () => {}, pauseClient: () => {}, resumeClient: () => {}, end: () => {}, observeLatency: () => {},
+    pooling: 'session', leaseNow: () => null, pinned: () => {}, statementCache: () => {},
   };
   const core = new SessionCore(host, { write: (b) => { clientBytes += b.length; return true; } });
   core.attachLogin(0, conn(0));

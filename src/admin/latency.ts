@@ -64,3 +64,16 @@ export function recentLatency(nodeId: number): number | undefined {
   if (c === undefined || c.at === 0 || performance.now() - c.at > RECENT_MS) return undefined;
   return c.mean;
 }
+
+/** pgmaitre_pool_wait_seconds: how long transaction-pooled requests waited for a backend connection. */
+export const leaseWait = new Histogram({
+  name: 'pgmaitre_pool_wait_seconds',
+  help: 'Time requests waited for a backend connection to be leased (transaction and statement pooling).',
+  buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 120],
+  registers: [],
+});
+
+/** Records one lease wait. */
+export function observeLeaseWait(seconds: number): void {
+  leaseWait.observe(seconds);
+}

@@ -27,7 +27,7 @@ import { openBackendSocket, type BackendTlsOptions } from './tls-negotiate';
 
 export type { BackendTlsOptions } from './tls-negotiate';
 import { MessageScanner, type MessageSink, WANT_ALL } from './message-scanner';
-import { switchToReadBuffer } from '../util/fast-read';
+import { copyRead, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
 
 /** Where relayed server bytes go (the client session). */
@@ -79,6 +79,10 @@ export class ServerConnection implements MessageSink {
   applied: Map<string, string> | null = new Map();
   appliedVersion = -1;
   appliedOwner: unknown = null;
+  /** Transaction pooling: server-side prepared statements created here (core/statement-names.ts). */
+  readonly prepared = new Set<string>();
+  /** Server statements a failed request may have left half-known (closed before the next use). */
+  readonly unsure = new Set<string>();
   /** SQLSTATE of the FATAL the server sent while idle or busy internally, or ''. */
   goodbyeCode = '';
   closeReason = '';
@@ -196,7 +200,7 @@ export class ServerConnection implements MessageSink {
             conn.internalHandler = null;
             // Logged in: from now on reads go into the shared read buffer (util/fast-read.ts),
             // copied once into a chunk of their own (a relayed chunk is kept until it is written).
-            switchToReadBuffer(socket, (view) => conn.onData(Buffer.from(view)));
+            switchToReadBuffer(socket, (view) => conn.onData(copyRead(view)));
             resolve(conn);
             return;
           default:

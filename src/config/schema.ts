@@ -270,6 +270,17 @@ export const PARAMS = {
   etcd_prefix: str('/pgmaitre/', 'restart', 'etcd key prefix shared by the instances in front of one cluster.', OURS),
   etcd_lease_ttl: int(10, 'restart', 'Seconds the command lease outlives an instance that stopped answering.', { ...OURS, unit: 's', min: 2 }),
   etcd_instance_name: str('', 'restart', "This instance's name in etcd and logs ('' = host name and port).", OURS),
+
+  // --- pgmaitre's own: transaction pooling (PgBouncer's names and meanings) -----------------
+  pool_mode: oneOf(['session', 'transaction', 'statement'] as const, 'session', 'hot',
+    "How long a client keeps a backend connection: session (until it disconnects: pgpool's pooling), transaction (for one transaction or one autocommit statement / extended-protocol batch), statement (for one statement; transactions are refused). Applies to new sessions.", OURS),
+  pool_mode_database_list: str('', 'hot', "Per-database pool_mode, pgpool list syntax: 'reporting:session,app:transaction' (regular expressions matched against the whole database name).", OURS),
+  pool_mode_user_list: str('', 'hot', "Per-user pool_mode (user:mode,...); wins over pool_mode_database_list.", OURS),
+  max_client_conn: int(1000, 'restart', 'Transaction and statement pooling: client sessions served at once (num_init_children limits session-pooled clients); beyond it, 53300.', { ...OURS, min: 1 }),
+  default_pool_size: int(20, 'hot', 'Transaction and statement pooling: backend connections per (node, user, database).', { ...OURS, min: 1 }),
+  reserve_pool_size: int(0, 'hot', 'Transaction and statement pooling: extra backend connections per (node, user, database) for clients that waited reserve_pool_timeout.', OURS),
+  reserve_pool_timeout: real(5, 'hot', 'Seconds a client waits before a reserve connection may be opened for it.', OURS),
+  query_wait_timeout: int(120, 'hot', 'Transaction and statement pooling: seconds a request may wait for a backend connection before it fails (ERROR 53300); 0 = no limit.', { ...OURS, unit: 's' }),
 } as const satisfies Record<string, ParamSpec>;
 
 /** Name of a non-numbered key. */

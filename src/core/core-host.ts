@@ -35,8 +35,12 @@ export interface CoreConfig {
   readonly failover_on_backend_shutdown: boolean;
 }
 
+import type { PoolMode } from '../config/pool-mode';
+
 /** See the file header. */
 export interface CoreHost {
+  /** session: links keep their connection; transaction/statement: a connection is leased per transaction. */
+  readonly pooling: PoolMode;
   /** The pid the client was given (BackendKeyData). */
   readonly pid: number;
   readonly user: string;
@@ -61,16 +65,22 @@ export interface CoreHost {
   lbCandidates(primaryId: number, excluded: (id: number) => boolean): LbCandidate[];
   /** Opens (or borrows from the pool) a connection to `node` for this session; null when impossible. */
   openLink(node: number): Promise<BackendPort | null>;
-  /** Gives a connection back (reset and reused when `reusable`, else closed with `why`). */
+  /** Transaction pooling: an idle connection of `node` for this session's key, at once, or null. */
+  leaseNow(node: number): BackendPort | null;
+  /** Gives a connection back (reset and reused when `reusable`, else closed with `why`; leased ones idle at once). */
   closeLink(conn: BackendPort, reusable: boolean, why: string): void;
+  /** Transaction pooling: the session now keeps its connections (state that cannot be replayed elsewhere); '' = not any more. */
+  pinned(reason: string): void;
+  /** Transaction pooling: a Bind found its statement on the leased connection (hit) or had it parsed there (miss). */
+  statementCache(hit: boolean): void;
   /** Runs an admin command; resolves with its whole answer, ReadyForQuery included (status given). */
   runAdmin(sql: string, txStatus: number): Promise<Buffer>;
   /** Whether `node` still accepts new connections (false: shutting down or unreachable). */
   nodeAccepting(node: number): Promise<boolean>;
   /** A backend connection failed (failover_on_backend_error). */
   backendError(node: number, reason: string): void;
-  /** Sends a CancelRequest for the query a backend is running. */
-  cancelBackend(node: number, pid: number, secret: number): void;
+  /** Sends a CancelRequest for the query a backend is running; resolves once the server took it. */
+  cancelBackend(node: number, pid: number, secret: number): Promise<void>;
   /** Stops/starts reading the client. */
   pauseClient(): void;
   resumeClient(): void;
@@ -78,4 +88,12 @@ export interface CoreHost {
   end(reason: string): void;
   /** One request's latency on a node (from writing it to its last answer). */
   observeLatency(node: number, seconds: number): void;
+}
+
+/** openLink() failed in a way the waiting request must hear about (a pool wait timed out). */
+export class LinkRefused extends Error {
+  override name = 'LinkRefused';
+  constructor(readonly code: string, message: string, readonly hint?: string) {
+    super(message);
+  }
 }

@@ -49,6 +49,11 @@ export const ExpectKind = {
   Tx: 3,
   /** Cleanup (Close/DEALLOCATE of something the session removed elsewhere). */
   Cleanup: 4,
+  /**
+   * An answer pgmaitre gives itself, in place (transaction pooling: ParseComplete for a statement
+   * the connection already has): its bytes go to the client when it reaches the head of the queue.
+   */
+  Synthetic: 5,
 } as const;
 export type ExpectKind = (typeof ExpectKind)[keyof typeof ExpectKind];
 
@@ -76,6 +81,8 @@ export class Expect {
   status = 0;
   /** Forward an ErrorResponse of a swallowed request (a re-parse the client's own messages depend on). */
   errorsToClient = false;
+  /** A Synthetic expect's bytes. */
+  bytes: Buffer | null = null;
 }
 
 /** Disposition of the message being scanned. */
@@ -184,10 +191,29 @@ export class Link {
     e.token = null;
     e.status = 0;
     e.errorsToClient = false;
+    e.bytes = null;
     this.q.push(e);
     if (!swallow) this.clientOwed++;
     if (e.sync) this.syncOwed++;
     return e;
+  }
+
+  /**
+   * pgmaitre's own answer to part of a request, sent to `sink` in its place in the answer stream:
+   * now if nothing is owed before it, else when the answers before it are complete.
+   */
+  synthetic(bytes: Buffer, sink: ForwardSink): void {
+    const e = this.expect(ExpectKind.Synthetic, false, 0, Term.None);
+    e.bytes = bytes;
+    if (this.q.length === 1) this.emitSynthetic(sink);
+  }
+
+  /** Sends and completes the synthetic expects at the head of the queue. */
+  private emitSynthetic(sink: ForwardSink): void {
+    for (let h = this.q[0]; h !== undefined && h.kind === ExpectKind.Synthetic; h = this.q[0]) {
+      if (!h.skipped && h.bytes !== null) sink.forward(h.bytes, 0, h.bytes.length);
+      this.complete(h);
+    }
   }
 
   /** Gives a completed expect back (after the owner looked at `done`). */
@@ -220,6 +246,7 @@ export class Link {
     this.out.length = 0;
     this.cleanup.length = 0;
     this.full = false;
+    this.pendingSynthetic = false;
     this.txStatus = TxStatus.Idle;
   }
 
@@ -233,13 +260,21 @@ export class Link {
     }
     if (e.sync) this.syncOwed--;
     this.done.push(e);
+    const next = this.q[0];
+    if (next !== undefined && next.kind === ExpectKind.Synthetic && this.sink !== null) this.pendingSynthetic = true;
   }
+
+  /** The sink of the chunk being scanned (synthetic answers go there). */
+  private sink: ForwardSink | null = null;
+  /** A synthetic expect reached the head: it is sent before the next message is looked at. */
+  private pendingSynthetic = false;
 
   /**
    * Scans one backend chunk: forwards the client's ranges to `sink` in order, swallows side
    * answers, updates the account. Look at `done`, `completedClient`, `goodbye` afterwards.
    */
   feed(chunk: Buffer, sink: ForwardSink): void {
+    this.sink = sink;
     const len = chunk.length;
     let pos = 0;
     // Start of the range being forwarded in this chunk, or -1. A message that is not forwarded
@@ -266,6 +301,15 @@ export class Link {
       let mlen: number;
       let msgStart = -1;
       if (this.hdrPos === 0) {
+        if (this.pendingSynthetic) {
+          // pgmaitre's own answer comes here, between the backend's messages.
+          if (run >= 0) {
+            sink.forward(chunk, run, pos);
+            run = -1;
+          }
+          this.pendingSynthetic = false;
+          this.emitSynthetic(sink);
+        }
         // A message starts here: its fate is decided by its first byte.
         this.begin(chunk[pos]!);
         if (this.disp === FWD) {
@@ -326,6 +370,10 @@ export class Link {
       }
     }
     if (run >= 0) sink.forward(chunk, run, pos);
+    if (this.pendingSynthetic && this.left === 0 && this.hdrPos === 0) {
+      this.pendingSynthetic = false;
+      this.emitSynthetic(sink);
+    }
   }
 
   /** A message begins with `code`: decide its fate. */

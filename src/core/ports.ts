@@ -26,6 +26,10 @@ export interface BackendPort extends AppliedState {
   resume(): void;
   /** Calls `cb` once when the output written so far has drained (after write() returned false). */
   onceDrained(cb: () => void): void;
+  /** Transaction pooling: server-side prepared statements this connection has (statement-names.ts). */
+  readonly prepared: Set<string>;
+  /** Server statements that may or may not exist after a failed request: closed before the next use. */
+  readonly unsure: Set<string>;
 }
 
 /** Where bytes for the client go, in order. */

@@ -22,6 +22,8 @@ export class Request {
   flush = false;
   /** It is COPY data (CopyData/CopyDone/CopyFail) with nothing else. */
   copyOnly = false;
+  /** Transaction pooling: a SQL PREPARE renamed to this server statement. */
+  pooledPrepare: string | null = null;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -35,6 +37,7 @@ export function newRequest(): Request {
 /** Gives a request back once it is sent (its data is no longer referenced by the core). */
 export function releaseRequest(r: Request): void {
   r.data = EMPTY;
+  r.pooledPrepare = null;
   if (pool.length < 256) pool.push(r);
 }
 

@@ -4,6 +4,7 @@
  * preference lists, the function-volatility cache and the lag view of the nodes.
  */
 import type { Config } from '../config/load';
+import { parsePoolModeList, poolModeFor, type PoolMode } from '../config/pool-mode';
 import { createClassifier } from '../classify/classify';
 import type { Classifier } from '../classify/types';
 import { parseDmlRelations, type RouterConfig } from '../router/router';
@@ -25,6 +26,8 @@ export interface NodeLag {
 
 /** What the session's routing reads. */
 export interface RoutingContext {
+  /** pool_mode for a (user, database): pool_mode_user_list, pool_mode_database_list, pool_mode. */
+  readonly poolMode: (user: string, database: string) => PoolMode;
   readonly classifier: Classifier;
   readonly router: RouterConfig;
   readonly prefs: LbPreferences;
@@ -46,7 +49,9 @@ export function buildRoutingContext(c: Config, volatility: VolatilityLookup, lag
     allowSqlComments: c.allow_sql_comments,
     ignoreLeadingWhiteSpace: c.ignore_leading_white_space,
   });
+  const modes = { users: parsePoolModeList(c.pool_mode_user_list), databases: parsePoolModeList(c.pool_mode_database_list), fallback: c.pool_mode };
   return {
+    poolMode: (user, database) => poolModeFor(user, database, modes),
     classifier,
     router: {
       loadBalanceMode: c.load_balance_mode,

@@ -25,20 +25,24 @@ import { FrontendCode, TxStatus } from '../protocol/codes';
 import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse, encodeNoticeResponse } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
-import { ADVISORY_LOCK_FUNCTIONS, ADVISORY_UNLOCK_FUNCTIONS, type SessionEffect } from '../classify/session-effects';
+import { ADVISORY_LOCK_FUNCTIONS, ADVISORY_UNLOCK_FUNCTIONS, executeName, sessionEffects, type SessionEffect } from '../classify/session-effects';
 import type { QueryClass } from '../classify/types';
 import { newRouteState, noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
 import { LogEvent, logLine } from '../log/logger';
 import { Expect, ExpectKind, Link, Term, type Goodbye } from './link';
 import { newRequest, releaseRequest, Request, RequestInfo } from './request';
 import { Planner, PlanType, type Plan, type PlannerView } from './planner';
-import { Statements, type ProtocolStatement } from './statements';
+import { Statements, type ProtocolStatement, type SqlStatement } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
 import { errorReply } from './local-replies';
+import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
+import {
+  encodeParseAs, parseDefinition, prepareDefinition, renameSqlStatement, rewriteRequest, serverStatementName, type NameMap,
+} from './statement-names';
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
-import type { CoreHost } from './core-host';
+import { LinkRefused, type CoreHost } from './core-host';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
@@ -59,10 +63,16 @@ interface Token {
   prepared: string[] | null;
 }
 
-/** A side request's note: the statement re-parsed or re-prepared. */
+/** A side request's note: the statement re-parsed or re-prepared (by node, or by server name on a leased connection). */
 interface ReparseToken {
   readonly st: ProtocolStatement | { readonly nodes: Set<number> };
+  readonly server: string | null;
 }
+
+const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
+
+/** Statements transaction pooling looks at before routing (cheap first test; the classifier decides). */
+const POOLED_SPECIAL = /^\s*(begin|start|prepare|execute|deallocate|discard)\b/i;
 
 const ADVISORY_UNLOCK_ALL = 'pg_advisory_unlock_all';
 
@@ -106,6 +116,14 @@ export class SessionCore implements ForwardSink, PlannerView {
   private clientFull = false;
   private clientPaused = false;
   private backendFull = 0;
+  /** Transaction pooling: why the session keeps its connections ('' = it does not). */
+  private pinnedFor = '';
+  /** Transaction pooling: a reason to keep connections that no state change lifts (multi-statement PREPARE...). */
+  private forcedPin = '';
+  /** openLink() refused the connection the head request waits for (it gets this error). */
+  private refused: LinkRefused | null = null;
+  /** Links whose cancel request is on its way: their connection is not given back meanwhile. */
+  private readonly cancelling = new Set<Link>();
 
   constructor(readonly host: CoreHost, private readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
@@ -251,6 +269,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       this.queuedBytes -= bytes;
     }
     this.flush();
+    this.releaseIdle();
     this.pacing();
   }
 
@@ -263,7 +282,16 @@ export class SessionCore implements ForwardSink, PlannerView {
       releaseRequest(req);
       return true;
     }
+    if (this.refused !== null) {
+      const r = this.refused;
+      this.refused = null;
+      this.flush();
+      this.client.write(errorReply(r.code, r.message, r.hint, req.term === Term.None ? 0 : 1, this.txStatus()));
+      releaseRequest(req);
+      return true;
+    }
     const info = this.info.read(req.data);
+    if (this.host.pooling !== 'session' && this.pooledLocal(req, info)) return true;
     const plan = this.planner.make(req, info);
     switch (plan.type) {
       case PlanType.WaitAnswers:
@@ -283,18 +311,164 @@ export class SessionCore implements ForwardSink, PlannerView {
       default:
         break;
     }
-    const link = this.links[plan.node];
+    let link = this.links[plan.node];
     if (link?.conn == null) {
-      this.open(plan.node);
-      return false;
+      // Transaction pooling: an idle connection is leased at once (no waiting on the hot path).
+      const now = this.host.pooling !== 'session' ? this.host.leaseNow(plan.node) : null;
+      if (now === null) {
+        this.open(plan.node);
+        return false;
+      }
+      link = this.attach(plan.node, now);
     }
     this.execute(req, info, plan, link);
     return true;
   }
 
+  /**
+   * Transaction pooling: what cannot go to a shared connection as the client wrote it. SQL-level
+   * prepared statements are renamed to server names (PREPARE, EXECUTE) or answered here
+   * (DEALLOCATE, a duplicate PREPARE, DISCARD ALL / DEALLOCATE ALL, which would drop statements
+   * other clients share); statement pooling refuses transaction blocks. True when the request
+   * was answered here (false: it goes on to the planner, maybe rewritten).
+   */
+  private pooledLocal(req: Request, info: RequestInfo): boolean {
+    if (info.queries.length === 0 && info.parses.length === 0) return false;
+    let special = false;
+    for (const q of info.queries) if (POOLED_SPECIAL.test(q)) special = true;
+    for (const p of info.parses) if (POOLED_SPECIAL.test(p.sql)) special = true;
+    if (!special) return false;
+    const single = info.queries.length === 1 && !info.extended ? info.queries[0]! : null;
+    const cls = single === null ? null : this.host.classifier.classify(single);
+    if (single === null || cls === null || cls.statements !== 1) {
+      // PREPARE/EXECUTE/DEALLOCATE among other statements or through the extended protocol:
+      // the names cannot be rewritten safely; this session keeps its connection from now on.
+      for (const sql of [...info.queries, ...info.parses.map((p) => p.sql)]) {
+        const k = this.host.classifier.classify(sql).kind;
+        if (k === 'prepare' || k === 'execute' || k === 'deallocate') this.forcedPin ||= 'SQL PREPARE/EXECUTE/DEALLOCATE in a multi-statement query or the extended protocol';
+        if (k === 'begin' && this.host.pooling === 'statement') return this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']);
+      }
+      return false;
+    }
+    switch (cls.kind) {
+      case 'begin':
+        if (this.host.pooling === 'statement') return this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']);
+        return false;
+      case 'prepare': {
+        if (this.forcedPin !== '') return false;
+        const e = sessionEffects(single);
+        const name = e?.[0]?.kind === 'prepare' ? e[0].name : null;
+        if (name === null) return false;
+        if (this.statements.sql.has(name) || this.statements.protocol.has(name)) {
+          return this.localReply(req, null, ['42P05', `prepared statement "${name}" already exists`]);
+        }
+        const server = serverStatementName('pgmq_', prepareDefinition(single));
+        const renamed = renameSqlStatement(single, server);
+        if (renamed !== null) {
+          req.data = encodeQuery(renamed);
+          req.pooledPrepare = server;
+        }
+        return false;
+      }
+      case 'execute': {
+        if (this.forcedPin !== '') return false;
+        const name = executeName(single);
+        const st = name === null ? undefined : this.statements.sql.get(name);
+        const renamed = st === undefined ? null : renameSqlStatement(single, st.server);
+        if (renamed !== null) req.data = encodeQuery(renamed);
+        return false;
+      }
+      case 'deallocate': {
+        if (this.forcedPin !== '') return false;
+        const e = sessionEffects(single);
+        if (e?.[0]?.kind !== 'deallocate') return false;
+        const name = e[0].name;
+        if (name === null) {
+          this.statements.clearAll(true);
+          return this.localReply(req, 'DEALLOCATE ALL', null);
+        }
+        if (!this.statements.sql.delete(name) && !this.statements.protocol.delete(name)) {
+          return this.localReply(req, null, ['26000', `prepared statement "${name}" does not exist`]);
+        }
+        return this.localReply(req, 'DEALLOCATE', null);
+      }
+      case 'discard': {
+        const e = sessionEffects(single);
+        if (e?.[0]?.kind !== 'discard' || e[0].what !== 'all' || this.route.inTransaction || this.pinReason() !== '') return false;
+        // The session's own state goes; the shared connection keeps what other clients use.
+        this.statements.clearAll(true);
+        this.state.stage(e);
+        this.state.commit(null, this);
+        this.route.tempTables.clear();
+        return this.localReply(req, 'DISCARD ALL', null);
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** Answers a request here (a command tag, or an ERROR), in order: false (wait) while a node owes answers. */
+  private localReply(req: Request, tag: string | null, error: [string, string] | null): boolean {
+    if (!this.allAnswered(null)) return false;
+    this.flush();
+    const syncs = req.term === Term.None ? 0 : 1;
+    if (error !== null) {
+      this.client.write(errorReply(error[0], error[1], undefined, syncs, this.txStatus()));
+    } else {
+      this.client.write(Buffer.concat([encodeCommandComplete(tag!), ...(syncs ? [encodeReadyForQuery(this.txStatus())] : [])]));
+    }
+    releaseRequest(req);
+    return true;
+  }
+
+  /** Why this session keeps its connections in transaction pooling ('' when it does not). */
+  private pinReason(): string {
+    if (this.forcedPin !== '') return this.forcedPin;
+    const st = this.state;
+    if (st.listening.size > 0) return 'LISTEN';
+    if (st.advisoryLocks > 0) return 'a session advisory lock';
+    if (st.holdCursors.size > 0) return 'a cursor WITH HOLD';
+    if (this.route.tempTables.size > 0) return 'a temporary table';
+    return '';
+  }
+
+  /**
+   * Transaction pooling: gives back every connection whose transaction is over (nothing owed,
+   * idle, no extended-protocol sequence open, not pinned by state that lives only there).
+   */
+  private releaseIdle(): void {
+    if (this.host.pooling === 'session' || this.closed) return;
+    const pin = this.pinReason();
+    if (pin !== '') {
+      if (this.pinnedFor === '') {
+        this.pinnedFor = pin;
+        this.host.pinned(pin);
+      }
+      return;
+    }
+    if (this.pinnedFor !== '') {
+      this.pinnedFor = '';
+      this.host.pinned('');
+    }
+    for (const l of this.links) {
+      if (l === undefined || l.conn === null) continue;
+      if (l.owed > 0 || !l.quiet || l.unsynced || l.txStatus !== TxStatus.Idle || l.out.length > 0
+        || l === this.copyTarget || this.stickyNode === l.node || this.cancelling.has(l)) continue;
+      const conn = l.conn;
+      l.conn = null;
+      l.reset();
+      this.host.closeLink(conn, true, '');
+    }
+  }
+
   /** Opens a link to `node` (blocking the queue meanwhile). */
   private open(node: number): void {
-    this.block(this.host.openLink(node).then((conn) => {
+    this.block(this.host.openLink(node).catch((e: unknown) => {
+      if (!(e instanceof LinkRefused)) throw e;
+      this.refused = e; // the request waiting for it gets this error (see step)
+      return null;
+    }).then((conn) => {
+      if (this.refused !== null) return;
       if (conn === null) {
         this.forgetNode(node);
         return;
@@ -328,27 +502,91 @@ export class SessionCore implements ForwardSink, PlannerView {
     if (plan.broadcastTx) this.broadcast(req, link);
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
-    const e = link.expect(ExpectKind.Client, false, req.completions, req.term);
-    if (plan.retryable) e.retry = req;
-    e.token = this.bookkeeping(req, info, plan, node);
-    this.send(link, req.data);
+    let retry = plan.retryable;
+    const token = this.bookkeeping(req, info, plan, node);
+    if (this.host.pooling !== 'session' && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)) {
+      // Shared connections: the client's statement names become server names (statement-names.ts).
+      const segments = rewriteRequest(req.data, this.names(link));
+      if (segments.length > 1) retry = false;
+      for (let i = 0; i < segments.length; i++) {
+        const seg = segments[i]!;
+        const last = i === segments.length - 1;
+        if (seg.buf.length > 0 || (last && req.term !== Term.None)) {
+          const e = link.expect(ExpectKind.Client, false, seg.completions, last ? req.term : Term.None);
+          if (last) {
+            e.token = token;
+            if (retry) e.retry = req;
+          }
+          this.send(link, seg.buf);
+        }
+        if (seg.parseCompleteAfter) link.synthetic(PARSE_COMPLETE, this);
+      }
+    } else if (req.pooledPrepare !== null && link.conn!.prepared.has(req.pooledPrepare)) {
+      // The shared connection has this statement already: PREPARE is answered in place.
+      retry = false;
+      link.synthetic(Buffer.concat([encodeCommandComplete('PREPARE'), encodeReadyForQuery(link.txStatus)]), this);
+    } else {
+      if (req.pooledPrepare !== null) link.conn!.prepared.add(req.pooledPrepare);
+      const e = link.expect(ExpectKind.Client, false, req.completions, req.term);
+      if (retry) e.retry = req;
+      e.token = token;
+      this.send(link, req.data);
+    }
     if (req.term !== Term.None) link.unsynced = false;
     else if (info.extended || req.flush) link.unsynced = true;
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
     this.lastNode = node;
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
-    if (!plan.retryable) releaseRequest(req);
+    if (!retry) releaseRequest(req);
+  }
+
+  /** Server names of this session's statements on `link`'s connection (transaction pooling). */
+  private names(link: Link): NameMap {
+    const conn = link.conn!;
+    const local = new Map<string, string>();
+    return {
+      parsed: (name, definition) => {
+        const server = serverStatementName('pgm_', definition);
+        local.set(name, server);
+        const had = conn.prepared.has(server);
+        conn.prepared.add(server);
+        return { server, had };
+      },
+      serverName: (name) => local.get(name) ?? this.serverNameOf(name),
+    };
+  }
+
+  /** The server name of a protocol statement of this session (computed once). */
+  private serverNameOf(name: string): string | undefined {
+    const st = this.statements.protocol.get(name);
+    if (st === undefined) return undefined;
+    return (st.server ??= serverStatementName('pgm_', parseDefinition(st.frame)));
+  }
+
+  /** Does `link`'s connection have statement `st` (session pooling: by node; leased: by server name)? */
+  private hasStatement(link: Link, st: ProtocolStatement | SqlStatement, server: string | null): boolean {
+    return server === null ? st.nodes.has(link.node) : link.conn!.prepared.has(server);
   }
 
   /** Side requests a link needs before the client's request: cleanup, session state, transaction, statements. */
   private prepareLink(link: Link, info: RequestInfo, plan: Plan, notPrimary: boolean): void {
     const conn = link.conn!;
+    const pooled = this.host.pooling !== 'session';
     if (!link.unsynced) {
       for (const c of link.cleanup) {
         link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
         this.send(link, c.buf);
       }
       link.cleanup.length = 0;
+      if (conn.unsure.size > 0) {
+        // Statements a failed request may or may not have created: make sure they do not exist.
+        for (const name of conn.unsure) {
+          link.expect(ExpectKind.Cleanup, true, 1, Term.Sync);
+          this.send(link, Buffer.concat([encodeClose('S', name), SYNC]));
+          conn.prepared.delete(name);
+        }
+        conn.unsure.clear();
+      }
       const replay = this.state.replayFor(conn, this);
       if (replay.length > 0) {
         link.expect(ExpectKind.State, true, 0, Term.Query);
@@ -376,22 +614,32 @@ export class SessionCore implements ForwardSink, PlannerView {
         const name = i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
         if (info.parsesStatement(name)) continue;
         const st = this.statements.protocol.get(name);
-        if (st === undefined || st.nodes.has(link.node)) continue;
+        if (st === undefined) continue;
+        const server = pooled ? this.serverNameOf(name)! : null;
+        if (this.hasStatement(link, st, server)) {
+          if (server !== null) this.host.statementCache(true);
+          continue;
+        }
+        if (server !== null) this.host.statementCache(false);
         // Inside an open extended-protocol sequence a Sync would end it: Parse + Flush instead.
         const e = link.unsynced ? link.expect(ExpectKind.Reparse, true, 1, Term.None) : link.expect(ExpectKind.Reparse, true, 1, Term.Sync);
         e.errorsToClient = link.unsynced;
-        e.token = { st } satisfies ReparseToken;
-        this.send(link, Buffer.concat([st.frame, link.unsynced ? FLUSH : SYNC]));
-        st.nodes.add(link.node);
+        e.token = { st, server } satisfies ReparseToken;
+        const parse = server === null ? st.frame : encodeParseAs(server, parseDefinition(st.frame));
+        this.send(link, Buffer.concat([parse, link.unsynced ? FLUSH : SYNC]));
+        if (server === null) st.nodes.add(link.node);
+        else conn.prepared.add(server);
       }
     }
     if (!link.unsynced) {
       for (const st of plan.sqlNeeded) {
-        if (st.nodes.has(link.node)) continue;
+        const server = pooled ? st.server : null;
+        if (this.hasStatement(link, st, server)) continue;
         const e = link.expect(ExpectKind.Reparse, true, 0, Term.Query);
-        e.token = { st } satisfies ReparseToken;
-        this.send(link, encodeQuery(st.text));
-        st.nodes.add(link.node);
+        e.token = { st, server } satisfies ReparseToken;
+        this.send(link, encodeQuery(server === null ? st.text : renameSqlStatement(st.text, server)!));
+        if (server === null) st.nodes.add(link.node);
+        else conn.prepared.add(server);
       }
     }
   }
@@ -526,7 +774,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       switch (e.kind) {
         case 'prepare': {
           const cls = this.host.classifier.classify(e.text);
-          if (this.statements.prepared(e.name, e.text, cls, node)) (t.prepared ??= []).push(e.name);
+          if (this.statements.prepared(e.name, e.text, cls, node, serverStatementName('pgmq_', prepareDefinition(e.text)))) (t.prepared ??= []).push(e.name);
           break;
         }
         case 'deallocate':
@@ -615,7 +863,14 @@ export class SessionCore implements ForwardSink, PlannerView {
           if (e.retry !== null) releaseRequest(e.retry as Request);
           break;
         case ExpectKind.Reparse:
-          if (e.errored || e.skipped) (e.token as ReparseToken).st.nodes.delete(link.node);
+          if (e.errored || e.skipped) {
+            const t = e.token as ReparseToken;
+            if (t.server === null) t.st.nodes.delete(link.node);
+            else if (link.conn !== null) {
+              link.conn.prepared.delete(t.server);
+              link.conn.unsure.add(t.server);
+            }
+          }
           break;
         case ExpectKind.State:
           if (e.errored || e.skipped) this.stateFailed(link);
@@ -805,7 +1060,14 @@ export class SessionCore implements ForwardSink, PlannerView {
   /** Forwards a CancelRequest to the backend running this session's query, if any. */
   cancel(): void {
     for (const l of this.connected()) {
-      if (l.clientOwed > 0) this.host.cancelBackend(l.node, l.conn!.backendPid, l.conn!.backendSecret);
+      if (l.clientOwed === 0 || this.cancelling.has(l)) continue;
+      // Until the server took the cancel, this connection is not given back (transaction pooling):
+      // a cancel must only ever reach this client's query.
+      this.cancelling.add(l);
+      void this.host.cancelBackend(l.node, l.conn!.backendPid, l.conn!.backendSecret).finally(() => {
+        this.cancelling.delete(l);
+        if (!this.closed) this.drive();
+      });
     }
   }
 
@@ -821,7 +1083,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       const clean = l.quiet && !l.unsynced && l.txStatus === TxStatus.Idle && this.copyTarget !== l;
       if (!clean && l.clientOwed > 0 && !cancelled.has(l.node)) {
         cancelled.add(l.node);
-        this.host.cancelBackend(l.node, conn.backendPid, conn.backendSecret);
+        void this.host.cancelBackend(l.node, conn.backendPid, conn.backendSecret);
       }
       l.conn = null;
       this.host.closeLink(conn, clean, clean ? '' : 'client left with a transaction open or a request in flight');

@@ -30,6 +30,11 @@ type Change = { readonly kind: 'set'; readonly name: string; readonly text: stri
 /** See the file header. */
 export class SessionState {
   private readonly sets = new Map<string, string>();
+  /**
+   * Transaction pooling: the client's startup parameters as SET statements. They are what a RESET
+   * goes back to on this client's own connection, so on a shared one they are replayed like SETs.
+   */
+  private base: ReadonlyMap<string, string> = new Map();
   version = 0;
   /** Changes made inside the current transaction, not yet committed. */
   private staged: Change[] = [];
@@ -163,6 +168,20 @@ export class SessionState {
     else for (const k of [...m.keys()]) if (!NOT_RESET_BY_ALL.has(k)) m.delete(k);
   }
 
+  /** Sets the startup parameters replayed beneath the client's SETs (transaction pooling). */
+  setBase(base: ReadonlyMap<string, string>): void {
+    this.base = base;
+    this.version++;
+  }
+
+  /** What a connection must have for this client: its startup parameters, then its SETs. */
+  private desired(): ReadonlyMap<string, string> {
+    if (this.base.size === 0) return this.sets;
+    const m = new Map(this.base);
+    for (const [k, v] of this.sets) m.set(k, v);
+    return m;
+  }
+
   /** Committed SET texts by parameter (read-only view). */
   get parameters(): ReadonlyMap<string, string> {
     return this.sets;
@@ -180,9 +199,10 @@ export class SessionState {
       out.push('RESET ALL', 'RESET ROLE', 'RESET SESSION AUTHORIZATION');
       applied = new Map();
     }
-    for (const k of applied.keys()) if (!this.sets.has(k)) out.push(resetText(k));
-    for (const [k, text] of this.sets) if (applied.get(k) !== text) out.push(text);
-    conn.applied = new Map(this.sets);
+    const want = this.desired();
+    for (const k of applied.keys()) if (!want.has(k)) out.push(resetText(k));
+    for (const [k, text] of want) if (applied.get(k) !== text) out.push(text);
+    conn.applied = new Map(want);
     conn.appliedVersion = this.version;
     conn.appliedOwner = owner;
     return out;

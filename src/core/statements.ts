@@ -18,6 +18,8 @@ export interface ProtocolStatement {
   readonly cls: QueryClass;
   /** Nodes where it exists. */
   readonly nodes: Set<number>;
+  /** Transaction pooling: its server-side name (statement-names.ts), once computed. */
+  server?: string;
 }
 
 /** A statement created by SQL PREPARE. */
@@ -27,6 +29,8 @@ export interface SqlStatement {
   /** Class of the PREPARE (its readOnly is the prepared body's). */
   readonly cls: QueryClass;
   readonly nodes: Set<number>;
+  /** Transaction pooling: its server-side name (statement-names.ts). */
+  readonly server: string;
 }
 
 /** See the file header. */
@@ -54,9 +58,9 @@ export class Statements {
   }
 
   /** SQL PREPARE sent to `node`; false when the name already exists (the node will say 42P05). */
-  prepared(name: string, text: string, cls: QueryClass, node: number): boolean {
+  prepared(name: string, text: string, cls: QueryClass, node: number, server: string): boolean {
     if (this.sql.has(name)) return false;
-    this.sql.set(name, { text, cls, nodes: new Set([node]) });
+    this.sql.set(name, { text, cls, nodes: new Set([node]), server });
     return true;
   }
 

@@ -28,6 +28,10 @@ export interface FrontendContext {
   readonly cluster: Cluster;
   readonly pools: ReadonlyMap<number, NodePool<ServerConnection>>;
   readonly slots: Slots;
+  /** Transaction/statement pooling: client sessions served at once (max_client_conn). */
+  readonly pooledClients: Slots;
+  /** Transaction pooling counters (metrics, SHOW POOL_POOLS). */
+  readonly poolStats: PooledStats;
   readonly registry: SessionRegistry;
   /** pool_hba.conf rules when enable_pool_hba = on, else null (backends authenticate clients). */
   hba: readonly HbaRule[] | null;
@@ -57,6 +61,18 @@ export interface FrontendContext {
   authQuery?: AuthQuery;
   /** Dedicated-port relays open on a node (least_connections counts them); undefined without dedicated ports. */
   relayCount?: (nodeId: number) => number;
+}
+
+/** Transaction pooling counters. */
+export interface PooledStats {
+  /** Sessions that keep their connections (LISTEN, advisory locks...) now, and since start. */
+  pinnedNow: number;
+  pinnedTotal: number;
+  /** Binds whose statement the leased connection had (hits) or had to be parsed there (misses). */
+  cacheHits: number;
+  cacheMisses: number;
+  /** Lease waits, in seconds (the histogram lives in admin/latency-like metrics). */
+  onWait: (seconds: number) => void;
 }
 
 /** What the frontend calls for statements the classifier marks as admin commands. */

@@ -22,6 +22,8 @@ import { authenticateClient, type HandshakeIO, type SecretSources } from './clie
 import { rolesNeeded } from '../config/hba';
 import type { FrontendContext } from './context';
 import type { SlotLease } from './slots';
+import type { PoolMode } from '../config/pool-mode';
+import type { LeaseLimit } from '../pool/node-pool';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { weightedPick } from '../router/lb-select';
 
@@ -79,6 +81,10 @@ export interface LoginOk {
   /** The node of the login connection: the primary, or a standby when there was none. */
   readonly node: number;
   readonly conn: ServerConnection;
+  /** pool_mode of this client (pool_mode, pool_mode_database_list, pool_mode_user_list). */
+  readonly mode: PoolMode;
+  /** Transaction pooling: the client's startup parameters as SET statements, already applied on `conn`. */
+  readonly base: ReadonlyMap<string, string>;
 }
 
 /** A failed login: the FATAL to send (null: nothing, the client already got the backend's own or left). */
@@ -171,7 +177,10 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   }
 
   // A client slot (num_init_children), waiting in line like pgpool's listen backlog.
-  const want = ctx.slots.acquire();
+  const mode = ctx.routing.poolMode(user, database);
+  const pooled = mode !== 'session';
+  // Session pooling: num_init_children sessions (then a queue); transaction pooling: max_client_conn.
+  const want = (pooled ? ctx.pooledClients : ctx.slots).acquire();
   if (want === null) return failed(clientErrors.tooManyClients(), 'too many clients');
   const lease = await Promise.race([want.lease, io.goneSignal.then(() => null)]);
   if (lease === null || io.gone) {
@@ -201,7 +210,9 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   gotNode(primary);
   const node = ctx.cluster.node(primary)!;
   const pool = ctx.pools.get(primary)!;
-  const pkey = poolKey(user, database, params);
+  // Transaction pooling shares connections among the clients of a (user, database): they are
+  // opened without the client's other startup parameters, which are applied as SETs instead.
+  const pkey = pooled ? poolKey(user, database, {}) : poolKey(user, database, params);
   const loginKey = `${user}\u0000${database}`;
   const startupParams: Record<string, string> = {};
   for (const [k, v] of Object.entries(params)) if (!NOT_IN_KEY.has(k)) startupParams[k] = v;
@@ -212,7 +223,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     : entry?.kind === 'md5' ? { kind: 'md5', md5: entry.md5 } : { kind: 'none' };
   const connectOpts = (authenticator: BackendAuthenticator) => ({
     nodeId: primary, host: node.host, port: node.port, user, database,
-    params: startupParams, connectTimeoutMs: ctx.config.connect_timeout, authenticator, key: pkey,
+    params: pooled ? {} : startupParams, connectTimeoutMs: ctx.config.connect_timeout, authenticator, key: pkey,
     ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
   });
 
@@ -259,7 +270,8 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
       }
       pool.adopt(conn);
     } else {
-      conn = await pool.acquire(pkey, () => ServerConnection.connect(connectOpts(credentialAuthenticator(user, cred))));
+      const create = (): Promise<ServerConnection> => ServerConnection.connect(connectOpts(credentialAuthenticator(user, cred)));
+      conn = pooled ? await pool.lease(pkey, create, leaseLimit(ctx.config), ctx.config.query_wait_timeout * 1000) : await pool.acquire(pkey, create);
     }
   } else {
     // The primary authenticates this client itself (its exchange relayed); the connection then
@@ -271,9 +283,10 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     const trusted = ctx.trustedLogins.has(loginKey);
     let fresh = !trusted;
     try {
-      conn = trusted
-        ? await pool.acquire(pkey, () => { fresh = true; return ServerConnection.connect(connectOpts(relay)); })
-        : await ServerConnection.connect(connectOpts(relay));
+      const create = (): Promise<ServerConnection> => { fresh = true; return ServerConnection.connect(connectOpts(relay)); };
+      conn = !trusted ? await ServerConnection.connect(connectOpts(relay))
+        : pooled ? await pool.lease(pkey, create, leaseLimit(ctx.config), ctx.config.query_wait_timeout * 1000)
+        : await pool.acquire(pkey, create);
     } catch (e) {
       if (e instanceof ProxyError && e.backend?.code && !io.gone) {
         // The backend's FATAL already went to the client verbatim (relay.failed).
@@ -285,10 +298,68 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     if (fresh && !relay.asked) ctx.trustedLogins.add(loginKey);
   }
 
+  const giveBack = (why: string): void => {
+    if (pooled) pool.giveBack(conn, conn.clean, why);
+    else pool.release(conn, conn.clean, why);
+  };
   if (io.gone) {
-    pool.release(conn, conn.clean);
+    giveBack('client disconnected during login');
     return failed(null, 'client disconnected during login');
   }
+  let base: ReadonlyMap<string, string> = new Map();
+  if (pooled) {
+    // The client's startup parameters, applied as on a direct login: an invalid one is FATAL.
+    base = startupSettings(startupParams);
+    if (base.size > 0) {
+      const errors = await conn.runInternal([...base.values()], Math.max(1000, ctx.config.connect_timeout || 10_000));
+      if (errors.length > 0) {
+        const e = errors[0]!;
+        giveBack('startup parameter refused');
+        return failed({ severity: 'FATAL', code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) }, `startup parameter refused: ${e.message}`);
+      }
+    }
+    conn.applied = new Map(base);
+    conn.appliedVersion = -1;
+    conn.appliedOwner = null;
+  }
   io.authenticated();
-  return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn };
+  return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn, mode, base };
+}
+
+/** Transaction pooling: how many connections a (node, user, database) may have. */
+export function leaseLimit(c: FrontendContext['config']): LeaseLimit {
+  return { size: c.default_pool_size, reserve: c.reserve_pool_size, reserveAfterMs: c.reserve_pool_timeout * 1000 };
+}
+
+/**
+ * A client's startup parameters as SET statements, by lower-cased name (`options` split into its
+ * `-c name=value` / `--name=value` settings), in the order given.
+ */
+export function startupSettings(params: Readonly<Record<string, string>>): Map<string, string> {
+  const out = new Map<string, string>();
+  const add = (name: string, value: string): void => {
+    out.set(name.toLowerCase(), `SET ${quoteIdent(name.toLowerCase())} TO ${quoteLiteral(value)}`);
+  };
+  for (const [k, v] of Object.entries(params)) {
+    if (k === 'options') {
+      const words = v.trim().split(/\s+/);
+      for (let i = 0; i < words.length; i++) {
+        const w = words[i]!;
+        const kv = w === '-c' ? words[++i] ?? '' : w.startsWith('-c') ? w.slice(2) : w.startsWith('--') ? w.slice(2) : '';
+        const eq = kv.indexOf('=');
+        if (eq > 0) add(kv.slice(0, eq).replace(/-/g, '_'), kv.slice(eq + 1));
+      }
+    } else if (k !== 'replication') {
+      add(k, v);
+    }
+  }
+  return out;
+}
+
+function quoteIdent(name: string): string {
+  return /^[a-z_][a-z0-9_.]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
 }

@@ -21,6 +21,18 @@ export interface RegisteredSession {
 export class SessionRegistry<S extends RegisteredSession = RegisteredSession> {
   private readonly byPid = new Map<number, S[]>();
   private count = 0;
+  private nextPid = randomInt(10_000, 1_000_000);
+
+  /**
+   * A pid for a client with no backend of its own (transaction pooling: its queries run on shared
+   * connections), unique among live sessions.
+   */
+  issuePid(): number {
+    do {
+      this.nextPid = this.nextPid >= 0x7ffffff0 ? 10_000 : this.nextPid + 1;
+    } while (this.byPid.has(this.nextPid));
+    return this.nextPid;
+  }
 
   /** A fresh random secret for a session's BackendKeyData. */
   issueSecret(): number {

@@ -37,9 +37,12 @@ import { adminReply, errorReply } from '../core/local-replies';
 import type { SlotLease } from './slots';
 import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
-import { login, poolKey, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
+import { leaseLimit, login, poolKey, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
+import { LeaseTimeout } from '../pool/node-pool';
+import type { PoolMode } from '../config/pool-mode';
+import { LinkRefused } from '../core/core-host';
 import { upgradeClient } from './tls';
-import { switchToReadBuffer } from '../util/fast-read';
+import { copyRead, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
 import { isUnixSocket } from './listener';
 import { lbCandidates } from './lb-candidates';
@@ -66,6 +69,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private startupParams: Record<string, string> = {};
   /** What pgmaitre holds to log this user in to more nodes. */
   private credential: BackendCredential = { kind: 'none' };
+  /** pool_mode of this session. */
+  pooling: PoolMode = 'session';
+  /** Transaction pooling: the pool key shared by the clients of this (user, database). */
+  private leaseKey = '';
   /** The core, once the session is ready. */
   core: SessionCore | null = null;
   /** PGPOOL SET overrides of this session. */
@@ -313,17 +320,21 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.startupParams = r.startupParams;
     this.credential = r.credential;
     this.slot = r.slot;
+    this.pooling = r.mode;
+    this.leaseKey = poolKey(this.user, this.database, {});
     // The client's key: its primary backend's pid (pg_backend_pid(), NOTIFY pids agree with it)
-    // and pgmaitre's own secret, so that its cancel requests come through pgmaitre.
-    this.pid = r.conn.backendPid;
+    // and pgmaitre's own secret, so that its cancel requests come through pgmaitre. With
+    // transaction pooling it has no backend of its own: a pid of pgmaitre's.
+    this.pid = r.mode === 'session' ? r.conn.backendPid : this.ctx.registry.issuePid();
     this.secret = this.ctx.registry.issueSecret();
     this.ctx.registry.add(this);
     this.phase = 'ready';
     // From now on reads go into the shared read buffer (util/fast-read.ts), copied once: the
     // core keeps request bytes until they are written (and reads retried).
-    if (!this.tlsActive) switchToReadBuffer(this.socket, (view) => this.onData(Buffer.from(view)));
+    if (!this.tlsActive) switchToReadBuffer(this.socket, (view) => this.onData(copyRead(view)));
     const core = new SessionCore(this, this);
     this.core = core;
+    if (r.base.size > 0) core.state.setBase(r.base);
     r.conn.attach(this);
     core.attachLogin(r.node, r.conn);
     const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
@@ -379,25 +390,45 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     return lbCandidates(this.ctx, primaryId, excluded);
   }
 
-  /** Logs this session in to another node (a standby for reads), from that node's pool. */
+  /** Transaction pooling: an idle connection of this session's key on `nodeId`, at once. */
+  leaseNow(nodeId: number): BackendPort | null {
+    const conn = this.ctx.pools.get(nodeId)?.tryLease(this.leaseKey) ?? null;
+    if (conn !== null) conn.attach(this);
+    return conn;
+  }
+
+  /**
+   * A connection to another node (a standby for reads) from that node's pool: session pooling
+   * keeps it; transaction pooling leases it, waiting in line up to query_wait_timeout.
+   */
   async openLink(nodeId: number): Promise<BackendPort | null> {
     const node = this.ctx.cluster.node(nodeId);
     const pool = this.ctx.pools.get(nodeId);
     if (node === undefined || pool === undefined) return null;
-    const key = poolKey(this.user, this.database, this.startupParams);
+    const pooled = this.pooling !== 'session';
+    const key = pooled ? this.leaseKey : poolKey(this.user, this.database, this.startupParams);
+    const create = (): Promise<ServerConnection> => ServerConnection.connect({
+      nodeId, host: node.host, port: node.port, user: this.user, database: this.database, params: pooled ? {} : this.startupParams,
+      connectTimeoutMs: this.ctx.config.connect_timeout, authenticator: credentialAuthenticator(this.user, this.credential), key,
+      ...(this.ctx.backendTls !== undefined ? { tls: this.ctx.backendTls } : {}),
+    });
     try {
-      const conn = await pool.acquire(key, () => ServerConnection.connect({
-        nodeId, host: node.host, port: node.port, user: this.user, database: this.database, params: this.startupParams,
-        connectTimeoutMs: this.ctx.config.connect_timeout, authenticator: credentialAuthenticator(this.user, this.credential), key,
-        ...(this.ctx.backendTls !== undefined ? { tls: this.ctx.backendTls } : {}),
-      }));
+      const waitMs = this.ctx.config.query_wait_timeout * 1000;
+      const conn = pooled ? await pool.lease(key, create, leaseLimit(this.ctx.config), waitMs) : await pool.acquire(key, create);
       if (this.phase === 'closed') {
-        pool.release(conn, conn.clean);
+        if (pooled) pool.giveBack(conn, conn.clean);
+        else pool.release(conn, conn.clean);
         return null;
       }
       conn.attach(this);
       return conn;
     } catch (e) {
+      if (e instanceof LeaseTimeout) {
+        this.log.warn({ event: 'query_wait_timeout', node_id: nodeId, pid: this.pid, user: this.user, database: this.database },
+          `query_wait_timeout: no connection to node ${nodeId} for ${this.user}/${this.database} became free within ${this.ctx.config.query_wait_timeout} s`);
+        throw new LinkRefused('53300', `query_wait_timeout: no backend connection became free within ${this.ctx.config.query_wait_timeout} s`,
+          'default_pool_size connections are all busy; raise default_pool_size (or reserve_pool_size), or query_wait_timeout');
+      }
       this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: (e as Error).message },
         `cannot log in to node ${nodeId}; reads go to another node, writes fail until it (or another primary) is reachable`);
       return null;
@@ -406,11 +437,32 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** Gives a connection back to its node's pool (reset and reused when `reusable`). */
   closeLink(port: BackendPort, reusable: boolean, why: string): void {
-    const conn = port as ServerConnection;
+    const conn = port as unknown as ServerConnection;
     conn.detach();
     const pool = this.ctx.pools.get(conn.nodeId);
     if (pool === undefined) conn.destroy(why);
+    else if (this.pooling !== 'session') pool.giveBack(conn, reusable && conn.usable, why);
     else pool.release(conn, reusable && conn.usable, why);
+  }
+
+  pinned(reason: string): void {
+    if (reason === '') {
+      if (this.pinCounted) this.ctx.poolStats.pinnedNow--;
+      this.pinCounted = false;
+      return;
+    }
+    this.ctx.poolStats.pinnedNow++;
+    this.ctx.poolStats.pinnedTotal++;
+    this.pinCounted = true;
+    this.log.info({ event: 'session_pinned', pid: this.pid, user: this.user, database: this.database, reason },
+      `session ${this.pid} keeps its backend connection from now on (${reason}): transaction pooling does not apply to it until that state is released`);
+  }
+
+  private pinCounted = false;
+
+  statementCache(hit: boolean): void {
+    if (hit) this.ctx.poolStats.cacheHits++;
+    else this.ctx.poolStats.cacheMisses++;
   }
 
   runAdmin(sql: string, txStatus: number): Promise<Buffer> {
@@ -438,16 +490,18 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   }
 
   /** Sends a CancelRequest to a backend (for the query it runs for this session). */
-  cancelBackend(nodeId: number, pid: number, secret: number): void {
+  cancelBackend(nodeId: number, pid: number, secret: number): Promise<void> {
     const node = this.ctx.cluster.node(nodeId);
-    if (node === undefined) return;
+    if (node === undefined) return Promise.resolve();
     const s = netConnect(backendAddress(node.host, node.port), () => s.end(encodeCancelRequest(pid, secret)));
+    const done = new Promise<void>((resolve) => s.once('close', () => resolve()));
     s.on('error', (e: NodeJS.ErrnoException) => {
       s.destroy();
       this.log.warn({ event: LogEvent.CancelForwarded, pid: this.pid, node_id: nodeId, err: e.code ?? e.message }, `could not forward a cancel request to node ${nodeId}`);
     });
     s.setTimeout(5000, () => s.destroy());
     this.log.info({ event: LogEvent.CancelForwarded, pid: this.pid, node_id: nodeId }, 'cancel request forwarded');
+    return done;
   }
 
   /** ClientPort: bytes for the client, in order. */
@@ -572,7 +626,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       status: this.phase !== 'ready' ? 'Wait for connection' : busy ? 'Execute command' : inTx ? 'Idle in transaction' : 'Idle',
       loadBalanceNode: core?.lbNode ?? -1,
       backends: (core?.backends() ?? []).map((p) => {
-        const c = p as ServerConnection;
+        const c = p as unknown as ServerConnection;
         return { nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount };
       }),
     };
@@ -624,6 +678,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
     this.socket.setTimeout(0);
     this.core?.close();
+    if (this.pinCounted) this.ctx.poolStats.pinnedNow--;
     if (this.slot !== null) {
       this.slot.release();
       this.slot = null;

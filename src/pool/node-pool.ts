@@ -14,6 +14,14 @@
  * or child_life_time (pgpool: an idle child exits, dropping its cache), whichever is shorter, and
  * after child_max_connections uses (pgpool: a child exits after that many client connections).
  * The maintenance timer is unref()'d.
+ *
+ * Transaction pooling (pool_mode = transaction | statement) leases a connection for one
+ * transaction instead of a session: `tryLease` takes an idle connection of the key at once (no
+ * promise on the hot path), `lease` waits in FIFO order when the key already has its
+ * default_pool_size connections (reserve_pool_size more after reserve_pool_timeout), up to a
+ * deadline, and `giveBack` returns it without a reset — to the first waiter of its key, else to
+ * the idle list. The connection carries the session state applied on it (core/session-state.ts),
+ * so the next lease replays only differences.
  */
 
 /** What the pool needs from a connection. */
@@ -45,6 +53,33 @@ export interface PoolCounts {
   resetting: number;
   connecting: number;
   total: number;
+  /** Clients waiting for a lease (transaction pooling). */
+  waiting: number;
+}
+
+/** How many connections a key may have (transaction pooling). */
+export interface LeaseLimit {
+  /** default_pool_size. */
+  readonly size: number;
+  /** reserve_pool_size: more, for a client that has waited reserveAfterMs. */
+  readonly reserve: number;
+  readonly reserveAfterMs: number;
+}
+
+/** Thrown when a lease could not be had before its deadline. */
+export class LeaseTimeout extends Error {
+  override name = 'LeaseTimeout';
+}
+
+interface Waiter<T> {
+  readonly key: string;
+  readonly since: number;
+  readonly create: () => Promise<T>;
+  readonly limit: LeaseLimit;
+  resolve(c: T): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout | null;
+  done: boolean;
 }
 
 /** Pool of one node; see the file header. */
@@ -62,6 +97,14 @@ export class NodePool<T extends Poolable> {
   created = 0;
   reused = 0;
   evicted = 0;
+  /** Leases granted (transaction pooling), and how many had to wait. */
+  leases = 0;
+  waitedLeases = 0;
+  /** Connections per key, all states (transaction pooling limits count them). */
+  private readonly perKey = new Map<string, number>();
+  private readonly waiters: Waiter<T>[] = [];
+  /** Called with the wait of every lease that waited (seconds), for the wait-time histogram. */
+  onWaited: ((seconds: number) => void) | null = null;
 
   constructor(readonly nodeId: number, private opts: NodePoolOptions<T>) {
     this.timer = setInterval(() => this.reap(), 1000);
@@ -94,6 +137,7 @@ export class NodePool<T extends Poolable> {
     try {
       const conn = await create();
       this.created++;
+      this.countKey(conn.key, 1);
       if (this.closed) {
         conn.destroy('pool closed');
         throw new Error(`pool of node ${this.nodeId} is closed`);
@@ -108,6 +152,7 @@ export class NodePool<T extends Poolable> {
   /** Takes in a connection opened outside the pool (a relayed login) as a lease. */
   adopt(conn: T): void {
     this.created++;
+    this.countKey(conn.key, 1);
     this.leased.add(conn);
     this.makeRoom(0);
   }
@@ -170,7 +215,156 @@ export class NodePool<T extends Poolable> {
 
   private close(conn: T, reason: string): void {
     conn.destroy(reason);
+    this.countKey(conn.key, -1);
     this.opts.onClose?.(conn, reason);
+    this.pump();
+  }
+
+  private countKey(key: string, d: number): void {
+    const n = (this.perKey.get(key) ?? 0) + d;
+    if (n <= 0) this.perKey.delete(key);
+    else this.perKey.set(key, n);
+  }
+
+  /** Connections of `key` in any state. */
+  keyCount(key: string): number {
+    return this.perKey.get(key) ?? 0;
+  }
+
+  // ---- transaction pooling ---------------------------------------------------------------
+
+  /** An idle connection of `key`, leased at once; null when there is none (then lease()). */
+  tryLease(key: string): T | null {
+    if (this.closed) return null;
+    const list = this.idleByKey.get(key);
+    while (list !== undefined && list.length > 0) {
+      const conn = list.pop()!;
+      this.idleOrder.delete(conn);
+      if (list.length === 0) this.idleByKey.delete(key);
+      if (!conn.usable) {
+        this.close(conn, 'found closed in the pool');
+        continue;
+      }
+      this.leased.add(conn);
+      this.reused++;
+      this.leases++;
+      return conn;
+    }
+    return null;
+  }
+
+  /**
+   * A connection of `key`: an idle one, a new one while the key has fewer than limit.size
+   * (limit.size + limit.reserve for a client that waited reserveAfterMs), else the first one given
+   * back to this key, in FIFO order. Rejects with LeaseTimeout after timeoutMs (0: no limit).
+   */
+  lease(key: string, create: () => Promise<T>, limit: LeaseLimit, timeoutMs: number): Promise<T> {
+    const now = this.tryLease(key);
+    if (now !== null) return Promise.resolve(now);
+    if (this.closed) return Promise.reject(new Error(`pool of node ${this.nodeId} is closed`));
+    return new Promise<T>((resolve, reject) => {
+      const w: Waiter<T> = { key, since: Date.now(), create, limit, resolve, reject, timer: null, done: false };
+      if (timeoutMs > 0) {
+        w.timer = setTimeout(() => {
+          if (w.done) return;
+          w.done = true;
+          this.waiters.splice(this.waiters.indexOf(w), 1);
+          reject(new LeaseTimeout(`no connection to node ${this.nodeId} became free within ${timeoutMs / 1000} s`));
+        }, timeoutMs);
+      }
+      if (limit.reserve > 0 && limit.reserveAfterMs > 0) {
+        setTimeout(() => this.pump(), limit.reserveAfterMs + 1);
+      }
+      this.waiters.push(w);
+      this.pump();
+    });
+  }
+
+  /** Transaction pooling: the lease ends; the connection goes to the next waiter of its key, or idles. */
+  giveBack(conn: T, reusable: boolean, why = 'session ended in an unclean state'): void {
+    if (!this.leased.has(conn)) throw new Error(`connection given back twice to the pool of node ${this.nodeId}`);
+    if (!reusable || !conn.usable || this.closed) {
+      this.leased.delete(conn);
+      conn.lastUsedAt = Date.now();
+      this.close(conn, !conn.usable ? 'connection broken' : this.closed ? 'pool closed' : why);
+      return;
+    }
+    conn.lastUsedAt = Date.now();
+    const w = this.firstWaiter(conn.key);
+    if (w !== undefined) {
+      this.grant(w, conn);
+      return;
+    }
+    this.leased.delete(conn);
+    let list = this.idleByKey.get(conn.key);
+    if (list === undefined) this.idleByKey.set(conn.key, (list = []));
+    list.push(conn);
+    this.idleOrder.add(conn);
+    this.makeRoom(0);
+  }
+
+  private firstWaiter(key: string): Waiter<T> | undefined {
+    for (const w of this.waiters) if (w.key === key && !w.done) return w;
+    return undefined;
+  }
+
+  private grant(w: Waiter<T>, conn: T): void {
+    w.done = true;
+    this.waiters.splice(this.waiters.indexOf(w), 1);
+    if (w.timer !== null) clearTimeout(w.timer);
+    this.leases++;
+    this.waitedLeases++;
+    this.reused++;
+    this.onWaited?.((Date.now() - w.since) / 1000);
+    w.resolve(conn);
+  }
+
+  /** Starts new connections for waiters whose key is below its limit (one at a time per waiter). */
+  private pump(): void {
+    const now = Date.now();
+    for (const w of [...this.waiters]) {
+      if (w.done) continue;
+      const idle = this.tryLease(w.key);
+      if (idle !== null) {
+        this.leases--; // counted by grant
+        this.reused--;
+        this.grant(w, idle);
+        continue;
+      }
+      const cap = w.limit.size + (now - w.since >= w.limit.reserveAfterMs ? w.limit.reserve : 0);
+      if (this.keyCount(w.key) >= cap) continue;
+      // Room for one more: open it for this waiter.
+      w.done = true;
+      this.waiters.splice(this.waiters.indexOf(w), 1);
+      if (w.timer !== null) clearTimeout(w.timer);
+      this.countKey(w.key, 1);
+      this.connecting++;
+      this.makeRoom(0);
+      w.create().then((conn) => {
+        this.connecting--;
+        this.countKey(w.key, -1);
+        this.created++;
+        this.countKey(conn.key, 1);
+        if (this.closed) {
+          conn.destroy('pool closed');
+          this.countKey(conn.key, -1);
+          w.reject(new Error(`pool of node ${this.nodeId} is closed`));
+          return;
+        }
+        this.leased.add(conn);
+        this.leases++;
+        if (now - w.since > 1) {
+          this.waitedLeases++;
+          this.onWaited?.((Date.now() - w.since) / 1000);
+        }
+        w.resolve(conn);
+      }, (e: Error) => {
+        this.connecting--;
+        this.countKey(w.key, -1);
+        w.reject(e);
+        this.pump();
+      });
+    }
   }
 
   private totalCount(): number {
@@ -199,6 +393,7 @@ export class NodePool<T extends Poolable> {
       resetting: this.resetting.size,
       connecting: this.connecting,
       total: this.totalCount(),
+      waiting: this.waiters.length,
     };
   }
 
@@ -225,5 +420,10 @@ export class NodePool<T extends Poolable> {
     this.closed = true;
     clearInterval(this.timer);
     this.closeIdle('pool closed');
+    for (const w of this.waiters.splice(0)) {
+      w.done = true;
+      if (w.timer !== null) clearTimeout(w.timer);
+      w.reject(new Error(`pool of node ${this.nodeId} is closed`));
+    }
   }
 }

@@ -22,6 +22,8 @@ export class FakeConn implements BackendPort {
   appliedVersion = -1;
   appliedOwner: unknown = null;
   readonly written: Buffer[] = [];
+  readonly prepared = new Set<string>();
+  readonly unsure = new Set<string>();
   paused = false;
   /** What write() returns (false: above the high-water mark). */
   accept = true;
@@ -53,6 +55,8 @@ export class FakeConn implements BackendPort {
 export interface CoreOptions {
   /** Extra pgpool.conf lines. */
   readonly conf?: string;
+  /** pool_mode of the session (default session). */
+  readonly pooling?: 'session' | 'transaction' | 'statement';
   /** Node weights (default 0,1,1: reads on the standbys). */
   readonly weights?: readonly number[];
 }
@@ -62,7 +66,7 @@ export interface CoreFixture {
   readonly core: SessionCore;
   readonly conns: Map<number, FakeConn>;
   readonly client: Buffer[];
-  readonly host: CoreHost & { paused: boolean; ended: string | null; closed: { node: number; reusable: boolean; why: string }[]; cancels: string[]; accepting: boolean };
+  readonly host: CoreHost & { paused: boolean; ended: string | null; closed: { node: number; reusable: boolean; why: string }[]; cancels: string[]; accepting: boolean; idle: FakeConn[]; pins: string[] };
   readonly cluster: Cluster;
   readonly config: Config;
   /** Frames client bytes and hands them to the core, then ends the chunk. */
@@ -105,7 +109,17 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
     pid: 7, user: 'u', database: 'd', applicationName: 'app', cluster, routing, config, lsn: null, adminEnabled: true,
     log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false },
     noticePerNode: false, classifier: routing.classifier,
-    paused: false, ended: null, closed: [], cancels: [], accepting: true,
+    paused: false, ended: null, closed: [], cancels: [], accepting: true, idle: [], pins: [],
+    pooling: o.pooling ?? 'session',
+    leaseNow: (node) => {
+      const i = host.idle.findIndex((c) => c.nodeId === node);
+      if (i < 0) return null;
+      const c = host.idle.splice(i, 1)[0]!;
+      conns.set(node, c);
+      return c;
+    },
+    pinned: (reason) => { host.pins.push(reason); },
+    statementCache: () => {},
     lbCandidates: (primaryId, excluded) => cluster.nodes.map((n) => ({
       id: n.id, weight: n.weight, isPrimary: n.id === primaryId, lagging: false, delay: 0, backup: false,
       usable: n.status === 'up' && (n.id === primaryId || n.role === 'standby') && !excluded(n.id),
@@ -115,11 +129,14 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
       conns.set(node, c);
       return c;
     },
-    closeLink: (conn, reusable, why) => { host.closed.push({ node: conn.nodeId, reusable, why }); },
+    closeLink: (conn, reusable, why) => {
+      host.closed.push({ node: conn.nodeId, reusable, why });
+      if (host.pooling !== 'session' && reusable) host.idle.push(conn as FakeConn);
+    },
     runAdmin: async () => Buffer.from('admin'),
     nodeAccepting: async () => host.accepting,
     backendError: () => {},
-    cancelBackend: (node, p) => { host.cancels.push(`${node}:${p}`); },
+    cancelBackend: async (node, p) => { host.cancels.push(`${node}:${p}`); },
     pauseClient: () => { host.paused = true; },
     resumeClient: () => { host.paused = false; },
     end: (reason) => { host.ended = reason; core.close(); },

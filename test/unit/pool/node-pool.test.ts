@@ -1,7 +1,7 @@
 /** NodePool bookkeeping with plain in-memory connection objects (no protocol, no network). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NodePool, type Poolable } from '../../../src/pool/node-pool';
+import { LeaseTimeout, NodePool, type Poolable } from '../../../src/pool/node-pool';
 
 class Conn implements Poolable {
   createdAt = Date.now();
@@ -48,7 +48,7 @@ test('unclean or failed-reset connections are closed, counts return to zero', as
   await tick();
   assert.equal(a.usable, false);
   assert.equal(b.usable, false);
-  assert.deepEqual(p.counts(), { idle: 0, active: 0, resetting: 0, connecting: 0, total: 0 });
+  assert.deepEqual(p.counts(), { idle: 0, active: 0, resetting: 0, connecting: 0, total: 0, waiting: 0 });
   p.shutdown();
 });
 
@@ -95,5 +95,66 @@ test('a failing create leaves no count behind', async () => {
   const p = pool(2);
   await assert.rejects(p.acquire('k', async () => { throw new Error('refused'); }));
   assert.equal(p.counts().total, 0);
+  p.shutdown();
+});
+
+// ---- transaction pooling leases ---------------------------------------------------------
+
+const LIMIT = { size: 2, reserve: 0, reserveAfterMs: 0 };
+
+test('leases: an idle connection is taken at once, synchronously; given back it idles for the next', async () => {
+  const p = pool(100);
+  assert.equal(p.tryLease('k'), null);
+  const a = await p.lease('k', async () => new Conn('k'), LIMIT, 1000);
+  p.giveBack(a, true);
+  assert.equal(p.tryLease('k'), a, 'no promise on the hot path');
+  p.giveBack(a, true);
+  assert.equal(p.counts().idle, 1);
+  assert.throws(() => { p.giveBack(a, true); }, /twice/);
+  p.shutdown();
+});
+
+test('leases: default_pool_size caps a key; waiters are served in FIFO order as connections come back', async () => {
+  const p = pool(100);
+  const a = await p.lease('k', async () => new Conn('k'), LIMIT, 1000);
+  const b = await p.lease('k', async () => new Conn('k'), LIMIT, 1000);
+  const order: string[] = [];
+  const w1 = p.lease('k', async () => new Conn('k'), LIMIT, 1000).then((c) => { order.push('w1'); return c; });
+  const w2 = p.lease('k', async () => new Conn('k'), LIMIT, 1000).then((c) => { order.push('w2'); return c; });
+  await tick();
+  assert.equal(p.keyCount('k'), 2, 'no third connection');
+  assert.equal(p.counts().waiting, 2);
+  p.giveBack(b, true);
+  assert.equal(await w1, b);
+  p.giveBack(a, true);
+  assert.equal(await w2, a);
+  assert.deepEqual(order, ['w1', 'w2']);
+  // Another key is not limited by this one.
+  const other = await p.lease('other', async () => new Conn('other'), LIMIT, 1000);
+  assert.equal(other.key, 'other');
+  p.shutdown();
+});
+
+test('leases: a waiter gives up after its deadline with LeaseTimeout; a closed connection makes room for a waiter', async () => {
+  const p = pool(100);
+  const a = await p.lease('k', async () => new Conn('k'), { size: 1, reserve: 0, reserveAfterMs: 0 }, 1000);
+  await assert.rejects(p.lease('k', async () => new Conn('k'), { size: 1, reserve: 0, reserveAfterMs: 0 }, 50), LeaseTimeout);
+  assert.equal(p.counts().waiting, 0);
+  const w = p.lease('k', async () => new Conn('k'), { size: 1, reserve: 0, reserveAfterMs: 0 }, 1000);
+  p.giveBack(a, false, 'broken');
+  const c = await w;
+  assert.notEqual(c, a, 'a new connection replaced the closed one');
+  p.shutdown();
+});
+
+test('leases: reserve_pool_size opens more connections for a client that waited reserve_pool_timeout', async () => {
+  const p = pool(100);
+  const lim = { size: 1, reserve: 1, reserveAfterMs: 30 };
+  await p.lease('k', async () => new Conn('k'), lim, 1000);
+  const started = Date.now();
+  const extra = await p.lease('k', async () => new Conn('k'), lim, 1000);
+  assert.ok(Date.now() - started >= 25, 'it waited reserve_pool_timeout first');
+  assert.equal(p.keyCount('k'), 2);
+  assert.ok(extra !== undefined);
   p.shutdown();
 });
