@@ -16,6 +16,7 @@ import { NodePool } from './pool/node-pool';
 import type { ServerConnection } from './backend/server-connection';
 import { Slots } from './frontend/slots';
 import { observeLeaseWait } from './admin/latency';
+import { LruCache } from './util/lru-cache';
 import { SessionRegistry } from './frontend/registry';
 import { ClientSession } from './frontend/session';
 import type { FrontendContext } from './frontend/context';
@@ -124,6 +125,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     }));
   }
 
+  for (const p of pools.values()) p.onWaited = (s) => observeLeaseWait(s);
   await initClassifier();
   // Side connections (pg_proc lookups, WAL positions) run as the streaming-replication check user
   // (else the health check user); with neither set they fail and the data path fails closed.
@@ -149,6 +151,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     slots: new Slots(config.num_init_children, config.listen_backlog_multiplier * config.num_init_children),
     pooledClients: new Slots(config.max_client_conn, 0),
     poolStats: { pinnedNow: 0, pinnedTotal: 0, cacheHits: 0, cacheMisses: 0, onWait: (s) => observeLeaseWait(s) },
+    knownStatements: new LruCache<boolean>(10_000),
     registry: new SessionRegistry(),
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     lbCandidates: (primaryId, excluded) => cluster.nodes.map((n) => ({ id: n.id, weight: n.weight, usable: !excluded(n.id), isPrimary: n.id === primaryId, lagging: false, delay: 0, backup: false })),
     openLink: async () => standby, closeLink: () => {}, runAdmin: async () => Buffer.alloc(0), nodeAccepting: async () => true,
     backendError: () => {}, cancelBackend: async () => {}, pauseClient: () => {}, resumeClient: () => {}, end: () => {}, observeLatency: () => {},
-    pooling: 'session', leaseNow: () => null, pinned: () => {}, statementCache: () => {},
+    pooling: 'session', leaseNow: () => null, pinned: () => {}, statementCache: () => {}, knownStatement: () => false,
   };
   const core = new SessionCore(host, { write: (b) => { clientBytes += b.length; return true; } });
   core.attachLogin(0, conn(0));

@@ -73,6 +73,12 @@ export interface CoreHost {
   pinned(reason: string): void;
   /** Transaction pooling: a Bind found its statement on the leased connection (hit) or had it parsed there (miss). */
   statementCache(hit: boolean): void;
+  /**
+   * Transaction pooling: statement definitions a backend has accepted for this session's
+   * (user, database) under `context` (its search_path): a Parse of one of them can be answered
+   * without a connection. `add` records one; without it, asks.
+   */
+  knownStatement(context: string, server: string, add?: boolean): boolean;
   /** Runs an admin command; resolves with its whole answer, ReadyForQuery included (status given). */
   runAdmin(sql: string, txStatus: number): Promise<Buffer>;
   /** Whether `node` still accepts new connections (false: shutting down or unreachable). */

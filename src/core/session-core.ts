@@ -61,6 +61,8 @@ interface Token {
   release: string | null;
   /** SQL prepared statements this request registered (removed again if it failed). */
   prepared: string[] | null;
+  /** Transaction pooling: server statements this request parses (known valid once it succeeded). */
+  parsed: string[] | null;
 }
 
 /** A side request's note: the statement re-parsed or re-prepared (by node, or by server name on a leased connection). */
@@ -334,6 +336,7 @@ export class SessionCore implements ForwardSink, PlannerView {
    */
   private pooledLocal(req: Request, info: RequestInfo): boolean {
     if (info.queries.length === 0 && info.parses.length === 0) return false;
+    if (info.queries.length === 0 && req.term === Term.Sync && this.parseOnlyKnown(req, info)) return true;
     let special = false;
     for (const q of info.queries) if (POOLED_SPECIAL.test(q)) special = true;
     for (const p of info.parses) if (POOLED_SPECIAL.test(p.sql)) special = true;
@@ -405,6 +408,39 @@ export class SessionCore implements ForwardSink, PlannerView {
       default:
         return false;
     }
+  }
+
+  /**
+   * Parse(s) + Sync of statements a backend already accepted for this (user, database,
+   * search_path), outside a transaction: answered here, no connection needed. Clients that
+   * prepare synchronously while their other connections sit in transactions (pgbench -M prepared
+   * on a small pool) would otherwise wait for a connection those transactions hold.
+   */
+  private parseOnlyKnown(req: Request, info: RequestInfo): boolean {
+    if (info.bindStatements.length + info.statementRefs.length + info.portalRefs.length > 0 || info.functionCall) return false;
+    if (this.route.inTransaction || req.completions !== info.parses.length || !this.allAnswered(null)) return false;
+    const ctx = this.state.searchPath;
+    const servers: string[] = [];
+    for (const p of info.parses) {
+      if (p.name === '' || this.statements.protocol.has(p.name) || this.statements.sql.has(p.name)) return false;
+      const server = serverStatementName('pgm_', parseDefinition(req.data.subarray(p.start, p.end)));
+      if (!this.host.knownStatement(ctx, server)) return false;
+      servers.push(server);
+    }
+    const primary = this.host.cluster.primaryId();
+    for (let i = 0; i < info.parses.length; i++) {
+      const p = info.parses[i]!;
+      const cls = this.host.classifier.classify(p.sql);
+      this.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, primary);
+      this.statements.protocol.get(p.name)!.server = servers[i]!;
+    }
+    this.flush();
+    const out: Buffer[] = [];
+    for (let i = 0; i < info.parses.length; i++) out.push(PARSE_COMPLETE);
+    out.push(encodeReadyForQuery(this.txStatus()));
+    this.client.write(Buffer.concat(out));
+    releaseRequest(req);
+    return true;
   }
 
   /** Answers a request here (a command tag, or an ERROR), in order: false (wait) while a node owes answers. */
@@ -702,7 +738,7 @@ export class SessionCore implements ForwardSink, PlannerView {
     const routerCfg = this.host.routing.router;
     const counters = this.host.cluster.node(node)?.counters;
     let token: Token | null = null;
-    const tok = (): Token => (token ??= { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null });
+    const tok = (): Token => (token ??= { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null });
     let i = 0;
     for (const sql of info.queries) {
       const cls = plan.classes[i++]!;
@@ -713,6 +749,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       const cls = plan.classes[i++]!;
       this.dispatched(cls, p.sql, tok);
       this.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
+      if (p.name !== '' && this.host.pooling !== 'session') (tok().parsed ??= []).push(this.serverNameOf(p.name)!);
     }
     // Each Bind is one execution of its statement: that is what the per-node counters count.
     for (let b = 0; b < info.bindStatements.length; b++) {
@@ -863,6 +900,9 @@ export class SessionCore implements ForwardSink, PlannerView {
           if (e.retry !== null) releaseRequest(e.retry as Request);
           break;
         case ExpectKind.Reparse:
+          if (!e.errored && !e.skipped && (e.token as ReparseToken).server !== null) {
+            this.host.knownStatement(this.state.searchPath, (e.token as ReparseToken).server!, true);
+          }
           if (e.errored || e.skipped) {
             const t = e.token as ReparseToken;
             if (t.server === null) t.st.nodes.delete(link.node);
@@ -885,6 +925,7 @@ export class SessionCore implements ForwardSink, PlannerView {
 
   /** A client request completed: apply its session effects if it succeeded. */
   private completed(link: Link, e: Expect, t: Token): void {
+    if (t.parsed !== null && !e.errored && !e.skipped) for (const server of t.parsed) this.host.knownStatement(this.state.searchPath, server, true);
     if (e.errored || e.skipped) {
       for (const name of t.prepared ?? []) this.statements.sql.delete(name);
       if (t.effects !== null) this.stageImmediate(t.effects);

@@ -182,6 +182,11 @@ export class SessionState {
     return m;
   }
 
+  /** The search_path this client wants (its SET or startup text; '' = the default): statements resolve names under it. */
+  get searchPath(): string {
+    return this.sets.get('search_path') ?? this.base.get('search_path') ?? '';
+  }
+
   /** Committed SET texts by parameter (read-only view). */
   get parameters(): ReadonlyMap<string, string> {
     return this.sets;

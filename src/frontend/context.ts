@@ -19,6 +19,7 @@ import type { BackendTlsOptions } from '../backend/server-connection';
 import type { FrontendTls } from './tls';
 import type { AuthGuard } from './rate-limit';
 import type { AuthQuery } from './auth-query';
+import type { LruCache } from '../util/lru-cache';
 
 /** Shared state and services handed to every session. */
 export interface FrontendContext {
@@ -32,6 +33,8 @@ export interface FrontendContext {
   readonly pooledClients: Slots;
   /** Transaction pooling counters (metrics, SHOW POOL_POOLS). */
   readonly poolStats: PooledStats;
+  /** Transaction pooling: statement definitions backends accepted, per (user, database, search_path) (bounded). */
+  readonly knownStatements: LruCache<boolean>;
   readonly registry: SessionRegistry;
   /** pool_hba.conf rules when enable_pool_hba = on, else null (backends authenticate clients). */
   hba: readonly HbaRule[] | null;

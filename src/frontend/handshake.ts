@@ -299,7 +299,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   }
 
   const giveBack = (why: string): void => {
-    if (pooled) pool.giveBack(conn, conn.clean, why);
+    if (pooled) pool.giveBack(conn, conn.clean, why, leaseLimit(ctx.config));
     else pool.release(conn, conn.clean, why);
   };
   if (io.gone) {

@@ -441,7 +441,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     conn.detach();
     const pool = this.ctx.pools.get(conn.nodeId);
     if (pool === undefined) conn.destroy(why);
-    else if (this.pooling !== 'session') pool.giveBack(conn, reusable && conn.usable, why);
+    else if (this.pooling !== 'session') pool.giveBack(conn, reusable && conn.usable, why, leaseLimit(this.ctx.config));
     else pool.release(conn, reusable && conn.usable, why);
   }
 
@@ -459,6 +459,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   }
 
   private pinCounted = false;
+
+  knownStatement(context: string, server: string, add = false): boolean {
+    const key = `${this.leaseKey}\u0000${context}\u0000${server}`;
+    if (add) {
+      this.ctx.knownStatements.set(key, true);
+      return true;
+    }
+    return this.ctx.knownStatements.get(key) === true;
+  }
 
   statementCache(hit: boolean): void {
     if (hit) this.ctx.poolStats.cacheHits++;

@@ -105,6 +105,8 @@ export class NodePool<T extends Poolable> {
   private readonly waiters: Waiter<T>[] = [];
   /** Called with the wait of every lease that waited (seconds), for the wait-time histogram. */
   onWaited: ((seconds: number) => void) | null = null;
+  /** The limit last asked for each key (giveBack closes connections beyond it). */
+  private readonly limits = new Map<string, LeaseLimit>();
 
   constructor(readonly nodeId: number, private opts: NodePoolOptions<T>) {
     this.timer = setInterval(() => this.reap(), 1000);
@@ -259,6 +261,7 @@ export class NodePool<T extends Poolable> {
    * back to this key, in FIFO order. Rejects with LeaseTimeout after timeoutMs (0: no limit).
    */
   lease(key: string, create: () => Promise<T>, limit: LeaseLimit, timeoutMs: number): Promise<T> {
+    this.limits.set(key, limit);
     const now = this.tryLease(key);
     if (now !== null) return Promise.resolve(now);
     if (this.closed) return Promise.reject(new Error(`pool of node ${this.nodeId} is closed`));
@@ -281,8 +284,9 @@ export class NodePool<T extends Poolable> {
   }
 
   /** Transaction pooling: the lease ends; the connection goes to the next waiter of its key, or idles. */
-  giveBack(conn: T, reusable: boolean, why = 'session ended in an unclean state'): void {
+  giveBack(conn: T, reusable: boolean, why = 'session ended in an unclean state', limit?: LeaseLimit): void {
     if (!this.leased.has(conn)) throw new Error(`connection given back twice to the pool of node ${this.nodeId}`);
+    if (limit !== undefined) this.limits.set(conn.key, limit);
     if (!reusable || !conn.usable || this.closed) {
       this.leased.delete(conn);
       conn.lastUsedAt = Date.now();
@@ -293,6 +297,13 @@ export class NodePool<T extends Poolable> {
     const w = this.firstWaiter(conn.key);
     if (w !== undefined) {
       this.grant(w, conn);
+      return;
+    }
+    const lim = this.limits.get(conn.key);
+    if (lim !== undefined && this.keyCount(conn.key) > lim.size + lim.reserve) {
+      // More than the key may keep (logins open their own connection): close the extra one.
+      this.leased.delete(conn);
+      this.close(conn, 'above default_pool_size + reserve_pool_size');
       return;
     }
     this.leased.delete(conn);

@@ -120,6 +120,7 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
     },
     pinned: (reason) => { host.pins.push(reason); },
     statementCache: () => {},
+    knownStatement: () => false,
     lbCandidates: (primaryId, excluded) => cluster.nodes.map((n) => ({
       id: n.id, weight: n.weight, isPrimary: n.id === primaryId, lagging: false, delay: 0, backup: false,
       usable: n.status === 'up' && (n.id === primaryId || n.role === 'standby') && !excluded(n.id),
