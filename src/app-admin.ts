@@ -105,6 +105,18 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     nodes: () => ctx.cluster.nodes,
     primaryId: () => ctx.cluster.primaryId(),
     poolCounts: (id) => ctx.pools.get(id)?.counts(),
+    pooling: () => {
+      const c = ctx.config;
+      const st = ctx.poolStats;
+      return {
+        mode: c.pool_mode, defaultPoolSize: c.default_pool_size, clients: ctx.pooledClients.inUse, maxClientConn: c.max_client_conn,
+        nodes: [...ctx.pools.entries()].map(([node, p]) => {
+          const k = p.counts();
+          return { node, idle: k.idle, leased: k.active, waiting: k.waiting, leases: p.leases, waitedLeases: p.waitedLeases };
+        }),
+        pinnedNow: st.pinnedNow, pinnedTotal: st.pinnedTotal, cacheHits: st.cacheHits, cacheMisses: st.cacheMisses,
+      };
+    },
     // A session running an admin command has nothing outstanding on a backend, yet it is
     // executing a command (pgpool shows its own process as such in SHOW POOL_PROCESSES).
     sessions: () => (ctx.registry.list() as ClientSession[]).map((s) => {

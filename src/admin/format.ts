@@ -88,11 +88,16 @@ export function slotPid(slot: number): number {
 export function slotTable(ctx: AdminContext): { slot: number; pid: number; session: SessionInfo | undefined }[] {
   const bySlot = new Map<number, SessionInfo>();
   for (const s of ctx.sessions()) bySlot.set(s.slot, s);
-  const capacity = Math.max(ctx.slots().capacity, ...[...bySlot.keys()].map((k) => k + 1), 0);
+  const capacity = ctx.slots().capacity;
   const rows: { slot: number; pid: number; session: SessionInfo | undefined }[] = [];
   for (let slot = 0; slot < capacity; slot++) {
     const session = bySlot.get(slot);
     rows.push({ slot, pid: session?.pid ?? slotPid(slot), session });
+  }
+  // Sessions pooled per transaction (max_client_conn) come after the num_init_children slots.
+  for (const slot of [...bySlot.keys()].filter((k) => k >= capacity).sort((a, b) => a - b)) {
+    const session = bySlot.get(slot)!;
+    rows.push({ slot, pid: session.pid, session });
   }
   return rows;
 }

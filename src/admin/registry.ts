@@ -12,6 +12,7 @@ import { showPoolNodes } from './commands/show-pool-nodes';
 import { showPoolProcesses } from './commands/show-pool-processes';
 import { showPoolPools } from './commands/show-pool-pools';
 import { showPoolVersion } from './commands/show-pool-version';
+import { showPoolLeases } from './commands/show-pool-leases';
 import { showPoolHealthCheckStats } from './commands/show-pool-health-check-stats';
 import { showPoolBackendStats } from './commands/show-pool-backend-stats';
 import { showPoolStatus } from './commands/show-pool-status';
@@ -21,7 +22,7 @@ import { pgpoolReset } from './commands/pgpool-reset';
 
 /** Every admin command, in matching order. */
 export const ADMIN_COMMANDS: readonly AdminCommand[] = [
-  showPoolNodes, showPoolProcesses, showPoolPools, showPoolVersion, showPoolHealthCheckStats,
+  showPoolNodes, showPoolProcesses, showPoolPools, showPoolVersion, showPoolHealthCheckStats, showPoolLeases,
   showPoolBackendStats, showPoolStatus, pgpoolShow, pgpoolSet, pgpoolReset,
 ];
 

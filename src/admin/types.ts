@@ -111,8 +111,28 @@ export interface AdminContext {
   readonly classifierStats?: () => ClassifierStats;
   /** Per-slot history for client_connection_count / client_disconnection_time. */
   readonly slotHistory?: (slot: number) => SlotHistory | undefined;
+  /** Transaction pooling counters (pool_mode = transaction | statement). Optional. */
+  readonly pooling?: () => PoolingView;
   /** HA pair (etcd_endpoints): this instance's name and whether it holds the command lease. */
   readonly failoverLease?: () => { readonly instance: string; readonly leading: boolean } | null;
+}
+
+/** Transaction pooling as SHOW POOL_LEASES, /metrics and the status page show it. */
+export interface PoolingView {
+  /** pool_mode (the default; lists may override it per user/database). */
+  readonly mode: string;
+  readonly defaultPoolSize: number;
+  /** Client sessions pooled per transaction/statement now, and max_client_conn. */
+  readonly clients: number;
+  readonly maxClientConn: number;
+  /** Per node: backend connections idle and leased, clients waiting for one, leases granted and how many waited. */
+  readonly nodes: readonly { readonly node: number; readonly idle: number; readonly leased: number; readonly waiting: number; readonly leases: number; readonly waitedLeases: number }[];
+  /** Sessions that keep their connection (LISTEN, advisory lock, WITH HOLD, temp table): now and since start. */
+  readonly pinnedNow: number;
+  readonly pinnedTotal: number;
+  /** Binds whose statement the leased connection had (hits) or had to be parsed there (misses). */
+  readonly cacheHits: number;
+  readonly cacheMisses: number;
 }
 
 /** One admin command (one file each under src/admin/commands/). */

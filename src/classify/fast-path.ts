@@ -39,7 +39,7 @@ const NON_FUNCTION_WORDS: ReadonlySet<string> = new Set([
 /** pgpool-II SHOW commands the proxy answers itself. */
 export const ADMIN_SHOW: ReadonlySet<string> = new Set([
   'pool_nodes', 'pool_processes', 'pool_pools', 'pool_version', 'pool_status',
-  'pool_health_check_stats', 'pool_backend_stats', 'pool_cache',
+  'pool_health_check_stats', 'pool_backend_stats', 'pool_cache', 'pool_leases',
 ]);
 
 const v = (kind: QueryKind, readOnly: boolean, needParser = false): StmtVerdict => ({ kind, readOnly, needParser });

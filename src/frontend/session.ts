@@ -623,16 +623,19 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const core = this.core;
     const busy = core?.busy ?? false;
     const inTx = core?.route.inTransaction ?? false;
+    const pooled = this.pooling !== 'session';
     return {
       pid: this.pid,
-      slot: this.slot?.slot ?? -1,
+      // Transaction-pooled sessions are numbered after the num_init_children slots.
+      slot: this.slot === null ? -1 : pooled ? this.ctx.config.num_init_children + this.slot.slot : this.slot.slot,
       connectedAt: this.connectedAt,
       user: this.user,
       database: this.database,
       applicationName: this.applicationName,
       address: this.address,
       port: this.port,
-      status: this.phase !== 'ready' ? 'Wait for connection' : busy ? 'Execute command' : inTx ? 'Idle in transaction' : 'Idle',
+      status: this.phase !== 'ready' ? 'Wait for connection' : busy ? 'Execute command' : inTx ? 'Idle in transaction'
+        : pooled ? (this.pinCounted ? `Idle (${this.pooling} pooling, pinned)` : `Idle (${this.pooling} pooling)`) : 'Idle',
       loadBalanceNode: core?.lbNode ?? -1,
       backends: (core?.backends() ?? []).map((p) => {
         const c = p as unknown as ServerConnection;

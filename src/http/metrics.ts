@@ -6,7 +6,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { AdminContext } from '../admin/types';
 import { roleText } from '../admin/format';
-import { queryLatency } from '../admin/latency';
+import { leaseWait, queryLatency } from '../admin/latency';
 
 export { observeQueryLatency } from '../admin/latency';
 
@@ -166,5 +166,55 @@ export function createMetricsRegistry(ctx: AdminContext): Registry {
     collect() { this.set(ctx.startedAt.getTime() / 1000); },
   });
   registry.registerMetric(queryLatency);
+  registry.registerMetric(leaseWait);
+  if (ctx.pooling !== undefined) {
+    const pooling = ctx.pooling;
+    new Counter({
+      name: 'pgmaitre_pool_leases_total', help: 'Backend connections leased for a transaction (transaction/statement pooling), per node.', registers: reg,
+      labelNames: ['node'] as const,
+      collect() {
+        this.reset();
+        for (const n of pooling().nodes) this.inc(nodeLabels(n.node), n.leases);
+      },
+    });
+    new Counter({
+      name: 'pgmaitre_pool_waited_leases_total', help: 'Leases that had to wait for a connection to be given back, per node.', registers: reg,
+      labelNames: ['node'] as const,
+      collect() {
+        this.reset();
+        for (const n of pooling().nodes) this.inc(nodeLabels(n.node), n.waitedLeases);
+      },
+    });
+    new Gauge({
+      name: 'pgmaitre_pool_waiting_clients', help: 'Requests waiting for a backend connection (transaction/statement pooling), per node.', registers: reg,
+      labelNames: ['node'] as const,
+      collect() {
+        this.reset();
+        for (const n of pooling().nodes) this.set(nodeLabels(n.node), n.waiting);
+      },
+    });
+    new Gauge({
+      name: 'pgmaitre_pooled_client_sessions', help: 'Client sessions in transaction or statement pooling (max_client_conn bounds them).', registers: reg,
+      collect() { this.set(pooling().clients); },
+    });
+    new Gauge({
+      name: 'pgmaitre_pinned_clients', help: 'Pooled sessions keeping their backend connection now (LISTEN, advisory lock, WITH HOLD cursor, temporary table).', registers: reg,
+      collect() { this.set(pooling().pinnedNow); },
+    });
+    new Counter({
+      name: 'pgmaitre_pinned_clients_total', help: 'Pooled sessions that had to keep their backend connection, since start.', registers: reg,
+      collect() { this.reset(); this.inc(pooling().pinnedTotal); },
+    });
+    new Counter({
+      name: 'pgmaitre_prepared_cache_total', help: 'Binds of a prepared statement on a leased connection: hit (it had the statement) or miss (parsed there first).', registers: reg,
+      labelNames: ['result'] as const,
+      collect() {
+        this.reset();
+        const p = pooling();
+        this.inc({ result: 'hit' }, p.cacheHits);
+        this.inc({ result: 'miss' }, p.cacheMisses);
+      },
+    });
+  }
   return registry;
 }

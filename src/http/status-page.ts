@@ -111,7 +111,8 @@ tr:last-child td { border-bottom:none; }
   <div class="cols">
     <section>
       <h2>Pools</h2>
-      <table><thead><tr><th>Node</th><th>Active</th><th>Idle</th><th>Resetting</th><th>Connecting</th><th>Total</th></tr></thead><tbody id="pools"></tbody></table>
+      <table><thead><tr><th>Node</th><th>Active</th><th>Idle</th><th>Resetting</th><th>Connecting</th><th>Total</th><th>Waiting</th><th>Leases</th><th>Waited</th></tr></thead><tbody id="pools"></tbody></table>
+      <p id="pooling" class="muted"></p>
     </section>
     <section>
       <h2>Recent events</h2>
@@ -186,9 +187,18 @@ tr:last-child td { border-bottom:none; }
     $('t-cache').textContent = s.classifier ? (s.classifier.hitRatio * 100).toFixed(1) + '%' : '—';
     $('t-uptime').textContent = fmtDur(new Date(s.now) - new Date(s.startedAt));
     renderNodes(s);
+    var leases = {};
+    if (s.pooling) s.pooling.nodes.forEach(function (n) { leases[n.node] = n; });
     replace('pools', function (t) {
-      s.nodes.forEach(function (n) { var p = n.pool; row(t, ['node ' + n.id, p ? p.active : '—', p ? p.idle : '—', p ? p.resetting : '—', p ? p.connecting : '—', p ? p.total : '—']); });
+      s.nodes.forEach(function (n) {
+        var p = n.pool, l = leases[n.id];
+        row(t, ['node ' + n.id, p ? p.active : '—', p ? p.idle : '—', p ? p.resetting : '—', p ? p.connecting : '—', p ? p.total : '—',
+          l ? l.waiting : '—', l ? l.leases : '—', l ? l.waitedLeases : '—']);
+      });
     });
+    var pl = s.pooling;
+    $('pooling').textContent = pl ? 'pool_mode ' + pl.mode + ', default_pool_size ' + pl.defaultPoolSize + ' — pooled sessions ' + pl.clients + ' / ' + pl.maxClientConn
+      + ', pinned ' + pl.pinnedNow + ' (' + pl.pinnedTotal + ' since start), prepared-statement cache ' + pl.cacheHits + ' hits / ' + pl.cacheMisses + ' misses' : '';
     replace('events', function (t) {
       if (!s.events.length) { var tr = el('tr'); var td = el('td', 'empty', 'No events yet'); td.colSpan = 4; tr.appendChild(td); t.appendChild(tr); return; }
       s.events.slice().reverse().slice(0, 20).forEach(function (e) { row(t, [fmtTime(e.at), e.kind.replace('_', ' '), e.nodeId, e.message], 'ev-' + e.kind); });

@@ -3,7 +3,7 @@
  * endpoints: nodes with role/status/weight/lag/counters/pool usage, client sessions, slots,
  * recent events and classifier cache counters. Built from AdminContext reads only.
  */
-import type { AdminContext } from '../admin/types';
+import type { AdminContext, PoolingView } from '../admin/types';
 import { normalisedWeights, roleText } from '../admin/format';
 
 /** One node in the snapshot. */
@@ -27,6 +27,8 @@ export interface StatusJson {
   classifier: { hits: number; misses: number; size: number; hitRatio: number } | null;
   /** HA pair: this instance and whether it holds the failover command lease (null: no etcd). */
   failoverLease: { instance: string; leading: boolean } | null;
+  /** Transaction pooling (SHOW POOL_LEASES), null when not wired. */
+  pooling: PoolingView | null;
 }
 
 /** Builds the snapshot. */
@@ -58,6 +60,7 @@ export function statusSnapshot(ctx: AdminContext): StatusJson {
       backends: s.backends.map((b) => ({ nodeId: b.nodeId, backendPid: b.backendPid, useCount: b.useCount })),
     })),
     events: (ctx.recentEvents?.() ?? []).slice(-50).map((e) => ({ at: e.at.toISOString(), kind: e.kind, nodeId: e.nodeId, message: e.message })),
+    pooling: ctx.pooling?.() ?? null,
     classifier: cls === undefined ? null : { ...cls, hitRatio: cls.hits + cls.misses > 0 ? cls.hits / (cls.hits + cls.misses) : 0 },
     failoverLease: ctx.failoverLease?.() ?? null,
   };

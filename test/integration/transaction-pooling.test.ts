@@ -189,6 +189,29 @@ describe('transaction pooling', { timeout: 600_000 }, () => {
     }
   });
 
+  test('SHOW POOL_LEASES, SHOW POOL_PROCESSES and /metrics show leases, pinned clients and the statement cache', async () => {
+    const c = client();
+    const pinned = client();
+    await Promise.all([c.connect(), pinned.connect()]);
+    await pinned.query('LISTEN tp_show');
+    for (let i = 0; i < 5; i++) await c.query({ name: 'show_q', text: 'SELECT $1::int AS v', values: [i] });
+    const leases = await c.query('SHOW POOL_LEASES');
+    assert.deepEqual(leases.fields.map((f) => f.name).slice(0, 6), ['node_id', 'pool_mode', 'default_pool_size', 'idle', 'leased', 'waiting']);
+    const total = leases.rows.reduce((n, r) => n + Number(r.leases), 0);
+    assert.ok(total > 0, 'leases counted');
+    assert.equal(leases.rows[0].pool_mode, 'transaction');
+    assert.equal(Number(leases.rows[0].pinned_clients), 1);
+    const procs = await c.query('SHOW POOL_PROCESSES');
+    assert.ok(procs.rows.some((r) => /transaction pooling, pinned/.test(String(r.status))), 'the pinned session is shown as such');
+    const { createMetricsRegistry } = await import('../../src/http/metrics');
+    const text = await createMetricsRegistry(px.app.admin!.adminCtx).metrics();
+    for (const name of ['pgmaitre_pool_leases_total', 'pgmaitre_pool_waiting_clients', 'pgmaitre_pool_wait_seconds_bucket', 'pgmaitre_pinned_clients 1', 'pgmaitre_prepared_cache_total']) {
+      assert.ok(text.includes(name), `${name} in /metrics`);
+    }
+    await pinned.query('UNLISTEN *');
+    await Promise.all([c.end(), pinned.end()]);
+  });
+
   test('statement pooling refuses transaction blocks with a clear error', async () => {
     const p = await startInProcess(conf('pool_mode = statement\n'));
     try {
