@@ -33,6 +33,7 @@ import { AuthGuard } from './frontend/rate-limit';
 import { AuthQuery } from './frontend/auth-query';
 import { ConnectionRateLimiter, admitConnection } from './frontend/conn-rate-limit';
 import { startDedicatedPorts, type DedicatedPorts } from './ports/dedicated-ports';
+import { startReplicationRelays } from './ports/replication-relay';
 
 /** A running pgmaitre. */
 export interface App {
@@ -181,6 +182,9 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     if (c.field === 'status' && c.to === 'down') pools.get(c.nodeId)?.closeIdle(`node ${c.nodeId} down: ${c.reason}`);
   });
   await health.start();
+  // Replication connections (pg_basebackup, pg_recvlogical...) are relayed to the primary.
+  const replication = startReplicationRelays(ctx, log);
+  ctx.replication = (h) => replication.accept(h);
 
   const connLimiter = new ConnectionRateLimiter(() => ctx.config);
   const onSocket = (socket: net.Socket): void => {
@@ -216,6 +220,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       logLine(log, { event: LogEvent.Shutdown }, 'shutting down');
       const healthStopped = health.stop();
       const closing = Promise.all([closeAll(servers), dedicated?.close()]);
+      replication.close();
       const adminClosed = admin?.close();
       const lsnClosed = ctx.lsn?.close();
       const volatilityClosed = volatility.close();

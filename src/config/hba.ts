@@ -11,7 +11,9 @@
  * `samerole` need the user's role memberships, which the caller looks up on the primary (as
  * auth_user) and passes in `HbaRequest.roles`; without them such entries never match, and
  * pgmaitre refuses to start with them unless auth_user is set (see `rolesNeeded`).
- * `@file` inclusion and host names are rejected.
+ * `@file` inclusion and host names are rejected. Replication connections match as in PostgreSQL:
+ * a physical one (`replication=true`) only lines whose DATABASE is the `replication` keyword, a
+ * logical one (`replication=database`) the lines of its database (`replication` never does).
  */
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
@@ -66,6 +68,12 @@ export interface HbaRequest {
   user: string;
   /** Roles the user is a member of, itself included (for +group and samerole); absent: such entries never match. */
   roles?: ReadonlySet<string>;
+  /**
+   * A replication connection (startup parameter `replication`), matched as PostgreSQL does:
+   * a physical one only by the `replication` database keyword (not by `all` or a name), a
+   * logical one (`replication=database`) like an ordinary connection to its database.
+   */
+  replication?: 'physical' | 'logical';
 }
 
 /**
@@ -330,7 +338,7 @@ function nameMatches(list: readonly HbaName[], value: string, user: string, role
       case 'group':
         return roles?.has(e.name) ?? false;
       case 'replication':
-        return false;
+        return false; // physical replication connections are matched in databaseMatches
       default: {
         const never: never = e;
         return never;
@@ -347,12 +355,18 @@ function typeMatches(type: HbaConnType, req: HbaRequest): boolean {
   return false;
 }
 
+/** The DATABASE field: a physical replication connection matches only the `replication` keyword. */
+function databaseMatches(list: readonly HbaName[], req: HbaRequest): boolean {
+  if (req.replication === 'physical') return list.some((e) => e.kind === 'replication');
+  return nameMatches(list, req.database, req.user, req.roles);
+}
+
 /** First rule matching the connection (PostgreSQL semantics), or undefined (= reject). */
 export function matchHba(rules: readonly HbaRule[], req: HbaRequest): HbaRule | undefined {
   return rules.find(
     (r) =>
       typeMatches(r.type, req) &&
-      nameMatches(r.databases, req.database, req.user, req.roles) &&
+      databaseMatches(r.databases, req) &&
       nameMatches(r.users, req.user, req.user, req.roles) &&
       addressMatches(r, req),
   );

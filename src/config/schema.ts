@@ -251,6 +251,8 @@ export const PARAMS = {
   auth_failure_delay: int(750, 'hot', 'Milliseconds to wait before telling a client its authentication failed (the same for unknown users), to slow password guessing.', { ...OURS, unit: 'ms', max: 60000 }),
   auth_failure_limit: int(10, 'hot', 'Authentication failures from one client address within auth_failure_window after which further logins from it are refused at once (28000) until the window passes; 0 = no limit.', OURS),
   auth_failure_window: int(60, 'hot', 'Window, in seconds, over which auth_failure_limit counts failures from one address.', { ...OURS, unit: 's', min: 1 }),
+  allow_replication_connections: bool(true, 'hot',
+    "Replication connections (startup parameter replication=true for pg_basebackup/pg_receivewal, replication=database for logical consumers such as pg_recvlogical or Debezium) are relayed byte for byte to the current primary, which authenticates them with its own pg_hba.conf replication lines (with enable_pool_hba = on, pool_hba.conf and pool_passwd authenticate the client first and pgmaitre answers the primary from that credential); off: they are refused with FATAL 08P01.", OURS),
 
   // --- pgmaitre's own: HAProxy-style dedicated ports, balancing, health, HA pair ----------
   write_port: int(0, 'restart', 'Dedicated write port: every connection is relayed byte for byte to the current primary (HAProxy-style); 0 = off.', { ...OURS, max: 65535 }),

@@ -28,6 +28,13 @@ export const clientErrors = {
   noHbaEntry: (host: string, user: string, database: string, ssl = false) =>
     err('FATAL', SqlState.InvalidAuthorizationSpecification,
       `no pool_hba.conf entry for host "${host}", user "${user}", database "${database}", ${ssl ? 'SSL on' : 'SSL off'}`),
+  /** No pool_hba.conf line matches a replication connection (PostgreSQL's wording for walsenders). */
+  noHbaEntryReplication: (host: string, user: string, ssl = false) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification,
+      `no pool_hba.conf entry for replication connection from host "${host}", user "${user}", ${ssl ? 'SSL on' : 'SSL off'}`),
+  /** A `reject` line matched a replication connection. */
+  hbaRejectReplication: (host: string, user: string) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification, `pool_hba.conf rejects replication connection for host "${host}", user "${user}"`),
   /** A `reject` line matched. */
   hbaReject: (host: string, user: string, database: string) =>
     err('FATAL', SqlState.InvalidAuthorizationSpecification,
@@ -87,6 +94,18 @@ export const clientErrors = {
   sessionStateLost: (nodeId: number) =>
     err('FATAL', SqlState.ConnectionFailure, `could not apply this session's settings on backend node ${nodeId}`,
       { hint: 'the session ended rather than run statements with different settings; reconnect' }),
+  /** A replication connection while allow_replication_connections = off. */
+  replicationOff: () =>
+    err('FATAL', SqlState.ProtocolViolation, 'replication connections are not allowed through pgmaitre (allow_replication_connections = off)',
+      { hint: 'set allow_replication_connections = on, or connect the replication client to the primary itself' }),
+  /** A replication connection on the read port: replication is relayed to the primary only. */
+  replicationOnReadPort: () =>
+    err('FATAL', SqlState.ProtocolViolation, 'replication connections are not accepted on the read port',
+      { hint: "replication connections are relayed to the primary: use pgmaitre's port or write_port" }),
+  /** The startup parameter `replication` has a value PostgreSQL would refuse too. */
+  invalidReplicationValue: (value: string) =>
+    err('FATAL', SqlState.InvalidParameterValue, `invalid value for parameter "replication": "${value}"`,
+      { hint: 'Valid values are: "false", 0, "true", 1, "database".' }),
   /** The startup packet named no user (PostgreSQL: 28000). */
   noUserName: () => err('FATAL', SqlState.InvalidAuthorizationSpecification, 'no PostgreSQL user name specified in startup packet'),
   /** pgmaitre is shutting down. */

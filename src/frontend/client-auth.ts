@@ -45,6 +45,8 @@ export interface AuthRequestInfo {
   readonly local: boolean;
   /** The user's roles (for +group/samerole lines), when pool_hba.conf needs them. */
   readonly roles?: ReadonlySet<string>;
+  /** A replication connection: lines match as for PostgreSQL's walsenders (see config/hba.ts). */
+  readonly replication?: 'physical' | 'logical';
 }
 
 /** Where secrets come from besides pool_passwd. */
@@ -109,12 +111,15 @@ export async function authenticateClient(
   poolPasswd: ReadonlyMap<string, PoolPasswdEntry>,
   sources: SecretSources = {},
 ): Promise<ClientAuthOutcome> {
-  const roles = who.roles !== undefined ? { roles: who.roles } : {};
+  const extra = { ...(who.roles !== undefined ? { roles: who.roles } : {}), ...(who.replication !== undefined ? { replication: who.replication } : {}) };
   const rule = matchHba(hba, who.local
-    ? { conn: 'local', ssl: false, database: who.database, user: who.user, ...roles }
-    : { conn: 'host', ssl: who.ssl, address: who.address, database: who.database, user: who.user, ...roles });
+    ? { conn: 'local', ssl: false, database: who.database, user: who.user, ...extra }
+    : { conn: 'host', ssl: who.ssl, address: who.address, database: who.database, user: who.user, ...extra });
   const host = who.local ? '[local]' : who.address;
-  if (rule === undefined) return { ok: false, method: 'none', error: clientErrors.noHbaEntry(host, who.user, who.database, who.ssl) };
+  if (rule === undefined) {
+    return { ok: false, method: 'none', error: who.replication !== undefined
+      ? clientErrors.noHbaEntryReplication(host, who.user, who.ssl) : clientErrors.noHbaEntry(host, who.user, who.database, who.ssl) };
+  }
   const method = rule.method;
   let entry = poolPasswd.get(who.user);
   const needsSecret = method === 'password' || method === 'md5' || method === 'scram-sha-256';
@@ -142,7 +147,7 @@ export async function authenticateClient(
       case 'trust':
         return { ok: true, method, credential: credentialOf(entry) };
       case 'reject':
-        return fail(clientErrors.hbaReject(host, who.user, who.database));
+        return fail(who.replication !== undefined ? clientErrors.hbaRejectReplication(host, who.user) : clientErrors.hbaReject(host, who.user, who.database));
       case 'password': {
         if (entry === undefined || entry.kind === 'unusable') {
           return fail(clientErrors.noPoolPasswd(who.user, entry?.kind === 'unusable' ? entry.reason : 'no pool_passwd entry for this user'));

@@ -3,6 +3,7 @@
  *
  * Sessions see interfaces and read-only views; they never construct modules themselves.
  */
+import type * as net from 'node:net';
 import type { Config } from '../config/load';
 import type { HbaRule } from '../config/hba';
 import type { PoolPasswdEntry } from '../config/pool-passwd';
@@ -20,6 +21,25 @@ import type { FrontendTls } from './tls';
 import type { AuthGuard } from './rate-limit';
 import type { AuthQuery } from './auth-query';
 import type { LruCache } from '../util/lru-cache';
+
+/**
+ * A client whose StartupMessage asks for replication, handed over by the session that read it
+ * (the replication relay takes the socket from there; see ports/replication-relay.ts).
+ */
+export interface ReplicationHandover {
+  /** The client's socket (a TLSSocket after SSLRequest), with no listeners of the session left. */
+  readonly socket: net.Socket;
+  readonly tlsActive: boolean;
+  readonly unixSocket: boolean;
+  readonly address: string;
+  readonly port: number;
+  readonly connectedAt: Date;
+  /** The StartupMessage exactly as the client sent it (a copy). */
+  readonly packet: Buffer;
+  readonly params: Readonly<Record<string, string>>;
+  /** Bytes the client sent after the StartupMessage (a copy; normally none). */
+  readonly rest: Buffer;
+}
 
 /** Shared state and services handed to every session. */
 export interface FrontendContext {
@@ -64,6 +84,8 @@ export interface FrontendContext {
   authQuery?: AuthQuery;
   /** Dedicated-port relays open on a node (least_connections counts them); undefined without dedicated ports. */
   relayCount?: (nodeId: number) => number;
+  /** Takes over replication connections (wired by app.ts); undefined: they are refused at login. */
+  replication?: (h: ReplicationHandover) => void;
 }
 
 /** Transaction pooling counters. */

@@ -13,6 +13,7 @@
  */
 import { BackendCode, FrontendCode } from '../protocol/codes';
 import { encodeAuthentication } from '../protocol/backend';
+import { replicationMode } from '../protocol/startup';
 import { clientErrors, toClientError } from '../errors/client-errors';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { LogEvent, logLine } from '../log/logger';
@@ -160,8 +161,10 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   const database = params.database || user;
   const applicationName = params.application_name ?? '';
   if (user === '') return failed(clientErrors.noUserName(), 'no user name');
-  if (params.replication !== undefined && params.replication !== 'false' && params.replication !== 'off') {
-    return failed(clientErrors.protocolViolation('replication connections are not supported through pgmaitre'), 'replication');
+  // Replication connections are handed to ctx.replication before the login (session.ts); one
+  // gets here only where no relay is wired.
+  if (replicationMode(params) !== null) {
+    return failed(clientErrors.protocolViolation('replication connections are not supported here'), 'replication');
   }
   if (ctx.shuttingDown) return failed(clientErrors.shuttingDown(), 'shutting down');
   if (ctx.logFlags.connections) {

@@ -17,7 +17,7 @@ import { FrontendCode, Limits } from '../protocol/codes';
 import {
   encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery,
 } from '../protocol/backend';
-import { decodeStartupPacket, encodeCancelRequest } from '../protocol/startup';
+import { decodeStartupPacket, encodeCancelRequest, replicationMode } from '../protocol/startup';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
@@ -254,6 +254,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           this.close('cancel request handled');
           return;
         case 'Startup': {
+          if (this.ctx.replication !== undefined && replicationMode(msg.params) !== null) {
+            this.handOverReplication(packet, buf, msg.params);
+            return;
+          }
           this.startupBytes = null;
           this.phase = 'handshake';
           // Until the client is authenticated, only small messages (passwords, SASL) are accepted.
@@ -278,6 +282,26 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           return;
       }
     }
+  }
+
+  /**
+   * A replication connection: the socket goes to the replication relay as it is (no login here),
+   * and this session ends without closing it. Its remaining socket listeners see a closed session.
+   */
+  private handOverReplication(packet: Buffer, rest: Buffer, params: Record<string, string>): void {
+    const socket = this.socket;
+    socket.removeAllListeners('data');
+    socket.removeAllListeners('drain');
+    this.closing = true;
+    this.closeReason = 'replication connection handed over';
+    this.phase = 'closed';
+    this.startupBytes = null;
+    this.loginFinished();
+    this.goneResolve();
+    this.ctx.replication!({
+      socket, tlsActive: this.tlsActive, unixSocket: isUnixSocket(socket), address: this.address, port: this.port,
+      connectedAt: this.connectedAt, packet: Buffer.from(packet), params, rest: Buffer.from(rest),
+    });
   }
 
   // ---- LoginIO ----------------------------------------------------------------------------

@@ -8,6 +8,12 @@
  * client's greeting → the first ReadyForQuery. A login is never pooled: each dedicated-port
  * client gets its own backend connection, closed with it (HAProxy's model).
  *
+ * A pass-through client (a replication connection, replication-relay.ts) is not logged in by
+ * pgmaitre: the client's own startup packet is forwarded unchanged, and the relay starts either
+ * as soon as the socket is connected (the node authenticates the client through the relay) or
+ * at the node's AuthenticationOk (pgmaitre answered the node's requests from a credential after
+ * pool_hba; that AuthenticationOk and every byte after it are the client's, untouched).
+ *
  * Relay, written by hand because every byte of the dedicated ports passes here and the fastest
  * Node.js pipe is the goal: without backend TLS the socket is opened with `onread`, so libuv
  * reads into one buffer per connection (no Buffer, no 'data' event per chunk); the bytes are
@@ -37,8 +43,17 @@ export interface LinkOptions {
   readonly database: string;
   readonly params: Readonly<Record<string, string>>;
   readonly connectTimeoutMs: number;
-  readonly authenticator: BackendAuthenticator;
+  /** Answers the node's authentication requests (not needed when `relayFrom` is 'connect'). */
+  readonly authenticator?: BackendAuthenticator;
   readonly tls?: BackendTlsOptions;
+  /** The client's own startup packet, forwarded unchanged instead of one built from user/database/params. */
+  readonly startupPacket?: Buffer;
+  /**
+   * Where the login ends and the relay may start: at the first ReadyForQuery ('ready', the
+   * default: pgmaitre greets the client itself), at AuthenticationOk ('auth-ok': that message and
+   * all after it go to the client as they are), or once connected ('connect': nothing is read).
+   */
+  readonly relayFrom?: 'ready' | 'auth-ok' | 'connect';
 }
 
 /** The relay's view of the client socket and what to do when either side ends. */
@@ -64,8 +79,12 @@ export class BackendLink implements MessageSink {
   private socket!: net.Socket;
   private phase: 'login' | 'ready' | 'relay' | 'closed' = 'login';
   private readonly scanner = new MessageScanner(WANT_ALL);
-  /** Bytes that followed the login's ReadyForQuery (normally none). */
+  /** Bytes that followed the login's ReadyForQuery (normally none), or its AuthenticationOk. */
   private early: Buffer[] = [];
+  /** After the login ('auth-ok', 'connect'): node bytes are kept raw for the client, not scanned. */
+  private raw = false;
+  /** 'auth-ok': offset in the current chunk just past AuthenticationOk (the rest is the client's). */
+  private rawFrom = -1;
   private loginMessage: ((code: number, buf: Buffer, start: number, end: number) => void) | null = null;
   private ends: RelayEnds | null = null;
   private waitingForClient = false;
@@ -93,7 +112,7 @@ export class BackendLink implements MessageSink {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        opts.authenticator.failed?.(null);
+        opts.authenticator?.failed?.(null);
         this.phase = 'closed';
         this.socket?.destroy();
         reject(e);
@@ -101,7 +120,19 @@ export class BackendLink implements MessageSink {
       const timeoutMs = opts.connectTimeoutMs > 0 ? opts.connectTimeoutMs : 2 ** 31 - 1;
       const timer = setTimeout(() => fail(new ProxyError(ProxyErrorCode.BackendConnectTimeout, `timed out after ${opts.connectTimeoutMs} ms connecting to ${where}`)), timeoutMs);
       timer.unref();
-      const startup = encodeStartupMessage({ user: opts.user, database: opts.database, ...opts.params });
+      const startup = opts.startupPacket ?? encodeStartupMessage({ user: opts.user, database: opts.database, ...opts.params });
+      const relayFrom = opts.relayFrom ?? 'ready';
+      // 'connect': the login is the client's business; the link is ready once the socket is.
+      const connected = (): void => {
+        if (relayFrom !== 'connect' || settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.phase = 'ready';
+        this.raw = true;
+        this.loginMessage = null;
+        this.resolved = true;
+        resolve(this);
+      };
       const onSocket = (socket: net.Socket): void => {
         this.socket = socket;
         socket.on('error', (e: NodeJS.ErrnoException) => {
@@ -121,12 +152,26 @@ export class BackendLink implements MessageSink {
           case BackendCode.Authentication: {
             const req = decodeAuthentication(buf, start, end);
             if (req.type === 'AuthenticationOk') {
-              opts.authenticator.done?.();
+              opts.authenticator?.done?.();
+              if (relayFrom === 'auth-ok' && !settled) {
+                settled = true;
+                clearTimeout(timer);
+                this.phase = 'ready';
+                this.loginMessage = null;
+                this.early.push(Buffer.from(buf.subarray(start, end)));
+                this.raw = true;
+                this.rawFrom = this.scanner.chunkOffset;
+              }
               return;
             }
             const frame = Buffer.from(buf.subarray(start, end));
+            const authenticator = opts.authenticator;
+            if (authenticator === undefined) {
+              fail(new ProxyError(ProxyErrorCode.BackendAuth, `node ${opts.nodeId} asked for authentication and pgmaitre has no way to answer`));
+              return;
+            }
             authPending = authPending
-              .then(() => opts.authenticator.answer(req, frame))
+              .then(() => authenticator.answer(req, frame))
               .then((answer) => { if (answer.length > 0 && !settled) this.socket.write(answer); })
               .catch((e: unknown) => fail(e instanceof ProxyError ? e : new ProxyError(ProxyErrorCode.BackendAuth, String((e as Error)?.message ?? e))));
             return;
@@ -148,7 +193,7 @@ export class BackendLink implements MessageSink {
             if (settled) return;
             settled = true;
             clearTimeout(timer);
-            opts.authenticator.failed?.(frame);
+            opts.authenticator?.failed?.(frame);
             this.phase = 'closed';
             this.socket.destroy();
             reject(e);
@@ -182,6 +227,7 @@ export class BackendLink implements MessageSink {
           onread: { buffer: readBuffer, callback: (n: number, b: Buffer) => this.onRead(b, n, false) },
         });
         onSocket(socket);
+        socket.once('connect', connected);
       } else {
         const opening = openBackendSocket({ host: opts.host, port: opts.port, tls: opts.tls });
         opening.socket.then((socket) => {
@@ -192,6 +238,7 @@ export class BackendLink implements MessageSink {
           socket.setNoDelay(true);
           socket.on('data', (chunk: Buffer) => { this.onRead(chunk, chunk.length, true); });
           onSocket(socket);
+          connected();
         }, (e: unknown) => fail(e instanceof ProxyError ? e : new ProxyError(ProxyErrorCode.BackendConnect, String(e))));
       }
     });
@@ -202,6 +249,7 @@ export class BackendLink implements MessageSink {
 
   /** MessageSink (login only): one message from the node. */
   onMessage(code: number, buf: Buffer, start: number, end: number): void {
+    if (this.raw) return; // the rest of the chunk is kept raw (onRead)
     if (this.phase === 'ready') {
       // Anything after ReadyForQuery belongs to the client (it is relayed once the relay starts).
       this.early.push(Buffer.from(buf.subarray(start, end)));
@@ -240,7 +288,17 @@ export class BackendLink implements MessageSink {
       return true;
     }
     if (this.phase === 'login' || this.phase === 'ready') {
-      this.scanner.scan(owned ? buf : buf.subarray(0, n), this);
+      const chunk = owned ? buf : buf.subarray(0, n);
+      if (this.raw) {
+        this.early.push(owned ? chunk : Buffer.from(chunk));
+        return true;
+      }
+      this.scanner.scan(chunk, this);
+      if (this.rawFrom >= 0) {
+        // AuthenticationOk ended the login mid-chunk: what follows it is the client's, as it came.
+        if (this.rawFrom < chunk.length) this.early.push(Buffer.from(chunk.subarray(this.rawFrom)));
+        this.rawFrom = -1;
+      }
       if (this.scanner.broken && this.phase === 'login') this.socket.destroy();
       this.afterLoginScan?.();
     }

@@ -20,7 +20,7 @@ import type { TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeReadyForQuery } from '../protocol/backend';
 import { BackendCode, FrontendCode, Limits } from '../protocol/codes';
-import { decodeStartupPacket, encodeCancelRequest } from '../protocol/startup';
+import { decodeStartupPacket, encodeCancelRequest, replicationMode } from '../protocol/startup';
 import { startupPacketLength } from '../protocol/framer';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors, toClientError } from '../errors/client-errors';
@@ -145,6 +145,11 @@ export class RelaySession implements RegisteredSession {
           this.close('cancel request handled');
           return;
         case 'Startup':
+          if (this.host.kind === 'write' && this.ctx.replication !== undefined && replicationMode(msg.params) !== null) {
+            // The write port's replication connections take the smart endpoint's path (to the primary).
+            this.handOverReplication(buf.subarray(0, len), msg.params);
+            return;
+          }
           this.phase = 'login';
           this.login(msg.protocol, msg.params).catch((e: unknown) => {
             if (e instanceof ClientGone || this.phase === 'closed') return;
@@ -157,6 +162,21 @@ export class RelaySession implements RegisteredSession {
           return;
       }
     }
+  }
+
+  /** A replication connection on the write port: the socket goes to the replication relay as it is. */
+  private handOverReplication(packet: Buffer, params: Record<string, string>): void {
+    const socket = this.socket;
+    socket.removeListener('data', this.onData);
+    this.phase = 'closed'; // this object's remaining socket listeners see a closed session
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const rest = this.pending;
+    this.pending = Buffer.alloc(0);
+    this.ctx.replication!({
+      socket, tlsActive: this.tlsActive, unixSocket: isUnixSocket(socket), address: this.address, port: this.port,
+      connectedAt: this.connectedAt, packet: Buffer.from(packet), params, rest: Buffer.from(rest),
+    });
   }
 
   private sslRequest(): boolean {
@@ -230,8 +250,9 @@ export class RelaySession implements RegisteredSession {
       this.fatal(clientErrors.noUserName());
       return;
     }
-    if (params.replication !== undefined && params.replication !== 'false' && params.replication !== 'off') {
-      this.fatal(clientErrors.protocolViolation('replication connections are not supported through pgmaitre'));
+    if (replicationMode(params) !== null) {
+      // The write port hands them to the replication relay (above); the read port leads to standbys.
+      this.fatal(this.host.kind === 'read' ? clientErrors.replicationOnReadPort() : clientErrors.protocolViolation('replication connections are not supported here'));
       return;
     }
     if (ctx.shuttingDown) {

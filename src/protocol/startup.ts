@@ -107,3 +107,31 @@ export function encodeSSLRequest(): Buffer {
 export function encodeGSSENCRequest(): Buffer {
   return w.int32(StartupCode.GSSENCRequest).startupFrame();
 }
+
+/**
+ * What a StartupMessage's `replication` parameter asks for, read as the PostgreSQL server reads
+ * it: `database` (exactly) is a logical-replication walsender, a true boolean a physical one, a
+ * false boolean (or no parameter) an ordinary backend; anything else the server refuses (22023).
+ * Booleans follow the server's parse_bool: true/false, yes/no, on/off, 1/0, any case, and unique
+ * prefixes of the words (`t`, `fa`, `of`; `o` alone is neither).
+ * @see https://www.postgresql.org/docs/current/protocol-replication.html
+ */
+export type ReplicationMode = 'physical' | 'logical' | 'invalid';
+
+/** The replication mode a startup packet's parameters ask for, or null for an ordinary connection. */
+export function replicationMode(params: Readonly<Record<string, string>>): ReplicationMode | null {
+  const v = params['replication'];
+  if (v === undefined) return null;
+  if (v === 'database') return 'logical';
+  const b = parseServerBool(v);
+  return b === null ? 'invalid' : b ? 'physical' : null;
+}
+
+function parseServerBool(value: string): boolean | null {
+  const v = value.toLowerCase();
+  if (v === '') return null;
+  const prefixOf = (word: string, minLength = 1): boolean => v.length >= minLength && word.startsWith(v);
+  if (prefixOf('true') || prefixOf('yes') || v === 'on' || v === '1') return true;
+  if (prefixOf('false') || prefixOf('no') || prefixOf('off', 2) || v === '0') return false;
+  return null;
+}

@@ -92,3 +92,21 @@ test('sample conf/pool_hba.conf loads', () => {
   const rules = loadHba(join(__dirname, '../../../../conf/pool_hba.conf'));
   assert.equal(matchHba(rules, req({ address: '127.0.0.1' }))?.method, 'scram-sha-256');
 });
+
+test('replication connections match as PostgreSQL walsenders do', () => {
+  const rules = parseHba([
+    'host replication repl 127.0.0.1/32 md5', // 1: physical only
+    'host all repl 127.0.0.1/32 reject', // 2
+    'host sales all 127.0.0.1/32 scram-sha-256', // 3
+    'host all all 127.0.0.1/32 trust', // 4
+  ].join('\n'));
+  const at = (r: Partial<HbaRequest>) => matchHba(rules, req({ address: '127.0.0.1', ...r }))?.line;
+  // Physical: only the `replication` keyword, never `all` or the database's name.
+  assert.equal(at({ user: 'repl', replication: 'physical' }), 1);
+  assert.equal(at({ user: 'other', replication: 'physical', database: 'sales' }), undefined);
+  // Logical (replication=database) and ordinary connections: never the keyword; by database.
+  assert.equal(at({ user: 'repl', replication: 'logical', database: 'sales' }), 2);
+  assert.equal(at({ user: 'bob', replication: 'logical', database: 'sales' }), 3);
+  assert.equal(at({ user: 'repl', database: 'replication' }), 2);
+  assert.equal(at({ user: 'bob', database: 'replication' }), 4);
+});

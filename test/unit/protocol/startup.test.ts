@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ProtocolDecodeError } from '../../../src/protocol/reader';
-import { decodeStartupPacket, encodeCancelRequest, encodeGSSENCRequest, encodeSSLRequest, encodeStartupMessage } from '../../../src/protocol/startup';
+import { decodeStartupPacket, encodeCancelRequest, encodeGSSENCRequest, encodeSSLRequest, encodeStartupMessage, replicationMode } from '../../../src/protocol/startup';
 import { cstr, i16, i32, startupPacket, u32, u8 } from '../../fixtures/bytes';
 import { assertHardened } from '../../fixtures/decode-hardening';
 
@@ -64,5 +64,23 @@ describe('special requests', () => {
 
   it('unknown 1234.x request codes are reported, not thrown', () => {
     assert.deepEqual(decode(startupPacket(i32((1234 << 16) | 9999))), { type: 'Unknown', code: (1234 << 16) | 9999 });
+  });
+});
+
+describe('replication parameter (the server\'s parse_bool)', () => {
+  const mode = (v?: string) => replicationMode(v === undefined ? { user: 'u' } : { user: 'u', replication: v });
+  it('database is logical, exactly', () => {
+    assert.equal(mode('database'), 'logical');
+    assert.equal(mode('Database'), 'invalid');
+  });
+  it('true booleans and their unique prefixes are physical', () => {
+    for (const v of ['true', 'TRUE', 't', 'tr', 'yes', 'y', 'on', 'ON', '1']) assert.equal(mode(v), 'physical', v);
+  });
+  it('false booleans (and no parameter) are ordinary connections', () => {
+    for (const v of ['false', 'f', 'fa', 'no', 'n', 'off', 'of', 'OFF', '0']) assert.equal(mode(v), null, v);
+    assert.equal(mode(), null);
+  });
+  it('anything else is invalid (the server refuses it with 22023)', () => {
+    for (const v of ['', 'o', 'truex', 'onn', '2', '01', ' true', 'logical']) assert.equal(mode(v), 'invalid', JSON.stringify(v));
   });
 });
