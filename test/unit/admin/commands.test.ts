@@ -22,7 +22,7 @@ test('matching: case-insensitive, whitespace-tolerant, optional trailing semicol
     assert.equal(findAdminCommand(sql), null, sql);
   }
   assert.deepEqual(findAdminCommand('PGPOOL SET client_idle_limit = 5;')?.args, 'client_idle_limit = 5');
-  assert.equal(ADMIN_COMMANDS.length, 10);
+  assert.equal(ADMIN_COMMANDS.length, 11);
 });
 
 test('SHOW POOL_NODES: pgpool 4.6 columns and formats', async () => {
