@@ -30,6 +30,7 @@ function main() {
   const extra = process.argv.slice(2);
   const options = extra.filter((a) => a.startsWith('-'));
   let targets = extra.filter((a) => !a.startsWith('-'));
+  const explicit = targets.length;
   if (targets.length === 0) {
     targets = ['dist/test/unit', 'dist/test/integration'].filter((d) => fs.existsSync(path.join(root, d)));
   }
@@ -37,14 +38,33 @@ function main() {
     console.error('run-tests: no compiled tests found (dist/test/unit, dist/test/integration); run `npm run build`');
     process.exit(1);
   }
-  const args = ['--test', '--test-concurrency=1', ...options, ...targets];
-  console.log(`run-tests: node ${args.join(' ')}`);
-  const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit' });
-  // forward Ctrl-C / termination so the test files' exit hooks stop their clusters
-  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
-  child.on('exit', (code, signal) => {
-    process.exit(signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? 1);
+  const run = (files, env, label) => new Promise((resolve) => {
+    const args = ['--test', '--test-concurrency=1', ...options, ...files];
+    console.log(`run-tests: ${label}node ${args.join(' ')}`);
+    const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+    // forward Ctrl-C / termination so the test files' exit hooks stop their clusters
+    const forward = (sig) => child.kill(sig);
+    for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, forward);
+    child.on('exit', (code, signal) => {
+      for (const sig of ['SIGINT', 'SIGTERM']) process.off(sig, forward);
+      resolve(signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? 1);
+    });
   });
+  (async () => {
+    let code = await run(targets, {}, '');
+    // The whole client suite runs a second time with transaction pooling (the default run only).
+    if (explicit === 0 && code < 128) {
+      const pooled = TRANSACTION_POOLING_SUITES.map((f) => `dist/test/integration/${f}.test.js`).filter((f) => fs.existsSync(path.join(root, f)));
+      const second = await run(pooled, { PGMAITRE_TEST_POOL_MODE: 'transaction' }, 'with pool_mode = transaction: ');
+      code = Math.max(code, second);
+    }
+    process.exit(code);
+  })();
 }
+
+/** Client suites that run again with PGMAITRE_TEST_POOL_MODE=transaction (test/harness/in-process.ts). */
+const TRANSACTION_POOLING_SUITES = [
+  'clients-psql', 'clients-pgbench', 'clients-node-postgres', 'clients-psycopg2', 'clients-jdbc', 'core-protocol', 'pgpool-conformance',
+];
 
 main();

@@ -539,10 +539,12 @@ export class SessionCore implements ForwardSink, PlannerView {
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
     let retry = plan.retryable;
+    // Shared connections: the client's statement names become server names (statement-names.ts),
+    // resolved before this request's own Close/DEALLOCATE change the registry (bookkeeping).
+    const segments = this.host.pooling !== 'session' && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
+      ? rewriteRequest(req.data, this.names(link)) : null;
     const token = this.bookkeeping(req, info, plan, node);
-    if (this.host.pooling !== 'session' && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)) {
-      // Shared connections: the client's statement names become server names (statement-names.ts).
-      const segments = rewriteRequest(req.data, this.names(link));
+    if (segments !== null) {
       if (segments.length > 1) retry = false;
       for (let i = 0; i < segments.length; i++) {
         const seg = segments[i]!;
@@ -608,6 +610,8 @@ export class SessionCore implements ForwardSink, PlannerView {
   private prepareLink(link: Link, info: RequestInfo, plan: Plan, notPrimary: boolean): void {
     const conn = link.conn!;
     const pooled = this.host.pooling !== 'session';
+    /** Nothing in flight there before this request's own side requests. */
+    const idle = link.owed === 0;
     if (!link.unsynced) {
       for (const c of link.cleanup) {
         link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
@@ -628,7 +632,7 @@ export class SessionCore implements ForwardSink, PlannerView {
         link.expect(ExpectKind.State, true, 0, Term.Query);
         this.send(link, encodeQuery(replay.join('; ')));
       }
-      if (notPrimary && this.stickyNode < 0 && link.owed === 0) {
+      if (notPrimary && this.stickyNode < 0 && idle) {
         // A node other than the primary follows the primary's explicit transaction: BEGIN when the
         // session is inside one and reads are balanced in transactions, ROLLBACK when the session
         // left it but this node is still in it (standbys only read: ROLLBACK ends them as COMMIT would).

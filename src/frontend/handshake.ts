@@ -24,6 +24,7 @@ import { rolesNeeded } from '../config/hba';
 import type { FrontendContext } from './context';
 import type { SlotLease } from './slots';
 import type { PoolMode } from '../config/pool-mode';
+import { SessionState } from '../core/session-state';
 import type { LeaseLimit } from '../pool/node-pool';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { weightedPick } from '../router/lb-select';
@@ -312,18 +313,20 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   let base: ReadonlyMap<string, string> = new Map();
   if (pooled) {
     // The client's startup parameters, applied as on a direct login: an invalid one is FATAL.
+    // The connection may carry another client's settings: bring it to exactly this client's.
     base = startupSettings(startupParams);
-    if (base.size > 0) {
-      const errors = await conn.runInternal([...base.values()], Math.max(1000, ctx.config.connect_timeout || 10_000));
+    const state = new SessionState();
+    state.setBase(base);
+    const replay = state.replayFor(conn, state);
+    if (replay.length > 0) {
+      const errors = await conn.runInternal(replay, Math.max(1000, ctx.config.connect_timeout || 10_000));
       if (errors.length > 0) {
         const e = errors[0]!;
+        conn.applied = null; // half applied: unknown
         giveBack('startup parameter refused');
         return failed({ severity: 'FATAL', code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) }, `startup parameter refused: ${e.message}`);
       }
     }
-    conn.applied = new Map(base);
-    conn.appliedVersion = -1;
-    conn.appliedOwner = null;
   }
   io.authenticated();
   return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn, mode, base };

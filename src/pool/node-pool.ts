@@ -294,16 +294,16 @@ export class NodePool<T extends Poolable> {
       return;
     }
     conn.lastUsedAt = Date.now();
+    const lim = this.limits.get(conn.key);
+    if (lim !== undefined && this.keyCount(conn.key) > lim.size + lim.reserve) {
+      // More than the key may keep (a relayed login opens a connection of its own): close it.
+      this.leased.delete(conn);
+      this.close(conn, 'above default_pool_size + reserve_pool_size');
+      return;
+    }
     const w = this.firstWaiter(conn.key);
     if (w !== undefined) {
       this.grant(w, conn);
-      return;
-    }
-    const lim = this.limits.get(conn.key);
-    if (lim !== undefined && this.keyCount(conn.key) > lim.size + lim.reserve) {
-      // More than the key may keep (logins open their own connection): close the extra one.
-      this.leased.delete(conn);
-      this.close(conn, 'above default_pool_size + reserve_pool_size');
       return;
     }
     this.leased.delete(conn);

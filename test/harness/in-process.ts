@@ -35,13 +35,29 @@ export function backendLines(c: Pick<Cluster, 'nodes'>, weights: readonly number
   ].join('\n')).join('\n');
 }
 
+/**
+ * PGMAITRE_TEST_POOL_MODE=transaction (or statement) runs every in-process pgmaitre of a test
+ * file with that pool_mode and a small default_pool_size, unless its config sets pool_mode itself:
+ * the client suites run this way too (see their files).
+ */
+export function forcedPoolMode(config = ''): string {
+  const mode = process.env['PGMAITRE_TEST_POOL_MODE'];
+  if (mode === undefined || mode === '' || /^\s*pool_mode\s*=/m.test(config)) return '';
+  return `pool_mode = ${mode}\ndefault_pool_size = ${process.env['PGMAITRE_TEST_POOL_SIZE'] ?? 3}\n`;
+}
+
+/** The pool_mode PGMAITRE_TEST_POOL_MODE forces on this run ('session' when none). */
+export function poolModeUnderTest(): string {
+  return process.env['PGMAITRE_TEST_POOL_MODE'] || 'session';
+}
+
 /** Writes pgpool.conf (+ files) to a temp dir and starts pgmaitre in this process. */
 export async function startInProcess(config: string, files: Record<string, string> = {}, args: { keyFile?: string } = {}): Promise<InProcess> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-inproc-'));
   const port = await freePort();
   const conf = path.join(dir, 'pgpool.conf');
   // PCP, HTTP and the pid file are off unless a test turns them on (later lines win).
-  fs.writeFileSync(conf, `listen_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = ''\n${TEST_DEFAULTS}${config}\n`);
+  fs.writeFileSync(conf, `listen_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = ''\n${TEST_DEFAULTS}${config}\n${forcedPoolMode(config)}`);
   for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o600 });
   const logFile = path.join(dir, 'pgmaitre.log');
   const loaded = loadConfig(conf, { keyFile: args.keyFile });

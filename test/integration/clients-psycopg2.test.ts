@@ -7,7 +7,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { REPO_ROOT, withCluster } from '../harness/cluster';
-import { backendLines, startInProcess, type InProcess } from '../harness/in-process';
+import { backendLines, startInProcess, type InProcess, poolModeUnderTest } from '../harness/in-process';
 
 /** Reads on the primary too: these tests are about the protocol and the drivers, not routing (see routing*.test.ts). */
 const PRIMARY_ONLY = [1, 0, 0];
@@ -18,6 +18,9 @@ import { describeResult, exec, isExecutable } from '../harness/exec';
 const PYTHON = process.env['PGMAITRE_TEST_PYTHON'] ?? '/usr/bin/python3';
 const SCRIPT = path.join(REPO_ROOT, 'test', 'fixtures', 'clients', 'psycopg2_check.py');
 
+
+/** Session pooling: the client's key is its backend's pid (transaction pooling: pgmaitre's own pid). */
+const SESSION = poolModeUnderTest() === 'session';
 
 describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
   const fx = withCluster({ standbys: 2 });
@@ -51,7 +54,8 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
     assert.equal(c['application_name'], 'psycopg2-check');
     assert.equal(c['server_encoding'], 'UTF8');
     assert.ok(Number(c['server_version']) >= 150000);
-    assert.equal(c['client_key_is_backend_pid'], true, 'get_backend_pid() is pg_backend_pid(), as on a direct connection');
+    // Transaction pooling: the client has no backend of its own, its key carries a pid of pgmaitre's.
+    assert.equal(c['client_key_is_backend_pid'], SESSION, 'get_backend_pid() is pg_backend_pid(), as on a direct connection');
     assert.equal(c['status_begin'], true);
   });
 
@@ -121,10 +125,10 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
     const c = result(t, 'listen_notify');
     if (!c) return;
     assert.deepEqual(c['received'], [
-      { channel: 'py_chan', payload: 'in a transaction', pid_is_other: true, pid_is_sender: true },
-      { channel: 'py_chan', payload: 'via pg_notify', pid_is_other: true, pid_is_sender: true },
+      { channel: 'py_chan', payload: 'in a transaction', pid_is_other: true, pid_is_sender: SESSION },
+      { channel: 'py_chan', payload: 'via pg_notify', pid_is_other: true, pid_is_sender: SESSION },
     ]);
-    assert.deepEqual(c['own'], { payload: 'to myself', pid_is_mine: true }, 'a notification of its own carries its get_backend_pid()');
+    assert.deepEqual(c['own'], { payload: 'to myself', pid_is_mine: SESSION }, 'a notification of its own carries its get_backend_pid()');
   });
 
   test('UndefinedTable (42P01), then rollback and continued use', (t) => {
