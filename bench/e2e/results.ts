@@ -1,7 +1,9 @@
 // results.ts — the e2e bench's result model (what bench/results/latest.json and bench/baseline.json
 // hold) and the pure steps that turn raw rounds into reported figures: each round's proxy runs are
 // paired with the direct run of the same round (ratio, added latency), then every figure is the
-// median over the rounds, because single runs on the shared 2-core machines vary by ±30%.
+// median over the rounds, because single runs on the shared 2-core machines vary by ±30%. The
+// proxy's CPU per query is also divided by the bare pipe's of the same round: the machine's mood
+// moves both, so that quotient is the steadiest sign of a change in pgmaitre itself.
 
 import type { PgbenchSummary } from './pgbench-output';
 import type { FloodSample } from './flood';
@@ -26,6 +28,8 @@ export interface RoundSample extends PgbenchSummary {
   ratioToDirect?: number;
   /** 1-client runs: mean latency minus direct's (from 1/tps) in the same round. */
   addedLatencyUs?: number;
+  /** cpuUsPerQuery / the pipe's in the same mode, clients and round (targets other than pipe and direct). */
+  cpuVsPipe?: number;
 }
 
 /** The reported figures of one (target, mode, clients): medians over the rounds that succeeded. */
@@ -42,6 +46,7 @@ export interface BenchRow {
   readonly ratioToDirect: number | undefined;
   readonly addedLatencyUs: number | undefined;
   readonly cpuUsPerQuery: number | undefined;
+  readonly cpuVsPipe: number | undefined;
   /** Smallest and largest per-round value, to show the spread behind a median. */
   readonly tpsRange: readonly [number, number] | undefined;
   readonly cpuRange: readonly [number, number] | undefined;
@@ -97,11 +102,19 @@ function range(xs: readonly (number | undefined)[]): readonly [number, number] |
   return v.length === 0 ? undefined : [Math.min(...v), Math.max(...v)];
 }
 
-/** Fill each sample's ratio to direct and (1-client) added latency from the direct run of the same mode, clients and round. */
-export function pairWithDirect(samples: RoundSample[]): void {
+/**
+ * Pair each sample with the runs of the same mode, clients and round: ratio to direct and (1 client)
+ * added latency from the direct run, CPU per query relative to the pipe's from the pipe run.
+ */
+export function pairWithinRounds(samples: RoundSample[]): void {
+  const peer = (r: RoundSample, target: TargetName): RoundSample | undefined =>
+    samples.find((x) => x.target === target && x.mode === r.mode && x.clients === r.clients && x.round === r.round && x.ok);
   for (const r of samples) {
-    const d = samples.find((x) => x.target === 'direct' && x.mode === r.mode && x.clients === r.clients && x.round === r.round && x.ok);
-    if (!d || !r.ok || d.tps === undefined || r.tps === undefined || d.tps <= 0 || r.tps <= 0) continue;
+    if (!r.ok) continue;
+    const p = r.target === 'pipe' || r.target === 'direct' ? undefined : peer(r, 'pipe');
+    if (p?.cpuUsPerQuery && r.cpuUsPerQuery !== undefined) r.cpuVsPipe = r.cpuUsPerQuery / p.cpuUsPerQuery;
+    const d = peer(r, 'direct');
+    if (!d || d.tps === undefined || r.tps === undefined || d.tps <= 0 || r.tps <= 0) continue;
     r.ratioToDirect = r.tps / d.tps;
     // one client runs one query at a time: 1/tps is its mean latency, with more digits than pgbench prints
     if (r.clients === 1) r.addedLatencyUs = 1e6 / r.tps - 1e6 / d.tps;
@@ -132,6 +145,7 @@ export function summarise(samples: readonly RoundSample[]): BenchRow[] {
       ratioToDirect: median(ok.map((s) => s.ratioToDirect)),
       addedLatencyUs: median(ok.map((s) => s.addedLatencyUs)),
       cpuUsPerQuery: median(ok.map((s) => s.cpuUsPerQuery)),
+      cpuVsPipe: median(ok.map((s) => s.cpuVsPipe)),
       tpsRange: range(ok.map((s) => s.tps)),
       cpuRange: range(ok.map((s) => s.cpuUsPerQuery)),
     };

@@ -31,7 +31,7 @@ import { printComparison } from './compare';
 import { runFlood, type FloodSample } from './flood';
 import { parsePgbench, processCpuMicros } from './pgbench-output';
 import {
-  ALL_TARGETS, REPORT_SCHEMA, pairWithDirect, summarise, summariseFlood,
+  ALL_TARGETS, REPORT_SCHEMA, pairWithinRounds, summarise, summariseFlood,
   type BenchReport, type BenchRow, type FloodRow, type RoundSample, type TargetName,
 } from './results';
 
@@ -284,10 +284,10 @@ function table(head: string[], rows: string[][], leftCols: number): string {
 }
 
 function resultsTable(results: readonly BenchRow[]): string {
-  const head = ['target', 'mode', 'clients', 'tps', 'spread', 'lat ms', 'ratio', '+lat µs', 'cpu µs/q', 'status'];
+  const head = ['target', 'mode', 'clients', 'tps', 'spread', 'lat ms', 'ratio', '+lat µs', 'cpu µs/q', 'cpu/pipe', 'status'];
   const rows = results.map((r) => [
     r.target, r.mode, String(r.clients), fmt(r.tps, 0), spreadPct(r), fmt(r.latencyMs, 3), fmt(r.ratioToDirect, 3),
-    fmt(r.addedLatencyUs, 1), fmt(r.cpuUsPerQuery, 1), r.ok ? 'OK' : `FAIL ${r.error ?? ''}`.slice(0, 60),
+    fmt(r.addedLatencyUs, 1), fmt(r.cpuUsPerQuery, 1), fmt(r.cpuVsPipe, 2), r.ok ? 'OK' : `FAIL ${r.error ?? ''}`.slice(0, 60),
   ]);
   return table(head, rows, 3);
 }
@@ -338,7 +338,7 @@ async function main(): Promise<number> {
       }
     }
     for (const t of targets) await stopServer(t.server);
-    pairWithDirect(samples);
+    pairWithinRounds(samples);
     const flood = await floodAll(cluster, notes);
     report = {
       schema: REPORT_SCHEMA,
@@ -368,7 +368,7 @@ async function main(): Promise<number> {
   out(`\npgbench -n -S -T ${config.duration} (scale ${config.scale}), median of ${config.rounds} round(s), ${os.cpus().length} cores shared by pgbench, PostgreSQL and the proxy\n`);
   out(`pgmaitre ${commit.measured.slice(0, 10)} (${commit.subject})${commit.dirty ? ' + uncommitted changes' : ''}, backend weights ${config.weights.join(',')}\n`);
   out(`${resultsTable(report.results)}\n`);
-  out('ratio = tps / direct tps (same mode, clients and round); +lat µs = added latency per query vs direct (1-client rows, from 1/tps); cpu µs/q = proxy CPU (user+sys) per transaction; spread = half the tps range over the rounds\n');
+  out('ratio = tps / direct tps (same mode, clients and round); +lat µs = added latency per query vs direct (1-client rows, from 1/tps); cpu µs/q = proxy CPU (user+sys) per transaction; cpu/pipe = that divided by the bare pipe cpu µs/q of the same round; spread = half the tps range over the rounds\n');
   if (report.flood.length > 0) {
     out(`\nflooding client: one connection pipelining 1 MB queries for ${config.floodSeconds} s into a fresh proxy, each round\n${floodTable(report.flood)}\n`);
   }

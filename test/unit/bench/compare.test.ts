@@ -2,14 +2,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compareReports, formatComparison, judge, machineDriftPct, METRICS, regressions } from '../../../bench/e2e/compare';
-import { median, pairWithDirect, summarise, type BenchRow, type FloodRow, type RoundSample } from '../../../bench/e2e/results';
+import { median, pairWithinRounds, summarise, type BenchRow, type FloodRow, type RoundSample } from '../../../bench/e2e/results';
 
 type Report = { results: BenchRow[]; flood: FloodRow[] };
 
 const row = (target: BenchRow['target'], mode: string, clients: number, f: Partial<BenchRow> = {}): BenchRow => ({
   target, mode, clients, ok: true, error: undefined, roundsOk: 3, tps: 1000, latencyMs: 1,
   ratioToDirect: target === 'direct' ? 1 : 0.6, addedLatencyUs: clients === 1 && target !== 'direct' ? 80 : undefined,
-  cpuUsPerQuery: target === 'direct' ? undefined : 70, tpsRange: [900, 1100], cpuRange: undefined, ...f,
+  cpuUsPerQuery: target === 'direct' ? undefined : 70, cpuVsPipe: target === 'pgmaitre' ? 1.2 : undefined,
+  tpsRange: [900, 1100], cpuRange: undefined, ...f,
 });
 const flood = (growthMb: number | undefined, ok = true): FloodRow => ({
   target: 'pgmaitre', seconds: 5, ok, error: ok ? undefined : 'died', beforeMb: 70, peakMb: 70 + (growthMb ?? 0), growthMb, samples: [],
@@ -97,6 +98,18 @@ test('compareReports: failed runs, fixed runs, and figures only one side has', (
   assert.deepEqual(regressions(pipeWorse), []);
 });
 
+test('compareReports: CPU relative to the pipe stays ok when a busy machine makes both dearer', () => {
+  const base = report([row('pipe', 'simple', 16, { cpuUsPerQuery: 50 }), row('pgmaitre', 'simple', 16, { cpuUsPerQuery: 60, cpuVsPipe: 1.2 })]);
+  const busy = report([row('pipe', 'simple', 16, { cpuUsPerQuery: 65 }), row('pgmaitre', 'simple', 16, { cpuUsPerQuery: 78, cpuVsPipe: 1.2 })]);
+  const rows = compareReports(base, busy);
+  assert.deepEqual(rows.map((r) => `${r.key} ${r.verdict}`), [
+    'pipe simple c=16 ratioToDirect ok', 'pipe simple c=16 cpuUsPerQuery regression',
+    'pgmaitre simple c=16 ratioToDirect ok', 'pgmaitre simple c=16 cpuUsPerQuery regression', 'pgmaitre simple c=16 cpuVsPipe ok',
+  ]);
+  const worse = compareReports(base, report([row('pipe', 'simple', 16, { cpuUsPerQuery: 50 }), row('pgmaitre', 'simple', 16, { cpuUsPerQuery: 75, cpuVsPipe: 1.5 })]));
+  assert.equal(find(worse, 'pgmaitre simple c=16 cpuVsPipe').verdict, 'regression');
+});
+
 const sample = (target: RoundSample['target'], clients: number, round: number, tps: number | undefined, f: Partial<RoundSample> = {}): RoundSample => ({
   target, mode: 'simple', clients, round, tps, latencyMs: tps ? (1000 * clients) / tps : undefined, transactions: tps ? tps * 10 : 0,
   failed: 0, aborted: 0, error: undefined, exitCode: 0, ok: tps !== undefined, cpuUsPerQuery: target === 'direct' ? undefined : 50 + round, ...f,
@@ -115,15 +128,20 @@ test('rounds: each proxy run is paired with the direct run of its own round, the
     sample('direct', 1, 2, 5_000), sample('pgmaitre', 1, 2, 4_000),
     sample('direct', 1, 3, 8_000), sample('pgmaitre', 1, 3, 6_000),
     sample('direct', 16, 1, 20_000), sample('pgmaitre', 16, 1, undefined, { error: 'ERROR: boom', exitCode: 1 }),
+    sample('pipe', 1, 1, 6_000, { cpuUsPerQuery: 25.5 }), sample('pipe', 1, 2, 6_000, { cpuUsPerQuery: 104 }), sample('pipe', 1, 3, 6_000, { cpuUsPerQuery: 53 }),
   ];
-  pairWithDirect(samples);
+  pairWithinRounds(samples);
   // ratios per round: 0.5, 0.8, 0.75 → median 0.75 (the ratio of the tps medians would be 5000/8000)
   const mine = samples.filter((s) => s.target === 'pgmaitre' && s.clients === 1);
   assert.deepEqual(mine.map((s) => s.ratioToDirect), [0.5, 0.8, 0.75]);
   // added latency per round: 200−100, 250−200, 166.7−125 µs
   assert.deepEqual(mine.map((s) => Math.round(s.addedLatencyUs ?? -1)), [100, 50, 42]);
+  // pgmaitre's CPU per query (51, 52, 53) over the pipe's of the same round (25.5, 104, 53)
+  assert.deepEqual(mine.map((s) => s.cpuVsPipe), [2, 0.5, 1]);
+  assert.equal(samples.find((s) => s.target === 'pipe')?.cpuVsPipe, undefined);
   const rows = summarise(samples);
-  assert.deepEqual(rows.map((r) => `${r.target} ${r.clients}`), ['direct 1', 'pgmaitre 1', 'direct 16', 'pgmaitre 16']);
+  assert.deepEqual(rows.map((r) => `${r.target} ${r.clients}`), ['direct 1', 'pgmaitre 1', 'direct 16', 'pgmaitre 16', 'pipe 1']);
+  assert.equal(rows[1]!.cpuVsPipe, 1);
   const one = rows[1]!;
   assert.equal(one.ratioToDirect, 0.75);
   assert.equal(one.addedLatencyUs, 50);
