@@ -163,6 +163,14 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
   }
 
   function classify(sql: string): QueryClass {
+    const res = classifyText(sql);
+    // The shared token buffer must not keep the text alive: a large one (a V8 large object) would
+    // be promoted by the next young collection and wait in old space for a full one.
+    tokens.src = '';
+    return res;
+  }
+
+  function classifyText(sql: string): QueryClass {
     const cacheable = sql.length <= maxParse;
     if (cacheable && cache.size > 0) {
       const hit = cache.get(sql);

@@ -68,6 +68,12 @@ export class RequestInfo {
   /** Contains a FunctionCall (fastpath), or a frame whose body does not decode: the primary runs it. */
   functionCall = false;
 
+  /** Drops the decoded SQL texts (read() fills them again). */
+  forget(): void {
+    this.queries.length = 0;
+    this.parses.length = 0;
+  }
+
   /** Reads `data`'s frames (cleared first). */
   read(data: Buffer): this {
     this.queries.length = 0;

@@ -86,6 +86,8 @@ export class SessionCore implements ForwardSink, PlannerView {
   readonly ryw: ReadYourWrites;
   private readonly planner: Planner;
   private readonly info = new RequestInfo();
+  /** drive() calls in progress (a step can drive again, e.g. after a local answer). */
+  private driving = 0;
   private readonly links: (Link | undefined)[] = [];
   private readonly queue: Request[] = [];
   private queuedBytes = 0;
@@ -263,6 +265,7 @@ export class SessionCore implements ForwardSink, PlannerView {
 
   /** Sends every queued request that can be sent now. */
   drive(): void {
+    this.driving++;
     while (!this.closed && this.blocked === 0 && this.queue.length > 0) {
       const req = this.queue[0]!;
       const bytes = req.data.length; // (step() may give the request back to the pool)
@@ -270,6 +273,10 @@ export class SessionCore implements ForwardSink, PlannerView {
       this.queue.shift();
       this.queuedBytes -= bytes;
     }
+    // The scratch info must not keep the last request's SQL alive (a large text promoted to
+    // V8's old space by the next young collection waits there for a full one); not while an
+    // outer drive() (this one runs inside its step) still reads it.
+    if (--this.driving === 0) this.info.forget();
     this.flush();
     this.releaseIdle();
     this.pacing();

@@ -42,7 +42,7 @@ import { LeaseTimeout } from '../pool/node-pool';
 import type { PoolMode } from '../config/pool-mode';
 import { LinkRefused } from '../core/core-host';
 import { upgradeClient } from './tls';
-import { copyRead, switchToReadBuffer } from '../util/fast-read';
+import { copyRead, countCopied, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
 import { isUnixSocket } from './listener';
 import { lbCandidates } from './lb-candidates';
@@ -124,6 +124,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
     if (this.phase === 'startup') this.onStartupData(chunk);
     else if (this.phase === 'handshake' && this.framer.push(chunk, this) !== 0) this.badLength();
+  }
+
+  /** A read in the shared read buffer (util/fast-read.ts): the framer copies what it keeps, once. */
+  private onView(view: Buffer): void {
+    if (this.phase !== 'ready') this.onData(copyRead(view));
+    else if (this.framer.pushView(view, this, countCopied) !== 0) this.badLength();
+    else this.core?.endOfInput();
   }
 
   private badLength(): void {
@@ -355,7 +362,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.phase = 'ready';
     // From now on reads go into the shared read buffer (util/fast-read.ts), copied once: the
     // core keeps request bytes until they are written (and reads retried).
-    if (!this.tlsActive) switchToReadBuffer(this.socket, (view) => this.onData(copyRead(view)));
+    if (!this.tlsActive) switchToReadBuffer(this.socket, (view) => this.onView(view));
     const core = new SessionCore(this, this);
     this.core = core;
     if (r.base.size > 0) core.state.setBase(r.base);

@@ -21,6 +21,16 @@ export type FramerResult = number;
 
 const HEADER = 5;
 
+/**
+ * pushView() assembles a frame straddling reads in one buffer of its exact size when the frame is
+ * at most this large (allocated from the declared length, so a hostile length cannot make it
+ * allocate more than this); larger frames are kept as copied pieces and joined once.
+ */
+const ASSEMBLY_MAX = 8 * 1024 * 1024;
+
+/** Called with the bytes pushView() copied (fast-read's collection hint counts them). */
+export type CopyCounter = (bytes: number) => void;
+
 /** Splits a byte stream into typed protocol frames. */
 export class Framer {
   private parts: Buffer[] = [];
@@ -29,6 +39,9 @@ export class Framer {
   private need = 0;
   /** Declared length of the first frame that broke the limit, or 0. */
   violation = 0;
+  /** pushView(): the straddling frame being filled in place, and how much of it is there. */
+  private assembly: Buffer | null = null;
+  private filled = 0;
 
   constructor(private maxLength: number) {}
 
@@ -42,7 +55,7 @@ export class Framer {
 
   /** Bytes held back waiting for the rest of a frame. */
   get buffered(): number {
-    return this.partsLen;
+    return this.partsLen + this.filled;
   }
 
   /**
@@ -89,11 +102,85 @@ export class Framer {
     return 0;
   }
 
+  /**
+   * Like push(), for a `view` valid only during the call (a shared read buffer): every byte that
+   * must outlive the call is copied exactly once — the complete frames of the view as one region,
+   * a frame straddling reads straight into a buffer of its own size. With push() on copies, a
+   * large query arriving in many reads was copied twice (each read, then the join) and left twice
+   * its size of garbage.
+   */
+  pushView(view: Buffer, sink: FrameSink, counted: CopyCounter): FramerResult {
+    if (this.violation !== 0) return this.violation;
+    let pos = 0;
+    const total = view.length;
+    if (this.assembly !== null) {
+      // Continue the frame being assembled.
+      const a = this.assembly;
+      const n = Math.min(a.length - this.filled, total);
+      view.copy(a, this.filled, 0, n);
+      counted(n);
+      this.filled += n;
+      if (this.filled < a.length) return 0;
+      this.assembly = null;
+      this.filled = 0;
+      sink.onFrame(a[0]!, a, 0, a.length);
+      pos = n;
+    } else if (this.partsLen !== 0) {
+      // A header split across reads, or a frame above ASSEMBLY_MAX: the general path.
+      counted(total);
+      return this.push(Buffer.from(view), sink);
+    }
+    // The complete frames of this read: one copy of their region.
+    let end = pos;
+    let partial = 0;
+    let bad = 0;
+    while (total - end >= HEADER) {
+      const len = view.readInt32BE(end + 1);
+      if (len < 4 || len > this.maxLength) {
+        bad = len < 4 ? -1 : len;
+        break;
+      }
+      if (end + 1 + len > total) {
+        partial = len + 1;
+        break;
+      }
+      end += 1 + len;
+    }
+    if (end > pos) {
+      const region = Buffer.from(view.subarray(pos, end));
+      counted(end - pos);
+      let at = 0;
+      const size = end - pos;
+      while (at < size) {
+        const stop = at + 1 + region.readInt32BE(at + 1);
+        sink.onFrame(region[at]!, region, at, stop);
+        at = stop;
+      }
+    }
+    if (bad !== 0) return (this.violation = bad);
+    if (end === total) return 0;
+    const rest = total - end;
+    counted(rest);
+    if (partial !== 0 && partial <= ASSEMBLY_MAX) {
+      const a = Buffer.allocUnsafe(partial);
+      view.copy(a, 0, end, total);
+      this.assembly = a;
+      this.filled = rest;
+      return 0;
+    }
+    this.parts.push(Buffer.from(view.subarray(end)));
+    this.partsLen = rest;
+    this.need = partial;
+    return 0;
+  }
+
   /** Drops any partial frame (used when a session ends). */
   reset(): void {
     this.parts = [];
     this.partsLen = 0;
     this.need = 0;
+    this.assembly = null;
+    this.filled = 0;
   }
 }
 

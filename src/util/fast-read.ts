@@ -18,13 +18,18 @@
  * streaming large queries made the process hold hundreds of MB of dead buffers between
  * collections. So after every READS_BEFORE_GC bytes copied, a young-generation collection is asked
  * for (cheap: about 0.1 ms here), which frees the buffers that died young; the memory then stays
- * within a few MB of what is really in flight.
+ * within a few MB of what is really in flight. Buffers still in flight at a young collection
+ * (a large query waiting for a slow backend) survive it, reach the old generation and wait for a
+ * full collection, which V8 starts late; so every MINORS_PER_MAJOR-th hint is a full collection,
+ * run as a task (execution 'async'). Ordinary traffic (a few hundred bytes per transaction) asks
+ * for one every 32 MB relayed — a few ms every several seconds at pgbench rates.
  */
 import type * as net from 'node:net';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 
-const READS_BEFORE_GC = 8 * 1024 * 1024;
+const READS_BEFORE_GC = 4 * 1024 * 1024;
+const MINORS_PER_MAJOR = 8;
 
 /** V8's gc(), made reachable once (--expose-gc through v8.setFlagsFromString); null if refused. */
 const gc: ((opts: { type: 'minor' | 'major'; execution?: 'async' | 'sync' }) => void) | null = (() => {
@@ -38,6 +43,7 @@ const gc: ((opts: { type: 'minor' | 'major'; execution?: 'async' | 'sync' }) => 
 })();
 
 let copiedSinceGc = 0;
+let minorsSinceMajor = 0;
 let gcScheduled = false;
 
 function collectSoon(): void {
@@ -46,14 +52,23 @@ function collectSoon(): void {
   setImmediate(() => {
     gcScheduled = false;
     copiedSinceGc = 0;
-    gc({ type: 'minor' });
+    if (++minorsSinceMajor < MINORS_PER_MAJOR) gc({ type: 'minor' });
+    else {
+      minorsSinceMajor = 0;
+      gc({ type: 'major', execution: 'async' });
+    }
   });
+}
+
+/** Counts bytes copied out of a read buffer by the caller (for the collection hint above). */
+export function countCopied(bytes: number): void {
+  copiedSinceGc += bytes;
+  if (copiedSinceGc >= READS_BEFORE_GC) collectSoon();
 }
 
 /** A copy of `view` that the caller owns (counted for the collection hint above). */
 export function copyRead(view: Buffer): Buffer {
-  copiedSinceGc += view.length;
-  if (copiedSinceGc >= READS_BEFORE_GC) collectSoon();
+  countCopied(view.length);
   return Buffer.from(view);
 }
 
