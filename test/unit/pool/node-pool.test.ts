@@ -158,3 +158,46 @@ test('leases: reserve_pool_size opens more connections for a client that waited 
   assert.ok(extra !== undefined);
   p.shutdown();
 });
+
+test('leases: a thousand waiters on two connections, some timing out, are served in order and counted exactly', async () => {
+  const p = pool(100);
+  const lim = { size: 2, reserve: 0, reserveAfterMs: 0 };
+  const held = [await p.lease('k', async () => new Conn('k'), lim, 0), await p.lease('k', async () => new Conn('k'), lim, 0)];
+  const served: number[] = [];
+  const timedOut: number[] = [];
+  const waits = Array.from({ length: 1000 }, (_, i) => p.lease('k', async () => new Conn('k'), lim, i % 10 === 5 ? 20 : 0)
+    .then((c) => { served.push(i); return c; }, (e: Error) => { assert.ok(e instanceof LeaseTimeout); timedOut.push(i); return null; }));
+  await tick();
+  assert.equal(p.counts().waiting, 1000);
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(timedOut.length, 100, 'every waiter with a deadline gave up');
+  assert.equal(p.counts().waiting, 900);
+  // Pass the two connections along the line: each waiter gives back what it got.
+  for (const c of held) p.giveBack(c, true);
+  for (let n = 0; n < 900; n++) {
+    await tick();
+    const i = served[n]!;
+    const c = await waits[i]!;
+    p.giveBack(c!, true);
+  }
+  await Promise.all(waits);
+  const expected = Array.from({ length: 1000 }, (_, i) => i).filter((i) => i % 10 !== 5);
+  assert.deepEqual(served, expected, 'first come, first served; the ones that left are skipped');
+  assert.equal(p.counts().waiting, 0);
+  assert.equal(p.keyCount('k'), 2, 'never more than default_pool_size');
+  assert.equal(p.counts().idle, 2);
+  p.shutdown();
+});
+
+test('leases: a waiter whose key has a broken idle connection still gets a working one', async () => {
+  const p = pool(100);
+  const lim = { size: 1, reserve: 0, reserveAfterMs: 0 };
+  const a = await p.lease('k', async () => new Conn('k'), lim, 0);
+  p.giveBack(a, true);
+  a.usable = false; // broke while idle
+  const b = await p.lease('k', async () => new Conn('k'), lim, 1000);
+  assert.notEqual(b, a);
+  assert.ok(b.usable);
+  assert.equal(p.keyCount('k'), 1);
+  p.shutdown();
+});
