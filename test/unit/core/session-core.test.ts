@@ -138,7 +138,10 @@ describe('SessionCore', () => {
     const f = await makeCore({ conf: 'statement_level_load_balance = on\n' });
     f.send(Q('PREPARE p(int) AS SELECT $1'));
     await f.settle();
-    const first = [1, 2].find((n) => f.conns.has(n))!;
+    // The standby that got the PREPARE (the other may have a connection too: the session's
+    // load-balance node is chosen, and connected, before the statement-level choice).
+    const first = [1, 2].find((n) => (f.conns.get(n)?.written.length ?? 0) > 0)!;
+    assert.equal(hex(f.conns.get(first)!.take()), hex(Q('PREPARE p(int) AS SELECT $1')));
     f.answer(first, Buffer.concat([C('PREPARE'), Z()]));
     for (let i = 0; i < 8; i++) {
       f.send(Q('EXECUTE p(1)'));
