@@ -16,11 +16,16 @@ import { describeResult, exec } from '../harness/exec';
 describe('pgbench through pgmaitre', { timeout: 300_000 }, () => {
   const fx = withCluster({ standbys: 2, pgbench: 1 });
   let px: InProcess;
+  // Process warnings raised while pgbench runs (a listener added per blocked write once showed
+  // up here as MaxListenersExceededWarning after a run: issue 9 item 13).
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => { warnings.push(`${w.name}: ${w.message}`); };
 
   before(async () => {
+    process.on('warning', onWarning);
     px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
   });
-  after(async () => { await px?.stop(); });
+  after(async () => { process.off('warning', onWarning); await px?.stop(); });
 
   /** Runs pgbench against pgmaitre, asserts a clean run, returns its report. */
   async function pgbench(args: readonly string[], clients: number, txPerClient: number): Promise<string> {
@@ -73,5 +78,9 @@ describe('pgbench through pgmaitre', { timeout: 300_000 }, () => {
     const idle = await waitPoolsSettled(px);
     assert.ok(idle > 0, 'connections are cached for reuse');
     assert.deepEqual(poolCloseReasons(px), []);
+  });
+
+  test('no process warning (MaxListenersExceededWarning or other) was raised by the runs', () => {
+    assert.deepEqual(warnings, []);
   });
 });
