@@ -161,19 +161,8 @@ export class NodePool<T extends Poolable> {
   /** Lends a connection for `key`: a cached one when available, else a new one from `create`. */
   async acquire(key: string, create: () => Promise<T>): Promise<T> {
     if (this.closed) throw new Error(`pool of node ${this.nodeId} is closed`);
-    const list = this.idleByKey.get(key);
-    while (list !== undefined && list.length > 0) {
-      const conn = list.pop()!;
-      this.idleOrder.delete(conn);
-      if (list.length === 0) this.idleByKey.delete(key);
-      if (!conn.usable) {
-        this.close(conn, 'found closed in the pool');
-        continue;
-      }
-      this.leased.add(conn);
-      this.reused++;
-      return conn;
-    }
+    const idle = this.takeIdle(key);
+    if (idle !== null) return idle;
     this.makeRoom(1);
     this.connecting++;
     try {
@@ -278,6 +267,13 @@ export class NodePool<T extends Poolable> {
   /** An idle connection of `key`, leased at once; null when there is none (then lease()). */
   tryLease(key: string): T | null {
     if (this.closed) return null;
+    const conn = this.takeIdle(key);
+    if (conn !== null) this.leases++;
+    return conn;
+  }
+
+  /** The most recently used idle connection of `key`, now leased (broken ones found are closed). */
+  private takeIdle(key: string): T | null {
     const list = this.idleByKey.get(key);
     while (list !== undefined && list.length > 0) {
       const conn = list.pop()!;
@@ -289,7 +285,6 @@ export class NodePool<T extends Poolable> {
       }
       this.leased.add(conn);
       this.reused++;
-      this.leases++;
       return conn;
     }
     return null;
