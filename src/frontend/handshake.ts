@@ -22,7 +22,7 @@ import { credentialAuthenticator, type BackendAuthenticator, type BackendCredent
 import { authenticateClient, type HandshakeIO, type SecretSources } from './client-auth';
 import { rolesNeeded } from '../config/hba';
 import type { FrontendContext } from './context';
-import type { SlotLease } from './slots';
+import { waitForSlot, type SlotLease } from './slots';
 import type { PoolMode } from '../config/pool-mode';
 import { SessionState } from '../core/session-state';
 import type { LeaseLimit } from '../pool/node-pool';
@@ -184,14 +184,9 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   const mode = ctx.routing.poolMode(user, database);
   const pooled = mode !== 'session';
   // Session pooling: num_init_children sessions (then a queue); transaction pooling: max_client_conn.
-  const want = (pooled ? ctx.pooledClients : ctx.slots).acquire();
-  if (want === null) return failed(clientErrors.tooManyClients(), 'too many clients');
-  const lease = await Promise.race([want.lease, io.goneSignal.then(() => null)]);
-  if (lease === null || io.gone) {
-    // Leaves the queue, or gives back a slot granted meanwhile (never both).
-    want.cancel();
-    return failed(null, 'client disconnected while waiting for a slot');
-  }
+  const lease = await waitForSlot(pooled ? ctx.pooledClients : ctx.slots, io.goneSignal, () => io.gone);
+  if (lease === 'full') return failed(clientErrors.tooManyClients(), 'too many clients');
+  if (lease === null) return failed(null, 'client disconnected while waiting for a slot');
   gotSlot(lease);
 
   const hs: HandshakeIO = {

@@ -134,3 +134,19 @@ export class Slots {
     if (slot < this.size) this.free.push(slot);
   }
 }
+
+/**
+ * A slot for one client: taken now, or after waiting in line until one is free. 'full' when the
+ * line is full (the caller sends 53300); null when the client went away meanwhile (its place in
+ * line, or a slot granted at that moment, is given back).
+ */
+export async function waitForSlot(slots: Slots, gone: Promise<unknown>, isGone: () => boolean): Promise<SlotLease | 'full' | null> {
+  const want = slots.acquire();
+  if (want === null) return 'full';
+  const lease = await Promise.race([want.lease, gone.then(() => null)]);
+  if (lease === null || isGone()) {
+    want.cancel();
+    return null;
+  }
+  return lease;
+}

@@ -33,7 +33,7 @@ import { isUnixSocket } from '../frontend/listener';
 import { upgradeClient } from '../frontend/tls';
 import type { FrontendContext } from '../frontend/context';
 import type { RegisteredSession } from '../frontend/registry';
-import type { SlotLease } from '../frontend/slots';
+import { waitForSlot, type SlotLease } from '../frontend/slots';
 import type { SessionInfo } from '../admin/types';
 import { LogEvent, logLine } from '../log/logger';
 import { BackendLink } from './backend-link';
@@ -264,18 +264,13 @@ export class RelaySession implements RegisteredSession {
       this.fatal(clientErrors.tooManyAuthFailures(this.address, blocked));
       return;
     }
-    const want = ctx.slots.acquire();
-    if (want === null) {
+    const gone = new Promise<void>((resolve) => this.socket.once('close', () => resolve()));
+    const lease = await waitForSlot(ctx.slots, gone, () => this.closed);
+    if (lease === 'full') {
       this.fatal(clientErrors.tooManyClients());
       return;
     }
-    const gone = new Promise<null>((resolve) => this.socket.once('close', () => resolve(null)));
-    const lease = await Promise.race([want.lease, gone]);
-    if (lease === null || this.closed) {
-      want.cancel();
-      lease?.release();
-      return;
-    }
+    if (lease === null) return;
     this.slot = lease;
 
     const target = this.host.chooseNode();

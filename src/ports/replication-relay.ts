@@ -40,7 +40,7 @@ import { authenticateClient, type HandshakeIO, type SecretSources } from '../fro
 import { rolesNeeded } from '../config/hba';
 import type { FrontendContext, ReplicationHandover } from '../frontend/context';
 import type { RegisteredSession } from '../frontend/registry';
-import type { SlotLease } from '../frontend/slots';
+import { waitForSlot, type SlotLease } from '../frontend/slots';
 import type { SessionInfo } from '../admin/types';
 import type { NodeChange } from '../cluster/cluster';
 import { LogEvent, logLine, type Logger } from '../log/logger';
@@ -137,18 +137,13 @@ class ReplicationClient implements RegisteredSession {
     }
 
     // A client slot, like any session (num_init_children; the same queue; 53300 beyond it).
-    const want = ctx.slots.acquire();
-    if (want === null) {
+    const gone = new Promise<void>((resolve) => this.socket.once('close', () => resolve()));
+    const lease = await waitForSlot(ctx.slots, gone, () => this.closed);
+    if (lease === 'full') {
       this.fatal(clientErrors.tooManyClients());
       return;
     }
-    const gone = new Promise<null>((resolve) => this.socket.once('close', () => resolve(null)));
-    const lease = await Promise.race([want.lease, gone]);
-    if (lease === null || this.closed) {
-      want.cancel();
-      lease?.release();
-      return;
-    }
+    if (lease === null) return;
     this.slot = lease;
 
     const primary = ctx.cluster.primaryId();

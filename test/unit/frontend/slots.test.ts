@@ -1,7 +1,7 @@
 /** Slots: num_init_children gate with a bounded FIFO queue. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Slots } from '../../../src/frontend/slots';
+import { Slots, waitForSlot } from '../../../src/frontend/slots';
 
 test('grants up to capacity, queues FIFO, refuses past the queue limit', async () => {
   const s = new Slots(2, 2);
@@ -102,4 +102,22 @@ test('many grant/cancel races never let the queue exceed its limit', async () =>
     assert.equal(s.waiting, 0, `round ${round}: waiting`);
     assert.equal(s.inUse, 0, `round ${round}: in use`);
   }
+});
+
+test('waitForSlot: a slot now, "full" past the queue, null (and the place given up) when the client leaves', async () => {
+  const s = new Slots(1, 1);
+  const never = new Promise<void>(() => {});
+  const first = await waitForSlot(s, never, () => false);
+  assert.ok(first !== null && first !== 'full');
+  let leave!: () => void;
+  const gone = new Promise<void>((r) => { leave = r; });
+  let left = false;
+  const waiting = waitForSlot(s, gone, () => left);
+  assert.equal(await waitForSlot(s, never, () => false), 'full', 'the one place in line is taken');
+  left = true;
+  leave();
+  assert.equal(await waiting, null);
+  assert.equal(s.waiting, 0, 'the place in line was given up');
+  first.release();
+  assert.equal(s.inUse, 0, 'nothing granted to the client that left');
 });
