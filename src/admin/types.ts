@@ -115,6 +115,8 @@ export interface AdminContext {
   readonly pooling?: () => PoolingView;
   /** HA pair (etcd_endpoints): this instance's name and whether it holds the command lease. */
   readonly failoverLease?: () => { readonly instance: string; readonly leading: boolean } | null;
+  /** worker_processes > 1: brings the counted and listed figures up to date (src/workers/); faces await it per request. */
+  readonly refresh?: () => Promise<void>;
 }
 
 /** Transaction pooling as SHOW POOL_LEASES, /metrics and the status page show it. */

@@ -278,6 +278,7 @@ export const PARAMS = {
     "How long a client keeps a backend connection: session (until it disconnects: pgpool's pooling), transaction (for one transaction or one autocommit statement / extended-protocol batch), statement (for one statement; transactions are refused). Applies to new sessions.", OURS),
   pool_mode_database_list: str('', 'hot', "Per-database pool_mode, pgpool list syntax: 'reporting:session,app:transaction' (regular expressions matched against the whole database name).", OURS),
   pool_mode_user_list: str('', 'hot', "Per-user pool_mode (user:mode,...); wins over pool_mode_database_list.", OURS),
+  worker_processes: str('1', 'restart', "Processes serving clients on the same listeners (a number, or 'auto' = the cores available); health checks, failover, PCP and HTTP run once, in the supervising process; limits are shared between the workers (docs/workers.md). 1 = one process, as before.", OURS),
   max_client_conn: int(1000, 'restart', 'Transaction and statement pooling: client sessions served at once (num_init_children limits session-pooled clients); beyond it, 53300.', { ...OURS, min: 1 }),
   default_pool_size: int(20, 'hot', 'Transaction and statement pooling: backend connections per (node, user, database).', { ...OURS, min: 1 }),
   reserve_pool_size: int(0, 'hot', 'Transaction and statement pooling: extra backend connections per (node, user, database) for clients that waited reserve_pool_timeout.', OURS),
