@@ -126,8 +126,10 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     slot.ready = false;
     slot.startedAt = Date.now();
     w.on('message', (m: FromWorker) => onWorkerMessage(index, w, m));
-    // Its first node states, before it starts listening (its health stand-in waits for them).
-    sendTo(w, { t: 'nodes', nodes: nodeStates() });
+    // Its first node states, before it starts listening (its health stand-in waits for them);
+    // again once it runs, in case the channel was not up yet.
+    w.send({ t: 'nodes', nodes: nodeStates() } satisfies ToWorker);
+    w.once('online', () => sendTo(w, { t: 'nodes', nodes: nodeStates() }));
     w.on('exit', (code, signal) => {
       if (slot.worker !== w) return;
       slot.worker = null;
@@ -150,6 +152,9 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
   const onWorkerMessage = (index: number, w: Worker, m: FromWorker): void => {
     switch (m.t) {
       case 'ready':
+        if (startupFailed === null && stopping === null) {
+          logLine(log, { event: 'worker_ready', worker: index, pid: w.process.pid }, `worker ${index} (pid ${w.process.pid}) serving clients again`);
+        }
         slots[index]!.ready = true;
         readyWaiters.splice(0).forEach((f) => f());
         pushNodes(true);

@@ -67,6 +67,8 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
       return;
     }
     if (app === null) {
+      // Stopped while starting (it has no client yet): nothing to drain.
+      if (m.t === 'stop') process.exit(0);
       early.push(m);
       return;
     }
