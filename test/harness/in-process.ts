@@ -23,6 +23,11 @@ export interface InProcess {
   readonly dir: string;
   logs(): string;
   stop(): Promise<void>;
+  /**
+   * PGMAITRE_TEST_WORKERS: the instance's pool figures (from its HTTP /api/status), since the
+   * test cannot read `app`: backend connections leased, resetting or connecting; sessions; idle.
+   */
+  poolFigures?: () => Promise<{ busy: number; sessions: number; idle: number }>;
 }
 
 /** pgpool.conf lines for a test cluster's nodes (node 0 = primary). */
@@ -98,8 +103,11 @@ export async function eventually(cond: () => boolean | Promise<boolean>, what: s
 /** startInProcess under PGMAITRE_TEST_WORKERS: the CLI in a child process, worker_processes = N. */
 async function startWorkers(config: string, files: Record<string, string>, args: { keyFile?: string }): Promise<InProcess> {
   const port = await freePort();
+  // The HTTP status page gives the instance's pool figures (poolFigures), unless the test uses HTTP itself.
+  const httpPort = /^\s*http_port\s*=/m.test(config) ? 0 : await freePort();
+  const http = httpPort === 0 ? '' : `http_port = ${httpPort}\nhttp_listen_addresses = '127.0.0.1'\n`;
   const px = await startPgmaitre({
-    config: `listen_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = ''\n${TEST_DEFAULTS}${config}\n${forcedPoolMode(config)}worker_processes = ${workersUnderTest()}\n`,
+    config: `listen_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = ''\n${TEST_DEFAULTS}${config}\n${forcedPoolMode(config)}${http}worker_processes = ${workersUnderTest()}\n`,
     files, args: args.keyFile !== undefined ? ['-k', args.keyFile] : [], timeoutMs: 60_000,
   });
   // The port accepts once the first worker listens; wait for all of them.
@@ -113,5 +121,19 @@ async function startWorkers(config: string, files: Record<string, string>, args:
     stop: async () => {
       await px.stop();
     },
+    ...(httpPort === 0 ? {} : {
+      poolFigures: async () => {
+        const r = await fetch(`http://127.0.0.1:${httpPort}/api/status`);
+        const s = await r.json() as { nodes: { pool: { active: number; resetting: number; connecting: number; idle: number } | null }[]; sessions: unknown[] };
+        let busy = 0;
+        let idle = 0;
+        for (const n of s.nodes) {
+          if (n.pool === null) continue;
+          busy += n.pool.active + n.pool.resetting + n.pool.connecting;
+          idle += n.pool.idle;
+        }
+        return { busy, sessions: s.sessions.length, idle };
+      },
+    }),
   };
 }
