@@ -20,6 +20,7 @@ OURS_PORT=${OURS_PORT:-9999}
 CLIENTS=${CLIENTS:-16}
 DURATION=${DURATION:-10}
 WORKLOADS=${WORKLOADS:-"hot-key S"}
+ROUNDS=${ROUNDS:-2}   # w1, w2, w1, w2...: the machine's drift hits both alike
 OUT=${OUT:-/tmp/pgmaitre-workers-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 TCK=$(getconf CLK_TCK)
@@ -76,21 +77,25 @@ EOF
   OURS_PID=$!
   for _ in $(seq 1 120); do
     if [ "$1" = 1 ]; then (exec 3<>"/dev/tcp/127.0.0.1/$OURS_PORT") 2>/dev/null && break
-    else [ "$(pgrep -P $OURS_PID | wc -l)" -ge "$1" ] && (exec 3<>"/dev/tcp/127.0.0.1/$OURS_PORT") 2>/dev/null && sleep 3 && break; fi
+    # every worker listening (their start, WASM included, is not measured)
+    else grep -q '"event":"workers_ready"' "$OUT/pgmaitre-$1.log" && break; fi
     sleep 0.5
   done
+  sleep 1
 }
 stop_ours() { kill "$OURS_PID" 2>/dev/null; wait "$OURS_PID" 2>/dev/null; }
 
 printf '%-16s %-8s %10s %12s %8s\n' target workload tps 'cpu_us/tx' failed
 PGB_PID=$(cat /tmp/lab-pgbouncer-tx/pgbouncer.pid 2>/dev/null || echo)
 for wl in $WORKLOADS; do
-  run direct-standby 15433
-  [ -n "$PGB_PID" ] && run pgbouncer-tx 16432 $PGB_PID
-  for w in 1 2; do
-    start_ours $w
-    run "pgmaitre-w$w" $OURS_PORT $OURS_PID
-    stop_ours
+  for r in $(seq 1 $ROUNDS); do
+    run direct-standby 15433
+    [ -n "$PGB_PID" ] && run pgbouncer-tx 16432 $PGB_PID
+    for w in 1 2; do
+      start_ours $w
+      run "pgmaitre-w$w" $OURS_PORT $OURS_PID
+      stop_ours
+    done
   done
 done
 echo "raw output: $OUT"
