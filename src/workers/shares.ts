@@ -37,5 +37,9 @@ export function workerConfig(config: Config, index: number, count: number): Conf
   if (count <= 1) return config;
   const out: Record<string, unknown> = { ...config };
   for (const k of SPLIT_KEYS) out[k] = share(config[k], index, count);
+  // The queue for a slot (listen_backlog_multiplier × num_init_children) is not split: a waiting
+  // client holds nothing on PostgreSQL, and connections dealt round-robin can reach one worker in a
+  // burst; each worker may queue as many as the whole instance would.
+  out['listen_backlog_multiplier'] = Math.ceil(config.listen_backlog_multiplier * config.num_init_children / (out['num_init_children'] as number));
   return deepFreeze(out) as unknown as Config;
 }

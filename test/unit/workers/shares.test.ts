@@ -52,5 +52,7 @@ test('workerConfig splits the limits, keeps everything else, and is the identity
   assert.equal(w0.num_init_children, 17);
   assert.equal(w1.num_init_children, 16);
   assert.equal(w0.port, 7777);
+  // Each worker may queue as many clients as the instance (2 × 33), not its share's 2 × 17.
+  assert.ok(w1.listen_backlog_multiplier * w1.num_init_children >= 2 * 33);
   assert.ok(Object.isFrozen(w0));
 });
