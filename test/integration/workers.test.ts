@@ -15,6 +15,7 @@ import * as net from 'node:net';
 import { Client } from 'pg';
 import { freePort, startPgmaitre, withCluster, type PgmaitreProcess } from '../harness/cluster';
 import { backendLines, eventually } from '../harness/in-process';
+import { exec } from '../harness/exec';
 
 const AUTH = 'admin:secret';
 
@@ -91,9 +92,10 @@ describe('worker_processes = 2', { timeout: 300_000 }, () => {
         backendLines(fx.cluster), "sr_check_user = 'postgres'", "health_check_user = 'postgres'", 'health_check_period = 1',
         'sr_check_period = 1', 'worker_processes = 2', 'num_init_children = 10', 'client_idle_limit = 0', 'log_min_messages = info', '',
       ].join('\n'),
+      timeoutMs: 60_000, // a worker's start (WASM classifier included) is slow on a loaded machine
     });
     await px.waitForLog(/"event":"workers_ready"/, 30_000);
-  }, { timeout: 60_000 });
+  }, { timeout: 120_000 });
   after(async () => {
     await px?.stop();
   });
@@ -247,6 +249,37 @@ describe('worker_processes = 2', { timeout: 300_000 }, () => {
     }, 'the restarted worker serves clients', 20_000);
   });
 
+  test('a worker killed under pgbench: the clients of the other worker fail no transaction and go on to the end', async () => {
+    const dir = fs.mkdtempSync(path.join(px.dir, 'pgbench-'));
+    fs.writeFileSync(path.join(dir, 'q.sql'), 'SELECT count(*) FROM generate_series(1, 200);\n');
+    await px.waitForLog(/"event":"worker_ready","worker":1/, 30_000).catch(() => {});
+    const victim = workerPids(px.logs())[0]!;
+    // Per-transaction log (-l): client_id transaction_no latency script_no epoch_s epoch_us
+    const run = exec(fx.cluster.pg.bin('pgbench'), ['-n', '-f', 'q.sql', '-c', '4', '-j', '1', '-T', '6', '-l', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres'],
+      { cwd: dir, env: { PATH: process.env['PATH'], LC_ALL: 'C', PGCONNECT_TIMEOUT: '10' }, timeoutMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 2500));
+    const killedAt = Date.now() / 1000;
+    process.kill(victim, 'SIGKILL');
+    const r = await run;
+    const aborted = [...r.stderr.matchAll(/client (\d+) aborted/g)].map((m) => Number(m[1]));
+    assert.ok(aborted.length >= 1 && aborted.length <= 3, `only the killed worker's clients abort: ${r.stderr}`);
+    assert.match(r.stdout, /number of failed transactions: 0 \(0\.000%\)/, r.stdout);
+    const last = new Map<number, number>();
+    for (const f of fs.readdirSync(dir).filter((x) => x.startsWith('pgbench_log'))) {
+      for (const line of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) {
+        const x = line.trim().split(/\s+/);
+        if (x.length < 6) continue;
+        const t = Number(x[4]) + Number(x[5]) / 1e6;
+        last.set(Number(x[0]), Math.max(last.get(Number(x[0])) ?? 0, t));
+      }
+    }
+    const survivors = [0, 1, 2, 3].filter((c) => !aborted.includes(c));
+    assert.ok(survivors.length >= 1);
+    for (const c of survivors) assert.ok((last.get(c) ?? 0) > killedAt + 1, `client ${c} went on after the kill (last transaction at ${last.get(c)}, kill at ${killedAt})`);
+    await px.waitForLog(new RegExp(`"event":"worker_died","worker":0,"pid":${victim}`), 10_000);
+    await px.waitForLog(/"event":"worker_ready","worker":0/, 30_000);
+  });
+
   test('SIGTERM drains both workers and the supervisor exits 0', async () => {
     const cs = await connectAll(port, 2);
     const ended = cs.map((c) => new Promise<string>((resolve) => c.on('error', (e: Error & { code?: string }) => resolve(e.code ?? 'error'))));
@@ -270,9 +303,10 @@ describe('worker_processes = 2: limits hold for the instance', { timeout: 300_00
         backendLines(fx.cluster), "sr_check_user = 'postgres'", "health_check_user = 'postgres'",
         'worker_processes = 2', 'pool_mode = transaction', 'default_pool_size = 2', 'query_wait_timeout = 60', '',
       ].join('\n'),
+      timeoutMs: 60_000, // a worker's start (WASM classifier included) is slow on a loaded machine
     });
     await px.waitForLog(/"event":"workers_ready"/, 30_000);
-  }, { timeout: 60_000 });
+  }, { timeout: 120_000 });
   after(async () => {
     await px?.stop();
   });
