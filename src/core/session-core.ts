@@ -45,6 +45,7 @@ import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { LinkRefused, type CoreHost } from './core-host';
 import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
+import { lossVerdict } from './recovery';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
@@ -1234,13 +1235,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const code = goodbye?.code ?? '';
     if (code === '' || (SHUTDOWN_CODES.has(code) && this.host.config.failover_on_backend_shutdown)) this.host.backendError(node, reason);
     const primary = this.host.cluster.primaryId();
-    const isPrimary = node === primary || node === this.identityNode;
     const clientOwed = owed.filter((e) => !e.swallow);
-    const retry = clientOwed.length > 0 && clientOwed.every((e) => e.retry !== null && !e.started) && !unsynced;
-    let verdict: 'go on' | 'end' | 'ask' = 'go on';
-    if (clientOwed.length > 0 && !retry) verdict = 'end';
-    else if (isPrimary && (this.route.inTransaction || this.state.holdsUnreplayable || this.route.tempTables.size > 0)) verdict = 'end';
-    else if (isPrimary && clientOwed.length === 0 && code === '57P01') verdict = 'ask';
+    const { verdict, retry } = lossVerdict({
+      owed: clientOwed, unsynced, code,
+      isPrimary: node === primary || node === this.identityNode,
+      holdsSession: this.route.inTransaction || this.state.holdsUnreplayable || this.route.tempTables.size > 0 || this.pins.temp,
+    });
     this.forgetNode(node);
     if (verdict === 'end') {
       for (const e of owed) Link.release(e);
