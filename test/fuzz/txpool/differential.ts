@@ -1,0 +1,171 @@
+/**
+ * The differential transaction-pooling fuzzer: a round generates a scenario from a seed, plays
+ * every client slot at the same time through pgmaitre (pool_mode = transaction, default_pool_size
+ * 1-3 from the seed, one backend: the primary) and on private direct connections to the primary,
+ * then compares each client's normalised messages step by step. After the clients are gone, no
+ * advisory lock may be left on the primary and no pooled connection may still be leased.
+ *
+ * Used by test/integration/txpool-fuzz.test.ts (bounded, in `npm test`) and by
+ * `npm run fuzz -- --mode txpool` (test/fuzz/run.ts, a longer run).
+ */
+import { RawClient } from '../../harness/raw-client';
+import { backendLines, startInProcess, type InProcess } from '../../harness/in-process';
+import type { Cluster } from '../../harness/cluster';
+import { encodeQuery } from '../../../src/protocol/frontend';
+import { describeStep, generateScenario, STEP_CLASSES, type Scenario, type ScenarioOptions } from './grammar';
+import { playSlot, type SideTarget, type SlotTranscript } from './runner';
+
+/** One client whose answers through pgmaitre differ from its direct connection's. */
+export interface Divergence {
+  readonly slot: number;
+  readonly generation: number;
+  readonly step: number;
+  /** The steps of that generation up to the divergent one, described. */
+  readonly sequence: readonly string[];
+  readonly expected: readonly string[];
+  readonly got: readonly string[];
+}
+
+/** What a round found. */
+export interface RoundResult {
+  readonly seed: number;
+  readonly poolSize: number;
+  readonly divergences: readonly Divergence[];
+  /** Invariants broken after the clients left (leaked locks, leases) and uncaught exceptions. */
+  readonly problems: readonly string[];
+  readonly steps: number;
+  readonly ms: number;
+}
+
+/** Options of a round. */
+export interface RoundOptions extends ScenarioOptions {
+  readonly seed: number;
+  readonly cluster: Cluster;
+  /** Extra pgpool.conf lines. */
+  readonly extraConfig?: string;
+  /** ms to wait for one answer. */
+  readonly timeoutMs?: number;
+}
+
+/** Step classes named in a comma-separated list (FUZZ_EXCLUDE), checked against STEP_CLASSES. */
+export function parseClasses(list: string | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const c of (list ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (!(STEP_CLASSES as readonly string[]).includes(c)) throw new Error(`unknown fuzz step class '${c}' (known: ${STEP_CLASSES.join(', ')})`);
+    out.add(c);
+  }
+  return out;
+}
+
+/** pgpool.conf of the pgmaitre under test. */
+export function fuzzConfig(cluster: Cluster, poolSize: number, extra = ''): string {
+  return [
+    backendLines({ nodes: [cluster.primary] }),
+    "sr_check_user = 'postgres'", 'sr_check_period = 0', 'health_check_period = 0',
+    'enable_pool_hba = off', 'load_balance_mode = off',
+    'pool_mode = transaction', `default_pool_size = ${poolSize}`,
+    'num_init_children = 200', 'max_client_conn = 400', 'query_wait_timeout = 120', 'connect_timeout = 20000',
+    extra,
+  ].join('\n');
+}
+
+async function adminQuery(cluster: Cluster, sql: string): Promise<string[][]> {
+  const c = await RawClient.connect(cluster.primary.port, { user: 'postgres', database: 'postgres' });
+  try {
+    c.send(encodeQuery(sql));
+    const ms = await c.untilReady(30_000);
+    const err = ms.find((m) => m.type === 'E');
+    if (err) throw new Error(`${sql}: ${err.error?.message}`);
+    const { decodeDataRow } = await import('../../../src/protocol/backend');
+    return ms.filter((m) => m.type === 'D').map((m) => decodeDataRow(m.frame, 0, m.frame.length).map((v) => v ?? ''));
+  } finally {
+    c.close();
+  }
+}
+
+/** Creates the tables of every slot on both sides (empty). */
+async function setupTables(cluster: Cluster, slots: number): Promise<void> {
+  const sql: string[] = [];
+  for (let i = 0; i < slots; i++) for (const side of ['d', 'p']) sql.push(`DROP TABLE IF EXISTS fz${side}${i}_t; CREATE TABLE fz${side}${i}_t (v int)`);
+  await adminQuery(cluster, sql.join('; '));
+}
+
+function compare(s: Scenario, direct: readonly SlotTranscript[], pooled: readonly SlotTranscript[]): Divergence[] {
+  const out: Divergence[] = [];
+  for (const script of s.slots) {
+    const d = direct[script.slot]!;
+    const p = pooled[script.slot]!;
+    script.generations.forEach((gen, g) => {
+      const ds = d.gens[g] ?? [];
+      const ps = p.gens[g] ?? [];
+      const n = Math.max(ds.length, ps.length);
+      for (let i = 0; i < n; i++) {
+        const a = ds[i] ?? ['(step not played)'];
+        const b = ps[i] ?? ['(step not played)'];
+        if (JSON.stringify(a) !== JSON.stringify(b)) {
+          out.push({
+            slot: script.slot, generation: g, step: i,
+            sequence: gen.steps.slice(0, i + 1).map(describeStep),
+            expected: a, got: b,
+          });
+          return;
+        }
+      }
+    });
+  }
+  return out;
+}
+
+/** Plays one seed's scenario on both sides and compares. */
+export async function runRound(o: RoundOptions): Promise<RoundResult> {
+  const t0 = Date.now();
+  const scenario = generateScenario(o.seed, o);
+  const problems: string[] = [];
+  const onCrash = (e: unknown): void => { problems.push(`uncaught exception in the test process (pgmaitre in process): ${(e as Error)?.stack ?? String(e)}`); };
+  process.on('uncaughtException', onCrash);
+  let px: InProcess | undefined;
+  try {
+    await setupTables(o.cluster, scenario.slots.length);
+    px = await startInProcess(fuzzConfig(o.cluster, scenario.poolSize, o.extraConfig));
+    const timeoutMs = o.timeoutMs ?? 60_000;
+    const params = { user: 'postgres', database: 'postgres' };
+    const direct: SideTarget = { side: 'd', port: o.cluster.primary.port, params, timeoutMs };
+    const pooled: SideTarget = { side: 'p', port: px.port, params, timeoutMs };
+    const [dt, pt] = await Promise.all([
+      Promise.all(scenario.slots.map((s) => playSlot(s, direct))),
+      Promise.all(scenario.slots.map((s) => playSlot(s, pooled))),
+    ]);
+    const divergences = compare(scenario, dt, pt);
+    // after every client left: nothing leased, no session advisory lock left anywhere
+    const app = px.app;
+    const deadline = Date.now() + 15_000;
+    let leased = -1;
+    let locks = '';
+    while (Date.now() < deadline) {
+      leased = [...app.ctx.pools.values()].reduce((a, p) => a + p.counts().active, 0);
+      locks = (await adminQuery(o.cluster, "SELECT string_agg(objid::text, ',') FROM pg_locks WHERE locktype = 'advisory'"))[0]?.[0] ?? '';
+      if (leased === 0 && locks === '') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if (leased !== 0) problems.push(`${leased} pooled connection(s) still leased 15 s after every client left`);
+    if (locks !== '') problems.push(`advisory locks still held 15 s after every client left (keys ${locks}; 1000xx = direct, 2000xx = through pgmaitre)`);
+    const steps = scenario.slots.reduce((a, s) => a + s.generations.reduce((b, g) => b + g.steps.length, 0), 0);
+    return { seed: o.seed, poolSize: scenario.poolSize, divergences, problems, steps, ms: Date.now() - t0 };
+  } finally {
+    process.off('uncaughtException', onCrash);
+    await px?.stop();
+  }
+}
+
+/** A readable report of a failed round (what /work/fuzz-findings.md entries are made of). */
+export function formatRound(r: RoundResult, maxDivergences = 5): string {
+  const lines = [`seed ${r.seed} (default_pool_size ${r.poolSize}): ${r.divergences.length} client(s) diverged, ${r.problems.length} problem(s); replay: FUZZ_SEED=${r.seed}`];
+  for (const p of r.problems) lines.push(`  problem: ${p}`);
+  for (const d of r.divergences.slice(0, maxDivergences)) {
+    lines.push(`  client ${d.slot} generation ${d.generation}, step ${d.step}:`);
+    for (const [i, s] of d.sequence.entries()) lines.push(`    ${i === d.sequence.length - 1 ? '>' : ' '} ${s}`);
+    lines.push(`    direct (expected): ${d.expected.join(' | ')}`);
+    lines.push(`    pgmaitre (got):    ${d.got.join(' | ')}`);
+  }
+  return lines.join('\n');
+}
