@@ -12,7 +12,7 @@ import { RawClient } from '../../harness/raw-client';
 import { backendLines, startInProcess, type InProcess } from '../../harness/in-process';
 import type { Cluster } from '../../harness/cluster';
 import { encodeQuery } from '../../../src/protocol/frontend';
-import { describeStep, generateScenario, STEP_CLASSES, type Scenario, type ScenarioOptions } from './grammar';
+import { describeStep, generateScenario, STEP_CLASSES, type Generation, type Scenario, type ScenarioOptions } from './grammar';
 import { playSlot, type SideTarget, type SlotTranscript } from './runner';
 
 /** One client whose answers through pgmaitre differ from its direct connection's. */
@@ -93,8 +93,8 @@ async function setupTables(cluster: Cluster, slots: number): Promise<void> {
 function compare(s: Scenario, direct: readonly SlotTranscript[], pooled: readonly SlotTranscript[]): Divergence[] {
   const out: Divergence[] = [];
   for (const script of s.slots) {
-    const d = direct[script.slot]!;
-    const p = pooled[script.slot]!;
+    const d = direct.find((x) => x.slot === script.slot)!;
+    const p = pooled.find((x) => x.slot === script.slot)!;
     script.generations.forEach((gen, g) => {
       const ds = d.gens[g] ?? [];
       const ps = p.gens[g] ?? [];
@@ -117,15 +117,19 @@ function compare(s: Scenario, direct: readonly SlotTranscript[], pooled: readonl
 }
 
 /** Plays one seed's scenario on both sides and compares. */
-export async function runRound(o: RoundOptions): Promise<RoundResult> {
+export function runRound(o: RoundOptions): Promise<RoundResult> {
+  return runScenario(generateScenario(o.seed, o), o);
+}
+
+/** Plays a scenario (generated, or shrunk by shrinkScenario) on both sides and compares. */
+export async function runScenario(scenario: Scenario, o: Pick<RoundOptions, 'cluster' | 'extraConfig' | 'timeoutMs'>): Promise<RoundResult> {
   const t0 = Date.now();
-  const scenario = generateScenario(o.seed, o);
   const problems: string[] = [];
   const onCrash = (e: unknown): void => { problems.push(`uncaught exception in the test process (pgmaitre in process): ${(e as Error)?.stack ?? String(e)}`); };
   process.on('uncaughtException', onCrash);
   let px: InProcess | undefined;
   try {
-    await setupTables(o.cluster, scenario.slots.length);
+    await setupTables(o.cluster, Math.max(0, ...scenario.slots.map((x) => x.slot + 1)));
     px = await startInProcess(fuzzConfig(o.cluster, scenario.poolSize, o.extraConfig));
     const timeoutMs = o.timeoutMs ?? 60_000;
     const params = { user: 'postgres', database: 'postgres' };
@@ -150,7 +154,7 @@ export async function runRound(o: RoundOptions): Promise<RoundResult> {
     if (leased !== 0) problems.push(`${leased} pooled connection(s) still leased 15 s after every client left`);
     if (locks !== '') problems.push(`advisory locks still held 15 s after every client left (keys ${locks}; 1000xx = direct, 2000xx = through pgmaitre)`);
     const steps = scenario.slots.reduce((a, s) => a + s.generations.reduce((b, g) => b + g.steps.length, 0), 0);
-    return { seed: o.seed, poolSize: scenario.poolSize, divergences, problems, steps, ms: Date.now() - t0 };
+    return { seed: scenario.seed, poolSize: scenario.poolSize, divergences, problems, steps, ms: Date.now() - t0 };
   } finally {
     process.off('uncaughtException', onCrash);
     await px?.stop();
@@ -166,6 +170,82 @@ export function formatRound(r: RoundResult, maxDivergences = 5): string {
     for (const [i, s] of d.sequence.entries()) lines.push(`    ${i === d.sequence.length - 1 ? '>' : ' '} ${s}`);
     lines.push(`    direct (expected): ${d.expected.join(' | ')}`);
     lines.push(`    pgmaitre (got):    ${d.got.join(' | ')}`);
+  }
+  return lines.join('\n');
+}
+
+/** True when a round found anything. */
+export function failedRound(r: RoundResult): boolean {
+  return r.divergences.length > 0 || r.problems.length > 0;
+}
+
+/**
+ * Shrinks a failing scenario greedily: drops whole slots, then generations, then chunks of steps
+ * (halving down to single steps), keeping a change when a replay still fails (`tries` replays,
+ * any failure counts: the interleaving of clients is not deterministic). Bounded by `budgetMs`.
+ */
+export async function shrinkScenario(s: Scenario, o: Pick<RoundOptions, 'cluster' | 'extraConfig' | 'timeoutMs'>, budgetMs: number, log: (m: string) => void = () => undefined, tries = 2,
+  still: (r: RoundResult) => boolean = failedRound): Promise<Scenario> {
+  const deadline = Date.now() + budgetMs;
+  const fails = async (c: Scenario): Promise<boolean> => {
+    for (let i = 0; i < tries; i++) {
+      const r = await runScenario(c, o);
+      if (failedRound(r) && still(r)) return true;
+    }
+    return false;
+  };
+  let cur = s;
+  const attempt = async (c: Scenario, what: string): Promise<boolean> => {
+    if (Date.now() > deadline) return false;
+    if (await fails(c)) { cur = c; log(`shrink: ${what} (${countSteps(cur)} steps left)`); return true; }
+    return false;
+  };
+  for (let i = cur.slots.length - 1; i >= 0 && cur.slots.length > 1; i--) {
+    await attempt({ ...cur, slots: cur.slots.filter((_, k) => k !== i) }, `dropped slot ${cur.slots[i]!.slot}`);
+  }
+  for (let si = 0; si < cur.slots.length; si++) {
+    for (let gi = cur.slots[si]!.generations.length - 1; gi >= 0 && cur.slots[si]!.generations.length > 1; gi--) {
+      await attempt(withGen(cur, si, null, gi), `dropped slot ${cur.slots[si]!.slot} generation ${gi}`);
+    }
+  }
+  for (let si = 0; si < cur.slots.length; si++) {
+    for (let gi = 0; gi < cur.slots[si]!.generations.length; gi++) {
+      for (let chunk = Math.max(1, cur.slots[si]!.generations[gi]!.steps.length >> 1); chunk >= 1; chunk >>= 1) {
+        for (let at = 0; at < cur.slots[si]!.generations[gi]!.steps.length; ) {
+          const steps = cur.slots[si]!.generations[gi]!.steps;
+          const next = [...steps.slice(0, at), ...steps.slice(at + chunk)];
+          if (next.length === 0 || !(await attempt(withGen(cur, si, { steps: next }, gi), `dropped ${chunk} step(s) of slot ${cur.slots[si]!.slot} gen ${gi}`))) at += chunk;
+          if (Date.now() > deadline) return cur;
+        }
+        if (chunk === 1) break;
+      }
+    }
+  }
+  return cur;
+}
+
+function withGen(s: Scenario, si: number, gen: Generation | null, gi: number): Scenario {
+  return {
+    ...s,
+    slots: s.slots.map((slot, k) => k !== si ? slot : {
+      ...slot,
+      generations: gen === null ? slot.generations.filter((_, j) => j !== gi) : slot.generations.map((g, j) => (j === gi ? gen : g)),
+    }),
+  };
+}
+
+function countSteps(s: Scenario): number {
+  return s.slots.reduce((a, x) => a + x.generations.reduce((b, g) => b + g.steps.length, 0), 0);
+}
+
+/** A whole scenario as text: every slot, generation and step (for a shrunk repro). */
+export function formatScenario(s: Scenario): string {
+  const lines = [`scenario of seed ${s.seed}, default_pool_size ${s.poolSize} ({t}, {ch}, {k}, {k2}: the client's own table, channel, advisory keys):`];
+  for (const slot of s.slots) {
+    slot.generations.forEach((g, gi) => {
+      lines.push(`  client ${slot.slot}${slot.generations.length > 1 ? ` connection ${gi + 1}` : ''}:`);
+      for (const st of g.steps) lines.push(`    ${describeStep(st)}`);
+    });
   }
   return lines.join('\n');
 }
