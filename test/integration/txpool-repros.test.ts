@@ -81,6 +81,15 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     b.close();
   });
 
+  test('a WITH HOLD cursor does not outlive its client', async () => {
+    const a = await open();
+    assert.deepEqual(await sql(a, 'DECLARE fz_cur CURSOR WITH HOLD FOR SELECT 1'), ['C DECLARE CURSOR', 'Z I']);
+    await closeAndWait(a);
+    const b = await open();
+    assert.deepEqual(await sql(b, 'CLOSE fz_cur'), ['E ERROR 34000 cursor "fz_cur" does not exist', 'Z I']);
+    b.close();
+  });
+
   test('H2: a Parse skipped in an aborted transaction does not break the statement for the next client', async () => {
     const a = await open();
     await sql(a, 'BEGIN');
@@ -152,14 +161,14 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     a.close(); b.close();
   });
 
-  test('a named statement cannot be redefined without Close (42P05), as on a private connection', async () => {
+  test('F1: a named statement cannot be redefined without Close (42P05), as on a private connection', async () => {
     const a = await open();
     assert.deepEqual(await ask(a, encodeParse('dup', 'SELECT 1'), encodeSync()), ['1', 'Z I']);
     assert.deepEqual(await ask(a, encodeParse('dup', 'SELECT 2'), encodeSync()), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
     a.close();
   });
 
-  test('DEALLOCATE in an aborted transaction is refused with 25P02, as on a private connection', async () => {
+  test('F2: DEALLOCATE in an aborted transaction is refused with 25P02, as on a private connection', async () => {
     const a = await open();
     await sql(a, 'BEGIN');
     await sql(a, 'SELECT 1/0');
