@@ -5,11 +5,12 @@
  * creates a throw-away cluster, starts pgmaitre in this process, fuzzes it beside a well-behaved
  * client, and exits non-zero on an uncaught exception, a failed query, or a leaked slot/connection.
  *
- * `npm run fuzz -- --mode txpool --seconds 600 [--seed N] [--clients 8] [--exclude a,b] [--shrink [--shrink-match REGEX]]`:
+ * `npm run fuzz -- --mode txpool --seconds 600 [--seed N] [--clients 8] [--exclude a,b] [--shrink [--shrink-match REGEX]] [--self-check]`:
  * the differential transaction-pooling fuzzer (test/fuzz/txpool/) over seeds N, N+1, ... (a
  * random N by default); every failing round is printed with its seed, and with --shrink the first
  * one is also shrunk to a minimal scenario (up to --shrink-seconds, default 300) that still fails
- * (with a report matching REGEX when --shrink-match is given).
+ * (with a report matching REGEX when --shrink-match is given). --self-check plays both sides on
+ * direct connections: a divergence then is the fuzzer's own nondeterminism.
  */
 import { createTestCluster } from '../harness/cluster';
 import { eventually } from '../harness/in-process';
@@ -88,7 +89,7 @@ async function txpool(): Promise<void> {
   try {
     const started = Date.now();
     for (let seed = seed0; Date.now() - started < seconds * 1000; seed++) {
-      const r = await runRound({ seed, cluster, ...opts, exclude });
+      const r = await runRound({ seed, cluster, ...opts, exclude, selfCheck: process.argv.includes('--self-check') });
       rounds++;
       if (!failedRound(r)) { console.log(`fuzz txpool: seed ${seed} ok (${r.steps} steps, pool ${r.poolSize}, ${r.ms} ms)`); continue; }
       failures++;

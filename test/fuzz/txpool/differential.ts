@@ -45,6 +45,11 @@ export interface RoundOptions extends ScenarioOptions {
   readonly extraConfig?: string;
   /** ms to wait for one answer. */
   readonly timeoutMs?: number;
+  /**
+   * Play the "pgmaitre" side on direct connections too: any divergence is then the fuzzer's own
+   * nondeterminism (a check of the oracle; `npm run fuzz -- --mode txpool --self-check`).
+   */
+  readonly selfCheck?: boolean;
 }
 
 /** Step classes named in a comma-separated list (FUZZ_EXCLUDE), checked against STEP_CLASSES. */
@@ -122,7 +127,7 @@ export function runRound(o: RoundOptions): Promise<RoundResult> {
 }
 
 /** Plays a scenario (generated, or shrunk by shrinkScenario) on both sides and compares. */
-export async function runScenario(scenario: Scenario, o: Pick<RoundOptions, 'cluster' | 'extraConfig' | 'timeoutMs'>): Promise<RoundResult> {
+export async function runScenario(scenario: Scenario, o: Pick<RoundOptions, 'cluster' | 'extraConfig' | 'timeoutMs' | 'selfCheck'>): Promise<RoundResult> {
   const t0 = Date.now();
   const problems: string[] = [];
   const onCrash = (e: unknown): void => { problems.push(`uncaught exception in the test process (pgmaitre in process): ${(e as Error)?.stack ?? String(e)}`); };
@@ -133,8 +138,9 @@ export async function runScenario(scenario: Scenario, o: Pick<RoundOptions, 'clu
     px = await startInProcess(fuzzConfig(o.cluster, scenario.poolSize, o.extraConfig));
     const timeoutMs = o.timeoutMs ?? 60_000;
     const params = { user: 'postgres', database: 'postgres' };
-    const direct: SideTarget = { side: 'd', port: o.cluster.primary.port, params, timeoutMs };
-    const pooled: SideTarget = { side: 'p', port: px.port, params, timeoutMs };
+    const adminPort = o.cluster.primary.port;
+    const direct: SideTarget = { side: 'd', port: o.cluster.primary.port, params, timeoutMs, adminPort };
+    const pooled: SideTarget = { side: 'p', port: o.selfCheck ? o.cluster.primary.port : px.port, params, timeoutMs, adminPort };
     const [dt, pt] = await Promise.all([
       Promise.all(scenario.slots.map((s) => playSlot(s, direct))),
       Promise.all(scenario.slots.map((s) => playSlot(s, pooled))),
@@ -184,7 +190,7 @@ export function failedRound(r: RoundResult): boolean {
  * (halving down to single steps), keeping a change when a replay still fails (`tries` replays,
  * any failure counts: the interleaving of clients is not deterministic). Bounded by `budgetMs`.
  */
-export async function shrinkScenario(s: Scenario, o: Pick<RoundOptions, 'cluster' | 'extraConfig' | 'timeoutMs'>, budgetMs: number, log: (m: string) => void = () => undefined, tries = 2,
+export async function shrinkScenario(s: Scenario, o: Pick<RoundOptions, 'cluster' | 'extraConfig' | 'timeoutMs' | 'selfCheck'>, budgetMs: number, log: (m: string) => void = () => undefined, tries = 2,
   still: (r: RoundResult) => boolean = failedRound): Promise<Scenario> {
   const deadline = Date.now() + budgetMs;
   const fails = async (c: Scenario): Promise<boolean> => {

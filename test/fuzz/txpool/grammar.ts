@@ -28,7 +28,10 @@ export type Msg =
 /** What the runner does with a step. */
 export type StepMode =
   | 'normal'
-  /** Send, then cancel (repeatedly, each cancel complete before the next) until the first answer. */
+  /**
+   * Send, wait until the backend sleeps (pg_stat_activity, by the step's {tag}), then cancel
+   * (repeatedly, each cancel complete before the next) until the error arrives.
+   */
   | 'cancel'
   /** Send, then close the socket at once: the client ends here (nothing compared for the step). */
   | 'disconnect'
@@ -319,7 +322,8 @@ class ClientGen {
 
   private cancel(): Step {
     const r = this.rng;
-    return step('cancel', [q(r.pick(['SELECT pg_sleep(20)', 'BEGIN; SELECT pg_sleep(20); COMMIT']))], 'cancel');
+    // {tag} lets the runner see the sleep running in pg_stat_activity before it cancels
+    return step('cancel', [q(r.pick(['SELECT pg_sleep(20) /* {tag} */', 'BEGIN; SELECT pg_sleep(20) /* {tag} */; COMMIT']))], 'cancel');
   }
 
   /** Disconnects at some point: with nothing pending, inside a transaction, mid-pipeline, mid-COPY. */

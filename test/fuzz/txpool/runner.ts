@@ -66,6 +66,26 @@ export interface SideTarget {
   readonly params: Record<string, string>;
   /** ms to wait for one answer (a small pool and pinned clients make pgmaitre's slower). */
   readonly timeoutMs: number;
+  /** The primary's port, to watch pg_stat_activity before a cancel. */
+  readonly adminPort: number;
+}
+
+let tags = 0;
+
+/** Resolves once a backend runs a query containing `tag` and sleeps in pg_sleep (or after timeoutMs). */
+async function waitSleeping(adminPort: number, tag: string, timeoutMs: number): Promise<void> {
+  const c = await RawClient.connect(adminPort, { user: 'postgres', database: 'postgres' });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      c.send(encodeQuery(`SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%${tag} %' AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()`));
+      const rows = (await c.untilReady(timeoutMs)).filter((m) => m.type === 'D');
+      if (rows.length > 0 && decodeDataRow(rows[0]!.frame, 0, rows[0]!.frame.length)[0] !== '0') return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    c.close();
+  }
 }
 
 const ASYNC = new Set(['N', 'A', 'S']);
@@ -93,9 +113,9 @@ class StepReader {
   }
 }
 
-function frame(m: Exclude<Msg, { k: 'copyIn' }>, side: Side, slot: number): Buffer {
+function frame(m: Exclude<Msg, { k: 'copyIn' }>, side: Side, slot: number, tag: string): Buffer {
   switch (m.k) {
-    case 'Q': return encodeQuery(bindNames(m.sql, side, slot));
+    case 'Q': return encodeQuery(bindNames(m.sql, side, slot).replaceAll('{tag}', tag));
     case 'P': return encodeParse(m.name, bindNames(m.sql, side, slot));
     case 'B': return encodeBind(m.portal, m.stmt, m.params);
     case 'D': return encodeDescribe(m.kind, m.name);
@@ -203,13 +223,14 @@ export async function playSlot(script: SlotScript, target: SideTarget): Promise<
 
 async function playStep(c: RawClient, r: StepReader, s: Step, target: SideTarget, slot: number, st: { errored: boolean }): Promise<boolean> {
   const { side, port } = target;
+  const tag = `fzc_${side}${slot}_${++tags}`;
   const bufs: Buffer[] = [];
   for (const m of s.msgs) {
     if (m.k === 'copyIn') {
       // send what precedes, then the COPY query; its data follows CopyInResponse (readAnswers)
       bufs.push(encodeQuery(bindNames(m.sql, side, slot)));
     } else {
-      bufs.push(frame(m, side, slot));
+      bufs.push(frame(m, side, slot, tag));
     }
   }
   if (bufs.length > 0) c.send(...bufs);
@@ -234,6 +255,7 @@ async function playStep(c: RawClient, r: StepReader, s: Step, target: SideTarget
         }
       })();
       reading.catch(() => { stop = true; });
+      await waitSleeping(target.adminPort, tag, target.timeoutMs);
       for (let i = 0; i < 200 && !stop; i++) {
         await sendCancel(port, c.pid, c.secret);
         await Promise.race([reading.catch(() => undefined), new Promise((res) => setTimeout(res, 300))]);
