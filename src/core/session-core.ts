@@ -602,6 +602,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const l = this.links[this.host.cluster.primaryId()];
     if (l?.conn == null || l.owed > 0 || !l.quiet || l.unsynced || l.txStatus !== TxStatus.Idle) return;
     this.pins.tempProbeDue = false;
+    l.unnamedOwn = false;
     const e = l.expect(ExpectKind.Probe, true, 0, Term.Query);
     e.token = { generation: this.pins.tempGeneration } satisfies ProbeToken;
     this.send(l, encodeQuery(TEMP_PROBE));
@@ -697,6 +698,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       this.dupParses = info.parses.length > 0 ? this.duplicateParses(info) : null;
     }
     this.prepareLink(link, info, plan, node !== primary);
+    if (pooled && info.parses.length > 0 && info.parsesStatement('')) link.unnamedOwn = true;
     if (plan.broadcastTx) this.broadcast(req, link);
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
@@ -830,6 +832,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const idle = link.owed === 0;
     if (!link.unsynced) {
       for (const c of link.cleanup) {
+        if (c.term === Term.Query) link.unnamedOwn = false;
         const e = link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
         if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
         this.send(link, c.buf);
@@ -846,6 +849,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         unsure.clear();
       }
       const replay = this.state.replayFor(conn, this);
+      if (link.cleanup.length > 0 || replay.length > 0) link.unnamedOwn = false; // (a Query drops the unnamed statement)
       if (replay.length > 0) {
         link.expect(ExpectKind.State, true, 0, Term.Query);
         this.send(link, encodeQuery(replay.join('; ')));
@@ -859,6 +863,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         if (wantTx && link.txStatus === TxStatus.Idle) sql = this.beginSql;
         else if (!this.route.inTransaction && link.txStatus !== TxStatus.Idle) sql = 'ROLLBACK';
         if (sql !== '') {
+          link.unnamedOwn = false;
           link.expect(ExpectKind.Tx, true, 0, Term.Query);
           this.send(link, encodeQuery(sql));
           link.txStatus = sql === 'ROLLBACK' ? TxStatus.Idle : TxStatus.InTransaction;
@@ -878,6 +883,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         if (i < bound && sticky) continue;
         const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
         if (i < bound && info.parsesStatement(name)) continue;
+        // The client's own unnamed Parse (or its failure) is what the connection has: as directly.
+        if (pooled && name === '' && link.unnamedOwn) continue;
         const st = this.statements.protocol.get(name);
         if (st === undefined) {
           if (pooled && name === '' && !link.unsynced && !unnamedDropped) {
@@ -886,6 +893,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
             unnamedDropped = true;
             link.expect(ExpectKind.Cleanup, true, 0, Term.Query);
             this.send(link, EMPTY_QUERY);
+            link.unnamedOwn = true; // none, as the client has none
           }
           continue;
         }
@@ -911,6 +919,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         this.send(link, link.unsynced ? Buffer.concat([parse, FLUSH]) : inline ? parse : Buffer.concat([parse, SYNC]));
         if (server === null) st.nodes.add(link.node);
         else conn.statements.begin(server);
+        if (pooled && name === '') link.unnamedOwn = true;
       }
     }
     if (!link.unsynced) {
