@@ -112,7 +112,7 @@ export class OnlineRecovery extends EventEmitter<{ event: [RecoveryEvent] }> {
 
   constructor(private readonly o: OnlineRecoveryOptions) {
     super();
-    this.scripts = new LocalScripts((script, line) => this.o.log.info({ event: 'recovery_script_output', script }, `${script}: ${line}`));
+    this.scripts = new LocalScripts((script, line) => logLine(this.o.log, { event: 'recovery_script_output', script }, `${script}: ${line}`));
   }
 
   /** The recovery running now, or null. */
@@ -258,7 +258,8 @@ export class OnlineRecovery extends EventEmitter<{ event: [RecoveryEvent] }> {
       }
     } finally {
       this.abort.signal.removeEventListener('abort', onAbort);
-      await client.end().catch(() => undefined);
+      // Bounded: a server started by pgpool_remote_start() could hold the backend's socket open.
+      await Promise.race([client.end().catch(() => undefined), sleep(5000)]);
     }
   }
 
