@@ -93,7 +93,7 @@ export interface OnlineRecoveryOptions {
   readonly pollMs?: number;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** pgpool-II passes 'localhost' for a node reached through a Unix socket directory. */
 function hostArg(h: string): string {
@@ -259,7 +259,9 @@ export class OnlineRecovery extends EventEmitter<{ event: [RecoveryEvent] }> {
     } finally {
       this.abort.signal.removeEventListener('abort', onAbort);
       // Bounded: a server started by pgpool_remote_start() could hold the backend's socket open.
-      await Promise.race([client.end().catch(() => undefined), sleep(5000)]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([client.end().catch(() => undefined), new Promise((r) => { timer = setTimeout(r, 5000); })]);
+      clearTimeout(timer);
     }
   }
 
