@@ -167,7 +167,7 @@ tr:last-child td { border-bottom:none; }
         card.appendChild(el('div', 'reason', 'since ' + new Date(n.lastStatusChange).toLocaleString() + (n.statusReason ? ' — ' + n.statusReason : '')));
         if (s.actionsEnabled) {
           var a = el('div', 'actions');
-          (n.status === 'down' || n.status === 'quarantine' ? ['attach'] : ['detach']).concat(n.role === 'primary' ? [] : ['promote']).forEach(function (w) {
+          (n.status === 'recovering' ? [] : (n.status === 'down' || n.status === 'quarantine' ? ['attach'] : ['detach']).concat(n.role === 'primary' ? [] : ['promote'])).forEach(function (w) {
             var b = el('button', '', w); b.onclick = function () { action(n.id, w); }; a.appendChild(b);
           });
           card.appendChild(a);
