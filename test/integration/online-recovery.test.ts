@@ -9,7 +9,8 @@
  *     shown `recovering`, then attached;
  *   - recovery_timeout exceeded (scripts run from pgmaitre's host: recovery_script_dir);
  *   - the whole loop with auto_recovery: primary stopped, a standby promoted, the old primary
- *     rebuilt with pg_rewind and attached as a standby, no one asking.
+ *     rebuilt with pg_rewind and attached as a standby, no one asking;
+ *   - auto_recovery in an HA pair: only the instance holding the etcd lease runs the scripts.
  * Skips when the extension or the pcp tools are not installed.
  */
 import { after, before, describe, test } from 'node:test';
@@ -27,6 +28,7 @@ import { poolNodesRows } from '../../src/admin/commands/show-pool-nodes';
 import { runPcpCommand } from '../../src/pcp/cli';
 import { ensurePostgres } from '../../src/demo/postgres-bin';
 import { installPgpoolRecovery, installScripts, pgpoolRecoveryMissing } from '../harness/pgpool-recovery';
+import { etcdBinary, startEtcd, type TestEtcd } from '../harness/etcd';
 
 const PCP_BIN = ['/usr/sbin', '/usr/bin', '/usr/local/bin'].find((d) => fs.existsSync(path.join(d, 'pcp_recovery_node')));
 let major: number | undefined;
@@ -248,5 +250,44 @@ describe('auto_recovery: primary lost, standby promoted, old primary rewound and
     assert.match(n.stdout, /^t\|/);
     const events = px.app.admin?.adminCtx.recentEvents?.() ?? [];
     assert.ok(events.some((e) => e.kind === 'recovery_started' && e.nodeId === 0 && /auto_recovery/.test(e.message)));
+  });
+});
+
+describe('auto_recovery in an HA pair: only the etcd lease holder recovers', { skip: major === undefined ? 'PostgreSQL not installed' : etcdBinary() === null ? 'etcd is not installed' : false, timeout: 300_000 }, () => {
+  const fx = withCluster({ standbys: 1 });
+  let etcd: TestEtcd;
+  const pair: InProcess[] = [];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-recovery-pair-'));
+  const ran = path.join(dir, 'ran.log');
+
+  before(async () => {
+    etcd = await startEtcd();
+    fs.writeFileSync(ran, '');
+    for (const name of ['A', 'B']) {
+      const scripts = path.join(dir, name);
+      fs.mkdirSync(scripts);
+      // Each instance's first stage says who ran it, then fails: the node stays down, attempts repeat.
+      installScripts([scripts], { recovery_1st_stage: `#!/bin/sh\necho ${name} >> ${ran}\nexit 1\n`, pgpool_remote_start: '#!/bin/sh\nexit 0\n' });
+      pair.push(await startInProcess(`${backends(fx.cluster, ['primary', 'standby1'])}\n${HEALTH}enable_pool_hba = off\n`
+        + `recovery_user = 'postgres'\nrecovery_1st_stage_command = 'recovery_1st_stage'\nrecovery_script_dir = '${scripts}'\nauto_recovery = on\nauto_recovery_delay = 1\n`
+        + `etcd_endpoints = '${etcd.endpoint}'\netcd_prefix = '/pgmaitre-recovery-test/'\netcd_lease_ttl = 3\netcd_instance_name = '${name}'\n`));
+    }
+  });
+  after(async () => {
+    for (const p of pair) await p.stop().catch(() => undefined);
+    await etcd?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a standby stays down: the lease holder tries to recover it, the other instance never does', async () => {
+    await eventually(() => pair.some((p) => p.app.health.gate?.leading === true), 'one instance holds the lease', 20_000);
+    const holder = pair.find((p) => p.app.health.gate?.leading === true)!;
+    const name = holder.app.health.gate!.name;
+    await fx.cluster.stopNode('standby1', 'fast');
+    await eventually(() => pair.every((p) => p.app.ctx.cluster.node(1)?.status === 'down'), 'node 1 down on both', 15_000);
+    await eventually(() => fs.readFileSync(ran, 'utf8').split('\n').filter(Boolean).length >= 2, 'two attempts', 30_000);
+    const who = new Set(fs.readFileSync(ran, 'utf8').split('\n').filter(Boolean));
+    assert.deepEqual([...who], [name]);
+    assert.equal(pair.find((p) => p !== holder)!.app.recovery.progress(), null);
   });
 });
