@@ -51,7 +51,8 @@ export class LocalScripts {
       const tail: string[] = [];
       let child: ChildProcess;
       try {
-        child = spawn(file, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+        // PGMAITRE_RECOVERY tells a script that pgmaitre runs it (its output is captured here).
+        child = spawn(file, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PGMAITRE_RECOVERY: 'local' } });
       } catch (err) {
         resolve({ code: 127, signal: null, tail: [(err as Error).message] });
         return;

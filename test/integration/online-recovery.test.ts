@@ -27,7 +27,7 @@ import { pcpHash } from '../../src/config/pcp-conf';
 import { poolNodesRows } from '../../src/admin/commands/show-pool-nodes';
 import { runPcpCommand } from '../../src/pcp/cli';
 import { ensurePostgres } from '../../src/demo/postgres-bin';
-import { installPgpoolRecovery, installScripts, pgpoolRecoveryMissing } from '../harness/pgpool-recovery';
+import { CONTRIB_RECOVERY, installPgpoolRecovery, installScripts, pgpoolRecoveryMissing } from '../harness/pgpool-recovery';
 import { etcdBinary, startEtcd, type TestEtcd } from '../harness/etcd';
 
 const PCP_BIN = ['/usr/sbin', '/usr/bin', '/usr/local/bin'].find((d) => fs.existsSync(path.join(d, 'pcp_recovery_node')));
@@ -207,6 +207,20 @@ describe('pcp_recovery_node through the pgpool_recovery extension', { skip: SKIP
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test("no extension needed: the shipped scripts run from pgmaitre's host (recovery_script_dir) rebuild a stopped standby", async () => {
+    // node 2 (standby2) is stopped and down since the previous test; its data directory is intact.
+    assert.equal(px.app.ctx.cluster.node(2)?.status, 'down');
+    await reloadWith(px, baseConf, `recovery_script_dir = '${CONTRIB_RECOVERY}'\nrecovery_timeout = 60`);
+    const r = await pcpRecover(pcp, 2);
+    assert.match(r.stdout, /pcp_recovery_node -- Command Successful/, `${r.stderr}\n${px.logs().split('\n').filter((l) => /recover|script/.test(l)).slice(-20).join('\n')}`);
+    assert.equal(px.app.ctx.cluster.node(2)?.status, 'up');
+    const logs = px.logs();
+    assert.match(logs, /recovery_1st_stage: (pg_rewind done|pg_rewind impossible)/);
+    assert.match(logs, /recovery_1st_stage: end: recovery_1st_stage is completed successfully/);
+    assert.ok(!fs.existsSync(path.join(fx.cluster.nodes[0]!.dataDir, 'pgmaitre_recovery.log')) || !/node 2/.test(fs.readFileSync(path.join(fx.cluster.nodes[0]!.dataDir, 'pgmaitre_recovery.log'), 'utf8')));
+    await eventually(async () => (await fx.cluster.psql('primary', "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby2' AND state = 'streaming'")) === '1', 'standby2 streaming again', 30_000);
   });
 });
 
