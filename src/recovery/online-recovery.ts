@@ -24,7 +24,8 @@
  *
  * auto_recovery = on: a node that stays down auto_recovery_delay seconds (not detached by an
  * admin) is recovered without anyone asking — at most one attempt per auto_recovery_delay per
- * node, and in an HA pair only by the instance holding the etcd command lease.
+ * node, doubling after each failure (up to an hour), and in an HA pair only by the instance
+ * holding the etcd command lease.
  */
 import { EventEmitter } from 'node:events';
 import { Client } from 'pg';
@@ -106,7 +107,8 @@ export class OnlineRecovery extends EventEmitter<{ event: [RecoveryEvent] }> {
   private readonly scripts: LocalScripts;
   private readonly abort = new AbortController();
   private autoTimer: NodeJS.Timeout | null = null;
-  private readonly lastAutoAttempt = new Map<number, number>();
+  /** auto_recovery: per node, when it was last tried and how many tries in a row failed. */
+  private readonly autoAttempts = new Map<number, { at: number; failures: number }>();
   private stopped = false;
   private running: Promise<unknown> = Promise.resolve();
 
@@ -376,11 +378,16 @@ export class OnlineRecovery extends EventEmitter<{ event: [RecoveryEvent] }> {
       if (n.status !== NodeStatus.Down || n.id === this.o.cluster.primaryId()) continue;
       if (n.statusReason.startsWith(Reason.AdminDetach) || n.dataDirectory === '') continue;
       if (now - n.lastStatusChange.getTime() < delayMs) continue;
-      if (now - (this.lastAutoAttempt.get(n.id) ?? 0) < delayMs) continue;
-      this.lastAutoAttempt.set(n.id, now);
-      this.o.log.warn({ event: 'auto_recovery', node_id: n.id, down_since: n.lastStatusChange.toISOString() },
+      // After a failure, twice as long before each new try (at most an hour): a node whose host is
+      // gone is not rebuilt, and logged, every auto_recovery_delay forever.
+      const prev = this.autoAttempts.get(n.id);
+      if (prev !== undefined && now - prev.at < Math.min(delayMs * 2 ** Math.max(0, prev.failures - 1), Math.max(delayMs, 3_600_000))) continue;
+      const attempt = { at: now, failures: prev?.failures ?? 0 };
+      this.autoAttempts.set(n.id, attempt);
+      this.o.log.warn({ event: 'auto_recovery', node_id: n.id, down_since: n.lastStatusChange.toISOString(), failures: attempt.failures },
         `node ${n.id} has been down for ${Math.round((now - n.lastStatusChange.getTime()) / 1000)} s (auto_recovery_delay = ${c.auto_recovery_delay}): recovering it`);
-      this.recover(n.id, 'auto').catch(() => undefined); // logged and emitted by recover()
+      // Logged and emitted by recover(); here only the count of failures in a row.
+      this.recover(n.id, 'auto').then(() => { this.autoAttempts.delete(n.id); }, () => { attempt.failures++; });
       return;
     }
   }

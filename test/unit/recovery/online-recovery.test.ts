@@ -131,6 +131,14 @@ describe('OnlineRecovery', () => {
     assert.equal(rec.progress(), null);
     rec.scan(since + 7000);
     assert.equal(rec.progress(), null, 'not again before auto_recovery_delay');
+    rec.scan(since + 11_500);
+    assert.equal(rec.progress()?.nodeId, 2, 'again after auto_recovery_delay');
+    await new Promise((r) => setTimeout(r, 300));
+    rec.scan(since + 17_000);
+    assert.equal(rec.progress(), null, 'after two failures in a row: twice auto_recovery_delay');
+    rec.scan(since + 21_600);
+    assert.equal(rec.progress()?.nodeId, 2);
+    await new Promise((r) => setTimeout(r, 300));
     t.cluster.setStatus(2, NodeStatus.Up, 'x');
     t.cluster.setStatus(2, NodeStatus.Down, 'admin_detach: detached by admin request');
     rec.scan(Date.now() + 60_000);
