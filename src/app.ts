@@ -11,7 +11,7 @@ import { loadAuthFiles, startupWarnings } from './config/auth-files';
 import { formatIssue } from './config/config-error';
 import { createLogger, LogEvent, logLine, type Logger, type LogFlags } from './log/logger';
 import { Cluster } from './cluster/cluster';
-import { createHealthSystem, type HealthSystem } from './failover/index';
+import { createHealthSystem, Reason, type HealthSystem } from './failover/index';
 import { NodePool } from './pool/node-pool';
 import type { ServerConnection } from './backend/server-connection';
 import { Slots } from './frontend/slots';
@@ -188,7 +188,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   // Online recovery: rebuilds a detached node from the primary (pcp_recovery_node, auto_recovery).
   const recovery = new OnlineRecovery({
     cluster, log, config: () => ctx.config, poolPasswd: () => ctx.poolPasswd,
-    attach: (id) => health.attachNode(id),
+    attach: (id) => health.failover.attachNode(id, Reason.OnlineRecovery),
     holdAttach: (id, hold) => health.failover.holdAttach(id, hold),
     checkReplication: () => health.replication.checkNow(),
     ...(health.gate !== undefined ? { leading: () => health.gate!.leading } : {}),

@@ -207,9 +207,9 @@ export class FailoverManager {
     else this.held.delete(id);
   }
 
-  /** Admin: attach a detached node (pcp_attach_node); runs failback_command. */
-  attachNode(id: number): Promise<string> {
-    return this.enqueue({ name: 'attach (admin request)', nodeId: id, requested: true }, () => this.attach(id, Reason.AdminAttach));
+  /** Admin: attach a detached node (pcp_attach_node, or the end of an online recovery); runs failback_command. */
+  attachNode(id: number, reason: Reason = Reason.AdminAttach): Promise<string> {
+    return this.enqueue({ name: `attach (${reason === Reason.AdminAttach ? 'admin request' : reason})`, nodeId: id, requested: true }, () => this.attach(id, reason));
   }
 
   /** Admin: detach a node (pcp_detach_node). With switchover, resolves after the search for the new primary when it was the primary. */
