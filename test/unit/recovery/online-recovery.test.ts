@@ -17,6 +17,7 @@ import { NodeStatus } from '../../../src/cluster/cluster';
 import { handlePcpRequest } from '../../../src/pcp/handlers';
 import { cstr, decodeError } from '../../../src/pcp/codec';
 import { poolNodesRows } from '../../../src/admin/commands/show-pool-nodes';
+import { statusSnapshot } from '../../../src/http/status';
 import { makeContext, THREE_NODES } from '../../fixtures/admin/context';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-recovery-unit-'));
@@ -82,6 +83,9 @@ describe('OnlineRecovery', () => {
     const { rec, held, ctx, t } = setup("recovery_1st_stage_command = 'slow_fail'\n");
     const first = rec.recover(2);
     assert.equal(poolNodesRows(ctx, -1)[2]?.[3], 'recovering');
+    const page = statusSnapshot(ctx).nodes[2]!;
+    assert.equal(page.status, 'recovering');
+    assert.match(page.statusReason, /^online recovery: 1st_stage/);
     await assert.rejects(rec.recover(2), (e: unknown) => e instanceof RecoveryError && e.severity === 'FATAL' && /already processing another recovery request \(node 2/.test(e.detail));
     await assert.rejects(first, (e: unknown) => e instanceof RecoveryError
       && e.message === 'executing recovery, execution of command failed at "1st stage"'
