@@ -130,22 +130,22 @@ export class OnlineRecovery extends EventEmitter<{ event: [RecoveryEvent] }> {
   /** Recovers node `id`; resolves when it is attached, rejects with a RecoveryError otherwise. */
   recover(id: number, origin: 'admin' | 'auto' = 'admin'): Promise<string> {
     const c = this.o.config();
-    if (this.stopped) return Promise.reject(new RecoveryError('process recovery request failed', 'pgmaitre is shutting down'));
+    if (this.stopped) return this.refuse(id, new RecoveryError('process recovery request failed', 'pgmaitre is shutting down'));
     const cur = this.current;
     if (cur !== null) {
-      return Promise.reject(new RecoveryError('process recovery request failed',
+      return this.refuse(id, new RecoveryError('process recovery request failed',
         `pgmaitre is already processing another recovery request (node ${cur.nodeId}, ${cur.stage})`, 'FATAL'));
     }
     const n = this.o.cluster.node(id);
-    if (n === undefined) return Promise.reject(new RecoveryError('process recovery request failed', `node id ${id} is not valid`));
+    if (n === undefined) return this.refuse(id, new RecoveryError('process recovery request failed', `node id ${id} is not valid`));
     const primary = this.o.cluster.primaryId();
-    if (primary === id) return Promise.reject(new RecoveryError('process recovery request failed', 'primary server cannot be recovered by online recovery.'));
-    if (n.status === NodeStatus.Unused) return Promise.reject(new RecoveryError(`node recovery failed, node id: ${id} is unused`, 'the node is not in use'));
-    if (isAlive(n)) return Promise.reject(new RecoveryError(`node recovery failed, node id: ${id} is alive`, `node ${id} is ${n.status}: detach it first (pcp_detach_node) if it must be rebuilt`));
+    if (primary === id) return this.refuse(id, new RecoveryError('process recovery request failed', 'primary server cannot be recovered by online recovery.'));
+    if (n.status === NodeStatus.Unused) return this.refuse(id, new RecoveryError(`node recovery failed, node id: ${id} is unused`, 'the node is not in use'));
+    if (isAlive(n)) return this.refuse(id, new RecoveryError(`node recovery failed, node id: ${id} is alive`, `node ${id} is ${n.status}: detach it first (pcp_detach_node) if it must be rebuilt`));
     const p = primary >= 0 ? this.o.cluster.node(primary) : undefined;
-    if (p === undefined) return Promise.reject(new RecoveryError('node recovery failed', 'there is no primary node to recover from'));
-    if (c.recovery_user === '') return Promise.reject(new RecoveryError('node recovery failed', 'recovery_user is not set'));
-    if (n.dataDirectory === '') return Promise.reject(new RecoveryError('node recovery failed', `backend_data_directory${id} is not set: the scripts need the data directory of the node to rebuild`));
+    if (p === undefined) return this.refuse(id, new RecoveryError('node recovery failed', 'there is no primary node to recover from'));
+    if (c.recovery_user === '') return this.refuse(id, new RecoveryError('node recovery failed', 'recovery_user is not set'));
+    if (n.dataDirectory === '') return this.refuse(id, new RecoveryError('node recovery failed', `backend_data_directory${id} is not set: the scripts need the data directory of the node to rebuild`));
     const method = c.recovery_script_dir !== '' ? 'local' : 'extension';
     this.current = { nodeId: id, stage: RecoveryStage.Connecting, origin, method, startedAt: new Date() };
     this.o.holdAttach(id, true);
@@ -167,6 +167,12 @@ export class OnlineRecovery extends EventEmitter<{ event: [RecoveryEvent] }> {
     });
     this.running = run.catch(() => undefined);
     return run;
+  }
+
+  /** A refused request: logged (pgpool-II logs it too), then the caller's rejection. */
+  private refuse(id: number, e: RecoveryError): Promise<never> {
+    this.o.log.warn({ event: 'recovery_refused', node_id: id, err: e.message, detail: e.detail }, `recovery request for node ${id} refused: ${e.message}: ${e.detail}`);
+    return Promise.reject(e);
   }
 
   private elapsed(): number {

@@ -115,6 +115,7 @@ describe('pcp_recovery_node through the pgpool_recovery extension', { skip: SKIP
     assert.match(primary.stderr, /process recovery request failed[\s\S]*primary server cannot be recovered by online recovery/);
     const up = await pcpRecover(pcp, 1);
     assert.match(up.stderr, /node recovery failed, node id: 1 is alive/);
+    assert.match(px.logs(), /recovery request for node 0 refused: process recovery request failed: primary server cannot be recovered/);
     assert.match((await pcpRecover(pcp, 7)).stderr, /node id 7 is not valid/);
     // The CLI face: same request, same refusal.
     let err = '';
