@@ -248,7 +248,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     }
     if (!outcome.ok) {
       ctx.log.warn({ event: LogEvent.AuthFailed, user, database, host: io.address, method: outcome.method, code: outcome.error.code },
-        `authentication failed: ${outcome.error.message} (host=${io.address} user=${user} database=${database} method=${outcome.method})`);
+        `authentication failed: ${outcome.error.message}${outcome.logDetail !== undefined ? `: ${outcome.logDetail}` : ''} (host=${io.address} user=${user} database=${database} method=${outcome.method})`);
       if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && !io.gone) await ctx.authGuard.failed(io.address);
       return failed(outcome.error, 'authentication failed');
     }

@@ -314,7 +314,7 @@ export class RelaySession implements RegisteredSession {
       }
       if (!outcome.ok) {
         ctx.log.warn({ event: LogEvent.AuthFailed, user: this.user, database: this.database, host: this.address, method: outcome.method, code: outcome.error.code, port: this.host.kind },
-          `authentication failed: ${outcome.error.message} (host=${this.address} user=${this.user} database=${this.database} method=${outcome.method})`);
+          `authentication failed: ${outcome.error.message}${outcome.logDetail !== undefined ? `: ${outcome.logDetail}` : ''} (host=${this.address} user=${this.user} database=${this.database} method=${outcome.method})`);
         if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && !this.closed) await ctx.authGuard.failed(this.address);
         this.fatal(outcome.error);
         return;

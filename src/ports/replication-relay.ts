@@ -216,7 +216,7 @@ class ReplicationClient implements RegisteredSession {
     }
     if (!outcome.ok) {
       ctx.log.warn({ event: LogEvent.AuthFailed, user: this.user, host: this.address, method: outcome.method, code: outcome.error.code, replication: mode },
-        `authentication failed: ${outcome.error.message} (host=${this.address} user=${this.user} replication connection, method=${outcome.method})`);
+        `authentication failed: ${outcome.error.message}${outcome.logDetail !== undefined ? `: ${outcome.logDetail}` : ''} (host=${this.address} user=${this.user} replication connection, method=${outcome.method})`);
       if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && this.phase !== 'closed') await ctx.authGuard.failed(this.address);
       this.fatal(outcome.error);
       return null;
