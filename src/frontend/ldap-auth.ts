@@ -16,6 +16,9 @@
  *
  * @see https://www.postgresql.org/docs/15/auth-ldap.html
  */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'ldapts';
 import type { LdapSettings } from '../config/hba-ldap';
 
@@ -29,8 +32,36 @@ export type LdapResult =
 export interface LdapCheckOptions {
   /** Per server: TCP connect timeout, and timeout of each LDAP operation (ms). */
   readonly timeoutMs?: number;
-  /** TLS options for ldaps/StartTLS (CA file contents...). */
-  readonly tls?: import('node:tls').ConnectionOptions;
+  /** TLS options for ldaps/StartTLS; default: the CA file OpenLDAP's clients use (ldapCaOptions). */
+  readonly tls?: ConnectionOptions;
+}
+
+/**
+ * The directory's CA as PostgreSQL's libldap finds it, so a server set up for PostgreSQL's ldap
+ * method works unchanged: `LDAPTLS_CACERT`, else `TLS_CACERT` in `LDAPCONF` or
+ * /etc/ldap/ldap.conf; none: Node's CA store (and NODE_EXTRA_CA_CERTS).
+ */
+export function ldapCaOptions(env: NodeJS.ProcessEnv = process.env): ConnectionOptions {
+  let file = env['LDAPTLS_CACERT'];
+  if (file === undefined) {
+    try {
+      const conf = readFileSync(env['LDAPCONF'] ?? '/etc/ldap/ldap.conf', 'utf8');
+      file = /^\s*TLS_CACERT\s+(\S+)/m.exec(conf)?.[1];
+    } catch {
+      // No ldap.conf: Node's CA store.
+    }
+  }
+  if (file === undefined) return {};
+  try {
+    return { ca: readFileSync(file) };
+  } catch {
+    return {};
+  }
+}
+
+/** TLS options for `host`: the certificate is checked against the name (or IP address) in ldapserver. */
+function tlsFor(host: string, base: ConnectionOptions): ConnectionOptions {
+  return isIP(host) === 0 ? { ...base, host, servername: host } : { ...base, host };
 }
 
 /** LDAP filter escaping of a value (RFC 4515). */
@@ -53,19 +84,20 @@ export async function checkLdapPassword(settings: LdapSettings, user: string, pa
     return { kind: 'rejected', why: 'invalid character in user name for LDAP authentication' };
   }
   const timeout = opts.timeoutMs ?? 10_000;
+  const tlsBase = opts.tls ?? ldapCaOptions();
   let lastProblem = 'no LDAP server';
   for (const host of settings.servers) {
     const port = settings.port ?? (settings.scheme === 'ldaps' ? 636 : 389);
     const hostPart = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
     const client = new Client({
       url: `${settings.scheme}://${hostPart}:${port}`, timeout, connectTimeout: timeout, strictDN: false,
-      ...(opts.tls !== undefined ? { tlsOptions: opts.tls } : {}),
+      ...(settings.scheme === 'ldaps' ? { tlsOptions: tlsFor(host, tlsBase) } : {}),
     });
     let stage = 'connect';
     try {
       if (settings.startTls) {
         stage = 'StartTLS';
-        await client.startTLS({ ...(opts.tls ?? {}), servername: host });
+        await client.startTLS(tlsFor(host, tlsBase));
       }
       let dn: string;
       if (settings.baseDn !== undefined) {

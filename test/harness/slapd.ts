@@ -30,6 +30,8 @@ export interface LdapPerson {
 /** A running slapd. */
 export interface TestSlapd {
   readonly port: number;
+  /** ldaps:// port when started with TLS (StartTLS works on `port` too), else 0. */
+  readonly ldapsPort: number;
   readonly baseDn: string;
   /** The search user's DN and password (cn=search,BASE). */
   readonly searchDn: string;
@@ -44,7 +46,7 @@ export interface TestSlapd {
 const BASE = 'dc=pgmaitre,dc=test';
 
 /** Starts slapd on 127.0.0.1 with `people` under ou=people. */
-export async function startSlapd(people: readonly LdapPerson[]): Promise<TestSlapd> {
+export async function startSlapd(people: readonly LdapPerson[], opts: { tls?: { cert: string; key: string } } = {}): Promise<TestSlapd> {
   const bins = slapdBinaries();
   if (bins === null) throw new Error('slapd is not installed (Debian packages slapd and ldap-utils)');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-slapd-'));
@@ -58,6 +60,7 @@ export async function startSlapd(people: readonly LdapPerson[]): Promise<TestSla
     'include /etc/ldap/schema/inetorgperson.schema',
     'modulepath /usr/lib/ldap',
     'moduleload back_mdb',
+    ...(opts.tls !== undefined ? [`TLSCertificateFile ${opts.tls.cert}`, `TLSCertificateKeyFile ${opts.tls.key}`] : []),
     `pidfile ${path.join(dir, 'slapd.pid')}`,
     'database mdb',
     'maxsize 10485760',
@@ -83,13 +86,15 @@ export async function startSlapd(people: readonly LdapPerson[]): Promise<TestSla
   fs.writeFileSync(ldif, entries.join('\n\n') + '\n');
   execFileSync(bins.slapadd, ['-q', '-f', conf, '-l', ldif], { stdio: 'pipe' });
   const port = await freePort();
+  const ldapsPort = opts.tls !== undefined ? await freePort() : 0;
+  const urls = `ldap://127.0.0.1:${port}/${ldapsPort > 0 ? ` ldaps://127.0.0.1:${ldapsPort}/` : ''}`;
   let server: ServerProcess | null = null;
   const start = async (): Promise<void> => {
-    server = await spawnServer({ name: 'slapd', cmd: bins.slapd, port, timeoutMs: 20_000, args: ['-f', conf, '-h', `ldap://127.0.0.1:${port}/`, '-d', '0'] });
+    server = await spawnServer({ name: 'slapd', cmd: bins.slapd, port, timeoutMs: 20_000, args: ['-f', conf, '-h', urls, '-d', '0'] });
   };
   await start();
   return {
-    port, baseDn: BASE, searchDn: `cn=search,${BASE}`, searchPassword,
+    port, ldapsPort, baseDn: BASE, searchDn: `cn=search,${BASE}`, searchPassword,
     async pause() {
       await server?.stop();
       server = null;

@@ -16,6 +16,7 @@ import { exec } from '../harness/exec';
 import { freePort } from '../../src/demo/free-port';
 import { slapdBinaries, startSlapd, type TestSlapd } from '../harness/slapd';
 import { Client } from 'pg';
+import { makeTestCerts } from '../harness/certs';
 
 const HAVE_SLAPD = slapdBinaries() !== null;
 const HEALTH = "sr_check_user = 'postgres'\nsr_check_password = 'postgres'\nhealth_check_user = 'postgres'\nhealth_check_password = 'postgres'\nhealth_check_period = 1\n";
@@ -35,13 +36,18 @@ describe('ldap authentication', { timeout: 300_000, skip: HAVE_SLAPD ? false : '
   let ldap: TestSlapd;
   let px: InProcess;
   let wport = 0;
+  const certs = makeTestCerts();
+  const savedCa = process.env['LDAPTLS_CACERT'];
 
   before(async () => {
     await fx.cluster.psql(fx.cluster.primary.id, 'ALTER ROLE alice REPLICATION');
     ldap = await startSlapd([
       { uid: 'alice', password: 'alice-ldap' },
       { uid: 'bob', password: 'bob-ldap', mail: 'bob@pgmaitre.test' },
-    ]);
+      { uid: 'carol', password: 'carol-ldap' },
+    ], { tls: { cert: certs.serverCert, key: certs.serverKey } });
+    // As libldap (PostgreSQL's LDAP client) finds its CA.
+    process.env['LDAPTLS_CACERT'] = certs.caCert;
     const people = `ou=people,${ldap.baseDn}`;
     const simple = `ldap ldapserver=127.0.0.1 ldapport=${ldap.port} ldapprefix="uid=" ldapsuffix=",${people}"`;
     const search = `ldap ldapserver=127.0.0.1 ldapport=${ldap.port} ldapbasedn="${people}" ldapbinddn="${ldap.searchDn}" ldapbindpasswd="${ldap.searchPassword}" ldapsearchattribute=uid`;
@@ -52,6 +58,9 @@ describe('ldap authentication', { timeout: 300_000, skip: HAVE_SLAPD ? false : '
         'host all postgres 127.0.0.1/32 trust',
         `host all alice,mallory 127.0.0.1/32 ${simple} backend_use_passwd=1`,
         `host all bob 127.0.0.1/32 ${search}`,
+        // carol: StartTLS on the ldap:// port, and ldaps:// with search+bind by mail-less filter.
+        `host all carol 127.0.0.1/32 ldap ldapserver=127.0.0.1 ldapport=${ldap.port} ldaptls=1 ldapprefix="uid=" ldapsuffix=",${people}" backend_use_passwd=1`,
+        `host all dave 127.0.0.1/32 ldap ldapurl="ldaps://127.0.0.1:${ldap.ldapsPort}/${people}?uid?sub"`,
         '',
       ].join('\n'),
       pool_passwd: 'postgres:TEXTpostgres\nbob:TEXTbob-db\n',
@@ -60,6 +69,8 @@ describe('ldap authentication', { timeout: 300_000, skip: HAVE_SLAPD ? false : '
   after(async () => {
     await px?.stop();
     await ldap?.stop();
+    if (savedCa === undefined) delete process.env['LDAPTLS_CACERT'];
+    else process.env['LDAPTLS_CACERT'] = savedCa;
   });
 
   const login = (port: number, user: string, password: string) => pgLogin({ port, user, password });
@@ -83,6 +94,29 @@ describe('ldap authentication', { timeout: 300_000, skip: HAVE_SLAPD ? false : '
     assert.match(logs, /invalid credentials/);
     assert.match(logs, /LDAP user \\?"mallory\\?"|uid=mallory/);
     assert.match(logs, /empty password returned by client/);
+  });
+
+  test('TLS to the directory: StartTLS (ldaptls=1) and ldaps://, the certificate checked against LDAPTLS_CACERT', async () => {
+    await fx.cluster.psql(fx.cluster.primary.id, "CREATE ROLE carol LOGIN PASSWORD 'carol-ldap'; CREATE ROLE dave LOGIN PASSWORD 'x'");
+    const c = await login(px.port, 'carol', 'carol-ldap');
+    assert.deepEqual([c.ok, c.user], [true, 'carol'], c.message);
+    assert.equal((await login(px.port, 'carol', 'nope')).code, '28000');
+    // dave is not in the directory: ldaps:// search finds nobody.
+    const d = await login(px.port, 'dave', 'x');
+    assert.equal(d.code, '28000');
+    assert.match(px.logs(), /LDAP user \\?"dave\\?" does not exist/);
+    // Without the CA, the certificate is refused: the server counts as unavailable.
+    delete process.env['LDAPTLS_CACERT'];
+    process.env['LDAPCONF'] = '/nonexistent/ldap.conf';
+    try {
+      const u = await login(px.port, 'carol', 'carol-ldap');
+      assert.equal(u.code, '28000');
+      assert.match(u.message ?? '', /LDAP authentication failed/);
+      assert.match(px.logs(), /StartTLS failed: .*(self.signed|unable to verify|certificate)/i);
+    } finally {
+      process.env['LDAPTLS_CACERT'] = certs.caCert;
+      delete process.env['LDAPCONF'];
+    }
   });
 
   test('replication relay: an ldap line for replication connections', async () => {
