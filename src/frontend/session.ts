@@ -50,6 +50,12 @@ import type { LbCandidate } from '../router/lb-select';
 
 type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 
+/**
+ * Bytes of frames a client may have queued before its login is done: the socket is paused as
+ * soon as a frame waits (so one read's worth at most), this is the backstop (08P01 beyond it).
+ */
+const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
+
 const SSL_NO = Buffer.from('N');
 const SSL_YES = Buffer.from('S');
 
@@ -84,6 +90,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   // Handshake: frames are queued for the async login flow.
   private hsQueue: { code: number; frame: Buffer }[] = [];
   private hsWaiter: ((v: { code: number; frame: Buffer } | null) => void) | null = null;
+  private hsBytes = 0;
   private closing = false;
   private closeReason = '';
   private goneResolve!: () => void;
@@ -155,8 +162,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       const w = this.hsWaiter;
       this.hsWaiter = null;
       w(item);
-    } else {
-      this.hsQueue.push(item);
+      return;
+    }
+    // Nobody reads yet (the login waits for a slot, auth_query, a backend login): the socket is
+    // not read until someone does, and what one read brought is bounded.
+    this.hsQueue.push(item);
+    this.hsBytes += item.frame.length;
+    this.socket.pause();
+    if (this.hsBytes > HANDSHAKE_QUEUE_LIMIT) {
+      this.fatal(clientErrors.protocolViolation(`more than ${HANDSHAKE_QUEUE_LIMIT} bytes sent before authentication completed`));
     }
   }
 
@@ -327,8 +341,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   nextFrame(): Promise<{ code: number; frame: Buffer } | null> {
     const queued = this.hsQueue.shift();
-    if (queued !== undefined) return Promise.resolve(queued);
+    if (queued !== undefined) {
+      this.hsBytes -= queued.frame.length;
+      return Promise.resolve(queued);
+    }
     if (this.phase === 'closed') return Promise.resolve(null);
+    this.socket.resume();
     return new Promise((resolve) => { this.hsWaiter = resolve; });
   }
 
@@ -380,6 +398,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // Frames that arrived during the handshake after the login exchange: relay them now.
     const early = this.hsQueue;
     this.hsQueue = [];
+    this.hsBytes = 0;
+    this.socket.resume(); // paused while login frames waited (the core pauses it again if it must)
     for (const f of early) this.onFrame(f.code, f.frame, 0, f.frame.length);
     core.endOfInput();
     this.armIdleLimit(this.ctx.config.client_idle_limit);

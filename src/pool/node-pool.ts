@@ -79,6 +79,8 @@ interface Waiter<T> {
   resolve(c: T): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout | null;
+  /** Wakes the pump when reserve_pool_timeout has passed for this waiter. */
+  reserveTimer: NodeJS.Timeout | null;
   done: boolean;
 }
 
@@ -301,7 +303,7 @@ export class NodePool<T extends Poolable> {
     if (now !== null) return Promise.resolve(now);
     if (this.closed) return Promise.reject(new Error(`pool of node ${this.nodeId} is closed`));
     return new Promise<T>((resolve, reject) => {
-      const w: Waiter<T> = { key, since: Date.now(), create, limit, resolve, reject, timer: null, done: false };
+      const w: Waiter<T> = { key, since: Date.now(), create, limit, resolve, reject, timer: null, reserveTimer: null, done: false };
       if (timeoutMs > 0) {
         w.timer = setTimeout(() => {
           if (w.done) return;
@@ -310,7 +312,11 @@ export class NodePool<T extends Poolable> {
         }, timeoutMs);
       }
       if (limit.reserve > 0 && limit.reserveAfterMs > 0) {
-        setTimeout(() => this.pump(), limit.reserveAfterMs + 1);
+        w.reserveTimer = setTimeout(() => {
+          w.reserveTimer = null;
+          if (!w.done) this.pump();
+        }, limit.reserveAfterMs + 1);
+        w.reserveTimer.unref();
       }
       let q = this.waiters.get(key);
       if (q === undefined) this.waiters.set(key, (q = new WaitQueue<T>()));
@@ -365,6 +371,9 @@ export class NodePool<T extends Poolable> {
     w.done = true;
     this.waiting--;
     if (w.timer !== null) clearTimeout(w.timer);
+    if (w.reserveTimer !== null) clearTimeout(w.reserveTimer);
+    w.timer = null;
+    w.reserveTimer = null;
   }
 
   private grant(w: Waiter<T>, conn: T): void {
