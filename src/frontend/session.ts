@@ -13,7 +13,7 @@ import type * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
-import { FrontendCode, Limits } from '../protocol/codes';
+import { FrontendCode, Limits, TxStatus } from '../protocol/codes';
 import {
   encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery,
 } from '../protocol/backend';
@@ -358,8 +358,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   /** Login done: the client gets its parameters and key, and the core takes over. */
   private enterReady(r: LoginOk): void {
     if (this.phase !== 'handshake') {
-      r.conn.detach();
-      this.ctx.pools.get(r.node)?.release(r.conn, r.conn.clean);
+      if (r.conn !== null) {
+        r.conn.detach();
+        this.ctx.pools.get(r.node)?.release(r.conn, r.conn.clean);
+      }
       r.slot.release();
       return;
     }
@@ -374,7 +376,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // The client's key: its primary backend's pid (pg_backend_pid(), NOTIFY pids agree with it)
     // and pgmaitre's own secret, so that its cancel requests come through pgmaitre. With
     // transaction pooling it has no backend of its own: a pid of pgmaitre's.
-    this.pid = r.mode === 'session' ? r.conn.backendPid : this.ctx.registry.issuePid();
+    this.pid = r.mode === 'session' && r.conn !== null ? r.conn.backendPid : this.ctx.registry.issuePid();
     this.secret = this.ctx.registry.issueSecret();
     this.ctx.registry.add(this);
     this.phase = 'ready';
@@ -384,11 +386,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const core = new SessionCore(this, this);
     this.core = core;
     if (r.base.size > 0) core.state.setBase(r.base);
-    r.conn.attach(this);
-    core.attachLogin(r.node, r.conn);
+    if (r.conn !== null) {
+      r.conn.attach(this);
+      core.attachLogin(r.node, r.conn);
+    } else {
+      core.identityNode = r.node; // logged in without a connection: the first request leases one
+    }
     const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
-    for (const [name, value] of r.conn.params) parts.push(encodeParameterStatus(name, value));
-    parts.push(encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn.txStatus));
+    for (const [name, value] of r.params) parts.push(encodeParameterStatus(name, value));
+    parts.push(encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn?.txStatus ?? TxStatus.Idle));
     this.socket.write(Buffer.concat(parts));
     if (this.ctx.logFlags.connections) {
       logLine(this.ctx.log, { event: LogEvent.ConnectionAuthorized, pid: this.pid, user: this.user, database: this.database, node_id: r.node },
@@ -444,7 +450,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   /** Transaction pooling: an idle connection of this session's key on `nodeId`, at once. */
   leaseNow(nodeId: number): BackendPort | null {
     const conn = this.ctx.pools.get(nodeId)?.tryLease(this.leaseKey) ?? null;
-    if (conn !== null) conn.attach(this);
+    if (conn !== null) {
+      conn.attach(this);
+      if (this.pinCounted) this.pinOutside(conn);
+    }
     return conn;
   }
 
@@ -472,6 +481,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         return null;
       }
       conn.attach(this);
+      if (pooled && this.pinCounted) this.pinOutside(conn);
       return conn;
     } catch (e) {
       if (e instanceof LeaseTimeout) {
@@ -500,16 +510,26 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     if (reason === '') {
       if (this.pinCounted) this.ctx.poolStats.pinnedNow--;
       this.pinCounted = false;
+      for (const p of this.core?.backends() ?? []) {
+        const conn = p as unknown as ServerConnection;
+        this.ctx.pools.get(conn.nodeId)?.unpin(conn);
+      }
       return;
     }
     this.ctx.poolStats.pinnedNow++;
     this.ctx.poolStats.pinnedTotal++;
     this.pinCounted = true;
+    for (const p of this.core?.backends() ?? []) this.pinOutside(p as unknown as ServerConnection);
     this.log.info({ event: 'session_pinned', pid: this.pid, user: this.user, database: this.database, reason },
       `session ${this.pid} keeps its backend connection from now on (${reason}): transaction pooling does not apply to it until that state is released`);
   }
 
   private pinCounted = false;
+
+  /** A pinned session's connection stops counting toward default_pool_size (up to pinned_pool_size). */
+  private pinOutside(conn: ServerConnection): void {
+    this.ctx.pools.get(conn.nodeId)?.pin(conn, this.ctx.config.pinned_pool_size);
+  }
 
   knownStatement(context: string, server: string, add = false): boolean {
     const key = `${this.leaseKey}\u0000${context}\u0000${server}`;

@@ -218,3 +218,29 @@ test('leases: a waiter served before reserve_pool_timeout leaves no timer behind
   assert.equal(timers(), before);
   p.shutdown();
 });
+
+test('leases: pinned connections leave default_pool_size to the other clients, up to pinned_pool_size', async () => {
+  const p = pool(100);
+  const lim = { size: 2, reserve: 0, reserveAfterMs: 0 };
+  const a = await p.lease('k', async () => new Conn('k'), lim, 0);
+  const b = await p.lease('k', async () => new Conn('k'), lim, 0);
+  // Both clients pin (LISTEN...): a third client gets a connection of its own at once.
+  const w = p.lease('k', async () => new Conn('k'), lim, 1000);
+  await tick();
+  assert.equal(p.counts().waiting, 1);
+  assert.equal(p.pin(a, 1), true);
+  assert.equal(p.pin(b, 1), false, 'pinned_pool_size = 1: the second pinned one keeps counting');
+  const c = await w;
+  assert.notEqual(c, a);
+  assert.equal(p.keyCount('k'), 2);
+  assert.equal(p.pinnedCount('k'), 1);
+  // The pinned session ends: its connection counts again, one too many, and is closed.
+  p.giveBack(a, true);
+  assert.equal(a.usable, false);
+  assert.equal(p.pinnedCount('k'), 0);
+  assert.equal(p.keyCount('k'), 2);
+  p.giveBack(b, true);
+  p.giveBack(c, true);
+  assert.equal(p.counts().idle, 2);
+  p.shutdown();
+});
