@@ -43,6 +43,7 @@ import {
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { LinkRefused, type CoreHost } from './core-host';
+import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
@@ -130,6 +131,8 @@ export class SessionCore implements ForwardSink, PlannerView {
   private refused: LinkRefused | null = null;
   /** Links whose cancel request is on its way: their connection is not given back meanwhile. */
   private readonly cancelling = new Set<Link>();
+  /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
+  private readonly identity = new IdentityCheck();
 
   constructor(readonly host: CoreHost, private readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
@@ -338,6 +341,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       default:
         break;
     }
+    if (this.identityUnsure(plan.node)) return false;
     let link = this.links[plan.node];
     if (link?.conn == null) {
       // Transaction pooling: an idle connection is leased at once (no waiting on the hot path).
@@ -520,6 +524,24 @@ export class SessionCore implements ForwardSink, PlannerView {
       l.reset();
       this.host.closeLink(conn, true, '');
     }
+  }
+
+  /**
+   * Session pooling, a request for `node`: while a termination sent through pgmaitre may have hit
+   * the client's own backend, a Sync goes there first and the request waits for its answer.
+   */
+  private identityUnsure(node: number): boolean {
+    const own = this.links[this.identityNode];
+    if (this.host.pooling !== 'session' || own?.conn == null) return false;
+    if (this.identity.pending) {
+      if (own.owed > 0) return true;
+      this.identity.pending = false;
+    }
+    if (node === this.identityNode || !this.identity.due() || own.owed > 0 || own.unsynced) return false;
+    own.expect(ExpectKind.Cleanup, true, 0, Term.Sync);
+    this.send(own, SYNC);
+    this.identity.pending = true;
+    return true;
   }
 
   /** Opens a link to `node` (blocking the queue meanwhile). */
@@ -826,6 +848,7 @@ export class SessionCore implements ForwardSink, PlannerView {
         break;
     }
     for (const f of cls.functions) {
+      if (TERMINATING_FUNCTIONS.has(f)) noteTermination();
       if (ADVISORY_LOCK_FUNCTIONS.has(f)) this.state.advisoryLocks++;
       else if (ADVISORY_UNLOCK_FUNCTIONS.has(f)) this.state.advisoryLocks = Math.max(0, this.state.advisoryLocks - 1);
       else if (f === ADVISORY_UNLOCK_ALL) this.state.advisoryLocks = 0;
@@ -902,6 +925,12 @@ export class SessionCore implements ForwardSink, PlannerView {
       this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid }, 'protocol violation from the server (bad message length)');
       this.host.closeLink(link.conn, false, 'protocol violation from server');
       this.onBackendClosed(node, 'protocol violation from server');
+      return;
+    }
+    if (link.goodbye !== null && link.owed === 0) {
+      // A FATAL nothing asked for (pg_terminate_backend, shutdown): the connection is over now,
+      // not when its socket closes; the session's fate is decided at once.
+      this.onBackendClosed(node, `server sent FATAL ${link.goodbye.code}`);
       return;
     }
     if (link.copyStarted) {
