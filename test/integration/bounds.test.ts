@@ -85,16 +85,20 @@ describe('bounded buffering', { timeout: 300_000 }, () => {
     await other.connect();
     const session = pxTx.app.ctx.registry.list().find((s) => s.pid === slow.pid) as ClientSession;
     assert.ok(session !== undefined);
-    // 400 answers of ~60 KB each (24 MB, more than loopback's socket buffers take), pipelined;
-    // the client does not read for a while.
+    // 600 answers of ~60 KB each (36 MB, more than loopback's socket buffers take), one query
+    // every few ms (each its own lease: the connection goes back between them), while the client
+    // does not read.
     slow.socket.pause();
-    const n = 400;
-    slow.send(Buffer.concat(Array.from({ length: n }, () => Q("SELECT repeat('x', 60000)"))));
+    const n = 600;
     const buffered = peak(() => session.socket.writableLength);
     const others = (async () => { for (let i = 0; i < 20; i++) await other.query('SELECT 1'); })();
-    await new Promise((r) => setTimeout(r, 4000));
+    for (let i = 0; i < n; i++) {
+      slow.send(Q("SELECT repeat('x', 60000)"));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await new Promise((r) => setTimeout(r, 2000));
     const held = buffered.stop();
-    assert.ok(held < 4 * MB, `pgmaitre buffered ${(held / MB).toFixed(1)} MB for a client that does not read (24 MB were asked for)`);
+    assert.ok(held < 4 * MB, `pgmaitre buffered ${(held / MB).toFixed(1)} MB for a client that does not read (36 MB were asked for)`);
     slow.socket.resume();
     let readies = 0;
     while (readies < n) if ((await slow.next(60_000)).type === 'Z') readies++;
