@@ -90,7 +90,9 @@ describe('bounded buffering', { timeout: 300_000 }, () => {
     // does not read.
     slow.socket.pause();
     const n = 600;
-    const buffered = peak(() => session.socket.writableLength);
+    // What pgmaitre holds for this client: the stream's buffer and the handle's write queue (fast-write.ts writes there).
+    const out = session.socket as unknown as { writableLength: number; _handle: { writeQueueSize: number } | null };
+    const buffered = peak(() => out.writableLength + (out._handle?.writeQueueSize ?? 0));
     const others = (async () => { for (let i = 0; i < 20; i++) await other.query('SELECT 1'); })();
     for (let i = 0; i < n; i++) {
       slow.send(Q("SELECT repeat('x', 60000)"));
