@@ -78,7 +78,7 @@ describe('bounded buffering', { timeout: 300_000 }, () => {
     await pxOneSlot?.stop();
   });
 
-  test('transaction pooling, two clients on one connection: a slow reader\'s next leases wait for its socket (M2)', async () => {
+  test('transaction pooling, two clients on one connection: a slow reader\'s next leases wait for its socket (M2)', async (t) => {
     const slow = await RawClient.connect(pxTx.port, { user: 'postgres', database: 'postgres' });
     const other = new Client({ host: '127.0.0.1', port: pxTx.port, user: 'postgres', database: 'postgres' });
     other.on('error', () => {});
@@ -100,6 +100,7 @@ describe('bounded buffering', { timeout: 300_000 }, () => {
     }
     await new Promise((r) => setTimeout(r, 2000));
     const held = buffered.stop();
+    t.diagnostic(`buffered for the slow reader: ${(held / MB).toFixed(2)} MB`);
     assert.ok(held < 4 * MB, `pgmaitre buffered ${(held / MB).toFixed(1)} MB for a client that does not read (36 MB were asked for)`);
     slow.socket.resume();
     let readies = 0;
@@ -109,7 +110,7 @@ describe('bounded buffering', { timeout: 300_000 }, () => {
     slow.socket.end();
   });
 
-  test('200k Bind/Execute without Sync, then 180 MB of stray CopyData: sent on, not held (M3)', async () => {
+  test('200k Bind/Execute without Sync, then 180 MB of stray CopyData: sent on, not held (M3)', async (t) => {
     const c = await RawClient.connect(px.port, { user: 'postgres', database: 'postgres' });
     const base = process.memoryUsage().arrayBuffers;
     const mem = peak(() => process.memoryUsage().arrayBuffers - base);
@@ -127,13 +128,14 @@ describe('bounded buffering', { timeout: 300_000 }, () => {
       if (m.type === 'Z') break;
     }
     const grew = mem.stop();
+    t.diagnostic(`Buffer memory growth: ${(grew / MB).toFixed(1)} MB`);
     assert.deepEqual(answer, ['E 26000', 'Z'], 'the server saw it all, as a direct connection\'s would');
     assert.ok(grew < 64 * MB, `Buffer memory grew by ${(grew / MB).toFixed(0)} MB for 186 MB sent`);
     c.socket.end();
   });
 
   for (const which of ['main', 'write'] as const) {
-    test(`bytes streamed after the StartupMessage while the login waits for a slot are not read (${which} port, H5)`, async () => {
+    test(`bytes streamed after the StartupMessage while the login waits for a slot are not read (${which} port, H5)`, async (t) => {
       const port = which === 'main' ? pxOneSlot.port : writePort;
       const holder = await RawClient.connect(pxOneSlot.port, { user: 'postgres', database: 'postgres' });
       const s = net.connect({ host: '127.0.0.1', port });
@@ -143,6 +145,7 @@ describe('bounded buffering', { timeout: 300_000 }, () => {
       await eventually(() => pxOneSlot.app.ctx.slots.waiting === 1, 'the second client waits for the slot');
       const frame = msg('p', Buffer.alloc(60_000, 0x62));
       const sent = await stream(s, frame, 50 * MB, 1500);
+      t.diagnostic(`taken from the client: ${(sent / MB).toFixed(2)} MB`);
       assert.ok(sent < 20 * MB, `${(sent / MB).toFixed(1)} MB taken from a client whose login waits (50 MB offered)`);
       s.destroy();
       holder.socket.end();
