@@ -165,6 +165,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     pooledClients: new Slots(config.max_client_conn, 0),
     poolStats: { pinnedNow: 0, pinnedTotal: 0, cacheHits: 0, cacheMisses: 0, onWait: (s) => observeLeaseWait(s) },
     knownStatements: new LruCache<boolean>(10_000),
+    greetings: new LruCache<ReadonlyMap<string, string>>(1_000),
     registry: new SessionRegistry(),
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),
@@ -192,6 +193,9 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   ctx.routing.lag = (id) => ({ lagging: health.replication.isLagging(id), delay: cluster.node(id)?.replication.delayBytes ?? 0 });
   cluster.on('change', (c) => {
     if (c.field === 'status' && c.to === 'down') pools.get(c.nodeId)?.closeIdle(`node ${c.nodeId} down: ${c.reason}`);
+    // A node that went away may come back another server (restarted, upgraded, promoted): logins
+    // learn its greeting again.
+    ctx.greetings.clear();
   });
   await health.start();
   // Online recovery: rebuilds a detached node from the primary (pcp_recovery_node, auto_recovery).
