@@ -119,5 +119,6 @@ export function instanceContext(base: AdminContext, snap: InstanceSnapshot): Adm
     slotHistory: (slot) => slotHistory.get(slot),
     ...(pooling !== null ? { pooling: () => pooling } : {}),
     failoverLease: () => snap.lease,
+    recovery: () => snap.recovery,
   };
 }

@@ -47,6 +47,8 @@ export interface InstanceSnapshot {
   readonly events: readonly AdminEvent[];
   readonly eventCounts: ReadonlyMap<string, number>;
   readonly lease: { readonly instance: string; readonly leading: boolean } | null;
+  /** The online recovery running now (the supervisor's), or null. */
+  readonly recovery: { readonly nodeId: number; readonly stage: string; readonly startedAt: Date } | null;
   readonly workers: readonly WorkerSnapshot[];
 }
 
@@ -55,6 +57,7 @@ export type ActionRequest =
   | { readonly action: 'attach'; readonly node: number }
   | { readonly action: 'detach'; readonly node: number; readonly opts?: { gracefully?: boolean; switchover?: boolean } }
   | { readonly action: 'promote'; readonly node: number; readonly opts?: { switchover?: boolean } }
+  | { readonly action: 'recover'; readonly node: number }
   | { readonly action: 'reload' }
   | { readonly action: 'stop'; readonly mode: 'smart' | 'fast' | 'immediate' };
 

@@ -98,7 +98,7 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     return {
       nodes: local.nodes(), primaryId: local.primaryId(), startedAt: local.startedAt,
       events: local.recentEvents?.() ?? [], eventCounts: local.eventCounts?.() ?? new Map(),
-      lease: local.failoverLease?.() ?? null, workers,
+      lease: local.failoverLease?.() ?? null, recovery: local.recovery?.() ?? null, workers,
     };
   };
 
@@ -110,6 +110,7 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
       case 'attach': return a.attachNode(r.node);
       case 'detach': return a.detachNode(r.node, r.opts);
       case 'promote': return a.promoteNode(r.node, r.opts);
+      case 'recover': return a.recoverNode !== undefined ? a.recoverNode(r.node) : Promise.reject(new Error('online recovery is not available'));
       case 'reload': return a.reloadConfig();
       case 'stop': return a.stop(r.mode);
       default: return Promise.reject(new Error('unknown action'));
@@ -252,7 +253,7 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     `${count} worker processes serving clients on port ${loaded.config.port}`);
 
   return {
-    ctx: app.ctx, ports: [loaded.config.port], dedicated: null, health: app.health, admin: app.admin,
+    ctx: app.ctx, ports: [loaded.config.port], dedicated: null, health: app.health, admin: app.admin, recovery: app.recovery,
     stop: () => {
       clearInterval(measured);
       return stopAll();
@@ -290,6 +291,7 @@ function liveContext(local: AdminContext, build: () => Promise<AdminContext>): A
     slotHistory: (slot) => current.slotHistory?.(slot),
     pooling: () => current.pooling?.() ?? { ...EMPTY_POOLING, mode: local.config().pool_mode },
     failoverLease: () => current.failoverLease?.() ?? null,
+    recovery: () => local.recovery?.() ?? null,
     refresh: () => {
       // Requests that arrive together share one collection.
       inflight ??= build().then((c) => { current = c; }).finally(() => { inflight = null; });

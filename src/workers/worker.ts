@@ -49,6 +49,7 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
     attachNode: (node) => act({ action: 'attach', node }),
     detachNode: (node, opts) => act({ action: 'detach', node, ...(opts !== undefined ? { opts } : {}) }),
     promoteNode: (node, opts) => act({ action: 'promote', node, ...(opts !== undefined ? { opts } : {}) }),
+    recoverNode: (node) => act({ action: 'recover', node }),
     reloadConfig: () => act({ action: 'reload' }),
     stop: (mode) => act({ action: 'stop', mode }),
   };

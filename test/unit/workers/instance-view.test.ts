@@ -42,7 +42,7 @@ test('sessions of both workers are listed once, numbered in the instance\'s slot
   const w0 = collectWorker(localCtx(0, [session(100, 0), session(102, 2), session(104, 3)], 4), 0, 2, { nic: 5, mcc: 10 });
   const w1 = collectWorker(localCtx(1, [session(101, 0), session(103, 1), session(105, 2)], 6), 1, 2, { nic: 5, mcc: 10 });
   const cluster = new Cluster([{ id: 0, host: 'h', port: 1, weight: 1, flags: [], dataDirectory: '', applicationName: '' }]);
-  const snap: InstanceSnapshot = { nodes: cluster.nodes, primaryId: 0, startedAt: new Date(1), events: [], eventCounts: new Map(), lease: null, workers: [w1, w0] };
+  const snap: InstanceSnapshot = { nodes: cluster.nodes, primaryId: 0, startedAt: new Date(1), events: [], eventCounts: new Map(), lease: null, recovery: null, workers: [w1, w0] };
   const base = { ...localCtx(0, [], 0), config: () => full };
   const ctx = instanceContext(base, snap);
   const slots = ctx.sessions().map((s) => [s.pid, s.slot]);
