@@ -13,7 +13,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
 import { Client } from 'pg';
-import { freePort, startPgmaitre, withCluster, type PgmaitreProcess } from '../harness/cluster';
+import { freePort, REPO_ROOT, startPgmaitre, withCluster, type PgmaitreProcess } from '../harness/cluster';
+import { pcpHash } from '../../src/config/pcp-conf';
 import { backendLines, eventually } from '../harness/in-process';
 import { exec } from '../harness/exec';
 
@@ -81,13 +82,27 @@ describe('worker_processes = 2', { timeout: 300_000 }, () => {
   let px: PgmaitreProcess;
   let port: number;
   let httpPort: number;
+  let pcpPort: number;
+
+  /** A pcp_* equivalent (`pgmaitre proc-count ...`) against the supervisor's PCP port. */
+  async function pcp(...args: string[]): Promise<string> {
+    const pass = path.join(px.dir, '.pcppass');
+    fs.writeFileSync(pass, `*:*:admin:s3cret\n`, { mode: 0o600 });
+    const r = await exec(process.execPath, [path.join(REPO_ROOT, 'bin', 'pgmaitre.js'), args[0]!, '-h', '127.0.0.1', '-p', String(pcpPort), '-U', 'admin', '-w', ...args.slice(1)],
+      { env: { PATH: process.env['PATH'], PCPPASSFILE: pass, LC_ALL: 'C' }, timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout;
+  }
 
   before(async () => {
     port = await freePort();
     httpPort = await freePort();
+    pcpPort = await freePort();
     px = await startPgmaitre({
+      files: { 'pcp.conf': `admin:${pcpHash('s3cret')}\n` },
       config: [
         `listen_addresses = '127.0.0.1'`, `port = ${port}`, "unix_socket_directories = ''",
+        `pcp_listen_addresses = '127.0.0.1'`, `pcp_port = ${pcpPort}`, "pcp_socket_dir = ''",
         `http_port = ${httpPort}`, "http_listen_addresses = '127.0.0.1'", `http_auth = '${AUTH}'`,
         backendLines(fx.cluster), "sr_check_user = 'postgres'", "health_check_user = 'postgres'", 'health_check_period = 1',
         'sr_check_period = 1', 'worker_processes = 2', 'num_init_children = 10', 'client_idle_limit = 0', 'log_min_messages = info', '',
@@ -119,6 +134,9 @@ describe('worker_processes = 2', { timeout: 300_000 }, () => {
       const m = await httpGet(httpPort, '/metrics');
       assert.equal(metric(m, 'pgmaitre_client_sessions'), 6);
       assert.equal(metric(m, 'pgmaitre_client_slots'), 10, 'num_init_children is the instance\'s, split 5 + 5');
+      // PCP (the supervisor's) answers for the instance: 10 slots, the 6 sessions of both workers.
+      assert.equal((await pcp('proc-count')).trim().split(' ').length, 10);
+      assert.equal((await pcp('proc-info', '-a')).split('\n').filter((l) => /^postgres postgres /.test(l)).length >= 6, true, await pcp('proc-info', '-a'));
       const status = JSON.parse(await httpGet(httpPort, '/api/status')) as { sessions: unknown[] };
       assert.equal(status.sessions.length, 6);
       // Statement counters summed over the workers (each of the 6 SELECT 1 went to some node).
