@@ -164,18 +164,28 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       port: cfg.pcp_port,
       listenAddresses: cfg.pcp_listen_addresses,
       users: () => (fs.existsSync(ctx.config.pcp_file) ? loadPcpConf(ctx.config.pcp_file) : new Map()),
-      ...(cfg.pcp_socket_dir !== '' && fs.existsSync(cfg.pcp_socket_dir) ? { socketDir: cfg.pcp_socket_dir } : {}),
+      ...(cfg.pcp_socket_dir !== '' ? { socketDir: cfg.pcp_socket_dir } : {}),
       clientVersion: cfg.pcp_client_version,
       onLog: (level, message) => log[level]({ event: 'pcp' }, message),
     });
-    pcpPort = await pcp.listen();
+    try {
+      pcpPort = await pcp.listen();
+    } catch (e) {
+      await pcp.close();
+      throw e;
+    }
     log.info({ event: 'pcp_listening', port: pcpPort }, `PCP listening on ${cfg.pcp_listen_addresses}:${pcpPort}`);
   }
   let http: HttpServer | null = null;
   let httpPort = 0;
   if (cfg.http_port > 0) {
     http = createHttpServer(adminCtx, { port: cfg.http_port, listenAddresses: cfg.http_listen_addresses, auth: () => ctx.config.http_auth });
-    httpPort = await http.listen();
+    try {
+      httpPort = await http.listen();
+    } catch (e) {
+      await Promise.all([http.close(), pcp?.close()]);
+      throw e;
+    }
     log.info({ event: 'http_listening', port: httpPort }, `HTTP status page and metrics on ${cfg.http_listen_addresses}:${httpPort}`);
   }
 

@@ -214,10 +214,13 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   }
 
   let stopping: Promise<void> | null = null;
+  // A start that fails (a listener cannot open) stops what it started without calling onStopped:
+  // the caller gets the error and exits non-zero (systemd's Restart=on-failure sees a failure).
+  let startFailed = false;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       ctx.shuttingDown = true;
-      logLine(log, { event: LogEvent.Shutdown }, 'shutting down');
+      logLine(log, { event: LogEvent.Shutdown }, startFailed ? 'start failed, stopping' : 'shutting down');
       const healthStopped = health.stop();
       const closing = Promise.all([closeAll(servers), dedicated?.close()]);
       replication.close();
@@ -228,7 +231,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       for (const p of pools.values()) p.shutdown();
       void ctx.authQuery?.close();
       await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed]);
-      opts.onStopped?.();
+      if (!startFailed) opts.onStopped?.();
     })();
     return stopping;
   };
@@ -236,6 +239,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   try {
     admin = await startAdmin({ ctx, log, health, overrides: opts.overrides ?? {}, stop });
   } catch (e) {
+    startFailed = true;
     await stop();
     throw e;
   }

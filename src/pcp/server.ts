@@ -12,6 +12,7 @@ import type { AdminContext } from '../admin/types';
 import { PcpFramer, encodeError, encodeStrings, splitStrings, type PcpPacket } from './codec';
 import { newSalt, verifyPcpAuth } from './auth';
 import { handlePcpRequest, type PcpClientVersion } from './handlers';
+import { ListenError, listenOn, removeStaleSocket } from '../util/listen';
 
 /** Options of createPcpServer. */
 export interface PcpServerOptions {
@@ -128,28 +129,21 @@ export function createPcpServer(ctx: AdminContext, opts: PcpServerOptions): PcpS
     servers.push(srv);
     return srv;
   };
-  const bind = (srv: net.Server, options: net.ListenOptions): Promise<void> =>
-    new Promise((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(options, () => {
-        srv.off('error', reject);
-        resolve();
-      });
-    });
-
   return {
     async listen(): Promise<number> {
       let port = opts.port;
       for (const host of hostsOf(opts.listenAddresses)) {
         const srv = make();
-        await bind(srv, { port, ...(host !== undefined ? { host } : {}) });
+        await listenOn(srv, { port, ...(host !== undefined ? { host } : {}) }, 'pcp_listen_addresses/pcp_port');
         const addr = srv.address();
         if (typeof addr === 'object' && addr !== null) port = addr.port;
       }
       if (opts.socketDir !== undefined && opts.socketDir !== '') {
-        socketPath = path.join(opts.socketDir, `.s.PGSQL.${port}`);
-        try { fs.unlinkSync(socketPath); } catch { /* not there */ }
-        await bind(make(), { path: socketPath });
+        const file = path.join(opts.socketDir, `.s.PGSQL.${port}`);
+        if (!fs.existsSync(opts.socketDir)) throw new ListenError(file, port, 'pcp_socket_dir', `directory ${opts.socketDir} does not exist`, 'ENOENT');
+        await removeStaleSocket(file, port, 'pcp_socket_dir');
+        await listenOn(make(), { path: file }, 'pcp_socket_dir');
+        socketPath = file;
       }
       return port;
     },
