@@ -22,8 +22,7 @@ import type { FrontendContext } from './frontend/context';
 import type { ClientSession } from './frontend/session';
 import type { HealthSystem } from './failover';
 
-/** pgpool-II feature level pgmaitre speaks (SHOW POOL_VERSION, PCP). */
-export const PGPOOL_COMPAT_VERSION = '4.6.0';
+import { pgpoolVersion } from './admin/compat';
 
 /** What the admin wiring needs from app.ts. */
 export interface AdminWiring {
@@ -125,7 +124,8 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     }),
     slots: () => ({ capacity: ctx.slots.capacity, inUse: ctx.slots.inUse, waiting: ctx.slots.waiting }),
     startedAt,
-    version: PGPOOL_COMPAT_VERSION,
+    // Follows pgpool_compatibility, also after a reload.
+    get version(): string { return pgpoolVersion(ctx.config.pgpool_compatibility); },
     actions: {
       attachNode: (id) => health.attachNode(id),
       detachNode: (id, opts) => health.detachNode(id, opts),

@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   let clientBytes = 0;
   const conn = (nodeId: number): BackendPort => ({
     nodeId, backendPid: 100 + nodeId, backendSecret: 1, txStatus: 73, params: new Map(), applied: new Map(), appliedVersion: -1, appliedOwner: null,
-    prepared: new Set(), unsure: new Set(),
+    prepared: new Set(), unsure: new Set(), lastStatement: '',
     write: (b) => { backendBytes += b.length; return true; }, pause: () => {}, resume: () => {}, onceDrained: () => {},
   });
   const standby = conn(1);

@@ -26,6 +26,8 @@ export interface SessionBackendInfo {
   readonly backendPid: number;
   readonly connectedAt: Date;
   readonly useCount: number;
+  /** Last statement sent on this connection ('' if none), untruncated (SHOW POOL_POOLS clips it). */
+  readonly statement?: string;
 }
 
 /** A client session as admin commands see it. */

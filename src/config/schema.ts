@@ -240,6 +240,7 @@ export const PARAMS = {
   // --- pgmaitre's own ----------------------------------------------------------------------
   http_port: int(8404, 'restart', 'Port of the HTTP admin/metrics endpoint; 0 disables it.', { ...OURS, max: 65535 }),
   http_listen_addresses: str('localhost', 'restart', 'Addresses the HTTP admin endpoint binds to.', OURS),
+  pgpool_compatibility: oneOf(['4.6', '4.7'] as const, '4.7', 'hot', "pgpool-II release pgmaitre answers as: SHOW POOL_VERSION and the status page ('4.7.0' or '4.6.0'), SHOW POOL_POOLS and pcp_proc_info (4.7's 21 columns with client_host, client_port, statement, or 4.6's 18).", OURS),
   pcp_client_version: oneOf(['4.3', '4.4'] as const, '4.4', 'restart', "pcp_* tools' version family for pcp_node_info replies: '4.4' (pgpool-II 4.4-4.6 tools) or '4.3' (older tools, e.g. Debian 12's pgpool2).", OURS),
   http_auth: str('', 'hot', "Basic auth for the HTTP endpoint as 'user:password'; '' = none.", { ...OURS, ...SECRET }),
   max_message_size: int(1073741823, 'restart', 'Largest protocol message accepted, in bytes.', { ...OURS, unit: 'B', min: 1024, max: 1073741823 }),

@@ -30,6 +30,11 @@ export interface BackendPort extends AppliedState {
   readonly prepared: Set<string>;
   /** Server statements that may or may not exist after a failed request: closed before the next use. */
   readonly unsure: Set<string>;
+  /**
+   * The last statement sent on this connection (SHOW POOL_POOLS' statement column): a reference to
+   * the SQL text the core already decoded, never a copy; truncated only when displayed.
+   */
+  lastStatement: string;
 }
 
 /** Where bytes for the client go, in order. */

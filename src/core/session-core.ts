@@ -551,6 +551,7 @@ export class SessionCore implements ForwardSink, PlannerView {
     const segments = this.host.pooling !== 'session' && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
       ? rewriteRequest(req.data, this.names(link)) : null;
     const token = this.bookkeeping(req, info, plan, node);
+    if (link.conn !== null) this.noteStatement(link.conn, info);
     if (segments !== null) {
       if (segments.length > 1) retry = false;
       for (let i = 0; i < segments.length; i++) {
@@ -1095,6 +1096,19 @@ export class SessionCore implements ForwardSink, PlannerView {
   txStatus(): number {
     const l = this.links[this.host.cluster.primaryId()] ?? this.links[this.identityNode];
     return l?.txStatus ?? TxStatus.Idle;
+  }
+
+  /** Records the request's last statement on the connection: a reference to text already decoded. */
+  private noteStatement(conn: BackendPort, info: RequestInfo): void {
+    const q = info.queries;
+    const p = info.parses;
+    const b = info.bindStatements;
+    if (p.length > 0) conn.lastStatement = p[p.length - 1]!.sql;
+    else if (q.length > 0) conn.lastStatement = q[q.length - 1]!;
+    else if (b.length > 0) {
+      const sql = this.statements.protocol.get(b[b.length - 1]!)?.sql;
+      if (sql !== undefined) conn.lastStatement = sql;
+    }
   }
 
   private reportNode(node: number, link: Link, info: RequestInfo, reason: string): void {

@@ -670,7 +670,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       loadBalanceNode: core?.lbNode ?? -1,
       backends: (core?.backends() ?? []).map((p) => {
         const c = p as unknown as ServerConnection;
-        return { nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount };
+        return { nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount, statement: c.lastStatement };
       }),
     };
   }

@@ -16,6 +16,7 @@ import { initClassifier } from '../../../src/classify';
 
 /** A backend connection that records what the core writes to it. */
 export class FakeConn implements BackendPort {
+  lastStatement = '';
   txStatus: number = TxStatus.Idle;
   readonly params = new Map<string, string>([['server_version', '15.0']]);
   applied: Map<string, string> | null = new Map();
