@@ -23,6 +23,7 @@ import type { ClientSession } from './frontend/session';
 import type { HealthSystem } from './failover';
 
 import { pgpoolVersion } from './admin/compat';
+import type { LogFile } from './log/log-file';
 
 /** What the admin wiring needs from app.ts. */
 export interface AdminWiring {
@@ -32,6 +33,8 @@ export interface AdminWiring {
   readonly overrides: { hbaFile?: string; pcpFile?: string; keyFile?: string };
   /** Stops pgmaitre (and, for the CLI, the process). */
   readonly stop: () => Promise<void>;
+  /** The logging collector's file (logging_collector = on), else null. */
+  readonly logFile?: LogFile | null;
 }
 
 /** The running admin faces. */
@@ -75,6 +78,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     ctx.logFlags.clientMessages = next.log_client_messages;
     ctx.logFlags.connections = next.log_connections;
     ctx.logFlags.disconnections = next.log_disconnections;
+    ctx.logFlags.backendMessages = next.log_backend_messages;
     log.level = pinoLevel(next.log_min_messages);
     const lag = ctx.routing.lag;
     ctx.routing.volatility.clear();
@@ -93,6 +97,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       ctx.trustedLogins.clear();
     }
     health.onConfigReload(next);
+    w.logFile?.reconfigure(next);
     const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);
     logLine(log, { event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);
     for (const w2 of [...loaded.warnings, ...files.warnings.map(formatIssue)]) log.warn({ event: 'config_warning' }, w2);
@@ -131,6 +136,12 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       detachNode: (id, opts) => health.detachNode(id, opts),
       promoteNode: (id, opts) => health.promoteNode(id, opts),
       reloadConfig: reload,
+      logRotate: async () => {
+        if (w.logFile == null) return 'logging_collector is off: nothing to rotate';
+        const file = w.logFile.rotate();
+        logLine(log, { event: 'log_rotated', file }, `log file reopened: ${file || 'stderr'}`);
+        return `log file ${file}`;
+      },
       stop: async (mode) => {
         log.warn({ event: 'stop_requested', mode }, `stop requested (${mode})`);
         setImmediate(() => {
@@ -166,7 +177,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       users: () => (fs.existsSync(ctx.config.pcp_file) ? loadPcpConf(ctx.config.pcp_file) : new Map()),
       ...(cfg.pcp_socket_dir !== '' ? { socketDir: cfg.pcp_socket_dir } : {}),
       clientVersion: cfg.pcp_client_version,
-      onLog: (level, message) => log[level]({ event: 'pcp' }, message),
+      onLog: (level, message) => (level === 'log' ? logLine(log, { event: 'pcp' }, message) : log[level]({ event: 'pcp' }, message)),
     });
     try {
       pcpPort = await pcp.listen();

@@ -28,6 +28,7 @@ import type { SideTarget } from './backend/side-target';
 import { initClassifier } from './classify/classify';
 import { resolvePassword } from './health/probe';
 import { startAdmin, type AdminFaces } from './app-admin';
+import { LogFile } from './log/log-file';
 import { buildBackendTls, buildFrontendTls } from './frontend/tls';
 import { AuthGuard } from './frontend/rate-limit';
 import { AuthQuery } from './frontend/auth-query';
@@ -64,6 +65,7 @@ function logFlagsOf(c: Config): LogFlags {
     clientMessages: c.log_client_messages,
     connections: c.log_connections,
     disconnections: c.log_disconnections,
+    backendMessages: c.log_backend_messages,
   };
 }
 
@@ -79,7 +81,9 @@ export interface StartOptions {
 /** Builds and starts pgmaitre from a loaded configuration. */
 export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): Promise<App> {
   const config = loaded.config;
-  const log = opts.log ?? createLogger(config);
+  // logging_collector = on: lines go to log_directory/log_filename, rotated (log/log-file.ts).
+  const logFile = opts.log === undefined && config.logging_collector ? new LogFile(config) : null;
+  const log = opts.log ?? createLogger(config, logFile ?? undefined);
   for (const w of loaded.warnings) log.warn({ event: LogEvent.ConfigWarning }, w);
 
   // The same loaders `pgmaitre check` runs (src/check.ts).
@@ -87,7 +91,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   const frontendTls = buildFrontendTls(config);
   for (const w of [...fileWarnings, ...startupWarnings(config)]) {
     const line = formatIssue(w);
-    if (w.key === 'sr_check_user') log.error({ event: LogEvent.ConfigWarning, key: w.key }, line);
+    if (w.key === 'sr_check_user' || w.key === 'health_check_user') log.error({ event: LogEvent.ConfigWarning, key: w.key }, line);
     else log.warn({ event: LogEvent.ConfigWarning, ...(w.key !== undefined ? { key: w.key } : {}) }, line);
   }
 
@@ -237,7 +241,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   };
   let admin: AdminFaces | null = null;
   try {
-    admin = await startAdmin({ ctx, log, health, overrides: opts.overrides ?? {}, stop });
+    admin = await startAdmin({ ctx, log, health, overrides: opts.overrides ?? {}, stop, logFile });
   } catch (e) {
     startFailed = true;
     await stop();

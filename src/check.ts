@@ -5,8 +5,10 @@
  * It reads pgpool.conf, pool_hba.conf, pool_passwd (with the AES key) and pcp.conf with the very
  * loaders a start uses (config/load.ts, config/auth-files.ts, config/pcp-conf.ts) and builds the
  * TLS context when ssl = on, then lists every error and warning as `FILE:LINE: key: why`. It
- * opens no listener and connects to no backend. Beside the start's own checks it reports what
- * would only fail later: a bad pcp.conf (PCP logins), two listeners on one port (EADDRINUSE).
+ * connects to no backend and keeps no listener: each port a start would open is only tried
+ * (bound and closed at once) to note, as NOTICE lines, those another process holds now.
+ * Beside the start's own checks it reports what would only fail later: a bad pcp.conf (PCP
+ * logins), two listeners on one port (EADDRINUSE).
  * A top-level file (like app.ts) because it needs config/ and frontend/tls.ts.
  */
 import { existsSync } from 'node:fs';

@@ -67,6 +67,8 @@ export interface AdminActions {
   detachNode(id: number, opts?: { gracefully?: boolean; switchover?: boolean }): Promise<string>;
   promoteNode(id: number, opts?: { switchover?: boolean }): Promise<string>;
   reloadConfig(): Promise<string>;
+  /** pcp_log_rotate: begin a new log file (logging_collector); resolves with what was done. */
+  logRotate(): Promise<string>;
   stop(mode: 'smart' | 'fast' | 'immediate'): Promise<string>;
 }
 

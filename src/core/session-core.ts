@@ -42,6 +42,7 @@ import {
 } from './statement-names';
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
+import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
@@ -86,6 +87,7 @@ export class SessionCore implements ForwardSink, PlannerView {
   readonly ryw: ReadYourWrites;
   private readonly planner: Planner;
   private readonly info = new RequestInfo();
+  private backendLog: BackendMessageLog | null = null;
   /** drive() calls in progress (a step can drive again, e.g. after a local answer). */
   private driving = 0;
   private readonly links: (Link | undefined)[] = [];
@@ -157,8 +159,18 @@ export class SessionCore implements ForwardSink, PlannerView {
     l.reset();
     l.conn = conn;
     l.txStatus = conn.txStatus;
+    l.trace = this.backendMessageTrace();
     l.forwardAsync = node === this.identityNode || node === this.host.cluster.primaryId();
     return l;
+  }
+
+  /** log_backend_messages as the session has it when a link attaches (null when 'none'). */
+  private backendMessageTrace(): ((code: number, node: number) => void) | null {
+    const mode = this.host.logFlags.backendMessages;
+    if (mode === undefined || mode === 'none') return null;
+    if (this.backendLog?.mode !== mode) this.backendLog = new BackendMessageLog(mode, this.host.log, this.host.pid);
+    const bl = this.backendLog;
+    return (code, node) => bl.message(code, node);
   }
 
   /** True when no node other than `node` (null: none) owes the client an answer. */

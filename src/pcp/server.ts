@@ -30,7 +30,7 @@ export interface PcpServerOptions {
    */
   readonly clientVersion?: PcpClientVersion;
   /** Called with notable events (auth failures, errors) for logging. */
-  readonly onLog?: (level: 'info' | 'warn', message: string) => void;
+  readonly onLog?: (level: 'info' | 'warn' | 'log', message: string) => void;
 }
 
 /** A PCP server. */
@@ -54,6 +54,12 @@ function serveConnection(ctx: AdminContext, socket: net.Socket, opts: PcpServerO
   socket.setNoDelay(true);
   // A PCP client that vanished (ECONNRESET...): its connection ends here, there is nothing to answer.
   socket.on('error', () => socket.destroy());
+  // log_pcp_processes: pgpool logs each PCP worker's fork and exit; a connection is that here.
+  if (ctx.config().log_pcp_processes) {
+    const who = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort ?? ''}` : '[local]';
+    opts.onLog?.('log', `PCP connection from ${who} accepted (pgpool: forked new PCP worker)`);
+    socket.once('close', () => opts.onLog?.('log', `PCP connection from ${who} ended (pgpool: PCP process exits with SUCCESS)`));
+  }
   const users = (): ReadonlyMap<string, string> => (typeof opts.users === 'function' ? opts.users() : opts.users);
   const send = (bufs: Buffer[]): void => {
     if (bufs.length > 0 && !socket.destroyed) socket.write(Buffer.concat(bufs));

@@ -128,6 +128,19 @@ describe('real pcp_* tools against the PCP server', { skip: BIN === undefined ? 
     ]);
   });
 
+  test("pcp_log_rotate's request ('V' + scope) is answered CommandComplete and rotates the log", async () => {
+    // Debian's 4.3.5 tools predate pcp_log_rotate (4.4): send its packet as libpcp 4.7 does.
+    t.calls.length = 0;
+    const c = await PcpClient.connect({ host: '127.0.0.1', port, user: 'admin', password: 's3cret' });
+    try {
+      const r = await c.request('V', Buffer.from('l'), 'v');
+      assert.deepEqual(r, [['CommandComplete']]);
+    } finally {
+      c.close();
+    }
+    assert.deepEqual(t.calls, ['log_rotate']);
+  });
+
   test('pcp_pool_status redacts secrets', async () => {
     const r = await run('pcp_pool_status', tcp(), env);
     assert.equal(r.code, 0);

@@ -108,7 +108,7 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
   const log = pino({ level: 'silent' });
   const host: CoreFixture['host'] = {
     pid: 7, user: 'u', database: 'd', applicationName: 'app', cluster, routing, config, lsn: null, adminEnabled: true,
-    log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false },
+    log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false, backendMessages: 'none' },
     noticePerNode: false, classifier: routing.classifier,
     paused: false, ended: null, closed: [], cancels: [], accepting: true, idle: [], pins: [],
     pooling: o.pooling ?? 'session',
