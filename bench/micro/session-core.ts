@@ -39,13 +39,13 @@ async function main(): Promise<void> {
   let clientBytes = 0;
   const conn = (nodeId: number): BackendPort => ({
     nodeId, backendPid: 100 + nodeId, backendSecret: 1, txStatus: 73, params: new Map(), applied: new Map(), appliedVersion: -1, appliedOwner: null,
-    statements: new ServerStatements(),
+    statements: new ServerStatements(), lastStatement: '',
     write: (b) => { backendBytes += b.length; return true; }, pause: () => {}, resume: () => {}, onceDrained: () => {},
   });
   const standby = conn(1);
   const host: CoreHost = {
     pid: 1, user: 'u', database: 'd', applicationName: '', cluster, routing, config, lsn: null, adminEnabled: true,
-    log: pino({ level: 'silent' }), logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false },
+    log: pino({ level: 'silent' }), logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false, backendMessages: 'none' },
     noticePerNode: false, classifier: routing.classifier,
     lbCandidates: (primaryId, excluded) => cluster.nodes.map((n) => ({ id: n.id, weight: n.weight, usable: !excluded(n.id), isPrimary: n.id === primaryId, lagging: false, delay: 0, backup: false })),
     openLink: async () => standby, closeLink: () => {}, runAdmin: async () => Buffer.alloc(0), nodeAccepting: async () => true,

@@ -71,6 +71,8 @@ export class ServerConnection implements MessageSink {
   readonly createdAt = Date.now();
   lastUsedAt = Date.now();
   useCount = 0;
+  /** Last statement sent here (core/ports.ts BackendPort.lastStatement); '' before the first. */
+  lastStatement = '';
   backendPid = 0;
   backendSecret = 0;
   /** Server parameters as last reported (ParameterStatus), in arrival order. */

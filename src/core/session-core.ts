@@ -43,6 +43,7 @@ import {
 } from './statement-names';
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
+import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
 import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
@@ -128,6 +129,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   readonly ryw: ReadYourWrites;
   private readonly planner: Planner;
   private readonly info = new RequestInfo();
+  private backendLog: BackendMessageLog | null = null;
   /** drive() calls in progress (a step can drive again, e.g. after a local answer). */
   private driving = 0;
   private readonly links: (Link | undefined)[] = [];
@@ -209,12 +211,22 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     l.reset();
     l.conn = conn;
     l.txStatus = conn.txStatus;
+    l.trace = this.backendMessageTrace();
     conn.statements.cap = this.host.config.max_prepared_statements;
     l.forwardAsync = node === this.identityNode || node === this.host.cluster.primaryId();
     // A lease attached while the client's socket is full is not read until it drains (forward()
     // pauses only on the transition to full).
     if (this.clientFull) conn.pause();
     return l;
+  }
+
+  /** log_backend_messages as the session has it when a link attaches (null when 'none'). */
+  private backendMessageTrace(): ((code: number, node: number) => void) | null {
+    const mode = this.host.logFlags.backendMessages;
+    if (mode === undefined || mode === 'none') return null;
+    if (this.backendLog?.mode !== mode) this.backendLog = new BackendMessageLog(mode, this.host.log, this.host.pid);
+    const bl = this.backendLog;
+    return (code, node) => bl.message(code, node);
   }
 
   /** True when no node other than `node` (null: none) owes the client an answer. */
@@ -748,6 +760,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const segments = pooled && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
       ? rewriteRequest(req.data, this.names(link)) : null;
     let token = this.bookkeeping(req, info, plan, node);
+    if (link.conn !== null) this.noteStatement(link.conn, info);
     let preparedHere = false;
     if (req.pooledPrepare !== null) {
       preparedHere = link.conn!.statements.has(req.pooledPrepare);
@@ -1470,6 +1483,19 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   txStatus(): number {
     const l = this.links[this.host.cluster.primaryId()] ?? this.links[this.identityNode];
     return l?.txStatus ?? TxStatus.Idle;
+  }
+
+  /** Records the request's last statement on the connection: a reference to text already decoded. */
+  private noteStatement(conn: BackendPort, info: RequestInfo): void {
+    const q = info.queries;
+    const p = info.parses;
+    const b = info.bindStatements;
+    if (p.length > 0) conn.lastStatement = p[p.length - 1]!.sql;
+    else if (q.length > 0) conn.lastStatement = q[q.length - 1]!;
+    else if (b.length > 0) {
+      const sql = this.statements.protocol.get(b[b.length - 1]!)?.sql;
+      if (sql !== undefined) conn.lastStatement = sql;
+    }
   }
 
   private reportNode(node: number, link: Link, info: RequestInfo, reason: string): void {
