@@ -162,6 +162,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     pooledClients: new Slots(config.max_client_conn, 0),
     poolStats: { pinnedNow: 0, pinnedTotal: 0, cacheHits: 0, cacheMisses: 0, onWait: (s) => observeLeaseWait(s) },
     knownStatements: new LruCache<boolean>(10_000),
+    greetings: new LruCache<ReadonlyMap<string, string>>(1_000),
     registry: new SessionRegistry(),
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),

@@ -126,6 +126,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private rEnd: number[] = [];
   private rCount = 0;
   private rCompletions = 0;
+  /** Bytes in the ranges above: counted in pacing, and cut early beyond QUEUE_HIGH_WATER. */
+  private rBytes = 0;
   /** The link in COPY IN that takes the client's copy frames directly, and those frames. */
   private copyTarget: Link | null = null;
   private copyParts: Buffer[] = [];
@@ -190,6 +192,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     l.txStatus = conn.txStatus;
     conn.statements.cap = this.host.config.max_prepared_statements;
     l.forwardAsync = node === this.identityNode || node === this.host.cluster.primaryId();
+    // A lease attached while the client's socket is full is not read until it drains (forward()
+    // pauses only on the transition to full).
+    if (this.clientFull) conn.pause();
     return l;
   }
 
@@ -231,6 +236,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       this.rEnd[n] = end;
       this.rCount = n + 1;
     }
+    this.rBytes += end - start;
     switch (code) {
       case FrontendCode.Parse:
       case FrontendCode.Bind:
@@ -238,6 +244,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       case FrontendCode.Execute:
       case FrontendCode.Close:
         this.rCompletions++;
+        if (this.rBytes > QUEUE_HIGH_WATER) this.cutEarly();
         return;
       case FrontendCode.Sync:
         this.cut(Term.Sync, false, false);
@@ -254,8 +261,18 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         this.cut(Term.None, false, this.rCompletions === 0);
         return;
       default:
+        if (this.rBytes > QUEUE_HIGH_WATER) this.cutEarly();
         return;
     }
+  }
+
+  /**
+   * Frames without a Sync/Flush/Query beyond QUEUE_HIGH_WATER (a long pipeline, stray CopyData):
+   * sent on now, as PostgreSQL processes each message as it arrives, so that they count in
+   * pacing instead of piling up here. They stay on their node until Sync, as after a Flush.
+   */
+  private cutEarly(): void {
+    this.cut(Term.None, this.rCompletions > 0, this.rCompletions === 0);
   }
 
   private cut(term: Term, flush: boolean, copyOnly: boolean): void {
@@ -269,6 +286,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
     for (let i = 0; i < this.rCount; i++) this.rBuf[i] = undefined as unknown as Buffer;
     this.rCount = 0;
+    this.rBytes = 0;
     req.completions = this.rCompletions;
     this.rCompletions = 0;
     req.term = term;
@@ -885,7 +903,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
 
   /** Reads the client only while its requests can go somewhere. */
   private pacing(): void {
-    const stop = this.backendFull > 0 || this.queuedBytes > QUEUE_HIGH_WATER || (this.blocked > 0 && this.queue.length > 0);
+    const stop = this.backendFull > 0 || this.queuedBytes + this.rBytes > QUEUE_HIGH_WATER || (this.blocked > 0 && this.queue.length > 0);
     if (stop && !this.clientPaused) {
       this.clientPaused = true;
       this.host.pauseClient();
