@@ -25,7 +25,10 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
   });
   afterEach(async () => { await px?.stop(); });
 
-  const open = (): Promise<RawClient> => RawClient.connect(px.port, params);
+  // FUZZ_REPROS_DIRECT=1 plays every repro on direct connections: the expectations are then checked
+  // against PostgreSQL itself (what a private connection answers)
+  const direct = process.env['FUZZ_REPROS_DIRECT'] === '1';
+  const open = (): Promise<RawClient> => RawClient.connect(direct ? fx.cluster.primary.port : px.port, params);
   /** Sends frames and returns the normalised answers up to the next ReadyForQuery. */
   async function ask(c: RawClient, ...frames: Buffer[]): Promise<string[]> {
     c.send(...frames);
@@ -41,6 +44,7 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
   }
   async function closeAndWait(c: RawClient): Promise<void> {
     c.close();
+    if (direct) { await new Promise((r) => setTimeout(r, 300)); return; }
     await eventually(() => [...px.app.ctx.pools.values()].every((p) => p.counts().active === 0), 'the lease of the closed client went back');
   }
 
@@ -177,11 +181,42 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     a.close();
   });
 
+  test('F9: Bind of the unnamed statement whose Parse failed is 26000, not the failed Parse again', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('', 'SELECT * FROM fz_missing_table'), encodeSync()),
+      ['E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()),
+      ['E ERROR 26000 unnamed prepared statement does not exist', 'Z I']);
+    a.close();
+  });
+
+  test('F10: an error answered by pgmaitre inside a transaction aborts it (ReadyForQuery E), as on a private connection', async () => {
+    const a = await open();
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, '/* app */ DEALLOCATE fz_nope'), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    assert.deepEqual(await sql(a, 'SELECT 1 AS one'), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    await sql(a, 'ROLLBACK');
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await ask(a, encodeBind('', 'fz_never_parsed'), encodeExecute(''), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    await sql(a, 'ROLLBACK');
+    a.close();
+  });
+
+  test('F11: a Parse skipped after an earlier error in the same pipeline does not define the name', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('bad', 'SELECT * FROM fz_missing_table'), encodeParse('good', 'SELECT 1 AS one'), encodeSync()),
+      ['E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'good'), encodeExecute(''), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    a.close();
+  });
+
   test('M6: a temp table dropped at commit no longer pins the client', async () => {
     const a = await open();
     await sql(a, 'BEGIN; CREATE TEMP TABLE fz_m6 (x int) ON COMMIT DROP; COMMIT');
     await sql(a, 'SELECT 1');
-    assert.equal(px.app.ctx.poolStats.pinnedNow, 0, 'no client pinned once no temp relation is left');
+    if (!direct) assert.equal(px.app.ctx.poolStats.pinnedNow, 0, 'no client pinned once no temp relation is left');
     a.close();
   });
 });
