@@ -87,6 +87,10 @@ export class Expect {
   bytes: Buffer | null = null;
   /** DataRows of a swallowed answer (a Probe reads its answer this way). */
   rows = 0;
+  /** Completions it was to produce. */
+  completions = 0;
+  /** When it errored: completions that had come before the error (the failing message's index). */
+  failedAt = -1;
 }
 
 /** Disposition of the message being scanned. */
@@ -197,6 +201,8 @@ export class Link {
     e.errorsToClient = false;
     e.bytes = null;
     e.rows = 0;
+    e.completions = completions;
+    e.failedAt = -1;
     this.q.push(e);
     if (!swallow) this.clientOwed++;
     if (e.sync) this.syncOwed++;
@@ -510,6 +516,7 @@ export class Link {
     this.copyIn = false;
     if (h === undefined) return;
     h.errored = true;
+    if (h.failedAt < 0) h.failedAt = h.completions - h.pending;
     if (h.pending > 0) this.skipUntilSync(h);
   }
 

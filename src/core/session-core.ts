@@ -66,6 +66,11 @@ interface Token {
   prepared: string[] | null;
   /** Transaction pooling: server statements this request parses (tentative until it succeeded). */
   parsed: string[] | null;
+  /**
+   * Transaction pooling: client statement names this request defines, with the index of their
+   * Parse among the request's completions (a Parse that failed or was skipped defines nothing).
+   */
+  defined: { name: string; index: number }[] | null;
   /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
   clears: 'all' | 'statements' | null;
 }
@@ -101,6 +106,12 @@ function pooledSpecial(sql: string): boolean {
 }
 
 const ADVISORY_UNLOCK_ALL = 'pg_advisory_unlock_all';
+
+/** What pooledLocal did with a request: nothing (it goes on), answered it, or it waits for answers owed before it. */
+const Local = { No: 0, Answered: 1, Wait: 2 } as const;
+type Local = (typeof Local)[keyof typeof Local];
+
+const IN_FAILED_TX: [string, string] = ['25P02', 'current transaction is aborted, commands ignored until end of transaction block'];
 
 /** An exception escaped the core's data path (a bug): the session ends with FATAL XX000. */
 export class CoreFault extends Error {
@@ -159,6 +170,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private refused: LinkRefused | null = null;
   /** Links whose cancel request is on its way (until the server took it): their connection is not given back meanwhile. */
   private readonly cancelling = new Map<Link, Promise<void>>();
+  /** Transaction pooling: the request being sent redefines these statement names (42P05 from the server). */
+  private dupParses: Set<string> | null = null;
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   private readonly stateLost = new Set<Link>();
 
@@ -350,7 +363,11 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       return true;
     }
     const info = this.info.read(req.data);
-    if (this.host.pooling !== 'session' && this.pooledLocal(req, info)) return true;
+    if (this.host.pooling !== 'session') {
+      const local = this.pooledLocal(req, info);
+      if (local === Local.Answered) return true;
+      if (local === Local.Wait) return false;
+    }
     const plan = this.planner.make(req, info);
     switch (plan.type) {
       case PlanType.WaitAnswers:
@@ -391,13 +408,13 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
    * other clients share); statement pooling refuses transaction blocks. True when the request
    * was answered here (false: it goes on to the planner, maybe rewritten).
    */
-  private pooledLocal(req: Request, info: RequestInfo): boolean {
-    if (info.queries.length === 0 && info.parses.length === 0) return false;
-    if (info.queries.length === 0 && req.term === Term.Sync && this.parseOnlyKnown(req, info)) return true;
+  private pooledLocal(req: Request, info: RequestInfo): Local {
+    if (info.queries.length === 0 && info.parses.length === 0) return Local.No;
+    if (info.queries.length === 0 && req.term === Term.Sync && this.parseOnlyKnown(req, info)) return Local.Answered;
     let special = false;
     for (const q of info.queries) if (pooledSpecial(q)) special = true;
     for (const p of info.parses) if (pooledSpecial(p.sql)) special = true;
-    if (!special) return false;
+    if (!special) return Local.No;
     const single = info.queries.length === 1 && !info.extended ? info.queries[0]! : null;
     const cls = single === null ? null : this.host.classifier.classify(single);
     if (single === null || cls === null || cls.statements !== 1) {
@@ -406,21 +423,24 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       for (const sql of [...info.queries, ...info.parses.map((p) => p.sql)]) {
         const k = this.host.classifier.classify(sql).kind;
         if (k === 'prepare' || k === 'execute' || k === 'deallocate') this.pins.forced ||= 'SQL PREPARE/EXECUTE/DEALLOCATE in a multi-statement query or the extended protocol';
-        if (k === 'begin' && this.host.pooling === 'statement') return this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']);
+        if (k === 'begin' && this.host.pooling === 'statement') return this.local(this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
       }
-      return false;
+      return Local.No;
     }
     switch (cls.kind) {
       case 'begin':
-        if (this.host.pooling === 'statement') return this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']);
-        return false;
+        if (this.host.pooling === 'statement' && !this.allAnswered(null)) return Local.Wait;
+        if (this.host.pooling === 'statement') return this.local(this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
+        return Local.No;
       case 'prepare': {
-        if (this.pins.forced !== '') return false;
+        if (this.pins.forced !== '') return Local.No;
         const e = sessionEffects(single);
         const name = e?.[0]?.kind === 'prepare' ? e[0].name : null;
-        if (name === null) return false;
+        if (name === null) return Local.No;
         if (this.statements.sql.has(name) || this.statements.protocol.has(name)) {
-          return this.localReply(req, null, ['42P05', `prepared statement "${name}" already exists`]);
+          if (!this.allAnswered(null)) return Local.Wait;
+          if (this.txStatus() === TxStatus.Failed) return this.local(this.localReply(req, null, IN_FAILED_TX));
+          return this.local(this.localReply(req, null, ['42P05', `prepared statement "${name}" already exists`]));
         }
         const server = serverStatementName('pgmq_', prepareDefinition(single));
         const renamed = renameSqlStatement(single, server, name);
@@ -428,15 +448,15 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
           // The grammar's name is not where the text can be rewritten: never send it unrenamed
           // to a shared connection; this session keeps its connection instead (fail closed).
           this.pins.forced ||= 'a PREPARE whose name cannot be rewritten';
-          return false;
+          return Local.No;
         }
         req.data = encodeQuery(renamed);
         req.pooledPrepare = server;
         req.pooledRenamed = true;
-        return false;
+        return Local.No;
       }
       case 'execute': {
-        if (this.pins.forced !== '') return false;
+        if (this.pins.forced !== '') return Local.No;
         const name = executeName(single);
         const st = name === null ? undefined : this.statements.sql.get(name);
         const renamed = st === undefined ? null : renameSqlStatement(single, st.server, name!);
@@ -444,35 +464,44 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
           req.data = encodeQuery(renamed);
           req.pooledRenamed = true;
         }
-        return false;
+        return Local.No;
       }
       case 'deallocate': {
-        if (this.pins.forced !== '') return false;
+        if (this.pins.forced !== '') return Local.No;
         const e = sessionEffects(single);
-        if (e?.[0]?.kind !== 'deallocate') return false;
+        if (e?.[0]?.kind !== 'deallocate') return Local.No;
+        // Answered here in order, as the server would: nothing is owed before it, and an aborted
+        // transaction refuses it (25P02) and keeps the statements.
+        if (!this.allAnswered(null)) return Local.Wait;
+        if (this.txStatus() === TxStatus.Failed) return this.local(this.localReply(req, null, IN_FAILED_TX));
         const name = e[0].name;
         if (name === null) {
           this.statements.clearAll(true);
-          return this.localReply(req, 'DEALLOCATE ALL', null);
+          return this.local(this.localReply(req, 'DEALLOCATE ALL', null));
         }
         if (!this.statements.sql.delete(name) && !this.statements.protocol.delete(name)) {
-          return this.localReply(req, null, ['26000', `prepared statement "${name}" does not exist`]);
+          return this.local(this.localReply(req, null, ['26000', `prepared statement "${name}" does not exist`]));
         }
-        return this.localReply(req, 'DEALLOCATE', null);
+        return this.local(this.localReply(req, 'DEALLOCATE', null));
       }
       case 'discard': {
         const e = sessionEffects(single);
-        if (e?.[0]?.kind !== 'discard' || e[0].what !== 'all' || this.route.inTransaction || this.pinReason() !== '') return false;
+        if (e?.[0]?.kind !== 'discard' || e[0].what !== 'all' || this.route.inTransaction || this.pinReason() !== '') return Local.No;
+        if (!this.allAnswered(null)) return Local.Wait;
         // The session's own state goes; the shared connection keeps what other clients use.
         this.statements.clearAll(true);
         this.state.stage(e);
         this.state.commit(null, this);
         this.route.tempTables.clear();
-        return this.localReply(req, 'DISCARD ALL', null);
+        return this.local(this.localReply(req, 'DISCARD ALL', null));
       }
       default:
-        return false;
+        return Local.No;
     }
+  }
+
+  private local(answered: boolean): Local {
+    return answered ? Local.Answered : Local.Wait;
   }
 
   /**
@@ -678,7 +707,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const node = plan.node;
     const primary = this.host.cluster.primaryId();
     const pooled = this.host.pooling !== 'session';
-    if (pooled) link.conn!.statements.nextRequest();
+    if (pooled) {
+      link.conn!.statements.nextRequest();
+      this.dupParses = info.parses.length > 0 ? this.duplicateParses(info) : null;
+    }
     this.prepareLink(link, info, plan, node !== primary);
     if (plan.broadcastTx) this.broadcast(req, link);
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
@@ -699,7 +731,11 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
     if (pooled) this.evict(link);
     if (segments !== null) {
-      if (segments.length > 1) retry = false;
+      if (segments.length > 1) {
+        retry = false;
+        // The answer is checked against the last segment only: any error drops what the request defined.
+        if (token?.defined != null) for (const d of token.defined) d.index = Number.MAX_SAFE_INTEGER;
+      }
       for (let i = 0; i < segments.length; i++) {
         const seg = segments[i]!;
         const last = i === segments.length - 1;
@@ -728,7 +764,23 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
     this.lastNode = node;
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
+    this.dupParses = null;
     if (!retry) releaseRequest(req);
+  }
+
+  /**
+   * Transaction pooling: Parses of a name this client has defined and not closed before them.
+   * PostgreSQL answers them 42P05 (and skips to Sync); a shared connection would not know the
+   * name, so the Parse is sent under the existing statement's server name (made sure to exist
+   * there first), and the server itself refuses it, in place.
+   */
+  private duplicateParses(info: RequestInfo): Set<string> | null {
+    let out: Set<string> | null = null;
+    for (const p of info.parses) {
+      if (p.name === '' || !this.statements.protocol.has(p.name) || info.closedStatements.includes(p.name)) continue;
+      (out ??= new Set()).add(p.name);
+    }
+    return out;
   }
 
   /** Closes the statements beyond max_prepared_statements on `link`'s connection (least recently used first). */
@@ -748,6 +800,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const local = new Map<string, string>();
     return {
       parsed: (name, definition) => {
+        if (this.dupParses?.has(name) === true) return { server: this.serverNameOf(name)!, had: false };
         const server = serverStatementName('pgm_', definition);
         local.set(name, server);
         // Tentative until the server answered (confirmed or dropped in completed()).
@@ -816,11 +869,16 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
     // Statements bound or described here but parsed on another node (or, leased, not known to be
     // on this connection): re-parse them first.
-    const names = info.bindStatements.length + info.statementRefs.length;
-    if (names > 0 && this.stickyNode !== link.node) {
+    const dups = this.dupParses === null ? null : [...this.dupParses];
+    const bound = info.bindStatements.length + info.statementRefs.length;
+    const names = bound + (dups?.length ?? 0);
+    if (names > 0) {
+      const sticky = this.stickyNode === link.node;
       for (let i = 0; i < names; i++) {
-        const name = i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
-        if (info.parsesStatement(name)) continue;
+        // (Names redefined by this request must exist for the server to refuse the Parse, even mid-sequence.)
+        if (i < bound && sticky) continue;
+        const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
+        if (i < bound && info.parsesStatement(name)) continue;
         const st = this.statements.protocol.get(name);
         if (st === undefined) continue;
         // The unnamed statement is never mapped to a named one (the Bind '' stays as it is): on
@@ -930,6 +988,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     for (const p of info.parses) {
       const cls = plan.classes[i++]!;
       this.dispatched(cls, p.sql, tok);
+      if (this.dupParses?.has(p.name) === true) continue; // refused by the server (42P05): the old one stays
+      if (p.name !== '' && this.host.pooling !== 'session' && !this.statements.protocol.has(p.name)) {
+        (tok().defined ??= []).push({ name: p.name, index: completionIndex(req.data, p.start) });
+      }
       this.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
       if (p.name !== '' && this.host.pooling !== 'session') {
         // Only the Parses that reached the server are tentative there (names() began them).
@@ -1148,6 +1210,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
           conn.statements.confirm(server);
           this.host.knownStatement(this.state.searchPath, server, true);
         }
+      }
+    }
+    if (t.defined !== null && (e.errored || e.skipped)) {
+      // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
+      for (const d of t.defined) {
+        if (e.skipped || e.failedAt <= d.index) this.statements.protocol.delete(d.name);
       }
     }
     if (t.clears !== null && conn !== null && !e.errored && !e.skipped) {
@@ -1408,8 +1476,18 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   }
 }
 
+/** How many completion-producing messages (Parse, Bind, Describe, Execute, Close) come before offset `at` of a request. */
+function completionIndex(data: Buffer, at: number): number {
+  let n = 0;
+  for (let pos = 0; pos + 5 <= data.length && pos < at; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
+  }
+  return n;
+}
+
 function newToken(): Token {
-  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, clears: null };
+  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, clears: null };
 }
 
 /** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */
