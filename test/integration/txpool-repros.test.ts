@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { withCluster } from '../harness/cluster';
 import { startInProcess, eventually, type InProcess } from '../harness/in-process';
 import { RawClient } from '../harness/raw-client';
-import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
+import { encodeBind, encodeClose, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
 import { fuzzConfig } from '../fuzz/txpool/differential';
 import { normalise } from '../fuzz/txpool/runner';
 
@@ -209,6 +209,27 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
     assert.deepEqual(await ask(a, encodeBind('', 'good'), encodeExecute(''), encodeSync()),
       ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    a.close();
+  });
+
+  test('F13: after an error in a pipeline ended by Flush, the next Sync is answered (no hang)', async () => {
+    const a = await open();
+    a.send(encodeParse('dup2', 'SELECT 1'), encodeParse('dup2', 'SELECT 2'), encodeFlush());
+    assert.deepEqual([normalise(await a.next(30_000)), normalise(await a.next(30_000))],
+      ['1', 'E ERROR 42P05 prepared statement "<name>" already exists']);
+    assert.deepEqual(await ask(a, encodeParse('dup3', 'SELECT $1::int + 1 AS n'), encodeBind('', 'dup3', ['7']), encodeExecute(''), encodeSync()), ['Z I']);
+    a.close();
+  });
+
+  test('F14: a statement parsed in a pipeline ended by Flush, synced later, is still there after the next lease', async () => {
+    const a = await open();
+    a.send(encodeClose('S', 'fz14'), encodeParse('fz14', 'SELECT $1::int + 1 AS n'), encodeBind('p1', 'fz14', ['7']), encodeExecute('p1'), encodeClose('P', 'p1'), encodeFlush());
+    const got: string[] = [];
+    for (let i = 0; i < 6; i++) got.push(normalise(await a.next(30_000)));
+    assert.deepEqual(got, ['3', '1', '2', 'D ["8"]', 'C SELECT 1', '3']);
+    assert.deepEqual(await ask(a, encodeSync()), ['Z I']);
+    assert.deepEqual(await sql(a, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'fz14', ['7']), encodeExecute(''), encodeSync()), ['2', 'D ["8"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
 
