@@ -233,6 +233,25 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     a.close();
   });
 
+  test('F17: a Parse skipped after an error of an earlier Flush request defines no name', async () => {
+    const a = await open();
+    a.send(encodeBind('', 'fz_never_parsed'), encodeFlush());
+    assert.deepEqual(normalise(await a.next(30_000)), 'E ERROR 26000 prepared statement "<name>" does not exist');
+    assert.deepEqual(await ask(a, encodeParse('s17', 'SELECT 1 AS one'), encodeSync()), ['Z I'], 'skipped until Sync');
+    assert.deepEqual(await ask(a, encodeParse('s17', 'SELECT 2 AS two'), encodeBind('', 's17'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["2"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+
+  test('F15: a duplicate Parse skipped after an error does not hang the next Sync', async () => {
+    const a = await open();
+    a.send(encodeParse('s15', 'SELECT 1 AS one'), encodeBind('', 'fz_never_parsed'), encodeParse('s15', 'SELECT 2 AS two'), encodeFlush());
+    assert.deepEqual([normalise(await a.next(30_000)), normalise(await a.next(30_000))], ['1', 'E ERROR 26000 prepared statement "<name>" does not exist']);
+    assert.deepEqual(await ask(a, encodeSync()), ['Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's15'), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+
   test('M6: a temp table dropped at commit no longer pins the client', async () => {
     const a = await open();
     await sql(a, 'BEGIN; CREATE TEMP TABLE fz_m6 (x int) ON COMMIT DROP; COMMIT');
