@@ -22,8 +22,30 @@ import { failedRound, formatRound, knownAs, parseClasses, runRound, type KnownDi
 /** Step classes (and grammar features) excluded from the npm-test run, each with the finding it waits for. */
 const KNOWN_FAILING: Record<string, string> = {};
 
-/** Divergences tolerated in the npm-test run (first differing message each side), each with its finding. */
-const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [];
+/**
+ * Divergences tolerated in the npm-test run (first differing message each side), each with its
+ * finding in /work/fuzz-findings.md; a client's later answers are not compared after one. Remove an
+ * entry once its finding is fixed (FUZZ_EXCLUDE=none shows what is left).
+ */
+const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
+  // F13: a Parse of a name parsed earlier in the same pipeline is accepted instead of 42P05
+  { finding: 'F13', expected: /^E ERROR 42P05 /, got: /./ },
+  // F15/F17: a Parse refused 42P05 although the server skipped the earlier definition
+  { finding: 'F17', expected: /^1$/, got: /^E ERROR 42P05 / },
+  // F9: Bind '' after a failed (or skipped) unnamed Parse: the failed Parse is re-sent
+  { finding: 'F9', expected: /^E ERROR 26000 unnamed prepared statement does not exist$/, got: /./ },
+  // F10: an error answered by pgmaitre inside a transaction leaves it open (Z T, not Z E)
+  { finding: 'F10', expected: /^Z E$/, got: /^Z T$/ },
+  // F2 (rest): a Parse inside an aborted transaction answered with a local ParseComplete
+  { finding: 'F2', expected: /^E ERROR 25P02 /, got: /^1$/ },
+  // F14/F15: a statement the server has is unknown to pgmaitre (or the other way round)
+  { finding: 'F14', expected: /^(1|2|3|n|t [0-9a-f]*|T .*|D .*|C .*)$/, got: /^E ERROR 26000 (unnamed )?prepared statement/ },
+  { finding: 'F15', expected: /^E ERROR 26000 prepared statement /, got: /^(2|t [0-9a-f]*|E ERROR (42P01|08P01|25P02|42P03) .*)$/ },
+  // F15: a Sync never answered after an erroring Flush pipeline (costs the answer timeout)
+  { finding: 'F15-hang', expected: /./, got: /^!! raw client: timed out/ },
+  // F16: DISCARD ALL's ParameterStatus application_name not passed on
+  { finding: 'F16', expected: /^S application_name=/, got: /./ },
+];
 
 const fixed = process.env['FUZZ_SEED'];
 const baseSeed = Number(process.env['FUZZ_BASE_SEED'] ?? 20261207);
@@ -43,7 +65,7 @@ test(`transaction pooling: each client's answers through pgmaitre equal its own 
     const tolerated = new Map<string, number>();
     for (let seed = fixed !== undefined ? Number(fixed) : baseSeed; ; seed++) {
       t.diagnostic(`txpool fuzz: seed ${seed} (replay: FUZZ_SEED=${seed})`);
-      const r = await runRound({ seed, cluster: fx, clients: 8, generations: 3, steps: 10, exclude });
+      const r = await runRound({ seed, cluster: fx, clients: 8, generations: 3, steps: 10, exclude, timeoutMs: 20_000 });
       rounds++;
       steps += r.steps;
       for (const d of r.divergences) {
