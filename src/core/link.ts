@@ -155,6 +155,11 @@ export class Link {
   readonly cleanup: { buf: Buffer; completions: number; term: Term; clears?: 'all' | 'statements' }[] = [];
   /** The backend socket's output is above its high-water mark. */
   full = false;
+  /**
+   * Transaction pooling: the connection's unnamed statement is the client's own (its unnamed
+   * Parse went there during this lease and no Query of pgmaitre's dropped it since).
+   */
+  unnamedOwn = false;
 
   // Scanner state across chunks.
   private code = 0;
@@ -257,6 +262,7 @@ export class Link {
     this.out.length = 0;
     this.cleanup.length = 0;
     this.full = false;
+    this.unnamedOwn = false;
     this.pendingSynthetic = false;
     this.txStatus = TxStatus.Idle;
   }
