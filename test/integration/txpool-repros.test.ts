@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { withCluster } from '../harness/cluster';
 import { startInProcess, eventually, type InProcess } from '../harness/in-process';
 import { RawClient } from '../harness/raw-client';
-import { encodeBind, encodeClose, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
+import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
 import { fuzzConfig } from '../fuzz/txpool/differential';
 import { normalise } from '../fuzz/txpool/runner';
 
@@ -21,6 +21,7 @@ import { normalise } from '../fuzz/txpool/runner';
 const OPEN_FINDINGS: Record<string, string> = {
   F10: 'F10 open: an error pgmaitre answers inside a transaction leaves it open (/work/fuzz-findings.md)',
   F18: 'F18 open: a Close skipped after an error still undefines the name (/work/fuzz-findings.md)',
+  F19: 'F19 open: the unnamed statement survives a simple Query (/work/fuzz-findings.md)',
   F14: 'F14 open: a statement parsed in a Flush pipeline and synced later is forgotten (/work/fuzz-findings.md)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
@@ -270,6 +271,15 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
     assert.deepEqual(await ask(a, encodeParse('s18', 'SELECT 2 AS two'), encodeSync()), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
     assert.deepEqual(await ask(a, encodeBind('', 's18'), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+
+  test('F19: a simple Query drops the unnamed statement, as on a private connection', todo('F19'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('', 'SELECT 19 AS n'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await sql(a, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeDescribe('S', ''), encodeSync()), ['E ERROR 26000 unnamed prepared statement does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()), ['E ERROR 26000 unnamed prepared statement does not exist', 'Z I']);
     a.close();
   });
 
