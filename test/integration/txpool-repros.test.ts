@@ -22,6 +22,7 @@ const OPEN_FINDINGS: Record<string, string> = {
   F10: 'F10 open: an error pgmaitre answers inside a transaction leaves it open (/work/fuzz-findings.md)',
   F18: 'F18 open: a Close skipped after an error still undefines the name (/work/fuzz-findings.md)',
   F19: 'F19 open: the unnamed statement survives a simple Query (/work/fuzz-findings.md)',
+  F20: 'F20 open: a Sync after a duplicate Parse in skip mode is never answered (/work/fuzz-findings.md)',
   F14: 'F14 open: a statement parsed in a Flush pipeline and synced later is forgotten (/work/fuzz-findings.md)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
@@ -280,6 +281,15 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(a, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
     assert.deepEqual(await ask(a, encodeDescribe('S', ''), encodeSync()), ['E ERROR 26000 unnamed prepared statement does not exist', 'Z I']);
     assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()), ['E ERROR 26000 unnamed prepared statement does not exist', 'Z I']);
+    a.close();
+  });
+
+  test('F20: a duplicate Parse sent while the server skips to Sync does not hang that Sync', todo('F20'), async () => {
+    const a = await open();
+    a.send(encodeParse('s20', 'SELECT 1 AS one'), encodeBind('', 'fz_never_parsed'), encodeFlush());
+    assert.deepEqual([normalise(await a.next(30_000)), normalise(await a.next(30_000))], ['1', 'E ERROR 26000 prepared statement "<name>" does not exist']);
+    a.send(encodeParse('s20', 'SELECT 2 AS two'), encodeSync());
+    assert.deepEqual((await a.untilReady(10_000)).map(normalise), ['Z I'], 'skipped until Sync, then ReadyForQuery');
     a.close();
   });
 
