@@ -453,7 +453,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
           this.pins.forced ||= 'a PREPARE whose name cannot be rewritten';
           return Local.No;
         }
-        req.data = encodeQuery(renamed);
+        req.pooledData = encodeQuery(renamed);
         req.pooledPrepare = server;
         req.pooledRenamed = true;
         return Local.No;
@@ -464,7 +464,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         const st = name === null ? undefined : this.statements.sql.get(name);
         const renamed = st === undefined ? null : renameSqlStatement(single, st.server, name!);
         if (renamed !== null) {
-          req.data = encodeQuery(renamed);
+          req.pooledData = encodeQuery(renamed);
           req.pooledRenamed = true;
         }
         return Local.No;
@@ -762,7 +762,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       const e = link.expect(ExpectKind.Client, false, req.completions, req.term);
       if (retry) e.retry = req;
       e.token = token;
-      this.send(link, req.data);
+      this.send(link, req.pooledData ?? req.data);
     }
     if (req.term !== Term.None) link.unsynced = false;
     else if (info.extended || req.flush) link.unsynced = true;
@@ -1052,6 +1052,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
     for (const name of info.statementRefs) this.statements.protocol.get(name)?.nodes.add(node);
     for (const name of info.closedStatements) {
+      // Close then Parse of one name in one request: the Parse (registered above) stands.
+      if (info.parsesStatement(name) && lastParseAfterClose(req.data, name)) continue;
       const st = this.statements.closed(name);
       if (st === undefined) continue;
       for (const other of st.nodes) {
@@ -1524,6 +1526,18 @@ function completionIndex(data: Buffer, at: number): number {
     if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
   }
   return n;
+}
+
+/** True when the request's last Parse of statement `name` comes after its last Close of it. */
+function lastParseAfterClose(data: Buffer, name: string): boolean {
+  let parse = -1;
+  let close = -1;
+  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x50 && data.toString('utf8', pos + 5, data.indexOf(0, pos + 5)) === name) parse = pos;
+    else if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) close = pos;
+  }
+  return parse > close;
 }
 
 function newToken(): Token {

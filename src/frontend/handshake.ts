@@ -19,8 +19,8 @@ import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { LogEvent, logLine } from '../log/logger';
 import { ServerConnection } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendAuthenticator, type BackendCredential } from '../backend/backend-auth';
-import { authenticateClient, type HandshakeIO, type SecretSources } from './client-auth';
-import { rolesNeeded } from '../config/hba';
+import type { HandshakeIO } from './client-auth';
+import { hbaLogin } from './hba-login';
 import type { FrontendContext } from './context';
 import { waitForSlot, type SlotLease } from './slots';
 import type { PoolMode } from '../config/pool-mode';
@@ -240,30 +240,10 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
 
   let conn: ServerConnection;
   if (ctx.hba !== null) {
-    const aq = ctx.authQuery;
-    const sources: SecretSources = {
-      ...(aq?.enabled ? { lookup: (u: string) => aq.lookup(u) } : {}),
-      allowClearText: ctx.config.allow_clear_text_frontend_auth,
-    };
-    let outcome: Awaited<ReturnType<typeof authenticateClient>>;
-    try {
-      const roles = aq?.canLookUpRoles && rolesNeeded(ctx.hba) ? { roles: await aq.rolesOf(user) } : {};
-      outcome = await authenticateClient(hs, {
-        user, database, address: io.address, ssl: io.tlsActive, local: io.unixSocket, ...roles,
-      }, ctx.hba, ctx.poolPasswd, sources);
-    } catch (e) {
-      if (e instanceof ClientGone || (e as Error).name === 'ClientGone') throw e;
-      ctx.log.error({ event: LogEvent.AuthFailed, user, database, host: io.address, err: (e as Error).message },
-        `auth_query / role lookup for user "${user}" failed: ${(e as Error).message}`);
-      // AuthLookupError, or the membership query failing: not the client's fault, details logged.
-      return failed(clientErrors.authQueryFailed(user), 'auth_query failed');
-    }
-    if (!outcome.ok) {
-      ctx.log.warn({ event: LogEvent.AuthFailed, user, database, host: io.address, method: outcome.method, code: outcome.error.code },
-        `authentication failed: ${outcome.error.message} (host=${io.address} user=${user} database=${database} method=${outcome.method})`);
-      if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && !io.gone) await ctx.authGuard.failed(io.address);
-      return failed(outcome.error, 'authentication failed');
-    }
+    const outcome = await hbaLogin(ctx, hs, { user, database, address: io.address, ssl: io.tlsActive, local: io.unixSocket }, {
+      fields: { database }, describe: `database=${database}`, gone: () => io.gone,
+    });
+    if (!outcome.ok) return failed(outcome.fatal, 'authentication failed');
     io.authenticated();
     const cred: BackendCredential = outcome.credential;
     credential = cred;

@@ -10,7 +10,6 @@
  * backends' sockets are full and the backends while the client's is.
  */
 import type * as net from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
 import { FrontendCode, Limits, TxStatus } from '../protocol/codes';
@@ -41,7 +40,7 @@ import { leaseLimit, login, poolKey, type LoginIO, type LoginOk, type StartupInf
 import { LeaseTimeout } from '../pool/node-pool';
 import type { PoolMode } from '../config/pool-mode';
 import { LinkRefused } from '../core/core-host';
-import { upgradeClient } from './tls';
+import { answerSslRequest } from './tls';
 import { copyRead, countCopied, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
 import { isUnixSocket } from './listener';
@@ -57,7 +56,6 @@ type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
 
 const SSL_NO = Buffer.from('N');
-const SSL_YES = Buffer.from('S');
 
 /** A client session; see the file header. */
 export class ClientSession implements FrameSink, ServerSink, RegisteredSession, CoreHost, LoginIO {
@@ -219,36 +217,18 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** Answers an SSLRequest: 'S' and the TLS upgrade when TLS is configured (TCP only), else 'N'. */
   private onSslRequest(rest: Buffer): boolean {
-    const t = this.ctx.tls;
-    if (++this.sslRequests > 1 || this.tlsActive) {
-      this.fatal(clientErrors.protocolViolation('duplicate SSLRequest'));
+    const answer = answerSslRequest(this.socket, this.ctx.tls, {
+      again: ++this.sslRequests > 1 || this.tlsActive, unencryptedAfter: rest.length > 0, detach: ['data', 'drain'],
+      badCertificate: (e) => this.fatal(e),
+    });
+    if (answer.kind === 'refused') {
+      this.fatal(answer.error);
       return false;
     }
-    if (t === null || t === undefined || isUnixSocket(this.socket)) {
-      this.socket.write(SSL_NO);
-      return true;
-    }
-    if (rest.length > 0) {
-      // Bytes after the SSLRequest before our 'S' would be unencrypted data injected into the
-      // TLS session (CVE-2021-23214): refuse, as PostgreSQL does.
-      this.fatal(clientErrors.protocolViolation('received unencrypted data after SSL request'));
-      return false;
-    }
-    const raw = this.socket;
-    raw.write(SSL_YES);
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('drain');
-    const secure: TLSSocket = upgradeClient(raw, t);
-    this.socket = secure;
-    this.tlsActive = true;
-    this.listen(secure);
-    if (t.requestCert) {
-      secure.once('secure', () => {
-        const cert = secure.getPeerCertificate();
-        if (cert !== null && Object.keys(cert).length > 0 && !secure.authorized) {
-          this.fatal(clientErrors.clientCertificateInvalid(String(secure.authorizationError ?? 'unknown')));
-        }
-      });
+    if (answer.kind === 'tls') {
+      this.socket = answer.socket;
+      this.tlsActive = true;
+      this.listen(answer.socket);
     }
     return true;
   }

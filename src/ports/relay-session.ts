@@ -16,7 +16,6 @@
  * (HAProxy's on-marked-down shutdown-sessions).
  */
 import type * as net from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeReadyForQuery } from '../protocol/backend';
 import { BackendCode, FrontendCode, Limits } from '../protocol/codes';
@@ -27,10 +26,10 @@ import { clientErrors, toClientError } from '../errors/client-errors';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { credentialAuthenticator, type BackendAuthenticator } from '../backend/backend-auth';
 import { backendAddress } from '../backend/tls-negotiate';
-import { authenticateClient, type HandshakeIO, type SecretSources } from '../frontend/client-auth';
-import { rolesNeeded } from '../config/hba';
+import type { HandshakeIO } from '../frontend/client-auth';
+import { hbaLogin } from '../frontend/hba-login';
 import { isUnixSocket } from '../frontend/listener';
-import { upgradeClient } from '../frontend/tls';
+import { answerSslRequest } from '../frontend/tls';
 import type { FrontendContext } from '../frontend/context';
 import type { RegisteredSession } from '../frontend/registry';
 import { waitForSlot, type SlotLease } from '../frontend/slots';
@@ -56,7 +55,6 @@ export interface PortHost {
 }
 
 const SSL_NO = Buffer.from('N');
-const SSL_YES = Buffer.from('S');
 
 class ClientGone extends Error {
   override name = 'ClientGone';
@@ -191,37 +189,21 @@ export class RelaySession implements RegisteredSession {
   }
 
   private sslRequest(): boolean {
-    const t = this.ctx.tls;
-    if (++this.sslRequests > 1 || this.tlsActive) {
-      this.fatal(clientErrors.protocolViolation('duplicate SSLRequest'));
-      return false;
-    }
-    if (t === null || t === undefined || isUnixSocket(this.socket)) {
-      this.socket.write(SSL_NO);
-      return true;
-    }
-    if (this.pending.length > 0) {
-      this.fatal(clientErrors.protocolViolation('received unencrypted data after SSL request'));
-      return false;
-    }
     const raw = this.socket;
-    raw.write(SSL_YES);
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('close');
-    raw.removeAllListeners('error');
-    raw.on('error', () => undefined);
-    const secure: TLSSocket = upgradeClient(raw, t);
-    this.socket = secure;
-    this.tlsActive = true;
-    secure.setNoDelay(true);
-    this.listen(secure);
-    if (t.requestCert) {
-      secure.once('secure', () => {
-        const cert = secure.getPeerCertificate();
-        if (cert !== null && Object.keys(cert).length > 0 && !secure.authorized) {
-          this.fatal(clientErrors.clientCertificateInvalid(String(secure.authorizationError ?? 'unknown')));
-        }
-      });
+    const answer = answerSslRequest(raw, this.ctx.tls, {
+      again: ++this.sslRequests > 1 || this.tlsActive, unencryptedAfter: this.pending.length > 0, detach: ['data', 'close', 'error'],
+      badCertificate: (e) => this.fatal(e),
+    });
+    if (answer.kind === 'refused') {
+      this.fatal(answer.error);
+      return false;
+    }
+    if (answer.kind === 'tls') {
+      raw.on('error', () => undefined);
+      this.socket = answer.socket;
+      this.tlsActive = true;
+      answer.socket.setNoDelay(true);
+      this.listen(answer.socket);
     }
     return true;
   }
@@ -298,28 +280,11 @@ export class RelaySession implements RegisteredSession {
 
     let link: BackendLink;
     if (ctx.hba !== null) {
-      const aq = ctx.authQuery;
-      const sources: SecretSources = {
-        ...(aq?.enabled ? { lookup: (u: string) => aq.lookup(u) } : {}),
-        allowClearText: ctx.config.allow_clear_text_frontend_auth,
-      };
-      let outcome: Awaited<ReturnType<typeof authenticateClient>>;
-      try {
-        const roles = aq?.canLookUpRoles && rolesNeeded(ctx.hba) ? { roles: await aq.rolesOf(this.user) } : {};
-        outcome = await authenticateClient(io, {
-          user: this.user, database: this.database, address: this.address, ssl: this.tlsActive, local: isUnixSocket(this.socket), ...roles,
-        }, ctx.hba, ctx.poolPasswd, sources);
-      } catch (e) {
-        if (e instanceof ClientGone || (e as Error).name === 'ClientGone') throw e;
-        ctx.log.error({ event: LogEvent.AuthFailed, user: this.user, err: (e as Error).message }, `auth_query / role lookup for user "${this.user}" failed`);
-        this.fatal(clientErrors.authQueryFailed(this.user));
-        return;
-      }
+      const outcome = await hbaLogin(ctx, io, {
+        user: this.user, database: this.database, address: this.address, ssl: this.tlsActive, local: isUnixSocket(this.socket),
+      }, { fields: { database: this.database, port: this.host.kind }, describe: `database=${this.database}`, gone: () => this.closed });
       if (!outcome.ok) {
-        ctx.log.warn({ event: LogEvent.AuthFailed, user: this.user, database: this.database, host: this.address, method: outcome.method, code: outcome.error.code, port: this.host.kind },
-          `authentication failed: ${outcome.error.message} (host=${this.address} user=${this.user} database=${this.database} method=${outcome.method})`);
-        if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && !this.closed) await ctx.authGuard.failed(this.address);
-        this.fatal(outcome.error);
+        this.fatal(outcome.fatal);
         return;
       }
       try {

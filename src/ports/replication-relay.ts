@@ -36,8 +36,8 @@ import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors, toClientError } from '../errors/client-errors';
 import { ProxyError } from '../errors/proxy-error';
 import { credentialAuthenticator, type BackendAuthenticator } from '../backend/backend-auth';
-import { authenticateClient, type HandshakeIO, type SecretSources } from '../frontend/client-auth';
-import { rolesNeeded } from '../config/hba';
+import type { HandshakeIO } from '../frontend/client-auth';
+import { hbaLogin } from '../frontend/hba-login';
 import type { FrontendContext, ReplicationHandover } from '../frontend/context';
 import type { RegisteredSession } from '../frontend/registry';
 import { waitForSlot, type SlotLease } from '../frontend/slots';
@@ -199,29 +199,12 @@ class ReplicationClient implements RegisteredSession {
       send: (buf) => { if (this.socket.writable) this.socket.write(buf); },
       nextFrame: () => this.nextFrame(),
     };
-    const aq = ctx.authQuery;
-    const sources: SecretSources = {
-      ...(aq?.enabled ? { lookup: (u: string) => aq.lookup(u) } : {}),
-      allowClearText: ctx.config.allow_clear_text_frontend_auth,
-    };
-    let outcome: Awaited<ReturnType<typeof authenticateClient>>;
-    try {
-      const roles = aq?.canLookUpRoles && rolesNeeded(ctx.hba!) ? { roles: await aq.rolesOf(this.user) } : {};
-      outcome = await authenticateClient(io, {
-        user: this.user, database: this.h.params.database || this.user, address: this.address, ssl: this.h.tlsActive,
-        local: this.h.unixSocket, replication: mode, ...roles,
-      }, ctx.hba!, ctx.poolPasswd, sources);
-    } catch (e) {
-      if (e instanceof ClientGone || (e as Error).name === 'ClientGone') throw e;
-      ctx.log.error({ event: LogEvent.AuthFailed, user: this.user, err: (e as Error).message }, `auth_query / role lookup for user "${this.user}" failed`);
-      this.fatal(clientErrors.authQueryFailed(this.user));
-      return null;
-    }
+    const outcome = await hbaLogin(ctx, io, {
+      user: this.user, database: this.h.params.database || this.user, address: this.address, ssl: this.h.tlsActive,
+      local: this.h.unixSocket, replication: mode,
+    }, { fields: { replication: mode }, describe: 'replication connection,', gone: () => this.phase === 'closed' });
     if (!outcome.ok) {
-      ctx.log.warn({ event: LogEvent.AuthFailed, user: this.user, host: this.address, method: outcome.method, code: outcome.error.code, replication: mode },
-        `authentication failed: ${outcome.error.message} (host=${this.address} user=${this.user} replication connection, method=${outcome.method})`);
-      if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && this.phase !== 'closed') await ctx.authGuard.failed(this.address);
-      this.fatal(outcome.error);
+      this.fatal(outcome.fatal);
       return null;
     }
     const answer = credentialAuthenticator(this.user, outcome.credential);
