@@ -23,7 +23,6 @@ const OPEN_FINDINGS: Record<string, string> = {
   F18: 'F18 open: a Close skipped after an error still undefines the name (/work/fuzz-findings.md)',
   F19: 'F19 open: the unnamed statement survives a simple Query (/work/fuzz-findings.md)',
   F20: 'F20 open: a Sync after a duplicate Parse in skip mode is never answered (/work/fuzz-findings.md)',
-  F14: 'F14 open: a statement parsed in a Flush pipeline and synced later is forgotten (/work/fuzz-findings.md)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
 
