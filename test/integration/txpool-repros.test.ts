@@ -22,6 +22,7 @@ const OPEN_FINDINGS: Record<string, string> = {
   F10: 'F10 open: an error pgmaitre answers inside a transaction leaves it open (/work/fuzz-findings.md)',
   F18: 'F18 open: a Close skipped after an error still undefines the name (/work/fuzz-findings.md)',
   F19: 'F19 open: the unnamed statement survives a simple Query (/work/fuzz-findings.md)',
+  F21: 'F21 open: a Parse in an aborted transaction answered with a local ParseComplete (/work/fuzz-findings.md)',
   F20: 'F20 open: a Sync after a duplicate Parse in skip mode is never answered (/work/fuzz-findings.md)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
@@ -289,6 +290,18 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual([normalise(await a.next(30_000)), normalise(await a.next(30_000))], ['1', 'E ERROR 26000 prepared statement "<name>" does not exist']);
     a.send(encodeParse('s20', 'SELECT 2 AS two'), encodeSync());
     assert.deepEqual((await a.untilReady(10_000)).map(normalise), ['Z I'], 'skipped until Sync, then ReadyForQuery');
+    a.close();
+  });
+
+  test('F21: a Parse in an aborted transaction is refused 25P02 even when the connection has that statement', todo('F21'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s21a', 'SELECT 21 AS n'), encodeSync()), ['1', 'Z I']);
+    await sql(a, 'BEGIN');
+    await sql(a, 'SELECT 1/0');
+    assert.deepEqual(await ask(a, encodeParse('s21b', 'SELECT 21 AS n'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    await sql(a, 'ROLLBACK');
+    assert.deepEqual(await ask(a, encodeBind('', 's21b'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
     a.close();
   });
 
