@@ -37,13 +37,14 @@ const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   { finding: 'F9/F19', expected: /^E ERROR 26000 unnamed prepared statement does not exist$/, got: /./ },
   // F10: an error answered by pgmaitre inside a transaction leaves it open (Z T, not Z E)
   { finding: 'F10', expected: /^Z E$/, got: /^Z T$/ },
-  // F2 (rest): a Parse inside an aborted transaction answered with a local ParseComplete
-  { finding: 'F2', expected: /^E ERROR 25P02 /, got: /^1$/ },
+  // F21: a Parse inside an aborted transaction answered with a local ParseComplete
+  { finding: 'F21', expected: /^E ERROR 25P02 /, got: /^1$/ },
   // F14/F15: a statement the server has is unknown to pgmaitre (or the other way round)
   { finding: 'F14', expected: /^(1|2|3|n|t [0-9a-f]*|T .*|D .*|C .*)$/, got: /^E ERROR 26000 (unnamed )?prepared statement/ },
   { finding: 'F15', expected: /^E ERROR 26000 prepared statement /, got: /^(2|t [0-9a-f]*|E ERROR (42P01|08P01|25P02|42P03) .*)$/ },
-  // F15: a Sync never answered after an erroring Flush pipeline (costs the answer timeout)
-  { finding: 'F15-hang', expected: /./, got: /^!! raw client: timed out/ },
+  // F20: a Sync never answered after a duplicate Parse sent in skip mode (costs the answer
+  // timeout, and other clients waiting for that connection may time out too)
+  { finding: 'F20-hang', expected: /./, got: /^!! raw client: timed out/ },
   // F16: DISCARD ALL's ParameterStatus application_name not passed on
   { finding: 'F16', expected: /^S application_name=/, got: /./ },
 ];
