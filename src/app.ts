@@ -193,6 +193,9 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   ctx.routing.lag = (id) => ({ lagging: health.replication.isLagging(id), delay: cluster.node(id)?.replication.delayBytes ?? 0 });
   cluster.on('change', (c) => {
     if (c.field === 'status' && c.to === 'down') pools.get(c.nodeId)?.closeIdle(`node ${c.nodeId} down: ${c.reason}`);
+    // A node that went away may come back another server (restarted, upgraded, promoted): logins
+    // learn its greeting again.
+    ctx.greetings.clear();
   });
   await health.start();
   // Online recovery: rebuilds a detached node from the primary (pcp_recovery_node, auto_recovery).

@@ -44,6 +44,7 @@ import {
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { LinkRefused, type CoreHost } from './core-host';
+import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
 import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
 import { lossVerdict } from './recovery';
 
@@ -177,6 +178,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private readonly dupRefused = new Set<string>();
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   private readonly stateLost = new Set<Link>();
+  /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
+  private readonly identity = new IdentityCheck();
 
   constructor(readonly host: CoreHost, private readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
@@ -390,6 +393,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       default:
         break;
     }
+    if (this.identityUnsure(plan.node)) return false;
     let link = this.links[plan.node];
     if (link?.conn == null) {
       // Transaction pooling: an idle connection is leased at once (no waiting on the hot path).
@@ -601,6 +605,24 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       if (leaseFate(l, this, false) !== Fate.Clean) continue;
       this.giveBack(l, Fate.Clean, '');
     }
+  }
+
+  /**
+   * Session pooling, a request for `node`: while a termination sent through pgmaitre may have hit
+   * the client's own backend, a Sync goes there first and the request waits for its answer.
+   */
+  private identityUnsure(node: number): boolean {
+    const own = this.links[this.identityNode];
+    if (this.host.pooling !== 'session' || own?.conn == null) return false;
+    if (this.identity.pending) {
+      if (own.owed > 0) return true;
+      this.identity.pending = false;
+    }
+    if (node === this.identityNode || !this.identity.due() || own.owed > 0 || own.unsynced) return false;
+    own.expect(ExpectKind.Cleanup, true, 0, Term.Sync);
+    this.send(own, SYNC);
+    this.identity.pending = true;
+    return true;
   }
 
   /** Ends `link`'s lease with `fate` (Clean, Reset or Close: see tx-pooling.ts). */
@@ -1087,6 +1109,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         break;
     }
     for (const f of cls.functions) {
+      if (TERMINATING_FUNCTIONS.has(f)) noteTermination();
       if (ADVISORY_LOCK_FUNCTIONS.has(f)) this.state.advisoryHeld = true;
       else if (f === ADVISORY_UNLOCK_ALL) this.state.advisoryHeld = false;
     }
@@ -1179,6 +1202,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid }, 'protocol violation from the server (bad message length)');
       this.host.closeLink(link.conn, false, 'protocol violation from server');
       this.onBackendClosed(node, 'protocol violation from server');
+      return;
+    }
+    if (link.goodbye !== null && link.owed === 0) {
+      // A FATAL nothing asked for (pg_terminate_backend, shutdown): the connection is over now,
+      // not when its socket closes; the session's fate is decided at once.
+      this.onBackendClosed(node, `server sent FATAL ${link.goodbye.code}`);
       return;
     }
     if (link.copyStarted) {

@@ -70,3 +70,43 @@ describe('SessionCore, bounded buffering', () => {
 });
 
 
+
+describe('SessionCore, the client\'s own backend after a pg_terminate_backend (item 8)', () => {
+  const fatal = (code: string): Buffer => msg('E', Buffer.from(`SFATAL\0VFATAL\0C${code}\0Mterminating connection due to administrator command\0\0`, 'latin1'));
+
+  test('a read for a standby waits for a Sync on the client\'s own backend; its FATAL ends the session first', async () => {
+    const admin = await makeCore({ weights: [0, 1, 1] });
+    const f = await makeCore({ weights: [0, 1, 1] });
+    admin.send(Q('SELECT pg_terminate_backend(1234)'));
+    await admin.settle();
+    f.send(Q('SELECT 1'));
+    await f.settle();
+    const own = f.conns.get(0)!;
+    assert.equal(own.take().toString('hex'), msg('S').toString('hex'), 'a Sync to its own backend first');
+    for (const n of [1, 2]) assert.equal(f.conns.get(n)?.written.length ?? 0, 0, 'nothing sent to a standby yet');
+    f.answer(0, fatal('57P01'));
+    f.core.onBackendClosed(0, 'closed by server');
+    await f.settle();
+    assert.equal(f.received().toString('hex'), fatal('57P01').toString('hex'));
+    assert.ok(f.host.ended !== null);
+  });
+
+  test('alive: its ReadyForQuery is swallowed and the read goes on to the standby', async () => {
+    const admin = await makeCore({ weights: [0, 1, 1] });
+    const f = await makeCore({ weights: [0, 1, 1] });
+    admin.send(Q('SELECT pg_terminate_backend(1234)'));
+    await admin.settle();
+    f.send(Q('SELECT 1'));
+    await f.settle();
+    f.conns.get(0)!.take();
+    f.answer(0, Z());
+    await f.settle();
+    const node = [1, 2].find((n) => (f.conns.get(n)?.written.length ?? 0) > 0)!;
+    assert.ok(node !== undefined, 'the read went to a standby');
+    f.answer(node, rows());
+    assert.equal(f.received().toString('hex'), rows().toString('hex'));
+    f.send(Q('SELECT 2'));
+    await f.settle();
+    assert.equal(f.conns.get(0)!.written.length, 0, 'no second check without a new termination');
+  });
+});
