@@ -5,7 +5,7 @@
  * What it measures is everything pgmaitre adds above relaying bytes (the system calls are not in
  * it). Plain script: `npx tsc -p . && node dist/bench/micro/session-core.js` (or `npm run bench:micro`).
  */
-import { ServerStatements } from '../../src/core/server-statements';
+import { ServerStatements } from '../../src/protocol/server-statements';
 import pino from 'pino';
 import { loadConfigText } from '../../src/config/load';
 import { Cluster, NodeRole, NodeStatus } from '../../src/cluster/cluster';

@@ -12,7 +12,7 @@
  * so that a connection lent to another session, or the same one later, is brought up to date by
  * differences only.
  */
-import { ServerStatements } from '../core/server-statements';
+import { ServerStatements } from '../protocol/server-statements';
 import * as net from 'node:net';
 import { BackendCode, TxStatus } from '../protocol/codes';
 import {
@@ -81,7 +81,7 @@ export class ServerConnection implements MessageSink {
   applied: Map<string, string> | null = new Map();
   appliedVersion = -1;
   appliedOwner: unknown = null;
-  /** Transaction pooling: server-side prepared statements created here (core/server-statements.ts). */
+  /** Transaction pooling: server-side prepared statements created here (protocol/server-statements.ts). */
   readonly statements = new ServerStatements();
   /** SQLSTATE of the FATAL the server sent while idle or busy internally, or ''. */
   goodbyeCode = '';

@@ -9,7 +9,7 @@
  */
 
 import type { AppliedState } from './session-state';
-import type { ServerStatements } from './server-statements';
+import type { ServerStatements } from '../protocol/server-statements';
 
 /** What the core needs from a backend connection (ServerConnection implements it). */
 export interface BackendPort extends AppliedState {

@@ -13,7 +13,7 @@ import type { BackendPort, ClientPort } from '../../../src/core/ports';
 import { Framer } from '../../../src/protocol/framer';
 import { TxStatus } from '../../../src/protocol/codes';
 import { initClassifier } from '../../../src/classify';
-import { ServerStatements } from '../../../src/core/server-statements';
+import { ServerStatements } from '../../../src/protocol/server-statements';
 
 /** A backend connection that records what the core writes to it. */
 export class FakeConn implements BackendPort {
