@@ -35,6 +35,7 @@ import { ConnectionRateLimiter, admitConnection } from './frontend/conn-rate-lim
 import { startDedicatedPorts, type DedicatedPorts } from './ports/dedicated-ports';
 import { startReplicationRelays } from './ports/replication-relay';
 import { OnlineRecovery } from './recovery/online-recovery';
+import type { ProcessRole } from './workers/role';
 
 /** A running pgmaitre. */
 export interface App {
@@ -77,11 +78,14 @@ export interface StartOptions {
   readonly overrides?: { hbaFile?: string; pcpFile?: string; keyFile?: string };
   /** Called once pgmaitre has stopped (the CLI exits then). */
   readonly onStopped?: () => void;
+  /** worker_processes > 1: this process's part (src/workers/role.ts); absent for one process. */
+  readonly role?: ProcessRole;
 }
 
 /** Builds and starts pgmaitre from a loaded configuration. */
 export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): Promise<App> {
-  const config = loaded.config;
+  const role = opts.role;
+  const config = role?.shareConfig?.(loaded.config) ?? loaded.config;
   const log = opts.log ?? createLogger(config);
   for (const w of loaded.warnings) log.warn({ event: LogEvent.ConfigWarning }, w);
 
@@ -188,7 +192,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
 
   // Health checks, replication checks and failover: initial primary detection, then the loops.
   // A node that goes down loses its idle pooled connections at once.
-  const health = createHealthSystem({ config, cluster, log, poolPasswd });
+  const health = role?.health?.(cluster, config, log) ?? createHealthSystem({ config, cluster, log, poolPasswd });
   // Reads skip standbys lagging beyond delay_threshold / delay_threshold_by_time.
   ctx.routing.lag = (id) => ({ lagging: health.replication.isLagging(id), delay: cluster.node(id)?.replication.delayBytes ?? 0 });
   cluster.on('change', (c) => {
@@ -206,9 +210,10 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     checkReplication: () => health.replication.checkNow(),
     ...(health.gate !== undefined ? { leading: () => health.gate!.leading } : {}),
   });
-  recovery.startAuto();
+  if (role?.kind !== 'worker') recovery.startAuto(); // once per instance: the supervisor's (src/workers/)
   // Replication connections (pg_basebackup, pg_recvlogical...) are relayed to the primary.
   const replication = startReplicationRelays(ctx, log);
+  const listens = role?.kind !== 'supervisor'; // the supervisor serves no clients (src/workers/)
   ctx.replication = (h) => replication.accept(h);
 
   const connLimiter = new ConnectionRateLimiter(() => ctx.config);
@@ -221,15 +226,15 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     new ClientSession(socket, ctx);
   };
   const socketDirs = config.unix_socket_directories.map((d) => d.trim()).filter((d) => d !== '');
-  const servers = await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket).catch(async (e: unknown) => {
+  const servers = !listens ? [] : await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket).catch(async (e: unknown) => {
     await health.stop();
     throw e;
   });
   const ports = servers.map((s) => s.address()).filter((a): a is net.AddressInfo => typeof a === 'object' && a !== null).map((a) => a.port);
   // At pgpool's LOG level, written under the default log_min_messages (pgpool logs its start so too).
-  logLine(log, { event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
+  if (listens) logLine(log, { event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
   let dedicated: DedicatedPorts | null = null;
-  if (config.write_port > 0 || config.read_port > 0) {
+  if (listens && (config.write_port > 0 || config.read_port > 0)) {
     dedicated = await startDedicatedPorts(ctx, log, connLimiter).catch(async (e: unknown) => {
       await closeAll(servers);
       await health.stop();
@@ -260,7 +265,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   };
   let admin: AdminFaces | null = null;
   try {
-    admin = await startAdmin({ ctx, log, health, recovery, overrides: opts.overrides ?? {}, stop });
+    admin = await startAdmin({ ctx, log, health, recovery, overrides: opts.overrides ?? {}, stop, ...(role !== undefined ? { role } : {}) });
   } catch (e) {
     await stop();
     throw e;

@@ -122,6 +122,8 @@ export interface AdminContext {
   readonly recovery?: () => { readonly nodeId: number; readonly stage: string; readonly startedAt: Date } | null;
   /** HA pair (etcd_endpoints): this instance's name and whether it holds the command lease. */
   readonly failoverLease?: () => { readonly instance: string; readonly leading: boolean } | null;
+  /** worker_processes > 1: brings the counted and listed figures up to date (src/workers/); faces await it per request. */
+  readonly refresh?: () => Promise<void>;
 }
 
 /** Transaction pooling as SHOW POOL_LEASES, /metrics and the status page show it. */

@@ -35,8 +35,11 @@ const ALLOWED: Record<string, readonly string[]> = {
   recovery: ['cluster', 'health', 'failover', 'config', 'log', 'errors', 'util'],
 };
 
-/** Process entries besides main.ts (npm run demo): like main.ts they may import anything. */
-const ENTRY_MODULES = new Set(['demo']);
+/**
+ * Process entries besides main.ts (npm run demo; the supervisor and workers of worker_processes > 1,
+ * which start app.ts): like main.ts they may import anything.
+ */
+const ENTRY_MODULES = new Set(['demo', 'workers']);
 
 function* files(dir: string): Generator<string> {
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
