@@ -72,6 +72,8 @@ interface Token {
    * Parse among the request's completions (a Parse that failed or was skipped defines nothing).
    */
   defined: { name: string; index: number }[] | null;
+  /** Transaction pooling: client statements this request closes (they stay if the Close failed or was skipped). */
+  closed: { name: string; st: ProtocolStatement; index: number }[] | null;
   /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
   clears: 'all' | 'statements' | null;
 }
@@ -762,6 +764,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         retry = false;
         // The answer is checked against the last segment only: any error drops what the request defined.
         if (token?.defined != null) for (const d of token.defined) d.index = Number.MAX_SAFE_INTEGER;
+        if (token?.closed != null) for (const d of token.closed) d.index = -1;
       }
       for (let i = 0; i < segments.length; i++) {
         const seg = segments[i]!;
@@ -1078,6 +1081,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       if (info.parsesStatement(name) && lastParseAfterClose(req.data, name)) continue;
       const st = this.statements.closed(name);
       if (st === undefined) continue;
+      if (this.host.pooling !== 'session') (tok().closed ??= []).push({ name, st, index: closeIndex(req.data, name) });
       for (const other of st.nodes) {
         if (other !== node) this.links[other]?.cleanup.push({ buf: Buffer.concat([encodeClose('S', name), SYNC]), completions: 1, term: Term.Sync });
       }
@@ -1287,6 +1291,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
       for (const d of t.defined) {
         if (e.skipped || e.failedAt <= d.index) this.statements.protocol.delete(d.name);
+      }
+    }
+    if (t.closed !== null && (e.errored || e.skipped)) {
+      // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
+      for (const d of t.closed) {
+        if ((e.skipped || e.failedAt <= d.index) && !this.statements.protocol.has(d.name)) this.statements.protocol.set(d.name, d.st);
       }
     }
     if (t.clears !== null && conn !== null && !e.errored && !e.skipped) {
@@ -1557,6 +1567,18 @@ function completionIndex(data: Buffer, at: number): number {
   return n;
 }
 
+/** The completion index of the request's last Close of statement `name` (-1 when none). */
+function closeIndex(data: Buffer, name: string): number {
+  let n = 0;
+  let at = -1;
+  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) at = n;
+    if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
+  }
+  return at;
+}
+
 /** True when the request's last Parse of statement `name` comes after its last Close of it. */
 function lastParseAfterClose(data: Buffer, name: string): boolean {
   let parse = -1;
@@ -1570,7 +1592,7 @@ function lastParseAfterClose(data: Buffer, name: string): boolean {
 }
 
 function newToken(): Token {
-  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, clears: null };
+  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null };
 }
 
 /** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */
