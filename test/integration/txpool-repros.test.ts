@@ -20,7 +20,6 @@ import { normalise } from '../fuzz/txpool/runner';
  */
 const OPEN_FINDINGS: Record<string, string> = {
   F10: 'F10 open: an error pgmaitre answers inside a transaction leaves it open (/work/fuzz-findings.md)',
-  F18: 'F18 open: a Close skipped after an error still undefines the name (/work/fuzz-findings.md)',
   F19: 'F19 open: the unnamed statement survives a simple Query (/work/fuzz-findings.md)',
   F21: 'F21 open: a Parse in an aborted transaction answered with a local ParseComplete (/work/fuzz-findings.md)',
   F20: 'F20 open: a Sync after a duplicate Parse in skip mode is never answered (/work/fuzz-findings.md)',
