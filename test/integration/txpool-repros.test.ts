@@ -22,6 +22,7 @@ const OPEN_FINDINGS: Record<string, string> = {
   F10: 'F10 open: an error pgmaitre answers inside a transaction leaves it open (/work/fuzz-findings.md)',
   F19: 'F19 open: the unnamed statement survives a simple Query (/work/fuzz-findings.md)',
   F21: 'F21 open: a Parse in an aborted transaction answered with a local ParseComplete (/work/fuzz-findings.md)',
+  F22: 'F22 open: a failed Parse is re-sent for a later Parse of that name (/work/fuzz-findings.md)',
   F20: 'F20 open: a Sync after a duplicate Parse in skip mode is never answered (/work/fuzz-findings.md)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
@@ -301,6 +302,15 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
     await sql(a, 'ROLLBACK');
     assert.deepEqual(await ask(a, encodeBind('', 's21b'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    a.close();
+  });
+
+  test('F22: a Close skipped after the failed Parse of that name leaves no statement to re-send', todo('F22'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s22', 'SELECT * FROM fz_missing_table'), encodeDescribe('S', 's22'), encodeClose('S', 's22'), encodeSync()),
+      ['E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s22', 'SELECT 22 AS n'), encodeBind('', 's22'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["22"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
 
