@@ -23,6 +23,7 @@ import type { FrontendContext } from './frontend/context';
 import { bindHosts, closeAll, listenAll } from './frontend/listener';
 import { buildRoutingContext } from './core/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
+import { QueryCache } from './cache/query-cache';
 import { LsnProbe } from './backend/lsn-probe';
 import type { SideTarget } from './backend/side-target';
 import { initClassifier } from './classify/classify';
@@ -186,6 +187,14 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   const replication = startReplicationRelays(ctx, log);
   ctx.replication = (h) => replication.accept(h);
 
+  // The query cache (memory_cache_enabled): catalog lookups on side connections to the session's database.
+  if (config.memory_cache_enabled) {
+    ctx.queryCache = new QueryCache(config, (database) => {
+      const t = sideTarget(cluster.primaryId());
+      return t === null ? null : { ...t, database };
+    }, log);
+  }
+
   const connLimiter = new ConnectionRateLimiter(() => ctx.config);
   const onSocket = (socket: net.Socket): void => {
     if (ctx.shuttingDown) {
@@ -224,10 +233,11 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       const adminClosed = admin?.close();
       const lsnClosed = ctx.lsn?.close();
       const volatilityClosed = volatility.close();
+      const cacheClosed = ctx.queryCache?.close();
       for (const s of ctx.registry.list()) s.terminate('shutdown');
       for (const p of pools.values()) p.shutdown();
       void ctx.authQuery?.close();
-      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed]);
+      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed, cacheClosed]);
       opts.onStopped?.();
     })();
     return stopping;

@@ -36,7 +36,7 @@ export const PCP_COMMANDS: Readonly<Record<string, string>> = {
   'node-count': 'pcp_node_count', 'node-info': 'pcp_node_info', 'attach-node': 'pcp_attach_node',
   'detach-node': 'pcp_detach_node', 'promote-node': 'pcp_promote_node', 'proc-count': 'pcp_proc_count',
   'proc-info': 'pcp_proc_info', 'pool-status': 'pcp_pool_status', 'health-check-stats': 'pcp_health_check_stats',
-  reload: 'pcp_reload_config', stop: 'pcp_stop_pgpool',
+  reload: 'pcp_reload_config', stop: 'pcp_stop_pgpool', 'invalidate-query-cache': 'pcp_invalidate_query_cache',
 };
 
 function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Args {
@@ -190,6 +190,7 @@ async function run(a: Args, io: CliIo): Promise<number> {
         ok();
         break;
       case 'reload': await c.request('Z', Buffer.from('l'), 'z'); ok(); break;
+      case 'invalidate-query-cache': await c.request('G', Buffer.alloc(0), 'g'); ok(); break;
       case 'stop': {
         const mode = a.mode.startsWith('f') ? 'f' : a.mode.startsWith('i') ? 'i' : 's';
         await c.request('T', Buffer.from(mode), 't');
