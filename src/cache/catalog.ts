@@ -93,6 +93,12 @@ export class Catalog {
     }
   }
 
+  /** The cached answer of writeSet(), or undefined. */
+  knownWriteSet(database: string, oids: readonly number[]): WriteSet | undefined {
+    const c = this.closures.get(`${database}\u0000${[...oids].sort((a, b) => a - b).join(',')}`);
+    return c !== undefined && this.now() - c.at <= CATALOG_TTL_MS ? c.v : undefined;
+  }
+
   /** What writing `oids` invalidates (cached). */
   async writeSet(database: string, oids: readonly number[]): Promise<WriteSet> {
     const key = `${database}\u0000${[...oids].sort((a, b) => a - b).join(',')}`;

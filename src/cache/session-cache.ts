@@ -254,6 +254,10 @@ export class SessionCache implements CachePort {
 
   // ---- after sending -------------------------------------------------------------------------
 
+  get holdAnswers(): boolean {
+    return this.writes.length > 0;
+  }
+
   sent(classes: readonly QueryClass[], sqls: readonly string[], bound: readonly QueryClass[], view: CacheView): void {
     this.searchPathNow = view.searchPath;
     if (!this.cache.config.memqcache_auto_cache_invalidation) return;
@@ -275,6 +279,7 @@ export class SessionCache implements CachePort {
       const inv = invalidationOf(cls, get);
       if (inv.kind === 'none') return;
       this.writes.push(inv);
+      if (inv.kind === 'tables') this.prefetch(inv.relations, view.searchPath);
       this.txWrote = true;
       if (this.collecting) this.collecting = false; // a write in the same request: its answer is not a plain read
     };
@@ -342,6 +347,19 @@ export class SessionCache implements CachePort {
     return this.invalidate(writes);
   }
 
+  /** Starts the catalog lookups a write's invalidation will need, so that its commit does not wait for them. */
+  private prefetch(names: readonly string[], sp: string): void {
+    const cat = this.cache.catalog;
+    const db = this.id.database;
+    const missing = names.filter((n) => cat.known(db, sp, n) === undefined);
+    if (missing.length > 0) {
+      void cat.lookup(db, sp, missing).then(() => {
+        const oids = names.map((n) => cat.known(db, sp, n)?.oid).filter((o): o is number => o !== undefined);
+        if (oids.length === names.length) void cat.writeSet(db, oids);
+      });
+    }
+  }
+
   /** Applies invalidations: at once when everything is known (shmem), else a promise. */
   private invalidate(writes: readonly Invalidation[]): Promise<unknown> | null {
     const cache = this.cache;
@@ -356,6 +374,13 @@ export class SessionCache implements CachePort {
       }
     }
     if (ddl) cache.catalog.forget();
+    // The common case: everything known already (prefetched when the write was sent).
+    const sp0 = this.searchPathNow;
+    const known = names.map((n) => cache.catalog.known(db, sp0, n));
+    if (known.every((r) => r != null)) {
+      const set = cache.catalog.knownWriteSet(db, known.map((r) => r!.oid));
+      if (set !== undefined) return set.all ? cache.bump([`d:${db}`], 'all') : cache.bump(QueryCache.genNames(db, set.oids).slice(2), 'write');
+    }
     const run = async (): Promise<unknown> => {
       const sp = this.searchPathNow;
       const missing = names.filter((n) => cache.catalog.known(db, sp, n) === undefined);

@@ -137,6 +137,11 @@ export class SessionCore implements ForwardSink, PlannerView {
   /** Node whose answer the cache collects (-1: none), and the node whose chunk is being scanned (-1: none). */
   private collectNode = -1;
   private feedNode = -1;
+  /**
+   * Answers held back until the cache's invalidation of a commit went through (cache-port.ts:
+   * holdAnswers): the client learns of its write only once no cached answer can contradict it.
+   */
+  private held: Buffer[] | null = null;
 
   constructor(readonly host: CoreHost, private readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
@@ -561,7 +566,7 @@ export class SessionCore implements ForwardSink, PlannerView {
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
     let retry = plan.retryable;
-    if (this.cache !== null) this.cacheSent(info, plan);
+    if (this.cache !== null) this.cacheSent(req, info, plan);
     // Shared connections: the client's statement names become server names (statement-names.ts),
     // resolved before this request's own Close/DEALLOCATE change the registry (bookkeeping).
     const segments = this.host.pooling !== 'session' && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
@@ -879,6 +884,10 @@ export class SessionCore implements ForwardSink, PlannerView {
   forward(buf: Buffer, start: number, end: number): void {
     if (this.closed) return;
     if (this.collectNode >= 0 && (this.feedNode === this.collectNode || this.feedNode < 0)) this.cache!.collect(buf, start, end);
+    if (this.held !== null) {
+      this.held.push(Buffer.from(buf.subarray(start, end)));
+      return;
+    }
     if (!this.client.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) && !this.clientFull) {
       this.clientFull = true;
       for (const l of this.connected()) l.conn!.pause();
@@ -1030,6 +1039,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       this.collectNode = -1;
       this.cache!.collected(0, false);
     }
+    this.releaseHeld();
     link.reset();
     link.conn = null;
     this.host.closeLink(conn, false, reason);
@@ -1156,7 +1166,7 @@ export class SessionCore implements ForwardSink, PlannerView {
   }
 
   /** Tells the cache what a request sent (before bookkeeping: a Close in it would hide its statement). */
-  private cacheSent(info: RequestInfo, plan: Plan): void {
+  private cacheSent(req: Request, info: RequestInfo, plan: Plan): void {
     const bound: QueryClass[] = [];
     for (const name of info.bindStatements) {
       if (info.parsesStatement(name)) continue;
@@ -1166,6 +1176,7 @@ export class SessionCore implements ForwardSink, PlannerView {
     const sqls = info.parses.length === 0 ? info.queries : [...info.queries, ...info.parses.map((p) => p.sql)];
     this.cache!.sent(plan.classes, sqls, bound, this.cacheView!);
     if (this.collectNode >= 0 && !this.cache!.collecting) this.collectNode = -1;
+    if (this.cache!.holdAnswers && req.term !== Term.None) this.held ??= [];
   }
 
   /** A client request completed on `link`: the collected answer, and transaction ends. */
@@ -1177,7 +1188,20 @@ export class SessionCore implements ForwardSink, PlannerView {
     }
     if (e.sync && e.status !== 0) {
       const wait = cache.synced(e.status);
-      if (wait !== null) this.block(wait, 'query cache invalidation');
+      if (wait === null) this.releaseHeld();
+      else this.block(wait.finally(() => this.releaseHeld()), 'query cache invalidation');
+    }
+  }
+
+  /** Writes the answers held back for an invalidation (in order, before anything else). */
+  private releaseHeld(): void {
+    const h = this.held;
+    if (h === null) return;
+    this.held = null;
+    if (this.closed || h.length === 0) return;
+    if (!this.client.write(h.length === 1 ? h[0]! : Buffer.concat(h)) && !this.clientFull) {
+      this.clientFull = true;
+      for (const l of this.connected()) l.conn!.pause();
     }
   }
 
