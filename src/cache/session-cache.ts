@@ -367,7 +367,10 @@ export class SessionCache implements CachePort {
     let ddl = false;
     const names: string[] = [];
     for (const w of writes) {
-      if (w.kind === 'all') return cache.bump([`d:${db}`], 'all');
+      if (w.kind === 'all') {
+        cache.catalog.forget(); // a DDL without a table (CREATE TRIGGER...) may change what writes drag along
+        return cache.bump([`d:${db}`], 'all');
+      }
       if (w.kind === 'tables') {
         ddl ||= w.ddl;
         for (const r of w.relations) if (!names.includes(r)) names.push(r);
