@@ -57,6 +57,9 @@ function main() {
       const pooled = TRANSACTION_POOLING_SUITES.map((f) => `dist/test/integration/${f}.test.js`).filter((f) => fs.existsSync(path.join(root, f)));
       const second = await run(pooled, { PGMAITRE_TEST_POOL_MODE: 'transaction' }, 'with pool_mode = transaction: ');
       code = Math.max(code, second);
+      // The driver suites once more with the query cache on (what they read back must not change).
+      const cached = QUERY_CACHE_SUITES.map((f) => `dist/test/integration/${f}.test.js`).filter((f) => fs.existsSync(path.join(root, f)));
+      if (code < 128) code = Math.max(code, await run(cached, { PGMAITRE_TEST_QUERY_CACHE: 'shmem' }, 'with memory_cache_enabled = on: '));
     }
     process.exit(code);
   })();
@@ -66,5 +69,8 @@ function main() {
 const TRANSACTION_POOLING_SUITES = [
   'clients-psql', 'clients-pgbench', 'clients-node-postgres', 'clients-psycopg2', 'clients-jdbc', 'core-protocol', 'pgpool-conformance',
 ];
+
+/** Driver suites that run again with PGMAITRE_TEST_QUERY_CACHE=shmem (test/harness/in-process.ts). */
+const QUERY_CACHE_SUITES = ['clients-node-postgres', 'clients-psycopg2', 'clients-jdbc'];
 
 main();

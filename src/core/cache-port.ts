@@ -44,7 +44,7 @@ export interface CachePort {
   consult(data: Buffer, info: RequestInfo, view: CacheView): CacheStep;
   /** After consult() said Wait. */
   readonly waitFor: Promise<unknown> | null;
-  /** After sent(): the session has writes whose invalidation its next ReadyForQuery may apply (hold the answer until synced()'s promise). */
+  /** The session has writes whose invalidation its next ReadyForQuery 'I' applies: what follows that ReadyForQuery waits for synced()'s promise. */
   readonly holdAnswers: boolean;
   /** After consult() said Pass: the answer is to be collected. */
   readonly collecting: boolean;

@@ -566,7 +566,7 @@ export class SessionCore implements ForwardSink, PlannerView {
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
     let retry = plan.retryable;
-    if (this.cache !== null) this.cacheSent(req, info, plan);
+    if (this.cache !== null) this.cacheSent(info, plan);
     // Shared connections: the client's statement names become server names (statement-names.ts),
     // resolved before this request's own Close/DEALLOCATE change the registry (bookkeeping).
     const segments = this.host.pooling !== 'session' && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
@@ -884,8 +884,8 @@ export class SessionCore implements ForwardSink, PlannerView {
   forward(buf: Buffer, start: number, end: number): void {
     if (this.closed) return;
     if (this.collectNode >= 0 && (this.feedNode === this.collectNode || this.feedNode < 0)) this.cache!.collect(buf, start, end);
-    if (this.held !== null) {
-      this.held.push(Buffer.from(buf.subarray(start, end)));
+    if (this.held !== null || (this.cache?.holdAnswers === true && this.endsTransaction(this.feedNode))) {
+      (this.held ??= []).push(Buffer.from(buf.subarray(start, end)));
       return;
     }
     if (!this.client.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) && !this.clientFull) {
@@ -1166,7 +1166,7 @@ export class SessionCore implements ForwardSink, PlannerView {
   }
 
   /** Tells the cache what a request sent (before bookkeeping: a Close in it would hide its statement). */
-  private cacheSent(req: Request, info: RequestInfo, plan: Plan): void {
+  private cacheSent(info: RequestInfo, plan: Plan): void {
     const bound: QueryClass[] = [];
     for (const name of info.bindStatements) {
       if (info.parsesStatement(name)) continue;
@@ -1176,7 +1176,18 @@ export class SessionCore implements ForwardSink, PlannerView {
     const sqls = info.parses.length === 0 ? info.queries : [...info.queries, ...info.parses.map((p) => p.sql)];
     this.cache!.sent(plan.classes, sqls, bound, this.cacheView!);
     if (this.collectNode >= 0 && !this.cache!.collecting) this.collectNode = -1;
-    if (this.cache!.holdAnswers && req.term !== Term.None) this.held ??= [];
+  }
+
+  /**
+   * The chunk being scanned on `node` holds a ReadyForQuery 'I' that ended a client request (the
+   * link completed it before forwarding its range): what is forwarded from here waits for the
+   * invalidation of the session's writes.
+   */
+  private endsTransaction(node: number): boolean {
+    const l = node >= 0 ? this.links[node] : undefined;
+    if (l === undefined) return false;
+    for (const e of l.done) if (e.kind === ExpectKind.Client && e.sync && e.status === TxStatus.Idle) return true;
+    return false;
   }
 
   /** A client request completed on `link`: the collected answer, and transaction ends. */
