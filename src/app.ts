@@ -115,12 +115,21 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
         conn.applied = discardAll ? new Map() : null;
         conn.appliedOwner = null;
         conn.appliedVersion = -1;
-        if (discardAll) conn.prepared.clear();
+        if (discardAll) conn.statements.clear();
         // Without reset queries only a connection outside any transaction may be reused.
         if (reset.length === 0) return conn.clean;
         // The leading Sync ends any skip-until-Sync state a failed extended-protocol message left.
         const errors = await conn.runInternal(reset, 10_000, { sync: true });
         // ABORT outside a transaction only warns; any real error makes the connection suspect.
+        return errors.length === 0 && conn.clean;
+      },
+      discard: async (conn) => {
+        // Transaction pooling: a lease ended with session state on the connection (tx-pooling.ts).
+        const errors = await conn.runInternal(['DISCARD ALL'], 10_000, { sync: true });
+        conn.statements.clear();
+        conn.applied = null; // RESET ALL went back to the connection's own startup values: replayed in full next time
+        conn.appliedOwner = null;
+        conn.appliedVersion = -1;
         return errors.length === 0 && conn.clean;
       },
       onClose: (conn, reason) => log.debug({ event: LogEvent.PoolClose, node_id: conn.nodeId, reason }, 'pooled connection closed'),

@@ -110,7 +110,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private listen(socket: net.Socket): void {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.core?.onClientDrain());
+    socket.on('drain', () => this.core?.guard(() => this.core!.onClientDrain()));
     socket.on('error', (e: NodeJS.ErrnoException) => this.close(`client socket error: ${e.code ?? e.message}`));
     socket.on('close', () => this.close('client disconnected'));
   }
@@ -119,8 +119,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   private onData(chunk: Buffer): void {
     if (this.phase === 'ready') {
-      if (this.framer.push(chunk, this) !== 0) this.badLength();
-      else this.core?.endOfInput();
+      // The boundary where client bytes enter the core: a throw ends this session only.
+      try {
+        if (this.framer.push(chunk, this) !== 0) this.badLength();
+        else this.core?.endOfInput();
+      } catch (e) {
+        this.crashed(e);
+      }
       return;
     }
     if (this.phase === 'startup') this.onStartupData(chunk);
@@ -129,9 +134,26 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** A read in the shared read buffer (util/fast-read.ts): the framer copies what it keeps, once. */
   private onView(view: Buffer): void {
-    if (this.phase !== 'ready') this.onData(copyRead(view));
-    else if (this.framer.pushView(view, this, countCopied) !== 0) this.badLength();
-    else this.core?.endOfInput();
+    if (this.phase !== 'ready') {
+      this.onData(copyRead(view));
+      return;
+    }
+    // The boundary where client bytes enter the core: a throw ends this session only.
+    try {
+      if (this.framer.pushView(view, this, countCopied) !== 0) this.badLength();
+      else this.core?.endOfInput();
+    } catch (e) {
+      this.crashed(e);
+    }
+  }
+
+  /** An exception escaped the core (a bug): FATAL XX000 for this session, its connections closed. */
+  private crashed(e: unknown): void {
+    if (this.core !== null) this.core.crash(e, 'session');
+    else {
+      this.log.error({ event: 'session_crash', pid: this.pid, err: e }, 'internal error in a session; ending it');
+      this.fatal(clientErrors.internal());
+    }
   }
 
   private badLength(): void {
@@ -342,7 +364,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private enterReady(r: LoginOk): void {
     if (this.phase !== 'handshake') {
       r.conn.detach();
-      this.ctx.pools.get(r.node)?.release(r.conn, r.conn.clean);
+      const pool = this.ctx.pools.get(r.node);
+      // A connection leased in transaction pooling goes back as a lease (handshake.ts does the same).
+      if (r.mode !== 'session') pool?.giveBack(r.conn, r.conn.clean, 'client disconnected during login', leaseLimit(this.ctx.config));
+      else pool?.release(r.conn, r.conn.clean);
       r.slot.release();
       return;
     }
@@ -473,13 +498,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   }
 
   /** Gives a connection back to its node's pool (reset and reused when `reusable`). */
-  closeLink(port: BackendPort, reusable: boolean, why: string): void {
+  closeLink(port: BackendPort, reusable: boolean, why: string, reset = false): void {
     const conn = port as unknown as ServerConnection;
     conn.detach();
     const pool = this.ctx.pools.get(conn.nodeId);
     if (pool === undefined) conn.destroy(why);
-    else if (this.pooling !== 'session') pool.giveBack(conn, reusable && conn.usable, why, leaseLimit(this.ctx.config));
-    else pool.release(conn, reusable && conn.usable, why);
+    else if (this.pooling !== 'session') pool.giveBack(conn, reusable && conn.usable, why, leaseLimit(this.ctx.config), reset);
+    else pool.release(conn, reusable && conn.usable, why); // session pooling always runs reset_query_list
   }
 
   pinned(reason: string): void {
@@ -532,7 +557,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** RegisteredSession: the client's own CancelRequest reaches the backend running its query. */
   cancel(): void {
-    this.core?.cancel();
+    this.core?.guard(() => this.core!.cancel());
   }
 
   /** Sends a CancelRequest to a backend (for the query it runs for this session). */
@@ -573,13 +598,25 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   // ---- ServerSink -------------------------------------------------------------------------
 
+  // Server bytes and server closes enter the core here: a throw ends this session only.
   onServerData(conn: ServerConnection, chunk: Buffer): void {
-    this.core?.onBackendData(conn.nodeId, chunk);
+    const core = this.core;
+    if (core === null) return;
+    try {
+      core.onBackendData(conn.nodeId, chunk);
+    } catch (e) {
+      core.crash(e, `backend data from node ${conn.nodeId}`);
+    }
   }
 
   onServerClosed(conn: ServerConnection, reason: string): void {
-    if (this.core === null || this.phase !== 'ready') return;
-    this.core.onBackendClosed(conn.nodeId, reason);
+    const core = this.core;
+    if (core === null || this.phase !== 'ready') return;
+    try {
+      core.onBackendClosed(conn.nodeId, reason);
+    } catch (e) {
+      core.crash(e, `backend node ${conn.nodeId} closed`);
+    }
   }
 
   // ---- admin ------------------------------------------------------------------------------

@@ -42,6 +42,11 @@ export interface NodePoolOptions<T extends Poolable> {
   readonly connectionCache: boolean;
   /** Resets a returned connection; resolves true when it may be reused. */
   readonly reset: (conn: T) => Promise<boolean>;
+  /**
+   * Transaction pooling: DISCARD ALL on a connection whose lease ended with session state on it
+   * (advisory locks, LISTEN, temporary tables); resolves true when it may be leased again.
+   */
+  readonly discard?: (conn: T) => Promise<boolean>;
   /** Told when a connection is closed by the pool (for logs/stats). */
   readonly onClose?: (conn: T, reason: string) => void;
 }
@@ -321,13 +326,29 @@ export class NodePool<T extends Poolable> {
   }
 
   /** Transaction pooling: the lease ends; the connection goes to the next waiter of its key, or idles. */
-  giveBack(conn: T, reusable: boolean, why = 'session ended in an unclean state', limit?: LeaseLimit): void {
+  giveBack(conn: T, reusable: boolean, why = 'session ended in an unclean state', limit?: LeaseLimit, reset = false): void {
     if (!this.leased.has(conn)) throw new Error(`connection given back twice to the pool of node ${this.nodeId}`);
     if (limit !== undefined) this.limits.set(conn.key, limit);
-    if (!reusable || !conn.usable || this.closed) {
+    if (!reusable || !conn.usable || this.closed || (reset && this.opts.discard === undefined)) {
       this.leased.delete(conn);
       conn.lastUsedAt = Date.now();
-      this.close(conn, !conn.usable ? 'connection broken' : this.closed ? 'pool closed' : why);
+      this.close(conn, !conn.usable ? 'connection broken' : this.closed ? 'pool closed' : reset ? 'session state left on it' : why);
+      return;
+    }
+    if (reset) {
+      // Not leased, not idle while DISCARD ALL runs; then given back clean.
+      this.leased.delete(conn);
+      this.resetting.add(conn);
+      const done = (ok: boolean, reason: string): void => {
+        this.resetting.delete(conn);
+        if (!ok || !conn.usable || this.closed) {
+          this.close(conn, this.closed ? 'pool closed' : reason);
+          return;
+        }
+        this.leased.add(conn);
+        this.giveBack(conn, true, why);
+      };
+      this.opts.discard!(conn).then((ok) => done(ok, 'DISCARD ALL failed'), (e: Error) => done(false, `DISCARD ALL failed: ${e.message}`));
       return;
     }
     conn.lastUsedAt = Date.now();
