@@ -45,6 +45,7 @@ import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { LinkRefused, type CoreHost } from './core-host';
 import { CacheStep, type CachePort, type CacheView } from './cache-port';
+import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
 import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
 import { lossVerdict } from './recovery';
 
@@ -141,6 +142,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private rEnd: number[] = [];
   private rCount = 0;
   private rCompletions = 0;
+  /** Bytes in the ranges above: counted in pacing, and cut early beyond QUEUE_HIGH_WATER. */
+  private rBytes = 0;
   /** The link in COPY IN that takes the client's copy frames directly, and those frames. */
   private copyTarget: Link | null = null;
   private copyParts: Buffer[] = [];
@@ -189,6 +192,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
    * holdAnswers): the client learns of its write only once no cached answer can contradict it.
    */
   private held: Buffer[] | null = null;
+  /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
+  private readonly identity = new IdentityCheck();
 
   constructor(readonly host: CoreHost, private readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
@@ -222,6 +227,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     l.txStatus = conn.txStatus;
     conn.statements.cap = this.host.config.max_prepared_statements;
     l.forwardAsync = node === this.identityNode || node === this.host.cluster.primaryId();
+    // A lease attached while the client's socket is full is not read until it drains (forward()
+    // pauses only on the transition to full).
+    if (this.clientFull) conn.pause();
     return l;
   }
 
@@ -263,6 +271,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       this.rEnd[n] = end;
       this.rCount = n + 1;
     }
+    this.rBytes += end - start;
     switch (code) {
       case FrontendCode.Parse:
       case FrontendCode.Bind:
@@ -270,6 +279,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       case FrontendCode.Execute:
       case FrontendCode.Close:
         this.rCompletions++;
+        if (this.rBytes > QUEUE_HIGH_WATER) this.cutEarly();
         return;
       case FrontendCode.Sync:
         this.cut(Term.Sync, false, false);
@@ -286,8 +296,18 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         this.cut(Term.None, false, this.rCompletions === 0);
         return;
       default:
+        if (this.rBytes > QUEUE_HIGH_WATER) this.cutEarly();
         return;
     }
+  }
+
+  /**
+   * Frames without a Sync/Flush/Query beyond QUEUE_HIGH_WATER (a long pipeline, stray CopyData):
+   * sent on now, as PostgreSQL processes each message as it arrives, so that they count in
+   * pacing instead of piling up here. They stay on their node until Sync, as after a Flush.
+   */
+  private cutEarly(): void {
+    this.cut(Term.None, this.rCompletions > 0, this.rCompletions === 0);
   }
 
   private cut(term: Term, flush: boolean, copyOnly: boolean): void {
@@ -301,6 +321,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
     for (let i = 0; i < this.rCount; i++) this.rBuf[i] = undefined as unknown as Buffer;
     this.rCount = 0;
+    this.rBytes = 0;
     req.completions = this.rCompletions;
     this.rCompletions = 0;
     req.term = term;
@@ -392,6 +413,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       const answered = this.consultCache(req, info, plan);
       if (answered !== null) return answered;
     }
+    if (this.identityUnsure(plan.node)) return false;
     let link = this.links[plan.node];
     if (link?.conn == null) {
       // Transaction pooling: an idle connection is leased at once (no waiting on the hot path).
@@ -455,7 +477,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
           this.pins.forced ||= 'a PREPARE whose name cannot be rewritten';
           return Local.No;
         }
-        req.data = encodeQuery(renamed);
+        req.pooledData = encodeQuery(renamed);
         req.pooledPrepare = server;
         req.pooledRenamed = true;
         return Local.No;
@@ -466,7 +488,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         const st = name === null ? undefined : this.statements.sql.get(name);
         const renamed = st === undefined ? null : renameSqlStatement(single, st.server, name!);
         if (renamed !== null) {
-          req.data = encodeQuery(renamed);
+          req.pooledData = encodeQuery(renamed);
           req.pooledRenamed = true;
         }
         return Local.No;
@@ -603,6 +625,24 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       if (leaseFate(l, this, false) !== Fate.Clean) continue;
       this.giveBack(l, Fate.Clean, '');
     }
+  }
+
+  /**
+   * Session pooling, a request for `node`: while a termination sent through pgmaitre may have hit
+   * the client's own backend, a Sync goes there first and the request waits for its answer.
+   */
+  private identityUnsure(node: number): boolean {
+    const own = this.links[this.identityNode];
+    if (this.host.pooling !== 'session' || own?.conn == null) return false;
+    if (this.identity.pending) {
+      if (own.owed > 0) return true;
+      this.identity.pending = false;
+    }
+    if (node === this.identityNode || !this.identity.due() || own.owed > 0 || own.unsynced) return false;
+    own.expect(ExpectKind.Cleanup, true, 0, Term.Sync);
+    this.send(own, SYNC);
+    this.identity.pending = true;
+    return true;
   }
 
   /** Ends `link`'s lease with `fate` (Clean, Reset or Close: see tx-pooling.ts). */
@@ -765,7 +805,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       const e = link.expect(ExpectKind.Client, false, req.completions, req.term);
       if (retry) e.retry = req;
       e.token = token;
-      this.send(link, req.data);
+      this.send(link, req.pooledData ?? req.data);
     }
     if (req.term !== Term.None) link.unsynced = false;
     else if (info.extended || req.flush) link.unsynced = true;
@@ -999,7 +1039,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
 
   /** Reads the client only while its requests can go somewhere. */
   private pacing(): void {
-    const stop = this.backendFull > 0 || this.queuedBytes > QUEUE_HIGH_WATER || (this.blocked > 0 && this.queue.length > 0);
+    const stop = this.backendFull > 0 || this.queuedBytes + this.rBytes > QUEUE_HIGH_WATER || (this.blocked > 0 && this.queue.length > 0);
     if (stop && !this.clientPaused) {
       this.clientPaused = true;
       this.host.pauseClient();
@@ -1055,6 +1095,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
     for (const name of info.statementRefs) this.statements.protocol.get(name)?.nodes.add(node);
     for (const name of info.closedStatements) {
+      // Close then Parse of one name in one request: the Parse (registered above) stands.
+      if (info.parsesStatement(name) && lastParseAfterClose(req.data, name)) continue;
       const st = this.statements.closed(name);
       if (st === undefined) continue;
       for (const other of st.nodes) {
@@ -1088,6 +1130,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         break;
     }
     for (const f of cls.functions) {
+      if (TERMINATING_FUNCTIONS.has(f)) noteTermination();
       if (ADVISORY_LOCK_FUNCTIONS.has(f)) this.state.advisoryHeld = true;
       else if (f === ADVISORY_UNLOCK_ALL) this.state.advisoryHeld = false;
     }
@@ -1187,6 +1230,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid }, 'protocol violation from the server (bad message length)');
       this.host.closeLink(link.conn, false, 'protocol violation from server');
       this.onBackendClosed(node, 'protocol violation from server');
+      return;
+    }
+    if (link.goodbye !== null && link.owed === 0) {
+      // A FATAL nothing asked for (pg_terminate_backend, shutdown): the connection is over now,
+      // not when its socket closes; the session's fate is decided at once.
+      this.onBackendClosed(node, `server sent FATAL ${link.goodbye.code}`);
       return;
     }
     if (link.copyStarted) {
@@ -1654,6 +1703,18 @@ function completionIndex(data: Buffer, at: number): number {
     if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
   }
   return n;
+}
+
+/** True when the request's last Parse of statement `name` comes after its last Close of it. */
+function lastParseAfterClose(data: Buffer, name: string): boolean {
+  let parse = -1;
+  let close = -1;
+  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x50 && data.toString('utf8', pos + 5, data.indexOf(0, pos + 5)) === name) parse = pos;
+    else if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) close = pos;
+  }
+  return parse > close;
 }
 
 function newToken(): Token {

@@ -11,10 +11,9 @@
  */
 import { SessionCache } from '../cache/session-cache';
 import type * as net from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
-import { FrontendCode, Limits } from '../protocol/codes';
+import { FrontendCode, Limits, TxStatus } from '../protocol/codes';
 import {
   encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery,
 } from '../protocol/backend';
@@ -42,7 +41,7 @@ import { leaseLimit, login, poolKey, type LoginIO, type LoginOk, type StartupInf
 import { LeaseTimeout } from '../pool/node-pool';
 import type { PoolMode } from '../config/pool-mode';
 import { LinkRefused } from '../core/core-host';
-import { upgradeClient } from './tls';
+import { answerSslRequest } from './tls';
 import { copyRead, countCopied, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
 import { isUnixSocket } from './listener';
@@ -51,8 +50,13 @@ import type { LbCandidate } from '../router/lb-select';
 
 type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 
+/**
+ * Bytes of frames a client may have queued before its login is done: the socket is paused as
+ * soon as a frame waits (so one read's worth at most), this is the backstop (08P01 beyond it).
+ */
+const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
+
 const SSL_NO = Buffer.from('N');
-const SSL_YES = Buffer.from('S');
 
 /** A client session; see the file header. */
 export class ClientSession implements FrameSink, ServerSink, RegisteredSession, CoreHost, LoginIO {
@@ -85,6 +89,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   // Handshake: frames are queued for the async login flow.
   private hsQueue: { code: number; frame: Buffer }[] = [];
   private hsWaiter: ((v: { code: number; frame: Buffer } | null) => void) | null = null;
+  private hsBytes = 0;
   private closing = false;
   private closeReason = '';
   private goneResolve!: () => void;
@@ -178,8 +183,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       const w = this.hsWaiter;
       this.hsWaiter = null;
       w(item);
-    } else {
-      this.hsQueue.push(item);
+      return;
+    }
+    // Nobody reads yet (the login waits for a slot, auth_query, a backend login): the socket is
+    // not read until someone does, and what one read brought is bounded.
+    this.hsQueue.push(item);
+    this.hsBytes += item.frame.length;
+    this.socket.pause();
+    if (this.hsBytes > HANDSHAKE_QUEUE_LIMIT) {
+      this.fatal(clientErrors.protocolViolation(`more than ${HANDSHAKE_QUEUE_LIMIT} bytes sent before authentication completed`));
     }
   }
 
@@ -206,36 +218,18 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** Answers an SSLRequest: 'S' and the TLS upgrade when TLS is configured (TCP only), else 'N'. */
   private onSslRequest(rest: Buffer): boolean {
-    const t = this.ctx.tls;
-    if (++this.sslRequests > 1 || this.tlsActive) {
-      this.fatal(clientErrors.protocolViolation('duplicate SSLRequest'));
+    const answer = answerSslRequest(this.socket, this.ctx.tls, {
+      again: ++this.sslRequests > 1 || this.tlsActive, unencryptedAfter: rest.length > 0, detach: ['data', 'drain'],
+      badCertificate: (e) => this.fatal(e),
+    });
+    if (answer.kind === 'refused') {
+      this.fatal(answer.error);
       return false;
     }
-    if (t === null || t === undefined || isUnixSocket(this.socket)) {
-      this.socket.write(SSL_NO);
-      return true;
-    }
-    if (rest.length > 0) {
-      // Bytes after the SSLRequest before our 'S' would be unencrypted data injected into the
-      // TLS session (CVE-2021-23214): refuse, as PostgreSQL does.
-      this.fatal(clientErrors.protocolViolation('received unencrypted data after SSL request'));
-      return false;
-    }
-    const raw = this.socket;
-    raw.write(SSL_YES);
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('drain');
-    const secure: TLSSocket = upgradeClient(raw, t);
-    this.socket = secure;
-    this.tlsActive = true;
-    this.listen(secure);
-    if (t.requestCert) {
-      secure.once('secure', () => {
-        const cert = secure.getPeerCertificate();
-        if (cert !== null && Object.keys(cert).length > 0 && !secure.authorized) {
-          this.fatal(clientErrors.clientCertificateInvalid(String(secure.authorizationError ?? 'unknown')));
-        }
-      });
+    if (answer.kind === 'tls') {
+      this.socket = answer.socket;
+      this.tlsActive = true;
+      this.listen(answer.socket);
     }
     return true;
   }
@@ -350,8 +344,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   nextFrame(): Promise<{ code: number; frame: Buffer } | null> {
     const queued = this.hsQueue.shift();
-    if (queued !== undefined) return Promise.resolve(queued);
+    if (queued !== undefined) {
+      this.hsBytes -= queued.frame.length;
+      return Promise.resolve(queued);
+    }
     if (this.phase === 'closed') return Promise.resolve(null);
+    this.socket.resume();
     return new Promise((resolve) => { this.hsWaiter = resolve; });
   }
 
@@ -363,11 +361,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   /** Login done: the client gets its parameters and key, and the core takes over. */
   private enterReady(r: LoginOk): void {
     if (this.phase !== 'handshake') {
-      r.conn.detach();
-      const pool = this.ctx.pools.get(r.node);
-      // A connection leased in transaction pooling goes back as a lease (handshake.ts does the same).
-      if (r.mode !== 'session') pool?.giveBack(r.conn, r.conn.clean, 'client disconnected during login', leaseLimit(this.ctx.config));
-      else pool?.release(r.conn, r.conn.clean);
+      if (r.conn !== null) {
+        r.conn.detach();
+        const pool = this.ctx.pools.get(r.node);
+        // A connection leased in transaction pooling goes back as a lease (handshake.ts does the same).
+        if (r.mode !== 'session') pool?.giveBack(r.conn, r.conn.clean, 'client disconnected during login', leaseLimit(this.ctx.config));
+        else pool?.release(r.conn, r.conn.clean);
+      }
       r.slot.release();
       return;
     }
@@ -382,7 +382,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // The client's key: its primary backend's pid (pg_backend_pid(), NOTIFY pids agree with it)
     // and pgmaitre's own secret, so that its cancel requests come through pgmaitre. With
     // transaction pooling it has no backend of its own: a pid of pgmaitre's.
-    this.pid = r.mode === 'session' ? r.conn.backendPid : this.ctx.registry.issuePid();
+    this.pid = r.mode === 'session' && r.conn !== null ? r.conn.backendPid : this.ctx.registry.issuePid();
     this.secret = this.ctx.registry.issueSecret();
     this.ctx.registry.add(this);
     this.phase = 'ready';
@@ -397,11 +397,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const core = new SessionCore(this, this);
     this.core = core;
     if (r.base.size > 0) core.state.setBase(r.base);
-    r.conn.attach(this);
-    core.attachLogin(r.node, r.conn);
+    if (r.conn !== null) {
+      r.conn.attach(this);
+      core.attachLogin(r.node, r.conn);
+    } else {
+      core.identityNode = r.node; // logged in without a connection: the first request leases one
+    }
     const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
-    for (const [name, value] of r.conn.params) parts.push(encodeParameterStatus(name, value));
-    parts.push(encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn.txStatus));
+    for (const [name, value] of r.params) parts.push(encodeParameterStatus(name, value));
+    parts.push(encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn?.txStatus ?? TxStatus.Idle));
     this.socket.write(Buffer.concat(parts));
     if (this.ctx.logFlags.connections) {
       logLine(this.ctx.log, { event: LogEvent.ConnectionAuthorized, pid: this.pid, user: this.user, database: this.database, node_id: r.node },
@@ -411,6 +415,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // Frames that arrived during the handshake after the login exchange: relay them now.
     const early = this.hsQueue;
     this.hsQueue = [];
+    this.hsBytes = 0;
+    this.socket.resume(); // paused while login frames waited (the core pauses it again if it must)
     for (const f of early) this.onFrame(f.code, f.frame, 0, f.frame.length);
     core.endOfInput();
     this.armIdleLimit(this.ctx.config.client_idle_limit);
@@ -455,7 +461,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   /** Transaction pooling: an idle connection of this session's key on `nodeId`, at once. */
   leaseNow(nodeId: number): BackendPort | null {
     const conn = this.ctx.pools.get(nodeId)?.tryLease(this.leaseKey) ?? null;
-    if (conn !== null) conn.attach(this);
+    if (conn !== null) {
+      conn.attach(this);
+      if (this.pinCounted) this.pinOutside(conn);
+    }
     return conn;
   }
 
@@ -483,6 +492,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         return null;
       }
       conn.attach(this);
+      if (pooled && this.pinCounted) this.pinOutside(conn);
       return conn;
     } catch (e) {
       if (e instanceof LeaseTimeout) {
@@ -511,16 +521,26 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     if (reason === '') {
       if (this.pinCounted) this.ctx.poolStats.pinnedNow--;
       this.pinCounted = false;
+      for (const p of this.core?.backends() ?? []) {
+        const conn = p as unknown as ServerConnection;
+        this.ctx.pools.get(conn.nodeId)?.unpin(conn);
+      }
       return;
     }
     this.ctx.poolStats.pinnedNow++;
     this.ctx.poolStats.pinnedTotal++;
     this.pinCounted = true;
+    for (const p of this.core?.backends() ?? []) this.pinOutside(p as unknown as ServerConnection);
     this.log.info({ event: 'session_pinned', pid: this.pid, user: this.user, database: this.database, reason },
       `session ${this.pid} keeps its backend connection from now on (${reason}): transaction pooling does not apply to it until that state is released`);
   }
 
   private pinCounted = false;
+
+  /** A pinned session's connection stops counting toward default_pool_size (up to pinned_pool_size). */
+  private pinOutside(conn: ServerConnection): void {
+    this.ctx.pools.get(conn.nodeId)?.pin(conn, this.ctx.config.pinned_pool_size);
+  }
 
   knownStatement(context: string, server: string, add = false): boolean {
     const key = `${this.leaseKey}\u0000${context}\u0000${server}`;
@@ -773,7 +793,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       this.slot = null;
     }
     this.ctx.registry.delete(this);
-    if (!this.socket.destroyed) this.socket.end();
+    if (!this.socket.destroyed) {
+      this.socket.end();
+      // Paused (backpressure, a login waiting, a request blocked) it would never see the client's
+      // EOF, and the socket would stay open, holding pgmaitre's stop.
+      this.socket.resume();
+    }
     if (wasReady && this.logFlags.disconnections) {
       const secs = (Date.now() - this.connectedAt.getTime()) / 1000;
       logLine(this.log, { event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,

@@ -80,6 +80,8 @@ export interface CoreFixture {
   readonly host: CoreHost & { paused: boolean; ended: string | null; closed: { node: number; reusable: boolean; why: string; reset: boolean }[]; cancels: string[]; accepting: boolean; idle: FakeConn[]; pins: string[] };
   readonly cluster: Cluster;
   readonly config: Config;
+  /** The client's socket is above its high-water mark: its write() returns false. */
+  clientFull: boolean;
   /** Frames client bytes and hands them to the core, then ends the chunk. */
   send(...chunks: Buffer[]): void;
   /** A backend chunk from `node`. */
@@ -166,7 +168,7 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
     end: (reason) => { host.ended = reason; core.close(); },
     observeLatency: () => {},
   };
-  const port: ClientPort = { write: (b) => { client.push(Buffer.from(b)); return true; } };
+  const port: ClientPort = { write: (b) => { client.push(Buffer.from(b)); return !fixture.clientFull; } };
   const core = new SessionCore(host, port);
   if (o.login !== false) {
     const login = new FakeConn(0, ++pid);
@@ -174,8 +176,8 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
     core.attachLogin(0, login);
   }
   const framer = new Framer(1 << 30);
-  return {
-    core, conns, client, host, cluster, config,
+  const fixture: CoreFixture = {
+    core, conns, client, host, cluster, config, clientFull: false,
     send: (...chunks) => {
       for (const c of chunks) {
         framer.push(c, core);
@@ -190,4 +192,5 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
     },
     settle: async () => { for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); },
   };
+  return fixture;
 }
