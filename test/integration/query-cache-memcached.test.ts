@@ -98,9 +98,12 @@ describe('query cache (memcached, two pgmaitre instances)', { skip: SKIP, timeou
       return a.app.ctx.queryCache!.isUp;
     }, 'the cache is used again', 10_000);
     const before = ran(a, sql);
+    const hits = a.app.ctx.queryCache!.stats.hits;
+    assert.equal(await one(ca, sql), 'uno', 'not the answer cached before the outage');
     assert.equal(await one(ca, sql), 'uno');
-    assert.equal(await one(ca, sql), 'uno');
-    assert.equal(ran(a, sql) - before, 1, 'hits again after the restart');
+    // (The polling above may have stored it already: then both of these are hits.)
+    assert.ok(ran(a, sql) - before <= 1, 'hits again after the restart');
+    assert.ok(a.app.ctx.queryCache!.stats.hits > hits, 'hits again after the restart');
   });
 
   test('pgbench while memcached is stopped and restarted: 0 failed transactions', async () => {
