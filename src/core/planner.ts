@@ -83,6 +83,22 @@ export class Plan {
   errorHint = '';
   /** A write goes to the primary (read-your-writes notes it). */
   writes = false;
+
+  /**
+   * Lets go of what the last plan referenced (its statements' classes, effects, strings). The plan
+   * is one object per session: left filled, it kept each idle session's last request alive, and
+   * V8's young collection copies everything reachable, so its cost grew with the number of sessions.
+   */
+  clear(): void {
+    this.classes.length = 0;
+    this.effects = null;
+    this.sqlNeeded.length = 0;
+    this.lookup.length = 0;
+    this.reason = '';
+    this.adminSql = '';
+    this.errorMessage = '';
+    this.errorHint = '';
+  }
 }
 
 /** What the planner reads from its session. */

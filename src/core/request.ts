@@ -68,10 +68,18 @@ export class RequestInfo {
   /** Contains a FunctionCall (fastpath), or a frame whose body does not decode: the primary runs it. */
   functionCall = false;
 
-  /** Drops the decoded SQL texts (read() fills them again). */
+  /**
+   * Drops what the last request decoded (read() fills it again): its SQL texts and names must not
+   * stay reachable from an idle session (see SessionCore.drive).
+   */
   forget(): void {
     this.queries.length = 0;
     this.parses.length = 0;
+    this.bindStatements.length = 0;
+    this.bindPortals.length = 0;
+    this.statementRefs.length = 0;
+    this.portalRefs.length = 0;
+    this.closedStatements.length = 0;
   }
 
   /** Reads `data`'s frames (cleared first). */

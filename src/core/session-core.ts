@@ -273,10 +273,15 @@ export class SessionCore implements ForwardSink, PlannerView {
       this.queue.shift();
       this.queuedBytes -= bytes;
     }
-    // The scratch info must not keep the last request's SQL alive (a large text promoted to
-    // V8's old space by the next young collection waits there for a full one); not while an
-    // outer drive() (this one runs inside its step) still reads it.
-    if (--this.driving === 0) this.info.forget();
+    // The scratch info and plan must not keep the last request alive: a large SQL text promoted
+    // to V8's old space by the next young collection waits there for a full one, and whatever an
+    // idle session still references is copied by every young collection — work per request that
+    // grows with the number of sessions. Not while an outer drive() (this one runs inside its
+    // step) still reads them.
+    if (--this.driving === 0) {
+      this.info.forget();
+      this.planner.plan.clear();
+    }
     this.flush();
     this.releaseIdle();
     this.pacing();
