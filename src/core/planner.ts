@@ -17,6 +17,7 @@ import type { SessionState } from './session-state';
 import type { CoreHost } from './core-host';
 import type { ReadYourWrites } from './read-your-writes';
 import { Term, type Link } from './link';
+import { emptyArray } from '../util/arrays';
 
 /** Functions whose answer depends on the client's own backend: they run on the primary. */
 const IDENTITY_FUNCTIONS: ReadonlySet<string> = new Set([
@@ -90,10 +91,10 @@ export class Plan {
    * V8's young collection copies everything reachable, so its cost grew with the number of sessions.
    */
   clear(): void {
-    this.classes.length = 0;
+    emptyArray(this.classes);
     this.effects = null;
-    this.sqlNeeded.length = 0;
-    this.lookup.length = 0;
+    emptyArray(this.sqlNeeded);
+    emptyArray(this.lookup);
     this.reason = '';
     this.adminSql = '';
     this.errorMessage = '';
@@ -131,9 +132,9 @@ export class Planner {
     const routing = host.routing;
     const p = this.plan;
     p.type = PlanType.Send;
-    p.classes.length = 0;
-    p.sqlNeeded.length = 0;
-    p.lookup.length = 0;
+    emptyArray(p.classes);
+    emptyArray(p.sqlNeeded);
+    emptyArray(p.lookup);
     p.effects = null;
     p.broadcastTx = false;
     p.writes = false;

@@ -10,6 +10,7 @@
 import { FrontendCode } from '../protocol/codes';
 import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeParse, decodeQuery } from '../protocol/frontend';
 import { Term } from './link';
+import { emptyArray } from '../util/arrays';
 
 /** A complete request as received (one contiguous buffer). */
 export class Request {
@@ -73,24 +74,24 @@ export class RequestInfo {
    * stay reachable from an idle session (see SessionCore.drive).
    */
   forget(): void {
-    this.queries.length = 0;
-    this.parses.length = 0;
-    this.bindStatements.length = 0;
-    this.bindPortals.length = 0;
-    this.statementRefs.length = 0;
-    this.portalRefs.length = 0;
-    this.closedStatements.length = 0;
+    emptyArray(this.queries);
+    emptyArray(this.parses);
+    emptyArray(this.bindStatements);
+    emptyArray(this.bindPortals);
+    emptyArray(this.statementRefs);
+    emptyArray(this.portalRefs);
+    emptyArray(this.closedStatements);
   }
 
   /** Reads `data`'s frames (cleared first). */
   read(data: Buffer): this {
-    this.queries.length = 0;
-    this.parses.length = 0;
-    this.bindStatements.length = 0;
-    this.bindPortals.length = 0;
-    this.statementRefs.length = 0;
-    this.portalRefs.length = 0;
-    this.closedStatements.length = 0;
+    emptyArray(this.queries);
+    emptyArray(this.parses);
+    emptyArray(this.bindStatements);
+    emptyArray(this.bindPortals);
+    emptyArray(this.statementRefs);
+    emptyArray(this.portalRefs);
+    emptyArray(this.closedStatements);
     this.extended = false;
     this.functionCall = false;
     let pos = 0;

@@ -43,6 +43,7 @@ import {
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { LinkRefused, type CoreHost } from './core-host';
+import { emptyArray } from '../util/arrays';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
@@ -629,7 +630,7 @@ export class SessionCore implements ForwardSink, PlannerView {
         link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
         this.send(link, c.buf);
       }
-      link.cleanup.length = 0;
+      emptyArray(link.cleanup);
       if (conn.unsure.size > 0) {
         // Statements a failed request may or may not have created: make sure they do not exist.
         for (const name of conn.unsure) {
@@ -716,10 +717,10 @@ export class SessionCore implements ForwardSink, PlannerView {
       const out = link.out;
       if (out.length === 0) continue;
       const buf = out.length === 1 ? out[0]! : Buffer.concat(out);
-      out.length = 0;
+      emptyArray(out);
       if (link.conn !== null) this.writeTo(link, buf);
     }
-    this.dirty.length = 0;
+    emptyArray(this.dirty);
   }
 
   private writeTo(link: Link, buf: Buffer): void {
@@ -936,7 +937,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       }
       Link.release(e);
     }
-    link.done.length = 0;
+    emptyArray(link.done);
   }
 
   /** A client request completed: apply its session effects if it succeeded. */
