@@ -21,6 +21,7 @@ import { buildRoutingContext } from './core/routing-context';
 import type { FrontendContext } from './frontend/context';
 import type { ClientSession } from './frontend/session';
 import type { HealthSystem } from './failover';
+import type { OnlineRecovery } from './recovery/online-recovery';
 
 /** pgpool-II feature level pgmaitre speaks (SHOW POOL_VERSION, PCP). */
 export const PGPOOL_COMPAT_VERSION = '4.6.0';
@@ -30,6 +31,8 @@ export interface AdminWiring {
   readonly ctx: FrontendContext;
   readonly log: Logger;
   readonly health: HealthSystem;
+  /** Online recovery (pcp_recovery_node); absent in tests that do not need it. */
+  readonly recovery?: OnlineRecovery;
   readonly overrides: { hbaFile?: string; pcpFile?: string; keyFile?: string };
   /** Stops pgmaitre (and, for the CLI, the process). */
   readonly stop: () => Promise<void>;
@@ -50,6 +53,7 @@ export interface AdminFaces {
 export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
   const { ctx, log, health } = w;
   const events = new EventLog(ctx.cluster);
+  w.recovery?.on('event', (e) => events.record({ at: new Date(), ...e }));
   const startedAt = new Date();
   /** Sessions (by pid) running an admin command right now. */
   const runningAdmin = new Set<number>();
@@ -93,6 +97,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
         `configuration reload: ${ctx.trustedLogins.size} login(s) the primary trusted must authenticate again`);
       ctx.trustedLogins.clear();
     }
+    ctx.greetings.clear(); // transaction-pooled logins learn the servers' ParameterStatus again
     health.onConfigReload(next);
     const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);
     logLine(log, { event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);
@@ -130,6 +135,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       attachNode: (id) => health.attachNode(id),
       detachNode: (id, opts) => health.detachNode(id, opts),
       promoteNode: (id, opts) => health.promoteNode(id, opts),
+      ...(w.recovery !== undefined ? { recoverNode: (id: number) => w.recovery!.recover(id) } : {}),
       reloadConfig: reload,
       stop: async (mode) => {
         log.warn({ event: 'stop_requested', mode }, `stop requested (${mode})`);
@@ -140,6 +146,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       },
     },
     recentEvents: () => events.list(),
+    recovery: () => w.recovery?.progress() ?? null,
     eventCounts: () => events.counts(),
     classifierStats: () => ctx.routing.classifier.stats(),
     slotHistory: (slot) => ctx.slots.history(slot),

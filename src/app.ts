@@ -11,7 +11,7 @@ import { loadAuthFiles, startupWarnings } from './config/auth-files';
 import { formatIssue } from './config/config-error';
 import { createLogger, LogEvent, logLine, type Logger, type LogFlags } from './log/logger';
 import { Cluster } from './cluster/cluster';
-import { createHealthSystem, type HealthSystem } from './failover/index';
+import { createHealthSystem, Reason, type HealthSystem } from './failover/index';
 import { NodePool } from './pool/node-pool';
 import type { ServerConnection } from './backend/server-connection';
 import { Slots } from './frontend/slots';
@@ -34,6 +34,7 @@ import { AuthQuery } from './frontend/auth-query';
 import { ConnectionRateLimiter, admitConnection } from './frontend/conn-rate-limit';
 import { startDedicatedPorts, type DedicatedPorts } from './ports/dedicated-ports';
 import { startReplicationRelays } from './ports/replication-relay';
+import { OnlineRecovery } from './recovery/online-recovery';
 
 /** A running pgmaitre. */
 export interface App {
@@ -44,6 +45,8 @@ export interface App {
   readonly dedicated: DedicatedPorts | null;
   /** Health checks, replication checks, failover; admin actions (attach/detach/promote) live here. */
   readonly health: HealthSystem;
+  /** Online recovery (pcp_recovery_node, auto_recovery). */
+  readonly recovery: OnlineRecovery;
   /** PCP and HTTP servers and the admin context (null only while starting). */
   readonly admin: AdminFaces | null;
   stop(): Promise<void>;
@@ -114,12 +117,21 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
         conn.applied = discardAll ? new Map() : null;
         conn.appliedOwner = null;
         conn.appliedVersion = -1;
-        if (discardAll) conn.prepared.clear();
+        if (discardAll) conn.statements.clear();
         // Without reset queries only a connection outside any transaction may be reused.
         if (reset.length === 0) return conn.clean;
         // The leading Sync ends any skip-until-Sync state a failed extended-protocol message left.
         const errors = await conn.runInternal(reset, 10_000, { sync: true });
         // ABORT outside a transaction only warns; any real error makes the connection suspect.
+        return errors.length === 0 && conn.clean;
+      },
+      discard: async (conn) => {
+        // Transaction pooling: a lease ended with session state on the connection (tx-pooling.ts).
+        const errors = await conn.runInternal(['DISCARD ALL'], 10_000, { sync: true });
+        conn.statements.clear();
+        conn.applied = null; // RESET ALL went back to the connection's own startup values: replayed in full next time
+        conn.appliedOwner = null;
+        conn.appliedVersion = -1;
         return errors.length === 0 && conn.clean;
       },
       onClose: (conn, reason) => log.debug({ event: LogEvent.PoolClose, node_id: conn.nodeId, reason }, 'pooled connection closed'),
@@ -153,6 +165,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     pooledClients: new Slots(config.max_client_conn, 0),
     poolStats: { pinnedNow: 0, pinnedTotal: 0, cacheHits: 0, cacheMisses: 0, onWait: (s) => observeLeaseWait(s) },
     knownStatements: new LruCache<boolean>(10_000),
+    greetings: new LruCache<ReadonlyMap<string, string>>(1_000),
     registry: new SessionRegistry(),
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),
@@ -180,8 +193,20 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   ctx.routing.lag = (id) => ({ lagging: health.replication.isLagging(id), delay: cluster.node(id)?.replication.delayBytes ?? 0 });
   cluster.on('change', (c) => {
     if (c.field === 'status' && c.to === 'down') pools.get(c.nodeId)?.closeIdle(`node ${c.nodeId} down: ${c.reason}`);
+    // A node that went away may come back another server (restarted, upgraded, promoted): logins
+    // learn its greeting again.
+    ctx.greetings.clear();
   });
   await health.start();
+  // Online recovery: rebuilds a detached node from the primary (pcp_recovery_node, auto_recovery).
+  const recovery = new OnlineRecovery({
+    cluster, log, config: () => ctx.config, poolPasswd: () => ctx.poolPasswd,
+    attach: (id) => health.failover.attachNode(id, Reason.OnlineRecovery),
+    holdAttach: (id, hold) => health.failover.holdAttach(id, hold),
+    checkReplication: () => health.replication.checkNow(),
+    ...(health.gate !== undefined ? { leading: () => health.gate!.leading } : {}),
+  });
+  recovery.startAuto();
   // Replication connections (pg_basebackup, pg_recvlogical...) are relayed to the primary.
   const replication = startReplicationRelays(ctx, log);
   ctx.replication = (h) => replication.accept(h);
@@ -218,6 +243,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     stopping ??= (async () => {
       ctx.shuttingDown = true;
       logLine(log, { event: LogEvent.Shutdown }, 'shutting down');
+      const recoveryStopped = recovery.stop();
       const healthStopped = health.stop();
       const closing = Promise.all([closeAll(servers), dedicated?.close()]);
       replication.close();
@@ -227,17 +253,17 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       for (const s of ctx.registry.list()) s.terminate('shutdown');
       for (const p of pools.values()) p.shutdown();
       void ctx.authQuery?.close();
-      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed]);
+      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed, recoveryStopped]);
       opts.onStopped?.();
     })();
     return stopping;
   };
   let admin: AdminFaces | null = null;
   try {
-    admin = await startAdmin({ ctx, log, health, overrides: opts.overrides ?? {}, stop });
+    admin = await startAdmin({ ctx, log, health, recovery, overrides: opts.overrides ?? {}, stop });
   } catch (e) {
     await stop();
     throw e;
   }
-  return { ctx, ports, dedicated, health, admin, stop, reload: () => admin!.reload() };
+  return { ctx, ports, dedicated, health, recovery, admin, stop, reload: () => admin!.reload() };
 }

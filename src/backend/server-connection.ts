@@ -12,10 +12,11 @@
  * so that a connection lent to another session, or the same one later, is brought up to date by
  * differences only.
  */
+import { ServerStatements } from '../core/server-statements';
 import * as net from 'node:net';
 import { BackendCode, TxStatus } from '../protocol/codes';
 import {
-  decodeAuthentication, decodeBackendKeyData, decodeErrorFields, decodeParameterStatus,
+  decodeErrorFields, decodeParameterStatus,
 } from '../protocol/backend';
 import { encodeQuery, encodeTerminate } from '../protocol/frontend';
 import { SyncFrame } from '../protocol/writer';
@@ -23,6 +24,7 @@ import { encodeStartupMessage } from '../protocol/startup';
 import type { PgErrorFields } from '../protocol/error-fields';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import type { BackendAuthenticator } from './backend-auth';
+import { BackendLogin } from './backend-login';
 import { openBackendSocket, type BackendTlsOptions } from './tls-negotiate';
 
 export type { BackendTlsOptions } from './tls-negotiate';
@@ -79,10 +81,8 @@ export class ServerConnection implements MessageSink {
   applied: Map<string, string> | null = new Map();
   appliedVersion = -1;
   appliedOwner: unknown = null;
-  /** Transaction pooling: server-side prepared statements created here (core/statement-names.ts). */
-  readonly prepared = new Set<string>();
-  /** Server statements a failed request may have left half-known (closed before the next use). */
-  readonly unsure = new Set<string>();
+  /** Transaction pooling: server-side prepared statements created here (core/server-statements.ts). */
+  readonly statements = new ServerStatements();
   /** SQLSTATE of the FATAL the server sent while idle or busy internally, or ''. */
   goodbyeCode = '';
   closeReason = '';
@@ -129,6 +129,7 @@ export class ServerConnection implements MessageSink {
       const fail = (e: ProxyError): void => {
         if (settled) return;
         settled = true;
+        steps.abandon();
         clearTimeout(timer);
         opts.authenticator.failed?.(null);
         conn.destroy(e.message);
@@ -156,57 +157,31 @@ export class ServerConnection implements MessageSink {
       });
       socket.on('data', (chunk: Buffer) => conn.onData(chunk));
 
-      let authPending: Promise<void> = Promise.resolve();
-      conn.internalHandler = (code, buf, start, end) => {
-        switch (code) {
-          case BackendCode.Authentication: {
-            const req = decodeAuthentication(buf, start, end);
-            if (req.type === 'AuthenticationOk') {
-              opts.authenticator.done?.();
-              return;
-            }
-            const frame = Buffer.from(buf.subarray(start, end));
-            authPending = authPending
-              .then(() => opts.authenticator.answer(req, frame))
-              .then((answer) => { if (answer.length > 0 && !settled) socket.write(answer); })
-              .catch((e: unknown) => fail(e instanceof ProxyError ? e
-                : new ProxyError(ProxyErrorCode.BackendAuth, String((e as Error)?.message ?? e))));
-            return;
-          }
-          case BackendCode.ParameterStatus: {
-            const p = decodeParameterStatus(buf, start, end);
-            conn.params.set(p.name, p.value);
-            return;
-          }
-          case BackendCode.BackendKeyData: {
-            const k = decodeBackendKeyData(buf, start, end);
-            conn.backendPid = k.pid;
-            conn.backendSecret = k.secret;
-            return;
-          }
-          case BackendCode.ErrorResponse: {
-            const f = decodeErrorFields(buf, start, end);
-            opts.authenticator.failed?.(Buffer.from(buf.subarray(start, end)));
-            const code = f.code === '28P01' || f.code === '28000' ? ProxyErrorCode.BackendAuth : ProxyErrorCode.BackendRejected;
-            fail(new ProxyError(code, `node ${opts.nodeId}: ${f.message}`, f));
-            return;
-          }
-          case BackendCode.ReadyForQuery:
-            if (settled) return;
-            settled = true;
-            clearTimeout(timer);
-            conn.txStatus = buf[start + 5]!;
-            conn.mode = 'idle';
-            conn.internalHandler = null;
-            // Logged in: from now on reads go into the shared read buffer (util/fast-read.ts),
-            // copied once into a chunk of their own (a relayed chunk is kept until it is written).
-            switchToReadBuffer(socket, (view) => conn.onData(copyRead(view)));
-            resolve(conn);
-            return;
-          default:
-            return; // NoticeResponse, NegotiateProtocolVersion: nothing to do
-        }
-      };
+      const steps = new BackendLogin(opts.nodeId, opts.authenticator, {
+        send: (answer) => socket.write(answer),
+        fail,
+        param: (buf, start, end) => {
+          const p = decodeParameterStatus(buf, start, end);
+          conn.params.set(p.name, p.value);
+        },
+        key: (pid, secret) => {
+          conn.backendPid = pid;
+          conn.backendSecret = secret;
+        },
+        ready: (txStatus) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          conn.txStatus = txStatus;
+          conn.mode = 'idle';
+          conn.internalHandler = null;
+          // Logged in: from now on reads go into the shared read buffer (util/fast-read.ts),
+          // copied once into a chunk of their own (a relayed chunk is kept until it is written).
+          switchToReadBuffer(socket, (view) => conn.onData(copyRead(view)));
+          resolve(conn);
+        },
+      });
+      conn.internalHandler = (code, buf, start, end) => steps.onMessage(code, buf, start, end);
     });
   }
 

@@ -46,6 +46,10 @@ export function loadAuthFiles(config: Config): AuthFiles {
       if (!(SUPPORTED_METHODS as readonly string[]).includes(r.method)) {
         warnings.push({ file: basename(config.hba_file), line: r.line, message: `authentication method "${r.method}" is not supported by pgmaitre: clients matching this line are refused` });
       }
+      if (r.method === 'ldap' && r.type === 'host') {
+        // As PostgreSQL's documentation warns: the ldap method receives the password in clear text.
+        warnings.push({ file: basename(config.hba_file), line: r.line, message: 'ldap on a "host" line: clients not using TLS send their password in clear text; use "hostssl" (with ssl = on)' });
+      }
     }
   }
   return { poolPasswd, hba, warnings };

@@ -20,13 +20,22 @@ import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { basename } from 'node:path';
 import { ConfigError, type ConfigIssue } from './config-error';
+import { parseLdapOptions, type LdapSettings } from './hba-ldap';
 
 /** Connection types of a rule. */
 export type HbaConnType = 'local' | 'host' | 'hostssl' | 'hostnossl';
 
 /** Authentication methods pgmaitre performs. */
-export const SUPPORTED_METHODS = ['trust', 'reject', 'password', 'md5', 'scram-sha-256'] as const;
-const KNOWN_UNSUPPORTED = ['pam', 'ldap', 'cert', 'gss', 'sspi', 'ident', 'peer', 'radius'] as const;
+export const SUPPORTED_METHODS = ['trust', 'reject', 'password', 'md5', 'scram-sha-256', 'ldap'] as const;
+const KNOWN_UNSUPPORTED = ['cert', 'gss', 'sspi', 'ident', 'peer', 'radius'] as const;
+/**
+ * Methods refused outright (a config error naming the line, not a warning): PAM needs libpam
+ * through a native addon, which pgmaitre does not build (npm 11 skips install scripts, and a
+ * compiled module ties the install to one Node ABI). Use ldap, or scram-sha-256 with pool_passwd.
+ */
+const REFUSED_METHODS: Readonly<Record<string, string>> = {
+  pam: 'authentication method "pam" is not supported by pgmaitre (it would need a native libpam binding); use "ldap" or "scram-sha-256"',
+};
 
 /** A database or user entry. */
 export type HbaName =
@@ -56,6 +65,8 @@ export interface HbaRule {
   readonly options: Readonly<Record<string, string>>;
   /** Why this rule cannot be honoured fully (unsupported method, group entries). */
   readonly unsupported: readonly string[];
+  /** The `ldap` method's settings, checked when the file was read. */
+  readonly ldap?: LdapSettings;
 }
 
 /** A connection to match against the rules. */
@@ -252,6 +263,8 @@ export function parseHba(text: string, fileName = 'pool_hba.conf'): HbaRule[] {
     const method = fields[at]?.[0]?.text;
     if (method === undefined) return fail('missing METHOD');
     const unsupported: string[] = [];
+    const refused = REFUSED_METHODS[method];
+    if (refused !== undefined) return fail(refused);
     if (!(SUPPORTED_METHODS as readonly string[]).includes(method)) {
       if (!(KNOWN_UNSUPPORTED as readonly string[]).includes(method)) {
         return fail(`invalid authentication method ${JSON.stringify(method)}`);
@@ -268,7 +281,16 @@ export function parseHba(text: string, fileName = 'pool_hba.conf'): HbaRule[] {
         else options[t.text] = '';
       }
     }
-    rules.push({ line, type, databases, users, ...(address !== undefined ? { address } : {}), method, options, unsupported });
+    let ldap: LdapSettings | undefined;
+    if (method === 'ldap') {
+      const parsed = parseLdapOptions(options);
+      if (typeof parsed === 'string') return fail(parsed);
+      ldap = parsed;
+    }
+    rules.push({
+      line, type, databases, users, ...(address !== undefined ? { address } : {}), method, options, unsupported,
+      ...(ldap !== undefined ? { ldap } : {}),
+    });
   });
   if (issues.length > 0) throw new ConfigError(issues);
   return rules;

@@ -55,6 +55,8 @@ export const ExpectKind = {
    * the connection already has): its bytes go to the client when it reaches the head of the queue.
    */
   Synthetic: 5,
+  /** A question pgmaitre asks the server itself (transaction pooling: is a temporary relation left?); rows are counted. */
+  Probe: 6,
 } as const;
 export type ExpectKind = (typeof ExpectKind)[keyof typeof ExpectKind];
 
@@ -84,6 +86,12 @@ export class Expect {
   errorsToClient = false;
   /** A Synthetic expect's bytes. */
   bytes: Buffer | null = null;
+  /** DataRows of a swallowed answer (a Probe reads its answer this way). */
+  rows = 0;
+  /** Completions it was to produce. */
+  completions = 0;
+  /** When it errored: completions that had come before the error (the failing message's index). */
+  failedAt = -1;
 }
 
 /** Disposition of the message being scanned. */
@@ -145,9 +153,16 @@ export class Link {
   /** Requests batched for this link's next write (see SessionCore.flush). */
   readonly out: Buffer[] = [];
   /** Cleanup side requests to send before this link's next request (Close/DEALLOCATE/DISCARD elsewhere). */
-  readonly cleanup: { buf: Buffer; completions: number; term: Term }[] = [];
+  readonly cleanup: { buf: Buffer; completions: number; term: Term; clears?: 'all' | 'statements' }[] = [];
   /** The backend socket's output is above its high-water mark. */
   full = false;
+  /** An extended-protocol error came and no Sync was written since: the backend skips what comes until one. */
+  private skipping = false;
+  /**
+   * Transaction pooling: the connection's unnamed statement is the client's own (its unnamed
+   * Parse went there during this lease and no Query of pgmaitre's dropped it since).
+   */
+  unnamedOwn = false;
 
   // Scanner state across chunks.
   private code = 0;
@@ -193,6 +208,17 @@ export class Link {
     e.status = 0;
     e.errorsToClient = false;
     e.bytes = null;
+    e.rows = 0;
+    e.completions = completions;
+    e.failedAt = -1;
+    if (this.skipping) {
+      // The backend skips everything up to the next Sync after an earlier error: this request
+      // gets no answer (its Sync, if any, a ReadyForQuery).
+      e.skipped = true;
+      e.pending = 0;
+      if (e.realSync) this.skipping = false;
+      else if (e.sync) e.sync = false; // a Query is skipped too: no ReadyForQuery of its own
+    }
     this.q.push(e);
     if (!swallow) this.clientOwed++;
     if (e.sync) this.syncOwed++;
@@ -247,6 +273,8 @@ export class Link {
     emptyArray(this.out);
     emptyArray(this.cleanup);
     this.full = false;
+    this.skipping = false;
+    this.unnamedOwn = false;
     this.pendingSynthetic = false;
     this.txStatus = TxStatus.Idle;
   }
@@ -392,6 +420,7 @@ export class Link {
       return;
     }
     if (h.swallow) {
+      if (code === 68 /* D */) h.rows++;
       this.disp = code === E && h.errorsToClient ? HOLD : DROP;
       return;
     }
@@ -505,6 +534,7 @@ export class Link {
     this.copyIn = false;
     if (h === undefined) return;
     h.errored = true;
+    if (h.failedAt < 0) h.failedAt = h.completions - h.pending;
     if (h.pending > 0) this.skipUntilSync(h);
   }
 
@@ -522,5 +552,7 @@ export class Link {
       e.skipped = true;
       this.complete(e);
     }
+    // No Sync written yet: what is written before it is skipped too (see expect).
+    this.skipping = true;
   }
 }

@@ -72,6 +72,13 @@ export const clientErrors = {
   authQueryFailed: (user: string) =>
     err('FATAL', SqlState.InvalidAuthorizationSpecification, `authentication failed for user "${user}"`,
       { detail: 'pgmaitre could not look up the password (auth_query failed; see the pgmaitre log)' }),
+  /** The directory refused the client's password (PostgreSQL's message and SQLSTATE for ldap). */
+  ldapFailed: (user: string) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification, `LDAP authentication failed for user "${user}"`),
+  /** No LDAP server of the hba line could check the password: not the client's fault. */
+  ldapUnavailable: (user: string) =>
+    err('FATAL', SqlState.InvalidAuthorizationSpecification, `LDAP authentication failed for user "${user}"`,
+      { detail: 'The LDAP server could not be reached (see the pgmaitre log); try again later.' }),
   /** An hba method pgmaitre does not implement. */
   unsupportedAuthMethod: (method: string) =>
     err('FATAL', SqlState.FeatureNotSupported, `authentication method "${method}" is not supported by pgmaitre`),
@@ -112,6 +119,8 @@ export const clientErrors = {
   shuttingDown: () => err('FATAL', SqlState.AdminShutdown, 'terminating connection due to administrator command'),
   /** Anything not in this catalogue. */
   internal: () => err('FATAL', SqlState.InternalError, 'internal error in pgmaitre'),
+  /** A bug in one session's data path: that session ends (the details are in pgmaitre's log). */
+  internalFatal: () => err('FATAL', SqlState.InternalError, 'internal error in pgmaitre: this session ends (see the pgmaitre log)'),
 } as const;
 
 /** Names of every client error constructor (pinned by a test). */

@@ -2,8 +2,10 @@
  * Server-side authentication of a client, pgpool-style.
  *
  * With enable_pool_hba = on, the first matching pool_hba.conf line picks the method and
- * pool_passwd holds the secrets: trust, reject, password (cleartext), md5, scram-sha-256. The
- * outcome carries the credential pgmaitre then uses to log in to the backends.
+ * pool_passwd holds the secrets: trust, reject, password (cleartext), md5, scram-sha-256; ldap
+ * checks the client's clear-text password against a directory (ldap-auth.ts; pool_passwd or, with
+ * backend_use_passwd=1, that password logs in to the backends). The outcome carries the
+ * credential pgmaitre then uses to log in to the backends.
  *
  * Where the secret comes from, in order: pool_passwd; auth_query (auth-query.ts) when configured;
  * with allow_clear_text_frontend_auth, the client's own clear-text password (pgpool: pgmaitre
@@ -27,6 +29,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
 import type { BackendCredential } from '../backend/backend-auth';
+import { checkLdapPassword, type LdapCheckOptions } from './ldap-auth';
 
 /** The handshake's view of the client socket. */
 export interface HandshakeIO {
@@ -55,6 +58,8 @@ export interface SecretSources {
   readonly lookup?: (user: string) => Promise<PoolPasswdEntry | undefined>;
   /** allow_clear_text_frontend_auth. */
   readonly allowClearText?: boolean;
+  /** Timeouts and TLS options of the `ldap` method's directory connections. */
+  readonly ldap?: LdapCheckOptions;
 }
 
 /** Thrown when auth_query could not run; the handshake logs it and sends authQueryFailed. */
@@ -78,7 +83,7 @@ export type ClientAuthOutcome =
    * only a fresh backend login with it proves it, so no pooled connection may be reused.
    */
   | { readonly ok: true; readonly credential: BackendCredential; readonly method: string; readonly unverified?: boolean }
-  | { readonly ok: false; readonly error: ErrorFieldsInput; readonly method: string };
+  | { readonly ok: false; readonly error: ErrorFieldsInput; readonly method: string; readonly logDetail?: string };
 
 /** Thrown (internally) for a client that sent something other than a password message. */
 class UnexpectedMessage extends Error {}
@@ -146,6 +151,21 @@ export async function authenticateClient(
     switch (method) {
       case 'trust':
         return { ok: true, method, credential: credentialOf(entry) };
+      case 'ldap': {
+        const settings = rule.ldap;
+        if (settings === undefined) return fail(clientErrors.unsupportedAuthMethod(method));
+        // The password travels in clear text (PostgreSQL's LDAP method): only TLS protects it.
+        io.send(encodeAuthentication({ type: 'AuthenticationCleartextPassword' }));
+        const frame = await readPassword(io);
+        const given = decodePassword(frame, 0, frame.length);
+        const r = await checkLdapPassword(settings, who.user, given, sources.ldap ?? {});
+        if (r.kind === 'unavailable') return { ok: false, method, error: clientErrors.ldapUnavailable(who.user), logDetail: r.why };
+        if (r.kind === 'rejected') return { ok: false, method, error: clientErrors.ldapFailed(who.user), logDetail: r.why };
+        // pgpool-II's backend_use_passwd=1: log in to the backends with the password LDAP accepted.
+        const credential: BackendCredential = rule.options['backend_use_passwd'] === '1'
+          ? { kind: 'password', password: given } : credentialOf(entry?.kind === 'unusable' ? undefined : entry);
+        return { ok: true, method, credential };
+      }
       case 'reject':
         return fail(who.replication !== undefined ? clientErrors.hbaRejectReplication(host, who.user) : clientErrors.hbaReject(host, who.user, who.database));
       case 'password': {

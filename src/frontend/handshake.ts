@@ -19,8 +19,8 @@ import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { LogEvent, logLine } from '../log/logger';
 import { ServerConnection } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendAuthenticator, type BackendCredential } from '../backend/backend-auth';
-import { authenticateClient, type HandshakeIO, type SecretSources } from './client-auth';
-import { rolesNeeded } from '../config/hba';
+import type { HandshakeIO } from './client-auth';
+import { hbaLogin } from './hba-login';
 import type { FrontendContext } from './context';
 import { waitForSlot, type SlotLease } from './slots';
 import type { PoolMode } from '../config/pool-mode';
@@ -82,7 +82,13 @@ export interface LoginOk {
   readonly slot: SlotLease;
   /** The node of the login connection: the primary, or a standby when there was none. */
   readonly node: number;
-  readonly conn: ServerConnection;
+  /**
+   * The login connection; null when a transaction-pooled login completed without one (its
+   * greeting was known): the client's first request leases a connection like any other.
+   */
+  readonly conn: ServerConnection | null;
+  /** The ParameterStatus values the client is greeted with. */
+  readonly params: ReadonlyMap<string, string>;
   /** pool_mode of this client (pool_mode, pool_mode_database_list, pool_mode_user_list). */
   readonly mode: PoolMode;
   /** Transaction pooling: the client's startup parameters as SET statements, already applied on `conn`. */
@@ -226,32 +232,18 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
   });
 
+  // Transaction pooling: a login like one already answered (same node, user, database and startup
+  // parameters) needs no backend connection, so it never waits for a lease (PgBouncer completes
+  // the login and makes only the first query wait, up to query_wait_timeout).
+  const greetingKey = `${primary}\u0000${poolKey(user, database, startupParams)}`;
+  const greeting = pooled ? ctx.greetings.get(greetingKey) : undefined;
+
   let conn: ServerConnection;
   if (ctx.hba !== null) {
-    const aq = ctx.authQuery;
-    const sources: SecretSources = {
-      ...(aq?.enabled ? { lookup: (u: string) => aq.lookup(u) } : {}),
-      allowClearText: ctx.config.allow_clear_text_frontend_auth,
-    };
-    let outcome: Awaited<ReturnType<typeof authenticateClient>>;
-    try {
-      const roles = aq?.canLookUpRoles && rolesNeeded(ctx.hba) ? { roles: await aq.rolesOf(user) } : {};
-      outcome = await authenticateClient(hs, {
-        user, database, address: io.address, ssl: io.tlsActive, local: io.unixSocket, ...roles,
-      }, ctx.hba, ctx.poolPasswd, sources);
-    } catch (e) {
-      if (e instanceof ClientGone || (e as Error).name === 'ClientGone') throw e;
-      ctx.log.error({ event: LogEvent.AuthFailed, user, database, host: io.address, err: (e as Error).message },
-        `auth_query / role lookup for user "${user}" failed: ${(e as Error).message}`);
-      // AuthLookupError, or the membership query failing: not the client's fault, details logged.
-      return failed(clientErrors.authQueryFailed(user), 'auth_query failed');
-    }
-    if (!outcome.ok) {
-      ctx.log.warn({ event: LogEvent.AuthFailed, user, database, host: io.address, method: outcome.method, code: outcome.error.code },
-        `authentication failed: ${outcome.error.message} (host=${io.address} user=${user} database=${database} method=${outcome.method})`);
-      if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && !io.gone) await ctx.authGuard.failed(io.address);
-      return failed(outcome.error, 'authentication failed');
-    }
+    const outcome = await hbaLogin(ctx, hs, { user, database, address: io.address, ssl: io.tlsActive, local: io.unixSocket }, {
+      fields: { database }, describe: `database=${database}`, gone: () => io.gone,
+    });
+    if (!outcome.ok) return failed(outcome.fatal, 'authentication failed');
     io.authenticated();
     const cred: BackendCredential = outcome.credential;
     credential = cred;
@@ -268,6 +260,8 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
         throw e;
       }
       pool.adopt(conn);
+    } else if (greeting !== undefined) {
+      return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: startupSettings(startupParams) };
     } else {
       const create = (): Promise<ServerConnection> => ServerConnection.connect(connectOpts(credentialAuthenticator(user, cred)));
       conn = pooled ? await pool.lease(pkey, create, leaseLimit(ctx.config), ctx.config.query_wait_timeout * 1000) : await pool.acquire(pkey, create);
@@ -280,6 +274,10 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     // a configuration reload forgets them all).
     const relay = relayAuthenticator(io, hs, loginKey, { user, database, node: primary });
     const trusted = ctx.trustedLogins.has(loginKey);
+    if (trusted && greeting !== undefined) {
+      io.authenticated();
+      return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: startupSettings(startupParams) };
+    }
     let fresh = !trusted;
     try {
       const create = (): Promise<ServerConnection> => { fresh = true; return ServerConnection.connect(connectOpts(relay)); };
@@ -324,7 +322,8 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     }
   }
   io.authenticated();
-  return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn, mode, base };
+  if (pooled) ctx.greetings.set(greetingKey, new Map(conn.params));
+  return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn, params: conn.params, mode, base };
 }
 
 /** Transaction pooling: how many connections a (node, user, database) may have. */

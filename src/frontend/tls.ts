@@ -18,6 +18,9 @@ import * as fs from 'node:fs';
 import * as tls from 'node:tls';
 import type * as net from 'node:net';
 import type { Config } from '../config/load';
+import { clientErrors } from '../errors/client-errors';
+import type { ErrorFieldsInput } from '../protocol/error-fields';
+import { isUnixSocket } from './listener';
 import type { BackendTlsOptions } from '../backend/server-connection';
 
 /** What the frontend needs to accept TLS clients. */
@@ -90,4 +93,47 @@ export function upgradeClient(socket: net.Socket, t: FrontendTls): tls.TLSSocket
     requestCert: t.requestCert,
     rejectUnauthorized: false,
   });
+}
+
+const SSL_NO = Buffer.from('N');
+const SSL_YES = Buffer.from('S');
+
+/** How an SSLRequest was answered. */
+export type SslAnswer =
+  | { readonly kind: 'refused'; readonly error: ErrorFieldsInput }
+  | { readonly kind: 'plain' }
+  | { readonly kind: 'tls'; readonly socket: tls.TLSSocket };
+
+/**
+ * Answers a client's SSLRequest on any entry point (the smart endpoint, the dedicated ports):
+ * 'N' without TLS (or on a Unix socket), else 'S' and the TLS upgrade of `socket`, whose
+ * `detach` listeners are removed first (the caller listens on the TLS socket instead). Refused: a
+ * second request, or bytes after the SSLRequest before our 'S' -- unencrypted data injected into
+ * the TLS session (CVE-2021-23214), as PostgreSQL refuses it. A client certificate that does not
+ * verify calls `badCertificate` once the handshake is done.
+ * @see https://www.postgresql.org/docs/15/protocol-flow.html#id-1.10.6.7.12
+ */
+export function answerSslRequest(
+  socket: net.Socket,
+  t: FrontendTls | null | undefined,
+  opts: { readonly again: boolean; readonly unencryptedAfter: boolean; readonly detach: readonly string[]; readonly badCertificate: (e: ErrorFieldsInput) => void },
+): SslAnswer {
+  if (opts.again) return { kind: 'refused', error: clientErrors.protocolViolation('duplicate SSLRequest') };
+  if (t === null || t === undefined || isUnixSocket(socket)) {
+    socket.write(SSL_NO);
+    return { kind: 'plain' };
+  }
+  if (opts.unencryptedAfter) return { kind: 'refused', error: clientErrors.protocolViolation('received unencrypted data after SSL request') };
+  socket.write(SSL_YES);
+  for (const ev of opts.detach) socket.removeAllListeners(ev);
+  const secure = upgradeClient(socket, t);
+  if (t.requestCert) {
+    secure.once('secure', () => {
+      const cert = secure.getPeerCertificate();
+      if (cert !== null && Object.keys(cert).length > 0 && !secure.authorized) {
+        opts.badCertificate(clientErrors.clientCertificateInvalid(String(secure.authorizationError ?? 'unknown')));
+      }
+    });
+  }
+  return { kind: 'tls', socket: secure };
 }

@@ -23,11 +23,10 @@
  * peer drains. With TLS on either side that side keeps ordinary 'data' events and write().
  */
 import * as net from 'node:net';
-import { BackendCode } from '../protocol/codes';
-import { decodeAuthentication, decodeBackendKeyData, decodeErrorFields } from '../protocol/backend';
 import { encodeStartupMessage } from '../protocol/startup';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import type { BackendAuthenticator } from '../backend/backend-auth';
+import { BackendLogin } from '../backend/backend-login';
 import { backendAddress, openBackendSocket, type BackendTlsOptions } from '../backend/tls-negotiate';
 import { MessageScanner, WANT_ALL, type MessageSink } from '../backend/message-scanner';
 import { copyRead, switchToReadBuffer } from '../util/fast-read';
@@ -113,6 +112,7 @@ export class BackendLink implements MessageSink {
       const fail = (e: ProxyError): void => {
         if (settled) return;
         settled = true;
+        steps.abandon();
         clearTimeout(timer);
         opts.authenticator?.failed?.(null);
         this.phase = 'closed';
@@ -148,71 +148,34 @@ export class BackendLink implements MessageSink {
         socket.write(startup);
       };
 
-      let authPending: Promise<void> = Promise.resolve();
-      this.loginMessage = (code, buf, start, end) => {
-        switch (code) {
-          case BackendCode.Authentication: {
-            const req = decodeAuthentication(buf, start, end);
-            if (req.type === 'AuthenticationOk') {
-              opts.authenticator?.done?.();
-              if (relayFrom === 'auth-ok' && !settled) {
-                settled = true;
-                clearTimeout(timer);
-                this.phase = 'ready';
-                this.loginMessage = null;
-                this.early.push(Buffer.from(buf.subarray(start, end)));
-                this.raw = true;
-                this.rawFrom = this.scanner.chunkOffset;
-              }
-              return;
-            }
-            const frame = Buffer.from(buf.subarray(start, end));
-            const authenticator = opts.authenticator;
-            if (authenticator === undefined) {
-              fail(new ProxyError(ProxyErrorCode.BackendAuth, `node ${opts.nodeId} asked for authentication and pgmaitre has no way to answer`));
-              return;
-            }
-            authPending = authPending
-              .then(() => authenticator.answer(req, frame))
-              .then((answer) => { if (answer.length > 0 && !settled) this.socket.write(answer); })
-              .catch((e: unknown) => fail(e instanceof ProxyError ? e : new ProxyError(ProxyErrorCode.BackendAuth, String((e as Error)?.message ?? e))));
-            return;
-          }
-          case BackendCode.ParameterStatus:
-            this.paramFrames.push(Buffer.from(buf.subarray(start, end)));
-            return;
-          case BackendCode.BackendKeyData: {
-            const k = decodeBackendKeyData(buf, start, end);
-            this.backendPid = k.pid;
-            this.backendSecret = k.secret;
-            return;
-          }
-          case BackendCode.ErrorResponse: {
-            const f = decodeErrorFields(buf, start, end);
-            const frame = Buffer.from(buf.subarray(start, end));
-            const code2 = f.code === '28P01' || f.code === '28000' ? ProxyErrorCode.BackendAuth : ProxyErrorCode.BackendRejected;
-            const e = new ProxyError(code2, `node ${opts.nodeId}: ${f.message}`, f);
-            if (settled) return;
-            settled = true;
-            clearTimeout(timer);
-            opts.authenticator?.failed?.(frame);
-            this.phase = 'closed';
-            this.socket.destroy();
-            reject(e);
-            return;
-          }
-          case BackendCode.ReadyForQuery:
-            if (settled) return;
-            settled = true;
-            clearTimeout(timer);
-            this.txStatus = buf[start + 5]!;
-            this.phase = 'ready';
-            this.loginMessage = null;
-            return;
-          default:
-            return; // NoticeResponse, NegotiateProtocolVersion
-        }
-      };
+      const steps = new BackendLogin(opts.nodeId, opts.authenticator, {
+        send: (answer) => { if (!settled) this.socket.write(answer); },
+        fail,
+        authOk: (buf, start, end) => {
+          if (relayFrom !== 'auth-ok' || settled) return;
+          settled = true;
+          clearTimeout(timer);
+          this.phase = 'ready';
+          this.loginMessage = null;
+          this.early.push(Buffer.from(buf.subarray(start, end)));
+          this.raw = true;
+          this.rawFrom = this.scanner.chunkOffset;
+        },
+        param: (buf, start, end) => { this.paramFrames.push(Buffer.from(buf.subarray(start, end))); },
+        key: (pid, secret) => {
+          this.backendPid = pid;
+          this.backendSecret = secret;
+        },
+        ready: (txStatus) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          this.txStatus = txStatus;
+          this.phase = 'ready';
+          this.loginMessage = null;
+        },
+      });
+      this.loginMessage = (code, buf, start, end) => steps.onMessage(code, buf, start, end);
       // Resolve after the scan of the chunk that held ReadyForQuery (its tail is kept in `early`).
       const afterScan = (): void => {
         if (this.phase === 'ready' && settled && !this.resolved) {

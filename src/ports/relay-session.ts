@@ -16,7 +16,6 @@
  * (HAProxy's on-marked-down shutdown-sessions).
  */
 import type * as net from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeReadyForQuery } from '../protocol/backend';
 import { BackendCode, FrontendCode, Limits } from '../protocol/codes';
@@ -27,16 +26,17 @@ import { clientErrors, toClientError } from '../errors/client-errors';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { credentialAuthenticator, type BackendAuthenticator } from '../backend/backend-auth';
 import { backendAddress } from '../backend/tls-negotiate';
-import { authenticateClient, type HandshakeIO, type SecretSources } from '../frontend/client-auth';
-import { rolesNeeded } from '../config/hba';
+import type { HandshakeIO } from '../frontend/client-auth';
+import { hbaLogin } from '../frontend/hba-login';
 import { isUnixSocket } from '../frontend/listener';
-import { upgradeClient } from '../frontend/tls';
+import { answerSslRequest } from '../frontend/tls';
 import type { FrontendContext } from '../frontend/context';
 import type { RegisteredSession } from '../frontend/registry';
 import { waitForSlot, type SlotLease } from '../frontend/slots';
 import type { SessionInfo } from '../admin/types';
 import { LogEvent, logLine } from '../log/logger';
 import { BackendLink } from './backend-link';
+import { PendingInput } from './pending-input';
 
 /** Which dedicated port. */
 export type PortKind = 'write' | 'read';
@@ -55,7 +55,6 @@ export interface PortHost {
 }
 
 const SSL_NO = Buffer.from('N');
-const SSL_YES = Buffer.from('S');
 
 class ClientGone extends Error {
   override name = 'ClientGone';
@@ -79,8 +78,10 @@ export class RelaySession implements RegisteredSession {
   tlsActive = false;
   private slot: SlotLease | null = null;
   private phase: 'startup' | 'login' | 'relay' | 'closed' = 'startup';
+  /** Startup phase: bytes of a startup packet not complete yet (bounded by MaxStartupPacket). */
   private pending: Buffer = Buffer.alloc(0);
-  private waiter: (() => void) | null = null;
+  /** Login phase: what the client sent since its StartupMessage (pending-input.ts). */
+  private readonly input = new PendingInput(() => this.socket, 2 * Limits.MaxAuthMessage);
   private sslRequests = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly onData = (chunk: Buffer): void => this.received(chunk);
@@ -108,9 +109,12 @@ export class RelaySession implements RegisteredSession {
 
   private received(chunk: Buffer): void {
     if (this.phase === 'closed') return;
+    if (this.phase !== 'startup') {
+      if (!this.input.push(chunk)) this.fatal(clientErrors.protocolViolation(`more than ${this.input.limit} bytes sent before authentication completed`));
+      return;
+    }
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    if (this.phase === 'startup') this.startupPackets();
-    else if (this.waiter !== null) this.waiter();
+    this.startupPackets();
   }
 
   private startupPackets(): void {
@@ -151,6 +155,11 @@ export class RelaySession implements RegisteredSession {
             return;
           }
           this.phase = 'login';
+          if (!this.input.push(this.pending)) {
+            this.fatal(clientErrors.protocolViolation(`more than ${this.input.limit} bytes sent before authentication completed`));
+            return;
+          }
+          this.pending = Buffer.alloc(0);
           this.login(msg.protocol, msg.params).catch((e: unknown) => {
             if (e instanceof ClientGone || this.phase === 'closed') return;
             this.ctx.log.warn({ event: LogEvent.BackendConnect, port: this.host.kind, err: (e as Error).message, user: this.user }, 'dedicated port login failed');
@@ -180,37 +189,21 @@ export class RelaySession implements RegisteredSession {
   }
 
   private sslRequest(): boolean {
-    const t = this.ctx.tls;
-    if (++this.sslRequests > 1 || this.tlsActive) {
-      this.fatal(clientErrors.protocolViolation('duplicate SSLRequest'));
-      return false;
-    }
-    if (t === null || t === undefined || isUnixSocket(this.socket)) {
-      this.socket.write(SSL_NO);
-      return true;
-    }
-    if (this.pending.length > 0) {
-      this.fatal(clientErrors.protocolViolation('received unencrypted data after SSL request'));
-      return false;
-    }
     const raw = this.socket;
-    raw.write(SSL_YES);
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('close');
-    raw.removeAllListeners('error');
-    raw.on('error', () => undefined);
-    const secure: TLSSocket = upgradeClient(raw, t);
-    this.socket = secure;
-    this.tlsActive = true;
-    secure.setNoDelay(true);
-    this.listen(secure);
-    if (t.requestCert) {
-      secure.once('secure', () => {
-        const cert = secure.getPeerCertificate();
-        if (cert !== null && Object.keys(cert).length > 0 && !secure.authorized) {
-          this.fatal(clientErrors.clientCertificateInvalid(String(secure.authorizationError ?? 'unknown')));
-        }
-      });
+    const answer = answerSslRequest(raw, this.ctx.tls, {
+      again: ++this.sslRequests > 1 || this.tlsActive, unencryptedAfter: this.pending.length > 0, detach: ['data', 'close', 'error'],
+      badCertificate: (e) => this.fatal(e),
+    });
+    if (answer.kind === 'refused') {
+      this.fatal(answer.error);
+      return false;
+    }
+    if (answer.kind === 'tls') {
+      raw.on('error', () => undefined);
+      this.socket = answer.socket;
+      this.tlsActive = true;
+      answer.socket.setNoDelay(true);
+      this.listen(answer.socket);
     }
     return true;
   }
@@ -219,21 +212,13 @@ export class RelaySession implements RegisteredSession {
   private async nextFrame(): Promise<{ code: number; frame: Buffer }> {
     for (;;) {
       if (this.phase === 'closed') throw new ClientGone('client disconnected during authentication');
-      const buf = this.pending;
-      if (buf.length >= 5) {
-        const len = buf.readInt32BE(1);
-        if (len < 4 || len > Limits.MaxAuthMessage) {
-          this.fatal(clientErrors.protocolViolation('invalid message length'));
-          throw new ClientGone('bad frame');
-        }
-        if (buf.length >= len + 1) {
-          const frame = Buffer.from(buf.subarray(0, len + 1));
-          this.pending = buf.subarray(len + 1);
-          return { code: frame[0]!, frame };
-        }
+      const f = this.input.frame(Limits.MaxAuthMessage);
+      if (f === 'bad') {
+        this.fatal(clientErrors.protocolViolation('invalid message length'));
+        throw new ClientGone('bad frame');
       }
-      await new Promise<void>((resolve) => { this.waiter = resolve; });
-      this.waiter = null;
+      if (f !== null) return f;
+      await this.input.wait();
     }
   }
 
@@ -295,28 +280,11 @@ export class RelaySession implements RegisteredSession {
 
     let link: BackendLink;
     if (ctx.hba !== null) {
-      const aq = ctx.authQuery;
-      const sources: SecretSources = {
-        ...(aq?.enabled ? { lookup: (u: string) => aq.lookup(u) } : {}),
-        allowClearText: ctx.config.allow_clear_text_frontend_auth,
-      };
-      let outcome: Awaited<ReturnType<typeof authenticateClient>>;
-      try {
-        const roles = aq?.canLookUpRoles && rolesNeeded(ctx.hba) ? { roles: await aq.rolesOf(this.user) } : {};
-        outcome = await authenticateClient(io, {
-          user: this.user, database: this.database, address: this.address, ssl: this.tlsActive, local: isUnixSocket(this.socket), ...roles,
-        }, ctx.hba, ctx.poolPasswd, sources);
-      } catch (e) {
-        if (e instanceof ClientGone || (e as Error).name === 'ClientGone') throw e;
-        ctx.log.error({ event: LogEvent.AuthFailed, user: this.user, err: (e as Error).message }, `auth_query / role lookup for user "${this.user}" failed`);
-        this.fatal(clientErrors.authQueryFailed(this.user));
-        return;
-      }
+      const outcome = await hbaLogin(ctx, io, {
+        user: this.user, database: this.database, address: this.address, ssl: this.tlsActive, local: isUnixSocket(this.socket),
+      }, { fields: { database: this.database, port: this.host.kind }, describe: `database=${this.database}`, gone: () => this.closed });
       if (!outcome.ok) {
-        ctx.log.warn({ event: LogEvent.AuthFailed, user: this.user, database: this.database, host: this.address, method: outcome.method, code: outcome.error.code, port: this.host.kind },
-          `authentication failed: ${outcome.error.message} (host=${this.address} user=${this.user} database=${this.database} method=${outcome.method})`);
-        if (outcome.error.code === '28P01' && ctx.authGuard !== undefined && !this.closed) await ctx.authGuard.failed(this.address);
-        this.fatal(outcome.error);
+        this.fatal(outcome.fatal);
         return;
       }
       try {
@@ -371,8 +339,7 @@ export class RelaySession implements RegisteredSession {
     // From here on the relay owns both sockets.
     this.phase = 'relay';
     this.socket.removeListener('data', this.onData);
-    const rest = this.pending;
-    this.pending = Buffer.alloc(0);
+    const rest = this.input.takeAll();
     this.host.relayStarted(this);
     const measure = this.host.measureLatency();
     link.startRelay({
@@ -428,7 +395,7 @@ export class RelaySession implements RegisteredSession {
     const wasRelay = this.phase === 'relay';
     this.phase = 'closed';
     if (this.timer !== null) clearTimeout(this.timer);
-    this.waiter?.();
+    this.input.wake();
     if (this.link !== null) this.link.end(reason);
     else if (!this.socket.destroyed) this.socket.end();
     setTimeout(() => this.socket.destroy(), 2000).unref();

@@ -69,7 +69,7 @@ describe('pgmaitre check', () => {
     const key = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-check-key-'));
     dirs.push(key);
     const dir = confDir(`${BACKEND}enable_pool_hba = on\nwhite_function_list = 'nextval'\nssl = on\n`, {
-      'pool_hba.conf': 'host all all 127.0.0.1/32 scram-sha-256\nhost all all 10.0.0.0/8 ldap\n',
+      'pool_hba.conf': 'host all all 127.0.0.1/32 scram-sha-256\nhost all all 10.0.0.0/8 radius\n',
       pool_passwd: `postgres:TEXTpostgres\n${aesEntry('app', 'secret', 'k3y')}\n`,
       'pcp.conf': 'admin:21232f297a57a5a743894a0e4a801fc3\n',
     });
@@ -78,7 +78,7 @@ describe('pgmaitre check', () => {
     const r = await run(['check', '-f', conf, '-k', path.join(key, 'missing')]);
     assert.equal(r.code, 2, r.stdout + r.stderr);
     assert.match(r.stdout, /^WARNING: pool_passwd:2: app: entry unusable: cannot decrypt AES password: key file .* not readable \(ENOENT\)$/m);
-    assert.match(r.stdout, /^WARNING: pool_hba\.conf:2: authentication method "ldap" is not supported by pgmaitre: clients matching this line are refused$/m);
+    assert.match(r.stdout, /^WARNING: pool_hba\.conf:2: authentication method "radius" is not supported by pgmaitre: clients matching this line are refused$/m);
     assert.match(r.stdout, /^WARNING: pgpool\.conf: ssl: ssl = on but ssl_cert or ssl_key is not set/m);
     assert.match(r.stdout, /^WARNING: pgpool\.conf:7: white_function_list: obsolete name/m);
     assert.match(r.stdout, /configuration is valid with 4 warning\(s\)/);

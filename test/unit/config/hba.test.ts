@@ -14,7 +14,7 @@ hostssl all         all         2001:db8::/32       scram-sha-256
 hostnossl all       +admins     0.0.0.0/0           trust
 host    all         all         127.0.0.1/32        reject
 host    all         all         ::1/128             scram-sha-256
-host    all         all         all                 pam pamservice=pgpool
+host    all         all         all                 radius radiusservers=10.1.1.1
 `);
 
 const req = (r: Partial<HbaRequest>): HbaRequest => ({ conn: 'host', ssl: false, database: 'db', user: 'u', ...r });
@@ -26,8 +26,8 @@ test('parses fields, lists, quoted names, masks, options', () => {
   assert.deepEqual(r?.databases, [{ kind: 'name', name: 'sales' }, { kind: 'name', name: 'all' }]);
   assert.deepEqual(r?.users, [{ kind: 'name', name: 'alice' }, { kind: 'name', name: 'bob smith' }]);
   assert.deepEqual(RULES[2]?.address, { kind: 'cidr', family: 4, address: '192.168.1.0', prefix: 24 });
-  assert.deepEqual(RULES[7]?.options, { pamservice: 'pgpool' });
-  assert.match(RULES[7]?.unsupported[0] ?? '', /pam/);
+  assert.deepEqual(RULES[7]?.options, { radiusservers: '10.1.1.1' });
+  assert.match(RULES[7]?.unsupported[0] ?? '', /radius/);
   assert.match(RULES[4]?.unsupported[0] ?? '', /group/);
 });
 
@@ -109,4 +109,41 @@ test('replication connections match as PostgreSQL walsenders do', () => {
   assert.equal(at({ user: 'bob', replication: 'logical', database: 'sales' }), 3);
   assert.equal(at({ user: 'repl', database: 'replication' }), 2);
   assert.equal(at({ user: 'bob', database: 'replication' }), 4);
+});
+
+test('ldap lines: simple bind and search+bind options are read; wrong combinations name the line', () => {
+  const rules = parseHba([
+    'host all alice 127.0.0.1/32 ldap ldapserver=ldap.example.org ldapprefix="uid=" ldapsuffix=",ou=people,dc=example,dc=org" backend_use_passwd=1',
+    'hostssl all all 0.0.0.0/0 ldap ldapserver="a.example.org b.example.org" ldapport=1389 ldaptls=1 ldapbasedn="dc=example,dc=org" ldapbinddn="cn=search,dc=example,dc=org" ldapbindpasswd=s3cret ldapsearchattribute=mail',
+    'host all all ::1/128 ldap ldapurl="ldaps://ldap.example.org:1636/dc=example,dc=org?cn?one"',
+    'host all all ::1/128 ldap ldapserver=x ldapbasedn="dc=example,dc=org" ldapsearchfilter="(|(uid=$username)(mail=$username))"',
+    '',
+  ].join('\n'));
+  assert.deepEqual(rules[0]?.ldap, { servers: ['ldap.example.org'], scheme: 'ldap', startTls: false, scope: 'sub', prefix: 'uid=', suffix: ',ou=people,dc=example,dc=org' });
+  assert.equal(rules[0]?.options['backend_use_passwd'], '1');
+  assert.deepEqual(rules[0]?.unsupported, []);
+  assert.deepEqual(rules[1]?.ldap, {
+    servers: ['a.example.org', 'b.example.org'], scheme: 'ldap', startTls: true, scope: 'sub', port: 1389, baseDn: 'dc=example,dc=org',
+    bindDn: 'cn=search,dc=example,dc=org', bindPassword: 's3cret', searchAttribute: 'mail',
+  });
+  assert.deepEqual(rules[2]?.ldap, { servers: ['ldap.example.org'], scheme: 'ldaps', startTls: false, scope: 'one', port: 1636, baseDn: 'dc=example,dc=org', searchAttribute: 'cn' });
+  assert.equal(rules[3]?.ldap?.searchFilter, '(|(uid=$username)(mail=$username))');
+  const bad: Array<[string, RegExp]> = [
+    ['host all all all ldap ldapserver=x', /requires argument "ldapbasedn", "ldapprefix", or "ldapsuffix" to be set/],
+    ['host all all all ldap ldapprefix="uid=" ldapbasedn="dc=x"', /cannot use ldapbasedn, .* together with ldapprefix/],
+    ['host all all all ldap ldapserver=x ldapbasedn="dc=x" ldapsearchattribute=uid ldapsearchfilter="(uid=$username)"', /cannot use ldapsearchattribute together with ldapsearchfilter/],
+    ['host all all all ldap ldapprefix="uid="', /requires argument "ldapserver"/],
+    ['host all all all ldap ldapserver=x ldapprefix="uid=" ldapport=70000', /invalid LDAP port number/],
+    ['host all all all ldap ldapserver=x ldapprefix="uid=" ldapscheme=http', /invalid ldapscheme/],
+    ['host all all all ldap ldapserver=x ldapprefix="uid=" pamservice=x', /"pamservice" is not valid for authentication method "ldap"/],
+    ['host all all all pam pamservice=pgpool', /"pam" is not supported by pgmaitre \(it would need a native libpam binding\)/],
+  ];
+  for (const [text, why] of bad) {
+    assert.throws(() => parseHba(`# first\n${text}\n`, 'pool_hba.conf'), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /pool_hba\.conf:2: /);
+      assert.match(e.message, why);
+      return true;
+    }, text);
+  }
 });
