@@ -295,6 +295,11 @@ export class Link {
     if (next !== undefined && next.kind === ExpectKind.Synthetic && this.sink !== null) this.pendingSynthetic = true;
   }
 
+  /** Completes the heads that owe nothing more (see feed). */
+  private dropAnswered(): void {
+    for (let h = this.q[0]; h !== undefined && h.pending === 0 && !h.sync && h.kind !== ExpectKind.Synthetic; h = this.q[0]) this.complete(h);
+  }
+
   /** The sink of the chunk being scanned (synthetic answers go there). */
   private sink: ForwardSink | null = null;
   /** A synthetic expect reached the head: it is sent before the next message is looked at. */
@@ -332,6 +337,10 @@ export class Link {
       let mlen: number;
       let msgStart = -1;
       if (this.hdrPos === 0) {
+        // A head that owes nothing more (skipped after an earlier error, with no completion or
+        // ReadyForQuery of its own) is complete: this message belongs to what follows it.
+        const h = this.q[0];
+        if (h !== undefined && h.pending === 0 && !h.sync && h.kind !== ExpectKind.Synthetic) this.dropAnswered();
         if (this.pendingSynthetic) {
           // pgmaitre's own answer comes here, between the backend's messages.
           if (run >= 0) {

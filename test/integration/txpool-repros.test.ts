@@ -23,7 +23,6 @@ const OPEN_FINDINGS: Record<string, string> = {
   F19: 'F19 open: the unnamed statement survives a simple Query (/work/fuzz-findings.md)',
   F21: 'F21 open: a Parse in an aborted transaction answered with a local ParseComplete (/work/fuzz-findings.md)',
   F22: 'F22 open: a failed Parse is re-sent for a later Parse of that name (/work/fuzz-findings.md)',
-  F20: 'F20 open: a Sync after a duplicate Parse in skip mode is never answered (/work/fuzz-findings.md)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
 

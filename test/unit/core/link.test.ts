@@ -133,6 +133,22 @@ describe('Link: the account of a backend\'s answers', () => {
     assert.equal(o.owed, 0);
   });
 
+  test('a swallowed side request written while the backend skips to Sync does not swallow that Sync\'s ReadyForQuery (F20)', () => {
+    // P/B/Flush fails at Bind; then a re-parse (swallowed, no Sync of its own) and the client's Parse/Sync
+    // are written: the backend skips both Parses and answers the Sync alone, which goes to the client.
+    const l = new Link(0);
+    const rec = new Recorder();
+    l.expect(ExpectKind.Client, false, 2, Term.None);
+    l.feed(Buffer.concat([P1, err('ERROR', '26000')]), rec);
+    l.expect(ExpectKind.Reparse, true, 1, Term.None);
+    l.expect(ExpectKind.Client, false, 1, Term.Sync);
+    const before = rec.bytes.length;
+    l.feed(Z('I'), rec);
+    assert.equal(rec.bytes.subarray(before).toString('hex'), hex(Z('I')));
+    assert.equal(l.owed, 0);
+    assert.equal(l.clientOwed, 0);
+  });
+
   test('a simple-query error does not skip anything', () => {
     const stream = Buffer.concat([err('ERROR', '42601'), Z('I'), T1, C('SELECT 0'), Z('I')]);
     const o = same((l) => { client(0, Term.Query)(l); client(0, Term.Query)(l); }, stream);
