@@ -101,6 +101,11 @@ const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
 /** ReadyForQuery's header (its status byte follows). */
 const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
 const EMPTY_QUERY = encodeQuery('');
+/**
+ * Puts a shared connection's open transaction in the failed state when pgmaitre answers an error
+ * itself inside it (PostgreSQL aborts the transaction on any error): swallowed, it fails at once.
+ */
+const ABORT_TX = encodeQuery("DO $pgmaitre$BEGIN RAISE EXCEPTION 'pgmaitre: an error answered by the pooler aborts this transaction'; END$pgmaitre$");
 
 /**
  * Statements transaction pooling looks at before routing: a cheap first test of the first keyword
@@ -429,7 +434,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         return true;
       case PlanType.Error:
         this.flush();
-        this.client.write(errorReply(plan.errorCode, plan.errorMessage, plan.errorHint, req.term === Term.None ? 0 : 1, this.txStatus()));
+        this.localError(req, plan.errorCode, plan.errorMessage, plan.errorHint);
         releaseRequest(req);
         return true;
       default:
@@ -590,13 +595,32 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     return true;
   }
 
+  /**
+   * An ERROR answered here (after flush). Transaction pooling, inside a transaction of a shared
+   * connection whose status is certain: the server's transaction is failed too (ABORT_TX, its
+   * answer swallowed) and the reply, ReadyForQuery 'E', follows it in place, as PostgreSQL would
+   * abort it; a later COMMIT then rolls back.
+   */
+  private localError(req: Request, code: string, message: string, hint: string | undefined): void {
+    const syncs = req.term === Term.None ? 0 : 1;
+    const l = this.host.pooling === 'session' ? undefined : this.links[this.host.cluster.primaryId()];
+    if (l?.conn == null || l.txStatus !== TxStatus.InTransaction || l.unsynced || l.syncOwed > 0) {
+      this.client.write(errorReply(code, message, hint, syncs, this.txStatus()));
+      return;
+    }
+    l.expect(ExpectKind.Tx, true, 0, Term.Query);
+    this.send(l, ABORT_TX);
+    l.txStatus = TxStatus.Failed;
+    l.synthetic(errorReply(code, message, hint, syncs, TxStatus.Failed), this);
+  }
+
   /** Answers a request here (a command tag, or an ERROR), in order: false (wait) while a node owes answers. */
   private localReply(req: Request, tag: string | null, error: [string, string] | null): boolean {
     if (!this.allAnswered(null)) return false;
     this.flush();
     const syncs = req.term === Term.None ? 0 : 1;
     if (error !== null) {
-      this.client.write(errorReply(error[0], error[1], undefined, syncs, this.txStatus()));
+      this.localError(req, error[0], error[1], undefined);
     } else {
       this.client.write(Buffer.concat([encodeCommandComplete(tag!), ...(syncs ? [encodeReadyForQuery(this.txStatus())] : [])]));
     }

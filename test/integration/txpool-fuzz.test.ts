@@ -35,8 +35,6 @@ const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   { finding: 'F17', expected: /^1$/, got: /^E ERROR 42P05 / },
   // F9/F19: the unnamed statement after a failed Parse '' or a simple Query: pgmaitre still has one
   { finding: 'F9/F19', expected: /^E ERROR 26000 unnamed prepared statement does not exist$/, got: /./ },
-  // F10: an error answered by pgmaitre inside a transaction leaves it open (Z T, not Z E)
-  { finding: 'F10', expected: /^Z E$/, got: /^Z T$/ },
   // F21 (rest): a Parse pipelined behind a request not yet answered, in a transaction that request
   // aborts, is still answered with a local ParseComplete (the case with nothing in flight is fixed)
   { finding: 'F21', expected: /^E ERROR 25P02 /, got: /^1$/ },
