@@ -418,7 +418,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const info = this.info.read(req.data);
     if (this.host.pooling !== 'session') {
       const local = this.pooledLocal(req, info);
-      if (local === Local.Answered) return true;
+      if (local === Local.Answered) {
+        if (info.queries.length > 0) this.unnamedDropped(null);
+        return true;
+      }
       if (local === Local.Wait) return false;
     }
     const plan = this.planner.make(req, info);
@@ -429,10 +432,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         this.block(this.host.routing.volatility.lookup(plan.lookup.slice()), 'volatility lookup');
         return false;
       case PlanType.Admin:
+        if (info.queries.length > 0) this.unnamedDropped(null);
         this.runAdmin(plan.adminSql);
         releaseRequest(req);
         return true;
       case PlanType.Error:
+        if (info.queries.length > 0) this.unnamedDropped(null);
         this.flush();
         this.localError(req, plan.errorCode, plan.errorMessage, plan.errorHint);
         releaseRequest(req);
@@ -442,6 +447,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
     if (this.cache !== null) {
       const answered = this.consultCache(req, info, plan);
+      if (answered === true && info.queries.length > 0) this.unnamedDropped(null);
       if (answered !== null) return answered;
     }
     if (this.identityUnsure(plan.node)) return false;
@@ -820,6 +826,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const segments = pooled && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
       ? rewriteRequest(req.data, this.names(link)) : null;
     let token = this.bookkeeping(req, info, plan, node);
+    if (info.queries.length > 0) this.unnamedDropped(link);
     if (link.conn !== null) this.noteStatement(link.conn, info);
     let preparedHere = false;
     if (req.pooledPrepare !== null) {
@@ -926,6 +933,20 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         (closed ??= new Set()).add(name);
       },
     };
+  }
+
+  /**
+   * A simple Query drops the unnamed statement (exec_simple_query), after the request's own
+   * Parses: the client has none any more. `sent`: the link the Query went to (its connection has
+   * none either); on the others, the connection may still hold it (transaction pooling: another
+   * client's, or this one's), so a later Bind '' is made to fail there as it would directly.
+   */
+  private unnamedDropped(sent: Link | null): void {
+    this.statements.protocol.delete('');
+    for (let i = 0; i < this.links.length; i++) {
+      const l = this.links[i];
+      if (l !== undefined) l.unnamedOwn = l === sent;
+    }
   }
 
   /** The server name of a protocol statement of this session (computed once). */

@@ -33,8 +33,9 @@ const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   { finding: 'F13/F18', expected: /^E ERROR 42P05 /, got: /./ },
   // F15/F17: a Parse refused 42P05 although the server skipped the earlier definition
   { finding: 'F17', expected: /^1$/, got: /^E ERROR 42P05 / },
-  // F9/F19: the unnamed statement after a failed Parse '' or a simple Query: pgmaitre still has one
-  { finding: 'F9/F19', expected: /^E ERROR 26000 unnamed prepared statement does not exist$/, got: /./ },
+  // F9 (rest): Bind '' with no unnamed statement inside an open extended sequence (Flush) in an
+  // aborted transaction: 25P02 where PostgreSQL says 26000 unnamed prepared statement does not exist
+  { finding: 'F9', expected: /^E ERROR 26000 unnamed prepared statement does not exist$/, got: /./ },
   // F21 (rest): a Parse pipelined behind a request not yet answered, in a transaction that request
   // aborts, is still answered with a local ParseComplete (the case with nothing in flight is fixed)
   { finding: 'F21', expected: /^E ERROR 25P02 /, got: /^1$/ },
