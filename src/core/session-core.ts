@@ -1398,7 +1398,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     if (t.closed !== null && (e.errored || e.skipped)) {
       // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
       for (const d of t.closed) {
-        if ((e.skipped || e.failedAt <= d.index) && !this.statements.protocol.has(d.name)) this.statements.protocol.set(d.name, d.st);
+        if (!(e.skipped || e.failedAt <= d.index) || this.statements.protocol.has(d.name)) continue;
+        // ...unless what it was to close is what a failed Parse of this request defined: nothing to keep.
+        if (t.defined?.some((p) => p.name === d.name && p.index < d.index && (e.skipped || e.failedAt <= p.index)) === true) continue;
+        this.statements.protocol.set(d.name, d.st);
       }
     }
     if (t.clears !== null && conn !== null && !e.errored && !e.skipped) {

@@ -42,8 +42,6 @@ const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   // F14/F15: a statement the server has is unknown to pgmaitre (or the other way round)
   { finding: 'F14', expected: /^(1|2|3|n|t [0-9a-f]*|T .*|D .*|C .*)$/, got: /^E ERROR 26000 (unnamed )?prepared statement/ },
   { finding: 'F15', expected: /^E ERROR 26000 prepared statement /, got: /^(2|t [0-9a-f]*|E ERROR (42P01|08P01|25P02|42P03) .*)$/ },
-  // F22: a Parse of a name whose earlier Parse failed re-sends the failed one (42P01 where direct did not fail)
-  { finding: 'F22', expected: /^(?!E ERROR 42P01 relation "fz_missing_table")/, got: /^E ERROR 42P01 relation "fz_missing_table" does not exist$/ },
   // F16: DISCARD ALL's ParameterStatus application_name not passed on
   { finding: 'F16', expected: /^S application_name=/, got: /./ },
 ];

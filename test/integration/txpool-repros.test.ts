@@ -19,7 +19,6 @@ import { normalise } from '../fuzz/txpool/runner';
  * (reported, not failing `npm test`) until the fix lands; then remove the entry.
  */
 const OPEN_FINDINGS: Record<string, string> = {
-  F22: 'F22 open: a failed Parse is re-sent for a later Parse of that name (/work/fuzz-findings.md)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
 
