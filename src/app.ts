@@ -174,7 +174,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),
     admin: null,
-    lsn: new LsnProbe(sideTarget, log),
+    lsn: role?.lsn?.() ?? new LsnProbe(sideTarget, log),
     onBackendError: (nodeId, reason) => health.reportBackendError(nodeId, reason),
     tls: frontendTls,
     ...(config.ssl ? { backendTls: buildBackendTls(config) } : {}),

@@ -642,7 +642,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       user: this.user,
       database: this.database,
       loadBalanceNode: this.core?.lbNode ?? -1,
-      getParam: (name) => (this.overrides.has(name) ? this.overrides.get(name) : (this.ctx.config as unknown as Record<string, unknown>)[name]),
+      getParam: (name) => this.overrides.get(name),
       setParam: (name, value) => {
         this.overrides.set(name, value);
         this.applyOverrides();

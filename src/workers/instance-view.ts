@@ -9,7 +9,7 @@
  * pool counts are summed; node status, roles, health and replication come from the brain,
  * with the statement counters summed over the workers. Pure functions: unit-tested.
  */
-import type { AdminContext, PoolingView, SessionInfo, SlotHistory } from '../admin/types';
+import type { AdminContext, HistogramData, PoolingView, SessionInfo, SlotHistory } from '../admin/types';
 import type { BackendNode } from '../cluster/cluster';
 import type { NodeCounters } from '../cluster/stats';
 import { newNodeCounters } from '../cluster/stats';
@@ -18,7 +18,8 @@ import type { InstanceSnapshot, WorkerSnapshot } from './messages';
 import { share, shareOffset } from './shares';
 
 /** What a worker reports about itself, read from its own (local) AdminContext. */
-export function collectWorker(local: AdminContext, index: number, count: number, instanceLimits: { nic: number; mcc: number }): WorkerSnapshot {
+export function collectWorker(local: AdminContext, index: number, count: number, instanceLimits: { nic: number; mcc: number },
+  histograms: readonly HistogramData[] = []): WorkerSnapshot {
   const nodes = local.nodes();
   const slotHistory: [number, SlotHistory][] = [];
   const nic = share(instanceLimits.nic, index, count);
@@ -38,6 +39,7 @@ export function collectWorker(local: AdminContext, index: number, count: number,
     pooling: local.pooling?.() ?? null,
     classifier: local.classifierStats?.() ?? null,
     slotHistory,
+    histograms,
     shares: {
       nic, nicOffset: shareOffset(instanceLimits.nic, index, count),
       mcc: share(instanceLimits.mcc, index, count), mccOffset: shareOffset(instanceLimits.mcc, index, count),
@@ -61,6 +63,26 @@ function addCounts(a: PoolCounts, b: PoolCounts): PoolCounts {
 
 function addCounters(into: NodeCounters, c: NodeCounters): void {
   for (const k of Object.keys(into) as (keyof NodeCounters)[]) into[k] += c[k] ?? 0;
+}
+
+/**
+ * Sums histograms (prom-client metric objects) by name, then by sample name and labels: bucket
+ * counts, _sum and _count add up exactly, as prom-client's own cluster aggregator does.
+ */
+export function mergeHistograms(per: readonly (readonly HistogramData[])[]): HistogramData[] {
+  const out = new Map<string, { meta: HistogramData; values: Map<string, HistogramData['values'][number]> }>();
+  for (const list of per) {
+    for (const m of list) {
+      let e = out.get(m.name);
+      if (e === undefined) out.set(m.name, (e = { meta: m, values: new Map() }));
+      for (const v of m.values) {
+        const key = `${v.metricName ?? ''}${JSON.stringify(Object.entries(v.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))}`;
+        const cur = e.values.get(key);
+        e.values.set(key, cur === undefined ? { ...v, labels: { ...v.labels } } : { ...cur, value: cur.value + v.value });
+      }
+    }
+  }
+  return [...out.values()].map((e) => ({ ...e.meta, values: [...e.values.values()] }));
 }
 
 /** Sums the workers' pooling views (null when no worker has one). */
@@ -103,6 +125,7 @@ export function instanceContext(base: AdminContext, snap: InstanceSnapshot): Adm
   const slots = workers.reduce((a, w) => ({ capacity: a.capacity + w.slots.capacity, inUse: a.inUse + w.slots.inUse, waiting: a.waiting + w.slots.waiting }), { capacity: 0, inUse: 0, waiting: 0 });
   const classifiers = workers.map((w) => w.classifier).filter((c) => c !== null);
   const pooling = mergePooling(workers.map((w) => w.pooling), config);
+  const histograms = mergeHistograms(workers.map((w) => w.histograms ?? []));
   return {
     ...base,
     nodes: () => nodes,
@@ -118,6 +141,7 @@ export function instanceContext(base: AdminContext, snap: InstanceSnapshot): Adm
     } : {}),
     slotHistory: (slot) => slotHistory.get(slot),
     ...(pooling !== null ? { pooling: () => pooling } : {}),
+    histograms: () => histograms,
     failoverLease: () => snap.lease,
     recovery: () => snap.recovery,
   };

@@ -6,7 +6,7 @@
  */
 import type { NodeRole, NodeStatus } from '../cluster/cluster';
 import type { ReplicationInfo } from '../cluster/stats';
-import type { AdminEvent, ClassifierStats, PoolingView, SessionInfo, SlotHistory } from '../admin/types';
+import type { AdminEvent, ClassifierStats, HistogramData, PoolingView, SessionInfo, SlotHistory } from '../admin/types';
 import type { BackendNode } from '../cluster/cluster';
 import type { NodeCounters } from '../cluster/stats';
 import type { PoolCounts } from '../pool/node-pool';
@@ -35,6 +35,8 @@ export interface WorkerSnapshot {
   readonly pooling: PoolingView | null;
   readonly classifier: ClassifierStats | null;
   readonly slotHistory: readonly (readonly [number, SlotHistory])[];
+  /** Its latency histograms (summed over the workers by the instance view). */
+  readonly histograms: readonly HistogramData[];
   /** Its share of num_init_children and max_client_conn (to number its slots in the instance). */
   readonly shares: { readonly nic: number; readonly nicOffset: number; readonly mcc: number; readonly mccOffset: number };
 }
@@ -69,7 +71,11 @@ export type ToWorker =
   | { readonly t: 'instance'; readonly id: number; readonly snapshot: InstanceSnapshot }
   | { readonly t: 'action-done'; readonly id: number; readonly ok: boolean; readonly message: string }
   | { readonly t: 'reload' }
-  | { readonly t: 'stop' };
+  | { readonly t: 'stop' }
+  /** A standby's replay position the supervisor learned (null: the query failed), pushed to every worker. */
+  | { readonly t: 'replay'; readonly node: number; readonly lsn: bigint | null }
+  /** The primary's current WAL position asked by 'current?' (or why there is none). */
+  | { readonly t: 'current'; readonly id: number; readonly lsn: bigint | null; readonly error: string };
 
 /** Worker → supervisor. */
 export type FromWorker =
@@ -78,4 +84,8 @@ export type FromWorker =
   | { readonly t: 'backend-error'; readonly node: number; readonly reason: string }
   | { readonly t: 'collected'; readonly id: number; readonly snapshot: WorkerSnapshot }
   | { readonly t: 'instance?'; readonly id: number }
-  | { readonly t: 'action'; readonly id: number; readonly request: ActionRequest };
+  | { readonly t: 'action'; readonly id: number; readonly request: ActionRequest }
+  /** read_your_writes: refresh a standby's replay position (answered by a 'replay' push to all). */
+  | { readonly t: 'replay?'; readonly node: number }
+  /** read_your_writes: pg_current_wal_lsn() of `node` from a query sent at or after `after` (ms). */
+  | { readonly t: 'current?'; readonly id: number; readonly node: number; readonly after: number };

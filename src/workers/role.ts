@@ -8,6 +8,7 @@ import type { Logger } from '../log/logger';
 import type { Cluster } from '../cluster/cluster';
 import type { HealthSystem } from '../failover/index';
 import type { AdminActions, AdminContext } from '../admin/types';
+import type { LsnSource } from '../core/read-your-writes';
 
 /** A process's part in a multi-process instance. */
 export interface ProcessRole {
@@ -19,6 +20,8 @@ export interface ProcessRole {
   readonly shareConfig?: (config: Config) => Config;
   /** The admin context SQL admin commands read: the whole instance (asks the supervisor). */
   readonly instanceView?: (local: AdminContext) => Promise<AdminContext>;
+  /** Worker: read_your_writes' WAL positions, the supervisor's (workers/remote-lsn.ts). */
+  readonly lsn?: () => LsnSource & { close(): Promise<void> };
   /** Supervisor: the context PCP and HTTP read (the whole instance, refreshed per request). */
   readonly facesContext?: (local: AdminContext) => AdminContext;
   /** Supervisor: actions that reach every worker (reload) or stop them all (stop); worker: asks the supervisor. */

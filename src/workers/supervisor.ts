@@ -176,6 +176,29 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
       case 'instance?':
         snapshot().then((s) => sendTo(w, { t: 'instance', id: m.id, snapshot: s }), (e: unknown) => log.warn({ event: 'instance_view' }, `instance view failed: ${(e as Error).message}`));
         return;
+      case 'replay?': {
+        // One query at a time per standby for the whole instance (the probe shares it); what it
+        // learns goes to every worker.
+        const probe = brain?.ctx.lsn;
+        if (probe === null || probe === undefined) return;
+        void probe.refreshReplay(m.node).then(() => {
+          const lsn = probe.replayLsn(m.node);
+          for (const s of slots) sendTo(s.worker, { t: 'replay', node: m.node, lsn });
+        });
+        return;
+      }
+      case 'current?': {
+        const probe = brain?.ctx.lsn;
+        if (probe === null || probe === undefined) {
+          sendTo(w, { t: 'current', id: m.id, lsn: null, error: 'no WAL position source' });
+          return;
+        }
+        probe.currentLsnAfter(m.node, m.after).then(
+          (lsn) => sendTo(w, { t: 'current', id: m.id, lsn, error: '' }),
+          (e: unknown) => sendTo(w, { t: 'current', id: m.id, lsn: null, error: (e as Error)?.message ?? String(e) }),
+        );
+        return;
+      }
       case 'action':
         runAction(m.request).then(
           (message) => sendTo(w, { t: 'action-done', id: m.id, ok: true, message }),
@@ -292,6 +315,7 @@ function liveContext(local: AdminContext, build: () => Promise<AdminContext>): A
     pooling: () => current.pooling?.() ?? { ...EMPTY_POOLING, mode: local.config().pool_mode },
     failoverLease: () => current.failoverLease?.() ?? null,
     recovery: () => local.recovery?.() ?? null,
+    histograms: () => current.histograms?.() ?? [],
     refresh: () => {
       // Requests that arrive together share one collection.
       inflight ??= build().then((c) => { current = c; }).finally(() => { inflight = null; });

@@ -14,6 +14,8 @@ import type { ActionRequest, FromWorker, InstanceSnapshot, ToWorker } from './me
 import { remoteHealth, type RemoteHealth } from './remote-health';
 import { workerConfig } from './shares';
 import { collectWorker, instanceContext } from './instance-view';
+import { RemoteLsn } from './remote-lsn';
+import { leaseWait, queryLatency } from '../admin/latency';
 
 /** Environment the supervisor gives each worker. */
 export const WORKER_INDEX_ENV = 'PGMAITRE_WORKER_INDEX';
@@ -54,6 +56,15 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
     stop: (mode) => act({ action: 'stop', mode }),
   };
 
+  const lsn = new RemoteLsn(
+    (node) => send({ t: 'replay?', node }),
+    async (node, after) => {
+      const r = await ask<Extract<ToWorker, { t: 'current' }>>((id) => ({ t: 'current?', id, node, after }), 10_000);
+      if (r.lsn === null) throw new Error(r.error);
+      return r.lsn;
+    },
+  );
+
   let health: RemoteHealth | null = null;
   let app: App | null = null;
   const early: ToWorker[] = [];
@@ -63,7 +74,11 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
       else health.apply(m.nodes);
       return;
     }
-    if ('id' in m && (m.t === 'instance' || m.t === 'action-done')) {
+    if (m.t === 'replay') {
+      lsn.apply(m.node, m.lsn);
+      return;
+    }
+    if ('id' in m && (m.t === 'instance' || m.t === 'action-done' || m.t === 'current')) {
       pending.get(m.id)?.(m);
       return;
     }
@@ -82,7 +97,10 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
         return;
       case 'collect':
         if (a.admin !== null) {
-          send({ t: 'collected', id: m.id, snapshot: collectWorker(a.admin.adminCtx, index, count, { nic: instanceConfig.num_init_children, mcc: instanceConfig.max_client_conn }) });
+          const local = a.admin.adminCtx;
+          Promise.all([queryLatency.get(), leaseWait.get()]).then((histograms) => {
+            send({ t: 'collected', id: m.id, snapshot: collectWorker(local, index, count, { nic: instanceConfig.num_init_children, mcc: instanceConfig.max_client_conn }, histograms) });
+          }, (e: unknown) => log.warn({ event: 'collect_failed' }, `collecting this worker's figures failed: ${(e as Error)?.message ?? e}`));
         }
         return;
       case 'reload':
@@ -124,6 +142,7 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
         return instanceContext({ ...local, config: () => instanceConfig }, r.snapshot as InstanceSnapshot);
       },
       actions: () => remoteActions,
+      lsn: () => lsn,
     },
   });
   app.ctx.registry.partitionPids(index, count);

@@ -134,6 +134,12 @@ describe('worker_processes = 2', { timeout: 300_000 }, () => {
       const m = await httpGet(httpPort, '/metrics');
       assert.equal(metric(m, 'pgmaitre_client_sessions'), 6);
       assert.equal(metric(m, 'pgmaitre_client_slots'), 10, 'num_init_children is the instance\'s, split 5 + 5');
+      // The latency histogram is the workers' summed (the supervisor serves no query itself):
+      // every request of both workers' sessions is counted, once.
+      const counted = [...m.matchAll(/^pgmaitre_query_duration_seconds_count\{[^}]*\} (\S+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
+      const infBuckets = [...m.matchAll(/^pgmaitre_query_duration_seconds_bucket\{[^}]*le="\+Inf"[^}]*\} (\S+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
+      assert.ok(counted >= 6, `query latency counted for both workers: ${counted}\n${m.split('\n').filter((l) => /duration/.test(l)).join('\n')}`);
+      assert.equal(infBuckets, counted, 'the +Inf buckets add up to the count');
       // PCP (the supervisor's) answers for the instance: 10 slots, the 6 sessions of both workers.
       assert.equal((await pcp('proc-count')).trim().split(' ').length, 10);
       assert.equal((await pcp('proc-info', '-a')).split('\n').filter((l) => /^postgres postgres /.test(l)).length >= 6, true, await pcp('proc-info', '-a'));
@@ -143,6 +149,41 @@ describe('worker_processes = 2', { timeout: 300_000 }, () => {
       const nodes = (await cs[0]!.query('SHOW POOL_NODES')).rows as Record<string, string>[];
       assert.ok(nodes.reduce((a, r) => a + Number(r['select_cnt']), 0) >= 6, JSON.stringify(nodes));
     } finally {
+      await endAll(cs);
+    }
+  });
+
+  test('read_your_writes across workers: every session reads its own writes; WAL positions asked once per instance (one side connection per node)', async () => {
+    const cs = await connectAll(port, 8);
+    try {
+      await cs[0]!.query('CREATE TABLE IF NOT EXISTS ryw_workers (c int, n int)');
+      for (let round = 0; round < 4; round++) {
+        await Promise.all(cs.map(async (c, i) => {
+          await c.query('INSERT INTO ryw_workers VALUES ($1, $2)', [i, round]);
+          for (let k = 0; k < 3; k++) {
+            const r = await c.query('SELECT count(*)::int AS n FROM ryw_workers WHERE c = $1', [i]);
+            assert.equal(r.rows[0].n, round + 1, `client ${i} round ${round}: its own writes`);
+          }
+        }));
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      // The side connections that ask WAL positions ('pgmaitre lsn'): the supervisor's only, at
+      // most one per node, whichever worker's sessions needed them.
+      let standbyAsked = 0;
+      for (const n of fx.cluster.nodes) {
+        const d = new Client({ host: n.host, port: n.port, user: 'postgres', database: 'postgres' });
+        await d.connect();
+        try {
+          const r = await d.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgmaitre lsn'");
+          assert.ok(r.rows[0].n <= 1, `node ${n.port}: ${r.rows[0].n} WAL position connections`);
+          if (n !== fx.cluster.nodes[0]) standbyAsked += r.rows[0].n;
+        } finally {
+          await d.end();
+        }
+      }
+      assert.ok(standbyAsked >= 1, 'a standby was asked its replay position (reads went there)');
+    } finally {
+      await cs[0]!.query('DROP TABLE IF EXISTS ryw_workers').catch(() => {});
       await endAll(cs);
     }
   });
@@ -327,6 +368,23 @@ describe('worker_processes = 2: limits hold for the instance', { timeout: 300_00
   }, { timeout: 120_000 });
   after(async () => {
     await px?.stop();
+  });
+
+  test('PGPOOL SHOW of a split key shows the configured value, not a worker\'s share', async () => {
+    const cs = await connectAll(port, 2);
+    try {
+      for (const c of cs) {
+        assert.equal((await c.query('PGPOOL SHOW default_pool_size')).rows[0].default_pool_size, '2');
+        const all = (await c.query('PGPOOL SHOW ALL')).rows as { item: string; value: string }[];
+        assert.equal(all.find((r) => r.item === 'default_pool_size')?.value, '2', JSON.stringify(all.filter((r) => /pool_size/.test(r.item))));
+        // A PGPOOL SET override is still the session's own.
+        await c.query('PGPOOL SET client_idle_limit = 77');
+        assert.equal((await c.query('PGPOOL SHOW client_idle_limit')).rows[0].client_idle_limit, '77');
+        await c.query('PGPOOL RESET client_idle_limit');
+      }
+    } finally {
+      await endAll(cs);
+    }
   });
 
   test('default_pool_size = 2 is the instance\'s: 8 busy clients on two workers use at most 2 backend connections', async () => {
