@@ -75,7 +75,11 @@ export type ToWorker =
   /** A standby's replay position the supervisor learned (null: the query failed), pushed to every worker. */
   | { readonly t: 'replay'; readonly node: number; readonly lsn: bigint | null }
   /** The primary's current WAL position asked by 'current?' (or why there is none). */
-  | { readonly t: 'current'; readonly id: number; readonly lsn: bigint | null; readonly error: string };
+  | { readonly t: 'current'; readonly id: number; readonly lsn: bigint | null; readonly error: string }
+  /** Query cache (shmem): another worker's generation bumps, to apply then acknowledge ('cache-bumped'). */
+  | { readonly t: 'cache-bump'; readonly id: number; readonly names: readonly string[]; readonly forget: boolean }
+  /** Query cache: every other worker applied this worker's bumps `id`. */
+  | { readonly t: 'cache-shared'; readonly id: number };
 
 /** Worker → supervisor. */
 export type FromWorker =
@@ -88,4 +92,8 @@ export type FromWorker =
   /** read_your_writes: refresh a standby's replay position (answered by a 'replay' push to all). */
   | { readonly t: 'replay?'; readonly node: number }
   /** read_your_writes: pg_current_wal_lsn() of `node` from a query sent at or after `after` (ms). */
-  | { readonly t: 'current?'; readonly id: number; readonly node: number; readonly after: number };
+  | { readonly t: 'current?'; readonly id: number; readonly node: number; readonly after: number }
+  /** Query cache: this worker's generation bumps, for every other worker (answered by 'cache-shared'). */
+  | { readonly t: 'cache-bump'; readonly id: number; readonly names: readonly string[]; readonly forget: boolean }
+  /** Query cache: bumps `id` of another worker applied here. */
+  | { readonly t: 'cache-bumped'; readonly id: number };

@@ -45,6 +45,8 @@ interface Slot {
 }
 
 const COLLECT_TIMEOUT_MS = 2000;
+/** A worker that does not apply a query cache invalidation within this long is restarted (its cache could answer stale). */
+const BUMP_TIMEOUT_MS = 10_000;
 
 /** Starts the brain, then `count` workers; resolves once every worker listens. */
 export async function startSupervisor(loaded: LoadedConfig, count: number, opts: SupervisorOptions): Promise<App> {
@@ -54,6 +56,14 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
   let brain: App | null = null;
   let nextId = 1;
   const collecting = new Map<number, { want: number; got: WorkerSnapshot[]; done: () => void }>();
+  /** Query cache invalidations on their way: the workers that have not acknowledged yet. */
+  const bumps = new Map<number, { left: Set<Worker>; done: () => void }>();
+  const bumpAcked = (id: number, w: Worker): void => {
+    const e = bumps.get(id);
+    if (e === undefined) return;
+    e.left.delete(w);
+    if (e.left.size === 0) e.done();
+  };
 
   const sendTo = (w: Worker | null, m: ToWorker): void => {
     if (w !== null && w.isConnected()) w.send(m);
@@ -132,6 +142,8 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     w.send({ t: 'nodes', nodes: nodeStates() } satisfies ToWorker);
     w.once('online', () => sendTo(w, { t: 'nodes', nodes: nodeStates() }));
     w.on('exit', (code, signal) => {
+      // A worker gone has no cache left to invalidate.
+      for (const id of [...bumps.keys()]) bumpAcked(id, w);
       if (slot.worker !== w) return;
       slot.worker = null;
       slot.ready = false;
@@ -175,6 +187,29 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
       }
       case 'instance?':
         snapshot().then((s) => sendTo(w, { t: 'instance', id: m.id, snapshot: s }), (e: unknown) => log.warn({ event: 'instance_view' }, `instance view failed: ${(e as Error).message}`));
+        return;
+      case 'cache-bump': {
+        const others = slots.map((s) => s.worker).filter((o): o is Worker => o !== null && o !== w && o.isConnected());
+        if (others.length === 0) {
+          sendTo(w, { t: 'cache-shared', id: m.id });
+          return;
+        }
+        const sid = nextId++;
+        const timer = setTimeout(() => {
+          const e = bumps.get(sid);
+          if (e === undefined) return;
+          for (const o of e.left) {
+            log.error({ event: 'query_cache_share', worker: o.process.pid }, `worker pid ${o.process.pid} did not apply a query cache invalidation within ${BUMP_TIMEOUT_MS / 1000} s: restarting it (its cache could answer stale)`);
+            o.process.kill('SIGKILL');
+          }
+        }, BUMP_TIMEOUT_MS);
+        timer.unref();
+        bumps.set(sid, { left: new Set(others), done: () => { clearTimeout(timer); bumps.delete(sid); sendTo(w, { t: 'cache-shared', id: m.id }); } });
+        for (const o of others) sendTo(o, { t: 'cache-bump', id: sid, names: m.names, forget: m.forget });
+        return;
+      }
+      case 'cache-bumped':
+        bumpAcked(m.id, w);
         return;
       case 'replay?': {
         // One query at a time per standby for the whole instance (the probe shares it); what it

@@ -10,6 +10,7 @@ import { loadConfig, type Config } from '../config/load';
 import { createLogger, logLine } from '../log/logger';
 import { startApp, type App } from '../app';
 import type { AdminActions, AdminContext } from '../admin/types';
+import type { SharedQueryCache } from './role';
 import type { ActionRequest, FromWorker, InstanceSnapshot, ToWorker } from './messages';
 import { remoteHealth, type RemoteHealth } from './remote-health';
 import { workerConfig } from './shares';
@@ -65,6 +66,13 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
     },
   );
 
+  // The query cache's invalidations (shmem: generations per process) go to every other worker.
+  let queryCache: SharedQueryCache | null = null;
+  const shareBumps = (names: readonly string[], forget: boolean): Promise<void> =>
+    ask<Extract<ToWorker, { t: 'cache-shared' }>>((id) => ({ t: 'cache-bump', id, names, forget }), 30_000).then(() => undefined, (e: unknown) => {
+      log.warn({ event: 'query_cache_share' }, `query cache: invalidation not acknowledged by the other workers: ${(e as Error)?.message ?? e}`);
+    });
+
   let health: RemoteHealth | null = null;
   let app: App | null = null;
   const early: ToWorker[] = [];
@@ -74,11 +82,17 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
       else health.apply(m.nodes);
       return;
     }
+    if (m.t === 'cache-bump') {
+      // Applied before the acknowledgement: the writer's ReadyForQuery waits for it.
+      queryCache?.applyShared(m.names, m.forget);
+      send({ t: 'cache-bumped', id: m.id });
+      return;
+    }
     if (m.t === 'replay') {
       lsn.apply(m.node, m.lsn);
       return;
     }
-    if ('id' in m && (m.t === 'instance' || m.t === 'action-done' || m.t === 'current')) {
+    if ('id' in m && (m.t === 'instance' || m.t === 'action-done' || m.t === 'current' || m.t === 'cache-shared')) {
       pending.get(m.id)?.(m);
       return;
     }
@@ -143,6 +157,10 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
       },
       actions: () => remoteActions,
       lsn: () => lsn,
+      queryCache: (c) => {
+        queryCache = c;
+        c.share = shareBumps;
+      },
     },
   });
   app.ctx.registry.partitionPids(index, count);
