@@ -24,8 +24,8 @@ import type { HealthSystem } from './failover';
 import type { OnlineRecovery } from './recovery/online-recovery';
 import type { ProcessRole } from './workers/role';
 
-/** pgpool-II feature level pgmaitre speaks (SHOW POOL_VERSION, PCP). */
-export const PGPOOL_COMPAT_VERSION = '4.6.0';
+import { pgpoolVersion } from './admin/compat';
+import type { LogFile } from './log/log-file';
 
 /** What the admin wiring needs from app.ts. */
 export interface AdminWiring {
@@ -39,6 +39,8 @@ export interface AdminWiring {
   readonly stop: () => Promise<void>;
   /** worker_processes > 1 (src/workers/role.ts): instance-wide admin views and actions. */
   readonly role?: ProcessRole;
+  /** The logging collector's file (logging_collector = on), else null. */
+  readonly logFile?: LogFile | null;
 }
 
 /** The running admin faces. */
@@ -84,6 +86,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     ctx.logFlags.clientMessages = next.log_client_messages;
     ctx.logFlags.connections = next.log_connections;
     ctx.logFlags.disconnections = next.log_disconnections;
+    ctx.logFlags.backendMessages = next.log_backend_messages;
     log.level = pinoLevel(next.log_min_messages);
     const lag = ctx.routing.lag;
     ctx.routing.volatility.clear();
@@ -103,6 +106,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     }
     ctx.greetings.clear(); // transaction-pooled logins learn the servers' ParameterStatus again
     health.onConfigReload(next);
+    w.logFile?.reconfigure(next);
     const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);
     logLine(log, { event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);
     for (const w2 of [...loaded.warnings, ...files.warnings.map(formatIssue)]) log.warn({ event: 'config_warning' }, w2);
@@ -134,13 +138,20 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     }),
     slots: () => ({ capacity: ctx.slots.capacity, inUse: ctx.slots.inUse, waiting: ctx.slots.waiting }),
     startedAt,
-    version: PGPOOL_COMPAT_VERSION,
+    // Follows pgpool_compatibility, also after a reload.
+    get version(): string { return pgpoolVersion(ctx.config.pgpool_compatibility); },
     actions: wrapActions(w.role, {
       attachNode: (id) => health.attachNode(id),
       detachNode: (id, opts) => health.detachNode(id, opts),
       promoteNode: (id, opts) => health.promoteNode(id, opts),
       ...(w.recovery !== undefined ? { recoverNode: (id: number) => w.recovery!.recover(id) } : {}),
       reloadConfig: reload,
+      logRotate: async () => {
+        if (w.logFile == null) return 'logging_collector is off: nothing to rotate';
+        const file = w.logFile.rotate();
+        logLine(log, { event: 'log_rotated', file }, `log file reopened: ${file || 'stderr'}`);
+        return `log file ${file}`;
+      },
       stop: async (mode) => {
         log.warn({ event: 'stop_requested', mode }, `stop requested (${mode})`);
         setImmediate(() => {
@@ -177,18 +188,28 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       port: cfg.pcp_port,
       listenAddresses: cfg.pcp_listen_addresses,
       users: () => (fs.existsSync(ctx.config.pcp_file) ? loadPcpConf(ctx.config.pcp_file) : new Map()),
-      ...(cfg.pcp_socket_dir !== '' && fs.existsSync(cfg.pcp_socket_dir) ? { socketDir: cfg.pcp_socket_dir } : {}),
+      ...(cfg.pcp_socket_dir !== '' ? { socketDir: cfg.pcp_socket_dir } : {}),
       clientVersion: cfg.pcp_client_version,
-      onLog: (level, message) => log[level]({ event: 'pcp' }, message),
+      onLog: (level, message) => (level === 'log' ? logLine(log, { event: 'pcp' }, message) : log[level]({ event: 'pcp' }, message)),
     });
-    pcpPort = await pcp.listen();
+    try {
+      pcpPort = await pcp.listen();
+    } catch (e) {
+      await pcp.close();
+      throw e;
+    }
     log.info({ event: 'pcp_listening', port: pcpPort }, `PCP listening on ${cfg.pcp_listen_addresses}:${pcpPort}`);
   }
   let http: HttpServer | null = null;
   let httpPort = 0;
   if (faces && cfg.http_port > 0) {
     http = createHttpServer(adminCtx, { port: cfg.http_port, listenAddresses: cfg.http_listen_addresses, auth: () => ctx.config.http_auth });
-    httpPort = await http.listen();
+    try {
+      httpPort = await http.listen();
+    } catch (e) {
+      await Promise.all([http.close(), pcp?.close()]);
+      throw e;
+    }
     log.info({ event: 'http_listening', port: httpPort }, `HTTP status page and metrics on ${cfg.http_listen_addresses}:${httpPort}`);
   }
 

@@ -28,6 +28,7 @@ import type { SideTarget } from './backend/side-target';
 import { initClassifier } from './classify/classify';
 import { resolvePassword } from './health/probe';
 import { startAdmin, type AdminFaces } from './app-admin';
+import { LogFile } from './log/log-file';
 import { buildBackendTls, buildFrontendTls } from './frontend/tls';
 import { AuthGuard } from './frontend/rate-limit';
 import { AuthQuery } from './frontend/auth-query';
@@ -53,6 +54,8 @@ export interface App {
   stop(): Promise<void>;
   /** Re-reads the configuration (SIGHUP, pcp_reload_config); resolves with a summary. */
   reload(): Promise<string>;
+  /** Reopens the logging collector's file (pcp_log_rotate); '' when logging_collector is off. */
+  rotateLog(): string;
 }
 
 /** Splits reset_query_list ('ABORT; DISCARD ALL') into statements. */
@@ -68,6 +71,7 @@ function logFlagsOf(c: Config): LogFlags {
     clientMessages: c.log_client_messages,
     connections: c.log_connections,
     disconnections: c.log_disconnections,
+    backendMessages: c.log_backend_messages,
   };
 }
 
@@ -86,7 +90,9 @@ export interface StartOptions {
 export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): Promise<App> {
   const role = opts.role;
   const config = role?.shareConfig?.(loaded.config) ?? loaded.config;
-  const log = opts.log ?? createLogger(config);
+  // logging_collector = on: lines go to log_directory/log_filename, rotated (log/log-file.ts).
+  const logFile = opts.log === undefined && config.logging_collector ? new LogFile(config) : null;
+  const log = opts.log ?? createLogger(config, logFile ?? undefined);
   for (const w of loaded.warnings) log.warn({ event: LogEvent.ConfigWarning }, w);
 
   // The same loaders `pgmaitre check` runs (src/check.ts).
@@ -94,7 +100,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   const frontendTls = buildFrontendTls(config);
   for (const w of [...fileWarnings, ...startupWarnings(config)]) {
     const line = formatIssue(w);
-    if (w.key === 'sr_check_user') log.error({ event: LogEvent.ConfigWarning, key: w.key }, line);
+    if (w.key === 'sr_check_user' || w.key === 'health_check_user') log.error({ event: LogEvent.ConfigWarning, key: w.key }, line);
     else log.warn({ event: LogEvent.ConfigWarning, ...(w.key !== undefined ? { key: w.key } : {}) }, line);
   }
 
@@ -244,10 +250,13 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   }
 
   let stopping: Promise<void> | null = null;
+  // A start that fails (a listener cannot open) stops what it started without calling onStopped:
+  // the caller gets the error and exits non-zero (systemd's Restart=on-failure sees a failure).
+  let startFailed = false;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       ctx.shuttingDown = true;
-      logLine(log, { event: LogEvent.Shutdown }, 'shutting down');
+      logLine(log, { event: LogEvent.Shutdown }, startFailed ? 'start failed, stopping' : 'shutting down');
       const recoveryStopped = recovery.stop();
       const healthStopped = health.stop();
       const closing = Promise.all([closeAll(servers), dedicated?.close()]);
@@ -259,16 +268,17 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       for (const p of pools.values()) p.shutdown();
       void ctx.authQuery?.close();
       await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed, recoveryStopped]);
-      opts.onStopped?.();
+      if (!startFailed) opts.onStopped?.();
     })();
     return stopping;
   };
   let admin: AdminFaces | null = null;
   try {
-    admin = await startAdmin({ ctx, log, health, recovery, overrides: opts.overrides ?? {}, stop, ...(role !== undefined ? { role } : {}) });
+    admin = await startAdmin({ ctx, log, health, recovery, overrides: opts.overrides ?? {}, stop, logFile, ...(role !== undefined ? { role } : {}) });
   } catch (e) {
+    startFailed = true;
     await stop();
     throw e;
   }
-  return { ctx, ports, dedicated, health, recovery, admin, stop, reload: () => admin!.reload() };
+  return { ctx, ports, dedicated, health, recovery, admin, stop, reload: () => admin!.reload(), rotateLog: () => logFile?.rotate() ?? '' };
 }

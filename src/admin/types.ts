@@ -27,6 +27,8 @@ export interface SessionBackendInfo {
   readonly backendPid: number;
   readonly connectedAt: Date;
   readonly useCount: number;
+  /** Last statement sent on this connection ('' if none), untruncated (SHOW POOL_POOLS clips it). */
+  readonly statement?: string;
 }
 
 /** A client session as admin commands see it. */
@@ -69,6 +71,8 @@ export interface AdminActions {
   detachNode(id: number, opts?: { gracefully?: boolean; switchover?: boolean }): Promise<string>;
   promoteNode(id: number, opts?: { switchover?: boolean }): Promise<string>;
   reloadConfig(): Promise<string>;
+  /** pcp_log_rotate: begin a new log file (logging_collector); resolves with what was done. */
+  logRotate(): Promise<string>;
   stop(mode: 'smart' | 'fast' | 'immediate'): Promise<string>;
   /**
    * Online recovery of a detached node (pcp_recovery_node); resolves once it is attached. Rejects

@@ -123,6 +123,8 @@ const pool: Expect[] = [];
 /** See the file header. */
 export class Link {
   conn: BackendPort | null = null;
+  /** log_backend_messages: called with each message kind from this backend (null when off). */
+  trace: ((code: number, node: number) => void) | null = null;
   /** Transaction status from the last ReadyForQuery. */
   txStatus: number = TxStatus.Idle;
   /** Expects in order; the head is the one being answered. */
@@ -407,6 +409,7 @@ export class Link {
   /** A message begins with `code`: decide its fate. */
   private begin(code: number): void {
     this.code = code;
+    if (this.trace !== null) this.trace(code, this.node);
     const h = this.q[0];
     if (h === undefined) {
       // Nothing asked: asynchronous, or a goodbye.

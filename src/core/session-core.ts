@@ -43,6 +43,7 @@ import {
 } from './statement-names';
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
+import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
 import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
@@ -72,6 +73,8 @@ interface Token {
    * Parse among the request's completions (a Parse that failed or was skipped defines nothing).
    */
   defined: { name: string; index: number }[] | null;
+  /** Transaction pooling: client statements this request closes (they stay if the Close failed or was skipped). */
+  closed: { name: string; st: ProtocolStatement; index: number }[] | null;
   /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
   clears: 'all' | 'statements' | null;
 }
@@ -128,6 +131,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   readonly ryw: ReadYourWrites;
   private readonly planner: Planner;
   private readonly info = new RequestInfo();
+  private backendLog: BackendMessageLog | null = null;
   /** drive() calls in progress (a step can drive again, e.g. after a local answer). */
   private driving = 0;
   private readonly links: (Link | undefined)[] = [];
@@ -209,12 +213,22 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     l.reset();
     l.conn = conn;
     l.txStatus = conn.txStatus;
+    l.trace = this.backendMessageTrace();
     conn.statements.cap = this.host.config.max_prepared_statements;
     l.forwardAsync = node === this.identityNode || node === this.host.cluster.primaryId();
     // A lease attached while the client's socket is full is not read until it drains (forward()
     // pauses only on the transition to full).
     if (this.clientFull) conn.pause();
     return l;
+  }
+
+  /** log_backend_messages as the session has it when a link attaches (null when 'none'). */
+  private backendMessageTrace(): ((code: number, node: number) => void) | null {
+    const mode = this.host.logFlags.backendMessages;
+    if (mode === undefined || mode === 'none') return null;
+    if (this.backendLog?.mode !== mode) this.backendLog = new BackendMessageLog(mode, this.host.log, this.host.pid);
+    const bl = this.backendLog;
+    return (code, node) => bl.message(code, node);
   }
 
   /** True when no node other than `node` (null: none) owes the client an answer. */
@@ -748,6 +762,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const segments = pooled && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
       ? rewriteRequest(req.data, this.names(link)) : null;
     let token = this.bookkeeping(req, info, plan, node);
+    if (link.conn !== null) this.noteStatement(link.conn, info);
     let preparedHere = false;
     if (req.pooledPrepare !== null) {
       preparedHere = link.conn!.statements.has(req.pooledPrepare);
@@ -762,6 +777,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         retry = false;
         // The answer is checked against the last segment only: any error drops what the request defined.
         if (token?.defined != null) for (const d of token.defined) d.index = Number.MAX_SAFE_INTEGER;
+        if (token?.closed != null) for (const d of token.closed) d.index = -1;
       }
       for (let i = 0; i < segments.length; i++) {
         const seg = segments[i]!;
@@ -1078,6 +1094,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       if (info.parsesStatement(name) && lastParseAfterClose(req.data, name)) continue;
       const st = this.statements.closed(name);
       if (st === undefined) continue;
+      if (this.host.pooling !== 'session') (tok().closed ??= []).push({ name, st, index: closeIndex(req.data, name) });
       for (const other of st.nodes) {
         if (other !== node) this.links[other]?.cleanup.push({ buf: Buffer.concat([encodeClose('S', name), SYNC]), completions: 1, term: Term.Sync });
       }
@@ -1289,6 +1306,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         if (e.skipped || e.failedAt <= d.index) this.statements.protocol.delete(d.name);
       }
     }
+    if (t.closed !== null && (e.errored || e.skipped)) {
+      // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
+      for (const d of t.closed) {
+        if ((e.skipped || e.failedAt <= d.index) && !this.statements.protocol.has(d.name)) this.statements.protocol.set(d.name, d.st);
+      }
+    }
     if (t.clears !== null && conn !== null && !e.errored && !e.skipped) {
       this.cleared(conn, t.clears);
       if (t.clears === 'all') this.pins.discarded();
@@ -1472,6 +1495,19 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     return l?.txStatus ?? TxStatus.Idle;
   }
 
+  /** Records the request's last statement on the connection: a reference to text already decoded. */
+  private noteStatement(conn: BackendPort, info: RequestInfo): void {
+    const q = info.queries;
+    const p = info.parses;
+    const b = info.bindStatements;
+    if (p.length > 0) conn.lastStatement = p[p.length - 1]!.sql;
+    else if (q.length > 0) conn.lastStatement = q[q.length - 1]!;
+    else if (b.length > 0) {
+      const sql = this.statements.protocol.get(b[b.length - 1]!)?.sql;
+      if (sql !== undefined) conn.lastStatement = sql;
+    }
+  }
+
   private reportNode(node: number, link: Link, info: RequestInfo, reason: string): void {
     const sqls = [...info.queries, ...info.parses.map((p) => p.sql)];
     if (sqls.length === 0) for (const s of info.bindStatements) sqls.push(`EXECUTE ${s || '<unnamed>'}`);
@@ -1557,6 +1593,18 @@ function completionIndex(data: Buffer, at: number): number {
   return n;
 }
 
+/** The completion index of the request's last Close of statement `name` (-1 when none). */
+function closeIndex(data: Buffer, name: string): number {
+  let n = 0;
+  let at = -1;
+  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) at = n;
+    if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
+  }
+  return at;
+}
+
 /** True when the request's last Parse of statement `name` comes after its last Close of it. */
 function lastParseAfterClose(data: Buffer, name: string): boolean {
   let parse = -1;
@@ -1570,7 +1618,7 @@ function lastParseAfterClose(data: Buffer, name: string): boolean {
 }
 
 function newToken(): Token {
-  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, clears: null };
+  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null };
 }
 
 /** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */

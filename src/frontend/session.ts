@@ -684,12 +684,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const o = this.overrides;
     const cfg = this.ctx.config;
     const own: typeof this.own = {};
-    if (o.has('log_statement') || o.has('log_per_node_statement') || o.has('log_client_messages')) {
+    if (o.has('log_statement') || o.has('log_per_node_statement') || o.has('log_client_messages') || o.has('log_backend_messages')) {
       own.logFlags = {
         ...this.ctx.logFlags,
         statement: (o.get('log_statement') as boolean | undefined) ?? cfg.log_statement,
         perNodeStatement: (o.get('log_per_node_statement') as boolean | undefined) ?? cfg.log_per_node_statement,
         clientMessages: (o.get('log_client_messages') as boolean | undefined) ?? cfg.log_client_messages,
+        backendMessages: (o.get('log_backend_messages') as LogFlags['backendMessages'] | undefined) ?? cfg.log_backend_messages,
       };
     }
     if (o.has('log_min_messages')) own.log = this.ctx.log.child({ pid: this.pid }, { level: pinoLevel(String(o.get('log_min_messages'))) });
@@ -727,7 +728,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       loadBalanceNode: core?.lbNode ?? -1,
       backends: (core?.backends() ?? []).map((p) => {
         const c = p as unknown as ServerConnection;
-        return { nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount };
+        return { nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount, statement: c.lastStatement };
       }),
     };
   }

@@ -61,6 +61,7 @@ export type ActionRequest =
   | { readonly action: 'promote'; readonly node: number; readonly opts?: { switchover?: boolean } }
   | { readonly action: 'recover'; readonly node: number }
   | { readonly action: 'reload' }
+  | { readonly action: 'log-rotate' }
   | { readonly action: 'stop'; readonly mode: 'smart' | 'fast' | 'immediate' };
 
 /** Supervisor → worker. */
@@ -71,6 +72,7 @@ export type ToWorker =
   | { readonly t: 'instance'; readonly id: number; readonly snapshot: InstanceSnapshot }
   | { readonly t: 'action-done'; readonly id: number; readonly ok: boolean; readonly message: string }
   | { readonly t: 'reload' }
+  | { readonly t: 'log-rotate' }
   | { readonly t: 'stop' }
   /** A standby's replay position the supervisor learned (null: the query failed), pushed to every worker. */
   | { readonly t: 'replay'; readonly node: number; readonly lsn: bigint | null }
