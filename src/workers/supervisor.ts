@@ -163,6 +163,28 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
       setTimeout(() => { if (stopping === null) fork(index); }, lived < 2000 ? 1000 : 0).unref();
     });
   };
+  /**
+   * Query cache: generation bumps for every worker but `from` (a worker's commit; null: the
+   * supervisor's own, e.g. pcp_invalidate_query_cache), resolved once all of them applied them.
+   */
+  const shareBumps = (names: readonly string[], forget: boolean, from: Worker | null): Promise<void> => {
+    const others = slots.map((s) => s.worker).filter((o): o is Worker => o !== null && o !== from && o.isConnected());
+    if (others.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const sid = nextId++;
+      const timer = setTimeout(() => {
+        const e = bumps.get(sid);
+        if (e === undefined) return;
+        for (const o of e.left) {
+          log.error({ event: 'query_cache_share', worker: o.process.pid }, `worker pid ${o.process.pid} did not apply a query cache invalidation within ${BUMP_TIMEOUT_MS / 1000} s: restarting it (its cache could answer stale)`);
+          o.process.kill('SIGKILL');
+        }
+      }, BUMP_TIMEOUT_MS);
+      timer.unref();
+      bumps.set(sid, { left: new Set(others), done: () => { clearTimeout(timer); bumps.delete(sid); resolve(); } });
+      for (const o of others) sendTo(o, { t: 'cache-bump', id: sid, names, forget });
+    });
+  };
   const onWorkerMessage = (index: number, w: Worker, m: FromWorker): void => {
     switch (m.t) {
       case 'ready':
@@ -189,26 +211,9 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
       case 'instance?':
         snapshot().then((s) => sendTo(w, { t: 'instance', id: m.id, snapshot: s }), (e: unknown) => log.warn({ event: 'instance_view' }, `instance view failed: ${(e as Error).message}`));
         return;
-      case 'cache-bump': {
-        const others = slots.map((s) => s.worker).filter((o): o is Worker => o !== null && o !== w && o.isConnected());
-        if (others.length === 0) {
-          sendTo(w, { t: 'cache-shared', id: m.id });
-          return;
-        }
-        const sid = nextId++;
-        const timer = setTimeout(() => {
-          const e = bumps.get(sid);
-          if (e === undefined) return;
-          for (const o of e.left) {
-            log.error({ event: 'query_cache_share', worker: o.process.pid }, `worker pid ${o.process.pid} did not apply a query cache invalidation within ${BUMP_TIMEOUT_MS / 1000} s: restarting it (its cache could answer stale)`);
-            o.process.kill('SIGKILL');
-          }
-        }, BUMP_TIMEOUT_MS);
-        timer.unref();
-        bumps.set(sid, { left: new Set(others), done: () => { clearTimeout(timer); bumps.delete(sid); sendTo(w, { t: 'cache-shared', id: m.id }); } });
-        for (const o of others) sendTo(o, { t: 'cache-bump', id: sid, names: m.names, forget: m.forget });
+      case 'cache-bump':
+        void shareBumps(m.names, m.forget, w).then(() => sendTo(w, { t: 'cache-shared', id: m.id }));
         return;
-      }
       case 'cache-bumped':
         bumpAcked(m.id, w);
         return;
@@ -270,6 +275,8 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     role: {
       kind: 'supervisor',
       facesContext: faces,
+      // The admin faces here (pcp_invalidate_query_cache, HTTP) invalidate every worker's cache.
+      queryCache: (c) => { c.share = (names, forget) => shareBumps(names, forget, null); },
       instanceView: async (local) => instanceContext(local, await snapshot()),
       actions: (local) => (actions = {
         ...local,
