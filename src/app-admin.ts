@@ -5,6 +5,7 @@
  * pcp_reload_config, `pgmaitre reload`): reloadable parameters take effect without dropping
  * sessions, changes to restart-only ones are refused with a log line naming them.
  */
+import { queryCacheAdmin } from './cache/query-cache';
 import * as fs from 'node:fs';
 import { loadConfig, deepFreeze, type Config } from './config/load';
 import { diffConfig } from './config/diff';
@@ -91,6 +92,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     const lag = ctx.routing.lag;
     ctx.routing.volatility.clear();
     ctx.routing = buildRoutingContext(next, ctx.routing.volatility, lag);
+    ctx.queryCache?.reload(next);
     const lifetimes = [next.connection_life_time, next.child_life_time].filter((v) => v > 0);
     for (const p of ctx.pools.values()) {
       p.configure({ idleTimeoutSec: lifetimes.length > 0 ? Math.min(...lifetimes) : 0, maxUses: next.child_max_connections, connectionCache: next.connection_cache });
@@ -113,6 +115,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     return refused.size > 0 ? `reloaded; restart needed for: ${[...refused].join(', ')}` : 'reloaded';
   };
 
+  const cacheAdmin = ctx.queryCache == null ? null : queryCacheAdmin(ctx.queryCache, (sql) => ctx.routing.classifier.classify(sql));
   const localCtx: AdminContext = {
     config: () => ctx.config,
     nodes: () => ctx.cluster.nodes,
@@ -166,6 +169,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     classifierStats: () => ctx.routing.classifier.stats(),
     slotHistory: (slot) => ctx.slots.history(slot),
     failoverLease: () => (health.gate === undefined ? null : { instance: health.gate.name, leading: health.gate.leading }),
+    queryCache: () => cacheAdmin,
   };
   const adminCtx = w.role?.facesContext?.(localCtx) ?? localCtx;
   ctx.admin = {

@@ -23,6 +23,8 @@ import type { FrontendContext } from './frontend/context';
 import { bindHosts, closeAll, listenAll } from './frontend/listener';
 import { buildRoutingContext } from './core/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
+import { QueryCache } from './cache/query-cache';
+import { resolveWorkerCount } from './workers/count';
 import { LsnProbe } from './backend/lsn-probe';
 import type { SideTarget } from './backend/side-target';
 import { initClassifier } from './classify/classify';
@@ -222,6 +224,21 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   const listens = role?.kind !== 'supervisor'; // the supervisor serves no clients (src/workers/)
   ctx.replication = (h) => replication.accept(h);
 
+  // The query cache (memory_cache_enabled): catalog lookups on side connections to the session's database.
+  // shmem is one process's memory: with several worker processes their invalidations would not
+  // reach each other, so the cache stays off (fail closed) unless it lives in memcached.
+  const workers = resolveWorkerCount(config.worker_processes);
+  if (config.memory_cache_enabled && config.memqcache_method === 'shmem' && workers > 1) {
+    log.warn({ event: 'config_warning' }, `query cache off: memqcache_method = 'shmem' is per process and worker_processes = ${workers}; use memqcache_method = 'memcached' to share it between workers`);
+  } else if (config.memory_cache_enabled) {
+    ctx.queryCache = new QueryCache(config, (database) => {
+      const t = sideTarget(cluster.primaryId());
+      return t === null ? null : { ...t, database };
+    }, log);
+    // worker_processes > 1: invalidations reach every worker (src/workers/).
+    role?.queryCache?.(ctx.queryCache);
+  }
+
   const connLimiter = new ConnectionRateLimiter(() => ctx.config);
   const onSocket = (socket: net.Socket): void => {
     if (ctx.shuttingDown) {
@@ -264,10 +281,11 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       const adminClosed = admin?.close();
       const lsnClosed = ctx.lsn?.close();
       const volatilityClosed = volatility.close();
+      const cacheClosed = ctx.queryCache?.close();
       for (const s of ctx.registry.list()) s.terminate('shutdown');
       for (const p of pools.values()) p.shutdown();
       void ctx.authQuery?.close();
-      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed, recoveryStopped]);
+      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed, recoveryStopped, cacheClosed]);
       if (!startFailed) opts.onStopped?.();
     })();
     return stopping;

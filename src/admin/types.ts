@@ -126,6 +126,8 @@ export interface AdminContext {
   readonly slotHistory?: (slot: number) => SlotHistory | undefined;
   /** Transaction pooling counters (pool_mode = transaction | statement). Optional. */
   readonly pooling?: () => PoolingView;
+  /** The query cache (memory_cache_enabled = on), or null. Optional: none when absent. */
+  readonly queryCache?: () => QueryCacheAdmin | null;
   /** The online recovery running now (SHOW POOL_NODES shows that node as `recovering`), or null. */
   readonly recovery?: () => { readonly nodeId: number; readonly stage: string; readonly startedAt: Date } | null;
   /** HA pair (etcd_endpoints): this instance's name and whether it holds the command lease. */
@@ -142,6 +144,34 @@ export interface AdminContext {
 
 /** A histogram's figures as prom-client's `get()` gives them (plain data: crosses IPC). */
 export type HistogramData = MetricObjectWithValues<MetricValueWithName<string>>;
+
+/** The query cache as the admin faces use it (src/cache/query-cache.ts behind it). */
+export interface QueryCacheAdmin {
+  /** SHOW POOL_CACHE's row. */
+  poolCacheRow(): string[];
+  /** PGPOOL SET CACHE DELETE: invalidates what `sql` reads (as `user` in `database`). */
+  deleteQuery(sql: string, user: string, database: string): Promise<void>;
+  /** pcp_invalidate_query_cache: invalidates every cached answer. */
+  invalidateAll(): Promise<void>;
+  /** Counters for /metrics. */
+  metrics(): QueryCacheMetrics;
+}
+
+/** Query cache counters and sizes for /metrics. */
+export interface QueryCacheMetrics {
+  readonly method: string;
+  readonly hits: number;
+  readonly misses: number;
+  readonly selects: number;
+  readonly stores: number;
+  readonly notStored: number;
+  readonly evictions: number;
+  readonly memcachedErrors: number;
+  readonly memcachedUp: boolean;
+  readonly bytes: number;
+  readonly entries: number;
+  readonly invalidations: ReadonlyMap<string, number>;
+}
 
 /** Transaction pooling as SHOW POOL_LEASES, /metrics and the status page show it. */
 export interface PoolingView {

@@ -45,6 +45,7 @@ import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
+import { CacheStep, type CachePort, type CacheView } from './cache-port';
 import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
 import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
 import { lossVerdict } from './recovery';
@@ -96,6 +97,8 @@ interface ReparseToken {
 }
 
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
+/** ReadyForQuery's header (its status byte follows). */
+const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
 const EMPTY_QUERY = encodeQuery('');
 
 /**
@@ -182,12 +185,25 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private readonly dupRefused = new Set<string>();
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   private readonly stateLost = new Set<Link>();
+  /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
+  private readonly cache: CachePort | null;
+  private readonly cacheView: CacheView | null;
+  /** Node whose answer the cache collects (-1: none), and the node whose chunk is being scanned (-1: none). */
+  private collectNode = -1;
+  private feedNode = -1;
+  /**
+   * Answers held back until the cache's invalidation of a commit went through (cache-port.ts:
+   * holdAnswers): the client learns of its write only once no cached answer can contradict it.
+   */
+  private held: Buffer[] | null = null;
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
   private readonly identity = new IdentityCheck();
 
   constructor(readonly host: CoreHost, private readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
     this.planner = new Planner(this);
+    this.cache = host.cache ?? null;
+    this.cacheView = this.cache === null ? null : this.makeCacheView();
   }
 
   // ---- links ---------------------------------------------------------------------------------
@@ -406,6 +422,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         return true;
       default:
         break;
+    }
+    if (this.cache !== null) {
+      const answered = this.consultCache(req, info, plan);
+      if (answered !== null) return answered;
     }
     if (this.identityUnsure(plan.node)) return false;
     let link = this.links[plan.node];
@@ -757,6 +777,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
     let retry = plan.retryable;
+    if (this.cache !== null) this.cacheSent(info, plan);
     // Shared connections: the client's statement names become server names (statement-names.ts),
     // resolved before this request's own Close/DEALLOCATE change the registry (bookkeeping).
     const segments = pooled && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
@@ -1197,6 +1218,11 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   /** ForwardSink: a range of a backend chunk for the client. */
   forward(buf: Buffer, start: number, end: number): void {
     if (this.closed) return;
+    if (this.collectNode >= 0 && (this.feedNode === this.collectNode || this.feedNode < 0)) this.cache!.collect(buf, start, end);
+    if (this.held !== null || (this.cache?.holdAnswers === true && this.endsTransaction(this.feedNode))) {
+      (this.held ??= []).push(Buffer.from(buf.subarray(start, end)));
+      return;
+    }
     if (!this.client.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) && !this.clientFull) {
       this.clientFull = true;
       for (const l of this.connected()) l.conn!.pause();
@@ -1214,7 +1240,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   onBackendData(node: number, chunk: Buffer): void {
     const link = this.links[node];
     if (link === undefined || link.conn === null) return;
+    this.feedNode = node;
     link.feed(chunk, this);
+    this.feedNode = -1;
     if (link.broken) {
       this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid }, 'protocol violation from the server (bad message length)');
       this.host.closeLink(link.conn, false, 'protocol violation from server');
@@ -1248,6 +1276,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       switch (e.kind) {
         case ExpectKind.Client:
           if (e.token !== null) this.completed(link, e, e.token as Token);
+          if (this.cache !== null) this.cacheSettled(link, e);
           if (e.sync && e.status !== 0) this.afterSync(link, e, primary);
           if (e.retry !== null) releaseRequest(e.retry as Request);
           break;
@@ -1405,6 +1434,11 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const owed = link.drain();
     const unsynced = link.unsynced;
     if (link.done.length > 0) this.settle(link);
+    if (this.collectNode === node) {
+      this.collectNode = -1;
+      this.cache!.collected(0, false);
+    }
+    this.releaseHeld();
     link.reset();
     link.conn = null;
     this.host.closeLink(conn, false, reason);
@@ -1477,6 +1511,120 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     if (this.closed) return;
     this.closed = true;
     this.host.end(reason);
+  }
+
+  // ---- query cache (src/cache/; the hook is cache-port.ts) -----------------------------------
+
+  /**
+   * The query cache's turn for a planned request: true/false as step() returns (answered from the
+   * cache / wait for a lookup), or null to send it. A miss it may store is sent to the primary (the
+   * cache is filled from the primary only: a standby's answer may predate a committed write) and
+   * its answer collected.
+   */
+  private consultCache(req: Request, info: RequestInfo, plan: Plan): boolean | null {
+    const cache = this.cache!;
+    if (req.term === Term.None || !this.allAnswered(null)) return null;
+    switch (cache.consult(req.data, info, this.cacheView!)) {
+      case CacheStep.Wait:
+        this.block(cache.waitFor!, 'query cache lookup');
+        return false;
+      case CacheStep.Hit: {
+        this.flush();
+        const answer = cache.hitAnswer();
+        const out = Buffer.allocUnsafe(answer.length + 6);
+        answer.copy(out, 0);
+        out.set(RFQ, answer.length);
+        out[answer.length + 5] = this.txStatus();
+        this.client.write(out);
+        for (const p of info.parses) {
+          // The client now has this statement: later Binds re-parse it where they run.
+          this.statements.parsed(p.name, Buffer.from(req.data.subarray(p.start, p.end)), p.sql, this.host.classifier.classify(p.sql), -1);
+          this.statements.protocol.get(p.name)?.nodes.delete(-1);
+        }
+        releaseRequest(req);
+        return true;
+      }
+      default:
+        break;
+    }
+    if (!cache.collecting) return null;
+    const primary = this.host.cluster.primaryId();
+    if (plan.node !== primary) {
+      if (primary >= 0 && this.stickyNode < 0 && this.allAnswered(primary) && (this.links[primary]?.conn != null || !this.planner.recentlyFailed(primary, true))) {
+        plan.node = primary;
+        plan.retryable = false;
+        plan.reason = 'query cache: filled from the primary only';
+      } else {
+        cache.collected(0, false);
+        return null;
+      }
+    }
+    this.collectNode = plan.node;
+    return null;
+  }
+
+  /** Tells the cache what a request sent (before bookkeeping: a Close in it would hide its statement). */
+  private cacheSent(info: RequestInfo, plan: Plan): void {
+    const bound: QueryClass[] = [];
+    for (const name of info.bindStatements) {
+      if (info.parsesStatement(name)) continue;
+      const st = this.statements.protocol.get(name);
+      if (st !== undefined) bound.push(st.cls);
+    }
+    const sqls = info.parses.length === 0 ? info.queries : [...info.queries, ...info.parses.map((p) => p.sql)];
+    this.cache!.sent(plan.classes, sqls, bound, this.cacheView!);
+    if (this.collectNode >= 0 && !this.cache!.collecting) this.collectNode = -1;
+  }
+
+  /**
+   * The chunk being scanned on `node` holds a ReadyForQuery 'I' that ended a client request (the
+   * link completed it before forwarding its range): what is forwarded from here waits for the
+   * invalidation of the session's writes.
+   */
+  private endsTransaction(node: number): boolean {
+    const l = node >= 0 ? this.links[node] : undefined;
+    if (l === undefined) return false;
+    for (const e of l.done) if (e.kind === ExpectKind.Client && e.sync && e.status === TxStatus.Idle) return true;
+    return false;
+  }
+
+  /** A client request completed on `link`: the collected answer, and transaction ends. */
+  private cacheSettled(link: Link, e: Expect): void {
+    const cache = this.cache!;
+    if (link.node === this.collectNode && (e.errored || e.skipped || e.sync)) {
+      this.collectNode = -1;
+      cache.collected(e.status, !e.errored && !e.skipped && e.status !== 0);
+    }
+    if (e.sync && e.status !== 0) {
+      const wait = cache.synced(e.status);
+      if (wait === null) this.releaseHeld();
+      else this.block(wait.finally(() => this.releaseHeld()), 'query cache invalidation');
+    }
+  }
+
+  /** Writes the answers held back for an invalidation (in order, before anything else). */
+  private releaseHeld(): void {
+    const h = this.held;
+    if (h === null) return;
+    this.held = null;
+    if (this.closed || h.length === 0) return;
+    if (!this.client.write(h.length === 1 ? h[0]! : Buffer.concat(h)) && !this.clientFull) {
+      this.clientFull = true;
+      for (const l of this.connected()) l.conn!.pause();
+    }
+  }
+
+  private makeCacheView(): CacheView {
+    const st = this.statements;
+    const state = this.state;
+    return {
+      statementClass: (name) => st.protocol.get(name)?.cls,
+      statement: (name) => st.protocol.get(name),
+      txStatus: () => this.txStatus(),
+      get searchPath() { return state.searchPath; },
+      get parameters() { return state.parameters; },
+      get settingsVersion() { return state.version; },
+    };
   }
 
   // ---- local replies ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@
  * pause a socket, end the session). Backpressure both ways: the core pauses the client while its
  * backends' sockets are full and the backends while the client's is.
  */
+import { SessionCache } from '../cache/session-cache';
 import type * as net from 'node:net';
 import { connect as netConnect } from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
@@ -388,6 +389,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // From now on reads go into the shared read buffer (util/fast-read.ts), copied once: the
     // core keeps request bytes until they are written (and reads retried).
     if (!this.tlsActive) switchToReadBuffer(this.socket, (view) => this.onView(view));
+    const qc = this.ctx.queryCache ?? null;
+    if (qc !== null) {
+      this.cache = new SessionCache(qc, { user: this.user, database: this.database, startupParams: this.startupParams },
+        () => this.classifier, () => this.ctx.routing.volatility);
+    }
     const core = new SessionCore(this, this);
     this.core = core;
     if (r.base.size > 0) core.state.setBase(r.base);
@@ -673,6 +679,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   get noticePerNode(): boolean {
     return this.own.notice ?? this.ctx.routing.noticePerNode;
   }
+
+  /** The query cache's hook for this session (memory_cache_enabled), made at login. */
+  cache: SessionCache | null = null;
 
   /** Classifier for this session (allow_sql_comments may be set per session). */
   get classifier(): Classifier {

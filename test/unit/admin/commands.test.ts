@@ -23,7 +23,9 @@ test('matching: case-insensitive, whitespace-tolerant, optional trailing semicol
     assert.equal(findAdminCommand(sql), null, sql);
   }
   assert.deepEqual(findAdminCommand('PGPOOL SET client_idle_limit = 5;')?.args, 'client_idle_limit = 5');
-  assert.equal(ADMIN_COMMANDS.length, 11);
+  assert.equal(ADMIN_COMMANDS.length, 13);
+  assert.equal(findAdminCommand("PGPOOL SET CACHE DELETE 'SELECT 1'")?.command.name, 'PGPOOL SET CACHE DELETE');
+  assert.equal(findAdminCommand('show pool_cache')?.command.name, 'SHOW POOL_CACHE');
 });
 
 test('SHOW POOL_NODES: pgpool 4.6 columns and formats', async () => {
