@@ -6,7 +6,7 @@
  */
 import type { NodeRole, NodeStatus } from '../cluster/cluster';
 import type { ReplicationInfo } from '../cluster/stats';
-import type { AdminEvent, ClassifierStats, HistogramData, PoolingView, SessionInfo, SlotHistory } from '../admin/types';
+import type { AdminEvent, ClassifierStats, HistogramData, PoolingView, QueryCacheMetrics, SessionInfo, SlotHistory } from '../admin/types';
 import type { BackendNode } from '../cluster/cluster';
 import type { NodeCounters } from '../cluster/stats';
 import type { PoolCounts } from '../pool/node-pool';
@@ -35,6 +35,8 @@ export interface WorkerSnapshot {
   readonly pooling: PoolingView | null;
   readonly classifier: ClassifierStats | null;
   readonly slotHistory: readonly (readonly [number, SlotHistory])[];
+  /** Its query cache's SHOW POOL_CACHE row and counters (null: the cache is off). */
+  readonly cache: { readonly row: readonly string[]; readonly metrics: QueryCacheMetrics } | null;
   /** Its latency histograms (summed over the workers by the instance view). */
   readonly histograms: readonly HistogramData[];
   /** Its share of num_init_children and max_client_conn (to number its slots in the instance). */

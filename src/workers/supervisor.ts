@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import type { LoadedConfig } from '../config/load';
 import { LogEvent, logLine, type Logger } from '../log/logger';
 import { startApp, type App } from '../app';
-import type { AdminActions, AdminContext, PoolingView } from '../admin/types';
+import type { AdminActions, AdminContext, PoolingView, QueryCacheAdmin } from '../admin/types';
 import type { ActionRequest, FromWorker, InstanceSnapshot, NodeState, ToWorker, WorkerSnapshot } from './messages';
 import { instanceContext } from './instance-view';
 import { WORKER_COUNT_ENV, WORKER_INDEX_ENV } from './worker';
@@ -351,6 +351,15 @@ const EMPTY_POOLING: PoolingView = { mode: 'session', defaultPoolSize: 0, client
 function liveContext(local: AdminContext, build: () => Promise<AdminContext>): AdminContext {
   let current: AdminContext = local;
   let inflight: Promise<void> | null = null;
+  // /metrics reads the cache object once: a stable one that reads the latest instance view.
+  const localCache = local.queryCache?.() ?? null;
+  const cacheNow = (): QueryCacheAdmin => current.queryCache?.() ?? localCache!;
+  const liveCache: QueryCacheAdmin | null = localCache === null ? null : {
+    poolCacheRow: () => cacheNow().poolCacheRow(),
+    metrics: () => cacheNow().metrics(),
+    deleteQuery: (s, u, d) => localCache.deleteQuery(s, u, d),
+    invalidateAll: () => localCache.invalidateAll(),
+  };
   return {
     config: () => local.config(),
     nodes: () => current.nodes(),
@@ -369,6 +378,7 @@ function liveContext(local: AdminContext, build: () => Promise<AdminContext>): A
     failoverLease: () => current.failoverLease?.() ?? null,
     recovery: () => local.recovery?.() ?? null,
     histograms: () => current.histograms?.() ?? [],
+    ...(liveCache !== null ? { queryCache: () => liveCache } : {}),
     refresh: () => {
       // Requests that arrive together share one collection.
       inflight ??= build().then((c) => { current = c; }).finally(() => { inflight = null; });
