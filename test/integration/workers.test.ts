@@ -469,6 +469,9 @@ describe('worker_processes = 2: the query cache (shmem) stays exact across worke
         const seen = await Promise.all(cs.map(read));
         assert.deepEqual(seen, cs.map(() => round), `round ${round}: every client sees the write at once`);
       }
+      // SHOW POOL_CACHE counts the hits of both workers (6 clients answered from cache per round at least).
+      const row = (await cs[0]!.query('SHOW POOL_CACHE')).rows[0] as Record<string, string>;
+      assert.ok(Number(row['num_cache_hits']) >= 24, JSON.stringify(row));
     } finally {
       await direct.end();
       await endAll(cs);

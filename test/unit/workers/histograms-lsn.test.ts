@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Histogram } from 'prom-client';
-import { mergeHistograms } from '../../../src/workers/instance-view';
+import { mergeCache, mergeHistograms } from '../../../src/workers/instance-view';
+import type { QueryCacheAdmin, QueryCacheMetrics } from '../../../src/admin/types';
 import { RemoteLsn } from '../../../src/workers/remote-lsn';
 
 function histogram(): Histogram<'node'> {
@@ -53,4 +54,25 @@ test('RemoteLsn: one refresh asked at a time per node, ended by the push; a repl
   assert.deepEqual(asked, [1, 1]);
   assert.equal(await lsn.currentLsnAfter(0, 0), 42n);
   await lsn.close();
+});
+
+test('mergeCache: SHOW POOL_CACHE and the cache counters of every worker summed, the hit ratio recomputed', async () => {
+  const metrics = (hits: number, selects: number): QueryCacheMetrics => ({
+    method: 'shmem', hits, misses: selects - hits, selects, stores: 1, notStored: 0, evictions: 0, memcachedErrors: 0,
+    memcachedUp: true, bytes: 100, entries: 2, invalidations: new Map([['write', 1]]),
+  });
+  let invalidated = 0;
+  const base: QueryCacheAdmin = {
+    poolCacheRow: () => [], metrics: () => metrics(0, 0),
+    deleteQuery: async () => {}, invalidateAll: async () => { invalidated++; },
+  };
+  const m = mergeCache(base, [
+    { row: ['3', '4', '0.75', '100', '2', '2', '100', '900', '0'], metrics: metrics(3, 4) },
+    { row: ['1', '4', '0.25', '100', '1', '1', '50', '950', '0'], metrics: metrics(1, 4) },
+  ]);
+  assert.deepEqual(m.poolCacheRow(), ['4', '8', '0.50', '200', '3', '3', '150', '1850', '0']);
+  assert.equal(m.metrics().hits, 4);
+  assert.equal(m.metrics().invalidations.get('write'), 2);
+  await m.invalidateAll();
+  assert.equal(invalidated, 1, 'invalidation is the base\'s (it reaches every worker itself)');
 });
