@@ -176,5 +176,6 @@ describe('online recovery over SSH: a real sshd, pcp_recovery_node, the shipped 
     assert.ok(fs.existsSync(path.join(s1.dataDir, 'standby.signal')));
     await eventually(async () => (await c.psql(c.primary.id, "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'server1' AND state = 'streaming'")) === '1', 'server1 streaming', 30_000);
     assert.equal(await c.psql(c.primary.id, "SELECT active FROM pg_replication_slots WHERE slot_name = 'pgmaitre_node1'"), 't');
+    process.stdout.write(`# node 1 rebuilt over SSH: ${logins} logins as postgres through sshd on 127.0.0.1:${sshd!.port}\n`);
   });
 });
