@@ -93,6 +93,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
         `configuration reload: ${ctx.trustedLogins.size} login(s) the primary trusted must authenticate again`);
       ctx.trustedLogins.clear();
     }
+    ctx.greetings.clear(); // transaction-pooled logins learn the servers' ParameterStatus again
     health.onConfigReload(next);
     const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);
     logLine(log, { event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);

@@ -114,12 +114,21 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
         conn.applied = discardAll ? new Map() : null;
         conn.appliedOwner = null;
         conn.appliedVersion = -1;
-        if (discardAll) conn.prepared.clear();
+        if (discardAll) conn.statements.clear();
         // Without reset queries only a connection outside any transaction may be reused.
         if (reset.length === 0) return conn.clean;
         // The leading Sync ends any skip-until-Sync state a failed extended-protocol message left.
         const errors = await conn.runInternal(reset, 10_000, { sync: true });
         // ABORT outside a transaction only warns; any real error makes the connection suspect.
+        return errors.length === 0 && conn.clean;
+      },
+      discard: async (conn) => {
+        // Transaction pooling: a lease ended with session state on the connection (tx-pooling.ts).
+        const errors = await conn.runInternal(['DISCARD ALL'], 10_000, { sync: true });
+        conn.statements.clear();
+        conn.applied = null; // RESET ALL went back to the connection's own startup values: replayed in full next time
+        conn.appliedOwner = null;
+        conn.appliedVersion = -1;
         return errors.length === 0 && conn.clean;
       },
       onClose: (conn, reason) => log.debug({ event: LogEvent.PoolClose, node_id: conn.nodeId, reason }, 'pooled connection closed'),
@@ -153,6 +162,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     pooledClients: new Slots(config.max_client_conn, 0),
     poolStats: { pinnedNow: 0, pinnedTotal: 0, cacheHits: 0, cacheMisses: 0, onWait: (s) => observeLeaseWait(s) },
     knownStatements: new LruCache<boolean>(10_000),
+    greetings: new LruCache<ReadonlyMap<string, string>>(1_000),
     registry: new SessionRegistry(),
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),
@@ -180,6 +190,9 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   ctx.routing.lag = (id) => ({ lagging: health.replication.isLagging(id), delay: cluster.node(id)?.replication.delayBytes ?? 0 });
   cluster.on('change', (c) => {
     if (c.field === 'status' && c.to === 'down') pools.get(c.nodeId)?.closeIdle(`node ${c.nodeId} down: ${c.reason}`);
+    // A node that went away may come back another server (restarted, upgraded, promoted): logins
+    // learn its greeting again.
+    ctx.greetings.clear();
   });
   await health.start();
   // Replication connections (pg_basebackup, pg_recvlogical...) are relayed to the primary.

@@ -5,6 +5,7 @@
  * What it measures is everything pgmaitre adds above relaying bytes (the system calls are not in
  * it). Plain script: `npx tsc -p . && node dist/bench/micro/session-core.js` (or `npm run bench:micro`).
  */
+import { ServerStatements } from '../../src/core/server-statements';
 import pino from 'pino';
 import { loadConfigText } from '../../src/config/load';
 import { Cluster, NodeRole, NodeStatus } from '../../src/cluster/cluster';
@@ -38,7 +39,7 @@ async function main(): Promise<void> {
   let clientBytes = 0;
   const conn = (nodeId: number): BackendPort => ({
     nodeId, backendPid: 100 + nodeId, backendSecret: 1, txStatus: 73, params: new Map(), applied: new Map(), appliedVersion: -1, appliedOwner: null,
-    prepared: new Set(), unsure: new Set(),
+    statements: new ServerStatements(),
     write: (b) => { backendBytes += b.length; return true; }, pause: () => {}, resume: () => {}, onceDrained: () => {},
   });
   const standby = conn(1);

@@ -220,7 +220,11 @@ export class FunctionVolatility {
   /** Ends a side connection being discarded. */
   private async end(c: Client): Promise<void> {
     try {
-      await c.end();
+      // node-postgres' end() never settles on a connection the server already closed (a
+      // pg_terminate_backend of the side connection): pgmaitre's stop must not wait for it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([c.end(), new Promise<void>((resolve) => { timer = setTimeout(resolve, 2000); timer.unref(); })]);
+      clearTimeout(timer);
     } catch {
       // Ignored on purpose: the connection is being thrown away, after its own error (if any)
       // was logged; a failure to say goodbye on a broken socket tells nothing more.

@@ -12,6 +12,7 @@
  * so that a connection lent to another session, or the same one later, is brought up to date by
  * differences only.
  */
+import { ServerStatements } from '../core/server-statements';
 import * as net from 'node:net';
 import { BackendCode, TxStatus } from '../protocol/codes';
 import {
@@ -80,10 +81,8 @@ export class ServerConnection implements MessageSink {
   applied: Map<string, string> | null = new Map();
   appliedVersion = -1;
   appliedOwner: unknown = null;
-  /** Transaction pooling: server-side prepared statements created here (core/statement-names.ts). */
-  readonly prepared = new Set<string>();
-  /** Server statements a failed request may have left half-known (closed before the next use). */
-  readonly unsure = new Set<string>();
+  /** Transaction pooling: server-side prepared statements created here (core/server-statements.ts). */
+  readonly statements = new ServerStatements();
   /** SQLSTATE of the FATAL the server sent while idle or busy internally, or ''. */
   goodbyeCode = '';
   closeReason = '';

@@ -13,6 +13,7 @@
  */
 import { parseSql, parserReady } from './parser';
 import { LruCache } from '../util/lru-cache';
+import { skipFiller } from './filler';
 
 /** One effect on session state, in statement order. */
 export type SessionEffect =
@@ -158,13 +159,16 @@ function effectsOf(stmt: Node | undefined, text: string, out: SessionEffect[]): 
   }
 }
 
+const EXECUTE_NAME = /execute\s+(?:"((?:[^"]|"")+)"|([A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*))\s*(?:\(|;|$)/iy;
+
 /**
  * Name of the prepared statement an `EXECUTE name ...` runs, without the grammar (EXECUTE is
  * frequent; its parameters change every time): an identifier, folded to lower case unless quoted.
  * Null when the text is not a single EXECUTE.
  */
 export function executeName(sql: string): string | null {
-  const m = /^\s*execute\s+(?:"((?:[^"]|"")+)"|([A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*))\s*(?:\(|;|$)/i.exec(sql);
+  EXECUTE_NAME.lastIndex = skipFiller(sql);
+  const m = EXECUTE_NAME.exec(sql);
   if (m === null) return null;
   return m[1] !== undefined ? m[1].replace(/""/g, '"') : m[2]!.toLowerCase();
 }

@@ -280,8 +280,10 @@ export const PARAMS = {
   pool_mode_user_list: str('', 'hot', "Per-user pool_mode (user:mode,...); wins over pool_mode_database_list.", OURS),
   max_client_conn: int(1000, 'restart', 'Transaction and statement pooling: client sessions served at once (num_init_children limits session-pooled clients); beyond it, 53300.', { ...OURS, min: 1 }),
   default_pool_size: int(20, 'hot', 'Transaction and statement pooling: backend connections per (node, user, database).', { ...OURS, min: 1 }),
+  pinned_pool_size: int(20, 'hot', 'Transaction and statement pooling: backend connections per (node, user, database) that pinned sessions (LISTEN, temporary tables, session advisory locks, WITH HOLD cursors) may hold beyond default_pool_size, so that they never starve the other clients; 0 = pinned sessions count toward default_pool_size.', OURS),
   reserve_pool_size: int(0, 'hot', 'Transaction and statement pooling: extra backend connections per (node, user, database) for clients that waited reserve_pool_timeout.', OURS),
   reserve_pool_timeout: real(5, 'hot', 'Seconds a client waits before a reserve connection may be opened for it.', OURS),
+  max_prepared_statements: int(200, 'hot', "Transaction and statement pooling: server-side prepared statements kept per backend connection (PgBouncer's name and default); beyond it the least recently used is closed (a client's statement is parsed again where it is missing). 0 = no limit (unlike PgBouncer, where 0 turns prepared-statement support off: pgmaitre always supports them).", { ...OURS, min: 0 }),
   query_wait_timeout: int(120, 'hot', 'Transaction and statement pooling: seconds a request may wait for a backend connection before it fails (ERROR 53300); 0 = no limit.', { ...OURS, unit: 's' }),
 } as const satisfies Record<string, ParamSpec>;
 

@@ -33,6 +33,8 @@ export interface ClusterView {
 export interface CoreConfig {
   readonly read_your_writes: boolean;
   readonly failover_on_backend_shutdown: boolean;
+  /** Transaction pooling: server-side prepared statements kept per connection (0 = no limit). */
+  readonly max_prepared_statements: number;
 }
 
 import type { PoolMode } from '../config/pool-mode';
@@ -67,8 +69,12 @@ export interface CoreHost {
   openLink(node: number): Promise<BackendPort | null>;
   /** Transaction pooling: an idle connection of `node` for this session's key, at once, or null. */
   leaseNow(node: number): BackendPort | null;
-  /** Gives a connection back (reset and reused when `reusable`, else closed with `why`; leased ones idle at once). */
-  closeLink(conn: BackendPort, reusable: boolean, why: string): void;
+  /**
+   * Gives a connection back: reused when `reusable` (leased ones idle at once; with `reset`, after
+   * DISCARD ALL, its statement registry and applied state cleared), else closed with `why`.
+   * The core decides which (tx-pooling.ts leaseFate).
+   */
+  closeLink(conn: BackendPort, reusable: boolean, why: string, reset?: boolean): void;
   /** Transaction pooling: the session now keeps its connections (state that cannot be replayed elsewhere); '' = not any more. */
   pinned(reason: string): void;
   /** Transaction pooling: a Bind found its statement on the leased connection (hit) or had it parsed there (miss). */

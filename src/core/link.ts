@@ -54,6 +54,8 @@ export const ExpectKind = {
    * the connection already has): its bytes go to the client when it reaches the head of the queue.
    */
   Synthetic: 5,
+  /** A question pgmaitre asks the server itself (transaction pooling: is a temporary relation left?); rows are counted. */
+  Probe: 6,
 } as const;
 export type ExpectKind = (typeof ExpectKind)[keyof typeof ExpectKind];
 
@@ -83,6 +85,12 @@ export class Expect {
   errorsToClient = false;
   /** A Synthetic expect's bytes. */
   bytes: Buffer | null = null;
+  /** DataRows of a swallowed answer (a Probe reads its answer this way). */
+  rows = 0;
+  /** Completions it was to produce. */
+  completions = 0;
+  /** When it errored: completions that had come before the error (the failing message's index). */
+  failedAt = -1;
 }
 
 /** Disposition of the message being scanned. */
@@ -144,7 +152,7 @@ export class Link {
   /** Requests batched for this link's next write (see SessionCore.flush). */
   readonly out: Buffer[] = [];
   /** Cleanup side requests to send before this link's next request (Close/DEALLOCATE/DISCARD elsewhere). */
-  readonly cleanup: { buf: Buffer; completions: number; term: Term }[] = [];
+  readonly cleanup: { buf: Buffer; completions: number; term: Term; clears?: 'all' | 'statements' }[] = [];
   /** The backend socket's output is above its high-water mark. */
   full = false;
 
@@ -192,6 +200,9 @@ export class Link {
     e.status = 0;
     e.errorsToClient = false;
     e.bytes = null;
+    e.rows = 0;
+    e.completions = completions;
+    e.failedAt = -1;
     this.q.push(e);
     if (!swallow) this.clientOwed++;
     if (e.sync) this.syncOwed++;
@@ -391,6 +402,7 @@ export class Link {
       return;
     }
     if (h.swallow) {
+      if (code === 68 /* D */) h.rows++;
       this.disp = code === E && h.errorsToClient ? HOLD : DROP;
       return;
     }
@@ -504,6 +516,7 @@ export class Link {
     this.copyIn = false;
     if (h === undefined) return;
     h.errored = true;
+    if (h.failedAt < 0) h.failedAt = h.completions - h.pending;
     if (h.pending > 0) this.skipUntilSync(h);
   }
 

@@ -9,6 +9,7 @@
  */
 
 import type { AppliedState } from './session-state';
+import type { ServerStatements } from './server-statements';
 
 /** What the core needs from a backend connection (ServerConnection implements it). */
 export interface BackendPort extends AppliedState {
@@ -26,10 +27,8 @@ export interface BackendPort extends AppliedState {
   resume(): void;
   /** Calls `cb` once when the output written so far has drained (after write() returned false). */
   onceDrained(cb: () => void): void;
-  /** Transaction pooling: server-side prepared statements this connection has (statement-names.ts). */
-  readonly prepared: Set<string>;
-  /** Server statements that may or may not exist after a failed request: closed before the next use. */
-  readonly unsure: Set<string>;
+  /** Transaction pooling: server-side prepared statements this connection has, as the server confirmed them. */
+  readonly statements: ServerStatements;
 }
 
 /** Where bytes for the client go, in order. */

@@ -24,6 +24,8 @@ export class Request {
   copyOnly = false;
   /** Transaction pooling: a SQL PREPARE renamed to this server statement. */
   pooledPrepare: string | null = null;
+  /** Transaction pooling: its SQL PREPARE/EXECUTE was renamed to a server statement name. */
+  pooledRenamed = false;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -38,6 +40,7 @@ export function newRequest(): Request {
 export function releaseRequest(r: Request): void {
   r.data = EMPTY;
   r.pooledPrepare = null;
+  r.pooledRenamed = false;
   if (pool.length < 256) pool.push(r);
 }
 

@@ -25,7 +25,8 @@ import { FrontendCode, TxStatus } from '../protocol/codes';
 import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse, encodeNoticeResponse } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
-import { ADVISORY_LOCK_FUNCTIONS, ADVISORY_UNLOCK_FUNCTIONS, executeName, sessionEffects, type SessionEffect } from '../classify/session-effects';
+import { ADVISORY_LOCK_FUNCTIONS, executeName, sessionEffects, type SessionEffect } from '../classify/session-effects';
+import { skipFiller } from '../classify/filler';
 import type { QueryClass } from '../classify/types';
 import { newRouteState, noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
 import { LogEvent, logLine } from '../log/logger';
@@ -43,6 +44,9 @@ import {
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { LinkRefused, type CoreHost } from './core-host';
+import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
+import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
+import { lossVerdict } from './recovery';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
@@ -61,8 +65,25 @@ interface Token {
   release: string | null;
   /** SQL prepared statements this request registered (removed again if it failed). */
   prepared: string[] | null;
-  /** Transaction pooling: server statements this request parses (known valid once it succeeded). */
+  /** Transaction pooling: server statements this request parses (tentative until it succeeded). */
   parsed: string[] | null;
+  /**
+   * Transaction pooling: client statement names this request defines, with the index of their
+   * Parse among the request's completions (a Parse that failed or was skipped defines nothing).
+   */
+  defined: { name: string; index: number }[] | null;
+  /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
+  clears: 'all' | 'statements' | null;
+}
+
+/** A cleanup side request's note: it clears the connection's statements (DISCARD/DEALLOCATE ALL). */
+interface ClearsToken {
+  readonly clears: 'all' | 'statements';
+}
+
+/** The temporary-relation probe's note (tx-pooling.ts). */
+interface ProbeToken {
+  readonly generation: number;
 }
 
 /** A side request's note: the statement re-parsed or re-prepared (by node, or by server name on a leased connection). */
@@ -73,13 +94,33 @@ interface ReparseToken {
 
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
 
-/** Statements transaction pooling looks at before routing (cheap first test; the classifier decides). */
-const POOLED_SPECIAL = /^\s*(begin|start|prepare|execute|deallocate|discard)\b/i;
+/**
+ * Statements transaction pooling looks at before routing: a cheap first test of the first keyword
+ * after white space and comments (sticky at skipFiller's index, no allocation); the classifier
+ * and the grammar decide.
+ */
+const POOLED_SPECIAL = /(begin|start|prepare|execute|deallocate|discard)\b/iy;
+
+function pooledSpecial(sql: string): boolean {
+  POOLED_SPECIAL.lastIndex = skipFiller(sql);
+  return POOLED_SPECIAL.test(sql);
+}
 
 const ADVISORY_UNLOCK_ALL = 'pg_advisory_unlock_all';
 
+/** What pooledLocal did with a request: nothing (it goes on), answered it, or it waits for answers owed before it. */
+const Local = { No: 0, Answered: 1, Wait: 2 } as const;
+type Local = (typeof Local)[keyof typeof Local];
+
+const IN_FAILED_TX: [string, string] = ['25P02', 'current transaction is aborted, commands ignored until end of transaction block'];
+
+/** An exception escaped the core's data path (a bug): the session ends with FATAL XX000. */
+export class CoreFault extends Error {
+  override name = 'CoreFault';
+}
+
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView {
+export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -97,6 +138,8 @@ export class SessionCore implements ForwardSink, PlannerView {
   private rEnd: number[] = [];
   private rCount = 0;
   private rCompletions = 0;
+  /** Bytes in the ranges above: counted in pacing, and cut early beyond QUEUE_HIGH_WATER. */
+  private rBytes = 0;
   /** The link in COPY IN that takes the client's copy frames directly, and those frames. */
   private copyTarget: Link | null = null;
   private copyParts: Buffer[] = [];
@@ -122,12 +165,18 @@ export class SessionCore implements ForwardSink, PlannerView {
   private backendFull = 0;
   /** Transaction pooling: why the session keeps its connections ('' = it does not). */
   private pinnedFor = '';
-  /** Transaction pooling: a reason to keep connections that no state change lifts (multi-statement PREPARE...). */
-  private forcedPin = '';
+  /** Transaction pooling: what keeps this session on its connections (tx-pooling.ts). */
+  readonly pins = new Pins();
   /** openLink() refused the connection the head request waits for (it gets this error). */
   private refused: LinkRefused | null = null;
-  /** Links whose cancel request is on its way: their connection is not given back meanwhile. */
-  private readonly cancelling = new Set<Link>();
+  /** Links whose cancel request is on its way (until the server took it): their connection is not given back meanwhile. */
+  private readonly cancelling = new Map<Link, Promise<void>>();
+  /** Transaction pooling: the request being sent redefines these statement names (42P05 from the server). */
+  private dupParses: Set<string> | null = null;
+  /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
+  private readonly stateLost = new Set<Link>();
+  /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
+  private readonly identity = new IdentityCheck();
 
   constructor(readonly host: CoreHost, private readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
@@ -157,7 +206,11 @@ export class SessionCore implements ForwardSink, PlannerView {
     l.reset();
     l.conn = conn;
     l.txStatus = conn.txStatus;
+    conn.statements.cap = this.host.config.max_prepared_statements;
     l.forwardAsync = node === this.identityNode || node === this.host.cluster.primaryId();
+    // A lease attached while the client's socket is full is not read until it drains (forward()
+    // pauses only on the transition to full).
+    if (this.clientFull) conn.pause();
     return l;
   }
 
@@ -199,6 +252,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       this.rEnd[n] = end;
       this.rCount = n + 1;
     }
+    this.rBytes += end - start;
     switch (code) {
       case FrontendCode.Parse:
       case FrontendCode.Bind:
@@ -206,6 +260,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       case FrontendCode.Execute:
       case FrontendCode.Close:
         this.rCompletions++;
+        if (this.rBytes > QUEUE_HIGH_WATER) this.cutEarly();
         return;
       case FrontendCode.Sync:
         this.cut(Term.Sync, false, false);
@@ -222,8 +277,18 @@ export class SessionCore implements ForwardSink, PlannerView {
         this.cut(Term.None, false, this.rCompletions === 0);
         return;
       default:
+        if (this.rBytes > QUEUE_HIGH_WATER) this.cutEarly();
         return;
     }
+  }
+
+  /**
+   * Frames without a Sync/Flush/Query beyond QUEUE_HIGH_WATER (a long pipeline, stray CopyData):
+   * sent on now, as PostgreSQL processes each message as it arrives, so that they count in
+   * pacing instead of piling up here. They stay on their node until Sync, as after a Flush.
+   */
+  private cutEarly(): void {
+    this.cut(Term.None, this.rCompletions > 0, this.rCompletions === 0);
   }
 
   private cut(term: Term, flush: boolean, copyOnly: boolean): void {
@@ -237,6 +302,7 @@ export class SessionCore implements ForwardSink, PlannerView {
     }
     for (let i = 0; i < this.rCount; i++) this.rBuf[i] = undefined as unknown as Buffer;
     this.rCount = 0;
+    this.rBytes = 0;
     req.completions = this.rCompletions;
     this.rCompletions = 0;
     req.term = term;
@@ -300,7 +366,11 @@ export class SessionCore implements ForwardSink, PlannerView {
       return true;
     }
     const info = this.info.read(req.data);
-    if (this.host.pooling !== 'session' && this.pooledLocal(req, info)) return true;
+    if (this.host.pooling !== 'session') {
+      const local = this.pooledLocal(req, info);
+      if (local === Local.Answered) return true;
+      if (local === Local.Wait) return false;
+    }
     const plan = this.planner.make(req, info);
     switch (plan.type) {
       case PlanType.WaitAnswers:
@@ -320,6 +390,7 @@ export class SessionCore implements ForwardSink, PlannerView {
       default:
         break;
     }
+    if (this.identityUnsure(plan.node)) return false;
     let link = this.links[plan.node];
     if (link?.conn == null) {
       // Transaction pooling: an idle connection is leased at once (no waiting on the hot path).
@@ -341,13 +412,13 @@ export class SessionCore implements ForwardSink, PlannerView {
    * other clients share); statement pooling refuses transaction blocks. True when the request
    * was answered here (false: it goes on to the planner, maybe rewritten).
    */
-  private pooledLocal(req: Request, info: RequestInfo): boolean {
-    if (info.queries.length === 0 && info.parses.length === 0) return false;
-    if (info.queries.length === 0 && req.term === Term.Sync && this.parseOnlyKnown(req, info)) return true;
+  private pooledLocal(req: Request, info: RequestInfo): Local {
+    if (info.queries.length === 0 && info.parses.length === 0) return Local.No;
+    if (info.queries.length === 0 && req.term === Term.Sync && this.parseOnlyKnown(req, info)) return Local.Answered;
     let special = false;
-    for (const q of info.queries) if (POOLED_SPECIAL.test(q)) special = true;
-    for (const p of info.parses) if (POOLED_SPECIAL.test(p.sql)) special = true;
-    if (!special) return false;
+    for (const q of info.queries) if (pooledSpecial(q)) special = true;
+    for (const p of info.parses) if (pooledSpecial(p.sql)) special = true;
+    if (!special) return Local.No;
     const single = info.queries.length === 1 && !info.extended ? info.queries[0]! : null;
     const cls = single === null ? null : this.host.classifier.classify(single);
     if (single === null || cls === null || cls.statements !== 1) {
@@ -355,66 +426,86 @@ export class SessionCore implements ForwardSink, PlannerView {
       // the names cannot be rewritten safely; this session keeps its connection from now on.
       for (const sql of [...info.queries, ...info.parses.map((p) => p.sql)]) {
         const k = this.host.classifier.classify(sql).kind;
-        if (k === 'prepare' || k === 'execute' || k === 'deallocate') this.forcedPin ||= 'SQL PREPARE/EXECUTE/DEALLOCATE in a multi-statement query or the extended protocol';
-        if (k === 'begin' && this.host.pooling === 'statement') return this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']);
+        if (k === 'prepare' || k === 'execute' || k === 'deallocate') this.pins.forced ||= 'SQL PREPARE/EXECUTE/DEALLOCATE in a multi-statement query or the extended protocol';
+        if (k === 'begin' && this.host.pooling === 'statement') return this.local(this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
       }
-      return false;
+      return Local.No;
     }
     switch (cls.kind) {
       case 'begin':
-        if (this.host.pooling === 'statement') return this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']);
-        return false;
+        if (this.host.pooling === 'statement' && !this.allAnswered(null)) return Local.Wait;
+        if (this.host.pooling === 'statement') return this.local(this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
+        return Local.No;
       case 'prepare': {
-        if (this.forcedPin !== '') return false;
+        if (this.pins.forced !== '') return Local.No;
         const e = sessionEffects(single);
         const name = e?.[0]?.kind === 'prepare' ? e[0].name : null;
-        if (name === null) return false;
+        if (name === null) return Local.No;
         if (this.statements.sql.has(name) || this.statements.protocol.has(name)) {
-          return this.localReply(req, null, ['42P05', `prepared statement "${name}" already exists`]);
+          if (!this.allAnswered(null)) return Local.Wait;
+          if (this.txStatus() === TxStatus.Failed) return this.local(this.localReply(req, null, IN_FAILED_TX));
+          return this.local(this.localReply(req, null, ['42P05', `prepared statement "${name}" already exists`]));
         }
         const server = serverStatementName('pgmq_', prepareDefinition(single));
-        const renamed = renameSqlStatement(single, server);
-        if (renamed !== null) {
-          req.data = encodeQuery(renamed);
-          req.pooledPrepare = server;
+        const renamed = renameSqlStatement(single, server, name);
+        if (renamed === null) {
+          // The grammar's name is not where the text can be rewritten: never send it unrenamed
+          // to a shared connection; this session keeps its connection instead (fail closed).
+          this.pins.forced ||= 'a PREPARE whose name cannot be rewritten';
+          return Local.No;
         }
-        return false;
+        req.data = encodeQuery(renamed);
+        req.pooledPrepare = server;
+        req.pooledRenamed = true;
+        return Local.No;
       }
       case 'execute': {
-        if (this.forcedPin !== '') return false;
+        if (this.pins.forced !== '') return Local.No;
         const name = executeName(single);
         const st = name === null ? undefined : this.statements.sql.get(name);
-        const renamed = st === undefined ? null : renameSqlStatement(single, st.server);
-        if (renamed !== null) req.data = encodeQuery(renamed);
-        return false;
+        const renamed = st === undefined ? null : renameSqlStatement(single, st.server, name!);
+        if (renamed !== null) {
+          req.data = encodeQuery(renamed);
+          req.pooledRenamed = true;
+        }
+        return Local.No;
       }
       case 'deallocate': {
-        if (this.forcedPin !== '') return false;
+        if (this.pins.forced !== '') return Local.No;
         const e = sessionEffects(single);
-        if (e?.[0]?.kind !== 'deallocate') return false;
+        if (e?.[0]?.kind !== 'deallocate') return Local.No;
+        // Answered here in order, as the server would: nothing is owed before it, and an aborted
+        // transaction refuses it (25P02) and keeps the statements.
+        if (!this.allAnswered(null)) return Local.Wait;
+        if (this.txStatus() === TxStatus.Failed) return this.local(this.localReply(req, null, IN_FAILED_TX));
         const name = e[0].name;
         if (name === null) {
           this.statements.clearAll(true);
-          return this.localReply(req, 'DEALLOCATE ALL', null);
+          return this.local(this.localReply(req, 'DEALLOCATE ALL', null));
         }
         if (!this.statements.sql.delete(name) && !this.statements.protocol.delete(name)) {
-          return this.localReply(req, null, ['26000', `prepared statement "${name}" does not exist`]);
+          return this.local(this.localReply(req, null, ['26000', `prepared statement "${name}" does not exist`]));
         }
-        return this.localReply(req, 'DEALLOCATE', null);
+        return this.local(this.localReply(req, 'DEALLOCATE', null));
       }
       case 'discard': {
         const e = sessionEffects(single);
-        if (e?.[0]?.kind !== 'discard' || e[0].what !== 'all' || this.route.inTransaction || this.pinReason() !== '') return false;
+        if (e?.[0]?.kind !== 'discard' || e[0].what !== 'all' || this.route.inTransaction || this.pinReason() !== '') return Local.No;
+        if (!this.allAnswered(null)) return Local.Wait;
         // The session's own state goes; the shared connection keeps what other clients use.
         this.statements.clearAll(true);
         this.state.stage(e);
         this.state.commit(null, this);
         this.route.tempTables.clear();
-        return this.localReply(req, 'DISCARD ALL', null);
+        return this.local(this.localReply(req, 'DISCARD ALL', null));
       }
       default:
-        return false;
+        return Local.No;
     }
+  }
+
+  private local(answered: boolean): Local {
+    return answered ? Local.Answered : Local.Wait;
   }
 
   /**
@@ -465,19 +556,31 @@ export class SessionCore implements ForwardSink, PlannerView {
   }
 
   /** Why this session keeps its connections in transaction pooling ('' when it does not). */
-  private pinReason(): string {
-    if (this.forcedPin !== '') return this.forcedPin;
+  pinReason(): string {
+    const p = this.pins;
+    if (p.forced !== '') return p.forced;
     const st = this.state;
     if (st.listening.size > 0) return 'LISTEN';
-    if (st.advisoryLocks > 0) return 'a session advisory lock';
+    if (st.advisoryHeld) return 'a session advisory lock';
     if (st.holdCursors.size > 0) return 'a cursor WITH HOLD';
-    if (this.route.tempTables.size > 0) return 'a temporary table';
+    if (p.temp) return 'a temporary table';
     return '';
   }
 
+  /** LeaseSession: the link in COPY IN. */
+  get copyLink(): Link | null {
+    return this.copyTarget;
+  }
+
+  /** LeaseSession: a cancel for `link`'s backend is on its way. */
+  cancelInFlight(link: Link): boolean {
+    return this.cancelling.size > 0 && this.cancelling.has(link);
+  }
+
   /**
-   * Transaction pooling: gives back every connection whose transaction is over (nothing owed,
-   * idle, no extended-protocol sequence open, not pinned by state that lives only there).
+   * Transaction pooling: gives back every connection whose transaction is over (leaseFate says
+   * Clean: nothing owed, idle, no extended-protocol sequence open, no cancel in flight, not pinned
+   * by state that lives only there); probes whether the temporary relations that pin it are gone.
    */
   private releaseIdle(): void {
     if (this.host.pooling === 'session' || this.closed) return;
@@ -487,6 +590,7 @@ export class SessionCore implements ForwardSink, PlannerView {
         this.pinnedFor = pin;
         this.host.pinned(pin);
       }
+      if (this.pins.tempProbeDue && this.pins.forced === '' && pin === 'a temporary table') this.probeTemp();
       return;
     }
     if (this.pinnedFor !== '') {
@@ -495,13 +599,50 @@ export class SessionCore implements ForwardSink, PlannerView {
     }
     for (const l of this.links) {
       if (l === undefined || l.conn === null) continue;
-      if (l.owed > 0 || !l.quiet || l.unsynced || l.txStatus !== TxStatus.Idle || l.out.length > 0
-        || l === this.copyTarget || this.stickyNode === l.node || this.cancelling.has(l)) continue;
-      const conn = l.conn;
-      l.conn = null;
-      l.reset();
-      this.host.closeLink(conn, true, '');
+      if (leaseFate(l, this, false) !== Fate.Clean) continue;
+      this.giveBack(l, Fate.Clean, '');
     }
+  }
+
+  /**
+   * Session pooling, a request for `node`: while a termination sent through pgmaitre may have hit
+   * the client's own backend, a Sync goes there first and the request waits for its answer.
+   */
+  private identityUnsure(node: number): boolean {
+    const own = this.links[this.identityNode];
+    if (this.host.pooling !== 'session' || own?.conn == null) return false;
+    if (this.identity.pending) {
+      if (own.owed > 0) return true;
+      this.identity.pending = false;
+    }
+    if (node === this.identityNode || !this.identity.due() || own.owed > 0 || own.unsynced) return false;
+    own.expect(ExpectKind.Cleanup, true, 0, Term.Sync);
+    this.send(own, SYNC);
+    this.identity.pending = true;
+    return true;
+  }
+
+  /** Ends `link`'s lease with `fate` (Clean, Reset or Close: see tx-pooling.ts). */
+  private giveBack(l: Link, fate: Fate, why: string): void {
+    const conn = l.conn!;
+    l.conn = null;
+    l.reset();
+    this.stateLost.delete(l);
+    this.host.closeLink(conn, fate !== Fate.Close, why, fate === Fate.Reset);
+  }
+
+  /**
+   * Transaction pooling: the session is pinned only by temporary relations and a statement that
+   * may have dropped them ran: ask the primary's connection whether any is left (a row: yes).
+   */
+  private probeTemp(): void {
+    const l = this.links[this.host.cluster.primaryId()];
+    if (l?.conn == null || l.owed > 0 || !l.quiet || l.unsynced || l.txStatus !== TxStatus.Idle) return;
+    this.pins.tempProbeDue = false;
+    const e = l.expect(ExpectKind.Probe, true, 0, Term.Query);
+    e.token = { generation: this.pins.tempGeneration } satisfies ProbeToken;
+    this.send(l, encodeQuery(TEMP_PROBE));
+    this.flush();
   }
 
   /** Opens a link to `node` (blocking the queue meanwhile). */
@@ -525,22 +666,73 @@ export class SessionCore implements ForwardSink, PlannerView {
     }), `connect to node ${node}`);
   }
 
+  /**
+   * Waits for `p` with the queue blocked, then drives again. This is where asynchronous waits
+   * re-enter the core: a rejection is a bug (expected failures resolve: openLink gives null or
+   * LinkRefused, lookups fail closed), so it ends this session with FATAL XX000 (crash()).
+   */
   private block(p: Promise<unknown>, what: string): void {
     this.flush();
     this.blocked++;
     this.pacing();
-    p.catch((e: unknown) => {
-      this.host.log.warn({ event: 'session_wait_failed', pid: this.host.pid, what, err: (e as Error)?.message ?? String(e) }, `${what} failed`);
-    }).finally(() => {
+    p.then(() => {
       this.blocked--;
-      this.drive();
+      this.guard(() => this.drive());
+    }, (e: unknown) => {
+      this.blocked--;
+      this.crash(e, what);
     });
+  }
+
+  /** Runs `fn` (a socket or timer event entering the core); a throw ends this session only. */
+  guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.crash(e, 'session core');
+    }
+  }
+
+  /**
+   * An exception escaped the core's data path: a bug. This session only ends, with FATAL XX000;
+   * the error is logged once with its stack; its connections are closed (their state is
+   * unknown), never given back. Every other session goes on.
+   */
+  crash(e: unknown, where: string): void {
+    if (this.closed) return;
+    const err = e instanceof Error ? e : new Error(String(e));
+    this.host.log.error({ event: 'session_crash', pid: this.host.pid, where, err: { message: err.message, stack: err.stack } },
+      `internal error in session ${this.host.pid} (${where}): ${err.message}; ending this session only`);
+    try {
+      this.client.write(encodeErrorResponse(clientErrors.internalFatal()));
+    } catch {
+      // the client's socket may be what failed; the session ends anyway
+    }
+    this.closed = true;
+    for (const l of this.links) {
+      if (l?.conn == null) continue;
+      const conn = l.conn;
+      l.conn = null;
+      try {
+        l.reset();
+      } finally {
+        this.host.closeLink(conn, false, `session ${this.host.pid} ended after an internal error`);
+      }
+    }
+    for (const r of this.queue) releaseRequest(r);
+    this.queue.length = 0;
+    this.host.end(`internal error: ${err.message}`);
   }
 
   /** Sends a planned request (and what its node needs first). */
   private execute(req: Request, info: RequestInfo, plan: Plan, link: Link): void {
     const node = plan.node;
     const primary = this.host.cluster.primaryId();
+    const pooled = this.host.pooling !== 'session';
+    if (pooled) {
+      link.conn!.statements.nextRequest();
+      this.dupParses = info.parses.length > 0 ? this.duplicateParses(info) : null;
+    }
     this.prepareLink(link, info, plan, node !== primary);
     if (plan.broadcastTx) this.broadcast(req, link);
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
@@ -548,11 +740,24 @@ export class SessionCore implements ForwardSink, PlannerView {
     let retry = plan.retryable;
     // Shared connections: the client's statement names become server names (statement-names.ts),
     // resolved before this request's own Close/DEALLOCATE change the registry (bookkeeping).
-    const segments = this.host.pooling !== 'session' && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
+    const segments = pooled && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
       ? rewriteRequest(req.data, this.names(link)) : null;
-    const token = this.bookkeeping(req, info, plan, node);
+    let token = this.bookkeeping(req, info, plan, node);
+    let preparedHere = false;
+    if (req.pooledPrepare !== null) {
+      preparedHere = link.conn!.statements.has(req.pooledPrepare);
+      if (!preparedHere) {
+        link.conn!.statements.begin(req.pooledPrepare);
+        ((token ??= newToken()).parsed ??= []).push(req.pooledPrepare);
+      }
+    }
+    if (pooled) this.evict(link);
     if (segments !== null) {
-      if (segments.length > 1) retry = false;
+      if (segments.length > 1) {
+        retry = false;
+        // The answer is checked against the last segment only: any error drops what the request defined.
+        if (token?.defined != null) for (const d of token.defined) d.index = Number.MAX_SAFE_INTEGER;
+      }
       for (let i = 0; i < segments.length; i++) {
         const seg = segments[i]!;
         const last = i === segments.length - 1;
@@ -566,12 +771,11 @@ export class SessionCore implements ForwardSink, PlannerView {
         }
         if (seg.parseCompleteAfter) link.synthetic(PARSE_COMPLETE, this);
       }
-    } else if (req.pooledPrepare !== null && link.conn!.prepared.has(req.pooledPrepare)) {
+    } else if (preparedHere) {
       // The shared connection has this statement already: PREPARE is answered in place.
       retry = false;
       link.synthetic(Buffer.concat([encodeCommandComplete('PREPARE'), encodeReadyForQuery(link.txStatus)]), this);
     } else {
-      if (req.pooledPrepare !== null) link.conn!.prepared.add(req.pooledPrepare);
       const e = link.expect(ExpectKind.Client, false, req.completions, req.term);
       if (retry) e.retry = req;
       e.token = token;
@@ -582,19 +786,48 @@ export class SessionCore implements ForwardSink, PlannerView {
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
     this.lastNode = node;
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
+    this.dupParses = null;
     if (!retry) releaseRequest(req);
+  }
+
+  /**
+   * Transaction pooling: Parses of a name this client has defined and not closed before them.
+   * PostgreSQL answers them 42P05 (and skips to Sync); a shared connection would not know the
+   * name, so the Parse is sent under the existing statement's server name (made sure to exist
+   * there first), and the server itself refuses it, in place.
+   */
+  private duplicateParses(info: RequestInfo): Set<string> | null {
+    let out: Set<string> | null = null;
+    for (const p of info.parses) {
+      if (p.name === '' || !this.statements.protocol.has(p.name) || info.closedStatements.includes(p.name)) continue;
+      (out ??= new Set()).add(p.name);
+    }
+    return out;
+  }
+
+  /** Closes the statements beyond max_prepared_statements on `link`'s connection (least recently used first). */
+  private evict(link: Link): void {
+    const names = link.conn!.statements.evict();
+    if (names === null) return;
+    const frames: Buffer[] = names.map((n) => encodeClose('S', n));
+    // Inside an open extended-protocol sequence a Sync would end it: Flush instead.
+    frames.push(link.unsynced ? FLUSH : SYNC);
+    link.expect(ExpectKind.Cleanup, true, names.length, link.unsynced ? Term.None : Term.Sync);
+    this.send(link, Buffer.concat(frames));
   }
 
   /** Server names of this session's statements on `link`'s connection (transaction pooling). */
   private names(link: Link): NameMap {
-    const conn = link.conn!;
+    const reg = link.conn!.statements;
     const local = new Map<string, string>();
     return {
       parsed: (name, definition) => {
+        if (this.dupParses?.has(name) === true) return { server: this.serverNameOf(name)!, had: false };
         const server = serverStatementName('pgm_', definition);
         local.set(name, server);
-        const had = conn.prepared.has(server);
-        conn.prepared.add(server);
+        // Tentative until the server answered (confirmed or dropped in completed()).
+        const had = reg.has(server);
+        if (!had) reg.begin(server);
         return { server, had };
       },
       serverName: (name) => local.get(name) ?? this.serverNameOf(name),
@@ -610,7 +843,7 @@ export class SessionCore implements ForwardSink, PlannerView {
 
   /** Does `link`'s connection have statement `st` (session pooling: by node; leased: by server name)? */
   private hasStatement(link: Link, st: ProtocolStatement | SqlStatement, server: string | null): boolean {
-    return server === null ? st.nodes.has(link.node) : link.conn!.prepared.has(server);
+    return server === null ? st.nodes.has(link.node) : link.conn!.statements.has(server);
   }
 
   /** Side requests a link needs before the client's request: cleanup, session state, transaction, statements. */
@@ -621,18 +854,20 @@ export class SessionCore implements ForwardSink, PlannerView {
     const idle = link.owed === 0;
     if (!link.unsynced) {
       for (const c of link.cleanup) {
-        link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
+        const e = link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
+        if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
         this.send(link, c.buf);
       }
       link.cleanup.length = 0;
-      if (conn.unsure.size > 0) {
+      const unsure = conn.statements.unsure;
+      if (unsure.size > 0) {
         // Statements a failed request may or may not have created: make sure they do not exist.
-        for (const name of conn.unsure) {
-          link.expect(ExpectKind.Cleanup, true, 1, Term.Sync);
-          this.send(link, Buffer.concat([encodeClose('S', name), SYNC]));
-          conn.prepared.delete(name);
-        }
-        conn.unsure.clear();
+        const frames: Buffer[] = [];
+        for (const name of unsure) frames.push(encodeClose('S', name));
+        frames.push(SYNC);
+        link.expect(ExpectKind.Cleanup, true, unsure.size, Term.Sync);
+        this.send(link, Buffer.concat(frames));
+        unsure.clear();
       }
       const replay = this.state.replayFor(conn, this);
       if (replay.length > 0) {
@@ -654,39 +889,55 @@ export class SessionCore implements ForwardSink, PlannerView {
         }
       }
     }
-    // Statements bound or described here but parsed on another node: re-parse them first.
-    const names = info.bindStatements.length + info.statementRefs.length;
-    if (names > 0 && this.stickyNode !== link.node) {
+    // Statements bound or described here but parsed on another node (or, leased, not known to be
+    // on this connection): re-parse them first.
+    const dups = this.dupParses === null ? null : [...this.dupParses];
+    const bound = info.bindStatements.length + info.statementRefs.length;
+    const names = bound + (dups?.length ?? 0);
+    if (names > 0) {
+      const sticky = this.stickyNode === link.node;
       for (let i = 0; i < names; i++) {
-        const name = i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
-        if (info.parsesStatement(name)) continue;
+        // (Names redefined by this request must exist for the server to refuse the Parse, even mid-sequence.)
+        if (i < bound && sticky) continue;
+        const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
+        if (i < bound && info.parsesStatement(name)) continue;
         const st = this.statements.protocol.get(name);
         if (st === undefined) continue;
-        const server = pooled ? this.serverNameOf(name)! : null;
-        if (this.hasStatement(link, st, server)) {
+        // The unnamed statement is never mapped to a named one (the Bind '' stays as it is): on
+        // a shared connection whatever another client parsed last may be there, so the client's
+        // own unnamed Parse is sent again, as it wrote it.
+        const server = pooled && name !== '' ? this.serverNameOf(name)! : null;
+        if (pooled && name === '') {
+          // (re-parsed below)
+        } else if (this.hasStatement(link, st, server)) {
           if (server !== null) this.host.statementCache(true);
           continue;
         }
         if (server !== null) this.host.statementCache(false);
-        // Inside an open extended-protocol sequence a Sync would end it: Parse + Flush instead.
-        const e = link.unsynced ? link.expect(ExpectKind.Reparse, true, 1, Term.None) : link.expect(ExpectKind.Reparse, true, 1, Term.Sync);
-        e.errorsToClient = link.unsynced;
+        // Leased: no Sync between the re-parse and the request (an error there reaches the client
+        // and skips its request, as the Parse it stands for would). Session pooling: in its own
+        // Sync, except inside an open extended-protocol sequence (Parse + Flush).
+        const inline = pooled || link.unsynced;
+        const e = inline ? link.expect(ExpectKind.Reparse, true, 1, Term.None) : link.expect(ExpectKind.Reparse, true, 1, Term.Sync);
+        e.errorsToClient = inline;
         e.token = { st, server } satisfies ReparseToken;
         const parse = server === null ? st.frame : encodeParseAs(server, parseDefinition(st.frame));
-        this.send(link, Buffer.concat([parse, link.unsynced ? FLUSH : SYNC]));
+        this.send(link, link.unsynced ? Buffer.concat([parse, FLUSH]) : inline ? parse : Buffer.concat([parse, SYNC]));
         if (server === null) st.nodes.add(link.node);
-        else conn.prepared.add(server);
+        else conn.statements.begin(server);
       }
     }
     if (!link.unsynced) {
       for (const st of plan.sqlNeeded) {
-        const server = pooled ? st.server : null;
+        const server = pooled && this.pins.forced === '' ? st.server : null;
         if (this.hasStatement(link, st, server)) continue;
+        const text = server === null ? st.text : renameSqlStatement(st.text, server);
+        if (text === null) continue; // not renamable: the EXECUTE fails as it would without it
         const e = link.expect(ExpectKind.Reparse, true, 0, Term.Query);
         e.token = { st, server } satisfies ReparseToken;
-        this.send(link, encodeQuery(server === null ? st.text : renameSqlStatement(st.text, server)!));
+        this.send(link, encodeQuery(text));
         if (server === null) st.nodes.add(link.node);
-        else conn.prepared.add(server);
+        else conn.statements.begin(server);
       }
     }
   }
@@ -732,7 +983,7 @@ export class SessionCore implements ForwardSink, PlannerView {
 
   /** Reads the client only while its requests can go somewhere. */
   private pacing(): void {
-    const stop = this.backendFull > 0 || this.queuedBytes > QUEUE_HIGH_WATER || (this.blocked > 0 && this.queue.length > 0);
+    const stop = this.backendFull > 0 || this.queuedBytes + this.rBytes > QUEUE_HIGH_WATER || (this.blocked > 0 && this.queue.length > 0);
     if (stop && !this.clientPaused) {
       this.clientPaused = true;
       this.host.pauseClient();
@@ -749,7 +1000,7 @@ export class SessionCore implements ForwardSink, PlannerView {
     const routerCfg = this.host.routing.router;
     const counters = this.host.cluster.node(node)?.counters;
     let token: Token | null = null;
-    const tok = (): Token => (token ??= { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null });
+    const tok = (): Token => (token ??= newToken());
     let i = 0;
     for (const sql of info.queries) {
       const cls = plan.classes[i++]!;
@@ -759,8 +1010,16 @@ export class SessionCore implements ForwardSink, PlannerView {
     for (const p of info.parses) {
       const cls = plan.classes[i++]!;
       this.dispatched(cls, p.sql, tok);
+      if (this.dupParses?.has(p.name) === true) continue; // refused by the server (42P05): the old one stays
+      if (p.name !== '' && this.host.pooling !== 'session' && !this.statements.protocol.has(p.name)) {
+        (tok().defined ??= []).push({ name: p.name, index: completionIndex(req.data, p.start) });
+      }
       this.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
-      if (p.name !== '' && this.host.pooling !== 'session') (tok().parsed ??= []).push(this.serverNameOf(p.name)!);
+      if (p.name !== '' && this.host.pooling !== 'session') {
+        // Only the Parses that reached the server are tentative there (names() began them).
+        const server = this.serverNameOf(p.name)!;
+        if (this.links[node]?.conn?.statements.pending(server)) (tok().parsed ??= []).push(server);
+      }
     }
     // Each Bind is one execution of its statement: that is what the per-node counters count.
     for (let b = 0; b < info.bindStatements.length; b++) {
@@ -781,7 +1040,7 @@ export class SessionCore implements ForwardSink, PlannerView {
         if (other !== node) this.links[other]?.cleanup.push({ buf: Buffer.concat([encodeClose('S', name), SYNC]), completions: 1, term: Term.Sync });
       }
     }
-    if (plan.effects !== null) this.effectsSent(plan.effects, node, tok);
+    if (plan.effects !== null) this.effectsSent(plan.effects, node, tok, req.pooledRenamed);
     return token;
   }
 
@@ -808,17 +1067,32 @@ export class SessionCore implements ForwardSink, PlannerView {
         break;
     }
     for (const f of cls.functions) {
-      if (ADVISORY_LOCK_FUNCTIONS.has(f)) this.state.advisoryLocks++;
-      else if (ADVISORY_UNLOCK_FUNCTIONS.has(f)) this.state.advisoryLocks = Math.max(0, this.state.advisoryLocks - 1);
-      else if (f === ADVISORY_UNLOCK_ALL) this.state.advisoryLocks = 0;
+      if (TERMINATING_FUNCTIONS.has(f)) noteTermination();
+      if (ADVISORY_LOCK_FUNCTIONS.has(f)) this.state.advisoryHeld = true;
+      else if (f === ADVISORY_UNLOCK_ALL) this.state.advisoryHeld = false;
     }
+    if (this.host.pooling !== 'session') this.pins.noteStatement(cls, sql);
   }
 
   /** PREPARE/DEALLOCATE/DISCARD take effect in the registry at once; SETs when the request succeeds. */
-  private effectsSent(effects: readonly SessionEffect[], node: number, tok: () => Token): void {
+  private effectsSent(effects: readonly SessionEffect[], node: number, tok: () => Token, renamed: boolean): void {
     const t = tok();
     t.effects = effects as SessionEffect[];
+    const pooled = this.host.pooling !== 'session';
     for (const e of effects) {
+      switch (e.kind) {
+        case 'prepare':
+        case 'execute':
+        case 'deallocate':
+          // A SQL statement name that reached a shared connection as the client wrote it (inside
+          // a multi-statement query, through the extended protocol): the session keeps its
+          // connection from now on, so that the name means the same there (fail closed).
+          if (pooled && !renamed && e.kind !== 'deallocate') this.pins.forced ||= 'SQL PREPARE/EXECUTE that cannot be renamed (multi-statement query or extended protocol)';
+          if (pooled && e.kind === 'deallocate' && e.name === null) t.clears ??= 'statements';
+          break;
+        default:
+          break;
+      }
       switch (e.kind) {
         case 'prepare': {
           const cls = this.host.classifier.classify(e.text);
@@ -828,7 +1102,7 @@ export class SessionCore implements ForwardSink, PlannerView {
         case 'deallocate':
           if (e.name === null) {
             this.statements.clearAll(true);
-            this.everywhereElse(node, 'DEALLOCATE ALL');
+            this.everywhereElse(node, 'DEALLOCATE ALL', 'statements');
           } else {
             const st = this.statements.sql.get(e.name) ?? this.statements.protocol.get(e.name);
             this.statements.sql.delete(e.name);
@@ -841,9 +1115,11 @@ export class SessionCore implements ForwardSink, PlannerView {
         case 'discard':
           if (e.what === 'all') {
             this.statements.clearAll(true);
-            this.everywhereElse(node, 'DISCARD ALL');
+            this.everywhereElse(node, 'DISCARD ALL', 'all');
+            if (pooled) t.clears = 'all';
           } else if (e.what === 'temp') {
             this.route.tempTables.clear();
+            this.pins.tempDiscarded();
           }
           break;
         default:
@@ -853,8 +1129,8 @@ export class SessionCore implements ForwardSink, PlannerView {
   }
 
   /** Queues `sql` (swallowed) on every other link before its next request. */
-  private everywhereElse(node: number, sql: string): void {
-    for (const l of this.connected()) if (l.node !== node) l.cleanup.push({ buf: encodeQuery(sql), completions: 0, term: Term.Query });
+  private everywhereElse(node: number, sql: string, clears: 'all' | 'statements'): void {
+    for (const l of this.connected()) if (l.node !== node) l.cleanup.push({ buf: encodeQuery(sql), completions: 0, term: Term.Query, clears });
   }
 
   // ---- backend input -------------------------------------------------------------------------
@@ -886,6 +1162,12 @@ export class SessionCore implements ForwardSink, PlannerView {
       this.onBackendClosed(node, 'protocol violation from server');
       return;
     }
+    if (link.goodbye !== null && link.owed === 0) {
+      // A FATAL nothing asked for (pg_terminate_backend, shutdown): the connection is over now,
+      // not when its socket closes; the session's fate is decided at once.
+      this.onBackendClosed(node, `server sent FATAL ${link.goodbye.code}`);
+      return;
+    }
     if (link.copyStarted) {
       link.copyStarted = false;
       this.copyTarget = link;
@@ -910,21 +1192,32 @@ export class SessionCore implements ForwardSink, PlannerView {
           if (e.sync && e.status !== 0) this.afterSync(link, e, primary);
           if (e.retry !== null) releaseRequest(e.retry as Request);
           break;
-        case ExpectKind.Reparse:
-          if (!e.errored && !e.skipped && (e.token as ReparseToken).server !== null) {
-            this.host.knownStatement(this.state.searchPath, (e.token as ReparseToken).server!, true);
-          }
-          if (e.errored || e.skipped) {
-            const t = e.token as ReparseToken;
-            if (t.server === null) t.st.nodes.delete(link.node);
-            else if (link.conn !== null) {
-              link.conn.prepared.delete(t.server);
-              link.conn.unsure.add(t.server);
+        case ExpectKind.Reparse: {
+          const t = e.token as ReparseToken;
+          if (!e.errored && !e.skipped) {
+            if (t.server !== null) {
+              link.conn?.statements.confirm(t.server);
+              this.host.knownStatement(this.state.searchPath, t.server, true);
             }
+          } else if (t.server === null) {
+            t.st.nodes.delete(link.node);
+          } else {
+            link.conn?.statements.failed(t.server, true); // one Parse (or PREPARE) that failed created nothing
           }
           break;
+        }
         case ExpectKind.State:
           if (e.errored || e.skipped) this.stateFailed(link);
+          break;
+        case ExpectKind.Cleanup:
+          if (e.token !== null && !e.errored && !e.skipped && link.conn !== null) this.cleared(link.conn, (e.token as ClearsToken).clears);
+          break;
+        case ExpectKind.Probe:
+          // No temporary relation left (and none created since the probe was sent): the pin lifts.
+          if (!e.errored && !e.skipped && e.rows === 0 && (e.token as ProbeToken).generation === this.pins.tempGeneration) {
+            this.pins.tempDiscarded();
+            this.route.tempTables.clear();
+          }
           break;
         default:
           break;
@@ -936,7 +1229,28 @@ export class SessionCore implements ForwardSink, PlannerView {
 
   /** A client request completed: apply its session effects if it succeeded. */
   private completed(link: Link, e: Expect, t: Token): void {
-    if (t.parsed !== null && !e.errored && !e.skipped) for (const server of t.parsed) this.host.knownStatement(this.state.searchPath, server, true);
+    const conn = link.conn;
+    if (t.parsed !== null && conn !== null) {
+      // Tentative server statements become facts, or go: a request that was skipped created
+      // nothing; one that failed may have created some of them (closed before the next use).
+      for (const server of t.parsed) {
+        if (e.errored || e.skipped) conn.statements.failed(server, e.skipped);
+        else {
+          conn.statements.confirm(server);
+          this.host.knownStatement(this.state.searchPath, server, true);
+        }
+      }
+    }
+    if (t.defined !== null && (e.errored || e.skipped)) {
+      // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
+      for (const d of t.defined) {
+        if (e.skipped || e.failedAt <= d.index) this.statements.protocol.delete(d.name);
+      }
+    }
+    if (t.clears !== null && conn !== null && !e.errored && !e.skipped) {
+      this.cleared(conn, t.clears);
+      if (t.clears === 'all') this.pins.discarded();
+    }
     if (e.errored || e.skipped) {
       for (const name of t.prepared ?? []) this.statements.sql.delete(name);
       if (t.effects !== null) this.stageImmediate(t.effects);
@@ -950,6 +1264,19 @@ export class SessionCore implements ForwardSink, PlannerView {
     if (t.rollbackTo !== null) this.state.rollbackTo(t.rollbackTo);
     if (t.release !== null) this.state.release(t.release);
     if (t.rollback) this.state.discard();
+  }
+
+  /**
+   * DISCARD ALL or DEALLOCATE ALL ran on `conn`: no statement is left there; after DISCARD ALL its
+   * settings are the defaults again (unknown to the replay: the next lessee resets and replays all).
+   */
+  private cleared(conn: BackendPort, what: 'all' | 'statements'): void {
+    conn.statements.clear();
+    if (what === 'all') {
+      conn.applied = null;
+      conn.appliedVersion = -1;
+      conn.appliedOwner = null;
+    }
   }
 
   /** LISTEN and friends of a failed multi-statement request may have happened: count them (safe side). */
@@ -990,6 +1317,13 @@ export class SessionCore implements ForwardSink, PlannerView {
 
   /** Session state could not be replayed on a node: its answers would be wrong there. */
   private stateFailed(link: Link): void {
+    // What the connection has applied is unknown now (the replay was recorded as sent).
+    if (link.conn !== null) {
+      link.conn.applied = null;
+      link.conn.appliedVersion = -1;
+      link.conn.appliedOwner = null;
+    }
+    this.stateLost.add(link);
     this.host.log.error({ event: LogEvent.BackendError, node_id: link.node, pid: this.host.pid },
       `could not apply this session's settings on node ${link.node}; closing the session rather than answering with different settings`);
     this.fail(clientErrors.sessionStateLost(link.node));
@@ -1016,13 +1350,12 @@ export class SessionCore implements ForwardSink, PlannerView {
     const code = goodbye?.code ?? '';
     if (code === '' || (SHUTDOWN_CODES.has(code) && this.host.config.failover_on_backend_shutdown)) this.host.backendError(node, reason);
     const primary = this.host.cluster.primaryId();
-    const isPrimary = node === primary || node === this.identityNode;
     const clientOwed = owed.filter((e) => !e.swallow);
-    const retry = clientOwed.length > 0 && clientOwed.every((e) => e.retry !== null && !e.started) && !unsynced;
-    let verdict: 'go on' | 'end' | 'ask' = 'go on';
-    if (clientOwed.length > 0 && !retry) verdict = 'end';
-    else if (isPrimary && (this.route.inTransaction || this.state.holdsUnreplayable || this.route.tempTables.size > 0)) verdict = 'end';
-    else if (isPrimary && clientOwed.length === 0 && code === '57P01') verdict = 'ask';
+    const { verdict, retry } = lossVerdict({
+      owed: clientOwed, unsynced, code,
+      isPrimary: node === primary || node === this.identityNode,
+      holdsSession: this.route.inTransaction || this.state.holdsUnreplayable || this.route.tempTables.size > 0 || this.pins.temp,
+    });
     this.forgetNode(node);
     if (verdict === 'end') {
       for (const e of owed) Link.release(e);
@@ -1115,31 +1448,46 @@ export class SessionCore implements ForwardSink, PlannerView {
       if (l.clientOwed === 0 || this.cancelling.has(l)) continue;
       // Until the server took the cancel, this connection is not given back (transaction pooling):
       // a cancel must only ever reach this client's query.
-      this.cancelling.add(l);
-      void this.host.cancelBackend(l.node, l.conn!.backendPid, l.conn!.backendSecret).finally(() => {
+      const conn = l.conn!;
+      const taken = this.host.cancelBackend(l.node, conn.backendPid, conn.backendSecret).catch(() => {});
+      this.cancelling.set(l, taken);
+      void taken.then(() => {
         this.cancelling.delete(l);
-        if (!this.closed) this.drive();
+        if (!this.closed) this.guard(() => this.drive());
       });
     }
   }
 
   /**
-   * The session ends (client gone, shutdown, FATAL): every connection goes back to its pool —
-   * reusable only when left idle (no transaction open, nothing owed, at a message boundary);
-   * a query still running is cancelled first.
+   * The session ends (client gone, shutdown, FATAL): every lease ends, each connection's fate
+   * decided by leaseFate (tx-pooling.ts): back clean, back after DISCARD ALL (the session held
+   * state there: advisory locks, LISTEN, temporary tables...), or closed (a request in flight, a
+   * transaction open: a query still running is cancelled first). A connection whose cancel is
+   * on its way is held until the server took it, then decided again.
    */
   close(): void {
     const cancelled = new Set<number>();
     for (const l of this.connected()) {
       const conn = l.conn!;
-      const clean = l.quiet && !l.unsynced && l.txStatus === TxStatus.Idle && this.copyTarget !== l;
-      if (!clean && l.clientOwed > 0 && !cancelled.has(l.node)) {
+      const fate = leaseFate(l, this, true, this.stateLost.has(l));
+      if (fate === Fate.Close && l.clientOwed > 0 && !cancelled.has(l.node)) {
         cancelled.add(l.node);
         void this.host.cancelBackend(l.node, conn.backendPid, conn.backendSecret);
       }
-      l.conn = null;
-      this.host.closeLink(conn, clean, clean ? '' : 'client left with a transaction open or a request in flight');
-      l.reset();
+      if (fate === Fate.Hold) {
+        // Decided once the server took the cancel: by then the connection is either at rest or not.
+        const pinned = this.host.pooling !== 'session' && this.pinReason() !== '';
+        const lost = this.stateLost.has(l);
+        const restNow = l.owed === 0 && l.quiet && !l.unsynced && l.txStatus === TxStatus.Idle && this.copyTarget !== l;
+        l.conn = null;
+        l.reset();
+        void this.cancelling.get(l)!.then(() => {
+          this.host.closeLink(conn, restNow, restNow ? '' : 'client left while its cancel was in flight', restNow && (pinned || lost));
+        });
+        continue;
+      }
+      const why = fate === Fate.Close ? 'client left with a transaction open or a request in flight' : '';
+      this.giveBack(l, fate, why);
     }
     this.closed = true;
     for (const r of this.queue) releaseRequest(r);
@@ -1155,6 +1503,20 @@ export class SessionCore implements ForwardSink, PlannerView {
   backends(): BackendPort[] {
     return [...this.connected()].map((l) => l.conn!);
   }
+}
+
+/** How many completion-producing messages (Parse, Bind, Describe, Execute, Close) come before offset `at` of a request. */
+function completionIndex(data: Buffer, at: number): number {
+  let n = 0;
+  for (let pos = 0; pos + 5 <= data.length && pos < at; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
+  }
+  return n;
+}
+
+function newToken(): Token {
+  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, clears: null };
 }
 
 /** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */

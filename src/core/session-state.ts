@@ -42,8 +42,12 @@ export class SessionState {
 
   /** LISTEN channels. */
   readonly listening = new Set<string>();
-  /** Session advisory locks taken minus released (a lower bound is never assumed: try-locks count). */
-  advisoryLocks = 0;
+  /**
+   * A session advisory lock may be held: set by any pg_[try_]advisory_lock[_shared] call, cleared
+   * only by pg_advisory_unlock_all() or DISCARD ALL (a count per call would be wrong: one statement
+   * can lock several keys, locks are re-entrant, an unlock may release nothing).
+   */
+  advisoryHeld = false;
   /** Cursors declared WITH HOLD. */
   readonly holdCursors = new Set<string>();
 
@@ -74,7 +78,7 @@ export class SessionState {
           if (e.what === 'all') {
             this.staged.push({ kind: 'reset_all' }, { kind: 'reset', name: 'role' }, { kind: 'reset', name: 'session_authorization' });
             this.listening.clear();
-            this.advisoryLocks = 0;
+            this.advisoryHeld = false;
             this.holdCursors.clear();
           }
           break;
@@ -215,7 +219,7 @@ export class SessionState {
 
   /** Something the client relies on lives only on its connection (it cannot be replayed elsewhere). */
   get holdsUnreplayable(): boolean {
-    return this.listening.size > 0 || this.advisoryLocks > 0 || this.holdCursors.size > 0;
+    return this.listening.size > 0 || this.advisoryHeld || this.holdCursors.size > 0;
   }
 }
 

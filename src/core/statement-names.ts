@@ -14,6 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { FrontendCode } from '../protocol/codes';
+import { skipFiller } from '../classify/filler';
 
 /** Server-side name of a statement defined by `body` (the Parse body after its name, or the PREPARE text after its name). */
 export function serverStatementName(prefix: 'pgm_' | 'pgmq_', body: Buffer | string): string {
@@ -138,19 +139,31 @@ export function rewriteRequest(data: Buffer, names: NameMap): Segment[] {
   return segments;
 }
 
+const SQL_NAMED = /(prepare|execute|deallocate(?:\s+prepare)?)(\s+)("(?:[^"]|"")+"|[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*)/iy;
+
 /**
  * SQL-level statements: `PREPARE name ...`, `EXECUTE name ...`, `DEALLOCATE [PREPARE] name` with
- * `name` replaced by `server` (the first identifier after the keyword(s)); null when the text is
- * not of that form.
+ * `name` replaced by `server` (the first identifier after the keyword(s), after any leading white
+ * space and comments); null when the text is not of that form, or (with `expect`, the name the
+ * grammar found) when that identifier is not the statement's name. A null means the statement
+ * cannot be renamed: the caller fails closed (pins the session), never sends it unrenamed.
  */
-export function renameSqlStatement(sql: string, server: string): string | null {
-  const m = /^(\s*(?:prepare|execute|deallocate(?:\s+prepare)?)\s+)("(?:[^"]|"")+"|[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*)/i.exec(sql);
+export function renameSqlStatement(sql: string, server: string, expect?: string): string | null {
+  const at = skipFiller(sql);
+  SQL_NAMED.lastIndex = at;
+  const m = SQL_NAMED.exec(sql);
   if (m === null) return null;
-  return m[1] + server + sql.slice(m[0].length);
+  const id = m[3]!;
+  if (expect !== undefined && (id.startsWith('"') ? id.slice(1, -1).replace(/""/g, '"') : id.toLowerCase()) !== expect) return null;
+  return sql.slice(0, at) + m[1] + m[2] + server + sql.slice(at + m[0].length);
 }
+
+const PREPARE_NAMED = /prepare\s+("(?:[^"]|"")+"|[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*)/iy;
 
 /** The text after a PREPARE's name (parameter types and body): what defines the statement. */
 export function prepareDefinition(sql: string): string {
-  const m = /^\s*prepare\s+("(?:[^"]|"")+"|[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*)/i.exec(sql);
-  return m === null ? sql : sql.slice(m[0].length).trim();
+  const at = skipFiller(sql);
+  PREPARE_NAMED.lastIndex = at;
+  const m = PREPARE_NAMED.exec(sql);
+  return m === null ? sql : sql.slice(at + m[0].length).trim();
 }

@@ -119,6 +119,8 @@ export const clientErrors = {
   shuttingDown: () => err('FATAL', SqlState.AdminShutdown, 'terminating connection due to administrator command'),
   /** Anything not in this catalogue. */
   internal: () => err('FATAL', SqlState.InternalError, 'internal error in pgmaitre'),
+  /** A bug in one session's data path: that session ends (the details are in pgmaitre's log). */
+  internalFatal: () => err('FATAL', SqlState.InternalError, 'internal error in pgmaitre: this session ends (see the pgmaitre log)'),
 } as const;
 
 /** Names of every client error constructor (pinned by a test). */

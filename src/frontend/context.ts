@@ -55,6 +55,12 @@ export interface FrontendContext {
   readonly poolStats: PooledStats;
   /** Transaction pooling: statement definitions backends accepted, per (user, database, search_path) (bounded). */
   readonly knownStatements: LruCache<boolean>;
+  /**
+   * Transaction pooling: the ParameterStatus values a login to (node, user, database) with given
+   * startup parameters was answered with (bounded): a later identical login completes from them
+   * without a backend connection (handshake.ts).
+   */
+  readonly greetings: LruCache<ReadonlyMap<string, string>>;
   readonly registry: SessionRegistry;
   /** pool_hba.conf rules when enable_pool_hba = on, else null (backends authenticate clients). */
   hba: readonly HbaRule[] | null;

@@ -82,7 +82,13 @@ export interface LoginOk {
   readonly slot: SlotLease;
   /** The node of the login connection: the primary, or a standby when there was none. */
   readonly node: number;
-  readonly conn: ServerConnection;
+  /**
+   * The login connection; null when a transaction-pooled login completed without one (its
+   * greeting was known): the client's first request leases a connection like any other.
+   */
+  readonly conn: ServerConnection | null;
+  /** The ParameterStatus values the client is greeted with. */
+  readonly params: ReadonlyMap<string, string>;
   /** pool_mode of this client (pool_mode, pool_mode_database_list, pool_mode_user_list). */
   readonly mode: PoolMode;
   /** Transaction pooling: the client's startup parameters as SET statements, already applied on `conn`. */
@@ -226,6 +232,12 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
   });
 
+  // Transaction pooling: a login like one already answered (same node, user, database and startup
+  // parameters) needs no backend connection, so it never waits for a lease (PgBouncer completes
+  // the login and makes only the first query wait, up to query_wait_timeout).
+  const greetingKey = `${primary}\u0000${poolKey(user, database, startupParams)}`;
+  const greeting = pooled ? ctx.greetings.get(greetingKey) : undefined;
+
   let conn: ServerConnection;
   if (ctx.hba !== null) {
     const outcome = await hbaLogin(ctx, hs, { user, database, address: io.address, ssl: io.tlsActive, local: io.unixSocket }, {
@@ -248,6 +260,8 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
         throw e;
       }
       pool.adopt(conn);
+    } else if (greeting !== undefined) {
+      return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: startupSettings(startupParams) };
     } else {
       const create = (): Promise<ServerConnection> => ServerConnection.connect(connectOpts(credentialAuthenticator(user, cred)));
       conn = pooled ? await pool.lease(pkey, create, leaseLimit(ctx.config), ctx.config.query_wait_timeout * 1000) : await pool.acquire(pkey, create);
@@ -260,6 +274,10 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     // a configuration reload forgets them all).
     const relay = relayAuthenticator(io, hs, loginKey, { user, database, node: primary });
     const trusted = ctx.trustedLogins.has(loginKey);
+    if (trusted && greeting !== undefined) {
+      io.authenticated();
+      return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: startupSettings(startupParams) };
+    }
     let fresh = !trusted;
     try {
       const create = (): Promise<ServerConnection> => { fresh = true; return ServerConnection.connect(connectOpts(relay)); };
@@ -304,7 +322,8 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     }
   }
   io.authenticated();
-  return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn, mode, base };
+  if (pooled) ctx.greetings.set(greetingKey, new Map(conn.params));
+  return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn, params: conn.params, mode, base };
 }
 
 /** Transaction pooling: how many connections a (node, user, database) may have. */

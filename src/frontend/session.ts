@@ -12,7 +12,7 @@
 import type * as net from 'node:net';
 import { connect as netConnect } from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
-import { FrontendCode, Limits } from '../protocol/codes';
+import { FrontendCode, Limits, TxStatus } from '../protocol/codes';
 import {
   encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery,
 } from '../protocol/backend';
@@ -49,6 +49,12 @@ import type { LbCandidate } from '../router/lb-select';
 
 type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 
+/**
+ * Bytes of frames a client may have queued before its login is done: the socket is paused as
+ * soon as a frame waits (so one read's worth at most), this is the backstop (08P01 beyond it).
+ */
+const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
+
 const SSL_NO = Buffer.from('N');
 
 /** A client session; see the file header. */
@@ -82,6 +88,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   // Handshake: frames are queued for the async login flow.
   private hsQueue: { code: number; frame: Buffer }[] = [];
   private hsWaiter: ((v: { code: number; frame: Buffer } | null) => void) | null = null;
+  private hsBytes = 0;
   private closing = false;
   private closeReason = '';
   private goneResolve!: () => void;
@@ -107,7 +114,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private listen(socket: net.Socket): void {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.core?.onClientDrain());
+    socket.on('drain', () => this.core?.guard(() => this.core!.onClientDrain()));
     socket.on('error', (e: NodeJS.ErrnoException) => this.close(`client socket error: ${e.code ?? e.message}`));
     socket.on('close', () => this.close('client disconnected'));
   }
@@ -116,8 +123,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   private onData(chunk: Buffer): void {
     if (this.phase === 'ready') {
-      if (this.framer.push(chunk, this) !== 0) this.badLength();
-      else this.core?.endOfInput();
+      // The boundary where client bytes enter the core: a throw ends this session only.
+      try {
+        if (this.framer.push(chunk, this) !== 0) this.badLength();
+        else this.core?.endOfInput();
+      } catch (e) {
+        this.crashed(e);
+      }
       return;
     }
     if (this.phase === 'startup') this.onStartupData(chunk);
@@ -126,9 +138,26 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** A read in the shared read buffer (util/fast-read.ts): the framer copies what it keeps, once. */
   private onView(view: Buffer): void {
-    if (this.phase !== 'ready') this.onData(copyRead(view));
-    else if (this.framer.pushView(view, this, countCopied) !== 0) this.badLength();
-    else this.core?.endOfInput();
+    if (this.phase !== 'ready') {
+      this.onData(copyRead(view));
+      return;
+    }
+    // The boundary where client bytes enter the core: a throw ends this session only.
+    try {
+      if (this.framer.pushView(view, this, countCopied) !== 0) this.badLength();
+      else this.core?.endOfInput();
+    } catch (e) {
+      this.crashed(e);
+    }
+  }
+
+  /** An exception escaped the core (a bug): FATAL XX000 for this session, its connections closed. */
+  private crashed(e: unknown): void {
+    if (this.core !== null) this.core.crash(e, 'session');
+    else {
+      this.log.error({ event: 'session_crash', pid: this.pid, err: e }, 'internal error in a session; ending it');
+      this.fatal(clientErrors.internal());
+    }
   }
 
   private badLength(): void {
@@ -153,8 +182,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       const w = this.hsWaiter;
       this.hsWaiter = null;
       w(item);
-    } else {
-      this.hsQueue.push(item);
+      return;
+    }
+    // Nobody reads yet (the login waits for a slot, auth_query, a backend login): the socket is
+    // not read until someone does, and what one read brought is bounded.
+    this.hsQueue.push(item);
+    this.hsBytes += item.frame.length;
+    this.socket.pause();
+    if (this.hsBytes > HANDSHAKE_QUEUE_LIMIT) {
+      this.fatal(clientErrors.protocolViolation(`more than ${HANDSHAKE_QUEUE_LIMIT} bytes sent before authentication completed`));
     }
   }
 
@@ -307,8 +343,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   nextFrame(): Promise<{ code: number; frame: Buffer } | null> {
     const queued = this.hsQueue.shift();
-    if (queued !== undefined) return Promise.resolve(queued);
+    if (queued !== undefined) {
+      this.hsBytes -= queued.frame.length;
+      return Promise.resolve(queued);
+    }
     if (this.phase === 'closed') return Promise.resolve(null);
+    this.socket.resume();
     return new Promise((resolve) => { this.hsWaiter = resolve; });
   }
 
@@ -320,8 +360,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   /** Login done: the client gets its parameters and key, and the core takes over. */
   private enterReady(r: LoginOk): void {
     if (this.phase !== 'handshake') {
-      r.conn.detach();
-      this.ctx.pools.get(r.node)?.release(r.conn, r.conn.clean);
+      if (r.conn !== null) {
+        r.conn.detach();
+        const pool = this.ctx.pools.get(r.node);
+        // A connection leased in transaction pooling goes back as a lease (handshake.ts does the same).
+        if (r.mode !== 'session') pool?.giveBack(r.conn, r.conn.clean, 'client disconnected during login', leaseLimit(this.ctx.config));
+        else pool?.release(r.conn, r.conn.clean);
+      }
       r.slot.release();
       return;
     }
@@ -336,7 +381,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // The client's key: its primary backend's pid (pg_backend_pid(), NOTIFY pids agree with it)
     // and pgmaitre's own secret, so that its cancel requests come through pgmaitre. With
     // transaction pooling it has no backend of its own: a pid of pgmaitre's.
-    this.pid = r.mode === 'session' ? r.conn.backendPid : this.ctx.registry.issuePid();
+    this.pid = r.mode === 'session' && r.conn !== null ? r.conn.backendPid : this.ctx.registry.issuePid();
     this.secret = this.ctx.registry.issueSecret();
     this.ctx.registry.add(this);
     this.phase = 'ready';
@@ -346,11 +391,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const core = new SessionCore(this, this);
     this.core = core;
     if (r.base.size > 0) core.state.setBase(r.base);
-    r.conn.attach(this);
-    core.attachLogin(r.node, r.conn);
+    if (r.conn !== null) {
+      r.conn.attach(this);
+      core.attachLogin(r.node, r.conn);
+    } else {
+      core.identityNode = r.node; // logged in without a connection: the first request leases one
+    }
     const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
-    for (const [name, value] of r.conn.params) parts.push(encodeParameterStatus(name, value));
-    parts.push(encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn.txStatus));
+    for (const [name, value] of r.params) parts.push(encodeParameterStatus(name, value));
+    parts.push(encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn?.txStatus ?? TxStatus.Idle));
     this.socket.write(Buffer.concat(parts));
     if (this.ctx.logFlags.connections) {
       logLine(this.ctx.log, { event: LogEvent.ConnectionAuthorized, pid: this.pid, user: this.user, database: this.database, node_id: r.node },
@@ -360,6 +409,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // Frames that arrived during the handshake after the login exchange: relay them now.
     const early = this.hsQueue;
     this.hsQueue = [];
+    this.hsBytes = 0;
+    this.socket.resume(); // paused while login frames waited (the core pauses it again if it must)
     for (const f of early) this.onFrame(f.code, f.frame, 0, f.frame.length);
     core.endOfInput();
     this.armIdleLimit(this.ctx.config.client_idle_limit);
@@ -404,7 +455,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   /** Transaction pooling: an idle connection of this session's key on `nodeId`, at once. */
   leaseNow(nodeId: number): BackendPort | null {
     const conn = this.ctx.pools.get(nodeId)?.tryLease(this.leaseKey) ?? null;
-    if (conn !== null) conn.attach(this);
+    if (conn !== null) {
+      conn.attach(this);
+      if (this.pinCounted) this.pinOutside(conn);
+    }
     return conn;
   }
 
@@ -432,6 +486,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         return null;
       }
       conn.attach(this);
+      if (pooled && this.pinCounted) this.pinOutside(conn);
       return conn;
     } catch (e) {
       if (e instanceof LeaseTimeout) {
@@ -447,29 +502,39 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   }
 
   /** Gives a connection back to its node's pool (reset and reused when `reusable`). */
-  closeLink(port: BackendPort, reusable: boolean, why: string): void {
+  closeLink(port: BackendPort, reusable: boolean, why: string, reset = false): void {
     const conn = port as unknown as ServerConnection;
     conn.detach();
     const pool = this.ctx.pools.get(conn.nodeId);
     if (pool === undefined) conn.destroy(why);
-    else if (this.pooling !== 'session') pool.giveBack(conn, reusable && conn.usable, why, leaseLimit(this.ctx.config));
-    else pool.release(conn, reusable && conn.usable, why);
+    else if (this.pooling !== 'session') pool.giveBack(conn, reusable && conn.usable, why, leaseLimit(this.ctx.config), reset);
+    else pool.release(conn, reusable && conn.usable, why); // session pooling always runs reset_query_list
   }
 
   pinned(reason: string): void {
     if (reason === '') {
       if (this.pinCounted) this.ctx.poolStats.pinnedNow--;
       this.pinCounted = false;
+      for (const p of this.core?.backends() ?? []) {
+        const conn = p as unknown as ServerConnection;
+        this.ctx.pools.get(conn.nodeId)?.unpin(conn);
+      }
       return;
     }
     this.ctx.poolStats.pinnedNow++;
     this.ctx.poolStats.pinnedTotal++;
     this.pinCounted = true;
+    for (const p of this.core?.backends() ?? []) this.pinOutside(p as unknown as ServerConnection);
     this.log.info({ event: 'session_pinned', pid: this.pid, user: this.user, database: this.database, reason },
       `session ${this.pid} keeps its backend connection from now on (${reason}): transaction pooling does not apply to it until that state is released`);
   }
 
   private pinCounted = false;
+
+  /** A pinned session's connection stops counting toward default_pool_size (up to pinned_pool_size). */
+  private pinOutside(conn: ServerConnection): void {
+    this.ctx.pools.get(conn.nodeId)?.pin(conn, this.ctx.config.pinned_pool_size);
+  }
 
   knownStatement(context: string, server: string, add = false): boolean {
     const key = `${this.leaseKey}\u0000${context}\u0000${server}`;
@@ -506,7 +571,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** RegisteredSession: the client's own CancelRequest reaches the backend running its query. */
   cancel(): void {
-    this.core?.cancel();
+    this.core?.guard(() => this.core!.cancel());
   }
 
   /** Sends a CancelRequest to a backend (for the query it runs for this session). */
@@ -547,13 +612,25 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   // ---- ServerSink -------------------------------------------------------------------------
 
+  // Server bytes and server closes enter the core here: a throw ends this session only.
   onServerData(conn: ServerConnection, chunk: Buffer): void {
-    this.core?.onBackendData(conn.nodeId, chunk);
+    const core = this.core;
+    if (core === null) return;
+    try {
+      core.onBackendData(conn.nodeId, chunk);
+    } catch (e) {
+      core.crash(e, `backend data from node ${conn.nodeId}`);
+    }
   }
 
   onServerClosed(conn: ServerConnection, reason: string): void {
-    if (this.core === null || this.phase !== 'ready') return;
-    this.core.onBackendClosed(conn.nodeId, reason);
+    const core = this.core;
+    if (core === null || this.phase !== 'ready') return;
+    try {
+      core.onBackendClosed(conn.nodeId, reason);
+    } catch (e) {
+      core.crash(e, `backend node ${conn.nodeId} closed`);
+    }
   }
 
   // ---- admin ------------------------------------------------------------------------------

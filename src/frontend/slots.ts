@@ -86,9 +86,11 @@ export class Slots {
       lease,
       cancel: () => {
         if (waiter.state === 'waiting') {
-          // Still queued: it stops counting now; handOver() skips it later.
+          // Still queued: it leaves the line now (a client gone while waiting is not kept).
           waiter.state = 'cancelled';
           this.waitingCount--;
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
         } else if (waiter.state === 'granted') {
           // Granted (and already uncounted by handOver()) before the caller saw it: give it back.
           waiter.state = 'cancelled';

@@ -42,6 +42,11 @@ export interface NodePoolOptions<T extends Poolable> {
   readonly connectionCache: boolean;
   /** Resets a returned connection; resolves true when it may be reused. */
   readonly reset: (conn: T) => Promise<boolean>;
+  /**
+   * Transaction pooling: DISCARD ALL on a connection whose lease ended with session state on it
+   * (advisory locks, LISTEN, temporary tables); resolves true when it may be leased again.
+   */
+  readonly discard?: (conn: T) => Promise<boolean>;
   /** Told when a connection is closed by the pool (for logs/stats). */
   readonly onClose?: (conn: T, reason: string) => void;
 }
@@ -79,6 +84,8 @@ interface Waiter<T> {
   resolve(c: T): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout | null;
+  /** Wakes the pump when reserve_pool_timeout has passed for this waiter. */
+  reserveTimer: NodeJS.Timeout | null;
   done: boolean;
 }
 
@@ -147,6 +154,9 @@ export class NodePool<T extends Poolable> {
   onWaited: ((seconds: number) => void) | null = null;
   /** The limit last asked for each key (giveBack closes connections beyond it). */
   private readonly limits = new Map<string, LeaseLimit>();
+  /** Leased connections held by pinned sessions: counted apart from their key's default_pool_size. */
+  private readonly pinnedConns = new Set<T>();
+  private readonly pinnedPerKey = new Map<string, number>();
 
   constructor(readonly nodeId: number, private opts: NodePoolOptions<T>) {
     this.timer = setInterval(() => this.reap(), 1000);
@@ -193,6 +203,7 @@ export class NodePool<T extends Poolable> {
    * then resets it (or closes it). Calling release twice for one lease throws.
    */
   release(conn: T, reusable: boolean, why = 'session ended in an unclean state'): void {
+    this.unpin(conn);
     if (!this.leased.delete(conn)) throw new Error(`connection released twice to the pool of node ${this.nodeId}`);
     conn.lastUsedAt = Date.now();
     if (!reusable || !conn.usable || this.closed || !this.opts.connectionCache) {
@@ -301,7 +312,7 @@ export class NodePool<T extends Poolable> {
     if (now !== null) return Promise.resolve(now);
     if (this.closed) return Promise.reject(new Error(`pool of node ${this.nodeId} is closed`));
     return new Promise<T>((resolve, reject) => {
-      const w: Waiter<T> = { key, since: Date.now(), create, limit, resolve, reject, timer: null, done: false };
+      const w: Waiter<T> = { key, since: Date.now(), create, limit, resolve, reject, timer: null, reserveTimer: null, done: false };
       if (timeoutMs > 0) {
         w.timer = setTimeout(() => {
           if (w.done) return;
@@ -310,7 +321,11 @@ export class NodePool<T extends Poolable> {
         }, timeoutMs);
       }
       if (limit.reserve > 0 && limit.reserveAfterMs > 0) {
-        setTimeout(() => this.pump(), limit.reserveAfterMs + 1);
+        w.reserveTimer = setTimeout(() => {
+          w.reserveTimer = null;
+          if (!w.done) this.pump();
+        }, limit.reserveAfterMs + 1);
+        w.reserveTimer.unref();
       }
       let q = this.waiters.get(key);
       if (q === undefined) this.waiters.set(key, (q = new WaitQueue<T>()));
@@ -320,14 +335,64 @@ export class NodePool<T extends Poolable> {
     });
   }
 
+  /**
+   * Transaction pooling: a pinned session keeps `conn` (LISTEN, a temporary table, an advisory
+   * lock...): while fewer than `max` connections of its key are pinned, it stops counting toward
+   * default_pool_size, so the other clients of the key get another connection instead of waiting
+   * for one that may never come back. False when the key has `max` pinned already (it then keeps
+   * counting). The node's capacity still counts it.
+   */
+  pin(conn: T, max: number): boolean {
+    if (this.pinnedConns.has(conn)) return true;
+    if (!this.leased.has(conn) || (this.pinnedPerKey.get(conn.key) ?? 0) >= max) return false;
+    this.pinnedConns.add(conn);
+    this.pinnedPerKey.set(conn.key, (this.pinnedPerKey.get(conn.key) ?? 0) + 1);
+    this.countKey(conn.key, -1);
+    const q = this.waiters.get(conn.key);
+    if (q !== undefined) this.pumpKey(conn.key, q);
+    return true;
+  }
+
+  /** The session let go of what pinned it: `conn` counts toward default_pool_size again. */
+  unpin(conn: T): void {
+    if (!this.pinnedConns.delete(conn)) return;
+    const n = (this.pinnedPerKey.get(conn.key) ?? 1) - 1;
+    if (n <= 0) this.pinnedPerKey.delete(conn.key);
+    else this.pinnedPerKey.set(conn.key, n);
+    this.countKey(conn.key, 1);
+  }
+
+  /** Connections of `key` held by pinned sessions outside default_pool_size. */
+  pinnedCount(key: string): number {
+    return this.pinnedPerKey.get(key) ?? 0;
+  }
+
   /** Transaction pooling: the lease ends; the connection goes to the next waiter of its key, or idles. */
-  giveBack(conn: T, reusable: boolean, why = 'session ended in an unclean state', limit?: LeaseLimit): void {
+  giveBack(conn: T, reusable: boolean, why = 'session ended in an unclean state', limit?: LeaseLimit, reset = false): void {
     if (!this.leased.has(conn)) throw new Error(`connection given back twice to the pool of node ${this.nodeId}`);
+    // Back from a pinned session: it counts again (and is closed below when that is one too many).
+    this.unpin(conn);
     if (limit !== undefined) this.limits.set(conn.key, limit);
-    if (!reusable || !conn.usable || this.closed) {
+    if (!reusable || !conn.usable || this.closed || (reset && this.opts.discard === undefined)) {
       this.leased.delete(conn);
       conn.lastUsedAt = Date.now();
-      this.close(conn, !conn.usable ? 'connection broken' : this.closed ? 'pool closed' : why);
+      this.close(conn, !conn.usable ? 'connection broken' : this.closed ? 'pool closed' : reset ? 'session state left on it' : why);
+      return;
+    }
+    if (reset) {
+      // Not leased, not idle while DISCARD ALL runs; then given back clean.
+      this.leased.delete(conn);
+      this.resetting.add(conn);
+      const done = (ok: boolean, reason: string): void => {
+        this.resetting.delete(conn);
+        if (!ok || !conn.usable || this.closed) {
+          this.close(conn, this.closed ? 'pool closed' : reason);
+          return;
+        }
+        this.leased.add(conn);
+        this.giveBack(conn, true, why);
+      };
+      this.opts.discard!(conn).then((ok) => done(ok, 'DISCARD ALL failed'), (e: Error) => done(false, `DISCARD ALL failed: ${e.message}`));
       return;
     }
     conn.lastUsedAt = Date.now();
@@ -365,6 +430,9 @@ export class NodePool<T extends Poolable> {
     w.done = true;
     this.waiting--;
     if (w.timer !== null) clearTimeout(w.timer);
+    if (w.reserveTimer !== null) clearTimeout(w.reserveTimer);
+    w.timer = null;
+    w.reserveTimer = null;
   }
 
   private grant(w: Waiter<T>, conn: T): void {

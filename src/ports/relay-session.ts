@@ -36,6 +36,7 @@ import { waitForSlot, type SlotLease } from '../frontend/slots';
 import type { SessionInfo } from '../admin/types';
 import { LogEvent, logLine } from '../log/logger';
 import { BackendLink } from './backend-link';
+import { PendingInput } from './pending-input';
 
 /** Which dedicated port. */
 export type PortKind = 'write' | 'read';
@@ -77,8 +78,10 @@ export class RelaySession implements RegisteredSession {
   tlsActive = false;
   private slot: SlotLease | null = null;
   private phase: 'startup' | 'login' | 'relay' | 'closed' = 'startup';
+  /** Startup phase: bytes of a startup packet not complete yet (bounded by MaxStartupPacket). */
   private pending: Buffer = Buffer.alloc(0);
-  private waiter: (() => void) | null = null;
+  /** Login phase: what the client sent since its StartupMessage (pending-input.ts). */
+  private readonly input = new PendingInput(() => this.socket, 2 * Limits.MaxAuthMessage);
   private sslRequests = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly onData = (chunk: Buffer): void => this.received(chunk);
@@ -106,9 +109,12 @@ export class RelaySession implements RegisteredSession {
 
   private received(chunk: Buffer): void {
     if (this.phase === 'closed') return;
+    if (this.phase !== 'startup') {
+      if (!this.input.push(chunk)) this.fatal(clientErrors.protocolViolation(`more than ${this.input.limit} bytes sent before authentication completed`));
+      return;
+    }
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    if (this.phase === 'startup') this.startupPackets();
-    else if (this.waiter !== null) this.waiter();
+    this.startupPackets();
   }
 
   private startupPackets(): void {
@@ -149,6 +155,11 @@ export class RelaySession implements RegisteredSession {
             return;
           }
           this.phase = 'login';
+          if (!this.input.push(this.pending)) {
+            this.fatal(clientErrors.protocolViolation(`more than ${this.input.limit} bytes sent before authentication completed`));
+            return;
+          }
+          this.pending = Buffer.alloc(0);
           this.login(msg.protocol, msg.params).catch((e: unknown) => {
             if (e instanceof ClientGone || this.phase === 'closed') return;
             this.ctx.log.warn({ event: LogEvent.BackendConnect, port: this.host.kind, err: (e as Error).message, user: this.user }, 'dedicated port login failed');
@@ -201,21 +212,13 @@ export class RelaySession implements RegisteredSession {
   private async nextFrame(): Promise<{ code: number; frame: Buffer }> {
     for (;;) {
       if (this.phase === 'closed') throw new ClientGone('client disconnected during authentication');
-      const buf = this.pending;
-      if (buf.length >= 5) {
-        const len = buf.readInt32BE(1);
-        if (len < 4 || len > Limits.MaxAuthMessage) {
-          this.fatal(clientErrors.protocolViolation('invalid message length'));
-          throw new ClientGone('bad frame');
-        }
-        if (buf.length >= len + 1) {
-          const frame = Buffer.from(buf.subarray(0, len + 1));
-          this.pending = buf.subarray(len + 1);
-          return { code: frame[0]!, frame };
-        }
+      const f = this.input.frame(Limits.MaxAuthMessage);
+      if (f === 'bad') {
+        this.fatal(clientErrors.protocolViolation('invalid message length'));
+        throw new ClientGone('bad frame');
       }
-      await new Promise<void>((resolve) => { this.waiter = resolve; });
-      this.waiter = null;
+      if (f !== null) return f;
+      await this.input.wait();
     }
   }
 
@@ -336,8 +339,7 @@ export class RelaySession implements RegisteredSession {
     // From here on the relay owns both sockets.
     this.phase = 'relay';
     this.socket.removeListener('data', this.onData);
-    const rest = this.pending;
-    this.pending = Buffer.alloc(0);
+    const rest = this.input.takeAll();
     this.host.relayStarted(this);
     const measure = this.host.measureLatency();
     link.startRelay({
@@ -393,7 +395,7 @@ export class RelaySession implements RegisteredSession {
     const wasRelay = this.phase === 'relay';
     this.phase = 'closed';
     if (this.timer !== null) clearTimeout(this.timer);
-    this.waiter?.();
+    this.input.wake();
     if (this.link !== null) this.link.end(reason);
     else if (!this.socket.destroyed) this.socket.end();
     setTimeout(() => this.socket.destroy(), 2000).unref();

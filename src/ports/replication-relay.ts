@@ -45,6 +45,7 @@ import type { SessionInfo } from '../admin/types';
 import type { NodeChange } from '../cluster/cluster';
 import { LogEvent, logLine, type Logger } from '../log/logger';
 import { BackendLink, type LinkOptions } from './backend-link';
+import { PendingInput } from './pending-input';
 
 /** The running replication relay: app.ts hands it every replication connection. */
 export interface ReplicationRelays {
@@ -76,12 +77,13 @@ class ReplicationClient implements RegisteredSession {
   private readonly socket: net.Socket;
   private slot: SlotLease | null = null;
   private phase: 'login' | 'relay' | 'closed' = 'login';
-  private pending: Buffer;
-  private waiter: (() => void) | null = null;
+  /** What the client sent before the relay started (pending-input.ts: no join per read, bounded). */
+  private readonly input: PendingInput;
   private timer: NodeJS.Timeout | null = null;
   private readonly onData = (chunk: Buffer): void => {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    this.waiter?.();
+    if (this.phase !== 'closed' && !this.input.push(chunk)) {
+      this.fatal(clientErrors.protocolViolation(`more than ${this.input.limit} bytes sent before authentication completed`));
+    }
   };
   private readonly onGone = (): void => this.close('client disconnected');
 
@@ -95,7 +97,8 @@ class ReplicationClient implements RegisteredSession {
     // A physical walsender has no database; PostgreSQL's own logs show it as such.
     this.database = replicationMode(h.params) === 'logical' ? h.params.database || this.user : '';
     this.applicationName = h.params.application_name ?? '';
-    this.pending = h.rest;
+    this.input = new PendingInput(() => this.socket, 2 * Limits.MaxAuthMessage);
+    this.input.push(h.rest);
     this.socket.on('data', this.onData);
     this.socket.on('error', this.onGone);
     this.socket.on('close', this.onGone);
@@ -216,21 +219,13 @@ class ReplicationClient implements RegisteredSession {
   private async nextFrame(): Promise<{ code: number; frame: Buffer }> {
     for (;;) {
       if (this.closed) throw new ClientGone('client disconnected during authentication');
-      const buf = this.pending;
-      if (buf.length >= 5) {
-        const len = buf.readInt32BE(1);
-        if (len < 4 || len > Limits.MaxAuthMessage) {
-          this.fatal(clientErrors.protocolViolation('invalid message length'));
-          throw new ClientGone('bad frame');
-        }
-        if (buf.length >= len + 1) {
-          const frame = Buffer.from(buf.subarray(0, len + 1));
-          this.pending = buf.subarray(len + 1);
-          return { code: frame[0]!, frame };
-        }
+      const f = this.input.frame(Limits.MaxAuthMessage);
+      if (f === 'bad') {
+        this.fatal(clientErrors.protocolViolation('invalid message length'));
+        throw new ClientGone('bad frame');
       }
-      await new Promise<void>((resolve) => { this.waiter = resolve; });
-      this.waiter = null;
+      if (f !== null) return f;
+      await this.input.wait();
     }
   }
 
@@ -249,8 +244,7 @@ class ReplicationClient implements RegisteredSession {
     this.socket.removeListener('data', this.onData);
     this.socket.removeListener('error', this.onGone);
     this.socket.removeListener('close', this.onGone);
-    const rest = this.pending;
-    this.pending = Buffer.alloc(0);
+    const rest = this.input.takeAll();
     this.relays.add(this);
     ctx.registry.add(this);
     if (ctx.logFlags.connections) {
@@ -305,7 +299,7 @@ class ReplicationClient implements RegisteredSession {
     this.phase = 'closed';
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
-    this.waiter?.();
+    this.input.wake();
     if (wasRelay) {
       this.link!.end(reason);
     } else if (!this.socket.destroyed) {

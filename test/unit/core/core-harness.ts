@@ -13,6 +13,7 @@ import type { BackendPort, ClientPort } from '../../../src/core/ports';
 import { Framer } from '../../../src/protocol/framer';
 import { TxStatus } from '../../../src/protocol/codes';
 import { initClassifier } from '../../../src/classify';
+import { ServerStatements } from '../../../src/core/server-statements';
 
 /** A backend connection that records what the core writes to it. */
 export class FakeConn implements BackendPort {
@@ -22,9 +23,10 @@ export class FakeConn implements BackendPort {
   appliedVersion = -1;
   appliedOwner: unknown = null;
   readonly written: Buffer[] = [];
-  readonly prepared = new Set<string>();
-  readonly unsure = new Set<string>();
+  readonly statements = new ServerStatements();
   paused = false;
+  /** DISCARD ALL runs of the pool's reset (closeLink with reset). */
+  discards = 0;
   /** What write() returns (false: above the high-water mark). */
   accept = true;
   private drainers: (() => void)[] = [];
@@ -59,6 +61,15 @@ export interface CoreOptions {
   readonly pooling?: 'session' | 'transaction' | 'statement';
   /** Node weights (default 0,1,1: reads on the standbys). */
   readonly weights?: readonly number[];
+  /**
+   * The idle connections of the (user, database) key, shared by several cores (transaction
+   * pooling: two clients on one pool). Connections given back go there.
+   */
+  readonly idle?: FakeConn[];
+  /** Attach a login connection (default true). */
+  readonly login?: boolean;
+  /** cancelBackend resolves when this does (default: at once). */
+  readonly cancelTaken?: Promise<void>;
 }
 
 /** The core under test and its recorders. */
@@ -66,9 +77,11 @@ export interface CoreFixture {
   readonly core: SessionCore;
   readonly conns: Map<number, FakeConn>;
   readonly client: Buffer[];
-  readonly host: CoreHost & { paused: boolean; ended: string | null; closed: { node: number; reusable: boolean; why: string }[]; cancels: string[]; accepting: boolean; idle: FakeConn[]; pins: string[] };
+  readonly host: CoreHost & { paused: boolean; ended: string | null; closed: { node: number; reusable: boolean; why: string; reset: boolean }[]; cancels: string[]; accepting: boolean; idle: FakeConn[]; pins: string[] };
   readonly cluster: Cluster;
   readonly config: Config;
+  /** The client's socket is above its high-water mark: its write() returns false. */
+  clientFull: boolean;
   /** Frames client bytes and hands them to the core, then ends the chunk. */
   send(...chunks: Buffer[]): void;
   /** A backend chunk from `node`. */
@@ -109,7 +122,7 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
     pid: 7, user: 'u', database: 'd', applicationName: 'app', cluster, routing, config, lsn: null, adminEnabled: true,
     log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false },
     noticePerNode: false, classifier: routing.classifier,
-    paused: false, ended: null, closed: [], cancels: [], accepting: true, idle: [], pins: [],
+    paused: false, ended: null, closed: [], cancels: [], accepting: true, idle: o.idle ?? [], pins: [],
     pooling: o.pooling ?? 'session',
     leaseNow: (node) => {
       const i = host.idle.findIndex((c) => c.nodeId === node);
@@ -130,27 +143,41 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
       conns.set(node, c);
       return c;
     },
-    closeLink: (conn, reusable, why) => {
-      host.closed.push({ node: conn.nodeId, reusable, why });
+    closeLink: (conn, reusable, why, reset = false) => {
+      host.closed.push({ node: conn.nodeId, reusable, why, reset });
+      if (reusable && reset) {
+        // What the pool's DISCARD ALL does (app.ts): nothing of the last lessee is left.
+        const c = conn as FakeConn;
+        c.discards++;
+        c.statements.clear();
+        c.applied = null;
+        c.appliedOwner = null;
+        c.appliedVersion = -1;
+      }
       if (host.pooling !== 'session' && reusable) host.idle.push(conn as FakeConn);
     },
     runAdmin: async () => Buffer.from('admin'),
     nodeAccepting: async () => host.accepting,
     backendError: () => {},
-    cancelBackend: async (node, p) => { host.cancels.push(`${node}:${p}`); },
+    cancelBackend: async (node, p) => {
+      host.cancels.push(`${node}:${p}`);
+      if (o.cancelTaken !== undefined) await o.cancelTaken;
+    },
     pauseClient: () => { host.paused = true; },
     resumeClient: () => { host.paused = false; },
     end: (reason) => { host.ended = reason; core.close(); },
     observeLatency: () => {},
   };
-  const port: ClientPort = { write: (b) => { client.push(Buffer.from(b)); return true; } };
+  const port: ClientPort = { write: (b) => { client.push(Buffer.from(b)); return !fixture.clientFull; } };
   const core = new SessionCore(host, port);
-  const login = new FakeConn(0, ++pid);
-  conns.set(0, login);
-  core.attachLogin(0, login);
+  if (o.login !== false) {
+    const login = new FakeConn(0, ++pid);
+    conns.set(0, login);
+    core.attachLogin(0, login);
+  }
   const framer = new Framer(1 << 30);
-  return {
-    core, conns, client, host, cluster, config,
+  const fixture: CoreFixture = {
+    core, conns, client, host, cluster, config, clientFull: false,
     send: (...chunks) => {
       for (const c of chunks) {
         framer.push(c, core);
@@ -165,4 +192,5 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
     },
     settle: async () => { for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); },
   };
+  return fixture;
 }

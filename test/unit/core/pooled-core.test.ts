@@ -93,8 +93,8 @@ describe('SessionCore, transaction pooling', () => {
     const fresh = f.conns.get(0)!;
     assert.notEqual(fresh, conn);
     const w = fresh.take();
-    assert.deepEqual(names(w), [server, server], 're-parsed, then bound, under the server name');
-    f.answer(0, Buffer.concat([msg('1'), Z(), msg('2'), C('SELECT 1'), Z()]));
+    assert.deepEqual(names(w), [server, server], 're-parsed, then bound, under the server name (in the same Sync)');
+    f.answer(0, Buffer.concat([msg('1'), msg('2'), C('SELECT 1'), Z()]));
     assert.equal(hex(f.received()), hex(msg('2'), C('SELECT 1'), Z()), 'the client sees only its own answers');
   });
 

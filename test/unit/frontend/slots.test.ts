@@ -121,3 +121,14 @@ test('waitForSlot: a slot now, "full" past the queue, null (and the place given 
   first.release();
   assert.equal(s.inUse, 0, 'nothing granted to the client that left');
 });
+
+test('waiters that leave the line are not kept: 10,000 clients queue and go while the slots are busy', async () => {
+  const s = new Slots(1, 5);
+  const a = await s.acquire()!.lease;
+  for (let i = 0; i < 10_000; i++) s.acquire()!.cancel();
+  assert.equal(s.waiting, 0);
+  assert.equal((s as unknown as { waiters: unknown[] }).waiters.length, 0, 'no cancelled waiter is held until a slot frees');
+  const d = s.acquire()!;
+  a.release();
+  assert.equal((await d.lease).slot, a.slot);
+});

@@ -167,7 +167,7 @@ test('leases: a thousand waiters on two connections, some timing out, are served
   const timedOut: number[] = [];
   const waits = Array.from({ length: 1000 }, (_, i) => p.lease('k', async () => new Conn('k'), lim, i % 10 === 5 ? 20 : 0)
     .then((c) => { served.push(i); return c; }, (e: Error) => { assert.ok(e instanceof LeaseTimeout); timedOut.push(i); return null; }));
-  await tick();
+  // (Before any timer can fire: creating a thousand waiters may take longer than 20 ms on a busy machine.)
   assert.equal(p.counts().waiting, 1000);
   await new Promise((r) => setTimeout(r, 60));
   assert.equal(timedOut.length, 100, 'every waiter with a deadline gave up');
@@ -199,5 +199,48 @@ test('leases: a waiter whose key has a broken idle connection still gets a worki
   assert.notEqual(b, a);
   assert.ok(b.usable);
   assert.equal(p.keyCount('k'), 1);
+  p.shutdown();
+});
+
+test('leases: a waiter served before reserve_pool_timeout leaves no timer behind (cleared, unref\'d)', async () => {
+  const p = pool(100);
+  const lim = { size: 1, reserve: 1, reserveAfterMs: 60_000 };
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const a = await p.lease('k', async () => new Conn('k'), lim, 0);
+  const before = timers();
+  const waits = Array.from({ length: 50 }, () => p.lease('k', async () => new Conn('k'), lim, 0));
+  assert.equal(timers(), before, 'no timer per waiter keeps the process alive');
+  let c = a;
+  for (const w of waits) {
+    p.giveBack(c, true);
+    c = await w;
+  }
+  assert.equal(timers(), before);
+  p.shutdown();
+});
+
+test('leases: pinned connections leave default_pool_size to the other clients, up to pinned_pool_size', async () => {
+  const p = pool(100);
+  const lim = { size: 2, reserve: 0, reserveAfterMs: 0 };
+  const a = await p.lease('k', async () => new Conn('k'), lim, 0);
+  const b = await p.lease('k', async () => new Conn('k'), lim, 0);
+  // Both clients pin (LISTEN...): a third client gets a connection of its own at once.
+  const w = p.lease('k', async () => new Conn('k'), lim, 1000);
+  await tick();
+  assert.equal(p.counts().waiting, 1);
+  assert.equal(p.pin(a, 1), true);
+  assert.equal(p.pin(b, 1), false, 'pinned_pool_size = 1: the second pinned one keeps counting');
+  const c = await w;
+  assert.notEqual(c, a);
+  assert.equal(p.keyCount('k'), 2);
+  assert.equal(p.pinnedCount('k'), 1);
+  // The pinned session ends: its connection counts again, one too many, and is closed.
+  p.giveBack(a, true);
+  assert.equal(a.usable, false);
+  assert.equal(p.pinnedCount('k'), 0);
+  assert.equal(p.keyCount('k'), 2);
+  p.giveBack(b, true);
+  p.giveBack(c, true);
+  assert.equal(p.counts().idle, 2);
   p.shutdown();
 });

@@ -1,0 +1,187 @@
+/**
+ * Concrete transaction-pooling repros (issue 17, ../shared/review-2026-12-07-txpool.md and
+ * /work/fuzz-findings.md), each with two clients sharing ONE pooled connection
+ * (default_pool_size = 1) through raw protocol messages, each asserting what a private connection
+ * answers. Each test starts its own pgmaitre. The differential fuzzer (txpool-fuzz.test.ts) finds these at random; here they are
+ * pinned down one by one.
+ */
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { withCluster } from '../harness/cluster';
+import { startInProcess, eventually, type InProcess } from '../harness/in-process';
+import { RawClient } from '../harness/raw-client';
+import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
+import { fuzzConfig } from '../fuzz/txpool/differential';
+import { normalise } from '../fuzz/txpool/runner';
+
+describe('transaction pooling repros (two clients, one shared connection)', { timeout: 300_000 }, () => {
+  const fx = withCluster({ standbys: 0 });
+  let px: InProcess;
+  const params = { user: 'postgres', database: 'postgres' };
+
+  // a fresh pgmaitre per test, so one repro's broken state cannot fail the next
+  beforeEach(async () => {
+    px = await startInProcess(fuzzConfig(fx.cluster, 1, 'query_wait_timeout = 60'));
+  });
+  afterEach(async () => { await px?.stop(); });
+
+  const open = (): Promise<RawClient> => RawClient.connect(px.port, params);
+  /** Sends frames and returns the normalised answers up to the next ReadyForQuery. */
+  async function ask(c: RawClient, ...frames: Buffer[]): Promise<string[]> {
+    c.send(...frames);
+    return (await c.untilReady(30_000)).map(normalise);
+  }
+  const sql = (c: RawClient, text: string): Promise<string[]> => ask(c, encodeQuery(text));
+  async function adminValue(text: string): Promise<string> {
+    const c = await RawClient.connect(fx.cluster.primary.port, params);
+    try {
+      const rows = (await ask(c, encodeQuery(text))).filter((m) => m.startsWith('D '));
+      return (JSON.parse(rows[0]!.slice(2)) as string[])[0] ?? '';
+    } finally { c.close(); }
+  }
+  async function closeAndWait(c: RawClient): Promise<void> {
+    c.close();
+    await eventually(() => [...px.app.ctx.pools.values()].every((p) => p.counts().active === 0), 'the lease of the closed client went back');
+  }
+
+  test('H1: a comment-prefixed SQL PREPARE then EXECUTE answers, and the other client keeps working', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await sql(a, '/* app */ PREPARE p AS SELECT 1 AS one'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(b, 'PREPARE p AS SELECT 2 AS two'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(a, 'EXECUTE p'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(b, 'EXECUTE p'), ['T two:23:0', 'D ["2"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
+
+  test('a session advisory lock is released when its client disconnects', async () => {
+    const a = await open();
+    await sql(a, 'SELECT pg_advisory_lock(424242)');
+    await closeAndWait(a);
+    await eventually(async () => (await adminValue("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242")) === '0',
+      'no backend holds advisory lock 424242 once its client is gone', 10_000);
+  });
+
+  test('a temporary table is not visible to the next client of the connection', async () => {
+    const a = await open();
+    assert.deepEqual(await sql(a, 'CREATE TEMP TABLE person (x int)'), ['C CREATE TABLE', 'Z I']);
+    await closeAndWait(a);
+    const b = await open();
+    assert.deepEqual(await sql(b, 'CREATE TEMP TABLE person (x int)'), ['C CREATE TABLE', 'Z I']);
+    b.close();
+  });
+
+  test('LISTEN does not outlive its client', async () => {
+    const a = await open();
+    await sql(a, 'LISTEN fz_repro');
+    await closeAndWait(a);
+    const b = await open();
+    assert.deepEqual(await sql(b, 'SELECT count(*)::int AS n FROM pg_listening_channels()'), ['T n:23:0', 'D ["0"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(b, "NOTIFY fz_repro, 'x'"), ['C NOTIFY', 'Z I'], 'no notification for a channel this client never listened to');
+    b.close();
+  });
+
+  test('a WITH HOLD cursor does not outlive its client', async () => {
+    const a = await open();
+    assert.deepEqual(await sql(a, 'DECLARE fz_cur CURSOR WITH HOLD FOR SELECT 1'), ['C DECLARE CURSOR', 'Z I']);
+    await closeAndWait(a);
+    const b = await open();
+    assert.deepEqual(await sql(b, 'CLOSE fz_cur'), ['E ERROR 34000 cursor "fz_cur" does not exist', 'Z I']);
+    b.close();
+  });
+
+  test('H2: a Parse skipped in an aborted transaction does not break the statement for the next client', async () => {
+    const a = await open();
+    await sql(a, 'BEGIN');
+    await sql(a, 'SELECT 1/0');
+    const skipped = await ask(a, encodeParse('s1', 'SELECT 4242 AS v'), encodeBind('', 's1'), encodeExecute(''), encodeSync());
+    assert.deepEqual(skipped, ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    await sql(a, 'ROLLBACK');
+    const b = await open();
+    assert.deepEqual(await ask(b, encodeParse('s1', 'SELECT 4242 AS v'), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["4242"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s1', 'SELECT 4242 AS v'), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["4242"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
+
+  test('H2b: a Parse that failed (missing table) does not stay registered on the shared connection', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('s_late', 'SELECT count(*)::int AS n FROM fz_repro_late'), encodeSync()),
+      ['E ERROR 42P01 relation "fz_repro_late" does not exist', 'Z I']);
+    await sql(b, 'CREATE TABLE IF NOT EXISTS fz_repro_late (x int)');
+    assert.deepEqual(await ask(a, encodeParse('s_late', 'SELECT count(*)::int AS n FROM fz_repro_late'), encodeBind('', 's_late'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["0"]', 'C SELECT 1', 'Z I']);
+    await sql(b, 'DROP TABLE fz_repro_late');
+    a.close(); b.close();
+  });
+
+  test('H3: the unnamed statement bound after a Sync is the client\'s own, not the last one on the connection', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('', "SELECT 'a-secret' AS v"), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(b, encodeParse('', "SELECT 'b-public' AS v"), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()), ['2', 'D ["a-secret"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(b, encodeBind('', ''), encodeExecute(''), encodeSync()), ['2', 'D ["b-public"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
+
+  test('M4: two locks taken, one released: the other lock never reaches another client', async () => {
+    const a = await open();
+    await sql(a, 'SELECT pg_advisory_lock(5001), pg_advisory_lock(5002)');
+    assert.deepEqual(await sql(a, 'SELECT pg_advisory_unlock(5001) AS u'), ['T u:16:0', 'D ["t"]', 'C SELECT 1', 'Z I']);
+    const b = await open();
+    // b may wait for a's connection; a leaves after a moment, and then its lock must be gone
+    b.send(encodeQuery("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"));
+    setTimeout(() => a.close(), 500);
+    assert.deepEqual((await b.untilReady(30_000)).map(normalise), ['T n:23:0', 'D ["0"]', 'C SELECT 1', 'Z I']);
+    b.close();
+  });
+
+  test('M5: DISCARD ALL on a pinned connection does not leave the statement registry stale', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s7', 'SELECT 7 AS seven'), encodeBind('', 's7'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["7"]', 'C SELECT 1', 'Z I']);
+    await sql(a, 'LISTEN fz_m5');
+    assert.deepEqual(await sql(a, 'DISCARD ALL'), ['C DISCARD ALL', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s8', 'SELECT 7 AS seven'), encodeBind('', 's8'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["7"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+
+  test('L1: set_config(..., false) and SET inside DO stay with their client', async () => {
+    const a = await open();
+    const b = await open();
+    await sql(a, "SELECT set_config('work_mem', '7MB', false)");
+    await sql(b, "DO $$BEGIN SET statement_timeout = '13s'; END$$");
+    const show = "SELECT current_setting('work_mem') AS wm, current_setting('statement_timeout') AS st";
+    assert.deepEqual(await sql(a, show), ['T wm:25:0,st:25:0', 'D ["7MB","0"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(b, show), ['T wm:25:0,st:25:0', 'D ["4MB","13s"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
+
+  test('F1: a named statement cannot be redefined without Close (42P05), as on a private connection', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('dup', 'SELECT 1'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('dup', 'SELECT 2'), encodeSync()), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    a.close();
+  });
+
+  test('F2: DEALLOCATE in an aborted transaction is refused with 25P02, as on a private connection', async () => {
+    const a = await open();
+    await sql(a, 'BEGIN');
+    await sql(a, 'SELECT 1/0');
+    assert.deepEqual(await sql(a, 'DEALLOCATE fz_nope'), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    await sql(a, 'ROLLBACK');
+    a.close();
+  });
+
+  test('M6: a temp table dropped at commit no longer pins the client', async () => {
+    const a = await open();
+    await sql(a, 'BEGIN; CREATE TEMP TABLE fz_m6 (x int) ON COMMIT DROP; COMMIT');
+    await sql(a, 'SELECT 1');
+    assert.equal(px.app.ctx.poolStats.pinnedNow, 0, 'no client pinned once no temp relation is left');
+    a.close();
+  });
+});

@@ -1,0 +1,92 @@
+/** tx-pooling.ts (lease fate, pins, untracked session state) and server-statements.ts, alone. */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Fate, leaseFate, Pins, allSetConfigLocal, untrackedChange, type LeaseSession } from '../../../src/core/tx-pooling';
+import { ServerStatements } from '../../../src/core/server-statements';
+import { ExpectKind, Link, Term } from '../../../src/core/link';
+import { TxStatus } from '../../../src/protocol/codes';
+import type { QueryClass } from '../../../src/classify/types';
+
+const session = (o: Partial<{ pin: string; cancel: boolean; sticky: number }> = {}): LeaseSession => ({
+  copyLink: null, stickyNode: o.sticky ?? -1, cancelInFlight: () => o.cancel ?? false, pinReason: () => o.pin ?? '',
+});
+const cls = (kind: QueryClass['kind'], functions: string[] = [], createsTemp = false): QueryClass =>
+  ({ kind, readOnly: kind === 'read', statements: 1, functions, relations: [], flags: { parsedBy: 'lexer', createsTemp } });
+
+describe('leaseFate', () => {
+  test('at the end of a transaction: clean when at rest and not pinned, else kept', () => {
+    const l = new Link(0);
+    assert.equal(leaseFate(l, session(), false), Fate.Clean);
+    assert.equal(leaseFate(l, session({ pin: 'LISTEN' }), false), Fate.Keep);
+    assert.equal(leaseFate(l, session({ cancel: true }), false), Fate.Keep);
+    assert.equal(leaseFate(l, session({ sticky: 0 }), false), Fate.Keep);
+    l.txStatus = TxStatus.InTransaction;
+    assert.equal(leaseFate(l, session(), false), Fate.Keep);
+  });
+  test('when the lease must end: reset when pinned or state lost, closed when not at rest, held while a cancel is in flight', () => {
+    const l = new Link(0);
+    assert.equal(leaseFate(l, session(), true), Fate.Clean);
+    assert.equal(leaseFate(l, session({ pin: 'a temporary table' }), true), Fate.Reset);
+    assert.equal(leaseFate(l, session(), true, true), Fate.Reset);
+    assert.equal(leaseFate(l, session({ cancel: true }), true), Fate.Hold);
+    l.expect(ExpectKind.Client, false, 0, Term.Query);
+    assert.equal(leaseFate(l, session({ pin: 'LISTEN' }), true), Fate.Close);
+  });
+});
+
+describe('Pins', () => {
+  test('temporary tables pin from CREATE TEMP; a DROP makes a probe due', () => {
+    const p = new Pins();
+    p.noteStatement(cls('temp_table', [], true), 'CREATE TEMP TABLE t (x int)');
+    assert.equal(p.temp, true);
+    assert.equal(p.tempProbeDue, false);
+    p.noteStatement(cls('ddl'), 'DROP TABLE t');
+    assert.equal(p.tempProbeDue, true);
+    p.noteStatement(cls('temp_table', [], true), 'CREATE TEMP TABLE u (x int) ON COMMIT DROP');
+    assert.equal(p.tempGeneration, 2);
+  });
+  test('untracked session state pins, failing closed', () => {
+    assert.equal(untrackedChange(cls('read', ['set_config']), "SELECT set_config('a.b', 'x', false)"), 'set_config(..., false)');
+    assert.equal(untrackedChange(cls('read', ['set_config']), "SELECT set_config('a.b', 'x', true)"), '');
+    assert.equal(untrackedChange(cls('read', ['set_config']), "SELECT set_config('a.b', f(1, 2), $1)"), 'set_config(..., false)');
+    assert.equal(untrackedChange(cls('write'), "/* x */ DO $$BEGIN SET work_mem = '8MB'; END$$"), 'SET inside a DO block');
+    assert.equal(untrackedChange(cls('write'), 'DO $$BEGIN PERFORM 1; END$$'), '');
+    assert.equal(untrackedChange(cls('write'), 'DOMAIN_THING'), '');
+    assert.equal(allSetConfigLocal("SELECT set_config('a', 'b,c)', true), set_config('d', 'e', 'on')"), true);
+  });
+});
+
+describe('ServerStatements', () => {
+  test('tentative until confirmed; a failed Parse leaves nothing, a failed request leaves the name unsure', () => {
+    const s = new ServerStatements();
+    s.begin('a');
+    assert.equal(s.pending('a'), true);
+    assert.equal(s.has('a'), true, 'requests behind it may use it');
+    s.failed('a', true);
+    assert.equal(s.has('a'), false);
+    s.begin('b');
+    s.failed('b', false);
+    assert.deepEqual([...s.unsure], ['b']);
+    s.begin('c');
+    s.confirm('c');
+    s.failed('c', false);
+    assert.equal(s.has('c'), true, 'a confirmed name is not undone by a later failure');
+    s.clear();
+    assert.equal(s.size, 0);
+  });
+  test('the cap evicts the least recently used, never a tentative name or one the current request uses', () => {
+    const s = new ServerStatements(2);
+    for (const n of ['a', 'b']) { s.nextRequest(); s.begin(n); s.confirm(n); }
+    s.nextRequest();
+    s.has('a'); // used: most recent
+    s.begin('c');
+    assert.deepEqual(s.evict(), ['b']);
+    assert.deepEqual(s.list(), ['a', 'c']);
+    s.nextRequest();
+    s.begin('d');
+    assert.deepEqual(s.evict(), ['a'], 'c and d are tentative: a goes');
+    s.nextRequest();
+    s.begin('e');
+    assert.equal(s.evict(), null, 'only tentative names left: none evicted yet');
+  });
+});
