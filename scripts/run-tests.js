@@ -57,6 +57,12 @@ function main() {
       const pooled = TRANSACTION_POOLING_SUITES.map((f) => `dist/test/integration/${f}.test.js`).filter((f) => fs.existsSync(path.join(root, f)));
       const second = await run(pooled, { PGMAITRE_TEST_POOL_MODE: 'transaction' }, 'with pool_mode = transaction: ');
       code = Math.max(code, second);
+      // And with two worker processes (test/harness/in-process.ts: the CLI in a child process).
+      if (code < 128) {
+        const multi = WORKER_SUITES.map((f) => `dist/test/integration/${f}.test.js`).filter((f) => fs.existsSync(path.join(root, f)));
+        const third = await run(multi, { PGMAITRE_TEST_WORKERS: '2' }, 'with worker_processes = 2: ');
+        code = Math.max(code, third);
+      }
     }
     process.exit(code);
   })();
@@ -66,5 +72,11 @@ function main() {
 const TRANSACTION_POOLING_SUITES = [
   'clients-psql', 'clients-pgbench', 'clients-node-postgres', 'clients-psycopg2', 'clients-jdbc', 'core-protocol', 'pgpool-conformance',
 ];
+
+/**
+ * Client suites that run again with PGMAITRE_TEST_WORKERS=2 (worker_processes = 2, docs/workers.md):
+ * the drivers that matter most, about 4 minutes; the others add little that these do not cover.
+ */
+const WORKER_SUITES = ['clients-psql', 'clients-pgbench', 'clients-node-postgres', 'core-protocol'];
 
 main();

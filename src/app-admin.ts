@@ -12,7 +12,7 @@ import { loadAuthFiles } from './config/auth-files';
 import { formatIssue } from './config/config-error';
 import { loadPcpConf } from './config/pcp-conf';
 import { LogEvent, logFailure, logLine, pinoLevel, type Logger } from './log/logger';
-import type { AdminContext } from './admin/types';
+import type { AdminActions, AdminContext } from './admin/types';
 import { runAdminCommand } from './admin/registry';
 import { EventLog } from './admin/event-log';
 import { createPcpServer, type PcpServer } from './pcp/server';
@@ -21,6 +21,8 @@ import { buildRoutingContext } from './core/routing-context';
 import type { FrontendContext } from './frontend/context';
 import type { ClientSession } from './frontend/session';
 import type { HealthSystem } from './failover';
+import type { OnlineRecovery } from './recovery/online-recovery';
+import type { ProcessRole } from './workers/role';
 
 /** pgpool-II feature level pgmaitre speaks (SHOW POOL_VERSION, PCP). */
 export const PGPOOL_COMPAT_VERSION = '4.6.0';
@@ -30,9 +32,13 @@ export interface AdminWiring {
   readonly ctx: FrontendContext;
   readonly log: Logger;
   readonly health: HealthSystem;
+  /** Online recovery (pcp_recovery_node); absent in tests that do not need it. */
+  readonly recovery?: OnlineRecovery;
   readonly overrides: { hbaFile?: string; pcpFile?: string; keyFile?: string };
   /** Stops pgmaitre (and, for the CLI, the process). */
   readonly stop: () => Promise<void>;
+  /** worker_processes > 1 (src/workers/role.ts): instance-wide admin views and actions. */
+  readonly role?: ProcessRole;
 }
 
 /** The running admin faces. */
@@ -50,6 +56,7 @@ export interface AdminFaces {
 export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
   const { ctx, log, health } = w;
   const events = new EventLog(ctx.cluster);
+  w.recovery?.on('event', (e) => events.record({ at: new Date(), ...e }));
   const startedAt = new Date();
   /** Sessions (by pid) running an admin command right now. */
   const runningAdmin = new Set<number>();
@@ -57,6 +64,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
   const reload = async (): Promise<string> => {
     const old = ctx.config;
     const loaded = loadConfig(old.config_file, w.overrides);
+    if (w.role?.shareConfig !== undefined) (loaded as { config: Config }).config = w.role.shareConfig(loaded.config);
     const diff = diffConfig(old, loaded.config);
     const refused = new Set(diff.restartOnly);
     if (refused.size > 0) {
@@ -101,7 +109,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     return refused.size > 0 ? `reloaded; restart needed for: ${[...refused].join(', ')}` : 'reloaded';
   };
 
-  const adminCtx: AdminContext = {
+  const localCtx: AdminContext = {
     config: () => ctx.config,
     nodes: () => ctx.cluster.nodes,
     primaryId: () => ctx.cluster.primaryId(),
@@ -127,10 +135,11 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     slots: () => ({ capacity: ctx.slots.capacity, inUse: ctx.slots.inUse, waiting: ctx.slots.waiting }),
     startedAt,
     version: PGPOOL_COMPAT_VERSION,
-    actions: {
+    actions: wrapActions(w.role, {
       attachNode: (id) => health.attachNode(id),
       detachNode: (id, opts) => health.detachNode(id, opts),
       promoteNode: (id, opts) => health.promoteNode(id, opts),
+      ...(w.recovery !== undefined ? { recoverNode: (id: number) => w.recovery!.recover(id) } : {}),
       reloadConfig: reload,
       stop: async (mode) => {
         log.warn({ event: 'stop_requested', mode }, `stop requested (${mode})`);
@@ -139,18 +148,20 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
         });
         return `stopping (${mode})`;
       },
-    },
+    }),
     recentEvents: () => events.list(),
+    recovery: () => w.recovery?.progress() ?? null,
     eventCounts: () => events.counts(),
     classifierStats: () => ctx.routing.classifier.stats(),
     slotHistory: (slot) => ctx.slots.history(slot),
     failoverLease: () => (health.gate === undefined ? null : { instance: health.gate.name, leading: health.gate.leading }),
   };
+  const adminCtx = w.role?.facesContext?.(localCtx) ?? localCtx;
   ctx.admin = {
     run: async (sql, session) => {
       runningAdmin.add(session.pid); // a session runs one admin command at a time
       try {
-        return await runAdminCommand(adminCtx, session, sql);
+        return await runAdminCommand(w.role?.instanceView !== undefined ? await w.role.instanceView(localCtx) : localCtx, session, sql);
       } finally {
         runningAdmin.delete(session.pid);
       }
@@ -160,7 +171,8 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
   const cfg = ctx.config;
   let pcp: PcpServer | null = null;
   let pcpPort = 0;
-  if (cfg.pcp_listen_addresses.trim() !== '') {
+  const faces = w.role?.kind !== 'worker'; // workers leave PCP and HTTP to the supervisor
+  if (faces && cfg.pcp_listen_addresses.trim() !== '') {
     pcp = createPcpServer(adminCtx, {
       port: cfg.pcp_port,
       listenAddresses: cfg.pcp_listen_addresses,
@@ -174,16 +186,21 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
   }
   let http: HttpServer | null = null;
   let httpPort = 0;
-  if (cfg.http_port > 0) {
+  if (faces && cfg.http_port > 0) {
     http = createHttpServer(adminCtx, { port: cfg.http_port, listenAddresses: cfg.http_listen_addresses, auth: () => ctx.config.http_auth });
     httpPort = await http.listen();
     log.info({ event: 'http_listening', port: httpPort }, `HTTP status page and metrics on ${cfg.http_listen_addresses}:${httpPort}`);
   }
 
   return {
-    adminCtx, pcp, http, pcpPort, httpPort, reload,
+    adminCtx: localCtx, pcp, http, pcpPort, httpPort, reload,
     close: async () => {
       await Promise.all([pcp?.close(), http?.close()]);
     },
   };
+}
+
+/** The admin actions, as the process role extends them (src/workers/role.ts). */
+function wrapActions(role: ProcessRole | undefined, local: AdminActions): AdminActions {
+  return role?.actions?.(local) ?? local;
 }

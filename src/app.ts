@@ -11,7 +11,7 @@ import { loadAuthFiles, startupWarnings } from './config/auth-files';
 import { formatIssue } from './config/config-error';
 import { createLogger, LogEvent, logLine, type Logger, type LogFlags } from './log/logger';
 import { Cluster } from './cluster/cluster';
-import { createHealthSystem, type HealthSystem } from './failover/index';
+import { createHealthSystem, Reason, type HealthSystem } from './failover/index';
 import { NodePool } from './pool/node-pool';
 import type { ServerConnection } from './backend/server-connection';
 import { Slots } from './frontend/slots';
@@ -34,6 +34,8 @@ import { AuthQuery } from './frontend/auth-query';
 import { ConnectionRateLimiter, admitConnection } from './frontend/conn-rate-limit';
 import { startDedicatedPorts, type DedicatedPorts } from './ports/dedicated-ports';
 import { startReplicationRelays } from './ports/replication-relay';
+import { OnlineRecovery } from './recovery/online-recovery';
+import type { ProcessRole } from './workers/role';
 
 /** A running pgmaitre. */
 export interface App {
@@ -44,6 +46,8 @@ export interface App {
   readonly dedicated: DedicatedPorts | null;
   /** Health checks, replication checks, failover; admin actions (attach/detach/promote) live here. */
   readonly health: HealthSystem;
+  /** Online recovery (pcp_recovery_node, auto_recovery). */
+  readonly recovery: OnlineRecovery;
   /** PCP and HTTP servers and the admin context (null only while starting). */
   readonly admin: AdminFaces | null;
   stop(): Promise<void>;
@@ -74,11 +78,14 @@ export interface StartOptions {
   readonly overrides?: { hbaFile?: string; pcpFile?: string; keyFile?: string };
   /** Called once pgmaitre has stopped (the CLI exits then). */
   readonly onStopped?: () => void;
+  /** worker_processes > 1: this process's part (src/workers/role.ts); absent for one process. */
+  readonly role?: ProcessRole;
 }
 
 /** Builds and starts pgmaitre from a loaded configuration. */
 export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): Promise<App> {
-  const config = loaded.config;
+  const role = opts.role;
+  const config = role?.shareConfig?.(loaded.config) ?? loaded.config;
   const log = opts.log ?? createLogger(config);
   for (const w of loaded.warnings) log.warn({ event: LogEvent.ConfigWarning }, w);
 
@@ -185,7 +192,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
 
   // Health checks, replication checks and failover: initial primary detection, then the loops.
   // A node that goes down loses its idle pooled connections at once.
-  const health = createHealthSystem({ config, cluster, log, poolPasswd });
+  const health = role?.health?.(cluster, config, log) ?? createHealthSystem({ config, cluster, log, poolPasswd });
   // Reads skip standbys lagging beyond delay_threshold / delay_threshold_by_time.
   ctx.routing.lag = (id) => ({ lagging: health.replication.isLagging(id), delay: cluster.node(id)?.replication.delayBytes ?? 0 });
   cluster.on('change', (c) => {
@@ -195,8 +202,18 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     ctx.greetings.clear();
   });
   await health.start();
+  // Online recovery: rebuilds a detached node from the primary (pcp_recovery_node, auto_recovery).
+  const recovery = new OnlineRecovery({
+    cluster, log, config: () => ctx.config, poolPasswd: () => ctx.poolPasswd,
+    attach: (id) => health.failover.attachNode(id, Reason.OnlineRecovery),
+    holdAttach: (id, hold) => health.failover.holdAttach(id, hold),
+    checkReplication: () => health.replication.checkNow(),
+    ...(health.gate !== undefined ? { leading: () => health.gate!.leading } : {}),
+  });
+  if (role?.kind !== 'worker') recovery.startAuto(); // once per instance: the supervisor's (src/workers/)
   // Replication connections (pg_basebackup, pg_recvlogical...) are relayed to the primary.
   const replication = startReplicationRelays(ctx, log);
+  const listens = role?.kind !== 'supervisor'; // the supervisor serves no clients (src/workers/)
   ctx.replication = (h) => replication.accept(h);
 
   const connLimiter = new ConnectionRateLimiter(() => ctx.config);
@@ -209,15 +226,15 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     new ClientSession(socket, ctx);
   };
   const socketDirs = config.unix_socket_directories.map((d) => d.trim()).filter((d) => d !== '');
-  const servers = await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket).catch(async (e: unknown) => {
+  const servers = !listens ? [] : await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket).catch(async (e: unknown) => {
     await health.stop();
     throw e;
   });
   const ports = servers.map((s) => s.address()).filter((a): a is net.AddressInfo => typeof a === 'object' && a !== null).map((a) => a.port);
   // At pgpool's LOG level, written under the default log_min_messages (pgpool logs its start so too).
-  logLine(log, { event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
+  if (listens) logLine(log, { event: LogEvent.Listening, addresses: config.listen_addresses, port: ports[0] ?? config.port }, `pgmaitre listening on ${config.listen_addresses}:${ports[0] ?? config.port}`);
   let dedicated: DedicatedPorts | null = null;
-  if (config.write_port > 0 || config.read_port > 0) {
+  if (listens && (config.write_port > 0 || config.read_port > 0)) {
     dedicated = await startDedicatedPorts(ctx, log, connLimiter).catch(async (e: unknown) => {
       await closeAll(servers);
       await health.stop();
@@ -231,6 +248,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     stopping ??= (async () => {
       ctx.shuttingDown = true;
       logLine(log, { event: LogEvent.Shutdown }, 'shutting down');
+      const recoveryStopped = recovery.stop();
       const healthStopped = health.stop();
       const closing = Promise.all([closeAll(servers), dedicated?.close()]);
       replication.close();
@@ -240,17 +258,17 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       for (const s of ctx.registry.list()) s.terminate('shutdown');
       for (const p of pools.values()) p.shutdown();
       void ctx.authQuery?.close();
-      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed]);
+      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed, recoveryStopped]);
       opts.onStopped?.();
     })();
     return stopping;
   };
   let admin: AdminFaces | null = null;
   try {
-    admin = await startAdmin({ ctx, log, health, overrides: opts.overrides ?? {}, stop });
+    admin = await startAdmin({ ctx, log, health, recovery, overrides: opts.overrides ?? {}, stop, ...(role !== undefined ? { role } : {}) });
   } catch (e) {
     await stop();
     throw e;
   }
-  return { ctx, ports, dedicated, health, admin, stop, reload: () => admin!.reload() };
+  return { ctx, ports, dedicated, health, recovery, admin, stop, reload: () => admin!.reload() };
 }

@@ -14,6 +14,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { loadConfig, type Config, type LoadOverrides } from './config/load';
 import { ConfigError, formatIssue, type ConfigIssue } from './config/config-error';
 import { loadAuthFiles, startupWarnings } from './config/auth-files';
+import { resolveWorkerCount } from './workers/count';
 import { loadHba } from './config/hba';
 import { loadPcpConf } from './config/pcp-conf';
 import { buildFrontendTls } from './frontend/tls';
@@ -70,6 +71,11 @@ export function checkConfiguration(configFile: string, overrides: LoadOverrides 
       errors.push(...issuesOf(e, basename(config.pool_passwd)));
     }
     warnings.push(...startupWarnings(config));
+    try {
+      resolveWorkerCount(config.worker_processes);
+    } catch (e) {
+      errors.push({ file: basename(confPath), key: 'worker_processes', message: (e as Error).message.replace(/^worker_processes: /, '') });
+    }
     try {
       buildFrontendTls(config);
     } catch (e) {

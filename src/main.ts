@@ -20,6 +20,7 @@ import { logLine } from './log/logger';
 import { PCP_COMMANDS, runPcpCommand } from './pcp/cli';
 import { checkConfiguration, checkExitCode, formatCheckReport } from './check';
 import { httpHealthCheck } from './healthcheck';
+import { isWorkerProcess, runWorker, startInstance } from './workers/entry';
 
 /** Parsed command line. */
 export interface CliOptions {
@@ -105,7 +106,9 @@ export async function runMain(argv: readonly string[], onStopped?: () => void): 
   if (opts.debug) {
     (loaded as { config: unknown }).config = { ...loaded.config, log_min_messages: 'debug1' };
   }
-  const app = await startApp(loaded, { overrides, ...(onStopped ? { onStopped } : {}) });
+  // worker_processes > 1: a supervisor and its workers (src/workers/); else this process alone.
+  const app = await startInstance(loaded, { argv, overrides, ...(onStopped ? { onStopped } : {}) })
+    ?? await startApp(loaded, { overrides, ...(onStopped ? { onStopped } : {}) });
   writePidFile(app);
   return app;
 }
@@ -158,6 +161,14 @@ export function runCheck(opts: CliOptions, out: (text: string) => void = (t) => 
   return code;
 }
 
+/** A worker of a multi-process instance (src/workers/worker.ts): the supervisor drives it. */
+function runWorkerProcess(opts: CliOptions): void {
+  runWorker(opts.configFile, { hbaFile: opts.hbaFile, pcpFile: opts.pcpFile, keyFile: opts.keyFile }, opts.debug).catch((e: unknown) => {
+    process.stderr.write(`pgmaitre worker: could not start: ${(e as Error)?.message ?? String(e)}\n`);
+    process.exit(1);
+  });
+}
+
 /** The `pgmaitre` command: start, and stop on SIGTERM/SIGINT. */
 export function cli(argv: readonly string[]): void {
   let sub = argv[0];
@@ -208,6 +219,10 @@ export function cli(argv: readonly string[]): void {
   }
   if (opts.check) {
     process.exitCode = runCheck(opts);
+    return;
+  }
+  if (isWorkerProcess()) {
+    runWorkerProcess(opts);
     return;
   }
   runMain(argv, () => process.exit(0)).then(

@@ -66,6 +66,11 @@ export interface AdminActions {
   promoteNode(id: number, opts?: { switchover?: boolean }): Promise<string>;
   reloadConfig(): Promise<string>;
   stop(mode: 'smart' | 'fast' | 'immediate'): Promise<string>;
+  /**
+   * Online recovery of a detached node (pcp_recovery_node); resolves once it is attached. Rejects
+   * with an Error carrying `detail` and `severity` ('ERROR' | 'FATAL') as pgpool-II words them.
+   */
+  recoverNode?(id: number): Promise<string>;
 }
 
 /** Something that happened to the cluster, for the status page (newest last). */
@@ -113,8 +118,12 @@ export interface AdminContext {
   readonly slotHistory?: (slot: number) => SlotHistory | undefined;
   /** Transaction pooling counters (pool_mode = transaction | statement). Optional. */
   readonly pooling?: () => PoolingView;
+  /** The online recovery running now (SHOW POOL_NODES shows that node as `recovering`), or null. */
+  readonly recovery?: () => { readonly nodeId: number; readonly stage: string; readonly startedAt: Date } | null;
   /** HA pair (etcd_endpoints): this instance's name and whether it holds the command lease. */
   readonly failoverLease?: () => { readonly instance: string; readonly leading: boolean } | null;
+  /** worker_processes > 1: brings the counted and listed figures up to date (src/workers/); faces await it per request. */
+  readonly refresh?: () => Promise<void>;
 }
 
 /** Transaction pooling as SHOW POOL_LEASES, /metrics and the status page show it. */

@@ -171,13 +171,16 @@ export const PARAMS = {
   auto_failback_interval: int(60, 'hot', 'Minimum seconds between auto failbacks.', { ...I, unit: 's' }),
 
   // --- online recovery ---------------------------------------------------------------------
-  recovery_user: str('', 'hot', 'User for online recovery.'),
-  recovery_password: str('', 'hot', 'Password of recovery_user.', SECRET),
-  recovery_database: str('postgres', 'hot', 'Database for online recovery (pgpool 4.7).'),
-  recovery_1st_stage_command: str('', 'hot', 'First stage online recovery script.'),
-  recovery_2nd_stage_command: str('', 'hot', 'Second stage online recovery script.'),
-  recovery_timeout: int(90, 'hot', 'Seconds to wait for a recovered node to start.', { unit: 's' }),
-  client_idle_limit_in_recovery: int(0, 'hot', 'Idle limit for clients during second stage recovery; -1 = immediate.', { ...S, unit: 's', min: -1 }),
+  recovery_user: str('', 'hot', 'User for online recovery (a superuser: the pgpool_recovery functions require it).', I),
+  recovery_password: str('', 'hot', 'Password of recovery_user (empty: pool_passwd; AES/TEXT prefixes as pg_enc writes; md5 hashes are refused).', { ...I, ...SECRET }),
+  recovery_database: str('postgres', 'hot', 'Database online recovery connects to on the primary (pgpool 4.7).', I),
+  recovery_1st_stage_command: str('', 'hot', "Script in the primary's data directory run by pgpool_recovery() to rebuild the node.", I),
+  recovery_2nd_stage_command: str('', 'hot', 'Second stage online recovery script (native replication mode only: not run in streaming replication).', I),
+  recovery_timeout: int(90, 'hot', 'Seconds to wait for a recovered node to start.', { ...I, unit: 's' }),
+  client_idle_limit_in_recovery: int(0, 'hot', 'Idle limit for clients during second stage recovery; -1 = immediate (native replication mode only).', { ...IS, unit: 's', min: -1 }),
+  recovery_script_dir: str('', 'hot', "Run recovery_1st_stage_command and pgpool_remote_start from this directory on pgmaitre's host instead of through the pgpool_recovery extension; '' = use the extension.", { ...OURS, path: true }),
+  auto_recovery: bool(false, 'hot', 'Recover (online recovery) a node that stays down auto_recovery_delay seconds, unless an admin detached it.', OURS),
+  auto_recovery_delay: int(60, 'hot', 'Seconds a node stays down before auto_recovery rebuilds it (and between two attempts).', { ...OURS, unit: 's', min: 1 }),
 
   // --- watchdog ----------------------------------------------------------------------------
   use_watchdog: bool(false, 'restart', 'Enable the pgpool watchdog (HA of pgpool itself).'),
@@ -278,6 +281,7 @@ export const PARAMS = {
     "How long a client keeps a backend connection: session (until it disconnects: pgpool's pooling), transaction (for one transaction or one autocommit statement / extended-protocol batch), statement (for one statement; transactions are refused). Applies to new sessions.", OURS),
   pool_mode_database_list: str('', 'hot', "Per-database pool_mode, pgpool list syntax: 'reporting:session,app:transaction' (regular expressions matched against the whole database name).", OURS),
   pool_mode_user_list: str('', 'hot', "Per-user pool_mode (user:mode,...); wins over pool_mode_database_list.", OURS),
+  worker_processes: str('1', 'restart', "Processes serving clients on the same listeners (a number, or 'auto' = the cores available); health checks, failover, PCP and HTTP run once, in the supervising process; limits are shared between the workers (docs/workers.md). 1 = one process, as before.", OURS),
   max_client_conn: int(1000, 'restart', 'Transaction and statement pooling: client sessions served at once (num_init_children limits session-pooled clients); beyond it, 53300.', { ...OURS, min: 1 }),
   default_pool_size: int(20, 'hot', 'Transaction and statement pooling: backend connections per (node, user, database).', { ...OURS, min: 1 }),
   pinned_pool_size: int(20, 'hot', 'Transaction and statement pooling: backend connections per (node, user, database) that pinned sessions (LISTEN, temporary tables, session advisory locks, WITH HOLD cursors) may hold beyond default_pool_size, so that they never starve the other clients; 0 = pinned sessions count toward default_pool_size.', OURS),

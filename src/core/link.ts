@@ -155,6 +155,13 @@ export class Link {
   readonly cleanup: { buf: Buffer; completions: number; term: Term; clears?: 'all' | 'statements' }[] = [];
   /** The backend socket's output is above its high-water mark. */
   full = false;
+  /** An extended-protocol error came and no Sync was written since: the backend skips what comes until one. */
+  private skipping = false;
+  /**
+   * Transaction pooling: the connection's unnamed statement is the client's own (its unnamed
+   * Parse went there during this lease and no Query of pgmaitre's dropped it since).
+   */
+  unnamedOwn = false;
 
   // Scanner state across chunks.
   private code = 0;
@@ -203,6 +210,14 @@ export class Link {
     e.rows = 0;
     e.completions = completions;
     e.failedAt = -1;
+    if (this.skipping) {
+      // The backend skips everything up to the next Sync after an earlier error: this request
+      // gets no answer (its Sync, if any, a ReadyForQuery).
+      e.skipped = true;
+      e.pending = 0;
+      if (e.realSync) this.skipping = false;
+      else if (e.sync) e.sync = false; // a Query is skipped too: no ReadyForQuery of its own
+    }
     this.q.push(e);
     if (!swallow) this.clientOwed++;
     if (e.sync) this.syncOwed++;
@@ -257,6 +272,8 @@ export class Link {
     this.out.length = 0;
     this.cleanup.length = 0;
     this.full = false;
+    this.skipping = false;
+    this.unnamedOwn = false;
     this.pendingSynthetic = false;
     this.txStatus = TxStatus.Idle;
   }
@@ -534,5 +551,7 @@ export class Link {
       e.skipped = true;
       this.complete(e);
     }
+    // No Sync written yet: what is written before it is skipped too (see expect).
+    this.skipping = true;
   }
 }

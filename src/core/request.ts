@@ -26,6 +26,8 @@ export class Request {
   pooledPrepare: string | null = null;
   /** Transaction pooling: its SQL PREPARE/EXECUTE was renamed to a server statement name. */
   pooledRenamed = false;
+  /** Transaction pooling: the bytes sent instead of `data` (the renamed statement; `data` stays the client's). */
+  pooledData: Buffer | null = null;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -41,6 +43,7 @@ export function releaseRequest(r: Request): void {
   r.data = EMPTY;
   r.pooledPrepare = null;
   r.pooledRenamed = false;
+  r.pooledData = null;
   if (pool.length < 256) pool.push(r);
 }
 

@@ -93,6 +93,7 @@ interface ReparseToken {
 }
 
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
+const EMPTY_QUERY = encodeQuery('');
 
 /**
  * Statements transaction pooling looks at before routing: a cheap first test of the first keyword
@@ -173,6 +174,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private readonly cancelling = new Map<Link, Promise<void>>();
   /** Transaction pooling: the request being sent redefines these statement names (42P05 from the server). */
   private dupParses: Set<string> | null = null;
+  /** ...of which the request's Parses really were refused (not closed before them). */
+  private readonly dupRefused = new Set<string>();
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   private readonly stateLost = new Set<Link>();
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
@@ -454,7 +457,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
           this.pins.forced ||= 'a PREPARE whose name cannot be rewritten';
           return Local.No;
         }
-        req.data = encodeQuery(renamed);
+        req.pooledData = encodeQuery(renamed);
         req.pooledPrepare = server;
         req.pooledRenamed = true;
         return Local.No;
@@ -465,7 +468,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         const st = name === null ? undefined : this.statements.sql.get(name);
         const renamed = st === undefined ? null : renameSqlStatement(single, st.server, name!);
         if (renamed !== null) {
-          req.data = encodeQuery(renamed);
+          req.pooledData = encodeQuery(renamed);
           req.pooledRenamed = true;
         }
         return Local.No;
@@ -639,6 +642,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const l = this.links[this.host.cluster.primaryId()];
     if (l?.conn == null || l.owed > 0 || !l.quiet || l.unsynced || l.txStatus !== TxStatus.Idle) return;
     this.pins.tempProbeDue = false;
+    l.unnamedOwn = false;
     const e = l.expect(ExpectKind.Probe, true, 0, Term.Query);
     e.token = { generation: this.pins.tempGeneration } satisfies ProbeToken;
     this.send(l, encodeQuery(TEMP_PROBE));
@@ -734,6 +738,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       this.dupParses = info.parses.length > 0 ? this.duplicateParses(info) : null;
     }
     this.prepareLink(link, info, plan, node !== primary);
+    if (pooled && info.parses.length > 0 && info.parsesStatement('')) link.unnamedOwn = true;
     if (plan.broadcastTx) this.broadcast(req, link);
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
@@ -779,7 +784,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       const e = link.expect(ExpectKind.Client, false, req.completions, req.term);
       if (retry) e.retry = req;
       e.token = token;
-      this.send(link, req.data);
+      this.send(link, req.pooledData ?? req.data);
     }
     if (req.term !== Term.None) link.unsynced = false;
     else if (info.extended || req.flush) link.unsynced = true;
@@ -787,6 +792,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     this.lastNode = node;
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
     this.dupParses = null;
+    this.dupRefused.clear();
     if (!retry) releaseRequest(req);
   }
 
@@ -799,7 +805,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private duplicateParses(info: RequestInfo): Set<string> | null {
     let out: Set<string> | null = null;
     for (const p of info.parses) {
-      if (p.name === '' || !this.statements.protocol.has(p.name) || info.closedStatements.includes(p.name)) continue;
+      if (p.name === '' || !this.statements.protocol.has(p.name)) continue;
       (out ??= new Set()).add(p.name);
     }
     return out;
@@ -820,9 +826,17 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private names(link: Link): NameMap {
     const reg = link.conn!.statements;
     const local = new Map<string, string>();
+    let closed: Set<string> | null = null;
     return {
       parsed: (name, definition) => {
-        if (this.dupParses?.has(name) === true) return { server: this.serverNameOf(name)!, had: false };
+        // A name the client still has (from before, or parsed earlier in this request, not closed
+        // in between): the Parse goes under that statement's server name, and the server refuses it (42P05).
+        const earlier = local.get(name);
+        if (earlier !== undefined) return { server: earlier, had: false };
+        if (this.dupParses?.has(name) === true && closed?.has(name) !== true) {
+          this.dupRefused.add(name);
+          return { server: this.serverNameOf(name)!, had: false };
+        }
         const server = serverStatementName('pgm_', definition);
         local.set(name, server);
         // Tentative until the server answered (confirmed or dropped in completed()).
@@ -831,6 +845,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         return { server, had };
       },
       serverName: (name) => local.get(name) ?? this.serverNameOf(name),
+      closing: (name) => {
+        local.delete(name);
+        (closed ??= new Set()).add(name);
+      },
     };
   }
 
@@ -854,6 +872,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const idle = link.owed === 0;
     if (!link.unsynced) {
       for (const c of link.cleanup) {
+        if (c.term === Term.Query) link.unnamedOwn = false;
         const e = link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
         if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
         this.send(link, c.buf);
@@ -870,6 +889,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         unsure.clear();
       }
       const replay = this.state.replayFor(conn, this);
+      if (link.cleanup.length > 0 || replay.length > 0) link.unnamedOwn = false; // (a Query drops the unnamed statement)
       if (replay.length > 0) {
         link.expect(ExpectKind.State, true, 0, Term.Query);
         this.send(link, encodeQuery(replay.join('; ')));
@@ -883,6 +903,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         if (wantTx && link.txStatus === TxStatus.Idle) sql = this.beginSql;
         else if (!this.route.inTransaction && link.txStatus !== TxStatus.Idle) sql = 'ROLLBACK';
         if (sql !== '') {
+          link.unnamedOwn = false;
           link.expect(ExpectKind.Tx, true, 0, Term.Query);
           this.send(link, encodeQuery(sql));
           link.txStatus = sql === 'ROLLBACK' ? TxStatus.Idle : TxStatus.InTransaction;
@@ -894,6 +915,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const dups = this.dupParses === null ? null : [...this.dupParses];
     const bound = info.bindStatements.length + info.statementRefs.length;
     const names = bound + (dups?.length ?? 0);
+    let unnamedDropped = false;
     if (names > 0) {
       const sticky = this.stickyNode === link.node;
       for (let i = 0; i < names; i++) {
@@ -901,8 +923,20 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         if (i < bound && sticky) continue;
         const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
         if (i < bound && info.parsesStatement(name)) continue;
+        // The client's own unnamed Parse (or its failure) is what the connection has: as directly.
+        if (pooled && name === '' && link.unnamedOwn) continue;
         const st = this.statements.protocol.get(name);
-        if (st === undefined) continue;
+        if (st === undefined) {
+          if (pooled && name === '' && !link.unsynced && !unnamedDropped) {
+            // The client has no unnamed statement, but another client's may be on this connection:
+            // a simple Query drops it (exec_simple_query), so the Bind '' fails as it would directly (26000).
+            unnamedDropped = true;
+            link.expect(ExpectKind.Cleanup, true, 0, Term.Query);
+            this.send(link, EMPTY_QUERY);
+            link.unnamedOwn = true; // none, as the client has none
+          }
+          continue;
+        }
         // The unnamed statement is never mapped to a named one (the Bind '' stays as it is): on
         // a shared connection whatever another client parsed last may be there, so the client's
         // own unnamed Parse is sent again, as it wrote it.
@@ -925,6 +959,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         this.send(link, link.unsynced ? Buffer.concat([parse, FLUSH]) : inline ? parse : Buffer.concat([parse, SYNC]));
         if (server === null) st.nodes.add(link.node);
         else conn.statements.begin(server);
+        if (pooled && name === '') link.unnamedOwn = true;
       }
     }
     if (!link.unsynced) {
@@ -1001,6 +1036,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const counters = this.host.cluster.node(node)?.counters;
     let token: Token | null = null;
     const tok = (): Token => (token ??= newToken());
+    let seenHere = null as Set<string> | null;
     let i = 0;
     for (const sql of info.queries) {
       const cls = plan.classes[i++]!;
@@ -1010,8 +1046,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     for (const p of info.parses) {
       const cls = plan.classes[i++]!;
       this.dispatched(cls, p.sql, tok);
-      if (this.dupParses?.has(p.name) === true) continue; // refused by the server (42P05): the old one stays
-      if (p.name !== '' && this.host.pooling !== 'session' && !this.statements.protocol.has(p.name)) {
+      if (this.host.pooling !== 'session' && p.name !== '') {
+        // Refused by the server (42P05: redefined without Close): the old definition stays.
+        if (this.dupRefused.has(p.name) || seenHere?.has(p.name) === true) continue;
+        (seenHere ??= new Set()).add(p.name);
+      }
+      if (this.host.pooling !== 'session' && (p.name === '' || !this.statements.protocol.has(p.name))) {
         (tok().defined ??= []).push({ name: p.name, index: completionIndex(req.data, p.start) });
       }
       this.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
@@ -1034,6 +1074,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
     for (const name of info.statementRefs) this.statements.protocol.get(name)?.nodes.add(node);
     for (const name of info.closedStatements) {
+      // Close then Parse of one name in one request: the Parse (registered above) stands.
+      if (info.parsesStatement(name) && lastParseAfterClose(req.data, name)) continue;
       const st = this.statements.closed(name);
       if (st === undefined) continue;
       for (const other of st.nodes) {
@@ -1513,6 +1555,18 @@ function completionIndex(data: Buffer, at: number): number {
     if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
   }
   return n;
+}
+
+/** True when the request's last Parse of statement `name` comes after its last Close of it. */
+function lastParseAfterClose(data: Buffer, name: string): boolean {
+  let parse = -1;
+  let close = -1;
+  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x50 && data.toString('utf8', pos + 5, data.indexOf(0, pos + 5)) === name) parse = pos;
+    else if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) close = pos;
+  }
+  return parse > close;
 }
 
 function newToken(): Token {

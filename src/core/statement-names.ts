@@ -47,6 +47,8 @@ export interface NameMap {
   parsed(clientName: string, definition: Buffer): { server: string; had: boolean };
   /** Server name of a client's statement name (unknown names are kept as they are). */
   serverName(clientName: string): string | undefined;
+  /** A Close of the client's statement comes next in the request (before any later Parse of it). */
+  closing?(clientName: string): void;
 }
 
 /** A Parse frame for statement `server` with `definition` (SQL and parameter types). */
@@ -121,6 +123,7 @@ export function rewriteRequest(data: Buffer, names: NameMap): Segment[] {
         const kind = data[pos + 5];
         const name = data.toString('utf8', pos + 6, end - 1);
         const server = kind === 0x53 /* S */ && name !== '' ? names.serverName(name) : undefined;
+        if (code === C && kind === 0x53 && name !== '') names.closing?.(name);
         if (server === undefined) parts.push(whole);
         else parts.push(frame(code, [Buffer.from([kind!]), Buffer.from(code === C ? NO_SUCH_STATEMENT : server), NUL]));
         break;

@@ -98,6 +98,8 @@ export class FailoverManager {
   private readonly gate: CommandGate | undefined;
   /** Nodes whose failover_command this instance skipped (it did not hold the lease). */
   private readonly skipped = new Set<number>();
+  /** Nodes being rebuilt by online recovery: never attached on the manager's own initiative. */
+  private readonly held = new Set<number>();
 
   constructor(opts: FailoverManagerOptions) {
     this.config = opts.config;
@@ -199,9 +201,15 @@ export class FailoverManager {
     }
   }
 
-  /** Admin: attach a detached node (pcp_attach_node); runs failback_command. */
-  attachNode(id: number): Promise<string> {
-    return this.enqueue({ name: 'attach (admin request)', nodeId: id, requested: true }, () => this.attach(id, Reason.AdminAttach));
+  /** Online recovery: while held, a node is not attached by health_check_rise or auto_failback. */
+  holdAttach(id: number, hold: boolean): void {
+    if (hold) this.held.add(id);
+    else this.held.delete(id);
+  }
+
+  /** Admin: attach a detached node (pcp_attach_node, or the end of an online recovery); runs failback_command. */
+  attachNode(id: number, reason: Reason = Reason.AdminAttach): Promise<string> {
+    return this.enqueue({ name: `attach (${reason === Reason.AdminAttach ? 'admin request' : reason})`, nodeId: id, requested: true }, () => this.attach(id, reason));
   }
 
   /** Admin: detach a node (pcp_detach_node). With switchover, resolves after the search for the new primary when it was the primary. */
@@ -297,7 +305,7 @@ export class FailoverManager {
   /** health_check_rise reached for a down node: attach it back when that is safe. */
   private async onRisen(id: number, inRecovery: boolean, checks: number): Promise<void> {
     const n = this.cluster.node(id);
-    if (n === undefined || n.status !== NodeStatus.Down) return;
+    if (n === undefined || n.status !== NodeStatus.Down || this.held.has(id)) return;
     const why = n.statusReason;
     if (!why.startsWith(Reason.HealthCheckFailed) && !why.startsWith(Reason.BackendError) && !why.startsWith(Reason.UnreachableAtStart)) return;
     const primary = this.cluster.primaryId();
@@ -368,7 +376,7 @@ export class FailoverManager {
       const pr = s.reports.get(s.primaryId);
       if (pr?.ok) {
         const ids = autoFailbackCandidates(this.cluster.nodes, pr.streaming, this.lastFailback, Date.now(), this.config.auto_failback_interval * 1000);
-        for (const id of ids) {
+        for (const id of ids.filter((x) => !this.held.has(x))) {
           void this.enqueue({ name: 'auto_failback attach', nodeId: id }, () => this.attach(id, Reason.AutoFailback));
         }
       }

@@ -11,6 +11,7 @@ export const Reason = {
   BackendError: 'backend_error',
   AdminDetach: 'admin_detach',
   AdminAttach: 'admin_attach',
+  OnlineRecovery: 'online_recovery',
   AdminPromote: 'admin_promote',
   Switchover: 'switchover',
   FalsePrimary: 'false_primary',

@@ -22,16 +22,33 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> {
   private readonly byPid = new Map<number, S[]>();
   private count = 0;
   private nextPid = randomInt(10_000, 1_000_000);
+  /** worker_processes > 1: this worker issues pids ≡ pidIndex (mod pidStride), so none repeats in another. */
+  private pidStride = 1;
+  private pidIndex = 0;
+  /**
+   * worker_processes > 1: a CancelRequest for no session here goes to the other workers
+   * (src/workers/), since the client that sends it may land on any of them.
+   */
+  onMiss: ((pid: number, secret: number) => void) | null = null;
+
+  /** Makes issued pids disjoint between `count` workers (this is worker `index`). */
+  partitionPids(index: number, count: number): void {
+    this.pidStride = count;
+    this.pidIndex = index;
+    this.nextPid -= this.nextPid % count;
+  }
 
   /**
    * A pid for a client with no backend of its own (transaction pooling: its queries run on shared
    * connections), unique among live sessions.
    */
   issuePid(): number {
+    let pid: number;
     do {
-      this.nextPid = this.nextPid >= 0x7ffffff0 ? 10_000 : this.nextPid + 1;
-    } while (this.byPid.has(this.nextPid));
-    return this.nextPid;
+      this.nextPid = this.nextPid >= 0x7ffffe00 ? 10_000 : this.nextPid + this.pidStride;
+      pid = this.nextPid - (this.nextPid % this.pidStride) + this.pidIndex;
+    } while (this.byPid.has(pid));
+    return pid;
   }
 
   /** A fresh random secret for a session's BackendKeyData. */
@@ -57,6 +74,13 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> {
 
   /** Handles a CancelRequest: true when the key matched a live session. */
   cancel(pid: number, secret: number): boolean {
+    if (this.cancelLocal(pid, secret)) return true;
+    this.onMiss?.(pid, secret);
+    return false;
+  }
+
+  /** A cancel for this process's sessions only (one another worker forwarded). */
+  cancelLocal(pid: number, secret: number): boolean {
     const s = this.byPid.get(pid)?.find((x) => x.secret === secret);
     if (s === undefined) return false;
     s.cancel();

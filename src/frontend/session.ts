@@ -784,7 +784,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       this.slot = null;
     }
     this.ctx.registry.delete(this);
-    if (!this.socket.destroyed) this.socket.end();
+    if (!this.socket.destroyed) {
+      this.socket.end();
+      // Paused (backpressure, a login waiting, a request blocked) it would never see the client's
+      // EOF, and the socket would stay open, holding pgmaitre's stop.
+      this.socket.resume();
+    }
     if (wasReady && this.logFlags.disconnections) {
       const secs = (Date.now() - this.connectedAt.getTime()) / 1000;
       logLine(this.log, { event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,

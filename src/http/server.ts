@@ -85,6 +85,7 @@ export function createHttpServer(ctx: AdminContext, opts: HttpServerOptions): Ht
     const url = new URL(req.url ?? '/', 'http://localhost');
     const p = url.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
+    await ctx.refresh?.(); // worker_processes > 1: the whole instance's figures
     if (p === '/health' && (method === 'GET' || method === 'HEAD')) {
       const [code, body] = healthCheck(ctx, 'health');
       send(res, code, body);

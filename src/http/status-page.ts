@@ -45,7 +45,7 @@ h2 { font-size:13px; text-transform:uppercase; letter-spacing:.8px; color:var(--
 .node .addr { color:var(--muted); font-family:ui-monospace,Menlo,Consolas,monospace; font-size:12px; }
 .pill { display:inline-block; padding:1px 8px; border-radius:999px; font-size:11px; font-weight:600; text-transform:uppercase; letter-spacing:.4px; }
 .status.up { background:rgba(46,160,67,.18); color:#56d364; } .status.down, .status.quarantine { background:rgba(248,81,73,.18); color:#ff7b72; }
-.status.waiting { background:rgba(210,153,34,.18); color:#e3b341; } .status.unused { background:#2a3440; color:var(--muted); }
+.status.waiting, .status.recovering { background:rgba(210,153,34,.18); color:#e3b341; } .status.unused { background:#2a3440; color:var(--muted); }
 .role.primary { background:rgba(163,113,247,.2); color:#d2a8ff; } .role.standby, .role.replica { background:rgba(88,166,255,.15); color:#79c0ff; } .role.main { background:rgba(163,113,247,.2); color:#d2a8ff; }
 .kv { display:grid; grid-template-columns:auto 1fr; gap:3px 12px; margin-top:10px; font-size:13px; }
 .kv .k { color:var(--muted); } .kv .v { text-align:right; font-variant-numeric:tabular-nums; }
@@ -167,7 +167,7 @@ tr:last-child td { border-bottom:none; }
         card.appendChild(el('div', 'reason', 'since ' + new Date(n.lastStatusChange).toLocaleString() + (n.statusReason ? ' — ' + n.statusReason : '')));
         if (s.actionsEnabled) {
           var a = el('div', 'actions');
-          (n.status === 'down' || n.status === 'quarantine' ? ['attach'] : ['detach']).concat(n.role === 'primary' ? [] : ['promote']).forEach(function (w) {
+          (n.status === 'recovering' ? [] : (n.status === 'down' || n.status === 'quarantine' ? ['attach'] : ['detach']).concat(n.role === 'primary' ? [] : ['promote'])).forEach(function (w) {
             var b = el('button', '', w); b.onclick = function () { action(n.id, w); }; a.appendChild(b);
           });
           card.appendChild(a);

@@ -36,16 +36,18 @@ export function statusSnapshot(ctx: AdminContext): StatusJson {
   const nodes = ctx.nodes();
   const weights = normalisedWeights(nodes);
   const cls = ctx.classifierStats?.();
+  const rec = ctx.recovery?.() ?? null;
   return {
     version: ctx.version,
     startedAt: ctx.startedAt.toISOString(),
     now: new Date().toISOString(),
     primaryId: ctx.primaryId(),
     nodes: nodes.map((n) => ({
-      id: n.id, host: n.host, port: n.port, status: n.status, role: roleText(ctx, n), pgStatus: n.pgStatus, pgRole: n.pgRole,
+      id: n.id, host: n.host, port: n.port, status: rec?.nodeId === n.id && n.status === 'down' ? 'recovering' : n.status, role: roleText(ctx, n), pgStatus: n.pgStatus, pgRole: n.pgRole,
       weight: weights.get(n.id) ?? 0, lagBytes: n.replication.delayBytes, lagSeconds: n.replication.delaySeconds,
       replicationState: n.replication.state, syncState: n.replication.syncState,
-      lastStatusChange: n.lastStatusChange.toISOString(), statusReason: n.statusReason,
+      lastStatusChange: n.lastStatusChange.toISOString(),
+      statusReason: rec?.nodeId === n.id ? `online recovery: ${rec.stage} (since ${rec.startedAt.toISOString()})` : n.statusReason,
       counters: { ...n.counters },
       pool: ctx.poolCounts(n.id) ?? null,
       health: {

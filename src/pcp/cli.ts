@@ -36,7 +36,7 @@ export const PCP_COMMANDS: Readonly<Record<string, string>> = {
   'node-count': 'pcp_node_count', 'node-info': 'pcp_node_info', 'attach-node': 'pcp_attach_node',
   'detach-node': 'pcp_detach_node', 'promote-node': 'pcp_promote_node', 'proc-count': 'pcp_proc_count',
   'proc-info': 'pcp_proc_info', 'pool-status': 'pcp_pool_status', 'health-check-stats': 'pcp_health_check_stats',
-  reload: 'pcp_reload_config', stop: 'pcp_stop_pgpool',
+  reload: 'pcp_reload_config', stop: 'pcp_stop_pgpool', 'recovery-node': 'pcp_recovery_node',
 };
 
 function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Args {
@@ -141,7 +141,8 @@ async function run(a: Args, io: CliIo): Promise<number> {
   if (tool === undefined) throw new Error(`unknown command "${a.command}" (one of: ${Object.keys(PCP_COMMANDS).join(', ')})`);
   const host = a.host;
   const password = passwordFromFile(io.env, host === undefined || host.startsWith('/') ? 'localhost' : host, a.port, a.user);
-  const c = await PcpClient.connect({ ...(host !== undefined ? { host } : {}), port: a.port, user: a.user, password });
+  // A recovery answers when it is over, however long that takes (pcp_recovery_node waits as long).
+  const c = await PcpClient.connect({ ...(host !== undefined ? { host } : {}), port: a.port, user: a.user, password, ...(a.command === 'recovery-node' ? { timeoutMs: 0 } : {}) });
   const needId = (): number => {
     if (a.id === undefined) throw new Error(`${tool}: missing node-id`);
     return a.id;
@@ -190,6 +191,8 @@ async function run(a: Args, io: CliIo): Promise<number> {
         ok();
         break;
       case 'reload': await c.request('Z', Buffer.from('l'), 'z'); ok(); break;
+      // Answered once the node is rebuilt, started and attached (minutes for a large database).
+      case 'recovery-node': await c.request('O', cstr(String(needId())), 'c'); ok(); break;
       case 'stop': {
         const mode = a.mode.startsWith('f') ? 'f' : a.mode.startsWith('i') ? 'i' : 's';
         await c.request('T', Buffer.from(mode), 't');

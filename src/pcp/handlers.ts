@@ -137,6 +137,23 @@ async function action(reply: string, run: () => Promise<unknown>, failMessage: s
   }
 }
 
+/** pcp_recovery_node: answers 'c' once the node is rebuilt and attached; refusals and failures as pgpool-II words them. */
+async function recoverNode(ctx: AdminContext, payload: Buffer): Promise<PcpReply> {
+  const id = atoi(splitStrings(payload)[0] ?? '');
+  const recover = ctx.actions.recoverNode;
+  if (recover === undefined) return error('process recovery request failed', 'online recovery is not available');
+  if (!validNode(ctx, id)) return error('process recovery request failed', `node id ${id} is not valid`);
+  if (!isStreaming(ctx.config())) return error('process recovery request failed', 'recovery request is only allowed in replication and streaming replication modes.');
+  try {
+    await recover(id);
+    return { packets: [encodeStrings('c', DONE)] };
+  } catch (err) {
+    const e = err as { message?: string; detail?: string; severity?: string };
+    const message = e.message ?? String(err);
+    return e.severity === 'FATAL' ? fatal(message, e.detail) : error(message, e.detail);
+  }
+}
+
 function validNode(ctx: AdminContext, id: number): boolean {
   return ctx.nodes().some((n) => n.id === id);
 }
@@ -184,7 +201,7 @@ export async function handlePcpRequest(ctx: AdminContext, type: string, payload:
       } };
     }
     case 'W': return error('PCP: informing watchdog info failed', 'watchdog is not enabled');
-    case 'O': return error('process recovery request failed', 'online recovery is not supported by pgmaitre');
+    case 'O': return recoverNode(ctx, payload);
     case 'A': {
       const [name] = splitStrings(payload);
       return error('PCP: set configuration parameter failed', `invalid parameter "${name ?? ''}"`);

@@ -90,6 +90,7 @@ function serveConnection(ctx: AdminContext, socket: net.Socket, opts: PcpServerO
       return;
     }
     try {
+      await ctx.refresh?.(); // worker_processes > 1: the whole instance's figures
       const reply = await handlePcpRequest(ctx, p.type, p.payload, opts.clientVersion ?? '4.4');
       const after = reply.after;
       if (after !== undefined && !socket.destroyed) socket.write(Buffer.concat(reply.packets), () => setImmediate(after));

@@ -11,6 +11,7 @@ import { startApp, type App } from '../../src/app';
 import { createLogger } from '../../src/log/logger';
 import { freePort } from '../../src/demo/free-port';
 import type { Cluster } from '../../src/demo/cluster';
+import { startPgmaitre } from './cluster';
 
 /** Settings every test instance starts from: no PCP/HTTP listener, no pid file (later lines win). */
 export const TEST_DEFAULTS = "pcp_listen_addresses = ''\nhttp_port = 0\npid_file_name = ''\n";
@@ -22,6 +23,11 @@ export interface InProcess {
   readonly dir: string;
   logs(): string;
   stop(): Promise<void>;
+  /**
+   * PGMAITRE_TEST_WORKERS: the instance's pool figures (from its HTTP /api/status), since the
+   * test cannot read `app`: backend connections leased, resetting or connecting; sessions; idle.
+   */
+  poolFigures?: () => Promise<{ busy: number; sessions: number; idle: number }>;
 }
 
 /** pgpool.conf lines for a test cluster's nodes (node 0 = primary). */
@@ -51,8 +57,19 @@ export function poolModeUnderTest(): string {
   return process.env['PGMAITRE_TEST_POOL_MODE'] || 'session';
 }
 
+/**
+ * PGMAITRE_TEST_WORKERS=N (N > 1) runs every startInProcess pgmaitre of a test file as the CLI
+ * runs it, in a child process with `worker_processes = N` (a supervisor and N workers: workers
+ * need real processes); `app` is then not available (the client suites do not use it).
+ */
+export function workersUnderTest(): number {
+  const n = Number(process.env['PGMAITRE_TEST_WORKERS'] ?? '1');
+  return Number.isInteger(n) && n > 1 ? n : 1;
+}
+
 /** Writes pgpool.conf (+ files) to a temp dir and starts pgmaitre in this process. */
 export async function startInProcess(config: string, files: Record<string, string> = {}, args: { keyFile?: string } = {}): Promise<InProcess> {
+  if (workersUnderTest() > 1) return startWorkers(config, files, args);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-inproc-'));
   const port = await freePort();
   const conf = path.join(dir, 'pgpool.conf');
@@ -81,4 +98,42 @@ export async function eventually(cond: () => boolean | Promise<boolean>, what: s
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`timed out waiting for: ${what}`);
+}
+
+/** startInProcess under PGMAITRE_TEST_WORKERS: the CLI in a child process, worker_processes = N. */
+async function startWorkers(config: string, files: Record<string, string>, args: { keyFile?: string }): Promise<InProcess> {
+  const port = await freePort();
+  // The HTTP status page gives the instance's pool figures (poolFigures), unless the test uses HTTP itself.
+  const httpPort = /^\s*http_port\s*=/m.test(config) ? 0 : await freePort();
+  const http = httpPort === 0 ? '' : `http_port = ${httpPort}\nhttp_listen_addresses = '127.0.0.1'\n`;
+  const px = await startPgmaitre({
+    config: `listen_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = ''\n${TEST_DEFAULTS}${config}\n${forcedPoolMode(config)}${http}worker_processes = ${workersUnderTest()}\n`,
+    files, args: args.keyFile !== undefined ? ['-k', args.keyFile] : [], timeoutMs: 60_000,
+  });
+  // The port accepts once the first worker listens; wait for all of them.
+  await px.waitForLog(/"event":"workers_ready"/, 60_000);
+  return {
+    get app(): App {
+      throw new Error('PGMAITRE_TEST_WORKERS: pgmaitre runs in child processes; the test cannot read its App');
+    },
+    port, dir: px.dir,
+    logs: () => px.logs(),
+    stop: async () => {
+      await px.stop();
+    },
+    ...(httpPort === 0 ? {} : {
+      poolFigures: async () => {
+        const r = await fetch(`http://127.0.0.1:${httpPort}/api/status`);
+        const s = await r.json() as { nodes: { pool: { active: number; resetting: number; connecting: number; idle: number } | null }[]; sessions: unknown[] };
+        let busy = 0;
+        let idle = 0;
+        for (const n of s.nodes) {
+          if (n.pool === null) continue;
+          busy += n.pool.active + n.pool.resetting + n.pool.connecting;
+          idle += n.pool.idle;
+        }
+        return { busy, sessions: s.sessions.length, idle };
+      },
+    }),
+  };
 }

@@ -11,6 +11,12 @@ export const DEBUG_POOL_LOG = 'log_min_messages = debug1';
 
 /** Waits until no pool has a lease, a reset or a connect in progress; returns the idle counts. */
 export async function waitPoolsSettled(px: InProcess, timeoutMs = 10_000): Promise<number> {
+  const figures = px.poolFigures;
+  if (figures !== undefined) {
+    // PGMAITRE_TEST_WORKERS: the instance's figures, summed over its worker processes.
+    await eventually(async () => { const f = await figures(); return f.busy === 0 && f.sessions === 0; }, 'all sessions gone and every backend connection back in its pool', timeoutMs);
+    return (await figures()).idle;
+  }
   const busy = (): number => {
     let n = 0;
     for (const pool of px.app.ctx.pools.values()) {

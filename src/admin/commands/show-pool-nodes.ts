@@ -3,7 +3,8 @@
  * status is pgpool's backend status (up/down/waiting/unused/quarantine); lb_weight is the
  * normalised weight as printf("%f"); role comes from who is primary now, pg_role from what the
  * node itself said (unknown unless pg_status is up); load_balance_node is relative to the
- * asking session; last_status_change is local time.
+ * asking session; last_status_change is local time. A node being rebuilt by online recovery
+ * shows status `recovering` (pgpool-II shows `down`; pcp_node_info still reports it down).
  */
 import type { AdminCommand, AdminContext, AdminSession, ResultSet } from '../types';
 import { exactly } from '../match';
@@ -19,11 +20,12 @@ export const POOL_NODES_COLUMNS = [
 export function poolNodesRows(ctx: AdminContext, loadBalanceNode: number): string[][] {
   const nodes = ctx.nodes();
   const weights = normalisedWeights(nodes);
+  const recovering = ctx.recovery?.()?.nodeId ?? -1;
   return nodes.map((n) => [
     String(n.id),
     n.host,
     String(n.port),
-    n.status,
+    n.id === recovering && n.status === 'down' ? 'recovering' : n.status,
     n.pgStatus,
     printfF(weights.get(n.id) ?? 0),
     roleText(ctx, n),

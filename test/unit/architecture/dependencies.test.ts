@@ -31,10 +31,15 @@ const ALLOWED: Record<string, readonly string[]> = {
   demo: ['util', 'config', 'log'],
   pcp: ['admin', 'cluster', 'pool', 'config', 'errors', 'protocol', 'log', 'util'],
   http: ['admin', 'cluster', 'pool', 'config', 'errors', 'log', 'util'],
+  // Online recovery drives the failover manager's attach (through app.ts) and probes nodes like health/.
+  recovery: ['cluster', 'health', 'failover', 'config', 'log', 'errors', 'util'],
 };
 
-/** Process entries besides main.ts (npm run demo): like main.ts they may import anything. */
-const ENTRY_MODULES = new Set(['demo']);
+/**
+ * Process entries besides main.ts (npm run demo; the supervisor and workers of worker_processes > 1,
+ * which start app.ts): like main.ts they may import anything.
+ */
+const ENTRY_MODULES = new Set(['demo', 'workers']);
 
 function* files(dir: string): Generator<string> {
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {

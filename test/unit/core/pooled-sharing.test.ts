@@ -118,6 +118,35 @@ describe('transaction pooling, two clients on one connection', () => {
     assert.equal(conn.statements.has(skipped), false);
   });
 
+  test('H2: a Parse written after an error and a Flush (the server skips it until Sync) is not registered', async () => {
+    const { a, b, conn } = await pair();
+    const H = msg('H');
+    a.send(Buffer.concat([P('', 'SELECT * FROM missing'), B('', ''), E(), H]));
+    a.answer(0, ERR('42P01'));
+    a.send(Buffer.concat([P('s1', 'SELECT 42'), B('', 's1'), E(), S]));
+    a.answer(0, Z());
+    assert.deepEqual(conn.statements.list(), [], 'skipped: nothing was parsed');
+    conn.take();
+    a.received();
+    b.send(Buffer.concat([P('s9', 'SELECT 42'), B('', 's9'), E(), S]));
+    assert.match(text(conn.take()), /^P/, 'the next client\'s Parse is sent, not answered locally');
+  });
+
+  test('SQL PREPARE that waits for a connection (a standby) is renamed once, and EXECUTE finds it', async () => {
+    const f = await makeCore({ pooling: 'transaction' });
+    f.send(Q('PREPARE p(int) AS SELECT $1 * 2'));
+    await f.settle();
+    const node = [...f.conns.keys()].find((n) => n !== 0)!;
+    const sent = text(f.conns.get(node)!.take());
+    assert.match(sent, /PREPARE pgmq_[0-9a-f]{24}\(int\)/);
+    f.answer(node, Buffer.concat([C('PREPARE'), Z()]));
+    f.received();
+    f.send(Q('EXECUTE p(21)'));
+    await f.settle();
+    const all = [...f.conns.values()].map((c) => text(c.take())).join('');
+    assert.match(all, new RegExp(`EXECUTE ${serverNames(Buffer.from(sent))[0]}\\(21\\)`));
+  });
+
   test('H3: the unnamed statement another client left on the connection is never executed', async () => {
     const { a, b, conn } = await pair();
     a.send(Buffer.concat([P('', 'SELECT secret FROM t WHERE id = $1'), S]));
