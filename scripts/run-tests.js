@@ -63,6 +63,9 @@ function main() {
         const third = await run(multi, { PGMAITRE_TEST_WORKERS: '2' }, 'with worker_processes = 2: ');
         code = Math.max(code, third);
       }
+      // The driver suites once more with the query cache on (what they read back must not change).
+      const cached = QUERY_CACHE_SUITES.map((f) => `dist/test/integration/${f}.test.js`).filter((f) => fs.existsSync(path.join(root, f)));
+      if (code < 128) code = Math.max(code, await run(cached, { PGMAITRE_TEST_QUERY_CACHE: 'shmem' }, 'with memory_cache_enabled = on: '));
     }
     process.exit(code);
   })();
@@ -78,5 +81,7 @@ const TRANSACTION_POOLING_SUITES = [
  * the drivers that matter most, about 4 minutes; the others add little that these do not cover.
  */
 const WORKER_SUITES = ['clients-psql', 'clients-pgbench', 'clients-node-postgres', 'core-protocol'];
+/** Driver suites that run again with PGMAITRE_TEST_QUERY_CACHE=shmem (test/harness/in-process.ts). */
+const QUERY_CACHE_SUITES = ['clients-node-postgres', 'clients-psycopg2', 'clients-jdbc'];
 
 main();

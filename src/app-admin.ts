@@ -5,6 +5,7 @@
  * pcp_reload_config, `pgmaitre reload`): reloadable parameters take effect without dropping
  * sessions, changes to restart-only ones are refused with a log line naming them.
  */
+import { queryCacheAdmin } from './cache/query-cache';
 import * as fs from 'node:fs';
 import { loadConfig, deepFreeze, type Config } from './config/load';
 import { diffConfig } from './config/diff';
@@ -24,8 +25,8 @@ import type { HealthSystem } from './failover';
 import type { OnlineRecovery } from './recovery/online-recovery';
 import type { ProcessRole } from './workers/role';
 
-/** pgpool-II feature level pgmaitre speaks (SHOW POOL_VERSION, PCP). */
-export const PGPOOL_COMPAT_VERSION = '4.6.0';
+import { pgpoolVersion } from './admin/compat';
+import type { LogFile } from './log/log-file';
 
 /** What the admin wiring needs from app.ts. */
 export interface AdminWiring {
@@ -39,6 +40,8 @@ export interface AdminWiring {
   readonly stop: () => Promise<void>;
   /** worker_processes > 1 (src/workers/role.ts): instance-wide admin views and actions. */
   readonly role?: ProcessRole;
+  /** The logging collector's file (logging_collector = on), else null. */
+  readonly logFile?: LogFile | null;
 }
 
 /** The running admin faces. */
@@ -84,10 +87,12 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     ctx.logFlags.clientMessages = next.log_client_messages;
     ctx.logFlags.connections = next.log_connections;
     ctx.logFlags.disconnections = next.log_disconnections;
+    ctx.logFlags.backendMessages = next.log_backend_messages;
     log.level = pinoLevel(next.log_min_messages);
     const lag = ctx.routing.lag;
     ctx.routing.volatility.clear();
     ctx.routing = buildRoutingContext(next, ctx.routing.volatility, lag);
+    ctx.queryCache?.reload(next);
     const lifetimes = [next.connection_life_time, next.child_life_time].filter((v) => v > 0);
     for (const p of ctx.pools.values()) {
       p.configure({ idleTimeoutSec: lifetimes.length > 0 ? Math.min(...lifetimes) : 0, maxUses: next.child_max_connections, connectionCache: next.connection_cache });
@@ -103,12 +108,14 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     }
     ctx.greetings.clear(); // transaction-pooled logins learn the servers' ParameterStatus again
     health.onConfigReload(next);
+    w.logFile?.reconfigure(next);
     const applied = diff.changed.filter((c) => !refused.has(c.key)).map((c) => c.key);
     logLine(log, { event: 'reload', applied, refused: [...refused] }, `configuration reloaded (${applied.length} change(s) applied)`);
     for (const w2 of [...loaded.warnings, ...files.warnings.map(formatIssue)]) log.warn({ event: 'config_warning' }, w2);
     return refused.size > 0 ? `reloaded; restart needed for: ${[...refused].join(', ')}` : 'reloaded';
   };
 
+  const cacheAdmin = ctx.queryCache == null ? null : queryCacheAdmin(ctx.queryCache, (sql) => ctx.routing.classifier.classify(sql));
   const localCtx: AdminContext = {
     config: () => ctx.config,
     nodes: () => ctx.cluster.nodes,
@@ -134,13 +141,20 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     }),
     slots: () => ({ capacity: ctx.slots.capacity, inUse: ctx.slots.inUse, waiting: ctx.slots.waiting }),
     startedAt,
-    version: PGPOOL_COMPAT_VERSION,
+    // Follows pgpool_compatibility, also after a reload.
+    get version(): string { return pgpoolVersion(ctx.config.pgpool_compatibility); },
     actions: wrapActions(w.role, {
       attachNode: (id) => health.attachNode(id),
       detachNode: (id, opts) => health.detachNode(id, opts),
       promoteNode: (id, opts) => health.promoteNode(id, opts),
       ...(w.recovery !== undefined ? { recoverNode: (id: number) => w.recovery!.recover(id) } : {}),
       reloadConfig: reload,
+      logRotate: async () => {
+        if (w.logFile == null) return 'logging_collector is off: nothing to rotate';
+        const file = w.logFile.rotate();
+        logLine(log, { event: 'log_rotated', file }, `log file reopened: ${file || 'stderr'}`);
+        return `log file ${file}`;
+      },
       stop: async (mode) => {
         log.warn({ event: 'stop_requested', mode }, `stop requested (${mode})`);
         setImmediate(() => {
@@ -155,6 +169,7 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
     classifierStats: () => ctx.routing.classifier.stats(),
     slotHistory: (slot) => ctx.slots.history(slot),
     failoverLease: () => (health.gate === undefined ? null : { instance: health.gate.name, leading: health.gate.leading }),
+    queryCache: () => cacheAdmin,
   };
   const adminCtx = w.role?.facesContext?.(localCtx) ?? localCtx;
   ctx.admin = {
@@ -177,18 +192,28 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
       port: cfg.pcp_port,
       listenAddresses: cfg.pcp_listen_addresses,
       users: () => (fs.existsSync(ctx.config.pcp_file) ? loadPcpConf(ctx.config.pcp_file) : new Map()),
-      ...(cfg.pcp_socket_dir !== '' && fs.existsSync(cfg.pcp_socket_dir) ? { socketDir: cfg.pcp_socket_dir } : {}),
+      ...(cfg.pcp_socket_dir !== '' ? { socketDir: cfg.pcp_socket_dir } : {}),
       clientVersion: cfg.pcp_client_version,
-      onLog: (level, message) => log[level]({ event: 'pcp' }, message),
+      onLog: (level, message) => (level === 'log' ? logLine(log, { event: 'pcp' }, message) : log[level]({ event: 'pcp' }, message)),
     });
-    pcpPort = await pcp.listen();
+    try {
+      pcpPort = await pcp.listen();
+    } catch (e) {
+      await pcp.close();
+      throw e;
+    }
     log.info({ event: 'pcp_listening', port: pcpPort }, `PCP listening on ${cfg.pcp_listen_addresses}:${pcpPort}`);
   }
   let http: HttpServer | null = null;
   let httpPort = 0;
   if (faces && cfg.http_port > 0) {
     http = createHttpServer(adminCtx, { port: cfg.http_port, listenAddresses: cfg.http_listen_addresses, auth: () => ctx.config.http_auth });
-    httpPort = await http.listen();
+    try {
+      httpPort = await http.listen();
+    } catch (e) {
+      await Promise.all([http.close(), pcp?.close()]);
+      throw e;
+    }
     log.info({ event: 'http_listening', port: httpPort }, `HTTP status page and metrics on ${cfg.http_listen_addresses}:${httpPort}`);
   }
 

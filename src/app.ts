@@ -23,11 +23,14 @@ import type { FrontendContext } from './frontend/context';
 import { bindHosts, closeAll, listenAll } from './frontend/listener';
 import { buildRoutingContext } from './core/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
+import { QueryCache } from './cache/query-cache';
+import { resolveWorkerCount } from './workers/count';
 import { LsnProbe } from './backend/lsn-probe';
 import type { SideTarget } from './backend/side-target';
 import { initClassifier } from './classify/classify';
 import { resolvePassword } from './health/probe';
 import { startAdmin, type AdminFaces } from './app-admin';
+import { LogFile } from './log/log-file';
 import { buildBackendTls, buildFrontendTls } from './frontend/tls';
 import { AuthGuard } from './frontend/rate-limit';
 import { AuthQuery } from './frontend/auth-query';
@@ -53,6 +56,8 @@ export interface App {
   stop(): Promise<void>;
   /** Re-reads the configuration (SIGHUP, pcp_reload_config); resolves with a summary. */
   reload(): Promise<string>;
+  /** Reopens the logging collector's file (pcp_log_rotate); '' when logging_collector is off. */
+  rotateLog(): string;
 }
 
 /** Splits reset_query_list ('ABORT; DISCARD ALL') into statements. */
@@ -68,6 +73,7 @@ function logFlagsOf(c: Config): LogFlags {
     clientMessages: c.log_client_messages,
     connections: c.log_connections,
     disconnections: c.log_disconnections,
+    backendMessages: c.log_backend_messages,
   };
 }
 
@@ -86,7 +92,9 @@ export interface StartOptions {
 export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): Promise<App> {
   const role = opts.role;
   const config = role?.shareConfig?.(loaded.config) ?? loaded.config;
-  const log = opts.log ?? createLogger(config);
+  // logging_collector = on: lines go to log_directory/log_filename, rotated (log/log-file.ts).
+  const logFile = opts.log === undefined && config.logging_collector ? new LogFile(config) : null;
+  const log = opts.log ?? createLogger(config, logFile ?? undefined);
   for (const w of loaded.warnings) log.warn({ event: LogEvent.ConfigWarning }, w);
 
   // The same loaders `pgmaitre check` runs (src/check.ts).
@@ -94,7 +102,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   const frontendTls = buildFrontendTls(config);
   for (const w of [...fileWarnings, ...startupWarnings(config)]) {
     const line = formatIssue(w);
-    if (w.key === 'sr_check_user') log.error({ event: LogEvent.ConfigWarning, key: w.key }, line);
+    if (w.key === 'sr_check_user' || w.key === 'health_check_user') log.error({ event: LogEvent.ConfigWarning, key: w.key }, line);
     else log.warn({ event: LogEvent.ConfigWarning, ...(w.key !== undefined ? { key: w.key } : {}) }, line);
   }
 
@@ -216,6 +224,19 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   const listens = role?.kind !== 'supervisor'; // the supervisor serves no clients (src/workers/)
   ctx.replication = (h) => replication.accept(h);
 
+  // The query cache (memory_cache_enabled): catalog lookups on side connections to the session's database.
+  // shmem is one process's memory: with several worker processes their invalidations would not
+  // reach each other, so the cache stays off (fail closed) unless it lives in memcached.
+  const workers = resolveWorkerCount(config.worker_processes);
+  if (config.memory_cache_enabled && config.memqcache_method === 'shmem' && workers > 1) {
+    log.warn({ event: 'config_warning' }, `query cache off: memqcache_method = 'shmem' is per process and worker_processes = ${workers}; use memqcache_method = 'memcached' to share it between workers`);
+  } else if (config.memory_cache_enabled) {
+    ctx.queryCache = new QueryCache(config, (database) => {
+      const t = sideTarget(cluster.primaryId());
+      return t === null ? null : { ...t, database };
+    }, log);
+  }
+
   const connLimiter = new ConnectionRateLimiter(() => ctx.config);
   const onSocket = (socket: net.Socket): void => {
     if (ctx.shuttingDown) {
@@ -244,10 +265,13 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   }
 
   let stopping: Promise<void> | null = null;
+  // A start that fails (a listener cannot open) stops what it started without calling onStopped:
+  // the caller gets the error and exits non-zero (systemd's Restart=on-failure sees a failure).
+  let startFailed = false;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       ctx.shuttingDown = true;
-      logLine(log, { event: LogEvent.Shutdown }, 'shutting down');
+      logLine(log, { event: LogEvent.Shutdown }, startFailed ? 'start failed, stopping' : 'shutting down');
       const recoveryStopped = recovery.stop();
       const healthStopped = health.stop();
       const closing = Promise.all([closeAll(servers), dedicated?.close()]);
@@ -255,20 +279,22 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       const adminClosed = admin?.close();
       const lsnClosed = ctx.lsn?.close();
       const volatilityClosed = volatility.close();
+      const cacheClosed = ctx.queryCache?.close();
       for (const s of ctx.registry.list()) s.terminate('shutdown');
       for (const p of pools.values()) p.shutdown();
       void ctx.authQuery?.close();
-      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed, recoveryStopped]);
-      opts.onStopped?.();
+      await Promise.all([closing, healthStopped, adminClosed, lsnClosed, volatilityClosed, recoveryStopped, cacheClosed]);
+      if (!startFailed) opts.onStopped?.();
     })();
     return stopping;
   };
   let admin: AdminFaces | null = null;
   try {
-    admin = await startAdmin({ ctx, log, health, recovery, overrides: opts.overrides ?? {}, stop, ...(role !== undefined ? { role } : {}) });
+    admin = await startAdmin({ ctx, log, health, recovery, overrides: opts.overrides ?? {}, stop, logFile, ...(role !== undefined ? { role } : {}) });
   } catch (e) {
+    startFailed = true;
     await stop();
     throw e;
   }
-  return { ctx, ports, dedicated, health, recovery, admin, stop, reload: () => admin!.reload() };
+  return { ctx, ports, dedicated, health, recovery, admin, stop, reload: () => admin!.reload(), rotateLog: () => logFile?.rotate() ?? '' };
 }

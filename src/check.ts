@@ -5,11 +5,15 @@
  * It reads pgpool.conf, pool_hba.conf, pool_passwd (with the AES key) and pcp.conf with the very
  * loaders a start uses (config/load.ts, config/auth-files.ts, config/pcp-conf.ts) and builds the
  * TLS context when ssl = on, then lists every error and warning as `FILE:LINE: key: why`. It
- * opens no listener and connects to no backend. Beside the start's own checks it reports what
- * would only fail later: a bad pcp.conf (PCP logins), two listeners on one port (EADDRINUSE).
+ * connects to no backend and keeps no listener: each port a start would open is only tried
+ * (bound and closed at once) to note, as NOTICE lines, those another process holds now.
+ * Beside the start's own checks it reports what would only fail later: a bad pcp.conf (PCP
+ * logins), two listeners on one port (EADDRINUSE).
  * A top-level file (like app.ts) because it needs config/ and frontend/tls.ts.
  */
 import { existsSync } from 'node:fs';
+import * as net from 'node:net';
+import { join } from 'node:path';
 import { basename, dirname, resolve } from 'node:path';
 import { loadConfig, type Config, type LoadOverrides } from './config/load';
 import { ConfigError, formatIssue, type ConfigIssue } from './config/config-error';
@@ -18,6 +22,8 @@ import { resolveWorkerCount } from './workers/count';
 import { loadHba } from './config/hba';
 import { loadPcpConf } from './config/pcp-conf';
 import { buildFrontendTls } from './frontend/tls';
+import { bindHosts } from './frontend/listener';
+import { listenReason } from './util/listen';
 
 /** What `pgmaitre check` found. */
 export interface CheckReport {
@@ -27,6 +33,12 @@ export interface CheckReport {
   readonly errors: string[];
   /** Lines a start accepts with a warning. */
   readonly warnings: string[];
+  /**
+   * Listeners a start could not open right now (a port taken by pgpool-II on the same host): printed
+   * as NOTICE lines, not counted in the exit status, which judges the files only (the port may be
+   * free by the time of the start, or be this very pgmaitre's, checked before a reload).
+   */
+  readonly notices?: string[];
 }
 
 /** Exit status of `pgmaitre check`: 0 valid, 1 errors (or warnings with strict), 2 warnings only. */
@@ -128,11 +140,76 @@ function checkPorts(config: Config, errors: ConfigIssue[]): void {
   }
 }
 
+/** One listener a start opens: a TCP address and port, or a Unix socket file. */
+interface PlannedListener { readonly key: string; readonly host?: string; readonly port: number; readonly path?: string }
+
+/** Every listener a start of `config` opens, with the keys that choose it. */
+export function plannedListeners(config: Config): PlannedListener[] {
+  const out: PlannedListener[] = [];
+  const tcp = (key: string, addresses: string, port: number): void => {
+    for (const host of bindHosts(addresses)) out.push({ key, host, port });
+  };
+  const unix = (key: string, dirs: readonly string[], port: number): void => {
+    for (const d of dirs) if (d.trim() !== '') out.push({ key, port, path: join(d.trim(), `.s.PGSQL.${port}`) });
+  };
+  tcp('listen_addresses/port', config.listen_addresses, config.port);
+  unix('unix_socket_directories', config.unix_socket_directories, config.port);
+  for (const kind of ['write', 'read'] as const) {
+    const port = config[`${kind}_port`];
+    if (port <= 0) continue;
+    const own = config[`${kind}_listen_addresses`];
+    tcp(`${own === '' ? 'listen_addresses' : `${kind}_listen_addresses`}/${kind}_port`, own === '' ? config.listen_addresses : own, port);
+    unix(`unix_socket_directories (${kind}_port)`, config.unix_socket_directories, port);
+  }
+  if (config.pcp_listen_addresses.trim() !== '') {
+    tcp('pcp_listen_addresses/pcp_port', config.pcp_listen_addresses, config.pcp_port);
+    unix('pcp_socket_dir', [config.pcp_socket_dir], config.pcp_port);
+  }
+  if (config.http_port > 0) tcp('http_listen_addresses/http_port', config.http_listen_addresses, config.http_port);
+  return out;
+}
+
+/** Why `l` could not be opened now, or null when it could (tried for real, then closed at once). */
+function tryListen(l: PlannedListener): Promise<string | null> {
+  if (l.path !== undefined) {
+    const file = l.path;
+    const dir = dirname(file);
+    if (!existsSync(dir)) return Promise.resolve(`directory ${dir} does not exist`);
+    if (!existsSync(file)) return Promise.resolve(null);
+    return new Promise((done) => {
+      const c = net.connect({ path: file }, () => { c.destroy(); done('socket in use by another process (pgpool-II, another pgmaitre?)'); });
+      c.on('error', () => done(null)); // a stale file: a start removes it
+    });
+  }
+  return new Promise((done) => {
+    const srv = net.createServer();
+    srv.once('error', (e: NodeJS.ErrnoException) => done(listenReason(e)));
+    srv.listen({ host: l.host, port: l.port, ipv6Only: l.host?.includes(':') ?? false }, () => srv.close(() => done(null)));
+  });
+}
+
+/**
+ * The listeners a start would fail to open right now (a port taken by pgpool-II running on the
+ * same host, a missing socket directory), as CheckReport.notices.
+ */
+export async function checkListeners(config: Config): Promise<string[]> {
+  const file = basename(config.config_file);
+  const out: string[] = [];
+  for (const l of plannedListeners(config)) {
+    const why = await tryListen(l);
+    if (why === null) continue;
+    const where = l.path ?? `${l.host ?? '*'} port ${l.port}`;
+    out.push(formatIssue({ file, key: l.key, message: `cannot listen on ${where} now: ${why}; a start would fail` }));
+  }
+  return out;
+}
+
 /** The report as printed: one line per problem, then a summary line. */
 export function formatCheckReport(configFile: string, r: CheckReport, strict: boolean): string {
   const lines = [
     ...r.errors.map((e) => `ERROR: ${e}`),
     ...r.warnings.map((w) => `WARNING: ${w}`),
+    ...(r.notices ?? []).map((n) => `NOTICE: ${n}`),
   ];
   const code = checkExitCode(r, strict);
   const file = resolve(configFile);

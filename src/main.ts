@@ -18,7 +18,7 @@ import { loadConfig, ConfigError } from './config/load';
 import { startApp, type App } from './app';
 import { logLine } from './log/logger';
 import { PCP_COMMANDS, runPcpCommand } from './pcp/cli';
-import { checkConfiguration, checkExitCode, formatCheckReport } from './check';
+import { checkConfiguration, checkExitCode, checkListeners, formatCheckReport } from './check';
 import { httpHealthCheck } from './healthcheck';
 import { isWorkerProcess, runWorker, startInstance } from './workers/entry';
 
@@ -154,8 +154,13 @@ function signalRunning(cmd: 'reload' | 'stop', argv: readonly string[]): number 
 }
 
 /** `pgmaitre check` / `pgmaitre -C`: prints the report, returns the exit status. */
-export function runCheck(opts: CliOptions, out: (text: string) => void = (t) => process.stdout.write(t)): number {
-  const report = checkConfiguration(opts.configFile, { hbaFile: opts.hbaFile, pcpFile: opts.pcpFile, keyFile: opts.keyFile });
+export async function runCheck(opts: CliOptions, out: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> {
+  let report = checkConfiguration(opts.configFile, { hbaFile: opts.hbaFile, pcpFile: opts.pcpFile, keyFile: opts.keyFile });
+  if (report.errors.length === 0) {
+    // Ports and sockets already taken (pgpool-II on the same host): a start would fail there.
+    const { config } = loadConfig(opts.configFile, { hbaFile: opts.hbaFile, pcpFile: opts.pcpFile, keyFile: opts.keyFile });
+    report = { ...report, notices: await checkListeners(config) };
+  }
   const code = checkExitCode(report, opts.strict);
   if (!(opts.quiet && code === 0)) out(formatCheckReport(opts.configFile, report, opts.strict));
   return code;
@@ -218,7 +223,10 @@ export function cli(argv: readonly string[]): void {
     return;
   }
   if (opts.check) {
-    process.exitCode = runCheck(opts);
+    runCheck(opts).then((code) => { process.exitCode = code; }, (e: unknown) => {
+      process.stderr.write(`pgmaitre check: ${(e as Error)?.message ?? String(e)}\n`);
+      process.exitCode = 1;
+    });
     return;
   }
   if (isWorkerProcess()) {

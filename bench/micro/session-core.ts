@@ -5,7 +5,7 @@
  * What it measures is everything pgmaitre adds above relaying bytes (the system calls are not in
  * it). Plain script: `npx tsc -p . && node dist/bench/micro/session-core.js` (or `npm run bench:micro`).
  */
-import { ServerStatements } from '../../src/core/server-statements';
+import { ServerStatements } from '../../src/protocol/server-statements';
 import pino from 'pino';
 import { loadConfigText } from '../../src/config/load';
 import { Cluster, NodeRole, NodeStatus } from '../../src/cluster/cluster';
@@ -39,13 +39,13 @@ async function main(): Promise<void> {
   let clientBytes = 0;
   const conn = (nodeId: number): BackendPort => ({
     nodeId, backendPid: 100 + nodeId, backendSecret: 1, txStatus: 73, params: new Map(), applied: new Map(), appliedVersion: -1, appliedOwner: null,
-    statements: new ServerStatements(),
+    statements: new ServerStatements(), lastStatement: '',
     write: (b) => { backendBytes += b.length; return true; }, pause: () => {}, resume: () => {}, onceDrained: () => {},
   });
   const standby = conn(1);
   const host: CoreHost = {
     pid: 1, user: 'u', database: 'd', applicationName: '', cluster, routing, config, lsn: null, adminEnabled: true,
-    log: pino({ level: 'silent' }), logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false },
+    log: pino({ level: 'silent' }), logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false, backendMessages: 'none' },
     noticePerNode: false, classifier: routing.classifier,
     lbCandidates: (primaryId, excluded) => cluster.nodes.map((n) => ({ id: n.id, weight: n.weight, usable: !excluded(n.id), isPrimary: n.id === primaryId, lagging: false, delay: 0, backup: false })),
     openLink: async () => standby, closeLink: () => {}, runAdmin: async () => Buffer.alloc(0), nodeAccepting: async () => true,

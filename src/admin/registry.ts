@@ -18,12 +18,14 @@ import { showPoolBackendStats } from './commands/show-pool-backend-stats';
 import { showPoolStatus } from './commands/show-pool-status';
 import { pgpoolShow } from './commands/pgpool-show';
 import { pgpoolSet } from './commands/pgpool-set';
+import { pgpoolSetCacheDelete } from './commands/pgpool-set-cache-delete';
+import { showPoolCache } from './commands/show-pool-cache';
 import { pgpoolReset } from './commands/pgpool-reset';
 
 /** Every admin command, in matching order. */
 export const ADMIN_COMMANDS: readonly AdminCommand[] = [
   showPoolNodes, showPoolProcesses, showPoolPools, showPoolVersion, showPoolHealthCheckStats, showPoolLeases,
-  showPoolBackendStats, showPoolStatus, pgpoolShow, pgpoolSet, pgpoolReset,
+  showPoolBackendStats, showPoolStatus, showPoolCache, pgpoolShow, pgpoolSetCacheDelete, pgpoolSet, pgpoolReset,
 ];
 
 /** The command a statement names, with its argument text, or null (not an admin statement). */

@@ -26,6 +26,8 @@ export interface SessionBackendInfo {
   readonly backendPid: number;
   readonly connectedAt: Date;
   readonly useCount: number;
+  /** Last statement sent on this connection ('' if none), untruncated (SHOW POOL_POOLS clips it). */
+  readonly statement?: string;
 }
 
 /** A client session as admin commands see it. */
@@ -65,6 +67,8 @@ export interface AdminActions {
   detachNode(id: number, opts?: { gracefully?: boolean; switchover?: boolean }): Promise<string>;
   promoteNode(id: number, opts?: { switchover?: boolean }): Promise<string>;
   reloadConfig(): Promise<string>;
+  /** pcp_log_rotate: begin a new log file (logging_collector); resolves with what was done. */
+  logRotate(): Promise<string>;
   stop(mode: 'smart' | 'fast' | 'immediate'): Promise<string>;
   /**
    * Online recovery of a detached node (pcp_recovery_node); resolves once it is attached. Rejects
@@ -118,12 +122,42 @@ export interface AdminContext {
   readonly slotHistory?: (slot: number) => SlotHistory | undefined;
   /** Transaction pooling counters (pool_mode = transaction | statement). Optional. */
   readonly pooling?: () => PoolingView;
+  /** The query cache (memory_cache_enabled = on), or null. Optional: none when absent. */
+  readonly queryCache?: () => QueryCacheAdmin | null;
   /** The online recovery running now (SHOW POOL_NODES shows that node as `recovering`), or null. */
   readonly recovery?: () => { readonly nodeId: number; readonly stage: string; readonly startedAt: Date } | null;
   /** HA pair (etcd_endpoints): this instance's name and whether it holds the command lease. */
   readonly failoverLease?: () => { readonly instance: string; readonly leading: boolean } | null;
   /** worker_processes > 1: brings the counted and listed figures up to date (src/workers/); faces await it per request. */
   readonly refresh?: () => Promise<void>;
+}
+
+/** The query cache as the admin faces use it (src/cache/query-cache.ts behind it). */
+export interface QueryCacheAdmin {
+  /** SHOW POOL_CACHE's row. */
+  poolCacheRow(): string[];
+  /** PGPOOL SET CACHE DELETE: invalidates what `sql` reads (as `user` in `database`). */
+  deleteQuery(sql: string, user: string, database: string): Promise<void>;
+  /** pcp_invalidate_query_cache: invalidates every cached answer. */
+  invalidateAll(): Promise<void>;
+  /** Counters for /metrics. */
+  metrics(): QueryCacheMetrics;
+}
+
+/** Query cache counters and sizes for /metrics. */
+export interface QueryCacheMetrics {
+  readonly method: string;
+  readonly hits: number;
+  readonly misses: number;
+  readonly selects: number;
+  readonly stores: number;
+  readonly notStored: number;
+  readonly evictions: number;
+  readonly memcachedErrors: number;
+  readonly memcachedUp: boolean;
+  readonly bytes: number;
+  readonly entries: number;
+  readonly invalidations: ReadonlyMap<string, number>;
 }
 
 /** Transaction pooling as SHOW POOL_LEASES, /metrics and the status page show it. */

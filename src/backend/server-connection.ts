@@ -12,7 +12,7 @@
  * so that a connection lent to another session, or the same one later, is brought up to date by
  * differences only.
  */
-import { ServerStatements } from '../core/server-statements';
+import { ServerStatements } from '../protocol/server-statements';
 import * as net from 'node:net';
 import { BackendCode, TxStatus } from '../protocol/codes';
 import {
@@ -71,6 +71,8 @@ export class ServerConnection implements MessageSink {
   readonly createdAt = Date.now();
   lastUsedAt = Date.now();
   useCount = 0;
+  /** Last statement sent here (core/ports.ts BackendPort.lastStatement); '' before the first. */
+  lastStatement = '';
   backendPid = 0;
   backendSecret = 0;
   /** Server parameters as last reported (ParameterStatus), in arrival order. */
@@ -81,7 +83,7 @@ export class ServerConnection implements MessageSink {
   applied: Map<string, string> | null = new Map();
   appliedVersion = -1;
   appliedOwner: unknown = null;
-  /** Transaction pooling: server-side prepared statements created here (core/server-statements.ts). */
+  /** Transaction pooling: server-side prepared statements created here (protocol/server-statements.ts). */
   readonly statements = new ServerStatements();
   /** SQLSTATE of the FATAL the server sent while idle or busy internally, or ''. */
   goodbyeCode = '';

@@ -65,5 +65,13 @@ export function startupWarnings(config: Config): ConfigIssue[] {
   if (config.sr_check_user === '') {
     out.push({ file, key: 'sr_check_user', message: 'not set: pgmaitre cannot ask the nodes which one is the primary (set sr_check_user, and sr_check_password or a pool_passwd entry)' });
   }
+  // pgpool 4.6 made the *_user keys empty by default: a feature switched on needs its user set.
+  const unchecked = config.backends.filter((b) => b.healthCheck.period > 0 && b.healthCheck.user === '' && b.healthCheck.http_port === 0);
+  if (unchecked.length > 0) {
+    out.push({
+      file, key: 'health_check_user',
+      message: `not set while health checks are on (health_check_period) for node(s) ${unchecked.map((b) => b.id).join(', ')}: every check fails to log in and those nodes are detached (set health_check_user, or health_check_userN, and a password)`,
+    });
+  }
   return out;
 }

@@ -16,7 +16,7 @@ import { ConfigError, formatIssue, type ConfigIssue } from './config-error';
 import { parseValue, type ParamSpec, type ParamValue, type Reload, type UnitKind } from './param-spec';
 import { parsePgpoolConfLenient, type ConfEntry } from './pgpool-conf-parser';
 import {
-  HEALTH_CHECK_FAMILIES, MAX_NUMBERED_INDEX, PARAMS, lookupNumbered, lookupObsolete, lookupParam,
+  FEATURE_GATES, HEALTH_CHECK_FAMILIES, MAX_NUMBERED_INDEX, PARAMS, lookupNumbered, lookupObsolete, lookupParam,
 } from './schema';
 import { BACKEND_FLAGS, type BackendConfig, type BackendFlag, type Config, type HealthCheckConfig } from './types';
 
@@ -191,6 +191,9 @@ export function loadConfigText(text: string, configFile: string, overrides: Load
     if (s.spec.implemented || !values.has(s.key)) continue;
     const v = values.get(s.key);
     if (JSON.stringify(v) === JSON.stringify(s.spec.default)) continue;
+    // A key of a feature switched off (use_watchdog = off...) is ignored by pgpool too.
+    const gate = FEATURE_GATES[lookupNumbered(s.key)?.family ?? s.key];
+    if (gate !== undefined && (values.get(gate) ?? PARAMS[gate].default) === false) continue;
     warnings.push({ file: fileName, line: s.line, key: s.writtenAs, message: 'not implemented by pgmaitre yet, ignored' });
   }
 
@@ -200,6 +203,9 @@ export function loadConfigText(text: string, configFile: string, overrides: Load
     if (spec.path && typeof v === 'string' && v !== '' && !isAbsolute(v)) v = resolve(configDir, v);
     flat[name] = v;
   }
+
+  // logdir is pgpool 4.7's old name of work_dir: its value is used when work_dir is not set.
+  if (settings.has('logdir') && !settings.has('work_dir') && flat['logdir'] !== '') flat['work_dir'] = flat['logdir'];
 
   const logDest = String(flat['log_destination']).split(',').map((x) => x.trim().toLowerCase()).filter((x) => x !== '');
   const badDest = logDest.filter((d) => d !== 'stderr' && d !== 'syslog');

@@ -86,31 +86,31 @@ export const PARAMS = {
   log_line_prefix: str('%m: %a pid %p: ', 'hot', 'printf-style prefix of each text log line.', I),
   log_connections: bool(false, 'hot', 'Log each successful connection.', I),
   log_disconnections: bool(false, 'hot', 'Log the end of each session.', I),
-  log_pcp_processes: bool(true, 'hot', 'Log PCP process start/exit.'),
+  log_pcp_processes: bool(false, 'hot', 'Log each PCP connection (pgpool: PCP process fork and exit) at LOG level.', I),
   log_hostname: bool(false, 'hot', 'Resolve and log client host names.', I),
   log_statement: bool(false, 'hot', 'Log every SQL statement.', IS),
   log_per_node_statement: bool(false, 'hot', 'Log every statement with the node it was sent to.', IS),
   notice_per_node_statement: bool(false, 'hot', 'Send a NOTICE to the client naming the node of each statement.', IS),
   log_client_messages: bool(false, 'hot', 'Log every protocol message from clients.', IS),
-  log_backend_messages: oneOf(['none', 'terse', 'verbose'] as const, 'none', 'hot', 'Log protocol messages from backends (pgpool 4.6).', S),
-  log_standby_delay: oneOf(['always', 'if_over_threshold', 'none'] as const, 'if_over_threshold', 'hot', 'When to log replication delay.'),
+  log_backend_messages: oneOf(['none', 'terse', 'verbose'] as const, 'none', 'hot', "Log protocol messages from backends (pgpool 4.6): verbose = each one, terse = each change of kind with the count of repeats. Applies to backend connections a session attaches after the change.", IS),
+  log_standby_delay: oneOf(['always', 'if_over_threshold', 'none'] as const, 'if_over_threshold', 'hot', 'When the replication check logs a standby\'s delay: always (any delay), if_over_threshold (beyond delay_threshold / delay_threshold_by_time), none.', I),
   syslog_facility: oneOf(['LOCAL0', 'LOCAL1', 'LOCAL2', 'LOCAL3', 'LOCAL4', 'LOCAL5', 'LOCAL6', 'LOCAL7'] as const, 'LOCAL0', 'hot', 'syslog facility.'),
   syslog_ident: str('pgpool', 'hot', 'syslog program identification.'),
   log_error_verbosity: oneOf(['terse', 'default', 'verbose'] as const, 'default', 'hot', 'Detail of logged errors.', S),
   client_min_messages: oneOf(MESSAGE_LEVELS, 'notice', 'hot', 'Lowest message level sent to clients.', S),
   log_min_messages: oneOf(MESSAGE_LEVELS, 'warning', 'hot', 'Lowest message level written to the log.', IS),
-  logging_collector: bool(false, 'restart', 'Capture stderr into rotated log files.'),
-  log_directory: str('/tmp/pgpool_logs', 'restart', 'Directory of collected log files.'),
-  log_filename: str('pgpool-%Y-%m-%d_%H%M%S.log', 'restart', 'strftime pattern of collected log files.'),
-  log_file_mode: int(0o600, 'restart', 'Permissions of collected log files (octal).'),
-  log_truncate_on_rotation: bool(false, 'restart', 'Truncate rather than append on time-based rotation.'),
-  log_rotation_age: int(1440, 'restart', 'Rotate log files after this many minutes; 0 = never.', { unit: 'min' }),
-  log_rotation_size: int(10240, 'restart', 'Rotate log files after this many kilobytes; 0 = never.', { unit: 'kB', max: Math.floor(2147483647 / 1024) }),
+  logging_collector: bool(false, 'restart', 'Write the log to files in log_directory instead of stderr, rotated by age, size and pcp_log_rotate.', I),
+  log_directory: str('/tmp/pgpool_logs', 'hot', 'Directory of collected log files (created if missing).', I),
+  log_filename: str('pgpool-%Y-%m-%d_%H%M%S.log', 'hot', 'strftime pattern of collected log files.', I),
+  log_file_mode: int(0o600, 'hot', 'Permissions of collected log files (octal).', I),
+  log_truncate_on_rotation: bool(false, 'hot', 'Truncate rather than append on time-based rotation onto an existing file name.', I),
+  log_rotation_age: int(1440, 'hot', 'Rotate log files after this many minutes; 0 = never.', { ...I, unit: 'min' }),
+  log_rotation_size: int(10240, 'hot', 'Rotate log files after this many kilobytes; 0 = never.', { ...I, unit: 'kB', max: Math.floor(2147483647 / 1024) }),
 
   // --- file locations ----------------------------------------------------------------------
   pid_file_name: str('/var/run/pgpool/pgpool.pid', 'restart', 'PID file (relative to the config directory).', { ...I, path: true }),
-  logdir: str('/tmp', 'restart', 'Directory of the pgpool_status file.'),
-  work_dir: str('/tmp', 'restart', 'pgpool 4.7 name of logdir.'),
+  logdir: str('', 'restart', "Obsolete name of work_dir (pgpool 4.7): when set, its value is used as work_dir.", I),
+  work_dir: str('/tmp', 'restart', "Directory of pgpool's pgpool_status file (pgpool 4.7; logdir before). pgmaitre keeps node status in memory and writes nothing there.", I),
 
   // --- connection pooling ------------------------------------------------------------------
   connection_cache: bool(true, 'restart', 'Keep backend connections open after the client leaves.', I),
@@ -206,6 +206,10 @@ export const PARAMS = {
   wd_remove_shutdown_nodes: bool(false, 'hot', 'Revoke membership of cleanly shut down watchdog nodes.'),
   wd_lost_node_removal_timeout: int(0, 'hot', 'Seconds before a LOST watchdog node loses membership; 0 = never.', { unit: 's' }),
   wd_no_show_node_removal_timeout: int(0, 'hot', 'Seconds before a NO-SHOW watchdog node loses membership; 0 = never.', { unit: 's' }),
+  wd_listen_address: str('', 'restart', "Addresses the watchdog listens on ('' = all, pgpool 4.7)."),
+  wd_listen_port: int(0, 'restart', 'Port the watchdog listens on (0 = the wd_port of its own node, pgpool 4.7).', { max: 65535 }),
+  wd_heartbeat_listen_addresses: str('', 'restart', "Addresses heartbeat receivers listen on ('' = all, pgpool 4.7)."),
+  wd_heartbeat_listen_port: int(0, 'restart', 'Port heartbeat receivers listen on (0 = heartbeat_port, pgpool 4.7).', { max: 65535 }),
   wd_monitoring_interfaces_list: str('', 'restart', 'Network interfaces the watchdog monitors.'),
   wd_lifecheck_method: oneOf(['query', 'heartbeat', 'external'] as const, 'heartbeat', 'restart', 'Watchdog life check method.'),
   wd_interval: int(10, 'restart', 'Seconds between watchdog life checks.', { unit: 's' }),
@@ -226,23 +230,24 @@ export const PARAMS = {
   relcache_query_target: oneOf(['primary', 'load_balance_node'] as const, 'primary', 'hot', 'Node that answers relation cache queries.'),
 
   // --- in-memory query cache ---------------------------------------------------------------
-  memory_cache_enabled: bool(false, 'restart', 'Enable the in-memory query cache.'),
-  memqcache_method: oneOf(['shmem', 'memcached'] as const, 'shmem', 'restart', 'Query cache storage.'),
-  memqcache_memcached_host: str('localhost', 'restart', 'memcached host.'),
-  memqcache_memcached_port: int(11211, 'restart', 'memcached port.'),
-  memqcache_total_size: int(67108864, 'restart', 'Bytes of shared memory for the query cache.', { unit: 'B', max: LONG_MAX }),
-  memqcache_max_num_cache: int(1000000, 'restart', 'Number of query cache entries.'),
-  memqcache_expire: int(0, 'restart', 'Seconds a query cache entry lives; 0 = forever.', { unit: 's' }),
-  memqcache_auto_cache_invalidation: bool(true, 'hot', 'Invalidate cache entries on DDL/DML.'),
-  memqcache_maxcache: int(409600, 'restart', 'Largest cacheable SELECT result in bytes.', { unit: 'B' }),
-  memqcache_cache_block_size: int(1048576, 'restart', 'Query cache block size in bytes.', { unit: 'B', min: 512 }),
-  memqcache_oiddir: str('/var/log/pgpool/oiddir', 'restart', 'Directory recording table OIDs for cache invalidation.'),
-  cache_safe_memqcache_table_list: list([], 'hot', 'Tables (regexps) whose results may be cached.'),
-  cache_unsafe_memqcache_table_list: list([], 'hot', 'Tables (regexps) whose results must not be cached.'),
+  memory_cache_enabled: bool(false, 'restart', 'Enable the query cache: SELECT answers kept and replayed, invalidated by table (docs/query-cache.md).', I),
+  memqcache_method: oneOf(['shmem', 'memcached'] as const, 'shmem', 'restart', "Where answers are kept: 'shmem' = pgmaitre's own memory (one process), 'memcached' = a memcached server shared by every pgmaitre using it.", I),
+  memqcache_memcached_host: str('localhost', 'restart', 'memcached host (memqcache_method = memcached).', I),
+  memqcache_memcached_port: int(11211, 'restart', 'memcached port.', { ...I, max: 65535 }),
+  memqcache_total_size: int(67108864, 'restart', 'shmem: bytes the cached answers may use (least recently used evicted first).', { ...I, unit: 'B', max: LONG_MAX }),
+  memqcache_max_num_cache: int(1000000, 'restart', 'shmem: most answers kept.', I),
+  memqcache_expire: int(0, 'restart', 'Seconds an answer lives; 0 = until invalidated or evicted (the bound on writes that bypass pgmaitre).', { ...I, unit: 's' }),
+  memqcache_auto_cache_invalidation: bool(true, 'hot', 'Invalidate answers when a write, DDL or anything that may write commits through pgmaitre (off: only memqcache_expire and the admin commands).', I),
+  memqcache_maxcache: int(409600, 'restart', 'Largest answer kept, in bytes (larger ones are not cached).', { ...I, unit: 'B' }),
+  memqcache_cache_block_size: int(1048576, 'restart', "Accepted for pgpool.conf compatibility; pgmaitre's shmem cache has no blocks (no fragmentation).", { ...I, unit: 'B', min: 512 }),
+  memqcache_oiddir: str('/var/log/pgpool/oiddir', 'restart', 'Accepted for pgpool.conf compatibility; pgmaitre keeps table generations in memory or in memcached, no directory.', I),
+  cache_safe_memqcache_table_list: list([], 'hot', 'Views, materialized views and unlogged tables (regexps) whose answers may be cached.', I),
+  cache_unsafe_memqcache_table_list: list([], 'hot', 'Tables (regexps) whose answers are never cached (wins over the safe list).', I),
 
   // --- pgmaitre's own ----------------------------------------------------------------------
   http_port: int(8404, 'restart', 'Port of the HTTP admin/metrics endpoint; 0 disables it.', { ...OURS, max: 65535 }),
   http_listen_addresses: str('localhost', 'restart', 'Addresses the HTTP admin endpoint binds to.', OURS),
+  pgpool_compatibility: oneOf(['4.6', '4.7'] as const, '4.7', 'hot', "pgpool-II release pgmaitre answers as: SHOW POOL_VERSION and the status page ('4.7.0' or '4.6.0'), SHOW POOL_POOLS and pcp_proc_info (4.7's 21 columns with client_host, client_port, statement, or 4.6's 18).", OURS),
   pcp_client_version: oneOf(['4.3', '4.4'] as const, '4.4', 'restart', "pcp_* tools' version family for pcp_node_info replies: '4.4' (pgpool-II 4.4-4.6 tools) or '4.3' (older tools, e.g. Debian 12's pgpool2).", OURS),
   http_auth: str('', 'hot', "Basic auth for the HTTP endpoint as 'user:password'; '' = none.", { ...OURS, ...SECRET }),
   max_message_size: int(1073741823, 'restart', 'Largest protocol message accepted, in bytes.', { ...OURS, unit: 'B', min: 1024, max: 1073741823 }),
@@ -383,6 +388,35 @@ export const OBSOLETE_PARAMS: Readonly<Record<string, ObsoleteParam>> = {
   wd_port: { kind: 'dropped', since: '4.2' },
   wd_heartbeat_port: { kind: 'dropped', since: '4.2' },
 };
+
+const WATCHDOG_KEYS = [
+  'trusted_servers', 'trusted_server_command', 'delegate_ip', 'if_cmd_path', 'if_up_cmd', 'if_down_cmd', 'arping_path', 'arping_cmd',
+  'ping_path', 'wd_priority', 'wd_authkey', 'wd_ipc_socket_dir', 'clear_memqcache_on_escalation', 'wd_escalation_command',
+  'wd_de_escalation_command', 'failover_when_quorum_exists', 'failover_require_consensus', 'allow_multiple_failover_requests_from_node',
+  'enable_consensus_with_half_votes', 'wd_remove_shutdown_nodes', 'wd_lost_node_removal_timeout', 'wd_no_show_node_removal_timeout',
+  'wd_monitoring_interfaces_list', 'wd_lifecheck_method', 'wd_interval', 'wd_heartbeat_keepalive', 'wd_heartbeat_deadtime',
+  'wd_life_point', 'wd_lifecheck_query', 'wd_lifecheck_dbname', 'wd_lifecheck_user', 'wd_lifecheck_password', 'wd_listen_address',
+  'wd_listen_port', 'wd_heartbeat_listen_addresses', 'wd_heartbeat_listen_port',
+  // numbered families (hostname0, wd_port0, ...)
+  'hostname', 'wd_port', 'pgpool_port', 'heartbeat_hostname', 'heartbeat_port', 'heartbeat_device',
+] as const;
+
+const QUERY_CACHE_KEYS = [
+  'memqcache_method', 'memqcache_memcached_host', 'memqcache_memcached_port', 'memqcache_total_size', 'memqcache_max_num_cache',
+  'memqcache_expire', 'memqcache_auto_cache_invalidation', 'memqcache_maxcache', 'memqcache_cache_block_size', 'memqcache_oiddir',
+  'cache_safe_memqcache_table_list', 'cache_unsafe_memqcache_table_list', 'enable_shared_relcache',
+] as const;
+
+/**
+ * Keys of a pgpool feature that its switch turns on (use_watchdog, memory_cache_enabled): while
+ * the switch is off pgpool ignores them, and so does pgmaitre without a warning (a pgpool.conf
+ * keeps the watchdog settings of its sample with use_watchdog = off). With the switch on, the
+ * switch itself is reported as not implemented. Numbered keys are listed by family.
+ */
+export const FEATURE_GATES: Readonly<Record<string, 'use_watchdog' | 'memory_cache_enabled'>> = Object.fromEntries([
+  ...WATCHDOG_KEYS.map((k) => [k, 'use_watchdog'] as const),
+  ...QUERY_CACHE_KEYS.map((k) => [k, 'memory_cache_enabled'] as const),
+]);
 
 /** Spec of a numbered key such as backend_port3, with its family and index, if it is one. */
 export function lookupNumbered(key: string): { family: FamilyName; index: number; spec: ParamSpec } | undefined {

@@ -12,6 +12,7 @@ import type { BackendPort } from './ports';
 import type { RoutingContext } from './routing-context';
 import type { LsnSource } from './read-your-writes';
 import type { LbCandidate } from '../router/lb-select';
+import type { CachePort } from './cache-port';
 
 /** One node as the core reads it. */
 export interface NodeView {
@@ -59,6 +60,8 @@ export interface CoreHost {
   readonly logFlags: LogFlags;
   readonly noticePerNode: boolean;
   readonly classifier: Classifier;
+  /** The query cache's hook for this session (cache-port.ts); null/absent when memory_cache_enabled = off. */
+  readonly cache?: CachePort | null;
 
   /**
    * The inputs of load-balance selection for every node (up, weight, lag, BACKUP, and what the

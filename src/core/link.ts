@@ -26,6 +26,7 @@
 import { BackendCode, TxStatus } from '../protocol/codes';
 import { decodeErrorFields, decodeParameterStatus } from '../protocol/backend';
 import type { BackendPort, ForwardSink } from './ports';
+import { emptyArray } from '../util/arrays';
 
 /** How a request ends. */
 export const Term = {
@@ -123,6 +124,8 @@ const pool: Expect[] = [];
 /** See the file header. */
 export class Link {
   conn: BackendPort | null = null;
+  /** log_backend_messages: called with each message kind from this backend (null when off). */
+  trace: ((code: number, node: number) => void) | null = null;
   /** Transaction status from the last ReadyForQuery. */
   txStatus: number = TxStatus.Idle;
   /** Expects in order; the head is the one being answered. */
@@ -269,8 +272,8 @@ export class Link {
     this.broken = false;
     this.busySince = 0;
     this.copyStarted = false;
-    this.out.length = 0;
-    this.cleanup.length = 0;
+    emptyArray(this.out);
+    emptyArray(this.cleanup);
     this.full = false;
     this.skipping = false;
     this.unnamedOwn = false;
@@ -407,6 +410,7 @@ export class Link {
   /** A message begins with `code`: decide its fate. */
   private begin(code: number): void {
     this.code = code;
+    if (this.trace !== null) this.trace(code, this.node);
     const h = this.q[0];
     if (h === undefined) {
       // Nothing asked: asynchronous, or a goodbye.

@@ -9,7 +9,7 @@
  */
 
 import type { AppliedState } from './session-state';
-import type { ServerStatements } from './server-statements';
+import type { ServerStatements } from '../protocol/server-statements';
 
 /** What the core needs from a backend connection (ServerConnection implements it). */
 export interface BackendPort extends AppliedState {
@@ -29,6 +29,11 @@ export interface BackendPort extends AppliedState {
   onceDrained(cb: () => void): void;
   /** Transaction pooling: server-side prepared statements this connection has, as the server confirmed them. */
   readonly statements: ServerStatements;
+  /**
+   * The last statement sent on this connection (SHOW POOL_POOLS' statement column): a reference to
+   * the SQL text the core already decoded, never a copy; truncated only when displayed.
+   */
+  lastStatement: string;
 }
 
 /** Where bytes for the client go, in order. */

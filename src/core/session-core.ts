@@ -43,10 +43,13 @@ import {
 } from './statement-names';
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
+import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
+import { CacheStep, type CachePort, type CacheView } from './cache-port';
 import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
 import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
 import { lossVerdict } from './recovery';
+import { emptyArray } from '../util/arrays';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
@@ -72,6 +75,8 @@ interface Token {
    * Parse among the request's completions (a Parse that failed or was skipped defines nothing).
    */
   defined: { name: string; index: number }[] | null;
+  /** Transaction pooling: client statements this request closes (they stay if the Close failed or was skipped). */
+  closed: { name: string; st: ProtocolStatement; index: number }[] | null;
   /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
   clears: 'all' | 'statements' | null;
 }
@@ -93,6 +98,8 @@ interface ReparseToken {
 }
 
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
+/** ReadyForQuery's header (its status byte follows). */
+const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
 const EMPTY_QUERY = encodeQuery('');
 
 /**
@@ -128,6 +135,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   readonly ryw: ReadYourWrites;
   private readonly planner: Planner;
   private readonly info = new RequestInfo();
+  private backendLog: BackendMessageLog | null = null;
   /** drive() calls in progress (a step can drive again, e.g. after a local answer). */
   private driving = 0;
   private readonly links: (Link | undefined)[] = [];
@@ -178,12 +186,25 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private readonly dupRefused = new Set<string>();
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   private readonly stateLost = new Set<Link>();
+  /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
+  private readonly cache: CachePort | null;
+  private readonly cacheView: CacheView | null;
+  /** Node whose answer the cache collects (-1: none), and the node whose chunk is being scanned (-1: none). */
+  private collectNode = -1;
+  private feedNode = -1;
+  /**
+   * Answers held back until the cache's invalidation of a commit went through (cache-port.ts:
+   * holdAnswers): the client learns of its write only once no cached answer can contradict it.
+   */
+  private held: Buffer[] | null = null;
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
   private readonly identity = new IdentityCheck();
 
   constructor(readonly host: CoreHost, private readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
     this.planner = new Planner(this);
+    this.cache = host.cache ?? null;
+    this.cacheView = this.cache === null ? null : this.makeCacheView();
   }
 
   // ---- links ---------------------------------------------------------------------------------
@@ -209,12 +230,22 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     l.reset();
     l.conn = conn;
     l.txStatus = conn.txStatus;
+    l.trace = this.backendMessageTrace();
     conn.statements.cap = this.host.config.max_prepared_statements;
     l.forwardAsync = node === this.identityNode || node === this.host.cluster.primaryId();
     // A lease attached while the client's socket is full is not read until it drains (forward()
     // pauses only on the transition to full).
     if (this.clientFull) conn.pause();
     return l;
+  }
+
+  /** log_backend_messages as the session has it when a link attaches (null when 'none'). */
+  private backendMessageTrace(): ((code: number, node: number) => void) | null {
+    const mode = this.host.logFlags.backendMessages;
+    if (mode === undefined || mode === 'none') return null;
+    if (this.backendLog?.mode !== mode) this.backendLog = new BackendMessageLog(mode, this.host.log, this.host.pid);
+    const bl = this.backendLog;
+    return (code, node) => bl.message(code, node);
   }
 
   /** True when no node other than `node` (null: none) owes the client an answer. */
@@ -342,10 +373,15 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       this.queue.shift();
       this.queuedBytes -= bytes;
     }
-    // The scratch info must not keep the last request's SQL alive (a large text promoted to
-    // V8's old space by the next young collection waits there for a full one); not while an
-    // outer drive() (this one runs inside its step) still reads it.
-    if (--this.driving === 0) this.info.forget();
+    // The scratch info and plan must not keep the last request alive: a large SQL text promoted
+    // to V8's old space by the next young collection waits there for a full one, and whatever an
+    // idle session still references is copied by every young collection — work per request that
+    // grows with the number of sessions. Not while an outer drive() (this one runs inside its
+    // step) still reads them.
+    if (--this.driving === 0) {
+      this.info.forget();
+      this.planner.plan.clear();
+    }
     this.flush();
     this.releaseIdle();
     this.pacing();
@@ -392,6 +428,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         return true;
       default:
         break;
+    }
+    if (this.cache !== null) {
+      const answered = this.consultCache(req, info, plan);
+      if (answered !== null) return answered;
     }
     if (this.identityUnsure(plan.node)) return false;
     let link = this.links[plan.node];
@@ -743,11 +783,13 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
     let retry = plan.retryable;
+    if (this.cache !== null) this.cacheSent(info, plan);
     // Shared connections: the client's statement names become server names (statement-names.ts),
     // resolved before this request's own Close/DEALLOCATE change the registry (bookkeeping).
     const segments = pooled && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
       ? rewriteRequest(req.data, this.names(link)) : null;
     let token = this.bookkeeping(req, info, plan, node);
+    if (link.conn !== null) this.noteStatement(link.conn, info);
     let preparedHere = false;
     if (req.pooledPrepare !== null) {
       preparedHere = link.conn!.statements.has(req.pooledPrepare);
@@ -762,6 +804,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         retry = false;
         // The answer is checked against the last segment only: any error drops what the request defined.
         if (token?.defined != null) for (const d of token.defined) d.index = Number.MAX_SAFE_INTEGER;
+        if (token?.closed != null) for (const d of token.closed) d.index = -1;
       }
       for (let i = 0; i < segments.length; i++) {
         const seg = segments[i]!;
@@ -877,7 +920,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
         this.send(link, c.buf);
       }
-      link.cleanup.length = 0;
+      emptyArray(link.cleanup);
       const unsure = conn.statements.unsure;
       if (unsure.size > 0) {
         // Statements a failed request may or may not have created: make sure they do not exist.
@@ -997,10 +1040,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       const out = link.out;
       if (out.length === 0) continue;
       const buf = out.length === 1 ? out[0]! : Buffer.concat(out);
-      out.length = 0;
+      emptyArray(out);
       if (link.conn !== null) this.writeTo(link, buf);
     }
-    this.dirty.length = 0;
+    emptyArray(this.dirty);
   }
 
   private writeTo(link: Link, buf: Buffer): void {
@@ -1078,6 +1121,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       if (info.parsesStatement(name) && lastParseAfterClose(req.data, name)) continue;
       const st = this.statements.closed(name);
       if (st === undefined) continue;
+      if (this.host.pooling !== 'session') (tok().closed ??= []).push({ name, st, index: closeIndex(req.data, name) });
       for (const other of st.nodes) {
         if (other !== node) this.links[other]?.cleanup.push({ buf: Buffer.concat([encodeClose('S', name), SYNC]), completions: 1, term: Term.Sync });
       }
@@ -1180,6 +1224,11 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   /** ForwardSink: a range of a backend chunk for the client. */
   forward(buf: Buffer, start: number, end: number): void {
     if (this.closed) return;
+    if (this.collectNode >= 0 && (this.feedNode === this.collectNode || this.feedNode < 0)) this.cache!.collect(buf, start, end);
+    if (this.held !== null || (this.cache?.holdAnswers === true && this.endsTransaction(this.feedNode))) {
+      (this.held ??= []).push(Buffer.from(buf.subarray(start, end)));
+      return;
+    }
     if (!this.client.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) && !this.clientFull) {
       this.clientFull = true;
       for (const l of this.connected()) l.conn!.pause();
@@ -1197,7 +1246,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   onBackendData(node: number, chunk: Buffer): void {
     const link = this.links[node];
     if (link === undefined || link.conn === null) return;
+    this.feedNode = node;
     link.feed(chunk, this);
+    this.feedNode = -1;
     if (link.broken) {
       this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid }, 'protocol violation from the server (bad message length)');
       this.host.closeLink(link.conn, false, 'protocol violation from server');
@@ -1231,6 +1282,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       switch (e.kind) {
         case ExpectKind.Client:
           if (e.token !== null) this.completed(link, e, e.token as Token);
+          if (this.cache !== null) this.cacheSettled(link, e);
           if (e.sync && e.status !== 0) this.afterSync(link, e, primary);
           if (e.retry !== null) releaseRequest(e.retry as Request);
           break;
@@ -1266,7 +1318,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       }
       Link.release(e);
     }
-    link.done.length = 0;
+    emptyArray(link.done);
   }
 
   /** A client request completed: apply its session effects if it succeeded. */
@@ -1287,6 +1339,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
       for (const d of t.defined) {
         if (e.skipped || e.failedAt <= d.index) this.statements.protocol.delete(d.name);
+      }
+    }
+    if (t.closed !== null && (e.errored || e.skipped)) {
+      // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
+      for (const d of t.closed) {
+        if ((e.skipped || e.failedAt <= d.index) && !this.statements.protocol.has(d.name)) this.statements.protocol.set(d.name, d.st);
       }
     }
     if (t.clears !== null && conn !== null && !e.errored && !e.skipped) {
@@ -1382,6 +1440,11 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const owed = link.drain();
     const unsynced = link.unsynced;
     if (link.done.length > 0) this.settle(link);
+    if (this.collectNode === node) {
+      this.collectNode = -1;
+      this.cache!.collected(0, false);
+    }
+    this.releaseHeld();
     link.reset();
     link.conn = null;
     this.host.closeLink(conn, false, reason);
@@ -1456,6 +1519,120 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     this.host.end(reason);
   }
 
+  // ---- query cache (src/cache/; the hook is cache-port.ts) -----------------------------------
+
+  /**
+   * The query cache's turn for a planned request: true/false as step() returns (answered from the
+   * cache / wait for a lookup), or null to send it. A miss it may store is sent to the primary (the
+   * cache is filled from the primary only: a standby's answer may predate a committed write) and
+   * its answer collected.
+   */
+  private consultCache(req: Request, info: RequestInfo, plan: Plan): boolean | null {
+    const cache = this.cache!;
+    if (req.term === Term.None || !this.allAnswered(null)) return null;
+    switch (cache.consult(req.data, info, this.cacheView!)) {
+      case CacheStep.Wait:
+        this.block(cache.waitFor!, 'query cache lookup');
+        return false;
+      case CacheStep.Hit: {
+        this.flush();
+        const answer = cache.hitAnswer();
+        const out = Buffer.allocUnsafe(answer.length + 6);
+        answer.copy(out, 0);
+        out.set(RFQ, answer.length);
+        out[answer.length + 5] = this.txStatus();
+        this.client.write(out);
+        for (const p of info.parses) {
+          // The client now has this statement: later Binds re-parse it where they run.
+          this.statements.parsed(p.name, Buffer.from(req.data.subarray(p.start, p.end)), p.sql, this.host.classifier.classify(p.sql), -1);
+          this.statements.protocol.get(p.name)?.nodes.delete(-1);
+        }
+        releaseRequest(req);
+        return true;
+      }
+      default:
+        break;
+    }
+    if (!cache.collecting) return null;
+    const primary = this.host.cluster.primaryId();
+    if (plan.node !== primary) {
+      if (primary >= 0 && this.stickyNode < 0 && this.allAnswered(primary) && (this.links[primary]?.conn != null || !this.planner.recentlyFailed(primary, true))) {
+        plan.node = primary;
+        plan.retryable = false;
+        plan.reason = 'query cache: filled from the primary only';
+      } else {
+        cache.collected(0, false);
+        return null;
+      }
+    }
+    this.collectNode = plan.node;
+    return null;
+  }
+
+  /** Tells the cache what a request sent (before bookkeeping: a Close in it would hide its statement). */
+  private cacheSent(info: RequestInfo, plan: Plan): void {
+    const bound: QueryClass[] = [];
+    for (const name of info.bindStatements) {
+      if (info.parsesStatement(name)) continue;
+      const st = this.statements.protocol.get(name);
+      if (st !== undefined) bound.push(st.cls);
+    }
+    const sqls = info.parses.length === 0 ? info.queries : [...info.queries, ...info.parses.map((p) => p.sql)];
+    this.cache!.sent(plan.classes, sqls, bound, this.cacheView!);
+    if (this.collectNode >= 0 && !this.cache!.collecting) this.collectNode = -1;
+  }
+
+  /**
+   * The chunk being scanned on `node` holds a ReadyForQuery 'I' that ended a client request (the
+   * link completed it before forwarding its range): what is forwarded from here waits for the
+   * invalidation of the session's writes.
+   */
+  private endsTransaction(node: number): boolean {
+    const l = node >= 0 ? this.links[node] : undefined;
+    if (l === undefined) return false;
+    for (const e of l.done) if (e.kind === ExpectKind.Client && e.sync && e.status === TxStatus.Idle) return true;
+    return false;
+  }
+
+  /** A client request completed on `link`: the collected answer, and transaction ends. */
+  private cacheSettled(link: Link, e: Expect): void {
+    const cache = this.cache!;
+    if (link.node === this.collectNode && (e.errored || e.skipped || e.sync)) {
+      this.collectNode = -1;
+      cache.collected(e.status, !e.errored && !e.skipped && e.status !== 0);
+    }
+    if (e.sync && e.status !== 0) {
+      const wait = cache.synced(e.status);
+      if (wait === null) this.releaseHeld();
+      else this.block(wait.finally(() => this.releaseHeld()), 'query cache invalidation');
+    }
+  }
+
+  /** Writes the answers held back for an invalidation (in order, before anything else). */
+  private releaseHeld(): void {
+    const h = this.held;
+    if (h === null) return;
+    this.held = null;
+    if (this.closed || h.length === 0) return;
+    if (!this.client.write(h.length === 1 ? h[0]! : Buffer.concat(h)) && !this.clientFull) {
+      this.clientFull = true;
+      for (const l of this.connected()) l.conn!.pause();
+    }
+  }
+
+  private makeCacheView(): CacheView {
+    const st = this.statements;
+    const state = this.state;
+    return {
+      statementClass: (name) => st.protocol.get(name)?.cls,
+      statement: (name) => st.protocol.get(name),
+      txStatus: () => this.txStatus(),
+      get searchPath() { return state.searchPath; },
+      get parameters() { return state.parameters; },
+      get settingsVersion() { return state.version; },
+    };
+  }
+
   // ---- local replies ---------------------------------------------------------------------------
 
   /** Runs an admin command (blocks the queue meanwhile) and writes its answer. */
@@ -1470,6 +1647,19 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   txStatus(): number {
     const l = this.links[this.host.cluster.primaryId()] ?? this.links[this.identityNode];
     return l?.txStatus ?? TxStatus.Idle;
+  }
+
+  /** Records the request's last statement on the connection: a reference to text already decoded. */
+  private noteStatement(conn: BackendPort, info: RequestInfo): void {
+    const q = info.queries;
+    const p = info.parses;
+    const b = info.bindStatements;
+    if (p.length > 0) conn.lastStatement = p[p.length - 1]!.sql;
+    else if (q.length > 0) conn.lastStatement = q[q.length - 1]!;
+    else if (b.length > 0) {
+      const sql = this.statements.protocol.get(b[b.length - 1]!)?.sql;
+      if (sql !== undefined) conn.lastStatement = sql;
+    }
   }
 
   private reportNode(node: number, link: Link, info: RequestInfo, reason: string): void {
@@ -1557,6 +1747,18 @@ function completionIndex(data: Buffer, at: number): number {
   return n;
 }
 
+/** The completion index of the request's last Close of statement `name` (-1 when none). */
+function closeIndex(data: Buffer, name: string): number {
+  let n = 0;
+  let at = -1;
+  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) at = n;
+    if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
+  }
+  return at;
+}
+
 /** True when the request's last Parse of statement `name` comes after its last Close of it. */
 function lastParseAfterClose(data: Buffer, name: string): boolean {
   let parse = -1;
@@ -1570,7 +1772,7 @@ function lastParseAfterClose(data: Buffer, name: string): boolean {
 }
 
 function newToken(): Token {
-  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, clears: null };
+  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null };
 }
 
 /** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */

@@ -3,6 +3,7 @@
  *
  * Sessions see interfaces and read-only views; they never construct modules themselves.
  */
+import type { QueryCache } from '../cache/query-cache';
 import type * as net from 'node:net';
 import type { Config } from '../config/load';
 import type { HbaRule } from '../config/hba';
@@ -76,6 +77,8 @@ export interface FrontendContext {
   routing: RoutingContext;
   /** Answers SHOW POOL_* / PGPOOL commands, when the admin layer is wired. */
   admin: AdminHook | null;
+  /** The query cache (memory_cache_enabled = on), or null/absent. */
+  queryCache?: QueryCache | null;
   /** WAL positions for read_your_writes (null when not wired). */
   lsn: LsnProbe | null;
   /** Tells the failover layer a backend connection failed (failover_on_backend_error). */

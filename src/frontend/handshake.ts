@@ -13,7 +13,7 @@
  */
 import { BackendCode, FrontendCode } from '../protocol/codes';
 import { encodeAuthentication } from '../protocol/backend';
-import { replicationMode } from '../protocol/startup';
+import { isProtocolOption, negotiateProtocol, replicationMode } from '../protocol/startup';
 import { clientErrors, toClientError } from '../errors/client-errors';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { LogEvent, logLine } from '../log/logger';
@@ -164,6 +164,11 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   const { ctx } = io;
   const params = info.params;
   if (info.protocol.major !== 3) return failed(clientErrors.unsupportedProtocol(info.protocol.major, info.protocol.minor), 'unsupported protocol');
+  // Protocol 3.2 (PostgreSQL 18) or `_pq_.` options: pgmaitre speaks 3.0 with clients and knows no
+  // protocol option, so it answers as a 3.0 PostgreSQL does, before authentication (libpq then
+  // carries on in 3.0).
+  const negotiation = negotiateProtocol(info);
+  if (negotiation !== null) io.send(negotiation);
   const user = params.user ?? '';
   const database = params.database || user;
   const applicationName = params.application_name ?? '';
@@ -220,7 +225,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   const pkey = pooled ? poolKey(user, database, {}) : poolKey(user, database, params);
   const loginKey = `${user}\u0000${database}`;
   const startupParams: Record<string, string> = {};
-  for (const [k, v] of Object.entries(params)) if (!NOT_IN_KEY.has(k)) startupParams[k] = v;
+  for (const [k, v] of Object.entries(params)) if (!NOT_IN_KEY.has(k) && !isProtocolOption(k)) startupParams[k] = v;
   // For logins to other nodes (reads on standbys): what pool_passwd holds, unless the client's
   // own authentication gives something better below.
   const entry = ctx.poolPasswd.get(user);

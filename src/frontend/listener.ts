@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { ListenError, listenOn, removeStaleSocket } from '../util/listen';
 
 /** Expands pgpool's listen_addresses ('*', 'localhost', comma lists) into bind hosts. */
 export function bindHosts(listenAddresses: string): string[] {
@@ -27,56 +28,53 @@ export function isUnixSocket(socket: net.Socket): boolean {
   return unixSockets.has(socket);
 }
 
-/** Opens one server per address; resolves once all listen. `onSocket` gets every accepted socket. */
+/** The configuration keys a listener comes from, named when it cannot open. */
+export interface ListenKeys {
+  /** Keys of the TCP listeners, e.g. "listen_addresses/port". */
+  readonly tcp: string;
+  /** Key of the Unix-domain sockets, e.g. "unix_socket_directories". */
+  readonly unix: string;
+}
+
+const SMART_KEYS: ListenKeys = { tcp: 'listen_addresses/port', unix: 'unix_socket_directories' };
+
+/**
+ * Opens one server per address; resolves once all listen. `onSocket` gets every accepted socket.
+ * Any listener that cannot open (port taken, address not on this host, socket directory missing,
+ * socket file in use) closes those already open and rejects with a ListenError naming `keys`.
+ */
 export async function listenAll(
   hosts: readonly string[],
   port: number,
   socketDirs: readonly string[],
   onSocket: (socket: net.Socket, local: boolean) => void,
+  keys: ListenKeys = SMART_KEYS,
 ): Promise<net.Server[]> {
   const servers: net.Server[] = [];
-  const listen = (server: net.Server, opts: net.ListenOptions): Promise<void> =>
-    new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
   try {
     for (const host of hosts) {
       const server = net.createServer({ noDelay: true }, (s) => onSocket(s, false));
-      await listen(server, { host, port, backlog: 1024, ipv6Only: host.includes(':') });
       servers.push(server);
+      await listenOn(server, { host, port, backlog: 1024, ipv6Only: host.includes(':') }, keys.tcp);
     }
     for (const dir of socketDirs) {
-      if (dir === '' || !fs.existsSync(dir)) continue;
+      if (dir === '') continue;
       const file = path.join(dir, `.s.PGSQL.${port}`);
-      await removeStaleSocket(file);
+      if (!fs.existsSync(dir)) throw new ListenError(file, port, keys.unix, `directory ${dir} does not exist`, 'ENOENT');
+      await removeStaleSocket(file, port, keys.unix);
       const server = net.createServer({ noDelay: true }, (s) => {
         unixSockets.add(s);
         onSocket(s, true);
       });
-      await listen(server, { path: file });
-      fs.chmodSync(file, 0o777);
       servers.push(server);
+      await listenOn(server, { path: file }, keys.unix);
+      fs.chmodSync(file, 0o777);
     }
   } catch (e) {
-    await closeAll(servers);
+    await closeAll(servers.filter((s) => s.listening));
     throw e;
   }
   return servers;
-}
-
-/** Removes a Unix socket file left by a dead process (but not one somebody listens on). */
-async function removeStaleSocket(file: string): Promise<void> {
-  if (!fs.existsSync(file)) return;
-  const alive = await new Promise<boolean>((resolve) => {
-    const c = net.connect({ path: file }, () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false)); // nobody listens there: the answer we are after, not a failure
-  });
-  if (alive) throw new Error(`${file} is in use by another process`);
-  fs.unlinkSync(file);
 }
 
 /** Stops accepting on every server. */

@@ -9,6 +9,7 @@
  * pause a socket, end the session). Backpressure both ways: the core pauses the client while its
  * backends' sockets are full and the backends while the client's is.
  */
+import { SessionCache } from '../cache/session-cache';
 import type * as net from 'node:net';
 import { connect as netConnect } from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
@@ -409,6 +410,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // From now on reads go into the shared read buffer (util/fast-read.ts), copied once: the
     // core keeps request bytes until they are written (and reads retried).
     if (!this.tlsActive) switchToReadBuffer(this.socket, (view) => this.onView(view));
+    const qc = this.ctx.queryCache ?? null;
+    if (qc !== null) {
+      this.cache = new SessionCache(qc, { user: this.user, database: this.database, startupParams: this.startupParams },
+        () => this.classifier, () => this.ctx.routing.volatility);
+    }
     const core = new SessionCore(this, this);
     this.core = core;
     if (r.base.size > 0) core.state.setBase(r.base);
@@ -692,6 +698,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     return this.own.notice ?? this.ctx.routing.noticePerNode;
   }
 
+  /** The query cache's hook for this session (memory_cache_enabled), made at login. */
+  cache: SessionCache | null = null;
+
   /** Classifier for this session (allow_sql_comments may be set per session). */
   get classifier(): Classifier {
     return this.own.classifier ?? this.ctx.routing.classifier;
@@ -702,12 +711,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const o = this.overrides;
     const cfg = this.ctx.config;
     const own: typeof this.own = {};
-    if (o.has('log_statement') || o.has('log_per_node_statement') || o.has('log_client_messages')) {
+    if (o.has('log_statement') || o.has('log_per_node_statement') || o.has('log_client_messages') || o.has('log_backend_messages')) {
       own.logFlags = {
         ...this.ctx.logFlags,
         statement: (o.get('log_statement') as boolean | undefined) ?? cfg.log_statement,
         perNodeStatement: (o.get('log_per_node_statement') as boolean | undefined) ?? cfg.log_per_node_statement,
         clientMessages: (o.get('log_client_messages') as boolean | undefined) ?? cfg.log_client_messages,
+        backendMessages: (o.get('log_backend_messages') as LogFlags['backendMessages'] | undefined) ?? cfg.log_backend_messages,
       };
     }
     if (o.has('log_min_messages')) own.log = this.ctx.log.child({ pid: this.pid }, { level: pinoLevel(String(o.get('log_min_messages'))) });
@@ -745,7 +755,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       loadBalanceNode: core?.lbNode ?? -1,
       backends: (core?.backends() ?? []).map((p) => {
         const c = p as unknown as ServerConnection;
-        return { nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount };
+        return { nodeId: c.nodeId, backendPid: c.backendPid, connectedAt: new Date(c.createdAt), useCount: c.useCount, statement: c.lastStatement };
       }),
     };
   }

@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config/load';
 import type { PoolPasswdEntry } from '../config/pool-passwd';
-import type { Logger } from '../log/logger';
+import { logLine, type Logger } from '../log/logger';
 import { type Cluster, NodeRole, NodeStatus } from '../cluster/cluster';
 import { type Credentials, type Endpoint, type ProbeLimits, errorText, resolvePassword, withProbeClient } from './probe';
 import type { ProbeObservation } from './health-checker';
@@ -302,6 +302,8 @@ export class ReplicationChecker extends EventEmitter<ReplicationEvents> {
           info.measuredAt = at;
         }
         this.cluster.setReplication(n.id, info);
+        const line = standbyDelayLine(this.config, n.id, pid, info.delayBytes ?? null, info.delaySeconds);
+        if (line !== null) logLine(this.log, { event: 'standby_delay', node_id: n.id, primary_node_id: pid }, line);
       }
     }
     const snap: ReplicationSnapshot = { at, reports, primaryId: primary !== null ? pid : -1 };
@@ -309,4 +311,26 @@ export class ReplicationChecker extends EventEmitter<ReplicationEvents> {
     this.emit('checked', snap);
     return snap;
   }
+}
+
+/**
+ * pgpool's log_standby_delay line for one standby after a check, or null: 'always' logs any
+ * delay above zero, 'if_over_threshold' (the default) one above delay_threshold_by_time
+ * (milliseconds, when set: the delay is then measured in time) or delay_threshold (bytes, when
+ * set), 'none' nothing. The wording is pgpool's, for log watchers written against it.
+ */
+export function standbyDelayLine(
+  c: Pick<Config, 'log_standby_delay' | 'delay_threshold' | 'delay_threshold_by_time'>,
+  nodeId: number, primaryId: number, delayBytes: number | null, delaySeconds: number | null,
+): string | null {
+  const mode = c.log_standby_delay;
+  if (mode === 'none') return null;
+  if (c.delay_threshold_by_time > 0) {
+    if (delaySeconds === null) return null;
+    const over = mode === 'always' ? delaySeconds > 0 : delaySeconds * 1000 > c.delay_threshold_by_time;
+    return over ? `Replication of node: ${nodeId} is behind ${delaySeconds.toFixed(6)} second(s) from the primary server (node: ${primaryId})` : null;
+  }
+  if (delayBytes === null) return null;
+  const over = mode === 'always' ? delayBytes > 0 : c.delay_threshold > 0 && delayBytes > c.delay_threshold;
+  return over ? `Replication of node: ${nodeId} is behind ${delayBytes} bytes from the primary server (node: ${primaryId})` : null;
 }

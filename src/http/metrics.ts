@@ -167,6 +167,61 @@ export function createMetricsRegistry(ctx: AdminContext): Registry {
   });
   registry.registerMetric(queryLatency);
   registry.registerMetric(leaseWait);
+  const qc = ctx.queryCache?.() ?? null;
+  if (qc !== null) {
+    new Counter({
+      name: 'pgmaitre_query_cache_lookups_total', help: 'Query cache lookups of cacheable SELECTs: hit (answered by pgmaitre) or miss (sent to the primary).', registers: reg,
+      labelNames: ['result'] as const,
+      collect() {
+        this.reset();
+        const m = qc.metrics();
+        this.inc({ result: 'hit' }, m.hits);
+        this.inc({ result: 'miss' }, m.misses);
+      },
+    });
+    new Counter({
+      name: 'pgmaitre_query_cache_selects_total', help: "SELECTs seen with the query cache on (SHOW POOL_CACHE's num_selects).", registers: reg,
+      collect() { this.reset(); this.inc(qc.metrics().selects); },
+    });
+    new Counter({
+      name: 'pgmaitre_query_cache_stores_total', help: 'Answers stored in the query cache (result=stored) or collected but not stored (too large, not a plain result, transaction rolled back).', registers: reg,
+      labelNames: ['result'] as const,
+      collect() {
+        this.reset();
+        const m = qc.metrics();
+        this.inc({ result: 'stored' }, m.stores);
+        this.inc({ result: 'not_stored' }, m.notStored);
+      },
+    });
+    new Counter({
+      name: 'pgmaitre_query_cache_invalidations_total', help: 'Query cache invalidations by cause: write, ddl, all (fail closed: a volatile function, a trigger, an unknown table...), admin, memcached_recovered.', registers: reg,
+      labelNames: ['cause'] as const,
+      collect() {
+        this.reset();
+        for (const [cause, n] of qc.metrics().invalidations) this.inc({ cause }, n);
+      },
+    });
+    new Counter({
+      name: 'pgmaitre_query_cache_evictions_total', help: 'Answers evicted from the shmem query cache (memqcache_total_size or memqcache_max_num_cache reached).', registers: reg,
+      collect() { this.reset(); this.inc(qc.metrics().evictions); },
+    });
+    new Counter({
+      name: 'pgmaitre_query_cache_memcached_errors_total', help: 'memcached operations that failed (the cache is bypassed meanwhile).', registers: reg,
+      collect() { this.reset(); this.inc(qc.metrics().memcachedErrors); },
+    });
+    new Gauge({
+      name: 'pgmaitre_query_cache_memcached_up', help: '1 while memcached is reachable (memqcache_method = memcached; always 1 for shmem).', registers: reg,
+      collect() { this.set(qc.metrics().memcachedUp ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'pgmaitre_query_cache_bytes', help: 'Bytes used by the shmem query cache (bounded by memqcache_total_size).', registers: reg,
+      collect() { this.set(qc.metrics().bytes); },
+    });
+    new Gauge({
+      name: 'pgmaitre_query_cache_entries', help: 'Answers in the shmem query cache.', registers: reg,
+      collect() { this.set(qc.metrics().entries); },
+    });
+  }
   if (ctx.pooling !== undefined) {
     const pooling = ctx.pooling;
     new Counter({

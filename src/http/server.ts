@@ -19,6 +19,7 @@ import { createMetricsRegistry } from './metrics';
 import { healthCheck, parseLag, statusSnapshot } from './status';
 import { STATUS_PAGE_HTML } from './status-page';
 import { HistorySampler } from './history';
+import { listenOn } from '../util/listen';
 
 /** Options of createHttpServer. */
 export interface HttpServerOptions {
@@ -150,10 +151,7 @@ export function createHttpServer(ctx: AdminContext, opts: HttpServerOptions): Ht
         });
         srv.keepAliveTimeout = 5000;
         servers.push(srv);
-        await new Promise<void>((resolve, reject) => {
-          srv.once('error', reject);
-          srv.listen({ port, ...(host !== undefined ? { host } : {}) }, () => { srv.off('error', reject); resolve(); });
-        });
+        await listenOn(srv, { port, ...(host !== undefined ? { host } : {}) }, 'http_listen_addresses/http_port');
         const a = srv.address();
         if (typeof a === 'object' && a !== null) port = a.port;
       }

@@ -127,6 +127,8 @@ export interface LogFlags {
   clientMessages: boolean;
   connections: boolean;
   disconnections: boolean;
+  /** log_backend_messages: 'none' (the hot path installs nothing), 'terse' or 'verbose'. */
+  backendMessages: 'none' | 'terse' | 'verbose';
 }
 
 /** Event names used in log lines (stable, for grepping and tests). */
@@ -138,6 +140,7 @@ export const LogEvent = {
   Statement: 'statement',
   NodeStatement: 'node_statement',
   ClientMessage: 'client_message',
+  BackendMessage: 'backend_message',
   AuthFailed: 'authentication_failed',
   /** A (user, database) the primary once let in without a password must authenticate again. */
   TrustForgotten: 'trusted_login_forgotten',

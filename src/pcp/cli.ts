@@ -36,7 +36,8 @@ export const PCP_COMMANDS: Readonly<Record<string, string>> = {
   'node-count': 'pcp_node_count', 'node-info': 'pcp_node_info', 'attach-node': 'pcp_attach_node',
   'detach-node': 'pcp_detach_node', 'promote-node': 'pcp_promote_node', 'proc-count': 'pcp_proc_count',
   'proc-info': 'pcp_proc_info', 'pool-status': 'pcp_pool_status', 'health-check-stats': 'pcp_health_check_stats',
-  reload: 'pcp_reload_config', stop: 'pcp_stop_pgpool', 'recovery-node': 'pcp_recovery_node',
+  reload: 'pcp_reload_config', stop: 'pcp_stop_pgpool', 'recovery-node': 'pcp_recovery_node', 'log-rotate': 'pcp_log_rotate',
+  'invalidate-query-cache': 'pcp_invalidate_query_cache',
 };
 
 function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Args {
@@ -191,6 +192,8 @@ async function run(a: Args, io: CliIo): Promise<number> {
         ok();
         break;
       case 'reload': await c.request('Z', Buffer.from('l'), 'z'); ok(); break;
+      case 'log-rotate': await c.request('V', Buffer.from('l'), 'v'); ok(); break;
+      case 'invalidate-query-cache': await c.request('G', Buffer.alloc(0), 'g'); ok(); break;
       // Answered once the node is rebuilt, started and attached (minutes for a large database).
       case 'recovery-node': await c.request('O', cstr(String(needId())), 'c'); ok(); break;
       case 'stop': {

@@ -190,6 +190,14 @@ export async function handlePcpRequest(ctx: AdminContext, type: string, payload:
       return action('d', () => ctx.actions.promoteNode(id, { switchover: option === 's' }), 'promote node failed');
     }
     case 'Z': return action('z', () => ctx.actions.reloadConfig(), 'process reload config request failed');
+    // pcp_log_rotate (pgpool 4.4+): 'V' + scope ('l' local, 'c' cluster: one pgmaitre is its own cluster).
+    case 'V': return action('v', () => ctx.actions.logRotate(), 'PCP: error while processing log rotation request');
+    case 'G': {
+      // pcp_invalidate_query_cache (pgpool-II 4.6)
+      const qc = ctx.queryCache?.() ?? null;
+      if (qc === null) return error('query cache is not enabled', 'memory_cache_enabled is off');
+      return action('g', () => qc.invalidateAll(), 'invalidate query cache failed');
+    }
     case 'T':
     case 't': {
       const mode = payload.toString('latin1', 0, 1);

@@ -12,6 +12,7 @@ import type { AdminContext } from '../admin/types';
 import { PcpFramer, encodeError, encodeStrings, splitStrings, type PcpPacket } from './codec';
 import { newSalt, verifyPcpAuth } from './auth';
 import { handlePcpRequest, type PcpClientVersion } from './handlers';
+import { ListenError, listenOn, removeStaleSocket } from '../util/listen';
 
 /** Options of createPcpServer. */
 export interface PcpServerOptions {
@@ -29,7 +30,7 @@ export interface PcpServerOptions {
    */
   readonly clientVersion?: PcpClientVersion;
   /** Called with notable events (auth failures, errors) for logging. */
-  readonly onLog?: (level: 'info' | 'warn', message: string) => void;
+  readonly onLog?: (level: 'info' | 'warn' | 'log', message: string) => void;
 }
 
 /** A PCP server. */
@@ -53,6 +54,12 @@ function serveConnection(ctx: AdminContext, socket: net.Socket, opts: PcpServerO
   socket.setNoDelay(true);
   // A PCP client that vanished (ECONNRESET...): its connection ends here, there is nothing to answer.
   socket.on('error', () => socket.destroy());
+  // log_pcp_processes: pgpool logs each PCP worker's fork and exit; a connection is that here.
+  if (ctx.config().log_pcp_processes) {
+    const who = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort ?? ''}` : '[local]';
+    opts.onLog?.('log', `PCP connection from ${who} accepted (pgpool: forked new PCP worker)`);
+    socket.once('close', () => opts.onLog?.('log', `PCP connection from ${who} ended (pgpool: PCP process exits with SUCCESS)`));
+  }
   const users = (): ReadonlyMap<string, string> => (typeof opts.users === 'function' ? opts.users() : opts.users);
   const send = (bufs: Buffer[]): void => {
     if (bufs.length > 0 && !socket.destroyed) socket.write(Buffer.concat(bufs));
@@ -129,28 +136,21 @@ export function createPcpServer(ctx: AdminContext, opts: PcpServerOptions): PcpS
     servers.push(srv);
     return srv;
   };
-  const bind = (srv: net.Server, options: net.ListenOptions): Promise<void> =>
-    new Promise((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(options, () => {
-        srv.off('error', reject);
-        resolve();
-      });
-    });
-
   return {
     async listen(): Promise<number> {
       let port = opts.port;
       for (const host of hostsOf(opts.listenAddresses)) {
         const srv = make();
-        await bind(srv, { port, ...(host !== undefined ? { host } : {}) });
+        await listenOn(srv, { port, ...(host !== undefined ? { host } : {}) }, 'pcp_listen_addresses/pcp_port');
         const addr = srv.address();
         if (typeof addr === 'object' && addr !== null) port = addr.port;
       }
       if (opts.socketDir !== undefined && opts.socketDir !== '') {
-        socketPath = path.join(opts.socketDir, `.s.PGSQL.${port}`);
-        try { fs.unlinkSync(socketPath); } catch { /* not there */ }
-        await bind(make(), { path: socketPath });
+        const file = path.join(opts.socketDir, `.s.PGSQL.${port}`);
+        if (!fs.existsSync(opts.socketDir)) throw new ListenError(file, port, 'pcp_socket_dir', `directory ${opts.socketDir} does not exist`, 'ENOENT');
+        await removeStaleSocket(file, port, 'pcp_socket_dir');
+        await listenOn(make(), { path: file }, 'pcp_socket_dir');
+        socketPath = file;
       }
       return port;
     },

@@ -95,7 +95,8 @@ export async function startDedicatedPorts(ctx: FrontendContext, log: Logger, lim
       if (!admitConnection(limiter, socket)) return;
       new RelaySession(socket, ctx, h);
     };
-    const list = await listenAll(bindHosts(addresses === '' ? cfg.listen_addresses : addresses), port, socketDirs, onSocket);
+    const keys = { tcp: `${addresses === '' ? 'listen_addresses' : `${kind}_listen_addresses`}/${kind}_port`, unix: `unix_socket_directories (${kind}_port)` };
+    const list = await listenAll(bindHosts(addresses === '' ? cfg.listen_addresses : addresses), port, socketDirs, onSocket, keys);
     servers.push(...list);
     const a = list.map((s) => s.address()).find((x): x is net.AddressInfo => typeof x === 'object' && x !== null);
     const bound = a?.port ?? port;

@@ -19,7 +19,7 @@ import type * as net from 'node:net';
 import { connect as netConnect } from 'node:net';
 import { encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeReadyForQuery } from '../protocol/backend';
 import { BackendCode, FrontendCode, Limits } from '../protocol/codes';
-import { decodeStartupPacket, encodeCancelRequest, replicationMode } from '../protocol/startup';
+import { decodeStartupPacket, encodeCancelRequest, isProtocolOption, negotiateProtocol, replicationMode } from '../protocol/startup';
 import { startupPacketLength } from '../protocol/framer';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors, toClientError } from '../errors/client-errors';
@@ -228,6 +228,9 @@ export class RelaySession implements RegisteredSession {
       this.fatal(clientErrors.unsupportedProtocol(protocol.major, protocol.minor));
       return;
     }
+    // Protocol 3.2 / `_pq_.` options: answered as a 3.0 PostgreSQL does (frontend/handshake.ts).
+    const negotiation = negotiateProtocol({ protocol, params });
+    if (negotiation !== null) this.socket.write(negotiation);
     this.user = params.user ?? '';
     this.database = params.database || this.user;
     this.applicationName = params.application_name ?? '';
@@ -271,7 +274,7 @@ export class RelaySession implements RegisteredSession {
       nextFrame: () => this.nextFrame(),
     };
     const extra: Record<string, string> = {};
-    for (const [k, v] of Object.entries(params)) if (k !== 'user' && k !== 'database') extra[k] = v;
+    for (const [k, v] of Object.entries(params)) if (k !== 'user' && k !== 'database' && !isProtocolOption(k)) extra[k] = v;
     const linkOpts = (authenticator: BackendAuthenticator) => ({
       nodeId: target, host: node.host, port: node.port, user: this.user, database: this.database, params: extra,
       connectTimeoutMs: ctx.config.connect_timeout, authenticator,

@@ -10,7 +10,7 @@
  * @see https://www.postgresql.org/docs/current/protocol-message-formats.html
  */
 
-import { AuthCode, BackendCode, TxStatus } from './codes';
+import { AuthCode, BackendCode, Limits, TxStatus } from './codes';
 import { ErrorFieldCode, ErrorFieldNameByByte, ErrorFieldOrder, type ErrorFieldsInput, type PgErrorFields } from './error-fields';
 import { ProtocolDecodeError, frameReader } from './reader';
 import { AuthOkFrame, BufferWriter, EmptyQueryResponseFrame, ReadyForQueryFrames } from './writer';
@@ -118,18 +118,33 @@ export function decodeParameterStatus(buf: Buffer, start: number, end: number): 
   return { name, value };
 }
 
-/** Encode BackendKeyData ('K') with a protocol 3.0 32-bit secret. @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-BACKENDKEYDATA */
-export function encodeBackendKeyData(pid: number, secret: number): Buffer {
-  return w.int32(pid).int32(secret).frame(BackendCode.BackendKeyData);
+/**
+ * Encode BackendKeyData ('K'): a 32-bit secret (protocol 3.0) or a cancel key's bytes (4 to 256,
+ * protocol 3.2). @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-BACKENDKEYDATA
+ */
+export function encodeBackendKeyData(pid: number, secret: number | Uint8Array): Buffer {
+  w.int32(pid);
+  if (typeof secret === 'number') w.int32(secret);
+  else {
+    if (secret.length < 4 || secret.length > Limits.MaxCancelKey) throw new RangeError(`cancel key of ${secret.length} byte(s), must be 4 to ${Limits.MaxCancelKey}`);
+    w.bytes(secret);
+  }
+  return w.frame(BackendCode.BackendKeyData);
 }
 
-/** Decode BackendKeyData ('K'); pid and secret as unsigned 32-bit numbers (protocol 3.0 key length only). @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-BACKENDKEYDATA */
-export function decodeBackendKeyData(buf: Buffer, start: number, end: number): { pid: number; secret: number } {
+/**
+ * Decode BackendKeyData ('K'): pid, the cancel key as sent (`key`: 4 bytes in protocol 3.0, up to
+ * 256 in 3.2) and, for a 4-byte key, `secret` as an unsigned 32-bit number (-1 otherwise).
+ * @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-BACKENDKEYDATA
+ */
+export function decodeBackendKeyData(buf: Buffer, start: number, end: number): { pid: number; secret: number; key: Buffer } {
   const r = frameReader(buf, start, end, BackendCode.BackendKeyData, 'BackendKeyData');
   const pid = r.uint32();
-  const secret = r.uint32();
-  r.expectEnd('BackendKeyData (only 4-byte secrets, protocol 3.0, are supported)');
-  return { pid, secret };
+  const n = r.remaining;
+  if (n < 4 || n > Limits.MaxCancelKey) throw new ProtocolDecodeError(`BackendKeyData: cancel key of ${n} byte(s), must be 4 to ${Limits.MaxCancelKey}`);
+  const key = Buffer.from(r.bytes(n));
+  r.expectEnd('BackendKeyData');
+  return { pid, secret: n === 4 ? key.readUInt32BE(0) : -1, key };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -96,6 +96,8 @@ export const StartupCode = {
  */
 export const Limits = {
   MaxStartupPacket: 10000,
+  /** Longest cancel key (BackendKeyData / CancelRequest) of protocol 3.2 (PostgreSQL 18): 256 bytes; 3.0's is 4. */
+  MaxCancelKey: 256,
   MaxMessage: 0x3fffffff,
   /**
    * Largest message accepted before a client is authenticated (password, SASL messages): like

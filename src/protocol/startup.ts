@@ -12,6 +12,7 @@
 import { Limits, StartupCode } from './codes';
 import { ProtocolDecodeError, findNul } from './reader';
 import { BufferWriter } from './writer';
+import { encodeNegotiateProtocolVersion } from './backend';
 
 const w = new BufferWriter(512);
 
@@ -26,7 +27,11 @@ export type StartupPacket =
   | { readonly type: 'Startup'; readonly protocol: ProtocolVersion; readonly params: Record<string, string> }
   | { readonly type: 'SSLRequest' }
   | { readonly type: 'GSSENCRequest' }
-  | { readonly type: 'CancelRequest'; readonly pid: number; readonly secret: number }
+  /**
+   * `key` is the cancel key as sent: 4 bytes in protocol 3.0, 4 to 256 in 3.2 (PostgreSQL 18);
+   * `secret` is a 4-byte key as a number (what pgmaitre issues), -1 for any other length.
+   */
+  | { readonly type: 'CancelRequest'; readonly pid: number; readonly secret: number; readonly key: Buffer }
   | { readonly type: 'Unknown'; readonly code: number };
 
 /**
@@ -49,9 +54,14 @@ export function decodeStartupPacket(buf: Buffer, start: number, end: number): St
     case StartupCode.GSSENCRequest:
       if (len !== 8) throw new ProtocolDecodeError('GSSENCRequest: length must be 8');
       return { type: 'GSSENCRequest' };
-    case StartupCode.CancelRequest:
-      if (len !== 16) throw new ProtocolDecodeError('CancelRequest: length must be 16');
-      return { type: 'CancelRequest', pid: buf.readUInt32BE(start + 8), secret: buf.readUInt32BE(start + 12) };
+    case StartupCode.CancelRequest: {
+      const keyLen = len - 12;
+      if (keyLen < 4 || keyLen > Limits.MaxCancelKey) {
+        throw new ProtocolDecodeError(`CancelRequest: cancel key of ${keyLen} byte(s), must be 4 to ${Limits.MaxCancelKey}`);
+      }
+      const key = Buffer.from(buf.subarray(start + 12, end));
+      return { type: 'CancelRequest', pid: buf.readUInt32BE(start + 8), secret: keyLen === 4 ? key.readUInt32BE(0) : -1, key };
+    }
   }
 
   const major = code >>> 16;
@@ -93,9 +103,18 @@ export function encodeStartupMessage(params: Readonly<Record<string, string>>, p
   return w.startupFrame();
 }
 
-/** Encode a CancelRequest for a backend (pid, 32-bit secret). @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-CANCELREQUEST */
-export function encodeCancelRequest(pid: number, secret: number): Buffer {
-  return w.int32(StartupCode.CancelRequest).int32(pid).int32(secret).startupFrame();
+/**
+ * Encode a CancelRequest for a backend: pid and its cancel key, a 32-bit secret (protocol 3.0)
+ * or the key's bytes (4 to 256, protocol 3.2). @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-CANCELREQUEST
+ */
+export function encodeCancelRequest(pid: number, secret: number | Uint8Array): Buffer {
+  w.int32(StartupCode.CancelRequest).int32(pid);
+  if (typeof secret === 'number') w.int32(secret);
+  else {
+    if (secret.length < 4 || secret.length > Limits.MaxCancelKey) throw new RangeError(`cancel key of ${secret.length} byte(s), must be 4 to ${Limits.MaxCancelKey}`);
+    w.bytes(secret);
+  }
+  return w.startupFrame();
 }
 
 /** Encode an SSLRequest. @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-SSLREQUEST */
@@ -134,4 +153,25 @@ function parseServerBool(value: string): boolean | null {
   if (prefixOf('true') || prefixOf('yes') || v === 'on' || v === '1') return true;
   if (prefixOf('false') || prefixOf('no') || prefixOf('off', 2) || v === '0') return false;
   return null;
+}
+
+/** A `_pq_.` startup parameter: a protocol option, not a setting (negotiated away, never sent on). */
+export function isProtocolOption(name: string): boolean {
+  return name.startsWith('_pq_.');
+}
+
+/** Protocol version 3.0 as NegotiateProtocolVersion carries it (major << 16 | minor). */
+const PROTOCOL_3_0 = 3 << 16;
+
+/**
+ * A 3.0 PostgreSQL's answer to a StartupMessage asking for a newer minor version (3.2: PostgreSQL
+ * 18's libpq) or protocol options: NegotiateProtocolVersion with the newest minor version it
+ * speaks (3.0) and the options it does not know (every `_pq_.` one, in the order sent), sent
+ * before authentication; null when there is nothing to negotiate.
+ * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
+ */
+export function negotiateProtocol(startup: { readonly protocol: ProtocolVersion; readonly params: Readonly<Record<string, string>> }): Buffer | null {
+  const options = Object.keys(startup.params).filter(isProtocolOption);
+  if (startup.protocol.minor === 0 && options.length === 0) return null;
+  return encodeNegotiateProtocolVersion(PROTOCOL_3_0, options);
 }

@@ -59,6 +59,7 @@ export type ActionRequest =
   | { readonly action: 'promote'; readonly node: number; readonly opts?: { switchover?: boolean } }
   | { readonly action: 'recover'; readonly node: number }
   | { readonly action: 'reload' }
+  | { readonly action: 'log-rotate' }
   | { readonly action: 'stop'; readonly mode: 'smart' | 'fast' | 'immediate' };
 
 /** Supervisor → worker. */
@@ -69,6 +70,7 @@ export type ToWorker =
   | { readonly t: 'instance'; readonly id: number; readonly snapshot: InstanceSnapshot }
   | { readonly t: 'action-done'; readonly id: number; readonly ok: boolean; readonly message: string }
   | { readonly t: 'reload' }
+  | { readonly t: 'log-rotate' }
   | { readonly t: 'stop' };
 
 /** Worker → supervisor. */

@@ -112,6 +112,7 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
       case 'promote': return a.promoteNode(r.node, r.opts);
       case 'recover': return a.recoverNode !== undefined ? a.recoverNode(r.node) : Promise.reject(new Error('online recovery is not available'));
       case 'reload': return a.reloadConfig();
+      case 'log-rotate': return a.logRotate();
       case 'stop': return a.stop(r.mode);
       default: return Promise.reject(new Error('unknown action'));
     }
@@ -219,6 +220,12 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
           reloadWorkers();
           return r;
         },
+        // pcp_log_rotate: every process reopens its own log file.
+        logRotate: async () => {
+          const r = await local.logRotate();
+          broadcast({ t: 'log-rotate' });
+          return r;
+        },
         stop: async (mode) => {
           log.warn({ event: 'stop_requested', mode }, `stop requested (${mode})`);
           setImmediate(() => { void stopAll(); });
@@ -254,6 +261,10 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
 
   return {
     ctx: app.ctx, ports: [loaded.config.port], dedicated: null, health: app.health, admin: app.admin, recovery: app.recovery,
+    rotateLog: () => {
+      broadcast({ t: 'log-rotate' });
+      return app.rotateLog();
+    },
     stop: () => {
       clearInterval(measured);
       return stopAll();

@@ -51,6 +51,7 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
     promoteNode: (node, opts) => act({ action: 'promote', node, ...(opts !== undefined ? { opts } : {}) }),
     recoverNode: (node) => act({ action: 'recover', node }),
     reloadConfig: () => act({ action: 'reload' }),
+    logRotate: () => act({ action: 'log-rotate' }),
     stop: (mode) => act({ action: 'stop', mode }),
   };
 
@@ -87,6 +88,9 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
         return;
       case 'reload':
         a.reload().catch((e: unknown) => log.error({ event: 'reload_failed' }, `configuration reload failed, keeping the running configuration: ${(e as Error)?.message ?? e}`));
+        return;
+      case 'log-rotate':
+        a.rotateLog();
         return;
       case 'stop':
         a.stop().then(() => process.exit(0), () => process.exit(1));

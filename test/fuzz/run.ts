@@ -5,7 +5,7 @@
  * creates a throw-away cluster, starts pgmaitre in this process, fuzzes it beside a well-behaved
  * client, and exits non-zero on an uncaught exception, a failed query, or a leaked slot/connection.
  *
- * `npm run fuzz -- --mode txpool --seconds 600 [--seed N] [--clients 8] [--exclude a,b] [--shrink [--shrink-match REGEX]] [--self-check]`:
+ * `npm run fuzz -- --mode txpool --seconds 600 [--seed N] [--clients 8] [--exclude a,b] [--shrink [--shrink-match REGEX]] [--self-check] [--timeout S]`:
  * the differential transaction-pooling fuzzer (test/fuzz/txpool/) over seeds N, N+1, ... (a
  * random N by default); every failing round is printed with its seed, and with --shrink the first
  * one is also shrunk to a minimal scenario (up to --shrink-seconds, default 300) that still fails
@@ -89,7 +89,7 @@ async function txpool(): Promise<void> {
   try {
     const started = Date.now();
     for (let seed = seed0; Date.now() - started < seconds * 1000; seed++) {
-      const r = await runRound({ seed, cluster, ...opts, exclude, selfCheck: process.argv.includes('--self-check') });
+      const r = await runRound({ seed, cluster, ...opts, exclude, selfCheck: process.argv.includes('--self-check'), timeoutMs: arg('timeout', 60) * 1000 });
       rounds++;
       if (!failedRound(r)) { console.log(`fuzz txpool: seed ${seed} ok (${r.steps} steps, pool ${r.poolSize}, ${r.ms} ms)`); continue; }
       failures++;
@@ -97,10 +97,10 @@ async function txpool(): Promise<void> {
       if (process.argv.includes('--shrink') && failures === 1) {
         const mi = process.argv.indexOf('--shrink-match');
         const match = mi >= 0 ? new RegExp(process.argv[mi + 1] ?? '') : null;
-        const small = await shrinkScenario(generateScenario(seed, { ...opts, exclude }), { cluster }, arg('shrink-seconds', 300) * 1000, (m) => console.log(`fuzz txpool: ${m}`), 2,
+        const small = await shrinkScenario(generateScenario(seed, { ...opts, exclude }), { cluster, timeoutMs: arg('timeout', 60) * 1000 }, arg('shrink-seconds', 300) * 1000, (m) => console.log(`fuzz txpool: ${m}`), 2,
           match ? (x) => match.test(formatRound(x, 100)) : undefined);
         console.log(formatScenario(small));
-        const again = await (await import('./txpool/differential')).runScenario(small, { cluster });
+        const again = await (await import('./txpool/differential')).runScenario(small, { cluster, timeoutMs: arg('timeout', 60) * 1000 });
         console.log(formatRound(again, 10));
       }
     }

@@ -48,8 +48,22 @@ export function backendLines(c: Pick<Cluster, 'nodes'>, weights: readonly number
  */
 export function forcedPoolMode(config = ''): string {
   const mode = process.env['PGMAITRE_TEST_POOL_MODE'];
-  if (mode === undefined || mode === '' || /^\s*pool_mode\s*=/m.test(config)) return '';
-  return `pool_mode = ${mode}\ndefault_pool_size = ${process.env['PGMAITRE_TEST_POOL_SIZE'] ?? 3}\n`;
+  const cache = forcedQueryCache(config);
+  if (mode === undefined || mode === '' || /^\s*pool_mode\s*=/m.test(config)) return cache;
+  return `pool_mode = ${mode}\ndefault_pool_size = ${process.env['PGMAITRE_TEST_POOL_SIZE'] ?? 3}\n${cache}`;
+}
+
+/**
+ * PGMAITRE_TEST_QUERY_CACHE=shmem (or memcached:PORT) runs every in-process pgmaitre of a test
+ * file with the query cache on, unless its config sets memory_cache_enabled itself: the client
+ * suites run this way too (scripts/run-tests.js).
+ */
+export function forcedQueryCache(config = ''): string {
+  const v = process.env['PGMAITRE_TEST_QUERY_CACHE'];
+  if (v === undefined || v === '' || /^\s*memory_cache_enabled\s*=/m.test(config)) return '';
+  const [method, port] = v.split(':');
+  const side = /^\s*sr_check_user\s*=/m.test(config) ? '' : "sr_check_user = 'postgres'\n";
+  return `memory_cache_enabled = on\nmemqcache_method = '${method}'\n${port ? `memqcache_memcached_host = '127.0.0.1'\nmemqcache_memcached_port = ${port}\n` : ''}${side}`;
 }
 
 /** The pool_mode PGMAITRE_TEST_POOL_MODE forces on this run ('session' when none). */

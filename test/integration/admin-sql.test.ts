@@ -21,7 +21,8 @@ const NODES_COLUMNS = ['node_id', 'hostname', 'port', 'status', 'pg_status', 'lb
 const PROCESSES_COLUMNS = ['pool_pid', 'start_time', 'client_connection_count', 'database', 'username', 'backend_connection_time', 'pool_counter', 'status'];
 const POOLS_COLUMNS = ['pool_pid', 'start_time', 'client_connection_count', 'pool_id', 'backend_id', 'database', 'username',
   'backend_connection_time', 'client_connection_time', 'client_disconnection_time', 'client_idle_duration', 'majorversion',
-  'minorversion', 'pool_counter', 'pool_backendpid', 'pool_connected', 'status', 'load_balance_node'];
+  'minorversion', 'pool_counter', 'pool_backendpid', 'pool_connected', 'status', 'load_balance_node',
+  'client_host', 'client_port', 'statement'];
 const HC_COLUMNS = ['node_id', 'hostname', 'port', 'status', 'role', 'last_status_change', 'total_count', 'success_count', 'fail_count',
   'skip_count', 'retry_count', 'average_retry_count', 'max_retry_count', 'max_duration', 'min_duration', 'average_duration',
   'last_health_check', 'last_successful_health_check', 'last_skip_health_check', 'last_failed_health_check'];
@@ -173,7 +174,10 @@ max_pool = ${MAX_POOL}
     await alice.connect();
     try {
       await alice.query('SELECT 1');
+      // The last statement on her connection: an extended-protocol one (node-postgres's Parse).
+      await alice.query('SELECT $1::int AS alice_last', [7]);
       const pid = String((alice as unknown as { processID: number }).processID);
+      const alicePort = String((alice as unknown as { connection: { stream: { localPort: number } } }).connection.stream.localPort);
       const procs = await psql('SHOW POOL_PROCESSES');
       assert.deepEqual(procs.columns, PROCESSES_COLUMNS);
       assert.equal(procs.rows.length, NUM_INIT_CHILDREN, 'one row per client slot');
@@ -208,6 +212,11 @@ max_pool = ${MAX_POOL}
       assert.equal(lb[0]!['pool_connected'], '1');
       assert.match(lb[0]!['pool_backendpid']!, /^[1-9]\d*$/);
       assert.equal(lb[0]!['majorversion'], '3');
+      // pgpool 4.7's columns: who the client is, and the last statement on that backend connection.
+      assert.equal(lb[0]!['client_host'], '127.0.0.1');
+      assert.equal(lb[0]!['client_port'], alicePort);
+      assert.equal(lb[0]!['statement'], 'SELECT $1::int AS alice_last');
+      for (const r of alicePools.filter((x) => x['pool_connected'] !== '1')) assert.equal(r['statement'], '');
       const realPid = await fx.cluster.psql(fx.cluster.nodes[Number(lb[0]!['backend_id'])]!.id,
         "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE usename = 'alice' AND datname = 'appdb'");
       assert.ok(realPid.trim().split(',').includes(lb[0]!['pool_backendpid']!), `pool_backendpid ${lb[0]!['pool_backendpid']} is alice's backend (${realPid.trim()})`);
@@ -222,7 +231,7 @@ max_pool = ${MAX_POOL}
     const v = await psql('SHOW POOL_VERSION');
     assert.deepEqual(v.columns, ['pool_version']);
     assert.equal(v.rows.length, 1);
-    assert.match(v.rows[0]!['pool_version']!, /^4\.6\.\d+ \(pgmaitre\)$/);
+    assert.match(v.rows[0]!['pool_version']!, /^4\.7\.\d+ \(pgmaitre\)$/, 'pgpool_compatibility defaults to 4.7');
 
     const s = await psql('SHOW POOL_STATUS');
     assert.deepEqual(s.columns, ['item', 'value', 'description']);

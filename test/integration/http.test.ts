@@ -58,6 +58,8 @@ describe('HTTP status, health and metrics endpoints', () => {
     assert.equal(s.sessions.length, 1);
     assert.equal(s.actionsEnabled, false);
     assert.equal(s.classifier.hitRatio, 0.9);
+    // The status page shows the pgpool-II version of pgpool_compatibility (default 4.7).
+    assert.equal((s as unknown as { version: string }).version, '4.7.0');
   });
 
   test('/metrics parses strictly and carries the per-node series', async () => {

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { createPcpServer, type PcpServer } from '../../src/pcp/server';
 import { pcpHash } from '../../src/config/pcp-conf';
 import { pgTimestamp } from '../../src/admin/format';
+import { PcpClient } from '../../src/pcp/client';
 import { addSession, makeContext, type TestContext } from '../fixtures/admin/context';
 
 const BIN = ['/usr/sbin', '/usr/bin', '/usr/local/bin'].find((d) => fs.existsSync(path.join(d, 'pcp_node_count')));
@@ -100,6 +101,44 @@ describe('real pcp_* tools against the PCP server', { skip: BIN === undefined ? 
     ]);
     const v = await run('pcp_proc_info', [...tcp(), '-P', '31337', '-v'], env);
     assert.match(v.stdout, /^Backend PID\s+: 1001$/m);
+  });
+
+  test("pcp_proc_info: the answer carries 4.7's 21 fields; the 4.3 tool reads its 17 and ignores the rest", async () => {
+    // libpcp copies exactly as many fields as its own POOL_REPORT_POOLS has (17 in 4.3, 18 in
+    // 4.6, 21 in 4.7) and never looks past them, so trailing fields are safe for older tools
+    // while a 4.7 tool finds client_host, client_port and statement where it expects them.
+    const s = t.sessions[0]!;
+    (s.backends[1] as { statement?: string }).statement = `SELECT '${'x'.repeat(3000)}' AS "a b"`;
+    const c = await PcpClient.connect({ host: '127.0.0.1', port, user: 'admin', password: 's3cret' });
+    try {
+      const rows = (await c.request('P', Buffer.from('31337\0'), 'p')).filter((x) => x[0] === 'ProcessInfo');
+      assert.equal(rows.length, 6);
+      for (const r of rows) assert.equal(r.length, 1 + 21);
+      assert.deepEqual(rows[1]!.slice(19, 21), ['127.0.0.1', '50000']);
+      assert.equal(Buffer.byteLength(rows[1]![21]!), 1023);
+      assert.equal(rows[0]![21], '');
+    } finally {
+      c.close();
+    }
+    const i = await run('pcp_proc_info', [...tcp(), '-P', '31337'], env);
+    assert.equal(i.code, 0, i.stderr);
+    assert.deepEqual(i.stdout.trim().split('\n'), [
+      'app alice 2024-01-02 03:05:00 1 3 0 2024-01-02 03:05:01 2024-01-02 03:05:00 0  3 1000 1 31337 0 Idle',
+      'app alice 2024-01-02 03:05:00 1 3 0 2024-01-02 03:05:02 2024-01-02 03:05:00 0  2 1001 1 31337 1 Idle',
+    ]);
+  });
+
+  test("pcp_log_rotate's request ('V' + scope) is answered CommandComplete and rotates the log", async () => {
+    // Debian's 4.3.5 tools predate pcp_log_rotate (4.4): send its packet as libpcp 4.7 does.
+    t.calls.length = 0;
+    const c = await PcpClient.connect({ host: '127.0.0.1', port, user: 'admin', password: 's3cret' });
+    try {
+      const r = await c.request('V', Buffer.from('l'), 'v');
+      assert.deepEqual(r, [['CommandComplete']]);
+    } finally {
+      c.close();
+    }
+    assert.deepEqual(t.calls, ['log_rotate']);
   });
 
   test('pcp_pool_status redacts secrets', async () => {

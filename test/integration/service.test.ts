@@ -41,6 +41,20 @@ function localise(cmd: string, confPath: string): string[] {
   return cmd.replace('/usr/bin/node', process.execPath).replace('/opt/pgmaitre', REPO_ROOT).replace('/etc/pgmaitre/pgpool.conf', confPath).split(/\s+/);
 }
 
+/**
+ * The lines of systemd-analyze's output that concern `unitPath`: lines naming another unit
+ * file ("/lib/systemd/system/pgpool2.service:12: ...") are about units installed on this
+ * machine, not ours; lines naming no file are kept (they may be about the verified unit).
+ */
+function warningsAbout(stderr: string, unitPath: string): string[] {
+  const base = path.basename(unitPath);
+  return stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '').filter((l) => {
+    const m = /^(\S+?\.(?:service|socket|target|timer|mount|automount|path|slice|scope|device|swap))(?::\d+)?:/.exec(l);
+    if (m === null) return true;
+    return m[1] === unitPath || path.basename(m[1]!) === base;
+  });
+}
+
 const unit = unitSettings(fs.readFileSync(UNIT, 'utf8'));
 
 describe('systemd unit', () => {
@@ -61,13 +75,26 @@ describe('systemd unit', () => {
       // ExecStart must name an executable that exists here: this machine's node and checkout.
       const text = fs.readFileSync(UNIT, 'utf8').replace('/usr/bin/node', process.execPath).replace(/\/opt\/pgmaitre/g, REPO_ROOT);
       fs.writeFileSync(path.join(dir, 'pgmaitre.service'), text);
-      const r = await exec(SYSTEMD_ANALYZE!, ['verify', path.join(dir, 'pgmaitre.service')]);
+      // A DBA's machine has other units enabled in multi-user.target (pgpool2.service, whose
+      // StandardOutput=syslog systemd-analyze calls obsolete): verify loads them too, because the
+      // unit is WantedBy=multi-user.target. Reproduce that with an extra unit directory holding
+      // such a unit enabled, and judge only what systemd-analyze says about pgmaitre's unit.
+      const extra = path.join(dir, 'units');
+      fs.mkdirSync(path.join(extra, 'multi-user.target.wants'), { recursive: true });
+      fs.writeFileSync(path.join(extra, 'other-legacy.service'),
+        '[Unit]\nDescription=legacy\n[Service]\nExecStart=/bin/true\nStandardOutput=syslog\n[Install]\nWantedBy=multi-user.target\n');
+      fs.symlinkSync(path.join(extra, 'other-legacy.service'), path.join(extra, 'multi-user.target.wants', 'other-legacy.service'));
+      const env = { ...process.env, SYSTEMD_UNIT_PATH: `${extra}:` };
+      const unitPath = path.join(dir, 'pgmaitre.service');
+      const r = await exec(SYSTEMD_ANALYZE!, ['verify', unitPath], { env });
       assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.equal(r.stderr.trim(), '', 'no warning from systemd-analyze');
+      assert.match(r.stderr, /other-legacy\.service/, 'the other unit is loaded, so the filter below is exercised');
+      assert.deepEqual(warningsAbout(r.stderr, unitPath), [], 'no warning from systemd-analyze about pgmaitre.service');
       // The same verification does complain about a broken unit (so silence above means something).
-      fs.writeFileSync(path.join(dir, 'broken.service'), text.replace('KillSignal=SIGTERM', 'KillSignal=SIGTREM'));
-      const bad = await exec(SYSTEMD_ANALYZE!, ['verify', path.join(dir, 'broken.service')]);
-      assert.match(bad.stderr, /Failed to parse signal name/);
+      const broken = path.join(dir, 'broken.service');
+      fs.writeFileSync(broken, text.replace('KillSignal=SIGTERM', 'KillSignal=SIGTREM'));
+      const bad = await exec(SYSTEMD_ANALYZE!, ['verify', broken], { env });
+      assert.ok(warningsAbout(bad.stderr, broken).some((l) => /Failed to parse signal name/.test(l)), bad.stderr);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -9,22 +9,53 @@
  * Replay one seed: `FUZZ_SEED=1234 npm test -- dist/test/integration/txpool-fuzz.test.js`.
  * Longer runs with fresh seeds: `npm run fuzz -- --mode txpool --seconds 600`.
  *
- * KNOWN_FAILING names step classes left out of this run because they still fail on the current
- * code; each entry cites its finding in /work/fuzz-findings.md (FUZZ_EXCLUDE adds more;
- * FUZZ_EXCLUDE=none runs every class).
+ * KNOWN_FAILING names step classes (or grammar features) left out of this run, and
+ * KNOWN_DIVERGENCES divergences tolerated in it, because they still fail on the current code; each
+ * entry cites its finding in /work/fuzz-findings.md. FUZZ_EXCLUDE adds classes; FUZZ_EXCLUDE=none
+ * runs every class and tolerates nothing.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTestCluster } from '../harness/cluster';
-import { formatRound, parseClasses, runRound, type RoundResult } from '../fuzz/txpool/differential';
+import { failedRound, formatRound, knownAs, parseClasses, runRound, type KnownDivergence, type RoundResult } from '../fuzz/txpool/differential';
 
-/** Step classes excluded from the npm-test run, each with the finding it waits for. */
+/** Step classes (and grammar features) excluded from the npm-test run, each with the finding it waits for. */
 const KNOWN_FAILING: Record<string, string> = {};
+
+/**
+ * Divergences tolerated in the npm-test run (first differing message each side), each with its
+ * finding in /work/fuzz-findings.md; a client's later answers are not compared after one. Remove an
+ * entry once its finding is fixed (FUZZ_EXCLUDE=none shows what is left).
+ */
+const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
+  // F13/F18: a Parse of a name that still exists (parsed earlier in the same pipeline, or whose
+  // Close the server skipped after an error) is accepted instead of 42P05
+  { finding: 'F13/F18', expected: /^E ERROR 42P05 /, got: /./ },
+  // F15/F17: a Parse refused 42P05 although the server skipped the earlier definition
+  { finding: 'F17', expected: /^1$/, got: /^E ERROR 42P05 / },
+  // F9/F19: the unnamed statement after a failed Parse '' or a simple Query: pgmaitre still has one
+  { finding: 'F9/F19', expected: /^E ERROR 26000 unnamed prepared statement does not exist$/, got: /./ },
+  // F10: an error answered by pgmaitre inside a transaction leaves it open (Z T, not Z E)
+  { finding: 'F10', expected: /^Z E$/, got: /^Z T$/ },
+  // F21: a Parse inside an aborted transaction answered with a local ParseComplete
+  { finding: 'F21', expected: /^E ERROR 25P02 /, got: /^1$/ },
+  // F14/F15: a statement the server has is unknown to pgmaitre (or the other way round)
+  { finding: 'F14', expected: /^(1|2|3|n|t [0-9a-f]*|T .*|D .*|C .*)$/, got: /^E ERROR 26000 (unnamed )?prepared statement/ },
+  { finding: 'F15', expected: /^E ERROR 26000 prepared statement /, got: /^(2|t [0-9a-f]*|E ERROR (42P01|08P01|25P02|42P03) .*)$/ },
+  // F20: a Sync never answered after a duplicate Parse sent in skip mode (costs the answer
+  // timeout, and other clients waiting for that connection may time out too)
+  { finding: 'F20-hang', expected: /./, got: /^!! raw client: timed out/ },
+  // F22: a Parse of a name whose earlier Parse failed re-sends the failed one (42P01 where direct did not fail)
+  { finding: 'F22', expected: /^(?!E ERROR 42P01 relation "fz_missing_table")/, got: /^E ERROR 42P01 relation "fz_missing_table" does not exist$/ },
+  // F16: DISCARD ALL's ParameterStatus application_name not passed on
+  { finding: 'F16', expected: /^S application_name=/, got: /./ },
+];
 
 const fixed = process.env['FUZZ_SEED'];
 const baseSeed = Number(process.env['FUZZ_BASE_SEED'] ?? 20261207);
 const seconds = Number(process.env['FUZZ_SECONDS'] ?? 40);
-const exclude = process.env['FUZZ_EXCLUDE'] === 'none'
+const strict = process.env['FUZZ_EXCLUDE'] === 'none';
+const exclude = strict
   ? new Set<string>()
   : new Set([...Object.keys(KNOWN_FAILING), ...parseClasses(process.env['FUZZ_EXCLUDE'])]);
 
@@ -35,16 +66,21 @@ test(`transaction pooling: each client's answers through pgmaitre equal its own 
     const started = Date.now();
     let rounds = 0;
     let steps = 0;
+    const tolerated = new Map<string, number>();
     for (let seed = fixed !== undefined ? Number(fixed) : baseSeed; ; seed++) {
       t.diagnostic(`txpool fuzz: seed ${seed} (replay: FUZZ_SEED=${seed})`);
-      const r = await runRound({ seed, cluster: fx, clients: 8, generations: 3, steps: 10, exclude });
+      const r = await runRound({ seed, cluster: fx, clients: 8, generations: 3, steps: 10, exclude, timeoutMs: 20_000 });
       rounds++;
       steps += r.steps;
-      if (r.divergences.length > 0 || r.problems.length > 0) failed.push(r);
+      for (const d of r.divergences) {
+        const k = knownAs(d, KNOWN_DIVERGENCES);
+        if (k) tolerated.set(k.finding, (tolerated.get(k.finding) ?? 0) + 1);
+      }
+      if (failedRound(r, strict ? [] : KNOWN_DIVERGENCES)) failed.push(r);
       if (fixed !== undefined || Date.now() - started > seconds * 1000) break;
     }
-    t.diagnostic(`txpool fuzz: ${rounds} round(s), ${steps} steps in ${Math.round((Date.now() - started) / 1000)} s; excluded classes: ${[...exclude].join(', ') || 'none'}`);
-    assert.equal(failed.length, 0, `\n${failed.map((r) => formatRound(r)).join('\n\n')}`);
+    t.diagnostic(`txpool fuzz: ${rounds} round(s), ${steps} steps in ${Math.round((Date.now() - started) / 1000)} s; excluded classes: ${[...exclude].join(', ') || 'none'}; known divergences seen: ${[...tolerated].map(([f, n]) => `${f} ×${n}`).join(', ') || 'none'}`);
+    assert.equal(failed.length, 0, `\n${failed.map((r) => formatRound(r, 5, strict ? [] : KNOWN_DIVERGENCES)).join('\n\n')}`);
   } finally {
     await fx.destroy();
   }

@@ -10,9 +10,22 @@ import assert from 'node:assert/strict';
 import { withCluster } from '../harness/cluster';
 import { startInProcess, eventually, type InProcess } from '../harness/in-process';
 import { RawClient } from '../harness/raw-client';
-import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
+import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
 import { fuzzConfig } from '../fuzz/txpool/differential';
 import { normalise } from '../fuzz/txpool/runner';
+
+/**
+ * Findings still open when wt-fuzz stopped (its deadline, 04:00 UTC): their repros run as `todo`
+ * (reported, not failing `npm test`) until the fix lands; then remove the entry.
+ */
+const OPEN_FINDINGS: Record<string, string> = {
+  F10: 'F10 open: an error pgmaitre answers inside a transaction leaves it open (/work/fuzz-findings.md)',
+  F19: 'F19 open: the unnamed statement survives a simple Query (/work/fuzz-findings.md)',
+  F21: 'F21 open: a Parse in an aborted transaction answered with a local ParseComplete (/work/fuzz-findings.md)',
+  F22: 'F22 open: a failed Parse is re-sent for a later Parse of that name (/work/fuzz-findings.md)',
+  F20: 'F20 open: a Sync after a duplicate Parse in skip mode is never answered (/work/fuzz-findings.md)',
+};
+const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
 
 describe('transaction pooling repros (two clients, one shared connection)', { timeout: 300_000 }, () => {
   const fx = withCluster({ standbys: 0 });
@@ -25,7 +38,10 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
   });
   afterEach(async () => { await px?.stop(); });
 
-  const open = (): Promise<RawClient> => RawClient.connect(px.port, params);
+  // FUZZ_REPROS_DIRECT=1 plays every repro on direct connections: the expectations are then checked
+  // against PostgreSQL itself (what a private connection answers)
+  const direct = process.env['FUZZ_REPROS_DIRECT'] === '1';
+  const open = (): Promise<RawClient> => RawClient.connect(direct ? fx.cluster.primary.port : px.port, params);
   /** Sends frames and returns the normalised answers up to the next ReadyForQuery. */
   async function ask(c: RawClient, ...frames: Buffer[]): Promise<string[]> {
     c.send(...frames);
@@ -41,6 +57,7 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
   }
   async function closeAndWait(c: RawClient): Promise<void> {
     c.close();
+    if (direct) { await new Promise((r) => setTimeout(r, 300)); return; }
     await eventually(() => [...px.app.ctx.pools.values()].every((p) => p.counts().active === 0), 'the lease of the closed client went back');
   }
 
@@ -161,14 +178,14 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     a.close(); b.close();
   });
 
-  test('F1: a named statement cannot be redefined without Close (42P05), as on a private connection', async () => {
+  test('F1: a named statement cannot be redefined without Close (42P05), as on a private connection', todo('F1'), async () => {
     const a = await open();
     assert.deepEqual(await ask(a, encodeParse('dup', 'SELECT 1'), encodeSync()), ['1', 'Z I']);
     assert.deepEqual(await ask(a, encodeParse('dup', 'SELECT 2'), encodeSync()), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
     a.close();
   });
 
-  test('F2: DEALLOCATE in an aborted transaction is refused with 25P02, as on a private connection', async () => {
+  test('F2: DEALLOCATE in an aborted transaction is refused with 25P02, as on a private connection', todo('F2'), async () => {
     const a = await open();
     await sql(a, 'BEGIN');
     await sql(a, 'SELECT 1/0');
@@ -177,11 +194,131 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     a.close();
   });
 
+  test('F9: Bind of the unnamed statement whose Parse failed is 26000, not the failed Parse again', todo('F9'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('', 'SELECT * FROM fz_missing_table'), encodeSync()),
+      ['E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()),
+      ['E ERROR 26000 unnamed prepared statement does not exist', 'Z I']);
+    a.close();
+  });
+
+  test('F10: an error answered by pgmaitre inside a transaction aborts it (ReadyForQuery E), as on a private connection', todo('F10'), async () => {
+    const a = await open();
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, '/* app */ DEALLOCATE fz_nope'), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    assert.deepEqual(await sql(a, 'SELECT 1 AS one'), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    await sql(a, 'ROLLBACK');
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await ask(a, encodeBind('', 'fz_never_parsed'), encodeExecute(''), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    await sql(a, 'ROLLBACK');
+    a.close();
+  });
+
+  test('F11: a Parse skipped after an earlier error in the same pipeline does not define the name', todo('F11'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('bad', 'SELECT * FROM fz_missing_table'), encodeParse('good', 'SELECT 1 AS one'), encodeSync()),
+      ['E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'good'), encodeExecute(''), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    a.close();
+  });
+
+  test('F13: a name parsed twice in one Flush pipeline is refused 42P05, and the next Sync is answered', todo('F13'), async () => {
+    const a = await open();
+    a.send(encodeParse('dup2', 'SELECT 1'), encodeParse('dup2', 'SELECT 2'), encodeFlush());
+    assert.deepEqual([normalise(await a.next(30_000)), normalise(await a.next(30_000))],
+      ['1', 'E ERROR 42P05 prepared statement "<name>" already exists']);
+    assert.deepEqual(await ask(a, encodeParse('dup3', 'SELECT $1::int + 1 AS n'), encodeBind('', 'dup3', ['7']), encodeExecute(''), encodeSync()), ['Z I']);
+    a.close();
+  });
+
+  test('F14: a statement parsed in a pipeline ended by Flush, synced later, is still there after the next lease', todo('F14'), async () => {
+    const a = await open();
+    a.send(encodeClose('S', 'fz14'), encodeParse('fz14', 'SELECT $1::int + 1 AS n'), encodeBind('p1', 'fz14', ['7']), encodeExecute('p1'), encodeClose('P', 'p1'), encodeFlush());
+    const got: string[] = [];
+    for (let i = 0; i < 6; i++) got.push(normalise(await a.next(30_000)));
+    assert.deepEqual(got, ['3', '1', '2', 'D ["8"]', 'C SELECT 1', '3']);
+    assert.deepEqual(await ask(a, encodeSync()), ['Z I']);
+    assert.deepEqual(await sql(a, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'fz14', ['7']), encodeExecute(''), encodeSync()), ['2', 'D ["8"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+
+  test('F17: a Parse skipped after an error of an earlier Flush request defines no name', todo('F17'), async () => {
+    const a = await open();
+    a.send(encodeBind('', 'fz_never_parsed'), encodeFlush());
+    assert.deepEqual(normalise(await a.next(30_000)), 'E ERROR 26000 prepared statement "<name>" does not exist');
+    assert.deepEqual(await ask(a, encodeParse('s17', 'SELECT 1 AS one'), encodeSync()), ['Z I'], 'skipped until Sync');
+    assert.deepEqual(await ask(a, encodeParse('s17', 'SELECT 2 AS two'), encodeBind('', 's17'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["2"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+
+  test('F15: a duplicate Parse skipped after an error does not redefine the statement', todo('F15'), async () => {
+    const a = await open();
+    a.send(encodeParse('s15', 'SELECT 1 AS one'), encodeBind('', 'fz_never_parsed'), encodeParse('s15', 'SELECT 2 AS two'), encodeFlush());
+    assert.deepEqual([normalise(await a.next(30_000)), normalise(await a.next(30_000))], ['1', 'E ERROR 26000 prepared statement "<name>" does not exist']);
+    assert.deepEqual(await ask(a, encodeSync()), ['Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's15'), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+
+  test('F18: a Close skipped after an error does not undefine the statement', todo('F18'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s18', 'SELECT 1 AS one'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'fz_never_parsed'), encodeClose('S', 's18'), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s18', 'SELECT 2 AS two'), encodeSync()), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's18'), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+
+  test('F19: a simple Query drops the unnamed statement, as on a private connection', todo('F19'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('', 'SELECT 19 AS n'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await sql(a, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeDescribe('S', ''), encodeSync()), ['E ERROR 26000 unnamed prepared statement does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()), ['E ERROR 26000 unnamed prepared statement does not exist', 'Z I']);
+    a.close();
+  });
+
+  test('F20: a duplicate Parse sent while the server skips to Sync does not hang that Sync', todo('F20'), async () => {
+    const a = await open();
+    a.send(encodeParse('s20', 'SELECT 1 AS one'), encodeBind('', 'fz_never_parsed'), encodeFlush());
+    assert.deepEqual([normalise(await a.next(30_000)), normalise(await a.next(30_000))], ['1', 'E ERROR 26000 prepared statement "<name>" does not exist']);
+    a.send(encodeParse('s20', 'SELECT 2 AS two'), encodeSync());
+    assert.deepEqual((await a.untilReady(10_000)).map(normalise), ['Z I'], 'skipped until Sync, then ReadyForQuery');
+    a.close();
+  });
+
+  test('F21: a Parse in an aborted transaction is refused 25P02 even when the connection has that statement', todo('F21'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s21a', 'SELECT 21 AS n'), encodeSync()), ['1', 'Z I']);
+    await sql(a, 'BEGIN');
+    await sql(a, 'SELECT 1/0');
+    assert.deepEqual(await ask(a, encodeParse('s21b', 'SELECT 21 AS n'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    await sql(a, 'ROLLBACK');
+    assert.deepEqual(await ask(a, encodeBind('', 's21b'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    a.close();
+  });
+
+  test('F22: a Close skipped after the failed Parse of that name leaves no statement to re-send', todo('F22'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s22', 'SELECT * FROM fz_missing_table'), encodeDescribe('S', 's22'), encodeClose('S', 's22'), encodeSync()),
+      ['E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s22', 'SELECT 22 AS n'), encodeBind('', 's22'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["22"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+
   test('M6: a temp table dropped at commit no longer pins the client', async () => {
     const a = await open();
     await sql(a, 'BEGIN; CREATE TEMP TABLE fz_m6 (x int) ON COMMIT DROP; COMMIT');
     await sql(a, 'SELECT 1');
-    assert.equal(px.app.ctx.poolStats.pinnedNow, 0, 'no client pinned once no temp relation is left');
+    if (!direct) assert.equal(px.app.ctx.poolStats.pinnedNow, 0, 'no client pinned once no temp relation is left');
     a.close();
   });
 });

@@ -45,10 +45,15 @@ export interface Step {
   readonly mode: StepMode;
 }
 
-/** Step classes (the unit of exclusion). */
+/**
+ * Step classes (the unit of exclusion), plus features that are not a class of their own:
+ * 'redefine' = Parse or SQL PREPARE of a name that may still exist (PostgreSQL: 42P05); excluded,
+ * the generator closes or skips such a name first.
+ */
 export const STEP_CLASSES = [
   'simple', 'write', 'tx', 'error', 'extended', 'unnamed', 'flush', 'sql-prepare', 'sql-prepare-comment', 'set', 'set-config',
   'listen', 'advisory', 'temp', 'cursor', 'copy', 'cancel', 'disconnect', 'cancel-disconnect', 'discard', 'probe',
+  'redefine',
 ] as const;
 export type StepClass = (typeof STEP_CLASSES)[number];
 
@@ -111,6 +116,8 @@ const step = (cls: StepClass, msgs: Msg[], mode: StepMode = 'normal'): Step => (
 /** Generates one client's generation, tracking just enough session state to keep it meaningful. */
 class ClientGen {
   private readonly arity = new Map<string, number>();
+  /** SQL PREPAREd names (conservative: only a DEALLOCATE by this generator removes one). */
+  private readonly sqlNames = new Set<string>();
   private unsynced = false;
   private inTx = false;
   constructor(private readonly rng: Rng, private readonly exclude: ReadonlySet<string>) {}
@@ -211,6 +218,9 @@ class ClientGen {
       const name = r.pick(STMT_NAMES);
       if (r.int(3) > 0 || !this.arity.has(name)) {
         const t = this.text();
+        // without 'redefine', a named statement is always closed before it is parsed (a Close
+        // skipped after an error leaves a name this generator cannot know about)
+        if (name !== '' && this.exclude.has('redefine')) msgs.push({ k: 'C', kind: 'S', name });
         this.arity.set(name, t.n);
         msgs.push({ k: 'P', name, sql: t.sql });
       }
@@ -241,7 +251,7 @@ class ClientGen {
     const withComment = r.int(2) === 0;
     const c = withComment ? r.pick(COMMENTS) : '';
     const name = r.pick(['p', 'fz_p']);
-    const sql = r.pick([
+    let sql = r.pick([
       `${c}PREPARE ${name}(int) AS SELECT $1 * 10 AS v`,
       `${c}PREPARE ${name} AS SELECT count(*)::int AS c FROM {t}`,
       `${c}EXECUTE ${name}(${r.int(5)})`,
@@ -251,6 +261,12 @@ class ClientGen {
       `${c}DEALLOCATE ALL`,
       `${c}PREPARE ${name}(int) AS SELECT $1 * 10 AS v; ${c}EXECUTE ${name}(3)`,
     ]);
+    // without 'redefine', a name that may be prepared is not PREPAREd again (EXECUTE instead)
+    if (/PREPARE \w+(\(int\))? AS/.test(sql)) {
+      if (this.exclude.has('redefine') && this.sqlNames.has(name)) sql = `${c}EXECUTE ${name}(1)`;
+      else this.sqlNames.add(name);
+    } else if (!this.inTx && /DEALLOCATE ALL/.test(sql)) this.sqlNames.clear();
+    else if (!this.inTx && /DEALLOCATE/.test(sql)) this.sqlNames.delete(name);
     return step(withComment ? 'sql-prepare-comment' : 'sql-prepare', [q(sql)]);
   }
 

@@ -72,12 +72,12 @@ export interface SideTarget {
 
 let tags = 0;
 
-/** Resolves once a backend runs a query containing `tag` and sleeps in pg_sleep (or after timeoutMs). */
-async function waitSleeping(adminPort: number, tag: string, timeoutMs: number): Promise<void> {
+/** Resolves once a backend runs a query containing `tag` and sleeps in pg_sleep, or the answer came (an aborted transaction), or after timeoutMs. */
+async function waitSleeping(adminPort: number, tag: string, timeoutMs: number, answered: () => boolean): Promise<void> {
   const c = await RawClient.connect(adminPort, { user: 'postgres', database: 'postgres' });
   try {
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && !answered()) {
       c.send(encodeQuery(`SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%${tag} %' AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()`));
       const rows = (await c.untilReady(timeoutMs)).filter((m) => m.type === 'D');
       if (rows.length > 0 && decodeDataRow(rows[0]!.frame, 0, rows[0]!.frame.length)[0] !== '0') return;
@@ -255,7 +255,7 @@ async function playStep(c: RawClient, r: StepReader, s: Step, target: SideTarget
         }
       })();
       reading.catch(() => { stop = true; });
-      await waitSleeping(target.adminPort, tag, target.timeoutMs);
+      await waitSleeping(target.adminPort, tag, target.timeoutMs, () => stop);
       for (let i = 0; i < 200 && !stop; i++) {
         await sendCancel(port, c.pid, c.secret);
         await Promise.race([reading.catch(() => undefined), new Promise((res) => setTimeout(res, 300))]);

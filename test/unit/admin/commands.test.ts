@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { findAdminCommand, runAdminCommand, ADMIN_COMMANDS } from '../../../src/admin/registry';
 import type { AdminError, ResultSet } from '../../../src/admin/types';
 import { addSession, makeContext, makeSession } from '../../fixtures/admin/context';
+import { clipStatement } from '../../../src/admin/commands/show-pool-pools';
 
 function rs(r: ResultSet | AdminError): ResultSet {
   if ('error' in r) assert.fail(`unexpected error: ${r.error.message}`);
@@ -22,7 +23,9 @@ test('matching: case-insensitive, whitespace-tolerant, optional trailing semicol
     assert.equal(findAdminCommand(sql), null, sql);
   }
   assert.deepEqual(findAdminCommand('PGPOOL SET client_idle_limit = 5;')?.args, 'client_idle_limit = 5');
-  assert.equal(ADMIN_COMMANDS.length, 11);
+  assert.equal(ADMIN_COMMANDS.length, 13);
+  assert.equal(findAdminCommand("PGPOOL SET CACHE DELETE 'SELECT 1'")?.command.name, 'PGPOOL SET CACHE DELETE');
+  assert.equal(findAdminCommand('show pool_cache')?.command.name, 'SHOW POOL_CACHE');
 });
 
 test('SHOW POOL_NODES: pgpool 4.6 columns and formats', async () => {
@@ -66,25 +69,56 @@ test('SHOW POOL_PROCESSES: one row per slot; sessions and free slots', async () 
   assert.equal(r.rows[3]?.[0], '2000000003');
 });
 
-test('SHOW POOL_POOLS: slots × max_pool × nodes rows with the 4.6 columns', async () => {
+test('SHOW POOL_POOLS: slots × max_pool × nodes rows with the 4.7 columns', async () => {
   const t = makeContext();
   addSession(t);
   const r = rs(await runAdminCommand(t.ctx, makeSession(t.ctx), 'SHOW POOL_POOLS'));
   assert.deepEqual(r.columns, ['pool_pid', 'start_time', 'client_connection_count', 'pool_id', 'backend_id', 'database', 'username',
     'backend_connection_time', 'client_connection_time', 'client_disconnection_time', 'client_idle_duration', 'majorversion',
-    'minorversion', 'pool_counter', 'pool_backendpid', 'pool_connected', 'status', 'load_balance_node']);
+    'minorversion', 'pool_counter', 'pool_backendpid', 'pool_connected', 'status', 'load_balance_node',
+    'client_host', 'client_port', 'statement']);
   assert.equal(r.rows.length, 4 * 2 * 3);
   const live = r.rows.filter((x) => x[0] === '31337');
   assert.equal(live.length, 6);
-  assert.deepEqual(live[1], ['31337', '2024-01-02 03:05:00', '1', '0', '1', 'app', 'alice', '2024-01-02 03:05:02', '2024-01-02 03:05:00', '', '0', '3', '0', '2', '1001', '1', 'Idle', '1']);
+  assert.deepEqual(live[1], ['31337', '2024-01-02 03:05:00', '1', '0', '1', 'app', 'alice', '2024-01-02 03:05:02', '2024-01-02 03:05:00', '', '0', '3', '0', '2', '1001', '1', 'Idle', '1',
+    '127.0.0.1', '50000', 'SELECT 1']);
+  assert.deepEqual(live[0]?.slice(18), ['127.0.0.1', '50000', ''], 'no statement sent on node 0 yet');
   assert.deepEqual(live[2]?.slice(3, 16), ['0', '2', '', '', '', '', '', '0', '0', '0', '0', '0', '0']);
+  assert.deepEqual(live[2]?.slice(18), ['127.0.0.1', '50000', '']);
   assert.equal(r.rows[0]?.[16], 'Wait for connection');
+  assert.deepEqual(r.rows[0]?.slice(18), ['', '', '']);
+});
+
+test('SHOW POOL_POOLS: pgpool_compatibility = 4.6 keeps the 18 columns of 4.6', async () => {
+  const t = makeContext("pgpool_compatibility = '4.6'\n");
+  addSession(t);
+  const r = rs(await runAdminCommand(t.ctx, makeSession(t.ctx), 'SHOW POOL_POOLS'));
+  assert.equal(r.columns.length, 18);
+  assert.equal(r.columns[17], 'load_balance_node');
+  for (const row of r.rows) assert.equal(row.length, 18);
+});
+
+test('SHOW POOL_POOLS: the statement is clipped to 1023 bytes, never inside a UTF-8 character', async () => {
+  const t = makeContext();
+  const s = addSession(t);
+  const long = `SELECT '${'é'.repeat(2000)}'`;
+  (s.backends[1] as { statement?: string }).statement = long;
+  const r = rs(await runAdminCommand(t.ctx, makeSession(t.ctx), 'SHOW POOL_POOLS'));
+  const stmt = r.rows.filter((x) => x[0] === '31337')[1]![20]!;
+  assert.ok(Buffer.byteLength(stmt) <= 1023 && Buffer.byteLength(stmt) >= 1021, String(Buffer.byteLength(stmt)));
+  assert.ok(long.startsWith(stmt));
+  assert.ok(!stmt.includes('\ufffd'));
+  assert.equal(clipStatement('SELECT 1'), 'SELECT 1');
+  assert.equal(Buffer.byteLength(clipStatement('x'.repeat(5000))), 1023);
 });
 
 test('SHOW POOL_VERSION, POOL_BACKEND_STATS, POOL_HEALTH_CHECK_STATS', async () => {
   const t = makeContext();
   const s = makeSession(t.ctx);
-  assert.deepEqual(rs(await runAdminCommand(t.ctx, s, 'SHOW POOL_VERSION')), { columns: ['pool_version'], rows: [['0.1.0 (pgmaitre)']] });
+  assert.deepEqual(rs(await runAdminCommand(t.ctx, s, 'SHOW POOL_VERSION')), { columns: ['pool_version'], rows: [['4.7.0 (pgmaitre)']] });
+  // The version follows pgpool_compatibility.
+  const old = makeContext("pgpool_compatibility = '4.6'\n");
+  assert.deepEqual(rs(await runAdminCommand(old.ctx, makeSession(old.ctx), 'SHOW POOL_VERSION')).rows, [['4.6.0 (pgmaitre)']]);
   const n0 = t.cluster.node(0)!;
   Object.assign(n0.counters, { select_cnt: 7, insert_cnt: 2, error_cnt: 1 });
   const b = rs(await runAdminCommand(t.ctx, s, 'SHOW POOL_BACKEND_STATS'));

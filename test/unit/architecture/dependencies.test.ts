@@ -26,7 +26,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   admin: ['cluster', 'pool', 'config', 'errors', 'protocol', 'util'],
   // The session core does no I/O: no backend, pool, frontend, health or sockets.
   core: ['protocol', 'classify', 'router', 'cluster', 'config', 'errors', 'log', 'admin', 'util'],
-  frontend: ['core', 'protocol', 'classify', 'router', 'pool', 'backend', 'cluster', 'admin', 'errors', 'config', 'log', 'util', 'health'],
+  // The query cache implements the core's hook (core/cache-port.ts) and asks the catalog on side connections.
+  cache: ['core', 'protocol', 'classify', 'backend', 'config', 'log', 'errors', 'util'],
+  frontend: ['core', 'cache', 'protocol', 'classify', 'router', 'pool', 'backend', 'cluster', 'admin', 'errors', 'config', 'log', 'util', 'health'],
   ports: ['core', 'protocol', 'backend', 'frontend', 'router', 'cluster', 'admin', 'errors', 'config', 'log', 'util'],
   demo: ['util', 'config', 'log'],
   pcp: ['admin', 'cluster', 'pool', 'config', 'errors', 'protocol', 'log', 'util'],

@@ -135,7 +135,7 @@ describe('pgmaitre check', () => {
     assert.deepEqual(errorLines(check2.stdout), [start2.stderr.trim(), errorLines(check1.stdout)[0]]);
   });
 
-  test('opens no listener and connects to no backend', async () => {
+  test('keeps no listener open and connects to no backend; notes the port taken', async () => {
     let connections = 0;
     // A tripwire, not a PostgreSQL: it only counts connection attempts.
     const tripwire = net.createServer((s) => { connections++; s.destroy(); });
@@ -149,11 +149,13 @@ describe('pgmaitre check', () => {
       const conf = path.join(confDir([
         `listen_addresses = '127.0.0.1'`, `port = ${hp}`, `pcp_port = ${hp + 1}`, "http_listen_addresses = '127.0.0.1'",
         `backend_hostname0 = '127.0.0.1'`, `backend_port0 = ${tp}`, `backend_hostname1 = '127.0.0.1'`, `backend_port1 = ${tp}`,
-        "sr_check_user = 'postgres'", "health_check_period = 1", "pid_file_name = ''",
+        "sr_check_user = 'postgres'", "health_check_period = 1", "health_check_user = 'postgres'", "pid_file_name = ''",
       ].join('\n'), { 'pcp.conf': 'admin:21232f297a57a5a743894a0e4a801fc3\n' }), 'pgpool.conf');
       const started = Date.now();
       const r = await run(['check', '-f', conf]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
+      // Trying the port (bind, close at once) is how the check finds it taken: a NOTICE, not a failure.
+      assert.match(r.stdout, new RegExp(`NOTICE: pgpool.conf: listen_addresses/port: cannot listen on 127\\.0\\.0\\.1 port ${hp} now: address already in use`));
       await new Promise((res) => setTimeout(res, 200));
       assert.equal(connections, 0, 'check connected to a backend');
       assert.ok(Date.now() - started < 10_000);

@@ -128,8 +128,8 @@ test('the new name wins over an obsolete one', () => {
 });
 
 test('unimplemented pgpool keys warn only when set away from their default', () => {
-  const { warnings } = load(`${BACKEND}use_watchdog = off\nmemory_cache_enabled = on\n`);
-  assert.deepEqual(warnings, ['pgpool.conf:4: memory_cache_enabled: not implemented by pgmaitre yet, ignored']);
+  const { warnings } = load(`${BACKEND}use_watchdog = off\nuse_watchdog = on\n`);
+  assert.deepEqual(warnings, ['pgpool.conf:4: use_watchdog: not implemented by pgmaitre yet, ignored']);
 });
 
 test('the snapshot is deep-frozen', () => {

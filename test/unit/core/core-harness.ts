@@ -13,10 +13,11 @@ import type { BackendPort, ClientPort } from '../../../src/core/ports';
 import { Framer } from '../../../src/protocol/framer';
 import { TxStatus } from '../../../src/protocol/codes';
 import { initClassifier } from '../../../src/classify';
-import { ServerStatements } from '../../../src/core/server-statements';
+import { ServerStatements } from '../../../src/protocol/server-statements';
 
 /** A backend connection that records what the core writes to it. */
 export class FakeConn implements BackendPort {
+  lastStatement = '';
   txStatus: number = TxStatus.Idle;
   readonly params = new Map<string, string>([['server_version', '15.0']]);
   applied: Map<string, string> | null = new Map();
@@ -120,7 +121,7 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
   const log = pino({ level: 'silent' });
   const host: CoreFixture['host'] = {
     pid: 7, user: 'u', database: 'd', applicationName: 'app', cluster, routing, config, lsn: null, adminEnabled: true,
-    log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false },
+    log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false, backendMessages: 'none' },
     noticePerNode: false, classifier: routing.classifier,
     paused: false, ended: null, closed: [], cancels: [], accepting: true, idle: o.idle ?? [], pins: [],
     pooling: o.pooling ?? 'session',

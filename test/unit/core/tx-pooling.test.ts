@@ -2,7 +2,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Fate, leaseFate, Pins, allSetConfigLocal, untrackedChange, type LeaseSession } from '../../../src/core/tx-pooling';
-import { ServerStatements } from '../../../src/core/server-statements';
+import { ServerStatements } from '../../../src/protocol/server-statements';
 import { ExpectKind, Link, Term } from '../../../src/core/link';
 import { TxStatus } from '../../../src/protocol/codes';
 import type { QueryClass } from '../../../src/classify/types';

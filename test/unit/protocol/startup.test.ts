@@ -56,9 +56,9 @@ describe('special requests', () => {
 
   it('CancelRequest fixture and roundtrip (unsigned secret)', () => {
     const c = startupPacket(i32(80877102), i32(4242), u32(0xdeadbeef));
-    assert.deepEqual(decode(c), { type: 'CancelRequest', pid: 4242, secret: 0xdeadbeef });
+    assert.deepEqual(decode(c), { type: 'CancelRequest', pid: 4242, secret: 0xdeadbeef, key: u32(0xdeadbeef) });
     assert.deepEqual(encodeCancelRequest(4242, 0xdeadbeef), c);
-    assert.throws(() => decode(startupPacket(i32(80877102), i32(1))), /length must be 16/);
+    assert.throws(() => decode(startupPacket(i32(80877102), i32(1))), /cancel key of 0 byte\(s\), must be 4 to 256/);
     assertHardened(decodeStartupPacket, c, 4);
   });
 

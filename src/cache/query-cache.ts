@@ -1,0 +1,250 @@
+/**
+ * The query cache of the whole process (pgpool-II's memqcache): where answers are kept (shmem:
+ * this process's memory; memcached: a server every pgmaitre sharing it reads and writes), the
+ * table generations that make invalidation shared, the catalog lookups, and the counters SHOW
+ * POOL_CACHE and /metrics read. Sessions reach it through session-cache.ts.
+ *
+ * Never stale, by construction: an answer's key includes the current generation of every table
+ * it read (by OID, per database), of its database and of the whole cache. A write that commits
+ * moves the generations of what it touched on; answers stored under the old ones are never asked
+ * for again (memcached evicts them; shmem's LRU does). A session's query reads the generations
+ * before it is sent, so an answer computed before a concurrent commit lands under the old key.
+ *
+ * memcached down: every operation fails fast (0.5 s at most); the cache is bypassed (queries go
+ * to the backends, a warning once, `memcached_errors` counted) and tried again every second. It
+ * comes back only once a bump of the global generation went through: invalidations lost while it
+ * was unreachable cannot leave an old answer reachable.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from '../log/logger';
+import { Catalog } from './catalog';
+import { compileTableLists, type TableLists } from './cacheable';
+import { MemcachedStore } from './memcached-store';
+import { ShmemStore } from './shmem-store';
+import type { SideTarget } from '../backend/side-target';
+
+/** The settings the cache reads (pgpool-II's names). */
+export interface QueryCacheConfig {
+  readonly memqcache_method: 'shmem' | 'memcached';
+  readonly memqcache_memcached_host: string;
+  readonly memqcache_memcached_port: number;
+  readonly memqcache_total_size: number;
+  readonly memqcache_max_num_cache: number;
+  readonly memqcache_expire: number;
+  readonly memqcache_auto_cache_invalidation: boolean;
+  readonly memqcache_maxcache: number;
+  readonly cache_safe_memqcache_table_list: readonly string[];
+  readonly cache_unsafe_memqcache_table_list: readonly string[];
+}
+
+/** Counters (monotonic) and sizes. */
+export interface QueryCacheStats {
+  hits: number;
+  misses: number;
+  /** SELECTs seen (cacheable or not): SHOW POOL_CACHE's num_selects. */
+  selects: number;
+  stores: number;
+  /** Answers not stored: too large, not a plain result, read after a write... */
+  notStored: number;
+  evictions: number;
+  memcachedErrors: number;
+  /** Invalidations by cause: 'write', 'ddl', 'all' (fail closed), 'admin', 'memcached_recovered'. */
+  readonly invalidations: Map<string, number>;
+}
+
+const RETRY_MS = 1000;
+
+/** See the file header. */
+export class QueryCache {
+  readonly shmem: ShmemStore | null;
+  readonly memcached: MemcachedStore | null;
+  readonly catalog: Catalog;
+  readonly stats: QueryCacheStats = {
+    hits: 0, misses: 0, selects: 0, stores: 0, notStored: 0, evictions: 0, memcachedErrors: 0, invalidations: new Map(),
+  };
+  lists: TableLists;
+  config: QueryCacheConfig;
+  /** shmem generations. */
+  private readonly gens = new Map<string, number>();
+  private down = false;
+  private retryAt = 0;
+  private recovering = false;
+
+  constructor(config: QueryCacheConfig, target: (database: string) => SideTarget | null, private readonly log: Logger) {
+    this.config = config;
+    this.lists = compileTableLists(config.cache_safe_memqcache_table_list, config.cache_unsafe_memqcache_table_list);
+    this.catalog = new Catalog(target);
+    if (config.memqcache_method === 'memcached') {
+      this.shmem = null;
+      this.memcached = new MemcachedStore(config.memqcache_memcached_host, config.memqcache_memcached_port, config.memqcache_expire,
+        (msg) => log.debug({ event: 'memcached' }, msg));
+      // Start as if it had been down: the first successful global bump opens the cache.
+      this.down = true;
+      this.retryAt = 0;
+    } else {
+      this.memcached = null;
+      this.shmem = new ShmemStore(config.memqcache_total_size, config.memqcache_max_num_cache, config.memqcache_expire);
+    }
+  }
+
+  /** Applies a reload (the lists and the invalidation switch; the storage keeps its restart-time settings). */
+  reload(config: QueryCacheConfig): void {
+    this.config = config;
+    this.lists = compileTableLists(config.cache_safe_memqcache_table_list, config.cache_unsafe_memqcache_table_list);
+  }
+
+  /** memcached reachable (always true for shmem). */
+  get isUp(): boolean {
+    return !this.down;
+  }
+
+  /** Whether the storage can be used now (memcached: reachable; else it is probed in the background). */
+  available(): boolean {
+    if (!this.down) return true;
+    if (!this.recovering && Date.now() >= this.retryAt) this.recover();
+    return false;
+  }
+
+  private recover(): void {
+    this.recovering = true;
+    this.memcached!.bump(['*']).then(() => {
+      const was = this.retryAt !== 0;
+      this.down = false;
+      this.count('memcached_recovered');
+      if (was) this.log.warn({ event: 'query_cache_memcached' }, `query cache: memcached at ${this.where()} is reachable again; cache in use (everything cached before is invalidated)`);
+    }, (e: unknown) => this.failed(e)).finally(() => { this.recovering = false; });
+  }
+
+  /** A memcached operation failed: bypass the cache for a while. */
+  failed(e: unknown): void {
+    this.stats.memcachedErrors++;
+    if (!this.down || this.retryAt === 0) {
+      this.log.warn({ event: 'query_cache_memcached', err: (e as Error)?.message ?? String(e) },
+        `query cache: memcached at ${this.where()} is unreachable; queries bypass the cache until it is back`);
+    }
+    this.down = true;
+    this.retryAt = Date.now() + RETRY_MS;
+  }
+
+  private where(): string {
+    return `${this.config.memqcache_memcached_host}:${this.config.memqcache_memcached_port}`;
+  }
+
+  /** Generation names of an answer reading `oids` in `database`. */
+  static genNames(database: string, oids: readonly number[]): string[] {
+    const out = ['*', `d:${database}`];
+    for (const o of oids) out.push(`t:${database}:${o}`);
+    return out;
+  }
+
+  /** shmem: current generations. */
+  gensNow(names: readonly string[]): string[] {
+    return names.map((n) => String(this.gens.get(n) ?? 0));
+  }
+
+  /** The key of an answer: everything it depends on, hashed. */
+  static key(parts: readonly (string | Buffer)[]): string {
+    const h = createHash('sha1');
+    for (const p of parts) {
+      h.update(p);
+      h.update('\u0000');
+    }
+    return h.digest('hex');
+  }
+
+  /** Stores an answer (memcached: in the background; a failure only counts). */
+  store(key: string, value: Buffer): void {
+    if (value.length > this.config.memqcache_maxcache) {
+      this.stats.notStored++;
+      return;
+    }
+    this.stats.stores++;
+    if (this.shmem !== null) {
+      const before = this.shmem.evictions;
+      if (!this.shmem.set(key, value)) this.stats.notStored++;
+      this.stats.evictions += this.shmem.evictions - before;
+      return;
+    }
+    if (!this.available()) return;
+    this.memcached!.set(key, value).catch((e: unknown) => this.failed(e));
+  }
+
+  /** Moves generations on. shmem: at once (null); memcached: a promise (failures mark it down). */
+  bump(names: readonly string[], cause: string): Promise<void> | null {
+    this.count(cause);
+    if (this.shmem !== null) {
+      for (const n of names) this.gens.set(n, (this.gens.get(n) ?? 0) + 1);
+      if (names.includes('*')) this.shmem.clear();
+      return null;
+    }
+    if (this.down) return null; // recovery bumps '*' before anything is served again
+    return this.memcached!.bump(names).catch((e: unknown) => this.failed(e));
+  }
+
+  /** Invalidates everything (pcp_invalidate_query_cache, ALTER ROLE, a failed catalog lookup...). */
+  invalidateAll(cause: string): Promise<void> | null {
+    this.catalog.forget();
+    return this.bump(['*'], cause);
+  }
+
+  private count(cause: string): void {
+    this.stats.invalidations.set(cause, (this.stats.invalidations.get(cause) ?? 0) + 1);
+  }
+
+  /** SHOW POOL_CACHE's row (pgpool-II's nine columns). */
+  poolCacheRow(): string[] {
+    const s = this.stats;
+    const ratio = s.selects === 0 ? 0 : s.hits / s.selects;
+    const m = this.shmem;
+    const entries = m?.entries ?? 0;
+    const used = m?.usedBytes ?? 0;
+    return [
+      String(s.hits), String(s.selects), ratio.toFixed(2),
+      String(m !== null ? this.config.memqcache_max_num_cache : 0), String(entries), String(entries),
+      String(used), String(m !== null ? Math.max(0, this.config.memqcache_total_size - used) : 0), '0',
+    ];
+  }
+
+  async close(): Promise<void> {
+    this.memcached?.close();
+    await this.catalog.close();
+  }
+}
+
+/** SHOW POOL_CACHE's columns, as pgpool-II names them. */
+export const POOL_CACHE_COLUMNS = [
+  'num_cache_hits', 'num_selects', 'cache_hit_ratio', 'num_hash_entries', 'used_hash_entries',
+  'num_cache_entries', 'used_cache_entries_size', 'free_cache_entries_size', 'fragment_cache_entries_size',
+] as const;
+
+/** The admin faces' view of the cache (admin/types.ts's QueryCacheAdmin), with the classifier it needs. */
+export function queryCacheAdmin(cache: QueryCache, classify: (sql: string) => { readonly relations: readonly string[] }) {
+  return {
+    poolCacheRow: (): string[] => cache.poolCacheRow(),
+    async deleteQuery(sql: string, _user: string, database: string): Promise<void> {
+      const names = classify(sql).relations;
+      const missing = names.filter((n) => cache.catalog.known(database, '', n) === undefined);
+      if (missing.length > 0) await cache.catalog.lookup(database, '', missing);
+      const oids: number[] = [];
+      for (const n of names) {
+        const r = cache.catalog.known(database, '', n);
+        if (r == null) {
+          await cache.bump([`d:${database}`], 'admin');
+          return;
+        }
+        oids.push(r.oid);
+      }
+      await cache.bump(oids.length === 0 ? [`d:${database}`] : QueryCache.genNames(database, oids).slice(2), 'admin');
+    },
+    async invalidateAll(): Promise<void> {
+      await cache.invalidateAll('admin');
+    },
+    metrics: () => ({
+      method: cache.config.memqcache_method,
+      hits: cache.stats.hits, misses: cache.stats.misses, selects: cache.stats.selects, stores: cache.stats.stores,
+      notStored: cache.stats.notStored, evictions: cache.stats.evictions, memcachedErrors: cache.stats.memcachedErrors,
+      memcachedUp: cache.memcached === null || cache.isUp, bytes: cache.shmem?.usedBytes ?? 0, entries: cache.shmem?.entries ?? 0,
+      invalidations: cache.stats.invalidations,
+    }),
+  };
+}

@@ -1,0 +1,413 @@
+/**
+ * One session's side of the query cache (core/cache-port.ts's CachePort): decides whether a
+ * request can be answered from the cache, collects the answer of one it may store, and turns
+ * what the session sent into invalidations applied when its transaction ends.
+ *
+ * Requests served or stored: a lone simple Query, or Parse? Bind Describe? Execute Sync of one
+ * statement into the unnamed portal with no row limit (pgbench -M extended/prepared, drivers'
+ * unnamed statements). The key: user, database, the session's settings (startup parameters,
+ * SETs, search_path), the request's shape (which messages, so the answer replays exactly), the
+ * SQL, the parameter types, the Bind message's parameters and formats, and the generations of
+ * everything read (query-cache.ts).
+ *
+ * Transactions: an answer read inside a transaction is stored at COMMIT, dropped at ROLLBACK or
+ * after an error; once the transaction wrote, nothing is served or collected until it ends; in a
+ * REPEATABLE READ or SERIALIZABLE transaction nothing is served (a direct connection would read
+ * its own snapshot). Invalidations of the transaction's writes are applied at the ReadyForQuery
+ * that ends it; the session's next request waits for them (memcached), so it never reads a
+ * cached answer older than its own last write.
+ */
+import { TxStatus, FrontendCode } from '../protocol/codes';
+import type { QueryClass } from '../classify/types';
+import type { Classifier } from '../classify/types';
+import type { VolatilityLookup } from '../core/routing-context';
+import { CacheStep, type CachePort, type CacheView } from '../core/cache-port';
+import type { RequestInfo } from '../core/request';
+import { invalidationOf, relationVerdict, textVerdict, type Invalidation } from './cacheable';
+import { QueryCache } from './query-cache';
+
+const SNAPSHOT_ISOLATION = /isolation\s+level\s+(repeatable\s+read|serializable)/i;
+const SNAPSHOT_DEFAULT = /repeatable|serializable/i;
+
+/** Messages an answer may hold to be stored (anything else — a notice, an error, a NOTIFY, a suspended portal — is not). */
+const STORABLE = new Uint8Array(256);
+for (const c of '12tnTDC') STORABLE[c.charCodeAt(0)] = 1;
+const Z = 0x5a;
+
+interface Pending {
+  readonly key: string;
+  readonly value: Buffer;
+}
+
+/** What the session and the cache need to know of one login. */
+export interface SessionCacheIdentity {
+  readonly user: string;
+  readonly database: string;
+  readonly startupParams: Readonly<Record<string, string>>;
+}
+
+/** See the file header. */
+export class SessionCache implements CachePort {
+  waitFor: Promise<unknown> | null = null;
+  collecting = false;
+  private hit: Buffer | null = null;
+  // Collection of one answer.
+  private key = '';
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  private tooBig = false;
+  // Transaction.
+  private txWrote = false;
+  private snapshot = false;
+  private rollback = false;
+  private txFailed = false;
+  private readonly writes: Invalidation[] = [];
+  private readonly pending: Pending[] = [];
+  // The memcached lookup of the request at the head of the queue.
+  private lookingUp: Buffer | null = null;
+  private looked: { readonly data: Buffer; readonly key: string; readonly value: Buffer | undefined } | null = null;
+  // Settings fingerprint, by settings version.
+  private settingsAt = -1;
+  private settings = '';
+  private sessionSnapshot: boolean;
+
+  constructor(
+    private readonly cache: QueryCache,
+    private readonly id: SessionCacheIdentity,
+    private readonly classifier: () => Classifier,
+    private readonly volatility: () => VolatilityLookup,
+  ) {
+    const p = id.startupParams;
+    this.sessionSnapshot = SNAPSHOT_DEFAULT.test(p.default_transaction_isolation ?? '') || /default_transaction_isolation\s*=\s*\S*(repeatable|serializable)/i.test(p.options ?? '');
+  }
+
+  // ---- before sending ----------------------------------------------------------------------
+
+  consult(data: Buffer, info: RequestInfo, view: CacheView): CacheStep {
+    this.waitFor = null;
+    this.collecting = false;
+    this.hit = null;
+    if (info.functionCall) return CacheStep.Pass;
+    const shape = this.shape(data, info, view);
+    if (shape === null) return CacheStep.Pass;
+    const cls = shape.cls ?? this.classifier().classify(shape.sql);
+    if (cls.kind !== 'read') return CacheStep.Pass;
+    if (this.txWrote || this.txFailed || (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? '')))) {
+      return this.counted(CacheStep.Pass, data);
+    }
+    const cache = this.cache;
+    const tv = textVerdict(shape.sql, cls, cache.lists);
+    if (!tv.ok) return this.counted(CacheStep.Pass, data);
+    // Functions: immutable only (pg_proc, looked up once).
+    const vol = this.volatility();
+    const unknownFns = tv.functions.filter((f) => vol.get(f) === undefined);
+    if (unknownFns.length > 0) return this.wait(vol.lookup(unknownFns));
+    if (!tv.force && tv.functions.some((f) => vol.get(f) !== 'i')) return this.counted(CacheStep.Pass, data);
+    // Relations: the catalog's facts under the session's search_path.
+    const db = this.id.database;
+    const sp = view.searchPath;
+    const unknownRels = tv.relations.filter((r) => cache.catalog.known(db, sp, r) === undefined);
+    if (unknownRels.length > 0) return this.wait(cache.catalog.lookup(db, sp, unknownRels));
+    const oids: number[] = [];
+    for (const r of tv.relations) {
+      const facts = cache.catalog.known(db, sp, r) ?? null;
+      if (facts === null) return this.counted(CacheStep.Pass, data);
+      if (!tv.force && relationVerdict(r, facts, cache.lists) !== null) return this.counted(CacheStep.Pass, data);
+      oids.push(facts.oid);
+    }
+    if (!cache.available()) return this.counted(CacheStep.Pass, data);
+    const names = QueryCache.genNames(db, oids);
+    const keyOf = (gens: readonly string[]): string => QueryCache.key([
+      this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params, gens.join(','),
+    ]);
+    let key: string;
+    let value: Buffer | undefined;
+    if (cache.shmem !== null) {
+      key = keyOf(cache.gensNow(names));
+      value = cache.shmem.get(key);
+    } else {
+      const done = this.looked;
+      if (done === null || done.data !== data) {
+        if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
+        this.lookingUp = data;
+        const mc = cache.memcached!;
+        return this.wait(mc.gens(names).then(async (gens) => {
+          const k = keyOf(gens);
+          this.looked = { data, key: k, value: await mc.get(k) };
+        }, (e: unknown) => { throw e; }).catch((e: unknown) => {
+          cache.failed(e);
+          this.looked = { data, key: '', value: undefined };
+        }).finally(() => { this.lookingUp = null; }));
+      }
+      this.looked = null;
+      if (done.key === '') return this.counted(CacheStep.Pass, data);
+      key = done.key;
+      value = done.value;
+    }
+    cache.stats.selects++;
+    if (value !== undefined) {
+      cache.stats.hits++;
+      this.hit = value;
+      return CacheStep.Hit;
+    }
+    cache.stats.misses++;
+    this.key = key;
+    this.collecting = true;
+    this.parts = [];
+    this.bytes = 0;
+    this.tooBig = false;
+    return CacheStep.Pass;
+  }
+
+  /** A SELECT that will not be served from the cache: counted in num_selects. */
+  private counted(step: CacheStep, data: Buffer): CacheStep {
+    if (this.looked?.data === data) this.looked = null;
+    this.cache.stats.selects++;
+    return step;
+  }
+
+  private wait(p: Promise<unknown>): CacheStep {
+    this.waitFor = p;
+    return CacheStep.Wait;
+  }
+
+  hitAnswer(): Buffer {
+    const h = this.hit!;
+    this.hit = null;
+    return h;
+  }
+
+  /** The session's settings as part of the key (recomputed when they change). */
+  private fingerprint(view: CacheView): string {
+    if (this.settingsAt !== view.settingsVersion) {
+      this.settingsAt = view.settingsVersion;
+      this.settings = JSON.stringify([Object.entries(this.id.startupParams).sort(), [...view.parameters].sort(), view.searchPath]);
+    }
+    return this.settings;
+  }
+
+  /**
+   * The request's cacheable shape, or null: a lone Query; or [Parse] Bind [Describe] Execute Sync
+   * of one statement into the unnamed portal, without a row limit.
+   */
+  private shape(data: Buffer, info: RequestInfo, view: CacheView): { shape: string; sql: string; types: Buffer | string; params: Buffer | string; cls: QueryClass | undefined } | null {
+    if (!info.extended) {
+      if (info.queries.length !== 1 || data[0] !== FrontendCode.Query) return null;
+      return { shape: 'Q', sql: info.queries[0]!, types: '', params: '', cls: undefined };
+    }
+    if (info.queries.length > 0 || info.parses.length > 1 || info.bindStatements.length !== 1 || info.closedStatements.length > 0) return null;
+    let shape = '';
+    let params: Buffer | null = null;
+    let pos = 0;
+    while (pos + 5 <= data.length) {
+      const code = data[pos]!;
+      const end = pos + 1 + data.readInt32BE(pos + 1);
+      switch (code) {
+        case FrontendCode.Parse:
+          shape += 'P';
+          break;
+        case FrontendCode.Bind: {
+          const portalEnd = data.indexOf(0, pos + 5);
+          if (portalEnd !== pos + 5) return null; // a named portal
+          const stmtEnd = data.indexOf(0, portalEnd + 1);
+          if (stmtEnd < 0 || stmtEnd >= end) return null;
+          params = data.subarray(stmtEnd + 1, end);
+          shape += 'B';
+          break;
+        }
+        case FrontendCode.Describe:
+          shape += data[pos + 5] === 0x53 ? 'Ds' : 'Dp';
+          if (data[pos + 5] === 0x50 && data[pos + 6] !== 0) return null;
+          break;
+        case FrontendCode.Execute:
+          if (data[pos + 5] !== 0 || end - pos < 10 || data.readInt32BE(pos + 6) !== 0) return null; // named portal or a row limit
+          shape += 'E';
+          break;
+        case FrontendCode.Sync:
+          if (end !== data.length) return null;
+          shape += 'S';
+          break;
+        default:
+          return null;
+      }
+      pos = end;
+    }
+    if (!/^P?BD[sp]?ES$|^P?BES$/.test(shape) || params === null) return null;
+    const name = info.bindStatements[0]!;
+    let sql: string;
+    let types: Buffer;
+    let cls: QueryClass | undefined;
+    const p = info.parses[0];
+    if (p !== undefined) {
+      if (p.name !== name) return null;
+      sql = p.sql;
+      types = parseTypes(data.subarray(p.start, p.end));
+    } else {
+      const st = view.statement(name);
+      if (st === undefined) return null;
+      sql = st.sql;
+      types = parseTypes(st.frame);
+      cls = view.statementClass(name);
+    }
+    return { shape, sql, types, params, cls };
+  }
+
+  // ---- after sending -------------------------------------------------------------------------
+
+  get holdAnswers(): boolean {
+    return this.writes.length > 0;
+  }
+
+  sent(classes: readonly QueryClass[], sqls: readonly string[], bound: readonly QueryClass[], view: CacheView): void {
+    this.searchPathNow = view.searchPath;
+    if (!this.cache.config.memqcache_auto_cache_invalidation) return;
+    const vol = this.volatility();
+    const get = (f: string): string | undefined => vol.get(f);
+    const note = (cls: QueryClass, sql: string | null): void => {
+      switch (cls.kind) {
+        case 'begin':
+        case 'set':
+          if (sql !== null && SNAPSHOT_ISOLATION.test(sql)) this.snapshot = true;
+          if (sql !== null && cls.kind === 'set' && /session\s+characteristics/i.test(sql) && SNAPSHOT_ISOLATION.test(sql)) this.sessionSnapshot = true;
+          return;
+        case 'rollback':
+          this.rollback = true;
+          return;
+        default:
+          break;
+      }
+      const inv = invalidationOf(cls, get);
+      if (inv.kind === 'none') return;
+      this.writes.push(inv);
+      if (inv.kind === 'tables') this.prefetch(inv.relations, view.searchPath);
+      this.txWrote = true;
+      if (this.collecting) this.collecting = false; // a write in the same request: its answer is not a plain read
+    };
+    for (let i = 0; i < classes.length; i++) note(classes[i]!, sqls[i] ?? null);
+    for (const c of bound) note(c, null);
+  }
+
+  collect(buf: Buffer, start: number, end: number): void {
+    if (!this.collecting || this.tooBig) return;
+    this.bytes += end - start;
+    if (this.bytes > this.cache.config.memqcache_maxcache + 6) {
+      this.tooBig = true;
+      this.parts = [];
+      return;
+    }
+    this.parts.push(Buffer.from(buf.subarray(start, end)));
+  }
+
+  collected(status: number, ok: boolean): void {
+    if (!this.collecting) return;
+    this.collecting = false;
+    const parts = this.parts;
+    this.parts = [];
+    if (!ok || this.tooBig || status === TxStatus.Failed || this.txWrote) {
+      this.cache.stats.notStored++;
+      return;
+    }
+    const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    // The answer is everything up to its ReadyForQuery, which is left out (a hit ends with the session's own).
+    let pos = 0;
+    while (pos + 5 <= all.length) {
+      const code = all[pos]!;
+      if (code === Z) break;
+      if (STORABLE[code] !== 1) {
+        this.cache.stats.notStored++;
+        return;
+      }
+      pos += 1 + all.readInt32BE(pos + 1);
+    }
+    if (pos > all.length || all[pos] !== Z) {
+      this.cache.stats.notStored++;
+      return;
+    }
+    const value = Buffer.from(all.subarray(0, pos));
+    if (status === TxStatus.Idle) this.cache.store(this.key, value);
+    else this.pending.push({ key: this.key, value });
+  }
+
+  synced(status: number): Promise<unknown> | null {
+    if (status === TxStatus.Failed) {
+      this.txFailed = true;
+      return null;
+    }
+    if (status !== TxStatus.Idle) return null;
+    // The transaction (or the statement, outside one) is over.
+    const commit = !this.txFailed && !this.rollback;
+    if (commit) for (const p of this.pending) this.cache.store(p.key, p.value);
+    this.pending.length = 0;
+    this.txWrote = false;
+    this.txFailed = false;
+    this.rollback = false;
+    this.snapshot = false;
+    if (this.writes.length === 0) return null;
+    const writes = this.writes.splice(0);
+    return this.invalidate(writes);
+  }
+
+  /** Starts the catalog lookups a write's invalidation will need, so that its commit does not wait for them. */
+  private prefetch(names: readonly string[], sp: string): void {
+    const cat = this.cache.catalog;
+    const db = this.id.database;
+    const missing = names.filter((n) => cat.known(db, sp, n) === undefined);
+    if (missing.length > 0) {
+      void cat.lookup(db, sp, missing).then(() => {
+        const oids = names.map((n) => cat.known(db, sp, n)?.oid).filter((o): o is number => o !== undefined);
+        if (oids.length === names.length) void cat.writeSet(db, oids);
+      });
+    }
+  }
+
+  /** Applies invalidations: at once when everything is known (shmem), else a promise. */
+  private invalidate(writes: readonly Invalidation[]): Promise<unknown> | null {
+    const cache = this.cache;
+    const db = this.id.database;
+    let ddl = false;
+    const names: string[] = [];
+    for (const w of writes) {
+      if (w.kind === 'all') {
+        cache.catalog.forget(); // a DDL without a table (CREATE TRIGGER...) may change what writes drag along
+        return cache.bump([`d:${db}`], 'all');
+      }
+      if (w.kind === 'tables') {
+        ddl ||= w.ddl;
+        for (const r of w.relations) if (!names.includes(r)) names.push(r);
+      }
+    }
+    if (ddl) cache.catalog.forget();
+    // The common case: everything known already (prefetched when the write was sent).
+    const sp0 = this.searchPathNow;
+    const known = names.map((n) => cache.catalog.known(db, sp0, n));
+    if (known.every((r) => r != null)) {
+      const set = cache.catalog.knownWriteSet(db, known.map((r) => r!.oid));
+      if (set !== undefined) return set.all ? cache.bump([`d:${db}`], 'all') : cache.bump(QueryCache.genNames(db, set.oids).slice(2), 'write');
+    }
+    const run = async (): Promise<unknown> => {
+      const sp = this.searchPathNow;
+      const missing = names.filter((n) => cache.catalog.known(db, sp, n) === undefined);
+      if (missing.length > 0) await cache.catalog.lookup(db, sp, missing);
+      const oids: number[] = [];
+      for (const n of names) {
+        const r = cache.catalog.known(db, sp, n);
+        if (r == null) return cache.bump([`d:${db}`], 'all'); // dropped, renamed, or unknown: everything
+        oids.push(r.oid);
+      }
+      const set = await cache.catalog.writeSet(db, oids);
+      if (set.all) return cache.bump([`d:${db}`], 'all');
+      return cache.bump(QueryCache.genNames(db, set.oids).slice(2), ddl ? 'ddl' : 'write');
+    };
+    return run();
+  }
+
+  /** search_path for resolving written tables (the session's when it sent them). */
+  private searchPathNow = '';
+}
+
+/** The parameter type part of a Parse frame (after the statement name and the SQL). */
+function parseTypes(frame: Buffer): Buffer {
+  const nameEnd = frame.indexOf(0, 5);
+  const sqlEnd = nameEnd < 0 ? -1 : frame.indexOf(0, nameEnd + 1);
+  return sqlEnd < 0 ? Buffer.alloc(0) : frame.subarray(sqlEnd + 1);
+}

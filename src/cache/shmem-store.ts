@@ -1,0 +1,76 @@
+/**
+ * memqcache_method = 'shmem': the cache in pgmaitre's own memory (one process: its sessions share
+ * it). An LRU map from key to the answer's bytes, bounded by memqcache_total_size bytes (the
+ * answers plus a fixed per-entry overhead) and by memqcache_max_num_cache entries; the least
+ * recently used entry goes first. memqcache_expire (seconds, 0 = never) is checked on read.
+ * Table generations are a plain map here: nothing else shares them.
+ */
+
+/** Bytes counted per entry beside its answer (key, map slot, bookkeeping): keeps the bound honest. */
+export const ENTRY_OVERHEAD = 128;
+
+interface Entry {
+  readonly value: Buffer;
+  /** ms since epoch; Infinity: never. */
+  readonly until: number;
+}
+
+/** See the file header. */
+export class ShmemStore {
+  private readonly map = new Map<string, Entry>();
+  private bytes = 0;
+  evictions = 0;
+
+  constructor(readonly totalSize: number, readonly maxEntries: number, readonly expireSec: number, private readonly now: () => number = Date.now) {}
+
+  get(key: string): Buffer | undefined {
+    const e = this.map.get(key);
+    if (e === undefined) return undefined;
+    if (e.until !== Infinity && e.until <= this.now()) {
+      this.remove(key, e);
+      return undefined;
+    }
+    this.map.delete(key);
+    this.map.set(key, e);
+    return e.value;
+  }
+
+  /** Stores an answer; false when it can never fit. */
+  set(key: string, value: Buffer): boolean {
+    const size = value.length + key.length + ENTRY_OVERHEAD;
+    if (size > this.totalSize || this.maxEntries <= 0) return false;
+    const old = this.map.get(key);
+    if (old !== undefined) this.remove(key, old);
+    while (this.map.size > 0 && (this.bytes + size > this.totalSize || this.map.size >= this.maxEntries)) {
+      const k = this.map.keys().next().value as string;
+      this.remove(k, this.map.get(k)!);
+      this.evictions++;
+    }
+    this.map.set(key, { value, until: this.expireSec > 0 ? this.now() + this.expireSec * 1000 : Infinity });
+    this.bytes += size;
+    return true;
+  }
+
+  delete(key: string): void {
+    const e = this.map.get(key);
+    if (e !== undefined) this.remove(key, e);
+  }
+
+  clear(): void {
+    this.map.clear();
+    this.bytes = 0;
+  }
+
+  private remove(key: string, e: Entry): void {
+    this.map.delete(key);
+    this.bytes -= e.value.length + key.length + ENTRY_OVERHEAD;
+  }
+
+  get entries(): number {
+    return this.map.size;
+  }
+
+  get usedBytes(): number {
+    return this.bytes;
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The fast I/O path (src/util/fast-read.ts, fast-write.ts) reaches into Node internals
+ * (process.binding('stream_wrap'), the socket handle's useUserBuffer/writeBuffer and the
+ * onread symbols) and falls back silently to 'data' events and socket.write() when they are
+ * missing. On the Node versions pgmaitre supports (package.json engines: 20 and later, tested
+ * on 20 and 22), the fast path must be the one in use: these tests fail if a Node upgrade takes
+ * it away, so the loss of 10-20 µs per transaction cannot go unnoticed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { fastWrite, fastWriteAvailable } from '../../../src/util/fast-write';
+import { switchToReadBuffer } from '../../../src/util/fast-read';
+
+const major = Number(process.versions.node.split('.')[0]);
+/** Majors on which the internals were checked; a newer one fails until it is checked too. */
+const SUPPORTED = [20, 22, 24];
+
+test('this Node is one the fast I/O path was checked on', () => {
+  assert.ok(SUPPORTED.includes(major), `Node ${process.versions.node}: check src/util/fast-read.ts and fast-write.ts on it, then add ${major} to SUPPORTED`);
+});
+
+/** A connected pair: the accepted socket (server side) and the client socket. */
+async function pair(): Promise<{ server: net.Server; accepted: net.Socket; client: net.Socket }> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const acceptedP = new Promise<net.Socket>((r) => server.once('connection', r));
+  const client = net.connect(port, '127.0.0.1');
+  await new Promise<void>((r, j) => { client.once('connect', r); client.once('error', j); });
+  return { server, accepted: await acceptedP, client };
+}
+
+test('fastWrite uses the handle, not socket.write()', async () => {
+  assert.equal(fastWriteAvailable, true, "process.binding('stream_wrap') no longer gives WriteWrap/streamBaseState");
+  const { server, accepted, client } = await pair();
+  try {
+    let viaWritable = 0;
+    const original = accepted.write.bind(accepted);
+    accepted.write = ((...args: Parameters<net.Socket['write']>) => { viaWritable++; return original(...args); }) as net.Socket['write'];
+    const got: Buffer[] = [];
+    const done = new Promise<void>((r) => client.on('data', (d: Buffer) => { got.push(d); if (Buffer.concat(got).length >= 10) r(); }));
+    assert.equal(fastWrite(accepted, Buffer.from('hello')), true);
+    assert.equal(fastWrite(accepted, Buffer.from('world')), true);
+    await done;
+    assert.equal(Buffer.concat(got).toString(), 'helloworld');
+    assert.equal(viaWritable, 0, 'fastWrite fell back to socket.write()');
+  } finally {
+    client.destroy(); accepted.destroy(); server.close();
+  }
+});
+
+test('switchToReadBuffer switches an accepted socket to reads into the shared buffer', async () => {
+  const { server, accepted, client } = await pair();
+  try {
+    let dataEvents = 0;
+    accepted.on('data', () => { dataEvents++; });
+    const got: Buffer[] = [];
+    let views = 0;
+    const done = new Promise<void>((r) => {
+      assert.equal(switchToReadBuffer(accepted, (view) => { views++; got.push(Buffer.from(view)); if (Buffer.concat(got).length >= 6) r(); }), true,
+        'the onread symbols (kBuffer, kBufferCb, kBufferGen) or handle.useUserBuffer are gone');
+    });
+    client.write('abc');
+    client.write('def');
+    await done;
+    assert.equal(Buffer.concat(got).toString(), 'abcdef');
+    assert.ok(views >= 1);
+    assert.equal(dataEvents, 0, "reads still came as 'data' events");
+    // End of stream still arrives after the switch.
+    const ended = new Promise<void>((r) => accepted.once('end', r));
+    client.end();
+    await ended;
+  } finally {
+    client.destroy(); accepted.destroy(); server.close();
+  }
+});
