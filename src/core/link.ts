@@ -26,6 +26,7 @@
 import { BackendCode, TxStatus } from '../protocol/codes';
 import { decodeErrorFields, decodeParameterStatus } from '../protocol/backend';
 import type { BackendPort, ForwardSink } from './ports';
+import { emptyArray } from '../util/arrays';
 
 /** How a request ends. */
 export const Term = {
@@ -271,8 +272,8 @@ export class Link {
     this.broken = false;
     this.busySince = 0;
     this.copyStarted = false;
-    this.out.length = 0;
-    this.cleanup.length = 0;
+    emptyArray(this.out);
+    emptyArray(this.cleanup);
     this.full = false;
     this.skipping = false;
     this.unnamedOwn = false;

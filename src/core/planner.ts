@@ -17,6 +17,7 @@ import type { SessionState } from './session-state';
 import type { CoreHost } from './core-host';
 import type { ReadYourWrites } from './read-your-writes';
 import { Term, type Link } from './link';
+import { emptyArray } from '../util/arrays';
 
 /** Functions whose answer depends on the client's own backend: they run on the primary. */
 const IDENTITY_FUNCTIONS: ReadonlySet<string> = new Set([
@@ -83,6 +84,22 @@ export class Plan {
   errorHint = '';
   /** A write goes to the primary (read-your-writes notes it). */
   writes = false;
+
+  /**
+   * Lets go of what the last plan referenced (its statements' classes, effects, strings). The plan
+   * is one object per session: left filled, it kept each idle session's last request alive, and
+   * V8's young collection copies everything reachable, so its cost grew with the number of sessions.
+   */
+  clear(): void {
+    emptyArray(this.classes);
+    this.effects = null;
+    emptyArray(this.sqlNeeded);
+    emptyArray(this.lookup);
+    this.reason = '';
+    this.adminSql = '';
+    this.errorMessage = '';
+    this.errorHint = '';
+  }
 }
 
 /** What the planner reads from its session. */
@@ -115,9 +132,9 @@ export class Planner {
     const routing = host.routing;
     const p = this.plan;
     p.type = PlanType.Send;
-    p.classes.length = 0;
-    p.sqlNeeded.length = 0;
-    p.lookup.length = 0;
+    emptyArray(p.classes);
+    emptyArray(p.sqlNeeded);
+    emptyArray(p.lookup);
     p.effects = null;
     p.broadcastTx = false;
     p.writes = false;

@@ -10,6 +10,7 @@
 import { FrontendCode } from '../protocol/codes';
 import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeParse, decodeQuery } from '../protocol/frontend';
 import { Term } from './link';
+import { emptyArray } from '../util/arrays';
 
 /** A complete request as received (one contiguous buffer). */
 export class Request {
@@ -74,21 +75,29 @@ export class RequestInfo {
   /** Contains a FunctionCall (fastpath), or a frame whose body does not decode: the primary runs it. */
   functionCall = false;
 
-  /** Drops the decoded SQL texts (read() fills them again). */
+  /**
+   * Drops what the last request decoded (read() fills it again): its SQL texts and names must not
+   * stay reachable from an idle session (see SessionCore.drive).
+   */
   forget(): void {
-    this.queries.length = 0;
-    this.parses.length = 0;
+    emptyArray(this.queries);
+    emptyArray(this.parses);
+    emptyArray(this.bindStatements);
+    emptyArray(this.bindPortals);
+    emptyArray(this.statementRefs);
+    emptyArray(this.portalRefs);
+    emptyArray(this.closedStatements);
   }
 
   /** Reads `data`'s frames (cleared first). */
   read(data: Buffer): this {
-    this.queries.length = 0;
-    this.parses.length = 0;
-    this.bindStatements.length = 0;
-    this.bindPortals.length = 0;
-    this.statementRefs.length = 0;
-    this.portalRefs.length = 0;
-    this.closedStatements.length = 0;
+    emptyArray(this.queries);
+    emptyArray(this.parses);
+    emptyArray(this.bindStatements);
+    emptyArray(this.bindPortals);
+    emptyArray(this.statementRefs);
+    emptyArray(this.portalRefs);
+    emptyArray(this.closedStatements);
     this.extended = false;
     this.functionCall = false;
     let pos = 0;

@@ -49,6 +49,7 @@ import { CacheStep, type CachePort, type CacheView } from './cache-port';
 import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
 import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
 import { lossVerdict } from './recovery';
+import { emptyArray } from '../util/arrays';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
@@ -372,10 +373,15 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       this.queue.shift();
       this.queuedBytes -= bytes;
     }
-    // The scratch info must not keep the last request's SQL alive (a large text promoted to
-    // V8's old space by the next young collection waits there for a full one); not while an
-    // outer drive() (this one runs inside its step) still reads it.
-    if (--this.driving === 0) this.info.forget();
+    // The scratch info and plan must not keep the last request alive: a large SQL text promoted
+    // to V8's old space by the next young collection waits there for a full one, and whatever an
+    // idle session still references is copied by every young collection — work per request that
+    // grows with the number of sessions. Not while an outer drive() (this one runs inside its
+    // step) still reads them.
+    if (--this.driving === 0) {
+      this.info.forget();
+      this.planner.plan.clear();
+    }
     this.flush();
     this.releaseIdle();
     this.pacing();
@@ -914,7 +920,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
         this.send(link, c.buf);
       }
-      link.cleanup.length = 0;
+      emptyArray(link.cleanup);
       const unsure = conn.statements.unsure;
       if (unsure.size > 0) {
         // Statements a failed request may or may not have created: make sure they do not exist.
@@ -1034,10 +1040,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       const out = link.out;
       if (out.length === 0) continue;
       const buf = out.length === 1 ? out[0]! : Buffer.concat(out);
-      out.length = 0;
+      emptyArray(out);
       if (link.conn !== null) this.writeTo(link, buf);
     }
-    this.dirty.length = 0;
+    emptyArray(this.dirty);
   }
 
   private writeTo(link: Link, buf: Buffer): void {
@@ -1312,7 +1318,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       }
       Link.release(e);
     }
-    link.done.length = 0;
+    emptyArray(link.done);
   }
 
   /** A client request completed: apply its session effects if it succeeded. */
@@ -1708,7 +1714,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         l.conn = null;
         l.reset();
         void this.cancelling.get(l)!.then(() => {
-          this.host.closeLink(conn, restNow, restNow ? '' : 'client left while its cancel was in flight', restNow && (pinned || lost));
+          // Not at rest: closed for the same reason as without a cancel (a transaction open or a
+          // request in flight), only later.
+          this.host.closeLink(conn, restNow, restNow ? '' : 'client left with a transaction open or a request in flight (closed once its cancel reached the server)', restNow && (pinned || lost));
         });
         continue;
       }

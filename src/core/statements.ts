@@ -43,9 +43,22 @@ export class Statements {
   /** A Parse was sent to `node`. The unnamed statement's frame is kept as a view (it is replaced at once). */
   parsed(name: string, frame: Buffer, sql: string, cls: QueryClass, node: number): void {
     const prev = this.protocol.get(name);
-    if (prev !== undefined && prev.sql === sql && name !== '') {
-      prev.nodes.add(node);
-      return;
+    if (prev !== undefined && prev.sql === sql) {
+      if (name !== '') {
+        prev.nodes.add(node);
+        return;
+      }
+      // The same unnamed statement again (pgbench -M extended, most drivers' one-shot queries):
+      // only `node` has it now. The entry is kept rather than replaced: a fresh one per request
+      // stayed reachable from the session until the next, and V8's young collections copy what
+      // every idle session still holds (work per request that grows with the number of sessions).
+      if (prev.frame.equals(frame)) {
+        if (prev.nodes.size !== 1 || !prev.nodes.has(node)) {
+          prev.nodes.clear();
+          prev.nodes.add(node);
+        }
+        return;
+      }
     }
     this.protocol.set(name, { frame: name === '' ? frame : Buffer.from(frame), sql, cls, nodes: new Set([node]) });
   }
