@@ -167,6 +167,20 @@ describe('worker_processes = 2', { timeout: 300_000 }, () => {
         }));
         await new Promise((r) => setTimeout(r, 200));
       }
+      // Once the standbys have replayed (positions pushed by the supervisor), the sessions that
+      // balance their reads to a standby (session-level: some sessions' node is the primary) read
+      // there again, and still see their own writes.
+      const back = await Promise.all(cs.map(async (c, i) => {
+        let onStandby = false;
+        for (let k = 0; k < 100 && !onStandby; k++) {
+          const r = await c.query('SELECT count(*)::int AS n, pg_is_in_recovery() AS s FROM ryw_workers WHERE c = $1', [i]);
+          assert.equal(r.rows[0].n, 4, `client ${i}: its own writes`);
+          onStandby = r.rows[0].s === true;
+          if (!onStandby) await new Promise((res) => setTimeout(res, 50));
+        }
+        return onStandby;
+      }));
+      assert.ok(back.some((b) => b), `sessions read on a standby again once it replayed their writes: ${JSON.stringify(back)}`);
       // The side connections that ask WAL positions ('pgmaitre lsn'): the supervisor's only, at
       // most one per node, whichever worker's sessions needed them.
       let standbyAsked = 0;
