@@ -21,7 +21,7 @@ import { pcpHash } from '../../src/config/pcp-conf';
 import { writeDataFile } from '../../src/demo/cluster-files';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'pgmaitre.js');
-const HEALTH = "sr_check_user = 'postgres'\nhealth_check_period = 1\nhealth_check_timeout = 2\nhealth_check_max_retries = 0\nsr_check_period = 1\nsearch_primary_node_timeout = 2\n";
+const HEALTH = "sr_check_user = 'postgres'\nhealth_check_user = 'postgres'\nhealth_check_period = 1\nhealth_check_timeout = 2\nhealth_check_max_retries = 0\nsr_check_period = 1\nsearch_primary_node_timeout = 2\n";
 
 describe('README troubleshooting cases', { timeout: 240_000 }, () => {
   const fx = withCluster({ standbys: 1, users: [{ name: 'pgmaitre_check', password: 'check' }] });
