@@ -24,7 +24,6 @@ import { bindHosts, closeAll, listenAll } from './frontend/listener';
 import { buildRoutingContext } from './core/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
 import { QueryCache } from './cache/query-cache';
-import { resolveWorkerCount } from './workers/count';
 import { LsnProbe } from './backend/lsn-probe';
 import type { SideTarget } from './backend/side-target';
 import { initClassifier } from './classify/classify';
@@ -182,7 +181,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     hba, poolPasswd, trustedLogins: new Set(), shuttingDown: false,
     routing: buildRoutingContext(config, volatility),
     admin: null,
-    lsn: new LsnProbe(sideTarget, log),
+    lsn: role?.lsn?.() ?? new LsnProbe(sideTarget, log),
     onBackendError: (nodeId, reason) => health.reportBackendError(nodeId, reason),
     tls: frontendTls,
     ...(config.ssl ? { backendTls: buildBackendTls(config) } : {}),
@@ -225,16 +224,16 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   ctx.replication = (h) => replication.accept(h);
 
   // The query cache (memory_cache_enabled): catalog lookups on side connections to the session's database.
-  // shmem is one process's memory: with several worker processes their invalidations would not
-  // reach each other, so the cache stays off (fail closed) unless it lives in memcached.
-  const workers = resolveWorkerCount(config.worker_processes);
-  if (config.memory_cache_enabled && config.memqcache_method === 'shmem' && workers > 1) {
-    log.warn({ event: 'config_warning' }, `query cache off: memqcache_method = 'shmem' is per process and worker_processes = ${workers}; use memqcache_method = 'memcached' to share it between workers`);
-  } else if (config.memory_cache_enabled) {
+  // shmem is one process's memory: with several worker processes each keeps its own answers and
+  // generations, and a commit's invalidation goes to every worker through the supervisor,
+  // acknowledged before the writer's ReadyForQuery (role.queryCache; docs/workers.md).
+  if (config.memory_cache_enabled) {
     ctx.queryCache = new QueryCache(config, (database) => {
       const t = sideTarget(cluster.primaryId());
       return t === null ? null : { ...t, database };
     }, log);
+    // worker_processes > 1: invalidations reach every worker (src/workers/).
+    role?.queryCache?.(ctx.queryCache);
   }
 
   const connLimiter = new ConnectionRateLimiter(() => ctx.config);

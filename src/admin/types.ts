@@ -3,6 +3,7 @@
  * RESET) over read-only views, and the actions (attach/detach/promote/reload/stop) that the SQL,
  * PCP and HTTP faces share. Commands return plain rows; the frontend serializes them.
  */
+import type { MetricObjectWithValues, MetricValueWithName } from 'prom-client';
 import type { Config } from '../config/load';
 import type { BackendNode } from '../cluster/cluster';
 import type { PoolCounts } from '../pool/node-pool';
@@ -53,7 +54,10 @@ export interface AdminSession {
   readonly database: string;
   /** The node this session's reads go to (load_balance_node column), or -1. */
   readonly loadBalanceNode: number;
-  /** Current value of a parameter for this session (PGPOOL SET overrides, else the config). */
+  /**
+   * This session's PGPOOL SET override of a parameter, or undefined (callers fall back to the
+   * admin context's configuration: the instance's, unsplit, when worker_processes > 1).
+   */
   getParam(name: string): unknown;
   /** Sets a session-scoped override (already validated). */
   setParam(name: string, value: unknown): void;
@@ -128,9 +132,18 @@ export interface AdminContext {
   readonly recovery?: () => { readonly nodeId: number; readonly stage: string; readonly startedAt: Date } | null;
   /** HA pair (etcd_endpoints): this instance's name and whether it holds the command lease. */
   readonly failoverLease?: () => { readonly instance: string; readonly leading: boolean } | null;
+  /**
+   * worker_processes > 1: the latency histograms (pgmaitre_query_duration_seconds,
+   * pgmaitre_pool_wait_seconds) summed over the workers, as prom-client's metric objects; absent
+   * for one process, whose own histograms are read directly.
+   */
+  readonly histograms?: () => readonly HistogramData[];
   /** worker_processes > 1: brings the counted and listed figures up to date (src/workers/); faces await it per request. */
   readonly refresh?: () => Promise<void>;
 }
+
+/** A histogram's figures as prom-client's `get()` gives them (plain data: crosses IPC). */
+export type HistogramData = MetricObjectWithValues<MetricValueWithName<string>>;
 
 /** The query cache as the admin faces use it (src/cache/query-cache.ts behind it). */
 export interface QueryCacheAdmin {

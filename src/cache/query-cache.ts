@@ -64,6 +64,11 @@ export class QueryCache {
   };
   lists: TableLists;
   config: QueryCacheConfig;
+  /**
+   * worker_processes > 1 (set by workers/worker.ts, role.ts' SharedQueryCache): sends generation
+   * bumps to every other worker, resolved once all applied them. Null in one process.
+   */
+  share: ((names: readonly string[], forget: boolean) => Promise<void>) | null = null;
   /** shmem generations. */
   private readonly gens = new Map<string, number>();
   private down = false;
@@ -172,13 +177,28 @@ export class QueryCache {
   /** Moves generations on. shmem: at once (null); memcached: a promise (failures mark it down). */
   bump(names: readonly string[], cause: string): Promise<void> | null {
     this.count(cause);
+    // Other workers forget their table-name lookups too after a DDL or an invalidation of everything.
+    const forget = cause !== 'write';
     if (this.shmem !== null) {
-      for (const n of names) this.gens.set(n, (this.gens.get(n) ?? 0) + 1);
-      if (names.includes('*')) this.shmem.clear();
-      return null;
+      this.applyGens(names);
+      // worker_processes > 1: every other worker's generations move on before this resolves.
+      return this.share === null ? null : this.share(names, forget);
     }
-    if (this.down) return null; // recovery bumps '*' before anything is served again
-    return this.memcached!.bump(names).catch((e: unknown) => this.failed(e));
+    if (this.down) return this.share !== null && forget ? this.share([], true) : null; // recovery bumps '*' before anything is served again
+    const done = this.memcached!.bump(names).catch((e: unknown) => this.failed(e));
+    // memcached: the generations are shared already; only the lookups to forget go to the other workers.
+    return this.share !== null && forget ? Promise.all([done, this.share([], true)]).then(() => undefined) : done;
+  }
+
+  private applyGens(names: readonly string[]): void {
+    for (const n of names) this.gens.set(n, (this.gens.get(n) ?? 0) + 1);
+    if (names.includes('*')) this.shmem!.clear();
+  }
+
+  /** Another worker's bumps (workers/role.ts' SharedQueryCache), applied here. */
+  applyShared(names: readonly string[], forget: boolean): void {
+    if (forget) this.catalog.forget();
+    if (this.shmem !== null && names.length > 0) this.applyGens(names);
   }
 
   /** Invalidates everything (pcp_invalidate_query_cache, ALTER ROLE, a failed catalog lookup...). */

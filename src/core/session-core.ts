@@ -1771,7 +1771,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         l.conn = null;
         l.reset();
         void this.cancelling.get(l)!.then(() => {
-          this.host.closeLink(conn, restNow, restNow ? '' : 'client left while its cancel was in flight', restNow && (pinned || lost));
+          // Not at rest: closed for the same reason as without a cancel (a transaction open or a
+          // request in flight), only later.
+          this.host.closeLink(conn, restNow, restNow ? '' : 'client left with a transaction open or a request in flight (closed once its cancel reached the server)', restNow && (pinned || lost));
         });
         continue;
       }

@@ -15,7 +15,7 @@ import type { ServerConnection } from '../backend/server-connection';
 import type { Slots } from './slots';
 import type { SessionRegistry } from './registry';
 import type { RoutingContext } from '../core/routing-context';
-import type { LsnProbe } from '../backend/lsn-probe';
+import type { LsnSource } from '../core/read-your-writes';
 import type { AdminSession, AdminError, ResultSet } from '../admin/types';
 import type { BackendTlsOptions } from '../backend/server-connection';
 import type { FrontendTls } from './tls';
@@ -80,7 +80,7 @@ export interface FrontendContext {
   /** The query cache (memory_cache_enabled = on), or null/absent. */
   queryCache?: QueryCache | null;
   /** WAL positions for read_your_writes (null when not wired). */
-  lsn: LsnProbe | null;
+  lsn: (LsnSource & { close(): Promise<void> }) | null;
   /** Tells the failover layer a backend connection failed (failover_on_backend_error). */
   onBackendError: (nodeId: number, reason: string) => void;
   /** TLS for clients (ssl = on with a certificate and key); null/undefined: SSLRequest gets 'N'. */

@@ -58,6 +58,27 @@ const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
 
 const SSL_NO = Buffer.from('N');
 
+/**
+ * AuthenticationOk and the ParameterStatus messages of a greeting, encoded once per cached
+ * greeting (transaction pooling: ctx.greetings holds maps never changed once stored), so a login
+ * like one already answered does not encode its ~14 ParameterStatus messages again. A login
+ * connection's own parameters (session pooling) can change: encoded each time.
+ */
+const encodedGreetings = new WeakMap<ReadonlyMap<string, string>, Buffer>();
+
+function greetingBytes(r: LoginOk): Buffer {
+  const cacheable = r.conn === null;
+  if (cacheable) {
+    const known = encodedGreetings.get(r.params);
+    if (known !== undefined) return known;
+  }
+  const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
+  for (const [name, value] of r.params) parts.push(encodeParameterStatus(name, value));
+  const bytes = Buffer.concat(parts);
+  if (cacheable) encodedGreetings.set(r.params, bytes);
+  return bytes;
+}
+
 /** A client session; see the file header. */
 export class ClientSession implements FrameSink, ServerSink, RegisteredSession, CoreHost, LoginIO {
   /** The pid the client was given: its login connection's backend pid. */
@@ -403,10 +424,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     } else {
       core.identityNode = r.node; // logged in without a connection: the first request leases one
     }
-    const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
-    for (const [name, value] of r.params) parts.push(encodeParameterStatus(name, value));
-    parts.push(encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn?.txStatus ?? TxStatus.Idle));
-    this.socket.write(Buffer.concat(parts));
+    this.socket.write(Buffer.concat([greetingBytes(r), encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn?.txStatus ?? TxStatus.Idle)]));
     if (this.ctx.logFlags.connections) {
       logLine(this.ctx.log, { event: LogEvent.ConnectionAuthorized, pid: this.pid, user: this.user, database: this.database, node_id: r.node },
         `connection authorized: user=${this.user} database=${this.database}`);
@@ -648,7 +666,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       user: this.user,
       database: this.database,
       loadBalanceNode: this.core?.lbNode ?? -1,
-      getParam: (name) => (this.overrides.has(name) ? this.overrides.get(name) : (this.ctx.config as unknown as Record<string, unknown>)[name]),
+      getParam: (name) => this.overrides.get(name),
       setParam: (name, value) => {
         this.overrides.set(name, value);
         this.applyOverrides();

@@ -91,8 +91,8 @@ export function histogramQuantile(q: number, bounds: readonly number[], cumulati
 }
 
 /** Per-node cumulative latency buckets from the prom-client histogram. */
-async function latencyBuckets(): Promise<{ bounds: number[]; byNode: Map<number, number[]> }> {
-  const m = await queryLatency.get();
+async function latencyBuckets(ctx: AdminContext): Promise<{ bounds: number[]; byNode: Map<number, number[]> }> {
+  const m = ctx.histograms?.().find((h) => h.name === 'pgmaitre_query_duration_seconds') ?? await queryLatency.get();
   const boundsSet = new Set<number>();
   const raw = new Map<number, Map<number, number>>();
   for (const v of m.values) {
@@ -148,7 +148,7 @@ export class HistorySampler {
 
   private async take(): Promise<void> {
     const now = Date.now();
-    const { bounds, byNode } = await latencyBuckets();
+    const { bounds, byNode } = await latencyBuckets(this.ctx);
     const dt = this.previousAt > 0 ? (now - this.previousAt) / 1000 : 0;
     const primaryId = this.ctx.primaryId();
     const nodes = new Map<number, NodeSample>();

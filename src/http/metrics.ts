@@ -3,7 +3,7 @@
  * Everything except the latency histogram is computed at scrape time from AdminContext, so
  * nothing on the query path pays for metrics it does not feed.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import type { AdminContext } from '../admin/types';
 import { roleText } from '../admin/format';
 import { leaseWait, queryLatency } from '../admin/latency';
@@ -165,8 +165,20 @@ export function createMetricsRegistry(ctx: AdminContext): Registry {
     name: 'pgmaitre_start_time_seconds', help: 'When pgmaitre started (Unix time).', registers: reg,
     collect() { this.set(ctx.startedAt.getTime() / 1000); },
   });
-  registry.registerMetric(queryLatency);
-  registry.registerMetric(leaseWait);
+  const merged = ctx.histograms;
+  for (const h of [queryLatency, leaseWait]) {
+    if (merged === undefined) {
+      registry.registerMetric(h);
+      continue;
+    }
+    // worker_processes > 1: the workers' histograms summed (this process serves no client).
+    const name = (h as unknown as { name: string }).name;
+    registry.registerMetric({
+      name, help: (h as unknown as { help: string }).help, type: 'histogram', aggregator: 'sum',
+      get: async () => merged().find((m) => m.name === name) ?? await h.get(),
+      reset: () => {},
+    } as unknown as Metric);
+  }
   const qc = ctx.queryCache?.() ?? null;
   if (qc !== null) {
     new Counter({

@@ -9,7 +9,7 @@
  * pool counts are summed; node status, roles, health and replication come from the brain,
  * with the statement counters summed over the workers. Pure functions: unit-tested.
  */
-import type { AdminContext, PoolingView, SessionInfo, SlotHistory } from '../admin/types';
+import type { AdminContext, HistogramData, PoolingView, QueryCacheAdmin, QueryCacheMetrics, SessionInfo, SlotHistory } from '../admin/types';
 import type { BackendNode } from '../cluster/cluster';
 import type { NodeCounters } from '../cluster/stats';
 import { newNodeCounters } from '../cluster/stats';
@@ -18,7 +18,8 @@ import type { InstanceSnapshot, WorkerSnapshot } from './messages';
 import { share, shareOffset } from './shares';
 
 /** What a worker reports about itself, read from its own (local) AdminContext. */
-export function collectWorker(local: AdminContext, index: number, count: number, instanceLimits: { nic: number; mcc: number }): WorkerSnapshot {
+export function collectWorker(local: AdminContext, index: number, count: number, instanceLimits: { nic: number; mcc: number },
+  histograms: readonly HistogramData[] = []): WorkerSnapshot {
   const nodes = local.nodes();
   const slotHistory: [number, SlotHistory][] = [];
   const nic = share(instanceLimits.nic, index, count);
@@ -38,11 +39,40 @@ export function collectWorker(local: AdminContext, index: number, count: number,
     pooling: local.pooling?.() ?? null,
     classifier: local.classifierStats?.() ?? null,
     slotHistory,
+    histograms,
+    cache: cacheOf(local.queryCache?.() ?? null),
     shares: {
       nic, nicOffset: shareOffset(instanceLimits.nic, index, count),
       mcc: share(instanceLimits.mcc, index, count), mccOffset: shareOffset(instanceLimits.mcc, index, count),
     },
   };
+}
+
+function cacheOf(qc: QueryCacheAdmin | null): WorkerSnapshot['cache'] {
+  if (qc === null) return null;
+  const m = qc.metrics();
+  return { row: qc.poolCacheRow(), metrics: { ...m, invalidations: new Map(m.invalidations) } };
+}
+
+/**
+ * The workers' query caches as one (each worker keeps its own with shmem): SHOW POOL_CACHE's
+ * counts and sizes summed (the hit ratio recomputed), the /metrics counters summed; the commands
+ * that invalidate are `base`'s (they reach every worker: QueryCache.share).
+ */
+export function mergeCache(base: QueryCacheAdmin, parts: readonly NonNullable<WorkerSnapshot['cache']>[]): QueryCacheAdmin {
+  const row = parts.reduce<number[]>((a, p) => a.map((v, i) => v + Number(p.row[i] ?? 0)), new Array<number>(9).fill(0));
+  row[2] = row[1] === 0 ? 0 : row[0]! / row[1]!;
+  const rowText = row.map((v, i) => (i === 2 ? v.toFixed(2) : String(v)));
+  const invalidations = new Map<string, number>();
+  for (const p of parts) for (const [k, n] of p.metrics.invalidations) invalidations.set(k, (invalidations.get(k) ?? 0) + n);
+  const sum = (f: (m: QueryCacheMetrics) => number): number => parts.reduce((a, p) => a + f(p.metrics), 0);
+  const metrics: QueryCacheMetrics = {
+    method: parts[0]?.metrics.method ?? base.metrics().method,
+    hits: sum((m) => m.hits), misses: sum((m) => m.misses), selects: sum((m) => m.selects), stores: sum((m) => m.stores),
+    notStored: sum((m) => m.notStored), evictions: sum((m) => m.evictions), memcachedErrors: sum((m) => m.memcachedErrors),
+    memcachedUp: parts.every((p) => p.metrics.memcachedUp), bytes: sum((m) => m.bytes), entries: sum((m) => m.entries), invalidations,
+  };
+  return { ...base, poolCacheRow: () => rowText, metrics: () => metrics, deleteQuery: (s, u, d) => base.deleteQuery(s, u, d), invalidateAll: () => base.invalidateAll() };
 }
 
 /** A session's slot number in the instance's numbering. */
@@ -61,6 +91,26 @@ function addCounts(a: PoolCounts, b: PoolCounts): PoolCounts {
 
 function addCounters(into: NodeCounters, c: NodeCounters): void {
   for (const k of Object.keys(into) as (keyof NodeCounters)[]) into[k] += c[k] ?? 0;
+}
+
+/**
+ * Sums histograms (prom-client metric objects) by name, then by sample name and labels: bucket
+ * counts, _sum and _count add up exactly, as prom-client's own cluster aggregator does.
+ */
+export function mergeHistograms(per: readonly (readonly HistogramData[])[]): HistogramData[] {
+  const out = new Map<string, { meta: HistogramData; values: Map<string, HistogramData['values'][number]> }>();
+  for (const list of per) {
+    for (const m of list) {
+      let e = out.get(m.name);
+      if (e === undefined) out.set(m.name, (e = { meta: m, values: new Map() }));
+      for (const v of m.values) {
+        const key = `${v.metricName ?? ''}${JSON.stringify(Object.entries(v.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))}`;
+        const cur = e.values.get(key);
+        e.values.set(key, cur === undefined ? { ...v, labels: { ...v.labels } } : { ...cur, value: cur.value + v.value });
+      }
+    }
+  }
+  return [...out.values()].map((e) => ({ ...e.meta, values: [...e.values.values()] }));
 }
 
 /** Sums the workers' pooling views (null when no worker has one). */
@@ -103,6 +153,10 @@ export function instanceContext(base: AdminContext, snap: InstanceSnapshot): Adm
   const slots = workers.reduce((a, w) => ({ capacity: a.capacity + w.slots.capacity, inUse: a.inUse + w.slots.inUse, waiting: a.waiting + w.slots.waiting }), { capacity: 0, inUse: 0, waiting: 0 });
   const classifiers = workers.map((w) => w.classifier).filter((c) => c !== null);
   const pooling = mergePooling(workers.map((w) => w.pooling), config);
+  const histograms = mergeHistograms(workers.map((w) => w.histograms ?? []));
+  const baseCache = base.queryCache?.() ?? null;
+  const cacheParts = workers.map((w) => w.cache).filter((c): c is NonNullable<WorkerSnapshot['cache']> => c != null);
+  const cache = baseCache === null ? null : mergeCache(baseCache, cacheParts);
   return {
     ...base,
     nodes: () => nodes,
@@ -118,6 +172,8 @@ export function instanceContext(base: AdminContext, snap: InstanceSnapshot): Adm
     } : {}),
     slotHistory: (slot) => slotHistory.get(slot),
     ...(pooling !== null ? { pooling: () => pooling } : {}),
+    histograms: () => histograms,
+    ...(cache !== null ? { queryCache: () => cache } : {}),
     failoverLease: () => snap.lease,
     recovery: () => snap.recovery,
   };

@@ -6,7 +6,7 @@
  */
 import type { NodeRole, NodeStatus } from '../cluster/cluster';
 import type { ReplicationInfo } from '../cluster/stats';
-import type { AdminEvent, ClassifierStats, PoolingView, SessionInfo, SlotHistory } from '../admin/types';
+import type { AdminEvent, ClassifierStats, HistogramData, PoolingView, QueryCacheMetrics, SessionInfo, SlotHistory } from '../admin/types';
 import type { BackendNode } from '../cluster/cluster';
 import type { NodeCounters } from '../cluster/stats';
 import type { PoolCounts } from '../pool/node-pool';
@@ -35,6 +35,10 @@ export interface WorkerSnapshot {
   readonly pooling: PoolingView | null;
   readonly classifier: ClassifierStats | null;
   readonly slotHistory: readonly (readonly [number, SlotHistory])[];
+  /** Its query cache's SHOW POOL_CACHE row and counters (null: the cache is off). */
+  readonly cache: { readonly row: readonly string[]; readonly metrics: QueryCacheMetrics } | null;
+  /** Its latency histograms (summed over the workers by the instance view). */
+  readonly histograms: readonly HistogramData[];
   /** Its share of num_init_children and max_client_conn (to number its slots in the instance). */
   readonly shares: { readonly nic: number; readonly nicOffset: number; readonly mcc: number; readonly mccOffset: number };
 }
@@ -71,7 +75,15 @@ export type ToWorker =
   | { readonly t: 'action-done'; readonly id: number; readonly ok: boolean; readonly message: string }
   | { readonly t: 'reload' }
   | { readonly t: 'log-rotate' }
-  | { readonly t: 'stop' };
+  | { readonly t: 'stop' }
+  /** A standby's replay position the supervisor learned (null: the query failed), pushed to every worker. */
+  | { readonly t: 'replay'; readonly node: number; readonly lsn: bigint | null }
+  /** The primary's current WAL position asked by 'current?' (or why there is none). */
+  | { readonly t: 'current'; readonly id: number; readonly lsn: bigint | null; readonly error: string }
+  /** Query cache (shmem): another worker's generation bumps, to apply then acknowledge ('cache-bumped'). */
+  | { readonly t: 'cache-bump'; readonly id: number; readonly names: readonly string[]; readonly forget: boolean }
+  /** Query cache: every other worker applied this worker's bumps `id`. */
+  | { readonly t: 'cache-shared'; readonly id: number };
 
 /** Worker → supervisor. */
 export type FromWorker =
@@ -80,4 +92,12 @@ export type FromWorker =
   | { readonly t: 'backend-error'; readonly node: number; readonly reason: string }
   | { readonly t: 'collected'; readonly id: number; readonly snapshot: WorkerSnapshot }
   | { readonly t: 'instance?'; readonly id: number }
-  | { readonly t: 'action'; readonly id: number; readonly request: ActionRequest };
+  | { readonly t: 'action'; readonly id: number; readonly request: ActionRequest }
+  /** read_your_writes: refresh a standby's replay position (answered by a 'replay' push to all). */
+  | { readonly t: 'replay?'; readonly node: number }
+  /** read_your_writes: pg_current_wal_lsn() of `node` from a query sent at or after `after` (ms). */
+  | { readonly t: 'current?'; readonly id: number; readonly node: number; readonly after: number }
+  /** Query cache: this worker's generation bumps, for every other worker (answered by 'cache-shared'). */
+  | { readonly t: 'cache-bump'; readonly id: number; readonly names: readonly string[]; readonly forget: boolean }
+  /** Query cache: bumps `id` of another worker applied here. */
+  | { readonly t: 'cache-bumped'; readonly id: number };

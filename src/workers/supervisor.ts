@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import type { LoadedConfig } from '../config/load';
 import { LogEvent, logLine, type Logger } from '../log/logger';
 import { startApp, type App } from '../app';
-import type { AdminActions, AdminContext, PoolingView } from '../admin/types';
+import type { AdminActions, AdminContext, PoolingView, QueryCacheAdmin } from '../admin/types';
 import type { ActionRequest, FromWorker, InstanceSnapshot, NodeState, ToWorker, WorkerSnapshot } from './messages';
 import { instanceContext } from './instance-view';
 import { WORKER_COUNT_ENV, WORKER_INDEX_ENV } from './worker';
@@ -45,6 +45,8 @@ interface Slot {
 }
 
 const COLLECT_TIMEOUT_MS = 2000;
+/** A worker that does not apply a query cache invalidation within this long is restarted (its cache could answer stale). */
+const BUMP_TIMEOUT_MS = 10_000;
 
 /** Starts the brain, then `count` workers; resolves once every worker listens. */
 export async function startSupervisor(loaded: LoadedConfig, count: number, opts: SupervisorOptions): Promise<App> {
@@ -54,6 +56,14 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
   let brain: App | null = null;
   let nextId = 1;
   const collecting = new Map<number, { want: number; got: WorkerSnapshot[]; done: () => void }>();
+  /** Query cache invalidations on their way: the workers that have not acknowledged yet. */
+  const bumps = new Map<number, { left: Set<Worker>; done: () => void }>();
+  const bumpAcked = (id: number, w: Worker): void => {
+    const e = bumps.get(id);
+    if (e === undefined) return;
+    e.left.delete(w);
+    if (e.left.size === 0) e.done();
+  };
 
   const sendTo = (w: Worker | null, m: ToWorker): void => {
     if (w !== null && w.isConnected()) w.send(m);
@@ -133,6 +143,8 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     w.send({ t: 'nodes', nodes: nodeStates() } satisfies ToWorker);
     w.once('online', () => sendTo(w, { t: 'nodes', nodes: nodeStates() }));
     w.on('exit', (code, signal) => {
+      // A worker gone has no cache left to invalidate.
+      for (const id of [...bumps.keys()]) bumpAcked(id, w);
       if (slot.worker !== w) return;
       slot.worker = null;
       slot.ready = false;
@@ -149,6 +161,28 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
       log.error({ event: 'worker_died', worker: index, pid: w.process.pid, code, signal },
         `worker ${index} (pid ${w.process.pid}) died (${cause}); its clients lost their connections; starting it again`);
       setTimeout(() => { if (stopping === null) fork(index); }, lived < 2000 ? 1000 : 0).unref();
+    });
+  };
+  /**
+   * Query cache: generation bumps for every worker but `from` (a worker's commit; null: the
+   * supervisor's own, e.g. pcp_invalidate_query_cache), resolved once all of them applied them.
+   */
+  const shareBumps = (names: readonly string[], forget: boolean, from: Worker | null): Promise<void> => {
+    const others = slots.map((s) => s.worker).filter((o): o is Worker => o !== null && o !== from && o.isConnected());
+    if (others.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const sid = nextId++;
+      const timer = setTimeout(() => {
+        const e = bumps.get(sid);
+        if (e === undefined) return;
+        for (const o of e.left) {
+          log.error({ event: 'query_cache_share', worker: o.process.pid }, `worker pid ${o.process.pid} did not apply a query cache invalidation within ${BUMP_TIMEOUT_MS / 1000} s: restarting it (its cache could answer stale)`);
+          o.process.kill('SIGKILL');
+        }
+      }, BUMP_TIMEOUT_MS);
+      timer.unref();
+      bumps.set(sid, { left: new Set(others), done: () => { clearTimeout(timer); bumps.delete(sid); resolve(); } });
+      for (const o of others) sendTo(o, { t: 'cache-bump', id: sid, names, forget });
     });
   };
   const onWorkerMessage = (index: number, w: Worker, m: FromWorker): void => {
@@ -177,6 +211,35 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
       case 'instance?':
         snapshot().then((s) => sendTo(w, { t: 'instance', id: m.id, snapshot: s }), (e: unknown) => log.warn({ event: 'instance_view' }, `instance view failed: ${(e as Error).message}`));
         return;
+      case 'cache-bump':
+        void shareBumps(m.names, m.forget, w).then(() => sendTo(w, { t: 'cache-shared', id: m.id }));
+        return;
+      case 'cache-bumped':
+        bumpAcked(m.id, w);
+        return;
+      case 'replay?': {
+        // One query at a time per standby for the whole instance (the probe shares it); what it
+        // learns goes to every worker.
+        const probe = brain?.ctx.lsn;
+        if (probe === null || probe === undefined) return;
+        void probe.refreshReplay(m.node).then(() => {
+          const lsn = probe.replayLsn(m.node);
+          for (const s of slots) sendTo(s.worker, { t: 'replay', node: m.node, lsn });
+        });
+        return;
+      }
+      case 'current?': {
+        const probe = brain?.ctx.lsn;
+        if (probe === null || probe === undefined) {
+          sendTo(w, { t: 'current', id: m.id, lsn: null, error: 'no WAL position source' });
+          return;
+        }
+        probe.currentLsnAfter(m.node, m.after).then(
+          (lsn) => sendTo(w, { t: 'current', id: m.id, lsn, error: '' }),
+          (e: unknown) => sendTo(w, { t: 'current', id: m.id, lsn: null, error: (e as Error)?.message ?? String(e) }),
+        );
+        return;
+      }
       case 'action':
         runAction(m.request).then(
           (message) => sendTo(w, { t: 'action-done', id: m.id, ok: true, message }),
@@ -212,6 +275,8 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     role: {
       kind: 'supervisor',
       facesContext: faces,
+      // The admin faces here (pcp_invalidate_query_cache, HTTP) invalidate every worker's cache.
+      queryCache: (c) => { c.share = (names, forget) => shareBumps(names, forget, null); },
       instanceView: async (local) => instanceContext(local, await snapshot()),
       actions: (local) => (actions = {
         ...local,
@@ -286,6 +351,15 @@ const EMPTY_POOLING: PoolingView = { mode: 'session', defaultPoolSize: 0, client
 function liveContext(local: AdminContext, build: () => Promise<AdminContext>): AdminContext {
   let current: AdminContext = local;
   let inflight: Promise<void> | null = null;
+  // /metrics reads the cache object once: a stable one that reads the latest instance view.
+  const localCache = local.queryCache?.() ?? null;
+  const cacheNow = (): QueryCacheAdmin => current.queryCache?.() ?? localCache!;
+  const liveCache: QueryCacheAdmin | null = localCache === null ? null : {
+    poolCacheRow: () => cacheNow().poolCacheRow(),
+    metrics: () => cacheNow().metrics(),
+    deleteQuery: (s, u, d) => localCache.deleteQuery(s, u, d),
+    invalidateAll: () => localCache.invalidateAll(),
+  };
   return {
     config: () => local.config(),
     nodes: () => current.nodes(),
@@ -303,6 +377,8 @@ function liveContext(local: AdminContext, build: () => Promise<AdminContext>): A
     pooling: () => current.pooling?.() ?? { ...EMPTY_POOLING, mode: local.config().pool_mode },
     failoverLease: () => current.failoverLease?.() ?? null,
     recovery: () => local.recovery?.() ?? null,
+    histograms: () => current.histograms?.() ?? [],
+    ...(liveCache !== null ? { queryCache: () => liveCache } : {}),
     refresh: () => {
       // Requests that arrive together share one collection.
       inflight ??= build().then((c) => { current = c; }).finally(() => { inflight = null; });

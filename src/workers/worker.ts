@@ -10,10 +10,13 @@ import { loadConfig, type Config } from '../config/load';
 import { createLogger, logLine } from '../log/logger';
 import { startApp, type App } from '../app';
 import type { AdminActions, AdminContext } from '../admin/types';
+import type { SharedQueryCache } from './role';
 import type { ActionRequest, FromWorker, InstanceSnapshot, ToWorker } from './messages';
 import { remoteHealth, type RemoteHealth } from './remote-health';
 import { workerConfig } from './shares';
 import { collectWorker, instanceContext } from './instance-view';
+import { RemoteLsn } from './remote-lsn';
+import { leaseWait, queryLatency } from '../admin/latency';
 
 /** Environment the supervisor gives each worker. */
 export const WORKER_INDEX_ENV = 'PGMAITRE_WORKER_INDEX';
@@ -55,6 +58,22 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
     stop: (mode) => act({ action: 'stop', mode }),
   };
 
+  const lsn = new RemoteLsn(
+    (node) => send({ t: 'replay?', node }),
+    async (node, after) => {
+      const r = await ask<Extract<ToWorker, { t: 'current' }>>((id) => ({ t: 'current?', id, node, after }), 10_000);
+      if (r.lsn === null) throw new Error(r.error);
+      return r.lsn;
+    },
+  );
+
+  // The query cache's invalidations (shmem: generations per process) go to every other worker.
+  let queryCache: SharedQueryCache | null = null;
+  const shareBumps = (names: readonly string[], forget: boolean): Promise<void> =>
+    ask<Extract<ToWorker, { t: 'cache-shared' }>>((id) => ({ t: 'cache-bump', id, names, forget }), 30_000).then(() => undefined, (e: unknown) => {
+      log.warn({ event: 'query_cache_share' }, `query cache: invalidation not acknowledged by the other workers: ${(e as Error)?.message ?? e}`);
+    });
+
   let health: RemoteHealth | null = null;
   let app: App | null = null;
   const early: ToWorker[] = [];
@@ -64,7 +83,17 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
       else health.apply(m.nodes);
       return;
     }
-    if ('id' in m && (m.t === 'instance' || m.t === 'action-done')) {
+    if (m.t === 'cache-bump') {
+      // Applied before the acknowledgement: the writer's ReadyForQuery waits for it.
+      queryCache?.applyShared(m.names, m.forget);
+      send({ t: 'cache-bumped', id: m.id });
+      return;
+    }
+    if (m.t === 'replay') {
+      lsn.apply(m.node, m.lsn);
+      return;
+    }
+    if ('id' in m && (m.t === 'instance' || m.t === 'action-done' || m.t === 'current' || m.t === 'cache-shared')) {
       pending.get(m.id)?.(m);
       return;
     }
@@ -83,7 +112,10 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
         return;
       case 'collect':
         if (a.admin !== null) {
-          send({ t: 'collected', id: m.id, snapshot: collectWorker(a.admin.adminCtx, index, count, { nic: instanceConfig.num_init_children, mcc: instanceConfig.max_client_conn }) });
+          const local = a.admin.adminCtx;
+          Promise.all([queryLatency.get(), leaseWait.get()]).then((histograms) => {
+            send({ t: 'collected', id: m.id, snapshot: collectWorker(local, index, count, { nic: instanceConfig.num_init_children, mcc: instanceConfig.max_client_conn }, histograms) });
+          }, (e: unknown) => log.warn({ event: 'collect_failed' }, `collecting this worker's figures failed: ${(e as Error)?.message ?? e}`));
         }
         return;
       case 'reload':
@@ -128,6 +160,11 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
         return instanceContext({ ...local, config: () => instanceConfig }, r.snapshot as InstanceSnapshot);
       },
       actions: () => remoteActions,
+      lsn: () => lsn,
+      queryCache: (c) => {
+        queryCache = c;
+        c.share = shareBumps;
+      },
     },
   });
   app.ctx.registry.partitionPids(index, count);

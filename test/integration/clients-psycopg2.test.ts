@@ -179,6 +179,6 @@ describe('psycopg2 through pgmaitre', { timeout: 240_000 }, () => {
     assert.ok(idle > 0, 'connections are cached for reuse');
     // psycopg2 opens a transaction implicitly; a connection its client closed without COMMIT is
     // closed rather than reused (issue 2's rule), so only those closes are expected.
-    assert.deepEqual(poolCloseReasons(px).filter((r) => r !== 'client left with a transaction open or a request in flight'), []);
+    assert.deepEqual(poolCloseReasons(px).filter((r) => !r.startsWith('client left with a transaction open or a request in flight')), []);
   });
 });

@@ -21,7 +21,7 @@ import { pcpHash } from '../../src/config/pcp-conf';
 import { writeDataFile } from '../../src/demo/cluster-files';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'pgmaitre.js');
-const HEALTH = "sr_check_user = 'postgres'\nhealth_check_period = 1\nhealth_check_timeout = 2\nhealth_check_max_retries = 0\nsr_check_period = 1\nsearch_primary_node_timeout = 2\n";
+const HEALTH = "sr_check_user = 'postgres'\nhealth_check_user = 'postgres'\nhealth_check_period = 1\nhealth_check_timeout = 2\nhealth_check_max_retries = 0\nsr_check_period = 1\nsearch_primary_node_timeout = 2\n";
 
 describe('README troubleshooting cases', { timeout: 240_000 }, () => {
   const fx = withCluster({ standbys: 1, users: [{ name: 'pgmaitre_check', password: 'check' }] });
@@ -67,7 +67,7 @@ describe('README troubleshooting cases', { timeout: 240_000 }, () => {
     const conf = path.join(px.dir, 'pgpool.conf');
     const taken = await exec(process.execPath, [BIN, '-n', '-f', conf], { timeoutMs: 20_000 });
     assert.equal(taken.code, 1);
-    assert.match(taken.stderr, new RegExp(`^pgmaitre: could not start: listen EADDRINUSE: address already in use 127\\.0\\.0\\.1:${px.port}$`, 'm'));
+    assert.match(taken.stderr, new RegExp(`^pgmaitre: could not start: cannot listen on 127\\.0\\.0\\.1 port ${px.port} \\(listen_addresses/port\\): address already in use .*\\[EADDRINUSE\\]$`, 'm'));
     assert.doesNotMatch(taken.stderr, /\n\s+at /, 'no stack trace');
     // Fix: listen where clients connect ('*' in real life), then restart.
     const text = fs.readFileSync(conf, 'utf8');

@@ -134,6 +134,12 @@ describe('worker_processes = 2', { timeout: 300_000 }, () => {
       const m = await httpGet(httpPort, '/metrics');
       assert.equal(metric(m, 'pgmaitre_client_sessions'), 6);
       assert.equal(metric(m, 'pgmaitre_client_slots'), 10, 'num_init_children is the instance\'s, split 5 + 5');
+      // The latency histogram is the workers' summed (the supervisor serves no query itself):
+      // every request of both workers' sessions is counted, once.
+      const counted = [...m.matchAll(/^pgmaitre_query_duration_seconds_count\{[^}]*\} (\S+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
+      const infBuckets = [...m.matchAll(/^pgmaitre_query_duration_seconds_bucket\{[^}]*le="\+Inf"[^}]*\} (\S+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
+      assert.ok(counted >= 6, `query latency counted for both workers: ${counted}\n${m.split('\n').filter((l) => /duration/.test(l)).join('\n')}`);
+      assert.equal(infBuckets, counted, 'the +Inf buckets add up to the count');
       // PCP (the supervisor's) answers for the instance: 10 slots, the 6 sessions of both workers.
       assert.equal((await pcp('proc-count')).trim().split(' ').length, 10);
       assert.equal((await pcp('proc-info', '-a')).split('\n').filter((l) => /^postgres postgres /.test(l)).length >= 6, true, await pcp('proc-info', '-a'));
@@ -143,6 +149,55 @@ describe('worker_processes = 2', { timeout: 300_000 }, () => {
       const nodes = (await cs[0]!.query('SHOW POOL_NODES')).rows as Record<string, string>[];
       assert.ok(nodes.reduce((a, r) => a + Number(r['select_cnt']), 0) >= 6, JSON.stringify(nodes));
     } finally {
+      await endAll(cs);
+    }
+  });
+
+  test('read_your_writes across workers: every session reads its own writes; WAL positions asked once per instance (one side connection per node)', async () => {
+    const cs = await connectAll(port, 8);
+    try {
+      await cs[0]!.query('CREATE TABLE IF NOT EXISTS ryw_workers (c int, n int)');
+      for (let round = 0; round < 4; round++) {
+        await Promise.all(cs.map(async (c, i) => {
+          await c.query('INSERT INTO ryw_workers VALUES ($1, $2)', [i, round]);
+          for (let k = 0; k < 3; k++) {
+            const r = await c.query('SELECT count(*)::int AS n FROM ryw_workers WHERE c = $1', [i]);
+            assert.equal(r.rows[0].n, round + 1, `client ${i} round ${round}: its own writes`);
+          }
+        }));
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      // Once the standbys have replayed (positions pushed by the supervisor), the sessions that
+      // balance their reads to a standby (session-level: some sessions' node is the primary) read
+      // there again, and still see their own writes.
+      const back = await Promise.all(cs.map(async (c, i) => {
+        let onStandby = false;
+        for (let k = 0; k < 100 && !onStandby; k++) {
+          const r = await c.query('SELECT count(*)::int AS n, pg_is_in_recovery() AS s FROM ryw_workers WHERE c = $1', [i]);
+          assert.equal(r.rows[0].n, 4, `client ${i}: its own writes`);
+          onStandby = r.rows[0].s === true;
+          if (!onStandby) await new Promise((res) => setTimeout(res, 50));
+        }
+        return onStandby;
+      }));
+      assert.ok(back.some((b) => b), `sessions read on a standby again once it replayed their writes: ${JSON.stringify(back)}`);
+      // The side connections that ask WAL positions ('pgmaitre lsn'): the supervisor's only, at
+      // most one per node, whichever worker's sessions needed them.
+      let standbyAsked = 0;
+      for (const n of fx.cluster.nodes) {
+        const d = new Client({ host: n.host, port: n.port, user: 'postgres', database: 'postgres' });
+        await d.connect();
+        try {
+          const r = await d.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgmaitre lsn'");
+          assert.ok(r.rows[0].n <= 1, `node ${n.port}: ${r.rows[0].n} WAL position connections`);
+          if (n !== fx.cluster.nodes[0]) standbyAsked += r.rows[0].n;
+        } finally {
+          await d.end();
+        }
+      }
+      assert.ok(standbyAsked >= 1, 'a standby was asked its replay position (reads went there)');
+    } finally {
+      await cs[0]!.query('DROP TABLE IF EXISTS ryw_workers').catch(() => {});
       await endAll(cs);
     }
   });
@@ -329,6 +384,23 @@ describe('worker_processes = 2: limits hold for the instance', { timeout: 300_00
     await px?.stop();
   });
 
+  test('PGPOOL SHOW of a split key shows the configured value, not a worker\'s share', async () => {
+    const cs = await connectAll(port, 2);
+    try {
+      for (const c of cs) {
+        assert.equal((await c.query('PGPOOL SHOW default_pool_size')).rows[0].default_pool_size, '2');
+        const all = (await c.query('PGPOOL SHOW ALL')).rows as { item: string; value: string }[];
+        assert.equal(all.find((r) => r.item === 'default_pool_size')?.value, '2', JSON.stringify(all.filter((r) => /pool_size/.test(r.item))));
+        // A PGPOOL SET override is still the session's own.
+        await c.query('PGPOOL SET client_idle_limit = 77');
+        assert.equal((await c.query('PGPOOL SHOW client_idle_limit')).rows[0].client_idle_limit, '77');
+        await c.query('PGPOOL RESET client_idle_limit');
+      }
+    } finally {
+      await endAll(cs);
+    }
+  });
+
   test('default_pool_size = 2 is the instance\'s: 8 busy clients on two workers use at most 2 backend connections', async () => {
     const cs = await connectAll(port, 8);
     const direct = new Client({ host: fx.cluster.nodes[0]!.host, port: fx.cluster.nodes[0]!.port, user: 'postgres', database: 'postgres' });
@@ -352,6 +424,68 @@ describe('worker_processes = 2: limits hold for the instance', { timeout: 300_00
       const leases = (await cs[0]!.query('SHOW POOL_LEASES')).rows as Record<string, string>[];
       assert.equal(leases[0]?.['default_pool_size'], '2', JSON.stringify(leases));
       assert.equal(leases.reduce((a, r) => a + Number(r['clients']), 0), 8, 'clients of both workers counted');
+    } finally {
+      await direct.end();
+      await endAll(cs);
+    }
+  });
+});
+
+describe('worker_processes = 2: the query cache (shmem) stays exact across workers', { timeout: 300_000 }, () => {
+  const fx = withCluster({ standbys: 0 });
+  let px: PgmaitreProcess;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    const setup = new Client({ host: fx.cluster.nodes[0]!.host, port: fx.cluster.nodes[0]!.port, user: 'postgres', database: 'postgres' });
+    await setup.connect();
+    await setup.query('CREATE TABLE IF NOT EXISTS qcw (id int PRIMARY KEY, v int); TRUNCATE qcw; INSERT INTO qcw VALUES (1, 0)');
+    await setup.end();
+    px = await startPgmaitre({
+      config: [
+        `listen_addresses = '127.0.0.1'`, `port = ${port}`, "unix_socket_directories = ''",
+        backendLines(fx.cluster), "sr_check_user = 'postgres'", "health_check_user = 'postgres'",
+        'worker_processes = 2', 'memory_cache_enabled = on', "memqcache_method = 'shmem'", '',
+      ].join('\n'),
+      timeoutMs: 60_000, // a worker's start (WASM classifier included) is slow on a loaded machine
+    });
+    await px.waitForLog(/"event":"workers_ready"/, 30_000);
+  }, { timeout: 120_000 });
+  after(async () => {
+    await px?.stop();
+  });
+
+  test('a write committed through one worker: the clients of the other worker see it right after the COMMIT returned', async () => {
+    // Dealt round-robin: the clients alternate between the two workers.
+    const cs = await connectAll(port, 6);
+    const direct = new Client({ host: fx.cluster.nodes[0]!.host, port: fx.cluster.nodes[0]!.port, user: 'postgres', database: 'postgres' });
+    await direct.connect();
+    const read = async (c: Client): Promise<number> => (await c.query('SELECT v FROM qcw WHERE id = 1')).rows[0].v as number;
+    try {
+      for (let round = 1; round <= 4; round++) {
+        // Every worker caches the answer...
+        for (const c of cs) assert.equal(await read(c), round - 1);
+        // ...and serves it from its cache: a write behind pgmaitre's back is not seen.
+        await direct.query('UPDATE qcw SET v = -1 WHERE id = 1');
+        for (const c of cs) assert.equal(await read(c), round - 1, 'the answer comes from each worker\'s cache');
+        await direct.query('UPDATE qcw SET v = $1 WHERE id = 1', [round - 1]);
+        // A write through one client (a different worker each round, alternately), in a transaction
+        // or alone; right after its COMMIT returned, every client of both workers sees it.
+        const writer = cs[round % cs.length]!;
+        if (round % 2 === 0) {
+          await writer.query('BEGIN');
+          await writer.query('UPDATE qcw SET v = $1 WHERE id = 1', [round]);
+          await writer.query('COMMIT');
+        } else {
+          await writer.query('UPDATE qcw SET v = $1 WHERE id = 1', [round]);
+        }
+        const seen = await Promise.all(cs.map(read));
+        assert.deepEqual(seen, cs.map(() => round), `round ${round}: every client sees the write at once`);
+      }
+      // SHOW POOL_CACHE counts the hits of both workers (6 clients answered from cache per round at least).
+      const row = (await cs[0]!.query('SHOW POOL_CACHE')).rows[0] as Record<string, string>;
+      assert.ok(Number(row['num_cache_hits']) >= 24, JSON.stringify(row));
     } finally {
       await direct.end();
       await endAll(cs);

@@ -3,7 +3,8 @@
  * RECOVERY_SSH=always (or a host that is not this one) the target's commands go through
  * `ssh … postgres@<host> bash -s -- <quoted args>`. A stand-in `ssh` first on PATH records the
  * call and runs the command string here, so quoting is exercised for real.
- * (The one-host path runs in test/integration/online-recovery.test.ts.)
+ * (The one-host path runs in test/integration/online-recovery.test.ts; the SSH path with a real
+ * sshd in test/integration/online-recovery-ssh.test.ts.)
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';

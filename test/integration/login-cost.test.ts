@@ -1,0 +1,107 @@
+/**
+ * What one login costs on the backend side, for applications that connect per request
+ * (`pgbench -C`): a new client that logs in, runs one query and leaves must not open a backend
+ * connection nor add round trips once its (user, database) is known. Transaction pooling: the
+ * greeting is known, so the login sends nothing to the backend and the query is its one write.
+ * Session pooling: the pooled connection is reused; the query, then reset_query_list at the
+ * disconnect (pgpool-II and PgBouncer reset too), are its backend round trips.
+ * Counted on ServerConnection itself (connect, write, runInternal) while real node-postgres
+ * clients connect through pgmaitre to a real primary.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from 'pg';
+import { withCluster } from '../harness/cluster';
+import { backendLines, eventually, startInProcess, type InProcess } from '../harness/in-process';
+import { ServerConnection } from '../../src/backend/server-connection';
+
+const LOGINS = 10;
+
+/** Counts backend connects, request writes and internal round trips while `run` runs. */
+async function counted(run: () => Promise<void>): Promise<{ connects: number; writes: number; internal: number }> {
+  const n = { connects: 0, writes: 0, internal: 0 };
+  const connect = ServerConnection.connect;
+  const write = ServerConnection.prototype.write;
+  const runInternal = ServerConnection.prototype.runInternal;
+  ServerConnection.connect = function (this: typeof ServerConnection, ...a: Parameters<typeof connect>) { n.connects++; return connect.apply(this, a); };
+  ServerConnection.prototype.write = function (this: ServerConnection, ...a: Parameters<typeof write>) { n.writes++; return write.apply(this, a); };
+  ServerConnection.prototype.runInternal = function (this: ServerConnection, ...a: Parameters<typeof runInternal>) { n.internal++; return runInternal.apply(this, a); };
+  try {
+    await run();
+  } finally {
+    ServerConnection.connect = connect;
+    ServerConnection.prototype.write = write;
+    ServerConnection.prototype.runInternal = runInternal;
+  }
+  return n;
+}
+
+/**
+ * Logins one after the other, each waiting (`between`) until its connection is back in the pool:
+ * a login that arrives while the previous one's reset still runs would open a second connection
+ * (the pool grows to what the load needs; that is not what is counted here).
+ */
+async function connectPerRequest(port: number, times: number, between: () => Promise<void>): Promise<void> {
+  for (let i = 0; i < times; i++) {
+    const c = new Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
+    c.on('error', () => {});
+    await c.connect();
+    const r = await c.query('SELECT 1 AS one');
+    assert.equal(r.rows[0].one, 1);
+    await c.end();
+    await between();
+  }
+}
+
+for (const mode of ['transaction', 'session'] as const) {
+  describe(`login cost, pool_mode = ${mode}`, { timeout: 180_000 }, () => {
+    const fx = withCluster({ standbys: 0 });
+    let px: InProcess;
+
+    before(async () => {
+      px = await startInProcess(`${backendLines(fx.cluster, [1])}\nenable_pool_hba = off\npool_mode = ${mode}\n`
+        + "default_pool_size = 2\nsr_check_user = 'postgres'\nhealth_check_period = 0\nhealth_check_user = 'postgres'\n");
+      await connectPerRequest(px.port, 2, settled); // the first login opens the connection and learns the greeting
+    });
+    after(async () => { await px?.stop(); });
+
+    const pool = () => px.app.ctx.pools.get(0)!;
+    const settled = () => eventually(async () => pool().counts().total === pool().counts().idle, 'every backend connection back in the pool', 10_000);
+
+    test(`${LOGINS} logins, one query each: no backend connection opened, one backend write per query`, async () => {
+      await settled();
+      const n = await counted(async () => {
+        await connectPerRequest(px.port, LOGINS, settled);
+      });
+      assert.equal(n.connects, 0, 'a login opened a backend connection');
+      assert.equal(n.writes, LOGINS, `backend writes for ${LOGINS} logins + queries`);
+      // Session pooling resets the connection at each disconnect; transaction pooling gives a
+      // clean lease back as it is.
+      assert.equal(n.internal, mode === 'session' ? LOGINS : 0, 'internal round trips (reset_query_list)');
+    });
+
+    test(`${LOGINS} logins without a query: transaction pooling takes no backend connection at all`, async () => {
+      await settled();
+      const p = pool();
+      let taken = 0;
+      const { acquire, lease, tryLease } = p;
+      p.acquire = (...a: Parameters<typeof acquire>) => { taken++; return acquire.apply(p, a); };
+      p.lease = (...a: Parameters<typeof lease>) => { taken++; return lease.apply(p, a); };
+      p.tryLease = (...a: Parameters<typeof tryLease>) => { taken++; return tryLease.apply(p, a); };
+      try {
+        for (let i = 0; i < LOGINS; i++) {
+          const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
+          c.on('error', () => {});
+          await c.connect();
+          await c.end();
+          await settled();
+        }
+      } finally {
+        p.acquire = acquire;
+        p.lease = lease;
+        p.tryLease = tryLease;
+      }
+      assert.equal(taken, mode === 'session' ? LOGINS : 0, 'backend connections taken from the pool by logins alone');
+    });
+  });
+}
