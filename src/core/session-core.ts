@@ -189,12 +189,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private dupParses: Set<string> | null = null;
   /** ...of which the request's Parses really were refused (not closed before them). */
   private readonly dupRefused = new Set<string>();
-  /**
-   * Transaction pooling: the request being sent goes to a connection whose transaction is known
-   * to be aborted (no ReadyForQuery owed before it): the server refuses every Parse (25P02), so
-   * none is answered here even when the connection has the statement.
-   */
-  private parseRefused = false;
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   private readonly stateLost = new Set<Link>();
   /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
@@ -810,7 +804,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const primary = this.host.cluster.primaryId();
     const pooled = this.host.pooling !== 'session';
     if (pooled) {
-      this.parseRefused = link.txStatus === TxStatus.Failed && link.syncOwed === 0;
       link.conn!.statements.nextRequest();
       this.dupParses = info.parses.length > 0 ? this.duplicateParses(info) : null;
     }
@@ -923,9 +916,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         // Tentative until the server answered (confirmed or dropped in completed()).
         const had = reg.has(server);
         if (!had) reg.begin(server);
-        // In an aborted transaction the server refuses the Parse (25P02) before it looks at the
-        // name: sent as it is, never answered here (the client's name is then dropped in completed()).
-        return { server, had: had && !this.parseRefused };
+        return { server, had };
       },
       serverName: (name) => local.get(name) ?? this.serverNameOf(name),
       closing: (name) => {
