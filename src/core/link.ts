@@ -92,6 +92,11 @@ export class Expect {
   completions = 0;
   /** When it errored: completions that had come before the error (the failing message's index). */
   failedAt = -1;
+  /**
+   * A Query written inside an open extended-protocol sequence: the Link.sequence it ends when its
+   * ReadyForQuery comes (-1: none). Skipped (the backend skips to Sync after an error), it ends nothing.
+   */
+  endsSequence = -1;
 }
 
 /** Disposition of the message being scanned. */
@@ -134,8 +139,13 @@ export class Link {
   clientOwed = 0;
   /** Expects waiting for a ReadyForQuery. */
   syncOwed = 0;
-  /** The client's extended-protocol sequence on this link is open (messages since the last Sync). */
+  /**
+   * The client's extended-protocol sequence on this link is open (messages since the last Sync;
+   * a Query ends it only once its ReadyForQuery comes: see openSequence/endSequence).
+   */
   unsynced = false;
+  /** Advanced each time a sequence opens (a Query's ReadyForQuery ends only the one it was written in). */
+  private sequence = 0;
   /** The backend is in COPY IN: the client's CopyData/CopyDone/CopyFail go here. */
   copyIn = false;
   /** Asynchronous messages (NOTIFY, notices, ParameterStatus) with no request go to the client. */
@@ -213,6 +223,7 @@ export class Link {
     e.rows = 0;
     e.completions = completions;
     e.failedAt = -1;
+    e.endsSequence = -1;
     if (this.skipping) {
       // The backend skips everything up to the next Sync after an earlier error: this request
       // gets no answer (its Sync, if any, a ReadyForQuery).
@@ -225,6 +236,27 @@ export class Link {
     if (!swallow) this.clientOwed++;
     if (e.sync) this.syncOwed++;
     return e;
+  }
+
+  /** A request left the client's extended-protocol sequence open (Flush, or no Sync). */
+  openSequence(): void {
+    this.unsynced = true;
+    this.sequence++;
+  }
+
+  /**
+   * A request that ends with Sync or a Query was written (`e`: its last expect). A Sync ends the
+   * sequence. A Query written into an open sequence ends it only when the backend answers it: a
+   * backend skipping to Sync after an error (known now or not yet) skips the Query too, and the
+   * sequence (and the skipping) goes on until the client's Sync; pgmaitre must not write a Sync of
+   * its own there (it would make the backend run what the client's next messages are).
+   */
+  endSequence(e: Expect | null, query: boolean): void {
+    if (!query || !this.unsynced) {
+      this.unsynced = false;
+      return;
+    }
+    if (e !== null && !e.skipped && e.sync) e.endsSequence = this.sequence;
   }
 
   /**
@@ -507,6 +539,7 @@ export class Link {
     }
     h.pending = 0;
     h.status = status;
+    if (h.endsSequence >= 0 && h.endsSequence === this.sequence) this.unsynced = false;
     this.complete(h);
   }
 

@@ -830,6 +830,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       }
     }
     if (pooled) this.evict(link);
+    let ends: Expect | null = null;
     if (segments !== null) {
       if (segments.length > 1) {
         retry = false;
@@ -843,6 +844,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         if (seg.buf.length > 0 || (last && req.term !== Term.None)) {
           const e = link.expect(ExpectKind.Client, false, seg.completions, last ? req.term : Term.None);
           if (last) {
+            ends = e;
             e.token = token;
             if (retry) e.retry = req;
           }
@@ -855,13 +857,13 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       retry = false;
       link.synthetic(Buffer.concat([encodeCommandComplete('PREPARE'), encodeReadyForQuery(link.txStatus)]), this);
     } else {
-      const e = link.expect(ExpectKind.Client, false, req.completions, req.term);
+      const e = ends = link.expect(ExpectKind.Client, false, req.completions, req.term);
       if (retry) e.retry = req;
       e.token = token;
       this.send(link, req.pooledData ?? req.data);
     }
-    if (req.term !== Term.None) link.unsynced = false;
-    else if (info.extended || req.flush) link.unsynced = true;
+    if (req.term !== Term.None) link.endSequence(ends, req.term === Term.Query);
+    else if (info.extended || req.flush) link.openSequence();
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
     this.lastNode = node;
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;

@@ -317,4 +317,52 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     if (!direct) assert.equal(px.app.ctx.poolStats.pinnedNow, 0, 'no client pinned once no temp relation is left');
     a.close();
   });
+  test('F24a: a transaction begun after an unsynced Flush pipeline ends with its client, uncommitted', async () => {
+    const setup = await RawClient.connect(fx.cluster.primary.port, params);
+    await ask(setup, encodeQuery('DROP TABLE IF EXISTS f24; CREATE TABLE f24 (v int)'));
+    setup.close();
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('', 'SELECT 1 AS n'), encodeBind('', ''), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    // a pipeline ended by Flush, no Sync: the server's implicit transaction is still open
+    a.send(encodeParse('', 'SELECT 2 AS n'), encodeBind('', ''), encodeExecute(''), encodeFlush());
+    const flushed: string[] = [];
+    for (let i = 0; i < 4; i++) flushed.push(normalise(await a.next(10_000)));
+    assert.deepEqual(flushed, ['1', '2', 'D ["2"]', 'C SELECT 1']);
+    assert.deepEqual(await sql(a, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'INSERT INTO f24 VALUES (99)'), ['C INSERT 0 1', 'Z T']);
+    await closeAndWait(a);
+    const b = await open();
+    assert.deepEqual(await sql(b, 'SELECT v FROM f24 ORDER BY v'), ['T v:23:0', 'C SELECT 0', 'Z I']);
+    assert.equal(await adminValue('SELECT count(*) FROM f24'), '0', 'the INSERT of the client that left was not committed');
+    b.close();
+  });
+  test('F24: Queries skipped after an error of an unsynced Flush pipeline never run, even when their client leaves', async () => {
+    const setup = await RawClient.connect(fx.cluster.primary.port, params);
+    await ask(setup, encodeQuery('DROP TABLE IF EXISTS f24b; CREATE TABLE f24b (v int)'));
+    setup.close();
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s24', 'SELECT 1 AS n'), encodeBind('', 's24'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    // the duplicate Parse fails (42P05) in a pipeline ended by Flush: the server now skips every message until a Sync,
+    // simple Queries included (they get no answer at all). (s24new, parsed before it in that pipeline, is what made
+    // pgmaitre write a Sync of its own there: a Close of a statement a failed request may have created.)
+    a.send(encodeParse('s24new', 'SELECT 3 AS n'), encodeParse('s24', 'SELECT 2 AS n'), encodeFlush());
+    assert.equal(normalise(await a.next(10_000)), '1');
+    assert.equal(normalise(await a.next(10_000)), 'E ERROR 42P05 prepared statement "<name>" already exists');
+    a.send(encodeQuery('BEGIN'), encodeQuery('INSERT INTO f24b VALUES (99)'));
+    await closeAndWait(a);
+    const b = await open();
+    assert.deepEqual(await sql(b, 'SELECT v FROM f24b ORDER BY v'), ['T v:23:0', 'C SELECT 0', 'Z I']);
+    assert.equal(await adminValue('SELECT count(*) FROM f24b'), '0', 'the skipped INSERT never ran');
+    // the same with a Sync after the skipped Queries: only the Sync is answered
+    const c = await open();
+    assert.deepEqual(await ask(c, encodeParse('s24', 'SELECT 1 AS n'), encodeSync()), ['1', 'Z I']);
+    c.send(encodeParse('s24new', 'SELECT 3 AS n'), encodeParse('s24', 'SELECT 2 AS n'), encodeFlush());
+    assert.equal(normalise(await c.next(10_000)), '1');
+    assert.equal(normalise(await c.next(10_000)), 'E ERROR 42P05 prepared statement "<name>" already exists');
+    assert.deepEqual(await ask(c, encodeQuery('BEGIN'), encodeQuery('INSERT INTO f24b VALUES (98)'), encodeSync()), ['Z I']);
+    assert.deepEqual(await sql(c, 'SELECT count(*)::int AS n FROM f24b'), ['T n:23:0', 'D ["0"]', 'C SELECT 1', 'Z I']);
+    c.close(); b.close();
+  });
 });
