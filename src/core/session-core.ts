@@ -47,7 +47,7 @@ import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import { CacheStep, type CachePort, type CacheView } from './cache-port';
 import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
-import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
+import { Fate, leaseFate, parsedWhenAborted, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
 import { lossVerdict } from './recovery';
 import { emptyArray } from '../util/arrays';
 
@@ -189,6 +189,13 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private dupParses: Set<string> | null = null;
   /** ...of which the request's Parses really were refused (not closed before them). */
   private readonly dupRefused = new Set<string>();
+  /**
+   * Transaction pooling, F21: the request being sent may meet an aborted transaction: 'known'
+   * (the leased connection's transaction is failed, no ReadyForQuery owed before the request) or
+   * 'maybe' (inside a transaction, behind requests not answered yet); '' otherwise. Then a Parse
+   * of a statement the connection has is not answered here: see names().
+   */
+  private abortedTx: '' | 'known' | 'maybe' = '';
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   private readonly stateLost = new Set<Link>();
   /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
@@ -804,6 +811,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     const primary = this.host.cluster.primaryId();
     const pooled = this.host.pooling !== 'session';
     if (pooled) {
+      this.abortedTx = link.txStatus === TxStatus.Failed && link.syncOwed === 0 ? 'known'
+        : link.syncOwed > 0 && !link.unsynced && (link.txStatus !== TxStatus.Idle || this.route.inTransaction) ? 'maybe' : '';
       link.conn!.statements.nextRequest();
       this.dupParses = info.parses.length > 0 ? this.duplicateParses(info) : null;
     }
@@ -918,6 +927,18 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         // Tentative until the server answered (confirmed or dropped in completed()).
         const had = reg.has(server);
         if (!had) reg.begin(server);
+        else if (this.abortedTx !== '' && !reg.pending(server) && !parsedWhenAborted(definition.toString('utf8', 0, Math.max(0, definition.indexOf(0))))) {
+          // In an aborted transaction PostgreSQL refuses the Parse (25P02) before it looks at the
+          // name, except for transaction-exit statements (pgjdbc's prepared ROLLBACK), answered
+          // here as usual. Known aborted: sent as it is (the server keeps its statement). Maybe:
+          // the statement is closed first, so the server's answer is right either way.
+          if (this.abortedTx === 'maybe') {
+            link.expect(ExpectKind.Cleanup, true, 1, Term.None);
+            this.send(link, encodeClose('S', server));
+            reg.begin(server);
+          }
+          return { server, had: false };
+        }
         return { server, had };
       },
       serverName: (name) => local.get(name) ?? this.serverNameOf(name),

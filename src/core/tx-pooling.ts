@@ -131,6 +131,32 @@ function startsWithDo(sql: string): boolean {
   return (sql.charCodeAt(i) | 0x20) === 0x64 && (sql.charCodeAt(i + 1) | 0x20) === 0x6f && !/[\w$]/.test(sql[i + 2] ?? ' ');
 }
 
+/** The keyword of `sql` starting at `i` (letters only, lower case), and where it ends. */
+function keywordAt(sql: string, i: number): [string, number] {
+  let j = i;
+  while (j < sql.length && /[A-Za-z_]/.test(sql[j]!)) j++;
+  return [sql.slice(i, j).toLowerCase(), j];
+}
+
+/**
+ * True when PostgreSQL parses `sql` even in an aborted transaction (postgres.c: an empty query,
+ * or IsTransactionExitStmt: COMMIT/END, ROLLBACK/ABORT, ROLLBACK TO [SAVEPOINT], PREPARE
+ * TRANSACTION; not COMMIT/ROLLBACK PREPARED). Every other Parse there is refused with 25P02.
+ */
+export function parsedWhenAborted(sql: string): boolean {
+  let i = skipFiller(sql);
+  while (sql[i] === ';') i = skipFiller(sql, i + 1);
+  if (i >= sql.length) return true;
+  const [first, end] = keywordAt(sql, i);
+  const [second] = keywordAt(sql, skipFiller(sql, end));
+  switch (first) {
+    case 'end': case 'abort': return true;
+    case 'commit': case 'rollback': return second !== 'prepared';
+    case 'prepare': return second === 'transaction';
+    default: return false;
+  }
+}
+
 /** The probe that tells whether any temporary relation of this session is left (a row: yes). */
 export const TEMP_PROBE = "SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema() AND relpersistence = 't' LIMIT 1";
 

@@ -36,9 +36,6 @@ const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   // F9 (rest): Bind '' with no unnamed statement inside an open extended sequence (Flush) in an
   // aborted transaction: 25P02 where PostgreSQL says 26000 unnamed prepared statement does not exist
   { finding: 'F9', expected: /^E ERROR 26000 unnamed prepared statement does not exist$/, got: /./ },
-  // F21: a Parse in an aborted transaction answered with a local ParseComplete (the fix sent every
-  // such Parse to the server, which broke ROLLBACK/COMMIT prepared in an aborted transaction: reverted)
-  { finding: 'F21', expected: /^E ERROR 25P02 /, got: /^1$/ },
   // F23 (new, seen at e6bd2c6 too): a Close in an aborted transaction before a Parse is not answered
   // (direct: CloseComplete, then 25P02 for the Parse); seed 20261284
   { finding: 'F23', expected: /^3$/, got: /^E ERROR 25P02 / },

@@ -19,7 +19,6 @@ import { normalise } from '../fuzz/txpool/runner';
  * (reported, not failing `npm test`) until the fix lands; then remove the entry.
  */
 const OPEN_FINDINGS: Record<string, string> = {
-  F21: 'F21 open: a Parse in an aborted transaction answered with a local ParseComplete (docs/fuzz-findings.md)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
 
@@ -298,6 +297,40 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
     await sql(a, 'ROLLBACK');
     assert.deepEqual(await ask(a, encodeBind('', 's21b'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    a.close();
+  });
+
+  test('F21: transaction-exit statements are parsed in an aborted transaction (a prepared ROLLBACK, as pgjdbc sends it)', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('rb1', 'ROLLBACK'), encodeParse('cm1', '/* x */ COMMIT'), encodeSync()), ['1', '1', 'Z I']);
+    for (const c of [a, b]) {
+      await sql(c, 'BEGIN');
+      assert.deepEqual(await sql(c, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+      assert.deepEqual(await ask(c, encodeParse('rb2', 'ROLLBACK'), encodeBind('', 'rb2'), encodeExecute(''), encodeSync()), ['1', '2', 'C ROLLBACK', 'Z I']);
+      await sql(c, 'BEGIN');
+      await sql(c, 'SELECT 1/0');
+      assert.deepEqual(await ask(c, encodeParse('cm2', 'COMMIT'), encodeParse('sp', 'ROLLBACK TO SAVEPOINT x'), encodeSync()), ['1', '1', 'Z E']);
+      assert.deepEqual(await ask(c, encodeParse('cp', 'COMMIT PREPARED \'x\''), encodeSync()),
+        ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+      assert.deepEqual(await ask(c, encodeBind('', 'cm2'), encodeExecute(''), encodeSync()), ['2', 'C ROLLBACK', 'Z I']);
+    }
+    a.close(); b.close();
+  });
+
+  test('F21: a Parse pipelined behind the request that aborts the transaction is refused 25P02', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s21a', 'SELECT 21 AS n'), encodeSync()), ['1', 'Z I']);
+    a.send(encodeQuery('BEGIN'), encodeQuery('SELECT 1/0'), encodeParse('s21c', 'SELECT 21 AS n'), encodeSync());
+    const got: string[] = [];
+    for (let z = 0; z < 3;) { const m = normalise(await a.next(10_000)); got.push(m); if (m.startsWith('Z')) z++; }
+    assert.deepEqual(got, ['C BEGIN', 'Z T', 'E ERROR 22012 division by zero', 'Z E',
+      'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    await sql(a, 'ROLLBACK');
+    assert.deepEqual(await ask(a, encodeBind('', 's21c'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    // the statement the connection had is still usable (closed and parsed again, or kept)
+    assert.deepEqual(await ask(a, encodeParse('s21d', 'SELECT 21 AS n'), encodeBind('', 's21d'), encodeExecute(''), encodeSync()), ['1', '2', 'D ["21"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's21a'), encodeExecute(''), encodeSync()), ['2', 'D ["21"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
 

@@ -1,7 +1,7 @@
 /** tx-pooling.ts (lease fate, pins, untracked session state) and server-statements.ts, alone. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Fate, leaseFate, Pins, allSetConfigLocal, untrackedChange, type LeaseSession } from '../../../src/core/tx-pooling';
+import { Fate, leaseFate, Pins, allSetConfigLocal, parsedWhenAborted, untrackedChange, type LeaseSession } from '../../../src/core/tx-pooling';
 import { ServerStatements } from '../../../src/protocol/server-statements';
 import { ExpectKind, Link, Term } from '../../../src/core/link';
 import { TxStatus } from '../../../src/protocol/codes';
@@ -88,5 +88,14 @@ describe('ServerStatements', () => {
     s.nextRequest();
     s.begin('e');
     assert.equal(s.evict(), null, 'only tentative names left: none evicted yet');
+  });
+});
+
+describe('parsedWhenAborted (IsTransactionExitStmt)', () => {
+  test('transaction-exit statements and empty queries are parsed in an aborted transaction, nothing else', () => {
+    for (const sql of ['ROLLBACK', 'rollback to savepoint a', 'ROLLBACK TO a', 'abort', 'END', 'COMMIT AND CHAIN', '/* c */ commit',
+      '-- x\n  Rollback', 'PREPARE TRANSACTION \'t\'', '', ' ; ', '/* only */']) assert.equal(parsedWhenAborted(sql), true, sql);
+    for (const sql of ['COMMIT PREPARED \'t\'', 'ROLLBACK PREPARED \'t\'', 'PREPARE p AS SELECT 1', 'SELECT 1', 'BEGIN',
+      'SAVEPOINT a', 'RELEASE a', 'ending', 'commits']) assert.equal(parsedWhenAborted(sql), false, sql);
   });
 });
