@@ -125,6 +125,8 @@ const ADVISORY_UNLOCK_ALL = 'pg_advisory_unlock_all';
 const Local = { No: 0, Answered: 1, Wait: 2 } as const;
 type Local = (typeof Local)[keyof typeof Local];
 
+/** Close of the unnamed statement (Close S ''). */
+const CLOSE_UNNAMED = encodeClose('S', '');
 const IN_FAILED_TX: [string, string] = ['25P02', 'current transaction is aborted, commands ignored until end of transaction block'];
 
 /** An exception escaped the core's data path (a bug): the session ends with FATAL XX000. */
@@ -1031,19 +1033,30 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       const sticky = this.stickyNode === link.node;
       for (let i = 0; i < names; i++) {
         // (Names redefined by this request must exist for the server to refuse the Parse, even mid-sequence.)
-        if (i < bound && sticky) continue;
+        // (Nor is the unnamed statement another client may have left there, even mid-sequence.)
+        if (i < bound && sticky && !(pooled && link.conn !== null && !link.unnamedOwn && boundName(info, i) === '')) continue;
         const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
         if (i < bound && info.parsesStatement(name)) continue;
+        // In an aborted transaction the server refuses the duplicate Parse (25P02) whatever the
+        // name: re-parsing first would put that error ahead of the request's own messages.
+        if (i >= bound && this.abortedTx === 'known' && !parsedWhenAborted(info.parses.find((p) => p.name === name)?.sql ?? '')) continue;
         // The client's own unnamed Parse (or its failure) is what the connection has: as directly.
         if (pooled && name === '' && link.unnamedOwn) continue;
         const st = this.statements.protocol.get(name);
         if (st === undefined) {
-          if (pooled && name === '' && !link.unsynced && !unnamedDropped) {
+          if (pooled && name === '' && !unnamedDropped) {
             // The client has no unnamed statement, but another client's may be on this connection:
             // a simple Query drops it (exec_simple_query), so the Bind '' fails as it would directly (26000).
+            // Inside an open extended sequence (Flush), where a Query would end it, a Close of the
+            // unnamed statement does (Close is not refused in an aborted transaction either).
             unnamedDropped = true;
-            link.expect(ExpectKind.Cleanup, true, 0, Term.Query);
-            this.send(link, EMPTY_QUERY);
+            if (link.unsynced) {
+              link.expect(ExpectKind.Cleanup, true, 1, Term.None);
+              this.send(link, CLOSE_UNNAMED);
+            } else {
+              link.expect(ExpectKind.Cleanup, true, 0, Term.Query);
+              this.send(link, EMPTY_QUERY);
+            }
             link.unnamedOwn = true; // none, as the client has none
           }
           continue;
@@ -1808,6 +1821,11 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   backends(): BackendPort[] {
     return [...this.connected()].map((l) => l.conn!);
   }
+}
+
+/** The i-th statement name a request binds or refers to (bindStatements, then statementRefs). */
+function boundName(info: RequestInfo, i: number): string {
+  return i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
 }
 
 /** How many completion-producing messages (Parse, Bind, Describe, Execute, Close) come before offset `at` of a request. */

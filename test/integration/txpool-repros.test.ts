@@ -398,4 +398,39 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(c, 'SELECT count(*)::int AS n FROM f24b'), ['T n:23:0', 'D ["0"]', 'C SELECT 1', 'Z I']);
     c.close(); b.close();
   });
+  test('F23: in an aborted transaction, a Close before a duplicate Parse is answered before the 25P02 (nothing re-parsed ahead of it)', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s23', 'SELECT 23 AS n'), encodeSync()), ['1', 'Z I']);
+    // another client pins the connection and leaves: DISCARD ALL, the connection no longer has s23's statement
+    const b = await open();
+    await sql(b, 'LISTEN fz_f23');
+    await closeAndWait(b);
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await ask(a, encodeClose('S', 'fz_never_parsed'), encodeParse('s23', 'SELECT 24 AS n'), encodeSync()),
+      ['3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's23'), encodeExecute(''), encodeSync()), ['2', 'D ["23"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+  for (const aborted of [false, true]) {
+    test(`F9b: Bind '' in an open Flush sequence never reaches another client's unnamed statement (${aborted ? 'aborted transaction' : 'transaction'})`, async () => {
+      const a = await open();
+      const b = await open();
+      assert.deepEqual(await ask(a, encodeParse('s9begin', 'BEGIN'), encodeParse('s9div', 'SELECT 1/0'), encodeSync()), ['1', '1', 'Z I']);
+      // b leaves its unnamed statement on the shared connection
+      assert.deepEqual(await ask(b, encodeParse('', "SELECT 'b-secret' AS s"), encodeSync()), ['1', 'Z I']);
+      // a's transaction, all through named statements: the connection's unnamed statement is still b's
+      assert.deepEqual(await ask(a, encodeBind('', 's9begin'), encodeExecute(''), encodeSync()), ['2', 'C BEGIN', 'Z T']);
+      if (aborted) assert.deepEqual((await ask(a, encodeBind('', 's9div'), encodeExecute(''), encodeSync())).slice(-2), ['E ERROR 22012 division by zero', 'Z E']);
+      // an extended sequence opened by a Close (not refused in an aborted transaction), left open by Flush
+      a.send(encodeClose('S', 'fz_none'), encodeFlush());
+      assert.equal(normalise(await a.next(10_000)), '3');
+      a.send(encodeBind('', ''), encodeExecute(''), encodeFlush());
+      assert.equal(normalise(await a.next(10_000)), 'E ERROR 26000 unnamed prepared statement does not exist');
+      assert.deepEqual(await ask(a, encodeSync()), ['Z E']);
+      assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+      a.close(); b.close();
+    });
+  }
 });
