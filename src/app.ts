@@ -23,6 +23,7 @@ import type { FrontendContext } from './frontend/context';
 import { bindHosts, closeAll, listenAll } from './frontend/listener';
 import { buildRoutingContext } from './core/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
+import { bodyChangesSession } from './core/tx-pooling';
 import { QueryCache } from './cache/query-cache';
 import { LsnProbe } from './backend/lsn-probe';
 import type { SideTarget } from './backend/side-target';
@@ -167,7 +168,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       const t = sideTarget(id);
       return t === null ? null : { ...t, nodeId: id };
     },
-    capacity: config.relcache_size, expireSec: config.relcache_expire, log,
+    capacity: config.relcache_size, expireSec: config.relcache_expire, log, bodyEffect: bodyChangesSession,
   });
 
   const ctx: FrontendContext = {

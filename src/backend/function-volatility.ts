@@ -40,6 +40,11 @@ export interface FunctionVolatilityOptions {
   readonly log?: Logger;
   /** Clock (tests). */
   readonly now?: () => number;
+  /**
+   * Session state a function with these bodies may change ('' when none): given the sources of
+   * its overloads outside pg_catalog (null for another language than SQL/PL/pgSQL). Default: none.
+   */
+  readonly bodyEffect?: (body: string | null) => string;
 }
 
 /** application_name of the side connection (visible in pg_stat_activity). */
@@ -51,15 +56,27 @@ const FAILED_RETRY_MS = 10_000;
 const RECENT_MS = 2000;
 const RECENT_MAX = 4096;
 
-/** Any overload being volatile makes the call volatile: argument types are not resolved. */
+/**
+ * Any overload being volatile makes the call volatile: argument types are not resolved. `bodies`:
+ * the sources of the overloads outside pg_catalog (NULL for a language other than SQL or PL/pgSQL),
+ * read by `bodyEffect` (transaction pooling: does a call change session state?).
+ */
 const LOOKUP_SQL = `SELECT f.fn, (SELECT p.provolatile FROM pg_catalog.pg_proc p
     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
    WHERE p.proname = f.name AND (f.nsp IS NULL OR n.nspname = f.nsp)
-   ORDER BY (p.provolatile = 'v') DESC LIMIT 1)::text AS v
+   ORDER BY (p.provolatile = 'v') DESC LIMIT 1)::text AS v,
+  (SELECT pg_catalog.array_agg(CASE WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc END) FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+   WHERE p.proname = f.name AND (f.nsp IS NULL OR n.nspname = f.nsp) AND n.nspname <> 'pg_catalog') AS bodies
   FROM unnest($1::text[], $2::text[], $3::text[]) AS f(fn, nsp, name)`;
+
+/** What a lookup failure makes of a function's session effect (fail closed). */
+const UNKNOWN_EFFECT = 'a function pgmaitre could not look up';
 
 interface Entry {
   readonly v: Volatility;
+  /** Session state a call may change (see FunctionVolatilityOptions.bodyEffect), '' when none. */
+  readonly effect: string;
   /** Expiry time (ms since epoch); Infinity: none. */
   readonly until: number;
 }
@@ -74,7 +91,7 @@ export class FunctionVolatility {
   private readonly cache: LruCache<Entry>;
   private readonly pending = new Map<string, Promise<void>>();
   /** The latest answers, oldest first, with when they came (see the header). */
-  private readonly recent = new Map<string, { readonly v: Volatility; readonly at: number; readonly batch: number }>();
+  private readonly recent = new Map<string, { readonly v: Volatility; readonly effect: string; readonly at: number; readonly batch: number }>();
   private batches = 0;
   private side: Side | null = null;
   private connecting: { readonly key: string; readonly promise: Promise<Client> } | null = null;
@@ -89,13 +106,22 @@ export class FunctionVolatility {
 
   /** Cached volatility, or undefined when not looked up (or evicted, or expired). */
   get(fn: string): Volatility | undefined {
+    return this.entry(fn)?.v;
+  }
+
+  /** Session state a call of `fn` may change ('' none), or undefined when not looked up (same lookup as get). */
+  sessionEffect(fn: string): string | undefined {
+    return this.entry(fn)?.effect;
+  }
+
+  private entry(fn: string): { readonly v: Volatility; readonly effect: string } | undefined {
     const e = this.cache.get(fn);
     if (e !== undefined) {
-      if (e.until === Infinity || e.until > this.now()) return e.v;
+      if (e.until === Infinity || e.until > this.now()) return e;
       this.cache.delete(fn);
     }
     const r = this.recent.get(fn);
-    return r !== undefined && this.now() - r.at < RECENT_MS ? r.v : undefined;
+    return r !== undefined && this.now() - r.at < RECENT_MS ? r : undefined;
   }
 
   /** Entries cached. */
@@ -134,7 +160,7 @@ export class FunctionVolatility {
     const t = this.closed ? null : this.opts.target();
     if (t === null) {
       // No primary or no side-connection user (app.ts logs that at start): fail closed.
-      for (const f of fns) this.store(f, 'v', this.now() + FAILED_RETRY_MS, batch);
+      for (const f of fns) this.store(f, 'v', UNKNOWN_EFFECT, this.now() + FAILED_RETRY_MS, batch);
       return;
     }
     let client: Client | null = null;
@@ -147,10 +173,10 @@ export class FunctionVolatility {
         nsp.push(dot >= 0 ? fn.slice(0, dot) : null);
         name.push(dot >= 0 ? fn.slice(dot + 1) : fn);
       }
-      const r = await client.query<{ fn: string; v: string | null }>(LOOKUP_SQL, [fns, nsp, name]);
+      const r = await client.query<{ fn: string; v: string | null; bodies: (string | null)[] | null }>(LOOKUP_SQL, [fns, nsp, name]);
       const expire = this.opts.expireSec ?? 0;
       const until = expire > 0 ? this.now() + expire * 1000 : Infinity;
-      for (const row of r.rows) this.store(row.fn, row.v === 'i' || row.v === 's' ? row.v : 'v', until, batch);
+      for (const row of r.rows) this.store(row.fn, row.v === 'i' || row.v === 's' ? row.v : 'v', this.effectOf(row.bodies), until, batch);
     } catch (e) {
       const shown = fns.length > 5 ? `${fns.slice(0, 5).join(', ')}, ... (${fns.length} functions)` : fns.join(', ');
       if (this.opts.log !== undefined) logFailure(this.opts.log, `pg_proc volatility lookup of ${shown} (counted as volatile)`, t.nodeId, e);
@@ -159,15 +185,26 @@ export class FunctionVolatility {
     }
     // Whatever happened, every function asked for has an answer now (fail closed).
     const retry = this.now() + FAILED_RETRY_MS;
-    for (const f of fns) if (this.recent.get(f)?.batch !== batch) this.store(f, 'v', retry, batch);
+    for (const f of fns) if (this.recent.get(f)?.batch !== batch) this.store(f, 'v', UNKNOWN_EFFECT, retry, batch);
+  }
+
+  /** The session effect of a function whose overloads outside pg_catalog have these bodies. */
+  private effectOf(bodies: readonly (string | null)[] | null): string {
+    const read = this.opts.bodyEffect;
+    if (read === undefined || bodies === null) return '';
+    for (const b of bodies) {
+      const e = read(b);
+      if (e !== '') return e;
+    }
+    return '';
   }
 
   /** Caches one answer; it also joins `recent`, which drops what is too old or too many (never this batch). */
-  private store(fn: string, v: Volatility, until: number, batch: number): void {
-    this.cache.set(fn, { v, until });
+  private store(fn: string, v: Volatility, effect: string, until: number, batch: number): void {
+    this.cache.set(fn, { v, effect, until });
     const now = this.now();
     this.recent.delete(fn);
-    this.recent.set(fn, { v, at: now, batch });
+    this.recent.set(fn, { v, effect, at: now, batch });
     for (const [k, r] of this.recent) {
       if (r.batch === batch || (now - r.at < RECENT_MS && this.recent.size <= RECENT_MAX)) break;
       this.recent.delete(k);

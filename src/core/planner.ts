@@ -14,6 +14,7 @@ import { TxStatus } from '../protocol/codes';
 import type { RequestInfo, Request } from './request';
 import type { Statements, SqlStatement } from './statements';
 import type { SessionState } from './session-state';
+import { userFunction } from './tx-pooling';
 import type { CoreHost } from './core-host';
 import type { ReadYourWrites } from './read-your-writes';
 import { Term, type Link } from './link';
@@ -154,6 +155,10 @@ export class Planner {
       if (cls.readOnly && (cls.relations.length > 0 || cls.functions.length > 0 || cls.kind === 'show') && nodeLocal(cls, sql)) {
         toPrimary = true;
         reason ||= 'reads a view whose contents belong to the server (the primary answers, as directly)';
+      }
+      if (host.pooling !== 'session' && cls.functions.length > 0 && routing.volatility.sessionEffect !== undefined) {
+        // Transaction pooling: whether a function changes session state is read from its body (tx-pooling.ts).
+        for (const f of cls.functions) if (userFunction(f) && routing.volatility.sessionEffect(f) === undefined) p.lookup.push(f);
       }
       const r = routeStatement(cls, route, routing.router);
       if (r.to === 'lookup') {

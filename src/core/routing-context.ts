@@ -14,6 +14,11 @@ import { newLbState, parseRedirectPreferences, type LbPreferences } from '../rou
 export interface VolatilityLookup {
   get(fn: string): 'v' | 's' | 'i' | undefined;
   lookup(fns: readonly string[]): Promise<void>;
+  /**
+   * Transaction pooling: session state a call of `fn` may change that pgmaitre cannot follow
+   * ('' none; looked up with the volatility), or undefined when not looked up yet. Absent: none.
+   */
+  sessionEffect?(fn: string): string | undefined;
   /** Forgets what was looked up (reload, primary change). */
   clear(): void;
 }

@@ -47,7 +47,7 @@ import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import { CacheStep, type CachePort, type CacheView } from './cache-port';
 import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
-import { Fate, leaseFate, parsedWhenAborted, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
+import { Fate, leaseFate, parsedWhenAborted, Pins, TEMP_PROBE, userFunction, type LeaseSession } from './tx-pooling';
 import { lossVerdict } from './recovery';
 import { emptyArray } from '../util/arrays';
 
@@ -1238,7 +1238,20 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       if (ADVISORY_LOCK_FUNCTIONS.has(f)) this.state.advisoryHeld = true;
       else if (f === ADVISORY_UNLOCK_ALL) this.state.advisoryHeld = false;
     }
-    if (this.host.pooling !== 'session') this.pins.noteStatement(cls, sql);
+    if (this.host.pooling !== 'session') {
+      this.pins.noteStatement(cls, sql);
+      // A function whose body changes session state (looked up with its volatility): pinned, failing closed.
+      const vol = this.host.routing.volatility;
+      if (this.pins.forced === '' && vol.sessionEffect !== undefined) {
+        for (const f of cls.functions) {
+          const e = userFunction(f) ? vol.sessionEffect(f) : undefined;
+          if (e !== undefined && e !== '') {
+            this.pins.forced = `${e} (${f})`;
+            break;
+          }
+        }
+      }
+    }
   }
 
   /** PREPARE/DEALLOCATE/DISCARD take effect in the registry at once; SETs when the request succeeds. */

@@ -22,6 +22,7 @@
 import { TxStatus } from '../protocol/codes';
 import type { QueryClass } from '../classify/types';
 import { skipFiller } from '../classify/filler';
+import { SAFE_FUNCTIONS, WRITER_FUNCTIONS } from '../classify/functions';
 import type { Link } from './link';
 
 /** What becomes of a leased connection. */
@@ -129,6 +130,41 @@ function callArguments(sql: string, from: number): string[] | null {
 function startsWithDo(sql: string): boolean {
   const i = skipFiller(sql);
   return (sql.charCodeAt(i) | 0x20) === 0x64 && (sql.charCodeAt(i + 1) | 0x20) === 0x6f && !/[\w$]/.test(sql[i + 2] ?? ' ');
+}
+
+/**
+ * A function call whose body transaction pooling must read (bodyChangesSession, through the
+ * catalog lookup): anything but the built-ins the classifier knows (their effects are tracked
+ * by name) and pg_catalog's.
+ */
+export function userFunction(fn: string): boolean {
+  return !fn.startsWith('pg_catalog.') && !SAFE_FUNCTIONS.has(fn) && !WRITER_FUNCTIONS.has(fn);
+}
+
+/** Where a statement may start in a function body: its start, after `;`, a plpgsql block keyword, a comment, or a quote (EXECUTE 'SET ...'). */
+const STMT_START = String.raw`(?:^|[;']|\b(?:begin|then|else|loop)\b|--[^\n]*\n|\*/)\s*`;
+const BODY_CHECKS: readonly (readonly [RegExp, string])[] = [
+  [new RegExp(STMT_START + String.raw`(?:set|reset)\b(?!\s+(?:local|transaction|constraints)\b)`, 'i'), 'SET'],
+  [new RegExp(STMT_START + String.raw`prepare\s+(?!transaction\b)`, 'i'), 'PREPARE'],
+  [new RegExp(STMT_START + String.raw`(?:deallocate|listen|unlisten|load|discard)\b`, 'i'), 'LISTEN, LOAD, DEALLOCATE or DISCARD'],
+  [/\bpg_(?:try_)?advisory_lock(?:_shared)?\b/i, 'a session advisory lock'],
+  [/\b(?:create\s+(?:or\s+replace\s+)?(?:(?:global|local)\s+)?|into\s+)(?:temp|temporary)\b/i, 'CREATE TEMP'],
+  [/\bwith\s+hold\b/i, 'a cursor WITH HOLD'],
+  [/\bexecute\s+(?!'|e'|format\s*\()/i, 'dynamic SQL'],
+];
+
+/**
+ * Session state a function body may change that pgmaitre cannot follow (it pins, failing
+ * closed), or ''. `body`: pg_proc.prosrc of a SQL or PL/pgSQL function, or null for another
+ * language (unknown: pins). A cheap textual check: SET/RESET (not LOCAL), set_config(..., false),
+ * PREPARE, LISTEN/UNLISTEN, LOAD, session advisory locks, CREATE TEMP, cursors WITH HOLD, and
+ * EXECUTE of a string it cannot read. Functions the body calls are not followed.
+ */
+export function bodyChangesSession(body: string | null): string {
+  if (body === null) return 'a function in a language pgmaitre cannot read';
+  if (/set_config/i.test(body) && !allSetConfigLocal(body)) return 'a function that calls set_config(..., false)';
+  for (const [re, what] of BODY_CHECKS) if (re.test(body)) return `a function that runs ${what}`;
+  return '';
 }
 
 /** The keyword of `sql` starting at `i` (letters only, lower case), and where it ends. */

@@ -433,4 +433,34 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       a.close(); b.close();
     });
   }
+  test('item 4: a function whose body changes session state pins its client; the other client keeps its own settings', async () => {
+    const setup = await RawClient.connect(fx.cluster.primary.port, params);
+    await ask(setup, encodeQuery(`CREATE OR REPLACE FUNCTION fz_set_path() RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN PERFORM set_config('search_path', 'fz_elsewhere', false); END $$;
+      CREATE OR REPLACE FUNCTION fz_local_path() RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN PERFORM set_config('search_path', 'fz_local', true); END $$;
+      CREATE OR REPLACE FUNCTION fz_plain(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1'`));
+    setup.close();
+    const a = await open();
+    const b = await open();
+    const path = ['T search_path:25:0', 'D ["\\"$user\\", public"]', 'C SHOW', 'Z I'];
+    // functions that change nothing for the session: no pin
+    assert.deepEqual(await sql(a, 'SELECT fz_plain(1) AS n'), ['T n:23:0', 'D ["2"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, 'SELECT fz_local_path()'), ['T fz_local_path:2278:0', 'D [""]', 'C SELECT 1', 'Z I']);
+    if (!direct) assert.equal(px.app.ctx.poolStats.pinnedNow, 0, 'a plain SQL function, set_config(..., true): no pin');
+    assert.deepEqual(await sql(a, 'SHOW search_path'), path);
+    // set_config(..., false) inside a function body
+    assert.deepEqual(await sql(a, 'SELECT fz_set_path()'), ['T fz_set_path:2278:0', 'D [""]', 'C SELECT 1', 'Z I']);
+    if (!direct) assert.equal(px.app.ctx.poolStats.pinnedNow, 1, 'the client that called it is pinned');
+    assert.deepEqual(await sql(a, 'SHOW search_path'), ['T search_path:25:0', 'D ["fz_elsewhere"]', 'C SHOW', 'Z I']);
+    if (!direct) {
+      // b gets a connection of its own (the pinned one is a's): default_pool_size 1 is exceeded only if pins
+      // hold connections outside the pool; if not, b waits for a, so a leaves first
+      a.close();
+      await eventually(() => px.app.ctx.poolStats.pinnedNow === 0, 'a left');
+    }
+    assert.deepEqual(await sql(b, 'SHOW search_path'), path, "b does not get a's search_path");
+    if (direct) a.close();
+    b.close();
+  });
 });

@@ -1,7 +1,7 @@
 /** tx-pooling.ts (lease fate, pins, untracked session state) and server-statements.ts, alone. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Fate, leaseFate, Pins, allSetConfigLocal, parsedWhenAborted, untrackedChange, type LeaseSession } from '../../../src/core/tx-pooling';
+import { Fate, leaseFate, Pins, allSetConfigLocal, parsedWhenAborted, bodyChangesSession, untrackedChange, type LeaseSession } from '../../../src/core/tx-pooling';
 import { ServerStatements } from '../../../src/protocol/server-statements';
 import { ExpectKind, Link, Term } from '../../../src/core/link';
 import { TxStatus } from '../../../src/protocol/codes';
@@ -97,5 +97,37 @@ describe('parsedWhenAborted (IsTransactionExitStmt)', () => {
       '-- x\n  Rollback', 'PREPARE TRANSACTION \'t\'', '', ' ; ', '/* only */']) assert.equal(parsedWhenAborted(sql), true, sql);
     for (const sql of ['COMMIT PREPARED \'t\'', 'ROLLBACK PREPARED \'t\'', 'PREPARE p AS SELECT 1', 'SELECT 1', 'BEGIN',
       'SAVEPOINT a', 'RELEASE a', 'ending', 'commits']) assert.equal(parsedWhenAborted(sql), false, sql);
+  });
+});
+
+describe('bodyChangesSession (function bodies, transaction pooling)', () => {
+  test('session-state statements in a body pin; transaction-scoped ones and DML do not', () => {
+    const pins = [
+      "BEGIN PERFORM set_config('search_path', 'x', false); END",
+      'BEGIN\n  SET search_path = x;\nEND',
+      "SET work_mem = '8MB'; SELECT 1",
+      'BEGIN IF true THEN RESET ALL; END IF; END',
+      "BEGIN EXECUTE 'SET statement_timeout = 5'; END",
+      'BEGIN EXECUTE sql_text; END',
+      'BEGIN PERFORM pg_advisory_lock(1); END',
+      'BEGIN PERFORM pg_try_advisory_lock_shared(1); END',
+      'BEGIN CREATE TEMP TABLE t (x int); END',
+      'BEGIN CREATE TEMPORARY TABLE IF NOT EXISTS t (x int); END',
+      'BEGIN LISTEN ch; END',
+      'PREPARE p AS SELECT 1',
+      '-- a comment\nSET x.y = 1',
+    ];
+    for (const b of pins) assert.notEqual(bodyChangesSession(b), '', b);
+    assert.notEqual(bodyChangesSession(null), '', 'another language: unknown');
+    const clean = [
+      'SELECT i + 1',
+      'BEGIN UPDATE t SET x = 1; INSERT INTO t VALUES (1) ON CONFLICT (x) DO UPDATE SET x = 2; END',
+      "BEGIN PERFORM set_config('app.user', 'u', true); END",
+      'BEGIN SET LOCAL search_path = x; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; END',
+      'BEGIN PERFORM pg_advisory_xact_lock(1); END',
+      "BEGIN EXECUTE format('UPDATE %I SET x = 1', tbl); END",
+      'BEGIN ALTER TABLE t SET (fillfactor = 70); RETURN settings; END',
+    ];
+    for (const b of clean) assert.equal(bodyChangesSession(b), '', b);
   });
 });
