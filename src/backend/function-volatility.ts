@@ -6,6 +6,12 @@
  * A lookup failure counts as volatile (fail closed), is logged with the node, and is retried
  * after FAILED_RETRY_MS.
  *
+ * The same query reads the bodies (pg_proc.prosrc) of the overloads outside pg_catalog, which
+ * transaction pooling reads for session-state changes (`bodyEffect`, sessionEffect()); a lookup
+ * failure, another language than SQL/PL/pgSQL, or a function the lookup database does not have
+ * (pg_proc is per database: the side connection's database may not be the client's) counts as
+ * unknown, which pins (fail closed).
+ *
  * Lookups run on one persistent `pg` side connection to the primary (never a client's backend
  * connection): opened on first use, re-opened after an error or when the primary (or the side
  * connection's settings) changed. Concurrent lookups queue on it (the pg driver queues
@@ -72,6 +78,11 @@ const LOOKUP_SQL = `SELECT f.fn, (SELECT p.provolatile FROM pg_catalog.pg_proc p
 
 /** What a lookup failure makes of a function's session effect (fail closed). */
 const UNKNOWN_EFFECT = 'a function pgmaitre could not look up';
+/**
+ * A function the side connection's database does not have (it lives in the client's database,
+ * pg_proc is per database): its body is unknown, fail closed.
+ */
+const NOT_FOUND_EFFECT = 'a function not found in the lookup database';
 
 interface Entry {
   readonly v: Volatility;
@@ -176,7 +187,7 @@ export class FunctionVolatility {
       const r = await client.query<{ fn: string; v: string | null; bodies: (string | null)[] | null }>(LOOKUP_SQL, [fns, nsp, name]);
       const expire = this.opts.expireSec ?? 0;
       const until = expire > 0 ? this.now() + expire * 1000 : Infinity;
-      for (const row of r.rows) this.store(row.fn, row.v === 'i' || row.v === 's' ? row.v : 'v', this.effectOf(row.bodies), until, batch);
+      for (const row of r.rows) this.store(row.fn, row.v === 'i' || row.v === 's' ? row.v : 'v', row.v === null ? NOT_FOUND_EFFECT : this.effectOf(row.bodies), until, batch);
     } catch (e) {
       const shown = fns.length > 5 ? `${fns.slice(0, 5).join(', ')}, ... (${fns.length} functions)` : fns.join(', ');
       if (this.opts.log !== undefined) logFailure(this.opts.log, `pg_proc volatility lookup of ${shown} (counted as volatile)`, t.nodeId, e);
