@@ -47,7 +47,7 @@ import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import { CacheStep, type CachePort, type CacheView } from './cache-port';
 import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
-import { Fate, leaseFate, parsedWhenAborted, Pins, TEMP_PROBE, userFunction, type LeaseSession } from './tx-pooling';
+import { deferrableBegin, Fate, leaseFate, parsedWhenAborted, Pins, plainTransactionEnd, TEMP_PROBE, userFunction, type LeaseSession } from './tx-pooling';
 import { lossVerdict } from './recovery';
 import { emptyArray } from '../util/arrays';
 
@@ -198,6 +198,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
    * of a statement the connection has is not answered here: see names().
    */
   private abortedTx: '' | 'known' | 'maybe' = '';
+  /**
+   * Transaction pooling: a BEGIN answered here while the session held no connection (issue 17
+   * item 10: psycopg2 sends one before every transaction, and an admin command inside must not
+   * wait for a lease). Sent in front of the transaction's first statement that needs a server.
+   */
+  private deferredBegin = '';
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   private readonly stateLost = new Set<Link>();
   /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
@@ -419,6 +425,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       return true;
     }
     const info = this.info.read(req.data);
+    if (this.deferredBegin !== '') {
+      const r = this.deferredStep(req, info);
+      if (r !== null) return r;
+    }
     if (this.host.pooling !== 'session') {
       const local = this.pooledLocal(req, info);
       if (local === Local.Answered) {
@@ -498,7 +508,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       case 'begin':
         if (this.host.pooling === 'statement' && !this.allAnswered(null)) return Local.Wait;
         if (this.host.pooling === 'statement') return this.local(this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
-        return Local.No;
+        return this.deferBegin(req, single, cls) ? Local.Answered : Local.No;
       case 'prepare': {
         if (this.pins.forced !== '') return Local.No;
         const e = sessionEffects(single);
@@ -567,6 +577,84 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
   }
 
+  /**
+   * Transaction pooling: a BEGIN of a session that holds no connection is answered here and sent
+   * later (deferredStep), when it is one PostgreSQL always accepts there (deferrableBegin).
+   */
+  private deferBegin(req: Request, sql: string, cls: QueryClass): boolean {
+    const tag = deferrableBegin(sql);
+    if (tag === null || this.route.inTransaction || this.txStatus() !== TxStatus.Idle || !this.allAnswered(null)) return false;
+    for (const l of this.links) if (l?.conn != null) return false;
+    this.flush();
+    this.deferredBegin = sql;
+    noteDispatched(cls, this.route, this.host.routing.router);
+    this.beginSql = sql;
+    this.client.write(Buffer.concat([encodeCommandComplete(tag), encodeReadyForQuery(TxStatus.InTransaction)]));
+    releaseRequest(req);
+    return true;
+  }
+
+  /**
+   * A request after a BEGIN answered here (deferBegin): a plain COMMIT/ROLLBACK ends that
+   * transaction here, an admin command is answered inside it (null: go on); anything else first
+   * leases the primary's connection and sends the BEGIN there (after the session's own side
+   * requests), then goes on as usual. False: wait for the lease.
+   */
+  private deferredStep(req: Request, info: RequestInfo): boolean | null {
+    const single = info.queries.length === 1 && !info.extended && req.term === Term.Query ? info.queries[0]! : null;
+    if (single !== null) {
+      const end = plainTransactionEnd(single);
+      if (end !== null) {
+        this.deferredBegin = '';
+        noteTransactionEnd(this.route);
+        this.unnamedDropped(null);
+        this.flush();
+        this.client.write(Buffer.concat([encodeCommandComplete(end), encodeReadyForQuery(TxStatus.Idle)]));
+        releaseRequest(req);
+        return true;
+      }
+      if (this.host.adminEnabled && this.host.classifier.classify(single).kind === 'admin') return null;
+    }
+    const primary = this.host.cluster.primaryId();
+    let link = this.links[primary];
+    if (link?.conn == null) {
+      const now = this.host.leaseNow(primary);
+      if (now === null) {
+        this.open(primary);
+        return false;
+      }
+      link = this.attach(primary, now);
+    }
+    const conn = link.conn!;
+    // What prepareLink sends first on a connection (cleanup, unsure statements, the session's
+    // settings): before the BEGIN, so that they stay outside the transaction.
+    for (const c of link.cleanup) {
+      const e = link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
+      if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
+      this.send(link, c.buf);
+    }
+    emptyArray(link.cleanup);
+    if (conn.statements.unsure.size > 0) {
+      const frames: Buffer[] = [];
+      for (const name of conn.statements.unsure) frames.push(encodeClose('S', name));
+      frames.push(SYNC);
+      link.expect(ExpectKind.Cleanup, true, conn.statements.unsure.size, Term.Sync);
+      this.send(link, Buffer.concat(frames));
+      conn.statements.unsure.clear();
+    }
+    const replay = this.state.replayFor(conn, this);
+    if (replay.length > 0) {
+      link.expect(ExpectKind.State, true, 0, Term.Query);
+      this.send(link, encodeQuery(replay.join('; ')));
+    }
+    link.unnamedOwn = false;
+    link.expect(ExpectKind.Tx, true, 0, Term.Query).errorsToClient = true;
+    this.send(link, encodeQuery(this.deferredBegin));
+    link.txStatus = TxStatus.InTransaction;
+    this.deferredBegin = '';
+    return null;
+  }
+
   private local(answered: boolean): Local {
     return answered ? Local.Answered : Local.Wait;
   }
@@ -613,7 +701,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private localError(req: Request, code: string, message: string, hint: string | undefined): void {
     const syncs = req.term === Term.None ? 0 : 1;
     const l = this.host.pooling === 'session' ? undefined : this.links[this.host.cluster.primaryId()];
-    if (l?.conn == null || l.txStatus !== TxStatus.InTransaction || l.unsynced || l.syncOwed > 0) {
+    // (pgmaitre's own side requests still owed do not make the status uncertain: the ones that
+    // change it set txStatus when sent, as a deferred BEGIN does.)
+    if (l?.conn == null || l.txStatus !== TxStatus.InTransaction || l.unsynced || l.clientOwed > 0) {
       this.client.write(errorReply(code, message, hint, syncs, this.txStatus()));
       return;
     }
@@ -1742,6 +1832,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
 
   /** The transaction status of pgmaitre's own ReadyForQuery: the primary's. */
   txStatus(): number {
+    if (this.deferredBegin !== '') return TxStatus.InTransaction;
     const l = this.links[this.host.cluster.primaryId()] ?? this.links[this.identityNode];
     return l?.txStatus ?? TxStatus.Idle;
   }

@@ -193,6 +193,40 @@ export function parsedWhenAborted(sql: string): boolean {
   }
 }
 
+const TX_MODE = /\s*(?:,\s*)?(?:(isolation)\s+level\s+(?:serializable|repeatable\s+read|read\s+committed|read\s+uncommitted)|read\s+(only|write)|(?:not\s+)?(deferrable))\b/iy;
+
+/**
+ * The CommandComplete tag of a BEGIN whose answer transaction pooling may give before it has a
+ * connection (the BEGIN is sent later, in front of the transaction's first statement), or null.
+ * Only forms PostgreSQL always accepts outside a transaction: BEGIN [WORK | TRANSACTION] or START
+ * TRANSACTION, with at most one isolation level, one READ ONLY/WRITE and one [NOT] DEFERRABLE;
+ * anything else (comments inside, other statements) is sent at once, for PostgreSQL to judge.
+ */
+export function deferrableBegin(sql: string): string | null {
+  const m = /^(?:(begin)(?:\s+(?:work|transaction))?|start\s+transaction)\b/i.exec(sql.slice(skipFiller(sql)));
+  if (m === null) return null;
+  let i = skipFiller(sql) + m[0].length;
+  const seen = new Set<string>();
+  for (;;) {
+    TX_MODE.lastIndex = i;
+    const t = TX_MODE.exec(sql);
+    if (t === null) break;
+    const kind = t[1] !== undefined ? 'iso' : t[2] !== undefined ? 'rw' : 'def';
+    if (seen.has(kind) || (seen.size === 0 && /^\s*,/.test(t[0]))) return null;
+    seen.add(kind);
+    i = TX_MODE.lastIndex;
+  }
+  return /^\s*;?\s*$/.test(sql.slice(i)) ? (m[1] !== undefined ? 'BEGIN' : 'START TRANSACTION') : null;
+}
+
+/** The tag of a plain COMMIT/END or ROLLBACK/ABORT (no CHAIN, no PREPARED, no savepoint), or null. */
+export function plainTransactionEnd(sql: string): 'COMMIT' | 'ROLLBACK' | null {
+  const m = /^(commit|end|rollback|abort)(?:\s+(?:work|transaction))?\s*;?\s*$/i.exec(sql.slice(skipFiller(sql)));
+  if (m === null) return null;
+  const k = m[1]!.toLowerCase();
+  return k === 'commit' || k === 'end' ? 'COMMIT' : 'ROLLBACK';
+}
+
 /** The probe that tells whether any temporary relation of this session is left (a row: yes). */
 export const TEMP_PROBE = "SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema() AND relpersistence = 't' LIMIT 1";
 

@@ -463,4 +463,55 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     if (direct) a.close();
     b.close();
   });
+  test('item 10: BEGIN then SHOW POOL_NODES (psycopg2 default mode) does not wait while another client holds the only connection', { skip: direct }, async () => {
+    const a = await open();
+    assert.deepEqual(await sql(a, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z T']);
+    const b = await open();
+    b.send(encodeQuery('BEGIN'));
+    assert.deepEqual((await b.untilReady(5_000)).map(normalise), ['C BEGIN', 'Z T']);
+    b.send(encodeQuery('SHOW POOL_NODES'));
+    const nodes = (await b.untilReady(5_000)).map(normalise);
+    assert.equal(nodes.at(-1), 'Z T');
+    assert.ok(nodes.some((m) => m.startsWith('D ')), nodes.join(' | '));
+    b.send(encodeQuery('ROLLBACK'));
+    assert.deepEqual((await b.untilReady(5_000)).map(normalise), ['C ROLLBACK', 'Z I']);
+    b.send(encodeQuery('START TRANSACTION READ ONLY'));
+    assert.deepEqual((await b.untilReady(5_000)).map(normalise), ['C START TRANSACTION', 'Z T']);
+    b.send(encodeQuery('END'));
+    assert.deepEqual((await b.untilReady(5_000)).map(normalise), ['C COMMIT', 'Z I']);
+    // the first statement that needs a server waits for the connection, then runs inside the transaction
+    b.send(encodeQuery('BEGIN'));
+    assert.deepEqual((await b.untilReady(5_000)).map(normalise), ['C BEGIN', 'Z T']);
+    b.send(encodeQuery('SELECT 2 AS two'));
+    assert.deepEqual(await sql(a, 'COMMIT'), ['C COMMIT', 'Z I']);
+    assert.deepEqual((await b.untilReady(30_000)).map(normalise), ['T two:23:0', 'D ["2"]', 'C SELECT 1', 'Z T']);
+    assert.deepEqual(await sql(b, 'COMMIT'), ['C COMMIT', 'Z I']);
+    a.close(); b.close();
+  });
+
+  test('item 10: a BEGIN answered before the connection is sent exactly, after the session settings, with its errors', async () => {
+    const a = await open();
+    assert.deepEqual(await sql(a, "SET work_mem = '3MB'"), ['C SET', 'Z I']);
+    assert.deepEqual(await sql(a, 'BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'SELECT current_setting(\'transaction_isolation\') AS i, current_setting(\'transaction_read_only\') AS r, current_setting(\'work_mem\') AS w'),
+      ['T i:25:0,r:25:0,w:25:0', 'D ["serializable","on","3MB"]', 'C SELECT 1', 'Z T']);
+    assert.deepEqual(await sql(a, 'CREATE TABLE fz_item10_never (x int)'), ['E ERROR 25006 cannot execute CREATE TABLE in a read-only transaction', 'Z E']);
+    assert.deepEqual(await sql(a, 'COMMIT'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await sql(a, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, "SET LOCAL work_mem = '5MB'"), ['C SET', 'Z T']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await sql(a, 'SHOW work_mem'), ['T work_mem:25:0', 'D ["3MB"]', 'C SHOW', 'Z I']);
+    // an error answered by pgmaitre inside such a transaction aborts it as PostgreSQL would
+    assert.deepEqual(await sql(a, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'DEALLOCATE fz_never_prepared'), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    assert.deepEqual(await sql(a, 'SELECT 1'), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await sql(a, 'COMMIT'), ['C ROLLBACK', 'Z I']);
+    // BEGIN inside a transaction: the warning comes from PostgreSQL
+    assert.deepEqual(await sql(a, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'BEGIN'), ['N WARNING 25001 there is already a transaction in progress', 'C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'COMMIT'), ['C COMMIT', 'Z I']);
+    assert.deepEqual(await sql(a, 'BEGIN ISOLATION LEVEL FOO'), ['E ERROR 42601 syntax error at or near "FOO"', 'Z I']);
+    a.close();
+  });
 });

@@ -47,6 +47,28 @@ describe('SessionCore, transaction pooling', () => {
     assert.equal(f.host.idle.length, 1);
   });
 
+  test('item 10: a BEGIN with no connection is answered at once and sent in front of the first statement', async () => {
+    const conn = new FakeConn(0, 99);
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, idle: [conn] });
+    f.send(Q('BEGIN'));
+    assert.equal(hex(f.received()), hex(C('BEGIN'), Z('T')));
+    assert.equal(f.host.idle.length, 1, 'no lease for BEGIN alone');
+    f.send(Q('INSERT INTO t VALUES (1)'));
+    await f.settle();
+    assert.equal(f.host.idle.length, 0);
+    assert.match(conn.take().toString('latin1'), /^Q[^]{4}BEGIN\0Q[^]{4}INSERT INTO t VALUES \(1\)\0$/);
+    f.answer(0, Buffer.concat([C('BEGIN'), Z('T'), C('INSERT 0 1'), Z('T')]));
+    assert.equal(hex(f.received()), hex(C('INSERT 0 1'), Z('T')), "the BEGIN's own answer is not passed on");
+    f.send(Q('COMMIT'));
+    assert.match(conn.take().toString('latin1'), /COMMIT/);
+    f.answer(0, Buffer.concat([C('COMMIT'), Z('I')]));
+    assert.equal(f.host.idle.length, 1);
+    f.send(Q('BEGIN'));
+    f.send(Q('ROLLBACK'));
+    assert.equal(hex(f.received()), hex(C('COMMIT'), Z('I'), C('BEGIN'), Z('T'), C('ROLLBACK'), Z('I')), 'BEGIN; ROLLBACK: no server needed');
+    assert.equal(conn.take().length, 0);
+  });
+
   test('SETs follow the client onto a connection another client used (only the differences are replayed)', async () => {
     const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction' });
     f.send(Q('SET search_path = s1'));

@@ -58,8 +58,9 @@ describe('transaction pooling, two clients on one connection', () => {
 
   test('item 1: a throw inside one session ends it with FATAL XX000; the other keeps the connection pool working', async () => {
     const { a, b, conn } = await pair();
-    a.send(Q('BEGIN'));
-    a.answer(0, Buffer.concat([C('BEGIN'), Z('T')]));
+    // (a BEGIN alone would be answered here, with no connection yet: item 10)
+    a.send(Q('BEGIN; SELECT 1'));
+    a.answer(0, Buffer.concat([C('BEGIN'), C('SELECT 1'), Z('T')]));
     a.received();
     conn.take();
     a.core.guard(() => { throw new TypeError('injected'); });
