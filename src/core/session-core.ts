@@ -23,20 +23,20 @@
  */
 import { FrontendCode, TxStatus } from '../protocol/codes';
 import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
-import { encodeErrorResponse, encodeNoticeResponse } from '../protocol/backend';
+import { encodeErrorResponse } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
 import { ADVISORY_LOCK_FUNCTIONS, executeName, sessionEffects, type SessionEffect } from '../classify/session-effects';
 import { skipFiller } from '../classify/filler';
 import type { QueryClass } from '../classify/types';
 import { newRouteState, noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
-import { LogEvent, logLine } from '../log/logger';
+import { LogEvent } from '../log/logger';
 import { Expect, ExpectKind, Link, Term, type Goodbye } from './link';
 import { newRequest, releaseRequest, Request, RequestInfo } from './request';
 import { Planner, PlanType, type Plan, type PlannerView } from './planner';
 import { Statements, type ProtocolStatement, type SqlStatement } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
-import { errorReply } from './local-replies';
+import { errorReply, localError, localReply, reportNode, type ReplySession } from './local-replies';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import {
   encodeParseAs, parseDefinition, prepareDefinition, renameSqlStatement, rewriteRequest, serverStatementName, type NameMap,
@@ -101,11 +101,6 @@ const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
 /** ReadyForQuery's header (its status byte follows). */
 const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
 const EMPTY_QUERY = encodeQuery('');
-/**
- * Puts a shared connection's open transaction in the failed state when pgmaitre answers an error
- * itself inside it (PostgreSQL aborts the transaction on any error): swallowed, it fails at once.
- */
-const ABORT_TX = encodeQuery("DO $pgmaitre$BEGIN RAISE EXCEPTION 'pgmaitre: an error answered by the pooler aborts this transaction'; END$pgmaitre$");
 
 /**
  * Statements transaction pooling looks at before routing: a cheap first test of the first keyword
@@ -133,7 +128,7 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
+export class SessionCore implements ForwardSink, PlannerView, LeaseSession, ReplySession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -143,7 +138,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   private backendLog: BackendMessageLog | null = null;
   /** drive() calls in progress (a step can drive again, e.g. after a local answer). */
   private driving = 0;
-  private readonly links: (Link | undefined)[] = [];
+  /** The session's link per node (read by the modules beside the core). */
+  readonly links: (Link | undefined)[] = [];
   private readonly queue: Request[] = [];
   private queuedBytes = 0;
   // Request assembly: ranges of client bytes not yet cut into a request.
@@ -205,7 +201,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
   private readonly identity = new IdentityCheck();
 
-  constructor(readonly host: CoreHost, private readonly client: ClientPort) {
+  constructor(readonly host: CoreHost, readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
     this.planner = new Planner(this);
     this.cache = host.cache ?? null;
@@ -433,7 +429,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       case PlanType.Error:
         if (info.queries.length > 0) this.unnamedDropped(null);
         this.flush();
-        this.localError(req, plan.errorCode, plan.errorMessage, plan.errorHint);
+        localError(this, req, plan.errorCode, plan.errorMessage, plan.errorHint);
         releaseRequest(req);
         return true;
       default:
@@ -481,14 +477,14 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
       for (const sql of [...info.queries, ...info.parses.map((p) => p.sql)]) {
         const k = this.host.classifier.classify(sql).kind;
         if (k === 'prepare' || k === 'execute' || k === 'deallocate') this.pins.forced ||= 'SQL PREPARE/EXECUTE/DEALLOCATE in a multi-statement query or the extended protocol';
-        if (k === 'begin' && this.host.pooling === 'statement') return this.local(this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
+        if (k === 'begin' && this.host.pooling === 'statement') return this.local(localReply(this, req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
       }
       return Local.No;
     }
     switch (cls.kind) {
       case 'begin':
         if (this.host.pooling === 'statement' && !this.allAnswered(null)) return Local.Wait;
-        if (this.host.pooling === 'statement') return this.local(this.localReply(req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
+        if (this.host.pooling === 'statement') return this.local(localReply(this, req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
         return Local.No;
       case 'prepare': {
         if (this.pins.forced !== '') return Local.No;
@@ -497,8 +493,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         if (name === null) return Local.No;
         if (this.statements.sql.has(name) || this.statements.protocol.has(name)) {
           if (!this.allAnswered(null)) return Local.Wait;
-          if (this.txStatus() === TxStatus.Failed) return this.local(this.localReply(req, null, IN_FAILED_TX));
-          return this.local(this.localReply(req, null, ['42P05', `prepared statement "${name}" already exists`]));
+          if (this.txStatus() === TxStatus.Failed) return this.local(localReply(this, req, null, IN_FAILED_TX));
+          return this.local(localReply(this, req, null, ['42P05', `prepared statement "${name}" already exists`]));
         }
         const server = serverStatementName('pgmq_', prepareDefinition(single));
         const renamed = renameSqlStatement(single, server, name);
@@ -531,16 +527,16 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         // Answered here in order, as the server would: nothing is owed before it, and an aborted
         // transaction refuses it (25P02) and keeps the statements.
         if (!this.allAnswered(null)) return Local.Wait;
-        if (this.txStatus() === TxStatus.Failed) return this.local(this.localReply(req, null, IN_FAILED_TX));
+        if (this.txStatus() === TxStatus.Failed) return this.local(localReply(this, req, null, IN_FAILED_TX));
         const name = e[0].name;
         if (name === null) {
           this.statements.clearAll(true);
-          return this.local(this.localReply(req, 'DEALLOCATE ALL', null));
+          return this.local(localReply(this, req, 'DEALLOCATE ALL', null));
         }
         if (!this.statements.sql.delete(name) && !this.statements.protocol.delete(name)) {
-          return this.local(this.localReply(req, null, ['26000', `prepared statement "${name}" does not exist`]));
+          return this.local(localReply(this, req, null, ['26000', `prepared statement "${name}" does not exist`]));
         }
-        return this.local(this.localReply(req, 'DEALLOCATE', null));
+        return this.local(localReply(this, req, 'DEALLOCATE', null));
       }
       case 'discard': {
         const e = sessionEffects(single);
@@ -551,7 +547,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
         this.state.stage(e);
         this.state.commit(null, this);
         this.route.tempTables.clear();
-        return this.local(this.localReply(req, 'DISCARD ALL', null));
+        return this.local(localReply(this, req, 'DISCARD ALL', null));
       }
       default:
         return Local.No;
@@ -591,39 +587,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     for (let i = 0; i < info.parses.length; i++) out.push(PARSE_COMPLETE);
     out.push(encodeReadyForQuery(this.txStatus()));
     this.client.write(Buffer.concat(out));
-    releaseRequest(req);
-    return true;
-  }
-
-  /**
-   * An ERROR answered here (after flush). Transaction pooling, inside a transaction of a shared
-   * connection whose status is certain: the server's transaction is failed too (ABORT_TX, its
-   * answer swallowed) and the reply, ReadyForQuery 'E', follows it in place, as PostgreSQL would
-   * abort it; a later COMMIT then rolls back.
-   */
-  private localError(req: Request, code: string, message: string, hint: string | undefined): void {
-    const syncs = req.term === Term.None ? 0 : 1;
-    const l = this.host.pooling === 'session' ? undefined : this.links[this.host.cluster.primaryId()];
-    if (l?.conn == null || l.txStatus !== TxStatus.InTransaction || l.unsynced || l.syncOwed > 0) {
-      this.client.write(errorReply(code, message, hint, syncs, this.txStatus()));
-      return;
-    }
-    l.expect(ExpectKind.Tx, true, 0, Term.Query);
-    this.send(l, ABORT_TX);
-    l.txStatus = TxStatus.Failed;
-    l.synthetic(errorReply(code, message, hint, syncs, TxStatus.Failed), this);
-  }
-
-  /** Answers a request here (a command tag, or an ERROR), in order: false (wait) while a node owes answers. */
-  private localReply(req: Request, tag: string | null, error: [string, string] | null): boolean {
-    if (!this.allAnswered(null)) return false;
-    this.flush();
-    const syncs = req.term === Term.None ? 0 : 1;
-    if (error !== null) {
-      this.localError(req, error[0], error[1], undefined);
-    } else {
-      this.client.write(Buffer.concat([encodeCommandComplete(tag!), ...(syncs ? [encodeReadyForQuery(this.txStatus())] : [])]));
-    }
     releaseRequest(req);
     return true;
   }
@@ -810,7 +773,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     this.prepareLink(link, info, plan, node !== primary);
     if (pooled && info.parses.length > 0 && info.parsesStatement('')) link.unnamedOwn = true;
     if (plan.broadcastTx) this.broadcast(req, link);
-    if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) this.reportNode(node, link, info, plan.reason);
+    if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) reportNode(this, node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
     let retry = plan.retryable;
     if (this.cache !== null) this.cacheSent(info, plan);
@@ -1074,13 +1037,14 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
   }
 
-  private send(link: Link, buf: Buffer): void {
+  /** Batches `buf` for `link` (written by flush()). */
+  send(link: Link, buf: Buffer): void {
     if (link.out.length === 0) this.dirty.push(link);
     link.out.push(buf);
   }
 
   /** Writes each link's batched requests (one write per link). */
-  private flush(): void {
+  flush(): void {
     for (const link of this.dirty) {
       const out = link.out;
       if (out.length === 0) continue;
@@ -1710,15 +1674,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession {
     }
   }
 
-  private reportNode(node: number, link: Link, info: RequestInfo, reason: string): void {
-    const sqls = [...info.queries, ...info.parses.map((p) => p.sql)];
-    if (sqls.length === 0) for (const s of info.bindStatements) sqls.push(`EXECUTE ${s || '<unnamed>'}`);
-    for (const sql of sqls) {
-      const text = `DB node id: ${node} backend pid: ${link.conn?.backendPid ?? 0} statement: ${sql}`;
-      if (this.host.logFlags.perNodeStatement) logLine(this.host.log, { event: LogEvent.NodeStatement, pid: this.host.pid, node_id: node, reason }, text);
-      if (this.host.noticePerNode) this.client.write(encodeNoticeResponse({ severity: 'NOTICE', code: '00000', message: text }));
-    }
-  }
 
   // ---- cancel and close ------------------------------------------------------------------------
 
