@@ -25,8 +25,7 @@ import { FrontendCode, TxStatus } from '../protocol/codes';
 import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
-import { ADVISORY_LOCK_FUNCTIONS, executeName, sessionEffects, type SessionEffect } from '../classify/session-effects';
-import { skipFiller } from '../classify/filler';
+import { ADVISORY_LOCK_FUNCTIONS, type SessionEffect } from '../classify/session-effects';
 import type { QueryClass } from '../classify/types';
 import { newRouteState, noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
 import { LogEvent } from '../log/logger';
@@ -36,7 +35,8 @@ import { Planner, PlanType, type Plan, type PlannerView } from './planner';
 import { Statements, type ProtocolStatement, type SqlStatement } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
-import { errorReply, localError, localReply, reportNode, type ReplySession } from './local-replies';
+import { errorReply, localError, reportNode } from './local-replies';
+import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import {
   encodeParseAs, parseDefinition, prepareDefinition, renameSqlStatement, rewriteRequest, serverStatementName, type NameMap,
@@ -102,25 +102,8 @@ const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
 const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
 const EMPTY_QUERY = encodeQuery('');
 
-/**
- * Statements transaction pooling looks at before routing: a cheap first test of the first keyword
- * after white space and comments (sticky at skipFiller's index, no allocation); the classifier
- * and the grammar decide.
- */
-const POOLED_SPECIAL = /(begin|start|prepare|execute|deallocate|discard)\b/iy;
-
-function pooledSpecial(sql: string): boolean {
-  POOLED_SPECIAL.lastIndex = skipFiller(sql);
-  return POOLED_SPECIAL.test(sql);
-}
-
 const ADVISORY_UNLOCK_ALL = 'pg_advisory_unlock_all';
 
-/** What pooledLocal did with a request: nothing (it goes on), answered it, or it waits for answers owed before it. */
-const Local = { No: 0, Answered: 1, Wait: 2 } as const;
-type Local = (typeof Local)[keyof typeof Local];
-
-const IN_FAILED_TX: [string, string] = ['25P02', 'current transaction is aborted, commands ignored until end of transaction block'];
 
 /** An exception escaped the core's data path (a bug): the session ends with FATAL XX000. */
 export class CoreFault extends Error {
@@ -128,7 +111,7 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, LeaseSession, ReplySession {
+export class SessionCore implements ForwardSink, PlannerView, LeaseSession, PooledSession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -407,7 +390,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Repl
     }
     const info = this.info.read(req.data);
     if (this.host.pooling !== 'session') {
-      const local = this.pooledLocal(req, info);
+      const local = pooledLocal(this, req, info);
       if (local === Local.Answered) {
         if (info.queries.length > 0) this.unnamedDropped(null);
         return true;
@@ -452,142 +435,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Repl
       link = this.attach(plan.node, now);
     }
     this.execute(req, info, plan, link);
-    return true;
-  }
-
-  /**
-   * Transaction pooling: what cannot go to a shared connection as the client wrote it. SQL-level
-   * prepared statements are renamed to server names (PREPARE, EXECUTE) or answered here
-   * (DEALLOCATE, a duplicate PREPARE, DISCARD ALL / DEALLOCATE ALL, which would drop statements
-   * other clients share); statement pooling refuses transaction blocks. True when the request
-   * was answered here (false: it goes on to the planner, maybe rewritten).
-   */
-  private pooledLocal(req: Request, info: RequestInfo): Local {
-    if (info.queries.length === 0 && info.parses.length === 0) return Local.No;
-    if (info.queries.length === 0 && req.term === Term.Sync && this.parseOnlyKnown(req, info)) return Local.Answered;
-    let special = false;
-    for (const q of info.queries) if (pooledSpecial(q)) special = true;
-    for (const p of info.parses) if (pooledSpecial(p.sql)) special = true;
-    if (!special) return Local.No;
-    const single = info.queries.length === 1 && !info.extended ? info.queries[0]! : null;
-    const cls = single === null ? null : this.host.classifier.classify(single);
-    if (single === null || cls === null || cls.statements !== 1) {
-      // PREPARE/EXECUTE/DEALLOCATE among other statements or through the extended protocol:
-      // the names cannot be rewritten safely; this session keeps its connection from now on.
-      for (const sql of [...info.queries, ...info.parses.map((p) => p.sql)]) {
-        const k = this.host.classifier.classify(sql).kind;
-        if (k === 'prepare' || k === 'execute' || k === 'deallocate') this.pins.forced ||= 'SQL PREPARE/EXECUTE/DEALLOCATE in a multi-statement query or the extended protocol';
-        if (k === 'begin' && this.host.pooling === 'statement') return this.local(localReply(this, req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
-      }
-      return Local.No;
-    }
-    switch (cls.kind) {
-      case 'begin':
-        if (this.host.pooling === 'statement' && !this.allAnswered(null)) return Local.Wait;
-        if (this.host.pooling === 'statement') return this.local(localReply(this, req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
-        return Local.No;
-      case 'prepare': {
-        if (this.pins.forced !== '') return Local.No;
-        const e = sessionEffects(single);
-        const name = e?.[0]?.kind === 'prepare' ? e[0].name : null;
-        if (name === null) return Local.No;
-        if (this.statements.sql.has(name) || this.statements.protocol.has(name)) {
-          if (!this.allAnswered(null)) return Local.Wait;
-          if (this.txStatus() === TxStatus.Failed) return this.local(localReply(this, req, null, IN_FAILED_TX));
-          return this.local(localReply(this, req, null, ['42P05', `prepared statement "${name}" already exists`]));
-        }
-        const server = serverStatementName('pgmq_', prepareDefinition(single));
-        const renamed = renameSqlStatement(single, server, name);
-        if (renamed === null) {
-          // The grammar's name is not where the text can be rewritten: never send it unrenamed
-          // to a shared connection; this session keeps its connection instead (fail closed).
-          this.pins.forced ||= 'a PREPARE whose name cannot be rewritten';
-          return Local.No;
-        }
-        req.pooledData = encodeQuery(renamed);
-        req.pooledPrepare = server;
-        req.pooledRenamed = true;
-        return Local.No;
-      }
-      case 'execute': {
-        if (this.pins.forced !== '') return Local.No;
-        const name = executeName(single);
-        const st = name === null ? undefined : this.statements.sql.get(name);
-        const renamed = st === undefined ? null : renameSqlStatement(single, st.server, name!);
-        if (renamed !== null) {
-          req.pooledData = encodeQuery(renamed);
-          req.pooledRenamed = true;
-        }
-        return Local.No;
-      }
-      case 'deallocate': {
-        if (this.pins.forced !== '') return Local.No;
-        const e = sessionEffects(single);
-        if (e?.[0]?.kind !== 'deallocate') return Local.No;
-        // Answered here in order, as the server would: nothing is owed before it, and an aborted
-        // transaction refuses it (25P02) and keeps the statements.
-        if (!this.allAnswered(null)) return Local.Wait;
-        if (this.txStatus() === TxStatus.Failed) return this.local(localReply(this, req, null, IN_FAILED_TX));
-        const name = e[0].name;
-        if (name === null) {
-          this.statements.clearAll(true);
-          return this.local(localReply(this, req, 'DEALLOCATE ALL', null));
-        }
-        if (!this.statements.sql.delete(name) && !this.statements.protocol.delete(name)) {
-          return this.local(localReply(this, req, null, ['26000', `prepared statement "${name}" does not exist`]));
-        }
-        return this.local(localReply(this, req, 'DEALLOCATE', null));
-      }
-      case 'discard': {
-        const e = sessionEffects(single);
-        if (e?.[0]?.kind !== 'discard' || e[0].what !== 'all' || this.route.inTransaction || this.pinReason() !== '') return Local.No;
-        if (!this.allAnswered(null)) return Local.Wait;
-        // The session's own state goes; the shared connection keeps what other clients use.
-        this.statements.clearAll(true);
-        this.state.stage(e);
-        this.state.commit(null, this);
-        this.route.tempTables.clear();
-        return this.local(localReply(this, req, 'DISCARD ALL', null));
-      }
-      default:
-        return Local.No;
-    }
-  }
-
-  private local(answered: boolean): Local {
-    return answered ? Local.Answered : Local.Wait;
-  }
-
-  /**
-   * Parse(s) + Sync of statements a backend already accepted for this (user, database,
-   * search_path), outside a transaction: answered here, no connection needed. Clients that
-   * prepare synchronously while their other connections sit in transactions (pgbench -M prepared
-   * on a small pool) would otherwise wait for a connection those transactions hold.
-   */
-  private parseOnlyKnown(req: Request, info: RequestInfo): boolean {
-    if (info.bindStatements.length + info.statementRefs.length + info.portalRefs.length > 0 || info.functionCall) return false;
-    if (this.route.inTransaction || req.completions !== info.parses.length || !this.allAnswered(null)) return false;
-    const ctx = this.state.searchPath;
-    const servers: string[] = [];
-    for (const p of info.parses) {
-      if (p.name === '' || this.statements.protocol.has(p.name) || this.statements.sql.has(p.name)) return false;
-      const server = serverStatementName('pgm_', parseDefinition(req.data.subarray(p.start, p.end)));
-      if (!this.host.knownStatement(ctx, server)) return false;
-      servers.push(server);
-    }
-    const primary = this.host.cluster.primaryId();
-    for (let i = 0; i < info.parses.length; i++) {
-      const p = info.parses[i]!;
-      const cls = this.host.classifier.classify(p.sql);
-      this.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, primary);
-      this.statements.protocol.get(p.name)!.server = servers[i]!;
-    }
-    this.flush();
-    const out: Buffer[] = [];
-    for (let i = 0; i < info.parses.length; i++) out.push(PARSE_COMPLETE);
-    out.push(encodeReadyForQuery(this.txStatus()));
-    this.client.write(Buffer.concat(out));
-    releaseRequest(req);
     return true;
   }
 
