@@ -32,14 +32,15 @@ import { LogEvent } from '../log/logger';
 import { Expect, ExpectKind, Link, Term, type Goodbye } from './link';
 import { newRequest, releaseRequest, Request, RequestInfo } from './request';
 import { Planner, PlanType, type Plan, type PlannerView } from './planner';
-import { Statements, type ProtocolStatement, type SqlStatement } from './statements';
+import { Statements, type ProtocolStatement } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
 import { errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
+import { duplicateParses, evict, hasStatement, names, serverNameOf, unnamedDropped, type NamingSession } from './connection-statements';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import {
-  encodeParseAs, parseDefinition, prepareDefinition, renameSqlStatement, rewriteRequest, serverStatementName, type NameMap,
+  encodeParseAs, parseDefinition, prepareDefinition, renameSqlStatement, rewriteRequest, serverStatementName,
 } from './statement-names';
 import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
@@ -111,7 +112,7 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, LeaseSession, PooledSession {
+export class SessionCore implements ForwardSink, PlannerView, LeaseSession, PooledSession, NamingSession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -165,9 +166,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
   /** Links whose cancel request is on its way (until the server took it): their connection is not given back meanwhile. */
   private readonly cancelling = new Map<Link, Promise<void>>();
   /** Transaction pooling: the request being sent redefines these statement names (42P05 from the server). */
-  private dupParses: Set<string> | null = null;
+  dupParses: Set<string> | null = null;
   /** ...of which the request's Parses really were refused (not closed before them). */
-  private readonly dupRefused = new Set<string>();
+  readonly dupRefused = new Set<string>();
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   private readonly stateLost = new Set<Link>();
   /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
@@ -392,7 +393,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     if (this.host.pooling !== 'session') {
       const local = pooledLocal(this, req, info);
       if (local === Local.Answered) {
-        if (info.queries.length > 0) this.unnamedDropped(null);
+        if (info.queries.length > 0) unnamedDropped(this, null);
         return true;
       }
       if (local === Local.Wait) return false;
@@ -405,12 +406,12 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
         this.block(this.host.routing.volatility.lookup(plan.lookup.slice()), 'volatility lookup');
         return false;
       case PlanType.Admin:
-        if (info.queries.length > 0) this.unnamedDropped(null);
+        if (info.queries.length > 0) unnamedDropped(this, null);
         this.runAdmin(plan.adminSql);
         releaseRequest(req);
         return true;
       case PlanType.Error:
-        if (info.queries.length > 0) this.unnamedDropped(null);
+        if (info.queries.length > 0) unnamedDropped(this, null);
         this.flush();
         localError(this, req, plan.errorCode, plan.errorMessage, plan.errorHint);
         releaseRequest(req);
@@ -420,7 +421,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     }
     if (this.cache !== null) {
       const answered = this.consultCache(req, info, plan);
-      if (answered === true && info.queries.length > 0) this.unnamedDropped(null);
+      if (answered === true && info.queries.length > 0) unnamedDropped(this, null);
       if (answered !== null) return answered;
     }
     if (this.identityUnsure(plan.node)) return false;
@@ -615,7 +616,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     const pooled = this.host.pooling !== 'session';
     if (pooled) {
       link.conn!.statements.nextRequest();
-      this.dupParses = info.parses.length > 0 ? this.duplicateParses(info) : null;
+      this.dupParses = info.parses.length > 0 ? duplicateParses(this, info) : null;
     }
     this.prepareLink(link, info, plan, node !== primary);
     if (pooled && info.parses.length > 0 && info.parsesStatement('')) link.unnamedOwn = true;
@@ -627,9 +628,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     // Shared connections: the client's statement names become server names (statement-names.ts),
     // resolved before this request's own Close/DEALLOCATE change the registry (bookkeeping).
     const segments = pooled && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
-      ? rewriteRequest(req.data, this.names(link)) : null;
+      ? rewriteRequest(req.data, names(this, link)) : null;
     let token = this.bookkeeping(req, info, plan, node);
-    if (info.queries.length > 0) this.unnamedDropped(link);
+    if (info.queries.length > 0) unnamedDropped(this, link);
     if (link.conn !== null) this.noteStatement(link.conn, info);
     let preparedHere = false;
     if (req.pooledPrepare !== null) {
@@ -639,7 +640,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
         ((token ??= newToken()).parsed ??= []).push(req.pooledPrepare);
       }
     }
-    if (pooled) this.evict(link);
+    if (pooled) evict(this, link);
     if (segments !== null) {
       if (segments.length > 1) {
         retry = false;
@@ -678,88 +679,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     this.dupParses = null;
     this.dupRefused.clear();
     if (!retry) releaseRequest(req);
-  }
-
-  /**
-   * Transaction pooling: Parses of a name this client has defined and not closed before them.
-   * PostgreSQL answers them 42P05 (and skips to Sync); a shared connection would not know the
-   * name, so the Parse is sent under the existing statement's server name (made sure to exist
-   * there first), and the server itself refuses it, in place.
-   */
-  private duplicateParses(info: RequestInfo): Set<string> | null {
-    let out: Set<string> | null = null;
-    for (const p of info.parses) {
-      if (p.name === '' || !this.statements.protocol.has(p.name)) continue;
-      (out ??= new Set()).add(p.name);
-    }
-    return out;
-  }
-
-  /** Closes the statements beyond max_prepared_statements on `link`'s connection (least recently used first). */
-  private evict(link: Link): void {
-    const names = link.conn!.statements.evict();
-    if (names === null) return;
-    const frames: Buffer[] = names.map((n) => encodeClose('S', n));
-    // Inside an open extended-protocol sequence a Sync would end it: Flush instead.
-    frames.push(link.unsynced ? FLUSH : SYNC);
-    link.expect(ExpectKind.Cleanup, true, names.length, link.unsynced ? Term.None : Term.Sync);
-    this.send(link, Buffer.concat(frames));
-  }
-
-  /** Server names of this session's statements on `link`'s connection (transaction pooling). */
-  private names(link: Link): NameMap {
-    const reg = link.conn!.statements;
-    const local = new Map<string, string>();
-    let closed: Set<string> | null = null;
-    return {
-      parsed: (name, definition) => {
-        // A name the client still has (from before, or parsed earlier in this request, not closed
-        // in between): the Parse goes under that statement's server name, and the server refuses it (42P05).
-        const earlier = local.get(name);
-        if (earlier !== undefined) return { server: earlier, had: false };
-        if (this.dupParses?.has(name) === true && closed?.has(name) !== true) {
-          this.dupRefused.add(name);
-          return { server: this.serverNameOf(name)!, had: false };
-        }
-        const server = serverStatementName('pgm_', definition);
-        local.set(name, server);
-        // Tentative until the server answered (confirmed or dropped in completed()).
-        const had = reg.has(server);
-        if (!had) reg.begin(server);
-        return { server, had };
-      },
-      serverName: (name) => local.get(name) ?? this.serverNameOf(name),
-      closing: (name) => {
-        local.delete(name);
-        (closed ??= new Set()).add(name);
-      },
-    };
-  }
-
-  /**
-   * A simple Query drops the unnamed statement (exec_simple_query), after the request's own
-   * Parses: the client has none any more. `sent`: the link the Query went to (its connection has
-   * none either); on the others, the connection may still hold it (transaction pooling: another
-   * client's, or this one's), so a later Bind '' is made to fail there as it would directly.
-   */
-  private unnamedDropped(sent: Link | null): void {
-    this.statements.protocol.delete('');
-    for (let i = 0; i < this.links.length; i++) {
-      const l = this.links[i];
-      if (l !== undefined) l.unnamedOwn = l === sent;
-    }
-  }
-
-  /** The server name of a protocol statement of this session (computed once). */
-  private serverNameOf(name: string): string | undefined {
-    const st = this.statements.protocol.get(name);
-    if (st === undefined) return undefined;
-    return (st.server ??= serverStatementName('pgm_', parseDefinition(st.frame)));
-  }
-
-  /** Does `link`'s connection have statement `st` (session pooling: by node; leased: by server name)? */
-  private hasStatement(link: Link, st: ProtocolStatement | SqlStatement, server: string | null): boolean {
-    return server === null ? st.nodes.has(link.node) : link.conn!.statements.has(server);
   }
 
   /** Side requests a link needs before the client's request: cleanup, session state, transaction, statements. */
@@ -838,10 +757,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
         // The unnamed statement is never mapped to a named one (the Bind '' stays as it is): on
         // a shared connection whatever another client parsed last may be there, so the client's
         // own unnamed Parse is sent again, as it wrote it.
-        const server = pooled && name !== '' ? this.serverNameOf(name)! : null;
+        const server = pooled && name !== '' ? serverNameOf(this, name)! : null;
         if (pooled && name === '') {
           // (re-parsed below)
-        } else if (this.hasStatement(link, st, server)) {
+        } else if (hasStatement(link, st, server)) {
           if (server !== null) this.host.statementCache(true);
           continue;
         }
@@ -863,7 +782,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     if (!link.unsynced) {
       for (const st of plan.sqlNeeded) {
         const server = pooled && this.pins.forced === '' ? st.server : null;
-        if (this.hasStatement(link, st, server)) continue;
+        if (hasStatement(link, st, server)) continue;
         const text = server === null ? st.text : renameSqlStatement(st.text, server);
         if (text === null) continue; // not renamable: the EXECUTE fails as it would without it
         const e = link.expect(ExpectKind.Reparse, true, 0, Term.Query);
@@ -956,7 +875,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
       this.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
       if (p.name !== '' && this.host.pooling !== 'session') {
         // Only the Parses that reached the server are tentative there (names() began them).
-        const server = this.serverNameOf(p.name)!;
+        const server = serverNameOf(this, p.name)!;
         if (this.links[node]?.conn?.statements.pending(server)) (tok().parsed ??= []).push(server);
       }
     }
