@@ -25,9 +25,8 @@ import { FrontendCode, TxStatus } from '../protocol/codes';
 import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
-import { ADVISORY_LOCK_FUNCTIONS, type SessionEffect } from '../classify/session-effects';
 import type { QueryClass } from '../classify/types';
-import { newRouteState, noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
+import { newRouteState, type RouteState } from '../router/router';
 import { LogEvent } from '../log/logger';
 import { Expect, ExpectKind, Link, Term, type Goodbye } from './link';
 import { newRequest, releaseRequest, Request, RequestInfo } from './request';
@@ -37,17 +36,17 @@ import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
 import { errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
-import { duplicateParses, evict, hasStatement, names, serverNameOf, unnamedDropped, type NamingSession } from './connection-statements';
+import { duplicateParses, evict, hasStatement, names, serverNameOf, unnamedDropped } from './connection-statements';
+import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import {
-  encodeParseAs, parseDefinition, prepareDefinition, renameSqlStatement, rewriteRequest, serverStatementName,
+  encodeParseAs, parseDefinition, renameSqlStatement, rewriteRequest,
 } from './statement-names';
-import { countStatement } from './statement-counters';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import { CacheStep, type CachePort, type CacheView } from './cache-port';
-import { IdentityCheck, noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
+import { IdentityCheck } from './identity-check';
 import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
 import { lossVerdict } from './recovery';
 import { emptyArray } from '../util/arrays';
@@ -58,34 +57,6 @@ const QUEUE_HIGH_WATER = 256 * 1024;
 const SYNC = encodeSync();
 const FLUSH = encodeFlush();
 const SHUTDOWN_CODES = new Set(['57P01', '57P02']);
-
-/** What a completed client request must still do (allocated only for the rare requests that need it). */
-interface Token {
-  effects: SessionEffect[] | null;
-  /** ROLLBACK/ABORT: the transaction's staged changes go. */
-  rollback: boolean;
-  savepoint: string | null;
-  rollbackTo: string | null;
-  release: string | null;
-  /** SQL prepared statements this request registered (removed again if it failed). */
-  prepared: string[] | null;
-  /** Transaction pooling: server statements this request parses (tentative until it succeeded). */
-  parsed: string[] | null;
-  /**
-   * Transaction pooling: client statement names this request defines, with the index of their
-   * Parse among the request's completions (a Parse that failed or was skipped defines nothing).
-   */
-  defined: { name: string; index: number }[] | null;
-  /** Transaction pooling: client statements this request closes (they stay if the Close failed or was skipped). */
-  closed: { name: string; st: ProtocolStatement; index: number }[] | null;
-  /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
-  clears: 'all' | 'statements' | null;
-}
-
-/** A cleanup side request's note: it clears the connection's statements (DISCARD/DEALLOCATE ALL). */
-interface ClearsToken {
-  readonly clears: 'all' | 'statements';
-}
 
 /** The temporary-relation probe's note (tx-pooling.ts). */
 interface ProbeToken {
@@ -103,8 +74,6 @@ const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
 const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
 const EMPTY_QUERY = encodeQuery('');
 
-const ADVISORY_UNLOCK_ALL = 'pg_advisory_unlock_all';
-
 
 /** An exception escaped the core's data path (a bug): the session ends with FATAL XX000. */
 export class CoreFault extends Error {
@@ -112,7 +81,7 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, LeaseSession, PooledSession, NamingSession {
+export class SessionCore implements ForwardSink, PlannerView, LeaseSession, PooledSession, EffectsSession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -146,11 +115,11 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
   private blocked = 0;
   private closed = false;
   /** The transaction saw an error (a COMMIT will roll it back). */
-  private txFailed = false;
+  txFailed = false;
   /** Node where SETs of the current transaction were staged. */
-  private stagedNode = -1;
+  stagedNode = -1;
   /** SQL of the BEGIN that opened the current explicit transaction (replayed on a node joined inside it). */
-  private beginSql = 'BEGIN';
+  beginSql = 'BEGIN';
   /** Links with batched output. */
   private readonly dirty: Link[] = [];
   /** The client's socket is above its high-water mark: backends are paused. */
@@ -170,7 +139,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
   /** ...of which the request's Parses really were refused (not closed before them). */
   readonly dupRefused = new Set<string>();
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
-  private readonly stateLost = new Set<Link>();
+  readonly stateLost = new Set<Link>();
   /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
   private readonly cache: CachePort | null;
   private readonly cacheView: CacheView | null;
@@ -629,7 +598,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     // resolved before this request's own Close/DEALLOCATE change the registry (bookkeeping).
     const segments = pooled && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
       ? rewriteRequest(req.data, names(this, link)) : null;
-    let token = this.bookkeeping(req, info, plan, node);
+    let token = bookkeeping(this, req, info, plan, node);
     if (info.queries.length > 0) unnamedDropped(this, link);
     if (link.conn !== null) this.noteStatement(link.conn, info);
     let preparedHere = false;
@@ -848,152 +817,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
 
   // ---- after sending ---------------------------------------------------------------------------
 
-  /** Registry, routing state and counters once a request is sent; returns its completion token. */
-  private bookkeeping(req: Request, info: RequestInfo, plan: Plan, node: number): Token | null {
-    const routerCfg = this.host.routing.router;
-    const counters = this.host.cluster.node(node)?.counters;
-    let token: Token | null = null;
-    const tok = (): Token => (token ??= newToken());
-    let seenHere = null as Set<string> | null;
-    let i = 0;
-    for (const sql of info.queries) {
-      const cls = plan.classes[i++]!;
-      this.dispatched(cls, sql, tok);
-      if (counters !== undefined) countStatement(counters, cls, sql);
-    }
-    for (const p of info.parses) {
-      const cls = plan.classes[i++]!;
-      this.dispatched(cls, p.sql, tok);
-      if (this.host.pooling !== 'session' && p.name !== '') {
-        // Refused by the server (42P05: redefined without Close): the old definition stays.
-        if (this.dupRefused.has(p.name) || seenHere?.has(p.name) === true) continue;
-        (seenHere ??= new Set()).add(p.name);
-      }
-      if (this.host.pooling !== 'session' && (p.name === '' || !this.statements.protocol.has(p.name))) {
-        (tok().defined ??= []).push({ name: p.name, index: completionIndex(req.data, p.start) });
-      }
-      this.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
-      if (p.name !== '' && this.host.pooling !== 'session') {
-        // Only the Parses that reached the server are tentative there (names() began them).
-        const server = serverNameOf(this, p.name)!;
-        if (this.links[node]?.conn?.statements.pending(server)) (tok().parsed ??= []).push(server);
-      }
-    }
-    // Each Bind is one execution of its statement: that is what the per-node counters count.
-    for (let b = 0; b < info.bindStatements.length; b++) {
-      const name = info.bindStatements[b]!;
-      const st = this.statements.protocol.get(name);
-      if (st !== undefined) {
-        st.nodes.add(node);
-        if (counters !== undefined) countStatement(counters, st.cls, st.sql);
-        if (!info.parsesStatement(name)) noteDispatched(st.cls, this.route, routerCfg);
-      }
-      this.statements.portals.set(info.bindPortals[b]!, node);
-    }
-    for (const name of info.statementRefs) this.statements.protocol.get(name)?.nodes.add(node);
-    for (const name of info.closedStatements) {
-      // Close then Parse of one name in one request: the Parse (registered above) stands.
-      if (info.parsesStatement(name) && lastParseAfterClose(req.data, name)) continue;
-      const st = this.statements.closed(name);
-      if (st === undefined) continue;
-      if (this.host.pooling !== 'session') (tok().closed ??= []).push({ name, st, index: closeIndex(req.data, name) });
-      for (const other of st.nodes) {
-        if (other !== node) this.links[other]?.cleanup.push({ buf: Buffer.concat([encodeClose('S', name), SYNC]), completions: 1, term: Term.Sync });
-      }
-    }
-    if (plan.effects !== null) this.effectsSent(plan.effects, node, tok, req.pooledRenamed);
-    return token;
-  }
-
-  /** Routing state, transaction bookkeeping and advisory locks for one statement sent. */
-  private dispatched(cls: QueryClass, sql: string, tok: () => Token): void {
-    noteDispatched(cls, this.route, this.host.routing.router);
-    switch (cls.kind) {
-      case 'begin':
-        this.beginSql = cls.statements === 1 ? sql : 'BEGIN';
-        break;
-      case 'rollback':
-        tok().rollback = true;
-        break;
-      case 'savepoint':
-        tok().savepoint = savepointName(sql);
-        break;
-      case 'rollback_to':
-        tok().rollbackTo = savepointName(sql);
-        break;
-      case 'release':
-        tok().release = savepointName(sql);
-        break;
-      default:
-        break;
-    }
-    for (const f of cls.functions) {
-      if (TERMINATING_FUNCTIONS.has(f)) noteTermination();
-      if (ADVISORY_LOCK_FUNCTIONS.has(f)) this.state.advisoryHeld = true;
-      else if (f === ADVISORY_UNLOCK_ALL) this.state.advisoryHeld = false;
-    }
-    if (this.host.pooling !== 'session') this.pins.noteStatement(cls, sql);
-  }
-
-  /** PREPARE/DEALLOCATE/DISCARD take effect in the registry at once; SETs when the request succeeds. */
-  private effectsSent(effects: readonly SessionEffect[], node: number, tok: () => Token, renamed: boolean): void {
-    const t = tok();
-    t.effects = effects as SessionEffect[];
-    const pooled = this.host.pooling !== 'session';
-    for (const e of effects) {
-      switch (e.kind) {
-        case 'prepare':
-        case 'execute':
-        case 'deallocate':
-          // A SQL statement name that reached a shared connection as the client wrote it (inside
-          // a multi-statement query, through the extended protocol): the session keeps its
-          // connection from now on, so that the name means the same there (fail closed).
-          if (pooled && !renamed && e.kind !== 'deallocate') this.pins.forced ||= 'SQL PREPARE/EXECUTE that cannot be renamed (multi-statement query or extended protocol)';
-          if (pooled && e.kind === 'deallocate' && e.name === null) t.clears ??= 'statements';
-          break;
-        default:
-          break;
-      }
-      switch (e.kind) {
-        case 'prepare': {
-          const cls = this.host.classifier.classify(e.text);
-          if (this.statements.prepared(e.name, e.text, cls, node, serverStatementName('pgmq_', prepareDefinition(e.text)))) (t.prepared ??= []).push(e.name);
-          break;
-        }
-        case 'deallocate':
-          if (e.name === null) {
-            this.statements.clearAll(true);
-            this.everywhereElse(node, 'DEALLOCATE ALL', 'statements');
-          } else {
-            const st = this.statements.sql.get(e.name) ?? this.statements.protocol.get(e.name);
-            this.statements.sql.delete(e.name);
-            this.statements.protocol.delete(e.name);
-            for (const other of st?.nodes ?? []) {
-              if (other !== node) this.links[other]?.cleanup.push({ buf: encodeQuery(`DEALLOCATE ${quoteIdent(e.name)}`), completions: 0, term: Term.Query });
-            }
-          }
-          break;
-        case 'discard':
-          if (e.what === 'all') {
-            this.statements.clearAll(true);
-            this.everywhereElse(node, 'DISCARD ALL', 'all');
-            if (pooled) t.clears = 'all';
-          } else if (e.what === 'temp') {
-            this.route.tempTables.clear();
-            this.pins.tempDiscarded();
-          }
-          break;
-        default:
-          break;
-      }
-    }
-  }
-
-  /** Queues `sql` (swallowed) on every other link before its next request. */
-  private everywhereElse(node: number, sql: string, clears: 'all' | 'statements'): void {
-    for (const l of this.connected()) if (l.node !== node) l.cleanup.push({ buf: encodeQuery(sql), completions: 0, term: Term.Query, clears });
-  }
-
   // ---- backend input -------------------------------------------------------------------------
 
   /** ForwardSink: a range of a backend chunk for the client. */
@@ -1056,9 +879,9 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     for (const e of link.done) {
       switch (e.kind) {
         case ExpectKind.Client:
-          if (e.token !== null) this.completed(link, e, e.token as Token);
+          if (e.token !== null) completed(this, link, e, e.token as Token);
           if (this.cache !== null) this.cacheSettled(link, e);
-          if (e.sync && e.status !== 0) this.afterSync(link, e, primary);
+          if (e.sync && e.status !== 0) afterSync(this, link, e, primary);
           if (e.retry !== null) releaseRequest(e.retry as Request);
           break;
         case ExpectKind.Reparse: {
@@ -1076,10 +899,10 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
           break;
         }
         case ExpectKind.State:
-          if (e.errored || e.skipped) this.stateFailed(link);
+          if (e.errored || e.skipped) stateFailed(this, link);
           break;
         case ExpectKind.Cleanup:
-          if (e.token !== null && !e.errored && !e.skipped && link.conn !== null) this.cleared(link.conn, (e.token as ClearsToken).clears);
+          if (e.token !== null && !e.errored && !e.skipped && link.conn !== null) cleared(link.conn, (e.token as ClearsToken).clears);
           break;
         case ExpectKind.Probe:
           // No temporary relation left (and none created since the probe was sent): the pin lifts.
@@ -1094,117 +917,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
       Link.release(e);
     }
     emptyArray(link.done);
-  }
-
-  /** A client request completed: apply its session effects if it succeeded. */
-  private completed(link: Link, e: Expect, t: Token): void {
-    const conn = link.conn;
-    if (t.parsed !== null && conn !== null) {
-      // Tentative server statements become facts, or go: a request that was skipped created
-      // nothing; one that failed may have created some of them (closed before the next use).
-      for (const server of t.parsed) {
-        if (e.errored || e.skipped) conn.statements.failed(server, e.skipped);
-        else {
-          conn.statements.confirm(server);
-          this.host.knownStatement(this.state.searchPath, server, true);
-        }
-      }
-    }
-    if (t.defined !== null && (e.errored || e.skipped)) {
-      // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
-      for (const d of t.defined) {
-        if (e.skipped || e.failedAt <= d.index) this.statements.protocol.delete(d.name);
-      }
-    }
-    if (t.closed !== null && (e.errored || e.skipped)) {
-      // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
-      for (const d of t.closed) {
-        if (!(e.skipped || e.failedAt <= d.index) || this.statements.protocol.has(d.name)) continue;
-        // ...unless what it was to close is what a failed Parse of this request defined: nothing to keep.
-        if (t.defined?.some((p) => p.name === d.name && p.index < d.index && (e.skipped || e.failedAt <= p.index)) === true) continue;
-        this.statements.protocol.set(d.name, d.st);
-      }
-    }
-    if (t.clears !== null && conn !== null && !e.errored && !e.skipped) {
-      this.cleared(conn, t.clears);
-      if (t.clears === 'all') this.pins.discarded();
-    }
-    if (e.errored || e.skipped) {
-      for (const name of t.prepared ?? []) this.statements.sql.delete(name);
-      if (t.effects !== null) this.stageImmediate(t.effects);
-      return;
-    }
-    if (t.effects !== null) {
-      this.state.stage(t.effects);
-      if (this.state.pending) this.stagedNode = link.node;
-    }
-    if (t.savepoint !== null) this.state.savepoint(t.savepoint);
-    if (t.rollbackTo !== null) this.state.rollbackTo(t.rollbackTo);
-    if (t.release !== null) this.state.release(t.release);
-    if (t.rollback) this.state.discard();
-  }
-
-  /**
-   * DISCARD ALL or DEALLOCATE ALL ran on `conn`: no statement is left there; after DISCARD ALL its
-   * settings are the defaults again (unknown to the replay: the next lessee resets and replays all).
-   */
-  private cleared(conn: BackendPort, what: 'all' | 'statements'): void {
-    conn.statements.clear();
-    if (what === 'all') {
-      conn.applied = null;
-      conn.appliedVersion = -1;
-      conn.appliedOwner = null;
-    }
-  }
-
-  /** LISTEN and friends of a failed multi-statement request may have happened: count them (safe side). */
-  private stageImmediate(effects: readonly SessionEffect[]): void {
-    const pins = effects.filter((x) => x.kind === 'listen' || x.kind === 'declare_hold');
-    if (pins.length > 0) this.state.stage(pins);
-  }
-
-  /** A ReadyForQuery answered a client request on `link`. */
-  private afterSync(link: Link, e: Expect, primary: number): void {
-    const status = e.status;
-    if (status === TxStatus.Idle) {
-      if (link.node === this.stagedNode || (this.stagedNode < 0 && this.state.pending)) {
-        if (this.txFailed) this.state.discard();
-        else this.state.commit(link.conn, this);
-        this.stagedNode = -1;
-      }
-      this.statements.transactionEnded(link.node);
-    }
-    if (link.node !== primary) return;
-    if (status === TxStatus.Idle) {
-      if (link.owed === 0) this.ryw.onPrimaryIdle(link.node);
-      noteTransactionEnd(this.route);
-      this.txFailed = false;
-      // The primary's transaction ended: end the part a standby still holds (its snapshot would
-      // otherwise stay open there, and the next read would run inside that stale transaction).
-      for (const other of this.connected()) {
-        if (other === link || other.owed > 0 || other.unsynced || other.txStatus === TxStatus.Idle) continue;
-        other.expect(ExpectKind.Tx, true, 0, Term.Query);
-        this.send(other, encodeQuery('ROLLBACK'));
-        other.txStatus = TxStatus.Idle;
-      }
-    } else {
-      this.route.inTransaction = true;
-      if (status === TxStatus.Failed) this.txFailed = true;
-    }
-  }
-
-  /** Session state could not be replayed on a node: its answers would be wrong there. */
-  private stateFailed(link: Link): void {
-    // What the connection has applied is unknown now (the replay was recorded as sent).
-    if (link.conn !== null) {
-      link.conn.applied = null;
-      link.conn.appliedVersion = -1;
-      link.conn.appliedOwner = null;
-    }
-    this.stateLost.add(link);
-    this.host.log.error({ event: LogEvent.BackendError, node_id: link.node, pid: this.host.pid },
-      `could not apply this session's settings on node ${link.node}; closing the session rather than answering with different settings`);
-    this.fail(clientErrors.sessionStateLost(link.node));
   }
 
   // ---- a backend connection is lost ------------------------------------------------------------
@@ -1286,7 +998,8 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     this.planner.failedAt.set(node, { at: Date.now(), primary: this.host.cluster.primaryId() });
   }
 
-  private fail(fields: Parameters<typeof encodeErrorResponse>[0]): void {
+  /** Writes a FATAL to the client and ends the session. */
+  fail(fields: Parameters<typeof encodeErrorResponse>[0]): void {
     this.client.write(encodeErrorResponse(fields));
     this.end(`${fields.code}: ${fields.message}`);
   }
@@ -1507,54 +1220,3 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     return [...this.connected()].map((l) => l.conn!);
   }
 }
-
-/** How many completion-producing messages (Parse, Bind, Describe, Execute, Close) come before offset `at` of a request. */
-function completionIndex(data: Buffer, at: number): number {
-  let n = 0;
-  for (let pos = 0; pos + 5 <= data.length && pos < at; pos += 1 + data.readInt32BE(pos + 1)) {
-    const c = data[pos]!;
-    if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
-  }
-  return n;
-}
-
-/** The completion index of the request's last Close of statement `name` (-1 when none). */
-function closeIndex(data: Buffer, name: string): number {
-  let n = 0;
-  let at = -1;
-  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
-    const c = data[pos]!;
-    if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) at = n;
-    if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
-  }
-  return at;
-}
-
-/** True when the request's last Parse of statement `name` comes after its last Close of it. */
-function lastParseAfterClose(data: Buffer, name: string): boolean {
-  let parse = -1;
-  let close = -1;
-  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
-    const c = data[pos]!;
-    if (c === 0x50 && data.toString('utf8', pos + 5, data.indexOf(0, pos + 5)) === name) parse = pos;
-    else if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) close = pos;
-  }
-  return parse > close;
-}
-
-function newToken(): Token {
-  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null };
-}
-
-/** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */
-function savepointName(sql: string): string {
-  const m = /([A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|"(?:[^"]|"")+")\s*;?\s*$/.exec(sql);
-  if (m === null) return '';
-  const id = m[1]!;
-  return id.startsWith('"') ? id.slice(1, -1).replace(/""/g, '"') : id.toLowerCase();
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
