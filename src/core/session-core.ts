@@ -47,7 +47,8 @@ import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import { CacheStep, type CachePort, type CacheView } from './cache-port';
 import { IdentityCheck } from './identity-check';
-import { Fate, leaseFate, Pins, TEMP_PROBE, type LeaseSession } from './tx-pooling';
+import { Pins, pinReasonOf } from './tx-pooling';
+import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
 import { lossVerdict } from './recovery';
 import { emptyArray } from '../util/arrays';
 
@@ -57,11 +58,6 @@ const QUEUE_HIGH_WATER = 256 * 1024;
 const SYNC = encodeSync();
 const FLUSH = encodeFlush();
 const SHUTDOWN_CODES = new Set(['57P01', '57P02']);
-
-/** The temporary-relation probe's note (tx-pooling.ts). */
-interface ProbeToken {
-  readonly generation: number;
-}
 
 /** A side request's note: the statement re-parsed or re-prepared (by node, or by server name on a leased connection). */
 interface ReparseToken {
@@ -81,7 +77,7 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, LeaseSession, PooledSession, EffectsSession {
+export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -104,7 +100,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
   /** Bytes in the ranges above: counted in pacing, and cut early beyond QUEUE_HIGH_WATER. */
   private rBytes = 0;
   /** The link in COPY IN that takes the client's copy frames directly, and those frames. */
-  private copyTarget: Link | null = null;
+  copyTarget: Link | null = null;
   private copyParts: Buffer[] = [];
   stickyNode = -1;
   lastNode = -1;
@@ -113,7 +109,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
   identityNode = -1;
   /** Asynchronous operations the queue waits for. */
   private blocked = 0;
-  private closed = false;
+  closed = false;
   /** The transaction saw an error (a COMMIT will roll it back). */
   txFailed = false;
   /** Node where SETs of the current transaction were staged. */
@@ -127,13 +123,13 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
   private clientPaused = false;
   private backendFull = 0;
   /** Transaction pooling: why the session keeps its connections ('' = it does not). */
-  private pinnedFor = '';
+  pinnedFor = '';
   /** Transaction pooling: what keeps this session on its connections (tx-pooling.ts). */
   readonly pins = new Pins();
   /** openLink() refused the connection the head request waits for (it gets this error). */
   private refused: LinkRefused | null = null;
   /** Links whose cancel request is on its way (until the server took it): their connection is not given back meanwhile. */
-  private readonly cancelling = new Map<Link, Promise<void>>();
+  readonly cancelling = new Map<Link, Promise<void>>();
   /** Transaction pooling: the request being sent redefines these statement names (42P05 from the server). */
   dupParses: Set<string> | null = null;
   /** ...of which the request's Parses really were refused (not closed before them). */
@@ -337,7 +333,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
       this.planner.plan.clear();
     }
     this.flush();
-    this.releaseIdle();
+    releaseIdle(this);
     this.pacing();
   }
 
@@ -410,14 +406,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
 
   /** Why this session keeps its connections in transaction pooling ('' when it does not). */
   pinReason(): string {
-    const p = this.pins;
-    if (p.forced !== '') return p.forced;
-    const st = this.state;
-    if (st.listening.size > 0) return 'LISTEN';
-    if (st.advisoryHeld) return 'a session advisory lock';
-    if (st.holdCursors.size > 0) return 'a cursor WITH HOLD';
-    if (p.temp) return 'a temporary table';
-    return '';
+    return pinReasonOf(this.pins, this.state);
   }
 
   /** LeaseSession: the link in COPY IN. */
@@ -428,33 +417,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
   /** LeaseSession: a cancel for `link`'s backend is on its way. */
   cancelInFlight(link: Link): boolean {
     return this.cancelling.size > 0 && this.cancelling.has(link);
-  }
-
-  /**
-   * Transaction pooling: gives back every connection whose transaction is over (leaseFate says
-   * Clean: nothing owed, idle, no extended-protocol sequence open, no cancel in flight, not pinned
-   * by state that lives only there); probes whether the temporary relations that pin it are gone.
-   */
-  private releaseIdle(): void {
-    if (this.host.pooling === 'session' || this.closed) return;
-    const pin = this.pinReason();
-    if (pin !== '') {
-      if (this.pinnedFor === '') {
-        this.pinnedFor = pin;
-        this.host.pinned(pin);
-      }
-      if (this.pins.tempProbeDue && this.pins.forced === '' && pin === 'a temporary table') this.probeTemp();
-      return;
-    }
-    if (this.pinnedFor !== '') {
-      this.pinnedFor = '';
-      this.host.pinned('');
-    }
-    for (const l of this.links) {
-      if (l === undefined || l.conn === null) continue;
-      if (leaseFate(l, this, false) !== Fate.Clean) continue;
-      this.giveBack(l, Fate.Clean, '');
-    }
   }
 
   /**
@@ -473,30 +435,6 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
     this.send(own, SYNC);
     this.identity.pending = true;
     return true;
-  }
-
-  /** Ends `link`'s lease with `fate` (Clean, Reset or Close: see tx-pooling.ts). */
-  private giveBack(l: Link, fate: Fate, why: string): void {
-    const conn = l.conn!;
-    l.conn = null;
-    l.reset();
-    this.stateLost.delete(l);
-    this.host.closeLink(conn, fate !== Fate.Close, why, fate === Fate.Reset);
-  }
-
-  /**
-   * Transaction pooling: the session is pinned only by temporary relations and a statement that
-   * may have dropped them ran: ask the primary's connection whether any is left (a row: yes).
-   */
-  private probeTemp(): void {
-    const l = this.links[this.host.cluster.primaryId()];
-    if (l?.conn == null || l.owed > 0 || !l.quiet || l.unsynced || l.txStatus !== TxStatus.Idle) return;
-    this.pins.tempProbeDue = false;
-    l.unnamedOwn = false;
-    const e = l.expect(ExpectKind.Probe, true, 0, Term.Query);
-    e.token = { generation: this.pins.tempGeneration } satisfies ProbeToken;
-    this.send(l, encodeQuery(TEMP_PROBE));
-    this.flush();
   }
 
   /** Opens a link to `node` (blocking the queue meanwhile). */
@@ -905,11 +843,7 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
           if (e.token !== null && !e.errored && !e.skipped && link.conn !== null) cleared(link.conn, (e.token as ClearsToken).clears);
           break;
         case ExpectKind.Probe:
-          // No temporary relation left (and none created since the probe was sent): the pin lifts.
-          if (!e.errored && !e.skipped && e.rows === 0 && (e.token as ProbeToken).generation === this.pins.tempGeneration) {
-            this.pins.tempDiscarded();
-            this.route.tempTables.clear();
-          }
+          tempProbed(this, e);
           break;
         default:
           break;
@@ -1156,55 +1090,14 @@ export class SessionCore implements ForwardSink, PlannerView, LeaseSession, Pool
 
   // ---- cancel and close ------------------------------------------------------------------------
 
-  /** Forwards a CancelRequest to the backend running this session's query, if any. */
+  /** Forwards a CancelRequest to the backend running this session's query, if any (lease-end.ts). */
   cancel(): void {
-    for (const l of this.connected()) {
-      if (l.clientOwed === 0 || this.cancelling.has(l)) continue;
-      // Until the server took the cancel, this connection is not given back (transaction pooling):
-      // a cancel must only ever reach this client's query.
-      const conn = l.conn!;
-      const taken = this.host.cancelBackend(l.node, conn.backendPid, conn.backendSecret).catch(() => {});
-      this.cancelling.set(l, taken);
-      void taken.then(() => {
-        this.cancelling.delete(l);
-        if (!this.closed) this.guard(() => this.drive());
-      });
-    }
+    cancelQueries(this);
   }
 
-  /**
-   * The session ends (client gone, shutdown, FATAL): every lease ends, each connection's fate
-   * decided by leaseFate (tx-pooling.ts): back clean, back after DISCARD ALL (the session held
-   * state there: advisory locks, LISTEN, temporary tables...), or closed (a request in flight, a
-   * transaction open: a query still running is cancelled first). A connection whose cancel is
-   * on its way is held until the server took it, then decided again.
-   */
+  /** The session ends (client gone, shutdown, FATAL): every lease ends (lease-end.ts: endLeases). */
   close(): void {
-    const cancelled = new Set<number>();
-    for (const l of this.connected()) {
-      const conn = l.conn!;
-      const fate = leaseFate(l, this, true, this.stateLost.has(l));
-      if (fate === Fate.Close && l.clientOwed > 0 && !cancelled.has(l.node)) {
-        cancelled.add(l.node);
-        void this.host.cancelBackend(l.node, conn.backendPid, conn.backendSecret);
-      }
-      if (fate === Fate.Hold) {
-        // Decided once the server took the cancel: by then the connection is either at rest or not.
-        const pinned = this.host.pooling !== 'session' && this.pinReason() !== '';
-        const lost = this.stateLost.has(l);
-        const restNow = l.owed === 0 && l.quiet && !l.unsynced && l.txStatus === TxStatus.Idle && this.copyTarget !== l;
-        l.conn = null;
-        l.reset();
-        void this.cancelling.get(l)!.then(() => {
-          // Not at rest: closed for the same reason as without a cancel (a transaction open or a
-          // request in flight), only later.
-          this.host.closeLink(conn, restNow, restNow ? '' : 'client left with a transaction open or a request in flight (closed once its cancel reached the server)', restNow && (pinned || lost));
-        });
-        continue;
-      }
-      const why = fate === Fate.Close ? 'client left with a transaction open or a request in flight' : '';
-      this.giveBack(l, fate, why);
-    }
+    endLeases(this);
     this.closed = true;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
