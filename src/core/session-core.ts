@@ -25,10 +25,9 @@ import { FrontendCode, TxStatus } from '../protocol/codes';
 import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
-import type { QueryClass } from '../classify/types';
 import { newRouteState, type RouteState } from '../router/router';
 import { LogEvent } from '../log/logger';
-import { Expect, ExpectKind, Link, Term, type Goodbye } from './link';
+import { ExpectKind, Link, Term, type Goodbye } from './link';
 import { newRequest, releaseRequest, Request, RequestInfo } from './request';
 import { Planner, PlanType, type Plan, type PlannerView } from './planner';
 import { Statements, type ProtocolStatement } from './statements';
@@ -45,7 +44,8 @@ import {
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
-import { CacheStep, type CachePort, type CacheView } from './cache-port';
+import type { CachePort, CacheView } from './cache-port';
+import { cacheSent, cacheSettled, consultCache, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
 import { IdentityCheck } from './identity-check';
 import { Pins, pinReasonOf } from './tx-pooling';
 import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
@@ -66,8 +66,6 @@ interface ReparseToken {
 }
 
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
-/** ReadyForQuery's header (its status byte follows). */
-const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
 const EMPTY_QUERY = encodeQuery('');
 
 
@@ -77,12 +75,12 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession {
+export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
   readonly ryw: ReadYourWrites;
-  private readonly planner: Planner;
+  readonly planner: Planner;
   private readonly info = new RequestInfo();
   private backendLog: BackendMessageLog | null = null;
   /** drive() calls in progress (a step can drive again, e.g. after a local answer). */
@@ -119,7 +117,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Links with batched output. */
   private readonly dirty: Link[] = [];
   /** The client's socket is above its high-water mark: backends are paused. */
-  private clientFull = false;
+  clientFull = false;
   private clientPaused = false;
   private backendFull = 0;
   /** Transaction pooling: why the session keeps its connections ('' = it does not). */
@@ -137,16 +135,16 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   readonly stateLost = new Set<Link>();
   /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
-  private readonly cache: CachePort | null;
-  private readonly cacheView: CacheView | null;
+  readonly cache: CachePort | null;
+  readonly cacheView: CacheView | null;
   /** Node whose answer the cache collects (-1: none), and the node whose chunk is being scanned (-1: none). */
-  private collectNode = -1;
-  private feedNode = -1;
+  collectNode = -1;
+  feedNode = -1;
   /**
    * Answers held back until the cache's invalidation of a commit went through (cache-port.ts:
    * holdAnswers): the client learns of its write only once no cached answer can contradict it.
    */
-  private held: Buffer[] | null = null;
+  held: Buffer[] | null = null;
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
   private readonly identity = new IdentityCheck();
 
@@ -154,7 +152,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.ryw = new ReadYourWrites(() => host.lsn);
     this.planner = new Planner(this);
     this.cache = host.cache ?? null;
-    this.cacheView = this.cache === null ? null : this.makeCacheView();
+    this.cacheView = this.cache === null ? null : makeCacheView(this);
   }
 
   // ---- links ---------------------------------------------------------------------------------
@@ -385,7 +383,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         break;
     }
     if (this.cache !== null) {
-      const answered = this.consultCache(req, info, plan);
+      const answered = consultCache(this, req, info, plan);
       if (answered === true && info.queries.length > 0) unnamedDropped(this, null);
       if (answered !== null) return answered;
     }
@@ -463,7 +461,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * re-enter the core: a rejection is a bug (expected failures resolve: openLink gives null or
    * LinkRefused, lookups fail closed), so it ends this session with FATAL XX000 (crash()).
    */
-  private block(p: Promise<unknown>, what: string): void {
+  block(p: Promise<unknown>, what: string): void {
     this.flush();
     this.blocked++;
     this.pacing();
@@ -531,7 +529,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) reportNode(this, node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
     let retry = plan.retryable;
-    if (this.cache !== null) this.cacheSent(info, plan);
+    if (this.cache !== null) cacheSent(this, info, plan);
     // Shared connections: the client's statement names become server names (statement-names.ts),
     // resolved before this request's own Close/DEALLOCATE change the registry (bookkeeping).
     const segments = pooled && (info.parses.length + info.bindStatements.length + info.statementRefs.length > 0)
@@ -761,7 +759,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   forward(buf: Buffer, start: number, end: number): void {
     if (this.closed) return;
     if (this.collectNode >= 0 && (this.feedNode === this.collectNode || this.feedNode < 0)) this.cache!.collect(buf, start, end);
-    if (this.held !== null || (this.cache?.holdAnswers === true && this.endsTransaction(this.feedNode))) {
+    if (this.held !== null || (this.cache?.holdAnswers === true && endsTransaction(this, this.feedNode))) {
       (this.held ??= []).push(Buffer.from(buf.subarray(start, end)));
       return;
     }
@@ -818,7 +816,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       switch (e.kind) {
         case ExpectKind.Client:
           if (e.token !== null) completed(this, link, e, e.token as Token);
-          if (this.cache !== null) this.cacheSettled(link, e);
+          if (this.cache !== null) cacheSettled(this, link, e);
           if (e.sync && e.status !== 0) afterSync(this, link, e, primary);
           if (e.retry !== null) releaseRequest(e.retry as Request);
           break;
@@ -868,7 +866,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.collectNode = -1;
       this.cache!.collected(0, false);
     }
-    this.releaseHeld();
+    releaseHeld(this, );
     link.reset();
     link.conn = null;
     this.host.closeLink(conn, false, reason);
@@ -945,118 +943,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   }
 
   // ---- query cache (src/cache/; the hook is cache-port.ts) -----------------------------------
-
-  /**
-   * The query cache's turn for a planned request: true/false as step() returns (answered from the
-   * cache / wait for a lookup), or null to send it. A miss it may store is sent to the primary (the
-   * cache is filled from the primary only: a standby's answer may predate a committed write) and
-   * its answer collected.
-   */
-  private consultCache(req: Request, info: RequestInfo, plan: Plan): boolean | null {
-    const cache = this.cache!;
-    if (req.term === Term.None || !this.allAnswered(null)) return null;
-    switch (cache.consult(req.data, info, this.cacheView!)) {
-      case CacheStep.Wait:
-        this.block(cache.waitFor!, 'query cache lookup');
-        return false;
-      case CacheStep.Hit: {
-        this.flush();
-        const answer = cache.hitAnswer();
-        const out = Buffer.allocUnsafe(answer.length + 6);
-        answer.copy(out, 0);
-        out.set(RFQ, answer.length);
-        out[answer.length + 5] = this.txStatus();
-        this.client.write(out);
-        for (const p of info.parses) {
-          // The client now has this statement: later Binds re-parse it where they run.
-          this.statements.parsed(p.name, Buffer.from(req.data.subarray(p.start, p.end)), p.sql, this.host.classifier.classify(p.sql), -1);
-          this.statements.protocol.get(p.name)?.nodes.delete(-1);
-        }
-        releaseRequest(req);
-        return true;
-      }
-      default:
-        break;
-    }
-    if (!cache.collecting) return null;
-    const primary = this.host.cluster.primaryId();
-    if (plan.node !== primary) {
-      if (primary >= 0 && this.stickyNode < 0 && this.allAnswered(primary) && (this.links[primary]?.conn != null || !this.planner.recentlyFailed(primary, true))) {
-        plan.node = primary;
-        plan.retryable = false;
-        plan.reason = 'query cache: filled from the primary only';
-      } else {
-        cache.collected(0, false);
-        return null;
-      }
-    }
-    this.collectNode = plan.node;
-    return null;
-  }
-
-  /** Tells the cache what a request sent (before bookkeeping: a Close in it would hide its statement). */
-  private cacheSent(info: RequestInfo, plan: Plan): void {
-    const bound: QueryClass[] = [];
-    for (const name of info.bindStatements) {
-      if (info.parsesStatement(name)) continue;
-      const st = this.statements.protocol.get(name);
-      if (st !== undefined) bound.push(st.cls);
-    }
-    const sqls = info.parses.length === 0 ? info.queries : [...info.queries, ...info.parses.map((p) => p.sql)];
-    this.cache!.sent(plan.classes, sqls, bound, this.cacheView!);
-    if (this.collectNode >= 0 && !this.cache!.collecting) this.collectNode = -1;
-  }
-
-  /**
-   * The chunk being scanned on `node` holds a ReadyForQuery 'I' that ended a client request (the
-   * link completed it before forwarding its range): what is forwarded from here waits for the
-   * invalidation of the session's writes.
-   */
-  private endsTransaction(node: number): boolean {
-    const l = node >= 0 ? this.links[node] : undefined;
-    if (l === undefined) return false;
-    for (const e of l.done) if (e.kind === ExpectKind.Client && e.sync && e.status === TxStatus.Idle) return true;
-    return false;
-  }
-
-  /** A client request completed on `link`: the collected answer, and transaction ends. */
-  private cacheSettled(link: Link, e: Expect): void {
-    const cache = this.cache!;
-    if (link.node === this.collectNode && (e.errored || e.skipped || e.sync)) {
-      this.collectNode = -1;
-      cache.collected(e.status, !e.errored && !e.skipped && e.status !== 0);
-    }
-    if (e.sync && e.status !== 0) {
-      const wait = cache.synced(e.status);
-      if (wait === null) this.releaseHeld();
-      else this.block(wait.finally(() => this.releaseHeld()), 'query cache invalidation');
-    }
-  }
-
-  /** Writes the answers held back for an invalidation (in order, before anything else). */
-  private releaseHeld(): void {
-    const h = this.held;
-    if (h === null) return;
-    this.held = null;
-    if (this.closed || h.length === 0) return;
-    if (!this.client.write(h.length === 1 ? h[0]! : Buffer.concat(h)) && !this.clientFull) {
-      this.clientFull = true;
-      for (const l of this.connected()) l.conn!.pause();
-    }
-  }
-
-  private makeCacheView(): CacheView {
-    const st = this.statements;
-    const state = this.state;
-    return {
-      statementClass: (name) => st.protocol.get(name)?.cls,
-      statement: (name) => st.protocol.get(name),
-      txStatus: () => this.txStatus(),
-      get searchPath() { return state.searchPath; },
-      get parameters() { return state.parameters; },
-      get settingsVersion() { return state.version; },
-    };
-  }
 
   // ---- local replies ---------------------------------------------------------------------------
 
