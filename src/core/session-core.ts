@@ -22,7 +22,7 @@
  * socket is above its high-water mark; backends are not read while the client's socket is.
  */
 import { FrontendCode, TxStatus } from '../protocol/codes';
-import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
+import { encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
 import { newRouteState, type RouteState } from '../router/router';
@@ -30,17 +30,15 @@ import { LogEvent } from '../log/logger';
 import { ExpectKind, Link, Term, type Goodbye } from './link';
 import { newRequest, releaseRequest, Request, RequestInfo } from './request';
 import { Planner, PlanType, type Plan, type PlannerView } from './planner';
-import { Statements, type ProtocolStatement } from './statements';
+import { Statements } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
 import { errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
-import { duplicateParses, evict, hasStatement, names, serverNameOf, unnamedDropped } from './connection-statements';
+import { duplicateParses, evict, names, unnamedDropped } from './connection-statements';
 import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
-import {
-  encodeParseAs, parseDefinition, renameSqlStatement, rewriteRequest,
-} from './statement-names';
+import { rewriteRequest } from './statement-names';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
@@ -48,6 +46,7 @@ import type { CachePort, CacheView } from './cache-port';
 import { cacheSent, cacheSettled, consultCache, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
 import { IdentityCheck } from './identity-check';
 import { Pins, pinReasonOf } from './tx-pooling';
+import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
 import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
 import { lossVerdict } from './recovery';
 import { emptyArray } from '../util/arrays';
@@ -56,17 +55,9 @@ import { emptyArray } from '../util/arrays';
 const QUEUE_HIGH_WATER = 256 * 1024;
 
 const SYNC = encodeSync();
-const FLUSH = encodeFlush();
 const SHUTDOWN_CODES = new Set(['57P01', '57P02']);
 
-/** A side request's note: the statement re-parsed or re-prepared (by node, or by server name on a leased connection). */
-interface ReparseToken {
-  readonly st: ProtocolStatement | { readonly nodes: Set<number> };
-  readonly server: string | null;
-}
-
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
-const EMPTY_QUERY = encodeQuery('');
 
 
 /** An exception escaped the core's data path (a bug): the session ends with FATAL XX000. */
@@ -75,7 +66,7 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession {
+export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -523,9 +514,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       link.conn!.statements.nextRequest();
       this.dupParses = info.parses.length > 0 ? duplicateParses(this, info) : null;
     }
-    this.prepareLink(link, info, plan, node !== primary);
+    prepareLink(this, link, info, plan, node !== primary);
     if (pooled && info.parses.length > 0 && info.parsesStatement('')) link.unnamedOwn = true;
-    if (plan.broadcastTx) this.broadcast(req, link);
+    if (plan.broadcastTx) broadcast(this, req, link);
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) reportNode(this, node, link, info, plan.reason);
     if (link.clientOwed === 0 && req.term !== Term.None) link.busySince = performance.now();
     let retry = plan.retryable;
@@ -584,128 +575,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.dupParses = null;
     this.dupRefused.clear();
     if (!retry) releaseRequest(req);
-  }
-
-  /** Side requests a link needs before the client's request: cleanup, session state, transaction, statements. */
-  private prepareLink(link: Link, info: RequestInfo, plan: Plan, notPrimary: boolean): void {
-    const conn = link.conn!;
-    const pooled = this.host.pooling !== 'session';
-    /** Nothing in flight there before this request's own side requests. */
-    const idle = link.owed === 0;
-    if (!link.unsynced) {
-      for (const c of link.cleanup) {
-        if (c.term === Term.Query) link.unnamedOwn = false;
-        const e = link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
-        if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
-        this.send(link, c.buf);
-      }
-      emptyArray(link.cleanup);
-      const unsure = conn.statements.unsure;
-      if (unsure.size > 0) {
-        // Statements a failed request may or may not have created: make sure they do not exist.
-        const frames: Buffer[] = [];
-        for (const name of unsure) frames.push(encodeClose('S', name));
-        frames.push(SYNC);
-        link.expect(ExpectKind.Cleanup, true, unsure.size, Term.Sync);
-        this.send(link, Buffer.concat(frames));
-        unsure.clear();
-      }
-      const replay = this.state.replayFor(conn, this);
-      if (link.cleanup.length > 0 || replay.length > 0) link.unnamedOwn = false; // (a Query drops the unnamed statement)
-      if (replay.length > 0) {
-        link.expect(ExpectKind.State, true, 0, Term.Query);
-        this.send(link, encodeQuery(replay.join('; ')));
-      }
-      if (notPrimary && this.stickyNode < 0 && idle) {
-        // A node other than the primary follows the primary's explicit transaction: BEGIN when the
-        // session is inside one and reads are balanced in transactions, ROLLBACK when the session
-        // left it but this node is still in it (standbys only read: ROLLBACK ends them as COMMIT would).
-        const wantTx = this.route.inTransaction && this.host.routing.router.loadBalanceInTransaction;
-        let sql = '';
-        if (wantTx && link.txStatus === TxStatus.Idle) sql = this.beginSql;
-        else if (!this.route.inTransaction && link.txStatus !== TxStatus.Idle) sql = 'ROLLBACK';
-        if (sql !== '') {
-          link.unnamedOwn = false;
-          link.expect(ExpectKind.Tx, true, 0, Term.Query);
-          this.send(link, encodeQuery(sql));
-          link.txStatus = sql === 'ROLLBACK' ? TxStatus.Idle : TxStatus.InTransaction;
-        }
-      }
-    }
-    // Statements bound or described here but parsed on another node (or, leased, not known to be
-    // on this connection): re-parse them first.
-    const dups = this.dupParses === null ? null : [...this.dupParses];
-    const bound = info.bindStatements.length + info.statementRefs.length;
-    const names = bound + (dups?.length ?? 0);
-    let unnamedDropped = false;
-    if (names > 0) {
-      const sticky = this.stickyNode === link.node;
-      for (let i = 0; i < names; i++) {
-        // (Names redefined by this request must exist for the server to refuse the Parse, even mid-sequence.)
-        if (i < bound && sticky) continue;
-        const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
-        if (i < bound && info.parsesStatement(name)) continue;
-        // The client's own unnamed Parse (or its failure) is what the connection has: as directly.
-        if (pooled && name === '' && link.unnamedOwn) continue;
-        const st = this.statements.protocol.get(name);
-        if (st === undefined) {
-          if (pooled && name === '' && !link.unsynced && !unnamedDropped) {
-            // The client has no unnamed statement, but another client's may be on this connection:
-            // a simple Query drops it (exec_simple_query), so the Bind '' fails as it would directly (26000).
-            unnamedDropped = true;
-            link.expect(ExpectKind.Cleanup, true, 0, Term.Query);
-            this.send(link, EMPTY_QUERY);
-            link.unnamedOwn = true; // none, as the client has none
-          }
-          continue;
-        }
-        // The unnamed statement is never mapped to a named one (the Bind '' stays as it is): on
-        // a shared connection whatever another client parsed last may be there, so the client's
-        // own unnamed Parse is sent again, as it wrote it.
-        const server = pooled && name !== '' ? serverNameOf(this, name)! : null;
-        if (pooled && name === '') {
-          // (re-parsed below)
-        } else if (hasStatement(link, st, server)) {
-          if (server !== null) this.host.statementCache(true);
-          continue;
-        }
-        if (server !== null) this.host.statementCache(false);
-        // Leased: no Sync between the re-parse and the request (an error there reaches the client
-        // and skips its request, as the Parse it stands for would). Session pooling: in its own
-        // Sync, except inside an open extended-protocol sequence (Parse + Flush).
-        const inline = pooled || link.unsynced;
-        const e = inline ? link.expect(ExpectKind.Reparse, true, 1, Term.None) : link.expect(ExpectKind.Reparse, true, 1, Term.Sync);
-        e.errorsToClient = inline;
-        e.token = { st, server } satisfies ReparseToken;
-        const parse = server === null ? st.frame : encodeParseAs(server, parseDefinition(st.frame));
-        this.send(link, link.unsynced ? Buffer.concat([parse, FLUSH]) : inline ? parse : Buffer.concat([parse, SYNC]));
-        if (server === null) st.nodes.add(link.node);
-        else conn.statements.begin(server);
-        if (pooled && name === '') link.unnamedOwn = true;
-      }
-    }
-    if (!link.unsynced) {
-      for (const st of plan.sqlNeeded) {
-        const server = pooled && this.pins.forced === '' ? st.server : null;
-        if (hasStatement(link, st, server)) continue;
-        const text = server === null ? st.text : renameSqlStatement(st.text, server);
-        if (text === null) continue; // not renamable: the EXECUTE fails as it would without it
-        const e = link.expect(ExpectKind.Reparse, true, 0, Term.Query);
-        e.token = { st, server } satisfies ReparseToken;
-        this.send(link, encodeQuery(text));
-        if (server === null) st.nodes.add(link.node);
-        else conn.statements.begin(server);
-      }
-    }
-  }
-
-  /** Transaction control or session state inside a transaction balanced across nodes: every node in it gets it. */
-  private broadcast(req: Request, target: Link): void {
-    for (const l of this.connected()) {
-      if (l === target || l.owed > 0 || l.unsynced || l.txStatus === TxStatus.Idle) continue;
-      l.expect(ExpectKind.Tx, true, req.completions, req.term);
-      this.send(l, req.data);
-    }
   }
 
   /** Batches `buf` for `link` (written by flush()). */
@@ -820,20 +689,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
           if (e.sync && e.status !== 0) afterSync(this, link, e, primary);
           if (e.retry !== null) releaseRequest(e.retry as Request);
           break;
-        case ExpectKind.Reparse: {
-          const t = e.token as ReparseToken;
-          if (!e.errored && !e.skipped) {
-            if (t.server !== null) {
-              link.conn?.statements.confirm(t.server);
-              this.host.knownStatement(this.state.searchPath, t.server, true);
-            }
-          } else if (t.server === null) {
-            t.st.nodes.delete(link.node);
-          } else {
-            link.conn?.statements.failed(t.server, true); // one Parse (or PREPARE) that failed created nothing
-          }
+        case ExpectKind.Reparse:
+          reparsed(this, link, e);
           break;
-        }
         case ExpectKind.State:
           if (e.errored || e.skipped) stateFailed(this, link);
           break;
