@@ -22,7 +22,6 @@
  * socket is above its high-water mark; backends are not read while the client's socket is.
  */
 import { FrontendCode, TxStatus } from '../protocol/codes';
-import { encodeSync } from '../protocol/frontend';
 import { encodeErrorResponse } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
 import { newRouteState, type RouteState } from '../router/router';
@@ -44,7 +43,7 @@ import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
 import { cacheSent, cacheSettled, consultCache, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
-import { IdentityCheck } from './identity-check';
+import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
 import { Pins, pinReasonOf } from './tx-pooling';
 import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
 import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
@@ -54,7 +53,6 @@ import { emptyArray } from '../util/arrays';
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
 
-const SYNC = encodeSync();
 const SHUTDOWN_CODES = new Set(['57P01', '57P02']);
 
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
@@ -66,7 +64,7 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession {
+export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession, IdentitySession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -137,7 +135,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    */
   held: Buffer[] | null = null;
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
-  private readonly identity = new IdentityCheck();
+  readonly identity = new IdentityCheck();
 
   constructor(readonly host: CoreHost, readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
@@ -378,7 +376,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       if (answered === true && info.queries.length > 0) unnamedDropped(this, null);
       if (answered !== null) return answered;
     }
-    if (this.identityUnsure(plan.node)) return false;
+    if (identityUnsure(this, plan.node)) return false;
     let link = this.links[plan.node];
     if (link?.conn == null) {
       // Transaction pooling: an idle connection is leased at once (no waiting on the hot path).
@@ -406,24 +404,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** LeaseSession: a cancel for `link`'s backend is on its way. */
   cancelInFlight(link: Link): boolean {
     return this.cancelling.size > 0 && this.cancelling.has(link);
-  }
-
-  /**
-   * Session pooling, a request for `node`: while a termination sent through pgmaitre may have hit
-   * the client's own backend, a Sync goes there first and the request waits for its answer.
-   */
-  private identityUnsure(node: number): boolean {
-    const own = this.links[this.identityNode];
-    if (this.host.pooling !== 'session' || own?.conn == null) return false;
-    if (this.identity.pending) {
-      if (own.owed > 0) return true;
-      this.identity.pending = false;
-    }
-    if (node === this.identityNode || !this.identity.due() || own.owed > 0 || own.unsynced) return false;
-    own.expect(ExpectKind.Cleanup, true, 0, Term.Sync);
-    this.send(own, SYNC);
-    this.identity.pending = true;
-    return true;
   }
 
   /** Opens a link to `node` (blocking the queue meanwhile). */
