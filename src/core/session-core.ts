@@ -20,6 +20,15 @@
  *
  * Backpressure: the client is not read while the queued requests exceed a bound or a backend
  * socket is above its high-water mark; backends are not read while the client's socket is.
+ *
+ * This file orchestrates; each concern it hands work to has its own file, a narrow interface of
+ * the session that SessionCore implements, and its own unit tests (docs/architecture.md, "The
+ * core's rooms"): request-effects.ts (what a request does to the session, sent and answered),
+ * side-requests.ts (what a link needs first), connection-statements.ts (server statement names
+ * per connection), pooled-prepare.ts (SQL PREPARE & co. before a shared connection),
+ * lease-end.ts (every way a lease ends), tx-pooling.ts and recovery.ts (the policies),
+ * cache-glue.ts (the query cache), identity-check.ts, local-replies.ts. Their functions take the
+ * session itself: no closure or object per request.
  */
 import { FrontendCode, TxStatus } from '../protocol/codes';
 import { encodeErrorResponse } from '../protocol/backend';
