@@ -132,8 +132,8 @@ export function cacheSettled(s: CacheSession, link: Link, e: Expect): void {
   }
   if (e.sync && e.status !== 0) {
     const wait = cache.synced(e.status);
-    if (wait === null) releaseHeld(s, );
-    else s.block(wait.finally(() => releaseHeld(s, )), 'query cache invalidation');
+    if (wait === null) releaseHeld(s);
+    else s.block(wait.finally(() => releaseHeld(s)), 'query cache invalidation');
   }
 }
 

@@ -83,7 +83,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private backendLog: BackendMessageLog | null = null;
   /** drive() calls in progress (a step can drive again, e.g. after a local answer). */
   private driving = 0;
-  /** The session's link per node (read by the modules beside the core). */
+  // Members that are not private are read, some set, by the modules beside the core through
+  // their narrow session interfaces (see the file header), not by the socket side.
+  /** The session's link per node. */
   readonly links: (Link | undefined)[] = [];
   private readonly queue: Request[] = [];
   private queuedBytes = 0;
@@ -96,7 +98,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Bytes in the ranges above: counted in pacing, and cut early beyond QUEUE_HIGH_WATER. */
   private rBytes = 0;
   /** The link in COPY IN that takes the client's copy frames directly, and those frames. */
-  copyTarget: Link | null = null;
+  private copyTarget: Link | null = null;
   private copyParts: Buffer[] = [];
   stickyNode = -1;
   lastNode = -1;
@@ -105,6 +107,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   identityNode = -1;
   /** Asynchronous operations the queue waits for. */
   private blocked = 0;
+  /** The session has ended. */
   closed = false;
   /** The transaction saw an error (a COMMIT will roll it back). */
   txFailed = false;
@@ -137,7 +140,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   readonly cacheView: CacheView | null;
   /** Node whose answer the cache collects (-1: none), and the node whose chunk is being scanned (-1: none). */
   collectNode = -1;
-  feedNode = -1;
+  private feedNode = -1;
   /**
    * Answers held back until the cache's invalidation of a commit went through (cache-port.ts:
    * holdAnswers): the client learns of its write only once no cached answer can contradict it.
@@ -713,7 +716,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.collectNode = -1;
       this.cache!.collected(0, false);
     }
-    releaseHeld(this, );
+    releaseHeld(this);
     link.reset();
     link.conn = null;
     this.host.closeLink(conn, false, reason);
