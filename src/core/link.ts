@@ -97,6 +97,15 @@ export class Expect {
    * ReadyForQuery comes (-1: none). Skipped (the backend skips to Sync after an error), it ends nothing.
    */
   endsSequence = -1;
+  /**
+   * A request split around ParseCompletes answered in place (transaction pooling): the expect of
+   * its last part (null: not split, or this is it), this part's first message's index in the
+   * whole request, and (on the last part) the index in the whole request of the message that
+   * failed in an earlier part (-1: none).
+   */
+  splitLast: Expect | null = null;
+  splitOffset = 0;
+  failedAtOrig = -1;
 }
 
 /** Disposition of the message being scanned. */
@@ -189,6 +198,13 @@ export class Link {
 
   constructor(readonly node: number) {}
 
+  /** The index, in the whole client request, of the message that failed (-1: before it, or skipped); see Expect.splitLast. */
+  static failIndex(e: Expect): number {
+    if (e.failedAtOrig >= 0) return e.failedAtOrig;
+    if (e.skipped) return -1;
+    return e.splitOffset + e.failedAt;
+  }
+
   /** Nothing owed, nothing half-read: the connection could be given back. */
   get quiet(): boolean {
     return this.q.length === 0 && this.hdrPos === 0 && this.left === 0 && !this.copyIn;
@@ -224,6 +240,9 @@ export class Link {
     e.completions = completions;
     e.failedAt = -1;
     e.endsSequence = -1;
+    e.splitLast = null;
+    e.splitOffset = 0;
+    e.failedAtOrig = -1;
     if (this.skipping) {
       // The backend skips everything up to the next Sync after an earlier error: this request
       // gets no answer (its Sync, if any, a ReadyForQuery).
@@ -281,6 +300,7 @@ export class Link {
   static release(e: Expect): void {
     e.retry = null;
     e.token = null;
+    e.splitLast = null;
     if (pool.length < 1024) pool.push(e);
   }
 

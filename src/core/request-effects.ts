@@ -19,7 +19,7 @@ import { ADVISORY_LOCK_FUNCTIONS, type SessionEffect } from '../classify/session
 import type { QueryClass } from '../classify/types';
 import { noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
 import { LogEvent } from '../log/logger';
-import { ExpectKind, Term, type Expect, type Link } from './link';
+import { ExpectKind, Link, Term, type Expect } from './link';
 import type { Request, RequestInfo } from './request';
 import type { Plan } from './planner';
 import type { ProtocolStatement } from './statements';
@@ -265,18 +265,20 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
       }
     }
   }
+  // Index in the whole request of the message that failed (-1: the request was skipped).
+  const failed = Link.failIndex(e);
   if (t.defined !== null && (e.errored || e.skipped)) {
     // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
     for (const d of t.defined) {
-      if (e.skipped || e.failedAt <= d.index) s.statements.protocol.delete(d.name);
+      if (failed <= d.index) s.statements.protocol.delete(d.name);
     }
   }
   if (t.closed !== null && (e.errored || e.skipped)) {
     // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
     for (const d of t.closed) {
-      if (!(e.skipped || e.failedAt <= d.index) || s.statements.protocol.has(d.name)) continue;
+      if (!(failed <= d.index) || s.statements.protocol.has(d.name)) continue;
       // ...unless what it was to close is what a failed Parse of this request defined: nothing to keep.
-      if (t.defined?.some((p) => p.name === d.name && p.index < d.index && (e.skipped || e.failedAt <= p.index)) === true) continue;
+      if (t.defined?.some((p) => p.name === d.name && p.index < d.index && failed <= p.index) === true) continue;
       s.statements.protocol.set(d.name, d.st);
     }
   }

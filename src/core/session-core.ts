@@ -630,26 +630,30 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (pooled) evict(this, link);
     let ends: Expect | null = null;
     if (segments !== null) {
-      if (segments.length > 1) {
-        retry = false;
-        // The answer is checked against the last segment only: any error drops what the request defined.
-        if (token?.defined != null) for (const d of token.defined) d.index = Number.MAX_SAFE_INTEGER;
-        if (token?.closed != null) for (const d of token.closed) d.index = -1;
-      }
+      // Split around ParseCompletes answered in place: each part's expect knows where it starts in
+      // the whole request, so an error in any part drops exactly what came at or after it (F25).
+      if (segments.length > 1) retry = false;
+      let parts: Expect[] | null = null;
+      let start = 0;
       for (let i = 0; i < segments.length; i++) {
         const seg = segments[i]!;
         const last = i === segments.length - 1;
         if (seg.buf.length > 0 || (last && req.term !== Term.None)) {
           const e = link.expect(ExpectKind.Client, false, seg.completions, last ? req.term : Term.None);
+          e.splitOffset = start;
           if (last) {
             ends = e;
             e.token = token;
             if (retry) e.retry = req;
+          } else {
+            (parts ??= []).push(e);
           }
           this.send(link, seg.buf);
         }
+        start += seg.completions + (seg.parseCompleteAfter ? 1 : 0);
         if (seg.parseCompleteAfter) link.synthetic(PARSE_COMPLETE, this);
       }
+      if (parts !== null && ends !== null) for (const e of parts) e.splitLast = ends;
     } else if (preparedHere) {
       // The shared connection has this statement already: PREPARE is answered in place.
       retry = false;
@@ -777,6 +781,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     for (const e of link.done) {
       switch (e.kind) {
         case ExpectKind.Client:
+          if (e.splitLast !== null && e.errored && e.splitLast.failedAtOrig < 0) e.splitLast.failedAtOrig = e.splitOffset + e.failedAt;
           if (e.token !== null) completed(this, link, e, e.token as Token);
           if (this.cache !== null) cacheSettled(this, link, e);
           if (e.sync && e.status !== 0) afterSync(this, link, e, primary);

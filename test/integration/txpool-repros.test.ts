@@ -514,4 +514,14 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(a, 'BEGIN ISOLATION LEVEL FOO'), ['E ERROR 42601 syntax error at or near "FOO"', 'Z I']);
     a.close();
   });
+  test('F25: a Parse answered in place, then a failing Parse in the same request: the first name stays defined', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s25a', 'SELECT 25 AS n'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s25b', 'SELECT 25 AS n'), encodeParse('s25c', 'SELECT * FROM fz_missing_table'), encodeParse('s25d', 'SELECT 26 AS n'), encodeSync()),
+      ['1', 'E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's25b'), encodeExecute(''), encodeSync()), ['2', 'D ["25"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's25c'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's25d'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    a.close();
+  });
 });
