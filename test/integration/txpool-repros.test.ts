@@ -13,6 +13,7 @@ import { RawClient } from '../harness/raw-client';
 import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
 import { fuzzConfig } from '../fuzz/txpool/differential';
 import { normalise } from '../fuzz/txpool/runner';
+import { exec, isExecutable } from '../harness/exec';
 
 /**
  * Findings still open when wt-fuzz stopped (its deadline, 04:00 UTC): their repros run as `todo`
@@ -523,5 +524,29 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', 's25c'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
     assert.deepEqual(await ask(a, encodeBind('', 's25d'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
     a.close();
+  });
+  test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
+    const python = '/usr/bin/python3';
+    if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
+      t.skip('/usr/bin/python3 with psycopg2 is needed');
+      return;
+    }
+    const script = [
+      'import json, sys, time, psycopg2',
+      'dsn = sys.argv[1]',
+      'a = psycopg2.connect(dsn); b = psycopg2.connect(dsn)',
+      'ca = a.cursor(); ca.execute("SELECT 1")  # BEGIN; SELECT 1: a sits idle in a transaction on the only connection',
+      't0 = time.time(); cb = b.cursor(); cb.execute("SHOW POOL_NODES"); rows = cb.fetchall(); waited = time.time() - t0',
+      'status = b.get_transaction_status()',
+      'b.rollback(); a.rollback()',
+      'print(json.dumps({"rows": len(rows), "waited": waited, "status": status}))',
+    ].join('\n');
+    const dsn = `host=127.0.0.1 port=${px.port} user=postgres dbname=postgres sslmode=disable connect_timeout=10`;
+    const r = await exec(python, ['-c', script, dsn], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { rows: number; waited: number; status: number };
+    assert.ok(out.rows >= 1);
+    assert.ok(out.waited < 10, `SHOW POOL_NODES waited ${out.waited} s`);
+    assert.equal(out.status, 2, 'psycopg2 sees its transaction open (TRANSACTION_STATUS_INTRANS)');
   });
 });
