@@ -70,6 +70,9 @@ export class SessionCache implements CachePort {
   private settingsAt = -1;
   private settings = '';
   private sessionSnapshot: boolean;
+  // The change stream's fence (memqcache_logical_invalidation): the request it was awaited for, and its answer.
+  private fencedFor: Buffer | null = null;
+  private fenceOk = false;
 
   constructor(
     private readonly cache: QueryCache,
@@ -116,6 +119,7 @@ export class SessionCache implements CachePort {
       oids.push(facts.oid);
     }
     if (!cache.available()) return this.counted(CacheStep.Pass, data);
+    cache.streams?.start(db);
     const names = QueryCache.genNames(db, oids);
     const keyOf = (gens: readonly string[]): string => QueryCache.key([
       this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params, gens.join(','),
@@ -144,6 +148,23 @@ export class SessionCache implements CachePort {
       key = done.key;
       value = done.value;
     }
+    if (value !== undefined && cache.streams !== null) {
+      // memqcache_logical_invalidation: the change stream must vouch for the hit (change-stream.ts).
+      if (this.fencedFor !== data) {
+        const f = cache.streams.fence(db);
+        if (f === false) return this.counted(CacheStep.Pass, data);
+        if (f !== true) {
+          // Look up again after the round (its invalidations may have moved the generations on).
+          this.fencedFor = data;
+          this.fenceOk = false;
+          return this.wait(f.then((ok) => { this.fenceOk = ok; }));
+        }
+      } else {
+        this.fencedFor = null;
+        if (!this.fenceOk) return this.counted(CacheStep.Pass, data);
+      }
+    }
+    this.fencedFor = null;
     cache.stats.selects++;
     if (value !== undefined) {
       cache.stats.hits++;
