@@ -162,6 +162,30 @@ export class QueryCache {
     return names.map((n) => String(this.gens.get(n) ?? 0));
   }
 
+  /** shmem: current generations as the tail of a key. */
+  gensKey(names: readonly string[]): string {
+    let out = '';
+    for (const n of names) out += `\u0000${this.gens.get(n) ?? 0}`;
+    return out;
+  }
+
+  private readonly interned = new Map<string, string>();
+  private internNext = 0;
+  /**
+   * shmem keys: a short stand-in for a long string (a session's user, database and settings).
+   * Numbers are never reused: when the map is full it is emptied and later strings get new
+   * numbers (their answers stored under the old ones are then only missed, never mixed up).
+   */
+  intern(s: string): string {
+    let id = this.interned.get(s);
+    if (id === undefined) {
+      if (this.interned.size >= 10_000) this.interned.clear();
+      id = (this.internNext++).toString(36);
+      this.interned.set(s, id);
+    }
+    return id;
+  }
+
   /** The key of an answer: everything it depends on, hashed. */
   static key(parts: readonly (string | Buffer)[]): string {
     const h = createHash('sha1');
