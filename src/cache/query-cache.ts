@@ -210,7 +210,9 @@ export class QueryCache {
       return;
     }
     if (!this.available()) return;
-    this.memcached!.set(key, value).catch((e: unknown) => this.failed(e));
+    // memcached keys are `<hash>|<generations>` (session-cache.ts): the answer is stored with them.
+    const bar = key.indexOf('|');
+    this.memcached!.set(key.slice(0, bar), key.slice(bar + 1), value).catch((e: unknown) => this.failed(e));
   }
 
   /** Moves generations on. shmem: at once (null); memcached: a promise (failures mark it down). */

@@ -122,9 +122,6 @@ export class SessionCache implements CachePort {
     if (!cache.available()) return this.counted(CacheStep.Pass, data);
     cache.streams?.start(db);
     const names = QueryCache.genNames(db, oids);
-    const keyOf = (gens: readonly string[]): string => QueryCache.key([
-      this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params, gens.join(','),
-    ]);
     let key: string;
     let value: Buffer | undefined;
     if (cache.shmem !== null) {
@@ -143,11 +140,10 @@ export class SessionCache implements CachePort {
       if (done === null || done.data !== data) {
         if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
         this.lookingUp = data;
-        const mc = cache.memcached!;
-        return this.wait(mc.gens(names).then(async (gens) => {
-          const k = keyOf(gens);
-          this.looked = { data, key: k, value: await mc.get(k) };
-        }, (e: unknown) => { throw e; }).catch((e: unknown) => {
+        const k = QueryCache.key([this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params]);
+        return this.wait(cache.memcached!.lookup(k, names).then((r) => {
+          this.looked = { data, key: `${k}|${r.gens}`, value: r.value };
+        }, (e: unknown) => {
           cache.failed(e);
           this.looked = { data, key: '', value: undefined };
         }).finally(() => { this.lookingUp = null; }));
