@@ -19,6 +19,7 @@
  * takes only a 32-bit initial value: random 128-bit values leave no room for a collision.)
  */
 import { randomUUID } from 'node:crypto';
+import { Socket } from 'node:net';
 import { Client } from 'memjs';
 
 /** Operation timeout: memcached answers in well under a millisecond on a LAN. */
@@ -43,7 +44,12 @@ export class MemcachedStore {
    * `gens` is what a miss's answer must be stored with.
    */
   async lookup(key: string, names: readonly string[]): Promise<{ gens: string; value: Buffer | undefined }> {
-    const [entry, ...rs] = await Promise.all([this.client.get(`pgmq:e:${key}`), ...names.map((n) => this.client.get(`pgmq:g:${n}`))]);
+    // memjs writes each request on its own; corked, the lookup's requests leave in one write.
+    const sock = this.socket();
+    sock?.cork();
+    const asked = [this.client.get(`pgmq:e:${key}`), ...names.map((n) => this.client.get(`pgmq:g:${n}`))];
+    sock?.uncork();
+    const [entry, ...rs] = await Promise.all(asked);
     const gens = (await Promise.all(rs.map((r, i) => (r.value !== null && r.value !== undefined ? r.value.toString('latin1') : this.create(names[i]!))))).join(',');
     const v = entry!.value;
     let value: Buffer | undefined;
@@ -60,6 +66,13 @@ export class MemcachedStore {
     const head = Buffer.allocUnsafe(4);
     head.writeUInt32BE(tag.length, 0);
     await this.client.set(`pgmq:e:${key}`, Buffer.concat([head, tag, value]), { expires: this.expireSec });
+  }
+
+  /** memjs's connected socket to the one server, if any (memjs internals, checked: else null and no corking). */
+  private socket(): Socket | null {
+    const srv = (this.client as unknown as { servers?: { connected?: boolean; _socket?: unknown }[] }).servers?.[0];
+    const s = srv?.connected === true ? srv._socket : undefined;
+    return s instanceof Socket ? s : null;
   }
 
   async delete(key: string): Promise<void> {
