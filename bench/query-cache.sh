@@ -14,7 +14,8 @@
 # over the lab cluster (15432 primary, 15433/15434 standbys). Every process started here is stopped
 # by pid at the end. For each: TPS, the ratio to direct (the mean of the two direct runs of that
 # mode), pgmaitre's CPU per transaction (utime+stime of its processes from /proc / transactions),
-# its RSS after the run, SHOW POOL_CACHE's hit ratio.
+# its RSS after the run (all its processes), SHOW POOL_CACHE's hit ratio and used_cache_entries_size
+# (shmem: bounded by memqcache_total_size, 8 MB here; 0 with memcached).
 #
 # Run from the project root after `npm run build`, under the shared lock, with the lab cluster:
 #   flock /tmp/shared-bench.lock sh -c '../shared/bench/cluster.sh start && bench/query-cache.sh; ../shared/bench/cluster.sh stop'
@@ -93,7 +94,7 @@ run() { # $1 target $2 mode
   if [ "$1" != direct ] && [ "$1" != direct-again ]; then port=${PORT[$1]}; pid=${PID[$1]}; fi
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   "$PGBIN/pgbench" -n -f "$SCRIPT" -M "$2" -c "$CLIENTS" -j 2 -T "$DURATION" -h 127.0.0.1 -p "$port" -U postgres bench > "$OUT/$1-$2.txt" 2>&1
-  local tps tx failed cpu="-" rss="-" ratio="-" vs="-"
+  local tps tx failed cpu="-" rss="-" ratio="-" used="-"
   tps=$(awk '/^tps = / {printf "%d", $3}' "$OUT/$1-$2.txt")
   tx=$(awk '/number of transactions actually processed/ {print $6}' "$OUT/$1-$2.txt" | cut -d/ -f1)
   failed=$(awk '/number of failed transactions/ {print $5}' "$OUT/$1-$2.txt")
@@ -101,9 +102,12 @@ run() { # $1 target $2 mode
     after=$(cpu_ticks "$pid")
     cpu=$(awk -v d=$((after - before)) -v hz="$hz" -v n="$tx" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
     rss=$(rss_mb "$pid")
-    ratio=$("$PGBIN/psql" -h 127.0.0.1 -p "$port" -U postgres -d bench -Atc 'SHOW POOL_CACHE' 2>/dev/null | cut -d'|' -f3 || echo "-")
+    local pc
+    pc=$("$PGBIN/psql" -h 127.0.0.1 -p "$port" -U postgres -d bench -Atc 'SHOW POOL_CACHE' 2>/dev/null || echo "")
+    ratio=$(echo "$pc" | cut -d'|' -f3)
+    used=$(echo "$pc" | awk -F'|' 'NF >= 7 { printf "%.2f", $7 / 1048576 }')
   fi
-  echo "$1 $2 $tps $cpu $rss ${ratio:--} ${failed:-?}" >> "$OUT/raw.txt"
+  echo "$1 $2 $tps $cpu $rss ${ratio:--} ${used:--} ${failed:-?}" >> "$OUT/raw.txt"
 }
 
 for t in $TARGETS; do
@@ -133,10 +137,10 @@ for m in $MODES; do
   run direct-again "$m"
 done
 
-printf '%-12s %-9s %8s %9s %10s %8s %10s %7s\n' target mode tps 'x direct' 'cpu_us/tx' 'rss_MB' hit_ratio failed | tee "$OUT/table.txt"
+printf '%-12s %-9s %8s %9s %10s %8s %10s %9s %7s\n' target mode tps 'x direct' 'cpu_us/tx' 'rss_MB' hit_ratio 'cache_MB' failed | tee "$OUT/table.txt"
 for m in $MODES; do
   d1=$(awk -v m="$m" '$1 == "direct" && $2 == m {print $3}' "$OUT/raw.txt")
   d2=$(awk -v m="$m" '$1 == "direct-again" && $2 == m {print $3}' "$OUT/raw.txt")
-  awk -v m="$m" -v d="$(( (d1 + d2) / 2 ))" '$2 == m { printf "%-12s %-9s %8s %9.2f %10s %8s %10s %7s\n", $1, $2, $3, $3 / d, $4, $5, $6, $7 }' "$OUT/raw.txt" | tee -a "$OUT/table.txt"
+  awk -v m="$m" -v d="$(( (d1 + d2) / 2 ))" '$2 == m { printf "%-12s %-9s %8s %9.2f %10s %8s %10s %9s %7s\n", $1, $2, $3, $3 / d, $4, $5, $6, $7, $8 }' "$OUT/raw.txt" | tee -a "$OUT/table.txt"
 done
 echo "raw output: $OUT (memqcache_total_size for shmem: 8 MB; CLIENTS=$CLIENTS DURATION=$DURATION)"
