@@ -5,6 +5,7 @@
  * - max_lag = 0: a direct write, then at once the same cached SELECT through pgmaitre: the new
  *   value (a plain write, a trigger's side effect, a row routed to a partition, TRUNCATE);
  * - the stream broken (its backend terminated): no stale hit meanwhile, and hits come back;
+ * - max_lag > 0: hits served without waiting, a direct write seen within the lag;
  * - the slot is temporary: gone once pgmaitre stops.
  */
 import { after, before, describe, test } from 'node:test';
@@ -107,6 +108,30 @@ describe('query cache: invalidation by the primary\'s change stream', { timeout:
     assert.equal(now.length, 1);
     assert.notDeepEqual(now, before, 'a new temporary slot (the old one went with its connection)');
     assert.ok((px.app.ctx.queryCache!.stats.invalidations.get('change_stream_start') ?? 0) >= 2);
+  });
+
+  test('max_lag > 0: hits without waiting for a round, and a direct write is seen within the lag', async () => {
+    const px2 = await startInProcess([
+      backendLines(fx.cluster), "sr_check_user = 'postgres'", 'enable_pool_hba = off', 'log_per_node_statement = on',
+      'memory_cache_enabled = on', "memqcache_method = 'shmem'", 'memqcache_logical_invalidation = on', 'memqcache_logical_max_lag = 300',
+    ].join('\n'));
+    const c2 = new Client({ host: '127.0.0.1', port: px2.port, user: 'postgres', database: 'postgres' });
+    await c2.connect();
+    try {
+      const sql = 'SELECT v FROM lc_t WHERE id = 3';
+      const ran2 = (): number => nodeStatements(px2.logs()).filter((x) => x.statement.includes(sql)).length;
+      await eventually(async () => {
+        const before = ran2();
+        await c2.query(sql);
+        return ran2() === before;
+      }, 'a hit with max_lag = 300', 20_000);
+      await direct.query("UPDATE lc_t SET v = 'lag3' WHERE id = 3");
+      // Seen within the lag (plus a round): never the old value for long.
+      await eventually(async () => (await c2.query(sql)).rows[0]?.v === 'lag3', 'the direct write seen through pgmaitre', 5000);
+    } finally {
+      await c2.end();
+      await px2.stop();
+    }
   });
 
   test('the slot is temporary: gone once pgmaitre stops', async () => {
