@@ -10,7 +10,7 @@
  * slot lives exactly as long as that connection, so a stopped or crashed pgmaitre never leaves a
  * slot retaining WAL on the primary. Every round reads the slot (pg_logical_slot_get_changes,
  * which consumes everything flushed so far), takes the relations inserted into, updated, deleted
- * from or truncated, resolves their OIDs on the same connection, expands them through the catalog
+ * from or truncated (only their names leave the server, once per round), resolves their OIDs on the same connection, expands them through the catalog
  * (partitions' parents, views over them...) and bumps their generations; the round counts as
  * applied once the bumps went through. A relation that no longer resolves (dropped meanwhile)
  * invalidates the whole database.
@@ -208,14 +208,24 @@ class DatabaseStream {
     }
     this.lastError = '';
     this.up = true;
-    const sql = `SELECT data FROM pg_catalog.pg_logical_slot_get_changes($1, NULL, NULL, 'skip-empty-xacts', '1', 'include-xids', '0')`;
+    // Only the relation names leave the server, once each per round (a bulk load decodes to one
+    // line per row, with the row: not for pgmaitre's memory).
+    const sql = `SELECT DISTINCT 'table ' || substring(data FROM '^table (.*?): (?:INSERT|UPDATE|DELETE|TRUNCATE):') || ':' AS data
+      FROM pg_catalog.pg_logical_slot_get_changes($1, NULL, NULL, 'skip-empty-xacts', '1', 'include-xids', '0')
+      WHERE data LIKE 'table %'`;
     while (!s.closed) {
       if (broken !== null) throw broken;
       const start = performance.now();
       const r = await c.query<{ data: string }>({ text: sql, values: [slot] });
+      // (null: a line the pattern does not read — fail closed)
+      if (r.rows.some((x) => x.data === null)) {
+        await s.sink.invalidateDatabase(this.database, 'change_stream');
+        r.rows = r.rows.filter((x) => x.data !== null);
+      }
       const names = changedRelations(r.rows.map((x) => x.data));
       if (names.size > 0) {
         const list = [...names];
+        // (a name to_regclass cannot even parse fails the round: the stream restarts, the database is invalidated)
         const o = await c.query<{ oid: string | null }>('SELECT pg_catalog.to_regclass(n)::oid::int8 AS oid FROM unnest($1::text[]) AS n', [list]);
         const oids = o.rows.map((x) => (x.oid === null ? null : Number(x.oid)));
         if (oids.some((x) => x === null)) await s.sink.invalidateDatabase(this.database, 'change_stream');

@@ -46,6 +46,7 @@ describe('query cache: invalidation by the primary\'s change stream', { timeout:
       CREATE TABLE lc_part (id int, k int) PARTITION BY RANGE (k);
       CREATE TABLE lc_part_a PARTITION OF lc_part FOR VALUES FROM (0) TO (100);
       INSERT INTO lc_part VALUES (1, 1);
+      CREATE TABLE "Lc Odd" (id int); INSERT INTO "Lc Odd" VALUES (1);
     `);
     px = await startInProcess([
       backendLines(fx.cluster), "sr_check_user = 'postgres'", 'enable_pool_hba = off', 'log_per_node_statement = on',
@@ -76,7 +77,7 @@ describe('query cache: invalidation by the primary\'s change stream', { timeout:
     assert.ok((m.get('change_stream') ?? 0) >= 5, JSON.stringify([...m]));
   });
 
-  test("a trigger's side effect, a partition written through its parent, TRUNCATE (all written directly)", async () => {
+  test("a trigger's side effect, a partition written through its parent, TRUNCATE, an odd quoted name (all written directly)", async () => {
     const audit = 'SELECT n FROM lc_audit';
     assert.deepEqual(await cached(audit), [[0]]);
     await direct.query('INSERT INTO lc_src VALUES (1)');
@@ -94,6 +95,11 @@ describe('query cache: invalidation by the primary\'s change stream', { timeout:
     await direct.query('TRUNCATE lc_part');
     assert.deepEqual(await q(parent), [[0]]);
     assert.deepEqual(await q(part), [[0]]);
+
+    const odd = 'SELECT count(*)::int FROM "Lc Odd"';
+    assert.deepEqual(await cached(odd), [[1]]);
+    await direct.query('INSERT INTO "Lc Odd" VALUES (2)');
+    assert.deepEqual(await q(odd), [[2]], 'a quoted name (test_decoding quotes it)');
   });
 
   test('the stream broken: no stale hit while it is down, hits again once it is back', async () => {
