@@ -40,6 +40,8 @@ import type { Logger } from '../log/logger';
 
 /** A hit waits at most this long for a round (then the request goes to the backend). */
 export const WAIT_MS = 2000;
+/** A round (or any query of the stream) taking longer breaks the stream (it restarts). */
+export const ROUND_TIMEOUT_MS = 30_000;
 /** A broken stream is tried again after this long. */
 export const RETRY_MS = 1000;
 /** With nobody waiting, a round every IDLE_MS (keeps the slot from retaining WAL), or max_lag / 3. */
@@ -191,6 +193,8 @@ class DatabaseStream {
     const c = new Client({
       host: t.host, port: t.port, user: t.user, password: t.password || undefined, database: t.database,
       connectionTimeoutMillis: t.timeoutMs, application_name: 'pgmaitre query cache stream',
+      // A round that hangs (a primary gone without a reset) ends the connection: the stream restarts.
+      query_timeout: ROUND_TIMEOUT_MS, keepAlive: true,
     });
     this.client = c;
     let broken: Error | null = null;
