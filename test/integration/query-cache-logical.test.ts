@@ -6,6 +6,7 @@
  *   value (a plain write, a trigger's side effect, a row routed to a partition, TRUNCATE);
  * - the stream broken (its backend terminated): no stale hit meanwhile, and hits come back;
  * - max_lag > 0: hits served without waiting, a direct write seen within the lag;
+ * - memcached: one instance's stream invalidates what another instance (without one) serves;
  * - the slot is temporary: gone once pgmaitre stops.
  */
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +15,7 @@ import { Client } from 'pg';
 import { withCluster } from '../harness/cluster';
 import { backendLines, eventually, startInProcess, type InProcess } from '../harness/in-process';
 import { nodeStatements } from '../harness/pgproto';
+import { memcachedBinary, startMemcached } from '../harness/memcached';
 
 describe('query cache: invalidation by the primary\'s change stream', { timeout: 240_000 }, () => {
   const fx = withCluster({ standbys: 0, settings: { wal_level: 'logical' } });
@@ -137,6 +139,41 @@ describe('query cache: invalidation by the primary\'s change stream', { timeout:
     } finally {
       await c2.end();
       await px2.stop();
+    }
+  });
+
+  test('memcached: the change stream of one instance invalidates what another serves', { skip: memcachedBinary() === null ? 'memcached is not installed' : false }, async () => {
+    const mc = await startMemcached();
+    const conf = (logical: boolean): string => [
+      backendLines(fx.cluster), "sr_check_user = 'postgres'", 'enable_pool_hba = off', 'log_per_node_statement = on',
+      'memory_cache_enabled = on', "memqcache_method = 'memcached'", "memqcache_memcached_host = '127.0.0.1'",
+      `memqcache_memcached_port = ${mc.port}`, `memqcache_logical_invalidation = ${logical ? 'on' : 'off'}`,
+    ].join('\n');
+    // A reads the stream; B does not, and shares A's generations through memcached.
+    const a = await startInProcess(conf(true));
+    const b = await startInProcess(conf(false));
+    const ca = new Client({ host: '127.0.0.1', port: a.port, user: 'postgres', database: 'postgres' });
+    const cb = new Client({ host: '127.0.0.1', port: b.port, user: 'postgres', database: 'postgres' });
+    try {
+      await ca.connect();
+      await cb.connect();
+      const sql = 'SELECT v FROM lc_t WHERE id = 4';
+      const ranB = (): number => nodeStatements(b.logs()).filter((x) => x.statement.includes(sql)).length;
+      await eventually(async () => {
+        await ca.query(sql); // starts A's stream
+        const before = ranB();
+        await cb.query(sql);
+        return ranB() === before && a.app.ctx.queryCache!.streams!.status().some((x) => x.up);
+      }, 'a hit through B, A\'s stream up', 20_000);
+      await direct.query("UPDATE lc_t SET v = 'mc4' WHERE id = 4");
+      // B has no stream: A's next round (within a second) moves the shared generation on.
+      await eventually(async () => (await cb.query(sql)).rows[0]?.v === 'mc4', 'B serves the direct write', 5000);
+    } finally {
+      await ca.end().catch(() => undefined);
+      await cb.end().catch(() => undefined);
+      await a.stop();
+      await b.stop();
+      await mc.stop();
     }
   });
 
