@@ -4,6 +4,7 @@
  * through the primary's own change stream (a temporary pgoutput slot pgmaitre owns):
  * - max_lag = 0: a direct write, then at once the same cached SELECT through pgmaitre: the new
  *   value (a plain write, a trigger's side effect, a row routed to a partition, TRUNCATE);
+ * - concurrent direct writes: no read older than what had committed before it was sent;
  * - the stream broken (its backend terminated): no stale hit meanwhile, and hits come back;
  * - max_lag > 0: hits served without waiting, a direct write seen within the lag;
  * - memcached: one instance's stream invalidates what another instance (without one) serves;
@@ -102,6 +103,36 @@ describe('query cache: invalidation by the primary\'s change stream', { timeout:
     assert.deepEqual(await cached(odd), [[1]]);
     await direct.query('INSERT INTO "Lc Odd" VALUES (2)');
     assert.deepEqual(await q(odd), [[2]], 'a quoted name (test_decoding quotes it)');
+  });
+
+  test('concurrent direct writes: every read through pgmaitre sees at least what had committed before it was sent', async () => {
+    await direct.query("UPDATE lc_t SET v = '0' WHERE id = 5");
+    const sql = 'SELECT v::int FROM lc_t WHERE id = 5';
+    let committed = 0;
+    let stop = false;
+    const writer = (async () => {
+      for (let n = 1; !stop; n++) {
+        await direct.query('UPDATE lc_t SET v = $1 WHERE id = 5', [String(n)]);
+        committed = n;
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    })();
+    const hitsBefore = px.app.ctx.queryCache!.stats.hits;
+    let reads = 0;
+    try {
+      const until = Date.now() + 4000;
+      while (Date.now() < until) {
+        const floor = committed;
+        const v = (await c.query({ text: sql, rowMode: 'array' })).rows[0]![0] as number;
+        assert.ok(v >= floor, `read ${v} after ${floor} had committed`);
+        reads++;
+      }
+    } finally {
+      stop = true;
+      await writer;
+    }
+    const hits = px.app.ctx.queryCache!.stats.hits - hitsBefore;
+    assert.ok(hits > 0, `some reads were hits (${hits} of ${reads})`);
   });
 
   test('the stream broken: no stale hit while it is down, hits again once it is back', async () => {
