@@ -52,16 +52,17 @@ run() { # target port pids... ; workload from $wl
   # and each worker process warms up on its own (half the traffic each: twice as long). Measured
   # cold, on a CPU-starved host, that start-up looks like a collapse of 2 workers (docs/performance.md).
   [ "$WARMUP" -gt 0 ] && pgbench -n $args -c $CLIENTS -j 2 -T $WARMUP -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1
-  local c0=$(cpu_ticks $pids)
+  local c0=$(cpu_ticks $pids) s0=$(cpu_ticks $1)
   local out=$(pgbench -n $args -c $CLIENTS -j 2 -T $DURATION -h 127.0.0.1 -p $port -U postgres bench 2>&1)
-  local c1=$(cpu_ticks $pids)
+  local c1=$(cpu_ticks $pids) s1=$(cpu_ticks $1)
   echo "$out" >"$OUT/$target-$wl-r$r.txt"
   local tx=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
   local tps=$(echo "$out" | awk '/^tps/ {print $3}')
   local failed=$(echo "$out" | awk '/number of failed transactions/ {print $5}')
-  awk -v t=$target -v w=$wl -v tps="${tps:-0}" -v tx="${tx:-0}" -v c0=$c0 -v c1=$c1 -v hz=$TCK -v f="${failed:-?}" -v r=$r \
-    'BEGIN { cpu = (tx>0 && c1>c0) ? (c1-c0)/hz*1e6/tx : 0;
-             printf "%-16s %-14s %2d %10.0f %12.1f %8s\n", t, w, r, tps, cpu, f;
+  # sup_us/tx: the listening process alone (with 2 workers: the supervisor, which only accepts).
+  awk -v t=$target -v w=$wl -v tps="${tps:-0}" -v tx="${tx:-0}" -v c0=$c0 -v c1=$c1 -v s0=${s0:-0} -v s1=${s1:-0} -v hz=$TCK -v f="${failed:-?}" -v r=$r \
+    'BEGIN { cpu = (tx>0 && c1>c0) ? (c1-c0)/hz*1e6/tx : 0; sup = (tx>0 && s1>=s0) ? (s1-s0)/hz*1e6/tx : 0;
+             printf "%-16s %-14s %2d %10.0f %12.1f %10.1f %8s\n", t, w, r, tps, cpu, sup, f;
              printf "%s\t%s\t%d\t%.0f\t%.1f\n", t, w, r, tps, cpu >> "'"$RES"'" }'
 }
 
@@ -106,7 +107,7 @@ EOF
 stop_ours() { kill "$OURS_PID" 2>/dev/null; wait "$OURS_PID" 2>/dev/null; }
 
 echo "cores: $(nproc); before: $(uptime)" | tee "$OUT/load.txt"
-printf '%-16s %-14s %2s %10s %12s %8s\n' target workload r tps 'cpu_us/tx' failed
+printf '%-16s %-14s %2s %10s %12s %10s %8s\n' target workload r tps 'cpu_us/tx' 'sup_us/tx' failed
 PGB_PID=$(cat /tmp/lab-pgbouncer-tx/pgbouncer.pid 2>/dev/null || echo)
 for r in $(seq 1 $ROUNDS); do
   for cache in off on; do
