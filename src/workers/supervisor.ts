@@ -208,6 +208,8 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
         slots[index]!.ready = true;
         readyWaiters.splice(0).forEach((f) => f());
         pushNodes(true);
+        // A restarted worker balances on the instance's figures at once, not after the next change.
+        sendTo(w, { t: 'lb', latency: lb.latencies(Date.now()), othersActive: lb.othersActive(index) });
         return;
       case 'cancel':
         broadcast({ t: 'cancel', pid: m.pid, secret: m.secret }, w);
