@@ -52,9 +52,9 @@ run() { # target port pids... ; workload from $wl
   # and each worker process warms up on its own (half the traffic each: twice as long). Measured
   # cold, on a CPU-starved host, that start-up looks like a collapse of 2 workers (docs/performance.md).
   [ "$WARMUP" -gt 0 ] && pgbench -n $args -c $CLIENTS -j 2 -T $WARMUP -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1
-  local c0=$(cpu_ticks $pids) s0=$(cpu_ticks $1)
+  local c0=$(cpu_ticks $pids) s0=$(cpu_ticks ${1:-})
   local out=$(pgbench -n $args -c $CLIENTS -j 2 -T $DURATION -h 127.0.0.1 -p $port -U postgres bench 2>&1)
-  local c1=$(cpu_ticks $pids) s1=$(cpu_ticks $1)
+  local c1=$(cpu_ticks $pids) s1=$(cpu_ticks ${1:-})
   echo "$out" >"$OUT/$target-$wl-r$r.txt"
   local tx=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
   local tps=$(echo "$out" | awk '/^tps/ {print $3}')
