@@ -80,6 +80,30 @@ for (const mode of ['transaction', 'session'] as const) {
       assert.equal(n.internal, mode === 'session' ? LOGINS : 0, 'internal round trips (reset_query_list)');
     });
 
+    test(`${LOGINS} logins back to back, each arriving while the previous one's connection is being reset: none opens a backend connection`, async () => {
+      await settled();
+      // The reset (reset_query_list, an internal round trip) is made slow, so each next login
+      // surely arrives while it runs.
+      const runInternal = ServerConnection.prototype.runInternal;
+      ServerConnection.prototype.runInternal = async function (this: ServerConnection, ...a: Parameters<typeof runInternal>) {
+        await new Promise((r) => setTimeout(r, 150));
+        return runInternal.apply(this, a);
+      };
+      let n: Awaited<ReturnType<typeof counted>>;
+      try {
+        n = await counted(async () => {
+          await connectPerRequest(px.port, LOGINS, async () => {});
+        });
+      } finally {
+        ServerConnection.prototype.runInternal = runInternal;
+      }
+      // Session pooling: the login waits for the connection its previous client left (PgBouncer
+      // reuses it too) instead of opening another while reset_query_list runs.
+      assert.equal(n.connects, 0, 'a login opened a backend connection');
+      assert.equal(n.writes, LOGINS, `backend writes for ${LOGINS} logins + queries`);
+      await settled();
+    });
+
     test(`${LOGINS} logins without a query: transaction pooling takes no backend connection at all`, async () => {
       await settled();
       const p = pool();
