@@ -45,6 +45,7 @@ import { answerSslRequest } from './tls';
 import { copyRead, countCopied, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
 import { isUnixSocket } from './listener';
+import { RawSocket } from '../util/raw-socket';
 import { lbCandidates } from './lb-candidates';
 import type { LbCandidate } from '../router/lb-select';
 
@@ -116,15 +117,18 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private goneResolve!: () => void;
   readonly goneSignal = new Promise<void>((resolve) => { this.goneResolve = resolve; });
 
-  /** The client's socket: the accepted one, or the TLSSocket over it after SSL negotiation. */
-  socket: net.Socket;
+  /**
+   * The client's socket: the accepted one (a RawSocket, util/raw-socket.ts, when the listener
+   * hands handles over; else a net.Socket), or the TLSSocket over it after SSL negotiation.
+   */
+  socket: net.Socket | RawSocket;
   /** True once the client's connection is encrypted (pool_hba hostssl/hostnossl). */
   tlsActive = false;
   private sslRequests = 0;
   private gssRequests = 0;
   private startupTimer: NodeJS.Timeout | null = null;
 
-  constructor(socket: net.Socket, readonly ctx: FrontendContext) {
+  constructor(socket: net.Socket | RawSocket, readonly ctx: FrontendContext) {
     this.socket = socket;
     this.framer = new Framer(ctx.config.max_message_size);
     this.address = socket.remoteAddress ?? '';
@@ -133,7 +137,14 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.armStartupTimer();
   }
 
-  private listen(socket: net.Socket): void {
+  private listen(socket: net.Socket | RawSocket): void {
+    if (socket instanceof RawSocket) {
+      socket.onRead = (chunk) => this.onData(chunk);
+      socket.onDrain = () => this.core?.guard(() => this.core!.onClientDrain());
+      socket.onEnd = (reason) => this.close(reason ?? 'client disconnected');
+      socket.start();
+      return;
+    }
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.core?.guard(() => this.core!.onClientDrain()));
@@ -239,6 +250,19 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** Answers an SSLRequest: 'S' and the TLS upgrade when TLS is configured (TCP only), else 'N'. */
   private onSslRequest(rest: Buffer): boolean {
+    if (this.socket instanceof RawSocket) {
+      if (this.ctx.tls === null || this.ctx.tls === undefined) {
+        if (++this.sslRequests > 1) {
+          this.fatal(clientErrors.protocolViolation('duplicate SSLRequest'));
+          return false;
+        }
+        this.socket.write(SSL_NO);
+        return true;
+      }
+      // TLS: Node's TLSSocket works over a net.Socket.
+      this.socket = this.socket.toNetSocket();
+      this.listen(this.socket);
+    }
     const answer = answerSslRequest(this.socket, this.ctx.tls, {
       again: ++this.sslRequests > 1 || this.tlsActive, unencryptedAfter: rest.length > 0, detach: ['data', 'drain'],
       badCertificate: (e) => this.fatal(e),
@@ -334,7 +358,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
    * and this session ends without closing it. Its remaining socket listeners see a closed session.
    */
   private handOverReplication(packet: Buffer, rest: Buffer, params: Record<string, string>): void {
-    const socket = this.socket;
+    const socket = this.socket instanceof RawSocket ? this.socket.toNetSocket() : this.socket;
+    this.socket = socket;
     socket.removeAllListeners('data');
     socket.removeAllListeners('drain');
     this.closing = true;
@@ -356,7 +381,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   }
 
   get unixSocket(): boolean {
-    return isUnixSocket(this.socket);
+    return !(this.socket instanceof RawSocket) && isUnixSocket(this.socket);
   }
 
   send(buf: Buffer): void {
@@ -409,7 +434,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.phase = 'ready';
     // From now on reads go into the shared read buffer (util/fast-read.ts), copied once: the
     // core keeps request bytes until they are written (and reads retried).
-    if (!this.tlsActive) switchToReadBuffer(this.socket, (view) => this.onView(view));
+    if (this.socket instanceof RawSocket) {
+      this.socket.onRead = (view) => this.onView(view);
+      this.socket.useSharedBuffer();
+    } else if (!this.tlsActive) {
+      switchToReadBuffer(this.socket, (view) => this.onView(view));
+    }
     const qc = this.ctx.queryCache ?? null;
     if (qc !== null) {
       this.cache = new SessionCache(qc, { user: this.user, database: this.database, startupParams: this.startupParams },
@@ -442,6 +472,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** client_idle_limit: closes the session after `seconds` without traffic while nothing runs. */
   private armIdleLimit(seconds: number): void {
+    if (this.socket instanceof RawSocket) {
+      this.socket.setIdleTimeout(seconds * 1000, () => {
+        if (this.core?.busy !== true) this.fatal(clientErrors.idleLimit(seconds));
+      });
+      return;
+    }
     this.socket.setTimeout(0);
     this.socket.removeAllListeners('timeout');
     if (seconds <= 0) return;
@@ -615,7 +651,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** ClientPort: bytes for the client, in order. */
   write(buf: Buffer): boolean {
-    return this.socket.writable ? fastWrite(this.socket, buf) : true;
+    const s = this.socket;
+    if (s instanceof RawSocket) return s.write(buf);
+    return s.writable ? fastWrite(s, buf) : true;
   }
 
   pauseClient(): void {
@@ -804,7 +842,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       this.hsWaiter = null;
       w(null);
     }
-    this.socket.setTimeout(0);
+    if (this.socket instanceof RawSocket) this.socket.setIdleTimeout(0, () => {});
+    else this.socket.setTimeout(0);
     this.core?.close();
     if (this.pinCounted) this.ctx.poolStats.pinnedNow--;
     if (this.slot !== null) {
