@@ -13,11 +13,12 @@ import { SessionCache } from '../cache/session-cache';
 import type * as net from 'node:net';
 import { connect as netConnect } from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
-import { FrontendCode, Limits, TxStatus } from '../protocol/codes';
+import { BackendCode, FrontendCode, Limits, TxStatus } from '../protocol/codes';
 import {
-  encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery,
+  encodeAuthentication, encodeErrorResponse, encodeParameterStatus,
 } from '../protocol/backend';
-import { decodeStartupPacket, encodeCancelRequest, replicationMode } from '../protocol/startup';
+import { decodeStartupPacket, encodeCancelRequest, replicationMode, type StartupPacket } from '../protocol/startup';
+import { LruCache } from '../util/lru-cache';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
@@ -80,6 +81,45 @@ function greetingBytes(r: LoginOk): Buffer {
   return bytes;
 }
 
+/**
+ * The whole answer to a login in one buffer: AuthenticationOk and the ParameterStatus messages
+ * (`greeting`), BackendKeyData, ReadyForQuery.
+ */
+function loginReply(greeting: Buffer, pid: number, secret: number, txStatus: number): Buffer {
+  const at = greeting.length;
+  const out = Buffer.allocUnsafe(at + 13 + 6);
+  greeting.copy(out, 0);
+  out[at] = BackendCode.BackendKeyData;
+  out.writeInt32BE(12, at + 1);
+  out.writeInt32BE(pid | 0, at + 5);
+  out.writeInt32BE(secret | 0, at + 9);
+  out[at + 13] = BackendCode.ReadyForQuery;
+  out.writeInt32BE(5, at + 14);
+  out[at + 18] = txStatus;
+  return out;
+}
+
+/**
+ * Decoded StartupMessages by their bytes (bounded): a client that connects per request sends the
+ * same one each time, and the login derives its keys once per params object (handshake.ts). The
+ * params of a cached message are frozen: shared by every session that sent those bytes.
+ */
+const startups = new LruCache<StartupPacket>(256);
+const CACHED_STARTUP_MAX = 1024;
+
+function decodeStartup(packet: Buffer, len: number): StartupPacket {
+  if (len > CACHED_STARTUP_MAX) return decodeStartupPacket(packet, 0, len);
+  const key = packet.toString('latin1', 4, len);
+  const known = startups.get(key);
+  if (known !== undefined) return known;
+  const msg = decodeStartupPacket(packet, 0, len);
+  if (msg.type === 'Startup') {
+    Object.freeze(msg.params);
+    startups.set(key, msg);
+  }
+  return msg;
+}
+
 /** A client session; see the file header. */
 export class ClientSession implements FrameSink, ServerSink, RegisteredSession, CoreHost, LoginIO {
   /** The pid the client was given: its login connection's backend pid. */
@@ -114,8 +154,16 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private hsBytes = 0;
   private closing = false;
   private closeReason = '';
-  private goneResolve!: () => void;
-  readonly goneSignal = new Promise<void>((resolve) => { this.goneResolve = resolve; });
+  private goneResolve: (() => void) | null = null;
+  private gonePromise: Promise<void> | null = null;
+
+  /** Resolves when the client goes away (made on first use: most logins never wait for anything). */
+  get goneSignal(): Promise<void> {
+    if (this.gonePromise === null) {
+      this.gonePromise = this.phase === 'closed' ? Promise.resolve() : new Promise<void>((resolve) => { this.goneResolve = resolve; });
+    }
+    return this.gonePromise;
+  }
 
   /**
    * The client's socket: the accepted one (a RawSocket, util/raw-socket.ts, when the listener
@@ -298,7 +346,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       buf = buf.subarray(len);
       let msg: ReturnType<typeof decodeStartupPacket>;
       try {
-        msg = decodeStartupPacket(packet, 0, len);
+        msg = decodeStartup(packet, len);
       } catch (e) {
         this.fatal(clientErrors.protocolViolation(`invalid startup packet: ${(e as Error).message}`));
         return;
@@ -367,7 +415,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.phase = 'closed';
     this.startupBytes = null;
     this.loginFinished();
-    this.goneResolve();
+    this.goneResolve?.();
     this.ctx.replication!({
       socket, tlsActive: this.tlsActive, unixSocket: isUnixSocket(socket), address: this.address, port: this.port,
       connectedAt: this.connectedAt, packet: Buffer.from(packet), params, rest: Buffer.from(rest),
@@ -424,7 +472,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.credential = r.credential;
     this.slot = r.slot;
     this.pooling = r.mode;
-    this.leaseKey = poolKey(this.user, this.database, {});
+    this.leaseKey = r.leaseKey;
     // The client's key: its primary backend's pid (pg_backend_pid(), NOTIFY pids agree with it)
     // and pgmaitre's own secret, so that its cancel requests come through pgmaitre. With
     // transaction pooling it has no backend of its own: a pid of pgmaitre's.
@@ -454,7 +502,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     } else {
       core.identityNode = r.node; // logged in without a connection: the first request leases one
     }
-    this.socket.write(Buffer.concat([greetingBytes(r), encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn?.txStatus ?? TxStatus.Idle)]));
+    this.socket.write(loginReply(greetingBytes(r), this.pid, this.secret, r.conn?.txStatus ?? TxStatus.Idle));
     if (this.ctx.logFlags.connections) {
       logLine(this.ctx.log, { event: LogEvent.ConnectionAuthorized, pid: this.pid, user: this.user, database: this.database, node_id: r.node },
         `connection authorized: user=${this.user} database=${this.database}`);
@@ -836,7 +884,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.phase = 'closed';
     this.framer.reset();
     this.loginFinished();
-    this.goneResolve();
+    this.goneResolve?.();
     if (this.hsWaiter !== null) {
       const w = this.hsWaiter;
       this.hsWaiter = null;

@@ -14,6 +14,9 @@ import { Client } from 'pg';
 import { withCluster } from '../harness/cluster';
 import { backendLines, eventually, startInProcess, type InProcess } from '../harness/in-process';
 import { ServerConnection } from '../../src/backend/server-connection';
+import { RawSocket } from '../../src/util/raw-socket';
+import * as startup from '../../src/protocol/startup';
+import type { ClientSession } from '../../src/frontend/session';
 
 const LOGINS = 10;
 
@@ -102,6 +105,38 @@ for (const mode of ['transaction', 'session'] as const) {
       assert.equal(n.connects, 0, 'a login opened a backend connection');
       assert.equal(n.writes, LOGINS, `backend writes for ${LOGINS} logins + queries`);
       await settled();
+    });
+
+    test(`${LOGINS} logins: no net.Socket per client, the StartupMessage decoded once for identical logins, the login answered in one write`, async () => {
+      await settled();
+      // What a login costs pgmaitre itself, counted (not timed): the client's connection is
+      // driven through its handle (util/raw-socket.ts); identical StartupMessages are decoded
+      // once (their keys derived once); AuthenticationOk, the ParameterStatus messages,
+      // BackendKeyData and ReadyForQuery go out as one write.
+      const mod = startup as { decodeStartupPacket: typeof startup.decodeStartupPacket };
+      const decode = mod.decodeStartupPacket;
+      const write = RawSocket.prototype.write;
+      let decoded = 0;
+      let writes = 0;
+      mod.decodeStartupPacket = (...a: Parameters<typeof decode>) => { decoded++; return decode(...a); };
+      RawSocket.prototype.write = function (this: RawSocket, ...a: Parameters<typeof write>) { writes++; return write.apply(this, a); };
+      const kinds = new Set<string>();
+      try {
+        for (let i = 0; i < LOGINS; i++) {
+          const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
+          c.on('error', () => {});
+          await c.connect();
+          for (const s of px.app.ctx.registry.list() as ClientSession[]) kinds.add(s.socket instanceof RawSocket ? 'raw' : s.socket.constructor.name);
+          await c.end();
+          await settled();
+        }
+      } finally {
+        mod.decodeStartupPacket = decode;
+        RawSocket.prototype.write = write;
+      }
+      assert.deepEqual([...kinds], ['raw'], 'client connections driven through their handle');
+      assert.equal(decoded, 0, 'StartupMessages decoded again (the same bytes as the logins before)');
+      assert.equal(writes, LOGINS, 'writes to the clients: one per login');
     });
 
     test(`${LOGINS} logins without a query: transaction pooling takes no backend connection at all`, async () => {
