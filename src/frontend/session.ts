@@ -64,9 +64,24 @@ const SSL_NO = Buffer.from('N');
  * AuthenticationOk and the ParameterStatus messages of a greeting, encoded once per cached
  * greeting (transaction pooling: ctx.greetings holds maps never changed once stored), so a login
  * like one already answered does not encode its ~14 ParameterStatus messages again. A login
- * connection's own parameters (session pooling) can change: encoded each time.
+ * connection's own parameters (session pooling) can change: put together each time, from
+ * ParameterStatus messages encoded once per (name, value) (bounded).
  */
 const encodedGreetings = new WeakMap<ReadonlyMap<string, string>, Buffer>();
+const encodedParams = new Map<string, Buffer>();
+const ENCODED_PARAMS_MAX = 4096;
+const AUTH_OK = encodeAuthentication({ type: 'AuthenticationOk' });
+
+function parameterStatus(name: string, value: string): Buffer {
+  const key = `${name}\u0000${value}`;
+  let b = encodedParams.get(key);
+  if (b === undefined) {
+    if (encodedParams.size >= ENCODED_PARAMS_MAX) encodedParams.clear();
+    b = encodeParameterStatus(name, value);
+    encodedParams.set(key, b);
+  }
+  return b;
+}
 
 function greetingBytes(r: LoginOk): Buffer {
   const cacheable = r.conn === null;
@@ -74,8 +89,8 @@ function greetingBytes(r: LoginOk): Buffer {
     const known = encodedGreetings.get(r.params);
     if (known !== undefined) return known;
   }
-  const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
-  for (const [name, value] of r.params) parts.push(encodeParameterStatus(name, value));
+  const parts: Buffer[] = [AUTH_OK];
+  for (const [name, value] of r.params) parts.push(parameterStatus(name, value));
   const bytes = Buffer.concat(parts);
   if (cacheable) encodedGreetings.set(r.params, bytes);
   return bytes;
