@@ -22,7 +22,7 @@ import { LruCache } from '../util/lru-cache';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
-import { ServerConnection, type ServerSink } from '../backend/server-connection';
+import { ServerConnection, ServerParams, type ServerSink } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import { probeAccepting } from '../backend/accepting-probe';
 import { backendAddress } from '../backend/tls-negotiate';
@@ -64,8 +64,8 @@ const SSL_NO = Buffer.from('N');
  * AuthenticationOk and the ParameterStatus messages of a greeting, encoded once per cached
  * greeting (transaction pooling: ctx.greetings holds maps never changed once stored), so a login
  * like one already answered does not encode its ~14 ParameterStatus messages again. A login
- * connection's own parameters (session pooling) can change: put together each time, from
- * ParameterStatus messages encoded once per (name, value) (bounded).
+ * connection's own parameters (session pooling) can change: encoded again when their version
+ * moved, from ParameterStatus messages encoded once per (name, value) (bounded).
  */
 const encodedGreetings = new WeakMap<ReadonlyMap<string, string>, Buffer>();
 const encodedParams = new Map<string, Buffer>();
@@ -83,16 +83,24 @@ function parameterStatus(name: string, value: string): Buffer {
   return b;
 }
 
+/** Session pooling: the greeting of a login connection, as long as its parameters stay the same. */
+const ownGreetings = new WeakMap<ServerParams, { readonly version: number; readonly bytes: Buffer }>();
+
 function greetingBytes(r: LoginOk): Buffer {
   const cacheable = r.conn === null;
+  const own = r.params instanceof ServerParams ? r.params : null;
   if (cacheable) {
     const known = encodedGreetings.get(r.params);
     if (known !== undefined) return known;
+  } else if (own !== null) {
+    const known = ownGreetings.get(own);
+    if (known !== undefined && known.version === own.version) return known.bytes;
   }
   const parts: Buffer[] = [AUTH_OK];
   for (const [name, value] of r.params) parts.push(parameterStatus(name, value));
   const bytes = Buffer.concat(parts);
   if (cacheable) encodedGreetings.set(r.params, bytes);
+  else if (own !== null) ownGreetings.set(own, { version: own.version, bytes });
   return bytes;
 }
 
