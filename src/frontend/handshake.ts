@@ -61,6 +61,8 @@ interface LoginShape {
   readonly pooledKey: string;
   /** The greeting cache's key, after the node id. */
   readonly greetingKey: string;
+  /** The greeting cache's keys by node id, made once (a string made once is hashed once). */
+  readonly greetingKeys: string[];
   readonly loginKey: string;
   /** Transaction pooling: startupParams as SET statements. */
   readonly settings: ReadonlyMap<string, string>;
@@ -80,7 +82,7 @@ function loginShape(params: Readonly<Record<string, string>>): LoginShape {
   const shape: LoginShape = {
     user, database, applicationName: params.application_name ?? '', startupParams,
     sessionKey: poolKey(user, database, params), pooledKey: poolKey(user, database, {}),
-    greetingKey: poolKey(user, database, startupParams), loginKey: `${user}\u0000${database}`,
+    greetingKey: poolKey(user, database, startupParams), greetingKeys: [], loginKey: `${user}\u0000${database}`,
     settings: startupSettings(startupParams), protocolOptions: Object.keys(params).some(isProtocolOption),
   };
   if (Object.isFrozen(params)) shapes.set(params, shape);
@@ -283,7 +285,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   // Transaction pooling: a login like one already answered (same node, user, database and startup
   // parameters) needs no backend connection, so it never waits for a lease (PgBouncer completes
   // the login and makes only the first query wait, up to query_wait_timeout).
-  const greetingKey = `${primary}\u0000${shape.greetingKey}`;
+  const greetingKey = shape.greetingKeys[primary] ??= `${primary}\u0000${shape.greetingKey}`;
   const greeting = pooled ? ctx.greetings.get(greetingKey) : undefined;
 
   let conn: ServerConnection;
