@@ -142,6 +142,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * of a statement the connection has is not answered here: see names() (connection-statements.ts).
    */
   abortedTx: '' | 'known' | 'maybe' = '';
+  /** The request being sent begins with a Close (not refused in an aborted transaction: see side-requests.ts). */
+  closeFirst = false;
   /**
    * Transaction pooling: a BEGIN answered here while the session held no connection (issue 17
    * item 10: psycopg2 sends one before every transaction, and an admin command inside must not
@@ -602,6 +604,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (pooled) {
       this.abortedTx = link.txStatus === TxStatus.Failed && link.syncOwed === 0 ? 'known'
         : link.syncOwed > 0 && !link.unsynced && (link.txStatus !== TxStatus.Idle || this.route.inTransaction) ? 'maybe' : '';
+      this.closeFirst = req.data[0] === FrontendCode.Close;
       link.conn!.statements.nextRequest();
       this.dupParses = info.parses.length > 0 ? duplicateParses(this, info) : null;
     }

@@ -412,6 +412,15 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
     assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
     assert.deepEqual(await ask(a, encodeBind('', 's23'), encodeExecute(''), encodeSync()), ['2', 'D ["23"]', 'C SELECT 1', 'Z I']);
+    // the same request beginning with a Bind of that statement (seed 31069): refused at its first message
+    const c = await open();
+    await sql(c, 'LISTEN fz_f23');
+    await closeAndWait(c);
+    await sql(a, 'BEGIN');
+    await sql(a, 'SELECT 1/0');
+    assert.deepEqual(await ask(a, encodeBind('p1', 's23'), encodeExecute('p1'), encodeParse('s23', 'SELECT 24 AS n'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
     a.close();
   });
   for (const aborted of [false, true]) {
