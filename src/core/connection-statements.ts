@@ -23,8 +23,8 @@ export interface NamingSession {
   readonly dupRefused: Set<string>;
   /** Transaction pooling, F21: the request may meet an aborted transaction ('known' or 'maybe'; see SessionCore). */
   readonly abortedTx?: '' | 'known' | 'maybe';
-  /** The request being sent begins with a Close. */
-  readonly closeFirst?: boolean;
+  /** In an aborted transaction, the request's first message is refused with 25P02 (see SessionCore). */
+  readonly frontRefused?: boolean;
   /** Batches `buf` for `link`. */
   send(link: Link, buf: Buffer): void;
 }

@@ -142,8 +142,12 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * of a statement the connection has is not answered here: see names() (connection-statements.ts).
    */
   abortedTx: '' | 'known' | 'maybe' = '';
-  /** The request being sent begins with a Close (not refused in an aborted transaction: see side-requests.ts). */
-  closeFirst = false;
+  /**
+   * In an aborted transaction, the request's first message is refused with 25P02 (a Parse, or a
+   * Bind/Describe of a statement the client has): a re-parse ahead of it may fail there too (see
+   * side-requests.ts). False for a Close, or a Bind of a statement the client lacks (26000 first).
+   */
+  frontRefused = false;
   /**
    * Transaction pooling: a BEGIN answered here while the session held no connection (issue 17
    * item 10: psycopg2 sends one before every transaction, and an admin command inside must not
@@ -604,7 +608,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (pooled) {
       this.abortedTx = link.txStatus === TxStatus.Failed && link.syncOwed === 0 ? 'known'
         : link.syncOwed > 0 && !link.unsynced && (link.txStatus !== TxStatus.Idle || this.route.inTransaction) ? 'maybe' : '';
-      this.closeFirst = req.data[0] === FrontendCode.Close;
+      this.frontRefused = this.abortedTx === 'known' && frontRefusedWhenAborted(req.data, this.statements);
       link.conn!.statements.nextRequest();
       this.dupParses = info.parses.length > 0 ? duplicateParses(this, info) : null;
     }
@@ -958,4 +962,21 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   backends(): BackendPort[] {
     return [...this.connected()].map((l) => l.conn!);
   }
+}
+
+/** The first message of `data` is refused with 25P02 in an aborted transaction (see SessionCore.frontRefused). */
+function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean {
+  if (data.length < 6) return false;
+  const code = data[0];
+  if (code === FrontendCode.Parse) return true;
+  if (code === FrontendCode.Bind) {
+    const portalEnd = data.indexOf(0, 5);
+    const stmtEnd = portalEnd < 0 ? -1 : data.indexOf(0, portalEnd + 1);
+    return stmtEnd > 0 && statements.protocol.has(data.toString('utf8', portalEnd + 1, stmtEnd));
+  }
+  if (code === FrontendCode.Describe && data[5] === 0x53) {
+    const end = data.indexOf(0, 6);
+    return end > 0 && statements.protocol.has(data.toString('utf8', 6, end));
+  }
+  return false;
 }

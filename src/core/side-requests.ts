@@ -110,9 +110,10 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       if (i < bound && sticky && !(pooled && !link.unnamedOwn && name === '')) continue;
       if (i < bound && info.parsesStatement(name)) continue;
       // In an aborted transaction the server refuses the duplicate Parse (25P02) whatever the
-      // name: a re-parse first puts that error at the front of the request, which is right when
-      // its first message is refused too, not when that is a Close (answered there: F23).
-      if (i >= bound && s.abortedTx === 'known' && s.closeFirst === true && !parsedWhenAborted(info.parses.find((p) => p.name === name)?.sql ?? '')) continue;
+      // name: a re-parse first puts that error at the front of the request, which is right only
+      // when its first message is refused too (not a Close, F23; nor a Bind of a statement the
+      // client lacks, 26000 first, seed 20261214).
+      if (i >= bound && s.abortedTx === 'known' && s.frontRefused !== true && !parsedWhenAborted(info.parses.find((p) => p.name === name)?.sql ?? '')) continue;
       // The client's own unnamed Parse (or its failure) is what the connection has: as directly.
       if (pooled && name === '' && link.unnamedOwn) continue;
       const st = s.statements.protocol.get(name);
