@@ -10,13 +10,14 @@
 # PgBouncer trusts its users; every statement on the primary, weights 1 0 0, as PgBouncer has one
 # backend).
 # Usage: bench/connect.sh                          (npm run build first)
-#        CLIENTS=8 DURATION=8 ROUNDS=2 bench/connect.sh
+#        CLIENTS=8 DURATION=8 ROUNDS=2 WARMUP=3 bench/connect.sh   (WARMUP: seconds of -C load on a fresh pgmaitre first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OURS_PORT=${OURS_PORT:-9999}
 CLIENTS=${CLIENTS:-8}
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-1}
+WARMUP=${WARMUP:-3}
 WEIGHTS=${WEIGHTS:-"1 0 0"}
 DB=${DB:-bench}
 OUT=${OUT:-/tmp/pgmaitre-connect-$(date +%Y%m%d-%H%M%S)}
@@ -92,8 +93,10 @@ for round in $(seq "$ROUNDS"); do
   run pgbouncer-session 16433 $(bouncer_pid session)
   for mode in transaction session; do
     start_ours "$mode"
-    # one warm-up second: the first logins compile the code
-    pgbench -n -C -S -c 2 -T 1 -h 127.0.0.1 -p "$OURS_PORT" -U postgres "$DB" >/dev/null 2>&1 || true
+    # warm-up: the first logins compile the code (a second at two clients left much of it to the
+    # interpreter on a loaded box; the CPU per connection of the measured run then fell by half
+    # from one run to the next)
+    pgbench -n -C -S -c "$CLIENTS" -j 2 -T "$WARMUP" -h 127.0.0.1 -p "$OURS_PORT" -U postgres "$DB" >/dev/null 2>&1 || true
     run "pgmaitre-$mode" "$OURS_PORT" "$PID"
     stop_ours
   done

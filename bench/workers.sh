@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# workers.sh — worker_processes = 1 vs 2, with PgBouncer (transaction mode) and direct, in one run.
+# workers.sh — worker_processes = 1 vs 2, with PgBouncer (transaction mode) and direct, in one run,
+# and a table of ratios (docs/performance.md, "Worker processes").
 #
 # Over the shared lab cluster and peers (../shared/bench/cluster.sh start; peers.sh start), starts
 # pgmaitre on 127.0.0.1:$OURS_PORT with worker_processes = 1, measures, stops it, then the same
 # with 2. Each target runs each workload for $DURATION s at $CLIENTS clients; the proxy's own CPU
 # (utime+stime from /proc of the listening process and its children: the supervisor and its
 # workers) is divided by the transactions pgbench completed. Workloads:
-#   hot-key   ../shared/bench/hot-key.sql -M extended (a primary-key SELECT a standby answers at once:
-#             where the proxy, not PostgreSQL, is the bottleneck)
+#   hot-key-cache ../shared/bench/hot-key.sql -M extended with memory_cache_enabled = on (shmem):
+#             pgmaitre answers from its cache, so pgmaitre itself (not PostgreSQL) is the
+#             bottleneck — the workload of the issue's 1.5x target. PgBouncer runs the same
+#             script (it has no cache: its row is the reference a single-core pooler reaches).
+#   hot-key   the same script, cache off (a primary-key SELECT a standby answers at once)
 #   S         pgbench -S -M simple (the -S regression check, reads through the standbys)
-# Output: target, workload, tps, proxy CPU µs per transaction (PgBouncer: its one process).
-# Usage (under the shared lock, stopping what it started):
+# Every measured run follows a warm-up run of $WARMUP s (same target, same workload, not measured).
+# Output: one row per target and workload (tps, proxy CPU µs per transaction, failed), then per
+# workload the ratios: 2 workers / 1 worker (tps, CPU/tx) and each against PgBouncer; the load
+# average before and after (the machine is shared: read ratios from one run, not absolute tps).
+# Usage (under the shared lock, stopping what it started inside the locked command):
 #   flock /tmp/shared-bench.lock bash -c '../shared/bench/cluster.sh start && ../shared/bench/peers.sh start &&
 #     bench/workers.sh; ../shared/bench/peers.sh stop; ../shared/bench/cluster.sh stop'
 set -uo pipefail
@@ -18,11 +25,15 @@ cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/bench}
 OURS_PORT=${OURS_PORT:-9999}
 CLIENTS=${CLIENTS:-16}
-DURATION=${DURATION:-10}
-WORKLOADS=${WORKLOADS:-"hot-key S"}
-ROUNDS=${ROUNDS:-2}   # w1, w2, w1, w2...: the machine's drift hits both alike
+DURATION=${DURATION:-8}
+WARMUP=${WARMUP:-10}   # s of the same workload before each measured run (not measured): see below
+WORKLOADS=${WORKLOADS:-"hot-key-cache hot-key S"}
+WORKERS=${WORKERS:-"1 2"}
+ROUNDS=${ROUNDS:-1}   # w1, w2, w1, w2...: the machine's drift hits both alike
 OUT=${OUT:-/tmp/pgmaitre-workers-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
+RES="$OUT/results.tsv"
+: >"$RES"
 TCK=$(getconf CLK_TCK)
 [ -f dist/src/main.js ] || { echo "run npm run build first" >&2; exit 1; }
 
@@ -33,22 +44,30 @@ run() { # target port pids... ; workload from $wl
   local target=$1 port=$2; shift 2
   local pids=$(family "$@") args
   case $wl in
-    hot-key) args="-f $SHARED/hot-key.sql -M extended" ;;
+    hot-key|hot-key-cache) args="-f $SHARED/hot-key.sql -M extended" ;;
     S) args="-S -M simple" ;;
   esac
-  local c0=$(cpu_ticks $pids)
+  # Warm-up, not measured. A Node.js process runs its code interpreted until V8 has compiled the
+  # hot paths: the first ~10^4 transactions of each process cost 3-5x the CPU of the steady state,
+  # and each worker process warms up on its own (half the traffic each: twice as long). Measured
+  # cold, on a CPU-starved host, that start-up looks like a collapse of 2 workers (docs/performance.md).
+  [ "$WARMUP" -gt 0 ] && pgbench -n $args -c $CLIENTS -j 2 -T $WARMUP -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1
+  local c0=$(cpu_ticks $pids) s0=$(cpu_ticks ${1:-})
   local out=$(pgbench -n $args -c $CLIENTS -j 2 -T $DURATION -h 127.0.0.1 -p $port -U postgres bench 2>&1)
-  local c1=$(cpu_ticks $(family "$@"))
-  echo "$out" >"$OUT/$target-$wl.txt"
+  local c1=$(cpu_ticks $pids) s1=$(cpu_ticks ${1:-})
+  echo "$out" >"$OUT/$target-$wl-r$r.txt"
   local tx=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
   local tps=$(echo "$out" | awk '/^tps/ {print $3}')
   local failed=$(echo "$out" | awk '/number of failed transactions/ {print $5}')
-  awk -v t=$target -v w=$wl -v tps="${tps:-0}" -v tx="${tx:-0}" -v c0=$c0 -v c1=$c1 -v hz=$TCK -v f="${failed:-?}" \
-    'BEGIN { printf "%-16s %-8s %10.0f %12.1f %8s\n", t, w, tps, (tx>0 && c1>c0 ? (c1-c0)/hz*1e6/tx : 0), f }'
+  # sup_us/tx: the listening process alone (with 2 workers: the supervisor, which only accepts).
+  awk -v t=$target -v w=$wl -v tps="${tps:-0}" -v tx="${tx:-0}" -v c0=$c0 -v c1=$c1 -v s0=${s0:-0} -v s1=${s1:-0} -v hz=$TCK -v f="${failed:-?}" -v r=$r \
+    'BEGIN { cpu = (tx>0 && c1>c0) ? (c1-c0)/hz*1e6/tx : 0; sup = (tx>0 && s1>=s0) ? (s1-s0)/hz*1e6/tx : 0;
+             printf "%-16s %-14s %2d %10.0f %12.1f %10.1f %8s\n", t, w, r, tps, cpu, sup, f;
+             printf "%s\t%s\t%d\t%.0f\t%.1f\n", t, w, r, tps, cpu >> "'"$RES"'" }'
 }
 
-start_ours() { # workers
-  local conf="$OUT/pgmaitre-$1.conf"
+start_ours() { # workers cache(on|off)
+  local conf="$OUT/pgmaitre-$1-$2.conf"
   cat >"$conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $OURS_PORT
@@ -72,30 +91,60 @@ enable_pool_hba = off
 num_init_children = 64
 log_min_messages = warning
 worker_processes = $1
+memory_cache_enabled = $2
+memqcache_method = 'shmem'
 EOF
-  node bin/pgmaitre.js -n -f "$conf" >"$OUT/pgmaitre-$1.log" 2>&1 &
+  node bin/pgmaitre.js -n -f "$conf" >"$OUT/pgmaitre-$1-$2.log" 2>&1 &
   OURS_PID=$!
   for _ in $(seq 1 120); do
     if [ "$1" = 1 ]; then (exec 3<>"/dev/tcp/127.0.0.1/$OURS_PORT") 2>/dev/null && break
     # every worker listening (their start, WASM included, is not measured)
-    else grep -q '"event":"workers_ready"' "$OUT/pgmaitre-$1.log" && break; fi
+    else grep -q '"event":"workers_ready"' "$OUT/pgmaitre-$1-$2.log" && break; fi
     sleep 0.5
   done
   sleep 1
 }
 stop_ours() { kill "$OURS_PID" 2>/dev/null; wait "$OURS_PID" 2>/dev/null; }
 
-printf '%-16s %-8s %10s %12s %8s\n' target workload tps 'cpu_us/tx' failed
+echo "cores: $(nproc); before: $(uptime)" | tee "$OUT/load.txt"
+printf '%-16s %-14s %2s %10s %12s %10s %8s\n' target workload r tps 'cpu_us/tx' 'sup_us/tx' failed
 PGB_PID=$(cat /tmp/lab-pgbouncer-tx/pgbouncer.pid 2>/dev/null || echo)
-for wl in $WORKLOADS; do
-  for r in $(seq 1 $ROUNDS); do
-    run direct-standby 15433
-    [ -n "$PGB_PID" ] && run pgbouncer-tx 16432 $PGB_PID
-    for w in 1 2; do
-      start_ours $w
-      run "pgmaitre-w$w" $OURS_PORT $OURS_PID
+for r in $(seq 1 $ROUNDS); do
+  for cache in off on; do
+    wls=""
+    for wl in $WORKLOADS; do
+      case $wl in hot-key-cache) [ $cache = on ] && wls="$wls $wl" ;; *) [ $cache = off ] && wls="$wls $wl" ;; esac
+    done
+    [ -z "$wls" ] && continue
+    for wl in $wls; do
+      [ $wl != hot-key-cache ] && run direct-standby 15433
+      [ -n "$PGB_PID" ] && run pgbouncer-tx 16432 $PGB_PID
+    done
+    for w in $WORKERS; do
+      start_ours $w $cache
+      for wl in $wls; do run "pgmaitre-w$w" $OURS_PORT $OURS_PID; done
       stop_ours
     done
   done
 done
+echo "cores: $(nproc); after: $(uptime)" | tee -a "$OUT/load.txt"
+
+# Ratios per workload (means over the rounds).
+echo
+printf '%-14s %12s %12s %14s %14s %14s\n' workload 'tps w2/w1' 'cpu/tx w2/w1' 'tps w1/pgb' 'tps w2/pgb' 'cpu/tx w2/pgb'
+awk -F'\t' '
+  { k = $1 SUBSEP $2; tps[k] += $4; cpu[k] += $5; n[k]++; wl[$2] = 1 }
+  function m(a, t, w) { k = t SUBSEP w; return n[k] ? a[k] / n[k] : 0 }
+  function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "-" }
+  END {
+    split("hot-key-cache hot-key S", order, " ")
+    for (i = 1; i <= 3; i++) { w = order[i]; if (!(w in wl)) continue
+      pgw = (w == "hot-key-cache") ? "hot-key" : w
+      pgb = m(tps, "pgbouncer-tx", w); if (pgb == 0) pgb = m(tps, "pgbouncer-tx", pgw)
+      pgc = m(cpu, "pgbouncer-tx", w); if (pgc == 0) pgc = m(cpu, "pgbouncer-tx", pgw)
+      printf "%-14s %12s %12s %14s %14s %14s\n", w,
+        ratio(m(tps, "pgmaitre-w2", w), m(tps, "pgmaitre-w1", w)), ratio(m(cpu, "pgmaitre-w2", w), m(cpu, "pgmaitre-w1", w)),
+        ratio(m(tps, "pgmaitre-w1", w), pgb), ratio(m(tps, "pgmaitre-w2", w), pgb), ratio(m(cpu, "pgmaitre-w2", w), pgc)
+    }
+  }' "$RES" | tee "$OUT/ratios.txt"
 echo "raw output: $OUT"

@@ -21,6 +21,7 @@ import { SessionRegistry } from './frontend/registry';
 import { ClientSession } from './frontend/session';
 import type { FrontendContext } from './frontend/context';
 import { bindHosts, closeAll, listenAll } from './frontend/listener';
+import type { RawSocket } from './util/raw-socket';
 import { buildRoutingContext } from './core/routing-context';
 import { FunctionVolatility } from './backend/function-volatility';
 import { QueryCache } from './cache/query-cache';
@@ -246,7 +247,15 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
     new ClientSession(socket, ctx);
   };
   const socketDirs = config.unix_socket_directories.map((d) => d.trim()).filter((d) => d !== '');
-  const servers = !listens ? [] : await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket).catch(async (e: unknown) => {
+  const onRaw = (socket: RawSocket): void => {
+    if (ctx.shuttingDown) {
+      socket.destroy();
+      return;
+    }
+    if (!admitConnection(connLimiter, socket)) return;
+    new ClientSession(socket, ctx);
+  };
+  const servers = !listens ? [] : await listenAll(bindHosts(config.listen_addresses), config.port, socketDirs, onSocket, undefined, onRaw).catch(async (e: unknown) => {
     await health.stop();
     throw e;
   });

@@ -26,7 +26,7 @@ export function observeQueryLatency(nodeId: number, seconds: number): void {
 }
 
 /** Weight of the newest observation in the running mean. */
-const ALPHA = 0.2;
+export const ALPHA = 0.2;
 /** A node's mean is forgotten after this long without an observation. */
 export const RECENT_MS = 10_000;
 
@@ -34,6 +34,9 @@ interface NodeLatency {
   observe(v: number): void;
   mean: number;
   at: number;
+  /** Observations since the last drainLatencyWindows() (worker_processes > 1: reported to the supervisor). */
+  wsum: number;
+  wcount: number;
 }
 
 const children = new Map<number, NodeLatency>();
@@ -46,10 +49,15 @@ export function nodeLatency(nodeId: number): { observe(v: number): void } {
     const rec: NodeLatency = {
       mean: 0,
       at: 0,
+      wsum: 0,
+      wcount: 0,
       observe(v: number): void {
         h.observe(v);
+        rec.wsum += v;
+        rec.wcount++;
         const now = performance.now();
-        rec.mean = now - rec.at > RECENT_MS ? v : rec.mean + ALPHA * (v - rec.mean);
+        // The first observation starts the mean (at = 0 is not "long ago" in a process younger than RECENT_MS).
+        rec.mean = rec.at === 0 || now - rec.at > RECENT_MS ? v : rec.mean + ALPHA * (v - rec.mean);
         rec.at = now;
       },
     };
@@ -58,8 +66,40 @@ export function nodeLatency(nodeId: number): { observe(v: number): void } {
   return c;
 }
 
-/** Recent mean query latency of a node in seconds, or undefined when it has none from the last RECENT_MS. */
+/**
+ * worker_processes > 1: the instance's running means (every worker's observations merged by the
+ * supervisor, workers/instance-lb.ts), pushed to every worker; null in one process.
+ */
+let instance: Map<number, { readonly mean: number; readonly at: number }> | null = null;
+
+/** Sets the instance's means: [node, mean seconds, age of its newest observation in ms]. */
+export function setInstanceLatencies(list: readonly (readonly [number, number, number])[]): void {
+  const now = performance.now();
+  instance = new Map(list.map(([id, mean, age]) => [id, { mean, at: now - age }]));
+}
+
+/** This process's observations per node since the last call: [node, sum of seconds, count]. */
+export function drainLatencyWindows(): [number, number, number][] {
+  const out: [number, number, number][] = [];
+  for (const [id, c] of children) {
+    if (c.wcount === 0) continue;
+    out.push([id, c.wsum, c.wcount]);
+    c.wsum = 0;
+    c.wcount = 0;
+  }
+  return out;
+}
+
+/**
+ * Recent mean query latency of a node in seconds, or undefined when it has none from the last
+ * RECENT_MS. With worker processes it is the instance's mean (every worker balances on the same
+ * figure); this process's own until the supervisor has one for the node.
+ */
 export function recentLatency(nodeId: number): number | undefined {
+  if (instance !== null) {
+    const e = instance.get(nodeId);
+    if (e !== undefined && performance.now() - e.at <= RECENT_MS) return e.mean;
+  }
   const c = children.get(nodeId);
   if (c === undefined || c.at === 0 || performance.now() - c.at > RECENT_MS) return undefined;
   return c.mean;

@@ -171,6 +171,8 @@ export interface QueryCacheMetrics {
   readonly bytes: number;
   readonly entries: number;
   readonly invalidations: ReadonlyMap<string, number>;
+  /** memqcache_logical_invalidation: each database's change stream (up, rounds applied). */
+  readonly changeStreams?: readonly { readonly database: string; readonly up: boolean; readonly rounds: number }[];
 }
 
 /** Transaction pooling as SHOW POOL_LEASES, /metrics and the status page show it. */

@@ -61,6 +61,16 @@ type Mode = 'startup' | 'relay' | 'internal' | 'idle' | 'closed';
 
 let nextConnectionId = 1;
 
+/** A connection's ParameterStatus values; `version` changes with every value that changes. */
+export class ServerParams extends Map<string, string> {
+  version = 0;
+
+  override set(name: string, value: string): this {
+    if (super.get(name) !== value) this.version++;
+    return super.set(name, value);
+  }
+}
+
 /** A logged-in backend connection; see the file header. */
 export class ServerConnection implements MessageSink {
   readonly id = nextConnectionId++;
@@ -76,7 +86,7 @@ export class ServerConnection implements MessageSink {
   backendPid = 0;
   backendSecret = 0;
   /** Server parameters as last reported (ParameterStatus), in arrival order. */
-  readonly params = new Map<string, string>();
+  readonly params = new ServerParams();
   /** Transaction status from the last ReadyForQuery (kept up to date by the session core while lent). */
   txStatus: number = TxStatus.Idle;
   /** Session state applied here (core/session-state.ts): null = unknown. */

@@ -30,10 +30,18 @@ export interface Relation extends RelationFacts {
 /** What writing some tables invalidates: OIDs, or everything. */
 export type WriteSet = { readonly all: false; readonly oids: readonly number[] } | { readonly all: true; readonly why: string };
 
+/**
+ * The classifier gives names as identifiers (unquoted ones folded to lower case, quoted ones as
+ * written) joined by dots. A single identifier is quoted back before to_regclass, so that a
+ * mixed-case or spaced table ("Orders", "Lc Odd") resolves; a qualified one is resolved as it
+ * stands (a quoted part that is not lower case then resolves to nothing: not cached, and its
+ * writes invalidate the database — fail closed), since a dot inside a quoted part cannot be told
+ * from a qualifying dot.
+ */
 const FACTS_SQL = `SELECT n.name, c.oid::int8 AS oid, c.relkind::text AS kind, c.relpersistence::text AS persistence,
     (ns.nspname IN ('pg_catalog', 'information_schema') OR ns.nspname LIKE 'pg_toast%') AS system, c.relrowsecurity AS rls
   FROM unnest($1::text[]) AS n(name)
-  LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(n.name)
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(CASE WHEN strpos(n.name, '.') = 0 THEN pg_catalog.quote_ident(n.name) ELSE n.name END)
   LEFT JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace`;
 
 /** One round of the write closure: the neighbours of a set of relations, and whether any may write elsewhere. */

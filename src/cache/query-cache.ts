@@ -21,6 +21,7 @@ import { Catalog } from './catalog';
 import { compileTableLists, type TableLists } from './cacheable';
 import { MemcachedStore } from './memcached-store';
 import { ShmemStore } from './shmem-store';
+import { ChangeStreams } from './change-stream';
 import type { SideTarget } from '../backend/side-target';
 
 /** The settings the cache reads (pgpool-II's names). */
@@ -35,6 +36,8 @@ export interface QueryCacheConfig {
   readonly memqcache_maxcache: number;
   readonly cache_safe_memqcache_table_list: readonly string[];
   readonly cache_unsafe_memqcache_table_list: readonly string[];
+  readonly memqcache_logical_invalidation: boolean;
+  readonly memqcache_logical_max_lag: number;
 }
 
 /** Counters (monotonic) and sizes. */
@@ -48,7 +51,7 @@ export interface QueryCacheStats {
   notStored: number;
   evictions: number;
   memcachedErrors: number;
-  /** Invalidations by cause: 'write', 'ddl', 'all' (fail closed), 'admin', 'memcached_recovered'. */
+  /** Invalidations by cause: 'write', 'ddl', 'all' (fail closed), 'admin', 'memcached_recovered', 'change_stream', 'change_stream_start'. */
   readonly invalidations: Map<string, number>;
 }
 
@@ -59,6 +62,8 @@ export class QueryCache {
   readonly shmem: ShmemStore | null;
   readonly memcached: MemcachedStore | null;
   readonly catalog: Catalog;
+  /** memqcache_logical_invalidation: the primary's change streams (change-stream.ts), else null. */
+  readonly streams: ChangeStreams | null;
   readonly stats: QueryCacheStats = {
     hits: 0, misses: 0, selects: 0, stores: 0, notStored: 0, evictions: 0, memcachedErrors: 0, invalidations: new Map(),
   };
@@ -90,11 +95,21 @@ export class QueryCache {
       this.memcached = null;
       this.shmem = new ShmemStore(config.memqcache_total_size, config.memqcache_max_num_cache, config.memqcache_expire);
     }
+    this.streams = !config.memqcache_logical_invalidation ? null : new ChangeStreams(config, target, {
+      invalidate: async (database, oids) => {
+        const set = await this.catalog.writeSet(database, oids);
+        await (set.all ? this.bump([`d:${database}`], 'change_stream') : this.bump(QueryCache.genNames(database, set.oids).slice(2), 'change_stream'));
+      },
+      invalidateDatabase: async (database, cause) => {
+        await this.bump([`d:${database}`], cause);
+      },
+    }, log);
   }
 
   /** Applies a reload (the lists and the invalidation switch; the storage keeps its restart-time settings). */
   reload(config: QueryCacheConfig): void {
     this.config = config;
+    if (this.streams !== null) this.streams.config = config;
     this.lists = compileTableLists(config.cache_safe_memqcache_table_list, config.cache_unsafe_memqcache_table_list);
   }
 
@@ -147,6 +162,30 @@ export class QueryCache {
     return names.map((n) => String(this.gens.get(n) ?? 0));
   }
 
+  /** shmem: current generations as the tail of a key. */
+  gensKey(names: readonly string[]): string {
+    let out = '';
+    for (const n of names) out += `\u0000${this.gens.get(n) ?? 0}`;
+    return out;
+  }
+
+  private readonly interned = new Map<string, string>();
+  private internNext = 0;
+  /**
+   * shmem keys: a short stand-in for a long string (a session's user, database and settings).
+   * Numbers are never reused: when the map is full it is emptied and later strings get new
+   * numbers (their answers stored under the old ones are then only missed, never mixed up).
+   */
+  intern(s: string): string {
+    let id = this.interned.get(s);
+    if (id === undefined) {
+      if (this.interned.size >= 10_000) this.interned.clear();
+      id = (this.internNext++).toString(36);
+      this.interned.set(s, id);
+    }
+    return id;
+  }
+
   /** The key of an answer: everything it depends on, hashed. */
   static key(parts: readonly (string | Buffer)[]): string {
     const h = createHash('sha1');
@@ -171,7 +210,9 @@ export class QueryCache {
       return;
     }
     if (!this.available()) return;
-    this.memcached!.set(key, value).catch((e: unknown) => this.failed(e));
+    // memcached keys are `<hash>|<generations>` (session-cache.ts): the answer is stored with them.
+    const bar = key.indexOf('|');
+    this.memcached!.set(key.slice(0, bar), key.slice(bar + 1), value).catch((e: unknown) => this.failed(e));
   }
 
   /** Moves generations on. shmem: at once (null); memcached: a promise (failures mark it down). */
@@ -227,7 +268,7 @@ export class QueryCache {
 
   async close(): Promise<void> {
     this.memcached?.close();
-    await this.catalog.close();
+    await Promise.all([this.catalog.close(), this.streams?.close()]);
   }
 }
 
@@ -265,6 +306,7 @@ export function queryCacheAdmin(cache: QueryCache, classify: (sql: string) => { 
       notStored: cache.stats.notStored, evictions: cache.stats.evictions, memcachedErrors: cache.stats.memcachedErrors,
       memcachedUp: cache.memcached === null || cache.isUp, bytes: cache.shmem?.usedBytes ?? 0, entries: cache.shmem?.entries ?? 0,
       invalidations: cache.stats.invalidations,
+      changeStreams: cache.streams?.status(),
     }),
   };
 }

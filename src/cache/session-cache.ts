@@ -23,7 +23,7 @@ import type { Classifier } from '../classify/types';
 import type { VolatilityLookup } from '../core/routing-context';
 import { CacheStep, type CachePort, type CacheView } from '../core/cache-port';
 import type { RequestInfo } from '../core/request';
-import { invalidationOf, relationVerdict, textVerdict, type Invalidation } from './cacheable';
+import { invalidationOf, relationVerdict, textVerdict, type Invalidation, type TableLists, type TextVerdict } from './cacheable';
 import { QueryCache } from './query-cache';
 
 const SNAPSHOT_ISOLATION = /isolation\s+level\s+(repeatable\s+read|serializable)/i;
@@ -66,10 +66,14 @@ export class SessionCache implements CachePort {
   // The memcached lookup of the request at the head of the queue.
   private lookingUp: Buffer | null = null;
   private looked: { readonly data: Buffer; readonly key: string; readonly value: Buffer | undefined } | null = null;
-  // Settings fingerprint, by settings version.
+  // Settings fingerprint, by settings version, and its interned number (shmem keys).
   private settingsAt = -1;
   private settings = '';
+  private prefix = '';
   private sessionSnapshot: boolean;
+  // The change stream's fence (memqcache_logical_invalidation): the request it was awaited for, and its answer.
+  private fencedFor: Buffer | null = null;
+  private fenceOk = false;
 
   constructor(
     private readonly cache: QueryCache,
@@ -96,7 +100,7 @@ export class SessionCache implements CachePort {
       return this.counted(CacheStep.Pass, data);
     }
     const cache = this.cache;
-    const tv = textVerdict(shape.sql, cls, cache.lists);
+    const tv = memoTextVerdict(shape.sql, cls, cache.lists);
     if (!tv.ok) return this.counted(CacheStep.Pass, data);
     // Functions: immutable only (pg_proc, looked up once).
     const vol = this.volatility();
@@ -116,25 +120,30 @@ export class SessionCache implements CachePort {
       oids.push(facts.oid);
     }
     if (!cache.available()) return this.counted(CacheStep.Pass, data);
+    cache.streams?.start(db);
     const names = QueryCache.genNames(db, oids);
-    const keyOf = (gens: readonly string[]): string => QueryCache.key([
-      this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params, gens.join(','),
-    ]);
     let key: string;
     let value: Buffer | undefined;
     if (cache.shmem !== null) {
-      key = keyOf(cache.gensNow(names));
+      // shmem: the parts themselves, unhashed (the map hashes the string natively; a SHA-1 per
+      // request was the largest cost of a hit). The session's user, database and settings are one
+      // interned number; types and parameters carry their lengths (they may hold NUL bytes).
+      if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
+        this.prefix = cache.intern(`${this.id.user}\u0000${db}\u0000${this.fingerprint(view)}`);
+      }
+      const types = typeof shape.types === 'string' ? shape.types : shape.types.toString('latin1');
+      const params = typeof shape.params === 'string' ? shape.params : shape.params.toString('latin1');
+      key = `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${cache.gensKey(names)}`;
       value = cache.shmem.get(key);
     } else {
       const done = this.looked;
       if (done === null || done.data !== data) {
         if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
         this.lookingUp = data;
-        const mc = cache.memcached!;
-        return this.wait(mc.gens(names).then(async (gens) => {
-          const k = keyOf(gens);
-          this.looked = { data, key: k, value: await mc.get(k) };
-        }, (e: unknown) => { throw e; }).catch((e: unknown) => {
+        const k = QueryCache.key([this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params]);
+        return this.wait(cache.memcached!.lookup(k, names).then((r) => {
+          this.looked = { data, key: `${k}|${r.gens}`, value: r.value };
+        }, (e: unknown) => {
           cache.failed(e);
           this.looked = { data, key: '', value: undefined };
         }).finally(() => { this.lookingUp = null; }));
@@ -144,6 +153,23 @@ export class SessionCache implements CachePort {
       key = done.key;
       value = done.value;
     }
+    if (value !== undefined && cache.streams !== null) {
+      // memqcache_logical_invalidation: the change stream must vouch for the hit (change-stream.ts).
+      if (this.fencedFor !== data) {
+        const f = cache.streams.fence(db);
+        if (f === false) return this.counted(CacheStep.Pass, data);
+        if (f !== true) {
+          // Look up again after the round (its invalidations may have moved the generations on).
+          this.fencedFor = data;
+          this.fenceOk = false;
+          return this.wait(f.then((ok) => { this.fenceOk = ok; }));
+        }
+      } else {
+        this.fencedFor = null;
+        if (!this.fenceOk) return this.counted(CacheStep.Pass, data);
+      }
+    }
+    this.fencedFor = null;
     cache.stats.selects++;
     if (value !== undefined) {
       cache.stats.hits++;
@@ -403,6 +429,16 @@ export class SessionCache implements CachePort {
 
   /** search_path for resolving written tables (the session's when it sent them). */
   private searchPathNow = '';
+}
+
+/** textVerdict, remembered per classifier verdict (the classifier caches those by text) while the table lists stay. */
+const verdicts = new WeakMap<QueryClass, { readonly sql: string; readonly lists: TableLists; readonly tv: TextVerdict }>();
+function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists): TextVerdict {
+  const m = verdicts.get(cls);
+  if (m !== undefined && m.sql === sql && m.lists === lists) return m.tv;
+  const tv = textVerdict(sql, cls, lists);
+  verdicts.set(cls, { sql, lists, tv });
+  return tv;
 }
 
 /** The parameter type part of a Parse frame (after the statement name and the SQL). */

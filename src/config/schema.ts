@@ -243,6 +243,8 @@ export const PARAMS = {
   memqcache_oiddir: str('/var/log/pgpool/oiddir', 'restart', 'Accepted for pgpool.conf compatibility; pgmaitre keeps table generations in memory or in memcached, no directory.', I),
   cache_safe_memqcache_table_list: list([], 'hot', 'Views, materialized views and unlogged tables (regexps) whose answers may be cached.', I),
   cache_unsafe_memqcache_table_list: list([], 'hot', 'Tables (regexps) whose answers are never cached (wins over the safe list).', I),
+  memqcache_logical_invalidation: bool(false, 'restart', "Also invalidate by the primary's own change stream (logical decoding with test_decoding on a temporary slot pgmaitre owns, one per database; needs wal_level = logical and a REPLICATION or superuser sr_check_user): writes that bypass pgmaitre (another pooler, a direct connection, a job) invalidate too. While the stream is down or behind, no answer is served from the cache.", OURS),
+  memqcache_logical_max_lag: int(0, 'hot', 'memqcache_logical_invalidation: 0 = a hit waits for a change-stream round begun after the request arrived (never stale, even for writes that bypass pgmaitre); > 0 = hits are served while a round begun at most this many ms ago has been applied (writes that bypass pgmaitre may be seen that late).', { ...OURS, unit: 'ms', max: 3600000 }),
 
   // --- pgmaitre's own ----------------------------------------------------------------------
   http_port: int(8404, 'restart', 'Port of the HTTP admin/metrics endpoint; 0 disables it.', { ...OURS, max: 65535 }),
@@ -405,6 +407,7 @@ const QUERY_CACHE_KEYS = [
   'memqcache_method', 'memqcache_memcached_host', 'memqcache_memcached_port', 'memqcache_total_size', 'memqcache_max_num_cache',
   'memqcache_expire', 'memqcache_auto_cache_invalidation', 'memqcache_maxcache', 'memqcache_cache_block_size', 'memqcache_oiddir',
   'cache_safe_memqcache_table_list', 'cache_unsafe_memqcache_table_list', 'enable_shared_relcache',
+  'memqcache_logical_invalidation', 'memqcache_logical_max_lag',
 ] as const;
 
 /**

@@ -12,6 +12,21 @@
  * request is sent (session-core.ts, onBackendClosed). A termination issued outside pgmaitre
  * still races, as it would with any pooler; the FATAL then ends the session as soon as it arrives.
  */
+import { encodeSync } from '../protocol/frontend';
+import { ExpectKind, Term, type Link } from './link';
+import type { CoreHost } from './core-host';
+
+/** What identityUnsure reads of the session (SessionCore). */
+export interface IdentitySession {
+  readonly host: Pick<CoreHost, 'pooling'>;
+  readonly links: readonly (Link | undefined)[];
+  /** Node whose backend pid the client was given (its login connection). */
+  readonly identityNode: number;
+  readonly identity: IdentityCheck;
+  send(link: Link, buf: Buffer): void;
+}
+
+const SYNC = encodeSync();
 
 let terminations = 0;
 
@@ -36,3 +51,22 @@ export class IdentityCheck {
     return true;
   }
 }
+
+/**
+ * Session pooling, a request for `node`: while a termination sent through pgmaitre may have hit
+ * the client's own backend, a Sync goes there first and the request waits for its answer.
+ */
+export function identityUnsure(s: IdentitySession, node: number): boolean {
+  const own = s.links[s.identityNode];
+  if (s.host.pooling !== 'session' || own?.conn == null) return false;
+  if (s.identity.pending) {
+    if (own.owed > 0) return true;
+    s.identity.pending = false;
+  }
+  if (node === s.identityNode || !s.identity.due() || own.owed > 0 || own.unsynced) return false;
+  own.expect(ExpectKind.Cleanup, true, 0, Term.Sync);
+  s.send(own, SYNC);
+  s.identity.pending = true;
+  return true;
+}
+

@@ -23,6 +23,7 @@ import { TxStatus } from '../protocol/codes';
 import type { QueryClass } from '../classify/types';
 import { skipFiller } from '../classify/filler';
 import type { Link } from './link';
+import type { SessionState } from './session-state';
 
 /** What becomes of a leased connection. */
 export const Fate = {
@@ -172,4 +173,14 @@ export class Pins {
     this.temp = false;
     this.tempProbeDue = false;
   }
+}
+
+/** Why a session keeps its connections in transaction pooling ('' when it does not): its pins, then what its state holds. */
+export function pinReasonOf(p: Pins, st: SessionState): string {
+  if (p.forced !== '') return p.forced;
+  if (st.listening.size > 0) return 'LISTEN';
+  if (st.advisoryHeld) return 'a session advisory lock';
+  if (st.holdCursors.size > 0) return 'a cursor WITH HOLD';
+  if (p.temp) return 'a temporary table';
+  return '';
 }

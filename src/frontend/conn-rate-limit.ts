@@ -13,6 +13,7 @@
 import type * as net from 'node:net';
 import { encodeErrorResponse } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
+import { RawSocket } from '../util/raw-socket';
 
 const MAX_TRACKED = 10_000;
 
@@ -64,11 +65,12 @@ export class ConnectionRateLimiter {
  * 53300 and closes it (reading and dropping whatever the client sends meanwhile, so the close
  * is a clean FIN and the client reads the error). Returns true when the socket may go on.
  */
-export function admitConnection(limiter: ConnectionRateLimiter | undefined, socket: net.Socket): boolean {
+export function admitConnection(limiter: ConnectionRateLimiter | undefined, accepted: net.Socket | RawSocket): boolean {
   if (limiter === undefined) return true;
-  const address = socket.remoteAddress ?? '';
+  const address = accepted.remoteAddress ?? '';
   const wait = limiter.admit(address);
   if (wait === 0) return true;
+  const socket = accepted instanceof RawSocket ? accepted.toNetSocket() : accepted;
   const s = limiter.settings();
   socket.on('error', () => socket.destroy());
   socket.on('data', () => undefined);

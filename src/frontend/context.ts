@@ -93,6 +93,11 @@ export interface FrontendContext {
   authQuery?: AuthQuery;
   /** Dedicated-port relays open on a node (least_connections counts them); undefined without dedicated ports. */
   relayCount?: (nodeId: number) => number;
+  /**
+   * worker_processes > 1: sessions the instance's other worker processes hold on a node, as they
+   * last reported it (least_connections balances on the instance's count, workers/instance-lb.ts).
+   */
+  otherWorkersActive?: (nodeId: number) => number;
   /** Takes over replication connections (wired by app.ts); undefined: they are refused at login. */
   replication?: (h: ReplicationHandover) => void;
 }

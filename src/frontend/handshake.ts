@@ -44,6 +44,51 @@ export function poolKey(user: string, database: string, params: Readonly<Record<
   return `${user}\u0000${database}\u0000${extra.join('\u0000')}`;
 }
 
+/**
+ * What a login derives from its startup parameters alone: names, pool keys, the parameters as
+ * SET statements. A client that connects per request sends the same StartupMessage each time,
+ * and session.ts hands identical ones over as one (frozen) params object: derived once per such
+ * object, not per login. Nothing here may be changed by its users.
+ */
+interface LoginShape {
+  readonly user: string;
+  readonly database: string;
+  readonly applicationName: string;
+  /** Startup parameters other than user/database and protocol options. */
+  readonly startupParams: Record<string, string>;
+  /** Pool key of session pooling (every startup parameter) and of transaction pooling (none). */
+  readonly sessionKey: string;
+  readonly pooledKey: string;
+  /** The greeting cache's key, after the node id. */
+  readonly greetingKey: string;
+  /** The greeting cache's keys by node id, made once (a string made once is hashed once). */
+  readonly greetingKeys: string[];
+  readonly loginKey: string;
+  /** Transaction pooling: startupParams as SET statements. */
+  readonly settings: ReadonlyMap<string, string>;
+  /** `_pq_.` options were asked for (NegotiateProtocolVersion). */
+  readonly protocolOptions: boolean;
+}
+
+const shapes = new WeakMap<object, LoginShape>();
+
+function loginShape(params: Readonly<Record<string, string>>): LoginShape {
+  const known = shapes.get(params);
+  if (known !== undefined) return known;
+  const user = params.user ?? '';
+  const database = params.database || user;
+  const startupParams: Record<string, string> = {};
+  for (const [k, v] of Object.entries(params)) if (!NOT_IN_KEY.has(k) && !isProtocolOption(k)) startupParams[k] = v;
+  const shape: LoginShape = {
+    user, database, applicationName: params.application_name ?? '', startupParams,
+    sessionKey: poolKey(user, database, params), pooledKey: poolKey(user, database, {}),
+    greetingKey: poolKey(user, database, startupParams), greetingKeys: [], loginKey: `${user}\u0000${database}`,
+    settings: startupSettings(startupParams), protocolOptions: Object.keys(params).some(isProtocolOption),
+  };
+  if (Object.isFrozen(params)) shapes.set(params, shape);
+  return shape;
+}
+
 class ClientGone extends Error {
   override name = 'ClientGone';
 }
@@ -77,6 +122,8 @@ export interface LoginOk {
   readonly applicationName: string;
   /** Startup parameters other than user/database (sent when logging in to more nodes). */
   readonly startupParams: Record<string, string>;
+  /** Transaction pooling: the pool key shared by the clients of this (user, database). */
+  readonly leaseKey: string;
   /** What pgmaitre holds to log this user in to more nodes. */
   readonly credential: BackendCredential;
   readonly slot: SlotLease;
@@ -167,15 +214,16 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   // Protocol 3.2 (PostgreSQL 18) or `_pq_.` options: pgmaitre speaks 3.0 with clients and knows no
   // protocol option, so it answers as a 3.0 PostgreSQL does, before authentication (libpq then
   // carries on in 3.0).
-  const negotiation = negotiateProtocol(info);
-  if (negotiation !== null) io.send(negotiation);
-  const user = params.user ?? '';
-  const database = params.database || user;
-  const applicationName = params.application_name ?? '';
+  const shape = loginShape(params);
+  if (info.protocol.minor !== 0 || shape.protocolOptions) {
+    const negotiation = negotiateProtocol(info);
+    if (negotiation !== null) io.send(negotiation);
+  }
+  const { user, database, applicationName, startupParams, loginKey } = shape;
   if (user === '') return failed(clientErrors.noUserName(), 'no user name');
   // Replication connections are handed to ctx.replication before the login (session.ts); one
   // gets here only where no relay is wired.
-  if (replicationMode(params) !== null) {
+  if (params.replication !== undefined && replicationMode(params) !== null) {
     return failed(clientErrors.protocolViolation('replication connections are not supported here'), 'replication');
   }
   if (ctx.shuttingDown) return failed(clientErrors.shuttingDown(), 'shutting down');
@@ -195,7 +243,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   const mode = ctx.routing.poolMode(user, database);
   const pooled = mode !== 'session';
   // Session pooling: num_init_children sessions (then a queue); transaction pooling: max_client_conn.
-  const lease = await waitForSlot(pooled ? ctx.pooledClients : ctx.slots, io.goneSignal, () => io.gone);
+  const lease = await waitForSlot(pooled ? ctx.pooledClients : ctx.slots, () => io.goneSignal, () => io.gone);
   if (lease === 'full') return failed(clientErrors.tooManyClients(), 'too many clients');
   if (lease === null) return failed(null, 'client disconnected while waiting for a slot');
   gotSlot(lease);
@@ -222,10 +270,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   const pool = ctx.pools.get(primary)!;
   // Transaction pooling shares connections among the clients of a (user, database): they are
   // opened without the client's other startup parameters, which are applied as SETs instead.
-  const pkey = pooled ? poolKey(user, database, {}) : poolKey(user, database, params);
-  const loginKey = `${user}\u0000${database}`;
-  const startupParams: Record<string, string> = {};
-  for (const [k, v] of Object.entries(params)) if (!NOT_IN_KEY.has(k) && !isProtocolOption(k)) startupParams[k] = v;
+  const pkey = pooled ? shape.pooledKey : shape.sessionKey;
   // For logins to other nodes (reads on standbys): what pool_passwd holds, unless the client's
   // own authentication gives something better below.
   const entry = ctx.poolPasswd.get(user);
@@ -240,7 +285,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   // Transaction pooling: a login like one already answered (same node, user, database and startup
   // parameters) needs no backend connection, so it never waits for a lease (PgBouncer completes
   // the login and makes only the first query wait, up to query_wait_timeout).
-  const greetingKey = `${primary}\u0000${poolKey(user, database, startupParams)}`;
+  const greetingKey = shape.greetingKeys[primary] ??= `${primary}\u0000${shape.greetingKey}`;
   const greeting = pooled ? ctx.greetings.get(greetingKey) : undefined;
 
   let conn: ServerConnection;
@@ -266,7 +311,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
       }
       pool.adopt(conn);
     } else if (greeting !== undefined) {
-      return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: startupSettings(startupParams) };
+      return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: shape.settings };
     } else {
       const create = (): Promise<ServerConnection> => ServerConnection.connect(connectOpts(credentialAuthenticator(user, cred)));
       conn = pooled ? await pool.lease(pkey, create, leaseLimit(ctx.config), ctx.config.query_wait_timeout * 1000) : await pool.acquire(pkey, create);
@@ -281,7 +326,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     const trusted = ctx.trustedLogins.has(loginKey);
     if (trusted && greeting !== undefined) {
       io.authenticated();
-      return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: startupSettings(startupParams) };
+      return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: shape.settings };
     }
     let fresh = !trusted;
     try {
@@ -312,7 +357,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   if (pooled) {
     // The client's startup parameters, applied as on a direct login: an invalid one is FATAL.
     // The connection may carry another client's settings: bring it to exactly this client's.
-    base = startupSettings(startupParams);
+    base = shape.settings;
     const state = new SessionState();
     state.setBase(base);
     const replay = state.replayFor(conn, state);
@@ -328,7 +373,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   }
   io.authenticated();
   if (pooled) ctx.greetings.set(greetingKey, new Map(conn.params));
-  return { ok: true, user, database, applicationName, startupParams, credential, slot: lease, node: primary, conn, params: conn.params, mode, base };
+  return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn, params: conn.params, mode, base };
 }
 
 /** Transaction pooling: how many connections a (node, user, database) may have. */

@@ -4,11 +4,17 @@
  * algorithm that needs it — how many sessions each holds (least_connections: leases of the smart
  * endpoint's pools plus dedicated-port relays) or its recent query latency (least_latency).
  * Shared by the smart endpoint (RequestDispatcher.readNode) and the dedicated read port, so both
- * balance on the same numbers.
+ * balance on the same numbers. With worker processes both figures are the instance's: the other
+ * workers' sessions are added, and the latency is the instance's mean (workers/instance-lb.ts).
  */
 import type { LbCandidate } from '../router/lb-select';
 import { recentLatency } from '../admin/latency';
 import type { FrontendContext } from './context';
+
+/** Sessions this process holds on a node: the smart endpoint's leases plus dedicated-port relays. */
+export function localActive(ctx: FrontendContext, nodeId: number): number {
+  return (ctx.pools.get(nodeId)?.counts().active ?? 0) + (ctx.relayCount?.(nodeId) ?? 0);
+}
 
 /** Candidate records for every node; `excluded(id)` marks nodes the caller must avoid (recently failed). */
 export function lbCandidates(ctx: FrontendContext, primaryId: number, excluded?: (id: number) => boolean): LbCandidate[] {
@@ -24,7 +30,7 @@ export function lbCandidates(ctx: FrontendContext, primaryId: number, excluded?:
       lagging: n.id !== primaryId && lag.lagging,
       delay: lag.delay,
       backup: n.flags.includes('BACKUP'),
-      ...(algorithm === 'least_connections' ? { active: (ctx.pools.get(n.id)?.counts().active ?? 0) + (ctx.relayCount?.(n.id) ?? 0) } : {}),
+      ...(algorithm === 'least_connections' ? { active: localActive(ctx, n.id) + (ctx.otherWorkersActive?.(n.id) ?? 0) } : {}),
       ...(algorithm === 'least_latency' ? { latency: recentLatency(n.id) } : {}),
     };
   });

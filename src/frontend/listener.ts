@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { ListenError, listenOn, removeStaleSocket } from '../util/listen';
+import { takeOverAccept, type RawSocket } from '../util/raw-socket';
 
 /** Expands pgpool's listen_addresses ('*', 'localhost', comma lists) into bind hosts. */
 export function bindHosts(listenAddresses: string): string[] {
@@ -40,6 +41,8 @@ const SMART_KEYS: ListenKeys = { tcp: 'listen_addresses/port', unix: 'unix_socke
 
 /**
  * Opens one server per address; resolves once all listen. `onSocket` gets every accepted socket.
+ * With `onRaw`, connections accepted on the TCP listeners go to it as RawSockets instead
+ * (util/raw-socket.ts: no net.Socket per connection), where this Node allows it.
  * Any listener that cannot open (port taken, address not on this host, socket directory missing,
  * socket file in use) closes those already open and rejects with a ListenError naming `keys`.
  */
@@ -49,6 +52,7 @@ export async function listenAll(
   socketDirs: readonly string[],
   onSocket: (socket: net.Socket, local: boolean) => void,
   keys: ListenKeys = SMART_KEYS,
+  onRaw?: (socket: RawSocket) => void,
 ): Promise<net.Server[]> {
   const servers: net.Server[] = [];
   try {
@@ -56,6 +60,7 @@ export async function listenAll(
       const server = net.createServer({ noDelay: true }, (s) => onSocket(s, false));
       servers.push(server);
       await listenOn(server, { host, port, backlog: 1024, ipv6Only: host.includes(':') }, keys.tcp);
+      if (onRaw !== undefined) takeOverAccept(server, onRaw, (s) => onSocket(s, false));
     }
     for (const dir of socketDirs) {
       if (dir === '') continue;

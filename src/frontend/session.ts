@@ -13,15 +13,16 @@ import { SessionCache } from '../cache/session-cache';
 import type * as net from 'node:net';
 import { connect as netConnect } from 'node:net';
 import { Framer, startupPacketLength, type FrameSink } from '../protocol/framer';
-import { FrontendCode, Limits, TxStatus } from '../protocol/codes';
+import { BackendCode, FrontendCode, Limits, TxStatus } from '../protocol/codes';
 import {
-  encodeAuthentication, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery,
+  encodeAuthentication, encodeErrorResponse, encodeParameterStatus,
 } from '../protocol/backend';
-import { decodeStartupPacket, encodeCancelRequest, replicationMode } from '../protocol/startup';
+import { decodeStartupPacket, encodeCancelRequest, replicationMode, type StartupPacket } from '../protocol/startup';
+import { LruCache } from '../util/lru-cache';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
-import { ServerConnection, type ServerSink } from '../backend/server-connection';
+import { ServerConnection, ServerParams, type ServerSink } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import { probeAccepting } from '../backend/accepting-probe';
 import { backendAddress } from '../backend/tls-negotiate';
@@ -45,6 +46,7 @@ import { answerSslRequest } from './tls';
 import { copyRead, countCopied, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
 import { isUnixSocket } from './listener';
+import { RawSocket } from '../util/raw-socket';
 import { lbCandidates } from './lb-candidates';
 import type { LbCandidate } from '../router/lb-select';
 
@@ -62,21 +64,83 @@ const SSL_NO = Buffer.from('N');
  * AuthenticationOk and the ParameterStatus messages of a greeting, encoded once per cached
  * greeting (transaction pooling: ctx.greetings holds maps never changed once stored), so a login
  * like one already answered does not encode its ~14 ParameterStatus messages again. A login
- * connection's own parameters (session pooling) can change: encoded each time.
+ * connection's own parameters (session pooling) can change: encoded again when their version
+ * moved, from ParameterStatus messages encoded once per (name, value) (bounded).
  */
 const encodedGreetings = new WeakMap<ReadonlyMap<string, string>, Buffer>();
+const encodedParams = new Map<string, Buffer>();
+const ENCODED_PARAMS_MAX = 4096;
+const AUTH_OK = encodeAuthentication({ type: 'AuthenticationOk' });
+
+function parameterStatus(name: string, value: string): Buffer {
+  const key = `${name}\u0000${value}`;
+  let b = encodedParams.get(key);
+  if (b === undefined) {
+    if (encodedParams.size >= ENCODED_PARAMS_MAX) encodedParams.clear();
+    b = encodeParameterStatus(name, value);
+    encodedParams.set(key, b);
+  }
+  return b;
+}
+
+/** Session pooling: the greeting of a login connection, as long as its parameters stay the same. */
+const ownGreetings = new WeakMap<ServerParams, { readonly version: number; readonly bytes: Buffer }>();
 
 function greetingBytes(r: LoginOk): Buffer {
   const cacheable = r.conn === null;
+  const own = r.params instanceof ServerParams ? r.params : null;
   if (cacheable) {
     const known = encodedGreetings.get(r.params);
     if (known !== undefined) return known;
+  } else if (own !== null) {
+    const known = ownGreetings.get(own);
+    if (known !== undefined && known.version === own.version) return known.bytes;
   }
-  const parts: Buffer[] = [encodeAuthentication({ type: 'AuthenticationOk' })];
-  for (const [name, value] of r.params) parts.push(encodeParameterStatus(name, value));
+  const parts: Buffer[] = [AUTH_OK];
+  for (const [name, value] of r.params) parts.push(parameterStatus(name, value));
   const bytes = Buffer.concat(parts);
   if (cacheable) encodedGreetings.set(r.params, bytes);
+  else if (own !== null) ownGreetings.set(own, { version: own.version, bytes });
   return bytes;
+}
+
+/**
+ * The whole answer to a login in one buffer: AuthenticationOk and the ParameterStatus messages
+ * (`greeting`), BackendKeyData, ReadyForQuery.
+ */
+function loginReply(greeting: Buffer, pid: number, secret: number, txStatus: number): Buffer {
+  const at = greeting.length;
+  const out = Buffer.allocUnsafe(at + 13 + 6);
+  greeting.copy(out, 0);
+  out[at] = BackendCode.BackendKeyData;
+  out.writeInt32BE(12, at + 1);
+  out.writeInt32BE(pid | 0, at + 5);
+  out.writeInt32BE(secret | 0, at + 9);
+  out[at + 13] = BackendCode.ReadyForQuery;
+  out.writeInt32BE(5, at + 14);
+  out[at + 18] = txStatus;
+  return out;
+}
+
+/**
+ * Decoded StartupMessages by their bytes (bounded): a client that connects per request sends the
+ * same one each time, and the login derives its keys once per params object (handshake.ts). The
+ * params of a cached message are frozen: shared by every session that sent those bytes.
+ */
+const startups = new LruCache<StartupPacket>(256);
+const CACHED_STARTUP_MAX = 1024;
+
+function decodeStartup(packet: Buffer, len: number): StartupPacket {
+  if (len > CACHED_STARTUP_MAX) return decodeStartupPacket(packet, 0, len);
+  const key = packet.toString('latin1', 4, len);
+  const known = startups.get(key);
+  if (known !== undefined) return known;
+  const msg = decodeStartupPacket(packet, 0, len);
+  if (msg.type === 'Startup') {
+    Object.freeze(msg.params);
+    startups.set(key, msg);
+  }
+  return msg;
 }
 
 /** A client session; see the file header. */
@@ -113,18 +177,29 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private hsBytes = 0;
   private closing = false;
   private closeReason = '';
-  private goneResolve!: () => void;
-  readonly goneSignal = new Promise<void>((resolve) => { this.goneResolve = resolve; });
+  private goneResolve: (() => void) | null = null;
+  private gonePromise: Promise<void> | null = null;
 
-  /** The client's socket: the accepted one, or the TLSSocket over it after SSL negotiation. */
-  socket: net.Socket;
+  /** Resolves when the client goes away (made on first use: most logins never wait for anything). */
+  get goneSignal(): Promise<void> {
+    if (this.gonePromise === null) {
+      this.gonePromise = this.phase === 'closed' ? Promise.resolve() : new Promise<void>((resolve) => { this.goneResolve = resolve; });
+    }
+    return this.gonePromise;
+  }
+
+  /**
+   * The client's socket: the accepted one (a RawSocket, util/raw-socket.ts, when the listener
+   * hands handles over; else a net.Socket), or the TLSSocket over it after SSL negotiation.
+   */
+  socket: net.Socket | RawSocket;
   /** True once the client's connection is encrypted (pool_hba hostssl/hostnossl). */
   tlsActive = false;
   private sslRequests = 0;
   private gssRequests = 0;
   private startupTimer: NodeJS.Timeout | null = null;
 
-  constructor(socket: net.Socket, readonly ctx: FrontendContext) {
+  constructor(socket: net.Socket | RawSocket, readonly ctx: FrontendContext) {
     this.socket = socket;
     this.framer = new Framer(ctx.config.max_message_size);
     this.address = socket.remoteAddress ?? '';
@@ -133,7 +208,14 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.armStartupTimer();
   }
 
-  private listen(socket: net.Socket): void {
+  private listen(socket: net.Socket | RawSocket): void {
+    if (socket instanceof RawSocket) {
+      socket.onRead = (chunk) => this.onData(chunk);
+      socket.onDrain = () => this.core?.guard(() => this.core!.onClientDrain());
+      socket.onEnd = (reason) => this.close(reason ?? 'client disconnected');
+      socket.start();
+      return;
+    }
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.core?.guard(() => this.core!.onClientDrain()));
@@ -239,6 +321,19 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** Answers an SSLRequest: 'S' and the TLS upgrade when TLS is configured (TCP only), else 'N'. */
   private onSslRequest(rest: Buffer): boolean {
+    if (this.socket instanceof RawSocket) {
+      if (this.ctx.tls === null || this.ctx.tls === undefined) {
+        if (++this.sslRequests > 1) {
+          this.fatal(clientErrors.protocolViolation('duplicate SSLRequest'));
+          return false;
+        }
+        this.socket.write(SSL_NO);
+        return true;
+      }
+      // TLS: Node's TLSSocket works over a net.Socket.
+      this.socket = this.socket.toNetSocket();
+      this.listen(this.socket);
+    }
     const answer = answerSslRequest(this.socket, this.ctx.tls, {
       again: ++this.sslRequests > 1 || this.tlsActive, unencryptedAfter: rest.length > 0, detach: ['data', 'drain'],
       badCertificate: (e) => this.fatal(e),
@@ -274,7 +369,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       buf = buf.subarray(len);
       let msg: ReturnType<typeof decodeStartupPacket>;
       try {
-        msg = decodeStartupPacket(packet, 0, len);
+        msg = decodeStartup(packet, len);
       } catch (e) {
         this.fatal(clientErrors.protocolViolation(`invalid startup packet: ${(e as Error).message}`));
         return;
@@ -334,7 +429,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
    * and this session ends without closing it. Its remaining socket listeners see a closed session.
    */
   private handOverReplication(packet: Buffer, rest: Buffer, params: Record<string, string>): void {
-    const socket = this.socket;
+    const socket = this.socket instanceof RawSocket ? this.socket.toNetSocket() : this.socket;
+    this.socket = socket;
     socket.removeAllListeners('data');
     socket.removeAllListeners('drain');
     this.closing = true;
@@ -342,7 +438,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.phase = 'closed';
     this.startupBytes = null;
     this.loginFinished();
-    this.goneResolve();
+    this.goneResolve?.();
     this.ctx.replication!({
       socket, tlsActive: this.tlsActive, unixSocket: isUnixSocket(socket), address: this.address, port: this.port,
       connectedAt: this.connectedAt, packet: Buffer.from(packet), params, rest: Buffer.from(rest),
@@ -356,7 +452,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   }
 
   get unixSocket(): boolean {
-    return isUnixSocket(this.socket);
+    return !(this.socket instanceof RawSocket) && isUnixSocket(this.socket);
   }
 
   send(buf: Buffer): void {
@@ -399,7 +495,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.credential = r.credential;
     this.slot = r.slot;
     this.pooling = r.mode;
-    this.leaseKey = poolKey(this.user, this.database, {});
+    this.leaseKey = r.leaseKey;
     // The client's key: its primary backend's pid (pg_backend_pid(), NOTIFY pids agree with it)
     // and pgmaitre's own secret, so that its cancel requests come through pgmaitre. With
     // transaction pooling it has no backend of its own: a pid of pgmaitre's.
@@ -409,7 +505,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.phase = 'ready';
     // From now on reads go into the shared read buffer (util/fast-read.ts), copied once: the
     // core keeps request bytes until they are written (and reads retried).
-    if (!this.tlsActive) switchToReadBuffer(this.socket, (view) => this.onView(view));
+    if (this.socket instanceof RawSocket) {
+      this.socket.onRead = (view) => this.onView(view);
+      this.socket.useSharedBuffer();
+    } else if (!this.tlsActive) {
+      switchToReadBuffer(this.socket, (view) => this.onView(view));
+    }
     const qc = this.ctx.queryCache ?? null;
     if (qc !== null) {
       this.cache = new SessionCache(qc, { user: this.user, database: this.database, startupParams: this.startupParams },
@@ -424,7 +525,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     } else {
       core.identityNode = r.node; // logged in without a connection: the first request leases one
     }
-    this.socket.write(Buffer.concat([greetingBytes(r), encodeBackendKeyData(this.pid, this.secret), encodeReadyForQuery(r.conn?.txStatus ?? TxStatus.Idle)]));
+    this.socket.write(loginReply(greetingBytes(r), this.pid, this.secret, r.conn?.txStatus ?? TxStatus.Idle));
     if (this.ctx.logFlags.connections) {
       logLine(this.ctx.log, { event: LogEvent.ConnectionAuthorized, pid: this.pid, user: this.user, database: this.database, node_id: r.node },
         `connection authorized: user=${this.user} database=${this.database}`);
@@ -442,6 +543,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** client_idle_limit: closes the session after `seconds` without traffic while nothing runs. */
   private armIdleLimit(seconds: number): void {
+    if (this.socket instanceof RawSocket) {
+      this.socket.setIdleTimeout(seconds * 1000, () => {
+        if (this.core?.busy !== true) this.fatal(clientErrors.idleLimit(seconds));
+      });
+      return;
+    }
     this.socket.setTimeout(0);
     this.socket.removeAllListeners('timeout');
     if (seconds <= 0) return;
@@ -615,7 +722,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /** ClientPort: bytes for the client, in order. */
   write(buf: Buffer): boolean {
-    return this.socket.writable ? fastWrite(this.socket, buf) : true;
+    const s = this.socket;
+    if (s instanceof RawSocket) return s.write(buf);
+    return s.writable ? fastWrite(s, buf) : true;
   }
 
   pauseClient(): void {
@@ -798,13 +907,14 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.phase = 'closed';
     this.framer.reset();
     this.loginFinished();
-    this.goneResolve();
+    this.goneResolve?.();
     if (this.hsWaiter !== null) {
       const w = this.hsWaiter;
       this.hsWaiter = null;
       w(null);
     }
-    this.socket.setTimeout(0);
+    if (this.socket instanceof RawSocket) this.socket.setIdleTimeout(0, () => {});
+    else this.socket.setTimeout(0);
     this.core?.close();
     if (this.pinCounted) this.ctx.poolStats.pinnedNow--;
     if (this.slot !== null) {

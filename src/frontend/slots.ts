@@ -62,6 +62,12 @@ export class Slots {
     return this.size;
   }
 
+  /** Takes a free slot now, without a promise; null when none is free (then acquire()). */
+  tryAcquire(): SlotLease | null {
+    const slot = this.free.pop();
+    return slot === undefined ? null : this.lease(slot).lease;
+  }
+
   /** Takes a slot now, or queues. Returns null when the queue is full (the caller sends 53300). */
   acquire(): SlotRequest | null {
     const slot = this.free.pop();
@@ -140,12 +146,19 @@ export class Slots {
 /**
  * A slot for one client: taken now, or after waiting in line until one is free. 'full' when the
  * line is full (the caller sends 53300); null when the client went away meanwhile (its place in
- * line, or a slot granted at that moment, is given back).
+ * line, or a slot granted at that moment, is given back). `gone` may be a function that makes the
+ * promise, called only when the client has to wait.
  */
-export async function waitForSlot(slots: Slots, gone: Promise<unknown>, isGone: () => boolean): Promise<SlotLease | 'full' | null> {
+export async function waitForSlot(slots: Slots, gone: Promise<unknown> | (() => Promise<unknown>), isGone: () => boolean): Promise<SlotLease | 'full' | null> {
+  const now = slots.tryAcquire();
+  if (now !== null) {
+    if (!isGone()) return now;
+    now.release();
+    return null;
+  }
   const want = slots.acquire();
   if (want === null) return 'full';
-  const lease = await Promise.race([want.lease, gone.then(() => null)]);
+  const lease = await Promise.race([want.lease, (typeof gone === 'function' ? gone() : gone).then(() => null)]);
   if (lease === null || isGone()) {
     want.cancel();
     return null;

@@ -3,7 +3,8 @@
  * a sample of each node's throughput (reads and writes per second, from the statement
  * counters), query latency p50/p99 (from the buckets the /metrics histogram already keeps,
  * over the last interval), replication lag, pool use and status, and of the client slots
- * (in use, waiting). Samples live in a fixed ring (10 minutes by default); the answer is
+ * (in use, waiting), and of the query cache when it is on (hit ratio, hits and misses per second,
+ * over the last interval). Samples live in a fixed ring (10 minutes by default); the answer is
  * columnar, one array per series aligned on one time array, which is what uPlot draws.
  *
  * Nothing here touches the query path: the sampler reads the same counters SHOW POOL_NODES and
@@ -32,6 +33,8 @@ interface Sample {
   readonly inUse: number;
   readonly waiting: number;
   readonly capacity: number;
+  /** Query cache over the last interval (null: cache off, or no previous sample). */
+  readonly cache: { readonly hitRatio: number | null; readonly hits: number | null; readonly misses: number | null } | null;
 }
 
 /** Cumulative counts of one node at the previous sample. */
@@ -58,6 +61,11 @@ export interface HistoryJson {
     readonly up: (0 | 1 | null)[]; readonly primary: (0 | 1 | null)[];
   }[];
   readonly clients: { readonly inUse: number[]; readonly waiting: number[]; readonly capacity: number[] };
+  /**
+   * The query cache (absent when memory_cache_enabled = off): hit ratio in percent of the
+   * cacheable lookups of each interval (null when there were none), hits and misses per second.
+   */
+  readonly cache?: { readonly hitRatio: (number | null)[]; readonly hits: (number | null)[]; readonly misses: (number | null)[] };
 }
 
 /** Options of HistorySampler. */
@@ -118,6 +126,7 @@ export class HistorySampler {
   private readonly ring: Sample[] = [];
   private readonly previous = new Map<number, Previous>();
   private previousAt = 0;
+  private previousCache: { hits: number; misses: number } | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
 
@@ -183,7 +192,19 @@ export class HistorySampler {
     }
     this.previousAt = now;
     const slots = this.ctx.slots();
-    this.ring.push({ t: now / 1000, nodes, inUse: slots.inUse, waiting: slots.waiting, capacity: slots.capacity });
+    const qc = this.ctx.queryCache?.() ?? null;
+    let cache: Sample['cache'] = null;
+    if (qc !== null) {
+      const m = qc.metrics();
+      const prev = this.previousCache;
+      if (prev !== null && dt > 0) {
+        const hits = Math.max(0, m.hits - prev.hits);
+        const misses = Math.max(0, m.misses - prev.misses);
+        cache = { hitRatio: hits + misses === 0 ? null : Math.round((1000 * hits) / (hits + misses)) / 10, hits: hits / dt, misses: misses / dt };
+      } else cache = { hitRatio: null, hits: null, misses: null };
+      this.previousCache = { hits: m.hits, misses: m.misses };
+    }
+    this.ring.push({ t: now / 1000, nodes, inUse: slots.inUse, waiting: slots.waiting, capacity: slots.capacity, cache });
     if (this.ring.length > this.capacity) this.ring.splice(0, this.ring.length - this.capacity);
   }
 
@@ -202,6 +223,13 @@ export class HistorySampler {
         poolActive: col(n.id, 'poolActive'), poolTotal: col(n.id, 'poolTotal'), up: col(n.id, 'up'), primary: col(n.id, 'primary'),
       })),
       clients: { inUse: samples.map((s) => s.inUse), waiting: samples.map((s) => s.waiting), capacity: samples.map((s) => s.capacity) },
+      ...(this.ctx.queryCache?.() == null ? {} : {
+        cache: {
+          hitRatio: samples.map((s) => s.cache?.hitRatio ?? null),
+          hits: samples.map((s) => s.cache?.hits ?? null),
+          misses: samples.map((s) => s.cache?.misses ?? null),
+        },
+      }),
     };
   }
 }

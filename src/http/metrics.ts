@@ -206,7 +206,7 @@ export function createMetricsRegistry(ctx: AdminContext): Registry {
       },
     });
     new Counter({
-      name: 'pgmaitre_query_cache_invalidations_total', help: 'Query cache invalidations by cause: write, ddl, all (fail closed: a volatile function, a trigger, an unknown table...), admin, memcached_recovered.', registers: reg,
+      name: 'pgmaitre_query_cache_invalidations_total', help: 'Query cache invalidations by cause: write, ddl, all (fail closed: a volatile function, a trigger, an unknown table...), admin, memcached_recovered, change_stream (a write seen in the primary\'s change stream), change_stream_start (a change stream (re)started).', registers: reg,
       labelNames: ['cause'] as const,
       collect() {
         this.reset();
@@ -229,6 +229,16 @@ export function createMetricsRegistry(ctx: AdminContext): Registry {
       name: 'pgmaitre_query_cache_bytes', help: 'Bytes used by the shmem query cache (bounded by memqcache_total_size).', registers: reg,
       collect() { this.set(qc.metrics().bytes); },
     });
+    if (qc.metrics().changeStreams !== undefined) {
+      new Gauge({
+        name: 'pgmaitre_query_cache_change_stream_up', help: "memqcache_logical_invalidation: 1 while the database's change stream vouches for hits (0: starting, broken or behind; no hits there).", registers: reg,
+        labelNames: ['database'] as const,
+        collect() {
+          this.reset();
+          for (const s of qc.metrics().changeStreams ?? []) this.set({ database: s.database }, s.up ? 1 : 0);
+        },
+      });
+    }
     new Gauge({
       name: 'pgmaitre_query_cache_entries', help: 'Answers in the shmem query cache.', registers: reg,
       collect() { this.set(qc.metrics().entries); },

@@ -3,7 +3,8 @@
  * polls /api/status every 1.5 s and redraws nodes, sessions, pools and recent events, and draws
  * the last minutes from /api/history with uPlot, which pgmaitre serves itself (/assets/uplot.*),
  * so nothing comes from the network: throughput per node, latency p50/p99, replication lag,
- * pool use and waiting clients; time ranges where a node was down are shaded red. All data is inserted with textContent (no HTML injection
+ * pool use and waiting clients, and with the query cache on its hit ratio (hits and misses per
+ * second beside it); time ranges where a node was down are shaded red. All data is inserted with textContent (no HTML injection
  * from host names or application names). Admin buttons appear only when the server says admin
  * actions are enabled (http_auth set); the browser reuses the Basic credentials it already sent.
  */
@@ -107,6 +108,7 @@ tr:last-child td { border-bottom:none; }
     <div class="chart" id="c-latency"><div class="ct">Query latency per node (ms; p50 solid, p99 dashed)</div><div class="plot"></div><div class="now"></div></div>
     <div class="chart" id="c-lag"><div class="ct">Replication lag per standby (bytes)</div><div class="plot"></div><div class="now"></div></div>
     <div class="chart" id="c-pool"><div class="ct">Backend connections in use per node, client sessions and waiting clients</div><div class="plot"></div><div class="now"></div></div>
+    <div class="chart" id="c-cache" hidden><div class="ct">Query cache: hit ratio (% of cacheable SELECTs answered by pgmaitre; hits/s and misses/s below)</div><div class="plot"></div><div class="now"></div></div>
   </section>
   <div class="cols">
     <section>
@@ -229,7 +231,15 @@ tr:last-child td { border-bottom:none; }
     });
     pool.push({ key: 'sessions', label: 'client sessions', data: h.clients.inUse, stroke: '#8b98a5', fmt: function (v) { return fmtNum(v, 0); } });
     pool.push({ key: 'waiting', label: 'waiting clients', data: h.clients.waiting, stroke: '#ffa657', width: 2, fmt: function (v) { return fmtNum(v, 0); } });
-    return { 'c-throughput': thr, 'c-latency': lat, 'c-lag': lag, 'c-pool': pool };
+    var defs = { 'c-throughput': thr, 'c-latency': lat, 'c-lag': lag, 'c-pool': pool };
+    if (h.cache) {
+      defs['c-cache'] = [
+        { key: 'cache-hit-ratio', label: 'hit ratio', data: h.cache.hitRatio, stroke: '#3fb950', width: 2, fmt: function (v) { return fmtNum(v, 1) + ' %'; } },
+        { key: 'cache-hits', label: 'hits', data: h.cache.hits, stroke: '#58a6ff', hidden: true, fmt: function (v) { return fmtNum(v, 1) + '/s'; } },
+        { key: 'cache-misses', label: 'misses', data: h.cache.misses, stroke: '#ffa657', hidden: true, fmt: function (v) { return fmtNum(v, 1) + '/s'; } },
+      ];
+    }
+    return defs;
   }
   // Time ranges where some node was down, shaded before the series are drawn.
   function downRanges(h) {
@@ -257,15 +267,18 @@ tr:last-child td { border-bottom:none; }
   function buildCharts(h) {
     var defs = chartDefs(h);
     charts = {};
+    $('c-cache').hidden = !defs['c-cache'];
     Object.keys(defs).forEach(function (id) {
       var box = $(id), plot = box.querySelector('.plot');
       plot.textContent = '';
+      // The hit ratio is a percentage: its axis is 0-100 whatever the values.
+      var yRange = id === 'c-cache' ? function () { return [0, 100]; } : function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; };
       var axis = { stroke: '#8b98a5', grid: { stroke: '#2a3440', width: 1 }, ticks: { stroke: '#2a3440' } };
       var opts = {
         width: plotWidth(box), height: 200, legend: { show: false }, cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+        scales: { x: { time: true }, y: { range: yRange } },
         axes: [axis, Object.assign({ size: 60 }, axis, id === 'c-lag' ? { values: function (u, vals) { return vals.map(function (v) { return fmtBytes(v); }); } } : {})],
-        series: [{}].concat(defs[id].map(function (d) { return { label: d.label, stroke: d.stroke, width: d.width || 1.5, dash: d.dash, spanGaps: false, points: { show: false } }; })),
+        series: [{}].concat(defs[id].map(function (d) { return { label: d.label, stroke: d.stroke, width: d.width || 1.5, dash: d.dash, spanGaps: false, show: !d.hidden, points: { show: false } }; })),
         hooks: { drawClear: [shadeDown] },
       };
       charts[id] = { u: new uPlot(opts, [h.t].concat(defs[id].map(function (d) { return d.data; })), plot), box: box };
@@ -291,7 +304,7 @@ tr:last-child td { border-bottom:none; }
   function renderCharts(h) {
     if (typeof uPlot === 'undefined') { $('charts').className = 'charts-missing'; $('charts').textContent = 'charts unavailable: /assets/uplot.js did not load'; return; }
     lastHistory = h;
-    var key = h.nodes.map(function (n) { return n.id + (n.primary[n.primary.length - 1] === 1 ? 'p' : 's'); }).join(',');
+    var key = h.nodes.map(function (n) { return n.id + (n.primary[n.primary.length - 1] === 1 ? 'p' : 's'); }).join(',') + (h.cache ? ',cache' : '');
     if (charts === null || key !== chartKey) {
       if (charts) Object.keys(charts).forEach(function (id) { charts[id].u.destroy(); });
       chartKey = key;

@@ -142,6 +142,10 @@ export class NodePool<T extends Poolable> {
   private readonly idleOrder = new Set<T>();
   private readonly leased = new Set<T>();
   private readonly resetting = new Set<T>();
+  /** Session pooling: connections of each key being reset (reset_query_list) after a release. */
+  private readonly resettingPerKey = new Map<string, number>();
+  /** acquire() calls waiting for one of those resets, per key (one reset wakes one of them). */
+  private readonly resetWaiters = new Map<string, (() => void)[]>();
   private connecting = 0;
   private closed = false;
   private readonly timer: NodeJS.Timeout;
@@ -183,11 +187,26 @@ export class NodePool<T extends Poolable> {
     this.opts = { ...this.opts, ...opts };
   }
 
-  /** Lends a connection for `key`: a cached one when available, else a new one from `create`. */
+  /**
+   * Lends a connection for `key`: a cached one when available, else one of the key being reset
+   * once its reset is done (a client that connects per request logs in while its previous
+   * connection still runs reset_query_list: PgBouncer reuses that connection too), else a new one
+   * from `create`.
+   */
   async acquire(key: string, create: () => Promise<T>): Promise<T> {
     if (this.closed) throw new Error(`pool of node ${this.nodeId} is closed`);
-    const idle = this.takeIdle(key);
+    let idle = this.takeIdle(key);
     if (idle !== null) return idle;
+    const waiting = this.resetWaiters.get(key);
+    if ((this.resettingPerKey.get(key) ?? 0) > (waiting?.length ?? 0)) {
+      await new Promise<void>((resolve) => {
+        if (waiting === undefined) this.resetWaiters.set(key, [resolve]);
+        else waiting.push(resolve);
+      });
+      if (this.closed) throw new Error(`pool of node ${this.nodeId} is closed`);
+      idle = this.takeIdle(key);
+      if (idle !== null) return idle;
+    }
     this.makeRoom(1);
     this.connecting++;
     try {
@@ -231,6 +250,7 @@ export class NodePool<T extends Poolable> {
       return;
     }
     this.resetting.add(conn);
+    this.resettingPerKey.set(conn.key, (this.resettingPerKey.get(conn.key) ?? 0) + 1);
     this.opts.reset(conn).then(
       (ok) => this.afterReset(conn, ok, 'reset query failed'),
       (e: Error) => this.afterReset(conn, false, `reset failed: ${e.message}`),
@@ -239,16 +259,25 @@ export class NodePool<T extends Poolable> {
 
   private afterReset(conn: T, ok: boolean, why: string): void {
     this.resetting.delete(conn);
+    const n = (this.resettingPerKey.get(conn.key) ?? 1) - 1;
+    if (n <= 0) this.resettingPerKey.delete(conn.key);
+    else this.resettingPerKey.set(conn.key, n);
     if (!ok || !conn.usable || this.closed) {
       this.close(conn, this.closed ? 'pool closed' : why);
-      return;
+    } else {
+      conn.lastUsedAt = Date.now();
+      let list = this.idleByKey.get(conn.key);
+      if (list === undefined) this.idleByKey.set(conn.key, (list = []));
+      list.push(conn);
+      this.idleOrder.add(conn);
+      this.makeRoom(0);
     }
-    conn.lastUsedAt = Date.now();
-    let list = this.idleByKey.get(conn.key);
-    if (list === undefined) this.idleByKey.set(conn.key, (list = []));
-    list.push(conn);
-    this.idleOrder.add(conn);
-    this.makeRoom(0);
+    // One acquire() waiting for this key's reset takes the connection (or, when the reset
+    // failed, opens a new one).
+    const waiting = this.resetWaiters.get(conn.key);
+    const next = waiting?.shift();
+    if (waiting !== undefined && waiting.length === 0) this.resetWaiters.delete(conn.key);
+    next?.();
   }
 
   /** Closes least-recently-used idle connections while the node is at capacity. */
@@ -607,6 +636,9 @@ export class NodePool<T extends Poolable> {
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
     this.closeIdle('pool closed');
+    const resetWaiters = [...this.resetWaiters.values()].flat();
+    this.resetWaiters.clear();
+    for (const wake of resetWaiters) wake();
     const all = [...this.waiters.values()].flatMap((q) => q.drain());
     this.waiters.clear();
     for (const w of all) {

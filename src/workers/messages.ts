@@ -83,7 +83,12 @@ export type ToWorker =
   /** Query cache (shmem): another worker's generation bumps, to apply then acknowledge ('cache-bumped'). */
   | { readonly t: 'cache-bump'; readonly id: number; readonly names: readonly string[]; readonly forget: boolean }
   /** Query cache: every other worker applied this worker's bumps `id`. */
-  | { readonly t: 'cache-shared'; readonly id: number };
+  | { readonly t: 'cache-shared'; readonly id: number }
+  /**
+   * Load balancing on the instance's figures (instance-lb.ts): the merged latency means
+   * [node, mean s, age ms] and the sessions the other workers hold [node, count].
+   */
+  | { readonly t: 'lb'; readonly latency: readonly (readonly [number, number, number])[]; readonly othersActive: readonly (readonly [number, number])[] };
 
 /** Worker → supervisor. */
 export type FromWorker =
@@ -100,4 +105,6 @@ export type FromWorker =
   /** Query cache: this worker's generation bumps, for every other worker (answered by 'cache-shared'). */
   | { readonly t: 'cache-bump'; readonly id: number; readonly names: readonly string[]; readonly forget: boolean }
   /** Query cache: bumps `id` of another worker applied here. */
-  | { readonly t: 'cache-bumped'; readonly id: number };
+  | { readonly t: 'cache-bumped'; readonly id: number }
+  /** Load balancing: latencies observed since the last report [node, sum s, count], sessions held [node, count] (null: unchanged). */
+  | { readonly t: 'lb'; readonly latency: readonly (readonly [number, number, number])[]; readonly active: readonly (readonly [number, number])[] | null };

@@ -7,9 +7,10 @@
  * num_init_children × max_pool, default_pool_size, reserve_pool_size) are therefore never
  * exceeded by the instance. A share is at least 1 (a worker with no room at all would refuse
  * every client), so with N < W the instance may hold up to W instead of N: docs/workers.md.
- * Client limits (num_init_children, max_client_conn) and the per-address connection rate are
- * split the same way; connections are dealt to the workers round-robin, so the instance
- * refuses at the configured number give or take one per worker.
+ * Client limits (num_init_children, max_client_conn), the per-address connection rate and the
+ * shmem query cache's bounds (memqcache_total_size, memqcache_max_num_cache) are split the same
+ * way; connections are dealt to the workers round-robin, so the instance refuses at the
+ * configured number give or take one per worker (docs/workers.md says how exact each is).
  */
 import { deepFreeze, type Config } from '../config/load';
 
@@ -30,6 +31,9 @@ export function shareOffset(total: number, index: number, count: number): number
 /** Keys whose value is split between the workers (docs/workers.md says why each). */
 export const SPLIT_KEYS = [
   'num_init_children', 'max_client_conn', 'default_pool_size', 'reserve_pool_size', 'client_connection_rate_limit',
+  // The shmem query cache: each worker keeps its own answers, so the instance's bound is held by
+  // splitting it (the bytes and the entries add up to what is configured).
+  'memqcache_total_size', 'memqcache_max_num_cache',
 ] as const;
 
 /** The configuration worker `index` of `count` runs with: the instance's, with its share of each limit. */

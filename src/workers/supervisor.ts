@@ -12,6 +12,8 @@
  *    (replication lag, pg_status) every 500 ms when they changed.
  *  - Admin figures: PCP, HTTP and SQL admin commands ask every worker for its snapshot, merge
  *    it with the brain's node view (instance-view.ts) and answer for the whole instance.
+ *  - Load balancing: least_latency and least_connections balance on the instance's figures,
+ *    reported by the workers and pushed back every LB_REPORT_MS (instance-lb.ts).
  *  - Cancel: a worker that has no session for a CancelRequest's key sends it here; it goes to
  *    every other worker, and the one that owns the key cancels (keys carry random secrets).
  *  - Faults: a worker that exits is logged with its code or signal and forked again (after a
@@ -27,6 +29,7 @@ import { startApp, type App } from '../app';
 import type { AdminActions, AdminContext, PoolingView, QueryCacheAdmin } from '../admin/types';
 import type { ActionRequest, FromWorker, InstanceSnapshot, NodeState, ToWorker, WorkerSnapshot } from './messages';
 import { instanceContext } from './instance-view';
+import { InstanceLb, LB_REPORT_MS } from './instance-lb';
 import { WORKER_COUNT_ENV, WORKER_INDEX_ENV } from './worker';
 
 /** Options of startSupervisor. */
@@ -64,6 +67,16 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     e.left.delete(w);
     if (e.left.size === 0) e.done();
   };
+
+  /** least_latency / least_connections on the instance's figures (instance-lb.ts). */
+  const lb = new InstanceLb();
+  const pushLb = setInterval(() => {
+    if (!lb.takeDirty()) return;
+    const now = Date.now();
+    const latency = lb.latencies(now);
+    slots.forEach((s, i) => sendTo(s.worker, { t: 'lb', latency, othersActive: lb.othersActive(i) }));
+  }, LB_REPORT_MS);
+  pushLb.unref();
 
   const sendTo = (w: Worker | null, m: ToWorker): void => {
     if (w !== null && w.isConnected()) w.send(m);
@@ -143,9 +156,10 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     w.send({ t: 'nodes', nodes: nodeStates() } satisfies ToWorker);
     w.once('online', () => sendTo(w, { t: 'nodes', nodes: nodeStates() }));
     w.on('exit', (code, signal) => {
-      // A worker gone has no cache left to invalidate.
+      // A worker gone has no cache left to invalidate, and no sessions left on any node.
       for (const id of [...bumps.keys()]) bumpAcked(id, w);
       if (slot.worker !== w) return;
+      lb.forget(index);
       slot.worker = null;
       slot.ready = false;
       const cause = signal !== null ? `signal ${signal}` : `exit code ${code}`;
@@ -194,6 +208,8 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
         slots[index]!.ready = true;
         readyWaiters.splice(0).forEach((f) => f());
         pushNodes(true);
+        // A restarted worker balances on the instance's figures at once, not after the next change.
+        sendTo(w, { t: 'lb', latency: lb.latencies(Date.now()), othersActive: lb.othersActive(index) });
         return;
       case 'cancel':
         broadcast({ t: 'cancel', pid: m.pid, secret: m.secret }, w);
@@ -216,6 +232,9 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
         return;
       case 'cache-bumped':
         bumpAcked(m.id, w);
+        return;
+      case 'lb':
+        lb.report(index, m, Date.now());
         return;
       case 'replay?': {
         // One query at a time per standby for the whole instance (the probe shares it); what it
@@ -332,6 +351,7 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
     },
     stop: () => {
       clearInterval(measured);
+      clearInterval(pushLb);
       return stopAll();
     },
     reload: async () => {

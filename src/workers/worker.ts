@@ -16,7 +16,9 @@ import { remoteHealth, type RemoteHealth } from './remote-health';
 import { workerConfig } from './shares';
 import { collectWorker, instanceContext } from './instance-view';
 import { RemoteLsn } from './remote-lsn';
-import { leaseWait, queryLatency } from '../admin/latency';
+import { drainLatencyWindows, leaseWait, queryLatency, setInstanceLatencies } from '../admin/latency';
+import { localActive } from '../frontend/lb-candidates';
+import { LB_REPORT_MS } from './instance-lb';
 
 /** Environment the supervisor gives each worker. */
 export const WORKER_INDEX_ENV = 'PGMAITRE_WORKER_INDEX';
@@ -91,6 +93,12 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
     }
     if (m.t === 'replay') {
       lsn.apply(m.node, m.lsn);
+      return;
+    }
+    if (m.t === 'lb') {
+      setInstanceLatencies(m.latency);
+      const others = new Map(m.othersActive);
+      if (app !== null) app.ctx.otherWorkersActive = (node) => others.get(node) ?? 0;
       return;
     }
     if ('id' in m && (m.t === 'instance' || m.t === 'action-done' || m.t === 'current' || m.t === 'cache-shared')) {
@@ -174,5 +182,25 @@ export async function runWorker(configFile: string, overrides: { hbaFile?: strin
     app!.stop().then(() => process.exit(0), () => process.exit(1));
   });
   for (const m of early.splice(0)) handle(app, m);
+  // least_latency / least_connections: this worker's figures for the instance's (instance-lb.ts).
+  let lastActive = '';
+  const ctx = app.ctx;
+  setInterval(() => {
+    const algorithm = ctx.routing.prefs.algorithm;
+    const windows = drainLatencyWindows();
+    const latency = algorithm === 'least_latency' ? windows : [];
+    let active: [number, number][] | null = null;
+    if (algorithm === 'least_connections') {
+      const now = ctx.cluster.nodes.map((n): [number, number] => [n.id, localActive(ctx, n.id)]);
+      const text = JSON.stringify(now);
+      if (text !== lastActive) {
+        active = now;
+        lastActive = text;
+      }
+    } else {
+      lastActive = '';
+    }
+    if (latency.length > 0 || active !== null) send({ t: 'lb', latency, active });
+  }, LB_REPORT_MS).unref();
   send({ t: 'ready' });
 }

@@ -14,6 +14,9 @@ import { Client } from 'pg';
 import { withCluster } from '../harness/cluster';
 import { backendLines, eventually, startInProcess, type InProcess } from '../harness/in-process';
 import { ServerConnection } from '../../src/backend/server-connection';
+import { RawSocket } from '../../src/util/raw-socket';
+import * as startup from '../../src/protocol/startup';
+import type { ClientSession } from '../../src/frontend/session';
 
 const LOGINS = 10;
 
@@ -78,6 +81,62 @@ for (const mode of ['transaction', 'session'] as const) {
       // Session pooling resets the connection at each disconnect; transaction pooling gives a
       // clean lease back as it is.
       assert.equal(n.internal, mode === 'session' ? LOGINS : 0, 'internal round trips (reset_query_list)');
+    });
+
+    test(`${LOGINS} logins back to back, each arriving while the previous one's connection is being reset: none opens a backend connection`, async () => {
+      await settled();
+      // The reset (reset_query_list, an internal round trip) is made slow, so each next login
+      // surely arrives while it runs.
+      const runInternal = ServerConnection.prototype.runInternal;
+      ServerConnection.prototype.runInternal = async function (this: ServerConnection, ...a: Parameters<typeof runInternal>) {
+        await new Promise((r) => setTimeout(r, 150));
+        return runInternal.apply(this, a);
+      };
+      let n: Awaited<ReturnType<typeof counted>>;
+      try {
+        n = await counted(async () => {
+          await connectPerRequest(px.port, LOGINS, async () => {});
+        });
+      } finally {
+        ServerConnection.prototype.runInternal = runInternal;
+      }
+      // Session pooling: the login waits for the connection its previous client left (PgBouncer
+      // reuses it too) instead of opening another while reset_query_list runs.
+      assert.equal(n.connects, 0, 'a login opened a backend connection');
+      assert.equal(n.writes, LOGINS, `backend writes for ${LOGINS} logins + queries`);
+      await settled();
+    });
+
+    test(`${LOGINS} logins: no net.Socket per client, the StartupMessage decoded once for identical logins, the login answered in one write`, async () => {
+      await settled();
+      // What a login costs pgmaitre itself, counted (not timed): the client's connection is
+      // driven through its handle (util/raw-socket.ts); identical StartupMessages are decoded
+      // once (their keys derived once); AuthenticationOk, the ParameterStatus messages,
+      // BackendKeyData and ReadyForQuery go out as one write.
+      const mod = startup as { decodeStartupPacket: typeof startup.decodeStartupPacket };
+      const decode = mod.decodeStartupPacket;
+      const write = RawSocket.prototype.write;
+      let decoded = 0;
+      let writes = 0;
+      mod.decodeStartupPacket = (...a: Parameters<typeof decode>) => { decoded++; return decode(...a); };
+      RawSocket.prototype.write = function (this: RawSocket, ...a: Parameters<typeof write>) { writes++; return write.apply(this, a); };
+      const kinds = new Set<string>();
+      try {
+        for (let i = 0; i < LOGINS; i++) {
+          const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
+          c.on('error', () => {});
+          await c.connect();
+          for (const s of px.app.ctx.registry.list() as ClientSession[]) kinds.add(s.socket instanceof RawSocket ? 'raw' : s.socket.constructor.name);
+          await c.end();
+          await settled();
+        }
+      } finally {
+        mod.decodeStartupPacket = decode;
+        RawSocket.prototype.write = write;
+      }
+      assert.deepEqual([...kinds], ['raw'], 'client connections driven through their handle');
+      assert.equal(decoded, 0, 'StartupMessages decoded again (the same bytes as the logins before)');
+      assert.equal(writes, LOGINS, 'writes to the clients: one per login');
     });
 
     test(`${LOGINS} logins without a query: transaction pooling takes no backend connection at all`, async () => {

@@ -40,6 +40,7 @@ describe('query cache (shmem)', { timeout: 240_000 }, () => {
   before(async () => {
     await fx.cluster.psql(fx.cluster.primary.id, `
       CREATE TABLE qc_t (id int PRIMARY KEY, v text);
+      CREATE TABLE "Qc Mixed" (id int); INSERT INTO "Qc Mixed" VALUES (1);
       INSERT INTO qc_t SELECT g, 'v' || g FROM generate_series(1, 100) g;
       CREATE UNLOGGED TABLE qc_unlogged (id int);
       CREATE TABLE qc_rls (id int); ALTER TABLE qc_rls ENABLE ROW LEVEL SECURITY;
@@ -123,6 +124,13 @@ describe('query cache (shmem)', { timeout: 240_000 }, () => {
     assert.deepEqual(await q('SELECT v FROM qc_t WHERE id = 10'), [['changed']]);
     // Through a view (safe-listed) over the written table.
     assert.deepEqual(await q('SELECT v FROM qc_view WHERE id = 10'), [['changed']]);
+  });
+
+  test('a quoted mixed-case table is cached, and a write to it invalidates it', async () => {
+    const sql = 'SELECT count(*)::int FROM "Qc Mixed"';
+    assert.equal(await twice(sql), 1);
+    await q('INSERT INTO "Qc Mixed" VALUES (2)');
+    assert.deepEqual(await q(sql), [[2]]);
   });
 
   test('a SELECT calling a function that writes invalidates (fail closed)', async () => {

@@ -446,7 +446,9 @@ describe('worker_processes = 2: the query cache (shmem) stays exact across worke
       config: [
         `listen_addresses = '127.0.0.1'`, `port = ${port}`, "unix_socket_directories = ''",
         backendLines(fx.cluster), "sr_check_user = 'postgres'", "health_check_user = 'postgres'",
-        'worker_processes = 2', 'memory_cache_enabled = on', "memqcache_method = 'shmem'", '',
+        'worker_processes = 2', 'memory_cache_enabled = on', "memqcache_method = 'shmem'",
+        // The bounds are the instance's: split between the workers (4 + 3 entries, 500000 bytes each).
+        'memqcache_max_num_cache = 7', 'memqcache_total_size = 1000000', '',
       ].join('\n'),
       timeoutMs: 60_000, // a worker's start (WASM classifier included) is slow on a loaded machine
     });
@@ -490,5 +492,121 @@ describe('worker_processes = 2: the query cache (shmem) stays exact across worke
       await direct.end();
       await endAll(cs);
     }
+  });
+
+  test('memqcache_max_num_cache and memqcache_total_size bound the instance: 20 answers cached through both workers, 7 kept', async () => {
+    const cs = await connectAll(port, 4);
+    try {
+      for (let i = 0; i < 20; i++) {
+        for (const c of cs.slice(0, 2)) await c.query(`SELECT v, ${i} AS k FROM qcw WHERE id = 1`);
+      }
+      const row = (await cs[0]!.query('SHOW POOL_CACHE')).rows[0] as Record<string, string>;
+      assert.equal(row['num_hash_entries'], '7', `the instance's bound, summed over the workers: ${JSON.stringify(row)}`);
+      const kept = Number(row['num_cache_entries']);
+      assert.ok(kept >= 2 && kept <= 7, `at most 7 answers in the instance: ${JSON.stringify(row)}`);
+      assert.equal(Number(row['used_cache_entries_size']) + Number(row['free_cache_entries_size']), 1000000, JSON.stringify(row));
+    } finally {
+      await endAll(cs);
+    }
+  });
+});
+
+describe('worker_processes = 2: least_connections balances on the instance\'s sessions', { timeout: 300_000 }, () => {
+  const fx = withCluster({ standbys: 2 });
+  let px: PgmaitreProcess;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    px = await startPgmaitre({
+      config: [
+        `listen_addresses = '127.0.0.1'`, `port = ${port}`, "unix_socket_directories = ''",
+        backendLines(fx.cluster, [0, 1, 1]), "sr_check_user = 'postgres'", "health_check_user = 'postgres'",
+        'worker_processes = 2', "load_balance_algorithm = 'least_connections'", "app_name_redirect_preference_list = 'parked:1'", '',
+      ].join('\n'),
+      timeoutMs: 60_000, // a worker's start (WASM classifier included) is slow on a loaded machine
+    });
+    await px.waitForLog(/"event":"workers_ready"/, 30_000);
+  }, { timeout: 120_000 });
+  after(async () => {
+    await px?.stop();
+  });
+
+  test('sessions parked on standby1 by one worker: new sessions of both workers go to standby2', async () => {
+    const [s1, s2] = [fx.cluster.standbys[0]!.port, fx.cluster.standbys[1]!.port];
+    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1500)); // a report and a push (250 ms each), with room
+    const nodePort = async (c: Client): Promise<number> => (await c.query('SELECT inet_server_port() AS p')).rows[0].p as number;
+    // 8 sessions parked on standby1 (app_name_redirect_preference_list), dealt alternately to the
+    // two workers; those of the first worker end: the second worker holds the instance's 4.
+    const parked: Client[] = [];
+    const fresh: Client[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        const c = new Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', application_name: 'parked' });
+        c.on('error', () => {});
+        await c.connect();
+        assert.equal(await nodePort(c), s1);
+        parked.push(c);
+      }
+      await endAll(parked.filter((_, i) => i % 2 === 0));
+      await settle();
+      // Each worker sees standby1 holding 4 (its own or the other worker's) and standby2 none:
+      // the next sessions, on both workers, all go to standby2 until it holds as many. A worker
+      // that counted only its own sessions would send the first worker's (0 vs 0) to standby1.
+      const seen: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const c = client(port);
+        c.on('error', () => {});
+        await c.connect();
+        fresh.push(c);
+        seen.push(await nodePort(c));
+        await settle();
+      }
+      assert.deepEqual(seen, [s2, s2, s2], `standby1 ${s1}, standby2 ${s2}`);
+    } finally {
+      await endAll([...parked, ...fresh]);
+    }
+  });
+});
+
+describe('worker_processes = 2: client_connection_rate_limit is the instance\'s', { timeout: 300_000 }, () => {
+  const fx = withCluster({ standbys: 0 });
+  let px: PgmaitreProcess;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    px = await startPgmaitre({
+      config: [
+        `listen_addresses = '127.0.0.1'`, `port = ${port}`, "unix_socket_directories = ''",
+        backendLines(fx.cluster), "sr_check_user = 'postgres'", "health_check_user = 'postgres'",
+        'worker_processes = 2', 'client_connection_rate_limit = 4', 'client_connection_rate_window = 300', '',
+      ].join('\n'),
+      timeoutMs: 60_000, // a worker's start (WASM classifier included) is slow on a loaded machine
+    });
+    await px.waitForLog(/"event":"workers_ready"/, 30_000);
+  }, { timeout: 120_000 });
+  after(async () => {
+    await px?.stop();
+  });
+
+  test('4 per window from one address, not 4 per worker: 10 connections in a row, 4 admitted, the others refused with 53300', async () => {
+    const outcomes: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const c = client(port);
+      c.on('error', () => {});
+      try {
+        await c.connect();
+        outcomes.push('ok');
+        await c.end();
+      } catch (e) {
+        outcomes.push((e as { code?: string }).code ?? String(e));
+      }
+    }
+    const admitted = outcomes.filter((o) => o === 'ok').length;
+    // Each worker admits its share (2); connections dealt alternately reach both: 4 in all. A
+    // limit applied per worker would admit 8.
+    assert.ok(admitted <= 4 && admitted >= 2, outcomes.join(' '));
+    assert.ok(outcomes.filter((o) => o !== 'ok').every((o) => o === '53300'), outcomes.join(' '));
   });
 });

@@ -81,3 +81,36 @@ test('HTTP: /api/history, uPlot served from node_modules, the page loads only wh
     await server.close();
   }
 });
+
+test('the sampler: the query cache hit ratio and hits/misses per second per interval; no cache series with the cache off', async () => {
+  const t = makeContext();
+  const h0 = new HistorySampler(t.ctx, { intervalMs: 100 });
+  await h0.sampleNow();
+  assert.equal(h0.snapshot().cache, undefined, 'cache off: no series');
+
+  const m = { hits: 0, misses: 0 };
+  const qc = {
+    poolCacheRow: () => [], deleteQuery: async () => {}, invalidateAll: async () => {},
+    metrics: () => ({
+      method: 'shmem', hits: m.hits, misses: m.misses, selects: m.hits + m.misses, stores: 0, notStored: 0, evictions: 0,
+      memcachedErrors: 0, memcachedUp: true, bytes: 0, entries: 0, invalidations: new Map<string, number>(),
+    }),
+  };
+  const ctx = { ...t.ctx, queryCache: () => qc };
+  const h = new HistorySampler(ctx, { intervalMs: 100 });
+  await h.sampleNow();
+  m.hits += 90;
+  m.misses += 10;
+  await new Promise((r) => setTimeout(r, 150));
+  await h.sampleNow();
+  await new Promise((r) => setTimeout(r, 20));
+  await h.sampleNow(); // nothing looked up: no ratio
+  const s = h.snapshot();
+  assert.ok(s.cache !== undefined);
+  assert.deepEqual(s.cache.hitRatio, [null, 90, null]);
+  const dt = s.t[1]! - s.t[0]!;
+  assert.ok(Math.abs(s.cache.hits[1]! * dt - 90) < 1, `hits/s ${s.cache.hits[1]}`);
+  assert.ok(Math.abs(s.cache.misses[1]! * dt - 10) < 0.5);
+  assert.equal(s.cache.hits[2], 0);
+  assert.match(STATUS_PAGE_HTML, /id="c-cache"/);
+});

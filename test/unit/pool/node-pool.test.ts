@@ -275,3 +275,48 @@ test('leases: waiting costs no timer per waiter (one deadline timer for the pool
   assert.ok((await long) instanceof Conn);
   p.shutdown();
 });
+
+test('session pooling: a login that arrives while its key\'s connection is being reset waits for it instead of opening one', async () => {
+  const resets: ((ok: boolean) => void)[] = [];
+  const p = new NodePool<Conn>(0, {
+    capacity: 8, idleTimeoutSec: 0, maxUses: 0, connectionCache: true,
+    reset: () => new Promise<boolean>((resolve) => resets.push(resolve)),
+  });
+  let created = 0;
+  const create = async (): Promise<Conn> => { created++; return new Conn('k'); };
+  const a = await p.acquire('k', create);
+  const b = await p.acquire('k', create);
+  p.release(a, true);
+  p.release(b, true);
+  assert.equal(p.counts().resetting, 2);
+  // Three logins while two resets run: two wait (one per reset), the third opens its own.
+  const first = p.acquire('k', create);
+  const second = p.acquire('k', create);
+  const third = p.acquire('k', create);
+  await tick();
+  assert.equal(created, 3, 'only the login beyond the connections being reset opened one');
+  // Another key does not wait for this key's resets.
+  const other = await p.acquire('other', async () => new Conn('other'));
+  assert.equal(other.key, 'other');
+  resets[0]!(true);
+  assert.equal(await first, a, 'the first waiting login got the connection whose reset finished');
+  resets[1]!(false); // a failed reset: the waiting login opens a new connection
+  const s = await second;
+  assert.notEqual(s, b);
+  assert.equal(b.usable, false);
+  assert.equal(created, 4);
+  assert.notEqual(await third, a);
+  p.shutdown();
+});
+
+test('session pooling: shutdown wakes the logins waiting for a reset', async () => {
+  const p = new NodePool<Conn>(0, {
+    capacity: 8, idleTimeoutSec: 0, maxUses: 0, connectionCache: true, reset: () => new Promise<boolean>(() => {}),
+  });
+  const a = await p.acquire('k', async () => new Conn('k'));
+  p.release(a, true);
+  const waiting = p.acquire('k', async () => new Conn('k'));
+  await tick();
+  p.shutdown();
+  await assert.rejects(waiting, /closed/);
+});

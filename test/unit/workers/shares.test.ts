@@ -56,3 +56,14 @@ test('workerConfig splits the limits, keeps everything else, and is the identity
   assert.ok(w1.listen_backlog_multiplier * w1.num_init_children >= 2 * 33);
   assert.ok(Object.isFrozen(w0));
 });
+
+test('the shmem query cache is split: the workers\' bytes and entries add up to the configured bounds', () => {
+  const c = loadConfigText(BACKEND + 'memory_cache_enabled = on\nmemqcache_total_size = 1000001\nmemqcache_max_num_cache = 7\n', '/tmp/pgpool.conf').config;
+  for (const count of [2, 3, 4]) {
+    const parts = Array.from({ length: count }, (_, k) => workerConfig(c, k, count));
+    assert.equal(parts.reduce((a, w) => a + w.memqcache_total_size, 0), 1000001, `total_size over ${count}`);
+    assert.equal(parts.reduce((a, w) => a + w.memqcache_max_num_cache, 0), 7, `max_num_cache over ${count}`);
+    // What is not a bound stays the instance's.
+    for (const w of parts) assert.equal(w.memqcache_maxcache, c.memqcache_maxcache);
+  }
+});

@@ -1,0 +1,166 @@
+/**
+ * The session's side of the query cache (src/cache/; the hook itself is cache-port.ts): asking it
+ * before a planned request is sent (a hit is answered here, a miss it may store is sent to the
+ * primary and its answer collected), telling it what a request sent and how its transaction
+ * ended, and holding back the answers that follow a committed write until the cache's
+ * invalidation went through (the client learns of its write only once no cached answer can
+ * contradict it). The per-chunk checks stay in SessionCore.forward(), on fields it owns.
+ */
+import { TxStatus } from '../protocol/codes';
+import type { QueryClass } from '../classify/types';
+import { ExpectKind, Term, type Expect, type Link } from './link';
+import { releaseRequest, type Request, type RequestInfo } from './request';
+import type { Plan, Planner } from './planner';
+import type { Statements } from './statements';
+import type { SessionState } from './session-state';
+import type { ClientPort } from './ports';
+import type { CoreHost } from './core-host';
+import { CacheStep, type CachePort, type CacheView } from './cache-port';
+
+/** What the cache glue reads and changes of the session (SessionCore). */
+export interface CacheSession {
+  readonly host: Pick<CoreHost, 'cluster' | 'classifier'>;
+  /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
+  readonly cache: CachePort | null;
+  readonly cacheView: CacheView | null;
+  /** Node whose answer the cache collects (-1: none). */
+  collectNode: number;
+  /** Answers held back until the cache's invalidation of a commit went through. */
+  held: Buffer[] | null;
+  /** The client's socket is above its high-water mark: backends are paused. */
+  clientFull: boolean;
+  readonly closed: boolean;
+  readonly stickyNode: number;
+  readonly links: readonly (Link | undefined)[];
+  readonly client: ClientPort;
+  readonly statements: Statements;
+  readonly state: SessionState;
+  readonly planner: Pick<Planner, 'recentlyFailed'>;
+  connected(): IterableIterator<Link>;
+  allAnswered(node: number | null): boolean;
+  txStatus(): number;
+  flush(): void;
+  /** Waits for `p` with the queue blocked, then drives again. */
+  block(p: Promise<unknown>, what: string): void;
+}
+
+/** ReadyForQuery's header (its status byte follows). */
+const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
+
+/**
+ * The query cache's turn for a planned request: true/false as step() returns (answered from the
+ * cache / wait for a lookup), or null to send it. A miss it may store is sent to the primary (the
+ * cache is filled from the primary only: a standby's answer may predate a committed write) and
+ * its answer collected.
+ */
+export function consultCache(s: CacheSession, req: Request, info: RequestInfo, plan: Plan): boolean | null {
+  const cache = s.cache!;
+  if (req.term === Term.None || !s.allAnswered(null)) return null;
+  switch (cache.consult(req.data, info, s.cacheView!)) {
+    case CacheStep.Wait:
+      s.block(cache.waitFor!, 'query cache lookup');
+      return false;
+    case CacheStep.Hit: {
+      s.flush();
+      const answer = cache.hitAnswer();
+      const out = Buffer.allocUnsafe(answer.length + 6);
+      answer.copy(out, 0);
+      out.set(RFQ, answer.length);
+      out[answer.length + 5] = s.txStatus();
+      s.client.write(out);
+      for (const p of info.parses) {
+        // The client now has this statement: later Binds re-parse it where they run.
+        s.statements.parsed(p.name, Buffer.from(req.data.subarray(p.start, p.end)), p.sql, s.host.classifier.classify(p.sql), -1);
+        s.statements.protocol.get(p.name)?.nodes.delete(-1);
+      }
+      releaseRequest(req);
+      return true;
+    }
+    default:
+      break;
+  }
+  if (!cache.collecting) return null;
+  const primary = s.host.cluster.primaryId();
+  if (plan.node !== primary) {
+    if (primary >= 0 && s.stickyNode < 0 && s.allAnswered(primary) && (s.links[primary]?.conn != null || !s.planner.recentlyFailed(primary, true))) {
+      plan.node = primary;
+      plan.retryable = false;
+      plan.reason = 'query cache: filled from the primary only';
+    } else {
+      cache.collected(0, false);
+      return null;
+    }
+  }
+  s.collectNode = plan.node;
+  return null;
+}
+
+
+/** Tells the cache what a request sent (before bookkeeping: a Close in it would hide its statement). */
+export function cacheSent(s: CacheSession, info: RequestInfo, plan: Plan): void {
+  const bound: QueryClass[] = [];
+  for (const name of info.bindStatements) {
+    if (info.parsesStatement(name)) continue;
+    const st = s.statements.protocol.get(name);
+    if (st !== undefined) bound.push(st.cls);
+  }
+  const sqls = info.parses.length === 0 ? info.queries : [...info.queries, ...info.parses.map((p) => p.sql)];
+  s.cache!.sent(plan.classes, sqls, bound, s.cacheView!);
+  if (s.collectNode >= 0 && !s.cache!.collecting) s.collectNode = -1;
+}
+
+
+/**
+ * The chunk being scanned on `node` holds a ReadyForQuery 'I' that ended a client request (the
+ * link completed it before forwarding its range): what is forwarded from here waits for the
+ * invalidation of the session's writes.
+ */
+export function endsTransaction(s: CacheSession, node: number): boolean {
+  const l = node >= 0 ? s.links[node] : undefined;
+  if (l === undefined) return false;
+  for (const e of l.done) if (e.kind === ExpectKind.Client && e.sync && e.status === TxStatus.Idle) return true;
+  return false;
+}
+
+
+/** A client request completed on `link`: the collected answer, and transaction ends. */
+export function cacheSettled(s: CacheSession, link: Link, e: Expect): void {
+  const cache = s.cache!;
+  if (link.node === s.collectNode && (e.errored || e.skipped || e.sync)) {
+    s.collectNode = -1;
+    cache.collected(e.status, !e.errored && !e.skipped && e.status !== 0);
+  }
+  if (e.sync && e.status !== 0) {
+    const wait = cache.synced(e.status);
+    if (wait === null) releaseHeld(s);
+    else s.block(wait.finally(() => releaseHeld(s)), 'query cache invalidation');
+  }
+}
+
+
+/** Writes the answers held back for an invalidation (in order, before anything else). */
+export function releaseHeld(s: CacheSession): void {
+  const h = s.held;
+  if (h === null) return;
+  s.held = null;
+  if (s.closed || h.length === 0) return;
+  if (!s.client.write(h.length === 1 ? h[0]! : Buffer.concat(h)) && !s.clientFull) {
+    s.clientFull = true;
+    for (const l of s.connected()) l.conn!.pause();
+  }
+}
+
+
+export function makeCacheView(s: CacheSession): CacheView {
+  const st = s.statements;
+  const state = s.state;
+  return {
+    statementClass: (name) => st.protocol.get(name)?.cls,
+    statement: (name) => st.protocol.get(name),
+    txStatus: () => s.txStatus(),
+    get searchPath() { return state.searchPath; },
+    get parameters() { return state.parameters; },
+    get settingsVersion() { return state.version; },
+  };
+}
+

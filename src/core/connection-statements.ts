@@ -1,0 +1,116 @@
+/**
+ * This session's statements on its connections: under which server name each of the client's
+ * statements is on a shared connection (transaction pooling; the names themselves are made by
+ * statement-names.ts, the connection's own registry is protocol/server-statements.ts), which
+ * names a request redefines (the server refuses them, 42P05, in place), which statements go
+ * beyond max_prepared_statements (closed, least recently used first), and who owns the unnamed
+ * statement of each connection (a simple Query drops it).
+ */
+import { encodeClose, encodeFlush, encodeSync } from '../protocol/frontend';
+import { ExpectKind, Term, type Link } from './link';
+import type { RequestInfo } from './request';
+import type { ProtocolStatement, SqlStatement, Statements } from './statements';
+import { parseDefinition, serverStatementName, type NameMap } from './statement-names';
+
+/** What these functions read and change of the session (SessionCore). */
+export interface NamingSession {
+  readonly statements: Statements;
+  readonly links: readonly (Link | undefined)[];
+  /** Transaction pooling: the request being sent redefines these statement names (42P05 from the server). */
+  dupParses: Set<string> | null;
+  /** ...of which the request's Parses really were refused (not closed before them). */
+  readonly dupRefused: Set<string>;
+  /** Batches `buf` for `link`. */
+  send(link: Link, buf: Buffer): void;
+}
+
+const SYNC = encodeSync();
+const FLUSH = encodeFlush();
+
+/**
+ * Transaction pooling: Parses of a name this client has defined and not closed before them.
+ * PostgreSQL answers them 42P05 (and skips to Sync); a shared connection would not know the
+ * name, so the Parse is sent under the existing statement's server name (made sure to exist
+ * there first), and the server itself refuses it, in place.
+ */
+export function duplicateParses(s: NamingSession, info: RequestInfo): Set<string> | null {
+  let out: Set<string> | null = null;
+  for (const p of info.parses) {
+    if (p.name === '' || !s.statements.protocol.has(p.name)) continue;
+    (out ??= new Set()).add(p.name);
+  }
+  return out;
+}
+
+
+/** Closes the statements beyond max_prepared_statements on `link`'s connection (least recently used first). */
+export function evict(s: NamingSession, link: Link): void {
+  const names = link.conn!.statements.evict();
+  if (names === null) return;
+  const frames: Buffer[] = names.map((n) => encodeClose('S', n));
+  // Inside an open extended-protocol sequence a Sync would end it: Flush instead.
+  frames.push(link.unsynced ? FLUSH : SYNC);
+  link.expect(ExpectKind.Cleanup, true, names.length, link.unsynced ? Term.None : Term.Sync);
+  s.send(link, Buffer.concat(frames));
+}
+
+
+/** Server names of this session's statements on `link`'s connection (transaction pooling). */
+export function names(s: NamingSession, link: Link): NameMap {
+  const reg = link.conn!.statements;
+  const local = new Map<string, string>();
+  let closed: Set<string> | null = null;
+  return {
+    parsed: (name, definition) => {
+      // A name the client still has (from before, or parsed earlier in this request, not closed
+      // in between): the Parse goes under that statement's server name, and the server refuses it (42P05).
+      const earlier = local.get(name);
+      if (earlier !== undefined) return { server: earlier, had: false };
+      if (s.dupParses?.has(name) === true && closed?.has(name) !== true) {
+        s.dupRefused.add(name);
+        return { server: serverNameOf(s, name)!, had: false };
+      }
+      const server = serverStatementName('pgm_', definition);
+      local.set(name, server);
+      // Tentative until the server answered (confirmed or dropped in completed()).
+      const had = reg.has(server);
+      if (!had) reg.begin(server);
+      return { server, had };
+    },
+    serverName: (name) => local.get(name) ?? serverNameOf(s, name),
+    closing: (name) => {
+      local.delete(name);
+      (closed ??= new Set()).add(name);
+    },
+  };
+}
+
+
+/**
+ * A simple Query drops the unnamed statement (exec_simple_query), after the request's own
+ * Parses: the client has none any more. `sent`: the link the Query went to (its connection has
+ * none either); on the others, the connection may still hold it (transaction pooling: another
+ * client's, or this one's), so a later Bind '' is made to fail there as it would directly.
+ */
+export function unnamedDropped(s: NamingSession, sent: Link | null): void {
+  s.statements.protocol.delete('');
+  for (let i = 0; i < s.links.length; i++) {
+    const l = s.links[i];
+    if (l !== undefined) l.unnamedOwn = l === sent;
+  }
+}
+
+
+/** The server name of a protocol statement of this session (computed once). */
+export function serverNameOf(s: NamingSession, name: string): string | undefined {
+  const st = s.statements.protocol.get(name);
+  if (st === undefined) return undefined;
+  return (st.server ??= serverStatementName('pgm_', parseDefinition(st.frame)));
+}
+
+
+/** Does `link`'s connection have statement `st` (session pooling: by node; leased: by server name)? */
+export function hasStatement(link: Link, st: ProtocolStatement | SqlStatement, server: string | null): boolean {
+  return server === null ? st.nodes.has(link.node) : link.conn!.statements.has(server);
+}
+

@@ -1,0 +1,409 @@
+/**
+ * What a request does to the session: recorded when it is sent, applied when the server answered.
+ *
+ * bookkeeping() runs once a request is sent: routing state (noteDispatched), the per-node
+ * statement counters, the client's statement registry (Parse, Bind, Close; statements.ts), SQL
+ * PREPARE/DEALLOCATE/DISCARD, advisory locks and pins, and returns a Token (allocated only for
+ * the rare requests that need one) of what must still happen when its answer comes: SETs and
+ * LISTEN staged in SessionState only if it succeeded, savepoints, tentative server statements
+ * confirmed or dropped, names a failed Parse did not define, Closes that were skipped.
+ * completed() applies a Token; afterSync() ends a transaction at ReadyForQuery (SETs committed,
+ * standbys' transactions ended); stateFailed() ends the session whose settings could not be
+ * replayed on a connection (that connection's applied state is unknown from then on).
+ */
+import { TxStatus } from '../protocol/codes';
+import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
+import { clientErrors } from '../errors/client-errors';
+import type { ErrorFieldsInput } from '../protocol/error-fields';
+import { ADVISORY_LOCK_FUNCTIONS, type SessionEffect } from '../classify/session-effects';
+import type { QueryClass } from '../classify/types';
+import { noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
+import { LogEvent } from '../log/logger';
+import { ExpectKind, Term, type Expect, type Link } from './link';
+import type { Request, RequestInfo } from './request';
+import type { Plan } from './planner';
+import type { ProtocolStatement } from './statements';
+import type { SessionState } from './session-state';
+import type { ReadYourWrites } from './read-your-writes';
+import type { Pins } from './tx-pooling';
+import type { CoreHost } from './core-host';
+import type { BackendPort } from './ports';
+import { prepareDefinition, serverStatementName } from './statement-names';
+import { countStatement } from './statement-counters';
+import { noteTermination, TERMINATING_FUNCTIONS } from './identity-check';
+import { serverNameOf, type NamingSession } from './connection-statements';
+
+/** What these functions read and change of the session (SessionCore). */
+export interface EffectsSession extends NamingSession {
+  readonly host: CoreHost;
+  readonly route: RouteState;
+  readonly state: SessionState;
+  readonly ryw: ReadYourWrites;
+  readonly pins: Pins;
+  /** The transaction saw an error (a COMMIT will roll it back). */
+  txFailed: boolean;
+  /** Node where SETs of the current transaction were staged (-1: none). */
+  stagedNode: number;
+  /** SQL of the BEGIN that opened the current explicit transaction (replayed on a node joined inside it). */
+  beginSql: string;
+  /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
+  readonly stateLost: Set<Link>;
+  /** All links with a connection. */
+  connected(): IterableIterator<Link>;
+  /** Links by node (undefined where none was made). */
+  readonly links: readonly (Link | undefined)[];
+  /** Writes a FATAL to the client and ends the session. */
+  fail(fields: ErrorFieldsInput): void;
+}
+
+const SYNC = encodeSync();
+
+/** What a completed client request must still do (allocated only for the rare requests that need it). */
+export interface Token {
+  effects: SessionEffect[] | null;
+  /** ROLLBACK/ABORT: the transaction's staged changes go. */
+  rollback: boolean;
+  savepoint: string | null;
+  rollbackTo: string | null;
+  release: string | null;
+  /** SQL prepared statements this request registered (removed again if it failed). */
+  prepared: string[] | null;
+  /** Transaction pooling: server statements this request parses (tentative until it succeeded). */
+  parsed: string[] | null;
+  /**
+   * Transaction pooling: client statement names this request defines, with the index of their
+   * Parse among the request's completions (a Parse that failed or was skipped defines nothing).
+   */
+  defined: { name: string; index: number }[] | null;
+  /** Transaction pooling: client statements this request closes (they stay if the Close failed or was skipped). */
+  closed: { name: string; st: ProtocolStatement; index: number }[] | null;
+  /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
+  clears: 'all' | 'statements' | null;
+}
+
+
+/** A cleanup side request's note: it clears the connection's statements (DISCARD/DEALLOCATE ALL). */
+export interface ClearsToken {
+  readonly clears: 'all' | 'statements';
+}
+
+
+const ADVISORY_UNLOCK_ALL = 'pg_advisory_unlock_all';
+
+/** Registry, routing state and counters once a request is sent; returns its completion token. */
+export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, plan: Plan, node: number): Token | null {
+  const routerCfg = s.host.routing.router;
+  const counters = s.host.cluster.node(node)?.counters;
+  let token: Token | null = null;
+  const tok = (): Token => (token ??= newToken());
+  let seenHere = null as Set<string> | null;
+  let i = 0;
+  for (const sql of info.queries) {
+    const cls = plan.classes[i++]!;
+    dispatched(s, cls, sql, tok);
+    if (counters !== undefined) countStatement(counters, cls, sql);
+  }
+  for (const p of info.parses) {
+    const cls = plan.classes[i++]!;
+    dispatched(s, cls, p.sql, tok);
+    if (s.host.pooling !== 'session' && p.name !== '') {
+      // Refused by the server (42P05: redefined without Close): the old definition stays.
+      if (s.dupRefused.has(p.name) || seenHere?.has(p.name) === true) continue;
+      (seenHere ??= new Set()).add(p.name);
+    }
+    if (s.host.pooling !== 'session' && (p.name === '' || !s.statements.protocol.has(p.name))) {
+      (tok().defined ??= []).push({ name: p.name, index: completionIndex(req.data, p.start) });
+    }
+    s.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
+    if (p.name !== '' && s.host.pooling !== 'session') {
+      // Only the Parses that reached the server are tentative there (names() began them).
+      const server = serverNameOf(s, p.name)!;
+      if (s.links[node]?.conn?.statements.pending(server)) (tok().parsed ??= []).push(server);
+    }
+  }
+  // Each Bind is one execution of its statement: that is what the per-node counters count.
+  for (let b = 0; b < info.bindStatements.length; b++) {
+    const name = info.bindStatements[b]!;
+    const st = s.statements.protocol.get(name);
+    if (st !== undefined) {
+      st.nodes.add(node);
+      if (counters !== undefined) countStatement(counters, st.cls, st.sql);
+      if (!info.parsesStatement(name)) noteDispatched(st.cls, s.route, routerCfg);
+    }
+    s.statements.portals.set(info.bindPortals[b]!, node);
+  }
+  for (const name of info.statementRefs) s.statements.protocol.get(name)?.nodes.add(node);
+  for (const name of info.closedStatements) {
+    // Close then Parse of one name in one request: the Parse (registered above) stands.
+    if (info.parsesStatement(name) && lastParseAfterClose(req.data, name)) continue;
+    const st = s.statements.closed(name);
+    if (st === undefined) continue;
+    if (s.host.pooling !== 'session') (tok().closed ??= []).push({ name, st, index: closeIndex(req.data, name) });
+    for (const other of st.nodes) {
+      if (other !== node) s.links[other]?.cleanup.push({ buf: Buffer.concat([encodeClose('S', name), SYNC]), completions: 1, term: Term.Sync });
+    }
+  }
+  if (plan.effects !== null) effectsSent(s, plan.effects, node, tok, req.pooledRenamed);
+  return token;
+}
+
+
+/** Routing state, transaction bookkeeping and advisory locks for one statement sent. */
+export function dispatched(s: EffectsSession, cls: QueryClass, sql: string, tok: () => Token): void {
+  noteDispatched(cls, s.route, s.host.routing.router);
+  switch (cls.kind) {
+    case 'begin':
+      s.beginSql = cls.statements === 1 ? sql : 'BEGIN';
+      break;
+    case 'rollback':
+      tok().rollback = true;
+      break;
+    case 'savepoint':
+      tok().savepoint = savepointName(sql);
+      break;
+    case 'rollback_to':
+      tok().rollbackTo = savepointName(sql);
+      break;
+    case 'release':
+      tok().release = savepointName(sql);
+      break;
+    default:
+      break;
+  }
+  for (const f of cls.functions) {
+    if (TERMINATING_FUNCTIONS.has(f)) noteTermination();
+    if (ADVISORY_LOCK_FUNCTIONS.has(f)) s.state.advisoryHeld = true;
+    else if (f === ADVISORY_UNLOCK_ALL) s.state.advisoryHeld = false;
+  }
+  if (s.host.pooling !== 'session') s.pins.noteStatement(cls, sql);
+}
+
+
+/** PREPARE/DEALLOCATE/DISCARD take effect in the registry at once; SETs when the request succeeds. */
+export function effectsSent(s: EffectsSession, effects: readonly SessionEffect[], node: number, tok: () => Token, renamed: boolean): void {
+  const t = tok();
+  t.effects = effects as SessionEffect[];
+  const pooled = s.host.pooling !== 'session';
+  for (const e of effects) {
+    switch (e.kind) {
+      case 'prepare':
+      case 'execute':
+      case 'deallocate':
+        // A SQL statement name that reached a shared connection as the client wrote it (inside
+        // a multi-statement query, through the extended protocol): the session keeps its
+        // connection from now on, so that the name means the same there (fail closed).
+        if (pooled && !renamed && e.kind !== 'deallocate') s.pins.forced ||= 'SQL PREPARE/EXECUTE that cannot be renamed (multi-statement query or extended protocol)';
+        if (pooled && e.kind === 'deallocate' && e.name === null) t.clears ??= 'statements';
+        break;
+      default:
+        break;
+    }
+    switch (e.kind) {
+      case 'prepare': {
+        const cls = s.host.classifier.classify(e.text);
+        if (s.statements.prepared(e.name, e.text, cls, node, serverStatementName('pgmq_', prepareDefinition(e.text)))) (t.prepared ??= []).push(e.name);
+        break;
+      }
+      case 'deallocate':
+        if (e.name === null) {
+          s.statements.clearAll(true);
+          everywhereElse(s, node, 'DEALLOCATE ALL', 'statements');
+        } else {
+          const st = s.statements.sql.get(e.name) ?? s.statements.protocol.get(e.name);
+          s.statements.sql.delete(e.name);
+          s.statements.protocol.delete(e.name);
+          for (const other of st?.nodes ?? []) {
+            if (other !== node) s.links[other]?.cleanup.push({ buf: encodeQuery(`DEALLOCATE ${quoteIdent(e.name)}`), completions: 0, term: Term.Query });
+          }
+        }
+        break;
+      case 'discard':
+        if (e.what === 'all') {
+          s.statements.clearAll(true);
+          everywhereElse(s, node, 'DISCARD ALL', 'all');
+          if (pooled) t.clears = 'all';
+        } else if (e.what === 'temp') {
+          s.route.tempTables.clear();
+          s.pins.tempDiscarded();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+
+/** Queues `sql` (swallowed) on every other link before its next request. */
+export function everywhereElse(s: EffectsSession, node: number, sql: string, clears: 'all' | 'statements'): void {
+  for (const l of s.connected()) if (l.node !== node) l.cleanup.push({ buf: encodeQuery(sql), completions: 0, term: Term.Query, clears });
+}
+
+
+/** A client request completed: apply its session effects if it succeeded. */
+export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): void {
+  const conn = link.conn;
+  if (t.parsed !== null && conn !== null) {
+    // Tentative server statements become facts, or go: a request that was skipped created
+    // nothing; one that failed may have created some of them (closed before the next use).
+    for (const server of t.parsed) {
+      if (e.errored || e.skipped) conn.statements.failed(server, e.skipped);
+      else {
+        conn.statements.confirm(server);
+        s.host.knownStatement(s.state.searchPath, server, true);
+      }
+    }
+  }
+  if (t.defined !== null && (e.errored || e.skipped)) {
+    // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
+    for (const d of t.defined) {
+      if (e.skipped || e.failedAt <= d.index) s.statements.protocol.delete(d.name);
+    }
+  }
+  if (t.closed !== null && (e.errored || e.skipped)) {
+    // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
+    for (const d of t.closed) {
+      if (!(e.skipped || e.failedAt <= d.index) || s.statements.protocol.has(d.name)) continue;
+      // ...unless what it was to close is what a failed Parse of this request defined: nothing to keep.
+      if (t.defined?.some((p) => p.name === d.name && p.index < d.index && (e.skipped || e.failedAt <= p.index)) === true) continue;
+      s.statements.protocol.set(d.name, d.st);
+    }
+  }
+  if (t.clears !== null && conn !== null && !e.errored && !e.skipped) {
+    cleared(conn, t.clears);
+    if (t.clears === 'all') s.pins.discarded();
+  }
+  if (e.errored || e.skipped) {
+    for (const name of t.prepared ?? []) s.statements.sql.delete(name);
+    if (t.effects !== null) stageImmediate(s, t.effects);
+    return;
+  }
+  if (t.effects !== null) {
+    s.state.stage(t.effects);
+    if (s.state.pending) s.stagedNode = link.node;
+  }
+  if (t.savepoint !== null) s.state.savepoint(t.savepoint);
+  if (t.rollbackTo !== null) s.state.rollbackTo(t.rollbackTo);
+  if (t.release !== null) s.state.release(t.release);
+  if (t.rollback) s.state.discard();
+}
+
+
+/**
+ * DISCARD ALL or DEALLOCATE ALL ran on `conn`: no statement is left there; after DISCARD ALL its
+ * settings are the defaults again (unknown to the replay: the next lessee resets and replays all).
+ */
+export function cleared(conn: BackendPort, what: 'all' | 'statements'): void {
+  conn.statements.clear();
+  if (what === 'all') {
+    conn.applied = null;
+    conn.appliedVersion = -1;
+    conn.appliedOwner = null;
+  }
+}
+
+
+/** LISTEN and friends of a failed multi-statement request may have happened: count them (safe side). */
+export function stageImmediate(s: EffectsSession, effects: readonly SessionEffect[]): void {
+  const pins = effects.filter((x) => x.kind === 'listen' || x.kind === 'declare_hold');
+  if (pins.length > 0) s.state.stage(pins);
+}
+
+
+/** A ReadyForQuery answered a client request on `link`. */
+export function afterSync(s: EffectsSession, link: Link, e: Expect, primary: number): void {
+  const status = e.status;
+  if (status === TxStatus.Idle) {
+    if (link.node === s.stagedNode || (s.stagedNode < 0 && s.state.pending)) {
+      if (s.txFailed) s.state.discard();
+      else s.state.commit(link.conn, s);
+      s.stagedNode = -1;
+    }
+    s.statements.transactionEnded(link.node);
+  }
+  if (link.node !== primary) return;
+  if (status === TxStatus.Idle) {
+    if (link.owed === 0) s.ryw.onPrimaryIdle(link.node);
+    noteTransactionEnd(s.route);
+    s.txFailed = false;
+    // The primary's transaction ended: end the part a standby still holds (its snapshot would
+    // otherwise stay open there, and the next read would run inside that stale transaction).
+    // (An indexed loop: the connected() generator allocated an iterator per transaction.)
+    for (const other of s.links) {
+      if (other === undefined || other.conn === null || other === link || other.owed > 0 || other.unsynced || other.txStatus === TxStatus.Idle) continue;
+      other.expect(ExpectKind.Tx, true, 0, Term.Query);
+      s.send(other, encodeQuery('ROLLBACK'));
+      other.txStatus = TxStatus.Idle;
+    }
+  } else {
+    s.route.inTransaction = true;
+    if (status === TxStatus.Failed) s.txFailed = true;
+  }
+}
+
+
+/** Session state could not be replayed on a node: its answers would be wrong there. */
+export function stateFailed(s: EffectsSession, link: Link): void {
+  // What the connection has applied is unknown now (the replay was recorded as sent).
+  if (link.conn !== null) {
+    link.conn.applied = null;
+    link.conn.appliedVersion = -1;
+    link.conn.appliedOwner = null;
+  }
+  s.stateLost.add(link);
+  s.host.log.error({ event: LogEvent.BackendError, node_id: link.node, pid: s.host.pid },
+    `could not apply this session's settings on node ${link.node}; closing the session rather than answering with different settings`);
+  s.fail(clientErrors.sessionStateLost(link.node));
+}
+
+
+/** How many completion-producing messages (Parse, Bind, Describe, Execute, Close) come before offset `at` of a request. */
+function completionIndex(data: Buffer, at: number): number {
+  let n = 0;
+  for (let pos = 0; pos + 5 <= data.length && pos < at; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
+  }
+  return n;
+}
+
+/** The completion index of the request's last Close of statement `name` (-1 when none). */
+function closeIndex(data: Buffer, name: string): number {
+  let n = 0;
+  let at = -1;
+  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) at = n;
+    if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
+  }
+  return at;
+}
+
+/** True when the request's last Parse of statement `name` comes after its last Close of it. */
+function lastParseAfterClose(data: Buffer, name: string): boolean {
+  let parse = -1;
+  let close = -1;
+  for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
+    const c = data[pos]!;
+    if (c === 0x50 && data.toString('utf8', pos + 5, data.indexOf(0, pos + 5)) === name) parse = pos;
+    else if (c === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) close = pos;
+  }
+  return parse > close;
+}
+
+export function newToken(): Token {
+  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null };
+}
+
+/** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */
+function savepointName(sql: string): string {
+  const m = /([A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|"(?:[^"]|"")+")\s*;?\s*$/.exec(sql);
+  if (m === null) return '';
+  const id = m[1]!;
+  return id.startsWith('"') ? id.slice(1, -1).replace(/""/g, '"') : id.toLowerCase();
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+

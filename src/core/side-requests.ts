@@ -1,0 +1,187 @@
+/**
+ * Side requests: what a link needs before the client's request can run there, sent ahead of it
+ * with their answers swallowed (Expects of their own kinds, link.ts). In order: cleanup of what
+ * was closed or discarded elsewhere; a Close of statements a failed request may or may not have
+ * created on a shared connection; the session's settings replayed where they differ
+ * (session-state.ts); BEGIN or ROLLBACK so that a standby follows the primary's explicit
+ * transaction; statements bound or described here but parsed elsewhere (or, leased, not known to
+ * be on this connection) re-parsed, under their server names on a shared connection; SQL
+ * prepared statements re-prepared. Also broadcast(): transaction control reaching every node in
+ * a transaction balanced across nodes.
+ */
+import { TxStatus } from '../protocol/codes';
+import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
+import type { RouteState } from '../router/router';
+import { ExpectKind, Term, type Expect, type Link } from './link';
+import type { Request, RequestInfo } from './request';
+import type { Plan } from './planner';
+import type { ProtocolStatement } from './statements';
+import type { SessionState } from './session-state';
+import type { Pins } from './tx-pooling';
+import type { CoreHost } from './core-host';
+import type { ClearsToken } from './request-effects';
+import { encodeParseAs, parseDefinition, renameSqlStatement } from './statement-names';
+import { hasStatement, serverNameOf, type NamingSession } from './connection-statements';
+import { emptyArray } from '../util/arrays';
+
+/** What the side requests read and change of the session (SessionCore). */
+export interface SideSession extends NamingSession {
+  readonly host: Pick<CoreHost, 'pooling' | 'routing' | 'statementCache' | 'knownStatement'>;
+  readonly state: SessionState;
+  readonly route: RouteState;
+  readonly pins: Pins;
+  /** After a Flush the session stays on this node until Sync (-1: none). */
+  readonly stickyNode: number;
+  /** SQL of the BEGIN that opened the current explicit transaction. */
+  readonly beginSql: string;
+  connected(): IterableIterator<Link>;
+}
+
+/** A side request's note: the statement re-parsed or re-prepared (by node, or by server name on a leased connection). */
+export interface ReparseToken {
+  readonly st: ProtocolStatement | { readonly nodes: Set<number> };
+  readonly server: string | null;
+}
+
+const SYNC = encodeSync();
+const FLUSH = encodeFlush();
+const EMPTY_QUERY = encodeQuery('');
+
+/** Side requests a link needs before the client's request: cleanup, session state, transaction, statements. */
+export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan: Plan, notPrimary: boolean): void {
+  const conn = link.conn!;
+  const pooled = s.host.pooling !== 'session';
+  /** Nothing in flight there before this request's own side requests. */
+  const idle = link.owed === 0;
+  if (!link.unsynced) {
+    for (const c of link.cleanup) {
+      if (c.term === Term.Query) link.unnamedOwn = false;
+      const e = link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
+      if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
+      s.send(link, c.buf);
+    }
+    emptyArray(link.cleanup);
+    const unsure = conn.statements.unsure;
+    if (unsure.size > 0) {
+      // Statements a failed request may or may not have created: make sure they do not exist.
+      const frames: Buffer[] = [];
+      for (const name of unsure) frames.push(encodeClose('S', name));
+      frames.push(SYNC);
+      link.expect(ExpectKind.Cleanup, true, unsure.size, Term.Sync);
+      s.send(link, Buffer.concat(frames));
+      unsure.clear();
+    }
+    const replay = s.state.replayFor(conn, s);
+    if (link.cleanup.length > 0 || replay.length > 0) link.unnamedOwn = false; // (a Query drops the unnamed statement)
+    if (replay.length > 0) {
+      link.expect(ExpectKind.State, true, 0, Term.Query);
+      s.send(link, encodeQuery(replay.join('; ')));
+    }
+    if (notPrimary && s.stickyNode < 0 && idle) {
+      // A node other than the primary follows the primary's explicit transaction: BEGIN when the
+      // session is inside one and reads are balanced in transactions, ROLLBACK when the session
+      // left it but this node is still in it (standbys only read: ROLLBACK ends them as COMMIT would).
+      const wantTx = s.route.inTransaction && s.host.routing.router.loadBalanceInTransaction;
+      let sql = '';
+      if (wantTx && link.txStatus === TxStatus.Idle) sql = s.beginSql;
+      else if (!s.route.inTransaction && link.txStatus !== TxStatus.Idle) sql = 'ROLLBACK';
+      if (sql !== '') {
+        link.unnamedOwn = false;
+        link.expect(ExpectKind.Tx, true, 0, Term.Query);
+        s.send(link, encodeQuery(sql));
+        link.txStatus = sql === 'ROLLBACK' ? TxStatus.Idle : TxStatus.InTransaction;
+      }
+    }
+  }
+  // Statements bound or described here but parsed on another node (or, leased, not known to be
+  // on this connection): re-parse them first.
+  const dups = s.dupParses === null ? null : [...s.dupParses];
+  const bound = info.bindStatements.length + info.statementRefs.length;
+  const names = bound + (dups?.length ?? 0);
+  let unnamedDropped = false;
+  if (names > 0) {
+    const sticky = s.stickyNode === link.node;
+    for (let i = 0; i < names; i++) {
+      // (Names redefined by this request must exist for the server to refuse the Parse, even mid-sequence.)
+      if (i < bound && sticky) continue;
+      const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
+      if (i < bound && info.parsesStatement(name)) continue;
+      // The client's own unnamed Parse (or its failure) is what the connection has: as directly.
+      if (pooled && name === '' && link.unnamedOwn) continue;
+      const st = s.statements.protocol.get(name);
+      if (st === undefined) {
+        if (pooled && name === '' && !link.unsynced && !unnamedDropped) {
+          // The client has no unnamed statement, but another client's may be on this connection:
+          // a simple Query drops it (exec_simple_query), so the Bind '' fails as it would directly (26000).
+          unnamedDropped = true;
+          link.expect(ExpectKind.Cleanup, true, 0, Term.Query);
+          s.send(link, EMPTY_QUERY);
+          link.unnamedOwn = true; // none, as the client has none
+        }
+        continue;
+      }
+      // The unnamed statement is never mapped to a named one (the Bind '' stays as it is): on
+      // a shared connection whatever another client parsed last may be there, so the client's
+      // own unnamed Parse is sent again, as it wrote it.
+      const server = pooled && name !== '' ? serverNameOf(s, name)! : null;
+      if (pooled && name === '') {
+        // (re-parsed below)
+      } else if (hasStatement(link, st, server)) {
+        if (server !== null) s.host.statementCache(true);
+        continue;
+      }
+      if (server !== null) s.host.statementCache(false);
+      // Leased: no Sync between the re-parse and the request (an error there reaches the client
+      // and skips its request, as the Parse it stands for would). Session pooling: in its own
+      // Sync, except inside an open extended-protocol sequence (Parse + Flush).
+      const inline = pooled || link.unsynced;
+      const e = inline ? link.expect(ExpectKind.Reparse, true, 1, Term.None) : link.expect(ExpectKind.Reparse, true, 1, Term.Sync);
+      e.errorsToClient = inline;
+      e.token = { st, server } satisfies ReparseToken;
+      const parse = server === null ? st.frame : encodeParseAs(server, parseDefinition(st.frame));
+      s.send(link, link.unsynced ? Buffer.concat([parse, FLUSH]) : inline ? parse : Buffer.concat([parse, SYNC]));
+      if (server === null) st.nodes.add(link.node);
+      else conn.statements.begin(server);
+      if (pooled && name === '') link.unnamedOwn = true;
+    }
+  }
+  if (!link.unsynced) {
+    for (const st of plan.sqlNeeded) {
+      const server = pooled && s.pins.forced === '' ? st.server : null;
+      if (hasStatement(link, st, server)) continue;
+      const text = server === null ? st.text : renameSqlStatement(st.text, server);
+      if (text === null) continue; // not renamable: the EXECUTE fails as it would without it
+      const e = link.expect(ExpectKind.Reparse, true, 0, Term.Query);
+      e.token = { st, server } satisfies ReparseToken;
+      s.send(link, encodeQuery(text));
+      if (server === null) st.nodes.add(link.node);
+      else conn.statements.begin(server);
+    }
+  }
+}
+
+
+/** Transaction control or session state inside a transaction balanced across nodes: every node in it gets it. */
+export function broadcast(s: SideSession, req: Request, target: Link): void {
+  for (const l of s.connected()) {
+    if (l === target || l.owed > 0 || l.unsynced || l.txStatus === TxStatus.Idle) continue;
+    l.expect(ExpectKind.Tx, true, req.completions, req.term);
+    s.send(l, req.data);
+  }
+}
+
+
+/** A re-parse or re-prepare was answered: the statement is there now, or (failed, skipped) it is not. */
+export function reparsed(s: SideSession, link: Link, e: Expect): void {
+  const t = e.token as ReparseToken;
+  if (!e.errored && !e.skipped) {
+    if (t.server !== null) {
+      link.conn?.statements.confirm(t.server);
+      s.host.knownStatement(s.state.searchPath, t.server, true);
+    }
+  } else if (t.server === null) {
+    t.st.nodes.delete(link.node);
+  } else {
+    link.conn?.statements.failed(t.server, true); // one Parse (or PREPARE) that failed created nothing
+  }
+}

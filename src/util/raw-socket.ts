@@ -1,0 +1,338 @@
+/**
+ * Accepted TCP connections without net.Socket.
+ *
+ * A client that connects per request (PHP, serverless, `pgbench -C`) costs a proxy one accepted
+ * socket per transaction. Node wraps each accepted handle in a net.Socket: a Duplex stream with
+ * its Readable and Writable state, an EventEmitter, a close sequence through the stream's destroy
+ * machinery and several ticks. Measured on the 2-core lab VM with `pgbench -C` against a server
+ * that answers with canned bytes: 108–144 µs of user CPU per connection through net.Socket,
+ * 46–52 µs through the handle directly, as little as PgBouncer's 39 µs (docs/performance.md).
+ *
+ * RawSocket drives the accepted handle (Node's TCPWrap) itself: reads into an ArrayBuffer per
+ * read, or, once switched (useSharedBuffer), into one buffer shared by every RawSocket (reads are
+ * delivered one at a time, each a view valid during the call); writes through WriteWrap requests
+ * (what socket.write() ends up doing); end() is a shutdown after the pending writes, then the
+ * handle is closed when the peer's EOF comes (as net.Socket without allowHalfOpen: the client
+ * reads the last bytes, and no reset is sent over them). Callbacks, not events: one owner.
+ *
+ * The handle API is internal to Node (`tcp_wrap`, `stream_wrap` bindings, unchanged since Node
+ * 12). takeOverAccept() checks every piece it uses and declines when one is missing (the server
+ * then keeps making net.Sockets); a connection that has to become a net.Socket after all (TLS,
+ * a replication connection handed over) is turned into one by toNetSocket() before its reads
+ * are switched to the shared buffer.
+ */
+import * as net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+
+interface WriteReq {
+  handle: TcpHandle;
+  oncomplete: (this: WriteReq, status: number) => void;
+  async: boolean;
+  bytes: number;
+  buffer: Buffer | null;
+  owner: RawSocket | null;
+}
+
+interface ShutdownReq {
+  handle: TcpHandle;
+  oncomplete: (this: ShutdownReq, status: number) => void;
+  callback: () => void;
+  owner: RawSocket | null;
+}
+
+interface StreamBinding {
+  WriteWrap: new () => WriteReq;
+  ShutdownWrap: new () => ShutdownReq;
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+  kArrayBufferOffset: number;
+  kLastWriteWasAsync: number;
+}
+
+/** The accepted handle (Node's TCPWrap), as far as it is used here. */
+export interface TcpHandle {
+  readStart(): number;
+  readStop(): number;
+  useUserBuffer(buf: Uint8Array): void;
+  writeBuffer(req: WriteReq, buf: Buffer): number;
+  shutdown(req: ShutdownReq): number;
+  close(cb?: () => void): void;
+  getpeername(out: { address?: string; port?: number }): number;
+  setNoDelay(on: boolean): number;
+  writeQueueSize: number;
+  onread: (this: TcpHandle, ab?: ArrayBuffer) => void;
+  rawOwner?: RawSocket | null;
+}
+
+let binding: StreamBinding | null = null;
+let UV_EOF = -4095;
+try {
+  const b = (process as unknown as { binding(name: string): StreamBinding }).binding('stream_wrap');
+  if (typeof b.WriteWrap === 'function' && typeof b.ShutdownWrap === 'function' && b.streamBaseState instanceof Int32Array
+    && typeof b.kReadBytesOrError === 'number' && typeof b.kArrayBufferOffset === 'number' && typeof b.kLastWriteWasAsync === 'number') binding = b;
+  const uv = (process as unknown as { binding(name: string): { UV_EOF?: number } }).binding('uv');
+  if (typeof uv.UV_EOF === 'number') UV_EOF = uv.UV_EOF;
+} catch {
+  binding = null; // not available in this Node: accepted connections stay net.Sockets
+}
+
+/** True when takeOverAccept() can be used on this Node. */
+export const rawAcceptAvailable = binding !== null;
+
+const HIGH_WATER = 64 * 1024;
+/** One read buffer for every RawSocket switched to it (reads are delivered one at a time). */
+const SHARED = Buffer.allocUnsafe(64 * 1024);
+
+const noop = (): void => {};
+
+function usableHandle(h: unknown): h is TcpHandle {
+  const t = h as Partial<TcpHandle> | null;
+  return t != null && typeof t.readStart === 'function' && typeof t.readStop === 'function' && typeof t.useUserBuffer === 'function'
+    && typeof t.writeBuffer === 'function' && typeof t.shutdown === 'function' && typeof t.close === 'function'
+    && typeof t.getpeername === 'function' && typeof t.setNoDelay === 'function';
+}
+
+function errorName(status: number): string {
+  try {
+    return getSystemErrorName(status);
+  } catch {
+    return `error ${status}`;
+  }
+}
+
+/** handle.onread: one read (or EOF, or an error) of the handle's owner. */
+function onRead(this: TcpHandle, ab?: ArrayBuffer): void {
+  const s = this.rawOwner;
+  if (s == null) return;
+  const state = binding!.streamBaseState;
+  const n = state[binding!.kReadBytesOrError]!;
+  if (n > 0) {
+    if (s.idleTimer !== null) s.idleTimer.refresh();
+    if (s.shared) s.onRead(SHARED.subarray(0, n));
+    else s.onRead(Buffer.from(ab!, state[binding!.kArrayBufferOffset]!, n));
+    return;
+  }
+  if (n === 0) return;
+  s.peerEnded(n === UV_EOF ? null : errorName(n));
+}
+
+function afterWrite(this: WriteReq, status: number): void {
+  const s = this.owner!;
+  this.buffer = null;
+  this.owner = null;
+  if (status < 0) {
+    s.destroy(`client socket error: ${errorName(status)}`);
+    return;
+  }
+  if (!s.destroyed && this.handle.writeQueueSize === 0) s.onDrain();
+}
+
+function afterShutdown(this: ShutdownReq): void {
+  const s = this.owner!;
+  this.owner = null;
+  s.shutdownDone();
+}
+
+/** One accepted TCP connection driven through its handle; see the file header. */
+export class RawSocket {
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  destroyed = false;
+  /** Bytes of a read: an owned Buffer, or after useSharedBuffer() a view valid during the call. */
+  onRead: (chunk: Buffer) => void = noop;
+  /** The handle's write queue went empty after a write returned false. */
+  onDrain: () => void = noop;
+  /** The connection ended (`reason` null: the peer closed it; else an error). Called once. */
+  onEnd: (reason: string | null) => void = noop;
+  /** Reads go to the shared buffer (useSharedBuffer). */
+  shared = false;
+  /** Inactivity timer (setIdleTimeout), refreshed by every read and write. */
+  idleTimer: NodeJS.Timeout | null = null;
+  private reading = false;
+  private paused = false;
+  private ending = false;
+  private eof = false;
+  private notified = false;
+
+  constructor(readonly _handle: TcpHandle) {
+    const out: { address?: string; port?: number } = {};
+    _handle.getpeername(out);
+    this.remoteAddress = out.address ?? '';
+    this.remotePort = out.port ?? 0;
+    _handle.setNoDelay(true);
+    _handle.rawOwner = this;
+    _handle.onread = onRead;
+  }
+
+  /** No stream buffer: every write goes to the handle (its queue is `_handle.writeQueueSize`). */
+  get writableLength(): number {
+    return 0;
+  }
+
+  /** Writes are accepted (not ended, not destroyed). */
+  get writable(): boolean {
+    return !this.ending && !this.destroyed;
+  }
+
+  /** Starts reading (pause() stops it until resume()). */
+  start(): void {
+    this.paused = false;
+    this.syncReading();
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.syncReading();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.syncReading();
+  }
+
+  private syncReading(): void {
+    const want = !this.destroyed && !this.eof && (!this.paused || this.ending);
+    if (want === this.reading) return;
+    this.reading = want;
+    if (want) this._handle.readStart();
+    else this._handle.readStop();
+  }
+
+  /** From now on reads land in the buffer shared by every RawSocket (views, valid during onRead). */
+  useSharedBuffer(): void {
+    if (this.shared || this.destroyed) return;
+    this._handle.useUserBuffer(SHARED);
+    this.shared = true;
+  }
+
+  /** Writes `buf`; false when the handle's queue is above the high-water mark (onDrain follows). */
+  write(buf: Buffer): boolean {
+    if (this.ending || this.destroyed) return true;
+    if (this.idleTimer !== null) this.idleTimer.refresh();
+    const req = new binding!.WriteWrap();
+    req.handle = this._handle;
+    req.oncomplete = afterWrite;
+    req.async = false;
+    req.bytes = 0;
+    req.buffer = null;
+    req.owner = null;
+    const err = this._handle.writeBuffer(req, buf);
+    if (err !== 0) {
+      this.destroy(`client socket error: ${errorName(err)}`);
+      return false;
+    }
+    if (binding!.streamBaseState[binding!.kLastWriteWasAsync] !== 0) {
+      // The kernel did not take it all: the handle holds the rest; keep the bytes alive until done.
+      req.buffer = buf;
+      req.owner = this;
+      return this._handle.writeQueueSize < HIGH_WATER;
+    }
+    return true;
+  }
+
+  /**
+   * Ends the connection: `last` (if any) is written, the sending side is shut down once the
+   * pending writes are out, and the handle is closed when the peer's EOF arrives (what it still
+   * sends meanwhile is read and dropped, so that the close is a FIN, not a reset).
+   */
+  end(last?: Buffer): void {
+    if (this.ending || this.destroyed) return;
+    if (last !== undefined) this.write(last);
+    this.ending = true;
+    this.onRead = noop;
+    this.setIdleTimeout(0, noop);
+    const req = new binding!.ShutdownWrap();
+    req.handle = this._handle;
+    req.oncomplete = afterShutdown;
+    req.callback = noop;
+    req.owner = this;
+    if (this._handle.shutdown(req) !== 0) {
+      this.destroy(null);
+      return;
+    }
+    this.syncReading();
+  }
+
+  /** The shutdown went out (after the pending writes). */
+  shutdownDone(): void {
+    if (this.eof) this.destroy(null);
+  }
+
+  /** The peer closed (`error` null) or the connection failed. */
+  peerEnded(error: string | null): void {
+    this.eof = true;
+    this.syncReading();
+    if (error !== null) {
+      this.destroy(`client socket error: ${error}`);
+      return;
+    }
+    this.notify(null);
+    if (this.ending) this.destroy(null);
+    // Not ending yet: the owner ends it (end()), which closes once the shutdown is out.
+  }
+
+  /** Closes the handle now (pending writes are dropped). */
+  destroy(reason: string | null = null): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.reading = false;
+    this.setIdleTimeout(0, noop);
+    const h = this._handle;
+    h.onread = noop;
+    h.rawOwner = null;
+    h.close();
+    this.notify(reason);
+  }
+
+  private notify(reason: string | null): void {
+    if (this.notified) return;
+    this.notified = true;
+    this.onEnd(reason);
+  }
+
+  /** Calls `onIdle` after `ms` without a read or a write (0: never), once per idle period. */
+  setIdleTimeout(ms: number, onIdle: () => void): void {
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
+    if (ms <= 0 || this.destroyed) return;
+    this.idleTimer = setTimeout(onIdle, ms);
+    this.idleTimer.unref();
+  }
+
+  /**
+   * This connection as a net.Socket (TLS, a handover): its reads and writes go through Node's
+   * stream from now on. Only before useSharedBuffer(), with nothing read and not handed on.
+   */
+  toNetSocket(): net.Socket {
+    if (this.shared) throw new Error('toNetSocket after useSharedBuffer');
+    const h = this._handle;
+    if (this.reading) h.readStop();
+    this.reading = false;
+    h.onread = noop;
+    h.rawOwner = null;
+    this.destroyed = true; // this object no longer drives the handle
+    this.notified = true;
+    this.setIdleTimeout(0, noop);
+    return new net.Socket({ handle: h, readable: true, writable: true } as unknown as net.SocketConstructorOpts);
+  }
+}
+
+/**
+ * Makes `server` (listening) hand its accepted connections to `onRaw` as RawSockets instead of
+ * making net.Sockets (then `connection` is not emitted and `server.close()` does not wait for
+ * them: their owner closes them). A handle that lacks a method used here goes to `onSocket` as a
+ * net.Socket. Returns false, changing nothing, when this Node does not allow it.
+ */
+export function takeOverAccept(server: net.Server, onRaw: (s: RawSocket) => void, onSocket: (s: net.Socket) => void): boolean {
+  if (binding === null) return false;
+  const h = (server as unknown as { _handle?: { onconnection?: unknown } | null })._handle;
+  if (h == null || typeof h.onconnection !== 'function') return false;
+  h.onconnection = (err: number, client: unknown): void => {
+    if (err !== 0 || client == null) return; // accept failed (EMFILE...): the client is retried by the kernel backlog
+    if (usableHandle(client)) onRaw(new RawSocket(client));
+    else onSocket(new net.Socket({ handle: client, readable: true, writable: true } as unknown as net.SocketConstructorOpts));
+  };
+  return true;
+}

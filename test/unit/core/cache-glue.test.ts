@@ -1,0 +1,133 @@
+/** cache-glue.ts: the session's side of the query cache, with a recording cache and no core, no socket. */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cacheSettled, consultCache, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from '../../../src/core/cache-glue';
+import { CacheStep, type CachePort } from '../../../src/core/cache-port';
+import { Statements } from '../../../src/core/statements';
+import { SessionState } from '../../../src/core/session-state';
+import { ExpectKind, Link, Term } from '../../../src/core/link';
+import { newRequest, RequestInfo } from '../../../src/core/request';
+import { Plan } from '../../../src/core/planner';
+import { encodeQuery } from '../../../src/protocol/frontend';
+import { TxStatus } from '../../../src/protocol/codes';
+import { FakeConn } from './core-harness';
+
+function cache(step: CacheStep, o: { collecting?: boolean; synced?: Promise<unknown> | null } = {}) {
+  const log: string[] = [];
+  const c: CachePort = {
+    consult: () => step,
+    waitFor: Promise.resolve(),
+    holdAnswers: false,
+    collecting: o.collecting ?? false,
+    hitAnswer: () => Buffer.from('HIT'),
+    sent: () => { log.push('sent'); },
+    collect: () => { log.push('collect'); },
+    collected: (status, ok) => { log.push(`collected ${status} ${ok}`); },
+    synced: () => o.synced ?? null,
+  };
+  return { c, log };
+}
+
+function session(port: CachePort) {
+  const links = [new Link(0), new Link(1)];
+  links[0]!.conn = new FakeConn(0, 100);
+  links[1]!.conn = new FakeConn(1, 101);
+  const client: Buffer[] = [];
+  const blocked: string[] = [];
+  let accept = true;
+  const s: CacheSession = {
+    host: { cluster: { primaryId: () => 0 }, classifier: { classify: () => ({}) } } as unknown as CacheSession['host'],
+    cache: port,
+    cacheView: null,
+    collectNode: -1,
+    held: null,
+    clientFull: false,
+    closed: false,
+    stickyNode: -1,
+    links,
+    client: { write: (b) => { client.push(Buffer.from(b)); return accept; } },
+    statements: new Statements(),
+    state: new SessionState(),
+    planner: { recentlyFailed: () => false },
+    connected: function* () { for (const l of links) if (l.conn !== null) yield l; },
+    allAnswered: () => true,
+    txStatus: () => TxStatus.Idle,
+    flush: () => {},
+    block: (_p, what) => { blocked.push(what); },
+  };
+  (s as { cacheView: CacheSession['cacheView'] }).cacheView = makeCacheView(s);
+  return { s, links, client, blocked, full: () => { accept = false; } };
+}
+
+function query(sql: string) {
+  const req = newRequest();
+  req.data = encodeQuery(sql);
+  req.term = Term.Query;
+  return { req, info: new RequestInfo().read(req.data) };
+}
+
+describe('consultCache', () => {
+  test('a hit is answered here with the session\'s ReadyForQuery', () => {
+    const { c } = cache(CacheStep.Hit);
+    const { s, client } = session(c);
+    const { req, info } = query('SELECT 1');
+    assert.equal(consultCache(s, req, info, new Plan()), true);
+    const out = Buffer.concat(client);
+    assert.equal(out.subarray(0, 3).toString(), 'HIT');
+    assert.deepEqual([...out.subarray(3)], [0x5a, 0, 0, 0, 5, TxStatus.Idle]);
+  });
+  test('a lookup blocks the queue; a pass goes on', () => {
+    const w = session(cache(CacheStep.Wait).c);
+    const q = query('SELECT 1');
+    assert.equal(consultCache(w.s, q.req, q.info, new Plan()), false);
+    assert.deepEqual(w.blocked, ['query cache lookup']);
+    const p = session(cache(CacheStep.Pass).c);
+    assert.equal(consultCache(p.s, q.req, q.info, new Plan()), null);
+    assert.equal(p.s.collectNode, -1);
+  });
+  test('a miss to be stored is sent to the primary (filled from the primary only) and collected', () => {
+    const { s } = session(cache(CacheStep.Pass, { collecting: true }).c);
+    const { req, info } = query('SELECT 1');
+    const plan = new Plan();
+    plan.node = 1;
+    plan.retryable = true;
+    assert.equal(consultCache(s, req, info, plan), null);
+    assert.equal(plan.node, 0);
+    assert.equal(plan.retryable, false);
+    assert.equal(s.collectNode, 0);
+  });
+});
+
+describe('answers held for an invalidation', () => {
+  test('a ReadyForQuery idle completed on a link ends a transaction', () => {
+    const { s, links } = session(cache(CacheStep.Pass).c);
+    assert.equal(endsTransaction(s, 0), false);
+    const e = links[0]!.expect(ExpectKind.Client, false, 0, Term.Query);
+    e.status = TxStatus.Idle;
+    links[0]!.done.push(e);
+    assert.equal(endsTransaction(s, 0), true);
+    assert.equal(endsTransaction(s, -1), false);
+  });
+  test('held answers are written in one piece; a full client socket pauses the backends', () => {
+    const { s, client, links, full } = session(cache(CacheStep.Pass).c);
+    s.held = [Buffer.from('a'), Buffer.from('b')];
+    full();
+    releaseHeld(s);
+    assert.equal(Buffer.concat(client).toString(), 'ab');
+    assert.equal(s.held, null);
+    assert.equal(s.clientFull, true);
+    assert.ok(links.every((l) => (l.conn as FakeConn).paused));
+  });
+  test('the collected answer ends with its request; an invalidation to wait for blocks the queue', () => {
+    const { c, log } = cache(CacheStep.Pass, { synced: new Promise(() => {}) });
+    const { s, links, blocked } = session(c);
+    s.collectNode = 0;
+    const e = links[0]!.expect(ExpectKind.Client, false, 0, Term.Query);
+    e.status = TxStatus.Idle;
+    e.sync = true;
+    cacheSettled(s, links[0]!, e);
+    assert.deepEqual(log, [`collected ${TxStatus.Idle} true`]);
+    assert.equal(s.collectNode, -1);
+    assert.deepEqual(blocked, ['query cache invalidation']);
+  });
+});

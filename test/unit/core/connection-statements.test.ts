@@ -1,0 +1,122 @@
+/** connection-statements.ts: a session's statements under server names on its connections, with no core and no socket. */
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { duplicateParses, evict, hasStatement, names, serverNameOf, unnamedDropped, type NamingSession } from '../../../src/core/connection-statements';
+import { Statements } from '../../../src/core/statements';
+import { Link } from '../../../src/core/link';
+import { RequestInfo } from '../../../src/core/request';
+import { encodeParse, encodeSync } from '../../../src/protocol/frontend';
+import { initClassifier } from '../../../src/classify';
+import type { QueryClass } from '../../../src/classify/types';
+import { FakeConn } from './core-harness';
+
+before(async () => { await initClassifier(); });
+
+const read: QueryClass = { kind: 'read', readOnly: true, statements: 1, functions: [], relations: [], flags: { parsedBy: 'lexer' } } as unknown as QueryClass;
+
+function session() {
+  const links = [new Link(0), new Link(1)];
+  links[0]!.conn = new FakeConn(0, 100);
+  links[1]!.conn = new FakeConn(1, 101);
+  const sent: { node: number; buf: Buffer }[] = [];
+  const s: NamingSession = {
+    statements: new Statements(),
+    links,
+    dupParses: null,
+    dupRefused: new Set(),
+    send: (l, buf) => { sent.push({ node: l.node, buf }); },
+  };
+  return { s, links, sent };
+}
+
+/** The client parsed `name` as `sql` (on node 0). */
+function define(s: NamingSession, name: string, sql: string): void {
+  s.statements.parsed(name, encodeParse(name, sql), sql, read, 0);
+}
+
+describe('server names', () => {
+  test('serverNameOf: one name per definition, computed once', () => {
+    const { s } = session();
+    define(s, 'a', 'SELECT 1');
+    define(s, 'b', 'SELECT 1');
+    define(s, 'c', 'SELECT 2');
+    const a = serverNameOf(s, 'a')!;
+    assert.match(a, /^pgm_/);
+    assert.equal(serverNameOf(s, 'b'), a);
+    assert.notEqual(serverNameOf(s, 'c'), a);
+    assert.equal(s.statements.protocol.get('a')!.server, a);
+    assert.equal(serverNameOf(s, 'nope'), undefined);
+  });
+  test('names(): a new Parse is tentative on the connection; one it has already is answered in place', () => {
+    const { s, links } = session();
+    const reg = links[0]!.conn!.statements;
+    const def = encodeParse('', 'SELECT 1').subarray(6); // (the definition after the name)
+    const first = names(s, links[0]!).parsed('x', def);
+    assert.equal(first.had, false);
+    assert.equal(reg.pending(first.server), true);
+    reg.confirm(first.server);
+    const again = names(s, links[0]!).parsed('y', def);
+    assert.deepEqual(again, { server: first.server, had: true });
+  });
+  test('names(): a name the client still has is sent under its server name, for the server to refuse (42P05)', () => {
+    const { s, links } = session();
+    define(s, 'x', 'SELECT 1');
+    const info = new RequestInfo().read(Buffer.concat([encodeParse('x', 'SELECT 2'), encodeSync()]));
+    s.dupParses = duplicateParses(s, info);
+    assert.deepEqual([...s.dupParses!], ['x']);
+    const m = names(s, links[0]!);
+    assert.equal(m.parsed('x', encodeParse('', 'SELECT 2').subarray(6)).server, serverNameOf(s, 'x'));
+    assert.ok(s.dupRefused.has('x'));
+    // Closed earlier in the same request: the Parse defines it anew.
+    s.dupRefused.clear();
+    const m2 = names(s, links[0]!);
+    m2.closing!('x');
+    assert.notEqual(m2.parsed('x', encodeParse('', 'SELECT 2').subarray(6)).server, serverNameOf(s, 'x'));
+    assert.equal(s.dupRefused.size, 0);
+  });
+  test('duplicateParses: the unnamed statement and new names are not duplicates', () => {
+    const { s } = session();
+    define(s, '', 'SELECT 1');
+    const info = new RequestInfo().read(Buffer.concat([encodeParse('', 'SELECT 2'), encodeParse('n', 'SELECT 3'), encodeSync()]));
+    assert.equal(duplicateParses(s, info), null);
+  });
+});
+
+describe('connections', () => {
+  test('evict closes what goes beyond max_prepared_statements, least recently used first, in a swallowed request', () => {
+    const { s, links, sent } = session();
+    const l = links[0]!;
+    const reg = l.conn!.statements;
+    reg.cap = 1;
+    for (const n of ['pgm_a', 'pgm_b']) { reg.begin(n); reg.confirm(n); }
+    reg.nextRequest();
+    evict(s, l);
+    assert.equal(sent.length, 1);
+    const out = sent[0]!.buf.toString('latin1');
+    assert.ok(out.startsWith('C') && out.includes('pgm_a') && !out.includes('pgm_b'));
+    assert.equal(sent[0]!.buf[sent[0]!.buf.length - 5], 0x53, 'ends with Sync');
+    assert.equal(l.owed, 1);
+    assert.equal(l.head!.swallow, true);
+    assert.deepEqual(reg.list(), ['pgm_b']);
+    sent.length = 0;
+    evict(s, l);
+    assert.equal(sent.length, 0, 'nothing beyond the cap: nothing sent');
+  });
+  test('hasStatement: by node in session pooling, by server name on a leased connection', () => {
+    const { s, links } = session();
+    define(s, 'a', 'SELECT 1');
+    const st = s.statements.protocol.get('a')!;
+    assert.equal(hasStatement(links[0]!, st, null), true);
+    assert.equal(hasStatement(links[1]!, st, null), false);
+    assert.equal(hasStatement(links[0]!, st, 'pgm_zz'), false);
+  });
+  test('unnamedDropped: the client has no unnamed statement; only the link the Query went to is known to have none', () => {
+    const { s, links } = session();
+    define(s, '', 'SELECT 1');
+    links[1]!.unnamedOwn = true;
+    unnamedDropped(s, links[0]!);
+    assert.equal(s.statements.protocol.has(''), false);
+    assert.equal(links[0]!.unnamedOwn, true);
+    assert.equal(links[1]!.unnamedOwn, false);
+  });
+});

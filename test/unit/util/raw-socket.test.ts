@@ -1,0 +1,200 @@
+/**
+ * RawSocket (src/util/raw-socket.ts): accepted TCP connections driven through their handle, with
+ * real loopback sockets. Like the fast I/O path, it reaches into Node internals and declines
+ * silently when they are missing: the first test fails if a Node upgrade takes it away.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { RawSocket, rawAcceptAvailable, takeOverAccept } from '../../../src/util/raw-socket';
+
+/** A listening server whose accepted connections come as RawSockets, and a connected client. */
+async function pair(): Promise<{ server: net.Server; raw: RawSocket; client: net.Socket }> {
+  const server = net.createServer(() => assert.fail('a net.Socket was made for an accepted connection'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  let got!: (s: RawSocket) => void;
+  const rawP = new Promise<RawSocket>((r) => { got = r; });
+  assert.equal(takeOverAccept(server, (s) => got(s), () => assert.fail('handle lacks a method')), true);
+  const port = (server.address() as net.AddressInfo).port;
+  const client = net.connect(port, '127.0.0.1');
+  client.on('error', () => {});
+  await new Promise<void>((r, j) => { client.once('connect', r); client.once('error', j); });
+  const raw = await rawP;
+  return { server, raw, client };
+}
+
+const collect = (s: net.Socket, bytes: number): Promise<Buffer> => new Promise((resolve) => {
+  const got: Buffer[] = [];
+  let n = 0;
+  const on = (d: Buffer): void => {
+    got.push(d);
+    n += d.length;
+    if (n >= bytes) {
+      s.off('data', on);
+      resolve(Buffer.concat(got));
+    }
+  };
+  s.on('data', on);
+});
+
+test('raw accept is available on this Node', () => {
+  assert.equal(rawAcceptAvailable, true, "process.binding('stream_wrap') no longer gives WriteWrap/ShutdownWrap/streamBaseState");
+});
+
+test('reads (owned chunks, then views of the shared buffer), writes, the peer\'s address', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    assert.equal(raw.remoteAddress, '127.0.0.1');
+    assert.equal(raw.remotePort, client.localPort);
+    const chunks: Buffer[] = [];
+    let first!: () => void;
+    const firstP = new Promise<void>((r) => { first = r; });
+    raw.onRead = (c) => { chunks.push(c); first(); };
+    raw.start();
+    client.write('hello');
+    await firstP;
+    assert.equal(Buffer.concat(chunks).toString(), 'hello');
+    // Shared buffer: views valid during the call only (copied here).
+    const views: string[] = [];
+    let second!: () => void;
+    const secondP = new Promise<void>((r) => { second = r; });
+    raw.onRead = (v) => { views.push(v.toString()); second(); };
+    raw.useSharedBuffer();
+    client.write('world');
+    await secondP;
+    assert.deepEqual(views, ['world']);
+    const answer = collect(client, 6);
+    assert.equal(raw.write(Buffer.from('abc')), true);
+    assert.equal(raw.write(Buffer.from('def')), true);
+    assert.equal((await answer).toString(), 'abcdef');
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});
+
+test('backpressure: write() returns false above the high-water mark, onDrain once the queue is empty', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.start();
+    client.pause();
+    const big = Buffer.alloc(1024 * 1024, 0x61);
+    let full = false;
+    for (let i = 0; i < 64 && !full; i++) full = !raw.write(big);
+    assert.ok(full, 'write() never reported a full queue');
+    const drained = new Promise<void>((r) => { raw.onDrain = r; });
+    client.resume();
+    client.on('data', () => {});
+    await drained;
+    assert.equal(raw._handle.writeQueueSize, 0);
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});
+
+test('end(): the last bytes arrive, the client sees EOF, the handle closes once the client closes too', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    const ended: (string | null)[] = [];
+    raw.onEnd = (r) => ended.push(r);
+    raw.start();
+    const all = collect(client, 4);
+    const eof = new Promise<void>((r) => client.once('end', r));
+    raw.end(Buffer.from('bye!'));
+    assert.equal(raw.writable, false);
+    assert.equal((await all).toString(), 'bye!');
+    await eof;
+    client.end();
+    await new Promise<void>((r) => { const t = setInterval(() => { if (raw.destroyed) { clearInterval(t); r(); } }, 5); });
+    assert.deepEqual(ended, [null]);
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
+
+test('the peer closes: onEnd(null) once; a reset: onEnd with the error', async () => {
+  {
+    const { server, raw, client } = await pair();
+    const ended = new Promise<string | null>((r) => { raw.onEnd = r; });
+    raw.start();
+    client.end();
+    assert.equal(await ended, null);
+    raw.end();
+    await new Promise<void>((r) => { const t = setInterval(() => { if (raw.destroyed) { clearInterval(t); r(); } }, 5); });
+    server.close();
+  }
+  {
+    const { server, raw, client } = await pair();
+    const ended = new Promise<string | null>((r) => { raw.onEnd = r; });
+    raw.start();
+    client.resetAndDestroy();
+    assert.match(String(await ended), /client socket error: ECONNRESET/);
+    assert.equal(raw.destroyed, true);
+    server.close();
+  }
+});
+
+test('pause() stops reading until resume()', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    const got: string[] = [];
+    raw.onRead = (c) => got.push(c.toString());
+    raw.start();
+    raw.pause();
+    client.write('x');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(got.length, 0);
+    const more = new Promise<void>((r) => { raw.onRead = (c) => { got.push(c.toString()); r(); }; });
+    raw.resume();
+    await more;
+    assert.deepEqual(got, ['x']);
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});
+
+test('toNetSocket(): the connection goes on as a net.Socket (TLS, handovers)', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.start();
+    const s = raw.toNetSocket();
+    assert.ok(s instanceof net.Socket);
+    assert.equal(raw.destroyed, true, 'the RawSocket no longer drives the handle');
+    const back = collect(client, 4);
+    s.on('data', (d: Buffer) => s.write(d));
+    client.write('ping');
+    assert.equal((await back).toString(), 'ping');
+    s.destroy();
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
+
+test('setIdleTimeout: called after the idle time, not while there is traffic', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.onRead = () => {};
+    raw.start();
+    let fired = 0;
+    raw.setIdleTimeout(150, () => { fired++; });
+    for (let i = 0; i < 6; i++) {
+      client.write('.');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(fired, 0, 'fired during traffic');
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(fired, 1);
+    raw.setIdleTimeout(0, () => {});
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});
