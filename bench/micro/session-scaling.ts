@@ -9,7 +9,7 @@
  * each request finds its session's objects colder. What grows here and not in the pipe is
  * pgmaitre's own per-session footprint (or per-session work). Plain script:
  * `npx tsc -p . && node dist/bench/micro/session-scaling.js [N...]` (env POOLING=session,transaction,
- * MODES=simple,extended, REQUESTS=200000 measured per figure). Under
+ * MODES=simple,extended, REQUESTS=100000 measured per figure). Under
  * `valgrind --tool=cachegrind --cache-sim=yes` (REQUESTS small, two counts subtracted) it gives
  * the cache misses per request, which do not depend on how busy the machine is.
  */
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
             s.core.onBackendData(0, answer);
           }
         };
-        const total = Number(process.env.REQUESTS ?? 200_000);
+        const total = Number(process.env.REQUESTS ?? 100_000);
         const rounds = Math.max(1, Math.round(total / n));
         for (let k = 0; k < Math.max(2, rounds / 4); k++) round(k); // warm-up
         const t0 = process.cpuUsage();
