@@ -60,7 +60,9 @@ export async function listenAll(
       const server = net.createServer({ noDelay: true }, (s) => onSocket(s, false));
       servers.push(server);
       await listenOn(server, { host, port, backlog: 1024, ipv6Only: host.includes(':') }, keys.tcp);
-      if (onRaw !== undefined) takeOverAccept(server, onRaw, (s) => onSocket(s, false));
+      // PGMAITRE_NET_SOCKETS=1: every connection a net.Socket (an escape hatch, should a Node
+      // release change the internals RawSocket drives in a way its checks do not see).
+      if (onRaw !== undefined && process.env['PGMAITRE_NET_SOCKETS'] !== '1') takeOverAccept(server, onRaw, (s) => onSocket(s, false));
     }
     for (const dir of socketDirs) {
       if (dir === '') continue;
