@@ -50,6 +50,8 @@ export interface EffectsSession extends NamingSession {
   readonly stateLost: Set<Link>;
   /** All links with a connection. */
   connected(): IterableIterator<Link>;
+  /** Links by node (undefined where none was made). */
+  readonly links: readonly (Link | undefined)[];
   /** Writes a FATAL to the client and ends the session. */
   fail(fields: ErrorFieldsInput): void;
 }
@@ -341,8 +343,9 @@ export function afterSync(s: EffectsSession, link: Link, e: Expect, primary: num
     s.txFailed = false;
     // The primary's transaction ended: end the part a standby still holds (its snapshot would
     // otherwise stay open there, and the next read would run inside that stale transaction).
-    for (const other of s.connected()) {
-      if (other === link || other.owed > 0 || other.unsynced || other.txStatus === TxStatus.Idle) continue;
+    // (An indexed loop: the connected() generator allocated an iterator per transaction.)
+    for (const other of s.links) {
+      if (other === undefined || other.conn === null || other === link || other.owed > 0 || other.unsynced || other.txStatus === TxStatus.Idle) continue;
       other.expect(ExpectKind.Tx, true, 0, Term.Query);
       s.send(other, encodeQuery('ROLLBACK'));
       other.txStatus = TxStatus.Idle;

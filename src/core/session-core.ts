@@ -712,9 +712,18 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     });
   }
 
-  /** Reads the client only while its requests can go somewhere. */
+  /**
+   * Reads the client only while its requests can go somewhere: not while a backend socket is full
+   * or more than QUEUE_HIGH_WATER bytes of requests wait here. A request waiting (for a lease, a
+   * connection, a lookup) does not stop the reading by itself: the byte bound holds what may
+   * queue meanwhile, and pausing a socket read through util/fast-read.ts costs a readStop and a
+   * readStart (epoll_ctl calls, a stream resume on the next tick). With transaction pooling and
+   * more clients than connections nearly every request waits for its lease, so that pause and
+   * resume per request made the CPU per transaction jump once clients outnumbered
+   * default_pool_size (test/unit/core/per-session-cost.test.ts counts them).
+   */
   private pacing(): void {
-    const stop = this.backendFull > 0 || this.queuedBytes + this.rBytes > QUEUE_HIGH_WATER || (this.blocked > 0 && this.queue.length > 0);
+    const stop = this.backendFull > 0 || this.queuedBytes + this.rBytes > QUEUE_HIGH_WATER;
     if (stop && !this.clientPaused) {
       this.clientPaused = true;
       this.host.pauseClient();

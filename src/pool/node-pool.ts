@@ -83,7 +83,9 @@ interface Waiter<T> {
   readonly limit: LeaseLimit;
   resolve(c: T): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout | null;
+  /** When it gives up (Date.now() ms; 0: never), and the wait it was given (ms). */
+  readonly deadline: number;
+  readonly timeoutMs: number;
   /** Wakes the pump when reserve_pool_timeout has passed for this waiter. */
   reserveTimer: NodeJS.Timeout | null;
   done: boolean;
@@ -116,6 +118,11 @@ class WaitQueue<T> {
       this.head = 0;
     }
     return this.items[this.head];
+  }
+
+  /** Every waiter still waiting, oldest first (the deadline sweep). */
+  *waiting(): IterableIterator<Waiter<T>> {
+    for (let i = this.head; i < this.items.length; i++) if (!this.items[i]!.done) yield this.items[i]!;
   }
 
   /** Every entry, done or not (shutdown). */
@@ -161,6 +168,14 @@ export class NodePool<T extends Poolable> {
   /** Leased connections held by pinned sessions: counted apart from their key's default_pool_size. */
   private readonly pinnedConns = new Set<T>();
   private readonly pinnedPerKey = new Map<string, number>();
+  /**
+   * query_wait_timeout: one timer for the whole pool, set for the earliest deadline of any waiter
+   * (a sweep then rejects those past theirs and sets it for the next). A timer per waiter, set
+   * and cleared for each lease that waited, was work on nearly every transaction once clients
+   * outnumbered default_pool_size (test/unit/pool/node-pool.test.ts counts the timers).
+   */
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private deadlineAt = 0;
 
   constructor(readonly nodeId: number, private opts: NodePoolOptions<T>) {
     this.timer = setInterval(() => this.reap(), 1000);
@@ -341,14 +356,11 @@ export class NodePool<T extends Poolable> {
     if (now !== null) return Promise.resolve(now);
     if (this.closed) return Promise.reject(new Error(`pool of node ${this.nodeId} is closed`));
     return new Promise<T>((resolve, reject) => {
-      const w: Waiter<T> = { key, since: Date.now(), create, limit, resolve, reject, timer: null, reserveTimer: null, done: false };
-      if (timeoutMs > 0) {
-        w.timer = setTimeout(() => {
-          if (w.done) return;
-          this.leave(w);
-          reject(new LeaseTimeout(`no connection to node ${this.nodeId} became free within ${timeoutMs / 1000} s`));
-        }, timeoutMs);
-      }
+      const since = Date.now();
+      const w: Waiter<T> = {
+        key, since, create, limit, resolve, reject, deadline: timeoutMs > 0 ? since + timeoutMs : 0, timeoutMs, reserveTimer: null, done: false,
+      };
+      if (w.deadline > 0) this.armDeadline(w.deadline);
       if (limit.reserve > 0 && limit.reserveAfterMs > 0) {
         w.reserveTimer = setTimeout(() => {
           w.reserveTimer = null;
@@ -458,10 +470,43 @@ export class NodePool<T extends Poolable> {
   private leave(w: Waiter<T>): void {
     w.done = true;
     this.waiting--;
-    if (w.timer !== null) clearTimeout(w.timer);
     if (w.reserveTimer !== null) clearTimeout(w.reserveTimer);
-    w.timer = null;
     w.reserveTimer = null;
+    if (this.waiting === 0 && this.deadlineTimer !== null) {
+      // Nobody waits: nothing to keep the process up for (the timer holds the event loop, as
+      // each waiter's own timer did).
+      clearTimeout(this.deadlineTimer);
+      this.deadlineTimer = null;
+    }
+  }
+
+  /** Makes the deadline timer fire by `at` (it stays set for an earlier one). */
+  private armDeadline(at: number): void {
+    if (this.deadlineTimer !== null && this.deadlineAt <= at) return;
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineAt = at;
+    this.deadlineTimer = setTimeout(() => this.sweepDeadlines(), Math.max(1, at - Date.now()));
+  }
+
+  /** Rejects every waiter past its deadline with LeaseTimeout; sets the timer for the next one. */
+  private sweepDeadlines(): void {
+    this.deadlineTimer = null;
+    const now = Date.now();
+    let next = 0;
+    const expired: Waiter<T>[] = [];
+    for (const q of this.waiters.values()) {
+      for (const w of q.waiting()) {
+        if (w.deadline === 0) continue;
+        if (w.deadline <= now + 1) expired.push(w);
+        else if (next === 0 || w.deadline < next) next = w.deadline;
+      }
+    }
+    for (const w of expired) {
+      if (w.done) continue;
+      this.leave(w);
+      w.reject(new LeaseTimeout(`no connection to node ${this.nodeId} became free within ${w.timeoutMs / 1000} s`));
+    }
+    if (next > 0) this.armDeadline(next);
   }
 
   private grant(w: Waiter<T>, conn: T): void {
@@ -588,6 +633,8 @@ export class NodePool<T extends Poolable> {
   shutdown(): void {
     this.closed = true;
     clearInterval(this.timer);
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
     this.closeIdle('pool closed');
     const resetWaiters = [...this.resetWaiters.values()].flat();
     this.resetWaiters.clear();

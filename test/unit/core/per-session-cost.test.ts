@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { makeCore, type CoreFixture } from './core-harness';
+import { FakeConn, makeCore, type CoreFixture } from './core-harness';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../../src/protocol/frontend';
 import { encodeReadyForQuery } from '../../../src/protocol/backend';
 import { TxStatus } from '../../../src/protocol/codes';
@@ -98,4 +98,51 @@ test('a request leaves no young garbage reachable from its session (GC work per 
   // entry are not.
   assert.ok(s < 160, `simple: ${s.toFixed(0)} bytes per session survive a young collection`);
   assert.ok(e < 160, `extended: ${e.toFixed(0)} bytes per session survive a young collection`);
+});
+
+test('a request waiting for a lease costs no pause/resume of its client (transaction pooling, more clients than connections)', async () => {
+  // Two clients share one connection: while A's transaction holds it, B's request waits for the
+  // lease. Before the fix every waiting request paused its client's socket (a readStop) and
+  // resumed it at the grant (a readStart and a stream resume on the next tick): with 64 pgbench
+  // clients on 20 connections nearly every transaction paid that, and the CPU per transaction
+  // jumped once the clients outnumbered default_pool_size. Counted, not timed.
+  const idle: FakeConn[] = [];
+  const a = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', idle, login: false });
+  const b = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', idle, login: false });
+  a.core.identityNode = 0;
+  b.core.identityNode = 0;
+  const shared = new FakeConn(0, 4242);
+  idle.push(shared);
+  let pauses = 0;
+  let resumes = 0;
+  b.host.pauseClient = () => { pauses++; };
+  b.host.resumeClient = () => { resumes++; };
+  // B's wait ends when A gives the connection back (what NodePool.lease does).
+  let grant: ((c: FakeConn) => void) | null = null;
+  b.host.openLink = () => new Promise((resolve) => { grant = (c) => { b.conns.set(0, c); resolve(c); }; });
+  const rows = Buffer.concat([
+    frame('T', Buffer.from([0, 1, 0x61, 0, 0, 0, 0, 0x40, 0, 3, 0, 0, 0, 0x17, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0])),
+    frame('D', Buffer.from([0, 1, 0, 0, 0, 1, 0x30])), frame('C', Buffer.from('SELECT 1\0')),
+  ]);
+  for (let round = 0; round < 50; round++) {
+    a.send(encodeQuery('BEGIN; SELECT 1;'));
+    assert.equal(a.conns.get(0), shared, 'A leased the connection');
+    b.send(encodeQuery(`SELECT ${round}`));
+    await b.settle();
+    assert.ok(grant !== null, 'B waits for a lease');
+    a.answer(0, Buffer.concat([frame('C', Buffer.from('BEGIN\0')), rows, encodeReadyForQuery(TxStatus.InTransaction)]));
+    a.send(encodeQuery('COMMIT'));
+    a.answer(0, Buffer.concat([frame('C', Buffer.from('COMMIT\0')), encodeReadyForQuery(TxStatus.Idle)]));
+    assert.deepEqual(idle, [shared], 'A gave it back at the end of its transaction');
+    idle.length = 0;
+    const g = grant as unknown as (c: FakeConn) => void;
+    grant = null;
+    g(shared);
+    await b.settle();
+    assert.ok(shared.take().includes(Buffer.from(`SELECT ${round}`)), 'B\'s request went out on the shared connection');
+    b.answer(0, Buffer.concat([rows, encodeReadyForQuery(TxStatus.Idle)]));
+    assert.deepEqual(idle, [shared], 'B gave it back');
+  }
+  assert.equal(pauses, 0, `${pauses} pauses of the client's socket for 50 waits`);
+  assert.equal(resumes, 0, `${resumes} resumes of the client's socket for 50 waits`);
 });

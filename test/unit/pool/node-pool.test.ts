@@ -245,6 +245,37 @@ test('leases: pinned connections leave default_pool_size to the other clients, u
   p.shutdown();
 });
 
+test('leases: waiting costs no timer per waiter (one deadline timer for the pool), and deadlines still hold', async () => {
+  // Issue 17, item 9: with more clients than connections nearly every lease waits; a
+  // query_wait_timeout timer set and cleared for each was work on every such transaction.
+  const p = pool(100);
+  const lim = { size: 1, reserve: 0, reserveAfterMs: 0 };
+  let held = await p.lease('k', async () => new Conn('k'), lim, 120_000);
+  const realSetTimeout = globalThis.setTimeout;
+  let timers = 0;
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => { timers++; return realSetTimeout(...args); }) as typeof setTimeout;
+  try {
+    for (let round = 0; round < 3; round++) {
+      const waits = Array.from({ length: 100 }, () => p.lease('k', async () => new Conn('k'), lim, 120_000));
+      for (const w of waits) {
+        p.giveBack(held, true);
+        held = await w;
+      }
+    }
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+  assert.ok(timers <= 3, `${timers} timers set for 300 waits`);
+  // Deadlines: a short one behind a long one still gives up on time; the long one keeps waiting.
+  const long = p.lease('k', async () => new Conn('k'), lim, 60_000);
+  const short = p.lease('k', async () => new Conn('k'), lim, 30);
+  await assert.rejects(short, LeaseTimeout);
+  assert.equal(p.counts().waiting, 1);
+  p.giveBack(held, true);
+  assert.ok((await long) instanceof Conn);
+  p.shutdown();
+});
+
 test('session pooling: a login that arrives while its key\'s connection is being reset waits for it instead of opening one', async () => {
   const resets: ((ok: boolean) => void)[] = [];
   const p = new NodePool<Conn>(0, {
