@@ -96,7 +96,8 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
   const counters = s.host.cluster.node(node)?.counters;
   let token: Token | null = null;
   const tok = (): Token => (token ??= newToken());
-  let seenHere = null as Set<string> | null;
+  // Transaction pooling: where this request's last Parse of each name starts.
+  let seenHere = null as Map<string, number> | null;
   let i = 0;
   for (const sql of info.queries) {
     const cls = plan.classes[i++]!;
@@ -108,8 +109,21 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
     dispatched(s, cls, p.sql, tok);
     if (s.host.pooling !== 'session' && p.name !== '') {
       // Refused by the server (42P05: redefined without Close): the old definition stays.
-      if (s.dupRefused.has(p.name) || seenHere?.has(p.name) === true) continue;
-      (seenHere ??= new Set()).add(p.name);
+      if (s.dupRefused.has(p.name)) continue;
+      const before = seenHere?.get(p.name);
+      if (before !== undefined) {
+        // Parsed earlier in this request: refused (42P05) unless a Close of the name came in
+        // between; then this Parse redefines it (seeds 31030/31095: Bind/Describe ran the old one).
+        const close = closeBetween(req.data, p.name, before, p.start);
+        if (close < 0) continue;
+        const prev = s.statements.protocol.get(p.name);
+        if (prev !== undefined) {
+          // If the request fails before that Close, the earlier definition stays.
+          s.statements.protocol.delete(p.name);
+          (tok().closed ??= []).push({ name: p.name, st: prev, index: completionIndex(req.data, close) });
+        }
+      }
+      (seenHere ??= new Map()).set(p.name, p.start);
     }
     if (s.host.pooling !== 'session' && (p.name === '' || !s.statements.protocol.has(p.name))) {
       (tok().defined ??= []).push({ name: p.name, index: completionIndex(req.data, p.start) });
@@ -392,6 +406,14 @@ function closeIndex(data: Buffer, name: string): number {
     if (c === 0x50 || c === 0x42 || c === 0x44 || c === 0x45 || c === 0x43) n++;
   }
   return at;
+}
+
+/** Where the request's first Close of statement `name` between offsets `from` and `to` starts (-1: none). */
+function closeBetween(data: Buffer, name: string, from: number, to: number): number {
+  for (let pos = from; pos + 5 <= data.length && pos < to; pos += 1 + data.readInt32BE(pos + 1)) {
+    if (data[pos] === 0x43 && data[pos + 5] === 0x53 && data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) return pos;
+  }
+  return -1;
 }
 
 /** True when the request's last Parse of statement `name` comes after its last Close of it. */

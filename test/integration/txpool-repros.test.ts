@@ -534,6 +534,28 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', 's25d'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
     a.close();
   });
+  test('31030/31095: Close then Parse of a name in one request redefines it (Describe and Bind later use the new definition)', async () => {
+    const a = await open();
+    const b = await open();
+    // b has A under the shared server name too, so a later Bind of a's s2 could reach it
+    assert.deepEqual(await ask(b, encodeParse('s2', "SELECT 'A'::text AS a"), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s2', "SELECT 'A'::text AS a"), encodeDescribe('S', 's2'), encodeClose('S', 's2'),
+      encodeParse('s2', 'SELECT 2::int AS b'), encodeBind('', 's2'), encodeExecute(''), encodeSync()),
+    ['1', 't 0000', 'T a:25:0', '3', '1', '2', 'D ["2"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeDescribe('S', 's2'), encodeSync()), ['t 0000', 'T b:23:0', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's2'), encodeExecute(''), encodeSync()), ['2', 'D ["2"]', 'C SELECT 1', 'Z I']);
+    // a second Parse without Close is still refused, and the definition stays
+    assert.deepEqual(await ask(a, encodeClose('S', 's2'), encodeParse('s2', 'SELECT 3::int AS c'), encodeParse('s2', 'SELECT 4::int AS d'), encodeSync()),
+      ['3', '1', 'E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's2'), encodeExecute(''), encodeSync()), ['2', 'D ["3"]', 'C SELECT 1', 'Z I']);
+    // a failure before the Close: the first definition stays
+    assert.deepEqual(await ask(a, encodeClose('S', 's2'), encodeParse('s2', 'SELECT 5::int AS e'), encodeParse('x', 'SELECT * FROM fz_missing_table'),
+      encodeClose('S', 's2'), encodeParse('s2', 'SELECT 6::int AS f'), encodeSync()),
+    ['3', '1', 'E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's2'), encodeExecute(''), encodeSync()), ['2', 'D ["5"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(b, encodeBind('', 's2'), encodeExecute(''), encodeSync()), ['2', 'D ["A"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
