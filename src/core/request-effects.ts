@@ -126,7 +126,13 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
       (seenHere ??= new Map()).set(p.name, p.start);
     }
     if (s.host.pooling !== 'session' && (p.name === '' || !s.statements.protocol.has(p.name))) {
-      (tok().defined ??= []).push({ name: p.name, index: completionIndex(req.data, p.start) });
+      const index = completionIndex(req.data, p.start);
+      const prev = p.name === '' ? s.statements.protocol.get('') : undefined;
+      if (prev !== undefined && tok().defined?.some((d) => d.name === '') !== true) {
+        // If the request fails before its first unnamed Parse, the client's unnamed statement stays (seed 31082).
+        (tok().closed ??= []).push({ name: '', st: prev, index });
+      }
+      (tok().defined ??= []).push({ name: p.name, index });
     }
     s.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
     if (p.name !== '' && s.host.pooling !== 'session') {

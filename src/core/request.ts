@@ -122,6 +122,27 @@ export class RequestInfo {
     return this.bindPortals.includes(name);
   }
 
+  /**
+   * True when this request parses statement `name` before its first Bind, Describe or Close of
+   * it (a Bind of the unnamed statement ahead of the request's own unnamed Parse binds the one
+   * the client had: seed 31082).
+   */
+  parsesBeforeUse(name: string, data: Buffer): boolean {
+    if (!this.parsesStatement(name)) return false;
+    for (let pos = 0; pos + 5 <= data.length; pos += 1 + data.readInt32BE(pos + 1)) {
+      const c = data[pos]!;
+      if (c === FrontendCode.Parse) {
+        if (data.toString('utf8', pos + 5, data.indexOf(0, pos + 5)) === name) return true;
+      } else if (c === FrontendCode.Bind) {
+        const portalEnd = data.indexOf(0, pos + 5);
+        if (data.toString('utf8', portalEnd + 1, data.indexOf(0, portalEnd + 1)) === name) return false;
+      } else if ((c === FrontendCode.Describe || c === FrontendCode.Close) && data[pos + 5] === 0x53) {
+        if (data.toString('utf8', pos + 6, data.indexOf(0, pos + 6)) === name) return false;
+      }
+    }
+    return true;
+  }
+
   /** True when this request parses statement `name` itself. */
   parsesStatement(name: string): boolean {
     for (let i = 0; i < this.parses.length; i++) if (this.parses[i]!.name === name) return true;

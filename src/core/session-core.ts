@@ -612,7 +612,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       link.conn!.statements.nextRequest();
       this.dupParses = info.parses.length > 0 ? duplicateParses(this, info) : null;
     }
-    prepareLink(this, link, info, plan, node !== primary);
+    prepareLink(this, link, info, plan, node !== primary, req.data);
     if (pooled && info.parses.length > 0 && info.parsesStatement('')) link.unnamedOwn = true;
     if (plan.broadcastTx) broadcast(this, req, link);
     if (this.host.noticePerNode || this.host.logFlags.perNodeStatement) reportNode(this, node, link, info, plan.reason);

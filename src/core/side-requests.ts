@@ -50,7 +50,7 @@ const EMPTY_QUERY = encodeQuery('');
 const CLOSE_UNNAMED = encodeClose('S', '');
 
 /** Side requests a link needs before the client's request: cleanup, session state, transaction, statements. */
-export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan: Plan, notPrimary: boolean): void {
+export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan: Plan, notPrimary: boolean, data?: Buffer): void {
   const conn = link.conn!;
   const pooled = s.host.pooling !== 'session';
   /** Nothing in flight there before this request's own side requests. */
@@ -108,7 +108,8 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       // (Nor is the unnamed statement another client may have left there, even mid-sequence.)
       const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
       if (i < bound && sticky && !(pooled && !link.unnamedOwn && name === '')) continue;
-      if (i < bound && info.parsesStatement(name)) continue;
+      // (A Bind '' ahead of the request's own unnamed Parse binds the one the client had, seed 31082.)
+      if (i < bound && (pooled && name === '' && data !== undefined ? info.parsesBeforeUse(name, data) : info.parsesStatement(name))) continue;
       // In an aborted transaction the server refuses the duplicate Parse (25P02) whatever the
       // name: a re-parse first puts that error at the front of the request, which is right only
       // when its first message is refused too (not a Close, F23; nor a Bind of a statement the

@@ -556,6 +556,18 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(b, encodeBind('', 's2'), encodeExecute(''), encodeSync()), ['2', 'D ["A"]', 'C SELECT 1', 'Z I']);
     a.close(); b.close();
   });
+  test('31082: a Bind of the unnamed statement ahead of the request\'s own unnamed Parse binds the client\'s', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('', 'SELECT 10 / $1::int AS q'), encodeSync()), ['1', 'Z I']);
+    // b's unnamed statement replaces a's on the shared connection
+    assert.deepEqual(await ask(b, encodeParse('', "SELECT 'b-secret' AS s"), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', '', ['0']), encodeExecute(''), encodeParse('', 'SELECT 1 AS one'), encodeBind('', ''), encodeExecute(''), encodeSync()),
+      ['E ERROR 22012 division by zero', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', '', ['5']), encodeExecute(''), encodeParse('', 'SELECT 1 AS one'), encodeBind('', ''), encodeExecute(''), encodeSync()),
+      ['2', 'D ["2"]', 'C SELECT 1', '1', '2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
