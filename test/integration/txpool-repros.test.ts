@@ -20,6 +20,7 @@ import { exec, isExecutable } from '../harness/exec';
  * (reported, not failing `npm test`) until the fix lands; then remove the entry.
  */
 const OPEN_FINDINGS: Record<string, string> = {
+  '31078': 'a Bind of a statement the connection lacks, in an aborted transaction, is re-parsed first (25P02) where PostgreSQL checks the parameter count first (08P01)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
 
@@ -567,6 +568,23 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', '', ['5']), encodeExecute(''), encodeParse('', 'SELECT 1 AS one'), encodeBind('', ''), encodeExecute(''), encodeSync()),
       ['2', 'D ["2"]', 'C SELECT 1', '1', '2', 'D ["1"]', 'C SELECT 1', 'Z I']);
     a.close(); b.close();
+  });
+  test('31078/31100: in an aborted transaction a Bind with the wrong parameter count is refused 08P01, before 25P02', todo('31078'), async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s78', 'SELECT $1::int AS v'), encodeSync()), ['1', 'Z I']);
+    // another client pins the connection and leaves: DISCARD ALL, the connection no longer has s78's statement
+    const b = await open();
+    await sql(b, 'LISTEN fz_f78');
+    await closeAndWait(b);
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('p1', 's78'), encodeExecute('p1'), encodeSync()),
+      ['E ERROR 08P01 bind message supplies 0 parameters, but prepared statement "<name>" requires 1', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('p1', 's78', ['1']), encodeExecute('p1'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's78', ['7']), encodeExecute(''), encodeSync()), ['2', 'D ["7"]', 'C SELECT 1', 'Z I']);
+    a.close();
   });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
