@@ -20,6 +20,7 @@ import { exec, isExecutable } from '../harness/exec';
  * (reported, not failing `npm test`) until the fix lands; then remove the entry.
  */
 const OPEN_FINDINGS: Record<string, string> = {
+  '31030': 'a Parse refused 42P05 after an unsynced failed pipeline and a DO block that pins: the next Bind of the statement gets 42P05 (open)',
   '31078': 'a Bind of a statement the connection lacks, in an aborted transaction, is re-parsed first (25P02) where PostgreSQL checks the parameter count first (08P01)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
@@ -584,6 +585,25 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
     assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
     assert.deepEqual(await ask(a, encodeBind('', 's78', ['7']), encodeExecute(''), encodeSync()), ['2', 'D ["7"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+  test('31030 (rest): a Bind after a refused redefinition runs the statement the client has', todo('31030'), async () => {
+    const a = await open();
+    const t = 'fz_r31030';
+    await sql(a, `DROP TABLE IF EXISTS ${t}; CREATE TABLE ${t} (v int)`);
+    a.send(encodeParse('s1', 'SHOW work_mem'), encodeBind('', 's1', ['2']), encodeExecute(''), encodeParse('s2', 'SHOW work_mem'),
+      encodeBind('p1', 's2'), encodeDescribe('P', 'p1'), encodeExecute('p1'), encodeClose('S', ''), encodeFlush());
+    assert.deepEqual(await ask(a, encodeParse('fz_stmt', 'SHOW work_mem'), encodeDescribe('S', 'fz_stmt'), encodeClose('S', 'fz_stmt'), encodeSync()),
+      ['1', 'E ERROR 08P01 bind message supplies 1 parameters, but prepared statement "<name>" requires 0', 'Z I']);
+    assert.deepEqual(await sql(a, 'DO $$BEGIN SET search_path = fz_do, public; END$$'), ['C DO', 'Z I']);
+    assert.deepEqual(await sql(a, 'RESET ALL'), ['C RESET', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s1', `DELETE FROM ${t} WHERE v = $1::int`), encodeDescribe('S', 's1'), encodeBind('', 's1', ['7']), encodeExecute('', 2), encodeExecute(''), encodeSync()),
+      ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('p1', 's1', ['0']), encodeExecute('p1'), encodeClose('P', 'p1'), encodeSync()),
+      ['E ERROR 08P01 bind message supplies 1 parameters, but prepared statement "<name>" requires 0', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('p1', 's1'), encodeExecute('p1'), encodeClose('P', 'p1'), encodeSync()),
+      ['2', 'D ["4MB"]', 'C SHOW', '3', 'Z I']);
+    await sql(a, `DROP TABLE ${t}`);
     a.close();
   });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
