@@ -79,6 +79,12 @@ export function names(s: NamingSession, link: Link): NameMap {
       local.set(name, server);
       // Tentative until the server answered (confirmed or dropped in completed()).
       const had = reg.has(server);
+      if (!had && reg.unsure.has(server)) {
+        // A failed request may have created it, and its Close has not gone yet (inside an open
+        // Flush sequence): closed first, so that the server does not refuse the Parse (42P05).
+        link.expect(ExpectKind.Cleanup, true, 1, Term.None);
+        s.send(link, encodeClose('S', server));
+      }
       if (!had) reg.begin(server);
       else if ((s.abortedTx === 'known' || s.abortedTx === 'maybe') && !reg.pending(server) && !parsedWhenAborted(definition.toString('utf8', 0, Math.max(0, definition.indexOf(0))))) {
         // In an aborted transaction PostgreSQL refuses the Parse (25P02) before it looks at the

@@ -279,8 +279,11 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
   if (t.parsed !== null && conn !== null) {
     // Tentative server statements become facts, or go: a request that was skipped created
     // nothing; one that failed may have created some of them (closed before the next use).
+    // (A request split around in-place ParseCompletes whose earlier part failed: this part is
+    // skipped, but the earlier part's Parses may have created their names, seed 31030.)
+    const surely = e.skipped && Link.failIndex(e) < 0;
     for (const server of t.parsed) {
-      if (e.errored || e.skipped) conn.statements.failed(server, e.skipped);
+      if (e.errored || e.skipped) conn.statements.failed(server, surely);
       else {
         conn.statements.confirm(server);
         s.host.knownStatement(s.state.searchPath, server, true);

@@ -24,6 +24,8 @@ export class ServerStatements {
   private readonly names = new Map<string, number>();
   /** Names that may or may not exist (closed before the next use). */
   readonly unsure = new Set<string>();
+  /** Tentative names that were unsure when their Parse was sent (unsure again if it is skipped). */
+  private readonly beganUnsure = new Set<string>();
   /** Advanced once per request that uses names: names used by the current request are never evicted. */
   private generation = 0;
 
@@ -59,13 +61,14 @@ export class ServerStatements {
 
   /** A Parse (or PREPARE) of `name` is sent: tentative until `confirm` or `failed`. */
   begin(name: string): void {
-    this.unsure.delete(name);
+    if (this.unsure.delete(name)) this.beganUnsure.add(name);
     this.names.delete(name);
     this.names.set(name, TENTATIVE);
   }
 
   /** The request that parsed `name` succeeded. */
   confirm(name: string): void {
+    this.beganUnsure.delete(name);
     if (this.names.get(name) === TENTATIVE) {
       this.names.delete(name);
       this.names.set(name, this.generation);
@@ -79,19 +82,23 @@ export class ServerStatements {
   failed(name: string, surely: boolean): void {
     if (this.names.get(name) !== TENTATIVE) return;
     this.names.delete(name);
-    if (!surely) this.unsure.add(name);
+    // (Skipped, it created nothing; but a name unsure before it may still exist, seed 31030.)
+    if (!surely || this.beganUnsure.has(name)) this.unsure.add(name);
+    this.beganUnsure.delete(name);
   }
 
   /** The name was closed on the server (or is about to be, in order). */
   forget(name: string): void {
     this.names.delete(name);
     this.unsure.delete(name);
+    this.beganUnsure.delete(name);
   }
 
   /** DISCARD ALL / DEALLOCATE ALL ran (or the connection was reset): nothing is prepared. */
   clear(): void {
     this.names.clear();
     this.unsure.clear();
+    this.beganUnsure.clear();
   }
 
   /**

@@ -20,7 +20,6 @@ import { exec, isExecutable } from '../harness/exec';
  * (reported, not failing `npm test`) until the fix lands; then remove the entry.
  */
 const OPEN_FINDINGS: Record<string, string> = {
-  '31030': 'a Parse refused 42P05 after an unsynced failed pipeline and a DO block that pins: the next Bind of the statement gets 42P05 (open)',
   '31078': 'a Bind of a statement the connection lacks, in an aborted transaction, is re-parsed first (25P02) where PostgreSQL checks the parameter count first (08P01)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
@@ -587,7 +586,7 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', 's78', ['7']), encodeExecute(''), encodeSync()), ['2', 'D ["7"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
-  test('31030 (rest): a Bind after a refused redefinition runs the statement the client has', todo('31030'), async () => {
+  test('31030 (rest): a request split around an in-place ParseComplete fails in its first part: its Parses may exist (a Bind after a refused redefinition runs the statement the client has)', async () => {
     const a = await open();
     const t = 'fz_r31030';
     await sql(a, `DROP TABLE IF EXISTS ${t}; CREATE TABLE ${t} (v int)`);
