@@ -605,6 +605,20 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     await sql(a, `DROP TABLE ${t}`);
     a.close();
   });
+  test('31146: Close then a failing Parse of a name the client had: the name is gone', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s46', 'SELECT 46 AS n'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeClose('S', 's46'), encodeParse('s46', 'SELECT * FROM fz_missing_table'), encodeSync()),
+      ['3', 'E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's46'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeClose('S', 's46'), encodeSync()), ['3', 'Z I']);
+    // a failure before the Close: the client keeps its statement
+    assert.deepEqual(await ask(a, encodeParse('s46', 'SELECT 47 AS n'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'fz_never_parsed'), encodeClose('S', 's46'), encodeParse('s46', 'SELECT 48 AS n'), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's46'), encodeExecute(''), encodeSync()), ['2', 'D ["47"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
