@@ -111,14 +111,13 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
       // Refused by the server (42P05: redefined without Close): the old definition stays.
       if (s.dupRefused.has(p.name)) continue;
       const before = seenHere?.get(p.name);
-      const prev = s.statements.protocol.get(p.name);
-      if (before !== undefined || prev !== undefined) {
+      if (before !== undefined) {
         // Parsed earlier in this request: refused (42P05) unless a Close of the name came in
         // between; then this Parse redefines it (seeds 31030/31095: Bind/Describe ran the old one).
-        // The same for a name the client had, closed earlier in this request (seed 31146).
-        const close = closeBetween(req.data, p.name, before ?? 0, p.start);
-        if (close < 0 && before !== undefined) continue;
-        if (close >= 0 && prev !== undefined) {
+        const close = closeBetween(req.data, p.name, before, p.start);
+        if (close < 0) continue;
+        const prev = s.statements.protocol.get(p.name);
+        if (prev !== undefined) {
           // If the request fails before that Close, the earlier definition stays.
           s.statements.protocol.delete(p.name);
           (tok().closed ??= []).push({ name: p.name, st: prev, index: completionIndex(req.data, close) });

@@ -20,6 +20,7 @@ import { exec, isExecutable } from '../harness/exec';
  * (reported, not failing `npm test`) until the fix lands; then remove the entry.
  */
 const OPEN_FINDINGS: Record<string, string> = {
+  '31146': 'Close then a failing Parse of a name the client had keeps the failed definition (a fix restoring from a snapshot regressed seed 31086: the snapshot can be a tentative definition of a request still unanswered)',
   '31078': 'a Bind of a statement the connection lacks, in an aborted transaction, is re-parsed first (25P02) where PostgreSQL checks the parameter count first (08P01)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
@@ -605,7 +606,7 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     await sql(a, `DROP TABLE ${t}`);
     a.close();
   });
-  test('31146: Close then a failing Parse of a name the client had: the name is gone', async () => {
+  test('31146: Close then a failing Parse of a name the client had: the name is gone', todo('31146'), async () => {
     const a = await open();
     assert.deepEqual(await ask(a, encodeParse('s46', 'SELECT 46 AS n'), encodeSync()), ['1', 'Z I']);
     assert.deepEqual(await ask(a, encodeClose('S', 's46'), encodeParse('s46', 'SELECT * FROM fz_missing_table'), encodeSync()),
