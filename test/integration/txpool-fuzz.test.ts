@@ -41,17 +41,27 @@ const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   { finding: 'F23', expected: /^3$/, got: /^E ERROR 25P02 / },
   // F16: DISCARD ALL's ParameterStatus application_name not passed on
   { finding: 'F16', expected: /^S application_name=/, got: /./ },
+  // Cancel timing, not a divergence: a cancel is asynchronous, and through pgmaitre (a lease wait,
+  // one more hop) it can reach the server before the statement it targets has sent its
+  // RowDescription (seed 20261267: `BEGIN; SELECT pg_sleep(20); COMMIT` cancelled after BEGIN)
+  { finding: 'cancel timing', expected: /^T /, got: /^E ERROR 57014 / },
+  // F26 (open, seed 20261245, ~1 run in 5 on a quiet machine): a cancel sent for `SELECT
+  // pg_sleep(20)` also cancels the client's NEXT statement (a COPY FROM STDIN) through pgmaitre
+  { finding: 'F26', expected: /./, got: /^E ERROR 57014 / },
 ];
 
 const fixed = process.env['FUZZ_SEED'];
 const baseSeed = Number(process.env['FUZZ_BASE_SEED'] ?? 20261207);
-const seconds = Number(process.env['FUZZ_SECONDS'] ?? 40);
+const seconds = Number(process.env['FUZZ_SECONDS'] ?? 120);
+// A fixed number of seeds, so that a faster or slower machine runs the same rounds (a time bound
+// alone made CI reach seeds a slower run never did); the time bound above only caps a slow machine.
+const maxRounds = Number(process.env['FUZZ_ROUNDS'] ?? 45);
 const strict = process.env['FUZZ_EXCLUDE'] === 'none';
 const exclude = strict
   ? new Set<string>()
   : new Set([...Object.keys(KNOWN_FAILING), ...parseClasses(process.env['FUZZ_EXCLUDE'])]);
 
-test(`transaction pooling: each client's answers through pgmaitre equal its own direct connection's (seeds from ${fixed ?? baseSeed}, ${seconds} s)`, { timeout: 600_000 }, async (t) => {
+test(`transaction pooling: each client's answers through pgmaitre equal its own direct connection's (seeds from ${fixed ?? baseSeed}, ${fixed !== undefined ? 1 : maxRounds} rounds at most, ${seconds} s at most)`, { timeout: 600_000 }, async (t) => {
   const fx = await createTestCluster({ standbys: 0 });
   try {
     const failed: RoundResult[] = [];
@@ -69,7 +79,7 @@ test(`transaction pooling: each client's answers through pgmaitre equal its own 
         if (k) tolerated.set(k.finding, (tolerated.get(k.finding) ?? 0) + 1);
       }
       if (failedRound(r, strict ? [] : KNOWN_DIVERGENCES)) failed.push(r);
-      if (fixed !== undefined || Date.now() - started > seconds * 1000) break;
+      if (fixed !== undefined || rounds >= maxRounds || Date.now() - started > seconds * 1000) break;
     }
     t.diagnostic(`txpool fuzz: ${rounds} round(s), ${steps} steps in ${Math.round((Date.now() - started) / 1000)} s; excluded classes: ${[...exclude].join(', ') || 'none'}; known divergences seen: ${[...tolerated].map(([f, n]) => `${f} ×${n}`).join(', ') || 'none'}`);
     assert.equal(failed.length, 0, `\n${failed.map((r) => formatRound(r, 5, strict ? [] : KNOWN_DIVERGENCES)).join('\n\n')}`);
