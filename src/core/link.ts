@@ -78,6 +78,12 @@ export class Expect {
   started = false;
   /** The request, kept while it may be re-run on another node. */
   retry: object | null = null;
+  /**
+   * A simple Query's statements whose CommandComplete (or EmptyQueryResponse) has not come, when
+   * the owner counts them (-1: not counted). At 0, with no completion pending, only the
+   * ReadyForQuery is owed: see answeredButReady.
+   */
+  queryLeft = -1;
   /** The core's own note (what to do when it completes). */
   token: unknown = null;
   /** Transaction status of the ReadyForQuery that completed it (0 when none). */
@@ -112,6 +118,12 @@ export class Expect {
 const FWD = 0;
 const DROP = 1;
 const HOLD = 2;
+/**
+ * A notice or error after the head of a re-runnable answer began in this very chunk (its bytes
+ * are still in the unforwarded run): forwarded with the run, unless it says the node is going
+ * away, in which case the run is cut back to where that answer began (see `tentative`).
+ */
+const PEEK = 3;
 
 /** Extended-protocol completion messages: one per Parse/Bind/Close/Describe/Execute. */
 const COMPLETION = new Uint8Array(256);
@@ -195,6 +207,19 @@ export class Link {
   /** Whole-message buffer when the body is needed and the message straddles chunks (or is held). */
   private collect: Buffer | null = null;
   private collectPos = 0;
+  /**
+   * The head, a re-runnable read, began answering in the chunk being scanned, and nothing of its
+   * answer was forwarded yet (null once the run is forwarded). PostgreSQL flushes its buffered,
+   * unfinished answer together with the WARNING or FATAL of a shutdown, then exits: such an
+   * answer is taken back and the read runs elsewhere (recovery.ts).
+   */
+  private tentative: Expect | null = null;
+  /** Where, in the chunk being scanned, the tentative answer began. */
+  private tentativeAt = 0;
+  /** Set by errorOrNotice: cut the run back to tentativeAt (the tentative answer is taken back). */
+  private retract = false;
+  /** An answer was taken back: the backend must say nothing more (a message after it breaks the link). */
+  private takenBack = false;
 
   constructor(readonly node: number) {}
 
@@ -232,6 +257,7 @@ export class Link {
     e.skipped = false;
     e.started = false;
     e.retry = null;
+    e.queryLeft = -1;
     e.token = null;
     e.status = 0;
     e.errorsToClient = false;
@@ -304,6 +330,20 @@ export class Link {
     if (pool.length < 1024) pool.push(e);
   }
 
+  /**
+   * The connection ended between two messages while the head of the queue, a re-runnable read,
+   * had everything of its answer but the ReadyForQuery (PostgreSQL flushes its buffered answer
+   * together with an immediate shutdown's WARNING and exits). The client cannot tell that answer
+   * from a whole one: the owner completes it with a ReadyForQuery of its own instead of ending
+   * the session.
+   */
+  answeredButReady(): boolean {
+    const h = this.q[0];
+    return h !== undefined && h.kind === ExpectKind.Client && h.retry !== null && h.sync && h.pending === 0
+      && h.queryLeft === 0 && this.hdrPos === 0 && this.left === 0 && this.collect === null && !this.copyIn
+      && this.goodbye === null && !this.broken;
+  }
+
   /** Expects still owed, for retry after the node went away (head first). Empties the queue. */
   drain(): Expect[] {
     const out = this.q.splice(0);
@@ -322,6 +362,9 @@ export class Link {
     this.unsynced = false;
     this.goodbye = null;
     this.broken = false;
+    this.takenBack = false;
+    this.tentative = null;
+    this.retract = false;
     this.busySince = 0;
     this.copyStarted = false;
     emptyArray(this.out);
@@ -372,7 +415,7 @@ export class Link {
       if (this.left > 0) {
         // The body of a message begun earlier.
         const n = Math.min(this.left, len - pos);
-        if (this.disp === FWD && run < 0) run = pos;
+        if ((this.disp === FWD || this.disp === PEEK) && run < 0) run = pos;
         const whole = this.collect;
         if (whole !== null) {
           chunk.copy(whole, this.collectPos, pos, pos + n);
@@ -399,16 +442,18 @@ export class Link {
             sink.forward(chunk, run, pos);
             run = -1;
           }
+          this.tentative = null;
           this.pendingSynthetic = false;
           this.emitSynthetic(sink);
         }
         // A message starts here: its fate is decided by its first byte.
-        this.begin(chunk[pos]!);
-        if (this.disp === FWD) {
+        this.begin(chunk[pos]!, pos);
+        if (this.disp === FWD || this.disp === PEEK) {
           if (run < 0) run = pos;
         } else if (run >= 0) {
           sink.forward(chunk, run, pos);
           run = -1;
+          this.tentative = null;
         }
         if (len - pos < 5) {
           chunk.copy(this.hdr, 0, pos, len);
@@ -422,7 +467,7 @@ export class Link {
       } else {
         // The rest of a header split across chunks.
         const n = Math.min(5 - this.hdrPos, len - pos);
-        if (this.disp === FWD && run < 0) run = pos;
+        if ((this.disp === FWD || this.disp === PEEK) && run < 0) run = pos;
         chunk.copy(this.hdr, this.hdrPos, pos, pos + n);
         this.hdrPos += n;
         pos += n;
@@ -444,6 +489,12 @@ export class Link {
       if (msgStart >= 0 && len - pos >= body) {
         pos += body;
         this.end(chunk, msgStart, pos, sink);
+        if (this.retract) {
+          // Only what came before the taken-back answer goes to the client.
+          this.retract = false;
+          if (run >= 0 && this.tentativeAt > run) sink.forward(chunk, run, this.tentativeAt);
+          run = -1;
+        }
         continue;
       }
       // The body is needed and the message straddles chunks: collect it whole (small messages).
@@ -462,6 +513,7 @@ export class Link {
       }
     }
     if (run >= 0) sink.forward(chunk, run, pos);
+    this.tentative = null;
     if (this.pendingSynthetic && this.left === 0 && this.hdrPos === 0) {
       this.pendingSynthetic = false;
       this.emitSynthetic(sink);
@@ -469,8 +521,13 @@ export class Link {
   }
 
   /** A message begins with `code`: decide its fate. */
-  private begin(code: number): void {
+  private begin(code: number, pos: number): void {
     this.code = code;
+    if (this.takenBack) {
+      // The node said it was going away, yet goes on: its answers can no longer be trusted.
+      this.broken = true;
+      return;
+    }
     if (this.trace !== null) this.trace(code, this.node);
     const h = this.q[0];
     if (h === undefined) {
@@ -488,18 +545,29 @@ export class Link {
       this.disp = code === E && h.errorsToClient ? HOLD : DROP;
       return;
     }
+    if (h.queryLeft > 0 && (code === 67 /* C */ || code === 73 /* I */)) h.queryLeft--;
     if (h.retry !== null && !h.started && (code === E || code === N)) {
       // The head of an answer that may still run elsewhere: see what it is first.
       this.disp = HOLD;
       return;
     }
+    if (h === this.tentative && (code === E || code === N)) {
+      this.disp = PEEK;
+      return;
+    }
     this.disp = FWD;
-    if (code !== N && code !== S && code !== A) h.started = true;
+    if (code !== N && code !== S && code !== A && !h.started) {
+      h.started = true;
+      if (h.retry !== null) {
+        this.tentative = h;
+        this.tentativeAt = pos;
+      }
+    }
   }
 
   /** Header read; effects that need no body. Returns true when the body is needed. */
   private header(code: number): boolean {
-    if (code === Z || code === E || code === S || this.disp === HOLD) return true;
+    if (code === Z || code === E || code === S || this.disp === HOLD || this.disp === PEEK) return true;
     const h = this.q[0];
     if (COMPLETION[code] === 1) {
       if (code === 67 /* C */) this.copyIn = false;
@@ -576,6 +644,15 @@ export class Link {
     }
     const shutdown = sqlstate === '57P01' || sqlstate === '57P02';
     const h = this.q[0];
+    if (this.disp === PEEK && h !== undefined && h === this.tentative && (fatal || shutdown)) {
+      // The node is going away with a read's answer unfinished and not yet forwarded: take it back.
+      h.started = false;
+      this.tentative = null;
+      this.retract = true;
+      this.takenBack = true;
+      this.goodbye = { code: sqlstate, frame: Buffer.from(buf.subarray(start, end)), forwarded: false };
+      return;
+    }
     if (this.disp === HOLD) {
       const frame = Buffer.from(buf.subarray(start, end));
       if (h === undefined) {
@@ -599,6 +676,7 @@ export class Link {
     this.copyIn = false;
     if (h === undefined) return;
     h.errored = true;
+    if (h.queryLeft > 0) h.queryLeft = 0; // a simple Query stops at its first error
     if (h.failedAt < 0) h.failedAt = h.completions - h.pending;
     if (h.pending > 0) this.skipUntilSync(h);
   }

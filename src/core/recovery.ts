@@ -5,6 +5,9 @@
  *
  * - A read that had not started answering (no byte of it reached the client) and was not inside
  *   an open extended-protocol sequence is re-run on another node, first.
+ * - A read whose answer came whole but for its ReadyForQuery (an immediate shutdown flushes the
+ *   backend's buffered answer with its WARNING, then exits) is completed with a ReadyForQuery of
+ *   pgmaitre's own ('I': such reads run outside transactions) before the rest is judged.
  * - Losing the primary (or the node whose pid the client was given) while a transaction is open,
  *   or while the session holds state that cannot be replayed (LISTEN, advisory locks, cursors
  *   WITH HOLD, temporary tables), ends the session: the client sees the backend's own FATAL.

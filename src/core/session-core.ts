@@ -651,7 +651,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
           if (last) {
             ends = e;
             e.token = token;
-            if (retry) e.retry = req;
+            if (retry) retryable(e, req, plan);
           } else {
             (parts ??= []).push(e);
           }
@@ -667,7 +667,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       link.synthetic(Buffer.concat([encodeCommandComplete('PREPARE'), encodeReadyForQuery(link.txStatus)]), this);
     } else {
       const e = ends = link.expect(ExpectKind.Client, false, req.completions, req.term);
-      if (retry) e.retry = req;
+      if (retry) retryable(e, req, plan);
       e.token = token;
       this.send(link, req.pooledData ?? req.data);
     }
@@ -830,6 +830,12 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     const link = this.links[node];
     if (link === undefined || link.conn === null || this.closed) return;
     const conn = link.conn;
+    if (link.answeredButReady()) {
+      // A read answered whole but for its ReadyForQuery: the ReadyForQuery is ours (recovery.ts).
+      this.feedNode = node;
+      link.feed(READY_IDLE, this);
+      this.feedNode = -1;
+    }
     const goodbye = link.goodbye;
     const owed = link.drain();
     const unsynced = link.unsynced;
@@ -988,4 +994,18 @@ function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean 
     return end > 0 && statements.protocol.has(data.toString('utf8', 6, end));
   }
   return false;
+}
+
+/** The ReadyForQuery that completes a read whose node went away after answering it (outside a transaction). */
+const READY_IDLE = encodeReadyForQuery(TxStatus.Idle);
+
+/**
+ * Keeps `req` with its expect while it may run again elsewhere, and says when its answer is whole
+ * but for the ReadyForQuery (Link.answeredButReady): a Sync's completions are counted already; a
+ * simple Query's only when it holds one statement.
+ */
+function retryable(e: Expect, req: Request, plan: Plan): void {
+  e.retry = req;
+  if (req.term !== Term.Query) e.queryLeft = 0;
+  else if (plan.classes.length === 1 && plan.classes[0]!.statements === 1) e.queryLeft = 1;
 }

@@ -178,6 +178,55 @@ describe('Link: the account of a backend\'s answers', () => {
     assert.equal(o.goodbye, '57P01');
   });
 
+  describe('a shutdown flushing a retryable read\'s unfinished answer (PostgreSQL sends its buffered messages with the WARNING or FATAL, then exits)', () => {
+    const retry = (l: Link): void => { l.expect(ExpectKind.Client, false, 0, Term.Query).retry = {}; };
+    const warning = notice('WARNING', '57P01');
+    for (const [name, stream] of [
+      ['T D then the WARNING', Buffer.concat([T1, D1, warning])],
+      ['T D C then the WARNING', Buffer.concat([T1, D1, C('SELECT 1'), warning])],
+      ['T D then a FATAL 57P01', Buffer.concat([T1, D1, err('FATAL', '57P01')])],
+    ] as const) {
+      test(`${name}, in one chunk: taken back whole, the read stays owed`, () => {
+        const o = run(retry, [stream]);
+        assert.equal(o.forwarded, '');
+        assert.equal(o.goodbye, '57P01');
+        assert.equal(o.clientOwed, 1);
+      });
+    }
+
+    test('split anywhere: either nothing of it reaches the client, or all of it (never a part)', () => {
+      const stream = Buffer.concat([T1, D1, C('SELECT 1'), warning]);
+      for (const pieces of splits(stream)) {
+        const o = run(retry, pieces);
+        if (o.forwarded === '') assert.equal(o.goodbye, '57P01');
+        else assert.equal(o.forwarded, hex(stream), `split ${pieces.map((p) => p.length).join('+')}`);
+      }
+      assert.equal(run(retry, [stream.subarray(0, 3), stream.subarray(3)]).forwarded, hex(stream), 'begun in an earlier chunk: forwarded');
+    });
+
+    test('an answer completed before it in the same chunk still reaches the client', () => {
+      const first = Buffer.concat([T1, D1, C('SELECT 1'), Z('I')]);
+      const o = run((l) => { l.expect(ExpectKind.Client, false, 0, Term.Query); retry(l); }, [Buffer.concat([first, T1, D1, warning])]);
+      assert.equal(o.forwarded, hex(first));
+      assert.deepEqual(o.done, ['0cI']);
+      assert.equal(o.clientOwed, 1);
+    });
+
+    test('an ordinary notice inside the answer is forwarded in place', () => {
+      const stream = Buffer.concat([T1, D1, notice('NOTICE', '00000'), C('SELECT 1'), Z('I')]);
+      const o = same(retry, stream);
+      assert.equal(o.forwarded, hex(stream));
+      assert.equal(o.goodbye, null);
+    });
+
+    test('a backend that goes on after the WARNING breaks the link', () => {
+      const l = new Link(0);
+      retry(l);
+      l.feed(Buffer.concat([T1, D1, warning, D1, C('SELECT 2'), Z('I')]), new Recorder());
+      assert.equal(l.broken, true);
+    });
+  });
+
   test('a retryable read\'s ordinary error and notices are forwarded in place', () => {
     const stream = Buffer.concat([notice('NOTICE', '00000'), err('ERROR', '42P01'), Z('I')]);
     const o = same((l) => { l.expect(ExpectKind.Client, false, 0, Term.Query).retry = {}; }, stream);

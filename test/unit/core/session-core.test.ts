@@ -210,6 +210,70 @@ describe('SessionCore', () => {
     assert.equal(f.host.ended, null);
   });
 
+  const shutdownWarning = msg('N', u8('S'), cstr('WARNING'), u8('V'), cstr('WARNING'), u8('C'), cstr('57P01'), u8('M'), cstr('terminating connection due to immediate shutdown command'), u8(0));
+
+  test('a read whose answer comes with a shutdown WARNING in one chunk, no ReadyForQuery: taken back, run on the other standby', async () => {
+    const f = await makeCore();
+    f.send(Q('SELECT 1'));
+    await f.settle();
+    const node = [1, 2].find((n) => f.conns.has(n))!;
+    const other = node === 1 ? 2 : 1;
+    f.conns.get(node)!.take();
+    // PostgreSQL flushes the buffered answer with the WARNING and exits.
+    f.answer(node, Buffer.concat([T, DR, shutdownWarning]));
+    f.core.onBackendClosed(node, 'closed by server');
+    await f.settle();
+    assert.equal(hex(f.conns.get(other)!.take()), hex(Q('SELECT 1')));
+    f.answer(other, rows());
+    assert.equal(hex(f.received()), hex(rows()));
+    assert.equal(f.host.ended, null);
+  });
+
+  test('a read answered whole but for its ReadyForQuery (already forwarded) when its standby shuts down: the ReadyForQuery is pgmaitre\'s, the session goes on', async () => {
+    const f = await makeCore();
+    f.send(Q('SELECT 1'));
+    await f.settle();
+    const node = [1, 2].find((n) => f.conns.has(n))!;
+    const other = node === 1 ? 2 : 1;
+    f.conns.get(node)!.take();
+    f.answer(node, Buffer.concat([T, DR, C('SELECT 1')]));
+    f.answer(node, shutdownWarning);
+    f.core.onBackendClosed(node, 'closed by server');
+    await f.settle();
+    assert.equal(hex(f.received()), hex(T, DR, C('SELECT 1'), shutdownWarning, Z()));
+    assert.equal(f.host.ended, null);
+    f.send(Q('SELECT 2'));
+    await f.settle();
+    assert.equal(hex(f.conns.get(other)!.take()), hex(Q('SELECT 2')), 'not run again: the next read goes to the other standby');
+    f.answer(other, rows());
+    assert.equal(hex(f.received()), hex(rows()));
+  });
+
+  test('a two-statement read cut after its first CommandComplete ends the session (its answer is not whole)', async () => {
+    const f = await makeCore();
+    f.send(Q('SELECT 1; SELECT 2'));
+    await f.settle();
+    const node = [1, 2].find((n) => f.conns.has(n))!;
+    f.conns.get(node)!.take();
+    f.answer(node, Buffer.concat([T, DR, C('SELECT 1')]));
+    f.core.onBackendClosed(node, 'closed by server');
+    await f.settle();
+    assert.doesNotMatch(hex(f.received()), new RegExp(`${hex(Z())}$`));
+    assert.ok(f.host.ended !== null);
+  });
+
+  test('a read cut before its CommandComplete ends the session', async () => {
+    const f = await makeCore();
+    f.send(Q('SELECT 1'));
+    await f.settle();
+    const node = [1, 2].find((n) => f.conns.has(n))!;
+    f.conns.get(node)!.take();
+    f.answer(node, Buffer.concat([T, DR]));
+    f.core.onBackendClosed(node, 'closed by server');
+    await f.settle();
+    assert.ok(f.host.ended !== null);
+  });
+
   test('backpressure: the client is not read while requests pile up, and is read again once they drain', async () => {
     const f = await makeCore();
     const big = Q(`SELECT '${'x'.repeat(2000)}'`);
