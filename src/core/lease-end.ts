@@ -7,7 +7,8 @@
  *   pinned only by temporary relations asks the primary's connection whether any is left
  *   (probeTemp, answered in tempProbed).
  * - cancelQueries(): a CancelRequest for the client's running query; until the server took it
- *   the connection is not given back, so a cancel only ever reaches this client's query.
+ *   the connection is not given back and the session sends nothing more (SessionCore.drive), so
+ *   a cancel only ever reaches the query it was meant for (F26).
  * - endLeases(): the session ends: every connection back clean, back after DISCARD ALL (the
  *   session held state there), closed (a request in flight, a transaction open: a running query
  *   is cancelled first), or held until its cancel reached the server, then decided again.
@@ -92,7 +93,7 @@ export function giveBack(s: LeaseEndSession, l: Link, fate: Fate, why: string): 
  */
 export function probeTemp(s: LeaseEndSession): void {
   const l = s.links[s.host.cluster.primaryId()];
-  if (l?.conn == null || l.owed > 0 || !l.quiet || l.unsynced || l.txStatus !== TxStatus.Idle) return;
+  if (l?.conn == null || l.owed > 0 || !l.quiet || l.unsynced || l.txStatus !== TxStatus.Idle || s.cancelInFlight(l)) return;
   s.pins.tempProbeDue = false;
   l.unnamedOwn = false;
   const e = l.expect(ExpectKind.Probe, true, 0, Term.Query);

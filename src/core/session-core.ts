@@ -129,8 +129,18 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   readonly pins = new Pins();
   /** openLink() refused the connection the head request waits for (it gets this error). */
   private refused: LinkRefused | null = null;
-  /** Links whose cancel request is on its way (until the server took it): their connection is not given back meanwhile. */
+  /**
+   * Links whose cancel request is on its way (until the server took it): their connection is not
+   * given back meanwhile, and nothing more is sent anywhere (F26: the cancel must not land on the
+   * client's next statement, nor on another client's).
+   */
   readonly cancelling = new Map<Link, Promise<void>>();
+  /**
+   * A cancel came while nothing ran at a server and this request (the queue's head then) waited
+   * (for its lease, a lookup...): it is forwarded once the request was sent, as a direct connection
+   * would cancel it when it runs; dropped if the request is answered here.
+   */
+  private cancelHead: Request | null = null;
   /** Transaction pooling: the request being sent redefines these statement names (42P05 from the server). */
   dupParses: Set<string> | null = null;
   /** ...of which the request's Parses really were refused (not closed before them). */
@@ -336,12 +346,20 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Sends every queued request that can be sent now. */
   drive(): void {
     this.driving++;
-    while (!this.closed && this.blocked === 0 && this.queue.length > 0) {
+    while (!this.closed && this.blocked === 0 && this.cancelling.size === 0 && this.queue.length > 0) {
       const req = this.queue[0]!;
       const bytes = req.data.length; // (step() may give the request back to the pool)
       if (!this.step(req)) break;
       this.queue.shift();
       this.queuedBytes -= bytes;
+      if (this.cancelHead === req) {
+        // (req may be back in the request pool: compared by identity only, before anything new is cut)
+        this.cancelHead = null;
+        if (!this.allAnswered(null)) {
+          this.flush();
+          cancelQueries(this);
+        }
+      }
     }
     // The scratch info and plan must not keep the last request alive: a large SQL text promoted
     // to V8's old space by the next young collection waits there for a full one, and whatever an
@@ -955,9 +973,14 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
 
   // ---- cancel and close ------------------------------------------------------------------------
 
-  /** Forwards a CancelRequest to the backend running this session's query, if any (lease-end.ts). */
+  /**
+   * Forwards a CancelRequest to the backend running this session's query, if any (lease-end.ts);
+   * when none runs but a request waits to be sent, to its backend once it was (cancelHead).
+   */
   cancel(): void {
-    cancelQueries(this);
+    if (this.closed) return;
+    if (!this.allAnswered(null)) cancelQueries(this);
+    else if (this.queue.length > 0 && !this.queue[0]!.copyOnly) this.cancelHead = this.queue[0]!;
   }
 
   /** The session ends (client gone, shutdown, FATAL): every lease ends (lease-end.ts: endLeases). */
@@ -966,6 +989,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.closed = true;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
+    this.cancelHead = null;
   }
 
   /** Chooses the session's load-balance node now (SHOW POOL_PROCESSES shows it from the start). */

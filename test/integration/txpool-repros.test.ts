@@ -12,7 +12,8 @@ import { startInProcess, eventually, type InProcess } from '../harness/in-proces
 import { RawClient } from '../harness/raw-client';
 import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
 import { fuzzConfig } from '../fuzz/txpool/differential';
-import { normalise } from '../fuzz/txpool/runner';
+import { normalise, sendCancel } from '../fuzz/txpool/runner';
+import net from 'node:net';
 import { exec, isExecutable } from '../harness/exec';
 
 /**
@@ -620,6 +621,35 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', 's46'), encodeExecute(''), encodeSync()), ['2', 'D ["47"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
+  test('F26: a cancel that reaches the server late lands on nothing: not on the client\'s next statement, nor on the other client\'s', async () => {
+    // Every new connection to the server (the forwarded CancelRequest) is delayed 1.5 s by a proxy,
+    // so the cancel arrives after the statement it was sent for has ended: PostgreSQL drops a
+    // cancel that finds its backend idle. Directly (no proxy) it cancels that first statement.
+    const delayed = await delayingProxy(fx.cluster.primary.port);
+    try {
+      if (!direct) {
+        await px.stop();
+        px = await startInProcess(fuzzConfig(fx.cluster, 1, `query_wait_timeout = 60\nbackend_port0 = ${delayed.port}`));
+      }
+      const a = await open();
+      const b = await open();
+      assert.deepEqual(await sql(a, 'SELECT pg_sleep(0)'), ['T pg_sleep:2278:0', 'D [""]', 'C SELECT 1', 'Z I']);
+      delayed.delayMs = 1500;
+      a.send(encodeQuery('SELECT pg_sleep(0.5)'));
+      await new Promise((r) => setTimeout(r, 200));
+      await sendCancel(direct ? fx.cluster.primary.port : px.port, a.pid, a.secret);
+      const first = (await a.untilReady(30_000)).map(normalise);
+      assert.ok(first.includes('C SELECT 1') || first.some((m) => m.startsWith('E ERROR 57014')), first.join(' | '));
+      // a's next statement and b's, both sent as soon as a has its answer: neither is cancelled
+      const next = ask(a, encodeQuery('SELECT pg_sleep(3)'));
+      const other = ask(b, encodeQuery('SELECT pg_sleep(1)'));
+      assert.deepEqual(await next, ['T pg_sleep:2278:0', 'D [""]', 'C SELECT 1', 'Z I'], "a's next statement is not cancelled");
+      assert.deepEqual(await other, ['T pg_sleep:2278:0', 'D [""]', 'C SELECT 1', 'Z I'], "b's statement is not cancelled");
+      a.close(); b.close();
+    } finally {
+      await delayed.close();
+    }
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
@@ -645,3 +675,40 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.equal(out.status, 2, 'psycopg2 sees its transaction open (TRANSACTION_STATUS_INTRANS)');
   });
 });
+
+/** A TCP proxy to `target` that delays every new connection by `delayMs` (0: none) before it reaches the server. */
+async function delayingProxy(target: number): Promise<{ port: number; delayMs: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  // allowHalfOpen: the client's end (a CancelRequest is sent with end()) must not end the proxy's
+  // side early; the client sees its connection close only once the server closed it (it acted on it)
+  const server = net.createServer({ allowHalfOpen: true }, (c) => {
+    sockets.add(c);
+    c.on('close', () => sockets.delete(c));
+    c.on('error', () => undefined);
+    c.pause();
+    const go = (): void => {
+      if (c.destroyed) return;
+      const up = net.connect({ host: '127.0.0.1', port: target }, () => {
+        c.pipe(up);
+        up.pipe(c);
+        c.resume();
+      });
+      sockets.add(up);
+      up.on('close', () => { sockets.delete(up); c.destroy(); });
+      up.on('error', () => c.destroy());
+      c.on('close', () => up.destroy());
+    };
+    if (proxy.delayMs > 0) setTimeout(go, proxy.delayMs);
+    else go();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const proxy = {
+    port: (server.address() as net.AddressInfo).port,
+    delayMs: 0,
+    close: async (): Promise<void> => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+  return proxy;
+}
