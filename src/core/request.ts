@@ -143,6 +143,16 @@ export class RequestInfo {
     return true;
   }
 
+  /** Every 'S' reference to statement `name` in this request is a Close (none a Describe). */
+  onlyClosed(name: string): boolean {
+    let closes = 0;
+    for (let i = 0; i < this.closedStatements.length; i++) if (this.closedStatements[i] === name) closes++;
+    if (closes === 0) return false;
+    let refs = 0;
+    for (let i = 0; i < this.statementRefs.length; i++) if (this.statementRefs[i] === name) refs++;
+    return refs === closes;
+  }
+
   /** True when this request parses statement `name` itself. */
   parsesStatement(name: string): boolean {
     for (let i = 0; i < this.parses.length; i++) if (this.parses[i]!.name === name) return true;

@@ -108,6 +108,11 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       // (Nor is the unnamed statement another client may have left there, even mid-sequence.)
       const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
       if (i < bound && sticky && !(pooled && !link.unnamedOwn && name === '')) continue;
+      // A Close needs no statement there: on a shared connection it is pointed at a name that never
+      // exists (statement-names.ts), or closes whatever unnamed statement is there; a re-parse would
+      // only put its error (25P02 in an aborted transaction) ahead of the CloseComplete (F23 shape,
+      // seeds 20261277/20261284).
+      if (pooled && i >= info.bindStatements.length && i < bound && info.onlyClosed(name)) continue;
       // (A Bind '' ahead of the request's own unnamed Parse binds the one the client had, seed 31082.)
       if (i < bound && (pooled && name === '' && data !== undefined ? info.parsesBeforeUse(name, data) : info.parsesStatement(name))) continue;
       // In an aborted transaction the server refuses the duplicate Parse (25P02) whatever the

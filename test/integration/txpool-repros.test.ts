@@ -426,6 +426,31 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
     a.close();
   });
+  test('F23 (seeds 20261277/20261284): in an aborted transaction, a Close of a statement the connection lacks is answered before the 25P02 (not re-parsed first)', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s23c', 'SELECT 23 AS n'), encodeSync()), ['1', 'Z I']);
+    // another client pins the connection and leaves: DISCARD ALL, the connection no longer has s23c's statement
+    const b = await open();
+    await sql(b, 'LISTEN fz_f23c');
+    await closeAndWait(b);
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await ask(a, encodeClose('S', 's23c'), encodeParse('fz_stmt', 'SELECT 1'), encodeBind('', 'fz_stmt'), encodeExecute(''), encodeSync()),
+      ['3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's23c'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I'],
+      'the Close was answered: the statement is gone');
+    // a Close only (nothing refused in the request): both CloseCompletes, nothing re-parsed
+    assert.deepEqual(await ask(a, encodeParse('s23d', 'SELECT 24 AS n'), encodeSync()), ['1', 'Z I']);
+    const c = await open();
+    await sql(c, 'LISTEN fz_f23c');
+    await closeAndWait(c);
+    await sql(a, 'BEGIN');
+    await sql(a, 'SELECT 1/0');
+    assert.deepEqual(await ask(a, encodeClose('S', 's23d'), encodeClose('S', 'fz_never_parsed'), encodeSync()), ['3', '3', 'Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    a.close();
+  });
   for (const aborted of [false, true]) {
     test(`F9b: Bind '' in an open Flush sequence never reaches another client's unnamed statement (${aborted ? 'aborted transaction' : 'transaction'})`, async () => {
       const a = await open();

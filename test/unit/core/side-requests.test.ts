@@ -10,7 +10,7 @@ import { newRequest, RequestInfo } from '../../../src/core/request';
 import { Plan } from '../../../src/core/planner';
 import { newRouteState } from '../../../src/router/router';
 import { sessionEffects } from '../../../src/classify/session-effects';
-import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../../src/protocol/frontend';
+import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../../src/protocol/frontend';
 import { TxStatus } from '../../../src/protocol/codes';
 import type { QueryClass } from '../../../src/classify/types';
 import { FakeConn } from './core-harness';
@@ -123,6 +123,16 @@ describe('prepareLink', () => {
     reparsed(s, l, l.head!);
     assert.equal(l.conn!.statements.pending(server), false);
     assert.equal(l.conn!.statements.has(server), true);
+  });
+  test('transaction pooling: a statement only closed is not re-parsed first (F23 shape); one described is', () => {
+    const { s, links, sent } = session({ pooling: 'transaction' });
+    s.statements.parsed('a', encodeParse('a', 'SELECT 1'), 'SELECT 1', read, 0);
+    const l = links[0]!;
+    prepare(s, l, Buffer.concat([encodeClose('S', 'a'), encodeParse('b', 'SELECT 2'), encodeSync()]));
+    assert.equal(sent.length, 0, 'a Close needs nothing on the connection');
+    prepare(s, l, Buffer.concat([encodeDescribe('S', 'a'), encodeClose('S', 'a'), encodeSync()]));
+    assert.equal(sent.length, 1, 'a Describe does');
+    assert.ok(sent[0]!.text.startsWith('P'));
   });
 });
 
