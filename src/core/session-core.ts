@@ -618,8 +618,37 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.host.end(`internal error: ${err.message}`);
   }
 
-  /** Sends a planned request (and what its node needs first). */
+  /**
+   * Sends a planned request (and what its node needs first). Transaction pooling, in a known
+   * aborted transaction (seed 40114): the request's leading Closes, which PostgreSQL still answers
+   * there, go first as a part of their own, so that a statement re-parsed for what follows them
+   * (refused 25P02 itself) is answered after their CloseCompletes, where the server refuses the
+   * message it stands for.
+   */
   private execute(req: Request, info: RequestInfo, plan: Plan, link: Link): void {
+    if (this.host.pooling !== 'session' && link.txStatus === TxStatus.Failed && link.syncOwed === 0
+      && req.pooledData === null && req.pooledPrepare === null && req.data[0] === FrontendCode.Close) {
+      const [cut, closes] = leadingCloses(req.data);
+      if (cut < req.data.length) {
+        const head = newRequest();
+        head.data = req.data.subarray(0, cut);
+        head.completions = closes;
+        head.term = Term.None;
+        head.flush = false;
+        head.copyOnly = false;
+        const retryable = plan.retryable;
+        plan.retryable = false; // (a part is never run again elsewhere)
+        this.executePart(head, info.read(head.data), plan, link);
+        plan.retryable = retryable;
+        req.data = req.data.subarray(cut);
+        req.completions -= closes;
+        info.read(req.data);
+      }
+    }
+    this.executePart(req, info, plan, link);
+  }
+
+  private executePart(req: Request, info: RequestInfo, plan: Plan, link: Link): void {
     const node = plan.node;
     const primary = this.host.cluster.primaryId();
     const pooled = this.host.pooling !== 'session';
@@ -1018,6 +1047,17 @@ function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean 
     return end > 0 && statements.protocol.has(data.toString('utf8', 6, end));
   }
   return false;
+}
+
+/** Where the Close frames `data` begins with end, and how many they are. */
+function leadingCloses(data: Buffer): [number, number] {
+  let pos = 0;
+  let n = 0;
+  while (pos + 5 <= data.length && data[pos] === FrontendCode.Close) {
+    pos += 1 + data.readUInt32BE(pos + 1);
+    n++;
+  }
+  return [Math.min(pos, data.length), n];
 }
 
 /** The ReadyForQuery that completes a read whose node went away after answering it (outside a transaction). */

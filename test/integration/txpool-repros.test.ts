@@ -451,6 +451,31 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
     a.close();
   });
+  test('40114: in an aborted transaction, Closes ahead of a Bind/Describe of a statement the connection lacks are answered before the 25P02', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s41', 'SELECT 41 AS n'), encodeParse('s42', 'SELECT 42 AS n'), encodeParse('s43', 'SELECT 43 AS n'), encodeSync()), ['1', '1', '1', 'Z I']);
+    // another client pins the connection and leaves: DISCARD ALL, the connection no longer has a's statements
+    const b = await open();
+    await sql(b, 'LISTEN fz_40114');
+    await closeAndWait(b);
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    const aborted = 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block';
+    assert.deepEqual(await ask(a, encodeClose('S', 's42'), encodeParse('fz_stmt', 'SELECT 2'), encodeDescribe('S', 's41'), encodeBind('p1', 's41'), encodeExecute('p1'), encodeSync()),
+      ['3', aborted, 'Z E']);
+    assert.deepEqual(await ask(a, encodeClose('P', 'p1'), encodeClose('S', 'fz_never_parsed'), encodeBind('p1', 's41'), encodeExecute('p1'), encodeSync()),
+      ['3', '3', aborted, 'Z E']);
+    // the same inside a Flush sequence, then synced
+    a.send(encodeClose('S', 's43'), encodeDescribe('S', 's41'), encodeFlush());
+    assert.deepEqual([normalise(await a.next(30_000)), normalise(await a.next(30_000))], ['3', aborted]);
+    assert.deepEqual(await ask(a, encodeSync()), ['Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's42'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I'],
+      'the Close in the aborted transaction closed s42');
+    assert.deepEqual(await ask(a, encodeBind('', 's43'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's41'), encodeExecute(''), encodeSync()), ['2', 'D ["41"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
   for (const aborted of [false, true]) {
     test(`F9b: Bind '' in an open Flush sequence never reaches another client's unnamed statement (${aborted ? 'aborted transaction' : 'transaction'})`, async () => {
       const a = await open();

@@ -148,3 +148,26 @@ describe('broadcast', () => {
     assert.equal(links[1]!.head!.swallow, true);
   });
 });
+
+describe('SessionCore: leading Closes in a known aborted transaction (seed 40114)', () => {
+  test('go out before the re-parse of a statement the connection lacks, so their CloseCompletes come before its 25P02', async () => {
+    const { makeCore } = await import('./core-harness');
+    const { msg, cstr, u8 } = await import('../../fixtures/bytes');
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction' });
+    f.send(encodeParse('s1', 'SELECT 41'), encodeSync());
+    const conn = f.conns.get(0)!;
+    conn.take();
+    f.answer(0, Buffer.concat([msg('1'), msg('Z', u8('I'))]));
+    conn.statements.clear(); // the connection lost it (another client's session ended with DISCARD ALL)
+    f.send(encodeQuery('BEGIN')); // (answered here, sent in front of the next statement)
+    f.send(encodeQuery('SELECT 1/0'));
+    await f.settle();
+    f.answer(0, Buffer.concat([msg('C', cstr('BEGIN')), msg('Z', u8('T')), msg('E', u8('S'), cstr('ERROR'), u8('C'), cstr('22012'), u8(0)), msg('Z', u8('E'))]));
+    conn.take();
+    f.received();
+    f.send(encodeClose('S', 's2'), encodeBind('p1', 's1', []), encodeExecute('p1'), encodeSync());
+    const w = conn.take();
+    assert.equal(String.fromCharCode(w[0]!), 'C', 'the Close first');
+    assert.equal(String.fromCharCode(w[w.readUInt32BE(1) + 1]!), 'P', 'then the re-parse, then the rest');
+  });
+});
