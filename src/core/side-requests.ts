@@ -107,7 +107,11 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       // (Names redefined by this request must exist for the server to refuse the Parse, even mid-sequence.)
       // (Nor is the unnamed statement another client may have left there, even mid-sequence.)
       const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
-      if (i < bound && sticky && !(pooled && !link.unnamedOwn && name === '')) continue;
+      // Session pooling: inside an open Flush sequence the statement is where the sequence began.
+      // Not so on a shared connection (seed 31030 client 3: the client's statement, not referenced
+      // by the sequence's first request, was lost to another client's DISCARD ALL): checked there
+      // too, a re-parse mid-sequence is a Parse + Flush (below).
+      if (i < bound && sticky && !pooled) continue;
       // A Close needs no statement there: on a shared connection it is pointed at a name that never
       // exists (statement-names.ts), or closes whatever unnamed statement is there; a re-parse would
       // only put its error (25P02 in an aborted transaction) ahead of the CloseComplete (F23 shape,

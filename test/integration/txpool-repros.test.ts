@@ -476,6 +476,24 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', 's41'), encodeExecute(''), encodeSync()), ['2', 'D ["41"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
+  test('31030 client 3: inside an open Flush sequence, a statement the client has and the connection lacks is parsed there first', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s30', 'SELECT $1::int AS n'), encodeSync()), ['1', 'Z I']);
+    // another client pins the connection and leaves: DISCARD ALL, the connection no longer has s30's statement
+    const b = await open();
+    await sql(b, 'LISTEN fz_31030');
+    await closeAndWait(b);
+    a.send(encodeParse('fz_stmt', 'SELECT 1 AS one'), encodeDescribe('S', 'fz_stmt'), encodeClose('S', 'fz_stmt'), encodeFlush());
+    const first: string[] = [];
+    while (first.length < 4) first.push(normalise(await a.next(30_000)));
+    assert.deepEqual(first.map((m) => m.split(' ')[0]), ['1', 't', 'T', '3']);
+    a.send(encodeDescribe('S', 's30'), encodeBind('', 's30', ['2']), encodeExecute(''), encodeFlush());
+    const second: string[] = [];
+    while (second.length < 5 && !second.some((m) => m.startsWith('E '))) second.push(normalise(await a.next(30_000)));
+    assert.deepEqual(second, ['t 000100000017', 'T n:23:0', '2', 'D ["2"]', 'C SELECT 1']);
+    assert.deepEqual(await ask(a, encodeSync()), ['Z I']);
+    a.close();
+  });
   for (const aborted of [false, true]) {
     test(`F9b: Bind '' in an open Flush sequence never reaches another client's unnamed statement (${aborted ? 'aborted transaction' : 'transaction'})`, async () => {
       const a = await open();
