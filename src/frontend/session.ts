@@ -47,6 +47,7 @@ import { copyRead, countCopied, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
 import { isUnixSocket } from './listener';
 import { RawSocket } from '../util/raw-socket';
+import { TimeoutLists, type TimeoutEntry } from '../util/timeout-lists';
 import { lbCandidates } from './lb-candidates';
 import type { LbCandidate } from '../router/lb-select';
 
@@ -59,6 +60,9 @@ type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
 
 const SSL_NO = Buffer.from('N');
+
+/** authentication_timeout of every connection, without a Node timer each (util/timeout-lists.ts). */
+const startupTimeouts = new TimeoutLists();
 
 /**
  * AuthenticationOk and the ParameterStatus messages of a greeting, encoded once per cached
@@ -197,7 +201,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   tlsActive = false;
   private sslRequests = 0;
   private gssRequests = 0;
-  private startupTimer: NodeJS.Timeout | null = null;
+  private startupTimer: TimeoutEntry | null = null;
 
   constructor(socket: net.Socket | RawSocket, readonly ctx: FrontendContext) {
     this.socket = socket;
@@ -305,16 +309,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private armStartupTimer(): void {
     const sec = this.ctx.config.authentication_timeout;
     if (sec <= 0) return;
-    this.startupTimer = setTimeout(() => {
+    this.startupTimer = startupTimeouts.schedule(sec * 1000, () => {
       this.startupTimer = null;
       if (this.phase === 'startup' || this.phase === 'handshake') this.fatal(clientErrors.authenticationTimeout());
-    }, sec * 1000);
-    this.startupTimer.unref();
+    });
   }
 
   private loginFinished(): void {
     if (this.startupTimer !== null) {
-      clearTimeout(this.startupTimer);
+      startupTimeouts.cancel(this.startupTimer);
       this.startupTimer = null;
     }
   }
