@@ -38,7 +38,7 @@ import { adminReply, errorReply } from '../core/local-replies';
 import type { SlotLease } from './slots';
 import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
-import { leaseLimit, login, poolKey, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
+import { leaseLimit, login, poolKey, type LoginFailed, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
 import { LeaseTimeout } from '../pool/node-pool';
 import type { PoolMode } from '../config/pool-mode';
 import { LinkRefused } from '../core/core-host';
@@ -409,15 +409,17 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           this.database = msg.params.database || this.user;
           const info: StartupInfo = { protocol: msg.protocol, params: msg.params };
           if (buf.length > 0) this.onData(buf);
-          login(this, info).then((r) => {
-            this.loginFinished();
-            if (r.ok) this.enterReady(r);
-            else if (r.fatal !== null) this.fatal(r.fatal);
-            else this.close(r.reason);
-          }, (e: unknown) => {
-            this.log.error({ err: e, event: 'handshake_crash' }, 'unexpected error during handshake');
-            this.fatal(clientErrors.internal());
-          });
+          const r = login(this, info);
+          if (r instanceof Promise) r.then((x) => this.loggedIn(x), (e: unknown) => this.loginCrashed(e));
+          else {
+            // Answered at once (nothing to wait for): still inside this read's callback, where
+            // an exception must end this session only.
+            try {
+              this.loggedIn(r);
+            } catch (e) {
+              this.loginCrashed(e);
+            }
+          }
           return;
         }
         default:
@@ -425,6 +427,18 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           return;
       }
     }
+  }
+
+  private loggedIn(r: LoginOk | LoginFailed): void {
+    this.loginFinished();
+    if (r.ok) this.enterReady(r);
+    else if (r.fatal !== null) this.fatal(r.fatal);
+    else this.close(r.reason);
+  }
+
+  private loginCrashed(e: unknown): void {
+    this.log.error({ err: e, event: 'handshake_crash' }, 'unexpected error during handshake');
+    this.fatal(clientErrors.internal());
   }
 
   /**
