@@ -152,7 +152,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   /** The pid the client was given: its login connection's backend pid. */
   pid = 0;
   secret = 0;
-  readonly connectedAt = new Date();
+  /** When the client connected (a time; the Date is made when asked, by admin commands). */
+  private readonly connectedMs = Date.now();
+  get connectedAt(): Date {
+    return new Date(this.connectedMs);
+  }
   readonly address: string;
   readonly port: number;
   user = '';
@@ -946,7 +950,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       this.socket.resume();
     }
     if (wasReady && this.logFlags.disconnections) {
-      const secs = (Date.now() - this.connectedAt.getTime()) / 1000;
+      const secs = (Date.now() - this.connectedMs) / 1000;
       logLine(this.log, { event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,
         host: this.address, port: this.port, session_time: secs, reason },
       `frontend disconnected: session time: ${secs.toFixed(3)} s user=${this.user} database=${this.database} host=${this.address} port=${this.port}`);
