@@ -86,8 +86,7 @@ export class QueryCache {
     this.catalog = new Catalog(target);
     if (config.memqcache_method === 'memcached') {
       this.shmem = null;
-      this.memcached = new MemcachedStore(config.memqcache_memcached_host, config.memqcache_memcached_port, config.memqcache_expire,
-        (msg) => log.debug({ event: 'memcached' }, msg));
+      this.memcached = new MemcachedStore(config.memqcache_memcached_host, config.memqcache_memcached_port, config.memqcache_expire);
       // Start as if it had been down: the first successful global bump opens the cache.
       this.down = true;
       this.retryAt = 0;

@@ -87,14 +87,23 @@ export class SessionCache implements CachePort {
 
   // ---- before sending ----------------------------------------------------------------------
 
-  consult(data: Buffer, info: RequestInfo, view: CacheView): CacheStep {
+  consult(data: Buffer, info: RequestInfo, view: CacheView, classes: readonly QueryClass[]): CacheStep {
     this.waitFor = null;
     this.collecting = false;
     this.hit = null;
     if (info.functionCall) return CacheStep.Pass;
+    const done = this.looked;
+    if (done !== null && done.data === data) {
+      // memcached: the lookup this request waited for came back (nothing of the session changed
+      // meanwhile: its queue was blocked). Its verdict stands; only its answer is used.
+      this.looked = null;
+      if (done.key === '') return this.counted(CacheStep.Pass, data);
+      return this.found(data, done.key, done.value);
+    }
     const shape = this.shape(data, info, view);
     if (shape === null) return CacheStep.Pass;
-    const cls = shape.cls ?? this.classifier().classify(shape.sql);
+    // The planner's class of the text (queries first, then parses), else the statement's, else classified here.
+    const cls = (info.parses.length > 0 || !info.extended ? classes[0] : undefined) ?? shape.cls ?? this.classifier().classify(shape.sql);
     if (cls.kind !== 'read') return CacheStep.Pass;
     if (this.txWrote || this.txFailed || (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? '')))) {
       return this.counted(CacheStep.Pass, data);
@@ -136,23 +145,25 @@ export class SessionCache implements CachePort {
       key = `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${cache.gensKey(names)}`;
       value = cache.shmem.get(key);
     } else {
-      const done = this.looked;
-      if (done === null || done.data !== data) {
-        if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
-        this.lookingUp = data;
-        const k = QueryCache.key([this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params]);
-        return this.wait(cache.memcached!.lookup(k, names).then((r) => {
-          this.looked = { data, key: `${k}|${r.gens}`, value: r.value };
-        }, (e: unknown) => {
-          cache.failed(e);
-          this.looked = { data, key: '', value: undefined };
-        }).finally(() => { this.lookingUp = null; }));
-      }
-      this.looked = null;
-      if (done.key === '') return this.counted(CacheStep.Pass, data);
-      key = done.key;
-      value = done.value;
+      if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
+      this.lookingUp = data;
+      const k = QueryCache.key([this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params]);
+      return this.wait(cache.memcached!.lookup(k, names).then((r) => {
+        this.lookingUp = null;
+        this.looked = { data, key: `${k}|${r.gens}`, value: r.value };
+      }, (e: unknown) => {
+        this.lookingUp = null;
+        cache.failed(e);
+        this.looked = { data, key: '', value: undefined };
+      }));
     }
+    return this.found(data, key, value);
+  }
+
+  /** The answer stored under `key` (undefined: none): a hit, or a miss whose answer is collected. */
+  private found(data: Buffer, key: string, value: Buffer | undefined): CacheStep {
+    const cache = this.cache;
+    const db = this.id.database;
     if (value !== undefined && cache.streams !== null) {
       // memqcache_logical_invalidation: the change stream must vouch for the hit (change-stream.ts).
       if (this.fencedFor !== data) {
