@@ -109,7 +109,7 @@ export class SessionCache implements CachePort {
       return this.counted(CacheStep.Pass, data);
     }
     const cache = this.cache;
-    const tv = memoTextVerdict(shape.sql, cls, cache.lists);
+    const tv = memoTextVerdict(shape.sql, cls, cache.lists, this.classifier());
     if (!tv.ok) return this.counted(CacheStep.Pass, data);
     // Functions: immutable only (pg_proc, looked up once).
     const vol = this.volatility();
@@ -442,13 +442,23 @@ export class SessionCache implements CachePort {
   private searchPathNow = '';
 }
 
-/** textVerdict, remembered per classifier verdict (the classifier caches those by text) while the table lists stay. */
-const verdicts = new WeakMap<QueryClass, { readonly sql: string; readonly lists: TableLists; readonly tv: TextVerdict }>();
-function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists): TextVerdict {
-  const m = verdicts.get(cls);
-  if (m !== undefined && m.sql === sql && m.lists === lists) return m.tv;
+/**
+ * textVerdict, remembered by text (per process) while the classifier and the table lists stay. By
+ * text rather than by the classifier's verdict object: the classifier keeps only its grammar
+ * verdicts, so a plain SELECT's class is a new object on every request (pgbench -M simple's hot
+ * keys: a thousand texts), and a WeakMap entry per request was work for the collector. Bounded:
+ * emptied when full.
+ */
+const VERDICTS_MAX = 4096;
+const verdicts = new Map<string, { readonly by: Classifier; readonly lists: TableLists; readonly tv: TextVerdict }>();
+function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists, by: Classifier): TextVerdict {
+  const m = verdicts.get(sql);
+  if (m !== undefined && m.lists === lists && m.by === by) return m.tv;
   const tv = textVerdict(sql, cls, lists);
-  verdicts.set(cls, { sql, lists, tv });
+  if (sql.length <= 8192) {
+    if (verdicts.size >= VERDICTS_MAX) verdicts.clear();
+    verdicts.set(sql, { by, lists, tv });
+  }
   return tv;
 }
 
