@@ -119,15 +119,19 @@ export class SessionCache implements CachePort {
     // Relations: the catalog's facts under the session's search_path.
     const db = this.id.database;
     const sp = view.searchPath;
-    const unknownRels = tv.relations.filter((r) => cache.catalog.known(db, sp, r) === undefined);
-    if (unknownRels.length > 0) return this.wait(cache.catalog.lookup(db, sp, unknownRels));
     const oids: number[] = [];
+    let unknownRels: string[] | null = null;
     for (const r of tv.relations) {
-      const facts = cache.catalog.known(db, sp, r) ?? null;
+      const facts = cache.catalog.known(db, sp, r);
+      if (facts === undefined) {
+        (unknownRels ??= []).push(r);
+        continue;
+      }
       if (facts === null) return this.counted(CacheStep.Pass, data);
       if (!tv.force && relationVerdict(r, facts, cache.lists) !== null) return this.counted(CacheStep.Pass, data);
       oids.push(facts.oid);
     }
+    if (unknownRels !== null) return this.wait(cache.catalog.lookup(db, sp, unknownRels));
     if (!cache.available()) return this.counted(CacheStep.Pass, data);
     cache.streams?.start(db);
     const names = QueryCache.genNames(db, oids);
