@@ -2,12 +2,13 @@
  * A minimal memcached client for the query cache's hot path: memcached's meta text protocol
  * (memcached ≥ 1.6: `mg`, `ms`, `md`) over one persistent TCP connection per process.
  *
- * Hand-written on purpose. A cache hit with memqcache_method = memcached is one lookup (the
- * answer and the generations of what it read) on pgmaitre's hot path, and with memjs that lookup
- * cost more pgmaitre CPU than forwarding the query to PostgreSQL: on the hot-key bench
- * (bench/query-cache.sh) a memcached hit cost 150-260 µs of pgmaitre CPU per transaction against
- * 85-95 µs for a forwarded query, ~60 µs of it in memjs (a promise, a closure, a timer and a
- * socket write per get; memcache-client measured the same, memcached-store.ts's history). Here:
+ * Hand-written on purpose: it is on pgmaitre's hot path. A cache hit with memqcache_method =
+ * memcached is one lookup (the answer and the generations of what it read), and with memjs that
+ * lookup cost more pgmaitre CPU than forwarding the query to PostgreSQL: on the hot-key bench
+ * (bench/query-cache.sh) 115-260 µs of pgmaitre CPU per transaction against 58-95 µs forwarded,
+ * ~60 µs per lookup in memjs itself (a promise, a timer and a socket write per get, four gets per
+ * lookup); memcache-client measured about the same. With this client, in the same run: 47-56 µs
+ * per hit against 58-78 µs forwarded (docs/query-cache.md). Here:
  * - one socket, pipelined: replies come back in request order and are matched to a FIFO of
  *   pending batches, no opaque ids, no per-request timer;
  * - requests queued during one turn of the event loop leave in one write (setImmediate), so the
