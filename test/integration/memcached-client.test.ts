@@ -8,7 +8,9 @@
  *   unreachable, names that are not valid text keys (a space, non-ASCII) work;
  * - memcached stopped: pending and new requests fail within a second (no hang), and the client
  *   reconnects by itself once it is back;
- * - a server that accepts and never answers: requests fail within a second.
+ * - a server that accepts and never answers: requests fail within a second;
+ * - replies that arrive one byte at a time (a value with CR LF inside, a miss, stored, not
+ *   stored, SERVER_ERROR) are put back together and matched to their batches.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -128,6 +130,35 @@ describe('memcached client (meta protocol)', { skip: SKIP, timeout: 120_000 }, (
       client.close();
       for (const s of sockets) s.destroy();
       await new Promise((r) => silent.close(r));
+    }
+  });
+
+  test('replies split at every byte are put back together', async () => {
+    const reply = Buffer.from('VA 5 f0\r\na\r\nbc\r\nEN\r\nHD\r\nNS\r\nSERVER_ERROR out of memory\r\n', 'latin1');
+    const sockets: net.Socket[] = [];
+    const dribbler = net.createServer((s) => {
+      sockets.push(s);
+      s.setNoDelay(true);
+      s.once('data', async () => {
+        for (const b of reply) {
+          s.write(Buffer.from([b]));
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      });
+    });
+    await new Promise<void>((r) => dribbler.listen(0, '127.0.0.1', r));
+    const client = new MetaClient('127.0.0.1', (dribbler.address() as net.AddressInfo).port);
+    try {
+      const [a, b] = await Promise.all([client.request('mg a v\r\nmg b v\r\n', 2), client.request('md c\r\nmd d\r\nmd e\r\n', 3)]);
+      assert.equal((a![0] as Buffer).toString('latin1'), 'a\r\nbc');
+      assert.equal(a![1], null);
+      assert.equal(b![0], true);
+      assert.equal(b![1], false);
+      assert.match(String(b![2]), /SERVER_ERROR out of memory/);
+    } finally {
+      client.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => dribbler.close(r));
     }
   });
 
