@@ -202,6 +202,8 @@ describe('logs on a terminal and in a pipe', { timeout: 60_000 }, () => {
       fs.writeFileSync(ttyConf, `${fs.readFileSync(conf, 'utf8')}pid_file_name = '${pidFile}'\n`);
       const tty = await spawnServer({ name: 'pgmaitre on a tty', cmd: SCRIPT!, args: ['-qfec', bin.replace(conf, ttyConf), '/dev/null'], port, cwd: dir });
       await tty.waitForLog(/pgmaitre listening on/);
+      // The pid file is written once the start is complete (admin listeners too), a moment after that line.
+      for (let i = 0; i < 200 && !fs.existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
       // Stop pgmaitre itself (a signal to script(1) would reach it as a SIGHUP: a reload).
       process.kill(Number(fs.readFileSync(pidFile, 'utf8')), 'SIGTERM');
       for (let i = 0; i < 100 && tty.alive(); i++) await new Promise((r) => setTimeout(r, 50));
