@@ -168,14 +168,13 @@ export function createMetricsRegistry(ctx: AdminContext): Registry {
   const merged = ctx.histograms;
   for (const h of [queryLatency, leaseWait]) {
     if (merged === undefined) {
-      // admin/latency.ts's CheapHistogram: get() as prom-client's Histogram gives it.
       registry.registerMetric(h as unknown as Metric);
       continue;
     }
     // worker_processes > 1: the workers' histograms summed (this process serves no client).
-    const name = h.name;
+    const name = (h as unknown as { name: string }).name;
     registry.registerMetric({
-      name, help: h.help, type: 'histogram', aggregator: 'sum',
+      name, help: (h as unknown as { help: string }).help, type: 'histogram', aggregator: 'sum',
       get: async () => merged().find((m) => m.name === name) ?? await h.get(),
       reset: () => {},
     } as unknown as Metric);
