@@ -354,7 +354,13 @@ export class Link {
 
   /** Forgets the scan state (the connection was replaced). */
   reset(): void {
-    this.drain().forEach((e) => Link.release(e));
+    // Twice per lease in transaction pooling (given back, attached): no array made when nothing is owed.
+    if (this.q.length > 0) {
+      this.drain().forEach((e) => Link.release(e));
+    } else {
+      this.clientOwed = 0;
+      this.syncOwed = 0;
+    }
     this.hdrPos = 0;
     this.left = 0;
     this.collect = null;

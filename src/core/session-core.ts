@@ -154,6 +154,18 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * wait for a lease). Sent in front of the transaction's first statement that needs a server.
    */
   private deferredBegin = '';
+  /**
+   * Transaction pooling: the request at the head of the queue, read and planned, that waits for
+   * its lease (open()); with what its plan read (see resumable()). Once clients outnumber
+   * default_pool_size nearly every transaction waits once, and reading and planning it again when
+   * the lease came was a good part of what the wait cost (issue 17, item 9).
+   */
+  private parked: Request | null = null;
+  private parkedNode = -1;
+  private parkedPrimary = -1;
+  private parkedStatus = '';
+  private parkedRouting: unknown = null;
+  private parkedConfig: unknown = null;
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   readonly stateLost = new Set<Link>();
   /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
@@ -348,7 +360,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     // idle session still references is copied by every young collection — work per request that
     // grows with the number of sessions. Not while an outer drive() (this one runs inside its
     // step) still reads them.
-    if (--this.driving === 0) {
+    if (--this.driving === 0 && this.parked === null) {
       this.info.forget();
       this.planner.plan.clear();
     }
@@ -359,6 +371,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
 
   /** Handles the request at the head of the queue; false when it must wait. */
   private step(req: Request): boolean {
+    const parked = this.parked;
+    this.parked = null;
     if (req.copyOnly) {
       // COPY data that arrived before its CopyInResponse: it follows the COPY to its node.
       const target = this.copyTarget ?? (this.lastNode >= 0 ? this.links[this.lastNode] : undefined);
@@ -372,6 +386,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.flush();
       this.client.write(errorReply(r.code, r.message, r.hint, req.term === Term.None ? 0 : 1, this.txStatus()));
       releaseRequest(req);
+      return true;
+    }
+    if (parked === req && this.resumable()) {
+      // Its lease came and nothing its plan read has changed: sent on that plan.
+      this.execute(req, this.info, this.planner.plan, this.links[this.parkedNode]!);
       return true;
     }
     const info = this.info.read(req.data);
@@ -420,12 +439,42 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       const now = this.host.pooling !== 'session' ? this.host.leaseNow(plan.node) : null;
       if (now === null) {
         this.open(plan.node);
+        if (this.host.pooling !== 'session') this.park(req, plan.node);
         return false;
       }
       link = this.attach(plan.node, now);
     }
     this.execute(req, info, plan, link);
     return true;
+  }
+
+  /**
+   * Transaction pooling: `req` waits for a lease on `node` with its info and plan made. Kept only
+   * when the session holds no connection (then no server answer can change its state meanwhile:
+   * client frames only queue behind it) and nothing else reads the request (the query cache).
+   */
+  private park(req: Request, node: number): void {
+    if (this.cache !== null || this.deferredBegin !== '' || this.blocked === 0) return;
+    for (const l of this.links) if (l?.conn != null) return;
+    this.parked = req;
+    this.parkedNode = node;
+    this.parkedPrimary = this.host.cluster.primaryId();
+    this.parkedStatus = this.host.cluster.node(node)?.status ?? '';
+    this.parkedRouting = this.host.routing;
+    this.parkedConfig = this.host.config;
+  }
+
+  /**
+   * The parked request's plan still holds: its lease is attached and is the session's only
+   * connection, the session state it read is as it was (see park), and so are the primary, the
+   * node's status, the routing rules and the configuration. Otherwise it is planned again.
+   */
+  private resumable(): boolean {
+    const node = this.parkedNode;
+    if (this.links[node]?.conn == null || this.deferredBegin !== '') return false;
+    for (const l of this.links) if (l !== undefined && l.node !== node && l.conn !== null) return false;
+    return this.host.cluster.primaryId() === this.parkedPrimary && (this.host.cluster.node(node)?.status ?? '') === this.parkedStatus
+      && this.host.routing === this.parkedRouting && this.host.config === this.parkedConfig;
   }
 
   /** Why this session keeps its connections in transaction pooling ('' when it does not). */
@@ -595,6 +644,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         this.host.closeLink(conn, false, `session ${this.host.pid} ended after an internal error`);
       }
     }
+    this.parked = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
     this.host.end(`internal error: ${err.message}`);
@@ -964,6 +1014,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   close(): void {
     endLeases(this);
     this.closed = true;
+    this.parked = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
   }

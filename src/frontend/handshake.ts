@@ -424,8 +424,15 @@ async function authenticate(io: LoginIO, shape: LoginShape, mode: PoolMode, leas
 
 /** Transaction pooling: how many connections a (node, user, database) may have. */
 export function leaseLimit(c: FrontendContext['config']): LeaseLimit {
-  return { size: c.default_pool_size, reserve: c.reserve_pool_size, reserveAfterMs: c.reserve_pool_timeout * 1000 };
+  // Asked at every lease and give-back: one object per configuration (a reload makes a new one).
+  if (limitOf !== c) {
+    limit = { size: c.default_pool_size, reserve: c.reserve_pool_size, reserveAfterMs: c.reserve_pool_timeout * 1000 };
+    limitOf = c;
+  }
+  return limit;
 }
+let limitOf: FrontendContext['config'] | null = null;
+let limit: LeaseLimit = { size: 0, reserve: 0, reserveAfterMs: 0 };
 
 /**
  * A client's startup parameters as SET statements, by lower-cased name (`options` split into its
