@@ -21,7 +21,7 @@ import { parsedWhenAborted, type Pins } from './tx-pooling';
 import type { CoreHost } from './core-host';
 import type { ClearsToken } from './request-effects';
 import { encodeParseAs, parseDefinition, renameSqlStatement } from './statement-names';
-import { hasStatement, serverNameOf, type NamingSession } from './connection-statements';
+import { hasStatement, parameterCount, serverNameOf, type NamingSession } from './connection-statements';
 import { emptyArray } from '../util/arrays';
 
 /** What the side requests read and change of the session (SessionCore). */
@@ -107,6 +107,15 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       // (Names redefined by this request must exist for the server to refuse the Parse, even mid-sequence.)
       // (Nor is the unnamed statement another client may have left there, even mid-sequence.)
       const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
+      if (s.abortedSure === true && pooled) {
+        // In a known aborted transaction, a request that surely fails first needs no re-parse (it
+        // would be refused 25P02 ahead of that failure, seeds 40136/40153); a Bind of the
+        // client's statement is answered here, in place; dropping another client's unnamed
+        // statement still is needed, for the 26000.
+        const known = s.statements.protocol.get(name);
+        if (i < info.bindStatements.length && known !== undefined && refusedHere(s, known, name, info)) (s.refusedBinds ??= new Set()).add(name);
+        if (known !== undefined || i >= bound) continue;
+      }
       if (i < bound && sticky && !(pooled && !link.unnamedOwn && name === '')) continue;
       // (A Bind '' ahead of the request's own unnamed Parse binds the one the client had, seed 31082.)
       if (i < bound && (pooled && name === '' && data !== undefined ? info.parsesBeforeUse(name, data) : info.parsesStatement(name))) continue;
@@ -146,6 +155,13 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
         if (server !== null) s.host.statementCache(true);
         continue;
       }
+      if (i < info.bindStatements.length && pooled && refusedHere(s, st, name, info)) {
+        // Known aborted transaction: the re-parse would be refused (25P02) ahead of the request,
+        // where PostgreSQL answers the Bind in its place, checking the parameter count first
+        // (08P01). pgmaitre answers it there (connection-statements.ts names(): bindRefused).
+        (s.refusedBinds ??= new Set()).add(name);
+        continue;
+      }
       if (server !== null) s.host.statementCache(false);
       // Leased: no Sync between the re-parse and the request (an error there reaches the client
       // and skips its request, as the Parse it stands for would). Session pooling: in its own
@@ -174,6 +190,19 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       else conn.statements.begin(server);
     }
   }
+}
+
+
+/**
+ * A Bind of `st` (the connection lacks it) is answered by pgmaitre in place: the transaction is
+ * known aborted, `st` is not a transaction-exit statement (its re-parse would be refused), its
+ * parameter count is sure, and the request does not describe or close it (the Bind's answer then
+ * stands for the statement's only use in the request).
+ */
+function refusedHere(s: SideSession, st: ProtocolStatement, name: string, info: RequestInfo): boolean {
+  if (s.abortedTx !== 'known' || parsedWhenAborted(st.sql) || info.closedStatements.includes(name)) return false;
+  if (s.abortedSure !== true && info.statementRefs.includes(name)) return false;
+  return parameterCount(st) >= 0;
 }
 
 

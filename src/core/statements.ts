@@ -20,6 +20,8 @@ export interface ProtocolStatement {
   readonly nodes: Set<number>;
   /** Transaction pooling: its server-side name (statement-names.ts), once computed. */
   server?: string;
+  /** Its parameter count as PostgreSQL has it (tx-pooling.ts statementParameters; -1: not sure), once computed. */
+  params?: number;
 }
 
 /** A statement created by SQL PREPARE. */

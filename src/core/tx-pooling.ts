@@ -22,6 +22,7 @@
 import { TxStatus } from '../protocol/codes';
 import type { QueryClass } from '../classify/types';
 import { skipFiller } from '../classify/filler';
+import { firstKeyword, lex, Tok, TokenBuffer } from '../classify/lexer';
 import { SAFE_FUNCTIONS, WRITER_FUNCTIONS } from '../classify/functions';
 import type { Link } from './link';
 import type { SessionState } from './session-state';
@@ -279,4 +280,61 @@ export function pinReasonOf(p: Pins, st: SessionState): string {
   if (st.holdCursors.size > 0) return 'a cursor WITH HOLD';
   if (p.temp) return 'a temporary table';
   return '';
+}
+
+/** Statements whose `$n` references count as parameters (analysed with the Parse's parameters). */
+const PARAM_STATEMENTS = new Set(['select', 'with', 'values', 'table', 'insert', 'update', 'delete', 'merge', 'explain', 'call', 'declare']);
+const paramTokens = new TokenBuffer();
+
+/**
+ * The number of parameters PostgreSQL gives the statement of Parse frame `frame` (SQL `sql`): the
+ * declared types, extended to the highest `$n` the statement refers to (parse analysis adds the
+ * types it infers). -1 when pgmaitre cannot be sure (an unterminated literal; `$n` inside a
+ * utility statement, where it may belong to a nested body).
+ */
+export function statementParameters(frame: Buffer, sql: string): number {
+  const nameEnd = frame.indexOf(0, 5);
+  const sqlEnd = nameEnd < 0 ? -1 : frame.indexOf(0, nameEnd + 1);
+  if (sqlEnd < 0 || sqlEnd + 3 > frame.length) return -1;
+  const declared = frame.readInt16BE(sqlEnd + 1);
+  if (declared < 0) return -1;
+  let highest = 0;
+  try {
+    if (!lex(sql, paramTokens)) return -1;
+    for (let i = 0; i < paramTokens.count; i++) {
+      if (paramTokens.kind[i] !== Tok.Param) continue;
+      const n = Number(sql.slice(paramTokens.start[i]! + 1, paramTokens.end[i]));
+      if (!Number.isInteger(n) || n < 1) return -1;
+      if (n > highest) highest = n;
+    }
+  } finally {
+    paramTokens.reset(''); // (the SQL text must not stay reachable)
+  }
+  if (highest > 0 && !PARAM_STATEMENTS.has(firstKeyword(sql))) return -1;
+  return Math.max(declared, highest);
+}
+
+/**
+ * PostgreSQL's answer (postgres.c exec_bind_message) to Bind frame `bind` (data[start, end)) of
+ * statement `name`, which has `params` parameters and is not a transaction-exit statement, in an
+ * aborted transaction: after the statement is found, the parameter formats and count are
+ * checked (08P01) before the aborted state (25P02). Null when the Bind cannot be read.
+ */
+export function abortedBindError(data: Buffer, start: number, end: number, name: string, params: number): { code: string; message: string } | null {
+  const portalEnd = data.indexOf(0, start + 5);
+  const stmtEnd = portalEnd < 0 ? -1 : data.indexOf(0, portalEnd + 1);
+  if (stmtEnd < 0 || stmtEnd >= end) return null;
+  let pos = stmtEnd + 1;
+  if (pos + 2 > end) return null;
+  const formats = data.readUInt16BE(pos);
+  pos += 2 + 2 * formats;
+  if (pos + 2 > end) return null;
+  const supplied = data.readUInt16BE(pos);
+  if (formats > 1 && formats !== supplied) {
+    return { code: '08P01', message: `bind message has ${formats} parameter formats but ${supplied} parameters` };
+  }
+  if (supplied !== params) {
+    return { code: '08P01', message: `bind message supplies ${supplied} parameters, but prepared statement "${name}" requires ${params}` };
+  }
+  return { code: '25P02', message: 'current transaction is aborted, commands ignored until end of transaction block' };
 }

@@ -21,7 +21,6 @@ import { exec, isExecutable } from '../harness/exec';
  */
 const OPEN_FINDINGS: Record<string, string> = {
   '31146': 'Close then a failing Parse of a name the client had keeps the failed definition (a fix restoring from a snapshot regressed seed 31086: the snapshot can be a tentative definition of a request still unanswered)',
-  '31078': 'a Bind of a statement the connection lacks, in an aborted transaction, is re-parsed first (25P02) where PostgreSQL checks the parameter count first (08P01)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
 
@@ -583,8 +582,38 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['E ERROR 08P01 bind message supplies 0 parameters, but prepared statement "<name>" requires 1', 'Z E']);
     assert.deepEqual(await ask(a, encodeBind('p1', 's78', ['1']), encodeExecute('p1'), encodeSync()),
       ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    // the Bind's error in its place: a Close before it is answered, what follows is skipped
+    assert.deepEqual(await ask(a, encodeClose('S', 'fz_none'), encodeBind('p1', 's78', ['1', '2']), encodeExecute('p1'), encodeClose('S', 'fz_none'), encodeSync()),
+      ['3', 'E ERROR 08P01 bind message supplies 2 parameters, but prepared statement "<name>" requires 1', 'Z E']);
+    assert.deepEqual(await ask(a, encodeClose('P', 'fz_none'), encodeBind('', 's78', ['1']), encodeExecute(''), encodeSync()),
+      ['3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    // in a Flush sequence: the server skips to the Sync after the Bind, as PostgreSQL does
+    a.send(encodeBind('p1', 's78'), encodeExecute('p1'), encodeFlush());
+    assert.deepEqual(await ask(a, encodeClose('S', 'fz_none'), encodeSync()),
+      ['E ERROR 08P01 bind message supplies 0 parameters, but prepared statement "<name>" requires 1', 'Z E']);
     assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
     assert.deepEqual(await ask(a, encodeBind('', 's78', ['7']), encodeExecute(''), encodeSync()), ['2', 'D ["7"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+  test('40136/40153: in an aborted transaction a request that fails first with 26000 gets no 25P02 of a re-parse ahead', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s36', 'SELECT 36 AS n'), encodeParse('s53', "SET work_mem = '4MB'"), encodeSync()), ['1', '1', 'Z I']);
+    // another client pins the connection and leaves: DISCARD ALL, the connection no longer has a's statements
+    const b = await open();
+    await sql(b, 'LISTEN fz_f36');
+    await closeAndWait(b);
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await ask(a, encodeDescribe('S', 'fz_none'), encodeClose('S', 'fz_none'), encodeDescribe('S', 's36'), encodeBind('p1', 's36'), encodeExecute('p1'), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    assert.deepEqual(await ask(a, encodeClose('P', 'p1'), encodeBind('p1', ''), encodeDescribe('S', 's53'), encodeBind('', 's53'), encodeExecute(''), encodeSync()),
+      ['3', 'E ERROR 26000 unnamed prepared statement does not exist', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('p1', 'fz_none'), encodeDescribe('S', 's36'), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    assert.deepEqual(await ask(a, encodeParse('s37', 'SELECT 37'), encodeBind('p1', 's36'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's36'), encodeExecute(''), encodeSync()), ['2', 'D ["36"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
   test('31030 (rest): a request split around an in-place ParseComplete fails in its first part: its Parses may exist (a Bind after a refused redefinition runs the statement the client has)', async () => {
