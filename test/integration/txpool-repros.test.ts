@@ -20,7 +20,6 @@ import { exec, isExecutable } from '../harness/exec';
  * (reported, not failing `npm test`) until the fix lands; then remove the entry.
  */
 const OPEN_FINDINGS: Record<string, string> = {
-  '31146': 'Close then a failing Parse of a name the client had keeps the failed definition (a fix restoring from a snapshot regressed seed 31086: the snapshot can be a tentative definition of a request still unanswered)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
 
@@ -647,6 +646,27 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', 'fz_never_parsed'), encodeClose('S', 's46'), encodeParse('s46', 'SELECT 48 AS n'), encodeSync()),
       ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
     assert.deepEqual(await ask(a, encodeBind('', 's46'), encodeExecute(''), encodeSync()), ['2', 'D ["47"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+  test('31086: a Close and Parse behind a pipelined Parse of that name, all refused in an aborted transaction: no name is left', async () => {
+    const a = await open();
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    a.send(encodeParse('s86', 'SELECT 86 AS n'), encodeSync(), encodeClose('S', 's86'), encodeParse('s86', 'SELECT 87 AS n'), encodeSync());
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('', 's86'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    // the Close and Parse skipped after the refused Parse of a Flush request
+    a.send(encodeParse('s86', 'SELECT 86 AS n'), encodeFlush(), encodeClose('S', 's86'), encodeParse('s86', 'SELECT 87 AS n'), encodeSync());
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('', 's86'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's86'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    // outside a transaction, a failing pipelined definition then Close and a good one: the good one stands
+    a.send(encodeParse('s86', 'SELECT * FROM fz_missing_table'), encodeSync(), encodeClose('S', 's86'), encodeParse('s86', 'SELECT 88 AS n'), encodeSync());
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['3', '1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's86'), encodeExecute(''), encodeSync()), ['2', 'D ["88"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
