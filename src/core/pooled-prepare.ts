@@ -88,15 +88,16 @@ export function pooledLocal(s: PooledSession, req: Request, info: RequestInfo): 
       if (s.host.pooling === 'statement') return local(localReply(s, req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
       return s.deferBegin?.(req, single, cls) === true ? Local.Answered : Local.No;
     case 'prepare': {
-      if (s.pins.forced !== '') return Local.No;
       const e = sessionEffects(single);
       const name = e?.[0]?.kind === 'prepare' ? e[0].name : null;
       if (name === null) return Local.No;
+      // (Also when pinned: its earlier PREPARE may be on the server under a server name only, seeds 31049/40075.)
       if (s.statements.sql.has(name) || s.statements.protocol.has(name)) {
         if (!s.allAnswered(null)) return Local.Wait;
         if (s.txStatus() === TxStatus.Failed) return local(localReply(s, req, null, IN_FAILED_TX));
         return local(localReply(s, req, null, ['42P05', `prepared statement "${name}" already exists`]));
       }
+      if (s.pins.forced !== '') return Local.No;
       const server = serverStatementName('pgmq_', prepareDefinition(single));
       const renamed = renameSqlStatement(single, server, name);
       if (renamed === null) {

@@ -239,7 +239,12 @@ export function effectsSent(s: EffectsSession, effects: readonly SessionEffect[]
     switch (e.kind) {
       case 'prepare': {
         const cls = s.host.classifier.classify(e.text);
-        if (s.statements.prepared(e.name, e.text, cls, node, serverStatementName('pgmq_', prepareDefinition(e.text)))) (t.prepared ??= []).push(e.name);
+        if (s.statements.prepared(e.name, e.text, cls, node, serverStatementName('pgmq_', prepareDefinition(e.text)))) {
+          (t.prepared ??= []).push(e.name);
+          // Renamed: no connection has it under the client's name (a session pinned later
+          // re-prepares it so; the server names are in each connection's registry).
+          if (pooled && renamed) s.statements.sql.get(e.name)!.nodes.clear();
+        }
         break;
       }
       case 'deallocate':

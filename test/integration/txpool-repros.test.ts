@@ -669,6 +669,17 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', 's86'), encodeExecute(''), encodeSync()), ['2', 'D ["88"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
+  test('31049/40021/40075: a SQL PREPARE of a name the client has is refused 42P05 after its session was pinned, alone or among other statements', async () => {
+    const a = await open();
+    assert.deepEqual(await sql(a, 'PREPARE fz_p49 AS SELECT 49 AS v'), ['C PREPARE', 'Z I']);
+    // set_config(..., false) pins the session to its connection (names are no longer rewritten)
+    assert.deepEqual(await sql(a, "SELECT set_config('work_mem', '6MB', false) AS w"), ['T w:25:0', 'D ["6MB"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, 'PREPARE fz_p49 AS SELECT 50 AS v'), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await sql(a, '/* c */ PREPARE fz_p49(int) AS SELECT $1 AS v; EXECUTE fz_p49(3)'), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await sql(a, 'EXECUTE fz_p49'), ['T v:23:0', 'D ["49"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, 'SELECT 1 AS one; EXECUTE fz_p49'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'T v:23:0', 'D ["49"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
