@@ -176,6 +176,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * holdAnswers): the client learns of its write only once no cached answer can contradict it.
    */
   held: Buffer[] | null = null;
+  /** Transaction pooling: the ParameterStatus values the client was given at login (a DISCARD ALL answered here reports resets). */
+  loginParams: ReadonlyMap<string, string> | null = null;
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
   readonly identity = new IdentityCheck();
 

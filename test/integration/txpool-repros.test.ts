@@ -680,6 +680,16 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(a, 'SELECT 1 AS one; EXECUTE fz_p49'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'T v:23:0', 'D ["49"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
+  test('31155: DISCARD ALL reports the parameters it resets (ParameterStatus), back to their login values', async () => {
+    const a = await open();
+    assert.deepEqual(await sql(a, "SET application_name = 'fz_app'"), ['C SET', 'S application_name=fz_app', 'Z I']);
+    assert.deepEqual(await sql(a, 'DISCARD ALL'), ['C DISCARD ALL', 'S application_name=', 'Z I']);
+    assert.deepEqual(await sql(a, 'DISCARD ALL'), ['C DISCARD ALL', 'Z I']);
+    const b = await RawClient.connect(direct ? fx.cluster.primary.port : px.port, { ...params, application_name: 'fz_login' });
+    assert.deepEqual(await sql(b, "SET application_name = 'fz_app'"), ['C SET', 'S application_name=fz_app', 'Z I']);
+    assert.deepEqual(await sql(b, 'DISCARD ALL'), ['C DISCARD ALL', 'S application_name=fz_login', 'Z I']);
+    a.close(); b.close();
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
