@@ -11,7 +11,7 @@ import { ExpectKind, Term, type Link } from './link';
 import type { RequestInfo } from './request';
 import type { ProtocolStatement, SqlStatement, Statements } from './statements';
 import { parseDefinition, serverStatementName, type NameMap } from './statement-names';
-import { abortedBindError, parsedWhenAborted, statementParameters } from './tx-pooling';
+import { abortedBindError, abortedDescribe, parsedWhenAborted, statementParameters } from './tx-pooling';
 import { encodeErrorResponse } from '../protocol/backend';
 
 /** What these functions read and change of the session (SessionCore). */
@@ -106,8 +106,16 @@ export function names(s: NamingSession, link: Link): NameMap {
       return { server, had };
     },
     serverName: (name) => local.get(name) ?? serverNameOf(s, name),
+    describeAnswered: (name) => {
+      if (s.refusedBinds?.has(name) !== true) return null;
+      const st = s.statements.protocol.get(name)!;
+      const d = abortedDescribe(st.frame, st.sql);
+      if (d === null) return null;
+      if (d !== 'rows') return { bytes: d, error: false };
+      return { bytes: encodeErrorResponse({ severity: 'ERROR', code: '25P02', message: 'current transaction is aborted, commands ignored until end of transaction block' }), error: true };
+    },
     bindRefused: (name, data, start, end) => {
-      if (s.refusedBinds?.delete(name) !== true) return null;
+      if (s.refusedBinds?.has(name) !== true) return null;
       const st = s.statements.protocol.get(name)!;
       const err = abortedBindError(data, start, end, name, parameterCount(st));
       return err === null ? null : encodeErrorResponse({ severity: 'ERROR', code: err.code, message: err.message });

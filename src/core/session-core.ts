@@ -54,7 +54,7 @@ import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
 import { cacheSent, cacheSettled, consultCache, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
-import { abortedBindError, deferrableBegin, parsedWhenAborted, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
+import { abortedBindError, abortedDescribe, deferrableBegin, parsedWhenAborted, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
 import type { QueryClass } from '../classify/types';
 import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
 import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
@@ -672,8 +672,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
           }
           this.send(link, seg.buf);
         }
-        start += seg.completions + (seg.parseCompleteAfter ? 1 : 0);
+        start += seg.completions + (seg.parseCompleteAfter || seg.answerAfter !== undefined ? 1 : 0);
         if (seg.parseCompleteAfter) link.synthetic(PARSE_COMPLETE, this);
+        if (seg.answerAfter !== undefined) link.synthetic(seg.answerAfter, this);
         if (seg.errorAfter !== undefined) {
           // A Bind answered here (its error in place); the next part starts with a Bind the
           // server refuses in its stead, so that it skips the rest to Sync as it would have.
@@ -1020,7 +1021,9 @@ function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean 
   }
   if (code === FrontendCode.Describe && data[5] === 0x53) {
     const end = data.indexOf(0, 6);
-    return end > 0 && statements.protocol.has(data.toString('utf8', 6, end));
+    const st = end > 0 ? statements.protocol.get(data.toString('utf8', 6, end)) : undefined;
+    // (A statement without rows is described there, seed 60067.)
+    return st !== undefined && (parsedWhenAborted(st.sql) || !Buffer.isBuffer(abortedDescribe(st.frame, st.sql)));
   }
   return false;
 }

@@ -17,7 +17,7 @@ import type { Request, RequestInfo } from './request';
 import type { Plan } from './planner';
 import type { ProtocolStatement } from './statements';
 import type { SessionState } from './session-state';
-import { parsedWhenAborted, type Pins } from './tx-pooling';
+import { abortedDescribe, parsedWhenAborted, type Pins } from './tx-pooling';
 import type { CoreHost } from './core-host';
 import type { ClearsToken } from './request-effects';
 import { encodeParseAs, parseDefinition, renameSqlStatement } from './statement-names';
@@ -123,7 +123,12 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       // name: a re-parse first puts that error at the front of the request, which is right only
       // when its first message is refused too (not a Close, F23; nor a Bind of a statement the
       // client lacks, 26000 first, seed 20261214).
-      if (i >= bound && s.abortedTx === 'known' && s.frontRefused !== true && !parsedWhenAborted(info.parses.find((p) => p.name === name)?.sql ?? '')) continue;
+      if (i >= bound && s.abortedTx === 'known' && s.frontRefused !== true && !parsedWhenAborted(info.parses.find((p) => p.name === name)?.sql ?? '')) {
+        // (Its Binds and Describes ahead of that Parse are then answered here, in place: seed 60067.)
+        const had = s.statements.protocol.get(name);
+        if (pooled && had !== undefined && !hasStatement(link, had, serverNameOf(s, name) ?? null) && refusedHere(s, had, name, info)) (s.refusedBinds ??= new Set()).add(name);
+        continue;
+      }
       // The client's own unnamed Parse (or its failure) is what the connection has: as directly.
       if (pooled && name === '' && link.unnamedOwn) continue;
       const st = s.statements.protocol.get(name);
@@ -155,7 +160,7 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
         if (server !== null) s.host.statementCache(true);
         continue;
       }
-      if (i < info.bindStatements.length && pooled && refusedHere(s, st, name, info)) {
+      if (i < bound && pooled && refusedHere(s, st, name, info)) {
         // Known aborted transaction: the re-parse would be refused (25P02) ahead of the request,
         // where PostgreSQL answers the Bind in its place, checking the parameter count first
         // (08P01). pgmaitre answers it there (connection-statements.ts names(): bindRefused).
@@ -194,15 +199,15 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
 
 
 /**
- * A Bind of `st` (the connection lacks it) is answered by pgmaitre in place: the transaction is
- * known aborted, `st` is not a transaction-exit statement (its re-parse would be refused), its
- * parameter count is sure, and the request does not describe or close it (the Bind's answer then
- * stands for the statement's only use in the request).
+ * A Bind (and Describe) of `st` (the connection lacks it) is answered by pgmaitre in place: the
+ * transaction is known aborted, `st` is not a transaction-exit statement (its re-parse would be
+ * refused), its parameter count is sure, the request does not close it, and a Describe of it can
+ * be answered too (abortedDescribe).
  */
 function refusedHere(s: SideSession, st: ProtocolStatement, name: string, info: RequestInfo): boolean {
-  if (s.abortedTx !== 'known' || parsedWhenAborted(st.sql) || info.closedStatements.includes(name)) return false;
-  if (s.abortedSure !== true && info.statementRefs.includes(name)) return false;
-  return parameterCount(st) >= 0;
+  if (s.abortedTx !== 'known' || parsedWhenAborted(st.sql) || info.closedStatements.includes(name) || parameterCount(st) < 0) return false;
+  // (A Describe of it is answered here too, when pgmaitre is sure what it returns; seed 60067.)
+  return s.abortedSure === true || !info.statementRefs.includes(name) || abortedDescribe(st.frame, st.sql) !== null;
 }
 
 

@@ -42,6 +42,8 @@ export interface Segment {
    * so that the server skips the rest of the request to Sync, as it would have.
    */
   readonly errorAfter?: Buffer;
+  /** pgmaitre answers the next message with these bytes after this segment (the message is left out). */
+  readonly answerAfter?: Buffer;
 }
 
 /** What rewriteRequest needs to know about names. */
@@ -60,6 +62,8 @@ export interface NameMap {
    * in its place (null: the server does). See Segment.errorAfter.
    */
   bindRefused?(clientName: string, data: Buffer, start: number, end: number): Buffer | null;
+  /** pgmaitre answers a Describe of statement `clientName` itself, in its place (null: the server does). */
+  describeAnswered?(clientName: string): { bytes: Buffer; error: boolean } | null;
 }
 
 /** A Parse frame for statement `server` with `definition` (SQL and parameter types). */
@@ -143,6 +147,14 @@ export function rewriteRequest(data: Buffer, names: NameMap): Segment[] {
         completions++;
         const kind = data[pos + 5];
         const name = data.toString('utf8', pos + 6, end - 1);
+        const answered = code === D && kind === 0x53 ? names.describeAnswered?.(name) ?? null : null;
+        if (answered !== null) {
+          segments.push({ buf: Buffer.concat(parts), completions: completions - 1, parseCompleteAfter: false,
+            ...(answered.error ? { errorAfter: answered.bytes } : { answerAfter: answered.bytes }) });
+          parts = answered.error ? [REFUSED_BIND] : [];
+          completions = answered.error ? 1 : 0;
+          break;
+        }
         const server = kind === 0x53 /* S */ && name !== '' ? names.serverName(name) : undefined;
         if (code === C && kind === 0x53 && name !== '') names.closing?.(name);
         if (server === undefined) parts.push(whole);

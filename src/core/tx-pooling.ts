@@ -22,7 +22,7 @@
 import { TxStatus } from '../protocol/codes';
 import type { QueryClass } from '../classify/types';
 import { skipFiller } from '../classify/filler';
-import { firstKeyword, lex, Tok, TokenBuffer } from '../classify/lexer';
+import { firstKeyword, K, lex, Tok, TokenBuffer } from '../classify/lexer';
 import { SAFE_FUNCTIONS, WRITER_FUNCTIONS } from '../classify/functions';
 import type { Link } from './link';
 import type { SessionState } from './session-state';
@@ -338,3 +338,50 @@ export function abortedBindError(data: Buffer, start: number, end: number, name:
   }
   return { code: '25P02', message: 'current transaction is aborted, commands ignored until end of transaction block' };
 }
+
+const ROW_FIRST = new Set([K.select, K.values, K.table, K.show, K.explain]);
+const DML_FIRST = new Set([K.insert, K.update, K.delete]);
+
+/**
+ * PostgreSQL's answer to a Describe of the (non-exit) statement of Parse frame `frame` in an
+ * aborted transaction (exec_describe_statement_message): a statement that returns rows is refused
+ * (25P02: its row description needs the catalogs); one that returns none is described, its
+ * parameter types and NoData. 'rows' or the ParameterDescription and NoData bytes, or null when
+ * pgmaitre cannot be sure (what it returns, or a parameter type the server inferred).
+ */
+export function abortedDescribe(frame: Buffer, sql: string): 'rows' | Buffer | null {
+  let first = 0;
+  let returning = false;
+  try {
+    if (!lex(sql, paramTokens)) return null;
+    first = paramTokens.kwAt(0);
+    for (let i = 0; i < paramTokens.count; i++) {
+      const k = paramTokens.kwAt(i);
+      if (k === K.returning) returning = true;
+      // (SELECT INTO creates a table: no rows; a statement of several: not described here.)
+      if (k === K.into && first !== K.insert) return null;
+      if (paramTokens.kind[i] === Tok.Semi && i < paramTokens.count - 1) return null;
+    }
+  } finally {
+    paramTokens.reset('');
+  }
+  if (ROW_FIRST.has(first) || (returning && DML_FIRST.has(first))) return 'rows';
+  if (!(DML_FIRST.has(first) || first === K.set || first === K.reset)) return null;
+  const params = statementParameters(frame, sql);
+  const nameEnd = frame.indexOf(0, 5);
+  const at = frame.indexOf(0, nameEnd + 1) + 1;
+  const declared = frame.readInt16BE(at);
+  if (params !== declared) return null;
+  const t = Buffer.alloc(7 + 4 * declared);
+  t[0] = 0x74;
+  t.writeInt32BE(6 + 4 * declared, 1);
+  t.writeInt16BE(declared, 5);
+  for (let i = 0; i < declared; i++) {
+    const oid = frame.readUInt32BE(at + 2 + 4 * i);
+    if (oid === 0) return null;
+    t.writeUInt32BE(oid, 7 + 4 * i);
+  }
+  return Buffer.concat([t, NO_DATA]);
+}
+
+const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);

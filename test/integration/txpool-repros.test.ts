@@ -570,7 +570,7 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
   });
   test('31078/31100: in an aborted transaction a Bind with the wrong parameter count is refused 08P01, before 25P02', todo('31078'), async () => {
     const a = await open();
-    assert.deepEqual(await ask(a, encodeParse('s78', 'SELECT $1::int AS v'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s78', 'SELECT $1::int AS v'), encodeParse('s78n', "SET work_mem = '4MB'"), encodeSync()), ['1', '1', 'Z I']);
     // another client pins the connection and leaves: DISCARD ALL, the connection no longer has s78's statement
     const b = await open();
     await sql(b, 'LISTEN fz_f78');
@@ -586,6 +586,13 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['3', 'E ERROR 08P01 bind message supplies 2 parameters, but prepared statement "<name>" requires 1', 'Z E']);
     assert.deepEqual(await ask(a, encodeClose('P', 'fz_none'), encodeBind('', 's78', ['1']), encodeExecute(''), encodeSync()),
       ['3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    // a Describe first (seed 60067): a statement without rows is described, one with rows refused
+    assert.deepEqual(await ask(a, encodeDescribe('S', 's78n'), encodeBind('', 's78n', ['42']), encodeExecute(''), encodeSync()),
+      ['t 0000', 'n', 'E ERROR 08P01 bind message supplies 1 parameters, but prepared statement "<name>" requires 0', 'Z E']);
+    assert.deepEqual(await ask(a, encodeDescribe('S', 's78n'), encodeBind('', 's78n', ['42']), encodeExecute(''), encodeParse('s78n', 'SELECT 1'), encodeSync()),
+      ['t 0000', 'n', 'E ERROR 08P01 bind message supplies 1 parameters, but prepared statement "<name>" requires 0', 'Z E']);
+    assert.deepEqual(await ask(a, encodeDescribe('S', 's78'), encodeBind('p1', 's78', ['1']), encodeExecute('p1'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
     // in a Flush sequence: the server skips to the Sync after the Bind, as PostgreSQL does
     a.send(encodeBind('p1', 's78'), encodeExecute('p1'), encodeFlush());
     assert.deepEqual(await ask(a, encodeClose('S', 'fz_none'), encodeSync()),

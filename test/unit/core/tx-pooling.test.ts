@@ -1,7 +1,7 @@
 /** tx-pooling.ts (lease fate, pins, untracked session state) and server-statements.ts, alone. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Fate, leaseFate, Pins, allSetConfigLocal, parsedWhenAborted, bodyChangesSession, untrackedChange, statementParameters, abortedBindError, type LeaseSession } from '../../../src/core/tx-pooling';
+import { Fate, leaseFate, Pins, allSetConfigLocal, parsedWhenAborted, bodyChangesSession, untrackedChange, statementParameters, abortedBindError, abortedDescribe, type LeaseSession } from '../../../src/core/tx-pooling';
 import { encodeBind, encodeParse } from '../../../src/protocol/frontend';
 import { ServerStatements } from '../../../src/protocol/server-statements';
 import { ExpectKind, Link, Term } from '../../../src/core/link';
@@ -128,6 +128,23 @@ describe('statementParameters and abortedBindError (exec_bind_message in an abor
     const odd = Buffer.concat([b.subarray(0, 10), Buffer.from([0, 2, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 7, 0, 0])]);
     odd.writeInt32BE(odd.length - 1, 1);
     assert.equal(err(odd, 1), '08P01 bind message has 2 parameter formats but 1 parameters');
+  });
+});
+
+describe('abortedDescribe (exec_describe_statement_message in an aborted transaction, seed 60067)', () => {
+  const d = (sql: string, types: number[] = []): string => {
+    const r = abortedDescribe(encodeParse('s', sql, types), sql);
+    return r === null ? 'unsure' : r === 'rows' ? 'rows' : r.toString('hex');
+  };
+  test('rows: refused; no rows: its parameter types and NoData; unsure otherwise', () => {
+    assert.equal(d('SELECT $1::int'), 'rows');
+    assert.equal(d('DELETE FROM t WHERE v = $1 RETURNING v'), 'rows');
+    assert.equal(d("SET work_mem = '4MB'"), '7400000006' + '0000' + '6e00000004');
+    assert.equal(d('INSERT INTO t VALUES ($1)', [23]), '740000000a' + '0001' + '00000017' + '6e00000004');
+    assert.equal(d('INSERT INTO t VALUES ($1::int)'), 'unsure'); // (an inferred type)
+    assert.equal(d('SELECT 1 INTO t2'), 'unsure');
+    assert.equal(d('WITH x AS (DELETE FROM t) SELECT 1'), 'unsure');
+    assert.equal(d('CREATE TABLE t3 (v int)'), 'unsure');
   });
 });
 
