@@ -190,6 +190,8 @@ describe('logs on a terminal and in a pipe', { timeout: 60_000 }, () => {
 
   test('a terminal gets time, level, message and fields; a pipe gets JSON lines', { skip: SCRIPT === undefined ? 'script(1) not installed (util-linux)' : false }, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-logs-'));
+    // Whatever happens, every process this test starts is stopped (a failed assertion must not hang the file).
+    const cleanup: (() => Promise<unknown>)[] = [];
     try {
       const conf = path.join(dir, 'pgpool.conf');
       const port = await freePort();
@@ -201,7 +203,15 @@ describe('logs on a terminal and in a pipe', { timeout: 60_000 }, () => {
       const ttyConf = path.join(dir, 'tty.conf');
       fs.writeFileSync(ttyConf, `${fs.readFileSync(conf, 'utf8')}pid_file_name = '${pidFile}'\n`);
       const tty = await spawnServer({ name: 'pgmaitre on a tty', cmd: SCRIPT!, args: ['-qfec', bin.replace(conf, ttyConf), '/dev/null'], port, cwd: dir });
+      cleanup.push(async () => {
+        // pgmaitre under script(1) is script's child: stopped by its pid, then script itself.
+        const kids = (() => { try { return fs.readFileSync(`/proc/${tty.pid}/task/${tty.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { return []; } })();
+        for (const k of kids) { try { process.kill(k, 'SIGTERM'); } catch { /* gone */ } }
+        await tty.stop();
+      });
       await tty.waitForLog(/pgmaitre listening on/);
+      // The pid file is written once the start is complete (admin listeners too), a moment after that line.
+      for (let i = 0; i < 200 && !fs.existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
       // Stop pgmaitre itself (a signal to script(1) would reach it as a SIGHUP: a reload).
       process.kill(Number(fs.readFileSync(pidFile, 'utf8')), 'SIGTERM');
       for (let i = 0; i < 100 && tty.alive(); i++) await new Promise((r) => setTimeout(r, 50));
@@ -213,6 +223,7 @@ describe('logs on a terminal and in a pipe', { timeout: 60_000 }, () => {
       assert.ok(!/^\{"level"/m.test(plain), `no JSON line on a terminal:\n${plain}`);
       assert.match(tty.logs(), /\u001b\[32mINFO/, 'levels are coloured on a terminal');
       const pipe = await spawnServer({ name: 'pgmaitre in a pipe', cmd: process.execPath, args: [path.join(REPO_ROOT, 'bin', 'pgmaitre.js'), '-n', '-f', conf], port, cwd: dir });
+      cleanup.push(() => pipe.stop());
       await pipe.waitForLog(/pgmaitre listening on/);
       await pipe.stop();
       const lines = pipe.logs().split('\n').filter(Boolean);
@@ -221,11 +232,13 @@ describe('logs on a terminal and in a pipe', { timeout: 60_000 }, () => {
       // log_format = text asks for the human form in a pipe too (no colours there).
       fs.appendFileSync(conf, "log_format = 'text'\n");
       const text = await spawnServer({ name: 'pgmaitre log_format=text', cmd: process.execPath, args: [path.join(REPO_ROOT, 'bin', 'pgmaitre.js'), '-n', '-f', conf], port, cwd: dir });
+      cleanup.push(() => text.stop());
       await text.waitForLog(/pgmaitre listening on/);
       await text.stop();
       assert.match(text.logs(), /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] LOG: pgmaitre listening on /m);
       assert.ok(!text.logs().includes('\u001b['), 'no colour codes outside a terminal');
     } finally {
+      for (const c of cleanup) await c().catch(() => {});
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

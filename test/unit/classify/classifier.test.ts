@@ -99,17 +99,15 @@ test('key length cap: long statements are never parsed nor cached', () => {
   assert.equal(c.classify('SELECT a FROM t WHERE ' + 'a = 1 AND '.repeat(20) + 'true').readOnly, true);
 });
 
-test('200 KB statements are classified fast and fail closed when uncertain', () => {
+test('200 KB statements are classified by the lexer alone and fail closed when uncertain', () => {
   const c = createClassifier();
   const big = 'SELECT f(' + Array.from({ length: 20000 }, (_, i) => String(i)).join(',') + ') FROM t';
   assert.ok(big.length > 100_000);
-  const t0 = process.hrtime.bigint();
   const r = c.classify(big);
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   assert.equal(r.readOnly, false);
-  // The point is that the parser never runs on it (libpg-query on 200 KB takes seconds); the lexer
-  // alone measured 3-130 ms here depending on machine load. Speed itself is measured in bench/.
-  assert.ok(ms < 1000, `took ${ms} ms`);
+  // The point is that the parser never runs on it (libpg-query on 200 KB takes seconds): the
+  // lexer decides alone. Its speed is measured in bench/, not timed here (a loaded machine took 1 s).
+  assert.equal(r.flags.parsedBy, 'lexer');
   const plain = 'SELECT a FROM t WHERE a IN (' + Array.from({ length: 30000 }, (_, i) => String(i)).join(',') + ')';
   assert.equal(c.classify(plain).readOnly, true);
   const write = 'INSERT INTO t VALUES ' + Array.from({ length: 20000 }, (_, i) => `(${i})`).join(',');
