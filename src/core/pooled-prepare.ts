@@ -100,6 +100,12 @@ export function pooledLocal(s: PooledSession, req: Request, info: RequestInfo): 
         return local(localReply(s, req, null, ['42P05', `prepared statement "${name}" already exists`]));
       }
       if (s.pins.forced !== '') return Local.No;
+      if (s.txStatus() === TxStatus.Failed) {
+        // An aborted transaction refuses it (25P02), also where the shared connection has its
+        // statement already and the PREPARE would be answered in place (seed 60044).
+        if (!s.allAnswered(null)) return Local.Wait;
+        if (s.txStatus() === TxStatus.Failed) return local(localReply(s, req, null, IN_FAILED_TX));
+      }
       const server = serverStatementName('pgmq_', prepareDefinition(single));
       const renamed = renameSqlStatement(single, server, name);
       if (renamed === null) {

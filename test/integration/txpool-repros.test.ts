@@ -686,6 +686,17 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(a, 'EXECUTE fz_p49'), ['T v:23:0', 'D ["49"]', 'C SELECT 1', 'Z I']);
     assert.deepEqual(await sql(a, 'SELECT 1 AS one; EXECUTE fz_p49'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'T v:23:0', 'D ["49"]', 'C SELECT 1', 'Z I']);
     a.close();
+    // seed 60044: a PREPARE whose statement the shared connection has already, in an aborted transaction
+    const b = await open();
+    assert.deepEqual(await sql(b, 'PREPARE fz_p60 AS SELECT 60 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(b, 'DEALLOCATE fz_p60'), ['C DEALLOCATE', 'Z I']);
+    assert.deepEqual(await sql(b, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(b, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await sql(b, 'PREPARE fz_p60 AS SELECT 60 AS v'), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await sql(b, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await sql(b, 'PREPARE fz_p60 AS SELECT 60 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(b, 'EXECUTE fz_p60'), ['T v:23:0', 'D ["60"]', 'C SELECT 1', 'Z I']);
+    b.close();
   });
   test('31155: DISCARD ALL reports the parameters it resets (ParameterStatus), back to their login values', async () => {
     const a = await open();
