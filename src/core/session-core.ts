@@ -44,7 +44,7 @@ import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
 import { errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
-import { duplicateParses, evict, names, unnamedDropped } from './connection-statements';
+import { duplicateParses, evict, names, parameterCount, unnamedDropped } from './connection-statements';
 import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import { rewriteRequest } from './statement-names';
@@ -54,7 +54,7 @@ import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
 import { cacheSent, cacheSettled, consultCache, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
-import { deferrableBegin, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
+import { abortedBindError, abortedDescribe, deferrableBegin, parsedWhenAborted, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
 import type { QueryClass } from '../classify/types';
 import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
 import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
@@ -135,6 +135,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   dupParses: Set<string> | null = null;
   /** ...of which the request's Parses really were refused (not closed before them). */
   readonly dupRefused = new Set<string>();
+  /** Transaction pooling: statements whose Bind in the request being sent is answered here (side-requests.ts refusedHere). */
+  refusedBinds: Set<string> | null = null;
   /**
    * Transaction pooling, F21: the request being sent may meet an aborted transaction: 'known'
    * (the leased connection's transaction is failed, no ReadyForQuery owed before the request) or
@@ -148,6 +150,13 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * side-requests.ts). False for a Close, or a Bind of a statement the client lacks (26000 first).
    */
   frontRefused = false;
+  /**
+   * Known aborted transaction: the request surely fails at a message whose answer needs no
+   * statement re-parsed (after Closes only: a Parse, a Bind or Describe of a statement the client
+   * lacks, a Bind answered here); no re-parse is sent, it would put its own 25P02 first (seeds
+   * 40136, 40153). See failsFirstWhenAborted.
+   */
+  abortedSure = false;
   /**
    * Transaction pooling: a BEGIN answered here while the session held no connection (issue 17
    * item 10: psycopg2 sends one before every transaction, and an admin command inside must not
@@ -179,6 +188,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * holdAnswers): the client learns of its write only once no cached answer can contradict it.
    */
   held: Buffer[] | null = null;
+  /** Transaction pooling: the ParameterStatus values the client was given at login (a DISCARD ALL answered here reports resets). */
+  loginParams: ReadonlyMap<string, string> | null = null;
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
   readonly identity = new IdentityCheck();
 
@@ -659,6 +670,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.abortedTx = link.txStatus === TxStatus.Failed && link.syncOwed === 0 ? 'known'
         : link.syncOwed > 0 && !link.unsynced && (link.txStatus !== TxStatus.Idle || this.route.inTransaction) ? 'maybe' : '';
       this.frontRefused = this.abortedTx === 'known' && frontRefusedWhenAborted(req.data, this.statements);
+      this.abortedSure = this.abortedTx === 'known' && failsFirstWhenAborted(req.data, this.statements);
       link.conn!.statements.nextRequest();
       this.dupParses = info.parses.length > 0 ? duplicateParses(this, info) : null;
     }
@@ -692,12 +704,15 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       if (segments.length > 1) retry = false;
       let parts: Expect[] | null = null;
       let start = 0;
+      let hide = false;
       for (let i = 0; i < segments.length; i++) {
         const seg = segments[i]!;
         const last = i === segments.length - 1;
         if (seg.buf.length > 0 || (last && req.term !== Term.None)) {
           const e = link.expect(ExpectKind.Client, false, seg.completions, last ? req.term : Term.None);
           e.splitOffset = start;
+          e.hideError = hide;
+          hide = false;
           if (last) {
             ends = e;
             e.token = token;
@@ -707,8 +722,15 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
           }
           this.send(link, seg.buf);
         }
-        start += seg.completions + (seg.parseCompleteAfter ? 1 : 0);
+        start += seg.completions + (seg.parseCompleteAfter || seg.answerAfter !== undefined ? 1 : 0);
         if (seg.parseCompleteAfter) link.synthetic(PARSE_COMPLETE, this);
+        if (seg.answerAfter !== undefined) link.synthetic(seg.answerAfter, this);
+        if (seg.errorAfter !== undefined) {
+          // A Bind answered here (its error in place); the next part starts with a Bind the
+          // server refuses in its stead, so that it skips the rest to Sync as it would have.
+          link.synthetic(seg.errorAfter, this);
+          hide = true;
+        }
       }
       if (parts !== null && ends !== null) for (const e of parts) e.splitLast = ends;
     } else if (preparedHere) {
@@ -728,6 +750,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
     this.dupParses = null;
     this.dupRefused.clear();
+    this.refusedBinds = null;
     if (!retry) releaseRequest(req);
   }
 
@@ -1038,13 +1061,61 @@ function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean 
   if (code === FrontendCode.Bind) {
     const portalEnd = data.indexOf(0, 5);
     const stmtEnd = portalEnd < 0 ? -1 : data.indexOf(0, portalEnd + 1);
-    return stmtEnd > 0 && statements.protocol.has(data.toString('utf8', portalEnd + 1, stmtEnd));
+    const name = stmtEnd > 0 ? data.toString('utf8', portalEnd + 1, stmtEnd) : '';
+    const st = stmtEnd > 0 ? statements.protocol.get(name) : undefined;
+    if (st === undefined) return false;
+    // (08P01 first when the parameters do not match: exec_bind_message checks them before the aborted state.)
+    const params = parameterCount(st);
+    if (params < 0 || parsedWhenAborted(st.sql)) return true;
+    const end = 1 + data.readInt32BE(1);
+    return abortedBindError(data, 0, end, name, params)?.code !== '08P01';
   }
   if (code === FrontendCode.Describe && data[5] === 0x53) {
     const end = data.indexOf(0, 6);
-    return end > 0 && statements.protocol.has(data.toString('utf8', 6, end));
+    const st = end > 0 ? statements.protocol.get(data.toString('utf8', 6, end)) : undefined;
+    // (A statement without rows is described there, seed 60067.)
+    return st !== undefined && (parsedWhenAborted(st.sql) || !Buffer.isBuffer(abortedDescribe(st.frame, st.sql)));
   }
   return false;
+}
+
+/**
+ * In an aborted transaction, `data` surely fails at its first message other than a Close (Close
+ * is answered there), with an answer that needs no statement re-parsed: a Parse of a non-exit
+ * statement (25P02), a Bind or Describe of a statement the client lacks (26000), a Bind of a
+ * non-exit statement the client has whose parameter count is sure (08P01 or 25P02, answered in
+ * place when the connection lacks it). See SessionCore.abortedSure.
+ */
+function failsFirstWhenAborted(data: Buffer, statements: Statements): boolean {
+  let pos = 0;
+  let closed: string[] | null = null;
+  while (pos + 6 <= data.length && data[pos] === FrontendCode.Close) {
+    const next = pos + 1 + data.readInt32BE(pos + 1);
+    if (data[pos + 5] === 0x53) (closed ??= []).push(data.toString('utf8', pos + 6, Math.max(pos + 6, next - 1)));
+    pos = next;
+  }
+  if (pos + 6 > data.length) return false;
+  const code = data[pos];
+  const end = pos + 1 + data.readInt32BE(pos + 1);
+  if (code === FrontendCode.Parse) {
+    const nameEnd = data.indexOf(0, pos + 5);
+    const sqlEnd = nameEnd < 0 ? -1 : data.indexOf(0, nameEnd + 1);
+    return sqlEnd > 0 && sqlEnd < end && !parsedWhenAborted(data.toString('utf8', nameEnd + 1, sqlEnd));
+  }
+  if (code === FrontendCode.Describe && data[pos + 5] === 0x53) {
+    const nameEnd = data.indexOf(0, pos + 6);
+    const name = nameEnd > 0 && nameEnd < end ? data.toString('utf8', pos + 6, nameEnd) : null;
+    return name !== null && !statements.protocol.has(name) && closed?.includes(name) !== true;
+  }
+  if (code !== FrontendCode.Bind) return false;
+  const portalEnd = data.indexOf(0, pos + 5);
+  const stmtEnd = portalEnd < 0 ? -1 : data.indexOf(0, portalEnd + 1);
+  if (stmtEnd < 0 || stmtEnd >= end) return false;
+  const name = data.toString('utf8', portalEnd + 1, stmtEnd);
+  const st = statements.protocol.get(name);
+  if (st === undefined) return true;
+  if (closed?.includes(name) === true) return false;
+  return !parsedWhenAborted(st.sql) && parameterCount(st) >= 0 && abortedBindError(data, pos, end, name, parameterCount(st)) !== null;
 }
 
 /** The ReadyForQuery that completes a read whose node went away after answering it (outside a transaction). */

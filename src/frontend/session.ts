@@ -540,6 +540,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const core = new SessionCore(this, this);
     this.core = core;
     if (r.base.size > 0) core.state.setBase(r.base);
+    // (A connection's own map changes with it: a copy. A greeting without one is shared and fixed.)
+    if (this.pooling !== 'session') core.loginParams = r.conn === null ? r.params : new Map(r.params);
     if (r.conn !== null) {
       r.conn.attach(this);
       core.attachLogin(r.node, r.conn);

@@ -39,8 +39,6 @@ const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   // F23 (seeds 20261277/20261284, also on main e243c45): in an aborted transaction a Close before a
   // Parse gets no CloseComplete (a re-parse's 25P02 comes first)
   { finding: 'F23', expected: /^3$/, got: /^E ERROR 25P02 / },
-  // F16: DISCARD ALL's ParameterStatus application_name not passed on
-  { finding: 'F16', expected: /^S application_name=/, got: /./ },
   // Cancel timing, not a divergence: a cancel is asynchronous, and through pgmaitre (a lease wait,
   // one more hop) it can reach the server before the statement it targets has sent its
   // RowDescription (seed 20261267: `BEGIN; SELECT pg_sleep(20); COMMIT` cancelled after BEGIN)
