@@ -11,6 +11,7 @@
 # backend).
 # Usage: bench/connect.sh                          (npm run build first)
 #        CLIENTS=8 DURATION=8 ROUNDS=2 WARMUP=3 bench/connect.sh   (WARMUP: seconds of -C load on a fresh pgmaitre first)
+#        BEFORE=/path/to/older/checkout bench/connect.sh   (also that build, built, each round: rows pgmaitre-before-*)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OURS_PORT=${OURS_PORT:-9999}
@@ -18,6 +19,7 @@ CLIENTS=${CLIENTS:-8}
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-3}
+BEFORE=${BEFORE:-}
 WEIGHTS=${WEIGHTS:-"1 0 0"}
 DB=${DB:-bench}
 OUT=${OUT:-/tmp/pgmaitre-connect-$(date +%Y%m%d-%H%M%S)}
@@ -28,6 +30,7 @@ for p in 15432 16432 16433; do
   (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "nothing listens on 127.0.0.1:$p: start ../shared/bench/cluster.sh and peers.sh first" >&2; exit 1; }
 done
 [ -f dist/src/main.js ] || { echo "run npm run build first" >&2; exit 1; }
+[ -z "$BEFORE" ] || [ -f "$BEFORE/dist/src/main.js" ] || { echo "BEFORE=$BEFORE: no dist/src/main.js there (build it first)" >&2; exit 1; }
 if (exec 3<>"/dev/tcp/127.0.0.1/$OURS_PORT") 2>/dev/null; then echo "127.0.0.1:$OURS_PORT is taken: stop what listens there or set OURS_PORT" >&2; exit 1; fi
 
 cpu_ticks() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
@@ -35,8 +38,8 @@ cpu_ticks() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(
 PID=
 stop_ours() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=; fi; }
 trap stop_ours EXIT
-start_ours() {
-  local mode=$1 conf="$OUT/pgmaitre-$1.conf"
+start_ours() { # mode [checkout]
+  local mode=$1 root=${2:-.} conf="$OUT/pgmaitre-$1.conf"
   read -r w0 w1 w2 <<<"$WEIGHTS"
   cat >"$conf" <<EOF
 listen_addresses = '127.0.0.1'
@@ -63,7 +66,7 @@ pool_mode = '$mode'
 default_pool_size = 20
 log_min_messages = warning
 EOF
-  node bin/pgmaitre.js -n -f "$conf" >"$OUT/pgmaitre-$mode.log" 2>&1 &
+  node "$root/bin/pgmaitre.js" -n -f "$conf" >>"$OUT/pgmaitre-$mode.log" 2>&1 &
   PID=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$OURS_PORT") 2>/dev/null && return 0; sleep 0.1; done
   echo "pgmaitre did not start: $OUT/pgmaitre-$mode.log" >&2; exit 1
@@ -92,12 +95,14 @@ for round in $(seq "$ROUNDS"); do
   run pgbouncer-tx 16432 $(bouncer_pid tx)
   run pgbouncer-session 16433 $(bouncer_pid session)
   for mode in transaction session; do
-    start_ours "$mode"
-    # warm-up: the first logins compile the code (a second at two clients left much of it to the
-    # interpreter on a loaded box; the CPU per connection of the measured run then fell by half
-    # from one run to the next)
-    pgbench -n -C -S -c "$CLIENTS" -j 2 -T "$WARMUP" -h 127.0.0.1 -p "$OURS_PORT" -U postgres "$DB" >/dev/null 2>&1 || true
-    run "pgmaitre-$mode" "$OURS_PORT" "$PID"
-    stop_ours
+    for build in ${BEFORE:+before} now; do
+      if [ "$build" = before ]; then start_ours "$mode" "$BEFORE"; name="pgmaitre-before-$mode"; else start_ours "$mode"; name="pgmaitre-$mode"; fi
+      # warm-up: the first logins compile the code (a second at two clients left much of it to the
+      # interpreter on a loaded box; the CPU per connection of the measured run then fell by half
+      # from one run to the next)
+      pgbench -n -C -S -c "$CLIENTS" -j 2 -T "$WARMUP" -h 127.0.0.1 -p "$OURS_PORT" -U postgres "$DB" >/dev/null 2>&1 || true
+      run "$name" "$OURS_PORT" "$PID"
+      stop_ours
+    done
   done
 done

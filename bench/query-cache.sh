@@ -17,6 +17,14 @@
 # its RSS after the run (all its processes), SHOW POOL_CACHE's hit ratio and used_cache_entries_size
 # (shmem: bounded by memqcache_total_size, 8 MB here; 0 with memcached).
 #
+# BEFORE=<git revision> (or the directory of a built tree): also measures it side by side, as the targets off-before,
+# shmem-before, shmem-w2-before and memcached-before (its own memcached on MC_PORT+1), listed in
+# TARGETS (default with BEFORE: "off shmem memcached shmem-before memcached-before"). It is built
+# in a temporary directory (git archive; removed at the end) with BEFORE_MODULES as its node_modules (default:
+# this tree's; a revision needing other packages needs a tree that has them, e.g. /work/main's).
+# Build it first (outside the lock) by giving a directory. The load average (uptime) is printed
+# before and after.
+#
 # Run from the project root after `npm run build`, under the shared lock, with the lab cluster:
 #   flock /tmp/shared-bench.lock sh -c '../shared/bench/cluster.sh start && bench/query-cache.sh; ../shared/bench/cluster.sh stop'
 # Compare ratios from one run, never absolute numbers across runs (2 shared cores).
@@ -27,18 +35,32 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 CLIENTS=${CLIENTS:-16}
 DURATION=${DURATION:-8}
 MODES=${MODES:-"simple extended prepared"}
-TARGETS=${TARGETS:-"off shmem shmem-w2 memcached"}
+BEFORE=${BEFORE:-}
+if [ -n "$BEFORE" ]; then TARGETS=${TARGETS:-"off shmem memcached shmem-before memcached-before"}; else TARGETS=${TARGETS:-"off shmem shmem-w2 memcached"}; fi
 MC_PORT=${MC_PORT:-21211}
 SCRIPT=${SCRIPT:-../shared/bench/hot-key.sql}
 OUT=$(mktemp -d /tmp/pgm-qc-bench-XXXX)
 declare -A PID PORT
 PORT[off]=9999; PORT[shmem]=9998; PORT[shmem-w2]=9997; PORT[memcached]=9996
-MC_PID=""
+PORT[off-before]=9995; PORT[shmem-before]=9994; PORT[shmem-w2-before]=9993; PORT[memcached-before]=9992
+MC_PIDS=""
+BEFORE_DIR=""
 cleanup() {
   for t in "${!PID[@]}"; do kill "${PID[$t]}" 2>/dev/null && wait "${PID[$t]}" 2>/dev/null || true; done
-  [ -n "$MC_PID" ] && kill "$MC_PID" 2>/dev/null && wait "$MC_PID" 2>/dev/null || true
+  for p in $MC_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  if [ -n "$BEFORE_DIR" ]; then rm -rf "$BEFORE_DIR"; fi
 }
 trap cleanup EXIT
+echo "load before: $(uptime)"
+KEEP_BEFORE=""
+if [ -d "$BEFORE" ]; then
+  KEEP_BEFORE=$BEFORE
+elif [ -n "$BEFORE" ]; then
+  BEFORE_DIR=$(mktemp -d /tmp/pgm-qc-before-XXXX)
+  git archive "$BEFORE" | tar -x -C "$BEFORE_DIR"
+  ln -s "${BEFORE_MODULES:-$(pwd)/node_modules}" "$BEFORE_DIR/node_modules"
+  (cd "$BEFORE_DIR" && npx tsc -p . >/dev/null) || { echo "BEFORE=$BEFORE does not build"; exit 1; }
+fi
 
 # CPU ticks of a process and its children (the worker processes).
 cpu_ticks() {
@@ -82,7 +104,9 @@ num_init_children = 64
 log_min_messages = warning
 $2
 CONF
-  node bin/pgmaitre.js -n -f "$conf" > "$OUT/pgmaitre-$1.log" 2>&1 &
+  local dir=.
+  case $1 in *-before) dir=${KEEP_BEFORE:-$BEFORE_DIR} ;; esac
+  node "$dir/bin/pgmaitre.js" -n -f "$conf" > "$OUT/pgmaitre-$1.log" 2>&1 &
   PID[$1]=$!
   for _ in $(seq 1 300); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "${PORT[$1]}" && return 0; sleep 0.1; done
   echo "pgmaitre ($1) did not start"; cat "$OUT/pgmaitre-$1.log"; exit 1
@@ -112,22 +136,24 @@ run() { # $1 target $2 mode
 
 for t in $TARGETS; do
   case $t in
-    off) start_pgmaitre off "" ;;
-    shmem) start_pgmaitre shmem "memory_cache_enabled = on
+    off|off-before) start_pgmaitre "$t" "" ;;
+    shmem|shmem-before) start_pgmaitre "$t" "memory_cache_enabled = on
 memqcache_method = 'shmem'
 memqcache_total_size = 8388608" ;;
-    shmem-w2) start_pgmaitre shmem-w2 "memory_cache_enabled = on
+    shmem-w2|shmem-w2-before) start_pgmaitre "$t" "memory_cache_enabled = on
 memqcache_method = 'shmem'
 memqcache_total_size = 8388608
 worker_processes = 2" ;;
-    memcached)
-      /usr/bin/memcached -l 127.0.0.1 -p "$MC_PORT" -U 0 -t 1 $( [ "$(id -u)" = 0 ] && echo "-u nobody" ) &
-      MC_PID=$!
+    memcached|memcached-before)
+      mc_port=$MC_PORT
+      [ "$t" = memcached-before ] && mc_port=$((MC_PORT + 1))
+      /usr/bin/memcached -l 127.0.0.1 -p "$mc_port" -U 0 -t 1 $( [ "$(id -u)" = 0 ] && echo "-u nobody" ) &
+      MC_PIDS="$MC_PIDS $!"
       sleep 0.5
-      start_pgmaitre memcached "memory_cache_enabled = on
+      start_pgmaitre "$t" "memory_cache_enabled = on
 memqcache_method = 'memcached'
 memqcache_memcached_host = '127.0.0.1'
-memqcache_memcached_port = $MC_PORT" ;;
+memqcache_memcached_port = $mc_port" ;;
   esac
 done
 
@@ -137,10 +163,11 @@ for m in $MODES; do
   run direct-again "$m"
 done
 
-printf '%-12s %-9s %8s %9s %10s %8s %10s %9s %7s\n' target mode tps 'x direct' 'cpu_us/tx' 'rss_MB' hit_ratio 'cache_MB' failed | tee "$OUT/table.txt"
+printf '%-17s %-9s %8s %9s %10s %8s %10s %9s %7s\n' target mode tps 'x direct' 'cpu_us/tx' 'rss_MB' hit_ratio 'cache_MB' failed | tee "$OUT/table.txt"
 for m in $MODES; do
   d1=$(awk -v m="$m" '$1 == "direct" && $2 == m {print $3}' "$OUT/raw.txt")
   d2=$(awk -v m="$m" '$1 == "direct-again" && $2 == m {print $3}' "$OUT/raw.txt")
-  awk -v m="$m" -v d="$(( (d1 + d2) / 2 ))" '$2 == m { printf "%-12s %-9s %8s %9.2f %10s %8s %10s %9s %7s\n", $1, $2, $3, $3 / d, $4, $5, $6, $7, $8 }' "$OUT/raw.txt" | tee -a "$OUT/table.txt"
+  awk -v m="$m" -v d="$(( (d1 + d2) / 2 ))" '$2 == m { printf "%-17s %-9s %8s %9.2f %10s %8s %10s %9s %7s\n", $1, $2, $3, $3 / d, $4, $5, $6, $7, $8 }' "$OUT/raw.txt" | tee -a "$OUT/table.txt"
 done
+echo "load after: $(uptime)"
 echo "raw output: $OUT (memqcache_total_size for shmem: 8 MB; CLIENTS=$CLIENTS DURATION=$DURATION)"

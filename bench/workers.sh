@@ -3,8 +3,9 @@
 # and a table of ratios (docs/performance.md, "Worker processes").
 #
 # Over the shared lab cluster and peers (../shared/bench/cluster.sh start; peers.sh start), starts
-# pgmaitre on 127.0.0.1:$OURS_PORT with worker_processes = 1, measures, stops it, then the same
-# with 2. Each target runs each workload for $DURATION s at $CLIENTS clients; the proxy's own CPU
+# pgmaitre with worker_processes = 1 on 127.0.0.1:$OURS_PORT and with 2 on $OURS_PORT - 1, side by
+# side, and measures every target in turn for $ROUNDS rounds (order reversed every other round).
+# Each run is one workload for $DURATION s at $CLIENTS clients; the proxy's own CPU
 # (utime+stime from /proc of the listening process and its children: the supervisor and its
 # workers) is divided by the transactions pgbench completed. Workloads:
 #   hot-key-cache ../shared/bench/hot-key.sql -M extended with memory_cache_enabled = on (shmem):
@@ -13,9 +14,16 @@
 #             script (it has no cache: its row is the reference a single-core pooler reaches).
 #   hot-key   the same script, cache off (a primary-key SELECT a standby answers at once)
 #   S         pgbench -S -M simple (the -S regression check, reads through the standbys)
+# Calibration (hot-key and S): pipe-w1 / pipe-w2 are the cheapest Node.js byte pipe
+# (dist/bench/e2e/pipe-workers.js, to the first standby) in 1 and 2 processes behind one port,
+# dealt round-robin by Node's cluster module as pgmaitre's workers are. It parses and shares
+# nothing: its CPU/tx w2/w1 is what Node.js and the kernel charge for spreading the clients over
+# two event loops, and pgmaitre's ratio divided by it ("excess") is what pgmaitre adds to that.
 # Every measured run follows a warm-up run of $WARMUP s (same target, same workload, not measured).
-# Output: one row per target and workload (tps, proxy CPU µs per transaction, failed), then per
-# workload the ratios: 2 workers / 1 worker (tps, CPU/tx) and each against PgBouncer; the load
+# Output: one row per target and workload (tps, proxy CPU µs per transaction, the supervisor's
+# share, voluntary context switches per transaction of the event-loop threads, the clients each
+# process held mid-run, failed), then per workload the ratios: 2 workers / 1 worker (tps, CPU/tx),
+# the pipe's CPU/tx w2/w1 and pgmaitre's excess over it, and each against PgBouncer; the load
 # average before and after (the machine is shared: read ratios from one run, not absolute tps).
 # Usage (under the shared lock, stopping what it started inside the locked command):
 #   flock /tmp/shared-bench.lock bash -c '../shared/bench/cluster.sh start && ../shared/bench/peers.sh start &&
@@ -23,13 +31,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/bench}
-OURS_PORT=${OURS_PORT:-9999}
+OURS_PORT=${OURS_PORT:-9999}   # 1 worker; 2 workers on OURS_PORT - 1
 CLIENTS=${CLIENTS:-16}
 DURATION=${DURATION:-8}
-WARMUP=${WARMUP:-10}   # s of the same workload before each measured run (not measured): see below
+WARMUP=${WARMUP:-15}   # s of the same workload before a target's first measured run (not measured): see below
+WARMUP_NEXT=${WARMUP_NEXT:-3}   # s before its later rounds (already compiled; new connections)
 WORKLOADS=${WORKLOADS:-"hot-key-cache hot-key S"}
 WORKERS=${WORKERS:-"1 2"}
-ROUNDS=${ROUNDS:-1}   # w1, w2, w1, w2...: the machine's drift hits both alike
+PIPE=${PIPE:-1}       # 0: no pipe calibration rows
+PIPE_PORT=${PIPE_PORT:-9996}   # 1 process; 2 on PIPE_PORT - 1
+ROUNDS=${ROUNDS:-3}   # every target in turn, the order reversed every round: the machine's drift hits all alike
 OUT=${OUT:-/tmp/pgmaitre-workers-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 RES="$OUT/results.tsv"
@@ -39,6 +50,10 @@ TCK=$(getconf CLK_TCK)
 
 cpu_ticks() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
 family() { local p; for p in "$@"; do echo $p; pgrep -P $p; done | sort -u; }
+# Voluntary context switches of the processes' main threads (their event loops): how often they slept.
+vcsw() { local t=0 p v; for p in "$@"; do v=$(awk '/^voluntary_ctxt_switches/ {print $2}' /proc/$p/status 2>/dev/null); t=$((t + ${v:-0})); done; echo $t; }
+# Clients each process holds on $1 (established, by pid), e.g. "9+7".
+spread() { ss -tnpH state established "( sport = :$1 )" 2>/dev/null | grep -o 'pid=[0-9]*' | sort | uniq -c | awk '{print $1}' | sort -rn | paste -sd+; }
 
 run() { # target port pids... ; workload from $wl
   local target=$1 port=$2; shift 2
@@ -51,23 +66,29 @@ run() { # target port pids... ; workload from $wl
   # hot paths: the first ~10^4 transactions of each process cost 3-5x the CPU of the steady state,
   # and each worker process warms up on its own (half the traffic each: twice as long). Measured
   # cold, on a CPU-starved host, that start-up looks like a collapse of 2 workers (docs/performance.md).
-  [ "$WARMUP" -gt 0 ] && pgbench -n $args -c $CLIENTS -j 2 -T $WARMUP -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1
-  local c0=$(cpu_ticks $pids) s0=$(cpu_ticks ${1:-})
+  [ "${warm:-$WARMUP}" -gt 0 ] && pgbench -n $args -c $CLIENTS -j 2 -T ${warm:-$WARMUP} -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1
+  local c0=$(cpu_ticks $pids) s0=$(cpu_ticks ${1:-}) v0=$(vcsw $pids)
+  ( sleep $((DURATION / 2)); spread $port >"$OUT/spread" ) &
+  local spid=$!
   local out=$(pgbench -n $args -c $CLIENTS -j 2 -T $DURATION -h 127.0.0.1 -p $port -U postgres bench 2>&1)
-  local c1=$(cpu_ticks $pids) s1=$(cpu_ticks ${1:-})
+  local c1=$(cpu_ticks $pids) s1=$(cpu_ticks ${1:-}) v1=$(vcsw $pids)
+  wait $spid
+  local sp=$(cat "$OUT/spread" 2>/dev/null); [ -n "$*" ] || sp=-
   echo "$out" >"$OUT/$target-$wl-r$r.txt"
   local tx=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
   local tps=$(echo "$out" | awk '/^tps/ {print $3}')
   local failed=$(echo "$out" | awk '/number of failed transactions/ {print $5}')
   # sup_us/tx: the listening process alone (with 2 workers: the supervisor, which only accepts).
   awk -v t=$target -v w=$wl -v tps="${tps:-0}" -v tx="${tx:-0}" -v c0=$c0 -v c1=$c1 -v s0=${s0:-0} -v s1=${s1:-0} -v hz=$TCK -v f="${failed:-?}" -v r=$r \
+    -v v0=$v0 -v v1=$v1 -v sp="${sp:--}" \
     'BEGIN { cpu = (tx>0 && c1>c0) ? (c1-c0)/hz*1e6/tx : 0; sup = (tx>0 && s1>=s0) ? (s1-s0)/hz*1e6/tx : 0;
-             printf "%-16s %-14s %2d %10.0f %12.1f %10.1f %8s\n", t, w, r, tps, cpu, sup, f;
+             vcs = (tx>0 && v1>=v0) ? (v1-v0)/tx : 0;
+             printf "%-16s %-14s %2d %10.0f %12.1f %10.1f %8.3f %8s %8s\n", t, w, r, tps, cpu, sup, vcs, sp, f;
              printf "%s\t%s\t%d\t%.0f\t%.1f\n", t, w, r, tps, cpu >> "'"$RES"'" }'
 }
 
-start_ours() { # workers cache(on|off)
-  local conf="$OUT/pgmaitre-$1-$2.conf"
+start_ours() { # workers cache(on|off) port; sets OURS_PID
+  local conf="$OUT/pgmaitre-$1-$2.conf" OURS_PORT=$3
   cat >"$conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $OURS_PORT
@@ -104,36 +125,62 @@ EOF
   done
   sleep 1
 }
-stop_ours() { kill "$OURS_PID" 2>/dev/null; wait "$OURS_PID" 2>/dev/null; }
+start_pipe() { # processes port; sets PIPE_PID
+  node dist/bench/e2e/pipe-workers.js "$1" "$2" 15433 >"$OUT/pipe-$1.log" 2>&1 &
+  PIPE_PID=$!
+  for _ in $(seq 1 60); do grep -qs '"event":"workers_ready"' "$OUT/pipe-$1.log" && break; sleep 0.5; done
+}
 
 echo "cores: $(nproc); before: $(uptime)" | tee "$OUT/load.txt"
-printf '%-16s %-14s %2s %10s %12s %10s %8s\n' target workload r tps 'cpu_us/tx' 'sup_us/tx' failed
+printf '%-16s %-14s %2s %10s %12s %10s %8s %8s %8s\n' target workload r tps 'cpu_us/tx' 'sup_us/tx' 'vcs/tx' clients failed
 PGB_PID=$(cat /tmp/lab-pgbouncer-tx/pgbouncer.pid 2>/dev/null || echo)
-for r in $(seq 1 $ROUNDS); do
-  for cache in off on; do
-    wls=""
-    for wl in $WORKLOADS; do
-      case $wl in hot-key-cache) [ $cache = on ] && wls="$wls $wl" ;; *) [ $cache = off ] && wls="$wls $wl" ;; esac
-    done
-    [ -z "$wls" ] && continue
+# Every instance of a cache setting runs at once (an idle one costs nothing): the rounds then
+# measure them in turn, 1 worker and 2 workers seconds apart, the order swapped every round, so
+# the shared host's drift hits both alike. A target is warmed up for $WARMUP s before its first
+# measurement of a workload, for $WARMUP_NEXT s (new connections) before the later ones.
+declare -A WARMED
+for cache in off on; do
+  wls=""
+  for wl in $WORKLOADS; do
+    case $wl in hot-key-cache) [ $cache = on ] && wls="$wls $wl" ;; *) [ $cache = off ] && wls="$wls $wl" ;; esac
+  done
+  [ -z "$wls" ] && continue
+  declare -A PORT_OF PID_OF
+  targets=""
+  for w in $WORKERS; do
+    port=$((OURS_PORT - w + 1))   # 1 worker on $OURS_PORT, 2 on $OURS_PORT - 1
+    start_ours $w $cache $port
+    PORT_OF[pgmaitre-w$w]=$port; PID_OF[pgmaitre-w$w]=$OURS_PID; targets="$targets pgmaitre-w$w"
+    if [ "$PIPE" = 1 ] && [ $cache = off ]; then
+      port=$((PIPE_PORT - w + 1))
+      start_pipe $w $port
+      PORT_OF[pipe-w$w]=$port; PID_OF[pipe-w$w]=$PIPE_PID; targets="$targets pipe-w$w"
+    fi
+  done
+  [ -n "$PGB_PID" ] && { PORT_OF[pgbouncer-tx]=16432; PID_OF[pgbouncer-tx]=$PGB_PID; targets="$targets pgbouncer-tx"; }
+  [ $cache = off ] && { PORT_OF[direct-standby]=15433; PID_OF[direct-standby]=""; targets="direct-standby $targets"; }
+  for r in $(seq 1 $ROUNDS); do
+    order=$targets
+    [ $((r % 2)) = 0 ] && order=$(echo $targets | tr ' ' '\n' | tac | paste -sd' ')
     for wl in $wls; do
-      [ $wl != hot-key-cache ] && run direct-standby 15433
-      [ -n "$PGB_PID" ] && run pgbouncer-tx 16432 $PGB_PID
-    done
-    for w in $WORKERS; do
-      start_ours $w $cache
-      for wl in $wls; do run "pgmaitre-w$w" $OURS_PORT $OURS_PID; done
-      stop_ours
+      for t in $order; do
+        if [ -z "${WARMED[$t-$wl]:-}" ]; then warm=$WARMUP; WARMED[$t-$wl]=1; else warm=$WARMUP_NEXT; fi
+        run $t ${PORT_OF[$t]} ${PID_OF[$t]}
+      done
     done
   done
+  for t in $targets; do
+    case $t in pgmaitre-*|pipe-*) kill "${PID_OF[$t]}" 2>/dev/null; wait "${PID_OF[$t]}" 2>/dev/null ;; esac
+  done
+  unset PORT_OF PID_OF
 done
 echo "cores: $(nproc); after: $(uptime)" | tee -a "$OUT/load.txt"
 
 # Ratios per workload (means over the rounds).
 echo
-printf '%-14s %12s %12s %14s %14s %14s\n' workload 'tps w2/w1' 'cpu/tx w2/w1' 'tps w1/pgb' 'tps w2/pgb' 'cpu/tx w2/pgb'
+printf '%-14s %12s %12s %12s %10s %14s %14s %14s\n' workload 'tps w2/w1' 'cpu/tx w2/w1' 'pipe w2/w1' excess 'tps w1/pgb' 'tps w2/pgb' 'cpu/tx w2/pgb'
 awk -F'\t' '
-  { k = $1 SUBSEP $2; tps[k] += $4; cpu[k] += $5; n[k]++; wl[$2] = 1 }
+  { k = $1 SUBSEP $2; tps[k] += $4; cpu[k] += $5; n[k]++; wl[$2] = 1; rt[$1 SUBSEP $2 SUBSEP $3] = $4; rc[$1 SUBSEP $2 SUBSEP $3] = $5; if ($3 > R) R = $3 }
   function m(a, t, w) { k = t SUBSEP w; return n[k] ? a[k] / n[k] : 0 }
   function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "-" }
   END {
@@ -142,9 +189,20 @@ awk -F'\t' '
       pgw = (w == "hot-key-cache") ? "hot-key" : w
       pgb = m(tps, "pgbouncer-tx", w); if (pgb == 0) pgb = m(tps, "pgbouncer-tx", pgw)
       pgc = m(cpu, "pgbouncer-tx", w); if (pgc == 0) pgc = m(cpu, "pgbouncer-tx", pgw)
-      printf "%-14s %12s %12s %14s %14s %14s\n", w,
-        ratio(m(tps, "pgmaitre-w2", w), m(tps, "pgmaitre-w1", w)), ratio(m(cpu, "pgmaitre-w2", w), m(cpu, "pgmaitre-w1", w)),
+      ours = m(cpu, "pgmaitre-w1", w) > 0 ? m(cpu, "pgmaitre-w2", w) / m(cpu, "pgmaitre-w1", w) : 0
+      pipe = m(cpu, "pipe-w1", w) > 0 ? m(cpu, "pipe-w2", w) / m(cpu, "pipe-w1", w) : 0
+      printf "%-14s %12s %12s %12s %10s %14s %14s %14s\n", w,
+        ratio(m(tps, "pgmaitre-w2", w), m(tps, "pgmaitre-w1", w)), ratio(ours, 1), (pipe > 0) ? ratio(pipe, 1) : "-", (pipe > 0) ? ratio(ours, pipe) : "-",
         ratio(m(tps, "pgmaitre-w1", w), pgb), ratio(m(tps, "pgmaitre-w2", w), pgb), ratio(m(cpu, "pgmaitre-w2", w), pgc)
+    }
+    # Each round on its own (w2/w1 tps and CPU/tx measured seconds apart): how far the host swings them.
+    for (i = 1; i <= 3; i++) { w = order[i]; if (!(w in wl)) continue
+      line = ""
+      for (r = 1; r <= R; r++) {
+        a = "pgmaitre-w1" SUBSEP w SUBSEP r; b = "pgmaitre-w2" SUBSEP w SUBSEP r
+        if ((a in rt) && (b in rt)) line = line sprintf("  r%d %s/%s", r, ratio(rt[b], rt[a]), ratio(rc[b], rc[a]))
+      }
+      printf "%-14s per round, tps/cpu w2/w1:%s\n", w, line
     }
   }' "$RES" | tee "$OUT/ratios.txt"
 echo "raw output: $OUT"

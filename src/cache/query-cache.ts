@@ -15,7 +15,7 @@
  * comes back only once a bump of the global generation went through: invalidations lost while it
  * was unreachable cannot leave an old answer reachable.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Logger } from '../log/logger';
 import { Catalog } from './catalog';
 import { compileTableLists, type TableLists } from './cacheable';
@@ -86,8 +86,7 @@ export class QueryCache {
     this.catalog = new Catalog(target);
     if (config.memqcache_method === 'memcached') {
       this.shmem = null;
-      this.memcached = new MemcachedStore(config.memqcache_memcached_host, config.memqcache_memcached_port, config.memqcache_expire,
-        (msg) => log.debug({ event: 'memcached' }, msg));
+      this.memcached = new MemcachedStore(config.memqcache_memcached_host, config.memqcache_memcached_port, config.memqcache_expire);
       // Start as if it had been down: the first successful global bump opens the cache.
       this.down = true;
       this.retryAt = 0;
@@ -186,14 +185,14 @@ export class QueryCache {
     return id;
   }
 
-  /** The key of an answer: everything it depends on, hashed. */
+  /** The key of an answer: everything it depends on (each part with its length), hashed in one call. */
   static key(parts: readonly (string | Buffer)[]): string {
-    const h = createHash('sha1');
+    let s = '';
     for (const p of parts) {
-      h.update(p);
-      h.update('\u0000');
+      const t = typeof p === 'string' ? p : p.toString('latin1');
+      s += `${t.length}:${t}\u0000`;
     }
-    return h.digest('hex');
+    return hash('sha1', s, 'hex');
   }
 
   /** Stores an answer (memcached: in the background; a failure only counts). */

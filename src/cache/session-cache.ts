@@ -87,20 +87,29 @@ export class SessionCache implements CachePort {
 
   // ---- before sending ----------------------------------------------------------------------
 
-  consult(data: Buffer, info: RequestInfo, view: CacheView): CacheStep {
+  consult(data: Buffer, info: RequestInfo, view: CacheView, classes: readonly QueryClass[]): CacheStep {
     this.waitFor = null;
     this.collecting = false;
     this.hit = null;
     if (info.functionCall) return CacheStep.Pass;
+    const done = this.looked;
+    if (done !== null && done.data === data) {
+      // memcached: the lookup this request waited for came back (nothing of the session changed
+      // meanwhile: its queue was blocked). Its verdict stands; only its answer is used.
+      this.looked = null;
+      if (done.key === '') return this.counted(CacheStep.Pass, data);
+      return this.found(data, done.key, done.value);
+    }
     const shape = this.shape(data, info, view);
     if (shape === null) return CacheStep.Pass;
-    const cls = shape.cls ?? this.classifier().classify(shape.sql);
+    // The planner's class of the text (queries first, then parses), else the statement's, else classified here.
+    const cls = (info.parses.length > 0 || !info.extended ? classes[0] : undefined) ?? shape.cls ?? this.classifier().classify(shape.sql);
     if (cls.kind !== 'read') return CacheStep.Pass;
     if (this.txWrote || this.txFailed || (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? '')))) {
       return this.counted(CacheStep.Pass, data);
     }
     const cache = this.cache;
-    const tv = memoTextVerdict(shape.sql, cls, cache.lists);
+    const tv = memoTextVerdict(shape.sql, cls, cache.lists, this.classifier());
     if (!tv.ok) return this.counted(CacheStep.Pass, data);
     // Functions: immutable only (pg_proc, looked up once).
     const vol = this.volatility();
@@ -110,15 +119,19 @@ export class SessionCache implements CachePort {
     // Relations: the catalog's facts under the session's search_path.
     const db = this.id.database;
     const sp = view.searchPath;
-    const unknownRels = tv.relations.filter((r) => cache.catalog.known(db, sp, r) === undefined);
-    if (unknownRels.length > 0) return this.wait(cache.catalog.lookup(db, sp, unknownRels));
     const oids: number[] = [];
+    let unknownRels: string[] | null = null;
     for (const r of tv.relations) {
-      const facts = cache.catalog.known(db, sp, r) ?? null;
+      const facts = cache.catalog.known(db, sp, r);
+      if (facts === undefined) {
+        (unknownRels ??= []).push(r);
+        continue;
+      }
       if (facts === null) return this.counted(CacheStep.Pass, data);
       if (!tv.force && relationVerdict(r, facts, cache.lists) !== null) return this.counted(CacheStep.Pass, data);
       oids.push(facts.oid);
     }
+    if (unknownRels !== null) return this.wait(cache.catalog.lookup(db, sp, unknownRels));
     if (!cache.available()) return this.counted(CacheStep.Pass, data);
     cache.streams?.start(db);
     const names = QueryCache.genNames(db, oids);
@@ -136,23 +149,25 @@ export class SessionCache implements CachePort {
       key = `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${cache.gensKey(names)}`;
       value = cache.shmem.get(key);
     } else {
-      const done = this.looked;
-      if (done === null || done.data !== data) {
-        if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
-        this.lookingUp = data;
-        const k = QueryCache.key([this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params]);
-        return this.wait(cache.memcached!.lookup(k, names).then((r) => {
-          this.looked = { data, key: `${k}|${r.gens}`, value: r.value };
-        }, (e: unknown) => {
-          cache.failed(e);
-          this.looked = { data, key: '', value: undefined };
-        }).finally(() => { this.lookingUp = null; }));
-      }
-      this.looked = null;
-      if (done.key === '') return this.counted(CacheStep.Pass, data);
-      key = done.key;
-      value = done.value;
+      if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
+      this.lookingUp = data;
+      const k = QueryCache.key([this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params]);
+      return this.wait(cache.memcached!.lookup(k, names).then((r) => {
+        this.lookingUp = null;
+        this.looked = { data, key: `${k}|${r.gens}`, value: r.value };
+      }, (e: unknown) => {
+        this.lookingUp = null;
+        cache.failed(e);
+        this.looked = { data, key: '', value: undefined };
+      }));
     }
+    return this.found(data, key, value);
+  }
+
+  /** The answer stored under `key` (undefined: none): a hit, or a miss whose answer is collected. */
+  private found(data: Buffer, key: string, value: Buffer | undefined): CacheStep {
+    const cache = this.cache;
+    const db = this.id.database;
     if (value !== undefined && cache.streams !== null) {
       // memqcache_logical_invalidation: the change stream must vouch for the hit (change-stream.ts).
       if (this.fencedFor !== data) {
@@ -431,13 +446,23 @@ export class SessionCache implements CachePort {
   private searchPathNow = '';
 }
 
-/** textVerdict, remembered per classifier verdict (the classifier caches those by text) while the table lists stay. */
-const verdicts = new WeakMap<QueryClass, { readonly sql: string; readonly lists: TableLists; readonly tv: TextVerdict }>();
-function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists): TextVerdict {
-  const m = verdicts.get(cls);
-  if (m !== undefined && m.sql === sql && m.lists === lists) return m.tv;
+/**
+ * textVerdict, remembered by text (per process) while the classifier and the table lists stay. By
+ * text rather than by the classifier's verdict object: the classifier keeps only its grammar
+ * verdicts, so a plain SELECT's class is a new object on every request (pgbench -M simple's hot
+ * keys: a thousand texts), and a WeakMap entry per request was work for the collector. Bounded:
+ * emptied when full.
+ */
+const VERDICTS_MAX = 4096;
+const verdicts = new Map<string, { readonly by: Classifier; readonly lists: TableLists; readonly tv: TextVerdict }>();
+function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists, by: Classifier): TextVerdict {
+  const m = verdicts.get(sql);
+  if (m !== undefined && m.lists === lists && m.by === by) return m.tv;
   const tv = textVerdict(sql, cls, lists);
-  verdicts.set(cls, { sql, lists, tv });
+  if (sql.length <= 8192) {
+    if (verdicts.size >= VERDICTS_MAX) verdicts.clear();
+    verdicts.set(sql, { by, lists, tv });
+  }
   return tv;
 }
 

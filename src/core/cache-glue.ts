@@ -56,7 +56,7 @@ const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
 export function consultCache(s: CacheSession, req: Request, info: RequestInfo, plan: Plan): boolean | null {
   const cache = s.cache!;
   if (req.term === Term.None || !s.allAnswered(null)) return null;
-  switch (cache.consult(req.data, info, s.cacheView!)) {
+  switch (cache.consult(req.data, info, s.cacheView!, plan.classes)) {
     case CacheStep.Wait:
       s.block(cache.waitFor!, 'query cache lookup');
       return false;
@@ -68,9 +68,14 @@ export function consultCache(s: CacheSession, req: Request, info: RequestInfo, p
       out.set(RFQ, answer.length);
       out[answer.length + 5] = s.txStatus();
       s.client.write(out);
-      for (const p of info.parses) {
-        // The client now has this statement: later Binds re-parse it where they run.
-        s.statements.parsed(p.name, Buffer.from(req.data.subarray(p.start, p.end)), p.sql, s.host.classifier.classify(p.sql), -1);
+      for (let i = 0; i < info.parses.length; i++) {
+        // The client now has this statement: later Binds re-parse it where they run. (The same
+        // statement again, pgbench -M extended's unnamed one: kept as it is, no copy.)
+        const p = info.parses[i]!;
+        const frame = req.data.subarray(p.start, p.end);
+        const prev = s.statements.protocol.get(p.name);
+        const same = prev !== undefined && prev.sql === p.sql && prev.frame.equals(frame);
+        s.statements.parsed(p.name, same ? frame : Buffer.from(frame), p.sql, plan.classes[info.queries.length + i] ?? s.host.classifier.classify(p.sql), -1);
         s.statements.protocol.get(p.name)?.nodes.delete(-1);
       }
       releaseRequest(req);

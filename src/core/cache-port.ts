@@ -40,8 +40,11 @@ export interface CacheView {
 
 /** See the file header. */
 export interface CachePort {
-  /** Before sending a planned request (`data` its bytes, `info` its frames). */
-  consult(data: Buffer, info: RequestInfo, view: CacheView): CacheStep;
+  /**
+   * Before sending a planned request (`data` its bytes, `info` its frames, `classes` the planner's
+   * classes of its queries then its parses: the cache does not classify a text again).
+   */
+  consult(data: Buffer, info: RequestInfo, view: CacheView, classes: readonly QueryClass[]): CacheStep;
   /** After consult() said Wait. */
   readonly waitFor: Promise<unknown> | null;
   /** The session has writes whose invalidation its next ReadyForQuery 'I' applies: what follows that ReadyForQuery waits for synced()'s promise. */

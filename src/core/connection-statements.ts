@@ -11,7 +11,8 @@ import { ExpectKind, Term, type Link } from './link';
 import type { RequestInfo } from './request';
 import type { ProtocolStatement, SqlStatement, Statements } from './statements';
 import { parseDefinition, serverStatementName, type NameMap } from './statement-names';
-import { parsedWhenAborted } from './tx-pooling';
+import { abortedBindError, abortedDescribe, parsedWhenAborted, statementParameters } from './tx-pooling';
+import { encodeErrorResponse } from '../protocol/backend';
 
 /** What these functions read and change of the session (SessionCore). */
 export interface NamingSession {
@@ -25,6 +26,10 @@ export interface NamingSession {
   readonly abortedTx?: '' | 'known' | 'maybe';
   /** In an aborted transaction, the request's first message is refused with 25P02 (see SessionCore). */
   readonly frontRefused?: boolean;
+  /** Known aborted transaction: the request surely fails before a re-parsed statement matters (see SessionCore). */
+  readonly abortedSure?: boolean;
+  /** Statements whose Bind in the request being sent pgmaitre answers itself, in place (side-requests.ts refusedHere). */
+  refusedBinds?: Set<string> | null;
   /** Batches `buf` for `link`. */
   send(link: Link, buf: Buffer): void;
 }
@@ -101,6 +106,20 @@ export function names(s: NamingSession, link: Link): NameMap {
       return { server, had };
     },
     serverName: (name) => local.get(name) ?? serverNameOf(s, name),
+    describeAnswered: (name) => {
+      if (s.refusedBinds?.has(name) !== true) return null;
+      const st = s.statements.protocol.get(name)!;
+      const d = abortedDescribe(st.frame, st.sql);
+      if (d === null) return null;
+      if (d !== 'rows') return { bytes: d, error: false };
+      return { bytes: encodeErrorResponse({ severity: 'ERROR', code: '25P02', message: 'current transaction is aborted, commands ignored until end of transaction block' }), error: true };
+    },
+    bindRefused: (name, data, start, end) => {
+      if (s.refusedBinds?.has(name) !== true) return null;
+      const st = s.statements.protocol.get(name)!;
+      const err = abortedBindError(data, start, end, name, parameterCount(st));
+      return err === null ? null : encodeErrorResponse({ severity: 'ERROR', code: err.code, message: err.message });
+    },
     closing: (name) => {
       local.delete(name);
       (closed ??= new Set()).add(name);
@@ -129,6 +148,12 @@ export function serverNameOf(s: NamingSession, name: string): string | undefined
   const st = s.statements.protocol.get(name);
   if (st === undefined) return undefined;
   return (st.server ??= serverStatementName('pgm_', parseDefinition(st.frame)));
+}
+
+
+/** The parameter count of a protocol statement of this session (computed once; -1: not sure). */
+export function parameterCount(st: ProtocolStatement): number {
+  return (st.params ??= statementParameters(st.frame, st.sql));
 }
 
 

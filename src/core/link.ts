@@ -112,6 +112,11 @@ export class Expect {
   splitLast: Expect | null = null;
   splitOffset = 0;
   failedAtOrig = -1;
+  /**
+   * Its first ErrorResponse is not forwarded (it still errors the request): pgmaitre answered
+   * that message itself, in place (statement-names.ts Segment.errorAfter).
+   */
+  hideError = false;
 }
 
 /** Disposition of the message being scanned. */
@@ -269,6 +274,7 @@ export class Link {
     e.splitLast = null;
     e.splitOffset = 0;
     e.failedAtOrig = -1;
+    e.hideError = false;
     if (this.skipping) {
       // The backend skips everything up to the next Sync after an earlier error: this request
       // gets no answer (its Sync, if any, a ReadyForQuery).
@@ -354,7 +360,13 @@ export class Link {
 
   /** Forgets the scan state (the connection was replaced). */
   reset(): void {
-    this.drain().forEach((e) => Link.release(e));
+    // Twice per lease in transaction pooling (given back, attached): no array made when nothing is owed.
+    if (this.q.length > 0) {
+      this.drain().forEach((e) => Link.release(e));
+    } else {
+      this.clientOwed = 0;
+      this.syncOwed = 0;
+    }
     this.hdrPos = 0;
     this.left = 0;
     this.collect = null;
@@ -543,6 +555,11 @@ export class Link {
     if (h.swallow) {
       if (code === 68 /* D */) h.rows++;
       this.disp = code === E && h.errorsToClient ? HOLD : DROP;
+      return;
+    }
+    if (code === E && h.hideError) {
+      h.hideError = false;
+      this.disp = DROP;
       return;
     }
     if (h.queryLeft > 0 && (code === 67 /* C */ || code === 73 /* I */)) h.queryLeft--;

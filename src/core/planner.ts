@@ -338,7 +338,15 @@ export class Planner {
     if (e === null || e.length === 0) return;
     const p = this.plan;
     if (p.effects === null) p.effects = [];
-    for (const x of e) p.effects.push(x);
+    for (const x of e) {
+      p.effects.push(x);
+      // (A query of several statements: a statement it executes, or prepares again, must exist
+      // where it runs, so that EXECUTE runs it and a second PREPARE is refused 42P05 in place.)
+      if (cls.statements > 1 && (x.kind === 'prepare' || x.kind === 'execute')) {
+        const st = this.v.statements.sql.get(x.name);
+        if (st !== undefined && !p.sqlNeeded.includes(st)) p.sqlNeeded.push(st);
+      }
+    }
   }
 
   /**

@@ -9,7 +9,7 @@
  */
 import { TxStatus } from '../protocol/codes';
 import { encodeQuery } from '../protocol/frontend';
-import { encodeReadyForQuery } from '../protocol/backend';
+import { encodeCommandComplete, encodeParameterStatus, encodeReadyForQuery } from '../protocol/backend';
 import { executeName, sessionEffects } from '../classify/session-effects';
 import type { QueryClass } from '../classify/types';
 import { skipFiller } from '../classify/filler';
@@ -32,6 +32,8 @@ export interface PooledSession extends ReplySession {
   readonly pins: Pins;
   /** Why this session keeps its connections in transaction pooling ('' when it does not). */
   pinReason(): string;
+  /** The ParameterStatus values the client was given at login (null: not known). */
+  readonly loginParams?: ReadonlyMap<string, string> | null;
   /** Transaction pooling: answers a BEGIN before any connection is leased, when it may (SessionCore.deferBegin). */
   deferBegin?(req: Request, sql: string, cls: QueryClass): boolean;
 }
@@ -88,14 +90,21 @@ export function pooledLocal(s: PooledSession, req: Request, info: RequestInfo): 
       if (s.host.pooling === 'statement') return local(localReply(s, req, null, ['0A000', 'transaction blocks are not allowed in statement pool mode']));
       return s.deferBegin?.(req, single, cls) === true ? Local.Answered : Local.No;
     case 'prepare': {
-      if (s.pins.forced !== '') return Local.No;
       const e = sessionEffects(single);
       const name = e?.[0]?.kind === 'prepare' ? e[0].name : null;
       if (name === null) return Local.No;
+      // (Also when pinned: its earlier PREPARE may be on the server under a server name only, seeds 31049/40075.)
       if (s.statements.sql.has(name) || s.statements.protocol.has(name)) {
         if (!s.allAnswered(null)) return Local.Wait;
         if (s.txStatus() === TxStatus.Failed) return local(localReply(s, req, null, IN_FAILED_TX));
         return local(localReply(s, req, null, ['42P05', `prepared statement "${name}" already exists`]));
+      }
+      if (s.pins.forced !== '') return Local.No;
+      if (s.txStatus() === TxStatus.Failed) {
+        // An aborted transaction refuses it (25P02), also where the shared connection has its
+        // statement already and the PREPARE would be answered in place (seed 60044).
+        if (!s.allAnswered(null)) return Local.Wait;
+        if (s.txStatus() === TxStatus.Failed) return local(localReply(s, req, null, IN_FAILED_TX));
       }
       const server = serverStatementName('pgmq_', prepareDefinition(single));
       const renamed = renameSqlStatement(single, server, name);
@@ -143,16 +152,37 @@ export function pooledLocal(s: PooledSession, req: Request, info: RequestInfo): 
       const e = sessionEffects(single);
       if (e?.[0]?.kind !== 'discard' || e[0].what !== 'all' || s.route.inTransaction || s.pinReason() !== '') return Local.No;
       if (!s.allAnswered(null)) return Local.Wait;
+      // The reported parameters the client SET go back to their login values: PostgreSQL says so
+      // with a ParameterStatus after the CommandComplete (seed 31155).
+      const reported = reportedResets(s);
       // The session's own state goes; the shared connection keeps what other clients use.
       s.statements.clearAll(true);
       s.state.stage(e);
       s.state.commit(null, s);
       s.route.tempTables.clear();
-      return local(localReply(s, req, 'DISCARD ALL', null));
+      if (reported.length === 0) return local(localReply(s, req, 'DISCARD ALL', null));
+      s.flush();
+      s.client.write(Buffer.concat([encodeCommandComplete('DISCARD ALL'), ...reported, encodeReadyForQuery(s.txStatus())]));
+      releaseRequest(req);
+      return Local.Answered;
     }
     default:
       return Local.No;
   }
+}
+
+/**
+ * ParameterStatus messages for the reported parameters (those the client was given at login)
+ * that the session SET, with their login values: what a reset of them reports.
+ */
+function reportedResets(s: PooledSession): Buffer[] {
+  const login = s.loginParams;
+  const out: Buffer[] = [];
+  if (login == null || s.state.parameters.size === 0) return out;
+  for (const [name, value] of login) {
+    if (s.state.parameters.has(name.toLowerCase())) out.push(encodeParameterStatus(name, value));
+  }
+  return out;
 }
 
 function local(answered: boolean): Local {

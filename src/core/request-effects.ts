@@ -74,7 +74,7 @@ export interface Token {
    * Transaction pooling: client statement names this request defines, with the index of their
    * Parse among the request's completions (a Parse that failed or was skipped defines nothing).
    */
-  defined: { name: string; index: number }[] | null;
+  defined: { name: string; index: number; st?: ProtocolStatement }[] | null;
   /** Transaction pooling: client statements this request closes (they stay if the Close failed or was skipped). */
   closed: { name: string; st: ProtocolStatement; index: number }[] | null;
   /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
@@ -111,13 +111,14 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
       // Refused by the server (42P05: redefined without Close): the old definition stays.
       if (s.dupRefused.has(p.name)) continue;
       const before = seenHere?.get(p.name);
-      if (before !== undefined) {
+      const prev = s.statements.protocol.get(p.name);
+      if (before !== undefined || prev !== undefined) {
         // Parsed earlier in this request: refused (42P05) unless a Close of the name came in
         // between; then this Parse redefines it (seeds 31030/31095: Bind/Describe ran the old one).
-        const close = closeBetween(req.data, p.name, before, p.start);
-        if (close < 0) continue;
-        const prev = s.statements.protocol.get(p.name);
-        if (prev !== undefined) {
+        // The same for a name the client had, closed earlier in this request (seed 31146).
+        const close = closeBetween(req.data, p.name, before ?? 0, p.start);
+        if (close < 0 && before !== undefined) continue;
+        if (close >= 0 && prev !== undefined) {
           // If the request fails before that Close, the earlier definition stays.
           s.statements.protocol.delete(p.name);
           (tok().closed ??= []).push({ name: p.name, st: prev, index: completionIndex(req.data, close) });
@@ -125,6 +126,7 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
       }
       (seenHere ??= new Map()).set(p.name, p.start);
     }
+    let def: { name: string; index: number; st?: ProtocolStatement } | null = null;
     if (s.host.pooling !== 'session' && (p.name === '' || !s.statements.protocol.has(p.name))) {
       const index = completionIndex(req.data, p.start);
       const prev = p.name === '' ? s.statements.protocol.get('') : undefined;
@@ -132,9 +134,12 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
         // If the request fails before its first unnamed Parse, the client's unnamed statement stays (seed 31082).
         (tok().closed ??= []).push({ name: '', st: prev, index });
       }
-      (tok().defined ??= []).push({ name: p.name, index });
+      (tok().defined ??= []).push(def = { name: p.name, index });
     }
     s.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
+    // (A named definition is a new entry: its failure drops that entry only, and marks it gone,
+    // so that no restore of a Close brings it back; seed 31086.)
+    if (def !== null && p.name !== '') def.st = s.statements.protocol.get(p.name);
     if (p.name !== '' && s.host.pooling !== 'session') {
       // Only the Parses that reached the server are tentative there (names() began them).
       const server = serverNameOf(s, p.name)!;
@@ -234,7 +239,12 @@ export function effectsSent(s: EffectsSession, effects: readonly SessionEffect[]
     switch (e.kind) {
       case 'prepare': {
         const cls = s.host.classifier.classify(e.text);
-        if (s.statements.prepared(e.name, e.text, cls, node, serverStatementName('pgmq_', prepareDefinition(e.text)))) (t.prepared ??= []).push(e.name);
+        if (s.statements.prepared(e.name, e.text, cls, node, serverStatementName('pgmq_', prepareDefinition(e.text)))) {
+          (t.prepared ??= []).push(e.name);
+          // Renamed: no connection has it under the client's name (a session pinned later
+          // re-prepares it so; the server names are in each connection's registry).
+          if (pooled && renamed) s.statements.sql.get(e.name)!.nodes.clear();
+        }
         break;
       }
       case 'deallocate':
@@ -295,13 +305,21 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
   if (t.defined !== null && (e.errored || e.skipped)) {
     // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
     for (const d of t.defined) {
-      if (failed <= d.index) s.statements.protocol.delete(d.name);
+      if (!(failed <= d.index)) continue;
+      if (d.st === undefined) {
+        s.statements.protocol.delete(d.name);
+        continue;
+      }
+      // (Only if it is still this request's definition: a later request may have redefined the name.)
+      d.st.gone = true;
+      if (s.statements.protocol.get(d.name) === d.st) s.statements.protocol.delete(d.name);
     }
   }
   if (t.closed !== null && (e.errored || e.skipped)) {
     // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
     for (const d of t.closed) {
-      if (!(failed <= d.index) || s.statements.protocol.has(d.name)) continue;
+      // (Not a definition that itself failed meanwhile: a tentative one of an earlier request, seed 31086.)
+      if (!(failed <= d.index) || s.statements.protocol.has(d.name) || d.st.gone === true) continue;
       // ...unless what it was to close is what a failed Parse of this request defined: nothing to keep.
       if (t.defined?.some((p) => p.name === d.name && p.index < d.index && failed <= p.index) === true) continue;
       s.statements.protocol.set(d.name, d.st);

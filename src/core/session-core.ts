@@ -44,7 +44,7 @@ import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
 import { errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
-import { duplicateParses, evict, names, unnamedDropped } from './connection-statements';
+import { duplicateParses, evict, names, parameterCount, unnamedDropped } from './connection-statements';
 import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import { rewriteRequest } from './statement-names';
@@ -54,7 +54,7 @@ import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
 import { cacheSent, cacheSettled, consultCache, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
-import { deferrableBegin, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
+import { abortedBindError, abortedDescribe, deferrableBegin, parsedWhenAborted, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
 import type { QueryClass } from '../classify/types';
 import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
 import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
@@ -145,6 +145,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   dupParses: Set<string> | null = null;
   /** ...of which the request's Parses really were refused (not closed before them). */
   readonly dupRefused = new Set<string>();
+  /** Transaction pooling: statements whose Bind in the request being sent is answered here (side-requests.ts refusedHere). */
+  refusedBinds: Set<string> | null = null;
   /**
    * Transaction pooling, F21: the request being sent may meet an aborted transaction: 'known'
    * (the leased connection's transaction is failed, no ReadyForQuery owed before the request) or
@@ -159,11 +161,30 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    */
   frontRefused = false;
   /**
+   * Known aborted transaction: the request surely fails at a message whose answer needs no
+   * statement re-parsed (after Closes only: a Parse, a Bind or Describe of a statement the client
+   * lacks, a Bind answered here); no re-parse is sent, it would put its own 25P02 first (seeds
+   * 40136, 40153). See failsFirstWhenAborted.
+   */
+  abortedSure = false;
+  /**
    * Transaction pooling: a BEGIN answered here while the session held no connection (issue 17
    * item 10: psycopg2 sends one before every transaction, and an admin command inside must not
    * wait for a lease). Sent in front of the transaction's first statement that needs a server.
    */
   private deferredBegin = '';
+  /**
+   * Transaction pooling: the request at the head of the queue, read and planned, that waits for
+   * its lease (open()); with what its plan read (see resumable()). Once clients outnumber
+   * default_pool_size nearly every transaction waits once, and reading and planning it again when
+   * the lease came was a good part of what the wait cost (issue 17, item 9).
+   */
+  private parked: Request | null = null;
+  private parkedNode = -1;
+  private parkedPrimary = -1;
+  private parkedStatus = '';
+  private parkedRouting: unknown = null;
+  private parkedConfig: unknown = null;
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   readonly stateLost = new Set<Link>();
   /** The query cache's hook (null when memory_cache_enabled = off), and what it reads of the session. */
@@ -177,6 +198,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * holdAnswers): the client learns of its write only once no cached answer can contradict it.
    */
   held: Buffer[] | null = null;
+  /** Transaction pooling: the ParameterStatus values the client was given at login (a DISCARD ALL answered here reports resets). */
+  loginParams: ReadonlyMap<string, string> | null = null;
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
   readonly identity = new IdentityCheck();
 
@@ -366,7 +389,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     // idle session still references is copied by every young collection — work per request that
     // grows with the number of sessions. Not while an outer drive() (this one runs inside its
     // step) still reads them.
-    if (--this.driving === 0) {
+    if (--this.driving === 0 && this.parked === null) {
       this.info.forget();
       this.planner.plan.clear();
     }
@@ -377,6 +400,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
 
   /** Handles the request at the head of the queue; false when it must wait. */
   private step(req: Request): boolean {
+    const parked = this.parked;
+    this.parked = null;
     if (req.copyOnly) {
       // COPY data that arrived before its CopyInResponse: it follows the COPY to its node.
       const target = this.copyTarget ?? (this.lastNode >= 0 ? this.links[this.lastNode] : undefined);
@@ -390,6 +415,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.flush();
       this.client.write(errorReply(r.code, r.message, r.hint, req.term === Term.None ? 0 : 1, this.txStatus()));
       releaseRequest(req);
+      return true;
+    }
+    if (parked === req && this.resumable()) {
+      // Its lease came and nothing its plan read has changed: sent on that plan.
+      this.execute(req, this.info, this.planner.plan, this.links[this.parkedNode]!);
       return true;
     }
     const info = this.info.read(req.data);
@@ -438,12 +468,42 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       const now = this.host.pooling !== 'session' ? this.host.leaseNow(plan.node) : null;
       if (now === null) {
         this.open(plan.node);
+        if (this.host.pooling !== 'session') this.park(req, plan.node);
         return false;
       }
       link = this.attach(plan.node, now);
     }
     this.execute(req, info, plan, link);
     return true;
+  }
+
+  /**
+   * Transaction pooling: `req` waits for a lease on `node` with its info and plan made. Kept only
+   * when the session holds no connection (then no server answer can change its state meanwhile:
+   * client frames only queue behind it) and nothing else reads the request (the query cache).
+   */
+  private park(req: Request, node: number): void {
+    if (this.cache !== null || this.deferredBegin !== '' || this.blocked === 0) return;
+    for (const l of this.links) if (l?.conn != null) return;
+    this.parked = req;
+    this.parkedNode = node;
+    this.parkedPrimary = this.host.cluster.primaryId();
+    this.parkedStatus = this.host.cluster.node(node)?.status ?? '';
+    this.parkedRouting = this.host.routing;
+    this.parkedConfig = this.host.config;
+  }
+
+  /**
+   * The parked request's plan still holds: its lease is attached and is the session's only
+   * connection, the session state it read is as it was (see park), and so are the primary, the
+   * node's status, the routing rules and the configuration. Otherwise it is planned again.
+   */
+  private resumable(): boolean {
+    const node = this.parkedNode;
+    if (this.links[node]?.conn == null || this.deferredBegin !== '') return false;
+    for (const l of this.links) if (l !== undefined && l.node !== node && l.conn !== null) return false;
+    return this.host.cluster.primaryId() === this.parkedPrimary && (this.host.cluster.node(node)?.status ?? '') === this.parkedStatus
+      && this.host.routing === this.parkedRouting && this.host.config === this.parkedConfig;
   }
 
   /** Why this session keeps its connections in transaction pooling ('' when it does not). */
@@ -613,6 +673,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         this.host.closeLink(conn, false, `session ${this.host.pid} ended after an internal error`);
       }
     }
+    this.parked = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
     this.host.end(`internal error: ${err.message}`);
@@ -656,6 +717,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.abortedTx = link.txStatus === TxStatus.Failed && link.syncOwed === 0 ? 'known'
         : link.syncOwed > 0 && !link.unsynced && (link.txStatus !== TxStatus.Idle || this.route.inTransaction) ? 'maybe' : '';
       this.frontRefused = this.abortedTx === 'known' && frontRefusedWhenAborted(req.data, this.statements);
+      this.abortedSure = this.abortedTx === 'known' && failsFirstWhenAborted(req.data, this.statements);
       link.conn!.statements.nextRequest();
       this.dupParses = info.parses.length > 0 ? duplicateParses(this, info) : null;
     }
@@ -689,12 +751,15 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       if (segments.length > 1) retry = false;
       let parts: Expect[] | null = null;
       let start = 0;
+      let hide = false;
       for (let i = 0; i < segments.length; i++) {
         const seg = segments[i]!;
         const last = i === segments.length - 1;
         if (seg.buf.length > 0 || (last && req.term !== Term.None)) {
           const e = link.expect(ExpectKind.Client, false, seg.completions, last ? req.term : Term.None);
           e.splitOffset = start;
+          e.hideError = hide;
+          hide = false;
           if (last) {
             ends = e;
             e.token = token;
@@ -704,8 +769,15 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
           }
           this.send(link, seg.buf);
         }
-        start += seg.completions + (seg.parseCompleteAfter ? 1 : 0);
+        start += seg.completions + (seg.parseCompleteAfter || seg.answerAfter !== undefined ? 1 : 0);
         if (seg.parseCompleteAfter) link.synthetic(PARSE_COMPLETE, this);
+        if (seg.answerAfter !== undefined) link.synthetic(seg.answerAfter, this);
+        if (seg.errorAfter !== undefined) {
+          // A Bind answered here (its error in place); the next part starts with a Bind the
+          // server refuses in its stead, so that it skips the rest to Sync as it would have.
+          link.synthetic(seg.errorAfter, this);
+          hide = true;
+        }
       }
       if (parts !== null && ends !== null) for (const e of parts) e.splitLast = ends;
     } else if (preparedHere) {
@@ -725,6 +797,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
     this.dupParses = null;
     this.dupRefused.clear();
+    this.refusedBinds = null;
     if (!retry) releaseRequest(req);
   }
 
@@ -1016,6 +1089,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   close(): void {
     endLeases(this);
     this.closed = true;
+    this.parked = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
     this.cancelHead = null;
@@ -1040,11 +1114,20 @@ function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean 
   if (code === FrontendCode.Bind) {
     const portalEnd = data.indexOf(0, 5);
     const stmtEnd = portalEnd < 0 ? -1 : data.indexOf(0, portalEnd + 1);
-    return stmtEnd > 0 && statements.protocol.has(data.toString('utf8', portalEnd + 1, stmtEnd));
+    const name = stmtEnd > 0 ? data.toString('utf8', portalEnd + 1, stmtEnd) : '';
+    const st = stmtEnd > 0 ? statements.protocol.get(name) : undefined;
+    if (st === undefined) return false;
+    // (08P01 first when the parameters do not match: exec_bind_message checks them before the aborted state.)
+    const params = parameterCount(st);
+    if (params < 0 || parsedWhenAborted(st.sql)) return true;
+    const end = 1 + data.readInt32BE(1);
+    return abortedBindError(data, 0, end, name, params)?.code !== '08P01';
   }
   if (code === FrontendCode.Describe && data[5] === 0x53) {
     const end = data.indexOf(0, 6);
-    return end > 0 && statements.protocol.has(data.toString('utf8', 6, end));
+    const st = end > 0 ? statements.protocol.get(data.toString('utf8', 6, end)) : undefined;
+    // (A statement without rows is described there, seed 60067.)
+    return st !== undefined && (parsedWhenAborted(st.sql) || !Buffer.isBuffer(abortedDescribe(st.frame, st.sql)));
   }
   return false;
 }
@@ -1058,6 +1141,45 @@ function leadingCloses(data: Buffer): [number, number] {
     n++;
   }
   return [Math.min(pos, data.length), n];
+}
+
+/**
+ * In an aborted transaction, `data` surely fails at its first message other than a Close (Close
+ * is answered there), with an answer that needs no statement re-parsed: a Parse of a non-exit
+ * statement (25P02), a Bind or Describe of a statement the client lacks (26000), a Bind of a
+ * non-exit statement the client has whose parameter count is sure (08P01 or 25P02, answered in
+ * place when the connection lacks it). See SessionCore.abortedSure.
+ */
+function failsFirstWhenAborted(data: Buffer, statements: Statements): boolean {
+  let pos = 0;
+  let closed: string[] | null = null;
+  while (pos + 6 <= data.length && data[pos] === FrontendCode.Close) {
+    const next = pos + 1 + data.readInt32BE(pos + 1);
+    if (data[pos + 5] === 0x53) (closed ??= []).push(data.toString('utf8', pos + 6, Math.max(pos + 6, next - 1)));
+    pos = next;
+  }
+  if (pos + 6 > data.length) return false;
+  const code = data[pos];
+  const end = pos + 1 + data.readInt32BE(pos + 1);
+  if (code === FrontendCode.Parse) {
+    const nameEnd = data.indexOf(0, pos + 5);
+    const sqlEnd = nameEnd < 0 ? -1 : data.indexOf(0, nameEnd + 1);
+    return sqlEnd > 0 && sqlEnd < end && !parsedWhenAborted(data.toString('utf8', nameEnd + 1, sqlEnd));
+  }
+  if (code === FrontendCode.Describe && data[pos + 5] === 0x53) {
+    const nameEnd = data.indexOf(0, pos + 6);
+    const name = nameEnd > 0 && nameEnd < end ? data.toString('utf8', pos + 6, nameEnd) : null;
+    return name !== null && !statements.protocol.has(name) && closed?.includes(name) !== true;
+  }
+  if (code !== FrontendCode.Bind) return false;
+  const portalEnd = data.indexOf(0, pos + 5);
+  const stmtEnd = portalEnd < 0 ? -1 : data.indexOf(0, portalEnd + 1);
+  if (stmtEnd < 0 || stmtEnd >= end) return false;
+  const name = data.toString('utf8', portalEnd + 1, stmtEnd);
+  const st = statements.protocol.get(name);
+  if (st === undefined) return true;
+  if (closed?.includes(name) === true) return false;
+  return !parsedWhenAborted(st.sql) && parameterCount(st) >= 0 && abortedBindError(data, pos, end, name, parameterCount(st)) !== null;
 }
 
 /** The ReadyForQuery that completes a read whose node went away after answering it (outside a transaction). */

@@ -17,11 +17,11 @@ import type { Request, RequestInfo } from './request';
 import type { Plan } from './planner';
 import type { ProtocolStatement } from './statements';
 import type { SessionState } from './session-state';
-import { parsedWhenAborted, type Pins } from './tx-pooling';
+import { abortedDescribe, parsedWhenAborted, type Pins } from './tx-pooling';
 import type { CoreHost } from './core-host';
 import type { ClearsToken } from './request-effects';
 import { encodeParseAs, parseDefinition, renameSqlStatement } from './statement-names';
-import { hasStatement, serverNameOf, type NamingSession } from './connection-statements';
+import { hasStatement, parameterCount, serverNameOf, type NamingSession } from './connection-statements';
 import { emptyArray } from '../util/arrays';
 
 /** What the side requests read and change of the session (SessionCore). */
@@ -107,6 +107,15 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       // (Names redefined by this request must exist for the server to refuse the Parse, even mid-sequence.)
       // (Nor is the unnamed statement another client may have left there, even mid-sequence.)
       const name = i >= bound ? dups![i - bound]! : i < info.bindStatements.length ? info.bindStatements[i]! : info.statementRefs[i - info.bindStatements.length]!;
+      if (s.abortedSure === true && pooled) {
+        // In a known aborted transaction, a request that surely fails first needs no re-parse (it
+        // would be refused 25P02 ahead of that failure, seeds 40136/40153); a Bind of the
+        // client's statement is answered here, in place; dropping another client's unnamed
+        // statement still is needed, for the 26000.
+        const known = s.statements.protocol.get(name);
+        if (i < info.bindStatements.length && known !== undefined && refusedHere(s, known, name, info)) (s.refusedBinds ??= new Set()).add(name);
+        if (known !== undefined || i >= bound) continue;
+      }
       // Session pooling: inside an open Flush sequence the statement is where the sequence began.
       // Not so on a shared connection (seed 31030 client 3: the client's statement, not referenced
       // by the sequence's first request, was lost to another client's DISCARD ALL): checked there
@@ -123,7 +132,12 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       // name: a re-parse first puts that error at the front of the request, which is right only
       // when its first message is refused too (not a Close, F23; nor a Bind of a statement the
       // client lacks, 26000 first, seed 20261214).
-      if (i >= bound && s.abortedTx === 'known' && s.frontRefused !== true && !parsedWhenAborted(info.parses.find((p) => p.name === name)?.sql ?? '')) continue;
+      if (i >= bound && s.abortedTx === 'known' && s.frontRefused !== true && !parsedWhenAborted(info.parses.find((p) => p.name === name)?.sql ?? '')) {
+        // (Its Binds and Describes ahead of that Parse are then answered here, in place: seed 60067.)
+        const had = s.statements.protocol.get(name);
+        if (pooled && had !== undefined && !hasStatement(link, had, serverNameOf(s, name) ?? null) && refusedHere(s, had, name, info)) (s.refusedBinds ??= new Set()).add(name);
+        continue;
+      }
       // The client's own unnamed Parse (or its failure) is what the connection has: as directly.
       if (pooled && name === '' && link.unnamedOwn) continue;
       const st = s.statements.protocol.get(name);
@@ -155,6 +169,13 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
         if (server !== null) s.host.statementCache(true);
         continue;
       }
+      if (i < bound && pooled && refusedHere(s, st, name, info)) {
+        // Known aborted transaction: the re-parse would be refused (25P02) ahead of the request,
+        // where PostgreSQL answers the Bind in its place, checking the parameter count first
+        // (08P01). pgmaitre answers it there (connection-statements.ts names(): bindRefused).
+        (s.refusedBinds ??= new Set()).add(name);
+        continue;
+      }
       if (server !== null) s.host.statementCache(false);
       // Leased: no Sync between the re-parse and the request (an error there reaches the client
       // and skips its request, as the Parse it stands for would). Session pooling: in its own
@@ -183,6 +204,19 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       else conn.statements.begin(server);
     }
   }
+}
+
+
+/**
+ * A Bind (and Describe) of `st` (the connection lacks it) is answered by pgmaitre in place: the
+ * transaction is known aborted, `st` is not a transaction-exit statement (its re-parse would be
+ * refused), its parameter count is sure, the request does not close it, and a Describe of it can
+ * be answered too (abortedDescribe).
+ */
+function refusedHere(s: SideSession, st: ProtocolStatement, name: string, info: RequestInfo): boolean {
+  if (s.abortedTx !== 'known' || parsedWhenAborted(st.sql) || info.closedStatements.includes(name) || parameterCount(st) < 0) return false;
+  // (A Describe of it is answered here too, when pgmaitre is sure what it returns; seed 60067.)
+  return s.abortedSure === true || !info.statementRefs.includes(name) || abortedDescribe(st.frame, st.sql) !== null;
 }
 
 

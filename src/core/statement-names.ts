@@ -36,6 +36,14 @@ export interface Segment {
   readonly completions: number;
   /** pgmaitre answers ParseComplete itself after this segment (the Parse it replaced is left out). */
   readonly parseCompleteAfter: boolean;
+  /**
+   * pgmaitre answers the next message, a Bind, with this ErrorResponse after this segment; the
+   * next segment starts with a Bind that the server refuses in its place (its error not forwarded),
+   * so that the server skips the rest of the request to Sync, as it would have.
+   */
+  readonly errorAfter?: Buffer;
+  /** pgmaitre answers the next message with these bytes after this segment (the message is left out). */
+  readonly answerAfter?: Buffer;
 }
 
 /** What rewriteRequest needs to know about names. */
@@ -49,6 +57,13 @@ export interface NameMap {
   serverName(clientName: string): string | undefined;
   /** A Close of the client's statement comes next in the request (before any later Parse of it). */
   closing?(clientName: string): void;
+  /**
+   * pgmaitre answers the Bind of `clientName` (data[start, end)) itself, with this ErrorResponse,
+   * in its place (null: the server does). See Segment.errorAfter.
+   */
+  bindRefused?(clientName: string, data: Buffer, start: number, end: number): Buffer | null;
+  /** pgmaitre answers a Describe of statement `clientName` itself, in its place (null: the server does). */
+  describeAnswered?(clientName: string): { bytes: Buffer; error: boolean } | null;
 }
 
 /** A Parse frame for statement `server` with `definition` (SQL and parameter types). */
@@ -72,6 +87,9 @@ function frame(code: number, body: Buffer[]): Buffer {
 }
 
 const NUL = Buffer.from([0]);
+
+/** A Bind the server always refuses (26000: the statement never exists), and nothing else. */
+const REFUSED_BIND = frame(B, [NUL, Buffer.from(NO_SUCH_STATEMENT), NUL, Buffer.alloc(6)]);
 
 /**
  * The request's frames with server-side statement names, cut into segments around each Parse
@@ -112,6 +130,13 @@ export function rewriteRequest(data: Buffer, names: NameMap): Segment[] {
         const portalEnd = data.indexOf(0, pos + 5);
         const stmtEnd = data.indexOf(0, portalEnd + 1);
         const name = data.toString('utf8', portalEnd + 1, stmtEnd);
+        const refused = names.bindRefused?.(name, data, pos, end) ?? null;
+        if (refused !== null) {
+          segments.push({ buf: Buffer.concat(parts), completions: completions - 1, parseCompleteAfter: false, errorAfter: refused });
+          parts = [REFUSED_BIND];
+          completions = 1;
+          break;
+        }
         const server = name === '' ? undefined : names.serverName(name);
         if (server === undefined) parts.push(whole);
         else parts.push(frame(B, [data.subarray(pos + 5, portalEnd + 1), Buffer.from(server), data.subarray(stmtEnd, end)]));
@@ -122,6 +147,14 @@ export function rewriteRequest(data: Buffer, names: NameMap): Segment[] {
         completions++;
         const kind = data[pos + 5];
         const name = data.toString('utf8', pos + 6, end - 1);
+        const answered = code === D && kind === 0x53 ? names.describeAnswered?.(name) ?? null : null;
+        if (answered !== null) {
+          segments.push({ buf: Buffer.concat(parts), completions: completions - 1, parseCompleteAfter: false,
+            ...(answered.error ? { errorAfter: answered.bytes } : { answerAfter: answered.bytes }) });
+          parts = answered.error ? [REFUSED_BIND] : [];
+          completions = answered.error ? 1 : 0;
+          break;
+        }
         const server = kind === 0x53 /* S */ && name !== '' ? names.serverName(name) : undefined;
         if (code === C && kind === 0x53 && name !== '') names.closing?.(name);
         if (server === undefined) parts.push(whole);

@@ -20,6 +20,10 @@ export interface ProtocolStatement {
   readonly nodes: Set<number>;
   /** Transaction pooling: its server-side name (statement-names.ts), once computed. */
   server?: string;
+  /** Its parameter count as PostgreSQL has it (tx-pooling.ts statementParameters; -1: not sure), once computed. */
+  params?: number;
+  /** Transaction pooling: the Parse that defined it failed or was skipped (a Close's restore must not bring it back). */
+  gone?: boolean;
 }
 
 /** A statement created by SQL PREPARE. */

@@ -22,6 +22,7 @@
 import { TxStatus } from '../protocol/codes';
 import type { QueryClass } from '../classify/types';
 import { skipFiller } from '../classify/filler';
+import { firstKeyword, K, lex, Tok, TokenBuffer } from '../classify/lexer';
 import { SAFE_FUNCTIONS, WRITER_FUNCTIONS } from '../classify/functions';
 import type { Link } from './link';
 import type { SessionState } from './session-state';
@@ -280,3 +281,107 @@ export function pinReasonOf(p: Pins, st: SessionState): string {
   if (p.temp) return 'a temporary table';
   return '';
 }
+
+/** Statements whose `$n` references count as parameters (analysed with the Parse's parameters). */
+const PARAM_STATEMENTS = new Set(['select', 'with', 'values', 'table', 'insert', 'update', 'delete', 'merge', 'explain', 'call', 'declare']);
+const paramTokens = new TokenBuffer();
+
+/**
+ * The number of parameters PostgreSQL gives the statement of Parse frame `frame` (SQL `sql`): the
+ * declared types, extended to the highest `$n` the statement refers to (parse analysis adds the
+ * types it infers). -1 when pgmaitre cannot be sure (an unterminated literal; `$n` inside a
+ * utility statement, where it may belong to a nested body).
+ */
+export function statementParameters(frame: Buffer, sql: string): number {
+  const nameEnd = frame.indexOf(0, 5);
+  const sqlEnd = nameEnd < 0 ? -1 : frame.indexOf(0, nameEnd + 1);
+  if (sqlEnd < 0 || sqlEnd + 3 > frame.length) return -1;
+  const declared = frame.readInt16BE(sqlEnd + 1);
+  if (declared < 0) return -1;
+  let highest = 0;
+  try {
+    if (!lex(sql, paramTokens)) return -1;
+    for (let i = 0; i < paramTokens.count; i++) {
+      if (paramTokens.kind[i] !== Tok.Param) continue;
+      const n = Number(sql.slice(paramTokens.start[i]! + 1, paramTokens.end[i]));
+      if (!Number.isInteger(n) || n < 1) return -1;
+      if (n > highest) highest = n;
+    }
+  } finally {
+    paramTokens.reset(''); // (the SQL text must not stay reachable)
+  }
+  if (highest > 0 && !PARAM_STATEMENTS.has(firstKeyword(sql))) return -1;
+  return Math.max(declared, highest);
+}
+
+/**
+ * PostgreSQL's answer (postgres.c exec_bind_message) to Bind frame `bind` (data[start, end)) of
+ * statement `name`, which has `params` parameters and is not a transaction-exit statement, in an
+ * aborted transaction: after the statement is found, the parameter formats and count are
+ * checked (08P01) before the aborted state (25P02). Null when the Bind cannot be read.
+ */
+export function abortedBindError(data: Buffer, start: number, end: number, name: string, params: number): { code: string; message: string } | null {
+  const portalEnd = data.indexOf(0, start + 5);
+  const stmtEnd = portalEnd < 0 ? -1 : data.indexOf(0, portalEnd + 1);
+  if (stmtEnd < 0 || stmtEnd >= end) return null;
+  let pos = stmtEnd + 1;
+  if (pos + 2 > end) return null;
+  const formats = data.readUInt16BE(pos);
+  pos += 2 + 2 * formats;
+  if (pos + 2 > end) return null;
+  const supplied = data.readUInt16BE(pos);
+  if (formats > 1 && formats !== supplied) {
+    return { code: '08P01', message: `bind message has ${formats} parameter formats but ${supplied} parameters` };
+  }
+  if (supplied !== params) {
+    return { code: '08P01', message: `bind message supplies ${supplied} parameters, but prepared statement "${name}" requires ${params}` };
+  }
+  return { code: '25P02', message: 'current transaction is aborted, commands ignored until end of transaction block' };
+}
+
+const ROW_FIRST = new Set([K.select, K.values, K.table, K.show, K.explain]);
+const DML_FIRST = new Set([K.insert, K.update, K.delete]);
+
+/**
+ * PostgreSQL's answer to a Describe of the (non-exit) statement of Parse frame `frame` in an
+ * aborted transaction (exec_describe_statement_message): a statement that returns rows is refused
+ * (25P02: its row description needs the catalogs); one that returns none is described, its
+ * parameter types and NoData. 'rows' or the ParameterDescription and NoData bytes, or null when
+ * pgmaitre cannot be sure (what it returns, or a parameter type the server inferred).
+ */
+export function abortedDescribe(frame: Buffer, sql: string): 'rows' | Buffer | null {
+  let first = 0;
+  let returning = false;
+  try {
+    if (!lex(sql, paramTokens)) return null;
+    first = paramTokens.kwAt(0);
+    for (let i = 0; i < paramTokens.count; i++) {
+      const k = paramTokens.kwAt(i);
+      if (k === K.returning) returning = true;
+      // (SELECT INTO creates a table: no rows; a statement of several: not described here.)
+      if (k === K.into && first !== K.insert) return null;
+      if (paramTokens.kind[i] === Tok.Semi && i < paramTokens.count - 1) return null;
+    }
+  } finally {
+    paramTokens.reset('');
+  }
+  if (ROW_FIRST.has(first) || (returning && DML_FIRST.has(first))) return 'rows';
+  if (!(DML_FIRST.has(first) || first === K.set || first === K.reset)) return null;
+  const params = statementParameters(frame, sql);
+  const nameEnd = frame.indexOf(0, 5);
+  const at = frame.indexOf(0, nameEnd + 1) + 1;
+  const declared = frame.readInt16BE(at);
+  if (params !== declared) return null;
+  const t = Buffer.alloc(7 + 4 * declared);
+  t[0] = 0x74;
+  t.writeInt32BE(6 + 4 * declared, 1);
+  t.writeInt16BE(declared, 5);
+  for (let i = 0; i < declared; i++) {
+    const oid = frame.readUInt32BE(at + 2 + 4 * i);
+    if (oid === 0) return null;
+    t.writeUInt32BE(oid, 7 + 4 * i);
+  }
+  return Buffer.concat([t, NO_DATA]);
+}
+
+const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);

@@ -184,30 +184,40 @@ function relayAuthenticator(io: LoginIO, hs: HandshakeIO, loginKey: string, who:
 
 const failed = (fatal: ErrorFieldsInput | null, reason: string): LoginFailed => ({ ok: false, fatal, reason });
 
+/** A login's outcome: at once when nothing had to be waited for, else a promise. */
+export type LoginResult = LoginOk | LoginFailed | Promise<LoginOk | LoginFailed>;
+
 /**
  * Runs the login flow, from the StartupMessage to a logged-in backend connection (the session
- * then sends AuthenticationOk, the parameters, BackendKeyData and ReadyForQuery).
+ * then sends AuthenticationOk, the parameters, BackendKeyData and ReadyForQuery). A login that
+ * waits for nothing (a free slot, a (user, database) the primary trusts whose greeting is known,
+ * transaction pooling) is answered synchronously: no promise, no microtask (`pgbench -C`).
  */
-export async function login(io: LoginIO, info: StartupInfo): Promise<LoginOk | LoginFailed> {
+export function login(io: LoginIO, info: StartupInfo): LoginResult {
   const { ctx } = io;
   const params = info.params;
   let slot: SlotLease | null = null;
   let node = -1;
-  const user = params.user ?? '';
-  const database = params.database || user;
-  try {
-    const r = await loginSteps(io, info, (s) => { slot = s; }, (n) => { node = n; });
+  const settle = (r: LoginOk | LoginFailed): LoginOk | LoginFailed => {
     if (!r.ok) (slot as SlotLease | null)?.release();
     return r;
-  } catch (e) {
+  };
+  const fail = (e: unknown): LoginFailed => {
     (slot as SlotLease | null)?.release();
     if (e instanceof ClientGone || io.gone) return failed(null, 'client disconnected during login');
-    ctx.log.warn({ event: LogEvent.BackendConnect, err: (e as Error).message, user, database }, 'login failed');
+    const user = params.user ?? '';
+    ctx.log.warn({ event: LogEvent.BackendConnect, err: (e as Error).message, user, database: params.database || user }, 'login failed');
     return failed(toClientError(e, node), (e as Error).message);
+  };
+  try {
+    const r = loginSteps(io, info, (s) => { slot = s; }, (n) => { node = n; });
+    return r instanceof Promise ? r.then(settle, fail) : settle(r);
+  } catch (e) {
+    return fail(e);
   }
 }
 
-async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease) => void, gotNode: (n: number) => void): Promise<LoginOk | LoginFailed> {
+function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease) => void, gotNode: (n: number) => void): LoginResult {
   const { ctx } = io;
   const params = info.params;
   if (info.protocol.major !== 3) return failed(clientErrors.unsupportedProtocol(info.protocol.major, info.protocol.minor), 'unsupported protocol');
@@ -219,7 +229,7 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     const negotiation = negotiateProtocol(info);
     if (negotiation !== null) io.send(negotiation);
   }
-  const { user, database, applicationName, startupParams, loginKey } = shape;
+  const { user, database } = shape;
   if (user === '') return failed(clientErrors.noUserName(), 'no user name');
   // Replication connections are handed to ctx.replication before the login (session.ts); one
   // gets here only where no relay is wired.
@@ -243,19 +253,29 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   const mode = ctx.routing.poolMode(user, database);
   const pooled = mode !== 'session';
   // Session pooling: num_init_children sessions (then a queue); transaction pooling: max_client_conn.
-  const lease = await waitForSlot(pooled ? ctx.pooledClients : ctx.slots, () => io.goneSignal, () => io.gone);
-  if (lease === 'full') return failed(clientErrors.tooManyClients(), 'too many clients');
-  if (lease === null) return failed(null, 'client disconnected while waiting for a slot');
-  gotSlot(lease);
+  const slots = pooled ? ctx.pooledClients : ctx.slots;
+  const free = slots.tryAcquire();
+  if (free !== null) {
+    if (io.gone) {
+      free.release();
+      return failed(null, 'client disconnected while waiting for a slot');
+    }
+    gotSlot(free);
+    return withSlot(io, shape, mode, free, gotNode);
+  }
+  return waitForSlot(slots, () => io.goneSignal, () => io.gone).then((lease) => {
+    if (lease === 'full') return failed(clientErrors.tooManyClients(), 'too many clients');
+    if (lease === null) return failed(null, 'client disconnected while waiting for a slot');
+    gotSlot(lease);
+    return withSlot(io, shape, mode, lease, gotNode);
+  });
+}
 
-  const hs: HandshakeIO = {
-    send: (buf) => io.send(buf),
-    nextFrame: async () => {
-      const f = await io.nextFrame();
-      if (f === null) throw new ClientGone('client disconnected during authentication');
-      return f;
-    },
-  };
+/** The login once it holds a client slot: at once when nothing is to be waited for, else async. */
+function withSlot(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLease, gotNode: (n: number) => void): LoginResult {
+  const { ctx } = io;
+  const pooled = mode !== 'session';
+  const { user, database, applicationName, startupParams, loginKey } = shape;
 
   // The session's first connection goes to the primary; when there is none (failed, not yet
   // promoted), to a standby, so that reads keep working (writes then get an ERROR).
@@ -266,6 +286,43 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     if (primary < 0) throw new ProxyError(ProxyErrorCode.NoPrimary, 'no primary node');
   }
   gotNode(primary);
+
+  // Transaction pooling: a login like one already answered (same node, user, database and startup
+  // parameters) needs no backend connection, so it never waits for a lease (PgBouncer completes
+  // the login and makes only the first query wait, up to query_wait_timeout).
+  const greetingKey = shape.greetingKeys[primary] ??= `${primary}\u0000${shape.greetingKey}`;
+  const greeting = pooled ? ctx.greetings.get(greetingKey) : undefined;
+  // enable_pool_hba = off and a (user, database) the primary let in without asking (see authenticate()).
+  if (ctx.hba === null && greeting !== undefined && ctx.trustedLogins.has(loginKey)) {
+    io.authenticated();
+    const credential = poolPasswdCredential(ctx, user);
+    return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: shape.settings };
+  }
+  return authenticate(io, shape, mode, lease, primary, greetingKey, greeting);
+}
+
+/** What pool_passwd holds for logins to other nodes (reads on standbys). */
+function poolPasswdCredential(ctx: FrontendContext, user: string): BackendCredential {
+  const entry = ctx.poolPasswd.get(user);
+  return entry?.kind === 'text' ? { kind: 'password', password: entry.password }
+    : entry?.kind === 'md5' ? { kind: 'md5', md5: entry.md5 } : { kind: 'none' };
+}
+
+/** Authentication and the backend connection, for a login that has its slot and node. */
+async function authenticate(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLease, primary: number,
+  greetingKey: string, greeting: ReadonlyMap<string, string> | undefined): Promise<LoginOk | LoginFailed> {
+  const { ctx } = io;
+  const pooled = mode !== 'session';
+  const { user, database, applicationName, startupParams, loginKey } = shape;
+  const hs: HandshakeIO = {
+    send: (buf) => io.send(buf),
+    nextFrame: async () => {
+      const f = await io.nextFrame();
+      if (f === null) throw new ClientGone('client disconnected during authentication');
+      return f;
+    },
+  };
+
   const node = ctx.cluster.node(primary)!;
   const pool = ctx.pools.get(primary)!;
   // Transaction pooling shares connections among the clients of a (user, database): they are
@@ -273,20 +330,12 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
   const pkey = pooled ? shape.pooledKey : shape.sessionKey;
   // For logins to other nodes (reads on standbys): what pool_passwd holds, unless the client's
   // own authentication gives something better below.
-  const entry = ctx.poolPasswd.get(user);
-  let credential: BackendCredential = entry?.kind === 'text' ? { kind: 'password', password: entry.password }
-    : entry?.kind === 'md5' ? { kind: 'md5', md5: entry.md5 } : { kind: 'none' };
+  let credential = poolPasswdCredential(ctx, user);
   const connectOpts = (authenticator: BackendAuthenticator) => ({
     nodeId: primary, host: node.host, port: node.port, user, database,
     params: pooled ? {} : startupParams, connectTimeoutMs: ctx.config.connect_timeout, authenticator, key: pkey,
     ...(ctx.backendTls !== undefined ? { tls: ctx.backendTls } : {}),
   });
-
-  // Transaction pooling: a login like one already answered (same node, user, database and startup
-  // parameters) needs no backend connection, so it never waits for a lease (PgBouncer completes
-  // the login and makes only the first query wait, up to query_wait_timeout).
-  const greetingKey = shape.greetingKeys[primary] ??= `${primary}\u0000${shape.greetingKey}`;
-  const greeting = pooled ? ctx.greetings.get(greetingKey) : undefined;
 
   let conn: ServerConnection;
   if (ctx.hba !== null) {
@@ -323,11 +372,8 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
     // removed from its pg_hba.conf since is noticed there (relayAuthenticator forgets the pair;
     // a configuration reload forgets them all).
     const relay = relayAuthenticator(io, hs, loginKey, { user, database, node: primary });
+    // (Trusted with a known greeting was answered by withSlot() without a connection.)
     const trusted = ctx.trustedLogins.has(loginKey);
-    if (trusted && greeting !== undefined) {
-      io.authenticated();
-      return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: shape.settings };
-    }
     let fresh = !trusted;
     try {
       const create = (): Promise<ServerConnection> => { fresh = true; return ServerConnection.connect(connectOpts(relay)); };
@@ -378,8 +424,15 @@ async function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease
 
 /** Transaction pooling: how many connections a (node, user, database) may have. */
 export function leaseLimit(c: FrontendContext['config']): LeaseLimit {
-  return { size: c.default_pool_size, reserve: c.reserve_pool_size, reserveAfterMs: c.reserve_pool_timeout * 1000 };
+  // Asked at every lease and give-back: one object per configuration (a reload makes a new one).
+  if (limitOf !== c) {
+    limit = { size: c.default_pool_size, reserve: c.reserve_pool_size, reserveAfterMs: c.reserve_pool_timeout * 1000 };
+    limitOf = c;
+  }
+  return limit;
 }
+let limitOf: FrontendContext['config'] | null = null;
+let limit: LeaseLimit = { size: 0, reserve: 0, reserveAfterMs: 0 };
 
 /**
  * A client's startup parameters as SET statements, by lower-cased name (`options` split into its

@@ -19,7 +19,8 @@ export interface RegisteredSession {
 
 /** Sessions by pid; see the file header. */
 export class SessionRegistry<S extends RegisteredSession = RegisteredSession> {
-  private readonly byPid = new Map<number, S[]>();
+  /** One session, or the few that share a pid (no array for the usual single one: one less allocation per login). */
+  private readonly byPid = new Map<number, S | S[]>();
   private count = 0;
   private nextPid = randomInt(10_000, 1_000_000);
   /** worker_processes > 1: this worker issues pids ≡ pidIndex (mod pidStride), so none repeats in another. */
@@ -57,18 +58,25 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> {
   }
 
   add(s: S): void {
-    const list = this.byPid.get(s.pid);
-    if (list === undefined) this.byPid.set(s.pid, [s]);
-    else list.push(s);
+    const cur = this.byPid.get(s.pid);
+    if (cur === undefined) this.byPid.set(s.pid, s);
+    else if (Array.isArray(cur)) cur.push(s);
+    else this.byPid.set(s.pid, [cur, s]);
     this.count++;
   }
 
   delete(s: S): void {
-    const list = this.byPid.get(s.pid);
-    const i = list?.indexOf(s) ?? -1;
-    if (list === undefined || i < 0) return;
-    list.splice(i, 1);
-    if (list.length === 0) this.byPid.delete(s.pid);
+    const cur = this.byPid.get(s.pid);
+    if (cur === s) {
+      this.byPid.delete(s.pid);
+      this.count--;
+      return;
+    }
+    if (!Array.isArray(cur)) return;
+    const i = cur.indexOf(s);
+    if (i < 0) return;
+    cur.splice(i, 1);
+    if (cur.length === 1) this.byPid.set(s.pid, cur[0]!);
     this.count--;
   }
 
@@ -81,7 +89,8 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> {
 
   /** A cancel for this process's sessions only (one another worker forwarded). */
   cancelLocal(pid: number, secret: number): boolean {
-    const s = this.byPid.get(pid)?.find((x) => x.secret === secret);
+    const cur = this.byPid.get(pid);
+    const s = cur === undefined ? undefined : Array.isArray(cur) ? cur.find((x) => x.secret === secret) : cur.secret === secret ? cur : undefined;
     if (s === undefined) return false;
     s.cancel();
     return true;
@@ -93,6 +102,6 @@ export class SessionRegistry<S extends RegisteredSession = RegisteredSession> {
 
   /** All live sessions (read-only snapshot). */
   list(): S[] {
-    return [...this.byPid.values()].flat();
+    return [...this.byPid.values()].flat() as S[];
   }
 }

@@ -38,7 +38,7 @@ import { adminReply, errorReply } from '../core/local-replies';
 import type { SlotLease } from './slots';
 import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
-import { leaseLimit, login, poolKey, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
+import { leaseLimit, login, poolKey, type LoginFailed, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
 import { LeaseTimeout } from '../pool/node-pool';
 import type { PoolMode } from '../config/pool-mode';
 import { LinkRefused } from '../core/core-host';
@@ -47,6 +47,7 @@ import { copyRead, countCopied, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
 import { isUnixSocket } from './listener';
 import { RawSocket } from '../util/raw-socket';
+import { TimeoutLists, type TimeoutEntry } from '../util/timeout-lists';
 import { lbCandidates } from './lb-candidates';
 import type { LbCandidate } from '../router/lb-select';
 
@@ -59,6 +60,9 @@ type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
 
 const SSL_NO = Buffer.from('N');
+
+/** authentication_timeout of every connection, without a Node timer each (util/timeout-lists.ts). */
+const startupTimeouts = new TimeoutLists();
 
 /**
  * AuthenticationOk and the ParameterStatus messages of a greeting, encoded once per cached
@@ -148,7 +152,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   /** The pid the client was given: its login connection's backend pid. */
   pid = 0;
   secret = 0;
-  readonly connectedAt = new Date();
+  /** When the client connected (a time; the Date is made when asked, by admin commands). */
+  private readonly connectedMs = Date.now();
+  get connectedAt(): Date {
+    return new Date(this.connectedMs);
+  }
   readonly address: string;
   readonly port: number;
   user = '';
@@ -197,7 +205,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   tlsActive = false;
   private sslRequests = 0;
   private gssRequests = 0;
-  private startupTimer: NodeJS.Timeout | null = null;
+  private startupTimer: TimeoutEntry | null = null;
 
   constructor(socket: net.Socket | RawSocket, readonly ctx: FrontendContext) {
     this.socket = socket;
@@ -305,16 +313,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private armStartupTimer(): void {
     const sec = this.ctx.config.authentication_timeout;
     if (sec <= 0) return;
-    this.startupTimer = setTimeout(() => {
+    this.startupTimer = startupTimeouts.schedule(sec * 1000, () => {
       this.startupTimer = null;
       if (this.phase === 'startup' || this.phase === 'handshake') this.fatal(clientErrors.authenticationTimeout());
-    }, sec * 1000);
-    this.startupTimer.unref();
+    });
   }
 
   private loginFinished(): void {
     if (this.startupTimer !== null) {
-      clearTimeout(this.startupTimer);
+      startupTimeouts.cancel(this.startupTimer);
       this.startupTimer = null;
     }
   }
@@ -406,15 +413,17 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           this.database = msg.params.database || this.user;
           const info: StartupInfo = { protocol: msg.protocol, params: msg.params };
           if (buf.length > 0) this.onData(buf);
-          login(this, info).then((r) => {
-            this.loginFinished();
-            if (r.ok) this.enterReady(r);
-            else if (r.fatal !== null) this.fatal(r.fatal);
-            else this.close(r.reason);
-          }, (e: unknown) => {
-            this.log.error({ err: e, event: 'handshake_crash' }, 'unexpected error during handshake');
-            this.fatal(clientErrors.internal());
-          });
+          const r = login(this, info);
+          if (r instanceof Promise) r.then((x) => this.loggedIn(x), (e: unknown) => this.loginCrashed(e));
+          else {
+            // Answered at once (nothing to wait for): still inside this read's callback, where
+            // an exception must end this session only.
+            try {
+              this.loggedIn(r);
+            } catch (e) {
+              this.loginCrashed(e);
+            }
+          }
           return;
         }
         default:
@@ -422,6 +431,18 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           return;
       }
     }
+  }
+
+  private loggedIn(r: LoginOk | LoginFailed): void {
+    this.loginFinished();
+    if (r.ok) this.enterReady(r);
+    else if (r.fatal !== null) this.fatal(r.fatal);
+    else this.close(r.reason);
+  }
+
+  private loginCrashed(e: unknown): void {
+    this.log.error({ err: e, event: 'handshake_crash' }, 'unexpected error during handshake');
+    this.fatal(clientErrors.internal());
   }
 
   /**
@@ -519,6 +540,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     const core = new SessionCore(this, this);
     this.core = core;
     if (r.base.size > 0) core.state.setBase(r.base);
+    // (A connection's own map changes with it: a copy. A greeting without one is shared and fixed.)
+    if (this.pooling !== 'session') core.loginParams = r.conn === null ? r.params : new Map(r.params);
     if (r.conn !== null) {
       r.conn.attach(this);
       core.attachLogin(r.node, r.conn);
@@ -929,7 +952,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       this.socket.resume();
     }
     if (wasReady && this.logFlags.disconnections) {
-      const secs = (Date.now() - this.connectedAt.getTime()) / 1000;
+      const secs = (Date.now() - this.connectedMs) / 1000;
       logLine(this.log, { event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,
         host: this.address, port: this.port, session_time: secs, reason },
       `frontend disconnected: session time: ${secs.toFixed(3)} s user=${this.user} database=${this.database} host=${this.address} port=${this.port}`);

@@ -41,7 +41,7 @@ export class Slots {
   private readonly waiters: Waiter[] = [];
   private waitingCount = 0;
   /** Per slot: clients served since start and when the last one left (pgpool's per-process counters). */
-  private readonly served: { connections: number; lastDisconnectedAt: Date | null }[] = [];
+  private readonly served: { connections: number; lastDisconnectedMs: number }[] = [];
 
   constructor(private size: number, private queueLimit: number) {
     for (let i = size - 1; i >= 0; i--) this.free.push(i);
@@ -109,12 +109,13 @@ export class Slots {
 
   /** History of one slot (for SHOW POOL_PROCESSES / POOL_POOLS). */
   history(slot: number): { connections: number; lastDisconnectedAt: Date | null } | undefined {
-    return this.served[slot];
+    const h = this.served[slot];
+    return h === undefined ? undefined : { connections: h.connections, lastDisconnectedAt: h.lastDisconnectedMs === 0 ? null : new Date(h.lastDisconnectedMs) };
   }
 
   private lease(slot: number): Granted {
     let released = false;
-    const h = (this.served[slot] ??= { connections: 0, lastDisconnectedAt: null });
+    const h = (this.served[slot] ??= { connections: 0, lastDisconnectedMs: 0 }); // a time, not a Date: made when asked
     h.connections++;
     return {
       released: () => released,
@@ -123,7 +124,7 @@ export class Slots {
         release: () => {
           if (released) throw new Error(`client slot ${slot} released twice`);
           released = true;
-          h.lastDisconnectedAt = new Date();
+          h.lastDisconnectedMs = Date.now();
           this.handOver(slot);
         },
       },

@@ -168,7 +168,7 @@ export function createMetricsRegistry(ctx: AdminContext): Registry {
   const merged = ctx.histograms;
   for (const h of [queryLatency, leaseWait]) {
     if (merged === undefined) {
-      registry.registerMetric(h);
+      registry.registerMetric(h as unknown as Metric);
       continue;
     }
     // worker_processes > 1: the workers' histograms summed (this process serves no client).

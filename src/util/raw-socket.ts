@@ -79,6 +79,15 @@ try {
 /** True when takeOverAccept() can be used on this Node. */
 export const rawAcceptAvailable = binding !== null;
 
+// The binding's pieces, read once: a property load on the binding object per read and write
+// went through a generic load IC (the binding is not an ordinary object).
+const STATE = binding?.streamBaseState ?? new Int32Array(8);
+const K_READ = binding?.kReadBytesOrError ?? 0;
+const K_AB_OFFSET = binding?.kArrayBufferOffset ?? 0;
+const K_LAST_ASYNC = binding?.kLastWriteWasAsync ?? 0;
+const WriteWrap = binding?.WriteWrap ?? null;
+const ShutdownWrap = binding?.ShutdownWrap ?? null;
+
 const HIGH_WATER = 64 * 1024;
 /** One read buffer for every RawSocket switched to it (reads are delivered one at a time). */
 const SHARED = Buffer.allocUnsafe(64 * 1024);
@@ -104,12 +113,11 @@ function errorName(status: number): string {
 function onRead(this: TcpHandle, ab?: ArrayBuffer): void {
   const s = this.rawOwner;
   if (s == null) return;
-  const state = binding!.streamBaseState;
-  const n = state[binding!.kReadBytesOrError]!;
+  const n = STATE[K_READ]!;
   if (n > 0) {
     if (s.idleTimer !== null) s.idleTimer.refresh();
     if (s.shared) s.onRead(SHARED.subarray(0, n));
-    else s.onRead(Buffer.from(ab!, state[binding!.kArrayBufferOffset]!, n));
+    else s.onRead(Buffer.from(ab!, STATE[K_AB_OFFSET]!, n));
     return;
   }
   if (n === 0) return;
@@ -209,7 +217,7 @@ export class RawSocket {
   write(buf: Buffer): boolean {
     if (this.ending || this.destroyed) return true;
     if (this.idleTimer !== null) this.idleTimer.refresh();
-    const req = new binding!.WriteWrap();
+    const req = new WriteWrap!();
     req.handle = this._handle;
     req.oncomplete = afterWrite;
     req.async = false;
@@ -221,7 +229,7 @@ export class RawSocket {
       this.destroy(`client socket error: ${errorName(err)}`);
       return false;
     }
-    if (binding!.streamBaseState[binding!.kLastWriteWasAsync] !== 0) {
+    if (STATE[K_LAST_ASYNC] !== 0) {
       // The kernel did not take it all: the handle holds the rest; keep the bytes alive until done.
       req.buffer = buf;
       req.owner = this;
@@ -241,7 +249,7 @@ export class RawSocket {
     this.ending = true;
     this.onRead = noop;
     this.setIdleTimeout(0, noop);
-    const req = new binding!.ShutdownWrap();
+    const req = new ShutdownWrap!();
     req.handle = this._handle;
     req.oncomplete = afterShutdown;
     req.callback = noop;

@@ -21,8 +21,6 @@ import { exec, isExecutable } from '../harness/exec';
  * (reported, not failing `npm test`) until the fix lands; then remove the entry.
  */
 const OPEN_FINDINGS: Record<string, string> = {
-  '31146': 'Close then a failing Parse of a name the client had keeps the failed definition (a fix restoring from a snapshot regressed seed 31086: the snapshot can be a tentative definition of a request still unanswered)',
-  '31078': 'a Bind of a statement the connection lacks, in an aborted transaction, is re-parsed first (25P02) where PostgreSQL checks the parameter count first (08P01)',
 };
 const todo = (id: string): { todo?: string } => (OPEN_FINDINGS[id] !== undefined ? { todo: OPEN_FINDINGS[id] } : {});
 
@@ -641,7 +639,7 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
   });
   test('31078/31100: in an aborted transaction a Bind with the wrong parameter count is refused 08P01, before 25P02', todo('31078'), async () => {
     const a = await open();
-    assert.deepEqual(await ask(a, encodeParse('s78', 'SELECT $1::int AS v'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s78', 'SELECT $1::int AS v'), encodeParse('s78n', "SET work_mem = '4MB'"), encodeSync()), ['1', '1', 'Z I']);
     // another client pins the connection and leaves: DISCARD ALL, the connection no longer has s78's statement
     const b = await open();
     await sql(b, 'LISTEN fz_f78');
@@ -652,8 +650,45 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['E ERROR 08P01 bind message supplies 0 parameters, but prepared statement "<name>" requires 1', 'Z E']);
     assert.deepEqual(await ask(a, encodeBind('p1', 's78', ['1']), encodeExecute('p1'), encodeSync()),
       ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    // the Bind's error in its place: a Close before it is answered, what follows is skipped
+    assert.deepEqual(await ask(a, encodeClose('S', 'fz_none'), encodeBind('p1', 's78', ['1', '2']), encodeExecute('p1'), encodeClose('S', 'fz_none'), encodeSync()),
+      ['3', 'E ERROR 08P01 bind message supplies 2 parameters, but prepared statement "<name>" requires 1', 'Z E']);
+    assert.deepEqual(await ask(a, encodeClose('P', 'fz_none'), encodeBind('', 's78', ['1']), encodeExecute(''), encodeSync()),
+      ['3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    // a Describe first (seed 60067): a statement without rows is described, one with rows refused
+    assert.deepEqual(await ask(a, encodeDescribe('S', 's78n'), encodeBind('', 's78n', ['42']), encodeExecute(''), encodeSync()),
+      ['t 0000', 'n', 'E ERROR 08P01 bind message supplies 1 parameters, but prepared statement "<name>" requires 0', 'Z E']);
+    assert.deepEqual(await ask(a, encodeDescribe('S', 's78n'), encodeBind('', 's78n', ['42']), encodeExecute(''), encodeParse('s78n', 'SELECT 1'), encodeSync()),
+      ['t 0000', 'n', 'E ERROR 08P01 bind message supplies 1 parameters, but prepared statement "<name>" requires 0', 'Z E']);
+    assert.deepEqual(await ask(a, encodeDescribe('S', 's78'), encodeBind('p1', 's78', ['1']), encodeExecute('p1'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    // in a Flush sequence: the server skips to the Sync after the Bind, as PostgreSQL does
+    a.send(encodeBind('p1', 's78'), encodeExecute('p1'), encodeFlush());
+    assert.deepEqual(await ask(a, encodeClose('S', 'fz_none'), encodeSync()),
+      ['E ERROR 08P01 bind message supplies 0 parameters, but prepared statement "<name>" requires 1', 'Z E']);
     assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
     assert.deepEqual(await ask(a, encodeBind('', 's78', ['7']), encodeExecute(''), encodeSync()), ['2', 'D ["7"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+  test('40136/40153: in an aborted transaction a request that fails first with 26000 gets no 25P02 of a re-parse ahead', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s36', 'SELECT 36 AS n'), encodeParse('s53', "SET work_mem = '4MB'"), encodeSync()), ['1', '1', 'Z I']);
+    // another client pins the connection and leaves: DISCARD ALL, the connection no longer has a's statements
+    const b = await open();
+    await sql(b, 'LISTEN fz_f36');
+    await closeAndWait(b);
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await ask(a, encodeDescribe('S', 'fz_none'), encodeClose('S', 'fz_none'), encodeDescribe('S', 's36'), encodeBind('p1', 's36'), encodeExecute('p1'), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    assert.deepEqual(await ask(a, encodeClose('P', 'p1'), encodeBind('p1', ''), encodeDescribe('S', 's53'), encodeBind('', 's53'), encodeExecute(''), encodeSync()),
+      ['3', 'E ERROR 26000 unnamed prepared statement does not exist', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('p1', 'fz_none'), encodeDescribe('S', 's36'), encodeSync()),
+      ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    assert.deepEqual(await ask(a, encodeParse('s37', 'SELECT 37'), encodeBind('p1', 's36'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's36'), encodeExecute(''), encodeSync()), ['2', 'D ["36"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
   test('31030 (rest): a request split around an in-place ParseComplete fails in its first part: its Parses may exist (a Bind after a refused redefinition runs the statement the client has)', async () => {
@@ -717,6 +752,59 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     } finally {
       await delayed.close();
     }
+  });
+  test('31086: a Close and Parse behind a pipelined Parse of that name, all refused in an aborted transaction: no name is left', async () => {
+    const a = await open();
+    await sql(a, 'BEGIN');
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    a.send(encodeParse('s86', 'SELECT 86 AS n'), encodeSync(), encodeClose('S', 's86'), encodeParse('s86', 'SELECT 87 AS n'), encodeSync());
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('', 's86'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    // the Close and Parse skipped after the refused Parse of a Flush request
+    a.send(encodeParse('s86', 'SELECT 86 AS n'), encodeFlush(), encodeClose('S', 's86'), encodeParse('s86', 'SELECT 87 AS n'), encodeSync());
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('', 's86'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z E']);
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's86'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    // outside a transaction, a failing pipelined definition then Close and a good one: the good one stands
+    a.send(encodeParse('s86', 'SELECT * FROM fz_missing_table'), encodeSync(), encodeClose('S', 's86'), encodeParse('s86', 'SELECT 88 AS n'), encodeSync());
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    assert.deepEqual((await a.untilReady(30_000)).map(normalise), ['3', '1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's86'), encodeExecute(''), encodeSync()), ['2', 'D ["88"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+  test('31049/40021/40075: a SQL PREPARE of a name the client has is refused 42P05 after its session was pinned, alone or among other statements', async () => {
+    const a = await open();
+    assert.deepEqual(await sql(a, 'PREPARE fz_p49 AS SELECT 49 AS v'), ['C PREPARE', 'Z I']);
+    // set_config(..., false) pins the session to its connection (names are no longer rewritten)
+    assert.deepEqual(await sql(a, "SELECT set_config('work_mem', '6MB', false) AS w"), ['T w:25:0', 'D ["6MB"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, 'PREPARE fz_p49 AS SELECT 50 AS v'), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await sql(a, '/* c */ PREPARE fz_p49(int) AS SELECT $1 AS v; EXECUTE fz_p49(3)'), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await sql(a, 'EXECUTE fz_p49'), ['T v:23:0', 'D ["49"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, 'SELECT 1 AS one; EXECUTE fz_p49'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'T v:23:0', 'D ["49"]', 'C SELECT 1', 'Z I']);
+    a.close();
+    // seed 60044: a PREPARE whose statement the shared connection has already, in an aborted transaction
+    const b = await open();
+    assert.deepEqual(await sql(b, 'PREPARE fz_p60 AS SELECT 60 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(b, 'DEALLOCATE fz_p60'), ['C DEALLOCATE', 'Z I']);
+    assert.deepEqual(await sql(b, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(b, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await sql(b, 'PREPARE fz_p60 AS SELECT 60 AS v'), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await sql(b, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await sql(b, 'PREPARE fz_p60 AS SELECT 60 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(b, 'EXECUTE fz_p60'), ['T v:23:0', 'D ["60"]', 'C SELECT 1', 'Z I']);
+    b.close();
+  });
+  test('31155: DISCARD ALL reports the parameters it resets (ParameterStatus), back to their login values', async () => {
+    const a = await open();
+    assert.deepEqual(await sql(a, "SET application_name = 'fz_app'"), ['C SET', 'S application_name=fz_app', 'Z I']);
+    assert.deepEqual(await sql(a, 'DISCARD ALL'), ['C DISCARD ALL', 'S application_name=', 'Z I']);
+    assert.deepEqual(await sql(a, 'DISCARD ALL'), ['C DISCARD ALL', 'Z I']);
+    const b = await RawClient.connect(direct ? fx.cluster.primary.port : px.port, { ...params, application_name: 'fz_login' });
+    assert.deepEqual(await sql(b, "SET application_name = 'fz_app'"), ['C SET', 'S application_name=fz_app', 'Z I']);
+    assert.deepEqual(await sql(b, 'DISCARD ALL'), ['C DISCARD ALL', 'S application_name=fz_login', 'Z I']);
+    a.close(); b.close();
   });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';

@@ -8,7 +8,7 @@ import { SessionState } from '../../../src/core/session-state';
 import { ExpectKind, Link, Term } from '../../../src/core/link';
 import { newRequest, RequestInfo } from '../../../src/core/request';
 import { Plan } from '../../../src/core/planner';
-import { encodeQuery } from '../../../src/protocol/frontend';
+import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../../src/protocol/frontend';
 import { TxStatus } from '../../../src/protocol/codes';
 import { FakeConn } from './core-harness';
 
@@ -75,6 +75,31 @@ describe('consultCache', () => {
     const out = Buffer.concat(client);
     assert.equal(out.subarray(0, 3).toString(), 'HIT');
     assert.deepEqual([...out.subarray(3)], [0x5a, 0, 0, 0, 5, TxStatus.Idle]);
+  });
+  test('an extended hit: the planner\'s classes reach the cache, the statement is recorded without classifying again', () => {
+    const seen: (readonly unknown[])[] = [];
+    const { c } = cache(CacheStep.Hit);
+    c.consult = (_d, _i, _v, classes) => { seen.push(classes); return CacheStep.Hit; };
+    const { s } = session(c);
+    let classified = 0;
+    (s.host as { classifier: unknown }).classifier = { classify: () => { classified++; return {}; } };
+    const sql = 'SELECT abalance FROM pgbench_accounts WHERE aid = $1';
+    const plan = new Plan();
+    const cls = { kind: 'read' } as unknown as (typeof plan.classes)[number];
+    plan.classes.push(cls);
+    for (let i = 0; i < 2; i++) {
+      const req = newRequest();
+      req.data = Buffer.concat([encodeParse('', sql), encodeBind('', '', ['7']), encodeDescribe('P', ''), encodeExecute(), encodeSync()]);
+      req.term = Term.Sync;
+      assert.equal(consultCache(s, req, new RequestInfo().read(req.data), plan), true);
+    }
+    assert.equal(seen.length, 2);
+    assert.equal(seen[0]![0], cls);
+    assert.equal(classified, 0, 'the text is not classified again');
+    const st = s.statements.protocol.get('');
+    assert.equal(st?.sql, sql);
+    assert.equal(st?.cls, cls);
+    assert.equal(st?.nodes.size, 0, 'no node has it: a later Bind re-parses it where it runs');
   });
   test('a lookup blocks the queue; a pass goes on', () => {
     const w = session(cache(CacheStep.Wait).c);

@@ -20,6 +20,7 @@ import { FakeConn, makeCore, type CoreFixture } from './core-harness';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../../src/protocol/frontend';
 import { encodeReadyForQuery } from '../../../src/protocol/backend';
 import { TxStatus } from '../../../src/protocol/codes';
+import { NodeRole } from '../../../src/cluster/cluster';
 
 v8.setFlagsFromString('--expose-gc');
 // Pretenuring decisions differ from one process to the next and change what stays young: off, the
@@ -145,4 +146,55 @@ test('a request waiting for a lease costs no pause/resume of its client (transac
   }
   assert.equal(pauses, 0, `${pauses} pauses of the client's socket for 50 waits`);
   assert.equal(resumes, 0, `${resumes} resumes of the client's socket for 50 waits`);
+});
+
+/** A and B share one connection; B's request waits for it while A's transaction runs. */
+async function waitingPair(): Promise<{ a: CoreFixture; b: CoreFixture; shared: FakeConn; idle: FakeConn[]; classified: string[]; grant: () => void }> {
+  const idle: FakeConn[] = [];
+  const a = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', idle, login: false });
+  const b = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', idle, login: false });
+  a.core.identityNode = 0;
+  b.core.identityNode = 0;
+  const shared = new FakeConn(0, 4242);
+  idle.push(shared);
+  const classified: string[] = [];
+  const classifier = b.host.classifier;
+  (b.host as { classifier: typeof classifier }).classifier = Object.assign(Object.create(classifier) as typeof classifier, {
+    classify: (sql: string) => {
+      classified.push(sql);
+      return classifier.classify(sql);
+    },
+  });
+  let resolveLease: ((c: FakeConn) => void) | null = null;
+  b.host.openLink = () => new Promise((resolve) => { resolveLease = (c) => { b.conns.set(0, c); resolve(c); }; });
+  a.send(encodeQuery('BEGIN; SELECT 1;'));
+  assert.equal(a.conns.get(0), shared, 'A leased the connection');
+  b.send(encodeQuery('SELECT 42'));
+  await b.settle();
+  assert.ok(resolveLease !== null, 'B waits for a lease');
+  const grant = (): void => {
+    idle.length = 0;
+    (resolveLease as unknown as (c: FakeConn) => void)(shared);
+  };
+  return { a, b, shared, idle, classified, grant };
+}
+
+test('a request that waited for its lease is read and planned once (transaction pooling)', async () => {
+  // Once clients outnumber default_pool_size nearly every transaction waits for its lease; it
+  // was read and planned when it had to wait, then again when the lease came.
+  const { b, shared, classified, grant } = await waitingPair();
+  assert.deepEqual(classified, ['SELECT 42']);
+  grant();
+  await b.settle();
+  assert.ok(shared.take().includes(Buffer.from('SELECT 42')), "B's request went out on the shared connection");
+  assert.deepEqual(classified, ['SELECT 42'], 'classified once');
+});
+
+test('a request that waited for its lease is planned again when the primary changed meanwhile', async () => {
+  const { b, classified, grant } = await waitingPair();
+  b.cluster.setRole(0, NodeRole.Standby, 'test');
+  b.cluster.setRole(1, NodeRole.Primary, 'test');
+  grant();
+  await b.settle();
+  assert.deepEqual(classified, ['SELECT 42', 'SELECT 42'], 'planned again');
 });

@@ -15,7 +15,7 @@ import { buildRoutingContext, type RoutingContext } from '../../../src/core/rout
 import { loadConfigText } from '../../../src/config/load';
 import { initClassifier } from '../../../src/classify';
 import { sessionEffects } from '../../../src/classify/session-effects';
-import { encodeBind, encodeParse, encodeQuery, encodeSync } from '../../../src/protocol/frontend';
+import { encodeBind, encodeClose, encodeParse, encodeQuery, encodeSync } from '../../../src/protocol/frontend';
 import { TxStatus } from '../../../src/protocol/codes';
 import { FakeConn } from './core-harness';
 
@@ -108,13 +108,42 @@ describe('bookkeeping + completed', () => {
     const { s, link } = session('transaction');
     const conn = link.conn!;
     const { token, e } = sent(s, link, Buffer.concat([encodeParse('a', 'SELECT 1'), encodeBind('', 'a', []), encodeSync()]), Term.Sync);
-    assert.deepEqual(token!.defined, [{ name: 'a', index: 0 }]);
+    assert.deepEqual(token!.defined!.map((d) => ({ name: d.name, index: d.index })), [{ name: 'a', index: 0 }]);
+    assert.equal(token!.defined![0]!.st, s.statements.protocol.get('a'));
     assert.equal(s.statements.protocol.has('a'), true);
     e.errored = true;
     e.failedAt = 0;
     completed(s, link, e, token!);
     assert.equal(s.statements.protocol.has('a'), false);
     assert.equal(conn.statements.size, 0);
+  });
+  test('transaction pooling: Close then a failing Parse of a name the client had leaves no name (31146); a failed tentative definition is never restored (31086)', () => {
+    const { s, link } = session('transaction');
+    const first = sent(s, link, Buffer.concat([encodeParse('a', 'SELECT 1'), encodeSync()]), Term.Sync);
+    completed(s, link, first.e, first.token!);
+    const r = sent(s, link, Buffer.concat([encodeClose('S', 'a'), encodeParse('a', 'SELECT 2'), encodeSync()]), Term.Sync);
+    r.e.errored = true;
+    r.e.failedAt = 1; // the Parse failed, the Close ran
+    completed(s, link, r.e, r.token!);
+    assert.equal(s.statements.protocol.has('a'), false);
+    // a failure before the Close: the client keeps its statement
+    const again = sent(s, link, Buffer.concat([encodeParse('a', 'SELECT 3'), encodeSync()]), Term.Sync);
+    completed(s, link, again.e, again.token!);
+    const before = sent(s, link, Buffer.concat([encodeBind('', 'x', []), encodeClose('S', 'a'), encodeParse('a', 'SELECT 4'), encodeSync()]), Term.Sync);
+    before.e.errored = true;
+    before.e.failedAt = 0;
+    completed(s, link, before.e, before.token!);
+    assert.equal(s.statements.protocol.get('a')?.sql, 'SELECT 3');
+    // pipelined: a tentative definition (b), then Close and Parse of it; b fails, the second request is skipped
+    const r1 = sent(s, link, Buffer.concat([encodeParse('b', 'SELECT 5'), encodeSync()]), Term.Sync);
+    const r2 = sent(s, link, Buffer.concat([encodeClose('S', 'b'), encodeParse('b', 'SELECT 6'), encodeSync()]), Term.Sync);
+    r1.e.errored = true;
+    r1.e.failedAt = 0;
+    completed(s, link, r1.e, r1.token!);
+    assert.equal(s.statements.protocol.get('b')?.sql, 'SELECT 6', 'the later definition is not dropped by the earlier failure');
+    r2.e.skipped = true;
+    completed(s, link, r2.e, r2.token!);
+    assert.equal(s.statements.protocol.has('b'), false);
   });
   test('transaction pooling: DISCARD ALL that succeeded clears the connection and lifts the pins', () => {
     const { s, link } = session('transaction');

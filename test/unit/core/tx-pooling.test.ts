@@ -1,7 +1,8 @@
 /** tx-pooling.ts (lease fate, pins, untracked session state) and server-statements.ts, alone. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Fate, leaseFate, Pins, allSetConfigLocal, parsedWhenAborted, bodyChangesSession, untrackedChange, type LeaseSession } from '../../../src/core/tx-pooling';
+import { Fate, leaseFate, Pins, allSetConfigLocal, parsedWhenAborted, bodyChangesSession, untrackedChange, statementParameters, abortedBindError, abortedDescribe, type LeaseSession } from '../../../src/core/tx-pooling';
+import { encodeBind, encodeParse } from '../../../src/protocol/frontend';
 import { ServerStatements } from '../../../src/protocol/server-statements';
 import { ExpectKind, Link, Term } from '../../../src/core/link';
 import { TxStatus } from '../../../src/protocol/codes';
@@ -97,6 +98,53 @@ describe('parsedWhenAborted (IsTransactionExitStmt)', () => {
       '-- x\n  Rollback', 'PREPARE TRANSACTION \'t\'', '', ' ; ', '/* only */']) assert.equal(parsedWhenAborted(sql), true, sql);
     for (const sql of ['COMMIT PREPARED \'t\'', 'ROLLBACK PREPARED \'t\'', 'PREPARE p AS SELECT 1', 'SELECT 1', 'BEGIN',
       'SAVEPOINT a', 'RELEASE a', 'ending', 'commits']) assert.equal(parsedWhenAborted(sql), false, sql);
+  });
+});
+
+describe('statementParameters and abortedBindError (exec_bind_message in an aborted transaction, seed 31078)', () => {
+  const params = (sql: string, types: number[] = []): number => statementParameters(encodeParse('s', sql, types), sql);
+  test('declared types, extended to the highest $n referenced', () => {
+    assert.equal(params('SELECT 1'), 0);
+    assert.equal(params('SELECT $1::int'), 1);
+    assert.equal(params('SELECT $2::int, $1::text'), 2);
+    assert.equal(params('SELECT 1', [23, 25]), 2);
+    assert.equal(params('SELECT $1::int', [23, 25, 25]), 3);
+    assert.equal(params("SELECT '$1', $$ $3 $$, \"$2\" FROM t -- $4\n"), 0);
+    assert.equal(params('INSERT INTO t VALUES ($1)'), 1);
+  });
+  test('not sure: an unterminated literal, $n in a utility statement', () => {
+    assert.equal(params("SELECT 'x"), -1);
+    assert.equal(params('PREPARE q AS SELECT $1'), -1);
+    assert.equal(params('SET work_mem = 1', []), 0);
+  });
+  test('the parameter formats, then the count (08P01), then the aborted state (25P02)', () => {
+    const err = (bind: Buffer, p: number): string => { const e = abortedBindError(bind, 0, bind.length, 's1', p); return `${e?.code} ${e?.message}`; };
+    assert.equal(err(encodeBind('', 's1', []), 1), '08P01 bind message supplies 0 parameters, but prepared statement "s1" requires 1');
+    assert.equal(err(encodeBind('p', 's1', ['1', '2']), 1), '08P01 bind message supplies 2 parameters, but prepared statement "s1" requires 1');
+    assert.equal(err(encodeBind('p', 's1', ['1']), 1), '25P02 current transaction is aborted, commands ignored until end of transaction block');
+    assert.equal(err(encodeBind('p', 's1', [Buffer.from([0, 0, 0, 1]), '2']), 2), '25P02 current transaction is aborted, commands ignored until end of transaction block');
+    // two parameter formats, one parameter
+    const b = encodeBind('p', 's1', [Buffer.from([0, 0, 0, 1]), '2']);
+    const odd = Buffer.concat([b.subarray(0, 10), Buffer.from([0, 2, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 7, 0, 0])]);
+    odd.writeInt32BE(odd.length - 1, 1);
+    assert.equal(err(odd, 1), '08P01 bind message has 2 parameter formats but 1 parameters');
+  });
+});
+
+describe('abortedDescribe (exec_describe_statement_message in an aborted transaction, seed 60067)', () => {
+  const d = (sql: string, types: number[] = []): string => {
+    const r = abortedDescribe(encodeParse('s', sql, types), sql);
+    return r === null ? 'unsure' : r === 'rows' ? 'rows' : r.toString('hex');
+  };
+  test('rows: refused; no rows: its parameter types and NoData; unsure otherwise', () => {
+    assert.equal(d('SELECT $1::int'), 'rows');
+    assert.equal(d('DELETE FROM t WHERE v = $1 RETURNING v'), 'rows');
+    assert.equal(d("SET work_mem = '4MB'"), '7400000006' + '0000' + '6e00000004');
+    assert.equal(d('INSERT INTO t VALUES ($1)', [23]), '740000000a' + '0001' + '00000017' + '6e00000004');
+    assert.equal(d('INSERT INTO t VALUES ($1::int)'), 'unsure'); // (an inferred type)
+    assert.equal(d('SELECT 1 INTO t2'), 'unsure');
+    assert.equal(d('WITH x AS (DELETE FROM t) SELECT 1'), 'unsure');
+    assert.equal(d('CREATE TABLE t3 (v int)'), 'unsure');
   });
 });
 
