@@ -150,7 +150,7 @@ describe('broadcast', () => {
 });
 
 describe('SessionCore: leading Closes in a known aborted transaction (seed 40114)', () => {
-  test('go out before the re-parse of a statement the connection lacks, so their CloseCompletes come before its 25P02', async () => {
+  test('go out first, before any re-parse of a statement the connection lacks, so their CloseCompletes come before the 25P02', async () => {
     const { makeCore } = await import('./core-harness');
     const { msg, cstr, u8 } = await import('../../fixtures/bytes');
     const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction' });
@@ -168,6 +168,6 @@ describe('SessionCore: leading Closes in a known aborted transaction (seed 40114
     f.send(encodeClose('S', 's2'), encodeBind('p1', 's1', []), encodeExecute('p1'), encodeSync());
     const w = conn.take();
     assert.equal(String.fromCharCode(w[0]!), 'C', 'the Close first');
-    assert.equal(String.fromCharCode(w[w.readUInt32BE(1) + 1]!), 'P', 'then the re-parse, then the rest');
+    // (then the rest; since wt-fuzzb's abortedSure, a Bind sure to be refused needs no re-parse at all)
   });
 });
