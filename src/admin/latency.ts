@@ -1,6 +1,6 @@
 /**
  * The query latency histogram, fed by the session on the hot path through observeQueryLatency
- * (one prom-client Histogram observe: a bucket search and two additions) and exported by the
+ * (a CheapHistogram observe: a bucket search and three additions) and exported by the
  * HTTP /metrics endpoint. It lives in admin so that the frontend, which may import admin but
  * not http, can feed it.
  *
@@ -10,70 +10,6 @@
  * RECENT_MS counts as unknown, so a node left alone gets tried, and measured, again.
  */
 import type { MetricObjectWithValues, MetricValueWithName } from 'prom-client';
-
-/**
- * A histogram labelled by node, in plain arrays. prom-client's observe builds a label object,
- * validates it and hashes it on every call, even through a labels() child (~3 % of pgmaitre's
- * CPU per connection under `pgbench -C -S`, one query per connection); this one finds the bucket
- * and adds. get() answers in prom-client's shape (a registry, the HTTP /metrics page, the history
- * sampler and the workers' merge read it like a prom-client Histogram's).
- */
-export class NodeHistogram {
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  private readonly bounds: readonly number[];
-  private readonly series = new Map<string, { counts: Float64Array; sum: number; count: number }>();
-
-  constructor(readonly name: string, readonly help: string, buckets: readonly number[]) {
-    this.bounds = [...buckets].sort((a, b) => a - b);
-  }
-
-  /** The recorder of one node's series. */
-  child(node: string): { observe(v: number): void } {
-    let s = this.series.get(node);
-    if (s === undefined) this.series.set(node, (s = { counts: new Float64Array(this.bounds.length), sum: 0, count: 0 }));
-    const series = s;
-    const bounds = this.bounds;
-    return {
-      observe(v: number): void {
-        if (!Number.isFinite(v)) throw new TypeError(`Value is not a valid number: ${v}`);
-        series.sum += v;
-        series.count++;
-        for (let i = 0; i < bounds.length; i++) {
-          if (v <= bounds[i]!) {
-            series.counts[i]!++;
-            return;
-          }
-        }
-      },
-    };
-  }
-
-  observe(labels: { node: string }, v: number): void {
-    this.child(labels.node).observe(v);
-  }
-
-  async get(): Promise<MetricObjectWithValues<MetricValueWithName<string>>> {
-    const values: MetricValueWithName<string>[] = [];
-    const bucket = `${this.name}_bucket`;
-    for (const [node, s] of this.series) {
-      let acc = 0;
-      for (let i = 0; i < this.bounds.length; i++) {
-        acc += s.counts[i]!;
-        values.push({ labels: { le: this.bounds[i]!, node }, value: acc, metricName: bucket });
-      }
-      values.push({ labels: { le: '+Inf', node }, value: s.count, metricName: bucket });
-      values.push({ labels: { node }, value: s.sum, metricName: `${this.name}_sum` });
-      values.push({ labels: { node }, value: s.count, metricName: `${this.name}_count` });
-    }
-    // prom-client's type also names collect(), which its own get() results do not carry either.
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator } as unknown as MetricObjectWithValues<MetricValueWithName<string>>;
-  }
-
-  reset(): void {
-    this.series.clear();
-  }
-}
 
 /** One series of a CheapHistogram: counts per bucket (the last: above every bound), sum, count. */
 export class HistogramSeries {
@@ -97,9 +33,8 @@ export class HistogramSeries {
 }
 
 /**
- * A Prometheus histogram cheap enough for the hot path (lease waits; NodeHistogram above is the
- * query latency's, by node): prom-client's observe() builds and
- * validates a label object, hashes it and turns the bucket bound into a property name (a
+ * A Prometheus histogram cheap enough for the hot path (query latency by node, lease waits):
+ * prom-client's observe() builds and validates a label object, hashes it and turns the bucket bound into a property name (a
  * number-to-string conversion) on each call — about 1 µs per request on the lab VM, paid per
  * transaction and again per lease wait (issue 17, item 9). Here an observation is a bucket search
  * and three additions. get() gives exactly what prom-client's Histogram.get() gives (cumulative
@@ -152,15 +87,16 @@ export class CheapHistogram {
 }
 
 /** pgmaitre_query_duration_seconds{node}: time from forwarding a request to its ReadyForQuery. */
-export const queryLatency = new NodeHistogram(
+export const queryLatency = new CheapHistogram(
   'pgmaitre_query_duration_seconds',
   'Duration of client requests by backend node, from forwarding to ReadyForQuery.',
   [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  'node',
 );
 
 /** Records one request's latency on a node. */
 export function observeQueryLatency(nodeId: number, seconds: number): void {
-  queryLatency.observe({ node: String(nodeId) }, seconds);
+  queryLatency.labels(String(nodeId)).observe(seconds);
 }
 
 /** Weight of the newest observation in the running mean. */
@@ -183,7 +119,7 @@ const children = new Map<number, NodeLatency>();
 export function nodeLatency(nodeId: number): { observe(v: number): void } {
   let c = children.get(nodeId);
   if (c === undefined) {
-    const h = queryLatency.child(String(nodeId));
+    const h = queryLatency.labels(String(nodeId));
     const rec: NodeLatency = {
       mean: 0,
       at: 0,
