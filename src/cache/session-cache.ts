@@ -24,7 +24,7 @@ import type { VolatilityLookup } from '../core/routing-context';
 import { CacheStep, type CachePort, type CacheView } from '../core/cache-port';
 import type { RequestInfo } from '../core/request';
 import { invalidationOf, relationVerdict, textVerdict, type Invalidation, type TableLists, type TextVerdict } from './cacheable';
-import { QueryCache } from './query-cache';
+import { QueryCache, type GenCell } from './query-cache';
 
 const SNAPSHOT_ISOLATION = /isolation\s+level\s+(repeatable\s+read|serializable)/i;
 const SNAPSHOT_DEFAULT = /repeatable|serializable/i;
@@ -33,6 +33,24 @@ const SNAPSHOT_DEFAULT = /repeatable|serializable/i;
 const STORABLE = new Uint8Array(256);
 for (const c of '12tnTDC') STORABLE[c.charCodeAt(0)] = 1;
 const Z = 0x5a;
+/** ReadyForQuery 'I': the end of a stored answer. */
+const RFQ_IDLE = Buffer.from([Z, 0, 0, 0, 5, TxStatus.Idle]);
+
+/** A text's relations resolved under one database and search_path (see consult). */
+interface Resolution {
+  readonly db: string;
+  readonly sp: string;
+  /** The catalog's version and the cache's epoch it was made at. */
+  readonly version: number;
+  readonly epoch: number;
+  /** When the first of the catalog's facts it used expires (ms since epoch). */
+  readonly until: number;
+  /** Not cacheable (a relation unknown to the catalog, a view, a temporary table...). */
+  readonly pass: boolean;
+  /** Its generations' names; shmem: their cells. */
+  readonly names: readonly string[];
+  readonly cells: readonly GenCell[] | null;
+}
 
 interface Pending {
   readonly key: string;
@@ -73,6 +91,9 @@ export class SessionCache implements CachePort {
   private sessionSnapshot: boolean;
   // The change stream's fence (memqcache_logical_invalidation): the request it was awaited for, and its answer.
   private fencedFor: Buffer | null = null;
+  // The parameter types of the last named statement bound, by its Parse frame.
+  private typesOf: Buffer | null = null;
+  private types = '';
   private fenceOk = false;
 
   constructor(
@@ -109,32 +130,30 @@ export class SessionCache implements CachePort {
       return this.counted(CacheStep.Pass, data);
     }
     const cache = this.cache;
-    const tv = memoTextVerdict(shape.sql, cls, cache.lists, this.classifier());
+    const memo = memoTextVerdict(shape.sql, cls, cache.lists, this.classifier());
+    const tv = memo.tv;
     if (!tv.ok) return this.counted(CacheStep.Pass, data);
     // Functions: immutable only (pg_proc, looked up once).
-    const vol = this.volatility();
-    const unknownFns = tv.functions.filter((f) => vol.get(f) === undefined);
-    if (unknownFns.length > 0) return this.wait(vol.lookup(unknownFns));
-    if (!tv.force && tv.functions.some((f) => vol.get(f) !== 'i')) return this.counted(CacheStep.Pass, data);
-    // Relations: the catalog's facts under the session's search_path.
+    if (tv.functions.length > 0) {
+      const vol = this.volatility();
+      const unknownFns = tv.functions.filter((f) => vol.get(f) === undefined);
+      if (unknownFns.length > 0) return this.wait(vol.lookup(unknownFns));
+      if (!tv.force && tv.functions.some((f) => vol.get(f) !== 'i')) return this.counted(CacheStep.Pass, data);
+    }
+    // Relations: the catalog's facts under the session's search_path (remembered with the text
+    // while the catalog's answers stand: a hit reads no catalog map).
     const db = this.id.database;
     const sp = view.searchPath;
-    const oids: number[] = [];
-    let unknownRels: string[] | null = null;
-    for (const r of tv.relations) {
-      const facts = cache.catalog.known(db, sp, r);
-      if (facts === undefined) {
-        (unknownRels ??= []).push(r);
-        continue;
-      }
-      if (facts === null) return this.counted(CacheStep.Pass, data);
-      if (!tv.force && relationVerdict(r, facts, cache.lists) !== null) return this.counted(CacheStep.Pass, data);
-      oids.push(facts.oid);
+    let res = memo.res;
+    if (res === null || res.db !== db || res.sp !== sp || res.version !== cache.catalog.version || res.epoch !== cache.epoch || Date.now() >= res.until) {
+      const r = this.resolve(tv, db, sp);
+      if (r === null) return this.counted(CacheStep.Pass, data);
+      if (r instanceof Promise) return this.wait(r);
+      memo.res = res = r;
     }
-    if (unknownRels !== null) return this.wait(cache.catalog.lookup(db, sp, unknownRels));
+    if (res.pass) return this.counted(CacheStep.Pass, data);
     if (!cache.available()) return this.counted(CacheStep.Pass, data);
     cache.streams?.start(db);
-    const names = QueryCache.genNames(db, oids);
     let key: string;
     let value: Buffer | undefined;
     if (cache.shmem !== null) {
@@ -144,13 +163,14 @@ export class SessionCache implements CachePort {
       if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
         this.prefix = cache.intern(`${this.id.user}\u0000${db}\u0000${this.fingerprint(view)}`);
       }
-      const types = typeof shape.types === 'string' ? shape.types : shape.types.toString('latin1');
-      const params = typeof shape.params === 'string' ? shape.params : shape.params.toString('latin1');
-      key = `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${cache.gensKey(names)}`;
+      const types = shape.types;
+      const params = shape.params.length === 0 ? '' : latin1(shape.params);
+      key = `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${QueryCache.gensKey(res.cells!)}`;
       value = cache.shmem.get(key);
     } else {
       if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
       this.lookingUp = data;
+      const names = res.names;
       const k = QueryCache.key([this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params]);
       return this.wait(cache.memcached!.lookup(k, names).then((r) => {
         this.lookingUp = null;
@@ -162,6 +182,36 @@ export class SessionCache implements CachePort {
       }));
     }
     return this.found(data, key, value);
+  }
+
+  /**
+   * The relations of a text resolved under (db, sp): their generations, or pass (one is unknown
+   * to the catalog, or not cacheable), or a catalog lookup to wait for; null: not cacheable now.
+   */
+  private resolve(tv: TextVerdict & { readonly ok: true }, db: string, sp: string): Resolution | Promise<unknown> | null {
+    const cache = this.cache;
+    const cat = cache.catalog;
+    const version = cat.version;
+    const oids: number[] = [];
+    let unknownRels: string[] | null = null;
+    let until = Infinity;
+    let pass = false;
+    for (const r of tv.relations) {
+      const facts = cat.known(db, sp, r);
+      if (facts === undefined) {
+        (unknownRels ??= []).push(r);
+        continue;
+      }
+      until = Math.min(until, cat.expiresAt(db, sp, r));
+      if (facts === null || (!tv.force && relationVerdict(r, facts, cache.lists) !== null)) {
+        pass = true;
+        continue;
+      }
+      oids.push(facts.oid);
+    }
+    if (unknownRels !== null) return pass ? null : cat.lookup(db, sp, unknownRels);
+    const names = QueryCache.genNames(db, oids);
+    return { db, sp, version, epoch: cache.epoch, until, pass, names, cells: cache.shmem !== null ? cache.cells(names) : null };
   }
 
   /** The answer stored under `key` (undefined: none): a hit, or a miss whose answer is collected. */
@@ -212,10 +262,22 @@ export class SessionCache implements CachePort {
     return CacheStep.Wait;
   }
 
-  hitAnswer(): Buffer {
+  hitAnswer(status: number): Buffer {
     const h = this.hit!;
     this.hit = null;
-    return h;
+    // shmem keeps answers with ReadyForQuery 'I' at the end (collected()): written as they are
+    // outside a transaction (no copy); memcached's are without it.
+    if (this.cache.shmem !== null) {
+      if (status === TxStatus.Idle) return h;
+      const out = Buffer.from(h);
+      out[out.length - 1] = status;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(h.length + 6);
+    h.copy(out, 0);
+    out.set(RFQ_IDLE, h.length);
+    out[h.length + 5] = status;
+    return out;
   }
 
   /** The session's settings as part of the key (recomputed when they change). */
@@ -231,10 +293,10 @@ export class SessionCache implements CachePort {
    * The request's cacheable shape, or null: a lone Query; or [Parse] Bind [Describe] Execute Sync
    * of one statement into the unnamed portal, without a row limit.
    */
-  private shape(data: Buffer, info: RequestInfo, view: CacheView): { shape: string; sql: string; types: Buffer | string; params: Buffer | string; cls: QueryClass | undefined } | null {
+  private shape(data: Buffer, info: RequestInfo, view: CacheView): { shape: string; sql: string; types: string; params: Buffer; cls: QueryClass | undefined } | null {
     if (!info.extended) {
       if (info.queries.length !== 1 || data[0] !== FrontendCode.Query) return null;
-      return { shape: 'Q', sql: info.queries[0]!, types: '', params: '', cls: undefined };
+      return { shape: 'Q', sql: info.queries[0]!, types: '', params: EMPTY, cls: undefined };
     }
     if (info.queries.length > 0 || info.parses.length > 1 || info.bindStatements.length !== 1 || info.closedStatements.length > 0) return null;
     let shape = '';
@@ -276,18 +338,23 @@ export class SessionCache implements CachePort {
     if (!/^P?BD[sp]?ES$|^P?BES$/.test(shape) || params === null) return null;
     const name = info.bindStatements[0]!;
     let sql: string;
-    let types: Buffer;
+    let types: string;
     let cls: QueryClass | undefined;
     const p = info.parses[0];
     if (p !== undefined) {
       if (p.name !== name) return null;
       sql = p.sql;
-      types = parseTypes(data.subarray(p.start, p.end));
+      types = latin1(parseTypes(data.subarray(p.start, p.end)));
     } else {
       const st = view.statement(name);
       if (st === undefined) return null;
       sql = st.sql;
-      types = parseTypes(st.frame);
+      // The statement's types, kept while it is the same Parse frame (pgbench -M prepared: always).
+      if (st.frame !== this.typesOf) {
+        this.typesOf = st.frame;
+        this.types = latin1(parseTypes(st.frame));
+      }
+      types = this.types;
       cls = view.statementClass(name);
     }
     return { shape, sql, types, params, cls };
@@ -364,7 +431,10 @@ export class SessionCache implements CachePort {
       this.cache.stats.notStored++;
       return;
     }
-    const value = Buffer.from(all.subarray(0, pos));
+    // Stored with ReadyForQuery 'I' (QueryCache.store).
+    const value = Buffer.allocUnsafe(pos + 6);
+    all.copy(value, 0, 0, pos);
+    value.set(RFQ_IDLE, pos);
     if (status === TxStatus.Idle) this.cache.store(this.key, value);
     else this.pending.push({ key: this.key, value });
   }
@@ -454,16 +524,30 @@ export class SessionCache implements CachePort {
  * emptied when full.
  */
 const VERDICTS_MAX = 4096;
-const verdicts = new Map<string, { readonly by: Classifier; readonly lists: TableLists; readonly tv: TextVerdict }>();
-function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists, by: Classifier): TextVerdict {
+interface TextMemo {
+  readonly by: Classifier;
+  readonly lists: TableLists;
+  readonly tv: TextVerdict;
+  /** Its relations as last resolved (by any session; checked before use). */
+  res: Resolution | null;
+}
+const verdicts = new Map<string, TextMemo>();
+function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists, by: Classifier): TextMemo {
   const m = verdicts.get(sql);
-  if (m !== undefined && m.lists === lists && m.by === by) return m.tv;
-  const tv = textVerdict(sql, cls, lists);
+  if (m !== undefined && m.lists === lists && m.by === by) return m;
+  const made: TextMemo = { by, lists, tv: textVerdict(sql, cls, lists), res: null };
   if (sql.length <= 8192) {
     if (verdicts.size >= VERDICTS_MAX) verdicts.clear();
-    verdicts.set(sql, { by, lists, tv });
+    verdicts.set(sql, made);
   }
-  return tv;
+  return made;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A buffer's bytes as a latin1 string (Buffer.prototype.latin1Slice: toString's checks skipped). */
+function latin1(b: Buffer): string {
+  return b.length === 0 ? '' : (b as unknown as { latin1Slice(start: number, end: number): string }).latin1Slice(0, b.length);
 }
 
 /** The parameter type part of a Parse frame (after the statement name and the SQL). */

@@ -44,9 +44,6 @@ export interface CacheSession {
   block(p: Promise<unknown>, what: string): void;
 }
 
-/** ReadyForQuery's header (its status byte follows). */
-const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
-
 /**
  * The query cache's turn for a planned request: true/false as step() returns (answered from the
  * cache / wait for a lookup), or null to send it. A miss it may store is sent to the primary (the
@@ -62,12 +59,7 @@ export function consultCache(s: CacheSession, req: Request, info: RequestInfo, p
       return false;
     case CacheStep.Hit: {
       s.flush();
-      const answer = cache.hitAnswer();
-      const out = Buffer.allocUnsafe(answer.length + 6);
-      answer.copy(out, 0);
-      out.set(RFQ, answer.length);
-      out[answer.length + 5] = s.txStatus();
-      s.client.write(out);
+      s.client.write(cache.hitAnswer(s.txStatus()));
       for (let i = 0; i < info.parses.length; i++) {
         // The client now has this statement: later Binds re-parse it where they run. (The same
         // statement again, pgbench -M extended's unnamed one: kept as it is, no copy.)
