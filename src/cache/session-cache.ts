@@ -52,6 +52,15 @@ interface Resolution {
   readonly cells: readonly GenCell[] | null;
 }
 
+/** What shape() tells of a request. */
+interface Shape {
+  readonly shape: string;
+  readonly sql: string;
+  readonly types: string;
+  readonly params: Buffer;
+  readonly cls: QueryClass | undefined;
+}
+
 interface Pending {
   readonly key: string;
   readonly value: Buffer;
@@ -94,6 +103,10 @@ export class SessionCache implements CachePort {
   // The parameter types of the last named statement bound, by its Parse frame.
   private typesOf: Buffer | null = null;
   private types = '';
+  // early(): the request whose miss it saw, and the key it computed.
+  private earlyMiss: Buffer | null = null;
+  private earlyKey = '';
+  hitClass: QueryClass | null = null;
   private fenceOk = false;
 
   constructor(
@@ -112,6 +125,7 @@ export class SessionCache implements CachePort {
     this.waitFor = null;
     this.collecting = false;
     this.hit = null;
+    this.hitClass = null;
     if (info.functionCall) return CacheStep.Pass;
     const done = this.looked;
     if (done !== null && done.data === data) {
@@ -145,7 +159,7 @@ export class SessionCache implements CachePort {
     const db = this.id.database;
     const sp = view.searchPath;
     let res = memo.res;
-    if (res === null || res.db !== db || res.sp !== sp || res.version !== cache.catalog.version || res.epoch !== cache.epoch || Date.now() >= res.until) {
+    if (res === null || !this.current(res, sp)) {
       const r = this.resolve(tv, db, sp);
       if (r === null) return this.counted(CacheStep.Pass, data);
       if (r instanceof Promise) return this.wait(r);
@@ -160,13 +174,15 @@ export class SessionCache implements CachePort {
       // shmem: the parts themselves, unhashed (the map hashes the string natively; a SHA-1 per
       // request was the largest cost of a hit). The session's user, database and settings are one
       // interned number; types and parameters carry their lengths (they may hold NUL bytes).
-      if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
-        this.prefix = cache.intern(`${this.id.user}\u0000${db}\u0000${this.fingerprint(view)}`);
+      if (this.earlyMiss === data) {
+        // early() computed it just now and found nothing.
+        key = this.earlyKey;
+        value = undefined;
+      } else {
+        key = this.shmemKey(shape, view, res);
+        value = cache.shmem.get(key);
       }
-      const types = shape.types;
-      const params = shape.params.length === 0 ? '' : latin1(shape.params);
-      key = `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${QueryCache.gensKey(res.cells!)}`;
-      value = cache.shmem.get(key);
+      this.earlyMiss = null;
     } else {
       if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
       this.lookingUp = data;
@@ -182,6 +198,62 @@ export class SessionCache implements CachePort {
       }));
     }
     return this.found(data, key, value);
+  }
+
+  /**
+   * Before the planner: a request whose text is known already (remembered with its class by an
+   * earlier request), whose relations are resolved and whose answer shmem has, is a hit here —
+   * no classification, no plan. Anything else returns false and goes the full way (the planner,
+   * then consult(), which reuses the key of a miss computed here).
+   */
+  early(data: Buffer, info: RequestInfo, view: CacheView): boolean {
+    this.earlyMiss = null;
+    this.hitClass = null;
+    const cache = this.cache;
+    if (cache.shmem === null || cache.streams !== null || info.functionCall || this.txWrote || this.txFailed) return false;
+    const shape = this.shape(data, info, view);
+    if (shape === null) return false;
+    const memo = verdicts.get(shape.sql);
+    if (memo === undefined || memo.cls.kind !== 'read' || memo.lists !== cache.lists || memo.by !== this.classifier()) return false;
+    const tv = memo.tv;
+    if (!tv.ok || tv.functions.length > 0) return false;
+    if (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''))) return false;
+    const res = memo.res;
+    if (res === null || res.pass || !this.current(res, view.searchPath)) return false;
+    const key = this.shmemKey(shape, view, res);
+    const value = cache.shmem.get(key);
+    if (value === undefined) {
+      this.earlyMiss = data;
+      this.earlyKey = key;
+      return false;
+    }
+    this.waitFor = null;
+    this.collecting = false;
+    cache.stats.selects++;
+    cache.stats.hits++;
+    this.hit = value;
+    this.hitClass = memo.cls;
+    return true;
+  }
+
+  /** Whether a resolution still stands for this session (same database and search_path, catalog unchanged, not expired). */
+  private current(res: Resolution, sp: string): boolean {
+    const cache = this.cache;
+    return res.db === this.id.database && res.sp === sp && res.version === cache.catalog.version && res.epoch === cache.epoch && Date.now() < res.until;
+  }
+
+  /**
+   * shmem's key: the parts themselves, unhashed (the map hashes the string natively; a SHA-1 per
+   * request was the largest cost of a hit). The session's user, database and settings are one
+   * interned number; types and parameters carry their lengths (they may hold NUL bytes); then the generations.
+   */
+  private shmemKey(shape: Shape, view: CacheView, res: Resolution): string {
+    if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
+      this.prefix = this.cache.intern(`${this.id.user}\u0000${this.id.database}\u0000${this.fingerprint(view)}`);
+    }
+    const types = shape.types;
+    const params = latin1(shape.params);
+    return `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${QueryCache.gensKey(res.cells!)}`;
   }
 
   /**
@@ -293,7 +365,7 @@ export class SessionCache implements CachePort {
    * The request's cacheable shape, or null: a lone Query; or [Parse] Bind [Describe] Execute Sync
    * of one statement into the unnamed portal, without a row limit.
    */
-  private shape(data: Buffer, info: RequestInfo, view: CacheView): { shape: string; sql: string; types: string; params: Buffer; cls: QueryClass | undefined } | null {
+  private shape(data: Buffer, info: RequestInfo, view: CacheView): Shape | null {
     if (!info.extended) {
       if (info.queries.length !== 1 || data[0] !== FrontendCode.Query) return null;
       return { shape: 'Q', sql: info.queries[0]!, types: '', params: EMPTY, cls: undefined };
@@ -525,6 +597,7 @@ export class SessionCache implements CachePort {
  */
 const VERDICTS_MAX = 4096;
 interface TextMemo {
+  readonly cls: QueryClass;
   readonly by: Classifier;
   readonly lists: TableLists;
   readonly tv: TextVerdict;
@@ -535,7 +608,7 @@ const verdicts = new Map<string, TextMemo>();
 function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists, by: Classifier): TextMemo {
   const m = verdicts.get(sql);
   if (m !== undefined && m.lists === lists && m.by === by) return m;
-  const made: TextMemo = { by, lists, tv: textVerdict(sql, cls, lists), res: null };
+  const made: TextMemo = { cls, by, lists, tv: textVerdict(sql, cls, lists), res: null };
   if (sql.length <= 8192) {
     if (verdicts.size >= VERDICTS_MAX) verdicts.clear();
     verdicts.set(sql, made);

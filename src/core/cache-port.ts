@@ -45,6 +45,13 @@ export interface CachePort {
    * classes of its queries then its parses: the cache does not classify a text again).
    */
   consult(data: Buffer, info: RequestInfo, view: CacheView, classes: readonly QueryClass[]): CacheStep;
+  /**
+   * Before the planner: true when the request is answered from the cache without planning (its
+   * text already known to the cache; then hitAnswer() as after Hit). False: plan it, then consult().
+   */
+  early(data: Buffer, info: RequestInfo, view: CacheView): boolean;
+  /** After a hit from early(): the class of its text (a Parse in it is recorded with it). */
+  readonly hitClass: QueryClass | null;
   /** After consult() said Wait. */
   readonly waitFor: Promise<unknown> | null;
   /** The session has writes whose invalidation its next ReadyForQuery 'I' applies: what follows that ReadyForQuery waits for synced()'s promise. */

@@ -52,7 +52,7 @@ import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
-import { cacheSent, cacheSettled, consultCache, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
+import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
 import { abortedBindError, abortedDescribe, deferrableBegin, parsedWhenAborted, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
 import type { QueryClass } from '../classify/types';
@@ -434,6 +434,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         return true;
       }
       if (local === Local.Wait) return false;
+    }
+    if (this.cache !== null && earlyCacheHit(this, req, info)) {
+      // Answered from the query cache, not planned (its text was seen before).
+      if (info.queries.length > 0) unnamedDropped(this, null);
+      return true;
     }
     const plan = this.planner.make(req, info);
     switch (plan.type) {

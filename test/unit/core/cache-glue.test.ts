@@ -16,6 +16,8 @@ function cache(step: CacheStep, o: { collecting?: boolean; synced?: Promise<unkn
   const log: string[] = [];
   const c: CachePort = {
     consult: () => step,
+    early: () => false,
+    hitClass: null,
     waitFor: Promise.resolve(),
     holdAnswers: false,
     collecting: o.collecting ?? false,
