@@ -57,7 +57,8 @@ interface Shape {
   readonly shape: string;
   readonly sql: string;
   readonly types: string;
-  readonly params: Buffer;
+  /** The Bind message's bytes after the statement name (formats, values, result formats), latin1. */
+  readonly params: string;
   readonly cls: QueryClass | undefined;
 }
 
@@ -252,7 +253,7 @@ export class SessionCache implements CachePort {
       this.prefix = this.cache.intern(`${this.id.user}\u0000${this.id.database}\u0000${this.fingerprint(view)}`);
     }
     const types = shape.types;
-    const params = latin1(shape.params);
+    const params = shape.params;
     return `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${QueryCache.gensKey(res.cells!)}`;
   }
 
@@ -368,11 +369,11 @@ export class SessionCache implements CachePort {
   private shape(data: Buffer, info: RequestInfo, view: CacheView): Shape | null {
     if (!info.extended) {
       if (info.queries.length !== 1 || data[0] !== FrontendCode.Query) return null;
-      return { shape: 'Q', sql: info.queries[0]!, types: '', params: EMPTY, cls: undefined };
+      return { shape: 'Q', sql: info.queries[0]!, types: '', params: '', cls: undefined };
     }
     if (info.queries.length > 0 || info.parses.length > 1 || info.bindStatements.length !== 1 || info.closedStatements.length > 0) return null;
     let shape = '';
-    let params: Buffer | null = null;
+    let params: string | null = null;
     let pos = 0;
     while (pos + 5 <= data.length) {
       const code = data[pos]!;
@@ -382,11 +383,11 @@ export class SessionCache implements CachePort {
           shape += 'P';
           break;
         case FrontendCode.Bind: {
-          const portalEnd = data.indexOf(0, pos + 5);
-          if (portalEnd !== pos + 5) return null; // a named portal
-          const stmtEnd = data.indexOf(0, portalEnd + 1);
-          if (stmtEnd < 0 || stmtEnd >= end) return null;
-          params = data.subarray(stmtEnd + 1, end);
+          if (data[pos + 5] !== 0) return null; // a named portal
+          let stmtEnd = pos + 6;
+          while (stmtEnd < end && data[stmtEnd] !== 0) stmtEnd++;
+          if (stmtEnd >= end) return null;
+          params = latin1(data, stmtEnd + 1, end);
           shape += 'B';
           break;
         }
@@ -416,7 +417,7 @@ export class SessionCache implements CachePort {
     if (p !== undefined) {
       if (p.name !== name) return null;
       sql = p.sql;
-      types = latin1(parseTypes(data.subarray(p.start, p.end)));
+      types = parseTypes(data, p.start, p.end);
     } else {
       const st = view.statement(name);
       if (st === undefined) return null;
@@ -424,7 +425,7 @@ export class SessionCache implements CachePort {
       // The statement's types, kept while it is the same Parse frame (pgbench -M prepared: always).
       if (st.frame !== this.typesOf) {
         this.typesOf = st.frame;
-        this.types = latin1(parseTypes(st.frame));
+        this.types = parseTypes(st.frame, 0, st.frame.length);
       }
       types = this.types;
       cls = view.statementClass(name);
@@ -616,16 +617,14 @@ function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists, by: Cl
   return made;
 }
 
-const EMPTY = Buffer.alloc(0);
-
-/** A buffer's bytes as a latin1 string (Buffer.prototype.latin1Slice: toString's checks skipped). */
-function latin1(b: Buffer): string {
-  return b.length === 0 ? '' : (b as unknown as { latin1Slice(start: number, end: number): string }).latin1Slice(0, b.length);
+/** Bytes `start`..`end` of a buffer as a latin1 string (Buffer.prototype.latin1Slice: no view made, toString's checks skipped). */
+function latin1(b: Buffer, start: number, end: number): string {
+  return end <= start ? '' : (b as unknown as { latin1Slice(start: number, end: number): string }).latin1Slice(start, end);
 }
 
-/** The parameter type part of a Parse frame (after the statement name and the SQL). */
-function parseTypes(frame: Buffer): Buffer {
-  const nameEnd = frame.indexOf(0, 5);
-  const sqlEnd = nameEnd < 0 ? -1 : frame.indexOf(0, nameEnd + 1);
-  return sqlEnd < 0 ? Buffer.alloc(0) : frame.subarray(sqlEnd + 1);
+/** The parameter type part (after the statement name and the SQL) of the Parse frame at `start`..`end` of `buf`, latin1. */
+function parseTypes(buf: Buffer, start: number, end: number): string {
+  const nameEnd = buf.indexOf(0, start + 5);
+  const sqlEnd = nameEnd < 0 || nameEnd >= end ? -1 : buf.indexOf(0, nameEnd + 1);
+  return sqlEnd < 0 || sqlEnd >= end ? '' : latin1(buf, sqlEnd + 1, end);
 }
