@@ -39,7 +39,7 @@ import type { SlotLease } from './slots';
 import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
 import { leaseLimit, login, poolKey, type LoginFailed, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
-import { LeaseTimeout } from '../pool/node-pool';
+import { LeaseTimeout, type LeaseCallback } from '../pool/node-pool';
 import type { PoolMode } from '../config/pool-mode';
 import { LinkRefused } from '../core/core-host';
 import { answerSslRequest } from './tls';
@@ -643,16 +643,78 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       if (pooled && this.pinCounted) this.pinOutside(conn);
       return conn;
     } catch (e) {
-      if (e instanceof LeaseTimeout) {
-        this.log.warn({ event: 'query_wait_timeout', node_id: nodeId, pid: this.pid, user: this.user, database: this.database },
-          `query_wait_timeout: no connection to node ${nodeId} for ${this.user}/${this.database} became free within ${this.ctx.config.query_wait_timeout} s`);
-        throw new LinkRefused('53300', `query_wait_timeout: no backend connection became free within ${this.ctx.config.query_wait_timeout} s`,
-          'default_pool_size connections are all busy; raise default_pool_size (or reserve_pool_size), or query_wait_timeout');
-      }
-      this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: (e as Error).message },
-        `cannot log in to node ${nodeId}; reads go to another node, writes fail until it (or another primary) is reachable`);
+      const refused = this.leaseFailed(nodeId, e as Error);
+      if (refused !== null) throw refused;
       return null;
     }
+  }
+
+  /** Why a lease or login to `nodeId` failed, logged: the LinkRefused the request gets, or null (no connection). */
+  private leaseFailed(nodeId: number, e: Error): LinkRefused | null {
+    if (e instanceof LeaseTimeout) {
+      this.log.warn({ event: 'query_wait_timeout', node_id: nodeId, pid: this.pid, user: this.user, database: this.database },
+        `query_wait_timeout: no connection to node ${nodeId} for ${this.user}/${this.database} became free within ${this.ctx.config.query_wait_timeout} s`);
+      return new LinkRefused('53300', `query_wait_timeout: no backend connection became free within ${this.ctx.config.query_wait_timeout} s`,
+        'default_pool_size connections are all busy; raise default_pool_size (or reserve_pool_size), or query_wait_timeout');
+    }
+    this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: e.message },
+      `cannot log in to node ${nodeId}; reads go to another node, writes fail until it (or another primary) is reachable`);
+    return null;
+  }
+
+  /**
+   * Transaction pooling: openLink() for a request that waits in line for a connection, through
+   * the pool's callback (NodePool.leaseThen). Once clients outnumber default_pool_size nearly
+   * every transaction waits, and the async openLink() and lease() cost about six promises, their
+   * reactions and two closures per transaction (issue 17, item 9); here the callbacks are made
+   * once per session and node, and a wait allocates the pool's waiter only.
+   */
+  leaseLater(nodeId: number, done: (conn: BackendPort | null, refused: LinkRefused | null) => void): void {
+    const pool = this.ctx.pools.get(nodeId);
+    if (this.ctx.cluster.node(nodeId) === undefined || pool === undefined) {
+      queueMicrotask(() => done(null, null));
+      return;
+    }
+    this.leaseDone[nodeId] = done;
+    pool.leaseThen(this.leaseKey, this.creators[nodeId] ??= this.creator(nodeId), leaseLimit(this.ctx.config),
+      this.ctx.config.query_wait_timeout * 1000, this.leaseCallbacks[nodeId] ??= (conn, err) => this.leaseCame(nodeId, conn, err));
+  }
+
+  /** leaseLater()'s callbacks, per node: who waits, and the pool's callback (made once). */
+  private readonly leaseDone: (((conn: BackendPort | null, refused: LinkRefused | null) => void) | null)[] = [];
+  private readonly leaseCallbacks: (LeaseCallback<ServerConnection> | undefined)[] = [];
+  /** Transaction pooling: how a new connection to a node is opened for this session's key (made once per node). */
+  private readonly creators: ((() => Promise<ServerConnection>) | undefined)[] = [];
+
+  private creator(nodeId: number): () => Promise<ServerConnection> {
+    return () => {
+      // (read when a connection is opened: a reload may have moved the node)
+      const node = this.ctx.cluster.node(nodeId);
+      if (node === undefined) return Promise.reject(new Error(`node ${nodeId} is no longer configured`));
+      return ServerConnection.connect({
+        nodeId, host: node.host, port: node.port, user: this.user, database: this.database, params: {},
+        connectTimeoutMs: this.ctx.config.connect_timeout, authenticator: credentialAuthenticator(this.user, this.credential), key: this.leaseKey,
+        ...(this.ctx.backendTls !== undefined ? { tls: this.ctx.backendTls } : {}),
+      });
+    };
+  }
+
+  /** The pool's answer to leaseLater(), as openLink() would have made it. */
+  private leaseCame(nodeId: number, conn: ServerConnection | null, err: Error | null): void {
+    const done = this.leaseDone[nodeId]!;
+    this.leaseDone[nodeId] = null;
+    if (conn === null) {
+      done(null, this.leaseFailed(nodeId, err ?? new Error('no connection')));
+      return;
+    }
+    if (this.phase === 'closed') {
+      this.ctx.pools.get(nodeId)?.giveBack(conn, conn.clean);
+      done(null, null);
+      return;
+    }
+    conn.attach(this);
+    if (this.pinCounted) this.pinOutside(conn);
+    done(conn, null);
   }
 
   /** Gives a connection back to its node's pool (reset and reused when `reusable`). */
