@@ -436,7 +436,7 @@ export class NodePool<T extends Poolable> {
     if (q === undefined) this.waiters.set(key, (q = new WaitQueue<T>()));
     q.push(w);
     this.waiting++;
-    this.pumpKey(key, q);
+    this.pumpKey(key, q, since);
   }
 
   /**
@@ -499,7 +499,8 @@ export class NodePool<T extends Poolable> {
       this.opts.discard!(conn).then((ok) => done(ok, 'DISCARD ALL failed'), (e: Error) => done(false, `DISCARD ALL failed: ${e.message}`));
       return;
     }
-    conn.lastUsedAt = Date.now();
+    const now = Date.now(); // (one clock read per give-back: a call into V8's runtime each)
+    conn.lastUsedAt = now;
     const lim = this.limits.get(conn.key);
     if (lim !== undefined && this.keyCount(conn.key) > lim.size + lim.reserve) {
       // More than the key may keep (a relayed login opens a connection of its own): close it.
@@ -509,7 +510,7 @@ export class NodePool<T extends Poolable> {
     }
     const w = this.firstWaiter(conn.key);
     if (w !== undefined) {
-      this.grant(w, conn);
+      this.grant(w, conn, now);
       return;
     }
     this.leased.delete(conn);
@@ -572,12 +573,12 @@ export class NodePool<T extends Poolable> {
     if (next > 0) this.armDeadline(next);
   }
 
-  private grant(w: Waiter<T>, conn: T): void {
+  private grant(w: Waiter<T>, conn: T, now: number): void {
     this.leave(w);
     this.leases++;
     this.waitedLeases++;
     this.reused++;
-    this.onWaited?.((Date.now() - w.since) / 1000);
+    this.onWaited?.((now - w.since) / 1000);
     this.settle(w, conn, null);
   }
 
@@ -591,8 +592,7 @@ export class NodePool<T extends Poolable> {
    * longest, so when it may not open a connection (reserve_pool_size comes after reserveAfterMs)
    * no later waiter may either.
    */
-  private pumpKey(key: string, q: WaitQueue<T>): void {
-    const now = Date.now();
+  private pumpKey(key: string, q: WaitQueue<T>, now = Date.now()): void {
     for (let w = q.first(); w !== undefined; w = q.first()) {
       const idle = this.tryLease(key);
       if (idle !== null) {
@@ -605,7 +605,7 @@ export class NodePool<T extends Poolable> {
           this.toIdle(idle);
           break;
         }
-        this.grant(to, idle);
+        this.grant(to, idle, now);
         continue;
       }
       if (w.done) continue;
