@@ -703,18 +703,24 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private leaseCame(nodeId: number, conn: ServerConnection | null, err: Error | null): void {
     const done = this.leaseDone[nodeId]!;
     this.leaseDone[nodeId] = null;
-    if (conn === null) {
-      done(null, this.leaseFailed(nodeId, err ?? new Error('no connection')));
-      return;
+    // The boundary where a lease enters the session (the pool's microtask): a throw ends this
+    // session only, as a rejection of openLink() did.
+    try {
+      if (conn === null) {
+        done(null, this.leaseFailed(nodeId, err ?? new Error('no connection')));
+        return;
+      }
+      if (this.phase === 'closed') {
+        this.ctx.pools.get(nodeId)?.giveBack(conn, conn.clean);
+        done(null, null);
+        return;
+      }
+      conn.attach(this);
+      if (this.pinCounted) this.pinOutside(conn);
+      done(conn, null);
+    } catch (e) {
+      this.crashed(e);
     }
-    if (this.phase === 'closed') {
-      this.ctx.pools.get(nodeId)?.giveBack(conn, conn.clean);
-      done(null, null);
-      return;
-    }
-    conn.attach(this);
-    if (this.pinCounted) this.pinOutside(conn);
-    done(conn, null);
   }
 
   /** Gives a connection back to its node's pool (reset and reused when `reusable`). */
