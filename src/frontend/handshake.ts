@@ -242,8 +242,10 @@ function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease) => v
       `new connection received: host=${io.address} port=${io.port} user=${user} database=${database}`);
   }
 
-  const blocked = ctx.authGuard?.blockedFor(io.address) ?? 0;
-  if (blocked > 0 && ctx.hba !== null) {
+  // (Only pool_hba's own authentication counts failures: the client's address is not even
+  // asked for otherwise.)
+  const blocked = ctx.hba !== null ? ctx.authGuard?.blockedFor(io.address) ?? 0 : 0;
+  if (blocked > 0) {
     ctx.log.warn({ event: LogEvent.AuthFailed, user, database, host: io.address, code: '28000' },
       `login refused: too many authentication failures from ${io.address}`);
     return failed(clientErrors.tooManyAuthFailures(io.address, blocked), 'too many authentication failures');
