@@ -300,6 +300,18 @@ function withSlot(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLea
     const credential = poolPasswdCredential(ctx, user);
     return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: shape.settings };
   }
+  // Session pooling, the same (user, database) and a cached connection of its key free now (a
+  // client that connects per request, connection_cache = on): the client gets that connection at
+  // once, its ParameterStatus values and backend pid, as authenticate() would give it after a
+  // promise and a microtask.
+  if (!pooled && ctx.hba === null && ctx.trustedLogins.has(loginKey)) {
+    const conn = ctx.pools.get(primary)?.tryAcquire(shape.sessionKey) ?? null;
+    if (conn !== null) {
+      io.authenticated();
+      const credential = poolPasswdCredential(ctx, user);
+      return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn, params: conn.params, mode, base: NO_SETTINGS };
+    }
+  }
   return authenticate(io, shape, mode, lease, primary, greetingKey, greeting);
 }
 
@@ -401,7 +413,7 @@ async function authenticate(io: LoginIO, shape: LoginShape, mode: PoolMode, leas
     giveBack('client disconnected during login');
     return failed(null, 'client disconnected during login');
   }
-  let base: ReadonlyMap<string, string> = new Map();
+  let base: ReadonlyMap<string, string> = NO_SETTINGS;
   if (pooled) {
     // The client's startup parameters, applied as on a direct login: an invalid one is FATAL.
     // The connection may carry another client's settings: bring it to exactly this client's.
@@ -423,6 +435,9 @@ async function authenticate(io: LoginIO, shape: LoginShape, mode: PoolMode, leas
   if (pooled) ctx.greetings.set(greetingKey, new Map(conn.params));
   return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn, params: conn.params, mode, base };
 }
+
+/** Session pooling's `base`: no startup parameter applied as a SET (never changed by its users). */
+const NO_SETTINGS: ReadonlyMap<string, string> = new Map();
 
 /** Transaction pooling: how many connections a (node, user, database) may have. */
 export function leaseLimit(c: FrontendContext['config']): LeaseLimit {

@@ -143,8 +143,10 @@ for (const mode of ['transaction', 'session'] as const) {
       await settled();
       const p = pool();
       let taken = 0;
-      const { acquire, lease, tryLease } = p;
-      p.acquire = (...a: Parameters<typeof acquire>) => { taken++; return acquire.apply(p, a); };
+      const { acquire, tryAcquire, lease, tryLease } = p;
+      let waited = 0;
+      p.acquire = (...a: Parameters<typeof acquire>) => { taken++; waited++; return acquire.apply(p, a); };
+      p.tryAcquire = (...a: Parameters<typeof tryAcquire>) => { const c = tryAcquire.apply(p, a); if (c !== null) taken++; return c; };
       p.lease = (...a: Parameters<typeof lease>) => { taken++; return lease.apply(p, a); };
       p.tryLease = (...a: Parameters<typeof tryLease>) => { taken++; return tryLease.apply(p, a); };
       try {
@@ -157,10 +159,15 @@ for (const mode of ['transaction', 'session'] as const) {
         }
       } finally {
         p.acquire = acquire;
+        p.tryAcquire = tryAcquire;
         p.lease = lease;
         p.tryLease = tryLease;
       }
       assert.equal(taken, mode === 'session' ? LOGINS : 0, 'backend connections taken from the pool by logins alone');
+      // Session pooling: each login found its key's cached connection free (the previous one's
+      // reset was over) and took it in the read that brought its StartupMessage, without the
+      // asynchronous acquire().
+      assert.equal(waited, 0, 'logins that went through the asynchronous acquire()');
     });
   });
 }
