@@ -169,5 +169,38 @@ for (const mode of ['transaction', 'session'] as const) {
       // asynchronous acquire().
       assert.equal(waited, 0, 'logins that went through the asynchronous acquire()');
     });
+
+    if (mode === 'session') {
+      test('reset_query_list: ABORT only for a connection left inside a transaction block (as pgpool-II)', async () => {
+        await settled();
+        const sent: string[][] = [];
+        const runInternal = ServerConnection.prototype.runInternal;
+        ServerConnection.prototype.runInternal = function (this: ServerConnection, ...a: Parameters<typeof runInternal>) {
+          sent.push([...a[0]]);
+          return runInternal.apply(this, a);
+        };
+        try {
+          for (const inTx of [false, true]) {
+            const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
+            c.on('error', () => {});
+            await c.connect();
+            if (inTx) await c.query('BEGIN');
+            await c.query('SELECT 1');
+            await c.end();
+            await settled();
+          }
+        } finally {
+          ServerConnection.prototype.runInternal = runInternal;
+        }
+        assert.deepEqual(sent[0], ['DISCARD ALL'], 'reset queries of a session that left outside a transaction block');
+        // A session that left inside BEGIN: its connection is closed (not reused), or reset with ABORT.
+        assert.ok(sent.length === 1 || sent[1]![0] === 'ABORT', `reset queries of a session left inside BEGIN: ${JSON.stringify(sent[1])}`);
+        // Whatever became of it, the next session is outside any transaction.
+        const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
+        await c.connect();
+        assert.equal((await c.query('SELECT now() = statement_timestamp() AS fresh')).rows[0].fresh, true);
+        await c.end();
+      });
+    }
   });
 }
