@@ -24,7 +24,8 @@ import { FrontendCode } from '../protocol/codes';
 import { encodeAuthentication } from '../protocol/backend';
 import { decodePassword, decodeSASLInitialResponse, decodeSASLResponse } from '../protocol/frontend';
 import { md5PasswordHash, verifyMd5Response } from '../protocol/auth/md5';
-import { parseScramVerifier, scramSecret, ScramServerSession, SCRAM_DEFAULT_ITERATIONS } from '../protocol/auth/scram';
+import { parseScramVerifier, scramSecret, ScramServerSession, SCRAM_DEFAULT_ITERATIONS, type ScramSecret } from '../protocol/auth/scram';
+import { LruCache } from '../util/lru-cache';
 import { timingSafeEqual } from 'node:crypto';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
@@ -92,6 +93,25 @@ function credentialOf(entry: PoolPasswdEntry | undefined): BackendCredential {
   if (entry?.kind === 'text') return { kind: 'password', password: entry.password };
   if (entry?.kind === 'md5') return { kind: 'md5', md5: entry.md5 };
   return { kind: 'none' };
+}
+
+/**
+ * SCRAM secrets of TEXT/AES pool_passwd entries, by user and password: derived once (PBKDF2, 4096
+ * rounds, milliseconds of CPU) with a salt drawn then, and kept, as PostgreSQL keeps one
+ * verifier per role, instead of being derived again at every login (clients that connect per
+ * request). A changed password is another key; the bound keeps memory flat.
+ */
+const textSecrets = new LruCache<ScramSecret>(1024);
+
+/** The SCRAM secret a TEXT/AES pool_passwd entry stands for (see textSecrets). */
+export function textEntrySecret(user: string, password: string): ScramSecret {
+  const key = `${user}\u0000${password}`;
+  let secret = textSecrets.get(key);
+  if (secret === undefined) {
+    secret = scramSecret(password);
+    textSecrets.set(key, secret);
+  }
+  return secret;
 }
 
 /** True when `password` derives the StoredKey of a SCRAM verifier (password method against a SCRAM entry). */
@@ -195,7 +215,7 @@ export async function authenticateClient(
       case 'scram-sha-256': {
         if (entry?.kind === 'scram') return await scramExchange(io, entry.verifier, method, wrong);
         if (entry?.kind !== 'text') return fail(clientErrors.noPoolPasswd(who.user, 'scram-sha-256 authentication needs a TEXT/AES or SCRAM entry in pool_passwd'));
-        const r = await runScram(io, ScramServerSession.fromPassword(entry.password));
+        const r = await runScram(io, new ScramServerSession(textEntrySecret(who.user, entry.password)));
         if (r.kind === 'error') return fail(r.error);
         return r.kind === 'ok' ? { ok: true, method, credential: credentialOf(entry) } : wrong();
       }
