@@ -18,7 +18,7 @@
  * (see handshake.ts), and pgmaitre learns nothing it could replay.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { matchHba, type HbaRule } from '../config/hba';
+import { matchHba, rolesNeeded, type HbaRule } from '../config/hba';
 import type { PoolPasswdEntry } from '../config/pool-passwd';
 import { FrontendCode } from '../protocol/codes';
 import { encodeAuthentication } from '../protocol/backend';
@@ -128,6 +128,30 @@ async function readPassword(io: HandshakeIO): Promise<Buffer> {
   return frame;
 }
 
+/** What pool_hba.conf's lines are matched against, for `who`. */
+function hbaRequest(who: AuthRequestInfo): Parameters<typeof matchHba>[1] {
+  const extra = { ...(who.roles !== undefined ? { roles: who.roles } : {}), ...(who.replication !== undefined ? { replication: who.replication } : {}) };
+  return who.local
+    ? { conn: 'local', ssl: false, database: who.database, user: who.user, ...extra }
+    : { conn: 'host', ssl: who.ssl, address: who.address, database: who.database, user: who.user, ...extra };
+}
+
+/** Whether a pool_hba.conf has +group/samerole lines (then the roles are looked up first), by rules. */
+const needsRoles = new WeakMap<readonly HbaRule[], boolean>();
+
+/**
+ * The credential of a client that pool_hba.conf lets in without asking anything (its line is
+ * `trust`), decided at once — what authenticateClient() would answer, without its promise (a
+ * client that connects per request); null when the line asks for something, when no line
+ * matches, or when +group/samerole lines need the user's roles looked up first.
+ */
+export function trustedByHba(who: AuthRequestInfo, hba: readonly HbaRule[], poolPasswd: ReadonlyMap<string, PoolPasswdEntry>): BackendCredential | null {
+  let roles = needsRoles.get(hba);
+  if (roles === undefined) needsRoles.set(hba, (roles = rolesNeeded(hba)));
+  if (roles) return null;
+  return matchHba(hba, hbaRequest(who))?.method === 'trust' ? credentialOf(poolPasswd.get(who.user)) : null;
+}
+
 /** Authenticates a client against pool_hba.conf + pool_passwd. */
 export async function authenticateClient(
   io: HandshakeIO,
@@ -136,10 +160,7 @@ export async function authenticateClient(
   poolPasswd: ReadonlyMap<string, PoolPasswdEntry>,
   sources: SecretSources = {},
 ): Promise<ClientAuthOutcome> {
-  const extra = { ...(who.roles !== undefined ? { roles: who.roles } : {}), ...(who.replication !== undefined ? { replication: who.replication } : {}) };
-  const rule = matchHba(hba, who.local
-    ? { conn: 'local', ssl: false, database: who.database, user: who.user, ...extra }
-    : { conn: 'host', ssl: who.ssl, address: who.address, database: who.database, user: who.user, ...extra });
+  const rule = matchHba(hba, hbaRequest(who));
   const host = who.local ? '[local]' : who.address;
   if (rule === undefined) {
     return { ok: false, method: 'none', error: who.replication !== undefined

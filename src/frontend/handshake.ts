@@ -19,7 +19,7 @@ import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { LogEvent, logLine } from '../log/logger';
 import { ServerConnection } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendAuthenticator, type BackendCredential } from '../backend/backend-auth';
-import type { HandshakeIO } from './client-auth';
+import { trustedByHba, type HandshakeIO } from './client-auth';
 import { hbaLogin } from './hba-login';
 import type { FrontendContext } from './context';
 import { waitForSlot, type SlotLease } from './slots';
@@ -300,15 +300,22 @@ function withSlot(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLea
     const credential = poolPasswdCredential(ctx, user);
     return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: shape.settings };
   }
+  // enable_pool_hba = on and a `trust` line for this client: the same, decided at once.
+  const hbaTrust = ctx.hba !== null && (!pooled || greeting !== undefined)
+    ? trustedByHba({ user, database, address: io.address, ssl: io.tlsActive, local: io.unixSocket }, ctx.hba, ctx.poolPasswd) : null;
+  if (pooled && hbaTrust !== null && greeting !== undefined) {
+    io.authenticated();
+    return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential: hbaTrust, slot: lease, node: primary, conn: null, params: greeting, mode, base: shape.settings };
+  }
   // Session pooling, the same (user, database) and a cached connection of its key free now (a
   // client that connects per request, connection_cache = on): the client gets that connection at
   // once, its ParameterStatus values and backend pid, as authenticate() would give it after a
   // promise and a microtask.
-  if (!pooled && ctx.hba === null && ctx.trustedLogins.has(loginKey)) {
+  if (!pooled && (ctx.hba === null ? ctx.trustedLogins.has(loginKey) : hbaTrust !== null)) {
     const conn = ctx.pools.get(primary)?.tryAcquire(shape.sessionKey) ?? null;
     if (conn !== null) {
       io.authenticated();
-      const credential = poolPasswdCredential(ctx, user);
+      const credential = hbaTrust ?? poolPasswdCredential(ctx, user);
       return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn, params: conn.params, mode, base: NO_SETTINGS };
     }
   }
