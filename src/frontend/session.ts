@@ -60,6 +60,7 @@ type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
 
 const SSL_NO = Buffer.from('N');
+const noop = (): void => {};
 
 /** authentication_timeout of every connection, without a Node timer each (util/timeout-lists.ts). */
 const startupTimeouts = new TimeoutLists();
@@ -157,8 +158,23 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   get connectedAt(): Date {
     return new Date(this.connectedMs);
   }
-  readonly address: string;
-  readonly port: number;
+  /** The accepted socket (its peer's address is asked for when first wanted). */
+  private readonly accepted: net.Socket | RawSocket;
+  private peerAddress: string | null = null;
+  private peerPort = 0;
+  /** The client's address ('' for a Unix-domain socket). */
+  get address(): string {
+    if (this.peerAddress === null) this.askPeer();
+    return this.peerAddress!;
+  }
+  get port(): number {
+    if (this.peerAddress === null) this.askPeer();
+    return this.peerPort;
+  }
+  private askPeer(): void {
+    this.peerAddress = this.accepted.remoteAddress ?? '';
+    this.peerPort = this.accepted.remotePort ?? 0;
+  }
   user = '';
   database = '';
   applicationName = '';
@@ -184,6 +200,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private hsWaiter: ((v: { code: number; frame: Buffer } | null) => void) | null = null;
   private hsBytes = 0;
   private closing = false;
+  /** The client sent Terminate: it sends nothing more, and its socket can be closed at once. */
+  private peerDone = false;
   private closeReason = '';
   private goneResolve: (() => void) | null = null;
   private gonePromise: Promise<void> | null = null;
@@ -209,9 +227,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   constructor(socket: net.Socket | RawSocket, readonly ctx: FrontendContext) {
     this.socket = socket;
+    this.accepted = socket;
     this.framer = new Framer(ctx.config.max_message_size);
-    this.address = socket.remoteAddress ?? '';
-    this.port = socket.remotePort ?? 0;
     this.listen(socket);
     this.armStartupTimer();
   }
@@ -281,6 +298,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   onFrame(code: number, buf: Buffer, start: number, end: number): void {
     if (this.phase === 'ready') {
       if (code === FrontendCode.Terminate) {
+        this.peerDone = true;
         this.close('client sent Terminate');
         return;
       }
@@ -1004,7 +1022,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       this.hsWaiter = null;
       w(null);
     }
-    if (this.socket instanceof RawSocket) this.socket.setIdleTimeout(0, () => {});
+    const logged = wasReady && this.logFlags.disconnections;
+    if (logged) this.askPeer(); // while the socket is open
+    if (this.socket instanceof RawSocket) this.socket.setIdleTimeout(0, noop);
     else this.socket.setTimeout(0);
     this.core?.close();
     if (this.pinCounted) this.ctx.poolStats.pinnedNow--;
@@ -1014,12 +1034,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
     this.ctx.registry.delete(this);
     if (!this.socket.destroyed) {
-      this.socket.end();
+      if (this.socket instanceof RawSocket) this.socket.end(undefined, this.peerDone);
+      else this.socket.end();
       // Paused (backpressure, a login waiting, a request blocked) it would never see the client's
       // EOF, and the socket would stay open, holding pgmaitre's stop.
       this.socket.resume();
     }
-    if (wasReady && this.logFlags.disconnections) {
+    if (logged) {
       const secs = (Date.now() - this.connectedMs) / 1000;
       logLine(this.log, { event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,
         host: this.address, port: this.port, session_time: secs, reason },

@@ -254,6 +254,14 @@ export class NodePool<T extends Poolable> {
     }
   }
 
+  /**
+   * Session pooling: an idle (cached) connection of `key`, now lent, at once; null when there is
+   * none (then acquire(), which also waits for one being reset or opens one).
+   */
+  tryAcquire(key: string): T | null {
+    return this.closed ? null : this.takeIdle(key);
+  }
+
   /** Takes in a connection opened outside the pool (a relayed login) as a lease. */
   adopt(conn: T): void {
     this.created++;
