@@ -111,6 +111,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private blocked = 0;
   /** The session has ended. */
   closed = false;
+  /**
+   * The client left (its EOF, Terminate) with requests it had sent whole: they run to their end
+   * first (see leave), then this ends the session. Null otherwise.
+   */
+  private leaving: (() => void) | null = null;
   /** The transaction saw an error (a COMMIT will roll it back). */
   txFailed = false;
   /** Node where SETs of the current transaction were staged. */
@@ -269,7 +274,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
 
   /** One complete client frame (the framer's FrameSink). Terminate is the session's business. */
   onFrame(code: number, buf: Buffer, start: number, end: number): void {
-    if (this.closed) return;
+    if (this.closed || this.leaving !== null) return;
     if (this.copyTarget !== null && this.rCount === 0 && (code === FrontendCode.CopyData || code === FrontendCode.CopyDone
       || code === FrontendCode.CopyFail || code === FrontendCode.Sync || code === FrontendCode.Flush)) {
       // COPY IN streams straight to its backend (Sync and Flush are ignored by it meanwhile).
@@ -396,6 +401,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.flush();
     releaseIdle(this);
     this.pacing();
+    if (this.leaving !== null && this.driving === 0 && !this.unfinished()) {
+      const done = this.leaving;
+      this.leaving = null;
+      done();
+    }
   }
 
   /** Handles the request at the head of the queue; false when it must wait. */
@@ -908,7 +918,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.host.observeLatency(node, (performance.now() - link.busySince) / 1000);
       link.busySince = 0;
     }
-    if (completed > 0 || link.owed === 0) this.drive();
+    if (completed > 0 || link.owed === 0 || this.leaving !== null) this.drive();
   }
 
   /** Applies what the completed expects of `link` mean. */
@@ -1085,8 +1095,49 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     else if (this.queue.length > 0 && !this.queue[0]!.copyOnly) this.cancelHead = this.queue[0]!;
   }
 
+  /**
+   * The client is gone (its EOF, Terminate, a socket error). PostgreSQL runs every complete
+   * message it read before the EOF, and commits what a Query or Sync there commits (seed 70118:
+   * a Query that ends an unsynced Flush pipeline's implicit transaction); only then does it see
+   * the EOF, which rolls back a transaction block left open. So the requests the client sent
+   * whole, up to its last Sync or Query (or CopyDone), still run here (waiting for their lease if
+   * they must), their answers going nowhere; what follows them, which the EOF would roll back,
+   * is dropped. True when something is left to run: `done` is called once it has been answered
+   * (then close()); false: close() now.
+   */
+  leave(done: () => void): boolean {
+    if (this.closed) return false;
+    if (this.leaving !== null) return true;
+    for (let i = 0; i < this.rCount; i++) this.rBuf[i] = undefined as unknown as Buffer;
+    this.rCount = 0;
+    this.rBytes = 0;
+    this.rCompletions = 0;
+    let keep = this.queue.length;
+    while (keep > 0 && !endsWhole(this.queue[keep - 1]!)) keep--;
+    for (let i = keep; i < this.queue.length; i++) {
+      const r = this.queue[i]!;
+      this.queuedBytes -= r.data.length;
+      if (this.parked === r) this.parked = null;
+      if (this.cancelHead === r) this.cancelHead = null;
+      releaseRequest(r);
+    }
+    this.queue.length = keep;
+    if (!this.unfinished()) return false;
+    this.leaving = done;
+    return true;
+  }
+
+  /** The client left and something it sent whole is still to run or to be answered (see leave). */
+  private unfinished(): boolean {
+    if (this.copyTarget !== null || this.closed) return false; // COPY IN with no client: aborted, as at EOF
+    if (this.queue.length > 0) return true;
+    for (const l of this.connected()) if (l.syncOwed > 0 && l.clientOwed > 0) return true;
+    return false;
+  }
+
   /** The session ends (client gone, shutdown, FATAL): every lease ends (lease-end.ts: endLeases). */
   close(): void {
+    this.leaving = null;
     endLeases(this);
     this.closed = true;
     this.parked = null;
@@ -1104,6 +1155,16 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   backends(): BackendPort[] {
     return [...this.connected()].map((l) => l.conn!);
   }
+}
+
+/** A request that ends with a Sync, a Query or a COPY's end: what it does may commit (SessionCore.leave). */
+function endsWhole(req: Request): boolean {
+  if (req.term !== Term.None) return true;
+  if (!req.copyOnly) return false;
+  const d = req.data;
+  let last = 0;
+  for (let pos = 0; pos + 5 <= d.length; pos += 1 + d.readUInt32BE(pos + 1)) last = d[pos]!;
+  return last === FrontendCode.CopyDone || last === FrontendCode.CopyFail;
 }
 
 /** The first message of `data` is refused with 25P02 in an aborted transaction (see SessionCore.frontRefused). */

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { withCluster } from '../harness/cluster';
 import { startInProcess, eventually, type InProcess } from '../harness/in-process';
 import { RawClient } from '../harness/raw-client';
-import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
+import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync, encodeTerminate } from '../../src/protocol/frontend';
 import { fuzzConfig } from '../fuzz/txpool/differential';
 import { normalise, sendCancel } from '../fuzz/txpool/runner';
 import net from 'node:net';
@@ -805,6 +805,42 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(b, "SET application_name = 'fz_app'"), ['C SET', 'S application_name=fz_app', 'Z I']);
     assert.deepEqual(await sql(b, 'DISCARD ALL'), ['C DISCARD ALL', 'S application_name=fz_login', 'Z I']);
     a.close(); b.close();
+  });
+  test('70118: what a client sent whole before it left still runs, as PostgreSQL runs a complete message read before EOF', async () => {
+    await adminValue('DROP TABLE IF EXISTS fz_r70118; CREATE TABLE fz_r70118 (v int); SELECT 1');
+    const count = (v: number): Promise<string> => adminValue(`SELECT count(*) FROM fz_r70118 WHERE v = ${v}`);
+    const landed = (v: number, what: string): Promise<void> => eventually(async () => (await count(v)) === '1', what, 15_000);
+    // in flight: an unsynced Flush pipeline's INSERT, then a Query (it commits the implicit
+    // transaction) sent just before the close; pgmaitre cancelled it and closed the connection
+    const a = await open();
+    a.send(encodeParse('', 'INSERT INTO fz_r70118 VALUES ($1::int)'), encodeBind('', '', ['1']), encodeExecute(''), encodeFlush());
+    assert.deepEqual([await a.next(30_000), await a.next(30_000), await a.next(30_000)].map(normalise), ['1', '2', 'C INSERT 0 1']);
+    a.send(encodeQuery('SELECT pg_sleep(0.5)'));
+    a.close();
+    await landed(1, 'the Flush pipeline INSERT, committed by the Query sent before the close');
+    // waiting for the lease another client holds (default_pool_size 1): the request was dropped
+    const b = await open();
+    assert.deepEqual(await sql(b, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(b, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z T']);
+    const c = await open();
+    c.send(encodeQuery('INSERT INTO fz_r70118 VALUES (2)'));
+    c.close();
+    const d = await open();
+    d.send(encodeQuery('INSERT INTO fz_r70118 VALUES (3)'), encodeTerminate(), encodeQuery('INSERT INTO fz_r70118 VALUES (33)'));
+    // in a transaction block that the close rolls back: nothing of it stays
+    const e = await open();
+    e.send(encodeQuery('BEGIN; INSERT INTO fz_r70118 VALUES (4)'), encodeQuery('INSERT INTO fz_r70118 VALUES (5)'));
+    e.close();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(await sql(b, 'COMMIT'), ['C COMMIT', 'Z I']);
+    await landed(2, 'a Query sent whole before the close, while another client held the only connection');
+    await landed(3, 'a Query sent before Terminate');
+    await d.waitClosed(15_000);
+    b.close();
+    await closeAndWait(e);
+    assert.equal(await count(33), '0', 'nothing after Terminate runs');
+    assert.equal(await adminValue('SELECT count(*) FROM fz_r70118 WHERE v IN (4, 5)'), '0', 'a transaction block left open is rolled back');
+    await adminValue('DROP TABLE fz_r70118; SELECT 1');
   });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
