@@ -108,8 +108,10 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
     const cls = plan.classes[i++]!;
     dispatched(s, cls, p.sql, tok);
     if (s.host.pooling !== 'session' && p.name !== '') {
-      // Refused by the server (42P05: redefined without Close): the old definition stays.
-      if (s.dupRefused.has(p.name)) continue;
+      // Refused by the server (42P05: redefined without Close): the old definition stays. (Not
+      // a Parse of that name after a Close of it: it was sent under a server name of its own,
+      // tentative there until the request is answered; seed 70077.)
+      if (s.dupRefused.has(p.name) && closeBetween(req.data, p.name, 0, p.start) < 0) continue;
       const before = seenHere?.get(p.name);
       const prev = s.statements.protocol.get(p.name);
       if (before !== undefined || prev !== undefined) {

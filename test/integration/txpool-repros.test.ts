@@ -842,6 +842,19 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.equal(await adminValue('SELECT count(*) FROM fz_r70118 WHERE v IN (4, 5)'), '0', 'a transaction block left open is rolled back');
     await adminValue('DROP TABLE fz_r70118; SELECT 1');
   });
+  test('70077: a refused duplicate Parse, then Close and Parse of that name: the new statement is not left on the connection as if it existed', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('fz77', 'SELECT 1 AS one'), encodeSync()), ['1', 'Z I']);
+    // 42P05 at the second Parse: the server skips the Close and the third Parse (it defines nothing)
+    assert.deepEqual(await ask(a, encodeParse('fz77', 'SELECT 2 AS two'), encodeClose('S', 'fz77'), encodeParse('fz77', 'SELECT 77 AS v'),
+      encodeBind('', 'fz77'), encodeExecute(''), encodeSync()), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'fz77'), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I'], 'the first definition stands');
+    // another client parses the text the skipped Parse had: the shared connection must not pass for having it
+    assert.deepEqual(await ask(b, encodeParse('s1', 'SELECT 77 AS v'), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["77"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
