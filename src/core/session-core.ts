@@ -698,33 +698,51 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    */
   private execute(req: Request, info: RequestInfo, plan: Plan, link: Link): void {
     if (this.host.pooling !== 'session' && link.txStatus === TxStatus.Failed && link.syncOwed === 0
-      && req.pooledData === null && req.pooledPrepare === null && req.data[0] === FrontendCode.Close) {
-      const [cut, closes] = leadingCloses(req.data);
-      if (cut < req.data.length) {
-        const head = newRequest();
-        head.data = req.data.subarray(0, cut);
-        head.completions = closes;
-        head.term = Term.None;
-        head.flush = false;
-        head.copyOnly = false;
-        const retryable = plan.retryable;
-        plan.retryable = false; // (a part is never run again elsewhere)
-        this.executePart(head, info.read(head.data), plan, link);
-        plan.retryable = retryable;
-        req.data = req.data.subarray(cut);
-        req.completions -= closes;
-        info.read(req.data);
+      && req.pooledData === null && req.pooledPrepare === null) {
+      if (req.data[0] === FrontendCode.Close) {
+        const [cut, closes] = leadingCloses(req.data);
+        if (cut < req.data.length) this.executeHead(req, info, plan, link, cut, closes);
+      }
+      // An Execute there runs only a transaction-exit statement (a Bind of anything else is
+      // refused): what follows it is sent as a part of its own, whose re-parses go after it, where
+      // the transaction may be over (ROLLBACK, COMMIT, ROLLBACK TO), not ahead of the whole
+      // request, where they would be refused 25P02.
+      const [cut, completions] = afterFirstExecute(req.data);
+      if (cut > 0) {
+        this.executeHead(req, info, plan, link, cut, completions);
+        this.exitSent = true;
       }
     }
     this.executePart(req, info, plan, link);
+    this.exitSent = false;
   }
+
+  /** Sends the first `cut` bytes of `req` (`completions` messages) as a part of their own (see execute). */
+  private executeHead(req: Request, info: RequestInfo, plan: Plan, link: Link, cut: number, completions: number): void {
+    const head = newRequest();
+    head.data = req.data.subarray(0, cut);
+    head.completions = completions;
+    head.term = Term.None;
+    head.flush = false;
+    head.copyOnly = false;
+    const retryable = plan.retryable;
+    plan.retryable = false; // (a part is never run again elsewhere)
+    this.executePart(head, info.read(head.data), plan, link);
+    plan.retryable = retryable;
+    req.data = req.data.subarray(cut);
+    req.completions -= completions;
+    info.read(req.data);
+  }
+
+  /** The part being sent follows an Execute in a known aborted transaction (execute): the transaction may be over. */
+  private exitSent = false;
 
   private executePart(req: Request, info: RequestInfo, plan: Plan, link: Link): void {
     const node = plan.node;
     const primary = this.host.cluster.primaryId();
     const pooled = this.host.pooling !== 'session';
     if (pooled) {
-      this.abortedTx = link.txStatus === TxStatus.Failed && link.syncOwed === 0 ? 'known'
+      this.abortedTx = this.exitSent ? 'maybe' : link.txStatus === TxStatus.Failed && link.syncOwed === 0 ? 'known'
         : link.syncOwed > 0 && !link.unsynced && (link.txStatus !== TxStatus.Idle || this.route.inTransaction) ? 'maybe' : '';
       this.frontRefused = this.abortedTx === 'known' && frontRefusedWhenAborted(req.data, this.statements);
       this.abortedSure = this.abortedTx === 'known' && failsFirstWhenAborted(req.data, this.statements);
@@ -1194,6 +1212,28 @@ function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean 
 }
 
 /** Where the Close frames `data` begins with end, and how many they are. */
+/**
+ * The end of the first Execute of `data` and the completion messages up to it, when a Bind,
+ * Describe or Parse follows it ([0, 0] otherwise). See SessionCore.execute.
+ */
+function afterFirstExecute(data: Buffer): [number, number] {
+  let pos = 0;
+  let n = 0;
+  while (pos + 5 <= data.length) {
+    const code = data[pos]!;
+    pos += 1 + data.readUInt32BE(pos + 1);
+    if (code === FrontendCode.Parse || code === FrontendCode.Bind || code === FrontendCode.Describe || code === FrontendCode.Close) n++;
+    if (code !== FrontendCode.Execute) continue;
+    n++;
+    for (let p = pos; p + 5 <= data.length; p += 1 + data.readUInt32BE(p + 1)) {
+      const c = data[p]!;
+      if (c === FrontendCode.Parse || c === FrontendCode.Bind || c === FrontendCode.Describe) return [pos, n];
+    }
+    return [0, 0];
+  }
+  return [0, 0];
+}
+
 function leadingCloses(data: Buffer): [number, number] {
   let pos = 0;
   let n = 0;

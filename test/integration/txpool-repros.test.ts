@@ -855,6 +855,27 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['1', '2', 'D ["77"]', 'C SELECT 1', 'Z I']);
     a.close(); b.close();
   });
+  test('aborted transaction: what PostgreSQL still accepts there (a Parse/Bind of COMMIT or ROLLBACK, a Describe of a portal without rows) before a statement the connection lacks', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s1', 'SELECT 1 AS one'), encodeSync()), ['1', 'Z I']);
+    // another client's session ends with state on the only connection: it is reset (DISCARD ALL), s1 is gone there
+    const b = await open();
+    await sql(b, 'SELECT pg_advisory_lock(4711)');
+    await closeAndWait(b);
+    assert.deepEqual(await sql(a, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    // a portal of COMMIT, described (NoData), then s1 bound: refused there, after the answers before it
+    assert.deepEqual(await ask(a, encodeParse('', 'COMMIT'), encodeBind('p9', ''), encodeDescribe('P', 'p9'), encodeClose('P', 'p9'), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'n', '3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    // ROLLBACK run through the extended protocol ends the transaction: s1 then runs
+    assert.deepEqual(await ask(a, encodeParse('', 'ROLLBACK'), encodeBind('', ''), encodeExecute(''), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'C ROLLBACK', '2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await ask(a, encodeParse('', 'ROLLBACK'), encodeBind('', ''), encodeExecute(''), encodeDescribe('S', 's1'), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'C ROLLBACK', 't 0000', 'T one:23:0', '2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
