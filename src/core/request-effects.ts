@@ -141,7 +141,7 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
     s.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
     // (A named definition is a new entry: its failure drops that entry only, and marks it gone,
     // so that no restore of a Close brings it back; seed 31086.)
-    if (def !== null && p.name !== '') def.st = s.statements.protocol.get(p.name);
+    if (def !== null) def.st = s.statements.protocol.get(p.name);
     if (p.name !== '' && s.host.pooling !== 'session') {
       // Only the Parses that reached the server are tentative there (names() began them).
       const server = serverNameOf(s, p.name)!;
@@ -306,15 +306,26 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
   const failed = Link.failIndex(e);
   if (t.defined !== null && (e.errored || e.skipped)) {
     // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
+    // The unnamed statement is then the last one parsed before the error, if any (seed 92068).
+    let unnamed: ProtocolStatement | undefined;
+    let unnamedFailed = false;
     for (const d of t.defined) {
-      if (!(failed <= d.index)) continue;
-      if (d.st === undefined) {
-        s.statements.protocol.delete(d.name);
+      if (!(failed <= d.index)) {
+        if (d.name === '') unnamed = d.st;
+        continue;
+      }
+      if (d.name === '' || d.st === undefined) {
+        unnamedFailed ||= d.name === '';
+        if (d.name !== '') s.statements.protocol.delete(d.name);
         continue;
       }
       // (Only if it is still this request's definition: a later request may have redefined the name.)
       d.st.gone = true;
       if (s.statements.protocol.get(d.name) === d.st) s.statements.protocol.delete(d.name);
+    }
+    if (unnamedFailed) {
+      if (unnamed !== undefined) s.statements.protocol.set('', unnamed);
+      else s.statements.protocol.delete('');
     }
   }
   if (t.closed !== null && (e.errored || e.skipped)) {

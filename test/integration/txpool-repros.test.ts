@@ -876,6 +876,16 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
       ['1', '2', 'C ROLLBACK', 't 0000', 'T one:23:0', '2', 'D ["1"]', 'C SELECT 1', 'Z I']);
     a.close();
   });
+  test('92068: two unnamed Parses in a request that fails between them: the first one stands', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('', 'SELECT 1 AS one'), encodeBind('', '', ['2']), encodeExecute(''), encodeParse('', 'SELECT 2 AS two'), encodeSync()),
+      ['1', 'E ERROR 08P01 bind message supplies 1 parameters, but prepared statement "<name>" requires 0', 'Z I']);
+    // another client's unnamed statement on the shared connection
+    assert.deepEqual(await ask(b, encodeParse('', "SELECT 'b' AS b"), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
