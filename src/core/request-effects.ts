@@ -22,7 +22,7 @@ import { LogEvent } from '../log/logger';
 import { ExpectKind, Link, Term, type Expect } from './link';
 import type { Request, RequestInfo } from './request';
 import type { Plan } from './planner';
-import type { ProtocolStatement } from './statements';
+import type { ProtocolStatement, SqlStatement } from './statements';
 import type { SessionState } from './session-state';
 import type { ReadYourWrites } from './read-your-writes';
 import { userFunction, type Pins } from './tx-pooling';
@@ -77,6 +77,8 @@ export interface Token {
   defined: { name: string; index: number; st?: ProtocolStatement }[] | null;
   /** Transaction pooling: client statements this request closes (they stay if the Close failed or was skipped). */
   closed: { name: string; st: ProtocolStatement; index: number }[] | null;
+  /** The session's statements before a single DISCARD ALL / DEALLOCATE removed them (restored if it fails). */
+  undo: { protocol: Map<string, ProtocolStatement>; sql: Map<string, SqlStatement> } | null;
   /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
   clears: 'all' | 'statements' | null;
 }
@@ -170,7 +172,16 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
       if (other !== node) s.links[other]?.cleanup.push({ buf: Buffer.concat([encodeClose('S', name), SYNC]), completions: 1, term: Term.Sync });
     }
   }
-  if (plan.effects !== null) effectsSent(s, plan.effects, node, tok, req.pooledRenamed);
+  if (plan.effects !== null) {
+    // A single DISCARD ALL or DEALLOCATE that the server refuses (25P02 in an aborted transaction,
+    // 26000) removes nothing: what it removed here comes back then (seed 93047). (Among other
+    // statements of a query, whether it ran is not known: it is taken as done.)
+    const e = plan.effects.length === 1 && info.queries.length === 1 && plan.classes.length === 1 ? plan.effects[0]! : null;
+    if (e !== null && (e.kind === 'deallocate' || (e.kind === 'discard' && e.what === 'all'))) {
+      tok().undo = { protocol: new Map(s.statements.protocol), sql: new Map(s.statements.sql) };
+    }
+    effectsSent(s, plan.effects, node, tok, req.pooledRenamed);
+  }
   return token;
 }
 
@@ -343,6 +354,10 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
     if (t.clears === 'all') s.pins.discarded();
   }
   if (e.errored || e.skipped) {
+    if (t.undo !== null) {
+      for (const [name, st] of t.undo.protocol) if (!s.statements.protocol.has(name)) s.statements.protocol.set(name, st);
+      for (const [name, st] of t.undo.sql) if (!s.statements.sql.has(name)) s.statements.sql.set(name, st);
+    }
     for (const name of t.prepared ?? []) s.statements.sql.delete(name);
     if (t.effects !== null) stageImmediate(s, t.effects);
     return;
@@ -469,7 +484,7 @@ function lastParseAfterClose(data: Buffer, name: string): boolean {
 }
 
 export function newToken(): Token {
-  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null };
+  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null, undo: null };
 }
 
 /** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */

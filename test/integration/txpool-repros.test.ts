@@ -886,6 +886,21 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
     a.close(); b.close();
   });
+  test('93047: a DISCARD ALL refused in an aborted transaction (25P02) discards nothing', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('s1', 'SELECT 1 AS one'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await sql(a, 'PREPARE fz_p93 AS SELECT 93 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(a, 'BEGIN; SELECT 1/0; COMMIT'), ['C BEGIN', 'E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await sql(a, 'DISCARD ALL'), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('p1', 's1'), encodeExecute('p1'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E'], 's1 is still there (26000 if not)');
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await sql(b, 'SELECT 2 AS two'), ['T two:23:0', 'D ["2"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's1'), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, 'EXECUTE fz_p93'), ['T v:23:0', 'D ["93"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
