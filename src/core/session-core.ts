@@ -821,6 +821,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (req.term !== Term.None) link.endSequence(ends, req.term === Term.Query);
     else if (info.extended || req.flush) link.openSequence();
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
+    if (plan.lasting) link.lasting = true;
     this.lastNode = node;
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
     this.dupParses = null;
@@ -945,6 +946,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     for (const e of link.done) {
       switch (e.kind) {
         case ExpectKind.Client:
+          if (e.status === TxStatus.Idle && link.owed === 0 && !link.unsynced) link.lasting = false;
           if (e.splitLast !== null && e.errored && e.splitLast.failedAtOrig < 0) e.splitLast.failedAtOrig = e.splitOffset + e.failedAt;
           if (e.token !== null) completed(this, link, e, e.token as Token);
           if (this.cache !== null) cacheSettled(this, link, e);
@@ -1120,8 +1122,10 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * the EOF, which rolls back a transaction block left open. So the requests the client sent
    * whole, up to its last Sync or Query (or CopyDone), still run here (waiting for their lease if
    * they must), their answers going nowhere; what follows them, which the EOF would roll back,
-   * is dropped. True when something is left to run: `done` is called once it has been answered
-   * (then close()); false: close() now.
+   * is dropped. Only reads in flight (nothing that may leave anything at commit since the link
+   * was last at rest: Link.lasting) are cancelled as before, which frees a shared connection at
+   * once and changes nothing anyone can see. True when something is left to run: `done` is
+   * called once it has been answered (then close()); false: close() now.
    */
   leave(done: () => void): boolean {
     if (this.closed) return false;
@@ -1149,7 +1153,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private unfinished(): boolean {
     if (this.copyTarget !== null || this.closed) return false; // COPY IN with no client: aborted, as at EOF
     if (this.queue.length > 0) return true;
-    for (const l of this.connected()) if (l.syncOwed > 0 && l.clientOwed > 0) return true;
+    for (const l of this.connected()) if (l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
     return false;
   }
 

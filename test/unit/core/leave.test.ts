@@ -65,6 +65,14 @@ describe('a client that leaves with requests sent whole (70118)', () => {
     assert.deepEqual(f.host.closed.map((c) => c.reusable), [false], 'closed: a sequence left open');
   });
 
+  test('only a read in flight (nothing it could leave): cancelled as before, the session ends at once', async () => {
+    const idle = [new FakeConn(0, 904)];
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, idle });
+    f.send(Q('SELECT pg_sleep(30)'));
+    await f.settle();
+    assert.equal(f.core.leave(() => assert.fail('not called')), false);
+  });
+
   test('nothing sent whole to finish: the session ends at once (leave answers false)', async () => {
     const idle = [new FakeConn(0, 903)];
     const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, idle });
