@@ -143,7 +143,10 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
     s.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
     // (A named definition is a new entry: its failure drops that entry only, and marks it gone,
     // so that no restore of a Close brings it back; seed 31086.)
-    if (def !== null) def.st = s.statements.protocol.get(p.name);
+    if (def !== null) {
+      def.st = s.statements.protocol.get(p.name);
+      if (p.name !== '' && def.st !== undefined) def.st.tentative = true;
+    }
     if (p.name !== '' && s.host.pooling !== 'session') {
       // Only the Parses that reached the server are tentative there (names() began them).
       const server = serverNameOf(s, p.name)!;
@@ -315,6 +318,7 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
   }
   // Index in the whole request of the message that failed (-1: the request was skipped).
   const failed = Link.failIndex(e);
+  if (t.defined !== null && !e.errored && !e.skipped) for (const d of t.defined) if (d.st !== undefined) d.st.tentative = false;
   if (t.defined !== null && (e.errored || e.skipped)) {
     // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
     // The unnamed statement is then the last one parsed before the error, if any (seed 92068).
@@ -322,6 +326,7 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
     let unnamedFailed = false;
     for (const d of t.defined) {
       if (!(failed <= d.index)) {
+        if (d.st !== undefined) d.st.tentative = false;
         if (d.name === '') unnamed = d.st;
         continue;
       }
@@ -343,7 +348,10 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
     // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
     for (const d of t.closed) {
       // (Not a definition that itself failed meanwhile: a tentative one of an earlier request, seed 31086.)
-      if (!(failed <= d.index) || s.statements.protocol.has(d.name) || d.st.gone === true) continue;
+      // (Over a definition of a later request not answered yet, pipelined while the server skipped:
+      // it is skipped too, or refused, as the name still exists; seed 94080.)
+      const cur = s.statements.protocol.get(d.name);
+      if (!(failed <= d.index) || (cur !== undefined && (d.name === '' || cur.tentative !== true)) || d.st.gone === true) continue;
       // ...unless what it was to close is what a failed Parse of this request defined: nothing to keep.
       if (t.defined?.some((p) => p.name === d.name && p.index < d.index && failed <= p.index) === true) continue;
       s.statements.protocol.set(d.name, d.st);

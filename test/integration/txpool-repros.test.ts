@@ -901,6 +901,43 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(a, 'EXECUTE fz_p93'), ['T v:23:0', 'D ["93"]', 'C SELECT 1', 'Z I']);
     a.close(); b.close();
   });
+  test('94093: DEALLOCATE of a renamed statement after the session was pinned (SET inside DO) deallocates it', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await sql(a, 'PREPARE fz_p94(int) AS SELECT $1 * 10 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('fz_s94', 'SELECT 94 AS v'), encodeSync()), ['1', 'Z I']);
+    // SET inside a DO block: pgmaitre cannot follow it, the session keeps its connection (names then go as written)
+    assert.deepEqual(await sql(a, 'DO $$BEGIN SET search_path = public; END$$'), ['C DO', 'Z I']);
+    assert.deepEqual(await sql(b, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, '/* app */ DEALLOCATE PREPARE fz_p94'), ['C DEALLOCATE', 'Z I']);
+    assert.deepEqual(await sql(a, 'DEALLOCATE fz_s94'), ['C DEALLOCATE', 'Z I'], 'a protocol statement, by its name');
+    assert.deepEqual(await sql(a, 'EXECUTE fz_p94(1)'), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'fz_s94'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    assert.deepEqual(await sql(a, 'PREPARE fz_p94(int) AS SELECT $1 * 100 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(a, 'EXECUTE fz_p94(2)'), ['T v:23:0', 'D ["200"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
+  test('94080: a statement closed in a request the server skipped (after a refused duplicate Parse) is still the client\'s', async () => {
+    await adminValue('DROP TABLE IF EXISTS fz_r94080; CREATE TABLE fz_r94080 (v int); SELECT 1');
+    const a = await open();
+    const b = await open();
+    const untilError = async (): Promise<string[]> => {
+      const out: string[] = [];
+      for (;;) { const m = await a.next(30_000); out.push(normalise(m)); if (m.type === 'E') return out; }
+    };
+    a.send(encodeParse('s1', 'INSERT INTO fz_r94080 VALUES ($1::int)'), encodeDescribe('S', 's1'), encodeBind('p1', 's1', ['1']), encodeDescribe('P', 'p1'),
+      encodeExecute('p1'), encodeClose('P', 'p1'), encodeParse('s1', 'SELECT 10 / $1::int AS q'), encodeBind('', 's1', ['2']), encodeExecute(''), encodeFlush());
+    assert.deepEqual((await untilError()).slice(-2), ['3', 'E ERROR 42P05 prepared statement "<name>" already exists']);
+    // skipped by the server (no answer), up to the Sync below: the Close of s1 closes nothing
+    a.send(encodeParse('fz_stmt', 'SELECT $1::int + 1 AS n'), encodeClose('S', 'fz_stmt'), encodeParse('s1', "SELECT current_setting('search_path') AS p"),
+      encodeDescribe('S', 's1'), encodeClose('S', 's1'), encodeFlush());
+    assert.deepEqual(await ask(a, encodeParse('s1', "SELECT $1::text || 'x' AS s"), encodeBind('p1', 's1', ['1']), encodeExecute('p1'), encodeSync()), ['Z I']);
+    assert.deepEqual(await sql(b, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s1', 'SELECT 2 AS two'), encodeSync()), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's1', ['5']), encodeExecute(''), encodeSync()), ['2', 'C INSERT 0 1', 'Z I']);
+    a.close(); b.close();
+    await adminValue('DROP TABLE fz_r94080; SELECT 1');
+  });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';
     if (!isExecutable(python) || (await exec(python, ['-c', 'import psycopg2'])).code !== 0) {
