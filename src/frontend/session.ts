@@ -237,15 +237,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     if (socket instanceof RawSocket) {
       socket.onRead = (chunk) => this.onData(chunk);
       socket.onDrain = () => this.core?.guard(() => this.core!.onClientDrain());
-      socket.onEnd = (reason) => this.close(reason ?? 'client disconnected');
+      socket.onEnd = (reason) => this.clientLeft(reason ?? 'client disconnected');
       socket.start();
       return;
     }
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.core?.guard(() => this.core!.onClientDrain()));
-    socket.on('error', (e: NodeJS.ErrnoException) => this.close(`client socket error: ${e.code ?? e.message}`));
-    socket.on('close', () => this.close('client disconnected'));
+    socket.on('error', (e: NodeJS.ErrnoException) => this.clientLeft(`client socket error: ${e.code ?? e.message}`));
+    socket.on('close', () => this.clientLeft('client disconnected'));
   }
 
   // ---- input ------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     if (this.phase === 'ready') {
       if (code === FrontendCode.Terminate) {
         this.peerDone = true;
-        this.close('client sent Terminate');
+        this.clientLeft('client sent Terminate');
         return;
       }
       if (this.logFlags.statement || this.logFlags.clientMessages) this.logFrame(code, buf, start, end);
@@ -1006,6 +1006,28 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   terminate(): void {
     this.fatal(clientErrors.shuttingDown());
   }
+
+  /**
+   * The client is gone (its EOF, Terminate, a socket error). What it sent whole still runs, as
+   * PostgreSQL runs every complete message it read before the EOF (SessionCore.leave): the
+   * session (its slot, its place in the registry: a cancel still finds it) ends once that is
+   * answered; until then its answers are written to a socket that drops them.
+   */
+  private clientLeft(reason: string): void {
+    if (this.leaving || this.closing) return;
+    const core = this.core;
+    if (this.phase === 'ready' && core !== null) {
+      let waits = false;
+      core.guard(() => { waits = core.leave(() => this.close(reason)); });
+      if (waits) {
+        this.leaving = true;
+        return;
+      }
+    }
+    this.close(reason);
+  }
+
+  private leaving = false;
 
   /** Ends the session: the core gives its backend connections back, the slot is freed. */
   close(reason: string): void {
