@@ -951,7 +951,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       (this.held ??= []).push(Buffer.from(buf.subarray(start, end)));
       return;
     }
-    if (!this.client.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) && !this.clientFull) {
+    if (!this.client.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) && !this.clientFull
+      && this.leaving === null) {
       this.clientFull = true;
       for (const l of this.connected()) l.conn!.pause();
     }
@@ -1203,6 +1204,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.queue.length = keep;
     if (!this.unfinished()) return false;
     this.leaving = done;
+    // Its socket is gone: no drain will come, and a backend paused for it would never be read,
+    // its answer never end, its lease never end (95064). What comes now is written on, unpaced.
+    this.onClientDrain();
     return true;
   }
 

@@ -81,3 +81,120 @@ describe('a client that leaves with requests sent whole (70118)', () => {
     assert.equal(f.core.leave(() => assert.fail('not called')), false, 'an unsynced pipeline: the EOF rolls it back');
   });
 });
+
+describe('a client that leaves: its leases always end (95064)', () => {
+  const leaving = async (o: { clientFull?: boolean } = {}) => {
+    const idle = [new FakeConn(0, 910)];
+    const conn = idle[0]!;
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, idle });
+    f.clientFull = o.clientFull === true;
+    let left = false;
+    const leave = (): boolean => f.core.leave(() => { left = true; f.core.close(); });
+    return { f, conn, leave, left: () => left };
+  };
+
+  test('an answer with an error in a transaction block left open: the lease ends (closed) once answered', async () => {
+    const { f, conn, leave, left } = await leaving();
+    f.send(Q('BEGIN'));
+    await f.settle();
+    f.send(Q('INSERT INTO nope VALUES (1)'));
+    await f.settle();
+    assert.match(conn.take().toString('latin1'), /BEGIN.*INSERT/s, 'the BEGIN (deferred) goes with it');
+    assert.equal(leave(), true);
+    f.answer(0, Buffer.concat([C('BEGIN'), Z('T'), msg('E', u8('S'), cstr('ERROR'), u8('C'), cstr('42P01'), u8('M'), cstr('no'), u8('')), Z('E')]));
+    await f.settle();
+    assert.equal(left(), true);
+    assert.equal(f.host.closed.length, 1, 'the lease ended');
+    assert.equal(f.host.closed[0]!.reusable, false, 'a transaction left open: closed');
+  });
+
+  test('a transaction block left open by what ran after the leave: the lease ends', async () => {
+    const { f, conn, leave, left } = await leaving();
+    f.send(Q('BEGIN'), Q('INSERT INTO t VALUES (1)'));
+    await f.settle();
+    assert.equal(leave(), true);
+    f.answer(0, Buffer.concat([C('BEGIN'), Z('T')]));
+    await f.settle();
+    assert.match(conn.take().toString('latin1'), /INSERT/);
+    assert.equal(left(), false);
+    f.answer(0, Buffer.concat([C('INSERT 0 1'), Z('T')]));
+    await f.settle();
+    assert.equal(left(), true);
+    assert.deepEqual(f.host.closed.map((c) => c.reusable), [false]);
+  });
+
+  test('the client stopped reading, then left: the backends are read again, the answer ends the lease', async () => {
+    const { f, conn, leave, left } = await leaving({ clientFull: true });
+    f.send(Q('INSERT INTO t VALUES (1)'));
+    await f.settle();
+    f.answer(0, msg('N', u8('S'), cstr('NOTICE'), u8('M'), cstr('x'), u8('')));
+    assert.equal(conn.paused, true, 'paused: the client is full');
+    assert.equal(leave(), true);
+    // Its socket is gone: no drain will ever come, and a paused backend is never read.
+    assert.equal(conn.paused, false, 'read again once the client left');
+    f.answer(0, Buffer.concat([C('INSERT 0 1'), Z()]));
+    await f.settle();
+    assert.equal(left(), true);
+    assert.deepEqual(f.host.closed.map((c) => c.reusable), [true]);
+  });
+
+  test('a pinned session (LISTEN) that leaves: the lease goes back after its reset', async () => {
+    const { f, conn, leave, left } = await leaving();
+    f.send(Q('LISTEN ch'), Q('INSERT INTO t VALUES (1)'));
+    await f.settle();
+    assert.equal(leave(), true);
+    f.answer(0, Buffer.concat([C('LISTEN'), Z()]));
+    await f.settle();
+    assert.match(conn.take().toString('latin1'), /INSERT/);
+    f.answer(0, Buffer.concat([C('INSERT 0 1'), Z()]));
+    await f.settle();
+    assert.equal(left(), true);
+    assert.deepEqual(f.host.closed.map((c) => [c.reusable, c.reset]), [[true, true]]);
+  });
+
+  test('a leave while a cancel is on its way, a request behind: it runs once the cancel was taken, then the lease ends', async () => {
+    let taken!: () => void;
+    const cancelTaken = new Promise<void>((r) => { taken = r; });
+    const idle = [new FakeConn(0, 911)];
+    const conn = idle[0]!;
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, idle, cancelTaken });
+    f.send(Q('SELECT pg_sleep(3)'));
+    await f.settle();
+    f.core.cancel();
+    f.send(Q('INSERT INTO t VALUES (1)'));
+    await f.settle();
+    let left = false;
+    assert.equal(f.core.leave(() => { left = true; f.core.close(); }), true);
+    f.answer(0, Buffer.concat([msg('E', u8('S'), cstr('ERROR'), u8('C'), cstr('57014'), u8('M'), cstr('canceled'), u8('')), Z()]));
+    await f.settle();
+    taken();
+    await f.settle();
+    assert.match(conn.take().toString('latin1'), /INSERT/);
+    f.answer(0, Buffer.concat([C('INSERT 0 1'), Z()]));
+    await f.settle();
+    assert.equal(left, true);
+    assert.deepEqual(f.host.closed.map((c) => c.reusable), [true]);
+  });
+
+  test('a second leave while the first waits changes nothing; close() ends it', async () => {
+    const { f, leave, left } = await leaving();
+    f.send(Q('INSERT INTO t VALUES (1)'));
+    await f.settle();
+    assert.equal(leave(), true);
+    assert.equal(leave(), true);
+    f.core.close();
+    assert.equal(left(), false);
+    assert.deepEqual(f.host.closed.map((c) => c.reusable), [false], 'a request in flight: closed');
+  });
+
+  test('a COPY FROM STDIN that runs after the leave: aborted, the lease ends', async () => {
+    const { f, leave, left } = await leaving();
+    f.send(Q('COPY t FROM STDIN'));
+    await f.settle();
+    assert.equal(leave(), true);
+    f.answer(0, msg('G', u8(''), i16(0)));
+    await f.settle();
+    assert.equal(left(), true);
+    assert.deepEqual(f.host.closed.map((c) => c.reusable), [false]);
+  });
+});
