@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { makeCore, FakeConn } from './core-harness';
 import { cstr, i16, i32, msg, u8 } from '../../fixtures/bytes';
 import type { BackendPort } from '../../../src/core/ports';
+import { LinkRefused } from '../../../src/core/core-host';
 
 const Q = (sql: string): Buffer => msg('Q', cstr(sql));
 const Z = (s = 'I'): Buffer => msg('Z', u8(s));
@@ -196,5 +197,65 @@ describe('a client that leaves: its leases always end (95064)', () => {
     await f.settle();
     assert.equal(left(), true);
     assert.deepEqual(f.host.closed.map((c) => c.reusable), [false]);
+  });
+  test('a cancel after the leave, the request still waiting for its lease (cancel-disconnect, pool 1): the lease ends', async () => {
+    let taken!: () => void;
+    const cancelTaken = new Promise<void>((r) => { taken = r; });
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, cancelTaken });
+    let lease!: (c: BackendPort | null) => void;
+    f.host.openLink = () => new Promise((r) => { lease = r; });
+    f.send(Q('BEGIN'), Q('INSERT INTO t VALUES (1)'), Q('SELECT pg_sleep(3)'));
+    await f.settle();
+    let left = false;
+    assert.equal(f.core.leave(() => { left = true; f.core.close(); }), true);
+    f.core.cancel(); // for the head request, once it was sent (cancelHead)
+    const conn = new FakeConn(0, 912);
+    f.conns.set(0, conn);
+    lease(conn);
+    await f.settle();
+    assert.deepEqual(f.host.cancels, ['0:912']);
+    f.answer(0, Buffer.concat([C('BEGIN'), Z('T'), C('INSERT 0 1'), Z('T')]));
+    await f.settle();
+    assert.doesNotMatch(conn.take().toString('latin1'), /pg_sleep/, 'nothing sent until the server took the cancel');
+    taken();
+    await f.settle();
+    assert.match(conn.take().toString('latin1'), /pg_sleep/);
+    assert.equal(left, false);
+    f.answer(0, Buffer.concat([msg('T', i16(0)), C('SELECT 1'), Z('T')]));
+    await f.settle();
+    assert.equal(left, true);
+    assert.deepEqual(f.host.closed.map((c) => c.reusable), [false], 'a transaction left open: closed');
+  });
+
+  test('a temporary table created after the leave (pinned): the lease goes back after its reset', async () => {
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false });
+    let lease!: (c: BackendPort | null) => void;
+    f.host.openLink = () => new Promise((r) => { lease = r; });
+    f.send(Q('CREATE TEMP TABLE tt (a int)'));
+    await f.settle();
+    let left = false;
+    assert.equal(f.core.leave(() => { left = true; f.core.close(); }), true);
+    const conn = new FakeConn(0, 913);
+    f.conns.set(0, conn);
+    lease(conn);
+    await f.settle();
+    f.answer(0, Buffer.concat([C('CREATE TABLE'), Z()]));
+    await f.settle();
+    assert.equal(left, true);
+    assert.deepEqual(f.host.closed.map((c) => [c.reusable, c.reset]), [[true, true]]);
+  });
+
+  test('the lease it waits for is refused (query_wait_timeout): the session ends, nothing leased', async () => {
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false });
+    let refuse!: (e: Error) => void;
+    f.host.openLink = () => new Promise((_r, j) => { refuse = j; });
+    f.send(Q('INSERT INTO t VALUES (1)'));
+    await f.settle();
+    let left = false;
+    assert.equal(f.core.leave(() => { left = true; f.core.close(); }), true);
+    refuse(new LinkRefused('53300', 'timed out waiting for a pooled connection'));
+    await f.settle();
+    assert.equal(left, true);
+    assert.deepEqual(f.host.closed, []);
   });
 });
