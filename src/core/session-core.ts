@@ -675,7 +675,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
           this.planner.failedAt.delete(node);
           this.attach(node, conn);
         }
-      }
+      } else if (conn !== null) this.host.closeLink(conn, true, ''); // (never kept unattached: leased forever)
     } catch (e) {
       this.crash(e, `connect to node ${node}`);
       return;
