@@ -15,7 +15,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
-import { withCluster } from '../harness/cluster';
+import { freePort, startPgmaitre, withCluster, type PgmaitreProcess } from '../harness/cluster';
+import { describeResult, exec, type ExecResult } from '../harness/exec';
 import { backendLines, eventually, startInProcess, type InProcess } from '../harness/in-process';
 
 const HEALTH = [
@@ -161,5 +162,91 @@ describe('transaction pooling: the primary stops under 16 writing clients, failo
     await settled(px);
     const left = await leftovers(fx.cluster.nodes[1]!.port);
     assert.equal(left.idleInTx, 0, 'no session left idle in a transaction');
+  });
+});
+
+/** pgbench's verdict: the failed transactions line and any aborted client, from its output. */
+function benchVerdict(r: ExecResult): { failed: string; aborted: string[] } {
+  const text = `${r.stdout}\n${r.stderr}`;
+  return {
+    failed: /number of failed transactions: (\d+)/.exec(text)?.[1] ?? `no summary (${describeResult(r)})`,
+    aborted: text.split('\n').filter((l) => /aborted|error/i.test(l)),
+  };
+}
+
+describe('worker_processes = 2, transaction pooling, under pgbench', { timeout: 300_000 }, () => {
+  const fx = withCluster({ standbys: 2, pgbench: 1 });
+  let px: PgmaitreProcess;
+  let port: number;
+  let conf: string;
+
+  const bench = (args: readonly string[], seconds: number): Promise<ExecResult> => exec(fx.cluster.pg.bin('pgbench'),
+    ['-n', '-c', '8', '-j', '2', '-T', String(seconds), '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', ...args, 'postgres'],
+    { env: { PATH: process.env['PATH'], LC_ALL: 'C', PGCONNECT_TIMEOUT: '30' }, timeoutMs: (seconds + 120) * 1000 });
+
+  /** What SHOW POOL_NODES says of node `id`'s status, through pgmaitre. */
+  async function nodeStatus(id: number): Promise<string> {
+    const c = new Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
+    c.on('error', () => {});
+    await c.connect();
+    try {
+      const r = await c.query('SHOW POOL_NODES');
+      return String(r.rows.find((x) => String(x.node_id) === String(id))?.status ?? '?');
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }
+
+  before(async () => {
+    port = await freePort();
+    const lines = [
+      `listen_addresses = '127.0.0.1'`, `port = ${port}`, "unix_socket_directories = ''",
+      backendLines(fx.cluster, [0, 1, 1]), HEALTH, 'enable_pool_hba = off', 'auto_failback = on', 'auto_failback_interval = 1',
+      'worker_processes = 2', "pool_mode = 'transaction'", 'default_pool_size = 4', 'max_client_conn = 200', 'log_min_messages = info', '',
+    ];
+    px = await startPgmaitre({ config: lines.join('\n'), timeoutMs: 60_000 });
+    conf = path.join(px.dir, 'pgpool.conf');
+    await px.waitForLog(/"event":"workers_ready"/, 60_000);
+  }, { timeout: 120_000 });
+  after(async () => { await px?.stop(); });
+
+  test('a standby stopped (immediate) and started again under pgbench -S -c 8: 0 failed transactions, no client aborted', async () => {
+    const run = bench(['-S'], 12);
+    await sleep(3000);
+    await fx.cluster.stopNode('standby1', 'immediate');
+    await px.waitForLog(/"event":"node_down","node_id":1/, 30_000);
+    await fx.cluster.startNode('standby1');
+    const v = benchVerdict(await run);
+    assert.equal(v.failed, '0', v.aborted.join('\n'));
+    assert.deepEqual(v.aborted, []);
+    await eventually(async () => (await nodeStatus(1)) === 'up', 'standby1 attached again (auto_failback)', 60_000);
+  });
+
+  test('SIGHUP reloads (a reloadable key changed each time) under pgbench -S -c 8: 0 failed transactions, no client aborted', async () => {
+    const run = bench(['-S'], 10);
+    await sleep(2000);
+    for (let k = 0; k < 4; k++) {
+      fs.appendFileSync(conf, `\nclient_idle_limit = ${600 + k}\n`);
+      process.kill(px.pid, 'SIGHUP');
+      await sleep(1000);
+    }
+    const v = benchVerdict(await run);
+    assert.equal(v.failed, '0', v.aborted.join('\n'));
+    assert.deepEqual(v.aborted, []);
+  });
+
+  test('a worker killed (SIGKILL) under pgbench -S -c 8: only its clients abort, the others fail nothing; it is restarted and serves', async () => {
+    const pids = /"event":"workers_ready".*?"pids":\[([\d,]+)\]/.exec(px.logs())![1]!.split(',').map(Number);
+    const run = bench(['-S'], 8);
+    await sleep(2500);
+    process.kill(pids[0]!, 'SIGKILL');
+    const r = await run;
+    const v = benchVerdict(r);
+    const aborted = [...r.stderr.matchAll(/client (\d+) aborted/g)].length;
+    assert.ok(aborted >= 1, `only the killed worker's clients abort: ${r.stderr}`);
+    assert.equal(v.failed, '0', r.stderr);
+    await px.waitForLog(/"event":"worker_ready","worker":0/, 60_000);
+    const again = await bench(['-S'], 3);
+    assert.deepEqual(benchVerdict(again), { failed: '0', aborted: [] });
   });
 });
