@@ -17,6 +17,8 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { freePort, startPgmaitre, withCluster, type PgmaitreProcess } from '../harness/cluster';
 import { describeResult, exec, type ExecResult } from '../harness/exec';
+import { RawClient } from '../harness/raw-client';
+import { encodeBind, encodeCopyData, encodeExecute, encodeFlush, encodeParse, encodeQuery } from '../../src/protocol/frontend';
 import { backendLines, eventually, startInProcess, type InProcess } from '../harness/in-process';
 
 const HEALTH = [
@@ -248,5 +250,159 @@ describe('worker_processes = 2, transaction pooling, under pgbench', { timeout: 
     await px.waitForLog(/"event":"worker_ready","worker":0/, 60_000);
     const again = await bench(['-S'], 3);
     assert.deepEqual(benchVerdict(again), { failed: '0', aborted: [] });
+  });
+});
+
+describe('transaction pooling: server connections terminated, clients vanishing, while others share the pool', { timeout: 300_000 }, () => {
+  const fx = withCluster({ standbys: 2 });
+  let px: InProcess;
+  const opts = () => ({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 60_000, query_timeout: 60_000 });
+
+  before(async () => {
+    await fx.cluster.psql('primary', 'CREATE TABLE chaos_t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO chaos_t SELECT g, 0 FROM generate_series(1, 100) g; CREATE TABLE chaos_copy (a int, b text); CREATE TABLE chaos_lock (i int)');
+    await fx.cluster.waitForReplay();
+    px = await startInProcess([
+      backendLines(fx.cluster, [1, 0, 0]), HEALTH, 'enable_pool_hba = off',
+      "pool_mode = 'transaction'", 'default_pool_size = 3', 'max_client_conn = 100', 'query_wait_timeout = 60', 'log_min_messages = debug1',
+    ].join('\n'));
+  });
+  after(async () => { await px?.stop(); });
+
+  /** `n` clients looping autocommit reads and short write transactions until stop(); errors tallied by SQLSTATE. */
+  function workload(n: number) {
+    const errors = new Map<string, number>();
+    const ok = new Array<number>(n).fill(0);
+    let running = true;
+    const loops = Array.from({ length: n }, async (_, i) => {
+      let c: Client | null = null;
+      let k = 0;
+      // A FATAL that arrives between two statements is an 'error' event; the next query then only
+      // says "not queryable": the event's error is the one the client got.
+      let async: unknown = null;
+      while (running) {
+        try {
+          if (c === null) {
+            const fresh = new Client(opts());
+            async = null;
+            fresh.on('error', (e) => { async ??= e; });
+            c = fresh;
+            await noHang(fresh.connect(), 90_000, `client ${i} connect`);
+          }
+          const cc = c;
+          await noHang((async () => {
+            if (++k % 2 === 0) {
+              await cc.query('SELECT count(*) FROM chaos_t WHERE v >= $1', [0]);
+            } else {
+              await cc.query('BEGIN');
+              await cc.query('UPDATE chaos_t SET v = v + 1 WHERE id = $1', [1 + ((i * 7 + k) % 50)]);
+              await cc.query('COMMIT');
+            }
+          })(), 90_000, `client ${i} statement`);
+          ok[i]!++;
+        } catch (e) {
+          const d = describeError(/not queryable/.test((e as Error).message) && async !== null ? async : e);
+          errors.set(d, (errors.get(d) ?? 0) + 1);
+          const old = c;
+          c = null;
+          await old?.end().catch(() => {});
+          await sleep(100);
+        }
+      }
+      await c?.end().catch(() => {});
+    });
+    return {
+      ok, errors,
+      tally: () => [...errors.entries()].map(([key, v]) => `${key} ×${v}`).join(', ') || 'none',
+      stop: async () => { running = false; await Promise.all(loops); }, // (idempotent)
+    };
+  }
+
+  test('pg_terminate_backend() of the pooled connections under load: no hang, errors carry a SQLSTATE, idle clients are not hurt, all served after', async (t) => {
+    // Clients that are connected but idle during the storm hold no connection: they must not notice it.
+    const idle: Client[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = new Client(opts());
+      c.on('error', () => {});
+      await c.connect();
+      await c.query('SELECT 1');
+      idle.push(c);
+    }
+    const w = workload(10);
+    t.after(() => w.stop());
+    await eventually(() => w.ok.every((k) => k >= 2), 'the workload runs', 60_000);
+    const killer = new Client({ host: '127.0.0.1', port: fx.cluster.primary.port, user: 'postgres', database: 'postgres', application_name: 'chaos_killer' });
+    await killer.connect();
+    let killed = 0;
+    for (let round = 0; round < 8; round++) {
+      const r = await killer.query("SELECT count(*)::int AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = 'postgres' AND pid <> pg_backend_pid() AND application_name <> 'chaos_killer') x");
+      killed += r.rows[0].n;
+      await sleep(300);
+    }
+    const mark = w.ok.slice();
+    await eventually(() => w.ok.every((k, i) => k >= mark[i]! + 3), `every client is served after the storm (${w.ok})`, 90_000);
+    await w.stop();
+    t.diagnostic(`${killed} backends terminated; client errors: ${w.tally()}`);
+    const unclear = [...w.errors.keys()].filter((k) => k.startsWith('no SQLSTATE'));
+    assert.deepEqual(unclear, [], `errors without a SQLSTATE: ${w.tally()}`);
+    for (const c of idle) assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1, 'an idle client goes on as if nothing happened');
+    await Promise.all(idle.map((c) => c.end()));
+    await killer.end();
+    await settled(px);
+    assert.deepEqual(await leftovers(fx.cluster.primary.port), { idleInTx: 0, locks: 0 });
+  });
+
+  test('clients vanishing mid-COPY, mid-transaction (holding a lock) and mid-pipeline while others share the connections: nothing left on PostgreSQL', async (t) => {
+    const w = workload(6);
+    t.after(() => w.stop());
+    await eventually(() => w.ok.every((k) => k >= 2), 'the workload runs', 60_000);
+    const params = { user: 'postgres', database: 'postgres' };
+    for (let round = 0; round < 3; round++) {
+      // Mid-COPY: COPY FROM STDIN started, some rows sent, then the socket is gone.
+      const copy = await RawClient.connect(px.port, params);
+      copy.send(encodeQuery('COPY chaos_copy FROM STDIN'));
+      assert.equal((await copy.next(30_000)).type, 'G');
+      copy.send(encodeCopyData('1\tx\n2\ty\n'));
+      // Mid-transaction, holding a row lock and a table lock.
+      const tx = await RawClient.connect(px.port, params);
+      tx.send(encodeQuery('BEGIN; UPDATE chaos_t SET v = v + 1 WHERE id = 100; LOCK TABLE chaos_lock IN SHARE MODE'));
+      const txAnswer = await tx.untilReady(30_000);
+      assert.equal(txAnswer[txAnswer.length - 1]!.frame[5], 'T'.charCodeAt(0), 'in a transaction');
+      // Mid-pipeline: an extended-protocol write sent without its Sync (the server holds the transaction open).
+      const pipe = await RawClient.connect(px.port, params);
+      pipe.send(encodeParse('', 'UPDATE chaos_t SET v = v + 1 WHERE id = 99'), encodeBind('', ''), encodeExecute(), encodeFlush());
+      for (;;) if ((await pipe.next(30_000)).type === 'C') break;
+      copy.close();
+      tx.close();
+      pipe.close();
+      await sleep(200);
+    }
+    // The locks are gone: a conflicting lock and the rows are free at once.
+    const check = new Client({ host: '127.0.0.1', port: fx.cluster.primary.port, user: 'postgres', database: 'postgres' });
+    await check.connect();
+    await eventually(async () => {
+      try {
+        await check.query('BEGIN');
+        await check.query("SET LOCAL lock_timeout = '1s'");
+        await check.query('LOCK TABLE chaos_copy, chaos_lock IN EXCLUSIVE MODE');
+        await check.query('UPDATE chaos_t SET v = v WHERE id IN (99, 100)');
+        await check.query('ROLLBACK');
+        return true;
+      } catch {
+        await check.query('ROLLBACK').catch(() => {});
+        return false;
+      }
+    }, 'the vanished clients\' locks are released', 30_000);
+    await check.end();
+    const mark = w.ok.slice();
+    await eventually(() => w.ok.every((k, i) => k >= mark[i]! + 2), `the other clients go on (${w.ok})`, 60_000);
+    await w.stop();
+    t.diagnostic(`errors of the sharing clients: ${w.tally()}`);
+    assert.deepEqual(w.errors.size, 0, `the clients sharing the pool saw no error: ${w.tally()}`);
+    await settled(px);
+    assert.deepEqual(await leftovers(fx.cluster.primary.port), { idleInTx: 0, locks: 0 });
+    const c = new Client({ host: '127.0.0.1', port: fx.cluster.primary.port, user: 'postgres', database: 'postgres' });
+    await c.connect();
+    assert.equal((await c.query('SELECT count(*)::int AS n FROM chaos_copy')).rows[0].n, 0, 'no COPY row of a vanished client was committed');
+    await c.end();
   });
 });
