@@ -18,6 +18,7 @@ import { Client } from 'pg';
 import { freePort, startPgmaitre, withCluster, type PgmaitreProcess } from '../harness/cluster';
 import { describeResult, exec, type ExecResult } from '../harness/exec';
 import { RawClient } from '../harness/raw-client';
+import { startMemcached } from '../harness/memcached';
 import { encodeBind, encodeCopyData, encodeExecute, encodeFlush, encodeParse, encodeQuery } from '../../src/protocol/frontend';
 import { backendLines, eventually, startInProcess, type InProcess } from '../harness/in-process';
 
@@ -235,6 +236,42 @@ describe('worker_processes = 2, transaction pooling, under pgbench', { timeout: 
     const v = benchVerdict(await run);
     assert.equal(v.failed, '0', v.aborted.join('\n'));
     assert.deepEqual(v.aborted, []);
+  });
+
+  test('the query cache on memcached, memcached stopped and restarted under pgbench (reads and writes, -M extended, -c 8): 0 failed transactions', async () => {
+    const mc = await startMemcached();
+    const cachePort = await freePort();
+    let cached: PgmaitreProcess | null = null;
+    try {
+      cached = await startPgmaitre({
+        config: [
+          `listen_addresses = '127.0.0.1'`, `port = ${cachePort}`, "unix_socket_directories = ''",
+          backendLines(fx.cluster, [0, 1, 1]), HEALTH, 'enable_pool_hba = off', 'worker_processes = 2', "pool_mode = 'transaction'",
+          'default_pool_size = 4', 'memory_cache_enabled = on', "memqcache_method = 'memcached'", "memqcache_memcached_host = '127.0.0.1'",
+          `memqcache_memcached_port = ${mc.port}`, 'log_min_messages = info', '',
+        ].join('\n'),
+        timeoutMs: 60_000,
+      });
+      await cached.waitForLog(/"event":"workers_ready"/, 60_000);
+      const script = path.join(cached.dir, 'hot.sql');
+      fs.writeFileSync(script, [
+        '\\set aid random(1, 100)', 'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;',
+        '\\set w random(1, 10)', '\\if :w = 1', 'UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;', '\\endif', '',
+      ].join('\n'));
+      const run = exec(fx.cluster.pg.bin('pgbench'),
+        ['-n', '-f', script, '-M', 'extended', '-c', '8', '-j', '2', '-T', '10', '-h', '127.0.0.1', '-p', String(cachePort), '-U', 'postgres', 'postgres'],
+        { env: { PATH: process.env['PATH'], LC_ALL: 'C', PGCONNECT_TIMEOUT: '30' }, timeoutMs: 130_000 });
+      await sleep(2500);
+      await mc.stop();
+      await sleep(2500);
+      await mc.restart();
+      const v = benchVerdict(await run);
+      assert.equal(v.failed, '0', v.aborted.join('\n'));
+      assert.deepEqual(v.aborted, []);
+    } finally {
+      await cached?.stop();
+      await mc.stop();
+    }
   });
 
   test('a worker killed (SIGKILL) under pgbench -S -c 8: only its clients abort, the others fail nothing; it is restarted and serves', async () => {
