@@ -62,9 +62,23 @@ function settled(px: InProcess): Promise<void> {
   }), 'every pool back to idle', 20_000);
 }
 
-describe('transaction pooling: the primary stops under 16 writing clients, failover and follow_primary', { timeout: 300_000 }, () => {
+/** SHOW POOL_NODES through pgmaitre: each node's status and role. */
+async function poolNodes(port: number): Promise<{ status: string; role: string }[]> {
+  const c = new Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 30_000, query_timeout: 30_000 });
+  c.on('error', () => {});
+  await c.connect();
+  try {
+    const r = await c.query('SHOW POOL_NODES');
+    return r.rows.map((x) => ({ status: String(x.status), role: String(x.role) }));
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+for (const workers of [1, 2]) describe(`transaction pooling${workers > 1 ? ', worker_processes = 2' : ''}: the primary stops under 16 writing clients, failover and follow_primary`, { timeout: 300_000 }, () => {
   const fx = withCluster({ standbys: 2 });
-  let px: InProcess;
+  let px: { port: number; stop(): Promise<unknown> };
+  let inProcess: InProcess | null = null;
   let dir: string;
 
   before(async () => {
@@ -82,12 +96,20 @@ describe('transaction pooling: the primary stops under 16 writing clients, failo
       `psql -X -q -h "$2" -p "$3" -U postgres -d postgres -c "ALTER SYSTEM SET primary_conninfo = 'host=$4 port=$5 user=postgres application_name=standby2 connect_timeout=5'" -c "SELECT pg_reload_conf()" >> "$(dirname "$0")/follow.log" 2>&1`,
       '',
     ].join('\n'), { mode: 0o755 });
-    px = await startInProcess([
+    const conf = [
       backendLines(c, [0, 1, 1]), HEALTH, 'search_primary_node_timeout = 30', 'enable_pool_hba = off',
       'auto_failback = on', 'auto_failback_interval = 1',
       `failover_command = '${failover} %d %h %p %H %r'`, `follow_primary_command = '${follow} %d %h %p %H %r'`,
       "pool_mode = 'transaction'", 'default_pool_size = 4', 'max_client_conn = 100', 'query_wait_timeout = 30',
-    ].join('\n'));
+    ].join('\n');
+    if (workers === 1) {
+      px = inProcess = await startInProcess(conf);
+    } else {
+      const port = await freePort();
+      const p = await startPgmaitre({ config: `listen_addresses = '127.0.0.1'\nport = ${port}\nunix_socket_directories = ''\nworker_processes = ${workers}\n${conf}\n`, timeoutMs: 60_000 });
+      await p.waitForLog(/"event":"workers_ready"/, 60_000);
+      px = { port, stop: () => p.stop() };
+    }
   });
   after(async () => {
     await px?.stop();
@@ -95,7 +117,14 @@ describe('transaction pooling: the primary stops under 16 writing clients, failo
   });
 
   test('no client hangs, every error carries a SQLSTATE, every client is served again after the promotion', async (t) => {
-    const cl = () => px.app.ctx.cluster;
+    const primaryIs = async (id: number): Promise<boolean> => {
+      if (inProcess !== null) return inProcess.app.ctx.cluster.primaryId() === id;
+      return (await poolNodes(px.port))[id]?.role === 'primary';
+    };
+    const nodeUp = async (id: number): Promise<boolean> => {
+      if (inProcess !== null) return inProcess.app.ctx.cluster.node(id)?.status === 'up';
+      return (await poolNodes(px.port))[id]?.status === 'up';
+    };
     const opts = { host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 60_000, query_timeout: 60_000 };
     // A session idle through the whole failover: in transaction pooling it holds no connection.
     const idle = new Client(opts);
@@ -145,7 +174,7 @@ describe('transaction pooling: the primary stops under 16 writing clients, failo
 
     await eventually(() => committed >= 32, 'the clients commit', 60_000);
     await fx.cluster.stopNode('primary', 'immediate');
-    await eventually(() => cl().primaryId() === 1, 'standby1 promoted by failover_command and adopted', 90_000);
+    await eventually(() => primaryIs(1), 'standby1 promoted by failover_command and adopted', 90_000);
     promoted = true;
     await eventually(() => okAfterPromotion.every((k) => k >= 3), `every client commits again after the promotion (${okAfterPromotion})`, 90_000);
     running = false;
@@ -161,8 +190,8 @@ describe('transaction pooling: the primary stops under 16 writing clients, failo
     assert.equal((await idle.query('SELECT pg_is_in_recovery() AS r')).rows[0].r, false);
     await idle.end();
     // follow_primary: standby2 streams from the new primary and is attached back (auto_failback).
-    await eventually(() => cl().node(2)?.status === 'up', 'standby2 attached back after following node 1', 90_000);
-    await settled(px);
+    await eventually(() => nodeUp(2), 'standby2 attached back after following node 1', 90_000);
+    if (inProcess !== null) await settled(inProcess);
     const left = await leftovers(fx.cluster.nodes[1]!.port);
     assert.equal(left.idleInTx, 0, 'no session left idle in a transaction');
   });
