@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as net from 'node:net';
 import { Client } from 'pg';
 import { freePort, startPgmaitre, withCluster, type PgmaitreProcess } from '../harness/cluster';
 import { describeResult, exec, type ExecResult } from '../harness/exec';
@@ -300,6 +301,40 @@ describe('worker_processes = 2, transaction pooling, under pgbench', { timeout: 
     } finally {
       await cached?.stop();
       await mc.stop();
+    }
+  });
+
+  test('CancelRequests under pgbench load land on either worker and cancel only their own client\'s query on a shared connection', async () => {
+    const run = bench(['-S'], 8);
+    try {
+      await sleep(1500);
+      for (let k = 0; k < 4; k++) {
+        const c = await RawClient.connect(port, { user: 'postgres', database: 'postgres' });
+        try {
+          c.send(encodeQuery('SELECT pg_sleep(60)'));
+          await sleep(500);
+          // Each CancelRequest is a new connection, dealt to either worker.
+          await new Promise<void>((resolve, reject) => {
+            const s = net.connect(port, '127.0.0.1', () => {
+              const b = Buffer.alloc(16);
+              b.writeInt32BE(16, 0); b.writeInt32BE(80877102, 4); b.writeInt32BE(c.pid, 8); b.writeInt32BE(c.secret, 12);
+              s.end(b);
+            });
+            s.on('close', () => resolve());
+            s.on('error', reject);
+          });
+          const answer = await c.untilReady(30_000);
+          assert.equal(answer.find((m) => m.type === 'E')?.error?.code, '57014', `cancel ${k}: ${answer.map((m) => m.type).join('')}`);
+          c.send(encodeQuery('SELECT 1'));
+          assert.equal((await c.untilReady(30_000)).map((m) => m.type).join(''), 'TDCZ', 'the session goes on');
+        } finally {
+          c.close();
+        }
+      }
+    } finally {
+      const v = benchVerdict(await run);
+      assert.equal(v.failed, '0', v.aborted.join('\n'));
+      assert.deepEqual(v.aborted, [], 'no pgbench client was cancelled');
     }
   });
 
