@@ -452,6 +452,46 @@ describe('transaction pooling: server connections terminated, clients vanishing,
     assert.deepEqual(await leftovers(fx.cluster.primary.port), { idleInTx: 0, locks: 0 });
   });
 
+  test('pool exhausted by long transactions: a waiting client gets 53300 after query_wait_timeout (inside its BEGIN too), admin commands answer meanwhile, all go on after', async () => {
+    const small = await startInProcess([
+      backendLines(fx.cluster, [1, 0, 0]), HEALTH, 'enable_pool_hba = off',
+      "pool_mode = 'transaction'", 'default_pool_size = 1', 'reserve_pool_size = 0', 'query_wait_timeout = 2',
+    ].join('\n'));
+    const cs: Client[] = [];
+    const connect = async (): Promise<Client> => {
+      const c = new Client({ host: '127.0.0.1', port: small.port, user: 'postgres', database: 'postgres', query_timeout: 60_000 });
+      c.on('error', () => {});
+      await c.connect();
+      cs.push(c);
+      return c;
+    };
+    try {
+      const holder = await connect();
+      const waiter = await connect();
+      const plain = await connect();
+      const admin = await connect();
+      await waiter.query('SELECT 1'); // its greeting is known: the next logins need no connection
+      await holder.query('BEGIN');
+      await holder.query('UPDATE chaos_t SET v = v + 1 WHERE id = 77');
+      // An autocommit statement: refused after query_wait_timeout, the session goes on.
+      await assert.rejects(plain.query('SELECT 1'), (e: { code?: string }) => e.code === '53300');
+      // Inside a BEGIN answered by pgmaitre (psycopg2, node-postgres): the transaction fails with it.
+      await waiter.query('BEGIN');
+      await assert.rejects(waiter.query('SELECT 2'), (e: { code?: string }) => e.code === '53300');
+      await assert.rejects(waiter.query('SELECT 3'), (e: { code?: string }) => e.code === '25P02');
+      // Admin commands need no connection: answered while the pool is exhausted.
+      const nodes = await admin.query('SHOW POOL_NODES');
+      assert.equal(nodes.rows.length, 3);
+      await waiter.query('ROLLBACK');
+      await holder.query('COMMIT');
+      assert.equal((await waiter.query('SELECT 4 AS n')).rows[0].n, 4);
+      assert.equal((await plain.query('SELECT 5 AS n')).rows[0].n, 5);
+    } finally {
+      await Promise.all(cs.map((c) => c.end().catch(() => {})));
+      await small.stop();
+    }
+  });
+
   test('clients vanishing mid-COPY, mid-transaction (holding a lock) and mid-pipeline while others share the connections: nothing left on PostgreSQL', async (t) => {
     const w = workload(6);
     t.after(() => w.stop());
