@@ -76,7 +76,7 @@ async function poolNodes(port: number): Promise<{ status: string; role: string }
   }
 }
 
-for (const workers of [1, 2]) describe(`transaction pooling${workers > 1 ? ', worker_processes = 2' : ''}: the primary stops under 16 writing clients, failover and follow_primary`, { timeout: 300_000 }, () => {
+for (const [workers, mode] of [[1, 'transaction'], [2, 'transaction'], [2, 'session']] as const) describe(`${mode} pooling${workers > 1 ? ', worker_processes = 2' : ''}: the primary stops under 16 writing clients, failover and follow_primary`, { timeout: 300_000 }, () => {
   const fx = withCluster({ standbys: 2 });
   let px: { port: number; stop(): Promise<unknown> };
   let inProcess: InProcess | null = null;
@@ -101,7 +101,7 @@ for (const workers of [1, 2]) describe(`transaction pooling${workers > 1 ? ', wo
       backendLines(c, [0, 1, 1]), HEALTH, 'search_primary_node_timeout = 30', 'enable_pool_hba = off',
       'auto_failback = on', 'auto_failback_interval = 1',
       `failover_command = '${failover} %d %h %p %H %r'`, `follow_primary_command = '${follow} %d %h %p %H %r'`,
-      "pool_mode = 'transaction'", 'default_pool_size = 4', 'max_client_conn = 100', 'query_wait_timeout = 30',
+      `pool_mode = '${mode}'`, 'default_pool_size = 4', 'max_client_conn = 100', 'query_wait_timeout = 30', 'num_init_children = 40',
     ].join('\n');
     if (workers === 1) {
       px = inProcess = await startInProcess(conf);
@@ -127,7 +127,8 @@ for (const workers of [1, 2]) describe(`transaction pooling${workers > 1 ? ', wo
       return (await poolNodes(px.port))[id]?.status === 'up';
     };
     const opts = { host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 60_000, query_timeout: 60_000 };
-    // A session idle through the whole failover: in transaction pooling it holds no connection.
+    // A session idle through the whole failover (in transaction pooling it holds no connection;
+    // in session pooling it loses its primary's connection, and writes on the new one).
     const idle = new Client(opts);
     idle.on('error', () => {});
     await idle.connect();
