@@ -42,7 +42,7 @@ import { Planner, PlanType, type Plan, type PlannerView } from './planner';
 import { Statements } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
-import { errorReply, localError, reportNode } from './local-replies';
+import { ABORT_TX, errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
 import { duplicateParses, evict, names, parameterCount, unnamedDropped } from './connection-statements';
 import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
@@ -569,10 +569,15 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       }
       if (this.host.adminEnabled && this.host.classifier.classify(single).kind === 'admin') return null;
     }
-    if (this.deferredFailed) return this.deferredRefuse(req, info, '25P02', 'current transaction is aborted, commands ignored until end of transaction block', undefined);
     const primary = this.host.cluster.primaryId();
     let link = this.links[primary];
-    if (link?.conn == null && (primary < 0 || this.planner.recentlyFailed(primary, true))) {
+    const noPrimary = link?.conn == null && (primary < 0 || this.planner.recentlyFailed(primary, true));
+    // The aborted transaction refuses a simple Query here; an extended-protocol request (a ROLLBACK
+    // among them) goes to a server whose transaction is aborted first (below), when there is one.
+    if (this.deferredFailed && (!info.extended || noPrimary)) {
+      return this.deferredRefuse(req, info, '25P02', 'current transaction is aborted, commands ignored until end of transaction block', undefined);
+    }
+    if (noPrimary) {
       // No primary to start the transaction on (none, or its connection just failed): the request
       // fails as a write with no primary does, and the transaction with it. Opening again at once
       // would come back here at once, a loop that starved the whole process.
@@ -613,6 +618,13 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     link.expect(ExpectKind.Tx, true, 0, Term.Query).errorsToClient = true;
     this.send(link, encodeQuery(this.deferredBegin));
     link.txStatus = TxStatus.InTransaction;
+    if (this.deferredFailed) {
+      // The client's transaction is aborted (see deferredFailed): the server's becomes so too.
+      link.expect(ExpectKind.Tx, true, 0, Term.Query);
+      this.send(link, ABORT_TX);
+      link.txStatus = TxStatus.Failed;
+      this.deferredFailed = false;
+    }
     this.deferredBegin = '';
     return null;
   }

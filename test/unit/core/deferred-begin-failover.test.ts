@@ -10,7 +10,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeCore, FakeConn, type CoreFixture } from './core-harness';
-import { cstr, msg, u8 } from '../../fixtures/bytes';
+import { cstr, i16, i32, msg, u8 } from '../../fixtures/bytes';
 import { NodeStatus } from '../../../src/cluster/cluster';
 import type { BackendPort } from '../../../src/core/ports';
 
@@ -89,5 +89,25 @@ describe('transaction pooling: a deferred BEGIN with no primary', () => {
     assert.match(conn.take().toString('latin1'), /BEGIN\0Q[^]{4}INSERT INTO t VALUES \(3\)/);
     f.answer(0, Buffer.concat([C('BEGIN'), Z('T'), C('INSERT 0 1'), Z('T')]));
     assert.deepEqual(codes(f.received()), ['BEGIN', 'ZT', 'INSERT 0 1', 'ZT']);
+  });
+
+  test('an extended-protocol ROLLBACK of the aborted transaction, once a primary is back: the server\'s transaction is aborted first, then it runs there', async () => {
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, idle: [] });
+    failingOpens(f);
+    f.send(Q('BEGIN'));
+    f.received();
+    f.send(Q('INSERT INTO t VALUES (1)'));
+    await f.settle();
+    assert.deepEqual(codes(f.received()), ['57P03', 'ZE']);
+    f.core.planner.failedAt.clear();
+    const conn = new FakeConn(0, 78);
+    f.host.idle.push(conn);
+    f.send(msg('P', cstr(''), cstr('ROLLBACK'), i16(0)), msg('B', cstr(''), cstr(''), i16(0), i16(0), i16(0)), msg('E', cstr(''), i32(0)), msg('S'));
+    await f.settle();
+    const sent = conn.take().toString('latin1');
+    assert.match(sent, /^Q[^]{4}BEGIN\0Q[^]{4}DO \$pgmaitre\$[^]*P[^]{4}\0ROLLBACK\0/, 'BEGIN, the abort, then the client\'s request');
+    const err = msg('E', Buffer.from('SERROR\0CP0001\0Mpgmaitre\0\0', 'latin1'));
+    f.answer(0, Buffer.concat([C('BEGIN'), Z('T'), err, Z('E'), msg('1'), msg('2'), C('ROLLBACK'), Z('I')]));
+    assert.deepEqual(codes(f.received()), ['ROLLBACK', 'ZI'], 'the abort\'s error is swallowed; the ROLLBACK\'s answer reaches the client');
   });
 });
