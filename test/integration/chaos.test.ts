@@ -1,9 +1,12 @@
 /**
- * Real failures while several real clients share pgmaitre in transaction pooling: the primary
- * stopped (immediate) under 16 writing clients, failover_command promoting a standby and
- * follow_primary_command re-pointing the other; pooled server connections terminated with
- * pg_terminate_backend() under load; clients that vanish mid-COPY, mid-transaction and
- * mid-pipeline while others share their connections. What is checked is what an operator
+ * Real failures while several real clients share pgmaitre, mostly in transaction pooling: the
+ * primary stopped (immediate) under 16 writing node-postgres clients, failover_command promoting
+ * a standby and follow_primary_command re-pointing the other (one process and worker_processes =
+ * 2; session pooling too); with two workers under pgbench: a standby stopped and started, SIGHUP
+ * reloads, memcached (the query cache) stopped and restarted, CancelRequests, a worker SIGKILLed;
+ * pooled server connections terminated with pg_terminate_backend() under load; the pool exhausted
+ * by long transactions (53300, admin commands still answered); clients that vanish mid-COPY,
+ * mid-transaction and mid-pipeline while others share their connections. What is checked is what an operator
  * expects: nothing hangs, every client error carries a SQLSTATE, clients that reconnect are
  * served, and nothing is left on PostgreSQL (locks, sessions idle in a transaction).
  * No assertion depends on how fast the machine is: bounds are generous and progress is
@@ -143,11 +146,13 @@ for (const [workers, mode] of [[1, 'transaction'], [2, 'transaction'], [2, 'sess
     const loops = Array.from({ length: 16 }, async (_, i) => {
       let c: Client | null = null;
       let n = 0;
+      let async: unknown = null; // a FATAL between two statements (see workload below)
       while (running) {
         try {
           if (c === null) {
             const fresh = new Client(opts);
-            fresh.on('error', () => {});
+            async = null;
+            fresh.on('error', (e) => { async ??= e; });
             c = fresh;
             await noHang(fresh.connect(), 90_000, `client ${i} connect`);
           }
@@ -161,7 +166,7 @@ for (const [workers, mode] of [[1, 'transaction'], [2, 'transaction'], [2, 'sess
           committed++;
           if (promoted) okAfterPromotion[i]!++;
         } catch (e) {
-          const d = describeError(e);
+          const d = describeError(/not queryable/.test((e as Error).message) && async !== null ? async : e);
           if (d.startsWith('no SQLSTATE: HANG')) hangs.push(d);
           errors.set(d, (errors.get(d) ?? 0) + 1);
           // A client whose connection ended reconnects; one whose transaction failed rolls back.
