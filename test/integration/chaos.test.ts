@@ -446,7 +446,10 @@ describe('transaction pooling: server connections terminated, clients vanishing,
       await sleep(300);
     }
     const mark = w.ok.slice();
-    await eventually(() => w.ok.every((k, i) => k >= mark[i]! + 3), `every client is served after the storm (${w.ok})`, 90_000);
+    await eventually(() => w.ok.every((k, i) => k >= mark[i]! + 3), `every client is served after the storm (${w.ok})`, 90_000).catch((e: Error) => {
+      const pools = [...px.app.ctx.pools.entries()].map(([n, p]) => `node ${n}: ${JSON.stringify(p.counts())} leased: ${p.leasedConnections().map((c) => `${c.backendPid}${c.usable ? '' : ' unusable'} ${c.lastStatement}`).join('; ')}`);
+      throw new Error(`${e.message}\n${pools.join('\n')}\nerrors: ${w.tally()}\n${px.logs().split('\n').filter((l) => /"level":"(warn|error)"|"level":4|"level":5/.test(l)).slice(-30).join('\n')}`);
+    });
     await w.stop();
     t.diagnostic(`${killed} backends terminated; client errors: ${w.tally()}`);
     const unclear = [...w.errors.keys()].filter((k) => k.startsWith('no SQLSTATE'));
