@@ -5,9 +5,14 @@
 #
 #   flock /tmp/shared-bench.lock bench/cpu-scaling.sh          # from the project root, after npm run build
 #   CLIENTS="16 64 256" DURATION=8 MODES=simple BEFORE=/path/to/older/dist flock /tmp/shared-bench.lock bench/cpu-scaling.sh
+#   WARMUP=2 ...          # a warm-up of 2 s instead of WARMUP_TX transactions (the first version of this script)
 #
 # It starts the lab cluster (../shared/bench/cluster.sh) and PgBouncer (peers.sh), then for each
-# client count and target: starts the target, runs a 2 s pgbench warm-up (logins, JIT), measures
+# client count and target: starts the target, runs a pgbench warm-up of WARMUP_TX transactions
+# (30 000 by default; or WARMUP seconds when set) for the logins and V8's compilation: after 2-3 s
+# at the ~2 000 tps of a loaded VM, V8 was still compiling pgmaitre's hot paths, and that
+# compilation, shared by fewer transactions where tps was lower, looked like a cost growing with
+# clients (docs/performance.md, "Cost as clients are added"), measures
 # with ../shared/bench/cpu-per-query.sh (pgbench -S, the proxy's utime+stime per transaction),
 # and stops the target by its pid. Targets: pipe (nodepipe-fast.js on 9996), pgbouncer-tx (16432),
 # session and transaction (this build of pgmaitre on 9993 / 9994, every read on the primary:
@@ -18,9 +23,10 @@ set -u
 ulimit -n 20000
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-$ROOT/../shared/bench}
-CLIENTS=${CLIENTS:-"16 64 256"}; DURATION=${DURATION:-8}; MODES=${MODES:-simple}
+CLIENTS=${CLIENTS:-"16 64 256"}; DURATION=${DURATION:-8}; MODES=${MODES:-simple}; WARMUP=${WARMUP:-}; WARMUP_TX=${WARMUP_TX:-30000}
 BEFORE=${BEFORE:-}
-TARGETS=${TARGETS:-"pipe pgbouncer-tx ${BEFORE:+before-session before-transaction }session transaction"}
+# (with BEFORE, each mode's old and new builds are measured back to back: the host's drift hits both alike)
+TARGETS=${TARGETS:-"pipe pgbouncer-tx ${BEFORE:+before-session }session ${BEFORE:+before-transaction }transaction"}
 WORK=$(mktemp -d /tmp/pgm-cpu-scaling.XXXXXX)
 
 conf() { # conf <name> <port> <pool_mode>
@@ -87,7 +93,8 @@ for c in $CLIENTS; do
   for mode in $MODES; do
     for t in $TARGETS; do
       start_target "$t"
-      pgbench -n -S -M "$mode" -c "$c" -j 2 -T 2 -h 127.0.0.1 -p "$PORT" -U postgres bench >/dev/null 2>&1
+      if [ -n "$WARMUP" ]; then warm="-T $WARMUP"; else warm="-t $(( (WARMUP_TX + c - 1) / c ))"; fi
+      pgbench -n -S -M "$mode" -c "$c" -j 2 $warm -h 127.0.0.1 -p "$PORT" -U postgres bench >/dev/null 2>&1
       which=ours; [ "$t" = pgbouncer-tx ] && which=pgbouncer-tx
       CLIENTS=$c DURATION=$DURATION MODES=$mode TARGETS=$which OURS_PORT=$PORT "$LAB/cpu-per-query.sh" | tail -1 \
         | awk -v t="$t" -v c="$c" '{printf "%-20s %5s %-9s %10s %12s\n", t, c, $2, $3, $4}'

@@ -38,6 +38,7 @@ import { AuthQuery } from './frontend/auth-query';
 import { ConnectionRateLimiter, admitConnection } from './frontend/conn-rate-limit';
 import { startDedicatedPorts, type DedicatedPorts } from './ports/dedicated-ports';
 import { startReplicationRelays } from './ports/replication-relay';
+import { TxStatus } from './protocol/codes';
 import { OnlineRecovery } from './recovery/online-recovery';
 import type { ProcessRole } from './workers/role';
 
@@ -114,6 +115,10 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   cluster.on('change', (c) => log.info({ event: 'node_change', ...c }, `node ${c.nodeId} ${c.field} ${c.from} -> ${c.to} (${c.reason})`));
 
   const reset = resetQueries(config.reset_query_list);
+  // ABORT is sent only to a connection inside a transaction block, as pgpool-II does
+  // (reset_backend(): "if transaction state is idle, we don't need to issue ABORT"): outside one it
+  // only makes PostgreSQL log a WARNING and answer with a notice, at every session-pooled disconnect.
+  const resetIdle = reset.filter((q) => !/^abort$/i.test(q));
   const discardAll = reset.some((q) => /^discard\s+all$/i.test(q));
   const lifetimes = [config.connection_life_time, config.child_life_time].filter((v) => v > 0);
   const idleTimeoutSec = lifetimes.length > 0 ? Math.min(...lifetimes) : 0;
@@ -134,7 +139,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
         // Without reset queries only a connection outside any transaction may be reused.
         if (reset.length === 0) return conn.clean;
         // The leading Sync ends any skip-until-Sync state a failed extended-protocol message left.
-        const errors = await conn.runInternal(reset, 10_000, { sync: true });
+        const errors = await conn.runInternal(conn.txStatus === TxStatus.Idle ? resetIdle : reset, 10_000, { sync: true });
         // ABORT outside a transaction only warns; any real error makes the connection suspect.
         return errors.length === 0 && conn.clean;
       },

@@ -60,11 +60,13 @@ async function main(): Promise<void> {
   const routing = buildRoutingContext(config, { get: () => 's', lookup: async () => {}, clear: () => {} });
   const log = pino({ level: 'silent' });
   const poolSize = Number(process.env.POOL ?? 20);
-  const limit = (): LeaseLimit => ({ size: poolSize, reserve: 0, reserveAfterMs: 0 });
+  const limitOnce: LeaseLimit = { size: poolSize, reserve: 0, reserveAfterMs: 0 };
+  const limit = (): LeaseLimit => limitOnce; // (as handshake.ts leaseLimit: one object per configuration)
 
   /** Connections with a request written and no answer yet, in the order they were written. */
   let inflight: Conn[] = [];
   let nextPid = 100;
+  const create = async (): Promise<Conn> => makeConn();
   const makeConn = (): Conn => {
     const c: Conn = {
       key: 'u/d', createdAt: Date.now(), lastUsedAt: 0, useCount: 0, usable: true, destroy: () => {},
@@ -94,6 +96,16 @@ async function main(): Promise<void> {
       c.owner = s;
       return c;
     },
+    // As frontend/session.ts: the waiting path through the pool's callback (LEASE_PROMISE=1: openLink's promises, the older path).
+    ...(process.env.LEASE_PROMISE === '1' ? {} : {
+      leaseLater: (_node: number, done: (c: BackendPort | null, refused: null) => void) => {
+        pool.leaseThen('u/d', create, limit(), 0, (c, err) => {
+          if (c === null) return; // (the pool closed at the end of a run)
+          c.owner = s;
+          done(c, null);
+        });
+      },
+    }),
     closeLink: (p, reusable, why, reset) => {
       const c = p as Conn;
       c.owner = null;

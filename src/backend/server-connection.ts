@@ -211,7 +211,9 @@ export class ServerConnection implements MessageSink {
   attach(sink: ServerSink): void {
     this.sink = sink;
     this.mode = 'relay';
-    this.lastUsedAt = Date.now();
+    // (No lastUsedAt here nor in detach(): the pool, its only reader, stamps it when the
+    // connection comes back (giveBack/release). With transaction pooling both run per
+    // transaction, and Date.now() is a call into V8's runtime.)
     this.useCount++;
   }
 
@@ -222,7 +224,6 @@ export class ServerConnection implements MessageSink {
   detach(): void {
     this.sink = null;
     if (this.mode === 'relay') this.mode = 'idle';
-    this.lastUsedAt = Date.now();
     if (this.socket.isPaused()) this.socket.resume();
   }
 

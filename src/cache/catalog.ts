@@ -70,6 +70,8 @@ export class Catalog {
   private readonly closures = new Map<string, Timed<WriteSet>>();
   private readonly clients = new Map<string, Promise<Client>>();
   private closed = false;
+  /** Moves on whenever the facts change (a lookup stored some, or they were forgotten): memos of them check it. */
+  version = 0;
 
   constructor(private readonly target: (database: string) => SideTarget | null, private readonly now: () => number = Date.now) {}
 
@@ -84,6 +86,12 @@ export class Catalog {
     return t.v;
   }
 
+  /** When the cached facts of `name` expire (ms since epoch; 0 when not cached). */
+  expiresAt(database: string, searchPath: string, name: string): number {
+    const t = this.facts.get(Catalog.key(database, searchPath, name));
+    return t === undefined ? 0 : t.at + CATALOG_TTL_MS;
+  }
+
   /** Looks up the relations (null for those it cannot resolve or when the lookup fails). */
   async lookup(database: string, searchPath: string, names: readonly string[]): Promise<void> {
     let rows: { name: string; oid: string | null; kind: string | null; persistence: string | null; system: boolean | null; rls: boolean | null }[] = [];
@@ -93,6 +101,7 @@ export class Catalog {
       rows = [];
     }
     const at = this.now();
+    this.version++;
     for (const n of names) {
       const r = rows.find((x) => x.name === n);
       const v: Relation | null = r === undefined || r.oid === null ? null
@@ -146,6 +155,7 @@ export class Catalog {
 
   /** Forgets every answer (a DDL went through pgmaitre). */
   forget(): void {
+    this.version++;
     this.facts.clear();
     this.closures.clear();
   }

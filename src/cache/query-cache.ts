@@ -57,6 +57,11 @@ export interface QueryCacheStats {
 
 const RETRY_MS = 1000;
 
+/** One generation (shmem): a key reads `n`; a bump increments it. */
+export interface GenCell {
+  n: number;
+}
+
 /** See the file header. */
 export class QueryCache {
   readonly shmem: ShmemStore | null;
@@ -74,8 +79,13 @@ export class QueryCache {
    * bumps to every other worker, resolved once all applied them. Null in one process.
    */
   share: ((names: readonly string[], forget: boolean) => Promise<void>) | null = null;
-  /** shmem generations. */
-  private readonly gens = new Map<string, number>();
+  /** shmem generations: one cell per name, never removed (a session's memo holds the cells it reads). */
+  private readonly gens = new Map<string, GenCell>();
+  /**
+   * Moves on whenever what a memoised resolution of a text read may have changed (catalog
+   * forgotten, lists reloaded): session-cache.ts' memos are checked against it.
+   */
+  epoch = 0;
   private down = false;
   private retryAt = 0;
   private recovering = false;
@@ -108,6 +118,7 @@ export class QueryCache {
   /** Applies a reload (the lists and the invalidation switch; the storage keeps its restart-time settings). */
   reload(config: QueryCacheConfig): void {
     this.config = config;
+    this.epoch++;
     if (this.streams !== null) this.streams.config = config;
     this.lists = compileTableLists(config.cache_safe_memqcache_table_list, config.cache_unsafe_memqcache_table_list);
   }
@@ -156,15 +167,30 @@ export class QueryCache {
     return out;
   }
 
-  /** shmem: current generations. */
-  gensNow(names: readonly string[]): string[] {
-    return names.map((n) => String(this.gens.get(n) ?? 0));
+  /** shmem: the generation cell of `name` (created at 0). */
+  cell(name: string): GenCell {
+    let c = this.gens.get(name);
+    if (c === undefined) {
+      c = { n: 0 };
+      this.gens.set(name, c);
+    }
+    return c;
   }
 
-  /** shmem: current generations as the tail of a key. */
-  gensKey(names: readonly string[]): string {
+  /** shmem: the cells of `names`, in order. */
+  cells(names: readonly string[]): GenCell[] {
+    return names.map((n) => this.cell(n));
+  }
+
+  /** shmem: current generations of `names`. */
+  gensNow(names: readonly string[]): string[] {
+    return names.map((n) => String(this.gens.get(n)?.n ?? 0));
+  }
+
+  /** shmem: current generations of cells as the tail of a key. */
+  static gensKey(cells: readonly GenCell[]): string {
     let out = '';
-    for (const n of names) out += `\u0000${this.gens.get(n) ?? 0}`;
+    for (let i = 0; i < cells.length; i++) out += `\u0000${cells[i]!.n}`;
     return out;
   }
 
@@ -195,9 +221,13 @@ export class QueryCache {
     return hash('sha1', s, 'hex');
   }
 
-  /** Stores an answer (memcached: in the background; a failure only counts). */
+  /**
+   * Stores an answer: its messages followed by ReadyForQuery 'I' (6 bytes, not counted against
+   * memqcache_maxcache). shmem keeps it so (a hit outside a transaction is written as it is);
+   * memcached gets the messages only. memcached: in the background; a failure only counts.
+   */
   store(key: string, value: Buffer): void {
-    if (value.length > this.config.memqcache_maxcache) {
+    if (value.length - 6 > this.config.memqcache_maxcache) {
       this.stats.notStored++;
       return;
     }
@@ -211,7 +241,7 @@ export class QueryCache {
     if (!this.available()) return;
     // memcached keys are `<hash>|<generations>` (session-cache.ts): the answer is stored with them.
     const bar = key.indexOf('|');
-    this.memcached!.set(key.slice(0, bar), key.slice(bar + 1), value).catch((e: unknown) => this.failed(e));
+    this.memcached!.set(key.slice(0, bar), key.slice(bar + 1), value.subarray(0, value.length - 6)).catch((e: unknown) => this.failed(e));
   }
 
   /** Moves generations on. shmem: at once (null); memcached: a promise (failures mark it down). */
@@ -231,20 +261,26 @@ export class QueryCache {
   }
 
   private applyGens(names: readonly string[]): void {
-    for (const n of names) this.gens.set(n, (this.gens.get(n) ?? 0) + 1);
+    for (const n of names) this.cell(n).n++;
     if (names.includes('*')) this.shmem!.clear();
   }
 
   /** Another worker's bumps (workers/role.ts' SharedQueryCache), applied here. */
   applyShared(names: readonly string[], forget: boolean): void {
-    if (forget) this.catalog.forget();
+    if (forget) this.forget();
     if (this.shmem !== null && names.length > 0) this.applyGens(names);
   }
 
   /** Invalidates everything (pcp_invalidate_query_cache, ALTER ROLE, a failed catalog lookup...). */
   invalidateAll(cause: string): Promise<void> | null {
-    this.catalog.forget();
+    this.forget();
     return this.bump(['*'], cause);
+  }
+
+  /** Forgets the catalog's answers and every memo built on them. */
+  forget(): void {
+    this.catalog.forget();
+    this.epoch++;
   }
 
   private count(cause: string): void {

@@ -24,7 +24,7 @@ import type { VolatilityLookup } from '../core/routing-context';
 import { CacheStep, type CachePort, type CacheView } from '../core/cache-port';
 import type { RequestInfo } from '../core/request';
 import { invalidationOf, relationVerdict, textVerdict, type Invalidation, type TableLists, type TextVerdict } from './cacheable';
-import { QueryCache } from './query-cache';
+import { QueryCache, type GenCell } from './query-cache';
 
 const SNAPSHOT_ISOLATION = /isolation\s+level\s+(repeatable\s+read|serializable)/i;
 const SNAPSHOT_DEFAULT = /repeatable|serializable/i;
@@ -33,6 +33,34 @@ const SNAPSHOT_DEFAULT = /repeatable|serializable/i;
 const STORABLE = new Uint8Array(256);
 for (const c of '12tnTDC') STORABLE[c.charCodeAt(0)] = 1;
 const Z = 0x5a;
+/** ReadyForQuery 'I': the end of a stored answer. */
+const RFQ_IDLE = Buffer.from([Z, 0, 0, 0, 5, TxStatus.Idle]);
+
+/** A text's relations resolved under one database and search_path (see consult). */
+interface Resolution {
+  readonly db: string;
+  readonly sp: string;
+  /** The catalog's version and the cache's epoch it was made at. */
+  readonly version: number;
+  readonly epoch: number;
+  /** When the first of the catalog's facts it used expires (ms since epoch). */
+  readonly until: number;
+  /** Not cacheable (a relation unknown to the catalog, a view, a temporary table...). */
+  readonly pass: boolean;
+  /** Its generations' names; shmem: their cells. */
+  readonly names: readonly string[];
+  readonly cells: readonly GenCell[] | null;
+}
+
+/** What shape() tells of a request. */
+interface Shape {
+  readonly shape: string;
+  readonly sql: string;
+  readonly types: string;
+  /** The Bind message's bytes after the statement name (formats, values, result formats), latin1. */
+  readonly params: string;
+  readonly cls: QueryClass | undefined;
+}
 
 interface Pending {
   readonly key: string;
@@ -73,6 +101,13 @@ export class SessionCache implements CachePort {
   private sessionSnapshot: boolean;
   // The change stream's fence (memqcache_logical_invalidation): the request it was awaited for, and its answer.
   private fencedFor: Buffer | null = null;
+  // The parameter types of the last named statement bound, by its Parse frame.
+  private typesOf: Buffer | null = null;
+  private types = '';
+  // early(): the request whose miss it saw, and the key it computed.
+  private earlyMiss: Buffer | null = null;
+  private earlyKey = '';
+  hitClass: QueryClass | null = null;
   private fenceOk = false;
 
   constructor(
@@ -91,6 +126,7 @@ export class SessionCache implements CachePort {
     this.waitFor = null;
     this.collecting = false;
     this.hit = null;
+    this.hitClass = null;
     if (info.functionCall) return CacheStep.Pass;
     const done = this.looked;
     if (done !== null && done.data === data) {
@@ -109,48 +145,49 @@ export class SessionCache implements CachePort {
       return this.counted(CacheStep.Pass, data);
     }
     const cache = this.cache;
-    const tv = memoTextVerdict(shape.sql, cls, cache.lists, this.classifier());
+    const memo = memoTextVerdict(shape.sql, cls, cache.lists, this.classifier());
+    const tv = memo.tv;
     if (!tv.ok) return this.counted(CacheStep.Pass, data);
     // Functions: immutable only (pg_proc, looked up once).
-    const vol = this.volatility();
-    const unknownFns = tv.functions.filter((f) => vol.get(f) === undefined);
-    if (unknownFns.length > 0) return this.wait(vol.lookup(unknownFns));
-    if (!tv.force && tv.functions.some((f) => vol.get(f) !== 'i')) return this.counted(CacheStep.Pass, data);
-    // Relations: the catalog's facts under the session's search_path.
+    if (tv.functions.length > 0) {
+      const vol = this.volatility();
+      const unknownFns = tv.functions.filter((f) => vol.get(f) === undefined);
+      if (unknownFns.length > 0) return this.wait(vol.lookup(unknownFns));
+      if (!tv.force && tv.functions.some((f) => vol.get(f) !== 'i')) return this.counted(CacheStep.Pass, data);
+    }
+    // Relations: the catalog's facts under the session's search_path (remembered with the text
+    // while the catalog's answers stand: a hit reads no catalog map).
     const db = this.id.database;
     const sp = view.searchPath;
-    const oids: number[] = [];
-    let unknownRels: string[] | null = null;
-    for (const r of tv.relations) {
-      const facts = cache.catalog.known(db, sp, r);
-      if (facts === undefined) {
-        (unknownRels ??= []).push(r);
-        continue;
-      }
-      if (facts === null) return this.counted(CacheStep.Pass, data);
-      if (!tv.force && relationVerdict(r, facts, cache.lists) !== null) return this.counted(CacheStep.Pass, data);
-      oids.push(facts.oid);
+    let res = memo.res;
+    if (res === null || !this.current(res, sp)) {
+      const r = this.resolve(tv, db, sp);
+      if (r === null) return this.counted(CacheStep.Pass, data);
+      if (r instanceof Promise) return this.wait(r);
+      memo.res = res = r;
     }
-    if (unknownRels !== null) return this.wait(cache.catalog.lookup(db, sp, unknownRels));
+    if (res.pass) return this.counted(CacheStep.Pass, data);
     if (!cache.available()) return this.counted(CacheStep.Pass, data);
     cache.streams?.start(db);
-    const names = QueryCache.genNames(db, oids);
     let key: string;
     let value: Buffer | undefined;
     if (cache.shmem !== null) {
       // shmem: the parts themselves, unhashed (the map hashes the string natively; a SHA-1 per
       // request was the largest cost of a hit). The session's user, database and settings are one
       // interned number; types and parameters carry their lengths (they may hold NUL bytes).
-      if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
-        this.prefix = cache.intern(`${this.id.user}\u0000${db}\u0000${this.fingerprint(view)}`);
+      if (this.earlyMiss === data) {
+        // early() computed it just now and found nothing.
+        key = this.earlyKey;
+        value = undefined;
+      } else {
+        key = this.shmemKey(shape, view, res);
+        value = cache.shmem.get(key);
       }
-      const types = typeof shape.types === 'string' ? shape.types : shape.types.toString('latin1');
-      const params = typeof shape.params === 'string' ? shape.params : shape.params.toString('latin1');
-      key = `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${cache.gensKey(names)}`;
-      value = cache.shmem.get(key);
+      this.earlyMiss = null;
     } else {
       if (this.lookingUp === data) return this.wait(this.waitFor ?? Promise.resolve());
       this.lookingUp = data;
+      const names = res.names;
       const k = QueryCache.key([this.id.user, db, this.fingerprint(view), shape.shape, shape.sql, shape.types, shape.params]);
       return this.wait(cache.memcached!.lookup(k, names).then((r) => {
         this.lookingUp = null;
@@ -162,6 +199,92 @@ export class SessionCache implements CachePort {
       }));
     }
     return this.found(data, key, value);
+  }
+
+  /**
+   * Before the planner: a request whose text is known already (remembered with its class by an
+   * earlier request), whose relations are resolved and whose answer shmem has, is a hit here —
+   * no classification, no plan. Anything else returns false and goes the full way (the planner,
+   * then consult(), which reuses the key of a miss computed here).
+   */
+  early(data: Buffer, info: RequestInfo, view: CacheView): boolean {
+    this.earlyMiss = null;
+    this.hitClass = null;
+    const cache = this.cache;
+    if (cache.shmem === null || cache.streams !== null || info.functionCall || this.txWrote || this.txFailed) return false;
+    const shape = this.shape(data, info, view);
+    if (shape === null) return false;
+    const memo = verdicts.get(shape.sql);
+    if (memo === undefined || memo.cls.kind !== 'read' || memo.lists !== cache.lists || memo.by !== this.classifier()) return false;
+    const tv = memo.tv;
+    if (!tv.ok || tv.functions.length > 0) return false;
+    if (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''))) return false;
+    const res = memo.res;
+    if (res === null || res.pass || !this.current(res, view.searchPath)) return false;
+    const key = this.shmemKey(shape, view, res);
+    const value = cache.shmem.get(key);
+    if (value === undefined) {
+      this.earlyMiss = data;
+      this.earlyKey = key;
+      return false;
+    }
+    this.waitFor = null;
+    this.collecting = false;
+    cache.stats.selects++;
+    cache.stats.hits++;
+    this.hit = value;
+    this.hitClass = memo.cls;
+    return true;
+  }
+
+  /** Whether a resolution still stands for this session (same database and search_path, catalog unchanged, not expired). */
+  private current(res: Resolution, sp: string): boolean {
+    const cache = this.cache;
+    return res.db === this.id.database && res.sp === sp && res.version === cache.catalog.version && res.epoch === cache.epoch && Date.now() < res.until;
+  }
+
+  /**
+   * shmem's key: the parts themselves, unhashed (the map hashes the string natively; a SHA-1 per
+   * request was the largest cost of a hit). The session's user, database and settings are one
+   * interned number; types and parameters carry their lengths (they may hold NUL bytes); then the generations.
+   */
+  private shmemKey(shape: Shape, view: CacheView, res: Resolution): string {
+    if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
+      this.prefix = this.cache.intern(`${this.id.user}\u0000${this.id.database}\u0000${this.fingerprint(view)}`);
+    }
+    const types = shape.types;
+    const params = shape.params;
+    return `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${QueryCache.gensKey(res.cells!)}`;
+  }
+
+  /**
+   * The relations of a text resolved under (db, sp): their generations, or pass (one is unknown
+   * to the catalog, or not cacheable), or a catalog lookup to wait for; null: not cacheable now.
+   */
+  private resolve(tv: TextVerdict & { readonly ok: true }, db: string, sp: string): Resolution | Promise<unknown> | null {
+    const cache = this.cache;
+    const cat = cache.catalog;
+    const version = cat.version;
+    const oids: number[] = [];
+    let unknownRels: string[] | null = null;
+    let until = Infinity;
+    let pass = false;
+    for (const r of tv.relations) {
+      const facts = cat.known(db, sp, r);
+      if (facts === undefined) {
+        (unknownRels ??= []).push(r);
+        continue;
+      }
+      until = Math.min(until, cat.expiresAt(db, sp, r));
+      if (facts === null || (!tv.force && relationVerdict(r, facts, cache.lists) !== null)) {
+        pass = true;
+        continue;
+      }
+      oids.push(facts.oid);
+    }
+    if (unknownRels !== null) return pass ? null : cat.lookup(db, sp, unknownRels);
+    const names = QueryCache.genNames(db, oids);
+    return { db, sp, version, epoch: cache.epoch, until, pass, names, cells: cache.shmem !== null ? cache.cells(names) : null };
   }
 
   /** The answer stored under `key` (undefined: none): a hit, or a miss whose answer is collected. */
@@ -212,10 +335,22 @@ export class SessionCache implements CachePort {
     return CacheStep.Wait;
   }
 
-  hitAnswer(): Buffer {
+  hitAnswer(status: number): Buffer {
     const h = this.hit!;
     this.hit = null;
-    return h;
+    // shmem keeps answers with ReadyForQuery 'I' at the end (collected()): written as they are
+    // outside a transaction (no copy); memcached's are without it.
+    if (this.cache.shmem !== null) {
+      if (status === TxStatus.Idle) return h;
+      const out = Buffer.from(h);
+      out[out.length - 1] = status;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(h.length + 6);
+    h.copy(out, 0);
+    out.set(RFQ_IDLE, h.length);
+    out[h.length + 5] = status;
+    return out;
   }
 
   /** The session's settings as part of the key (recomputed when they change). */
@@ -231,14 +366,14 @@ export class SessionCache implements CachePort {
    * The request's cacheable shape, or null: a lone Query; or [Parse] Bind [Describe] Execute Sync
    * of one statement into the unnamed portal, without a row limit.
    */
-  private shape(data: Buffer, info: RequestInfo, view: CacheView): { shape: string; sql: string; types: Buffer | string; params: Buffer | string; cls: QueryClass | undefined } | null {
+  private shape(data: Buffer, info: RequestInfo, view: CacheView): Shape | null {
     if (!info.extended) {
       if (info.queries.length !== 1 || data[0] !== FrontendCode.Query) return null;
       return { shape: 'Q', sql: info.queries[0]!, types: '', params: '', cls: undefined };
     }
     if (info.queries.length > 0 || info.parses.length > 1 || info.bindStatements.length !== 1 || info.closedStatements.length > 0) return null;
     let shape = '';
-    let params: Buffer | null = null;
+    let params: string | null = null;
     let pos = 0;
     while (pos + 5 <= data.length) {
       const code = data[pos]!;
@@ -248,11 +383,11 @@ export class SessionCache implements CachePort {
           shape += 'P';
           break;
         case FrontendCode.Bind: {
-          const portalEnd = data.indexOf(0, pos + 5);
-          if (portalEnd !== pos + 5) return null; // a named portal
-          const stmtEnd = data.indexOf(0, portalEnd + 1);
-          if (stmtEnd < 0 || stmtEnd >= end) return null;
-          params = data.subarray(stmtEnd + 1, end);
+          if (data[pos + 5] !== 0) return null; // a named portal
+          let stmtEnd = pos + 6;
+          while (stmtEnd < end && data[stmtEnd] !== 0) stmtEnd++;
+          if (stmtEnd >= end) return null;
+          params = latin1(data, stmtEnd + 1, end);
           shape += 'B';
           break;
         }
@@ -276,18 +411,23 @@ export class SessionCache implements CachePort {
     if (!/^P?BD[sp]?ES$|^P?BES$/.test(shape) || params === null) return null;
     const name = info.bindStatements[0]!;
     let sql: string;
-    let types: Buffer;
+    let types: string;
     let cls: QueryClass | undefined;
     const p = info.parses[0];
     if (p !== undefined) {
       if (p.name !== name) return null;
       sql = p.sql;
-      types = parseTypes(data.subarray(p.start, p.end));
+      types = parseTypes(data, p.start, p.end);
     } else {
       const st = view.statement(name);
       if (st === undefined) return null;
       sql = st.sql;
-      types = parseTypes(st.frame);
+      // The statement's types, kept while it is the same Parse frame (pgbench -M prepared: always).
+      if (st.frame !== this.typesOf) {
+        this.typesOf = st.frame;
+        this.types = parseTypes(st.frame, 0, st.frame.length);
+      }
+      types = this.types;
       cls = view.statementClass(name);
     }
     return { shape, sql, types, params, cls };
@@ -364,7 +504,10 @@ export class SessionCache implements CachePort {
       this.cache.stats.notStored++;
       return;
     }
-    const value = Buffer.from(all.subarray(0, pos));
+    // Stored with ReadyForQuery 'I' (QueryCache.store).
+    const value = Buffer.allocUnsafe(pos + 6);
+    all.copy(value, 0, 0, pos);
+    value.set(RFQ_IDLE, pos);
     if (status === TxStatus.Idle) this.cache.store(this.key, value);
     else this.pending.push({ key: this.key, value });
   }
@@ -454,21 +597,34 @@ export class SessionCache implements CachePort {
  * emptied when full.
  */
 const VERDICTS_MAX = 4096;
-const verdicts = new Map<string, { readonly by: Classifier; readonly lists: TableLists; readonly tv: TextVerdict }>();
-function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists, by: Classifier): TextVerdict {
+interface TextMemo {
+  readonly cls: QueryClass;
+  readonly by: Classifier;
+  readonly lists: TableLists;
+  readonly tv: TextVerdict;
+  /** Its relations as last resolved (by any session; checked before use). */
+  res: Resolution | null;
+}
+const verdicts = new Map<string, TextMemo>();
+function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists, by: Classifier): TextMemo {
   const m = verdicts.get(sql);
-  if (m !== undefined && m.lists === lists && m.by === by) return m.tv;
-  const tv = textVerdict(sql, cls, lists);
+  if (m !== undefined && m.lists === lists && m.by === by) return m;
+  const made: TextMemo = { cls, by, lists, tv: textVerdict(sql, cls, lists), res: null };
   if (sql.length <= 8192) {
     if (verdicts.size >= VERDICTS_MAX) verdicts.clear();
-    verdicts.set(sql, { by, lists, tv });
+    verdicts.set(sql, made);
   }
-  return tv;
+  return made;
 }
 
-/** The parameter type part of a Parse frame (after the statement name and the SQL). */
-function parseTypes(frame: Buffer): Buffer {
-  const nameEnd = frame.indexOf(0, 5);
-  const sqlEnd = nameEnd < 0 ? -1 : frame.indexOf(0, nameEnd + 1);
-  return sqlEnd < 0 ? Buffer.alloc(0) : frame.subarray(sqlEnd + 1);
+/** Bytes `start`..`end` of a buffer as a latin1 string (Buffer.prototype.latin1Slice: no view made, toString's checks skipped). */
+function latin1(b: Buffer, start: number, end: number): string {
+  return end <= start ? '' : (b as unknown as { latin1Slice(start: number, end: number): string }).latin1Slice(start, end);
+}
+
+/** The parameter type part (after the statement name and the SQL) of the Parse frame at `start`..`end` of `buf`, latin1. */
+function parseTypes(buf: Buffer, start: number, end: number): string {
+  const nameEnd = buf.indexOf(0, start + 5);
+  const sqlEnd = nameEnd < 0 || nameEnd >= end ? -1 : buf.indexOf(0, nameEnd + 1);
+  return sqlEnd < 0 || sqlEnd >= end ? '' : latin1(buf, sqlEnd + 1, end);
 }

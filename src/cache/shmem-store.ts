@@ -2,8 +2,10 @@
  * memqcache_method = 'shmem': the cache in pgmaitre's own memory (one process: its sessions share
  * it). An LRU map from key to the answer's bytes, bounded by memqcache_total_size bytes (the
  * answers plus a fixed per-entry overhead) and by memqcache_max_num_cache entries; the least
- * recently used entry goes first (approximately: a hit moves an entry only when it may be in the
- * older half). memqcache_expire (seconds, 0 = never) is checked on read.
+ * recently used entry goes first, approximately (second chance: a hit only marks its entry; an
+ * eviction that meets a marked entry at the old end moves it to the recent end, unmarked, and
+ * goes on — so a hit costs one map lookup, and the reordering is paid by stores, which are
+ * rarer). memqcache_expire (seconds, 0 = never) is checked on read.
  * Table generations are a plain map here: nothing else shares them.
  */
 
@@ -14,15 +16,14 @@ interface Entry {
   readonly value: Buffer;
   /** ms since epoch; Infinity: never. */
   readonly until: number;
-  /** The store's operation count when the entry was last moved to the recent end. */
-  moved: number;
+  /** Read since it was stored or last moved to the recent end. */
+  used: boolean;
 }
 
 /** See the file header. */
 export class ShmemStore {
   private readonly map = new Map<string, Entry>();
   private bytes = 0;
-  private ops = 0;
   evictions = 0;
 
   constructor(readonly totalSize: number, readonly maxEntries: number, readonly expireSec: number, private readonly now: () => number = Date.now) {}
@@ -34,15 +35,7 @@ export class ShmemStore {
       this.remove(key, e);
       return undefined;
     }
-    // Moved to the recent end only when it may be in the older half (fewer operations since its
-    // last move than half the entries: fewer than that many entries follow it), which saves a
-    // delete and an insert on most hits of a hot set. Eviction still takes the older half first.
-    if (this.ops - e.moved >= this.map.size >>> 1) {
-      this.map.delete(key);
-      this.map.set(key, e);
-      e.moved = this.ops;
-    }
-    this.ops++;
+    e.used = true;
     return e.value;
   }
 
@@ -54,10 +47,18 @@ export class ShmemStore {
     if (old !== undefined) this.remove(key, old);
     while (this.map.size > 0 && (this.bytes + size > this.totalSize || this.map.size >= this.maxEntries)) {
       const k = this.map.keys().next().value as string;
-      this.remove(k, this.map.get(k)!);
+      const e = this.map.get(k)!;
+      if (e.used) {
+        // Read since it came to the recent end: a second chance (each entry gets one per pass, so this ends).
+        e.used = false;
+        this.map.delete(k);
+        this.map.set(k, e);
+        continue;
+      }
+      this.remove(k, e);
       this.evictions++;
     }
-    this.map.set(key, { value, until: this.expireSec > 0 ? this.now() + this.expireSec * 1000 : Infinity, moved: this.ops++ });
+    this.map.set(key, { value, until: this.expireSec > 0 ? this.now() + this.expireSec * 1000 : Infinity, used: false });
     this.bytes += size;
     return true;
   }

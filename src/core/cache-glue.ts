@@ -44,8 +44,35 @@ export interface CacheSession {
   block(p: Promise<unknown>, what: string): void;
 }
 
-/** ReadyForQuery's header (its status byte follows). */
-const RFQ = Buffer.from([0x5a, 0, 0, 0, 5]);
+/**
+ * The query cache's turn before the planner (cache-port.ts' early()): true when the request was
+ * answered from the cache, with no plan made.
+ */
+export function earlyCacheHit(s: CacheSession, req: Request, info: RequestInfo): boolean {
+  if (req.term === Term.None || !s.allAnswered(null)) return false;
+  if (!s.cache!.early(req.data, info, s.cacheView!)) return false;
+  answerHit(s, req, info, null);
+  return true;
+}
+
+/** Writes a hit's answer (one write, its ReadyForQuery included) and records the statements it parsed. */
+function answerHit(s: CacheSession, req: Request, info: RequestInfo, classes: readonly QueryClass[] | null): void {
+  const cache = s.cache!;
+  s.flush();
+  s.client.write(cache.hitAnswer(s.txStatus()));
+  for (let i = 0; i < info.parses.length; i++) {
+    // The client now has this statement: later Binds re-parse it where they run. (The same
+    // statement again, pgbench -M extended's unnamed one: kept as it is, no copy.)
+    const p = info.parses[i]!;
+    const frame = req.data.subarray(p.start, p.end);
+    const prev = s.statements.protocol.get(p.name);
+    const same = prev !== undefined && prev.sql === p.sql && prev.frame.equals(frame);
+    const cls = classes?.[info.queries.length + i] ?? (info.parses.length === 1 ? cache.hitClass : null) ?? s.host.classifier.classify(p.sql);
+    s.statements.parsed(p.name, same ? frame : Buffer.from(frame), p.sql, cls, -1);
+    s.statements.protocol.get(p.name)?.nodes.delete(-1);
+  }
+  releaseRequest(req);
+}
 
 /**
  * The query cache's turn for a planned request: true/false as step() returns (answered from the
@@ -60,27 +87,9 @@ export function consultCache(s: CacheSession, req: Request, info: RequestInfo, p
     case CacheStep.Wait:
       s.block(cache.waitFor!, 'query cache lookup');
       return false;
-    case CacheStep.Hit: {
-      s.flush();
-      const answer = cache.hitAnswer();
-      const out = Buffer.allocUnsafe(answer.length + 6);
-      answer.copy(out, 0);
-      out.set(RFQ, answer.length);
-      out[answer.length + 5] = s.txStatus();
-      s.client.write(out);
-      for (let i = 0; i < info.parses.length; i++) {
-        // The client now has this statement: later Binds re-parse it where they run. (The same
-        // statement again, pgbench -M extended's unnamed one: kept as it is, no copy.)
-        const p = info.parses[i]!;
-        const frame = req.data.subarray(p.start, p.end);
-        const prev = s.statements.protocol.get(p.name);
-        const same = prev !== undefined && prev.sql === p.sql && prev.frame.equals(frame);
-        s.statements.parsed(p.name, same ? frame : Buffer.from(frame), p.sql, plan.classes[info.queries.length + i] ?? s.host.classifier.classify(p.sql), -1);
-        s.statements.protocol.get(p.name)?.nodes.delete(-1);
-      }
-      releaseRequest(req);
+    case CacheStep.Hit:
+      answerHit(s, req, info, plan.classes);
       return true;
-    }
     default:
       break;
   }

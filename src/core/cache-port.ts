@@ -15,7 +15,7 @@ import type { RequestInfo } from './request';
 export const CacheStep = {
   /** Send it (collect its answer when `collecting`). */
   Pass: 0,
-  /** Answer it with hitAnswer() + ReadyForQuery. */
+  /** Answer it with hitAnswer(). */
   Hit: 1,
   /** Wait for `waitFor` (a lookup), then ask again. */
   Wait: 2,
@@ -45,14 +45,24 @@ export interface CachePort {
    * classes of its queries then its parses: the cache does not classify a text again).
    */
   consult(data: Buffer, info: RequestInfo, view: CacheView, classes: readonly QueryClass[]): CacheStep;
+  /**
+   * Before the planner: true when the request is answered from the cache without planning (its
+   * text already known to the cache; then hitAnswer() as after Hit). False: plan it, then consult().
+   */
+  early(data: Buffer, info: RequestInfo, view: CacheView): boolean;
+  /** After a hit from early(): the class of its text (a Parse in it is recorded with it). */
+  readonly hitClass: QueryClass | null;
   /** After consult() said Wait. */
   readonly waitFor: Promise<unknown> | null;
   /** The session has writes whose invalidation its next ReadyForQuery 'I' applies: what follows that ReadyForQuery waits for synced()'s promise. */
   readonly holdAnswers: boolean;
   /** After consult() said Pass: the answer is to be collected. */
   readonly collecting: boolean;
-  /** After consult() said Hit: the answer's messages, without the ReadyForQuery. */
-  hitAnswer(): Buffer;
+  /**
+   * After consult() said Hit: the bytes to write, the answer's messages then ReadyForQuery with
+   * `status` (one buffer, one write; it may be the stored answer itself: not to be changed).
+   */
+  hitAnswer(status: number): Buffer;
   /** The request was sent (`classes` and `sqls` of its queries then parses; `bound` of statements it binds). */
   sent(classes: readonly QueryClass[], sqls: readonly string[], bound: readonly QueryClass[], view: CacheView): void;
   /** A range of the collected request's answer. */

@@ -73,6 +73,13 @@ export interface CoreHost {
   /** Transaction pooling: an idle connection of `node` for this session's key, at once, or null. */
   leaseNow(node: number): BackendPort | null;
   /**
+   * Transaction pooling: openLink() for a session that waits in line, without a promise per wait.
+   * `done` is called once, later (never from inside this call), with the connection attached, or
+   * null (the node cannot be reached), or `refused` (query_wait_timeout). Optional: without it
+   * the core uses openLink().
+   */
+  leaseLater?(node: number, done: (conn: BackendPort | null, refused: LinkRefused | null) => void): void;
+  /**
    * Gives a connection back: reused when `reusable` (leased ones idle at once; with `reset`, after
    * DISCARD ALL, its statement registry and applied state cleared), else closed with `why`.
    * The core decides which (tx-pooling.ts leaseFate).

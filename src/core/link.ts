@@ -201,6 +201,12 @@ export class Link {
    * Parse went there during this lease and no Query of pgmaitre's dropped it since).
    */
   unnamedOwn = false;
+  /**
+   * A request that may leave something at commit (Plan.lasting) was written since the link was
+   * last at rest (idle, nothing owed): a client that leaves now has its requests run to their end
+   * rather than cancelled (SessionCore.leave).
+   */
+  lasting = false;
 
   // Scanner state across chunks.
   private code = 0;
@@ -384,6 +390,7 @@ export class Link {
     this.full = false;
     this.skipping = false;
     this.unnamedOwn = false;
+    this.lasting = false;
     this.pendingSynthetic = false;
     this.txStatus = TxStatus.Idle;
   }

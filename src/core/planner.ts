@@ -8,6 +8,7 @@
  */
 import type { QueryClass } from '../classify/types';
 import { ADVISORY_LOCK_FUNCTIONS, executeName, sessionEffects, type SessionEffect } from '../classify/session-effects';
+import { baseName, isSafeFunction } from '../classify/functions';
 import { routeStatement, type RouteState } from '../router/router';
 import { selectLoadBalanceNode } from '../router/lb-select';
 import { TxStatus } from '../protocol/codes';
@@ -54,6 +55,19 @@ function nodeLocal(cls: QueryClass, sql: string | null): boolean {
   return (cls.kind === 'show' || cls.functions.includes('current_setting')) && sql !== null && NODE_LOCAL_SHOW.test(sql);
 }
 
+/** Functions that keep a SELECT from being read-only (they go to the primary) but leave nothing behind. */
+const NOTHING_LEFT: ReadonlySet<string> = new Set(['pg_sleep', 'pg_sleep_for', 'pg_sleep_until']);
+
+/**
+ * A single read that is not read-only only because of functions that leave nothing (pg_sleep):
+ * nothing of it outlives its transaction (see Plan.lasting).
+ */
+function leavesNothing(cls: QueryClass): boolean {
+  if (cls.kind !== 'read' || cls.statements !== 1 || cls.flags.selectInto === true || cls.flags.writableCte === true) return false;
+  for (const f of cls.functions) if (!NOTHING_LEFT.has(baseName(f)) && !isSafeFunction(f)) return false;
+  return true;
+}
+
 /** Statement kinds that change no data (read-your-writes has nothing to wait for after them). */
 const NOT_WRITES: ReadonlySet<string> = new Set([
   'show', 'begin', 'commit', 'rollback', 'savepoint', 'release', 'rollback_to', 'set', 'reset', 'discard',
@@ -91,6 +105,11 @@ export class Plan {
   errorHint = '';
   /** A write goes to the primary (read-your-writes notes it). */
   writes = false;
+  /**
+   * It may leave something once its transaction commits (a write, NOTIFY, an EXECUTE): a client
+   * that leaves while it runs does not have it cancelled (SessionCore.leave).
+   */
+  lasting = false;
 
   /**
    * Lets go of what the last plan referenced (its statements' classes, effects, strings). The plan
@@ -145,6 +164,7 @@ export class Planner {
     p.effects = null;
     p.broadcastTx = false;
     p.writes = false;
+    p.lasting = false;
     let toPrimary = info.functionCall;
     let toBalance = false;
     let reason = info.functionCall ? 'function call' : '';
@@ -179,7 +199,10 @@ export class Planner {
         toBalance = true;
         reason ||= r.reason;
       }
-      if (!cls.readOnly && !NOT_WRITES.has(cls.kind)) p.writes = true;
+      if (!cls.readOnly && !NOT_WRITES.has(cls.kind)) {
+        p.writes = true;
+        if (!p.lasting && !leavesNothing(cls)) p.lasting = true;
+      } else if (cls.kind === 'notify' || cls.kind === 'execute' || cls.flags.needsVolatilityCheck === true) p.lasting = true;
     };
     for (const sql of info.queries) {
       const cls = this.v.host.classifier.classify(sql);
@@ -190,6 +213,7 @@ export class Planner {
         return p;
       }
       p.classes.push(cls);
+      if (cls.kind === 'execute') p.lasting = true;
       // EXECUTE runs where its statement can: it is routed as the prepared statement's body.
       if (cls.kind === 'execute' && cls.statements === 1) this.execute(sql, consider, () => { toPrimary = true; });
       else consider(cls, sql);
@@ -197,6 +221,7 @@ export class Planner {
     for (const ps of info.parses) {
       const cls = this.classifyParse(ps.sql);
       p.classes.push(cls);
+      if (cls.kind === 'execute') p.lasting = true;
       if (cls.kind === 'execute' && cls.statements === 1) this.execute(ps.sql, consider, () => { toPrimary = true; });
       else consider(cls, ps.sql);
     }

@@ -131,9 +131,16 @@ export function pooledLocal(s: PooledSession, req: Request, info: RequestInfo): 
       return Local.No;
     }
     case 'deallocate': {
-      if (s.pins.forced !== '') return Local.No;
       const e = sessionEffects(single);
       if (e?.[0]?.kind !== 'deallocate') return Local.No;
+      if (s.pins.forced !== '') {
+        // Pinned, names go to the connection as written; but a statement the client made before
+        // that is there under a server name only (a renamed PREPARE, any Parse): answered here
+        // too, or the server would not know the name (seed 94093).
+        const name = e[0].name;
+        const st = name === null ? undefined : s.statements.sql.get(name);
+        if (name === null || (st !== undefined && st.nodes.size > 0) || (st === undefined && !s.statements.protocol.has(name))) return Local.No;
+      }
       // Answered here in order, as the server would: nothing is owed before it, and an aborted
       // transaction refuses it (25P02) and keeps the statements.
       if (!s.allAnswered(null)) return Local.Wait;

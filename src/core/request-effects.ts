@@ -22,7 +22,7 @@ import { LogEvent } from '../log/logger';
 import { ExpectKind, Link, Term, type Expect } from './link';
 import type { Request, RequestInfo } from './request';
 import type { Plan } from './planner';
-import type { ProtocolStatement } from './statements';
+import type { ProtocolStatement, SqlStatement } from './statements';
 import type { SessionState } from './session-state';
 import type { ReadYourWrites } from './read-your-writes';
 import { userFunction, type Pins } from './tx-pooling';
@@ -77,6 +77,8 @@ export interface Token {
   defined: { name: string; index: number; st?: ProtocolStatement }[] | null;
   /** Transaction pooling: client statements this request closes (they stay if the Close failed or was skipped). */
   closed: { name: string; st: ProtocolStatement; index: number }[] | null;
+  /** The session's statements before a single DISCARD ALL / DEALLOCATE removed them (restored if it fails). */
+  undo: { protocol: Map<string, ProtocolStatement>; sql: Map<string, SqlStatement> } | null;
   /** Transaction pooling: DISCARD ALL / DEALLOCATE ALL reached the server (its statements go when it succeeds). */
   clears: 'all' | 'statements' | null;
 }
@@ -108,8 +110,10 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
     const cls = plan.classes[i++]!;
     dispatched(s, cls, p.sql, tok);
     if (s.host.pooling !== 'session' && p.name !== '') {
-      // Refused by the server (42P05: redefined without Close): the old definition stays.
-      if (s.dupRefused.has(p.name)) continue;
+      // Refused by the server (42P05: redefined without Close): the old definition stays. (Not
+      // a Parse of that name after a Close of it: it was sent under a server name of its own,
+      // tentative there until the request is answered; seed 70077.)
+      if (s.dupRefused.has(p.name) && closeBetween(req.data, p.name, 0, p.start) < 0) continue;
       const before = seenHere?.get(p.name);
       const prev = s.statements.protocol.get(p.name);
       if (before !== undefined || prev !== undefined) {
@@ -139,7 +143,10 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
     s.statements.parsed(p.name, req.data.subarray(p.start, p.end), p.sql, cls, node);
     // (A named definition is a new entry: its failure drops that entry only, and marks it gone,
     // so that no restore of a Close brings it back; seed 31086.)
-    if (def !== null && p.name !== '') def.st = s.statements.protocol.get(p.name);
+    if (def !== null) {
+      def.st = s.statements.protocol.get(p.name);
+      if (p.name !== '' && def.st !== undefined) def.st.tentative = true;
+    }
     if (p.name !== '' && s.host.pooling !== 'session') {
       // Only the Parses that reached the server are tentative there (names() began them).
       const server = serverNameOf(s, p.name)!;
@@ -168,7 +175,16 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
       if (other !== node) s.links[other]?.cleanup.push({ buf: Buffer.concat([encodeClose('S', name), SYNC]), completions: 1, term: Term.Sync });
     }
   }
-  if (plan.effects !== null) effectsSent(s, plan.effects, node, tok, req.pooledRenamed);
+  if (plan.effects !== null) {
+    // A single DISCARD ALL or DEALLOCATE that the server refuses (25P02 in an aborted transaction,
+    // 26000) removes nothing: what it removed here comes back then (seed 93047). (Among other
+    // statements of a query, whether it ran is not known: it is taken as done.)
+    const e = plan.effects.length === 1 && info.queries.length === 1 && plan.classes.length === 1 ? plan.effects[0]! : null;
+    if (e !== null && (e.kind === 'deallocate' || (e.kind === 'discard' && e.what === 'all'))) {
+      tok().undo = { protocol: new Map(s.statements.protocol), sql: new Map(s.statements.sql) };
+    }
+    effectsSent(s, plan.effects, node, tok, req.pooledRenamed);
+  }
   return token;
 }
 
@@ -302,24 +318,40 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
   }
   // Index in the whole request of the message that failed (-1: the request was skipped).
   const failed = Link.failIndex(e);
+  if (t.defined !== null && !e.errored && !e.skipped) for (const d of t.defined) if (d.st !== undefined) d.st.tentative = false;
   if (t.defined !== null && (e.errored || e.skipped)) {
     // A Parse that failed, or came after the error, defined nothing (the client may Parse the name again).
+    // The unnamed statement is then the last one parsed before the error, if any (seed 92068).
+    let unnamed: ProtocolStatement | undefined;
+    let unnamedFailed = false;
     for (const d of t.defined) {
-      if (!(failed <= d.index)) continue;
-      if (d.st === undefined) {
-        s.statements.protocol.delete(d.name);
+      if (!(failed <= d.index)) {
+        if (d.st !== undefined) d.st.tentative = false;
+        if (d.name === '') unnamed = d.st;
+        continue;
+      }
+      if (d.name === '' || d.st === undefined) {
+        unnamedFailed ||= d.name === '';
+        if (d.name !== '') s.statements.protocol.delete(d.name);
         continue;
       }
       // (Only if it is still this request's definition: a later request may have redefined the name.)
       d.st.gone = true;
       if (s.statements.protocol.get(d.name) === d.st) s.statements.protocol.delete(d.name);
     }
+    if (unnamedFailed) {
+      if (unnamed !== undefined) s.statements.protocol.set('', unnamed);
+      else s.statements.protocol.delete('');
+    }
   }
   if (t.closed !== null && (e.errored || e.skipped)) {
     // A Close the server skipped (an error before it) closed nothing: the client still has the statement.
     for (const d of t.closed) {
       // (Not a definition that itself failed meanwhile: a tentative one of an earlier request, seed 31086.)
-      if (!(failed <= d.index) || s.statements.protocol.has(d.name) || d.st.gone === true) continue;
+      // (Over a definition of a later request not answered yet, pipelined while the server skipped:
+      // it is skipped too, or refused, as the name still exists; seed 94080.)
+      const cur = s.statements.protocol.get(d.name);
+      if (!(failed <= d.index) || (cur !== undefined && (d.name === '' || cur.tentative !== true)) || d.st.gone === true) continue;
       // ...unless what it was to close is what a failed Parse of this request defined: nothing to keep.
       if (t.defined?.some((p) => p.name === d.name && p.index < d.index && failed <= p.index) === true) continue;
       s.statements.protocol.set(d.name, d.st);
@@ -330,6 +362,10 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
     if (t.clears === 'all') s.pins.discarded();
   }
   if (e.errored || e.skipped) {
+    if (t.undo !== null) {
+      for (const [name, st] of t.undo.protocol) if (!s.statements.protocol.has(name)) s.statements.protocol.set(name, st);
+      for (const [name, st] of t.undo.sql) if (!s.statements.sql.has(name)) s.statements.sql.set(name, st);
+    }
     for (const name of t.prepared ?? []) s.statements.sql.delete(name);
     if (t.effects !== null) stageImmediate(s, t.effects);
     return;
@@ -456,7 +492,7 @@ function lastParseAfterClose(data: Buffer, name: string): boolean {
 }
 
 export function newToken(): Token {
-  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null };
+  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null, undo: null };
 }
 
 /** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */

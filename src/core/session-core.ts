@@ -52,7 +52,7 @@ import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
-import { cacheSent, cacheSettled, consultCache, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
+import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
 import { abortedBindError, abortedDescribe, deferrableBegin, parsedWhenAborted, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
 import type { QueryClass } from '../classify/types';
@@ -111,6 +111,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private blocked = 0;
   /** The session has ended. */
   closed = false;
+  /**
+   * The client left (its EOF, Terminate) with requests it had sent whole: they run to their end
+   * first (see leave), then this ends the session. Null otherwise.
+   */
+  private leaving: (() => void) | null = null;
   /** The transaction saw an error (a COMMIT will roll it back). */
   txFailed = false;
   /** Node where SETs of the current transaction were staged. */
@@ -275,7 +280,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
 
   /** One complete client frame (the framer's FrameSink). Terminate is the session's business. */
   onFrame(code: number, buf: Buffer, start: number, end: number): void {
-    if (this.closed) return;
+    if (this.closed || this.leaving !== null) return;
     if (this.copyTarget !== null && this.rCount === 0 && (code === FrontendCode.CopyData || code === FrontendCode.CopyDone
       || code === FrontendCode.CopyFail || code === FrontendCode.Sync || code === FrontendCode.Flush)) {
       // COPY IN streams straight to its backend (Sync and Flush are ignored by it meanwhile).
@@ -402,6 +407,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.flush();
     releaseIdle(this);
     this.pacing();
+    if (this.leaving !== null && this.driving === 0 && !this.unfinished()) {
+      const done = this.leaving;
+      this.leaving = null;
+      done();
+    }
   }
 
   /** Handles the request at the head of the queue; false when it must wait. */
@@ -441,6 +451,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         return true;
       }
       if (local === Local.Wait) return false;
+    }
+    if (this.cache !== null && earlyCacheHit(this, req, info)) {
+      // Answered from the query cache, not planned (its text was seen before).
+      if (info.queries.length > 0) unnamedDropped(this, null);
+      return true;
     }
     const plan = this.planner.make(req, info);
     switch (plan.type) {
@@ -640,6 +655,10 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   }
 
   private open(node: number): void {
+    if (this.host.pooling !== 'session' && this.host.leaseLater !== undefined) {
+      this.waitLease(node);
+      return;
+    }
     this.block(this.host.openLink(node).catch((e: unknown) => {
       if (!(e instanceof LinkRefused)) throw e;
       this.refused = e; // the request waiting for it gets this error (see step)
@@ -658,6 +677,52 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.attach(node, conn);
     }), `connect to node ${node}`);
   }
+
+  /**
+   * Transaction pooling: open() through the host's callback (leaseLater), as block() waits for
+   * openLink()'s promise, and the same steps when the lease comes. Once clients outnumber
+   * default_pool_size nearly every transaction waits here: the promise chain (openLink, lease,
+   * catch, then, block's then) cost about six promises and their closures per transaction
+   * (issue 17, item 9); the callback is made once per session.
+   */
+  private waitLease(node: number): void {
+    this.flush();
+    this.blocked++;
+    this.pacing();
+    this.leaseNode = node;
+    try {
+      this.host.leaseLater!(node, this.leaseDone ??= (conn, refused) => this.leaseCame(conn, refused));
+    } catch (e) {
+      this.blocked--;
+      this.crash(e, `connect to node ${node}`);
+    }
+  }
+
+  /** The node waitLease() waits for, and its callback (made once). */
+  private leaseNode = -1;
+  private leaseDone: ((conn: BackendPort | null, refused: LinkRefused | null) => void) | null = null;
+
+  private leaseCame(conn: BackendPort | null, refused: LinkRefused | null): void {
+    const node = this.leaseNode;
+    this.blocked--;
+    try {
+      if (refused !== null) this.refused = refused; // the request waiting for it gets this error (see step)
+      if (this.refused === null) {
+        if (conn === null) this.forgetNode(node);
+        else if (this.closed) this.host.closeLink(conn, true, '');
+        else {
+          this.planner.failedAt.delete(node);
+          this.attach(node, conn);
+        }
+      }
+    } catch (e) {
+      this.crash(e, `connect to node ${node}`);
+      return;
+    }
+    this.guard(this.driveBound);
+  }
+
+  private readonly driveBound = (): void => this.drive();
 
   /**
    * Waits for `p` with the queue blocked, then drives again. This is where asynchronous waits
@@ -727,33 +792,51 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    */
   private execute(req: Request, info: RequestInfo, plan: Plan, link: Link): void {
     if (this.host.pooling !== 'session' && link.txStatus === TxStatus.Failed && link.syncOwed === 0
-      && req.pooledData === null && req.pooledPrepare === null && req.data[0] === FrontendCode.Close) {
-      const [cut, closes] = leadingCloses(req.data);
-      if (cut < req.data.length) {
-        const head = newRequest();
-        head.data = req.data.subarray(0, cut);
-        head.completions = closes;
-        head.term = Term.None;
-        head.flush = false;
-        head.copyOnly = false;
-        const retryable = plan.retryable;
-        plan.retryable = false; // (a part is never run again elsewhere)
-        this.executePart(head, info.read(head.data), plan, link);
-        plan.retryable = retryable;
-        req.data = req.data.subarray(cut);
-        req.completions -= closes;
-        info.read(req.data);
+      && req.pooledData === null && req.pooledPrepare === null) {
+      if (req.data[0] === FrontendCode.Close) {
+        const [cut, closes] = leadingCloses(req.data);
+        if (cut < req.data.length) this.executeHead(req, info, plan, link, cut, closes);
+      }
+      // An Execute there runs only a transaction-exit statement (a Bind of anything else is
+      // refused): what follows it is sent as a part of its own, whose re-parses go after it, where
+      // the transaction may be over (ROLLBACK, COMMIT, ROLLBACK TO), not ahead of the whole
+      // request, where they would be refused 25P02.
+      const [cut, completions] = afterFirstExecute(req.data);
+      if (cut > 0) {
+        this.executeHead(req, info, plan, link, cut, completions);
+        this.exitSent = true;
       }
     }
     this.executePart(req, info, plan, link);
+    this.exitSent = false;
   }
+
+  /** Sends the first `cut` bytes of `req` (`completions` messages) as a part of their own (see execute). */
+  private executeHead(req: Request, info: RequestInfo, plan: Plan, link: Link, cut: number, completions: number): void {
+    const head = newRequest();
+    head.data = req.data.subarray(0, cut);
+    head.completions = completions;
+    head.term = Term.None;
+    head.flush = false;
+    head.copyOnly = false;
+    const retryable = plan.retryable;
+    plan.retryable = false; // (a part is never run again elsewhere)
+    this.executePart(head, info.read(head.data), plan, link);
+    plan.retryable = retryable;
+    req.data = req.data.subarray(cut);
+    req.completions -= completions;
+    info.read(req.data);
+  }
+
+  /** The part being sent follows an Execute in a known aborted transaction (execute): the transaction may be over. */
+  private exitSent = false;
 
   private executePart(req: Request, info: RequestInfo, plan: Plan, link: Link): void {
     const node = plan.node;
     const primary = this.host.cluster.primaryId();
     const pooled = this.host.pooling !== 'session';
     if (pooled) {
-      this.abortedTx = link.txStatus === TxStatus.Failed && link.syncOwed === 0 ? 'known'
+      this.abortedTx = this.exitSent ? 'maybe' : link.txStatus === TxStatus.Failed && link.syncOwed === 0 ? 'known'
         : link.syncOwed > 0 && !link.unsynced && (link.txStatus !== TxStatus.Idle || this.route.inTransaction) ? 'maybe' : '';
       this.frontRefused = this.abortedTx === 'known' && frontRefusedWhenAborted(req.data, this.statements);
       this.abortedSure = this.abortedTx === 'known' && failsFirstWhenAborted(req.data, this.statements);
@@ -832,10 +915,13 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (req.term !== Term.None) link.endSequence(ends, req.term === Term.Query);
     else if (info.extended || req.flush) link.openSequence();
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
+    if (plan.lasting) link.lasting = true;
     this.lastNode = node;
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
     this.dupParses = null;
-    this.dupRefused.clear();
+    // Set.prototype.clear() is a call into V8's runtime (C++) even on an empty set: ~1 % of the
+    // busy time under pgbench -S, where the set is always empty.
+    if (this.dupRefused.size > 0) this.dupRefused.clear();
     this.refusedBinds = null;
     if (!retry) releaseRequest(req);
   }
@@ -947,7 +1033,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.host.observeLatency(node, (performance.now() - link.busySince) / 1000);
       link.busySince = 0;
     }
-    if (completed > 0 || link.owed === 0) this.drive();
+    if (completed > 0 || link.owed === 0 || this.leaving !== null) this.drive();
   }
 
   /** Applies what the completed expects of `link` mean. */
@@ -956,6 +1042,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     for (const e of link.done) {
       switch (e.kind) {
         case ExpectKind.Client:
+          if (e.status === TxStatus.Idle && link.owed === 0 && !link.unsynced) link.lasting = false;
           if (e.splitLast !== null && e.errored && e.splitLast.failedAtOrig < 0) e.splitLast.failedAtOrig = e.splitOffset + e.failedAt;
           if (e.token !== null) completed(this, link, e, e.token as Token);
           if (this.cache !== null) cacheSettled(this, link, e);
@@ -1124,8 +1211,51 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     else if (this.queue.length > 0 && !this.queue[0]!.copyOnly) this.cancelHead = this.queue[0]!;
   }
 
+  /**
+   * The client is gone (its EOF, Terminate, a socket error). PostgreSQL runs every complete
+   * message it read before the EOF, and commits what a Query or Sync there commits (seed 70118:
+   * a Query that ends an unsynced Flush pipeline's implicit transaction); only then does it see
+   * the EOF, which rolls back a transaction block left open. So the requests the client sent
+   * whole, up to its last Sync or Query (or CopyDone), still run here (waiting for their lease if
+   * they must), their answers going nowhere; what follows them, which the EOF would roll back,
+   * is dropped. Only reads in flight (nothing that may leave anything at commit since the link
+   * was last at rest: Link.lasting) are cancelled as before, which frees a shared connection at
+   * once and changes nothing anyone can see. True when something is left to run: `done` is
+   * called once it has been answered (then close()); false: close() now.
+   */
+  leave(done: () => void): boolean {
+    if (this.closed) return false;
+    if (this.leaving !== null) return true;
+    for (let i = 0; i < this.rCount; i++) this.rBuf[i] = undefined as unknown as Buffer;
+    this.rCount = 0;
+    this.rBytes = 0;
+    this.rCompletions = 0;
+    let keep = this.queue.length;
+    while (keep > 0 && !endsWhole(this.queue[keep - 1]!)) keep--;
+    for (let i = keep; i < this.queue.length; i++) {
+      const r = this.queue[i]!;
+      this.queuedBytes -= r.data.length;
+      if (this.parked === r) this.parked = null;
+      if (this.cancelHead === r) this.cancelHead = null;
+      releaseRequest(r);
+    }
+    this.queue.length = keep;
+    if (!this.unfinished()) return false;
+    this.leaving = done;
+    return true;
+  }
+
+  /** The client left and something it sent whole is still to run or to be answered (see leave). */
+  private unfinished(): boolean {
+    if (this.copyTarget !== null || this.closed) return false; // COPY IN with no client: aborted, as at EOF
+    if (this.queue.length > 0) return true;
+    for (const l of this.connected()) if (l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
+    return false;
+  }
+
   /** The session ends (client gone, shutdown, FATAL): every lease ends (lease-end.ts: endLeases). */
   close(): void {
+    this.leaving = null;
     endLeases(this);
     this.closed = true;
     this.parked = null;
@@ -1143,6 +1273,16 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   backends(): BackendPort[] {
     return [...this.connected()].map((l) => l.conn!);
   }
+}
+
+/** A request that ends with a Sync, a Query or a COPY's end: what it does may commit (SessionCore.leave). */
+function endsWhole(req: Request): boolean {
+  if (req.term !== Term.None) return true;
+  if (!req.copyOnly) return false;
+  const d = req.data;
+  let last = 0;
+  for (let pos = 0; pos + 5 <= d.length; pos += 1 + d.readUInt32BE(pos + 1)) last = d[pos]!;
+  return last === FrontendCode.CopyDone || last === FrontendCode.CopyFail;
 }
 
 /** The first message of `data` is refused with 25P02 in an aborted transaction (see SessionCore.frontRefused). */
@@ -1172,6 +1312,28 @@ function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean 
 }
 
 /** Where the Close frames `data` begins with end, and how many they are. */
+/**
+ * The end of the first Execute of `data` and the completion messages up to it, when a Bind,
+ * Describe or Parse follows it ([0, 0] otherwise). See SessionCore.execute.
+ */
+function afterFirstExecute(data: Buffer): [number, number] {
+  let pos = 0;
+  let n = 0;
+  while (pos + 5 <= data.length) {
+    const code = data[pos]!;
+    pos += 1 + data.readUInt32BE(pos + 1);
+    if (code === FrontendCode.Parse || code === FrontendCode.Bind || code === FrontendCode.Describe || code === FrontendCode.Close) n++;
+    if (code !== FrontendCode.Execute) continue;
+    n++;
+    for (let p = pos; p + 5 <= data.length; p += 1 + data.readUInt32BE(p + 1)) {
+      const c = data[p]!;
+      if (c === FrontendCode.Parse || c === FrontendCode.Bind || c === FrontendCode.Describe) return [pos, n];
+    }
+    return [0, 0];
+  }
+  return [0, 0];
+}
+
 function leadingCloses(data: Buffer): [number, number] {
   let pos = 0;
   let n = 0;

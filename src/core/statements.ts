@@ -24,6 +24,11 @@ export interface ProtocolStatement {
   params?: number;
   /** Transaction pooling: the Parse that defined it failed or was skipped (a Close's restore must not bring it back). */
   gone?: boolean;
+  /**
+   * Transaction pooling: defined by a request not answered yet. A skipped Close of an earlier
+   * request restores the statement it closed over such a definition (seed 94080).
+   */
+  tentative?: boolean;
 }
 
 /** A statement created by SQL PREPARE. */

@@ -18,13 +18,14 @@
  * (see handshake.ts), and pgmaitre learns nothing it could replay.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { matchHba, type HbaRule } from '../config/hba';
+import { matchHba, rolesNeeded, type HbaRule } from '../config/hba';
 import type { PoolPasswdEntry } from '../config/pool-passwd';
 import { FrontendCode } from '../protocol/codes';
 import { encodeAuthentication } from '../protocol/backend';
 import { decodePassword, decodeSASLInitialResponse, decodeSASLResponse } from '../protocol/frontend';
 import { md5PasswordHash, verifyMd5Response } from '../protocol/auth/md5';
-import { parseScramVerifier, scramSecret, ScramServerSession, SCRAM_DEFAULT_ITERATIONS } from '../protocol/auth/scram';
+import { parseScramVerifier, scramSecret, ScramServerSession, SCRAM_DEFAULT_ITERATIONS, type ScramSecret } from '../protocol/auth/scram';
+import { LruCache } from '../util/lru-cache';
 import { timingSafeEqual } from 'node:crypto';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { clientErrors } from '../errors/client-errors';
@@ -94,6 +95,25 @@ function credentialOf(entry: PoolPasswdEntry | undefined): BackendCredential {
   return { kind: 'none' };
 }
 
+/**
+ * SCRAM secrets of TEXT/AES pool_passwd entries, by user and password: derived once (PBKDF2, 4096
+ * rounds, milliseconds of CPU) with a salt drawn then, and kept, as PostgreSQL keeps one
+ * verifier per role, instead of being derived again at every login (clients that connect per
+ * request). A changed password is another key; the bound keeps memory flat.
+ */
+const textSecrets = new LruCache<ScramSecret>(1024);
+
+/** The SCRAM secret a TEXT/AES pool_passwd entry stands for (see textSecrets). */
+export function textEntrySecret(user: string, password: string): ScramSecret {
+  const key = `${user}\u0000${password}`;
+  let secret = textSecrets.get(key);
+  if (secret === undefined) {
+    secret = scramSecret(password);
+    textSecrets.set(key, secret);
+  }
+  return secret;
+}
+
 /** True when `password` derives the StoredKey of a SCRAM verifier (password method against a SCRAM entry). */
 function passwordMatchesVerifier(verifier: string, password: string): boolean {
   const v = parseScramVerifier(verifier);
@@ -108,6 +128,30 @@ async function readPassword(io: HandshakeIO): Promise<Buffer> {
   return frame;
 }
 
+/** What pool_hba.conf's lines are matched against, for `who`. */
+function hbaRequest(who: AuthRequestInfo): Parameters<typeof matchHba>[1] {
+  const extra = { ...(who.roles !== undefined ? { roles: who.roles } : {}), ...(who.replication !== undefined ? { replication: who.replication } : {}) };
+  return who.local
+    ? { conn: 'local', ssl: false, database: who.database, user: who.user, ...extra }
+    : { conn: 'host', ssl: who.ssl, address: who.address, database: who.database, user: who.user, ...extra };
+}
+
+/** Whether a pool_hba.conf has +group/samerole lines (then the roles are looked up first), by rules. */
+const needsRoles = new WeakMap<readonly HbaRule[], boolean>();
+
+/**
+ * The credential of a client that pool_hba.conf lets in without asking anything (its line is
+ * `trust`), decided at once — what authenticateClient() would answer, without its promise (a
+ * client that connects per request); null when the line asks for something, when no line
+ * matches, or when +group/samerole lines need the user's roles looked up first.
+ */
+export function trustedByHba(who: AuthRequestInfo, hba: readonly HbaRule[], poolPasswd: ReadonlyMap<string, PoolPasswdEntry>): BackendCredential | null {
+  let roles = needsRoles.get(hba);
+  if (roles === undefined) needsRoles.set(hba, (roles = rolesNeeded(hba)));
+  if (roles) return null;
+  return matchHba(hba, hbaRequest(who))?.method === 'trust' ? credentialOf(poolPasswd.get(who.user)) : null;
+}
+
 /** Authenticates a client against pool_hba.conf + pool_passwd. */
 export async function authenticateClient(
   io: HandshakeIO,
@@ -116,10 +160,7 @@ export async function authenticateClient(
   poolPasswd: ReadonlyMap<string, PoolPasswdEntry>,
   sources: SecretSources = {},
 ): Promise<ClientAuthOutcome> {
-  const extra = { ...(who.roles !== undefined ? { roles: who.roles } : {}), ...(who.replication !== undefined ? { replication: who.replication } : {}) };
-  const rule = matchHba(hba, who.local
-    ? { conn: 'local', ssl: false, database: who.database, user: who.user, ...extra }
-    : { conn: 'host', ssl: who.ssl, address: who.address, database: who.database, user: who.user, ...extra });
+  const rule = matchHba(hba, hbaRequest(who));
   const host = who.local ? '[local]' : who.address;
   if (rule === undefined) {
     return { ok: false, method: 'none', error: who.replication !== undefined
@@ -195,7 +236,7 @@ export async function authenticateClient(
       case 'scram-sha-256': {
         if (entry?.kind === 'scram') return await scramExchange(io, entry.verifier, method, wrong);
         if (entry?.kind !== 'text') return fail(clientErrors.noPoolPasswd(who.user, 'scram-sha-256 authentication needs a TEXT/AES or SCRAM entry in pool_passwd'));
-        const r = await runScram(io, ScramServerSession.fromPassword(entry.password));
+        const r = await runScram(io, new ScramServerSession(textEntrySecret(who.user, entry.password)));
         if (r.kind === 'error') return fail(r.error);
         return r.kind === 'ok' ? { ok: true, method, credential: credentialOf(entry) } : wrong();
       }

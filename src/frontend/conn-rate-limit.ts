@@ -66,7 +66,7 @@ export class ConnectionRateLimiter {
  * is a clean FIN and the client reads the error). Returns true when the socket may go on.
  */
 export function admitConnection(limiter: ConnectionRateLimiter | undefined, accepted: net.Socket | RawSocket): boolean {
-  if (limiter === undefined) return true;
+  if (limiter === undefined || limiter.settings().client_connection_rate_limit <= 0) return true; // (the address is not asked for)
   const address = accepted.remoteAddress ?? '';
   const wait = limiter.admit(address);
   if (wait === 0) return true;

@@ -19,7 +19,7 @@ import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { LogEvent, logLine } from '../log/logger';
 import { ServerConnection } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendAuthenticator, type BackendCredential } from '../backend/backend-auth';
-import type { HandshakeIO } from './client-auth';
+import { trustedByHba, type HandshakeIO } from './client-auth';
 import { hbaLogin } from './hba-login';
 import type { FrontendContext } from './context';
 import { waitForSlot, type SlotLease } from './slots';
@@ -242,8 +242,10 @@ function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease) => v
       `new connection received: host=${io.address} port=${io.port} user=${user} database=${database}`);
   }
 
-  const blocked = ctx.authGuard?.blockedFor(io.address) ?? 0;
-  if (blocked > 0 && ctx.hba !== null) {
+  // (Only pool_hba's own authentication counts failures: the client's address is not even
+  // asked for otherwise.)
+  const blocked = ctx.hba !== null ? ctx.authGuard?.blockedFor(io.address) ?? 0 : 0;
+  if (blocked > 0) {
     ctx.log.warn({ event: LogEvent.AuthFailed, user, database, host: io.address, code: '28000' },
       `login refused: too many authentication failures from ${io.address}`);
     return failed(clientErrors.tooManyAuthFailures(io.address, blocked), 'too many authentication failures');
@@ -297,6 +299,25 @@ function withSlot(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLea
     io.authenticated();
     const credential = poolPasswdCredential(ctx, user);
     return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn: null, params: greeting, mode, base: shape.settings };
+  }
+  // enable_pool_hba = on and a `trust` line for this client: the same, decided at once.
+  const hbaTrust = ctx.hba !== null && (!pooled || greeting !== undefined)
+    ? trustedByHba({ user, database, address: io.address, ssl: io.tlsActive, local: io.unixSocket }, ctx.hba, ctx.poolPasswd) : null;
+  if (pooled && hbaTrust !== null && greeting !== undefined) {
+    io.authenticated();
+    return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential: hbaTrust, slot: lease, node: primary, conn: null, params: greeting, mode, base: shape.settings };
+  }
+  // Session pooling, the same (user, database) and a cached connection of its key free now (a
+  // client that connects per request, connection_cache = on): the client gets that connection at
+  // once, its ParameterStatus values and backend pid, as authenticate() would give it after a
+  // promise and a microtask.
+  if (!pooled && (ctx.hba === null ? ctx.trustedLogins.has(loginKey) : hbaTrust !== null)) {
+    const conn = ctx.pools.get(primary)?.tryAcquire(shape.sessionKey) ?? null;
+    if (conn !== null) {
+      io.authenticated();
+      const credential = hbaTrust ?? poolPasswdCredential(ctx, user);
+      return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn, params: conn.params, mode, base: NO_SETTINGS };
+    }
   }
   return authenticate(io, shape, mode, lease, primary, greetingKey, greeting);
 }
@@ -399,7 +420,7 @@ async function authenticate(io: LoginIO, shape: LoginShape, mode: PoolMode, leas
     giveBack('client disconnected during login');
     return failed(null, 'client disconnected during login');
   }
-  let base: ReadonlyMap<string, string> = new Map();
+  let base: ReadonlyMap<string, string> = NO_SETTINGS;
   if (pooled) {
     // The client's startup parameters, applied as on a direct login: an invalid one is FATAL.
     // The connection may carry another client's settings: bring it to exactly this client's.
@@ -421,6 +442,9 @@ async function authenticate(io: LoginIO, shape: LoginShape, mode: PoolMode, leas
   if (pooled) ctx.greetings.set(greetingKey, new Map(conn.params));
   return { ok: true, user, database, applicationName, startupParams, leaseKey: shape.pooledKey, credential, slot: lease, node: primary, conn, params: conn.params, mode, base };
 }
+
+/** Session pooling's `base`: no startup parameter applied as a SET (never changed by its users). */
+const NO_SETTINGS: ReadonlyMap<string, string> = new Map();
 
 /** Transaction pooling: how many connections a (node, user, database) may have. */
 export function leaseLimit(c: FrontendContext['config']): LeaseLimit {

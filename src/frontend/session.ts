@@ -39,7 +39,7 @@ import type { SlotLease } from './slots';
 import type { FrontendContext } from './context';
 import type { RegisteredSession } from './registry';
 import { leaseLimit, login, poolKey, type LoginFailed, type LoginIO, type LoginOk, type StartupInfo } from './handshake';
-import { LeaseTimeout } from '../pool/node-pool';
+import { LeaseTimeout, type LeaseCallback } from '../pool/node-pool';
 import type { PoolMode } from '../config/pool-mode';
 import { LinkRefused } from '../core/core-host';
 import { answerSslRequest } from './tls';
@@ -60,6 +60,7 @@ type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
 
 const SSL_NO = Buffer.from('N');
+const noop = (): void => {};
 
 /** authentication_timeout of every connection, without a Node timer each (util/timeout-lists.ts). */
 const startupTimeouts = new TimeoutLists();
@@ -157,8 +158,23 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   get connectedAt(): Date {
     return new Date(this.connectedMs);
   }
-  readonly address: string;
-  readonly port: number;
+  /** The accepted socket (its peer's address is asked for when first wanted). */
+  private readonly accepted: net.Socket | RawSocket;
+  private peerAddress: string | null = null;
+  private peerPort = 0;
+  /** The client's address ('' for a Unix-domain socket). */
+  get address(): string {
+    if (this.peerAddress === null) this.askPeer();
+    return this.peerAddress!;
+  }
+  get port(): number {
+    if (this.peerAddress === null) this.askPeer();
+    return this.peerPort;
+  }
+  private askPeer(): void {
+    this.peerAddress = this.accepted.remoteAddress ?? '';
+    this.peerPort = this.accepted.remotePort ?? 0;
+  }
   user = '';
   database = '';
   applicationName = '';
@@ -184,6 +200,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private hsWaiter: ((v: { code: number; frame: Buffer } | null) => void) | null = null;
   private hsBytes = 0;
   private closing = false;
+  /** The client sent Terminate: it sends nothing more, and its socket can be closed at once. */
+  private peerDone = false;
   private closeReason = '';
   private goneResolve: (() => void) | null = null;
   private gonePromise: Promise<void> | null = null;
@@ -209,9 +227,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   constructor(socket: net.Socket | RawSocket, readonly ctx: FrontendContext) {
     this.socket = socket;
+    this.accepted = socket;
     this.framer = new Framer(ctx.config.max_message_size);
-    this.address = socket.remoteAddress ?? '';
-    this.port = socket.remotePort ?? 0;
     this.listen(socket);
     this.armStartupTimer();
   }
@@ -220,15 +237,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     if (socket instanceof RawSocket) {
       socket.onRead = (chunk) => this.onData(chunk);
       socket.onDrain = () => this.core?.guard(() => this.core!.onClientDrain());
-      socket.onEnd = (reason) => this.close(reason ?? 'client disconnected');
+      socket.onEnd = (reason) => this.clientLeft(reason ?? 'client disconnected');
       socket.start();
       return;
     }
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.core?.guard(() => this.core!.onClientDrain()));
-    socket.on('error', (e: NodeJS.ErrnoException) => this.close(`client socket error: ${e.code ?? e.message}`));
-    socket.on('close', () => this.close('client disconnected'));
+    socket.on('error', (e: NodeJS.ErrnoException) => this.clientLeft(`client socket error: ${e.code ?? e.message}`));
+    socket.on('close', () => this.clientLeft('client disconnected'));
   }
 
   // ---- input ------------------------------------------------------------------------------
@@ -281,7 +298,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   onFrame(code: number, buf: Buffer, start: number, end: number): void {
     if (this.phase === 'ready') {
       if (code === FrontendCode.Terminate) {
-        this.close('client sent Terminate');
+        this.peerDone = true;
+        this.clientLeft('client sent Terminate');
         return;
       }
       if (this.logFlags.statement || this.logFlags.clientMessages) this.logFrame(code, buf, start, end);
@@ -643,15 +661,83 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       if (pooled && this.pinCounted) this.pinOutside(conn);
       return conn;
     } catch (e) {
-      if (e instanceof LeaseTimeout) {
-        this.log.warn({ event: 'query_wait_timeout', node_id: nodeId, pid: this.pid, user: this.user, database: this.database },
-          `query_wait_timeout: no connection to node ${nodeId} for ${this.user}/${this.database} became free within ${this.ctx.config.query_wait_timeout} s`);
-        throw new LinkRefused('53300', `query_wait_timeout: no backend connection became free within ${this.ctx.config.query_wait_timeout} s`,
-          'default_pool_size connections are all busy; raise default_pool_size (or reserve_pool_size), or query_wait_timeout');
-      }
-      this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: (e as Error).message },
-        `cannot log in to node ${nodeId}; reads go to another node, writes fail until it (or another primary) is reachable`);
+      const refused = this.leaseFailed(nodeId, e as Error);
+      if (refused !== null) throw refused;
       return null;
+    }
+  }
+
+  /** Why a lease or login to `nodeId` failed, logged: the LinkRefused the request gets, or null (no connection). */
+  private leaseFailed(nodeId: number, e: Error): LinkRefused | null {
+    if (e instanceof LeaseTimeout) {
+      this.log.warn({ event: 'query_wait_timeout', node_id: nodeId, pid: this.pid, user: this.user, database: this.database },
+        `query_wait_timeout: no connection to node ${nodeId} for ${this.user}/${this.database} became free within ${this.ctx.config.query_wait_timeout} s`);
+      return new LinkRefused('53300', `query_wait_timeout: no backend connection became free within ${this.ctx.config.query_wait_timeout} s`,
+        'default_pool_size connections are all busy; raise default_pool_size (or reserve_pool_size), or query_wait_timeout');
+    }
+    this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: e.message },
+      `cannot log in to node ${nodeId}; reads go to another node, writes fail until it (or another primary) is reachable`);
+    return null;
+  }
+
+  /**
+   * Transaction pooling: openLink() for a request that waits in line for a connection, through
+   * the pool's callback (NodePool.leaseThen). Once clients outnumber default_pool_size nearly
+   * every transaction waits, and the async openLink() and lease() cost about six promises, their
+   * reactions and two closures per transaction (issue 17, item 9); here the callbacks are made
+   * once per session and node, and a wait allocates the pool's waiter only.
+   */
+  leaseLater(nodeId: number, done: (conn: BackendPort | null, refused: LinkRefused | null) => void): void {
+    const pool = this.ctx.pools.get(nodeId);
+    if (this.ctx.cluster.node(nodeId) === undefined || pool === undefined) {
+      queueMicrotask(() => done(null, null));
+      return;
+    }
+    this.leaseDone[nodeId] = done;
+    pool.leaseThen(this.leaseKey, this.creators[nodeId] ??= this.creator(nodeId), leaseLimit(this.ctx.config),
+      this.ctx.config.query_wait_timeout * 1000, this.leaseCallbacks[nodeId] ??= (conn, err) => this.leaseCame(nodeId, conn, err));
+  }
+
+  /** leaseLater()'s callbacks, per node: who waits, and the pool's callback (made once). */
+  private readonly leaseDone: (((conn: BackendPort | null, refused: LinkRefused | null) => void) | null)[] = [];
+  private readonly leaseCallbacks: (LeaseCallback<ServerConnection> | undefined)[] = [];
+  /** Transaction pooling: how a new connection to a node is opened for this session's key (made once per node). */
+  private readonly creators: ((() => Promise<ServerConnection>) | undefined)[] = [];
+
+  private creator(nodeId: number): () => Promise<ServerConnection> {
+    return () => {
+      // (read when a connection is opened: a reload may have moved the node)
+      const node = this.ctx.cluster.node(nodeId);
+      if (node === undefined) return Promise.reject(new Error(`node ${nodeId} is no longer configured`));
+      return ServerConnection.connect({
+        nodeId, host: node.host, port: node.port, user: this.user, database: this.database, params: {},
+        connectTimeoutMs: this.ctx.config.connect_timeout, authenticator: credentialAuthenticator(this.user, this.credential), key: this.leaseKey,
+        ...(this.ctx.backendTls !== undefined ? { tls: this.ctx.backendTls } : {}),
+      });
+    };
+  }
+
+  /** The pool's answer to leaseLater(), as openLink() would have made it. */
+  private leaseCame(nodeId: number, conn: ServerConnection | null, err: Error | null): void {
+    const done = this.leaseDone[nodeId]!;
+    this.leaseDone[nodeId] = null;
+    // The boundary where a lease enters the session (the pool's microtask): a throw ends this
+    // session only, as a rejection of openLink() did.
+    try {
+      if (conn === null) {
+        done(null, this.leaseFailed(nodeId, err ?? new Error('no connection')));
+        return;
+      }
+      if (this.phase === 'closed') {
+        this.ctx.pools.get(nodeId)?.giveBack(conn, conn.clean);
+        done(null, null);
+        return;
+      }
+      conn.attach(this);
+      if (this.pinCounted) this.pinOutside(conn);
+      done(conn, null);
+    } catch (e) {
+      this.crashed(e);
     }
   }
 
@@ -921,6 +1007,28 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.fatal(clientErrors.shuttingDown());
   }
 
+  /**
+   * The client is gone (its EOF, Terminate, a socket error). What it sent whole still runs, as
+   * PostgreSQL runs every complete message it read before the EOF (SessionCore.leave): the
+   * session (its slot, its place in the registry: a cancel still finds it) ends once that is
+   * answered; until then its answers are written to a socket that drops them.
+   */
+  private clientLeft(reason: string): void {
+    if (this.leaving || this.closing) return;
+    const core = this.core;
+    if (this.phase === 'ready' && core !== null) {
+      let waits = false;
+      core.guard(() => { waits = core.leave(() => this.close(reason)); });
+      if (waits) {
+        this.leaving = true;
+        return;
+      }
+    }
+    this.close(reason);
+  }
+
+  private leaving = false;
+
   /** Ends the session: the core gives its backend connections back, the slot is freed. */
   close(reason: string): void {
     if (this.closing) return;
@@ -936,7 +1044,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       this.hsWaiter = null;
       w(null);
     }
-    if (this.socket instanceof RawSocket) this.socket.setIdleTimeout(0, () => {});
+    const logged = wasReady && this.logFlags.disconnections;
+    if (logged) this.askPeer(); // while the socket is open
+    if (this.socket instanceof RawSocket) this.socket.setIdleTimeout(0, noop);
     else this.socket.setTimeout(0);
     this.core?.close();
     if (this.pinCounted) this.ctx.poolStats.pinnedNow--;
@@ -946,12 +1056,13 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
     this.ctx.registry.delete(this);
     if (!this.socket.destroyed) {
-      this.socket.end();
+      if (this.socket instanceof RawSocket) this.socket.end(undefined, this.peerDone);
+      else this.socket.end();
       // Paused (backpressure, a login waiting, a request blocked) it would never see the client's
       // EOF, and the socket would stay open, holding pgmaitre's stop.
       this.socket.resume();
     }
-    if (wasReady && this.logFlags.disconnections) {
+    if (logged) {
       const secs = (Date.now() - this.connectedMs) / 1000;
       logLine(this.log, { event: LogEvent.Disconnected, pid: this.pid, user: this.user, database: this.database,
         host: this.address, port: this.port, session_time: secs, reason },

@@ -71,6 +71,12 @@ export interface LeaseLimit {
   readonly reserveAfterMs: number;
 }
 
+/**
+ * How leaseThen() reports: the connection (`err` null), or why there is none (LeaseTimeout, the
+ * pool closed, the login failed).
+ */
+export type LeaseCallback<T> = (conn: T | null, err: Error | null) => void;
+
 /** Thrown when a lease could not be had before its deadline. */
 export class LeaseTimeout extends Error {
   override name = 'LeaseTimeout';
@@ -83,6 +89,8 @@ interface Waiter<T> {
   readonly limit: LeaseLimit;
   resolve(c: T): void;
   reject(e: Error): void;
+  /** leaseThen()'s callback (then resolve/reject are unused), or null for a lease() promise. */
+  readonly then: LeaseCallback<T> | null;
   /** When it gives up (Date.now() ms; 0: never), and the wait it was given (ms). */
   readonly deadline: number;
   readonly timeoutMs: number;
@@ -176,6 +184,28 @@ export class NodePool<T extends Poolable> {
    */
   private deadlineTimer: NodeJS.Timeout | null = null;
   private deadlineAt = 0;
+  /**
+   * leaseThen() outcomes not reported yet: waiter, connection, error, in threes. They are
+   * reported in one microtask, never from inside the call that decided them (a giveBack() runs
+   * inside another session's code, which must not find a second session's core running in it),
+   * as a promise's reactions would be — without the promises.
+   */
+  private readonly outcomes: (Waiter<T> | T | Error | null)[] = [];
+  private readonly reportOutcomes = (): void => {
+    const o = this.outcomes;
+    let i = 0;
+    try {
+      // (a callback may settle more: they are appended and reported in this same loop)
+      for (; i < o.length; i += 3) (o[i] as Waiter<T>).then!(o[i + 1] as T | null, o[i + 2] as Error | null);
+    } finally {
+      // A callback that threw does not cost the others their report.
+      if (i + 3 >= o.length) o.length = 0;
+      else {
+        o.splice(0, i + 3);
+        queueMicrotask(this.reportOutcomes);
+      }
+    }
+  };
 
   constructor(readonly nodeId: number, private opts: NodePoolOptions<T>) {
     this.timer = setInterval(() => this.reap(), 1000);
@@ -222,6 +252,14 @@ export class NodePool<T extends Poolable> {
     } finally {
       this.connecting--;
     }
+  }
+
+  /**
+   * Session pooling: an idle (cached) connection of `key`, now lent, at once; null when there is
+   * none (then acquire(), which also waits for one being reset or opens one).
+   */
+  tryAcquire(key: string): T | null {
+    return this.closed ? null : this.takeIdle(key);
   }
 
   /** Takes in a connection opened outside the pool (a relayed login) as a lease. */
@@ -355,25 +393,58 @@ export class NodePool<T extends Poolable> {
     const now = this.tryLease(key);
     if (now !== null) return Promise.resolve(now);
     if (this.closed) return Promise.reject(new Error(`pool of node ${this.nodeId} is closed`));
-    return new Promise<T>((resolve, reject) => {
-      const since = Date.now();
-      const w: Waiter<T> = {
-        key, since, create, limit, resolve, reject, deadline: timeoutMs > 0 ? since + timeoutMs : 0, timeoutMs, reserveTimer: null, done: false,
-      };
-      if (w.deadline > 0) this.armDeadline(w.deadline);
-      if (limit.reserve > 0 && limit.reserveAfterMs > 0) {
-        w.reserveTimer = setTimeout(() => {
-          w.reserveTimer = null;
-          if (!w.done) this.pump();
-        }, limit.reserveAfterMs + 1);
-        w.reserveTimer.unref();
-      }
-      let q = this.waiters.get(key);
-      if (q === undefined) this.waiters.set(key, (q = new WaitQueue<T>()));
-      q.push(w);
-      this.waiting++;
-      this.pumpKey(key, q);
-    });
+    return new Promise<T>((resolve, reject) => this.wait(key, create, limit, timeoutMs, resolve, reject, null));
+  }
+
+  /**
+   * lease() for a caller that found no idle connection (tryLease gave null) and waits in line:
+   * `then` is called once, in a later microtask, never from inside this call. Once clients
+   * outnumber default_pool_size nearly every transaction waits here; lease() and an async caller
+   * made about six promises and their reactions per wait (issue 17, item 9).
+   */
+  leaseThen(key: string, create: () => Promise<T>, limit: LeaseLimit, timeoutMs: number, then: LeaseCallback<T>): void {
+    this.limits.set(key, limit);
+    const now = this.tryLease(key);
+    if (now !== null) this.report(then, now, null);
+    else if (this.closed) this.report(then, null, new Error(`pool of node ${this.nodeId} is closed`));
+    else this.wait(key, create, limit, timeoutMs, noop, noop, then);
+  }
+
+  /** Reports a leaseThen() outcome in a microtask (see `outcomes`). */
+  private report(then: LeaseCallback<T>, conn: T | null, err: Error | null): void {
+    this.settle({ then } as Waiter<T>, conn, err);
+  }
+
+  /** A waiter's outcome: its promise settled, or its callback queued. */
+  private settle(w: Waiter<T>, conn: T | null, err: Error | null): void {
+    if (w.then === null) {
+      if (err === null) w.resolve(conn!);
+      else w.reject(err);
+      return;
+    }
+    if (this.outcomes.length === 0) queueMicrotask(this.reportOutcomes);
+    this.outcomes.push(w, conn, err);
+  }
+
+  private wait(key: string, create: () => Promise<T>, limit: LeaseLimit, timeoutMs: number,
+    resolve: (c: T) => void, reject: (e: Error) => void, then: LeaseCallback<T> | null): void {
+    const since = Date.now();
+    const w: Waiter<T> = {
+      key, since, create, limit, resolve, reject, then, deadline: timeoutMs > 0 ? since + timeoutMs : 0, timeoutMs, reserveTimer: null, done: false,
+    };
+    if (w.deadline > 0) this.armDeadline(w.deadline);
+    if (limit.reserve > 0 && limit.reserveAfterMs > 0) {
+      w.reserveTimer = setTimeout(() => {
+        w.reserveTimer = null;
+        if (!w.done) this.pump();
+      }, limit.reserveAfterMs + 1);
+      w.reserveTimer.unref();
+    }
+    let q = this.waiters.get(key);
+    if (q === undefined) this.waiters.set(key, (q = new WaitQueue<T>()));
+    q.push(w);
+    this.waiting++;
+    this.pumpKey(key, q, since);
   }
 
   /**
@@ -436,7 +507,8 @@ export class NodePool<T extends Poolable> {
       this.opts.discard!(conn).then((ok) => done(ok, 'DISCARD ALL failed'), (e: Error) => done(false, `DISCARD ALL failed: ${e.message}`));
       return;
     }
-    conn.lastUsedAt = Date.now();
+    const now = Date.now(); // (one clock read per give-back: a call into V8's runtime each)
+    conn.lastUsedAt = now;
     const lim = this.limits.get(conn.key);
     if (lim !== undefined && this.keyCount(conn.key) > lim.size + lim.reserve) {
       // More than the key may keep (a relayed login opens a connection of its own): close it.
@@ -446,7 +518,7 @@ export class NodePool<T extends Poolable> {
     }
     const w = this.firstWaiter(conn.key);
     if (w !== undefined) {
-      this.grant(w, conn);
+      this.grant(w, conn, now);
       return;
     }
     this.leased.delete(conn);
@@ -504,18 +576,18 @@ export class NodePool<T extends Poolable> {
     for (const w of expired) {
       if (w.done) continue;
       this.leave(w);
-      w.reject(new LeaseTimeout(`no connection to node ${this.nodeId} became free within ${w.timeoutMs / 1000} s`));
+      this.settle(w, null, new LeaseTimeout(`no connection to node ${this.nodeId} became free within ${w.timeoutMs / 1000} s`));
     }
     if (next > 0) this.armDeadline(next);
   }
 
-  private grant(w: Waiter<T>, conn: T): void {
+  private grant(w: Waiter<T>, conn: T, now: number): void {
     this.leave(w);
     this.leases++;
     this.waitedLeases++;
     this.reused++;
-    this.onWaited?.((Date.now() - w.since) / 1000);
-    w.resolve(conn);
+    this.onWaited?.((now - w.since) / 1000);
+    this.settle(w, conn, null);
   }
 
   /** Serves waiters from idle connections, or opens new ones for keys below their limit. */
@@ -528,8 +600,7 @@ export class NodePool<T extends Poolable> {
    * longest, so when it may not open a connection (reserve_pool_size comes after reserveAfterMs)
    * no later waiter may either.
    */
-  private pumpKey(key: string, q: WaitQueue<T>): void {
-    const now = Date.now();
+  private pumpKey(key: string, q: WaitQueue<T>, now = Date.now()): void {
     for (let w = q.first(); w !== undefined; w = q.first()) {
       const idle = this.tryLease(key);
       if (idle !== null) {
@@ -542,7 +613,7 @@ export class NodePool<T extends Poolable> {
           this.toIdle(idle);
           break;
         }
-        this.grant(to, idle);
+        this.grant(to, idle, now);
         continue;
       }
       if (w.done) continue;
@@ -561,7 +632,7 @@ export class NodePool<T extends Poolable> {
         if (this.closed) {
           conn.destroy('pool closed');
           this.countKey(conn.key, -1);
-          w.reject(new Error(`pool of node ${this.nodeId} is closed`));
+          this.settle(w, null, new Error(`pool of node ${this.nodeId} is closed`));
           return;
         }
         this.leased.add(conn);
@@ -570,11 +641,11 @@ export class NodePool<T extends Poolable> {
           this.waitedLeases++;
           this.onWaited?.((Date.now() - w.since) / 1000);
         }
-        w.resolve(conn);
+        this.settle(w, conn, null);
       }, (e: Error) => {
         this.connecting--;
         this.countKey(w.key, -1);
-        w.reject(e);
+        this.settle(w, null, e);
         this.pump();
       });
     }
@@ -644,7 +715,9 @@ export class NodePool<T extends Poolable> {
     for (const w of all) {
       if (w.done) continue;
       this.leave(w);
-      w.reject(new Error(`pool of node ${this.nodeId} is closed`));
+      this.settle(w, null, new Error(`pool of node ${this.nodeId} is closed`));
     }
   }
 }
+
+const noop = (): void => {};

@@ -201,8 +201,10 @@ export function selectLoadBalanceNode(
   const state = prefs.state ?? newLbState();
   // BACKUP standbys join only when no other standby can take reads.
   const pickAmong = (cands: readonly LbCandidate[]): number => pickByAlgorithm(withoutIdleBackups(cands), algorithm, state, random);
-  const lists: [readonly RedirectPreference[], string][] = [[prefs.appName, who.applicationName], [prefs.user, who.user], [prefs.database, who.database]];
   let pick = -1;
+  // (No preference list, the usual case: nothing to build or match, at every session's first pick.)
+  const lists: [readonly RedirectPreference[], string][] = prefs.appName.length + prefs.user.length + prefs.database.length === 0 ? []
+    : [[prefs.appName, who.applicationName], [prefs.user, who.user], [prefs.database, who.database]];
   for (const [list, name] of lists) {
     const pref = list.find((p) => p.pattern.test(name));
     if (pref === undefined) continue;

@@ -143,8 +143,9 @@ function afterShutdown(this: ShutdownReq): void {
 
 /** One accepted TCP connection driven through its handle; see the file header. */
 export class RawSocket {
-  readonly remoteAddress: string;
-  readonly remotePort: number;
+  /** The peer's address and port, asked of the kernel when first wanted (getpeername is a system call). */
+  private peerAddress: string | null = null;
+  private peerPort = 0;
   destroyed = false;
   /** Bytes of a read: an owned Buffer, or after useSharedBuffer() a view valid during the call. */
   onRead: (chunk: Buffer) => void = noop;
@@ -161,15 +162,35 @@ export class RawSocket {
   private ending = false;
   private eof = false;
   private notified = false;
+  /** destroy() closed the handle (after toNetSocket() it lives on in the net.Socket). */
+  private handleClosed = false;
 
   constructor(readonly _handle: TcpHandle) {
-    const out: { address?: string; port?: number } = {};
-    _handle.getpeername(out);
-    this.remoteAddress = out.address ?? '';
-    this.remotePort = out.port ?? 0;
     _handle.setNoDelay(true);
     _handle.rawOwner = this;
     _handle.onread = onRead;
+  }
+
+  /**
+   * The peer's address ('' once the connection is closed, if it was never asked before): most
+   * connections never need it (enable_pool_hba = off, no connection logging), and a login that
+   * does asks while the connection is open. Whoever needs it after the close reads it before.
+   */
+  get remoteAddress(): string {
+    if (this.peerAddress === null) this.askPeer();
+    return this.peerAddress!;
+  }
+
+  get remotePort(): number {
+    if (this.peerAddress === null) this.askPeer();
+    return this.peerPort;
+  }
+
+  private askPeer(): void {
+    const out: { address?: string; port?: number } = {};
+    if (!this.handleClosed) this._handle.getpeername(out);
+    this.peerAddress = out.address ?? '';
+    this.peerPort = out.port ?? 0;
   }
 
   /** No stream buffer: every write goes to the handle (its queue is `_handle.writeQueueSize`). */
@@ -242,10 +263,19 @@ export class RawSocket {
    * Ends the connection: `last` (if any) is written, the sending side is shut down once the
    * pending writes are out, and the handle is closed when the peer's EOF arrives (what it still
    * sends meanwhile is read and dropped, so that the close is a FIN, not a reset).
+   * When the peer has sent everything it will send (its EOF came, or `peerDone`: it said goodbye,
+   * a Terminate) and nothing waits to be written, the handle is closed at once, as PostgreSQL
+   * closes its socket at a Terminate: no shutdown, no wait for the EOF (a system call, a read
+   * and a callback fewer per connection).
    */
-  end(last?: Buffer): void {
+  end(last?: Buffer, peerDone = false): void {
     if (this.ending || this.destroyed) return;
     if (last !== undefined) this.write(last);
+    if ((peerDone || this.eof) && this._handle.writeQueueSize === 0 && !this.destroyed) {
+      this.ending = true;
+      this.destroy(null);
+      return;
+    }
     this.ending = true;
     this.onRead = noop;
     this.setIdleTimeout(0, noop);
@@ -288,6 +318,7 @@ export class RawSocket {
     const h = this._handle;
     h.onread = noop;
     h.rawOwner = null;
+    this.handleClosed = true;
     h.close();
     this.notify(reason);
   }

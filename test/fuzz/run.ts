@@ -5,7 +5,7 @@
  * creates a throw-away cluster, starts pgmaitre in this process, fuzzes it beside a well-behaved
  * client, and exits non-zero on an uncaught exception, a failed query, or a leaked slot/connection.
  *
- * `npm run fuzz -- --mode txpool --seconds 600 [--seed N] [--clients 8] [--exclude a,b] [--shrink [--shrink-match REGEX]] [--self-check] [--timeout S]`:
+ * `npm run fuzz -- --mode txpool --seconds 600 [--seed N] [--clients 8] [--pool N] [--exclude a,b] [--shrink [--shrink-match REGEX]] [--self-check] [--timeout S]`:
  * the differential transaction-pooling fuzzer (test/fuzz/txpool/) over seeds N, N+1, ... (a
  * random N by default); every failing round is printed with its seed, and with --shrink the first
  * one is also shrunk to a minimal scenario (up to --shrink-seconds, default 300) that still fails
@@ -79,7 +79,8 @@ async function txpool(): Promise<void> {
   const { generateScenario } = await import('./txpool/grammar');
   const seconds = arg('seconds', 300);
   const seed0 = arg('seed', Date.now() % 1_000_000_000);
-  const opts = { clients: arg('clients', 8), generations: arg('generations', 3), steps: arg('steps', 12) };
+  const pool = arg('pool', 0);
+  const opts = { clients: arg('clients', 8), generations: arg('generations', 3), steps: arg('steps', 12), ...(pool > 0 ? { poolSize: pool } : {}) };
   const i = process.argv.indexOf('--exclude');
   const exclude = parseClasses(i >= 0 ? process.argv[i + 1] : undefined);
   console.log(`fuzz txpool: seeds from ${seed0}, ${seconds} s, ${opts.clients} clients; creating a cluster...`);

@@ -17,6 +17,7 @@ import { ServerConnection } from '../../src/backend/server-connection';
 import { RawSocket } from '../../src/util/raw-socket';
 import * as startup from '../../src/protocol/startup';
 import type { ClientSession } from '../../src/frontend/session';
+import * as hbaLoginModule from '../../src/frontend/hba-login';
 
 const LOGINS = 10;
 
@@ -143,8 +144,10 @@ for (const mode of ['transaction', 'session'] as const) {
       await settled();
       const p = pool();
       let taken = 0;
-      const { acquire, lease, tryLease } = p;
-      p.acquire = (...a: Parameters<typeof acquire>) => { taken++; return acquire.apply(p, a); };
+      const { acquire, tryAcquire, lease, tryLease } = p;
+      let waited = 0;
+      p.acquire = (...a: Parameters<typeof acquire>) => { taken++; waited++; return acquire.apply(p, a); };
+      p.tryAcquire = (...a: Parameters<typeof tryAcquire>) => { const c = tryAcquire.apply(p, a); if (c !== null) taken++; return c; };
       p.lease = (...a: Parameters<typeof lease>) => { taken++; return lease.apply(p, a); };
       p.tryLease = (...a: Parameters<typeof tryLease>) => { taken++; return tryLease.apply(p, a); };
       try {
@@ -157,10 +160,92 @@ for (const mode of ['transaction', 'session'] as const) {
         }
       } finally {
         p.acquire = acquire;
+        p.tryAcquire = tryAcquire;
         p.lease = lease;
         p.tryLease = tryLease;
       }
       assert.equal(taken, mode === 'session' ? LOGINS : 0, 'backend connections taken from the pool by logins alone');
+      // Session pooling: each login found its key's cached connection free (the previous one's
+      // reset was over) and took it in the read that brought its StartupMessage, without the
+      // asynchronous acquire().
+      assert.equal(waited, 0, 'logins that went through the asynchronous acquire()');
+    });
+
+    if (mode === 'session') {
+      test('reset_query_list: ABORT only for a connection left inside a transaction block (as pgpool-II)', async () => {
+        await settled();
+        const sent: string[][] = [];
+        const runInternal = ServerConnection.prototype.runInternal;
+        ServerConnection.prototype.runInternal = function (this: ServerConnection, ...a: Parameters<typeof runInternal>) {
+          sent.push([...a[0]]);
+          return runInternal.apply(this, a);
+        };
+        try {
+          for (const inTx of [false, true]) {
+            const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
+            c.on('error', () => {});
+            await c.connect();
+            if (inTx) await c.query('BEGIN');
+            await c.query('SELECT 1');
+            await c.end();
+            await settled();
+          }
+        } finally {
+          ServerConnection.prototype.runInternal = runInternal;
+        }
+        assert.deepEqual(sent[0], ['DISCARD ALL'], 'reset queries of a session that left outside a transaction block');
+        // A session that left inside BEGIN: its connection is closed (not reused), or reset with ABORT.
+        assert.ok(sent.length === 1 || sent[1]![0] === 'ABORT', `reset queries of a session left inside BEGIN: ${JSON.stringify(sent[1])}`);
+        // Whatever became of it, the next session is outside any transaction.
+        const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
+        await c.connect();
+        assert.equal((await c.query('SELECT now() = statement_timestamp() AS fresh')).rows[0].fresh, true);
+        await c.end();
+      });
+    }
+  });
+}
+
+/**
+ * enable_pool_hba = on: a client whose pool_hba.conf line is `trust` is let in without the
+ * asynchronous authentication (hbaLogin) once its greeting (transaction pooling) or a cached
+ * connection (session pooling) is at hand; an md5 line still runs its exchange.
+ */
+for (const mode of ['transaction', 'session'] as const) {
+  describe(`login cost with pool_hba.conf, pool_mode = ${mode}`, { timeout: 180_000 }, () => {
+    const fx = withCluster({ standbys: 0 });
+    let px: InProcess;
+
+    before(async () => {
+      await fx.cluster.psql(fx.cluster.primary.id, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lc_md5') THEN CREATE ROLE lc_md5 LOGIN PASSWORD 'pw5'; END IF; END $$");
+      px = await startInProcess(`${backendLines(fx.cluster, [1])}\nenable_pool_hba = on\npool_mode = ${mode}\n`
+        + "default_pool_size = 2\nsr_check_user = 'postgres'\nhealth_check_period = 0\nhealth_check_user = 'postgres'\n",
+      { 'pool_hba.conf': 'host all lc_md5 127.0.0.1/32 md5\nhost all all 127.0.0.1/32 trust\n', 'pool_passwd': 'lc_md5:pw5\n' });
+      await connectPerRequest(px.port, 2, settled);
+    });
+    after(async () => { await px?.stop(); });
+
+    const pool = () => px.app.ctx.pools.get(0)!;
+    const settled = () => eventually(async () => pool().counts().total === pool().counts().idle, 'every backend connection back in the pool', 10_000);
+
+    test('trust logins skip the asynchronous authentication; md5 logins still run it', async () => {
+      await settled();
+      let calls = 0;
+      const real = hbaLoginModule.hbaLogin;
+      (hbaLoginModule as { hbaLogin: typeof real }).hbaLogin = (...a: Parameters<typeof real>) => { calls++; return real(...a); };
+      try {
+        await connectPerRequest(px.port, 3, settled);
+        assert.equal(calls, 0, 'hbaLogin calls for trust logins');
+        const c = new Client({ host: '127.0.0.1', port: px.port, user: 'lc_md5', password: 'pw5', database: 'postgres' });
+        await c.connect();
+        assert.equal((await c.query('SELECT current_user AS u')).rows[0].u, 'lc_md5');
+        await c.end();
+        assert.equal(calls, 1, 'hbaLogin calls for an md5 login');
+        const bad = new Client({ host: '127.0.0.1', port: px.port, user: 'lc_md5', password: 'nope', database: 'postgres' });
+        await assert.rejects(bad.connect(), /password authentication failed/);
+      } finally {
+        (hbaLoginModule as { hbaLogin: typeof real }).hbaLogin = real;
+      }
     });
   });
 }

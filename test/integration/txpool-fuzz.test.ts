@@ -9,6 +9,9 @@
  * Replay one seed: `FUZZ_SEED=1234 npm test -- dist/test/integration/txpool-fuzz.test.js`.
  * Longer runs with fresh seeds: `npm run fuzz -- --mode txpool --seconds 600`.
  *
+ * FUZZ_POOL=1 plays every seed on default_pool_size 1 (the same scripts; every client then waits
+ * for the one connection, which widens the timings).
+ *
  * KNOWN_FAILING names step classes (or grammar features) left out of this run, and
  * KNOWN_DIVERGENCES divergences tolerated in it, because they still fail on the current code; each
  * entry cites its finding in /work/fuzz-findings.md. FUZZ_EXCLUDE adds classes; FUZZ_EXCLUDE=none
@@ -49,6 +52,8 @@ const seconds = Number(process.env['FUZZ_SECONDS'] ?? 120);
 // alone made CI reach seeds a slower run never did); the time bound above only caps a slow machine.
 const maxRounds = Number(process.env['FUZZ_ROUNDS'] ?? 45);
 const strict = process.env['FUZZ_EXCLUDE'] === 'none';
+// FUZZ_POOL=1: every seed on default_pool_size 1 (else 1-3 from the seed)
+const pool = Number(process.env['FUZZ_POOL'] ?? 0);
 const exclude = strict
   ? new Set<string>()
   : new Set([...Object.keys(KNOWN_FAILING), ...parseClasses(process.env['FUZZ_EXCLUDE'])]);
@@ -63,7 +68,7 @@ test(`transaction pooling: each client's answers through pgmaitre equal its own 
     const tolerated = new Map<string, number>();
     for (let seed = fixed !== undefined ? Number(fixed) : baseSeed; ; seed++) {
       t.diagnostic(`txpool fuzz: seed ${seed} (replay: FUZZ_SEED=${seed})`);
-      const r = await runRound({ seed, cluster: fx, clients: 8, generations: 3, steps: 10, exclude, timeoutMs: 20_000 });
+      const r = await runRound({ seed, cluster: fx, clients: 8, generations: 3, steps: 10, exclude, timeoutMs: 20_000, ...(pool > 0 ? { poolSize: pool } : {}) });
       rounds++;
       steps += r.steps;
       for (const d of r.divergences) {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { withCluster } from '../harness/cluster';
 import { startInProcess, eventually, type InProcess } from '../harness/in-process';
 import { RawClient } from '../harness/raw-client';
-import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '../../src/protocol/frontend';
+import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync, encodeTerminate } from '../../src/protocol/frontend';
 import { fuzzConfig } from '../fuzz/txpool/differential';
 import { normalise, sendCancel } from '../fuzz/txpool/runner';
 import net from 'node:net';
@@ -805,6 +805,138 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await sql(b, "SET application_name = 'fz_app'"), ['C SET', 'S application_name=fz_app', 'Z I']);
     assert.deepEqual(await sql(b, 'DISCARD ALL'), ['C DISCARD ALL', 'S application_name=fz_login', 'Z I']);
     a.close(); b.close();
+  });
+  test('70118: what a client sent whole before it left still runs, as PostgreSQL runs a complete message read before EOF', async () => {
+    await adminValue('DROP TABLE IF EXISTS fz_r70118; CREATE TABLE fz_r70118 (v int); SELECT 1');
+    const count = (v: number): Promise<string> => adminValue(`SELECT count(*) FROM fz_r70118 WHERE v = ${v}`);
+    const landed = (v: number, what: string): Promise<void> => eventually(async () => (await count(v)) === '1', what, 15_000);
+    // in flight: an unsynced Flush pipeline's INSERT, then a Query (it commits the implicit
+    // transaction) sent just before the close; pgmaitre cancelled it and closed the connection
+    const a = await open();
+    a.send(encodeParse('', 'INSERT INTO fz_r70118 VALUES ($1::int)'), encodeBind('', '', ['1']), encodeExecute(''), encodeFlush());
+    assert.deepEqual([await a.next(30_000), await a.next(30_000), await a.next(30_000)].map(normalise), ['1', '2', 'C INSERT 0 1']);
+    a.send(encodeQuery('SELECT pg_sleep(0.5)'));
+    a.close();
+    await landed(1, 'the Flush pipeline INSERT, committed by the Query sent before the close');
+    // waiting for the lease another client holds (default_pool_size 1): the request was dropped
+    const b = await open();
+    assert.deepEqual(await sql(b, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(b, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z T']);
+    const c = await open();
+    c.send(encodeQuery('INSERT INTO fz_r70118 VALUES (2)'));
+    c.close();
+    const d = await open();
+    d.send(encodeQuery('INSERT INTO fz_r70118 VALUES (3)'), encodeTerminate(), encodeQuery('INSERT INTO fz_r70118 VALUES (33)'));
+    // in a transaction block that the close rolls back: nothing of it stays
+    const e = await open();
+    e.send(encodeQuery('BEGIN; INSERT INTO fz_r70118 VALUES (4)'), encodeQuery('INSERT INTO fz_r70118 VALUES (5)'));
+    e.close();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(await sql(b, 'COMMIT'), ['C COMMIT', 'Z I']);
+    await landed(2, 'a Query sent whole before the close, while another client held the only connection');
+    await landed(3, 'a Query sent before Terminate');
+    await d.waitClosed(15_000);
+    b.close();
+    await closeAndWait(e);
+    assert.equal(await count(33), '0', 'nothing after Terminate runs');
+    assert.equal(await adminValue('SELECT count(*) FROM fz_r70118 WHERE v IN (4, 5)'), '0', 'a transaction block left open is rolled back');
+    await adminValue('DROP TABLE fz_r70118; SELECT 1');
+  });
+  test('70077: a refused duplicate Parse, then Close and Parse of that name: the new statement is not left on the connection as if it existed', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('fz77', 'SELECT 1 AS one'), encodeSync()), ['1', 'Z I']);
+    // 42P05 at the second Parse: the server skips the Close and the third Parse (it defines nothing)
+    assert.deepEqual(await ask(a, encodeParse('fz77', 'SELECT 2 AS two'), encodeClose('S', 'fz77'), encodeParse('fz77', 'SELECT 77 AS v'),
+      encodeBind('', 'fz77'), encodeExecute(''), encodeSync()), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'fz77'), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I'], 'the first definition stands');
+    // another client parses the text the skipped Parse had: the shared connection must not pass for having it
+    assert.deepEqual(await ask(b, encodeParse('s1', 'SELECT 77 AS v'), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'D ["77"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
+  test('aborted transaction: what PostgreSQL still accepts there (a Parse/Bind of COMMIT or ROLLBACK, a Describe of a portal without rows) before a statement the connection lacks', async () => {
+    const a = await open();
+    assert.deepEqual(await ask(a, encodeParse('s1', 'SELECT 1 AS one'), encodeSync()), ['1', 'Z I']);
+    // another client's session ends with state on the only connection: it is reset (DISCARD ALL), s1 is gone there
+    const b = await open();
+    await sql(b, 'SELECT pg_advisory_lock(4711)');
+    await closeAndWait(b);
+    assert.deepEqual(await sql(a, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    // a portal of COMMIT, described (NoData), then s1 bound: refused there, after the answers before it
+    assert.deepEqual(await ask(a, encodeParse('', 'COMMIT'), encodeBind('p9', ''), encodeDescribe('P', 'p9'), encodeClose('P', 'p9'), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'n', '3', 'E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    // ROLLBACK run through the extended protocol ends the transaction: s1 then runs
+    assert.deepEqual(await ask(a, encodeParse('', 'ROLLBACK'), encodeBind('', ''), encodeExecute(''), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'C ROLLBACK', '2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, 'BEGIN'), ['C BEGIN', 'Z T']);
+    assert.deepEqual(await sql(a, 'SELECT 1/0'), ['E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await ask(a, encodeParse('', 'ROLLBACK'), encodeBind('', ''), encodeExecute(''), encodeDescribe('S', 's1'), encodeBind('', 's1'), encodeExecute(''), encodeSync()),
+      ['1', '2', 'C ROLLBACK', 't 0000', 'T one:23:0', '2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    a.close();
+  });
+  test('92068: two unnamed Parses in a request that fails between them: the first one stands', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('', 'SELECT 1 AS one'), encodeBind('', '', ['2']), encodeExecute(''), encodeParse('', 'SELECT 2 AS two'), encodeSync()),
+      ['1', 'E ERROR 08P01 bind message supplies 1 parameters, but prepared statement "<name>" requires 0', 'Z I']);
+    // another client's unnamed statement on the shared connection
+    assert.deepEqual(await ask(b, encodeParse('', "SELECT 'b' AS b"), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
+  test('93047: a DISCARD ALL refused in an aborted transaction (25P02) discards nothing', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('s1', 'SELECT 1 AS one'), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await sql(a, 'PREPARE fz_p93 AS SELECT 93 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(a, 'BEGIN; SELECT 1/0; COMMIT'), ['C BEGIN', 'E ERROR 22012 division by zero', 'Z E']);
+    assert.deepEqual(await sql(a, 'DISCARD ALL'), ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E']);
+    assert.deepEqual(await ask(a, encodeBind('p1', 's1'), encodeExecute('p1'), encodeSync()),
+      ['E ERROR 25P02 current transaction is aborted, commands ignored until end of transaction block', 'Z E'], 's1 is still there (26000 if not)');
+    assert.deepEqual(await sql(a, 'ROLLBACK'), ['C ROLLBACK', 'Z I']);
+    assert.deepEqual(await sql(b, 'SELECT 2 AS two'), ['T two:23:0', 'D ["2"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's1'), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, 'EXECUTE fz_p93'), ['T v:23:0', 'D ["93"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
+  test('94093: DEALLOCATE of a renamed statement after the session was pinned (SET inside DO) deallocates it', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await sql(a, 'PREPARE fz_p94(int) AS SELECT $1 * 10 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('fz_s94', 'SELECT 94 AS v'), encodeSync()), ['1', 'Z I']);
+    // SET inside a DO block: pgmaitre cannot follow it, the session keeps its connection (names then go as written)
+    assert.deepEqual(await sql(a, 'DO $$BEGIN SET search_path = public; END$$'), ['C DO', 'Z I']);
+    assert.deepEqual(await sql(b, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await sql(a, '/* app */ DEALLOCATE PREPARE fz_p94'), ['C DEALLOCATE', 'Z I']);
+    assert.deepEqual(await sql(a, 'DEALLOCATE fz_s94'), ['C DEALLOCATE', 'Z I'], 'a protocol statement, by its name');
+    assert.deepEqual(await sql(a, 'EXECUTE fz_p94(1)'), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 'fz_s94'), encodeExecute(''), encodeSync()), ['E ERROR 26000 prepared statement "<name>" does not exist', 'Z I']);
+    assert.deepEqual(await sql(a, 'PREPARE fz_p94(int) AS SELECT $1 * 100 AS v'), ['C PREPARE', 'Z I']);
+    assert.deepEqual(await sql(a, 'EXECUTE fz_p94(2)'), ['T v:23:0', 'D ["200"]', 'C SELECT 1', 'Z I']);
+    a.close(); b.close();
+  });
+  test('94080: a statement closed in a request the server skipped (after a refused duplicate Parse) is still the client\'s', async () => {
+    await adminValue('DROP TABLE IF EXISTS fz_r94080; CREATE TABLE fz_r94080 (v int); SELECT 1');
+    const a = await open();
+    const b = await open();
+    const untilError = async (): Promise<string[]> => {
+      const out: string[] = [];
+      for (;;) { const m = await a.next(30_000); out.push(normalise(m)); if (m.type === 'E') return out; }
+    };
+    a.send(encodeParse('s1', 'INSERT INTO fz_r94080 VALUES ($1::int)'), encodeDescribe('S', 's1'), encodeBind('p1', 's1', ['1']), encodeDescribe('P', 'p1'),
+      encodeExecute('p1'), encodeClose('P', 'p1'), encodeParse('s1', 'SELECT 10 / $1::int AS q'), encodeBind('', 's1', ['2']), encodeExecute(''), encodeFlush());
+    assert.deepEqual((await untilError()).slice(-2), ['3', 'E ERROR 42P05 prepared statement "<name>" already exists']);
+    // skipped by the server (no answer), up to the Sync below: the Close of s1 closes nothing
+    a.send(encodeParse('fz_stmt', 'SELECT $1::int + 1 AS n'), encodeClose('S', 'fz_stmt'), encodeParse('s1', "SELECT current_setting('search_path') AS p"),
+      encodeDescribe('S', 's1'), encodeClose('S', 's1'), encodeFlush());
+    assert.deepEqual(await ask(a, encodeParse('s1', "SELECT $1::text || 'x' AS s"), encodeBind('p1', 's1', ['1']), encodeExecute('p1'), encodeSync()), ['Z I']);
+    assert.deepEqual(await sql(b, 'SELECT 1 AS one'), ['T one:23:0', 'D ["1"]', 'C SELECT 1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeParse('s1', 'SELECT 2 AS two'), encodeSync()), ['E ERROR 42P05 prepared statement "<name>" already exists', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', 's1', ['5']), encodeExecute(''), encodeSync()), ['2', 'C INSERT 0 1', 'Z I']);
+    a.close(); b.close();
+    await adminValue('DROP TABLE fz_r94080; SELECT 1');
   });
   test('item 10 with psycopg2 in its default mode: SHOW POOL_NODES answers while the only connection is held', { skip: direct }, async (t) => {
     const python = '/usr/bin/python3';

@@ -16,6 +16,7 @@
  */
 
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { LruCache } from '../../util/lru-cache';
 
 /** The only SASL mechanism pgmaitre offers and uses. */
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
@@ -111,6 +112,24 @@ export function saslprep(password: string | Buffer): Buffer {
 /** SaltedPassword = Hi(SASLprep(password), salt, i) = PBKDF2-HMAC-SHA-256. @see https://www.rfc-editor.org/rfc/rfc5802#section-3 */
 export function scramSaltedPassword(password: string | Buffer, salt: Buffer, iterations: number): Buffer {
   return pbkdf2Sync(saslprep(password), salt, iterations, KEY_LEN, 'sha256');
+}
+
+/**
+ * SaltedPassword for a backend login with a password (pool_passwd TEXT/AES): a server offers the
+ * same salt and iteration count for a role every time (its stored verifier), so each (password,
+ * salt, iterations) is derived once, not at every backend connection (PgBouncer keeps these keys
+ * per user too). Bounded.
+ */
+const saltedPasswords = new LruCache<Buffer>(256);
+
+export function cachedSaltedPassword(password: string | Buffer, salt: Buffer, iterations: number): Buffer {
+  const key = `${iterations}\u0000${salt.toString('base64')}\u0000${typeof password === 'string' ? password : `\u0001${password.toString('base64')}`}`;
+  let salted = saltedPasswords.get(key);
+  if (salted === undefined) {
+    salted = scramSaltedPassword(password, salt, iterations);
+    saltedPasswords.set(key, salted);
+  }
+  return salted;
 }
 
 /** Derive the SCRAM secret (StoredKey, ServerKey) from a password. @see https://www.rfc-editor.org/rfc/rfc5802#section-3 */
@@ -317,7 +336,7 @@ export class ScramClientSession {
     let clientKey: Buffer;
     let serverKey: Buffer | undefined;
     if ('password' in this.credential) {
-      const salted = scramSaltedPassword(this.credential.password, salt, iterations);
+      const salted = cachedSaltedPassword(this.credential.password, salt, iterations);
       clientKey = hmac(salted, 'Client Key');
       serverKey = hmac(salted, 'Server Key');
     } else {

@@ -81,6 +81,8 @@ export interface ScenarioOptions {
   readonly generations: number;
   readonly steps: number;
   readonly exclude?: ReadonlySet<string>;
+  /** default_pool_size for every seed (1 widens the timing: every client waits for the one connection); else 1-3 from the seed. */
+  readonly poolSize?: number;
 }
 
 /** Statement texts shared by all clients (so pgmaitre's statement cache is shared), with their arity. */
@@ -366,7 +368,8 @@ class ClientGen {
 export function generateScenario(seed: number, o: ScenarioOptions): Scenario {
   const rng = new Rng(seed);
   const exclude = o.exclude ?? new Set<string>();
-  const poolSize = 1 + rng.int(3);
+  const drawn = 1 + rng.int(3); // (drawn even when overridden: the scripts stay those of the seed)
+  const poolSize = o.poolSize ?? drawn;
   const slots: SlotScript[] = [];
   for (let i = 0; i < o.clients; i++) {
     const gens: Generation[] = [];

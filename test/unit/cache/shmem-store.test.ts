@@ -35,3 +35,15 @@ test('memqcache_expire: an entry is gone after its time', () => {
   assert.equal(s.get('a'), undefined);
   assert.equal(s.usedBytes, 0);
 });
+
+test('second chance: with every entry read, an eviction still ends and takes the oldest', () => {
+  const size = (100 + 2 + ENTRY_OVERHEAD) * 3;
+  const s = new ShmemStore(size, 100, 0);
+  for (const k of ['k1', 'k2', 'k3']) assert.ok(s.set(k, Buffer.alloc(100)));
+  for (const k of ['k1', 'k2', 'k3']) assert.ok(s.get(k) !== undefined);
+  assert.ok(s.set('k4', Buffer.alloc(100)));
+  assert.equal(s.entries, 3);
+  assert.equal(s.evictions, 1);
+  assert.equal(s.get('k1'), undefined);
+  assert.ok(s.get('k2') !== undefined && s.get('k3') !== undefined && s.get('k4') !== undefined);
+});

@@ -16,10 +16,12 @@ function cache(step: CacheStep, o: { collecting?: boolean; synced?: Promise<unkn
   const log: string[] = [];
   const c: CachePort = {
     consult: () => step,
+    early: () => false,
+    hitClass: null,
     waitFor: Promise.resolve(),
     holdAnswers: false,
     collecting: o.collecting ?? false,
-    hitAnswer: () => Buffer.from('HIT'),
+    hitAnswer: (status: number) => Buffer.concat([Buffer.from('HIT'), Buffer.from([0x5a, 0, 0, 0, 5, status])]),
     sent: () => { log.push('sent'); },
     collect: () => { log.push('collect'); },
     collected: (status, ok) => { log.push(`collected ${status} ${ok}`); },

@@ -8,7 +8,7 @@ import { loadConfigText, type Config } from '../../../src/config/load';
 import { Cluster, NodeRole, NodeStatus } from '../../../src/cluster/cluster';
 import { buildRoutingContext, type VolatilityLookup } from '../../../src/core/routing-context';
 import { SessionCore } from '../../../src/core/session-core';
-import type { CoreHost } from '../../../src/core/core-host';
+import { LinkRefused, type CoreHost } from '../../../src/core/core-host';
 import type { BackendPort, ClientPort } from '../../../src/core/ports';
 import { Framer } from '../../../src/protocol/framer';
 import { TxStatus } from '../../../src/protocol/codes';
@@ -71,6 +71,11 @@ export interface CoreOptions {
   readonly login?: boolean;
   /** cancelBackend resolves when this does (default: at once). */
   readonly cancelTaken?: Promise<void>;
+  /**
+   * The host offers leaseLater (frontend/session.ts does: the core's transaction-pooling waits go
+   * through it, not openLink). Default true; false keeps the openLink path.
+   */
+  readonly leaseLater?: boolean;
 }
 
 /** The core under test and its recorders. */
@@ -144,6 +149,17 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
       conns.set(node, c);
       return c;
     },
+    // Through host.openLink (which tests replace to hold a lease back), reported by callback as
+    // frontend/session.ts's leaseLater does; a rejection other than LinkRefused (a bug) needs
+    // leaseLater: false (the openLink path).
+    ...(o.leaseLater === false ? {} : {
+      leaseLater: (node: number, done: (conn: BackendPort | null, refused: LinkRefused | null) => void): void => {
+        host.openLink(node).then((c) => done(c, null), (e: unknown) => {
+          if (e instanceof LinkRefused) done(null, e);
+          else throw e;
+        });
+      },
+    }),
     closeLink: (conn, reusable, why, reset = false) => {
       host.closed.push({ node: conn.nodeId, reusable, why, reset });
       if (reusable && reset) {

@@ -79,7 +79,7 @@ describe('transaction pooling, two clients on one connection', () => {
   });
 
   test('item 1: a rejected wait (a bug in openLink) ends the session instead of a warning and a retry', async () => {
-    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false });
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, leaseLater: false });
     f.host.openLink = async () => { throw new TypeError('openLink bug'); };
     f.send(Q('SELECT 1'));
     await f.settle();

@@ -135,6 +135,44 @@ test('leases: default_pool_size caps a key; waiters are served in FIFO order as 
   p.shutdown();
 });
 
+test('leaseThen: waiters by callback are served in FIFO order with promise waiters, never from inside the call that decided it', async () => {
+  const p = pool(100);
+  const lim = { size: 1, reserve: 0, reserveAfterMs: 0 };
+  const a = await p.lease('k', async () => new Conn('k'), lim, 1000);
+  const got: [string, Conn | null, Error | null][] = [];
+  p.leaseThen('k', async () => new Conn('k'), lim, 1000, (c, e) => got.push(['cb1', c, e]));
+  const w2 = p.lease('k', async () => new Conn('k'), lim, 1000);
+  p.leaseThen('k', async () => new Conn('k'), lim, 30, (c, e) => got.push(['cb3', c, e]));
+  assert.equal(p.counts().waiting, 3);
+  p.giveBack(a, true);
+  assert.deepEqual(got, [], 'reported in a later microtask, not inside giveBack');
+  await Promise.resolve();
+  assert.equal(got.length, 1);
+  assert.equal(got[0]![0], 'cb1');
+  assert.equal(got[0]![1], a);
+  p.giveBack(a, true);
+  assert.equal(await w2, a, 'the promise waiter came next');
+  // The third waits on the held connection past its 30 ms deadline.
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(got.length, 2);
+  assert.equal(got[1]![0], 'cb3');
+  assert.equal(got[1]![1], null);
+  assert.ok((got[1]![2] as unknown) instanceof LeaseTimeout);
+  assert.equal(p.counts().waiting, 0);
+  // An idle connection is still reported later, as is a closed pool.
+  p.giveBack(a, true);
+  let now: Conn | null = null;
+  p.leaseThen('k', async () => new Conn('k'), lim, 1000, (c) => { now = c; });
+  assert.equal(now, null);
+  await Promise.resolve();
+  assert.equal(now, a);
+  p.shutdown();
+  let closed: Error | null = null;
+  p.leaseThen('k', async () => new Conn('k'), lim, 1000, (_c, e) => { closed = e; });
+  await Promise.resolve();
+  assert.match(String(closed), /closed/);
+});
+
 test('leases: a waiter gives up after its deadline with LeaseTimeout; a closed connection makes room for a waiter', async () => {
   const p = pool(100);
   const a = await p.lease('k', async () => new Conn('k'), { size: 1, reserve: 0, reserveAfterMs: 0 }, 1000);

@@ -198,3 +198,49 @@ test('setIdleTimeout: called after the idle time, not while there is traffic', a
     server.close();
   }
 });
+
+test('end(last, peerDone): the client said goodbye and nothing waits: closed at once, the last bytes still arrive', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.start();
+    let shutdowns = 0;
+    const shutdown = raw._handle.shutdown;
+    raw._handle.shutdown = function (this: typeof raw._handle, ...a: Parameters<typeof shutdown>) { shutdowns++; return shutdown.apply(this, a); };
+    let ended: string | null | undefined;
+    raw.onEnd = (reason) => { ended = reason; };
+    const got = collect(client, 3);
+    const closed = new Promise<void>((r) => client.once('close', () => r()));
+    raw.end(Buffer.from('bye'), true);
+    assert.equal(raw.destroyed, true, 'closed in the call (no wait for the client\'s EOF)');
+    assert.equal(shutdowns, 0, 'no shutdown() before the close');
+    assert.equal(ended, null, 'onEnd: a clean end');
+    assert.equal((await got).toString(), 'bye');
+    await closed;
+    // The address asked after the close: '' (nothing asked it while the connection was open).
+    assert.equal(raw.remoteAddress, '');
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});
+
+test('end() without peerDone: shutdown first, closed once the client\'s EOF comes', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.start();
+    let ended = false;
+    raw.onEnd = () => { ended = true; };
+    const eof = new Promise<void>((r) => client.once('end', () => r()));
+    raw.end();
+    assert.equal(raw.destroyed, false, 'open until the client\'s EOF');
+    await eof; // the client saw the shutdown's FIN
+    client.end();
+    await new Promise<void>((r) => { const t = setInterval(() => { if (raw.destroyed) { clearInterval(t); r(); } }, 5); });
+    assert.equal(ended, true);
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});
