@@ -54,7 +54,7 @@ export interface ReplySession extends ForwardSink {
  * Puts a shared connection's open transaction in the failed state when pgmaitre answers an error
  * itself inside it (PostgreSQL aborts the transaction on any error): swallowed, it fails at once.
  */
-const ABORT_TX = encodeQuery("DO $pgmaitre$BEGIN RAISE EXCEPTION 'pgmaitre: an error answered by the pooler aborts this transaction'; END$pgmaitre$");
+export const ABORT_TX = encodeQuery("DO $pgmaitre$BEGIN RAISE EXCEPTION 'pgmaitre: an error answered by the pooler aborts this transaction'; END$pgmaitre$");
 
 /**
  * An ERROR answered here (after flush). Transaction pooling, inside a transaction of a shared

@@ -42,7 +42,7 @@ import { Planner, PlanType, type Plan, type PlannerView } from './planner';
 import { Statements } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
-import { errorReply, localError, reportNode } from './local-replies';
+import { ABORT_TX, errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
 import { duplicateParses, evict, names, parameterCount, unnamedDropped } from './connection-statements';
 import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
@@ -178,6 +178,12 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * wait for a lease). Sent in front of the transaction's first statement that needs a server.
    */
   private deferredBegin = '';
+  /**
+   * The deferred BEGIN's transaction failed before it reached a server (no primary to start it
+   * on, or its lease refused): the client is in an aborted transaction, as PostgreSQL would put
+   * it; every request but its end is refused 25P02 here, COMMIT/ROLLBACK end it here.
+   */
+  private deferredFailed = false;
   /**
    * Transaction pooling: the request at the head of the queue, read and planned, that waits for
    * its lease (open()); with what its plan read (see resumable()). Once clients outnumber
@@ -423,6 +429,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       const r = this.refused;
       this.refused = null;
       this.flush();
+      if (this.deferredBegin !== '') this.deferredFailed = true; // the transaction answered to the client fails with it
       this.client.write(errorReply(r.code, r.message, r.hint, req.term === Term.None ? 0 : 1, this.txStatus()));
       releaseRequest(req);
       return true;
@@ -566,10 +573,12 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       const end = plainTransactionEnd(single);
       if (end !== null) {
         this.deferredBegin = '';
+        const failed = this.deferredFailed;
+        this.deferredFailed = false;
         noteTransactionEnd(this.route);
         unnamedDropped(this, null);
         this.flush();
-        this.client.write(Buffer.concat([encodeCommandComplete(end), encodeReadyForQuery(TxStatus.Idle)]));
+        this.client.write(Buffer.concat([encodeCommandComplete(failed ? 'ROLLBACK' : end), encodeReadyForQuery(TxStatus.Idle)]));
         releaseRequest(req);
         return true;
       }
@@ -577,6 +586,19 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     }
     const primary = this.host.cluster.primaryId();
     let link = this.links[primary];
+    const noPrimary = link?.conn == null && (primary < 0 || this.planner.recentlyFailed(primary, true));
+    // The aborted transaction refuses a simple Query here; an extended-protocol request (a ROLLBACK
+    // among them) goes to a server whose transaction is aborted first (below), when there is one.
+    if (this.deferredFailed && (!info.extended || noPrimary)) {
+      return this.deferredRefuse(req, info, '25P02', 'current transaction is aborted, commands ignored until end of transaction block', undefined);
+    }
+    if (noPrimary) {
+      // No primary to start the transaction on (none, or its connection just failed): the request
+      // fails as a write with no primary does, and the transaction with it. Opening again at once
+      // would come back here at once, a loop that starved the whole process.
+      this.deferredFailed = true;
+      return this.deferredRefuse(req, info, '57P03', 'no primary node is available', 'the transaction cannot start; end it with ROLLBACK (see SHOW POOL_NODES)');
+    }
     if (link?.conn == null) {
       const now = this.host.leaseNow(primary);
       if (now === null) {
@@ -611,8 +633,25 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     link.expect(ExpectKind.Tx, true, 0, Term.Query).errorsToClient = true;
     this.send(link, encodeQuery(this.deferredBegin));
     link.txStatus = TxStatus.InTransaction;
+    if (this.deferredFailed) {
+      // The client's transaction is aborted (see deferredFailed): the server's becomes so too.
+      link.expect(ExpectKind.Tx, true, 0, Term.Query);
+      this.send(link, ABORT_TX);
+      link.txStatus = TxStatus.Failed;
+      this.deferredFailed = false;
+    }
     this.deferredBegin = '';
     return null;
+  }
+
+  /** A request of the deferred BEGIN's failed transaction refused here, in order (see deferredFailed). */
+  private deferredRefuse(req: Request, info: RequestInfo, code: string, message: string, hint: string | undefined): boolean {
+    if (!this.allAnswered(null)) return false;
+    if (info.queries.length > 0) unnamedDropped(this, null);
+    this.flush();
+    this.client.write(errorReply(code, message, hint, req.term === Term.None ? 0 : 1, TxStatus.Failed));
+    releaseRequest(req);
+    return true;
   }
 
   private open(node: number): void {
@@ -1142,7 +1181,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
 
   /** The transaction status of pgmaitre's own ReadyForQuery: the primary's. */
   txStatus(): number {
-    if (this.deferredBegin !== '') return TxStatus.InTransaction;
+    if (this.deferredBegin !== '') return this.deferredFailed ? TxStatus.Failed : TxStatus.InTransaction;
     const l = this.links[this.host.cluster.primaryId()] ?? this.links[this.identityNode];
     return l?.txStatus ?? TxStatus.Idle;
   }

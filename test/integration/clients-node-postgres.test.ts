@@ -32,7 +32,12 @@ describe('node-postgres through pgmaitre', { timeout: 240_000 }, () => {
   const conn = { host: '127.0.0.1', user: 'postgres', database: 'postgres' } as const;
 
   test('Pool of 10 clients, 200 mixed operations concurrently, every result correct', async () => {
-    const pool = new Pool({ ...conn, port: px.port, max: 10, maxUses: 15, connectionTimeoutMillis: 15_000 });
+    // connectionTimeoutMillis also bounds how long a pool.connect() waits in pg-pool's own queue,
+    // and all 200 operations are queued at once: 15 s made it a deadline for the whole run, which
+    // a loaded machine missed (the worker_processes = 2 flake: the last ~35-50 operations "timed
+    // out on connect" after 15 s in the queue while every one before them succeeded; the runs
+    // that passed took 8-15 s, whether with one process or two).
+    const pool = new Pool({ ...conn, port: px.port, max: 10, maxUses: 15, connectionTimeoutMillis: 180_000 });
     const errors: Error[] = [];
     pool.on('error', (e) => errors.push(e));
     const committed: number[] = [];
