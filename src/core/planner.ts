@@ -199,7 +199,9 @@ export class Planner {
         toBalance = true;
         reason ||= r.reason;
       }
-      if (!cls.readOnly && !NOT_WRITES.has(cls.kind)) {
+      // A class is named after its first statement: 'BEGIN; INSERT ...; COMMIT' is a 'begin' that
+      // writes. Several statements that are not read-only count as a write (fail closed).
+      if (!cls.readOnly && (cls.statements > 1 || !NOT_WRITES.has(cls.kind))) {
         p.writes = true;
         if (!p.lasting && !leavesNothing(cls)) p.lasting = true;
       } else if (cls.kind === 'notify' || cls.kind === 'execute' || cls.flags.needsVolatilityCheck === true) p.lasting = true;

@@ -66,6 +66,21 @@ describe('a client that leaves with requests sent whole (70118)', () => {
     assert.deepEqual(f.host.closed.map((c) => c.reusable), [false], 'closed: a sequence left open');
   });
 
+  test('several statements in one Query that write (BEGIN; INSERT; COMMIT): not cancelled, it runs to its end', async () => {
+    const idle = [new FakeConn(0, 905)];
+    const conn = idle[0]!;
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, idle });
+    f.send(Q('BEGIN; INSERT INTO t VALUES (1); COMMIT'));
+    await f.settle();
+    assert.match(conn.take().toString('latin1'), /INSERT INTO t/);
+    let left = false;
+    assert.equal(f.core.leave(() => { left = true; f.core.close(); }), true, 'it may commit: it runs to its end');
+    assert.deepEqual(f.host.cancels, [], 'nothing cancelled');
+    f.answer(0, Buffer.concat([C('BEGIN'), C('INSERT 0 1'), C('COMMIT'), Z()]));
+    await f.settle();
+    assert.equal(left, true);
+  });
+
   test('only a read in flight (nothing it could leave): cancelled as before, the session ends at once', async () => {
     const idle = [new FakeConn(0, 904)];
     const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', login: false, idle });

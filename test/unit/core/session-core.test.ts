@@ -26,6 +26,20 @@ const fatal = (code: string): Buffer => msg('E', u8('S'), cstr('FATAL'), u8('V')
 const hex = (...b: Buffer[]): string => Buffer.concat(b).toString('hex');
 
 describe('SessionCore', () => {
+  test('read_your_writes: several statements in one Query that write (BEGIN; INSERT; COMMIT) count as a write', async () => {
+    const f = await makeCore({ conf: 'read_your_writes = on\n' });
+    f.send(Q('BEGIN; INSERT INTO t VALUES (1); COMMIT'));
+    await f.settle();
+    assert.match(f.conns.get(0)!.take().toString('latin1'), /INSERT INTO t/);
+    f.answer(0, Buffer.concat([C('BEGIN'), C('INSERT 0 1'), C('COMMIT'), Z()]));
+    await f.settle();
+    f.received();
+    f.send(Q('SELECT 1'));
+    await f.settle();
+    // No standby is known to have replayed the commit (no WAL position here): the read stays on the primary.
+    assert.equal(hex(f.conns.get(0)!.take()), hex(Q('SELECT 1')));
+  });
+
   test('a read goes to a standby, its answer back untouched', async () => {
     const f = await makeCore();
     f.send(Q('SELECT 1'));
