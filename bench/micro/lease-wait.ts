@@ -26,14 +26,7 @@ import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, en
 import { encodeReadyForQuery } from '../../src/protocol/backend';
 import { initClassifier } from '../../src/classify';
 import { NodePool, type LeaseLimit, type Poolable } from '../../src/pool/node-pool';
-
-function frame(code: string, body: Buffer): Buffer {
-  const b = Buffer.alloc(5 + body.length);
-  b[0] = code.charCodeAt(0);
-  b.writeInt32BE(body.length + 4, 1);
-  body.copy(b, 5);
-  return b;
-}
+import { frame } from './frame';
 
 /** A connection: the pool's Poolable and the core's BackendPort; a write puts it in flight. */
 interface Conn extends Poolable, BackendPort {

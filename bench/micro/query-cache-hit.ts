@@ -19,14 +19,7 @@ import { encodeReadyForQuery } from '../../src/protocol/backend';
 import { initClassifier } from '../../src/classify';
 import { QueryCache } from '../../src/cache/query-cache';
 import { SessionCache } from '../../src/cache/session-cache';
-
-function frame(code: string, body: Buffer): Buffer {
-  const b = Buffer.alloc(5 + body.length);
-  b[0] = code.charCodeAt(0);
-  b.writeInt32BE(body.length + 4, 1);
-  body.copy(b, 5);
-  return b;
-}
+import { frame } from './frame';
 
 async function main(): Promise<void> {
   await initClassifier();

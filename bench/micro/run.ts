@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-for (const f of fs.readdirSync(__dirname).filter((n) => n.endsWith('.js') && n !== 'run.js').sort()) {
+for (const f of fs.readdirSync(__dirname).filter((n) => n.endsWith('.js') && n !== 'run.js' && n !== 'frame.js').sort()) {
   process.stdout.write(`\n## ${f.replace(/\.js$/, '')}\n`);
   spawnSync(process.execPath, [path.join(__dirname, f)], { stdio: 'inherit' });
 }
