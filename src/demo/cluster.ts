@@ -3,9 +3,9 @@
 // Every node starts as a copy of the same cleanly stopped data directory (a cached initdb template,
 // or a template the caller prepared): the primary as is, the standbys with standby.signal and a
 // primary_conninfo, so they begin at the template's shutdown checkpoint and stream from the primary
-// what it writes after it; no pg_basebackup, and all nodes start at once. Each has its own port and
-// application_name (standby1, standby2, ...). Every node logs to <dir>/<id>.log, and failures carry
-// the tail of that log.
+// what it writes after it; no pg_basebackup, and the standbys start together once the primary runs.
+// Each has its own port and application_name (standby1, standby2, ...). Every node logs to
+// <dir>/<id>.log, and failures carry the tail of that log.
 
 import fs from 'node:fs';
 import path from 'node:path';
