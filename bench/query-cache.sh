@@ -15,7 +15,11 @@
 # by pid at the end. For each: TPS, the ratio to direct (the mean of the two direct runs of that
 # mode), pgmaitre's CPU per transaction (utime+stime of its processes from /proc / transactions),
 # its RSS after the run (all its processes), SHOW POOL_CACHE's hit ratio and used_cache_entries_size
-# (shmem: bounded by memqcache_total_size, 8 MB here; 0 with memcached).
+# (shmem: bounded by memqcache_total_size, 8 MB here; 0 with memcached); pgbench's own CPU per
+# transaction, the lab cluster's (its postmasters, live and reaped backends), what everything else on
+# the host took and left idle (cores, /proc/stat). Each pgmaitre target is warmed up for WARMUP s (5)
+# before each measure. The table ends with the ratio to direct two idle cores would allow with the
+# CPU per transaction measured (pgbench and PostgreSQL share the same cores; one process, one core).
 #
 # BEFORE=<git revision> (or the directory of a built tree): also measures it side by side, as the targets off-before,
 # shmem-before, shmem-w2-before and memcached-before (its own memcached on MC_PORT+1), listed in

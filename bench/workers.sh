@@ -19,15 +19,21 @@
 # dealt round-robin by Node's cluster module as pgmaitre's workers are. It parses and shares
 # nothing: its CPU/tx w2/w1 is what Node.js and the kernel charge for spreading the clients over
 # two event loops, and pgmaitre's ratio divided by it ("excess") is what pgmaitre adds to that.
+# Calibration (hot-key-cache): canned-w1 / canned-w2 (dist/bench/e2e/canned-workers.js) answer every
+# request from constant bytes on pgmaitre's socket path, 1 and 2 processes: a cache hit minus the
+# cache, the floor of a Node.js server answering itself, and what this host lets it gain from a second
+# process. Each run also reports pgbench's own CPU per transaction and the host's cores (the proxy and
+# each worker, pgbench, everything else, idle: /proc/stat), and per round on hot-key-cache the w2/w1
+# ratio two idle cores would allow with the CPU per transaction measured (pgbench shares the cores).
 # Every measured run follows a warm-up run of $WARMUP s (same target, same workload, not measured).
-# Output: one row per target and workload (tps, proxy CPU µs per transaction, the supervisor's
+# Output: one row per target and workload (tps, proxy CPU µs per transaction, pgbench's, the supervisor's
 # share, voluntary context switches per transaction of the event-loop threads, the clients each
-# process held mid-run, failed), then per workload the ratios: 2 workers / 1 worker (tps, CPU/tx),
+# process held mid-run, the cores, failed), then per workload the ratios: 2 workers / 1 worker (tps, CPU/tx),
 # the pipe's CPU/tx w2/w1 and pgmaitre's excess over it, and each against PgBouncer; the load
 # average before and after (the machine is shared: read ratios from one run, not absolute tps).
 # Usage (under the shared lock, stopping what it started inside the locked command):
 #   flock /tmp/shared-bench.lock bash -c '../shared/bench/cluster.sh start && ../shared/bench/peers.sh start &&
-#     bench/workers.sh; ../shared/bench/peers.sh stop; ../shared/bench/cluster.sh stop'
+#     ROUNDS=2 WORKLOADS="hot-key-cache S" bench/workers.sh; ../shared/bench/peers.sh stop; ../shared/bench/cluster.sh stop'
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/bench}
