@@ -2,7 +2,10 @@
  * classify(sql) → QueryClass: what a query string is and whether a read-only standby may run it.
  *
  * Pipeline (every client query passes here, synchronously):
- *  1. LRU cache by exact text (only texts ≤ maxParseLength, only results the parser produced).
+ *  1. LRU cache by exact text (only texts ≤ maxParseLength, only results the parser produced),
+ *     then the lexer's verdicts by shape (literalShape: the text with its numbers as 0; only
+ *     texts without quotes, dollars, backslashes or comments, only when
+ *     primary_routing_query_pattern_list is empty, admin commands never).
  *  2. Lexer fast path (lexer.ts + fast-path.ts): splits statements on top-level ';' and decides
  *     most statements alone: BEGIN/COMMIT/SET/SHOW/INSERT/UPDATE/DELETE/DDL by their keywords,
  *     and plain SELECTs whose function calls are all on the built-in allowlist (functions.ts).
@@ -23,7 +26,7 @@
  * the first non-empty statement; `statements` counts non-empty statements; functions, relations
  * and flags are the union over all statements.
  */
-import { TokenBuffer, Tok, lex } from './lexer';
+import { TokenBuffer, Tok, lex, literalShape } from './lexer';
 import { classifyRange } from './fast-path';
 import { classifyStmt } from './tree';
 import { loadParser, parseSql, parserReady } from './parser';
@@ -125,6 +128,8 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
   const o: CompiledOptions = compileOptions(opts);
   const maxParse = opts.maxParseLength ?? DEFAULT_MAX_PARSE_LENGTH;
   const cache = new LruCache<QueryClass>(opts.cacheSize ?? DEFAULT_CACHE_SIZE);
+  /** The lexer's verdicts by literalShape(text) (see the header); null when patterns read the whole text. */
+  const shapes = o.primaryRouting.length === 0 ? new LruCache<QueryClass>(opts.cacheSize ?? DEFAULT_CACHE_SIZE) : null;
   let hits = 0;
   let misses = 0;
   let lexerDecided = 0;
@@ -179,10 +184,21 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
         return hit;
       }
     }
+    const shape = shapes !== null && cacheable ? literalShape(sql) : null;
+    if (shape !== null) {
+      const hit = shapes!.get(shape);
+      if (hit !== undefined) {
+        hits++;
+        return hit;
+      }
+    }
     const lexed = lexerPass(sql);
     if (lexed !== undefined && lexed.needParser !== true) {
       lexerDecided++;
-      return finish(sql, lexed);
+      if (shape === null || lexed.col.admin !== undefined) return finish(sql, lexed);
+      const res = freeze(finish(sql, lexed));
+      shapes!.set(shape, res);
+      return res;
     }
     if (cacheable && parserReady()) {
       misses++;
