@@ -332,6 +332,9 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
       }
       if (d.name === '' || d.st === undefined) {
         unnamedFailed ||= d.name === '';
+        // An unnamed Parse that failed itself (not skipped after an earlier error) had dropped the
+        // unnamed statement before its text was parsed, as PostgreSQL's does: none is left (seed 99250).
+        if (d.name === '' && failed === d.index) unnamed = undefined;
         if (d.name !== '') s.statements.protocol.delete(d.name);
         continue;
       }
