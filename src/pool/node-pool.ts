@@ -24,6 +24,9 @@
  * so the next lease replays only differences.
  */
 
+/** How many new connections in a row may be found closed right after their login (createLive). */
+const DEAD_ON_ARRIVAL_TRIES = 3;
+
 /** What the pool needs from a connection. */
 export interface Poolable {
   readonly key: string;
@@ -159,6 +162,8 @@ export class NodePool<T extends Poolable> {
   private readonly timer: NodeJS.Timeout;
   /** Lifetime counters. */
   created = 0;
+  /** New connections found closed when their login ended (createLive). */
+  deadOnArrival = 0;
   reused = 0;
   evicted = 0;
   /** Leases granted (transaction pooling), and how many had to wait. */
@@ -240,7 +245,7 @@ export class NodePool<T extends Poolable> {
     this.makeRoom(1);
     this.connecting++;
     try {
-      const conn = await create();
+      const conn = await this.createLive(create);
       this.created++;
       this.countKey(conn.key, 1);
       if (this.closed) {
@@ -260,6 +265,23 @@ export class NodePool<T extends Poolable> {
    */
   tryAcquire(key: string): T | null {
     return this.closed ? null : this.takeIdle(key);
+  }
+
+  /**
+   * `create()`, again when the connection it gave is closed already: a backend terminated right
+   * after its login (pg_terminate_backend() of every backend catches new ones too) says FATAL
+   * 57P01 in the same read as the login's ReadyForQuery, and a dead connection must not be lent
+   * (the session would write into a closed socket and wait for an answer that never comes).
+   * Bounded: after DEAD_ON_ARRIVAL_TRIES such connections in a row, an error.
+   */
+  private createLive(create: () => Promise<T>, tries = DEAD_ON_ARRIVAL_TRIES): Promise<T> {
+    return create().then((conn) => {
+      if (conn.usable) return conn;
+      conn.destroy('closed right after its login');
+      this.deadOnArrival++;
+      if (tries <= 1) throw new Error(`new connections to node ${this.nodeId} were closed right after their login ${DEAD_ON_ARRIVAL_TRIES} times in a row`);
+      return this.createLive(create, tries - 1);
+    });
   }
 
   /** Takes in a connection opened outside the pool (a relayed login) as a lease. */
@@ -624,7 +646,7 @@ export class NodePool<T extends Poolable> {
       this.countKey(w.key, 1);
       this.connecting++;
       this.makeRoom(0);
-      w.create().then((conn) => {
+      this.createLive(w.create).then((conn) => {
         this.connecting--;
         this.countKey(w.key, -1);
         this.created++;
