@@ -100,6 +100,8 @@ export class ServerConnection implements MessageSink {
   readonly statements = new ServerStatements();
   /** SQLSTATE of the FATAL the server sent while idle or busy internally, or ''. */
   goodbyeCode = '';
+  /** That FATAL's fields (closedError). */
+  private goodbyeFields: PgErrorFields | null = null;
   closeReason = '';
 
   private mode: Mode = 'startup';
@@ -345,6 +347,7 @@ export class ServerConnection implements MessageSink {
       try {
         const f = decodeErrorFields(buf, start, end);
         this.goodbyeCode = f.code;
+        this.goodbyeFields = f;
         this.closeReason = `server sent an error while idle: ${f.message}`;
       } catch {
         this.closeReason = 'server sent a malformed error while idle';
@@ -380,6 +383,17 @@ export class ServerConnection implements MessageSink {
     }
     if (fail) fail(new ProxyError(ProxyErrorCode.BackendClosed, reason));
     if (sink) sink.onServerClosed(this, reason);
+  }
+
+  /**
+   * Why the connection closed, as an error for whoever expected to use it (NodePool.createLive),
+   * with the server's words when it said some. (No `backend` fields: those mean a login refused
+   * by the server, whose FATAL a relayed login has already passed on to its client.)
+   */
+  closedError(): ProxyError {
+    const f = this.goodbyeFields;
+    return new ProxyError(ProxyErrorCode.BackendClosed,
+      `node ${this.nodeId}: the connection closed right after its login${f !== null ? ` (${f.code}: ${f.message})` : this.closeReason ? ` (${this.closeReason})` : ''}`);
   }
 
   /** Closes the connection (with a Terminate when the server is still there). Idempotent. */

@@ -25,7 +25,7 @@
  */
 
 /** How many new connections in a row may be found closed right after their login (createLive). */
-const DEAD_ON_ARRIVAL_TRIES = 3;
+const DEAD_ON_ARRIVAL_TRIES = 5;
 
 /** What the pool needs from a connection. */
 export interface Poolable {
@@ -35,6 +35,8 @@ export interface Poolable {
   useCount: number;
   readonly usable: boolean;
   destroy(reason: string): void;
+  /** Why a closed connection closed (the server's words when it said some). */
+  closedError?(): Error;
 }
 
 /** Pool sizing and expiry, in pgpool's terms (seconds; 0 = never). */
@@ -279,7 +281,7 @@ export class NodePool<T extends Poolable> {
       if (conn.usable) return conn;
       conn.destroy('closed right after its login');
       this.deadOnArrival++;
-      if (tries <= 1) throw new Error(`new connections to node ${this.nodeId} were closed right after their login ${DEAD_ON_ARRIVAL_TRIES} times in a row`);
+      if (tries <= 1) throw conn.closedError?.() ?? new Error(`new connections to node ${this.nodeId} were closed right after their login ${DEAD_ON_ARRIVAL_TRIES} times in a row`);
       return this.createLive(create, tries - 1);
     });
   }

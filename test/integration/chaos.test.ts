@@ -378,6 +378,8 @@ describe('transaction pooling: server connections terminated, clients vanishing,
   /** `n` clients looping autocommit reads and short write transactions until stop(); errors tallied by SQLSTATE. */
   function workload(n: number) {
     const errors = new Map<string, number>();
+    /** The first message of each error, by SQLSTATE. */
+    const messages = new Map<string, string>();
     const ok = new Array<number>(n).fill(0);
     let running = true;
     const loops = Array.from({ length: n }, async (_, i) => {
@@ -409,6 +411,7 @@ describe('transaction pooling: server connections terminated, clients vanishing,
         } catch (e) {
           const d = describeError(/not queryable/.test((e as Error).message) && async !== null ? async : e);
           errors.set(d, (errors.get(d) ?? 0) + 1);
+          if (!messages.has(d)) messages.set(d, `${d}: ${(/not queryable/.test((e as Error).message) && async !== null ? async as Error : e as Error).message}`);
           const old = c;
           c = null;
           await old?.end().catch(() => {});
@@ -418,7 +421,7 @@ describe('transaction pooling: server connections terminated, clients vanishing,
       await c?.end().catch(() => {});
     });
     return {
-      ok, errors,
+      ok, errors, messages,
       tally: () => [...errors.entries()].map(([key, v]) => `${key} ×${v}`).join(', ') || 'none',
       stop: async () => { running = false; await Promise.all(loops); }, // (idempotent)
     };
@@ -542,7 +545,7 @@ describe('transaction pooling: server connections terminated, clients vanishing,
 
   /** The last backend connections lost without the server's word, from `on`'s log. */
   function lossLines(on: InProcess): string {
-    return on.logs().split('\n').filter((l) => /"event":"backend_error"/.test(l) && !/"goodbye"/.test(l)).slice(-12).join('\n');
+    return on.logs().split('\n').filter((l) => (/"event":"backend_error"/.test(l) && !/"goodbye"/.test(l)) || /"level":"(error|fatal)"|"level":[56]0|no (primary|standby) node|node_down|session_crash|DBG/.test(l)).slice(-40).join('\n');
   }
 
   /** Watches `px`'s node 0 (the primary) until stop(): what it was seen as, other than up. */
@@ -598,7 +601,7 @@ describe('transaction pooling: server connections terminated, clients vanishing,
     assert.deepEqual(detached, []);
     // What a direct connection would see: its backend terminated inside a transaction or a query.
     const unexpected = [...w.errors.keys()].filter((k) => k !== '57P01');
-    assert.deepEqual(unexpected, [], `the clients saw only 57P01: ${w.tally()}\n${lossLines(px)}`);
+    assert.deepEqual(unexpected, [], `the clients saw only 57P01: ${w.tally()} ${[...w.messages.values()].join('; ')}\n${lossLines(px)}`);
     for (const c of idle) assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1, 'an idle client goes on as if nothing happened');
     await Promise.all(idle.map((c) => c.end()));
     await settled(px);
