@@ -1053,7 +1053,6 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     if (this.closing) return;
     this.closing = true;
     this.closeReason = reason;
-    this.log.warn({ event: 'DBG_session_end', pid: this.pid, reason }, 'DBG');
     const wasReady = this.phase === 'ready';
     this.phase = 'closed';
     this.framer.reset();
