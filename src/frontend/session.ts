@@ -42,7 +42,7 @@ import { leaseLimit, login, poolKey, type LoginFailed, type LoginIO, type LoginO
 import { LeaseTimeout, type LeaseCallback } from '../pool/node-pool';
 import type { PoolMode } from '../config/pool-mode';
 import { LinkRefused } from '../core/core-host';
-import type { ProxyError } from '../errors/proxy-error';
+import { ProxyErrorCode, type ProxyError } from '../errors/proxy-error';
 import { answerSslRequest } from './tls';
 import { copyRead, countCopied, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
@@ -726,10 +726,12 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         ...(this.ctx.backendTls !== undefined ? { tls: this.ctx.backendTls } : {}),
       };
       // A backend terminated while it logged in (FATAL 57P01: pg_terminate_backend() of every
-      // backend catches starting ones too) is not a failed node: another attempt, bounded. (Safe
-      // here: pgmaitre's own credentials, nothing of the login was relayed to a client.)
+      // backend catches starting ones too; or closed without a word) is not a failed node:
+      // another attempt, bounded; a refused connection or login is not retried. (Safe here:
+      // pgmaitre's own credentials, nothing of the login was relayed to a client.)
       const attempt = (left: number): Promise<ServerConnection> => ServerConnection.connect(opts).catch((e: unknown) => {
-        if (left > 1 && (e as ProxyError).backend?.code === '57P01') return attempt(left - 1);
+        const x = e as ProxyError;
+        if (left > 1 && (x.backend?.code === '57P01' || (x.code === ProxyErrorCode.BackendClosed && x.backend === undefined))) return attempt(left - 1);
         throw e;
       });
       return attempt(LOGIN_TERMINATED_TRIES);

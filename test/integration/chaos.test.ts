@@ -545,7 +545,7 @@ describe('transaction pooling: server connections terminated, clients vanishing,
 
   /** The last backend connections lost without the server's word, from `on`'s log. */
   function lossLines(on: InProcess): string {
-    return on.logs().split('\n').filter((l) => (/"event":"backend_error"/.test(l) && !/"goodbye"/.test(l)) || /"level":"(error|fatal)"|"level":[56]0|no (primary|standby) node|node_down|session_crash/.test(l)).slice(-12).join('\n');
+    return on.logs().split('\n').filter((l) => (/"event":"backend_error"/.test(l) && !/"goodbye"/.test(l)) || /"level":"(error|fatal)"|"level":[56]0|no (primary|standby) node|node_down|session_crash|"event":"backend_connect"/.test(l)).slice(-12).join('\n');
   }
 
   /** Watches `px`'s node 0 (the primary) until stop(): what it was seen as, other than up. */
