@@ -372,7 +372,8 @@ export class SessionCache implements CachePort {
       return { shape: 'Q', sql: info.queries[0]!, types: '', params: '', cls: undefined };
     }
     if (info.queries.length > 0 || info.parses.length > 1 || info.bindStatements.length !== 1 || info.closedStatements.length > 0) return null;
-    let shape = '';
+    let seq = 0; // the messages as base-8 digits (SHAPE_TOKENS), looked up in SHAPES at the end
+    let tokens = 0;
     let params: string | null = null;
     let pos = 0;
     while (pos + 5 <= data.length) {
@@ -380,7 +381,7 @@ export class SessionCache implements CachePort {
       const end = pos + 1 + data.readInt32BE(pos + 1);
       switch (code) {
         case FrontendCode.Parse:
-          shape += 'P';
+          seq = seq * 8 + 1;
           break;
         case FrontendCode.Bind: {
           if (data[pos + 5] !== 0) return null; // a named portal
@@ -388,27 +389,29 @@ export class SessionCache implements CachePort {
           while (stmtEnd < end && data[stmtEnd] !== 0) stmtEnd++;
           if (stmtEnd >= end) return null;
           params = latin1(data, stmtEnd + 1, end);
-          shape += 'B';
+          seq = seq * 8 + 2;
           break;
         }
         case FrontendCode.Describe:
-          shape += data[pos + 5] === 0x53 ? 'Ds' : 'Dp';
+          seq = seq * 8 + (data[pos + 5] === 0x53 ? 3 : 4);
           if (data[pos + 5] === 0x50 && data[pos + 6] !== 0) return null;
           break;
         case FrontendCode.Execute:
           if (data[pos + 5] !== 0 || end - pos < 10 || data.readInt32BE(pos + 6) !== 0) return null; // named portal or a row limit
-          shape += 'E';
+          seq = seq * 8 + 5;
           break;
         case FrontendCode.Sync:
           if (end !== data.length) return null;
-          shape += 'S';
+          seq = seq * 8 + 6;
           break;
         default:
           return null;
       }
+      if (++tokens > 6) return null;
       pos = end;
     }
-    if (!/^P?BD[sp]?ES$|^P?BES$/.test(shape) || params === null) return null;
+    const shape = SHAPES.get(seq);
+    if (shape === undefined || params === null) return null;
     const name = info.bindStatements[0]!;
     let sql: string;
     let types: string;
@@ -616,6 +619,18 @@ function memoTextVerdict(sql: string, cls: QueryClass, lists: TableLists, by: Cl
   }
   return made;
 }
+
+/**
+ * The cacheable extended-protocol shapes, [Parse] Bind [Describe] Execute Sync, as shape() codes
+ * them (base-8 digits: P 1, B 2, Ds 3, Dp 4, E 5, S 6; no string built and no regular expression
+ * run per request) → the shape's name in the key ('PBDpES': what pgbench -M extended sends).
+ */
+const SHAPE_TOKENS: Readonly<Record<string, number>> = { P: 1, B: 2, Ds: 3, Dp: 4, E: 5, S: 6 };
+const SHAPES = new Map<number, string>(['PBDsES', 'PBDpES', 'BDsES', 'BDpES', 'PBES', 'BES'].map((name) => {
+  let code = 0;
+  for (const t of name.match(/Ds|Dp|[PBES]/g)!) code = code * 8 + SHAPE_TOKENS[t]!;
+  return [code, name];
+}));
 
 /** Bytes `start`..`end` of a buffer as a latin1 string (Buffer.prototype.latin1Slice: no view made, toString's checks skipped). */
 function latin1(b: Buffer, start: number, end: number): string {

@@ -414,6 +414,24 @@ export class Link {
     for (let h = this.q[0]; h !== undefined && h.pending === 0 && !h.sync && h.kind !== ExpectKind.Synthetic; h = this.q[0]) this.complete(h);
   }
 
+  /**
+   * Completes the heads that owe nothing more, at once rather than when the backend's next message
+   * comes: a Flush with nothing before it has no answer at all, and a request waiting for this
+   * node to have answered everything (another node's, or a leaving client's rest) would otherwise
+   * wait for ever (the hostile-input fuzz: an H then a read balanced to the other node). Then a
+   * synthetic answer that reached the head is sent. Called after a request was written and after
+   * each backend chunk; look at `done` afterwards.
+   */
+  settleEmpty(sink: ForwardSink): void {
+    const h = this.q[0];
+    if (h === undefined || h.pending !== 0 || h.sync || h.kind === ExpectKind.Synthetic || this.hdrPos !== 0 || this.left !== 0) return;
+    this.dropAnswered();
+    if (this.q[0]?.kind === ExpectKind.Synthetic) {
+      this.pendingSynthetic = false;
+      this.emitSynthetic(sink);
+    }
+  }
+
   /** The sink of the chunk being scanned (synthetic answers go there). */
   private sink: ForwardSink | null = null;
   /** A synthetic expect reached the head: it is sent before the next message is looked at. */

@@ -318,6 +318,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         this.cut(Term.Query, false, false);
         return;
       case FrontendCode.Flush:
+        // A Flush with a body is refused by the server (08P01), which then skips to Sync: its
+        // ErrorResponse is an answer like a Parse's (what follows is skipped, nothing owed).
+        if (end - start !== 5) this.rCompletions++;
         this.cut(Term.None, true, false);
         return;
       case FrontendCode.CopyDone:
@@ -916,6 +919,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     else if (info.extended || req.flush) link.openSequence();
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
     if (plan.lasting) link.lasting = true;
+    if (req.term === Term.None) {
+      // A Flush with nothing before it owes nothing: done now (Link.settleEmpty).
+      link.settleEmpty(this);
+      if (link.done.length > 0) this.settle(link);
+    }
     this.lastNode = node;
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
     this.dupParses = null;
@@ -1010,6 +1018,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (link === undefined || link.conn === null) return;
     this.feedNode = node;
     link.feed(chunk, this);
+    link.settleEmpty(this);
     this.feedNode = -1;
     if (link.broken) {
       this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid }, 'protocol violation from the server (bad message length)');

@@ -15,6 +15,7 @@ import { withCluster } from '../harness/cluster';
 import { eventually, type InProcess } from '../harness/in-process';
 import { RawClient } from '../harness/raw-client';
 import { encodeStartupMessage } from '../../src/protocol/startup';
+import { encodeQuery } from '../../src/protocol/frontend';
 import { fuzzFrontend } from '../fuzz/frontend-fuzz';
 import { FUZZ_ROLES, FUZZ_USERS, startFuzzTarget, wellBehavedClient } from '../fuzz/setup';
 
@@ -150,6 +151,38 @@ describe('hostile input', { timeout: 300_000 }, () => {
     await assertIdle(px);
     assert.deepEqual(crashes, []);
   });
+  test('messages that owe no answer, or make the server skip to Sync, then a read, then the client leaves: nothing held', async () => {
+    const f = (type: string, body = ''): Buffer => {
+      const b = Buffer.alloc(5 + body.length);
+      b[0] = type.charCodeAt(0);
+      b.writeInt32BE(4 + body.length, 1);
+      b.write(body, 5, 'latin1');
+      return b;
+    };
+    const login = (): Promise<RawClient> => RawClient.connect(px.port, { user: FUZZ_USERS.trust, database: 'postgres' });
+    // The read goes to either node: a few rounds meet both (the Flush stays on the login's).
+    for (let round = 0; round < 4; round++) {
+      for (const pre of [[f('H')], [f('d', 'xx'), f('H')]]) {
+        // A Flush owes nothing: the read behind it is answered as on a direct connection.
+        const c = await login();
+        c.send(...pre, encodeQuery('select 1'));
+        assert.equal((await c.untilReady(5000)).map((m) => m.type).join(''), 'TDCZ');
+        c.send(...pre, encodeQuery('select 1'));
+        c.close();
+      }
+      // A Flush with a body, a Parse of garbage: the server answers 08P01 and skips the Query
+      // (as PostgreSQL does, the client would wait for its Sync); then the client leaves.
+      for (const bad of [f('H', 'junk'), f('P', 'zz')]) {
+        const c = await login();
+        c.send(bad, encodeQuery('select 1'));
+        assert.equal((await c.next(5000)).error?.code, '08P01');
+        c.close();
+      }
+    }
+    await assertIdle(px);
+    assert.deepEqual(crashes, []);
+  });
+
   test(`fuzz: ${FUZZ_SECONDS} s of random and mutated streams (seed ${FUZZ_SEED}) beside a well-behaved client`, { timeout: 120_000 }, async (t) => {
     const good = wellBehavedClient(px.port);
     const stats = await fuzzFrontend({ port: px.port, seconds: FUZZ_SECONDS, seed: FUZZ_SEED, users: FUZZ_USERS, concurrency: 12 });

@@ -103,6 +103,38 @@ describe('consultCache', () => {
     assert.equal(st?.cls, cls);
     assert.equal(st?.nodes.size, 0, 'no node has it: a later Bind re-parses it where it runs');
   });
+  test('a hit\'s Parse: the same unnamed statement leaves every backend, a named one of the same text stays where it is, another text replaces it with a copy', () => {
+    const { c } = cache(CacheStep.Hit);
+    const { s } = session(c);
+    const sql = 'SELECT abalance FROM pgbench_accounts WHERE aid = $1';
+    const plan = new Plan();
+    plan.classes.push({ kind: 'read' } as unknown as (typeof plan.classes)[number]);
+    const hit = (name: string, text: string, params = ['7']): Buffer => {
+      const req = newRequest();
+      req.data = Buffer.concat([encodeParse(name, text), encodeBind('', name, params), encodeDescribe('P', ''), encodeExecute(), encodeSync()]);
+      req.term = Term.Sync;
+      assert.equal(consultCache(s, req, new RequestInfo().read(req.data), plan), true);
+      return req.data;
+    };
+    // The unnamed statement as a miss left it: parsed on node 1.
+    s.statements.parsed('', Buffer.from(encodeParse('', sql)), sql, plan.classes[0]!, 1);
+    hit('', sql);
+    assert.equal(s.statements.protocol.get('')?.nodes.size, 0, 'a later Bind re-parses it where it runs');
+    hit('', sql);
+    assert.equal(s.statements.protocol.get('')?.nodes.size, 0);
+    // A named statement of the same text on node 0: a hit's Parse of it changes nothing.
+    s.statements.parsed('s1', encodeParse('s1', sql), sql, plan.classes[0]!, 0);
+    hit('s1', sql);
+    assert.deepEqual([...s.statements.protocol.get('s1')!.nodes], [0]);
+    // Another text in the unnamed statement: recorded, on no backend, its frame a copy of the request's.
+    const other = 'SELECT bid FROM pgbench_accounts WHERE aid = $1';
+    const data = hit('', other);
+    const st = s.statements.protocol.get('')!;
+    assert.equal(st.sql, other);
+    assert.equal(st.nodes.size, 0);
+    assert.notEqual(st.frame.buffer, data.buffer, 'not a view of the request');
+    assert.deepEqual(st.frame, encodeParse('', other));
+  });
   test('a lookup blocks the queue; a pass goes on', () => {
     const w = session(cache(CacheStep.Wait).c);
     const q = query('SELECT 1');

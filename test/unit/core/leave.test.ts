@@ -274,3 +274,38 @@ describe('a client that leaves: its leases always end (95064)', () => {
     assert.deepEqual(f.host.closed, []);
   });
 });
+
+describe('answers that never come are not waited for (the hostile-input fuzz)', () => {
+  test('a Flush with nothing before it owes nothing: a read for another node behind it is sent at once', async () => {
+    const f = await makeCore({ weights: [0, 1, 0] });
+    f.send(H(), Q('SELECT 1'));
+    await f.settle();
+    assert.equal(f.conns.get(0)!.take().toString('latin1'), H().toString('latin1'), 'the Flush went to the login connection');
+    assert.match(f.conns.get(1)?.take().toString('latin1') ?? '', /SELECT 1/, 'the read did not wait for an answer to the Flush');
+  });
+
+  test('...and a client that leaves after them: the session ends once the read is answered', async () => {
+    const f = await makeCore({ weights: [0, 1, 0] });
+    f.send(H(), Q('SELECT 1'));
+    await f.settle();
+    let left = false;
+    const waits = f.core.leave(() => { left = true; f.core.close(); });
+    if (waits) {
+      f.answer(1, Buffer.concat([msg('T', i16(0)), C('SELECT 1'), Z()]));
+      await f.settle();
+    }
+    assert.equal(!waits || left, true, 'the session ended');
+  });
+
+  test('a Flush with a body: the server refuses it (08P01) and skips to Sync; a Query behind it is skipped, not owed', async () => {
+    const f = await makeCore({ weights: [1, 0, 0] });
+    f.send(msg('H', cstr('junk')), Q('INSERT INTO t VALUES (1)'));
+    await f.settle();
+    assert.match(f.conns.get(0)!.take().toString('latin1'), /junk.*INSERT/s);
+    let left = false;
+    assert.equal(f.core.leave(() => { left = true; f.core.close(); }), true, 'the INSERT may run: waited for');
+    f.answer(0, msg('E', u8('S'), cstr('ERROR'), u8('C'), cstr('08P01'), u8('M'), cstr('invalid message format'), u8('')));
+    await f.settle();
+    assert.equal(left, true, 'the server skips the Query: nothing more is owed, the session ends');
+  });
+});
