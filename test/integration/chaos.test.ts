@@ -4,7 +4,9 @@
  * a standby and follow_primary_command re-pointing the other (one process and worker_processes =
  * 2; session pooling too); with two workers under pgbench: a standby stopped and started, SIGHUP
  * reloads, memcached (the query cache) stopped and restarted, CancelRequests, a worker SIGKILLed;
- * pooled server connections terminated with pg_terminate_backend() under load; the pool exhausted
+ * a storm of pg_terminate_backend() over every pooled server connection under load, transaction
+ * and session pooling (the primary stays attached, clients see only what a direct connection
+ * would: 57P01 when their backend was killed, nothing between transactions); the pool exhausted
  * by long transactions (53300, admin commands still answered); clients that vanish mid-COPY,
  * mid-transaction and mid-pipeline while others share their connections. What is checked is what an operator
  * expects: nothing hangs, every client error carries a SQLSTATE, clients that reconnect are
