@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // scripts/run-tests.js — what `npm test` runs after the build: check that the PostgreSQL server
 // binaries the integration tests need are there (installing them only on CI as root), then run
-// `node --test --test-concurrency=1` over dist/test/unit and dist/test/integration.
+// `node --test` over dist/test/unit (several files at once: they start no servers) and then
+// dist/test/integration (one file at a time), then the extra passes below.
 // Extra arguments are passed to node --test; arguments that are not options replace the default
-// test directories (e.g. `npm test -- dist/test/integration/cluster.test.js`).
+// test directories and run one file at a time (e.g. `npm test -- dist/test/integration/cluster.test.js`).
 'use strict';
 
 const { spawn } = require('node:child_process');
@@ -38,8 +39,8 @@ function main() {
     console.error('run-tests: no compiled tests found (dist/test/unit, dist/test/integration); run `npm run build`');
     process.exit(1);
   }
-  const run = (files, env, label) => new Promise((resolve) => {
-    const args = ['--test', '--test-concurrency=1', ...options, ...files];
+  const run = (files, env, label, concurrency = 1) => new Promise((resolve) => {
+    const args = ['--test', `--test-concurrency=${concurrency}`, ...options, ...files];
     console.log(`run-tests: ${label}node ${args.join(' ')}`);
     const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
     // forward Ctrl-C / termination so the test files' exit hooks stop their clusters
@@ -51,7 +52,15 @@ function main() {
     });
   });
   (async () => {
-    let code = await run(targets, {}, '');
+    let code;
+    if (explicit === 0 && targets.length === 2) {
+      // Unit test files start no server and share nothing (ports 0, mkdtemp): as many at once as
+      // there are cores. Integration files start clusters and time failovers: one at a time.
+      code = await run([targets[0]], {}, 'unit tests: ', UNIT_CONCURRENCY);
+      if (code < 128) code = Math.max(code, await run([targets[1]], {}, 'integration tests: '));
+    } else {
+      code = await run(targets, {}, '');
+    }
     // The whole client suite runs a second time with transaction pooling (the default run only).
     if (explicit === 0 && code < 128) {
       const pooled = TRANSACTION_POOLING_SUITES.map((f) => `dist/test/integration/${f}.test.js`).filter((f) => fs.existsSync(path.join(root, f)));
@@ -70,6 +79,9 @@ function main() {
     process.exit(code);
   })();
 }
+
+/** How many unit test files run at once: the cores (at most 4), at least 1. */
+const UNIT_CONCURRENCY = Math.max(1, Math.min(4, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length));
 
 /** Client suites that run again with PGMAITRE_TEST_POOL_MODE=transaction (test/harness/in-process.ts). */
 const TRANSACTION_POOLING_SUITES = [

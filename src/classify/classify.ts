@@ -2,7 +2,10 @@
  * classify(sql) → QueryClass: what a query string is and whether a read-only standby may run it.
  *
  * Pipeline (every client query passes here, synchronously):
- *  1. LRU cache by exact text (only texts ≤ maxParseLength, only results the parser produced).
+ *  1. LRU cache by exact text (only texts ≤ maxParseLength, only results the parser produced),
+ *     then the lexer's verdicts by shape (lexer.ts shapeHash: texts that differ only by the
+ *     digits of their numbers; only texts without quotes, dollars, backslashes or comments, only
+ *     when primary_routing_query_pattern_list is empty, admin commands never).
  *  2. Lexer fast path (lexer.ts + fast-path.ts): splits statements on top-level ';' and decides
  *     most statements alone: BEGIN/COMMIT/SET/SHOW/INSERT/UPDATE/DELETE/DDL by their keywords,
  *     and plain SELECTs whose function calls are all on the built-in allowlist (functions.ts).
@@ -23,7 +26,7 @@
  * the first non-empty statement; `statements` counts non-empty statements; functions, relations
  * and flags are the union over all statements.
  */
-import { TokenBuffer, Tok, lex } from './lexer';
+import { TokenBuffer, Tok, lex, sameShape, shapeHash } from './lexer';
 import { classifyRange } from './fast-path';
 import { classifyStmt } from './tree';
 import { loadParser, parseSql, parserReady } from './parser';
@@ -120,11 +123,25 @@ function parserPass(sql: string): Base {
   return { kind: kind ?? 'empty', readOnly, statements: stmts.length, col, parsedBy: 'parser', failedClosed: false };
 }
 
+/** A text and the lexer's verdict on it, kept for the texts of its shape. */
+interface ShapeEntry {
+  readonly sql: string;
+  readonly cls: QueryClass;
+}
+
 /** Creates a classifier with its own compiled options and cache. */
 export function createClassifier(opts: ClassifyOptions = {}): Classifier {
   const o: CompiledOptions = compileOptions(opts);
   const maxParse = opts.maxParseLength ?? DEFAULT_MAX_PARSE_LENGTH;
   const cache = new LruCache<QueryClass>(opts.cacheSize ?? DEFAULT_CACHE_SIZE);
+  /**
+   * The lexer's verdicts by shape (see the header): shapeHash → a text of that shape and its
+   * verdict (a hash shared by two shapes keeps the later one). Oldest first out when full: a hit
+   * moves nothing (the LRU's delete and insert per hit made V8 rehash the Map). Null when
+   * primary_routing_query_pattern_list reads the whole text.
+   */
+  const shapes = o.primaryRouting.length === 0 ? new Map<number, ShapeEntry>() : null;
+  const shapeCap = Math.max(0, opts.cacheSize ?? DEFAULT_CACHE_SIZE);
   let hits = 0;
   let misses = 0;
   let lexerDecided = 0;
@@ -179,10 +196,22 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
         return hit;
       }
     }
+    const shape = shapes !== null && cacheable ? shapeHash(sql) : -1;
+    if (shape >= 0) {
+      const hit = shapes!.get(shape);
+      if (hit !== undefined && (hit.sql === sql || sameShape(hit.sql, sql))) {
+        hits++;
+        return hit.cls;
+      }
+    }
     const lexed = lexerPass(sql);
     if (lexed !== undefined && lexed.needParser !== true) {
       lexerDecided++;
-      return finish(sql, lexed);
+      if (shape < 0 || lexed.col.admin !== undefined || shapeCap === 0) return finish(sql, lexed);
+      const res = freeze(finish(sql, lexed));
+      if (shapes!.size >= shapeCap && !shapes!.has(shape)) shapes!.delete(shapes!.keys().next().value as number);
+      shapes!.set(shape, { sql, cls: res });
+      return res;
     }
     if (cacheable && parserReady()) {
       misses++;

@@ -420,3 +420,62 @@ export function firstKeyword(sql: string): string {
   }
   return '';
 }
+
+/**
+ * Texts that differ only by the digits of their numeric literals have the same shape: they lex
+ * to the same tokens but for the numbers' values, which no verdict of the fast path reads, so the
+ * classifier keeps the lexer's verdicts by shape. `pgbench -S` and most ORM texts without bind
+ * parameters differ only by such literals: every one went through the lexer (issue 17, item 9).
+ * A digit run right after a letter, a digit, `_` or `$` belongs to a word (t1) or to a number's
+ * exponent (1e5) and is compared as it is. A text with anything whose contents a digit could be
+ * part of without being a number has no shape: a quote, a double quote, a dollar sign (dollar
+ * quoting, parameters), a backslash or a comment.
+ *
+ * shapeHash() is a 32-bit hash of the shape (each number counts as one `0`), or -1 when the text
+ * has none; sameShape() compares two texts that have one. Neither builds a string: the lookup
+ * costs two scans of the text and a Map lookup by number.
+ */
+export function shapeHash(src: string): number {
+  const n = src.length;
+  let h = 0x811c9dc5;
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    const c = src.charCodeAt(i);
+    if (c === Ch.Quote || c === Ch.DQuote || c === Ch.Dollar || c === Ch.Backslash) return -1;
+    if ((c === Ch.Minus && src.charCodeAt(i + 1) === Ch.Minus) || (c === Ch.Slash && src.charCodeAt(i + 1) === Ch.Star)) return -1;
+    if (isDigit(c) && !isIdentCont(prev)) {
+      while (i + 1 < n && isDigit(src.charCodeAt(i + 1))) i++;
+      h = Math.imul(h ^ Ch.D0, 0x01000193);
+      prev = Ch.D0;
+      continue;
+    }
+    h = Math.imul(h ^ c, 0x01000193);
+    prev = c;
+  }
+  return h >>> 0;
+}
+
+/** Whether two texts that have a shape (shapeHash ≥ 0) have the same one. */
+export function sameShape(a: string, b: string): boolean {
+  const n = a.length;
+  const m = b.length;
+  let i = 0;
+  let j = 0;
+  let prev = 0;
+  while (i < n && j < m) {
+    const c = a.charCodeAt(i);
+    const d = b.charCodeAt(j);
+    if (isDigit(c) && !isIdentCont(prev)) {
+      if (!isDigit(d)) return false;
+      while (i < n && isDigit(a.charCodeAt(i))) i++;
+      while (j < m && isDigit(b.charCodeAt(j))) j++;
+      prev = Ch.D0;
+      continue;
+    }
+    if (c !== d) return false;
+    prev = c;
+    i++;
+    j++;
+  }
+  return i === n && j === m;
+}

@@ -186,7 +186,9 @@ export class SessionState {
   private desired(): ReadonlyMap<string, string> {
     if (this.want !== null && this.wantVersion === this.version) return this.want;
     let m: ReadonlyMap<string, string> = this.sets;
-    if (this.base.size > 0) {
+    // (No SET yet, the usual new session: its startup parameters as they are, no Map built.)
+    if (this.base.size > 0 && this.sets.size === 0) m = this.base;
+    else if (this.base.size > 0) {
       const merged = new Map(this.base);
       for (const [k, v] of this.sets) merged.set(k, v);
       m = merged;

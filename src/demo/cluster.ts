@@ -1,7 +1,10 @@
 // cluster.ts — create and run REAL throw-away PostgreSQL streaming-replication clusters (a primary
 // plus N hot standbys, loopback only) for the integration tests, `npm run demo` and the benchmark.
-// The primary is a copy of a cached initdb template; standbys are pg_basebackup -R copies of it,
-// each with its own port and application_name (standby1, standby2, ...). Every node logs to
+// Every node starts as a copy of the same cleanly stopped data directory (a cached initdb template,
+// or a template the caller prepared): the primary as is, the standbys with standby.signal and a
+// primary_conninfo, so they begin at the template's shutdown checkpoint and stream from the primary
+// what it writes after it; no pg_basebackup, and the standbys start together once the primary runs.
+// Each has its own port and application_name (standby1, standby2, ...). Every node logs to
 // <dir>/<id>.log, and failures carry the tail of that log.
 
 import fs from 'node:fs';
@@ -47,6 +50,11 @@ export interface ClusterOptions {
   readonly users?: readonly ClusterUser[];
   readonly settings?: Record<string, string | number>;
   readonly reuse?: boolean;
+  /**
+   * A cleanly stopped data directory of the same major version (owned by the server OS user) that
+   * every node is copied from; default the cached initdb template (cluster-files.ts).
+   */
+  readonly template?: string;
   /** Install PostgreSQL with apt-get when missing (root only). Default false. */
   readonly install?: boolean;
 }
@@ -263,7 +271,8 @@ class PgCluster implements Cluster {
   }
 
   async destroy(): Promise<void> {
-    await this.stop().catch(() => this.stopSync());
+    // the data is thrown away: every node at once, immediate (no shutdown checkpoint to wait for)
+    await Promise.all(this.nodes.map((n) => this.stopNode(n.id, 'immediate'))).catch(() => this.stopSync());
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -324,20 +333,36 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
   const c = new PgCluster(dir, pg, auth, users, nodes, false);
   const primary = c.primary;
   try {
-    const tpl = await initdbTemplate(pg);
+    const tpl = opts.template ?? (await initdbTemplate(pg));
     // cp -a keeps the postgres ownership and the 0700 mode of the template
-    await runCommand('cp', ['-a', tpl, primary.dataDir]);
-    writeDataFile(primary.dataDir, CONF_INCLUDE, confText({ port: primary.port, id: primary.id, socketDir, auth, settings: opts.settings }));
-    writeDataFile(primary.dataDir, 'postgresql.conf', `\ninclude = '${CONF_INCLUDE}'\n`, true);
-    writeDataFile(primary.dataDir, 'pg_hba.conf', hbaText('trust'));
-    await c.startNode(primary.id);
-    await setupRoles(c, auth, users);
-    if (auth !== 'trust') {
-      writeDataFile(primary.dataDir, 'pg_hba.conf', hbaText(auth));
-      await c.psql(primary.id, 'select pg_reload_conf()', { password: undefined });
+    await Promise.all(nodes.map((n) => runCommand('cp', ['-a', tpl, n.dataDir])));
+    for (const n of nodes) {
+      writeDataFile(n.dataDir, CONF_INCLUDE, confText({ port: n.port, id: n.id, socketDir, auth, settings: opts.settings }));
+      writeDataFile(n.dataDir, 'postgresql.conf', `\ninclude = '${CONF_INCLUDE}'\n`, true);
     }
-    await Promise.all(c.standbys.map((s) => makeStandby(c, s, socketDir, auth, opts.settings)));
+    // the primary trusts everyone until the roles have their passwords; standbys get the final rules
+    writeDataFile(primary.dataDir, 'pg_hba.conf', hbaText('trust'));
+    for (const s of c.standbys) {
+      writeDataFile(s.dataDir, 'pg_hba.conf', hbaText(auth));
+      writeDataFile(s.dataDir, 'standby.signal', '');
+      // postgresql.auto.conf is read last: primary_conninfo there wins
+      writeDataFile(s.dataDir, 'postgresql.auto.conf', `primary_conninfo = ${sqlLiteral(conninfo(primary.port, s.id))}\n`, true);
+    }
+    // the primary first: a standby that finds no primary retries only after wal_retrieve_retry_interval (5 s)
+    await c.startNode(primary.id);
+    const roles = async (): Promise<boolean> => {
+      const wrote = await setupRoles(c, auth, users);
+      if (auth !== 'trust') {
+        writeDataFile(primary.dataDir, 'pg_hba.conf', hbaText(auth));
+        await c.psql(primary.id, 'select pg_reload_conf()', { password: undefined });
+      }
+      return wrote;
+    };
+    // a standby copied from a shutdown checkpoint is consistent (and open for reads) at once
+    const [wrote] = await Promise.all([roles(), ...c.standbys.map((s) => c.startNode(s.id))]);
     await c.waitForStreaming();
+    // the roles exist on every node before the first test, as they would on a base backup
+    if (wrote) await c.waitForReplay();
     writeManifest(dir, c.manifest());
     return c;
   } catch (err) {
@@ -346,7 +371,8 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
   }
 }
 
-async function setupRoles(c: PgCluster, auth: ClusterAuth, users: readonly ClusterUser[]): Promise<void> {
+/** Create the roles (and passwords) on the primary; true when there was anything to do. */
+async function setupRoles(c: PgCluster, auth: ClusterAuth, users: readonly ClusterUser[]): Promise<boolean> {
   const stmts: string[] = [];
   if (auth !== 'trust') stmts.push(`alter role postgres password 'postgres'`);
   for (const u of users) {
@@ -359,26 +385,7 @@ async function setupRoles(c: PgCluster, auth: ClusterAuth, users: readonly Clust
     stmts.push(`grant all on schema public to ${sqlIdent(u.name)}`);
   }
   if (stmts.length > 0) await c.psql(c.primary.id, stmts.join('; '), { password: undefined });
-}
-
-async function makeStandby(
-  c: PgCluster,
-  s: ClusterNode,
-  socketDir: string,
-  auth: ClusterAuth,
-  settings: Record<string, string | number> | undefined,
-): Promise<void> {
-  await withLogTail(s, 'pg_basebackup', () =>
-    runCommand(
-      c.pg.bin('pg_basebackup'),
-      ['-D', s.dataDir, '-R', '-X', 'stream', '-c', 'fast', '-h', HOST, '-p', String(c.primary.port), '-U', 'postgres', '-w'],
-      { asPostgres: true },
-    ),
-  );
-  writeDataFile(s.dataDir, CONF_INCLUDE, confText({ port: s.port, id: s.id, socketDir, auth, settings }));
-  // postgresql.auto.conf is read last: this line overrides the one pg_basebackup -R wrote
-  writeDataFile(s.dataDir, 'postgresql.auto.conf', `primary_conninfo = ${sqlLiteral(conninfo(c.primary.port, s.id))}\n`, true);
-  await c.startNode(s.id);
+  return stmts.length > 0;
 }
 
 /** Remove a cluster directory left by an earlier run, stopping its servers first. */

@@ -138,16 +138,29 @@ function loginReply(greeting: Buffer, pid: number, secret: number, txStatus: num
 const startups = new LruCache<StartupPacket>(256);
 const CACHED_STARTUP_MAX = 1024;
 
-function decodeStartup(packet: Buffer, len: number): StartupPacket {
-  if (len > CACHED_STARTUP_MAX) return decodeStartupPacket(packet, 0, len);
+/**
+ * The last StartupMessage decoded or found, by its bytes: most clients that connect per request
+ * send the very same one as the client before them, recognised by a compare of the bytes (no key
+ * string made and hashed, no move in the LRU's order).
+ */
+let lastStartupBytes: Buffer | null = null;
+let lastStartup: StartupPacket | null = null;
+
+export function decodeStartup(packet: Buffer, len: number): StartupPacket {
+  // (SSLRequest, GSSENCRequest: 8 bytes, CancelRequest: 16; a StartupMessage is longer.)
+  if (len > CACHED_STARTUP_MAX || len <= 16) return decodeStartupPacket(packet, 0, len);
+  const last = lastStartupBytes;
+  if (last !== null && last.length === len && packet.equals(last)) return lastStartup!;
   const key = packet.toString('latin1', 4, len);
-  const known = startups.get(key);
-  if (known !== undefined) return known;
-  const msg = decodeStartupPacket(packet, 0, len);
-  if (msg.type === 'Startup') {
+  let msg = startups.get(key);
+  if (msg === undefined) {
+    msg = decodeStartupPacket(packet, 0, len);
+    if (msg.type !== 'Startup') return msg;
     Object.freeze(msg.params);
     startups.set(key, msg);
   }
+  lastStartupBytes = Buffer.from(packet.subarray(0, len));
+  lastStartup = msg;
   return msg;
 }
 

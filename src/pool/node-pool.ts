@@ -24,6 +24,8 @@
  * so the next lease replays only differences.
  */
 
+import { emptyArray } from '../util/arrays';
+
 /** How many new connections in a row may be found closed right after their login (createLive). */
 const DEAD_ON_ARRIVAL_TRIES = 5;
 
@@ -196,21 +198,35 @@ export class NodePool<T extends Poolable> {
    * reported in one microtask, never from inside the call that decided them (a giveBack() runs
    * inside another session's code, which must not find a second session's core running in it),
    * as a promise's reactions would be — without the promises.
+   *
+   * The microtask is a reaction to a promise resolved once, not queueMicrotask(): Node's
+   * queueMicrotask() makes an AsyncResource, binds a function to it and runs the callback in
+   * its async scope — about 2 µs per call on the lab VM, paid once per lease wait (nearly every
+   * transaction once clients outnumber default_pool_size; issue 17, item 9). Same queue, same
+   * order. A callback that throws is thrown again from a queueMicrotask() of its own, so it
+   * surfaces as an uncaught exception as before, not as an unhandled rejection.
    */
-  private readonly outcomes: (Waiter<T> | T | Error | null)[] = [];
+  private outcomes: (Waiter<T> | T | Error | null)[] = [];
+  /** Outcomes being reported (swapped with `outcomes`: no array is made or truncated per report). */
+  private reporting: (Waiter<T> | T | Error | null)[] = [];
   private readonly reportOutcomes = (): void => {
-    const o = this.outcomes;
-    let i = 0;
-    try {
-      // (a callback may settle more: they are appended and reported in this same loop)
-      for (; i < o.length; i += 3) (o[i] as Waiter<T>).then!(o[i + 1] as T | null, o[i + 2] as Error | null);
-    } finally {
-      // A callback that threw does not cost the others their report.
-      if (i + 3 >= o.length) o.length = 0;
-      else {
-        o.splice(0, i + 3);
-        queueMicrotask(this.reportOutcomes);
+    let o = this.outcomes;
+    // (a callback may settle more: they go to the other array, reported by the loop below)
+    while (o.length > 0) {
+      this.outcomes = this.reporting;
+      this.reporting = o;
+      for (let i = 0; i < o.length; i += 3) {
+        try {
+          (o[i] as Waiter<T>).then!(o[i + 1] as T | null, o[i + 2] as Error | null);
+        } catch (e) {
+          // A callback that threw does not cost the others their report.
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
       }
+      emptyArray(o);
+      o = this.outcomes;
     }
   };
 
@@ -446,7 +462,7 @@ export class NodePool<T extends Poolable> {
       else w.reject(err);
       return;
     }
-    if (this.outcomes.length === 0) queueMicrotask(this.reportOutcomes);
+    if (this.outcomes.length === 0 && this.reporting.length === 0) RESOLVED.then(this.reportOutcomes);
     this.outcomes.push(w, conn, err);
   }
 
@@ -745,3 +761,6 @@ export class NodePool<T extends Poolable> {
 }
 
 const noop = (): void => {};
+
+/** The promise whose reactions report leaseThen() outcomes (see NodePool.outcomes). */
+const RESOLVED = Promise.resolve();

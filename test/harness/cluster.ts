@@ -2,6 +2,8 @@
 // test file (withCluster registers before/after hooks), pgmaitre started as a child process
 // (startPgmaitre), and a safety net that stops every server and child we started when the test
 // process exits or is signalled, so a test run never leaves orphan postgres processes behind.
+// Clusters live in memory (/dev/shm) when it has room, and `pgbench: true` copies a cached data
+// directory already initialised by pgbench -i (see docs/testing.md).
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,6 +13,8 @@ import { createCluster, type Cluster, type ClusterOptions } from '../../src/demo
 import { spawnServer, type ServerProcess } from '../../src/demo/child-server';
 import { freePort } from '../../src/demo/free-port';
 import { chownToServerUser, runCommand } from '../../src/demo/pg-exec';
+import { initdbTemplate } from '../../src/demo/cluster-files';
+import { ensurePostgres, type PostgresBin } from '../../src/demo/postgres-bin';
 
 export { freePort } from '../../src/demo/free-port';
 export type { Cluster, ClusterNode } from '../../src/demo/cluster';
@@ -49,26 +53,90 @@ function installExitHooks(): void {
   }
 }
 
+/** Free bytes a file system must have for the clusters to be put on it (several GB of WAL at worst). */
+const MEMORY_DIR_MIN_FREE = 4 * 1024 ** 3;
+
+/**
+ * Where the test clusters' directories go: $PGMAITRE_TEST_TMPDIR when set, else /dev/shm when it is a
+ * writable directory with 4 GB free (data files in memory: no disk I/O, several seconds less per
+ * cluster on a busy machine), else the OS temp directory.
+ */
+export function clusterBaseDir(): string {
+  const forced = process.env['PGMAITRE_TEST_TMPDIR'];
+  if (forced) return forced;
+  try {
+    const shm = '/dev/shm';
+    fs.accessSync(shm, fs.constants.W_OK | fs.constants.X_OK);
+    const st = fs.statfsSync(shm);
+    if (st.bavail * st.bsize >= MEMORY_DIR_MIN_FREE) return shm;
+  } catch {
+    // no /dev/shm here
+  }
+  return os.tmpdir();
+}
+
+/**
+ * A cleanly stopped data directory initialised by `pgbench -i -s <scale>` (copied from the initdb
+ * template, started once on a free port and stopped), cached next to the initdb template like it:
+ * clusters made from it have the pgbench tables on every node from the start (pgbench -i plus the
+ * standbys' replay cost several seconds per cluster).
+ */
+export async function pgbenchTemplate(pg: PostgresBin, scale: number): Promise<string> {
+  const tpl = path.join(os.tmpdir(), `pgmaitre-pgbench-template-${pg.major}-s${scale}`);
+  if (fs.existsSync(path.join(tpl, 'PG_VERSION'))) return tpl;
+  const base = await initdbTemplate(pg);
+  // build in a private dir, then rename: concurrent builders race safely (the loser discards)
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgmaitre-pgbench-'));
+  const data = path.join(work, 'data');
+  const log = path.join(work, 'server.log');
+  try {
+    chownToServerUser(work);
+    await runCommand('cp', ['-a', base, data]);
+    const port = await freePort();
+    // settings on the command line only: nothing of this run stays in the template's files
+    // wal_recycle = off: the checkpoints remove the WAL pgbench -i filled instead of keeping it for reuse
+    const serverOpts = `-p ${port} -h 127.0.0.1 -k ${work} -F -c autovacuum=off -c wal_recycle=off`;
+    await runCommand(pg.bin('pg_ctl'), ['start', '-w', '-t', '60', '-s', '-D', data, '-l', log, '-o', serverOpts], { asPostgres: true });
+    try {
+      await runCommand(pg.bin('pgbench'), ['-i', '-q', '-s', String(scale), '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres'], {
+        env: { ...process.env, PGPASSWORD: '' },
+      });
+    } finally {
+      // a fast stop ends with a shutdown checkpoint: copies of it start consistent, as primary or standby
+      await runCommand(pg.bin('pg_ctl'), ['stop', '-w', '-t', '60', '-s', '-m', 'fast', '-D', data], { asPostgres: true });
+    }
+    try {
+      fs.renameSync(data, tpl);
+    } catch (err) {
+      if (!fs.existsSync(path.join(tpl, 'PG_VERSION'))) throw err;
+    }
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  return tpl;
+}
+
 /** Create a cluster in a fresh temp dir (owned by postgres when root), stopped and removed at exit at the latest. */
 export async function createTestCluster(opts: TestClusterOptions = {}): Promise<Cluster> {
   installExitHooks();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgm-test-'));
-  chownToServerUser(dir);
   const { pgbench, ...clusterOpts } = opts;
-  const cluster = await createCluster({ ...clusterOpts, dir });
+  const template = pgbench ? await pgbenchTemplate(ensurePostgres({ install: false }), typeof pgbench === 'number' ? pgbench : 1) : undefined;
+  const dir = fs.mkdtempSync(path.join(clusterBaseDir(), 'pgm-test-'));
+  chownToServerUser(dir);
+  let cluster: Cluster;
+  try {
+    cluster = await createCluster({ ...clusterOpts, dir, ...(template ? { template } : {}) });
+  } catch (err) {
+    // the error carries the tail of the failing node's log
+    if (!process.env['PGMAITRE_KEEP_CLUSTERS']) fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   liveClusters.add(cluster);
   const destroy = cluster.destroy.bind(cluster);
   (cluster as { destroy: () => Promise<void> }).destroy = async () => {
     await destroy();
     liveClusters.delete(cluster);
   };
-  if (pgbench) {
-    const scale = typeof pgbench === 'number' ? pgbench : 1;
-    const env = { ...process.env, PGPASSWORD: cluster.auth === 'trust' ? '' : 'postgres' };
-    const p = cluster.primary;
-    await runCommand(cluster.pg.bin('pgbench'), ['-i', '-q', '-s', String(scale), '-h', p.host, '-p', String(p.port), '-U', 'postgres', 'postgres'], { env });
-    await cluster.waitForReplay();
-  }
   return cluster;
 }
 

@@ -7,7 +7,9 @@
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, withCluster } from '../harness/cluster';
 import { backendLines, startInProcess, type InProcess, poolModeUnderTest } from '../harness/in-process';
@@ -21,6 +23,36 @@ import { describeResult, exec, type ExecResult } from '../harness/exec';
 const JAR = process.env['PGMAITRE_TEST_JDBC_JAR'] ?? '/usr/share/java/postgresql.jar';
 const JAVA = process.env['PGMAITRE_TEST_JAVA'] ?? 'java';
 const SOURCE = path.join(REPO_ROOT, 'test', 'fixtures', 'clients', 'JdbcCheck.java');
+/** javac of the same JDK as JAVA (classes of a newer javac would not load in an older java). */
+const JAVAC = process.env['PGMAITRE_TEST_JAVAC'] ?? (JAVA.includes('/') ? path.join(path.dirname(JAVA), 'javac') : 'javac');
+
+/**
+ * What runs JdbcCheck: its classes compiled once by javac into a directory kept next to the
+ * cluster templates (keyed by the source, the driver jar and `java -version`), so the file's three
+ * runs of `npm test` (session pooling, transaction pooling, query cache) do not each compile it
+ * (seconds of CPU); the single-file source launch when javac is missing or fails.
+ */
+async function jdbcCheckProgram(javaVersion: string): Promise<string[]> {
+  const launch = ['-cp', JAR, SOURCE];
+  const jar = fs.statSync(JAR);
+  const key = crypto.createHash('sha256').update(fs.readFileSync(SOURCE)).update(`${JAR} ${jar.size} ${jar.mtimeMs}\n${javaVersion}`).digest('hex').slice(0, 16);
+  const dir = path.join(os.tmpdir(), `pgmaitre-jdbccheck-${key}`);
+  const program = ['-cp', `${JAR}${path.delimiter}${dir}`, 'JdbcCheck'];
+  if (fs.existsSync(path.join(dir, 'JdbcCheck.class'))) return program;
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgmaitre-jdbccheck-build-'));
+  try {
+    const javac = await exec(JAVAC, ['-cp', JAR, '-d', work, SOURCE], { timeoutMs: 120_000 }).catch(() => undefined);
+    if (javac?.code !== 0 || !fs.existsSync(path.join(work, 'JdbcCheck.class'))) return launch;
+    try {
+      fs.renameSync(work, dir); // concurrent builders: the first rename wins, the others find it there
+    } catch {
+      if (!fs.existsSync(path.join(dir, 'JdbcCheck.class'))) return launch;
+    }
+    return program;
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
 
 
 /**
@@ -58,7 +90,8 @@ describe('pgjdbc through pgmaitre', { timeout: 240_000 }, () => {
     }
     px = await startInProcess(`${backendLines(fx.cluster, PRIMARY_ONLY)}\nsr_check_user = 'postgres'\nenable_pool_hba = off\n${DEBUG_POOL_LOG}\n`);
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], LC_ALL: 'C.UTF-8', HOME: process.env['HOME'] };
-    d.finished(await exec(JAVA, ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', JAR, SOURCE, '127.0.0.1', String(px.port)], { env, timeoutMs: 120_000 }));
+    const program = await jdbcCheckProgram(java.stderr);
+    d.finished(await exec(JAVA, ['-Xshare:auto', '-XX:TieredStopAtLevel=1', ...program, '127.0.0.1', String(px.port)], { env, timeoutMs: 120_000 }));
   }, { timeout: 150_000 });
   after(async () => { await px?.stop(); });
 

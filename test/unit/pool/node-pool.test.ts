@@ -173,6 +173,56 @@ test('leaseThen: waiters by callback are served in FIFO order with promise waite
   assert.match(String(closed), /closed/);
 });
 
+test('leaseThen: a wait reported costs no queueMicrotask (no AsyncResource per lease); a callback that throws costs the others nothing', async () => {
+  // Issue 17, item 9: Node's queueMicrotask() makes an AsyncResource and a bound function per
+  // call; it ran once per waited lease, i.e. on nearly every transaction with more clients than
+  // default_pool_size.
+  const p = pool(100);
+  const lim = { size: 1, reserve: 0, reserveAfterMs: 0 };
+  let held = await p.lease('k', async () => new Conn('k'), lim, 1000);
+  const realQueue = globalThis.queueMicrotask;
+  let queued = 0;
+  globalThis.queueMicrotask = ((cb: () => void) => { queued++; realQueue(cb); }) as typeof queueMicrotask;
+  let served = 0;
+  try {
+    for (let i = 0; i < 200; i++) {
+      let got: Conn | null = null;
+      p.leaseThen('k', async () => new Conn('k'), lim, 1000, (c) => { got = c; served++; });
+      p.giveBack(held, true);
+      await Promise.resolve();
+      assert.equal(got, held);
+      held = got!;
+    }
+  } finally {
+    globalThis.queueMicrotask = realQueue;
+  }
+  assert.equal(served, 200);
+  assert.equal(queued, 0, `${queued} queueMicrotask calls for 200 waits`);
+  // Three waiters granted in one turn: the first callback throws, the others are still served
+  // and the throw still surfaces as an uncaught exception (as it did from queueMicrotask).
+  const two = { size: 2, reserve: 0, reserveAfterMs: 0 };
+  const b = await p.lease('k', async () => new Conn('k'), two, 1000);
+  const order: string[] = [];
+  p.leaseThen('k', async () => new Conn('k'), two, 1000, () => { order.push('1'); throw new Error('boom'); });
+  p.leaseThen('k', async () => new Conn('k'), two, 1000, () => { order.push('2'); });
+  const uncaught: unknown[] = [];
+  const listeners = process.listeners('uncaughtException');
+  process.removeAllListeners('uncaughtException');
+  process.on('uncaughtException', (e) => uncaught.push(e));
+  try {
+    p.giveBack(held, true);
+    p.giveBack(b, true);
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.removeAllListeners('uncaughtException');
+    for (const l of listeners) process.on('uncaughtException', l);
+  }
+  assert.deepEqual(order, ['1', '2']);
+  assert.equal(uncaught.length, 1);
+  assert.match(String(uncaught[0]), /boom/);
+  p.shutdown();
+});
+
 test('leases: a waiter gives up after its deadline with LeaseTimeout; a closed connection makes room for a waiter', async () => {
   const p = pool(100);
   const a = await p.lease('k', async () => new Conn('k'), { size: 1, reserve: 0, reserveAfterMs: 0 }, 1000);

@@ -1,0 +1,79 @@
+/**
+ * The classifier keeps the lexer's verdicts by shape (the text with its numbers as 0): texts that
+ * differ only by numeric literals (pgbench -S, ORMs without bind parameters) are lexed once
+ * (issue 17, item 9). The verdict served by shape must be the one the text itself would get.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { createClassifier, initClassifier } from '../../../src/classify';
+import { sameShape, shapeHash } from '../../../src/classify/lexer';
+import { CORPUS, CORPUS_OPTIONS } from '../../fixtures/classify/corpus';
+
+before(async () => {
+  await initClassifier();
+});
+
+/** Both texts have a shape, the same one (hash and comparison agree). */
+function same(a: string, b: string): boolean {
+  assert.ok(shapeHash(a) >= 0 && shapeHash(b) >= 0, `${a} / ${b} have a shape`);
+  const eq = sameShape(a, b);
+  assert.equal(sameShape(b, a), eq);
+  if (eq) assert.equal(shapeHash(a), shapeHash(b), `${a} / ${b}: same shape, same hash`);
+  return eq;
+}
+
+test('shapes: numbers of any value and length match; words, exponents and anything else do not; risky texts have none', () => {
+  assert.ok(same('SELECT abalance FROM pgbench_accounts WHERE aid = 81234;', 'SELECT abalance FROM pgbench_accounts WHERE aid = 7;'));
+  assert.ok(same('SELECT 1.25, 3e10, .5 FROM t1 LIMIT 10', 'SELECT 0.2, 7e10, .55 FROM t1 LIMIT 1'));
+  assert.ok(!same('SELECT 1 FROM t1', 'SELECT 1 FROM t2'), 'digits of a word');
+  assert.ok(!same('SELECT 3e10', 'SELECT 3e11'), 'digits of an exponent');
+  assert.ok(!same('SELECT 1 FROM t', 'SELECT 1 FROM u'));
+  assert.ok(!same('SELECT 1 FROM t', 'SELECT 1 FROM t '));
+  assert.ok(!same('SELECT 1, 2', 'SELECT 12'));
+  assert.ok(!same('SELECT 1', 'SELECT a'));
+  for (const risky of ["SELECT '12'", 'SELECT "c1" FROM t', 'SELECT $1', 'SELECT $$1$$', 'SELECT 1 -- 2', 'SELECT /* 3 */ 1', "SELECT E'\\1'", 'SELECT 1 \\g']) {
+    assert.equal(shapeHash(risky), -1, risky);
+  }
+});
+
+test('pgbench -S texts are lexed once, and get the same verdict as a fresh classifier gives', () => {
+  const c = createClassifier();
+  const first = c.classify('SELECT abalance FROM pgbench_accounts WHERE aid = 1;');
+  for (let aid = 2; aid < 200; aid++) {
+    const sql = `SELECT abalance FROM pgbench_accounts WHERE aid = ${aid * 7919};`;
+    const r = c.classify(sql);
+    assert.equal(r, first, 'the same verdict object: served by shape');
+    assert.deepEqual(r, createClassifier().classify(sql));
+  }
+  assert.equal(c.stats().lexerDecided, 1, 'one lexer pass for 199 texts');
+  assert.equal(c.stats().hits, 198);
+  assert.ok(Object.isFrozen(first) && Object.isFrozen(first.relations), 'shared verdicts are frozen');
+});
+
+test('every corpus text served by the shape of another text with other numbers gets its own verdict', () => {
+  let served = 0;
+  for (const e of CORPUS) {
+    if (shapeHash(e.sql) < 0 || !/\d/.test(e.sql)) continue;
+    // A text of the same shape, other digits: classified first, so e.sql is served by its shape.
+    const other = e.sql.replace(/(^|[^A-Za-z0-9_$\u0080-\uffff])(\d+)/g, (_m, p: string, d: string) => p + String((Number(d.slice(0, 6)) + 3) % 1000));
+    if (!sameShape(other, e.sql)) continue;
+    const c = createClassifier(CORPUS_OPTIONS);
+    c.classify(other);
+    const before = c.stats().hits;
+    const r = c.classify(e.sql);
+    if (c.stats().hits > before) served++;
+    assert.deepEqual(r, createClassifier(CORPUS_OPTIONS).classify(e.sql), e.sql);
+  }
+  assert.ok(served >= 20, `texts served by shape: ${served}`);
+});
+
+test('no shape cache for admin commands, nor when primary_routing_query_pattern_list reads the text', () => {
+  const c = createClassifier();
+  c.classify('PGPOOL SET statement_timeout = 10');
+  const r = c.classify('PGPOOL SET statement_timeout = 20');
+  assert.equal(r.admin?.args, 'statement_timeout = 20');
+  const p = createClassifier({ primaryRoutingPatterns: ['.*aid = 5.*'] });
+  assert.equal(p.classify('SELECT abalance FROM pgbench_accounts WHERE aid = 4').readOnly, true);
+  assert.equal(p.classify('SELECT abalance FROM pgbench_accounts WHERE aid = 5').readOnly, false);
+  assert.equal(p.classify('SELECT abalance FROM pgbench_accounts WHERE aid = 6').readOnly, true);
+});
