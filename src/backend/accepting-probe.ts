@@ -5,6 +5,11 @@
  * A server shutting down answers a new startup packet with FATAL 57P03 ("the database system is
  * shutting down") or refuses the connection; a running one asks for authentication or lets the
  * client in. Only the first message is read; nothing is authenticated.
+ *
+ * No answer within the timeout counts as accepting: a server shutting down answers at once
+ * (57P03, or a refused connection), while a busy one can be slow — and the caller's safe side
+ * is PostgreSQL's own rule (the client whose backend said 57P01 is ended), not carrying a
+ * session on elsewhere as if the node were going away.
  */
 import * as net from 'node:net';
 import { encodeStartupMessage } from '../protocol/startup';
@@ -20,7 +25,7 @@ export interface AcceptingProbeTarget {
   readonly timeoutMs: number;
 }
 
-/** Resolves true when the node answers a startup packet with anything but "shutting down" (never rejects). */
+/** Resolves true when the node answers a startup packet with anything but "shutting down", or not in time (never rejects). */
 export function probeAccepting(t: AcceptingProbeTarget): Promise<boolean> {
   return new Promise((resolve) => {
     let done = false;
@@ -34,7 +39,7 @@ export function probeAccepting(t: AcceptingProbeTarget): Promise<boolean> {
     const s = net.connect(backendAddress(t.host, t.port), () => {
       s.write(encodeStartupMessage({ user: t.user, database: t.database, application_name: 'pgmaitre probe' }));
     });
-    const timer = setTimeout(() => finish(false), t.timeoutMs);
+    const timer = setTimeout(() => finish(true), t.timeoutMs);
     timer.unref();
     let got = Buffer.alloc(0);
     s.on('data', (d: Buffer) => {

@@ -59,6 +59,9 @@ export interface ServerConnectOptions {
 
 type Mode = 'startup' | 'relay' | 'internal' | 'idle' | 'closed';
 
+/** How long a connection whose write failed is still read for the server's last words (writeBroken). */
+const WRITE_FAILED_LINGER_MS = 2000;
+
 let nextConnectionId = 1;
 
 /** A connection's ParameterStatus values; `version` changes with every value that changes. */
@@ -97,6 +100,8 @@ export class ServerConnection implements MessageSink {
   readonly statements = new ServerStatements();
   /** SQLSTATE of the FATAL the server sent while idle or busy internally, or ''. */
   goodbyeCode = '';
+  /** That FATAL's fields (closedError). */
+  private goodbyeFields: PgErrorFields | null = null;
   closeReason = '';
 
   private mode: Mode = 'startup';
@@ -106,6 +111,9 @@ export class ServerConnection implements MessageSink {
   private internalOwed = 0;
   private internalHandler: ((code: number, buf: Buffer, start: number, end: number) => void) | null = null;
   private internalFail: ((e: Error) => void) | null = null;
+  /** Why writing failed ('' while it works): see writeBroken(). */
+  private writeFailed = '';
+  private lingerTimer: NodeJS.Timeout | null = null;
 
   private constructor(readonly socket: net.Socket, opts: ServerConnectOptions) {
     this.nodeId = opts.nodeId;
@@ -209,6 +217,13 @@ export class ServerConnection implements MessageSink {
 
   /** Lends the connection to a session: every chunk goes to `sink` untouched. */
   attach(sink: ServerSink): void {
+    if (this.mode === 'closed') {
+      // Closed before it was lent (its backend terminated right after the login: the FATAL came
+      // in the login's last read). The pool does not lend such a connection (NodePool.createLive);
+      // should one come here anyway, it is not revived: the session hears of its loss at once.
+      queueMicrotask(() => sink.onServerClosed(this, this.closeReason || 'closed before it was lent'));
+      return;
+    }
     this.sink = sink;
     this.mode = 'relay';
     // (No lastUsedAt here nor in detach(): the pool, its only reader, stamps it when the
@@ -227,9 +242,35 @@ export class ServerConnection implements MessageSink {
     if (this.socket.isPaused()) this.socket.resume();
   }
 
-  /** Writes request bytes to the server; false when its output buffer is above the high-water mark. */
+  /**
+   * Writes request bytes to the server; false when its output buffer is above the high-water
+   * mark. Once a write failed (or the server's end came), later writes are dropped: the close
+   * follows (see writeBroken).
+   */
   write(buf: Buffer): boolean {
-    return fastWrite(this.socket, buf);
+    if (this.writeFailed !== '') return true;
+    if (!this.socket.writable) {
+      this.writeBroken('the server closed the connection');
+      return true;
+    }
+    return fastWrite(this.socket, buf, this.onWriteError);
+  }
+
+  private readonly onWriteError = (e: NodeJS.ErrnoException): void => this.writeBroken(`write failed: ${e.code ?? e.message}`);
+
+  /**
+   * Writing failed (EPIPE, ECONNRESET) or the server's end came: the server is gone, but what it
+   * said before going may still be unread in the kernel's buffer — the FATAL 57P01 of a backend
+   * killed by pg_terminate_backend(), or a shutdown's. Destroying the socket now would lose it:
+   * the session would see a connection lost without a word (and failover_on_backend_error
+   * would suspect the node). So reading goes on: the server's words reach the session, then
+   * its EOF or read error closes the connection; after WRITE_FAILED_LINGER_MS it is closed anyway.
+   */
+  private writeBroken(reason: string): void {
+    if (this.writeFailed !== '' || this.mode === 'closed') return;
+    this.writeFailed = reason;
+    this.lingerTimer = setTimeout(() => this.handleClose(reason), WRITE_FAILED_LINGER_MS);
+    this.lingerTimer.unref();
   }
 
   /** Calls `cb` once the socket's output has drained (or it closed). */
@@ -306,6 +347,7 @@ export class ServerConnection implements MessageSink {
       try {
         const f = decodeErrorFields(buf, start, end);
         this.goodbyeCode = f.code;
+        this.goodbyeFields = f;
         this.closeReason = `server sent an error while idle: ${f.message}`;
       } catch {
         this.closeReason = 'server sent a malformed error while idle';
@@ -331,6 +373,8 @@ export class ServerConnection implements MessageSink {
     this.mode = 'closed';
     this.closeReason ||= reason;
     this.sink = null;
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+    if (this.writeFailed !== '') graceful = false;
     if (graceful && !wasStartup && this.socket.writable) {
       this.socket.end(encodeTerminate());
       setTimeout(() => this.socket.destroy(), 1000).unref();
@@ -339,6 +383,17 @@ export class ServerConnection implements MessageSink {
     }
     if (fail) fail(new ProxyError(ProxyErrorCode.BackendClosed, reason));
     if (sink) sink.onServerClosed(this, reason);
+  }
+
+  /**
+   * Why the connection closed, as an error for whoever expected to use it (NodePool.createLive),
+   * with the server's words when it said some. (No `backend` fields: those mean a login refused
+   * by the server, whose FATAL a relayed login has already passed on to its client.)
+   */
+  closedError(): ProxyError {
+    const f = this.goodbyeFields;
+    return new ProxyError(ProxyErrorCode.BackendClosed,
+      `node ${this.nodeId}: the connection closed right after its login${f !== null ? ` (${f.code}: ${f.message})` : this.closeReason ? ` (${this.closeReason})` : ''}`);
   }
 
   /** Closes the connection (with a Terminate when the server is still there). Idempotent. */

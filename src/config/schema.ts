@@ -163,7 +163,7 @@ export const PARAMS = {
   // --- failover and failback ---------------------------------------------------------------
   failover_command: str('', 'hot', 'Command run when a node is detached (%d %h %p %D %m %H %M %P %r %R %N %S).', I),
   failback_command: str('', 'hot', 'Command run when a node is attached.', I),
-  failover_on_backend_error: bool(true, 'hot', 'Fail a node over when reading/writing its socket fails.', I),
+  failover_on_backend_error: bool(true, 'hot', 'Fail a node over when reading/writing its socket fails and a new connection to it (one health check probe) fails too.', I),
   failover_on_backend_shutdown: bool(false, 'hot', 'Fail a node over when it reports an administrative shutdown.', I),
   detach_false_primary: bool(false, 'hot', 'Detach a node claiming to be primary that is not the real one.', I),
   search_primary_node_timeout: int(300, 'hot', 'Seconds to search for the new primary after failover; 0 = forever.', { ...I, unit: 's' }),

@@ -7,6 +7,10 @@
  * policy:
  *  - detach (status 'down', reason code) unless the node is flagged DISALLOW_TO_FAILOVER;
  *    failover_command runs for every detach, with pgpool's placeholders;
+ *  - a backend connection lost without a word (failover_on_backend_error) detaches the node
+ *    only when one health check probe (a fresh connection) fails too: a connection reset or a
+ *    backend killed by pg_terminate_backend() on a node that still takes connections is a
+ *    lost connection, not a lost node (see reportBackendError);
  *  - when the primary is detached, primaryId() is -1 at once (writes fail fast) and a search
  *    polls every live node with pg_is_in_recovery() for up to search_primary_node_timeout;
  *    afterwards the regular checks keep watching, so a standby promoted later (by an operator,
@@ -86,6 +90,8 @@ export class FailoverManager {
   private queue: Promise<unknown> = Promise.resolve();
   private searching: Promise<void> | null = null;
   private readonly background = new Set<Promise<unknown>>();
+  /** Backend errors being confirmed, per node (reportBackendError). */
+  private readonly confirming = new Map<number, Promise<void>>();
   private abort = new AbortController();
   private stopped = false;
   /** The last node we routed writes to (for %P/%N/%S and to know the primary changed). */
@@ -190,11 +196,40 @@ export class FailoverManager {
     this.config = config;
   }
 
-  /** Data-path hook: a backend socket failed. Detaches at once with failover_on_backend_error, else re-checks now. */
+  /**
+   * Data-path hook: a backend connection was lost without the server saying why (a read or
+   * write error, a close without a FATAL). With failover_on_backend_error the node is detached
+   * once a confirmation fails: one probe with the node's health check settings (a fresh
+   * connection and pg_is_in_recovery(), or its HTTP check; health_check_timeout bounds it).
+   * pgpool-II detaches on the error itself; but the same error comes from one backend killed
+   * (pg_terminate_backend() racing a write: EPIPE/ECONNRESET before its FATAL 57P01 is read)
+   * or one connection reset, and detaching a primary that still answers turns that into an
+   * outage for every client (no primary until an operator attaches it). Errors reported while a
+   * confirmation of the node runs join it. Without failover_on_backend_error, a full health
+   * check runs now (its retries and the usual policy decide).
+   */
   reportBackendError(nodeId: number, reason: string): void {
     if (this.stopped || this.cluster.node(nodeId)?.status === NodeStatus.Down) return;
     if (this.config.failover_on_backend_error) {
-      void this.enqueue({ name: 'detach after a backend error (failover_on_backend_error)', nodeId }, () => this.detach(nodeId, Reason.BackendError, reason));
+      if (this.confirming.has(nodeId)) return;
+      this.log.warn({ event: 'backend_error', node_id: nodeId, reason }, `backend error on node ${nodeId} (${reason}); probing the node before detaching it`);
+      const run = this.health.probeOnce(nodeId).then((r) => {
+        if (this.stopped || this.cluster.node(nodeId)?.status === NodeStatus.Down) return;
+        if (r.ok) {
+          this.log.warn({ event: 'backend_error_node_alive', node_id: nodeId, reason },
+            `node ${nodeId} answers a new connection after a backend error (${reason}): not detached`);
+          return;
+        }
+        void this.enqueue({ name: 'detach after a backend error (failover_on_backend_error)', nodeId },
+          () => this.detach(nodeId, Reason.BackendError, `${reason}; a new connection failed too: ${r.error}`)).catch(() => undefined);
+      }, (e: unknown) => {
+        this.log.error({ event: 'backend_error_probe_failed', node_id: nodeId, err: errorText(e) }, `could not probe node ${nodeId} after a backend error: ${errorText(e)}`);
+      }).finally(() => {
+        this.confirming.delete(nodeId);
+        this.background.delete(run);
+      });
+      this.confirming.set(nodeId, run);
+      this.background.add(run);
     } else {
       this.log.warn({ event: 'backend_error', node_id: nodeId, reason }, `backend error on node ${nodeId} (${reason}); checking its health now`);
       void this.health.checkNow(nodeId);

@@ -42,6 +42,7 @@ import { leaseLimit, login, poolKey, type LoginFailed, type LoginIO, type LoginO
 import { LeaseTimeout, type LeaseCallback } from '../pool/node-pool';
 import type { PoolMode } from '../config/pool-mode';
 import { LinkRefused } from '../core/core-host';
+import { ProxyErrorCode, type ProxyError } from '../errors/proxy-error';
 import { answerSslRequest } from './tls';
 import { copyRead, countCopied, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
@@ -61,6 +62,8 @@ const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
 
 const SSL_NO = Buffer.from('N');
 const noop = (): void => {};
+/** Logins of a leased connection tried when the server terminates them (creator()). */
+const LOGIN_TERMINATED_TRIES = 5;
 
 /** authentication_timeout of every connection, without a Node timer each (util/timeout-lists.ts). */
 const startupTimeouts = new TimeoutLists();
@@ -688,6 +691,14 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       return new LinkRefused('53300', `query_wait_timeout: no backend connection became free within ${this.ctx.config.query_wait_timeout} s`,
         'default_pool_size connections are all busy; raise default_pool_size (or reserve_pool_size), or query_wait_timeout');
     }
+    const said = (e as { backend?: { code?: string; message?: string } }).backend;
+    if (said?.code === '57P01') {
+      // Its backends were terminated while logging in, again and again (NodePool.createLive):
+      // the node is up; this request fails as a direct one would, the session goes on.
+      this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: e.message }, `new connections to node ${nodeId} were terminated during their login`);
+      return new LinkRefused('57P01', said.message ?? 'terminating connection due to administrator command',
+        'the backend connection opened for this request was terminated while it logged in; retry');
+    }
     this.log.warn({ event: LogEvent.BackendConnect, node_id: nodeId, pid: this.pid, err: e.message },
       `cannot log in to node ${nodeId}; reads go to another node, writes fail until it (or another primary) is reachable`);
     return null;
@@ -722,11 +733,21 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       // (read when a connection is opened: a reload may have moved the node)
       const node = this.ctx.cluster.node(nodeId);
       if (node === undefined) return Promise.reject(new Error(`node ${nodeId} is no longer configured`));
-      return ServerConnection.connect({
+      const opts = {
         nodeId, host: node.host, port: node.port, user: this.user, database: this.database, params: {},
         connectTimeoutMs: this.ctx.config.connect_timeout, authenticator: credentialAuthenticator(this.user, this.credential), key: this.leaseKey,
         ...(this.ctx.backendTls !== undefined ? { tls: this.ctx.backendTls } : {}),
+      };
+      // A backend terminated while it logged in (FATAL 57P01: pg_terminate_backend() of every
+      // backend catches starting ones too; or closed without a word) is not a failed node:
+      // another attempt, bounded; a refused connection or login is not retried. (Safe here:
+      // pgmaitre's own credentials, nothing of the login was relayed to a client.)
+      const attempt = (left: number): Promise<ServerConnection> => ServerConnection.connect(opts).catch((e: unknown) => {
+        const x = e as ProxyError;
+        if (left > 1 && (x.backend?.code === '57P01' || (x.code === ProxyErrorCode.BackendClosed && x.backend === undefined))) return attempt(left - 1);
+        throw e;
       });
+      return attempt(LOGIN_TERMINATED_TRIES);
     };
   }
 

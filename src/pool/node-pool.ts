@@ -26,6 +26,9 @@
 
 import { emptyArray } from '../util/arrays';
 
+/** How many new connections in a row may be found closed right after their login (createLive). */
+const DEAD_ON_ARRIVAL_TRIES = 5;
+
 /** What the pool needs from a connection. */
 export interface Poolable {
   readonly key: string;
@@ -34,6 +37,8 @@ export interface Poolable {
   useCount: number;
   readonly usable: boolean;
   destroy(reason: string): void;
+  /** Why a closed connection closed (the server's words when it said some). */
+  closedError?(): Error;
 }
 
 /** Pool sizing and expiry, in pgpool's terms (seconds; 0 = never). */
@@ -161,6 +166,8 @@ export class NodePool<T extends Poolable> {
   private readonly timer: NodeJS.Timeout;
   /** Lifetime counters. */
   created = 0;
+  /** New connections found closed when their login ended (createLive). */
+  deadOnArrival = 0;
   reused = 0;
   evicted = 0;
   /** Leases granted (transaction pooling), and how many had to wait. */
@@ -256,7 +263,7 @@ export class NodePool<T extends Poolable> {
     this.makeRoom(1);
     this.connecting++;
     try {
-      const conn = await create();
+      const conn = await this.createLive(create);
       this.created++;
       this.countKey(conn.key, 1);
       if (this.closed) {
@@ -276,6 +283,23 @@ export class NodePool<T extends Poolable> {
    */
   tryAcquire(key: string): T | null {
     return this.closed ? null : this.takeIdle(key);
+  }
+
+  /**
+   * `create()`, again when the connection it gave is closed already: a backend terminated right
+   * after its login (pg_terminate_backend() of every backend catches new ones too) says FATAL
+   * 57P01 in the same read as the login's ReadyForQuery, and a dead connection must not be lent
+   * (the session would write into a closed socket and wait for an answer that never comes).
+   * Bounded: after DEAD_ON_ARRIVAL_TRIES such connections in a row, an error.
+   */
+  private createLive(create: () => Promise<T>, tries = DEAD_ON_ARRIVAL_TRIES): Promise<T> {
+    return create().then((conn) => {
+      if (conn.usable) return conn;
+      conn.destroy('closed right after its login');
+      this.deadOnArrival++;
+      if (tries <= 1) throw conn.closedError?.() ?? new Error(`new connections to node ${this.nodeId} were closed right after their login ${DEAD_ON_ARRIVAL_TRIES} times in a row`);
+      return this.createLive(create, tries - 1);
+    });
   }
 
   /** Takes in a connection opened outside the pool (a relayed login) as a lease. */
@@ -640,7 +664,7 @@ export class NodePool<T extends Poolable> {
       this.countKey(w.key, 1);
       this.connecting++;
       this.makeRoom(0);
-      w.create().then((conn) => {
+      this.createLive(w.create).then((conn) => {
         this.connecting--;
         this.countKey(w.key, -1);
         this.created++;

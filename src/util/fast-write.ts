@@ -13,8 +13,13 @@
  * Backpressure is kept: fastWrite() returns false when the handle's queue (bytes the kernel did
  * not take yet) is above the high-water mark, and the socket emits 'drain' once it is empty, as
  * with socket.write().
+ *
+ * A failed write destroys the socket, as socket.write() does, unless the caller passes
+ * `onError`: then the socket is left open (its reading goes on: a peer that closed may have
+ * sent its last words before, and they are still in the kernel's buffer) and the caller decides.
  */
 import type * as net from 'node:net';
+import * as util from 'node:util';
 
 interface StreamWrapBinding {
   WriteWrap: new () => WriteReq;
@@ -24,6 +29,7 @@ interface StreamWrapBinding {
 
 interface WriteReq {
   handle: unknown;
+  onError?: ((e: Error) => void) | undefined;
   oncomplete: (this: WriteReq, status: number) => void;
   async: boolean;
   bytes: number;
@@ -51,15 +57,34 @@ function afterAsyncWrite(this: WriteReq, status: number): void {
   const socket = this.socket!;
   this.buffer = null;
   if (status < 0) {
-    socket.destroy(new Error(`write failed (${status})`));
+    const e = writeError(status);
+    if (this.onError !== undefined) this.onError(e);
+    else socket.destroy(e);
     return;
   }
   const h = (socket as unknown as { _handle: Handle | null })._handle;
   if (h !== null && h.writeQueueSize === 0) socket.emit('drain');
 }
 
-/** Writes `buf` to `socket`; false when its output is above the high-water mark (then 'drain' follows). */
-export function fastWrite(socket: net.Socket, buf: Buffer): boolean {
+/** The error of a failed write: its errno name as `code` (EPIPE, ECONNRESET) when known. */
+function writeError(status: number): NodeJS.ErrnoException {
+  let name = '';
+  try {
+    name = util.getSystemErrorName(status);
+  } catch {
+    name = ''; // not an errno: the message keeps the number
+  }
+  const e: NodeJS.ErrnoException = new Error(`write failed (${name || status})`);
+  if (name !== '') e.code = name;
+  return e;
+}
+
+/**
+ * Writes `buf` to `socket`; false when its output is above the high-water mark (then 'drain'
+ * follows). `onError`: called instead of destroying the socket when the write fails (see the
+ * file header); the plain socket.write() fallback keeps Node's behaviour (destroy).
+ */
+export function fastWrite(socket: net.Socket, buf: Buffer, onError?: (e: Error) => void): boolean {
   const h = (socket as unknown as { _handle: Handle | null })._handle;
   if (binding === null || h === null || typeof h.writeBuffer !== 'function' || socket.writableLength > 0
     || socket.connecting || socket.destroyed || !socket.writable || (socket as { encrypted?: boolean }).encrypted === true) {
@@ -71,9 +96,12 @@ export function fastWrite(socket: net.Socket, buf: Buffer): boolean {
   req.async = false;
   req.bytes = 0;
   req.buffer = null;
+  req.onError = onError;
   const err = h.writeBuffer(req, buf);
   if (err !== 0) {
-    socket.destroy(new Error(`write failed (${err})`));
+    const e = writeError(err);
+    if (onError !== undefined) onError(e);
+    else socket.destroy(e);
     return false;
   }
   if (binding.streamBaseState[binding.kLastWriteWasAsync] !== 0) {

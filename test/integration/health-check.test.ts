@@ -65,13 +65,20 @@ describe('health and replication checks', { timeout: 120_000 }, () => {
     console.log(`# auto_failback after ${((Date.now() - t1) / 1000).toFixed(1)} s`);
   });
 
-  test('failover_on_backend_error: a backend socket error detaches the node at once', async () => {
+  test('failover_on_backend_error: a backend socket error detaches the node once a new connection to it fails too; not while it answers', async () => {
     await eventually(() => cl().node(1)!.status === 'up', 'node 1 up');
+    // A connection reset (or a backend killed) on a node that answers: not detached.
     px.app.health.reportBackendError(1, 'test: socket reset');
-    await eventually(() => cl().node(1)!.status === 'down', 'node 1 down', 1000);
-    assert.match(cl().node(1)!.statusReason, /^backend_error: test: socket reset/);
-    // It is streaming, so auto_failback attaches it back.
-    await eventually(() => cl().node(1)!.status === 'up', 'node 1 back', 10_000);
+    await eventually(() => /"event":"backend_error_node_alive","node_id":1/.test(px.logs()), 'the probe answered', 10_000);
+    assert.equal(cl().node(1)!.status, 'up');
+    // The node is gone: the same error detaches it.
+    await fx.cluster.stopNode('standby1', 'immediate');
+    px.app.health.reportBackendError(1, 'test: socket reset');
+    await eventually(() => cl().node(1)!.status === 'down', 'node 1 down', 10_000);
+    assert.match(cl().node(1)!.statusReason, /^backend_error: test: socket reset; a new connection failed too: /);
+    await fx.cluster.startNode('standby1');
+    // It is streaming again, so auto_failback attaches it back.
+    await eventually(() => cl().node(1)!.status === 'up', 'node 1 back', 30_000);
   });
 
   test('replication figures: state, sync_state, delay; isLagging past delay_threshold; resume clears it', async () => {

@@ -122,6 +122,29 @@ describe('health system with fake probes', () => {
     }
   });
 
+  test('failover_on_backend_error = on: a backend error detaches the node only when a probe fails too (errors meanwhile join it)', async () => {
+    const { sys, cluster, probes, w } = setup('health_check_period = 0');
+    await sys.start();
+    try {
+      // The node answers a new connection: a lost connection, not a lost node.
+      let before = probes.length;
+      sys.reportBackendError(1, 'write failed: EPIPE');
+      sys.reportBackendError(1, 'closed by server');
+      await until(() => probes.length > before, 'a probe', 1000);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(probes.length, before + 1, 'one probe for both errors');
+      assert.equal(cluster.node(1)!.status, 'up');
+      // The node does not answer: detached.
+      w.get(2002)!.up = false;
+      before = probes.length;
+      sys.reportBackendError(1, 'socket error: ECONNRESET');
+      await until(() => cluster.node(1)!.status === 'down', 'node 1 detached', 2000);
+      assert.match(cluster.node(1)!.statusReason, /^backend_error: socket error: ECONNRESET; a new connection failed too: connection refused/);
+    } finally {
+      await sys.stop();
+    }
+  });
+
   test('failover_on_backend_error = off: a backend error only triggers a health check', async () => {
     const { sys, cluster, probes } = setup('failover_on_backend_error = off\nhealth_check_period = 0');
     await sys.start();

@@ -408,3 +408,39 @@ test('session pooling: shutdown wakes the logins waiting for a reset', async () 
   p.shutdown();
   await assert.rejects(waiting, /closed/);
 });
+
+test('a new connection closed right after its login (its backend terminated) is not lent: another one is opened (acquire and lease)', async () => {
+  const p = pool(8);
+  const made: Conn[] = [];
+  let dead = 2;
+  const create = async (): Promise<Conn> => {
+    const c = new Conn('k');
+    made.push(c);
+    if (dead-- > 0) c.usable = false; // its FATAL came with the login's ReadyForQuery
+    return c;
+  };
+  const a = await p.acquire('k', create);
+  assert.equal(a.usable, true);
+  assert.equal(made.length, 3);
+  assert.equal(p.deadOnArrival, 2);
+  dead = 1;
+  const b = await p.lease('k2', create, { size: 1, reserve: 0, reserveAfterMs: 0 }, 1000);
+  assert.equal(b.usable, true);
+  assert.equal(p.deadOnArrival, 3);
+  assert.equal(p.counts().active, 2);
+  p.shutdown();
+});
+
+test('a new connection closed right after its login every time: bounded, then the connection\'s own error', async () => {
+  const p = pool(8);
+  let calls = 0;
+  await assert.rejects(p.acquire('k', async () => {
+    calls++;
+    const x = new Conn('k');
+    x.usable = false;
+    return Object.assign(x, { closedError: () => new Error('node 0: the connection closed right after its login (57P01: terminating connection due to administrator command)') });
+  }), /closed right after its login \(57P01/);
+  assert.equal(calls, 5);
+  assert.equal(p.counts().connecting, 0);
+  p.shutdown();
+});
