@@ -170,6 +170,11 @@ export class Link {
    * a Query ends it only once its ReadyForQuery comes: see openSequence/endSequence).
    */
   unsynced = false;
+  /**
+   * The last client request written here ended with neither Sync, Query nor Flush: its answers
+   * may sit unflushed in the server's output buffer (SessionCore.flushWaited).
+   */
+  unflushed = false;
   /** Advanced each time a sequence opens (a Query's ReadyForQuery ends only the one it was written in). */
   private sequence = 0;
   /** The backend is in COPY IN: the client's CopyData/CopyDone/CopyFail go here. */
@@ -378,6 +383,7 @@ export class Link {
     this.collect = null;
     this.copyIn = false;
     this.unsynced = false;
+    this.unflushed = false;
     this.goodbye = null;
     this.broken = false;
     this.takenBack = false;

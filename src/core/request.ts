@@ -21,6 +21,11 @@ export class Request {
   term: Term = Term.None;
   /** Ends with Flush (no Sync): the backend keeps its extended-protocol state until Sync. */
   flush = false;
+  /**
+   * Ends with neither Sync, Query nor Flush (a CopyDone after extended messages, a long pipeline
+   * cut early): what the server answers to it stays in its output buffer for now.
+   */
+  unflushed = false;
   /** It is COPY data (CopyData/CopyDone/CopyFail) with nothing else. */
   copyOnly = false;
   /** Transaction pooling: a SQL PREPARE renamed to this server statement. */

@@ -67,6 +67,7 @@ const QUEUE_HIGH_WATER = 256 * 1024;
 const SHUTDOWN_CODES = new Set(['57P01', '57P02']);
 
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
+const FLUSH_MESSAGE = Buffer.from([0x48, 0, 0, 0, 4]);
 
 
 /** An exception escaped the core's data path (a bug): the session ends with FATAL XX000. */
@@ -321,7 +322,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         // A Flush with a body is refused by the server (08P01), which then skips to Sync: its
         // ErrorResponse is an answer like a Parse's (what follows is skipped, nothing owed).
         if (end - start !== 5) this.rCompletions++;
-        this.cut(Term.None, true, false);
+        this.cut(Term.None, true, false, true);
         return;
       case FrontendCode.CopyDone:
       case FrontendCode.CopyFail:
@@ -342,7 +343,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.cut(Term.None, this.rCompletions > 0, this.rCompletions === 0);
   }
 
-  private cut(term: Term, flush: boolean, copyOnly: boolean): void {
+  private cut(term: Term, flush: boolean, copyOnly: boolean, flushMessage = false): void {
     const req = newRequest();
     if (this.rCount === 1) {
       req.data = this.rBuf[0]!.subarray(this.rStart[0], this.rEnd[0]);
@@ -359,6 +360,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     req.term = term;
     req.flush = flush;
     req.copyOnly = copyOnly;
+    req.unflushed = term === Term.None && !flushMessage;
     this.queue.push(req);
     this.queuedBytes += req.data.length;
   }
@@ -463,6 +465,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     const plan = this.planner.make(req, info);
     switch (plan.type) {
       case PlanType.WaitAnswers:
+        this.flushWaited();
         return false;
       case PlanType.Lookup:
         this.block(this.host.routing.volatility.lookup(plan.lookup.slice()), 'volatility lookup');
@@ -919,6 +922,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     else if (info.extended || req.flush) link.openSequence();
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
     if (plan.lasting) link.lasting = true;
+    link.unflushed = req.unflushed;
     if (req.term === Term.None) {
       // A Flush with nothing before it owes nothing: done now (Link.settleEmpty).
       link.settleEmpty(this);
@@ -932,6 +936,21 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (this.dupRefused.size > 0) this.dupRefused.clear();
     this.refusedBinds = null;
     if (!retry) releaseRequest(req);
+  }
+
+  /**
+   * The head request waits for other nodes' answers: a node whose last request ended with
+   * neither Sync, Query nor Flush (a CopyDone after a Parse, a long pipeline cut early) may hold
+   * them unflushed in its output buffer, where they would stay, as no Sync comes there before
+   * this request is sent (the hostile-input fuzz: a Parse, a stray CopyDone, then a read for the
+   * standby). A Flush of pgmaitre's own has them sent; it changes nothing else on the server.
+   */
+  private flushWaited(): void {
+    for (const l of this.links) {
+      if (l === undefined || !l.unflushed || l.conn === null || l.clientOwed === 0) continue;
+      l.unflushed = false;
+      this.send(l, FLUSH_MESSAGE);
+    }
   }
 
   /** Batches `buf` for `link` (written by flush()). */
@@ -1275,6 +1294,16 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
     this.cancelHead = null;
+  }
+
+  /**
+   * What the session waits for, in one line (a test that finds a slot still held prints it):
+   * queued requests, async waits, and per link what is owed.
+   */
+  debugState(): string {
+    const links = this.links.filter((l) => l !== undefined).map((l) => `node ${l!.node}${l!.conn === null ? ' (no conn)' : ''}: owed ${l!.owed}, sync ${l!.syncOwed}, client ${l!.clientOwed}${l!.lasting ? ', lasting' : ''}${l!.full ? ', full' : ''}`);
+    return `closed ${this.closed}, leaving ${this.leaving !== null}, queue [${this.queue.map((r) => `${String.fromCharCode(r.data[0] ?? 63)}${r.term}${r.copyOnly ? 'c' : ''}`).join(' ')}], `
+      + `blocked ${this.blocked}, cancelling ${this.cancelling.size}, parked ${this.parked !== null}, copy ${this.copyTarget !== null}, client full ${this.clientFull}; ${links.join('; ')}`;
   }
 
   /** Chooses the session's load-balance node now (SHOW POOL_PROCESSES shows it from the start). */

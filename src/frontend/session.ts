@@ -1063,6 +1063,11 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   private leaving = false;
 
+  /** For tests that find a slot still held: the session's phase and its core's waits. */
+  debugState(): string {
+    return `pid ${this.pid}, ${this.phase}${this.leaving ? ', leaving' : ''}${this.closing ? ', closing' : ''}: ${this.core?.debugState() ?? 'no core'}`;
+  }
+
   /** Ends the session: the core gives its backend connections back, the slot is freed. */
   close(reason: string): void {
     if (this.closing) return;

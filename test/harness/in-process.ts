@@ -105,13 +105,13 @@ export async function startInProcess(config: string, files: Record<string, strin
 }
 
 /** Waits until `cond()` holds (polling), or fails with `what`. */
-export async function eventually(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+export async function eventually(cond: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await cond()) return;
     await new Promise((r) => setTimeout(r, 25));
   }
-  throw new Error(`timed out waiting for: ${what}`);
+  throw new Error(`timed out waiting for: ${typeof what === 'function' ? what() : what}`);
 }
 
 /** startInProcess under PGMAITRE_TEST_WORKERS: the CLI in a child process, worker_processes = N. */

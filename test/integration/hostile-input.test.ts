@@ -27,7 +27,8 @@ const FUZZ_SEED = 20240601;
  * starts with a Sync, so an extended-protocol error a fuzz client left behind cannot stall it).
  */
 async function assertIdle(px: InProcess): Promise<void> {
-  await eventually(() => px.app.ctx.slots.inUse === 0, `client slots released (in use: ${px.app.ctx.slots.inUse})`, 10_000);
+  await eventually(() => px.app.ctx.slots.inUse === 0, () => `client slots released (in use: ${px.app.ctx.slots.inUse}; `
+    + `${(px.app.ctx.registry.list() as unknown as { debugState(): string }[]).map((s) => s.debugState()).join(' | ')})`, 20_000);
   await eventually(() => [...px.app.ctx.pools.values()].every((p) => {
     const c = p.counts();
     return c.active === 0 && c.connecting === 0 && c.resetting === 0;

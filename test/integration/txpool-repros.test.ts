@@ -886,6 +886,18 @@ describe('transaction pooling repros (two clients, one shared connection)', { ti
     assert.deepEqual(await ask(a, encodeBind('', ''), encodeExecute(''), encodeSync()), ['2', 'D ["1"]', 'C SELECT 1', 'Z I']);
     a.close(); b.close();
   });
+  test('99250: an unnamed Parse that fails itself leaves no unnamed statement (the older one was dropped first)', async () => {
+    const a = await open();
+    const b = await open();
+    assert.deepEqual(await ask(a, encodeParse('', 'SELECT 1 AS one'), encodeBind('', ''), encodeExecute(''), encodeParse('', 'SELECT * FROM fz_missing_table'),
+      encodeParse('', "SELECT $1::text || 'x' AS s"), encodeSync()),
+      ['1', '2', 'D ["1"]', 'C SELECT 1', 'E ERROR 42P01 relation "fz_missing_table" does not exist', 'Z I']);
+    // another client's unnamed statement on the shared connection
+    assert.deepEqual(await ask(b, encodeParse('', "SELECT 'b' AS b"), encodeSync()), ['1', 'Z I']);
+    assert.deepEqual(await ask(a, encodeBind('', '', ['42']), encodeExecute(''), encodeSync()),
+      ['E ERROR 26000 unnamed prepared statement does not exist', 'Z I']);
+    a.close(); b.close();
+  });
   test('93047: a DISCARD ALL refused in an aborted transaction (25P02) discards nothing', async () => {
     const a = await open();
     const b = await open();

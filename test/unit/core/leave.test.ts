@@ -297,6 +297,19 @@ describe('answers that never come are not waited for (the hostile-input fuzz)', 
     assert.equal(!waits || left, true, 'the session ended');
   });
 
+  test('a Parse ended by a stray CopyDone (no Sync, no Flush), then a read for another node: pgmaitre flushes the first node, the read follows its answer', async () => {
+    const f = await makeCore({ weights: [0, 1, 0] });
+    f.send(P('', 'INSERT INTO t VALUES (1)'), msg('c'), Q('SELECT 2'));
+    await f.settle();
+    const first = f.conns.get(0)!.take().toString('latin1');
+    assert.match(first, /INSERT INTO t/);
+    assert.ok(first.endsWith(H().toString('latin1')), 'a Flush of its own after the request, or the ParseComplete would stay in the server');
+    assert.equal(f.conns.get(1)?.take().length ?? 0, 0, 'the read waits for the answer owed on node 0');
+    f.answer(0, msg('1'));
+    await f.settle();
+    assert.match(f.conns.get(1)?.take().toString('latin1') ?? '', /SELECT 2/, 'then the read goes');
+  });
+
   test('a Flush with a body: the server refuses it (08P01) and skips to Sync; a Query behind it is skipped, not owed', async () => {
     const f = await makeCore({ weights: [1, 0, 0] });
     f.send(msg('H', cstr('junk')), Q('INSERT INTO t VALUES (1)'));
