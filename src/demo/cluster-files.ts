@@ -61,20 +61,18 @@ export function writeManifest(dir: string, m: ClusterManifest): void {
   fs.writeFileSync(manifestPath(dir), `${JSON.stringify(m, null, 2)}\n`, { mode: 0o600 });
 }
 
-/** Make sure an initdb'd template exists for this major version and return its path. */
-export async function initdbTemplate(pg: PostgresBin): Promise<string> {
-  const tpl = path.join(os.tmpdir(), `pgmaitre-initdb-template-${pg.major}`);
+/**
+ * A data directory cached at `tpl` (made once by `build` into `data` inside a private work
+ * directory owned by the server user, then renamed into place: concurrent builders race safely,
+ * the loser discards its copy). Returns `tpl`.
+ */
+export async function cachedDataDir(tpl: string, prefix: string, build: (data: string, work: string) => Promise<void>): Promise<string> {
   if (fs.existsSync(path.join(tpl, 'PG_VERSION'))) return tpl;
-  // initdb into a private dir, then rename: concurrent creators race safely (the loser discards).
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgmaitre-initdb-'));
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   try {
     chownToServerUser(work);
     const data = path.join(work, 'data');
-    await runCommand(
-      pg.bin('initdb'),
-      ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'],
-      { asPostgres: true },
-    );
+    await build(data, work);
     try {
       fs.renameSync(data, tpl);
     } catch (err) {
@@ -84,6 +82,17 @@ export async function initdbTemplate(pg: PostgresBin): Promise<string> {
     fs.rmSync(work, { recursive: true, force: true });
   }
   return tpl;
+}
+
+/** Make sure an initdb'd template exists for this major version and return its path. */
+export function initdbTemplate(pg: PostgresBin): Promise<string> {
+  return cachedDataDir(path.join(os.tmpdir(), `pgmaitre-initdb-template-${pg.major}`), 'pgmaitre-initdb-', async (data) => {
+    await runCommand(
+      pg.bin('initdb'),
+      ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'],
+      { asPostgres: true },
+    );
+  });
 }
 
 /** Quote a string as an SQL literal. */

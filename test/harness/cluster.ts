@@ -13,7 +13,7 @@ import { createCluster, type Cluster, type ClusterOptions } from '../../src/demo
 import { spawnServer, type ServerProcess } from '../../src/demo/child-server';
 import { freePort } from '../../src/demo/free-port';
 import { chownToServerUser, runCommand } from '../../src/demo/pg-exec';
-import { initdbTemplate } from '../../src/demo/cluster-files';
+import { cachedDataDir, initdbTemplate } from '../../src/demo/cluster-files';
 import { ensurePostgres, type PostgresBin } from '../../src/demo/postgres-bin';
 
 export { freePort } from '../../src/demo/free-port';
@@ -82,15 +82,9 @@ export function clusterBaseDir(): string {
  * standbys' replay cost several seconds per cluster).
  */
 export async function pgbenchTemplate(pg: PostgresBin, scale: number): Promise<string> {
-  const tpl = path.join(os.tmpdir(), `pgmaitre-pgbench-template-${pg.major}-s${scale}`);
-  if (fs.existsSync(path.join(tpl, 'PG_VERSION'))) return tpl;
   const base = await initdbTemplate(pg);
-  // build in a private dir, then rename: concurrent builders race safely (the loser discards)
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgmaitre-pgbench-'));
-  const data = path.join(work, 'data');
-  const log = path.join(work, 'server.log');
-  try {
-    chownToServerUser(work);
+  return cachedDataDir(path.join(os.tmpdir(), `pgmaitre-pgbench-template-${pg.major}-s${scale}`), 'pgmaitre-pgbench-', async (data, work) => {
+    const log = path.join(work, 'server.log');
     await runCommand('cp', ['-a', base, data]);
     const port = await freePort();
     // settings on the command line only: nothing of this run stays in the template's files
@@ -105,15 +99,7 @@ export async function pgbenchTemplate(pg: PostgresBin, scale: number): Promise<s
       // a fast stop ends with a shutdown checkpoint: copies of it start consistent, as primary or standby
       await runCommand(pg.bin('pg_ctl'), ['stop', '-w', '-t', '60', '-s', '-m', 'fast', '-D', data], { asPostgres: true });
     }
-    try {
-      fs.renameSync(data, tpl);
-    } catch (err) {
-      if (!fs.existsSync(path.join(tpl, 'PG_VERSION'))) throw err;
-    }
-  } finally {
-    fs.rmSync(work, { recursive: true, force: true });
-  }
-  return tpl;
+  });
 }
 
 /** Create a cluster in a fresh temp dir (owned by postgres when root), stopped and removed at exit at the latest. */
