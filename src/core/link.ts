@@ -438,6 +438,13 @@ export class Link {
     }
   }
 
+  /** For SessionCore.debugState: the head's account and the scanner's position. */
+  debugState(): string {
+    const h = this.q[0];
+    return `head ${h === undefined ? '-' : `kind ${h.kind} pending ${h.pending}/${h.completions} sync ${h.sync} skipped ${h.skipped} errored ${h.errored}`}, `
+      + `queue ${this.q.length}, unsynced ${this.unsynced}, unflushed ${this.unflushed}, skipping ${this.skipping}, hdr ${this.hdrPos}, left ${this.left}`;
+  }
+
   /** The sink of the chunk being scanned (synthetic answers go there). */
   private sink: ForwardSink | null = null;
   /** A synthetic expect reached the head: it is sent before the next message is looked at. */

@@ -923,11 +923,10 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
     if (plan.lasting) link.lasting = true;
     link.unflushed = req.unflushed;
-    if (req.term === Term.None) {
-      // A Flush with nothing before it owes nothing: done now (Link.settleEmpty).
-      link.settleEmpty(this);
-      if (link.done.length > 0) this.settle(link);
-    }
+    // A Flush with nothing before it, or a request written while the server skips to Sync after
+    // an error (a Query too), owes nothing: done now (Link.settleEmpty).
+    link.settleEmpty(this);
+    if (link.done.length > 0) this.settle(link);
     this.lastNode = node;
     this.stickyNode = req.flush && req.term === Term.None ? node : req.term !== Term.None ? -1 : this.stickyNode;
     this.dupParses = null;
@@ -1301,7 +1300,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * queued requests, async waits, and per link what is owed.
    */
   debugState(): string {
-    const links = this.links.filter((l) => l !== undefined).map((l) => `node ${l!.node}${l!.conn === null ? ' (no conn)' : ''}: owed ${l!.owed}, sync ${l!.syncOwed}, client ${l!.clientOwed}${l!.lasting ? ', lasting' : ''}${l!.full ? ', full' : ''}`);
+    const links = this.links.filter((l) => l !== undefined).map((l) => `node ${l!.node}${l!.conn === null ? ' (no conn)' : ''}: owed ${l!.owed}, sync ${l!.syncOwed}, client ${l!.clientOwed}${l!.lasting ? ', lasting' : ''}${l!.full ? ', full' : ''}, ${l!.debugState()}`);
     return `closed ${this.closed}, leaving ${this.leaving !== null}, queue [${this.queue.map((r) => `${String.fromCharCode(r.data[0] ?? 63)}${r.term}${r.copyOnly ? 'c' : ''}`).join(' ')}], `
       + `blocked ${this.blocked}, cancelling ${this.cancelling.size}, parked ${this.parked !== null}, copy ${this.copyTarget !== null}, client full ${this.clientFull}; ${links.join('; ')}`;
   }

@@ -310,6 +310,20 @@ describe('answers that never come are not waited for (the hostile-input fuzz)', 
     assert.match(f.conns.get(1)?.take().toString('latin1') ?? '', /SELECT 2/, 'then the read goes');
   });
 
+  test('a Query written while the server skips to Sync (after an earlier error) owes nothing: a read for another node behind it is sent', async () => {
+    const f = await makeCore({ weights: [0, 1, 0] });
+    f.send(P('', 'INSERT INTO nope VALUES (1)'), H());
+    await f.settle();
+    f.answer(0, msg('E', u8('S'), cstr('ERROR'), u8('C'), cstr('42P01'), u8('M'), cstr('no'), u8('')));
+    await f.settle();
+    f.send(Q('INSERT INTO t VALUES (2)'), Q('SELECT 2'));
+    await f.settle();
+    assert.match(f.conns.get(0)!.take().toString('latin1'), /VALUES \(2\)/, 'the Query went where the sequence is (and is skipped there)');
+    assert.match(f.conns.get(1)?.take().toString('latin1') ?? '', /SELECT 2/, 'the read did not wait for an answer that never comes');
+    let left = false;
+    assert.equal(f.core.leave(() => { left = true; f.core.close(); }) === false || left, true);
+  });
+
   test('a Flush with a body: the server refuses it (08P01) and skips to Sync; a Query behind it is skipped, not owed', async () => {
     const f = await makeCore({ weights: [1, 0, 0] });
     f.send(msg('H', cstr('junk')), Q('INSERT INTO t VALUES (1)'));
