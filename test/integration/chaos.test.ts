@@ -377,8 +377,13 @@ describe('transaction pooling: server connections terminated, clients vanishing,
   });
   after(async () => { await px?.stop(); });
 
-  /** `n` clients looping autocommit reads and short write transactions until stop(); errors tallied by SQLSTATE. */
-  function workload(n: number) {
+  /**
+   * `n` clients looping autocommit reads and short write transactions until stop(); errors tallied
+   * by SQLSTATE. `o`: another pgmaitre's port, the rows written (first id, count), the pause after
+   * an error, a label for the hang messages.
+   */
+  function workload(n: number, o: { port?: number; firstId?: number; ids?: number; pause?: number; label?: string } = {}) {
+    const { firstId = 1, ids = 50, pause = 100, label = 'client' } = o;
     const errors = new Map<string, number>();
     /** The first message of each error, by SQLSTATE. */
     const messages = new Map<string, string>();
@@ -393,11 +398,11 @@ describe('transaction pooling: server connections terminated, clients vanishing,
       while (running) {
         try {
           if (c === null) {
-            const fresh = new Client(opts());
+            const fresh = new Client(o.port === undefined ? opts() : { ...opts(), port: o.port });
             async = null;
             fresh.on('error', (e) => { async ??= e; });
             c = fresh;
-            await noHang(fresh.connect(), 90_000, `client ${i} connect`);
+            await noHang(fresh.connect(), 90_000, `${label} ${i} connect`);
           }
           const cc = c;
           await noHang((async () => {
@@ -405,10 +410,10 @@ describe('transaction pooling: server connections terminated, clients vanishing,
               await cc.query('SELECT count(*) FROM chaos_t WHERE v >= $1', [0]);
             } else {
               await cc.query('BEGIN');
-              await cc.query('UPDATE chaos_t SET v = v + 1 WHERE id = $1', [1 + ((i * 7 + k) % 50)]);
+              await cc.query('UPDATE chaos_t SET v = v + 1 WHERE id = $1', [firstId + ((i * 7 + k) % ids)]);
               await cc.query('COMMIT');
             }
-          })(), 90_000, `client ${i} statement`);
+          })(), 90_000, `${label} ${i} statement`);
           ok[i]!++;
         } catch (e) {
           const d = describeError(/not queryable/.test((e as Error).message) && async !== null ? async : e);
@@ -417,7 +422,7 @@ describe('transaction pooling: server connections terminated, clients vanishing,
           const old = c;
           c = null;
           await old?.end().catch(() => {});
-          await sleep(100);
+          await sleep(pause);
         }
       }
       await c?.end().catch(() => {});
@@ -615,48 +620,7 @@ describe('transaction pooling: server connections terminated, clients vanishing,
     const session = await startInProcess([
       backendLines(fx.cluster, [1, 0, 0]), HEALTH, 'enable_pool_hba = off', "pool_mode = 'session'", 'num_init_children = 40', 'log_min_messages = debug1',
     ].join('\n'));
-    const errors = new Map<string, number>();
-    const messages = new Map<string, string>();
-    const ok = new Array<number>(10).fill(0);
-    let running = true;
-    const sopts = { host: '127.0.0.1', port: session.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 60_000, query_timeout: 60_000 };
-    const loops = Array.from({ length: ok.length }, async (_, i) => {
-      let c: Client | null = null;
-      let async: unknown = null;
-      let k = 0;
-      while (running) {
-        try {
-          if (c === null) {
-            const fresh = new Client(sopts);
-            async = null;
-            fresh.on('error', (e) => { async ??= e; });
-            c = fresh;
-            await noHang(fresh.connect(), 90_000, `session client ${i} connect`);
-          }
-          const cc = c;
-          await noHang((async () => {
-            if (++k % 2 === 0) {
-              await cc.query('SELECT count(*) FROM chaos_t WHERE v >= $1', [0]);
-            } else {
-              await cc.query('BEGIN');
-              await cc.query('UPDATE chaos_t SET v = v + 1 WHERE id = $1', [51 + ((i * 7 + k) % 40)]);
-              await cc.query('COMMIT');
-            }
-          })(), 90_000, `session client ${i} statement`);
-          ok[i]!++;
-        } catch (e) {
-          const d = describeError(/not queryable/.test((e as Error).message) && async !== null ? async : e);
-          errors.set(d, (errors.get(d) ?? 0) + 1);
-          if (!messages.has(d)) messages.set(d, `${d}: ${(/not queryable/.test((e as Error).message) && async !== null ? async as Error : e as Error).message}`);
-          const old = c;
-          c = null;
-          await old?.end().catch(() => {});
-          await sleep(50);
-        }
-      }
-      await c?.end().catch(() => {});
-    });
-    const tally = (): string => [...errors.entries()].map(([key, v]) => `${key} ×${v}`).join(', ') || 'none';
+    const { ok, errors, messages, tally, stop } = workload(10, { port: session.port, firstId: 51, ids: 40, pause: 50, label: 'session client' });
     try {
       await eventually(() => ok.every((n) => n >= 2), 'the session clients run', 60_000);
       const watch = watchPrimary(session);
@@ -668,8 +632,7 @@ describe('transaction pooling: server connections terminated, clients vanishing,
       }
       const mark = ok.slice();
       await eventually(() => ok.every((n, i) => n >= mark[i]! + 3), `every session client is served after the storm (${ok}; ${tally()})`, 90_000);
-      running = false;
-      await Promise.all(loops);
+      await stop();
       t.diagnostic(`${killed} backends terminated; session client errors: ${tally()}`);
       assert.ok(killed >= 10, `the storm terminated ${killed} backends`);
       const detached = session.logs().split('\n').filter((l) => /"event":"node_down"/.test(l));
@@ -677,8 +640,7 @@ describe('transaction pooling: server connections terminated, clients vanishing,
       assert.deepEqual([...errors.keys()].filter((k) => k !== '57P01'), [], `each client saw its backend's 57P01 only: ${tally()} ${[...messages.values()].join('; ')}\n${lossLines(session)}`);
       assert.ok((errors.get('57P01') ?? 0) >= 1, `the killed sessions saw 57P01: ${tally()}`);
     } finally {
-      running = false;
-      await Promise.all(loops);
+      await stop();
       await session.stop();
     }
   });
