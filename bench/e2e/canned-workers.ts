@@ -15,6 +15,7 @@
 // Prints `"event":"workers_ready"` once every process listens; SIGTERM stops them all.
 import cluster from 'node:cluster';
 import net from 'node:net';
+import { runWorkers } from './worker-fork';
 import { takeOverAccept, type RawSocket } from '../../src/util/raw-socket';
 
 const workers = Number(process.argv[2]);
@@ -131,19 +132,4 @@ if (!(workers >= 1) || !listenPort) {
   process.stderr.write('usage: node canned-workers.js <workers> <listenPort>\n');
   process.exit(2);
 }
-if (workers === 1 || cluster.isWorker) {
-  listen();
-  process.once('SIGTERM', () => process.exit(0));
-} else {
-  let listening = 0;
-  const forked = Array.from({ length: workers }, () => cluster.fork());
-  for (const w of forked) {
-    w.on('listening', () => {
-      if (++listening === workers) process.stdout.write('"event":"workers_ready"\n');
-    });
-  }
-  process.once('SIGTERM', () => {
-    for (const w of forked) w.process.kill('SIGTERM');
-    process.exit(0);
-  });
-}
+runWorkers(workers, listen);

@@ -9,6 +9,7 @@
 // Prints `"event":"workers_ready"` once every process listens; SIGTERM stops them all.
 import cluster from 'node:cluster';
 import net from 'node:net';
+import { runWorkers } from './worker-fork';
 
 const workers = Number(process.argv[2]);
 const listenPort = Number(process.argv[3]);
@@ -42,19 +43,4 @@ if (!(workers >= 1) || !listenPort || !targetPort) {
   process.stderr.write('usage: node pipe-workers.js <workers> <listenPort> <targetPort>\n');
   process.exit(2);
 }
-if (workers === 1 || cluster.isWorker) {
-  serve();
-  process.once('SIGTERM', () => process.exit(0));
-} else {
-  let listening = 0;
-  const forked = Array.from({ length: workers }, () => cluster.fork());
-  for (const w of forked) {
-    w.on('listening', () => {
-      if (++listening === workers) process.stdout.write('"event":"workers_ready"\n');
-    });
-  }
-  process.once('SIGTERM', () => {
-    for (const w of forked) w.process.kill('SIGTERM');
-    process.exit(0);
-  });
-}
+runWorkers(workers, serve);
