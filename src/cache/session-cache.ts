@@ -22,7 +22,7 @@ import type { QueryClass } from '../classify/types';
 import type { Classifier } from '../classify/types';
 import type { VolatilityLookup } from '../core/routing-context';
 import { CacheStep, type CachePort, type CacheView } from '../core/cache-port';
-import type { RequestInfo } from '../core/request';
+import type { ParseRef, RequestInfo } from '../core/request';
 import { invalidationOf, relationVerdict, textVerdict, type Invalidation, type TableLists, type TextVerdict } from './cacheable';
 import { QueryCache, type GenCell } from './query-cache';
 
@@ -79,6 +79,10 @@ export class SessionCache implements CachePort {
   waitFor: Promise<unknown> | null = null;
   collecting = false;
   private hit: Buffer | null = null;
+  /** `hit` was built for this request (a pipeline's): it may be changed. */
+  private hitOwned = false;
+  /** pipelineHit()'s scratch: the stored answers of a pipeline's statements. */
+  private readonly pipeValues: Buffer[] = [];
   // Collection of one answer.
   private key = '';
   private parts: Buffer[] = [];
@@ -126,6 +130,7 @@ export class SessionCache implements CachePort {
     this.waitFor = null;
     this.collecting = false;
     this.hit = null;
+    this.hitOwned = false;
     this.hitClass = null;
     if (info.functionCall) return CacheStep.Pass;
     const done = this.looked;
@@ -212,16 +217,12 @@ export class SessionCache implements CachePort {
     this.hitClass = null;
     const cache = this.cache;
     if (cache.shmem === null || cache.streams !== null || info.functionCall || this.txWrote || this.txFailed) return false;
-    const shape = this.shape(data, info, view);
-    if (shape === null) return false;
-    const memo = verdicts.get(shape.sql);
-    if (memo === undefined || memo.cls.kind !== 'read' || memo.lists !== cache.lists || memo.by !== this.classifier()) return false;
-    const tv = memo.tv;
-    if (!tv.ok || tv.functions.length > 0) return false;
     if (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''))) return false;
-    const res = memo.res;
-    if (res === null || res.pass || !this.current(res, view.searchPath)) return false;
-    const key = this.shmemKey(shape, view, res);
+    const shape = this.shape(data, info, view);
+    if (shape === null) return info.bindStatements.length > 1 && this.pipelineHit(data, info, view);
+    const memo = this.knownRead(shape.sql, view);
+    if (memo === null) return false;
+    const key = this.shmemKey(shape, view, memo.res!);
     const value = cache.shmem.get(key);
     if (value === undefined) {
       this.earlyMiss = data;
@@ -234,6 +235,133 @@ export class SessionCache implements CachePort {
     cache.stats.hits++;
     this.hit = value;
     this.hitClass = memo.cls;
+    return true;
+  }
+
+  /**
+   * A text early() may answer: known to the cache as a read with no function, its relations
+   * resolved and current (memo.res set); null otherwise.
+   */
+  private knownRead(sql: string, view: CacheView): TextMemo | null {
+    const memo = verdicts.get(sql);
+    if (memo === undefined || memo.cls.kind !== 'read' || memo.lists !== this.cache.lists || memo.by !== this.classifier()) return null;
+    const tv = memo.tv;
+    if (!tv.ok || tv.functions.length > 0) return null;
+    const res = memo.res;
+    if (res === null || res.pass || !this.current(res, view.searchPath)) return null;
+    return memo;
+  }
+
+  /**
+   * early() for a pipeline (pgbench's \startpipeline, a driver's batch): two or more
+   * [Parse] Bind [Describe] Execute of the unnamed portal without a row limit, then one Sync.
+   * When every statement's answer is in the cache — under the key the same statement sent alone
+   * has, so the two fill each other — the answer is theirs in order with one ReadyForQuery (one
+   * write). When one is not, the pipeline goes the full way: sent whole, nothing stored from it
+   * (consult() stores lone statements only).
+   */
+  private pipelineHit(data: Buffer, info: RequestInfo, view: CacheView): boolean {
+    if (info.queries.length > 0 || info.closedStatements.length > 0 || info.bindStatements.length > PIPELINE_MAX) return false;
+    const shmem = this.cache.shmem!;
+    const values = this.pipeValues;
+    values.length = 0;
+    let bytes = 0;
+    let seq = 0;
+    let tokens = 0;
+    let params: string | null = null;
+    let parsed = 0; // Parses seen (info.parses in order)
+    let bound = 0;
+    let segParse: ParseRef | null = null;
+    let pos = 0;
+    while (pos + 5 <= data.length) {
+      const code = data[pos]!;
+      const end = pos + 1 + data.readInt32BE(pos + 1);
+      if (++tokens > 5) return false;
+      switch (code) {
+        case FrontendCode.Parse:
+          if (seq !== 0) return false;
+          segParse = info.parses[parsed++] ?? null;
+          if (segParse === null) return false;
+          seq = 1;
+          break;
+        case FrontendCode.Bind: {
+          if (data[pos + 5] !== 0) return false; // a named portal
+          let stmtEnd = pos + 6;
+          while (stmtEnd < end && data[stmtEnd] !== 0) stmtEnd++;
+          if (stmtEnd >= end) return false;
+          params = latin1(data, stmtEnd + 1, end);
+          bound++;
+          seq = seq * 8 + 2;
+          break;
+        }
+        case FrontendCode.Describe:
+          if (data[pos + 5] === 0x50 && data[pos + 6] !== 0) return false;
+          seq = seq * 8 + (data[pos + 5] === 0x53 ? 3 : 4);
+          break;
+        case FrontendCode.Execute: {
+          if (data[pos + 5] !== 0 || end - pos < 10 || data.readInt32BE(pos + 6) !== 0) return false; // named portal or a row limit
+          const shapeName = SHAPES.get((seq * 8 + 5) * 8 + 6);
+          if (shapeName === undefined || params === null) return false;
+          const name = info.bindStatements[bound - 1]!;
+          let sql: string;
+          let types: string;
+          // The statement bound: this segment's Parse, else the pipeline's last Parse of that name, else the session's.
+          let p: ParseRef | null = segParse;
+          if (p === null) for (let i = parsed - 1; i >= 0 && p === null; i--) if (info.parses[i]!.name === name) p = info.parses[i]!;
+          if (p !== null) {
+            if (p.name !== name) return false;
+            sql = p.sql;
+            types = parseTypes(data, p.start, p.end);
+          } else {
+            const st = view.statement(name);
+            if (st === undefined) return false;
+            sql = st.sql;
+            if (st.frame !== this.typesOf) {
+              this.typesOf = st.frame;
+              this.types = parseTypes(st.frame, 0, st.frame.length);
+            }
+            types = this.types;
+          }
+          const memo = this.knownRead(sql, view);
+          if (memo === null) return false;
+          const value = shmem.get(this.shmemKey({ shape: shapeName, sql, types, params, cls: memo.cls }, view, memo.res!));
+          if (value === undefined) return false;
+          values.push(value);
+          bytes += value.length - RFQ_IDLE.length;
+          seq = 0;
+          tokens = 0;
+          params = null;
+          segParse = null;
+          break;
+        }
+        case FrontendCode.Sync:
+          if (end !== data.length || seq !== 0) return false;
+          break;
+        default:
+          return false;
+      }
+      pos = end;
+    }
+    const n = values.length;
+    if (n < 2 || n !== info.bindStatements.length || data[data.length - 5] !== FrontendCode.Sync) {
+      values.length = 0;
+      return false;
+    }
+    const out = Buffer.allocUnsafe(bytes + RFQ_IDLE.length);
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      const v = values[i]!;
+      at += v.copy(out, at, 0, v.length - RFQ_IDLE.length);
+    }
+    out.set(RFQ_IDLE, at);
+    values.length = 0;
+    this.waitFor = null;
+    this.collecting = false;
+    const stats = this.cache.stats;
+    stats.selects += n;
+    stats.hits += n;
+    this.hit = out;
+    this.hitOwned = true;
     return true;
   }
 
@@ -338,10 +466,17 @@ export class SessionCache implements CachePort {
   hitAnswer(status: number): Buffer {
     const h = this.hit!;
     this.hit = null;
+    const owned = this.hitOwned;
+    this.hitOwned = false;
     // shmem keeps answers with ReadyForQuery 'I' at the end (collected()): written as they are
-    // outside a transaction (no copy); memcached's are without it.
+    // outside a transaction (no copy); memcached's are without it. A pipeline's answer is built
+    // for it (owned): its status byte is set in place.
     if (this.cache.shmem !== null) {
       if (status === TxStatus.Idle) return h;
+      if (owned) {
+        h[h.length - 1] = status;
+        return h;
+      }
       const out = Buffer.from(h);
       out[out.length - 1] = status;
       return out;
@@ -600,6 +735,8 @@ export class SessionCache implements CachePort {
  * emptied when full.
  */
 const VERDICTS_MAX = 4096;
+/** The most statements a pipeline answered from the cache may hold (a longer one goes the full way). */
+const PIPELINE_MAX = 1000;
 interface TextMemo {
   readonly cls: QueryClass;
   readonly by: Classifier;
