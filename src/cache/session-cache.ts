@@ -50,6 +50,9 @@ interface Resolution {
   /** Its generations' names; shmem: their cells. */
   readonly names: readonly string[];
   readonly cells: readonly GenCell[] | null;
+  /** shmem: the generations' part of a key (gensOf), and the counters it was made from. */
+  gens: string;
+  gensAt: number[] | null;
 }
 
 /** What shape() tells of a request. */
@@ -60,6 +63,8 @@ interface Shape {
   /** The Bind message's bytes after the statement name (formats, values, result formats), latin1. */
   readonly params: string;
   readonly cls: QueryClass | undefined;
+  /** The session's Parse frame of the statement bound (null: the request parses it): shmemKey's memo. */
+  readonly frame: Buffer | null;
 }
 
 interface Pending {
@@ -108,6 +113,11 @@ export class SessionCache implements CachePort {
   // The parameter types of the last named statement bound, by its Parse frame.
   private typesOf: Buffer | null = null;
   private types = '';
+  // shmemKey()'s memo of the last prepared statement keyed: its Parse frame, the shape, the session's prefix, its interned number.
+  private stmtFrame: Buffer | null = null;
+  private stmtShape = '';
+  private stmtPrefix = '';
+  private stmtId = '';
   // early(): the request whose miss it saw, and the key it computed.
   private earlyMiss: Buffer | null = null;
   private earlyKey = '';
@@ -305,6 +315,7 @@ export class SessionCache implements CachePort {
           const name = info.bindStatements[bound - 1]!;
           let sql: string;
           let types: string;
+          let frame: Buffer | null = null;
           // The statement bound: this segment's Parse, else the pipeline's last Parse of that name, else the session's.
           let p: ParseRef | null = segParse;
           if (p === null) for (let i = parsed - 1; i >= 0 && p === null; i--) if (info.parses[i]!.name === name) p = info.parses[i]!;
@@ -321,10 +332,11 @@ export class SessionCache implements CachePort {
               this.types = parseTypes(st.frame, 0, st.frame.length);
             }
             types = this.types;
+            frame = st.frame;
           }
           const memo = this.knownRead(sql, view);
           if (memo === null) return false;
-          const value = shmem.get(this.shmemKey({ shape: shapeName, sql, types, params, cls: memo.cls }, view, memo.res!));
+          const value = shmem.get(this.shmemKey({ shape: shapeName, sql, types, params, cls: memo.cls, frame }, view, memo.res!));
           if (value === undefined) return false;
           values.push(value);
           bytes += value.length - RFQ_IDLE.length;
@@ -382,7 +394,21 @@ export class SessionCache implements CachePort {
     }
     const types = shape.types;
     const params = shape.params;
-    return `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${QueryCache.gensKey(res.cells!)}`;
+    const frame = shape.frame;
+    if (frame !== null) {
+      // A statement the session prepared (pgbench -M prepared): everything but the parameters
+      // and the generations is one interned number per statement, shape and settings, so a hit
+      // builds, hashes and compares a key of a few dozen bytes instead of one holding the SQL.
+      // ('\u0001' after it: never a key of the long form, whose interned number is followed by '\u0000'.)
+      if (frame !== this.stmtFrame || shape.shape !== this.stmtShape || this.prefix !== this.stmtPrefix) {
+        this.stmtFrame = frame;
+        this.stmtShape = shape.shape;
+        this.stmtPrefix = this.prefix;
+        this.stmtId = this.cache.intern(`${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}`);
+      }
+      return `${this.stmtId}\u0001${params.length}:${params}${gensOf(res)}`;
+    }
+    return `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${gensOf(res)}`;
   }
 
   /**
@@ -412,7 +438,7 @@ export class SessionCache implements CachePort {
     }
     if (unknownRels !== null) return pass ? null : cat.lookup(db, sp, unknownRels);
     const names = QueryCache.genNames(db, oids);
-    return { db, sp, version, epoch: cache.epoch, until, pass, names, cells: cache.shmem !== null ? cache.cells(names) : null };
+    return { db, sp, version, epoch: cache.epoch, until, pass, names, cells: cache.shmem !== null ? cache.cells(names) : null, gens: '', gensAt: null };
   }
 
   /** The answer stored under `key` (undefined: none): a hit, or a miss whose answer is collected. */
@@ -504,7 +530,7 @@ export class SessionCache implements CachePort {
   private shape(data: Buffer, info: RequestInfo, view: CacheView): Shape | null {
     if (!info.extended) {
       if (info.queries.length !== 1 || data[0] !== FrontendCode.Query) return null;
-      return { shape: 'Q', sql: info.queries[0]!, types: '', params: '', cls: undefined };
+      return { shape: 'Q', sql: info.queries[0]!, types: '', params: '', cls: undefined, frame: null };
     }
     if (info.queries.length > 0 || info.parses.length > 1 || info.bindStatements.length !== 1 || info.closedStatements.length > 0) return null;
     let seq = 0; // the messages as base-8 digits (SHAPE_TOKENS), looked up in SHAPES at the end
@@ -551,6 +577,7 @@ export class SessionCache implements CachePort {
     let sql: string;
     let types: string;
     let cls: QueryClass | undefined;
+    let frame: Buffer | null = null;
     const p = info.parses[0];
     if (p !== undefined) {
       if (p.name !== name) return null;
@@ -567,8 +594,9 @@ export class SessionCache implements CachePort {
       }
       types = this.types;
       cls = view.statementClass(name);
+      frame = st.frame;
     }
-    return { shape, sql, types, params, cls };
+    return { shape, sql, types, params, cls, frame };
   }
 
   // ---- after sending -------------------------------------------------------------------------
@@ -768,6 +796,23 @@ const SHAPES = new Map<number, string>(['PBDsES', 'PBDpES', 'BDsES', 'BDpES', 'P
   for (const t of name.match(/Ds|Dp|[PBES]/g)!) code = code * 8 + SHAPE_TOKENS[t]!;
   return [code, name];
 }));
+
+/**
+ * The generations' part of a shmem key (QueryCache.gensKey), kept with the resolution while its
+ * counters stand: a hit converts no number to a string.
+ */
+function gensOf(res: Resolution): string {
+  const cells = res.cells!;
+  const at = res.gensAt;
+  if (at !== null) {
+    let same = true;
+    for (let i = 0; i < cells.length; i++) if (cells[i]!.n !== at[i]) { same = false; break; }
+    if (same) return res.gens;
+  }
+  res.gensAt = cells.map((c) => c.n);
+  res.gens = QueryCache.gensKey(cells);
+  return res.gens;
+}
 
 /** Bytes `start`..`end` of a buffer as a latin1 string (Buffer.prototype.latin1Slice: no view made, toString's checks skipped). */
 function latin1(b: Buffer, start: number, end: number): string {

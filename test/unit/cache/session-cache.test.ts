@@ -153,3 +153,39 @@ test('a pipeline inside a transaction ends with the transaction\'s status; one w
   s.send(limited);
   assert.deepEqual(Buffer.concat(s.backend), limited);
 });
+
+test('a prepared hit: a short key without the SQL, nothing classified, the stored answer written as it is (no copy)', async () => {
+  const s = await filled('prepared');
+  const store = s.qc.shmem! as unknown as { map: Map<string, unknown> };
+  for (const k of store.map.keys()) {
+    assert.ok(k.length < 40, `key of ${k.length} characters`);
+    assert.ok(!k.includes('pgbench_accounts'));
+  }
+  s.classified.length = 0;
+  s.send(Buffer.concat([prepared(2), encodeSync()]));
+  s.send(Buffer.concat([prepared(2), encodeSync()]));
+  assert.equal(s.client.length, 2);
+  assert.equal(s.client[0], s.client[1], 'the same stored buffer both times');
+  assert.deepEqual(s.client[0], Buffer.concat([BOUND, rows(2), RFQ('I')]));
+  assert.deepEqual(s.classified, []);
+  assert.equal(s.backend.length, 0);
+});
+
+test('a prepared hit\'s key follows the generations (a write to the table makes it a miss) and the statement (another text, another key)', async () => {
+  const s = await filled('prepared');
+  s.qc.bump(QueryCache.genNames('d', [16398]).slice(2), 'write');
+  s.send(Buffer.concat([prepared(2), encodeSync()]));
+  assert.equal(s.client.length, 0, 'not answered from the cache');
+  assert.equal(s.backend.length, 1, 'sent');
+  s.answer(Buffer.concat([BOUND, rows(2), RFQ('I')]));
+  s.client.length = 0;
+  s.backend.length = 0;
+  s.send(Buffer.concat([prepared(2), encodeSync()]));
+  assert.equal(s.backend.length, 0, 'stored again under the new generation, then a hit');
+  // Another statement with the same parameters does not share its answers.
+  s.send(Buffer.concat([encodeParse('P0_2', 'SELECT abalance FROM pgbench_accounts WHERE aid = $1 + 0;'), encodeSync()]));
+  s.answer(Buffer.concat([PARSED, RFQ('I')]));
+  s.backend.length = 0;
+  s.send(Buffer.concat([bindOf('P0_2', 2), encodeDescribe('P', ''), encodeExecute('', 0), encodeSync()]));
+  assert.equal(s.backend.length, 1, 'P0_2 is a miss');
+});
