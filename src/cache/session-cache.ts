@@ -264,7 +264,8 @@ export class SessionCache implements CachePort {
 
   /**
    * early() for a pipeline (pgbench's \startpipeline, a driver's batch): two or more
-   * [Parse] Bind [Describe] Execute of the unnamed portal without a row limit, then one Sync.
+   * [Parse of the unnamed statement] Bind [Describe] Execute of the unnamed portal without a row
+   * limit, then one Sync.
    * When every statement's answer is in the cache — under the key the same statement sent alone
    * has, so the two fill each other — the answer is theirs in order with one ReadyForQuery (one
    * write). When one is not, the pipeline goes the full way: sent whole, nothing stored from it
@@ -291,7 +292,8 @@ export class SessionCache implements CachePort {
         case FrontendCode.Parse:
           if (seq !== 0) return false;
           segParse = info.parses[parsed++] ?? null;
-          if (segParse === null) return false;
+          // Named statements are left to the backend here (a second Parse of a name in one pipeline is its error to give).
+          if (segParse === null || segParse.name !== '') return false;
           seq = 1;
           break;
         case FrontendCode.Bind: {
@@ -359,13 +361,15 @@ export class SessionCache implements CachePort {
       values.length = 0;
       return false;
     }
+    // Each stored answer whole (Uint8Array.set: Buffer.copy's checks cost more than these few
+    // bytes), its ReadyForQuery overwritten by the next answer: the last one's, 'I', ends the pipeline's.
     const out = Buffer.allocUnsafe(bytes + RFQ_IDLE.length);
     let at = 0;
     for (let i = 0; i < n; i++) {
       const v = values[i]!;
-      at += v.copy(out, at, 0, v.length - RFQ_IDLE.length);
+      out.set(v, at);
+      at += v.length - RFQ_IDLE.length;
     }
-    out.set(RFQ_IDLE, at);
     values.length = 0;
     this.waitFor = null;
     this.collecting = false;
