@@ -118,6 +118,10 @@ export class SessionCache implements CachePort {
   private stmtShape = '';
   private stmtPrefix = '';
   private stmtId = '';
+  // quick()'s statement: the last one a prepared hit bound (its name, the name's bytes, its Parse frame).
+  private quickName = '';
+  private quickBytes: Buffer | null = null;
+  private quickFrame: Buffer | null = null;
   // early(): the request whose miss it saw, and the key it computed.
   private earlyMiss: Buffer | null = null;
   private earlyKey = '';
@@ -244,6 +248,67 @@ export class SessionCache implements CachePort {
     cache.stats.selects++;
     cache.stats.hits++;
     this.hit = value;
+    this.hitClass = memo.cls;
+    if (shape.frame !== null && shape.frame !== this.quickFrame) {
+      // A prepared statement's hit: its next ones are recognised by quick().
+      const name = info.bindStatements[0]!;
+      this.quickName = name;
+      this.quickBytes = Buffer.from(name, 'utf8');
+      this.quickFrame = shape.frame;
+    }
+    return true;
+  }
+
+  /**
+   * A hit of the statement of the last prepared hit, recognised from the request's bytes before
+   * anything is decoded: Bind (unnamed portal, that statement's name) [Describe of the unnamed
+   * portal] Execute (unnamed portal, no row limit) Sync, the session's statement of that name
+   * still the same Parse frame, and everything early() checks. Anything else: false (early() and
+   * the rest of the way decide).
+   */
+  quick(data: Buffer, view: CacheView): boolean {
+    const frame = this.quickFrame;
+    const cache = this.cache;
+    if (frame === null || cache.shmem === null || cache.streams !== null || this.txWrote || this.txFailed) return false;
+    if (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''))) return false;
+    const len = data.length;
+    // Bind: code, length, '' (portal), the statement's name, NUL, then formats, values, result formats.
+    const nb = this.quickBytes!;
+    const nameEnd = 6 + nb.length;
+    if (len < nameEnd + 1 + 10 + 5 || data[0] !== FrontendCode.Bind || data[5] !== 0) return false;
+    const bEnd = 1 + data.readInt32BE(1);
+    if (bEnd <= nameEnd || bEnd > len || data[nameEnd] !== 0) return false;
+    for (let i = 0; i < nb.length; i++) if (data[6 + i] !== nb[i]) return false;
+    let pos = bEnd;
+    let seq = 2;
+    if (pos + 7 <= len && data[pos] === FrontendCode.Describe) {
+      if (data.readInt32BE(pos + 1) !== 6 || data[pos + 5] !== 0x50 || data[pos + 6] !== 0) return false;
+      seq = seq * 8 + 4;
+      pos += 7;
+    }
+    if (pos + 10 + 5 !== len || data[pos] !== FrontendCode.Execute || data.readInt32BE(pos + 1) !== 9 || data[pos + 5] !== 0 || data.readInt32BE(pos + 6) !== 0) return false;
+    seq = seq * 8 + 5;
+    pos += 10;
+    if (data[pos] !== FrontendCode.Sync || data.readInt32BE(pos + 1) !== 4) return false;
+    const st = view.statement(this.quickName);
+    if (st === undefined || st.frame !== frame) return false;
+    const memo = this.knownRead(st.sql, view);
+    if (memo === null) return false;
+    if (frame !== this.typesOf) {
+      this.typesOf = frame;
+      this.types = parseTypes(frame, 0, frame.length);
+    }
+    const shape = SHAPES.get(seq * 8 + 6);
+    if (shape === undefined) return false;
+    const value = cache.shmem.get(this.shmemKey({ shape, sql: st.sql, types: this.types, params: latin1(data, nameEnd + 1, bEnd), cls: memo.cls, frame }, view, memo.res!));
+    if (value === undefined) return false;
+    this.waitFor = null;
+    this.collecting = false;
+    this.earlyMiss = null;
+    cache.stats.selects++;
+    cache.stats.hits++;
+    this.hit = value;
+    this.hitOwned = false;
     this.hitClass = memo.cls;
     return true;
   }

@@ -55,6 +55,19 @@ export function earlyCacheHit(s: CacheSession, req: Request, info: RequestInfo):
   return true;
 }
 
+/**
+ * The query cache's turn before the request is even decoded (SessionCore.step, session pooling):
+ * a prepared statement's hit recognised from its bytes (SessionCache.quick) is answered here —
+ * no RequestInfo, no shape walk, no statement lookups by decoded name.
+ */
+export function quickCacheHit(s: CacheSession, req: Request): boolean {
+  if (req.term !== Term.Sync || !s.allAnswered(null) || !s.cache!.quick(req.data, s.cacheView!)) return false;
+  s.flush();
+  s.client.write(s.cache!.hitAnswer(s.txStatus()));
+  releaseRequest(req);
+  return true;
+}
+
 /** Writes a hit's answer (one write, its ReadyForQuery included) and records the statements it parsed. */
 function answerHit(s: CacheSession, req: Request, info: RequestInfo, classes: readonly QueryClass[] | null): void {
   const cache = s.cache!;

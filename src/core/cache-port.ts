@@ -50,6 +50,12 @@ export interface CachePort {
    * text already known to the cache; then hitAnswer() as after Hit). False: plan it, then consult().
    */
   early(data: Buffer, info: RequestInfo, view: CacheView): boolean;
+  /**
+   * Before the request is decoded (session pooling, nothing deferred): true when its bytes are a
+   * Bind/[Describe]/Execute/Sync of the statement of the session's last prepared hit, answered
+   * from the cache (then hitAnswer()). False: decode it and go on (early(), the planner...).
+   */
+  quick(data: Buffer, view: CacheView): boolean;
   /** After a hit from early(): the class of its text (a Parse in it is recorded with it). */
   readonly hitClass: QueryClass | null;
   /** After consult() said Wait. */

@@ -43,7 +43,7 @@ const BOUND = frame('2', Buffer.alloc(0));
 const RFQ = (s: string): Buffer => encodeReadyForQuery(s.charCodeAt(0));
 
 async function setup(): Promise<{
-  send(b: Buffer): void; answer(b: Buffer): void; client: Buffer[]; backend: Buffer[]; qc: QueryCache; classified: string[]; core: SessionCore;
+  send(b: Buffer): void; answer(b: Buffer): void; client: Buffer[]; backend: Buffer[]; qc: QueryCache; classified: string[]; core: SessionCore; cache: SessionCache;
 }> {
   await initClassifier();
   const config = loadConfigText("backend_hostname0 = 'a'\nbackend_weight0 = 1\nbackend_hostname1 = 'b'\nbackend_port1 = 5433\nbackend_weight1 = 0\n"
@@ -79,13 +79,14 @@ async function setup(): Promise<{
     pooling: 'session', leaseNow: () => null, pinned: () => {}, statementCache: () => {}, knownStatement: () => false,
     cache: new SessionCache(qc, { user: 'u', database: 'd', startupParams: { user: 'u', database: 'd' } }, () => counting, () => volatility),
   };
+  const cache = host.cache as SessionCache;
   const core = new SessionCore(host, { write: (b) => { client.push(b); return true; } });
   core.attachLogin(0, conn(0));
   const framer = new Framer(1 << 30);
   return {
     send: (b) => { framer.push(b, core); core.endOfInput(); },
     answer: (b) => core.onBackendData(0, b),
-    client, backend, qc, classified, core,
+    client, backend, qc, classified, core, cache,
   };
 }
 
@@ -162,9 +163,19 @@ test('a prepared hit: a short key without the SQL, nothing classified, the store
     assert.ok(!k.includes('pgbench_accounts'));
   }
   s.classified.length = 0;
+  // After one hit through early(), the statement's next hits are known from their bytes (quick()):
+  // no request decoded, early() not asked.
+  const calls = { early: 0, quick: 0 };
+  const early = s.cache.early.bind(s.cache);
+  const quick = s.cache.quick.bind(s.cache);
+  s.cache.early = (...a) => { calls.early++; return early(...a); };
+  s.cache.quick = (...a) => { const r = quick(...a); if (r) calls.quick++; return r; };
+  s.send(Buffer.concat([prepared(1), encodeSync()]));
+  s.client.length = 0;
   s.send(Buffer.concat([prepared(2), encodeSync()]));
   s.send(Buffer.concat([prepared(2), encodeSync()]));
   assert.equal(s.client.length, 2);
+  assert.deepEqual(calls, { early: 1, quick: 2 });
   assert.equal(s.client[0], s.client[1], 'the same stored buffer both times');
   assert.deepEqual(s.client[0], Buffer.concat([BOUND, rows(2), RFQ('I')]));
   assert.deepEqual(s.classified, []);
@@ -188,4 +199,40 @@ test('a prepared hit\'s key follows the generations (a write to the table makes 
   s.backend.length = 0;
   s.send(Buffer.concat([bindOf('P0_2', 2), encodeDescribe('P', ''), encodeExecute('', 0), encodeSync()]));
   assert.equal(s.backend.length, 1, 'P0_2 is a miss');
+});
+
+test('a prepared statement closed and parsed again under its name with another text: no answer of the old text', async () => {
+  const s = await filled('prepared');
+  // A hit first (the quick path now knows P0_1).
+  s.send(Buffer.concat([prepared(2), encodeSync()]));
+  assert.equal(s.backend.length, 0);
+  s.client.length = 0;
+  const close = Buffer.from([0x43, 0, 0, 0, 10, 0x53, 0x50, 0x30, 0x5f, 0x31, 0]); // Close S 'P0_1'
+  s.send(Buffer.concat([close, encodeParse('P0_1', 'SELECT abalance + 1 FROM pgbench_accounts WHERE aid = $1;'), encodeSync()]));
+  s.answer(Buffer.concat([frame('3', Buffer.alloc(0)), PARSED, RFQ('I')]));
+  s.client.length = 0;
+  s.backend.length = 0;
+  s.send(Buffer.concat([prepared(2), encodeSync()]));
+  assert.equal(s.client.length, 0, 'not answered from the cache');
+  assert.equal(s.backend.length, 1, 'sent to the backend');
+});
+
+test('quick prepared hits in every shape pgbench and drivers send (with and without Describe), other names and odd bytes go the full way', async () => {
+  const s = await filled('prepared');
+  const hits0 = s.qc.stats.hits;
+  // Bind/Execute/Sync without Describe: stored separately (another shape), then hit.
+  const bes = Buffer.concat([bindOf('P0_1', 3), encodeExecute('', 0), encodeSync()]);
+  s.send(bes);
+  assert.equal(s.backend.length, 1);
+  s.answer(Buffer.concat([BOUND, rows(3).subarray(ROW_DESC.length), RFQ('I')]));
+  s.backend.length = 0;
+  s.client.length = 0;
+  s.send(bes);
+  s.send(Buffer.concat([prepared(3), encodeSync()]));
+  assert.equal(s.backend.length, 0);
+  assert.deepEqual(Buffer.concat(s.client), Buffer.concat([BOUND, rows(3).subarray(ROW_DESC.length), RFQ('I'), BOUND, rows(3), RFQ('I')]));
+  assert.equal(s.qc.stats.hits - hits0, 2);
+  // A row limit: sent.
+  s.send(Buffer.concat([bindOf('P0_1', 3), encodeDescribe('P', ''), encodeExecute('', 1), encodeSync()]));
+  assert.equal(s.backend.length, 1);
 });

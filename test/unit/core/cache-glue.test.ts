@@ -17,6 +17,7 @@ function cache(step: CacheStep, o: { collecting?: boolean; synced?: Promise<unkn
   const c: CachePort = {
     consult: () => step,
     early: () => false,
+    quick: () => false,
     hitClass: null,
     waitFor: Promise.resolve(),
     holdAnswers: false,
