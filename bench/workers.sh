@@ -34,6 +34,8 @@
 # Usage (under the shared lock, stopping what it started inside the locked command):
 #   flock /tmp/shared-bench.lock bash -c '../shared/bench/cluster.sh start && ../shared/bench/peers.sh start &&
 #     ROUNDS=2 WORKLOADS="hot-key-cache S" bench/workers.sh; ../shared/bench/peers.sh stop; ../shared/bench/cluster.sh stop'
+# The pipelined cache workload (pgbench cheaper per statement than the server, docs/performance.md):
+#   ... ROUNDS=2 WORKLOADS="hot-key-cache hot-key-cache-pipe S" PIPELINE=20 PIPE_MODE=extended bench/workers.sh ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/bench}
