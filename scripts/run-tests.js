@@ -3,9 +3,11 @@
 // binaries the integration tests need are there (installing them only on CI as root), then run
 // `node --test` over dist/test/unit (several files at once: they start no servers), then the
 // integration files and the extra passes below (the client suites again with other settings) as
-// one queue of (file, environment) jobs, two at a time on a machine with two cores or more: each
-// integration file starts its own clusters on free ports, and most of a file's time is spent
-// waiting (servers starting, health-check periods, timeouts), not computing. The longest jobs
+// one queue of (file, environment) jobs, up to two at a time on a machine with two cores or more:
+// each integration file starts its own clusters on free ports, and keeps about one core busy on
+// average (the rest is waiting: servers starting, health-check periods, timeouts). A second job
+// starts beside a running one only while the CPU has room (IDLE_MIN idle): on a machine busy with
+// other work the files run one at a time, as they always did. The longest jobs
 // start first (durations of the last run, else the estimates in EXPECTED_SECONDS), so the run
 // does not end with one long file alone. Each job's TAP output is printed whole when it ends
 // (never interleaved), with its time; a summary of the failures and the per-pass times ends the run.
@@ -41,6 +43,36 @@ const INTEGRATION_JOBS = (() => {
   const v = Number(process.env.PGMAITRE_TEST_JOBS);
   return Number.isInteger(v) && v >= 1 ? v : Math.min(2, CORES);
 })();
+
+/** The share of the CPU that must have been idle (over IDLE_WINDOW_MS) to start a job beside a running one. */
+const IDLE_MIN = 0.35;
+const IDLE_WINDOW_MS = 5000;
+
+/** () => share of CPU time idle over about the last IDLE_WINDOW_MS (all cores; os.cpus() times, sampled every 500 ms). */
+function cpuIdleMeter() {
+  const sample = () => {
+    let idle = 0;
+    let total = 0;
+    for (const c of os.cpus()) {
+      idle += c.times.idle;
+      total += c.times.user + c.times.nice + c.times.sys + c.times.idle + c.times.irq;
+    }
+    return { at: Date.now(), idle, total };
+  };
+  const samples = [sample()];
+  const timer = setInterval(() => {
+    samples.push(sample());
+    while (samples.length > 2 && samples[1].at <= Date.now() - IDLE_WINDOW_MS) samples.shift();
+  }, 500);
+  timer.unref();
+  return () => {
+    const a = samples[0];
+    const b = sample();
+    // too short a window says nothing yet: count it as busy
+    if (b.at - a.at < IDLE_WINDOW_MS / 2 || b.total <= a.total) return 0;
+    return (b.idle - a.idle) / (b.total - a.total);
+  };
+}
 
 /** Client suites that run again with PGMAITRE_TEST_POOL_MODE=transaction (test/harness/in-process.ts). */
 const TRANSACTION_POOLING_SUITES = [
@@ -142,7 +174,7 @@ function main() {
     const queue = lanes > 1 ? [...jobs].sort((a, b) => expected(b) - expected(a)) : [...jobs];
     const results = [];
     const measured = {};
-    console.log(`run-tests: ${jobs.length} integration jobs, ${lanes} at a time${lanes > 1 ? ', longest first' : ''} (PGMAITRE_TEST_JOBS=n to change)`);
+    console.log(`run-tests: ${jobs.length} integration jobs, ${lanes > 1 ? `up to ${lanes} at a time (another beside a running one while ${IDLE_MIN * 100}% of the CPU is idle), longest first` : 'one at a time'} (PGMAITRE_TEST_JOBS=n to change)`);
     const one = (job) => new Promise((resolve) => {
       const args = ['--test', ...options, job.file];
       const env = { ...process.env, ...job.env };
@@ -172,10 +204,23 @@ function main() {
         resolve();
       });
     });
-    const lane = async () => {
-      for (let job = queue.shift(); job && !stopping; job = queue.shift()) await one(job);
-    };
-    await Promise.all(Array.from({ length: lanes }, lane));
+    // The first job starts at once; another one alongside only while the CPU has room (IDLE_MIN
+    // of it idle over the last seconds): on a machine busy with other work the jobs run one at a
+    // time, as the files were written for, instead of slowing each other into their timeouts.
+    const active = new Set();
+    const idle = cpuIdleMeter();
+    let deferred = 0;
+    while (queue.length > 0 && !stopping) {
+      if (active.size === 0 || (active.size < lanes && idle() >= IDLE_MIN)) {
+        const p = one(queue.shift()).then(() => active.delete(p));
+        active.add(p);
+        continue;
+      }
+      if (active.size < lanes) deferred++;
+      await Promise.race([...active, new Promise((r) => setTimeout(r, 1000))]);
+    }
+    await Promise.all(active);
+    if (lanes > 1) console.log(`run-tests: a second job waited for idle CPU ${deferred} s in all`);
     writeDurations(measured);
     return results;
   };
@@ -221,7 +266,7 @@ function main() {
       }
       const slow = [...results].sort((a, b) => b.ms - a.ms).slice(0, 8).map((r) => `${r.job.key} ${seconds(r.ms)} s`);
       console.log(`run-tests: longest jobs: ${slow.join(', ')}`);
-      phases.push(`integration and passes ${seconds(wall)} s (${INTEGRATION_JOBS} at a time)`);
+      phases.push(`integration and passes ${seconds(wall)} s (up to ${INTEGRATION_JOBS} at a time)`);
       const failed = results.filter((r) => r.status !== 0);
       if (failed.length > 0) console.log(`run-tests: FAILED: ${failed.map((r) => `[${r.job.label}] ${r.job.file} (exit ${r.status})`).join(', ')}`);
     }
