@@ -31,10 +31,9 @@
  * session itself: no closure or object per request.
  */
 import { FrontendCode, TxStatus } from '../protocol/codes';
-import { encodeErrorResponse } from '../protocol/backend';
-import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
+import { encodeCommandComplete, encodeErrorResponse, encodeReadyForQuery } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
-import { newRouteState, noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
+import { newRouteState, type RouteState } from '../router/router';
 import { LogEvent } from '../log/logger';
 import { ExpectKind, Link, Term, type Expect, type Goodbye } from './link';
 import { newRequest, releaseRequest, Request, RequestInfo } from './request';
@@ -42,11 +41,10 @@ import { Planner, PlanType, type Plan, type PlannerView } from './planner';
 import { Statements } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
-import { ABORT_TX, errorReply, localError, reportNode } from './local-replies';
+import { errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
 import { duplicateParses, evict, names, unnamedDropped } from './connection-statements';
 import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
-import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import { rewriteRequest } from './statement-names';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
@@ -54,7 +52,8 @@ import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
 import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
-import { deferrableBegin, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
+import { Pins, pinReasonOf } from './tx-pooling';
+import { deferBegin, deferredStep, type DeferredSession } from './deferred-begin';
 import { afterFirstExecute, endsWhole, failsFirstWhenAborted, frontRefusedWhenAborted, leadingCloses } from './request-frames';
 import type { QueryClass } from '../classify/types';
 import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
@@ -77,7 +76,7 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession, IdentitySession {
+export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession, IdentitySession, DeferredSession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -174,18 +173,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * 40136, 40153). See failsFirstWhenAborted (request-frames.ts).
    */
   abortedSure = false;
-  /**
-   * Transaction pooling: a BEGIN answered here while the session held no connection (issue 17
-   * item 10: psycopg2 sends one before every transaction, and an admin command inside must not
-   * wait for a lease). Sent in front of the transaction's first statement that needs a server.
-   */
-  private deferredBegin = '';
-  /**
-   * The deferred BEGIN's transaction failed before it reached a server (no primary to start it
-   * on, or its lease refused): the client is in an aborted transaction, as PostgreSQL would put
-   * it; every request but its end is refused 25P02 here, COMMIT/ROLLBACK end it here.
-   */
-  private deferredFailed = false;
+  /** Transaction pooling: a BEGIN answered here, not sent yet, and whether its transaction failed (deferred-begin.ts). */
+  deferredBegin = '';
+  deferredFailed = false;
   /**
    * Transaction pooling: the request at the head of the queue, read and planned, that waits for
    * its lease (open()); with what its plan read (see resumable()). Once clients outnumber
@@ -240,7 +230,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.attach(node, conn);
   }
 
-  private attach(node: number, conn: BackendPort): Link {
+  attach(node: number, conn: BackendPort): Link {
     let l = this.links[node];
     if (l === undefined) this.links[node] = (l = new Link(node));
     l.reset();
@@ -447,7 +437,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     }
     const info = this.info.read(req.data);
     if (this.deferredBegin !== '') {
-      const r = this.deferredStep(req, info);
+      const r = deferredStep(this, req, info);
       if (r !== null) return r;
     }
     if (this.host.pooling !== 'session') {
@@ -550,118 +540,13 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     return this.cancelling.size > 0 && this.cancelling.has(link);
   }
 
-  /** Opens a link to `node` (blocking the queue meanwhile). */
-  /**
-   * Transaction pooling: a BEGIN of a session that holds no connection is answered here and sent
-   * later (deferredStep), when it is one PostgreSQL always accepts there (deferrableBegin).
-   */
+  /** Transaction pooling: answers a BEGIN before any connection is leased, when it may (deferred-begin.ts). */
   deferBegin(req: Request, sql: string, cls: QueryClass): boolean {
-    const tag = deferrableBegin(sql);
-    if (tag === null || this.route.inTransaction || this.txStatus() !== TxStatus.Idle || !this.allAnswered(null)) return false;
-    for (const l of this.links) if (l?.conn != null) return false;
-    this.flush();
-    this.deferredBegin = sql;
-    noteDispatched(cls, this.route, this.host.routing.router);
-    this.beginSql = sql;
-    this.client.write(Buffer.concat([encodeCommandComplete(tag), encodeReadyForQuery(TxStatus.InTransaction)]));
-    releaseRequest(req);
-    return true;
+    return deferBegin(this, req, sql, cls);
   }
 
-  /**
-   * A request after a BEGIN answered here (deferBegin): a plain COMMIT/ROLLBACK ends that
-   * transaction here, an admin command is answered inside it (null: go on); anything else first
-   * leases the primary's connection and sends the BEGIN there (after the session's own side
-   * requests, as prepareLink sends them), then goes on as usual. False: wait for the lease.
-   */
-  private deferredStep(req: Request, info: RequestInfo): boolean | null {
-    const single = info.queries.length === 1 && !info.extended && req.term === Term.Query ? info.queries[0]! : null;
-    if (single !== null) {
-      const end = plainTransactionEnd(single);
-      if (end !== null) {
-        this.deferredBegin = '';
-        const failed = this.deferredFailed;
-        this.deferredFailed = false;
-        noteTransactionEnd(this.route);
-        unnamedDropped(this, null);
-        this.flush();
-        this.client.write(Buffer.concat([encodeCommandComplete(failed ? 'ROLLBACK' : end), encodeReadyForQuery(TxStatus.Idle)]));
-        releaseRequest(req);
-        return true;
-      }
-      if (this.host.adminEnabled && this.host.classifier.classify(single).kind === 'admin') return null;
-    }
-    const primary = this.host.cluster.primaryId();
-    let link = this.links[primary];
-    const noPrimary = link?.conn == null && (primary < 0 || this.planner.recentlyFailed(primary, true));
-    // The aborted transaction refuses a simple Query here; an extended-protocol request (a ROLLBACK
-    // among them) goes to a server whose transaction is aborted first (below), when there is one.
-    if (this.deferredFailed && (!info.extended || noPrimary)) {
-      return this.deferredRefuse(req, info, '25P02', 'current transaction is aborted, commands ignored until end of transaction block', undefined);
-    }
-    if (noPrimary) {
-      // No primary to start the transaction on (none, or its connection just failed): the request
-      // fails as a write with no primary does, and the transaction with it. Opening again at once
-      // would come back here at once, a loop that starved the whole process.
-      this.deferredFailed = true;
-      return this.deferredRefuse(req, info, '57P03', 'no primary node is available', 'the transaction cannot start; end it with ROLLBACK (see SHOW POOL_NODES)');
-    }
-    if (link?.conn == null) {
-      const now = this.host.leaseNow(primary);
-      if (now === null) {
-        this.open(primary);
-        return false;
-      }
-      link = this.attach(primary, now);
-    }
-    const conn = link.conn!;
-    // What prepareLink sends first on a connection (cleanup, unsure statements, the session's
-    // settings): before the BEGIN, so that they stay outside the transaction.
-    for (const c of link.cleanup) {
-      const e = link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
-      if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
-      this.send(link, c.buf);
-    }
-    emptyArray(link.cleanup);
-    if (conn.statements.unsure.size > 0) {
-      const frames: Buffer[] = [];
-      for (const name of conn.statements.unsure) frames.push(encodeClose('S', name));
-      frames.push(encodeSync());
-      link.expect(ExpectKind.Cleanup, true, conn.statements.unsure.size, Term.Sync);
-      this.send(link, Buffer.concat(frames));
-      conn.statements.unsure.clear();
-    }
-    const replay = this.state.replayFor(conn, this);
-    if (replay.length > 0) {
-      link.expect(ExpectKind.State, true, 0, Term.Query);
-      this.send(link, encodeQuery(replay.join('; ')));
-    }
-    link.unnamedOwn = false;
-    link.expect(ExpectKind.Tx, true, 0, Term.Query).errorsToClient = true;
-    this.send(link, encodeQuery(this.deferredBegin));
-    link.txStatus = TxStatus.InTransaction;
-    if (this.deferredFailed) {
-      // The client's transaction is aborted (see deferredFailed): the server's becomes so too.
-      link.expect(ExpectKind.Tx, true, 0, Term.Query);
-      this.send(link, ABORT_TX);
-      link.txStatus = TxStatus.Failed;
-      this.deferredFailed = false;
-    }
-    this.deferredBegin = '';
-    return null;
-  }
-
-  /** A request of the deferred BEGIN's failed transaction refused here, in order (see deferredFailed). */
-  private deferredRefuse(req: Request, info: RequestInfo, code: string, message: string, hint: string | undefined): boolean {
-    if (!this.allAnswered(null)) return false;
-    if (info.queries.length > 0) unnamedDropped(this, null);
-    this.flush();
-    this.client.write(errorReply(code, message, hint, req.term === Term.None ? 0 : 1, TxStatus.Failed));
-    releaseRequest(req);
-    return true;
-  }
-
-  private open(node: number): void {
+  /** Opens a link to `node` (blocking the queue meanwhile). */
+  open(node: number): void {
     if (this.host.pooling !== 'session' && this.host.leaseLater !== undefined) {
       this.waitLease(node);
       return;
