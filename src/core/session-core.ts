@@ -35,7 +35,7 @@ import { encodeCommandComplete, encodeErrorResponse, encodeReadyForQuery } from 
 import { clientErrors } from '../errors/client-errors';
 import { newRouteState, type RouteState } from '../router/router';
 import { LogEvent } from '../log/logger';
-import { ExpectKind, Link, Term, type Expect, type Goodbye } from './link';
+import { ExpectKind, Link, Term, type Expect } from './link';
 import { newRequest, releaseRequest, Request, RequestInfo } from './request';
 import { Planner, PlanType, type Plan, type PlannerView } from './planner';
 import { Statements } from './statements';
@@ -50,7 +50,7 @@ import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
-import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
+import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
 import { Pins, pinReasonOf } from './tx-pooling';
 import { deferBegin, deferredStep, type DeferredSession } from './deferred-begin';
@@ -58,13 +58,11 @@ import { afterFirstExecute, endsWhole, failsFirstWhenAborted, frontRefusedWhenAb
 import type { QueryClass } from '../classify/types';
 import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
 import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
-import { lossVerdict } from './recovery';
+import { connectionLost, retryable, type RecoverySession } from './recovery';
 import { emptyArray } from '../util/arrays';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
-
-const SHUTDOWN_CODES = new Set(['57P01', '57P02']);
 
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
 const FLUSH_MESSAGE = Buffer.from([0x48, 0, 0, 0, 4]);
@@ -76,7 +74,7 @@ export class CoreFault extends Error {
 }
 
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession, IdentitySession, DeferredSession {
+export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession, IdentitySession, DeferredSession, RecoverySession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -90,8 +88,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   // their narrow session interfaces (see the file header), not by the socket side.
   /** The session's link per node. */
   readonly links: (Link | undefined)[] = [];
-  private readonly queue: Request[] = [];
-  private queuedBytes = 0;
+  readonly queue: Request[] = [];
+  queuedBytes = 0;
   // Request assembly: ranges of client bytes not yet cut into a request.
   private rBuf: Buffer[] = [];
   private rStart: number[] = [];
@@ -101,7 +99,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Bytes in the ranges above: counted in pacing, and cut early beyond QUEUE_HIGH_WATER. */
   private rBytes = 0;
   /** The link in COPY IN that takes the client's copy frames directly, and those frames. */
-  private copyTarget: Link | null = null;
+  copyTarget: Link | null = null;
   private copyParts: Buffer[] = [];
   stickyNode = -1;
   lastNode = -1;
@@ -195,7 +193,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   readonly cacheView: CacheView | null;
   /** Node whose answer the cache collects (-1: none), and the node whose chunk is being scanned (-1: none). */
   collectNode = -1;
-  private feedNode = -1;
+  feedNode = -1;
   /**
    * Answers held back until the cache's invalidation of a commit went through (cache-port.ts:
    * holdAnswers): the client learns of its write only once no cached answer can contradict it.
@@ -951,7 +949,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   }
 
   /** Applies what the completed expects of `link` mean. */
-  private settle(link: Link): void {
+  settle(link: Link): void {
     const primary = this.host.cluster.primaryId();
     for (const e of link.done) {
       switch (e.kind) {
@@ -983,84 +981,15 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     emptyArray(link.done);
   }
 
-  // ---- a backend connection is lost ------------------------------------------------------------
+  // ---- a backend connection is lost (recovery.ts) ---------------------------------------------
 
   /** The backend connection of `node` closed or failed. */
   onBackendClosed(node: number, reason: string): void {
-    const link = this.links[node];
-    if (link === undefined || link.conn === null || this.closed) return;
-    const conn = link.conn;
-    if (link.answeredButReady()) {
-      // A read answered whole but for its ReadyForQuery: the ReadyForQuery is ours (recovery.ts).
-      this.feedNode = node;
-      link.feed(READY_IDLE, this);
-      this.feedNode = -1;
-    }
-    const goodbye = link.goodbye;
-    const owed = link.drain();
-    const unsynced = link.unsynced;
-    if (link.done.length > 0) this.settle(link);
-    if (this.collectNode === node) {
-      this.collectNode = -1;
-      this.cache!.collected(0, false);
-    }
-    releaseHeld(this);
-    link.reset();
-    link.conn = null;
-    this.host.closeLink(conn, false, reason);
-    if (this.copyTarget === link) this.copyTarget = null;
-    this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid, reason, goodbye: goodbye?.code }, 'backend connection lost');
-    // failover_on_backend_error is about a connection lost without a word; a FATAL goodbye
-    // (57P01/57P02: pg_terminate_backend, a server shutdown) counts only with failover_on_backend_shutdown.
-    const code = goodbye?.code ?? '';
-    if (code === '' || (SHUTDOWN_CODES.has(code) && this.host.config.failover_on_backend_shutdown)) this.host.backendError(node, reason);
-    const primary = this.host.cluster.primaryId();
-    const clientOwed = owed.filter((e) => !e.swallow);
-    const { verdict, retry } = lossVerdict({
-      owed: clientOwed, unsynced, code,
-      isPrimary: node === primary || node === this.identityNode,
-      holdsSession: this.route.inTransaction || this.state.holdsUnreplayable || this.route.tempTables.size > 0 || this.pins.temp,
-    });
-    this.forgetNode(node);
-    if (verdict === 'end') {
-      for (const e of owed) Link.release(e);
-      this.lost(node, goodbye);
-      return;
-    }
-    if (retry) {
-      // Nothing of the client's was lost: its reads run again elsewhere, first.
-      const reqs = clientOwed.map((e) => e.retry as Request);
-      for (let i = reqs.length - 1; i >= 0; i--) {
-        this.queue.unshift(reqs[i]!);
-        this.queuedBytes += reqs[i]!.data.length;
-      }
-      this.host.log.info({ event: 'read_retry', pid: this.host.pid, node_id: node, requests: reqs.length },
-        `node ${node} went away before answering; re-running ${reqs.length} read(s) elsewhere`);
-    }
-    for (const e of owed) Link.release(e);
-    if (verdict === 'ask') {
-      // FATAL 57P01 on an idle connection: pg_terminate_backend() of this client's backend (end
-      // the session, as PostgreSQL would), or the server shutting down (go on elsewhere)?
-      this.block(this.host.nodeAccepting(node).then((accepting) => {
-        if (accepting) this.lost(node, goodbye);
-      }), `check whether node ${node} is shutting down`);
-      return;
-    }
-    this.drive();
-  }
-
-  /**
-   * Ends the session after losing `node`, as PostgreSQL would: the client sees the backend's own
-   * FATAL (once: not again when it came with an answer), or ours when the backend said nothing.
-   */
-  private lost(node: number, goodbye: Goodbye | null): void {
-    if (goodbye === null) this.client.write(encodeErrorResponse(clientErrors.backendLost(node)));
-    else if (!goodbye.forwarded && goodbye.frame !== null) this.client.write(goodbye.frame);
-    this.end(`backend node ${node} lost${goodbye ? ` (${goodbye.code})` : ''}`);
+    connectionLost(this, node, reason);
   }
 
   /** A node's connection is gone: its statements and portals with it. */
-  private forgetNode(node: number): void {
+  forgetNode(node: number): void {
     this.statements.forgetNode(node);
     if (this.lastNode === node) this.lastNode = -1;
     if (this.stickyNode === node) this.stickyNode = -1;
@@ -1074,7 +1003,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.end(`${fields.code}: ${fields.message}`);
   }
 
-  private end(reason: string): void {
+  end(reason: string): void {
     if (this.closed) return;
     this.closed = true;
     this.host.end(reason);
@@ -1200,18 +1129,4 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   backends(): BackendPort[] {
     return [...this.connected()].map((l) => l.conn!);
   }
-}
-
-/** The ReadyForQuery that completes a read whose node went away after answering it (outside a transaction). */
-const READY_IDLE = encodeReadyForQuery(TxStatus.Idle);
-
-/**
- * Keeps `req` with its expect while it may run again elsewhere, and says when its answer is whole
- * but for the ReadyForQuery (Link.answeredButReady): a Sync's completions are counted already; a
- * simple Query's only when it holds one statement.
- */
-function retryable(e: Expect, req: Request, plan: Plan): void {
-  e.retry = req;
-  if (req.term !== Term.Query) e.queryLeft = 0;
-  else if (plan.classes.length === 1 && plan.classes[0]!.statements === 1) e.queryLeft = 1;
 }
