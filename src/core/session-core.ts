@@ -21,14 +21,16 @@
  * Backpressure: the client is not read while the queued requests exceed a bound or a backend
  * socket is above its high-water mark; backends are not read while the client's socket is.
  *
- * This file orchestrates; each concern it hands work to has its own file, a narrow interface of
- * the session that SessionCore implements, and its own unit tests (docs/architecture.md, "The
- * core's rooms"): request-effects.ts (what a request does to the session, sent and answered),
- * side-requests.ts (what a link needs first), connection-statements.ts (server statement names
- * per connection), pooled-prepare.ts (SQL PREPARE & co. before a shared connection),
- * lease-end.ts (every way a lease ends), tx-pooling.ts and recovery.ts (the policies),
- * cache-glue.ts (the query cache), identity-check.ts, local-replies.ts. Their functions take the
- * session itself: no closure or object per request.
+ * This file is the session's own driving loop; each concern it hands work to has its own file, a
+ * narrow interface of the session that SessionCore implements, and its own unit tests
+ * (docs/architecture.md, "The core's rooms"): request-effects.ts (what a request does to the
+ * session, sent and answered), side-requests.ts (what a link needs first),
+ * connection-statements.ts (server statement names per connection), pooled-prepare.ts (SQL
+ * PREPARE & co. before a shared connection), deferred-begin.ts (a BEGIN answered before any
+ * lease), request-frames.ts (a request's frames, in an aborted transaction), lease-end.ts (every
+ * way a lease ends), tx-pooling.ts (the policy), recovery.ts (a lost connection), cache-glue.ts
+ * (the query cache), identity-check.ts, local-replies.ts (answers and admin commands). Their
+ * functions take the session itself: no closure or object per request.
  */
 import { FrontendCode, TxStatus } from '../protocol/codes';
 import { encodeCommandComplete, encodeErrorResponse, encodeReadyForQuery } from '../protocol/backend';
@@ -41,7 +43,7 @@ import { Planner, PlanType, type Plan, type PlannerView } from './planner';
 import { Statements } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
-import { errorReply, localError, reportNode } from './local-replies';
+import { errorReply, localError, reportNode, runAdmin, type AdminReplySession } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
 import { duplicateParses, evict, names, unnamedDropped } from './connection-statements';
 import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
@@ -57,7 +59,7 @@ import { deferBegin, deferredStep, type DeferredSession } from './deferred-begin
 import { afterFirstExecute, endsWhole, failsFirstWhenAborted, frontRefusedWhenAborted, leadingCloses } from './request-frames';
 import type { QueryClass } from '../classify/types';
 import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
-import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
+import { cancelQueries, closeLeases, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
 import { connectionLost, retryable, type RecoverySession } from './recovery';
 import { emptyArray } from '../util/arrays';
 
@@ -67,14 +69,8 @@ const QUEUE_HIGH_WATER = 256 * 1024;
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
 const FLUSH_MESSAGE = Buffer.from([0x48, 0, 0, 0, 4]);
 
-
-/** An exception escaped the core's data path (a bug): the session ends with FATAL XX000. */
-export class CoreFault extends Error {
-  override name = 'CoreFault';
-}
-
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession, IdentitySession, DeferredSession, RecoverySession {
+export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession, IdentitySession, DeferredSession, RecoverySession, AdminReplySession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -133,11 +129,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   readonly pins = new Pins();
   /** openLink() refused the connection the head request waits for (it gets this error). */
   private refused: LinkRefused | null = null;
-  /**
-   * Links whose cancel request is on its way (until the server took it): their connection is not
-   * given back meanwhile, and nothing more is sent anywhere (F26: the cancel must not land on the
-   * client's next statement, nor on another client's).
-   */
+  /** Links whose cancel request is on its way (lease-end.ts, LeaseEndSession). */
   readonly cancelling = new Map<Link, Promise<void>>();
   /**
    * A cancel came while nothing ran at a server and this request (the queue's head then) waited
@@ -145,31 +137,14 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * would cancel it when it runs; dropped if the request is answered here.
    */
   private cancelHead: Request | null = null;
-  /** Transaction pooling: the request being sent redefines these statement names (42P05 from the server). */
+  // Transaction pooling, the request being sent (NamingSession, connection-statements.ts, says
+  // what each means): names it redefines (42P05 from the server), Binds answered here, and
+  // whether it may meet an aborted transaction (F21).
   dupParses: Set<string> | null = null;
-  /** ...of which the request's Parses really were refused (not closed before them). */
   readonly dupRefused = new Set<string>();
-  /** Transaction pooling: statements whose Bind in the request being sent is answered here (side-requests.ts refusedHere). */
   refusedBinds: Set<string> | null = null;
-  /**
-   * Transaction pooling, F21: the request being sent may meet an aborted transaction: 'known'
-   * (the leased connection's transaction is failed, no ReadyForQuery owed before the request) or
-   * 'maybe' (inside a transaction, behind requests not answered yet); '' otherwise. Then a Parse
-   * of a statement the connection has is not answered here: see names() (connection-statements.ts).
-   */
   abortedTx: '' | 'known' | 'maybe' = '';
-  /**
-   * In an aborted transaction, the request's first message is refused with 25P02 (a Parse, or a
-   * Bind/Describe of a statement the client has): a re-parse ahead of it may fail there too (see
-   * side-requests.ts). False for a Close, or a Bind of a statement the client lacks (26000 first).
-   */
   frontRefused = false;
-  /**
-   * Known aborted transaction: the request surely fails at a message whose answer needs no
-   * statement re-parsed (after Closes only: a Parse, a Bind or Describe of a statement the client
-   * lacks, a Bind answered here); no re-parse is sent, it would put its own 25P02 first (seeds
-   * 40136, 40153). See failsFirstWhenAborted (request-frames.ts).
-   */
   abortedSure = false;
   /** Transaction pooling: a BEGIN answered here, not sent yet, and whether its transaction failed (deferred-begin.ts). */
   deferredBegin = '';
@@ -194,10 +169,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Node whose answer the cache collects (-1: none), and the node whose chunk is being scanned (-1: none). */
   collectNode = -1;
   feedNode = -1;
-  /**
-   * Answers held back until the cache's invalidation of a commit went through (cache-port.ts:
-   * holdAnswers): the client learns of its write only once no cached answer can contradict it.
-   */
+  /** Answers held back until the cache's invalidation of a commit went through (cache-glue.ts, CacheSession). */
   held: Buffer[] | null = null;
   /** Transaction pooling: the ParameterStatus values the client was given at login (a DISCARD ALL answered here reports resets). */
   loginParams: ReadonlyMap<string, string> | null = null;
@@ -461,7 +433,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         return false;
       case PlanType.Admin:
         if (info.queries.length > 0) unnamedDropped(this, null);
-        this.runAdmin(plan.adminSql);
+        runAdmin(this, plan.adminSql);
         releaseRequest(req);
         return true;
       case PlanType.Error:
@@ -657,16 +629,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       // the client's socket may be what failed; the session ends anyway
     }
     this.closed = true;
-    for (const l of this.links) {
-      if (l?.conn == null) continue;
-      const conn = l.conn;
-      l.conn = null;
-      try {
-        l.reset();
-      } finally {
-        this.host.closeLink(conn, false, `session ${this.host.pid} ended after an internal error`);
-      }
-    }
+    closeLeases(this, `session ${this.host.pid} ended after an internal error`);
     this.parked = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
@@ -888,8 +851,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     }
   }
 
-  // ---- after sending ---------------------------------------------------------------------------
-
   // ---- backend input -------------------------------------------------------------------------
 
   /** ForwardSink: a range of a backend chunk for the client. */
@@ -1003,23 +964,14 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.end(`${fields.code}: ${fields.message}`);
   }
 
+  /** Ends the session (the host ends its connections: close()). */
   end(reason: string): void {
     if (this.closed) return;
     this.closed = true;
     this.host.end(reason);
   }
 
-  // ---- query cache (src/cache/; the hook is cache-port.ts) -----------------------------------
-
-  // ---- local replies ---------------------------------------------------------------------------
-
-  /** Runs an admin command (blocks the queue meanwhile) and writes its answer. */
-  private runAdmin(sql: string): void {
-    const status = this.txStatus();
-    this.block(this.host.runAdmin(sql, status).then((reply) => {
-      if (!this.closed) this.client.write(reply);
-    }), 'admin command');
-  }
+  // ---- local replies (local-replies.ts) --------------------------------------------------------
 
   /** The transaction status of pgmaitre's own ReadyForQuery: the primary's. */
   txStatus(): number {
@@ -1040,7 +992,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       if (sql !== undefined) conn.lastStatement = sql;
     }
   }
-
 
   // ---- cancel and close ------------------------------------------------------------------------
 
