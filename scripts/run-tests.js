@@ -199,7 +199,7 @@ function main() {
         } else {
           console.log(`run-tests: [${job.label}] ${path.basename(job.file)}: ${seconds(ms)} s${status ? `, exit ${status}` : ''}`);
         }
-        if (status === 0 || status === 1) measured[job.key] = Math.round(ms / 100) / 10;
+        if (!stopping && (status === 0 || status === 1)) measured[job.key] = Math.round(ms / 100) / 10;
         results.push({ job, ms, status, counts: tapCounts(text) });
         resolve();
       });
