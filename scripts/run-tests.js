@@ -165,8 +165,8 @@ function main() {
   });
 
   /**
-   * The jobs [{ key, label, env, file }] `lanes` at a time, longest expected first. With one lane
-   * the output is streamed; with more, each job's output is printed whole when it ends.
+   * The jobs [{ key, label, env, file }] up to `lanes` at a time, longest expected first. With one
+   * lane the output streams through; with more, each job's output is printed whole when it ends.
    */
   const runJobs = async (jobs, lanes) => {
     const known = readDurations();
@@ -181,11 +181,15 @@ function main() {
       const envText = Object.entries(job.env).map(([k, v]) => `${k}=${v} `).join('');
       const started = Date.now();
       if (lanes === 1) console.log(`run-tests: [${job.label}] ${envText}node ${args.join(' ')}`);
-      const child = spawn(process.execPath, args, { cwd: root, stdio: lanes === 1 ? 'inherit' : ['ignore', 'pipe', 'pipe'], env });
+      // one lane: the output streams through (and is kept for the counts); more: kept until the end
+      const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', lanes === 1 ? 'inherit' : 'pipe'], env });
       running.add(child);
       const out = [];
       const err = [];
-      child.stdout?.on('data', (b) => out.push(b));
+      child.stdout.on('data', (b) => {
+        out.push(b);
+        if (lanes === 1) process.stdout.write(b);
+      });
       child.stderr?.on('data', (b) => err.push(b));
       child.on('close', (code, signal) => {
         running.delete(child);
@@ -266,7 +270,7 @@ function main() {
       }
       const slow = [...results].sort((a, b) => b.ms - a.ms).slice(0, 8).map((r) => `${r.job.key} ${seconds(r.ms)} s`);
       console.log(`run-tests: longest jobs: ${slow.join(', ')}`);
-      phases.push(`integration and passes ${seconds(wall)} s (up to ${INTEGRATION_JOBS} at a time)`);
+      phases.push(`integration and passes ${seconds(wall)} s (${INTEGRATION_JOBS > 1 ? `up to ${INTEGRATION_JOBS}` : "one"} at a time)`);
       const failed = results.filter((r) => r.status !== 0);
       if (failed.length > 0) console.log(`run-tests: FAILED: ${failed.map((r) => `[${r.job.label}] ${r.job.file} (exit ${r.status})`).join(', ')}`);
     }
