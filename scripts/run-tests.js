@@ -270,7 +270,7 @@ function main() {
       }
       const slow = [...results].sort((a, b) => b.ms - a.ms).slice(0, 8).map((r) => `${r.job.key} ${seconds(r.ms)} s`);
       console.log(`run-tests: longest jobs: ${slow.join(', ')}`);
-      phases.push(`integration and passes ${seconds(wall)} s (${INTEGRATION_JOBS > 1 ? `up to ${INTEGRATION_JOBS}` : "one"} at a time)`);
+      phases.push(`integration and passes ${seconds(wall)} s (${INTEGRATION_JOBS > 1 ? `up to ${INTEGRATION_JOBS}` : 'one'} at a time)`);
       const failed = results.filter((r) => r.status !== 0);
       if (failed.length > 0) console.log(`run-tests: FAILED: ${failed.map((r) => `[${r.job.label}] ${r.job.file} (exit ${r.status})`).join(', ')}`);
     }
