@@ -173,8 +173,9 @@ export class RawSocket {
   /** destroy() closed the handle (after toNetSocket() it lives on in the net.Socket). */
   private handleClosed = false;
 
-  constructor(readonly _handle: TcpHandle) {
-    _handle.setNoDelay(true);
+  /** `noDelaySet`: the handle has TCP_NODELAY already (inherited from its listener: takeOverAccept). */
+  constructor(readonly _handle: TcpHandle, noDelaySet = false) {
+    if (!noDelaySet) _handle.setNoDelay(true);
     _handle.rawOwner = this;
     _handle.onread = onRead;
   }
@@ -377,6 +378,12 @@ export class RawSocket {
   }
 }
 
+/** Sets TCP_NODELAY on a listening handle; true when the sockets it accepts inherit it (Linux). */
+export function listenerNoDelay(listening: { setNoDelay?: (on: boolean) => number }): boolean {
+  if (process.platform !== 'linux' || typeof listening.setNoDelay !== 'function') return false;
+  return listening.setNoDelay(true) === 0;
+}
+
 /**
  * Makes `server` (listening) hand its accepted connections to `onRaw` as RawSockets instead of
  * making net.Sockets (then `connection` is not emitted and `server.close()` does not wait for
@@ -385,11 +392,14 @@ export class RawSocket {
  */
 export function takeOverAccept(server: net.Server, onRaw: (s: RawSocket) => void, onSocket: (s: net.Socket) => void): boolean {
   if (binding === null) return false;
-  const h = (server as unknown as { _handle?: { onconnection?: unknown } | null })._handle;
+  const h = (server as unknown as { _handle?: { onconnection?: unknown; setNoDelay?: (on: boolean) => number } | null })._handle;
   if (h == null || typeof h.onconnection !== 'function') return false;
+  // TCP_NODELAY set once on the listening socket: Linux copies it into every socket accepted
+  // from it (a setsockopt system call fewer per connection). Elsewhere each connection sets it.
+  const inherited = listenerNoDelay(h);
   h.onconnection = (err: number, client: unknown): void => {
     if (err !== 0 || client == null) return; // accept failed (EMFILE...): the client is retried by the kernel backlog
-    if (usableHandle(client)) onRaw(new RawSocket(client));
+    if (usableHandle(client)) onRaw(new RawSocket(client, inherited));
     else onSocket(new net.Socket({ handle: client, readable: true, writable: true } as unknown as net.SocketConstructorOpts));
   };
   return true;

@@ -180,6 +180,28 @@ test('toNetSocket(): the connection goes on as a net.Socket (TLS, handovers)', a
   }
 });
 
+test('TCP_NODELAY: set once on the listener (Linux: accepted sockets inherit it), not per accepted connection', async () => {
+  const calls: boolean[] = [];
+  // (Node's TCP handle class: listening and accepted handles alike.)
+  const proto = (process as unknown as { binding(n: string): { TCP: { prototype: { setNoDelay(on: boolean): number } } } }).binding('tcp_wrap').TCP.prototype;
+  const setNoDelay = proto.setNoDelay;
+  proto.setNoDelay = function (this: unknown, on: boolean) { calls.push(on); return setNoDelay.call(this, on); };
+  let conns: Awaited<ReturnType<typeof pair>>[] = [];
+  try {
+    conns = [await pair(), await pair()];
+  } finally {
+    proto.setNoDelay = setNoDelay;
+    for (const { server, raw, client } of conns) {
+      client.destroy();
+      raw.destroy();
+      server.close();
+    }
+  }
+  // Per pair: its listener once (accepted handle: none on Linux, once elsewhere); the clients
+  // made by net.connect set nothing (noDelay not asked).
+  assert.deepEqual(calls.length, process.platform === 'linux' ? 2 : 4, `setNoDelay calls: ${calls.length}`);
+});
+
 test('shared buffer from the first read: every read a view of the same memory, no buffer per read', async () => {
   const { server, raw, client } = await pair();
   try {
