@@ -230,14 +230,13 @@ export class SessionCache implements CachePort {
     this.earlyMiss = null;
     this.hitClass = null;
     const cache = this.cache;
-    if (cache.shmem === null || cache.streams !== null || info.functionCall || this.txWrote || this.txFailed) return false;
-    if (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''))) return false;
+    if (info.functionCall || !this.mayHitNow(view)) return false;
     const shape = this.shape(data, info, view);
     if (shape === null) return info.bindStatements.length > 1 && this.pipelineHit(data, info, view);
     const memo = this.knownRead(shape.sql, view);
     if (memo === null) return false;
     const key = this.shmemKey(shape, view, memo.res!);
-    const value = cache.shmem.get(key);
+    const value = cache.shmem!.get(key);
     if (value === undefined) {
       this.earlyMiss = data;
       this.earlyKey = key;
@@ -260,6 +259,17 @@ export class SessionCache implements CachePort {
   }
 
   /**
+   * Whether this session may be answered from shmem now: shmem on, no change stream, and not in a
+   * transaction that wrote, failed, or reads its own snapshot (REPEATABLE READ / SERIALIZABLE).
+   * One place for early() and quick().
+   */
+  private mayHitNow(view: CacheView): boolean {
+    if (this.cache.shmem === null || this.cache.streams !== null || this.txWrote || this.txFailed) return false;
+    return view.txStatus() === TxStatus.Idle
+      || !(this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''));
+  }
+
+  /**
    * A hit of the statement of the last prepared hit, recognised from the request's bytes before
    * anything is decoded: Bind (unnamed portal, that statement's name) [Describe of the unnamed
    * portal] Execute (unnamed portal, no row limit) Sync, the session's statement of that name
@@ -269,8 +279,7 @@ export class SessionCache implements CachePort {
   quick(data: Buffer, view: CacheView): boolean {
     const frame = this.quickFrame;
     const cache = this.cache;
-    if (frame === null || cache.shmem === null || cache.streams !== null || this.txWrote || this.txFailed) return false;
-    if (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''))) return false;
+    if (frame === null || !this.mayHitNow(view)) return false;
     const len = data.length;
     // Bind: code, length, '' (portal), the statement's name, NUL, then formats, values, result formats.
     const nb = this.quickBytes!;
@@ -300,7 +309,7 @@ export class SessionCache implements CachePort {
     }
     const shape = SHAPES.get(seq * 8 + 6);
     if (shape === undefined) return false;
-    const value = cache.shmem.get(this.shmemKey({ shape, sql: st.sql, types: this.types, params: latin1(data, nameEnd + 1, bEnd), cls: memo.cls, frame }, view, memo.res!));
+    const value = cache.shmem!.get(this.shmemKey({ shape, sql: st.sql, types: this.types, params: latin1(data, nameEnd + 1, bEnd), cls: memo.cls, frame }, view, memo.res!));
     if (value === undefined) return false;
     this.waitFor = null;
     this.collecting = false;
