@@ -141,7 +141,7 @@ export class SessionCache implements CachePort {
     // The planner's class of the text (queries first, then parses), else the statement's, else classified here.
     const cls = (info.parses.length > 0 || !info.extended ? classes[0] : undefined) ?? shape.cls ?? this.classifier().classify(shape.sql);
     if (cls.kind !== 'read') return CacheStep.Pass;
-    if (this.txWrote || this.txFailed || (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? '')))) {
+    if (this.txWrote || this.txFailed || this.inSnapshotTx(view)) {
       return this.counted(CacheStep.Pass, data);
     }
     const cache = this.cache;
@@ -218,7 +218,7 @@ export class SessionCache implements CachePort {
     if (memo === undefined || memo.cls.kind !== 'read' || memo.lists !== cache.lists || memo.by !== this.classifier()) return false;
     const tv = memo.tv;
     if (!tv.ok || tv.functions.length > 0) return false;
-    if (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''))) return false;
+    if (this.inSnapshotTx(view)) return false;
     const res = memo.res;
     if (res === null || res.pass || !this.current(res, view.searchPath)) return false;
     const key = this.shmemKey(shape, view, res);
@@ -235,6 +235,18 @@ export class SessionCache implements CachePort {
     this.hit = value;
     this.hitClass = memo.cls;
     return true;
+  }
+
+  /**
+   * In a REPEATABLE READ or SERIALIZABLE transaction: it reads its own snapshot, so it is neither
+   * served nor stored (an answer read after another client's commit would be filed as current).
+   * Its BEGIN's text is the view's too: transaction pooling answers a BEGIN before it has a
+   * connection and sends it later, without sent() seeing it.
+   */
+  private inSnapshotTx(view: CacheView): boolean {
+    if (view.txStatus() === TxStatus.Idle) return false;
+    return this.snapshot || this.sessionSnapshot || SNAPSHOT_ISOLATION.test(view.beginSql)
+      || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? '');
   }
 
   /** Whether a resolution still stands for this session (same database and search_path, catalog unchanged, not expired). */
