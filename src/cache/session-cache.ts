@@ -160,7 +160,7 @@ export class SessionCache implements CachePort {
     // The planner's class of the text (queries first, then parses), else the statement's, else classified here.
     const cls = (info.parses.length > 0 || !info.extended ? classes[0] : undefined) ?? shape.cls ?? this.classifier().classify(shape.sql);
     if (cls.kind !== 'read') return CacheStep.Pass;
-    if (this.txWrote || this.txFailed || (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? '')))) {
+    if (this.txWrote || this.txFailed || this.inSnapshotTx(view)) {
       return this.counted(CacheStep.Pass, data);
     }
     const cache = this.cache;
@@ -264,9 +264,7 @@ export class SessionCache implements CachePort {
    * One place for early() and quick().
    */
   private mayHitNow(view: CacheView): boolean {
-    if (this.cache.shmem === null || this.cache.streams !== null || this.txWrote || this.txFailed) return false;
-    return view.txStatus() === TxStatus.Idle
-      || !(this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''));
+    return this.cache.shmem !== null && this.cache.streams === null && !this.txWrote && !this.txFailed && !this.inSnapshotTx(view);
   }
 
   /**
@@ -453,6 +451,18 @@ export class SessionCache implements CachePort {
     this.hit = out;
     this.hitOwned = true;
     return true;
+  }
+
+  /**
+   * In a REPEATABLE READ or SERIALIZABLE transaction: it reads its own snapshot, so it is neither
+   * served nor stored (an answer read after another client's commit would be filed as current).
+   * Its BEGIN's text is the view's too: transaction pooling answers a BEGIN before it has a
+   * connection and sends it later, without sent() seeing it.
+   */
+  private inSnapshotTx(view: CacheView): boolean {
+    if (view.txStatus() === TxStatus.Idle) return false;
+    return this.snapshot || this.sessionSnapshot || SNAPSHOT_ISOLATION.test(view.beginSql)
+      || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? '');
   }
 
   /** Whether a resolution still stands for this session (same database and search_path, catalog unchanged, not expired). */

@@ -34,6 +34,8 @@ export interface CacheSession {
   clientFull: boolean;
   readonly closed: boolean;
   readonly stickyNode: number;
+  /** The text of the BEGIN of the client's current transaction (CacheView.beginSql). */
+  readonly beginSql: string;
   readonly links: readonly (Link | undefined)[];
   readonly client: ClientPort;
   readonly statements: Statements;
@@ -198,6 +200,7 @@ export function makeCacheView(s: CacheSession): CacheView {
     statementClass: (name) => st.protocol.get(name)?.cls,
     statement: (name) => st.protocol.get(name),
     txStatus: () => s.txStatus(),
+    get beginSql() { return s.beginSql; },
     get searchPath() { return state.searchPath; },
     get parameters() { return state.parameters; },
     get settingsVersion() { return state.version; },

@@ -30,6 +30,12 @@ export interface CacheView {
   statement(name: string): { readonly sql: string; readonly frame: Buffer } | undefined;
   /** The primary's transaction status as the client sees it. */
   txStatus(): number;
+  /**
+   * The BEGIN that opened the client's current transaction (meaningful while txStatus() is not
+   * Idle): in transaction pooling a BEGIN answered before any lease is sent later and never
+   * passes sent(), so its isolation level is read here.
+   */
+  readonly beginSql: string;
   /** The search_path the client set ('' = default). */
   readonly searchPath: string;
   /** Committed SET texts (part of the key: the same text can answer differently under other settings). */

@@ -21,7 +21,7 @@ import { decodeStartupPacket, encodeCancelRequest, replicationMode, type Startup
 import { LruCache } from '../util/lru-cache';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
-import { clientErrors } from '../errors/client-errors';
+import { clientErrors, startupRefusal } from '../errors/client-errors';
 import { ServerConnection, ServerParams, type ServerSink } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import { probeAccepting } from '../backend/accepting-probe';
@@ -421,7 +421,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       try {
         msg = decodeStartup(packet, len);
       } catch (e) {
-        this.fatal(clientErrors.protocolViolation(`invalid startup packet: ${(e as Error).message}`));
+        this.fatal(startupRefusal(e));
         return;
       }
       switch (msg.type) {

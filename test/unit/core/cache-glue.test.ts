@@ -47,6 +47,7 @@ function session(port: CachePort) {
     clientFull: false,
     closed: false,
     stickyNode: -1,
+    beginSql: 'BEGIN',
     links,
     client: { write: (b) => { client.push(Buffer.from(b)); return accept; } },
     statements: new Statements(),
