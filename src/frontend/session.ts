@@ -165,6 +165,14 @@ export function decodeStartup(packet: Buffer, len: number): StartupPacket {
 }
 
 /** A client session; see the file header. */
+
+/** Frame types a logged-in client may send (Terminate is handled before the core). */
+const KNOWN_AFTER_LOGIN: boolean[] = (() => {
+  const t: boolean[] = [];
+  for (const ch of 'BCdcfDEHFPQSX') t[ch.charCodeAt(0)] = true;
+  return t;
+})();
+
 export class ClientSession implements FrameSink, ServerSink, RegisteredSession, CoreHost, LoginIO {
   /** The pid the client was given: its login connection's backend pid. */
   pid = 0;
@@ -327,6 +335,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         return;
       }
       if (this.logFlags.statement || this.logFlags.clientMessages) this.logFrame(code, buf, start, end);
+      if (!KNOWN_AFTER_LOGIN[code]) {
+        this.unknownFrame(code);
+        return;
+      }
       this.core!.onFrame(code, buf, start, end);
       return;
     }
@@ -1070,6 +1082,17 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   }
 
   private leaving = false;
+
+  /**
+   * A frame of a type PostgreSQL does not know after login ('?', a 'p' outside authentication):
+   * PostgreSQL answers FATAL 08P01 "invalid frontend message type N" at once and closes, dropping
+   * the answers still in its output buffer (those of requests read with it). So do we: the
+   * session ends now, its leases as for any client that goes mid-request. Sending the frame on
+   * would leave the session waiting for a sync point that never comes.
+   */
+  private unknownFrame(code: number): void {
+    this.fatal(clientErrors.protocolViolation(`invalid frontend message type ${code}`));
+  }
 
   /** For tests that find a slot still held: the session's phase and its core's waits. */
   debugState(): string {
