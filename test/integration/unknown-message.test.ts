@@ -50,8 +50,8 @@ function afterFrame(port: number, type: string): Promise<string> {
 
 /**
  * Logs in, sends `select 1` and a bare '?' frame in one write; the message types answered until
- * the close. PostgreSQL answers only the FATAL: the query's answer was still in its output buffer
- * (it flushes before waiting for input, and the '?' was already there).
+ * the close. PostgreSQL answers the query then the FATAL, or only the FATAL when the '?' was read
+ * while the query's answer was still in its output buffer (it flushes before waiting for input).
  */
 function afterQueryThenUnknown(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -90,9 +90,9 @@ describe('a frame of an unknown type', { timeout: 120_000 }, () => {
       after(async () => { await px?.stop(); });
       test('a query in the same write: its answer (or none, as PostgreSQL drops an unflushed one), then the FATAL and the close', async () => {
         const direct = await afterQueryThenUnknown(fx.cluster.primary.port);
-        assert.equal(direct, 'E');
-        // Through pgmaitre the query may have been answered before the '?' is read, which is
-        // what PostgreSQL answers when the '?' comes in a later packet: either, then the FATAL.
+        // PostgreSQL itself answers either way (whether the '?' was read before it flushed the
+        // query's answer), and so may pgmaitre; never a hang, never more than that.
+        assert.match(direct, /^(TDCZ)?E$/);
         assert.match(await afterQueryThenUnknown(px.port), /^(TDCZ)?E$/);
       });
       for (const type of ['?', 'p']) {
