@@ -717,7 +717,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         if (conn === null) this.forgetNode(node);
         else if (this.closed) this.host.closeLink(conn, true, '');
         else {
-          this.planner.failedAt.delete(node);
+          // (Map.prototype.delete is a call into V8's runtime even on an empty map: once per waited transaction)
+          if (this.planner.failedAt.size > 0) this.planner.failedAt.delete(node);
           this.attach(node, conn);
         }
       } else if (conn !== null) this.host.closeLink(conn, true, ''); // (never kept unattached: leased forever)
