@@ -200,6 +200,8 @@ export class NodePool<T extends Poolable> {
    */
   private deadlineTimer: NodeJS.Timeout | null = null;
   private deadlineAt = 0;
+  /** The deadline timer holds the event loop (someone waits); unref'd while nobody does. */
+  private deadlineRefed = false;
   /**
    * leaseThen() outcomes not reported yet: waiter, connection, error, in threes. They are
    * reported in one microtask, never from inside the call that decided them (a giveBack() runs
@@ -617,25 +619,35 @@ export class NodePool<T extends Poolable> {
     this.waiting--;
     if (w.reserveTimer !== null) clearTimeout(w.reserveTimer);
     w.reserveTimer = null;
-    if (this.waiting === 0 && this.deadlineTimer !== null) {
+    if (this.waiting === 0 && this.deadlineRefed) {
       // Nobody waits: nothing to keep the process up for (the timer holds the event loop, as
-      // each waiter's own timer did).
-      clearTimeout(this.deadlineTimer);
-      this.deadlineTimer = null;
+      // each waiter's own timer did). Unref'd, not cleared: with a few more clients than
+      // connections the line empties and fills again on nearly every transaction, and a
+      // clearTimeout() and setTimeout() per wait cost more than the sweep it may run for nobody.
+      this.deadlineTimer!.unref();
+      this.deadlineRefed = false;
     }
   }
 
   /** Makes the deadline timer fire by `at` (it stays set for an earlier one). */
   private armDeadline(at: number): void {
-    if (this.deadlineTimer !== null && this.deadlineAt <= at) return;
+    if (this.deadlineTimer !== null && this.deadlineAt <= at) {
+      if (!this.deadlineRefed) {
+        this.deadlineTimer.ref();
+        this.deadlineRefed = true;
+      }
+      return;
+    }
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineAt = at;
     this.deadlineTimer = setTimeout(() => this.sweepDeadlines(), Math.max(1, at - Date.now()));
+    this.deadlineRefed = true;
   }
 
   /** Rejects every waiter past its deadline with LeaseTimeout; sets the timer for the next one. */
   private sweepDeadlines(): void {
     this.deadlineTimer = null;
+    this.deadlineRefed = false;
     const now = Date.now();
     let next = 0;
     const expired: Waiter<T>[] = [];
@@ -806,6 +818,7 @@ export class NodePool<T extends Poolable> {
     clearInterval(this.timer);
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
+    this.deadlineRefed = false;
     this.closeIdle('pool closed');
     const resetWaiters = [...this.resetWaiters.values()].flat();
     this.resetWaiters.clear();

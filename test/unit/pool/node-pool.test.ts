@@ -473,6 +473,45 @@ test('leases: waiting costs no timer per waiter (one deadline timer for the pool
   p.shutdown();
 });
 
+test('leases: a line that empties and fills on every transaction sets the deadline timer once; it holds the process only while someone waits', async () => {
+  // A few more clients than default_pool_size: the line is empty between most transactions. The
+  // deadline timer was cleared when it emptied and set again at the next wait: a clearTimeout()
+  // and a setTimeout() per waited transaction.
+  const p = pool(100);
+  const lim = { size: 1, reserve: 0, reserveAfterMs: 0 };
+  const held = await p.lease('k', async () => new Conn('k'), lim, 120_000);
+  const refed = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const before = refed();
+  const realSetTimeout = globalThis.setTimeout;
+  let timers = 0;
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => { timers++; return realSetTimeout(...args); }) as typeof setTimeout;
+  try {
+    for (let i = 0; i < 100; i++) {
+      let got: Conn | null = null;
+      p.waitInLine('k', async () => new Conn('k'), lim, 120_000, (c) => { got = c; });
+      assert.equal(refed(), before + 1, 'someone waits: the timer holds the process');
+      p.giveBack(held, true);
+      assert.equal(got, held);
+      assert.equal(refed(), before, 'nobody waits: it does not');
+    }
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+  assert.ok(timers <= 1, `${timers} timers set for 100 waits, each alone in line`);
+  // A waiter with a shorter deadline than the timer left from those waits: set again for it, it gives up on time.
+  const outcome: (Error | null)[] = [];
+  const started = Date.now();
+  p.waitInLine('k', async () => new Conn('k'), lim, 40, (_c, e) => { outcome.push(e); });
+  await new Promise((r) => setTimeout(r, 15));
+  assert.equal(outcome.length, 0);
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(outcome.length, 1);
+  assert.ok(outcome[0] instanceof LeaseTimeout);
+  assert.ok(Date.now() - started >= 38);
+  p.giveBack(held, true);
+  p.shutdown();
+});
+
 test('session pooling: a login that arrives while its key\'s connection is being reset waits for it instead of opening one', async () => {
   const resets: ((ok: boolean) => void)[] = [];
   const p = new NodePool<Conn>(0, {
