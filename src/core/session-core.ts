@@ -708,6 +708,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private leaseNode = -1;
   private leaseDone: ((conn: BackendPort | null, refused: LinkRefused | null) => void) | null = null;
 
+  /**
+   * The lease waitLease() waited for: from the pool's microtask, or from inside the give-back of
+   * the session that freed the connection (NodePool.waitInLine); then the parked request is sent
+   * on it at once, by this drive() (step: resumable), without being read or planned again.
+   */
   private leaseCame(conn: BackendPort | null, refused: LinkRefused | null): void {
     const node = this.leaseNode;
     this.blocked--;
