@@ -566,6 +566,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private leaseNode = -1;
   private leaseDone: ((conn: BackendPort | null, refused: LinkRefused | null) => void) | null = null;
 
+  /**
+   * The lease waitLease() waited for: from the pool's microtask, or from inside the give-back of
+   * the session that freed the connection (NodePool.waitInLine); then the parked request is sent
+   * on it at once, by this drive() (step: resumable), without being read or planned again.
+   */
   private leaseCame(conn: BackendPort | null, refused: LinkRefused | null): void {
     const node = this.leaseNode;
     this.blocked--;
@@ -575,7 +580,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         if (conn === null) this.forgetNode(node);
         else if (this.closed) this.host.closeLink(conn, true, '');
         else {
-          this.planner.failedAt.delete(node);
+          // (Map.prototype.delete is a call into V8's runtime even on an empty map: once per waited transaction)
+          if (this.planner.failedAt.size > 0) this.planner.failedAt.delete(node);
           this.attach(node, conn);
         }
       } else if (conn !== null) this.host.closeLink(conn, true, ''); // (never kept unattached: leased forever)

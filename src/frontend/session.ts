@@ -726,7 +726,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /**
    * Transaction pooling: openLink() for a request that waits in line for a connection, through
-   * the pool's callback (NodePool.leaseThen). Once clients outnumber default_pool_size nearly
+   * the pool's callback (NodePool.waitInLine: a connection another session gives back is handed
+   * to this one from inside that give-back). Once clients outnumber default_pool_size nearly
    * every transaction waits, and the async openLink() and lease() cost about six promises, their
    * reactions and two closures per transaction (issue 17, item 9); here the callbacks are made
    * once per session and node, and a wait allocates the pool's waiter only.
@@ -738,7 +739,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       return;
     }
     this.leaseDone[nodeId] = done;
-    pool.leaseThen(this.leaseKey, this.creators[nodeId] ??= this.creator(nodeId), leaseLimit(this.ctx.config),
+    pool.waitInLine(this.leaseKey, this.creators[nodeId] ??= this.creator(nodeId), leaseLimit(this.ctx.config),
       this.ctx.config.query_wait_timeout * 1000, this.leaseCallbacks[nodeId] ??= (conn, err) => this.leaseCame(nodeId, conn, err));
   }
 
@@ -775,8 +776,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private leaseCame(nodeId: number, conn: ServerConnection | null, err: Error | null): void {
     const done = this.leaseDone[nodeId]!;
     this.leaseDone[nodeId] = null;
-    // The boundary where a lease enters the session (the pool's microtask): a throw ends this
-    // session only, as a rejection of openLink() did.
+    // The boundary where a lease enters the session (the pool's microtask, or the give-back of
+    // another session that handed its connection over): a throw ends this session only, as a
+    // rejection of openLink() did, never the giver.
     try {
       if (conn === null) {
         done(null, this.leaseFailed(nodeId, err ?? new Error('no connection')));
