@@ -86,6 +86,8 @@ export class QueryCache {
    * forgotten, lists reloaded): session-cache.ts' memos are checked against it.
    */
   epoch = 0;
+  /** Invalidations applied in this process (its own, and other workers'): session-cache.ts' transactions compare it. */
+  bumps = 0;
   private down = false;
   private retryAt = 0;
   private recovering = false;
@@ -247,6 +249,7 @@ export class QueryCache {
   /** Moves generations on. shmem: at once (null); memcached: a promise (failures mark it down). */
   bump(names: readonly string[], cause: string): Promise<void> | null {
     this.count(cause);
+    this.bumps++;
     // Other workers forget their table-name lookups too after a DDL or an invalidation of everything.
     const forget = cause !== 'write';
     if (this.shmem !== null) {
@@ -267,6 +270,7 @@ export class QueryCache {
 
   /** Another worker's bumps (workers/role.ts' SharedQueryCache), applied here. */
   applyShared(names: readonly string[], forget: boolean): void {
+    this.bumps++;
     if (forget) this.forget();
     if (this.shmem !== null && names.length > 0) this.applyGens(names);
   }

@@ -100,6 +100,9 @@ export class SessionCache implements CachePort {
   private txFailed = false;
   private readonly writes: Invalidation[] = [];
   private readonly pending: Pending[] = [];
+  // QueryCache.bumps when this session was last idle: answers read in a transaction are stored at
+  // its COMMIT only if no invalidation came since (see synced()).
+  private idleBumps: number;
   // The memcached lookup of the request at the head of the queue.
   private lookingUp: Buffer | null = null;
   private looked: { readonly data: Buffer; readonly key: string; readonly value: Buffer | undefined } | null = null;
@@ -134,6 +137,7 @@ export class SessionCache implements CachePort {
     private readonly classifier: () => Classifier,
     private readonly volatility: () => VolatilityLookup,
   ) {
+    this.idleBumps = cache.bumps;
     const p = id.startupParams;
     this.sessionSnapshot = SNAPSHOT_DEFAULT.test(p.default_transaction_isolation ?? '') || /default_transaction_isolation\s*=\s*\S*(repeatable|serializable)/i.test(p.options ?? '');
   }
@@ -773,16 +777,30 @@ export class SessionCache implements CachePort {
     }
     if (status !== TxStatus.Idle) return null;
     // The transaction (or the statement, outside one) is over.
-    const commit = !this.txFailed && !this.rollback;
+    // An invalidation since the transaction began (this session last idle) may have changed what
+    // its answers read, unseen by it: a snapshot the cache could not see (a role's or database's
+    // default_transaction_isolation, SET in a function), or a read before another client's
+    // commit stored after it under the new generations. Fail closed: none of them is stored.
+    const commit = !this.txFailed && !this.rollback && this.cache.bumps === this.idleBumps;
     if (commit) for (const p of this.pending) this.cache.store(p.key, p.value);
+    else if (this.pending.length > 0) this.cache.stats.notStored += this.pending.length;
     this.pending.length = 0;
     this.txWrote = false;
     this.txFailed = false;
     this.rollback = false;
     this.snapshot = false;
-    if (this.writes.length === 0) return null;
+    if (this.writes.length === 0) {
+      this.idleBumps = this.cache.bumps;
+      return null;
+    }
     const writes = this.writes.splice(0);
-    return this.invalidate(writes);
+    // The client's next transaction begins after this invalidation (its ReadyForQuery waits for it).
+    const done = this.invalidate(writes);
+    if (done === null) {
+      this.idleBumps = this.cache.bumps;
+      return null;
+    }
+    return done.finally(() => { this.idleBumps = this.cache.bumps; });
   }
 
   /** Starts the catalog lookups a write's invalidation will need, so that its commit does not wait for them. */

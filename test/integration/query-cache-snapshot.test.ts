@@ -6,6 +6,8 @@
  * as a user would: in transaction pooling, a BEGIN ISOLATION LEVEL REPEATABLE READ is answered by
  * pgmaitre and sent later in front of the first statement, so the cache never saw its text; the
  * same in session pooling passed. Two clients, one cache, session and transaction pooling.
+ * A snapshot the cache cannot see at all (a role's default_transaction_isolation) is covered by
+ * the rule that a transaction's answers are not stored when an invalidation came during it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,6 +46,23 @@ describe('query cache and REPEATABLE READ transactions', { timeout: 180_000 }, (
       after(async () => {
         await Promise.all(clients.map((c) => c.end().catch(() => {})));
         await px?.stop();
+      });
+
+      test('a role whose default_transaction_isolation is repeatable read (ALTER ROLE ... SET): its snapshot is not stored', async () => {
+        await fx.cluster.psql(fx.cluster.primary.id, "DO $$ BEGIN CREATE ROLE qs_rr LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object THEN NULL; END $$; ALTER ROLE qs_rr SET default_transaction_isolation = 'repeatable read';");
+        const writer = await connect();
+        const reader = new Client({ host: '127.0.0.1', port: px.port, user: 'qs_rr', database: 'postgres' });
+        await reader.connect();
+        clients.push(reader);
+        const base = (await writer.query<{ v: number }>('UPDATE qs_t SET v = v + 1 WHERE id = 1 RETURNING v')).rows[0]!.v;
+        await reader.query('BEGIN');
+        assert.equal((await reader.query('SHOW transaction_isolation')).rows[0].transaction_isolation, 'repeatable read');
+        assert.equal(await read(reader), base);
+        await writer.query('UPDATE qs_t SET v = v + 1 WHERE id = 1');
+        assert.equal(await read(reader), base, 'its snapshot');
+        await reader.query('COMMIT');
+        assert.equal(await read(reader), base + 1, 'after its COMMIT the reader sees the write');
+        assert.equal(await read(writer), base + 1, 'the writer sees its own write');
       });
 
       for (const begin of ['BEGIN ISOLATION LEVEL REPEATABLE READ', 'START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY']) {
