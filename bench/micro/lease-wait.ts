@@ -92,7 +92,7 @@ async function main(): Promise<void> {
     // As frontend/session.ts: the waiting path through the pool's callback (LEASE_PROMISE=1: openLink's promises, the older path).
     ...(process.env.LEASE_PROMISE === '1' ? {} : {
       leaseLater: (_node: number, done: (c: BackendPort | null, refused: null) => void) => {
-        pool.leaseThen('u/d', create, limit(), 0, (c, err) => {
+        pool.waitInLine('u/d', create, limit(), 0, (c, err) => {
           if (c === null) return; // (the pool closed at the end of a run)
           c.owner = s;
           done(c, null);

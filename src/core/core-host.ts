@@ -75,8 +75,10 @@ export interface CoreHost {
   /**
    * Transaction pooling: openLink() for a session that waits in line, without a promise per wait.
    * `done` is called once, later (never from inside this call), with the connection attached, or
-   * null (the node cannot be reached), or `refused` (query_wait_timeout). Optional: without it
-   * the core uses openLink().
+   * null (the node cannot be reached), or `refused` (query_wait_timeout). It may be called from
+   * inside another session's closeLink() that freed the connection (the pool's hand-off): the
+   * core then sends its parked request at once; it never runs a third session's code from there.
+   * Optional: without it the core uses openLink().
    */
   leaseLater?(node: number, done: (conn: BackendPort | null, refused: LinkRefused | null) => void): void;
   /**

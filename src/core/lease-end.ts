@@ -88,7 +88,7 @@ export function giveBack(s: LeaseEndSession, l: Link, fate: Fate, why: string): 
   const conn = l.conn!;
   l.conn = null;
   l.reset();
-  s.stateLost.delete(l);
+  if (s.stateLost.size > 0) s.stateLost.delete(l);
   s.host.closeLink(conn, fate !== Fate.Close, why, fate === Fate.Reset);
 }
 

@@ -52,7 +52,7 @@ import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
-import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, type CacheSession } from './cache-glue';
+import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, quickCacheHit, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
 import { Pins, pinReasonOf } from './tx-pooling';
 import { deferBegin, deferredStep, type DeferredSession } from './deferred-begin';
@@ -405,6 +405,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.execute(req, this.info, this.planner.plan, this.links[this.parkedNode]!);
       return true;
     }
+    // A prepared statement's cache hit, known from its bytes (nothing decoded; cache-glue.ts).
+    if (this.cache !== null && this.deferredBegin === '' && this.host.pooling === 'session' && quickCacheHit(this, req)) return true;
     const info = this.info.read(req.data);
     if (this.deferredBegin !== '') {
       const r = deferredStep(this, req, info);
@@ -564,6 +566,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private leaseNode = -1;
   private leaseDone: ((conn: BackendPort | null, refused: LinkRefused | null) => void) | null = null;
 
+  /**
+   * The lease waitLease() waited for: from the pool's microtask, or from inside the give-back of
+   * the session that freed the connection (NodePool.waitInLine); then the parked request is sent
+   * on it at once, by this drive() (step: resumable), without being read or planned again.
+   */
   private leaseCame(conn: BackendPort | null, refused: LinkRefused | null): void {
     const node = this.leaseNode;
     this.blocked--;
@@ -573,7 +580,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         if (conn === null) this.forgetNode(node);
         else if (this.closed) this.host.closeLink(conn, true, '');
         else {
-          this.planner.failedAt.delete(node);
+          // (Map.prototype.delete is a call into V8's runtime even on an empty map: once per waited transaction)
+          if (this.planner.failedAt.size > 0) this.planner.failedAt.delete(node);
           this.attach(node, conn);
         }
       } else if (conn !== null) this.host.closeLink(conn, true, ''); // (never kept unattached: leased forever)

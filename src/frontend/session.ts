@@ -21,7 +21,7 @@ import { decodeStartupPacket, encodeCancelRequest, replicationMode, type Startup
 import { LruCache } from '../util/lru-cache';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
-import { clientErrors } from '../errors/client-errors';
+import { clientErrors, startupRefusal } from '../errors/client-errors';
 import { ServerConnection, ServerParams, type ServerSink } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import { probeAccepting } from '../backend/accepting-probe';
@@ -165,6 +165,14 @@ export function decodeStartup(packet: Buffer, len: number): StartupPacket {
 }
 
 /** A client session; see the file header. */
+
+/** Frame types a logged-in client may send (Terminate is handled before the core). */
+const KNOWN_AFTER_LOGIN: boolean[] = (() => {
+  const t: boolean[] = [];
+  for (const ch of 'BCdcfDEHFPQSX') t[ch.charCodeAt(0)] = true;
+  return t;
+})();
+
 export class ClientSession implements FrameSink, ServerSink, RegisteredSession, CoreHost, LoginIO {
   /** The pid the client was given: its login connection's backend pid. */
   pid = 0;
@@ -251,7 +259,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   private listen(socket: net.Socket | RawSocket): void {
     if (socket instanceof RawSocket) {
-      socket.onRead = (chunk) => this.onData(chunk);
+      // Every read, the login's too, lands in the shared read buffer (no 64 KiB buffer of Node's
+      // per read): onView copies what it keeps.
+      socket.onRead = (view) => this.onView(view);
+      socket.useSharedBuffer();
       socket.onDrain = () => this.core?.guard(() => this.core!.onClientDrain());
       socket.onEnd = (reason) => this.clientLeft(reason ?? 'client disconnected');
       socket.start();
@@ -281,10 +292,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     else if (this.phase === 'handshake' && this.framer.push(chunk, this) !== 0) this.badLength();
   }
 
-  /** A read in the shared read buffer (util/fast-read.ts): the framer copies what it keeps, once. */
+  /**
+   * A read in a shared read buffer (util/fast-read.ts, util/raw-socket.ts), valid during the call:
+   * the framer copies what it keeps, once. Before the login, the startup packet is decoded from
+   * the view (onStartupData copies what it keeps); the login's messages are copied.
+   */
   private onView(view: Buffer): void {
     if (this.phase !== 'ready') {
-      this.onData(copyRead(view));
+      if (this.phase === 'startup') this.onStartupData(view);
+      else this.onData(copyRead(view));
       return;
     }
     // The boundary where client bytes enter the core: a throw ends this session only.
@@ -319,6 +335,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         return;
       }
       if (this.logFlags.statement || this.logFlags.clientMessages) this.logFrame(code, buf, start, end);
+      if (!KNOWN_AFTER_LOGIN[code]) {
+        this.unknownFrame(code);
+        return;
+      }
       this.core!.onFrame(code, buf, start, end);
       return;
     }
@@ -391,6 +411,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     return true;
   }
 
+  /** Startup-phase bytes; `chunk` may be a view of a shared read buffer: what is kept is copied. */
   private onStartupData(chunk: Buffer): void {
     let buf = this.startupBytes === null ? chunk : Buffer.concat([this.startupBytes, chunk]);
     for (;;) {
@@ -403,7 +424,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         return;
       }
       if (len === 0) {
-        this.startupBytes = buf.length > 0 ? buf : null;
+        this.startupBytes = buf.length > 0 ? Buffer.from(buf) : null;
         return;
       }
       const packet = buf.subarray(0, len);
@@ -412,7 +433,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       try {
         msg = decodeStartup(packet, len);
       } catch (e) {
-        this.fatal(clientErrors.protocolViolation(`invalid startup packet: ${(e as Error).message}`));
+        this.fatal(startupRefusal(e));
         return;
       }
       switch (msg.type) {
@@ -446,7 +467,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           this.user = msg.params.user ?? '';
           this.database = msg.params.database || this.user;
           const info: StartupInfo = { protocol: msg.protocol, params: msg.params };
-          if (buf.length > 0) this.onData(buf);
+          if (buf.length > 0) this.onData(Buffer.from(buf));
           const r = login(this, info);
           if (r instanceof Promise) r.then((x) => this.loggedIn(x), (e: unknown) => this.loginCrashed(e));
           else {
@@ -561,8 +582,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // From now on reads go into the shared read buffer (util/fast-read.ts), copied once: the
     // core keeps request bytes until they are written (and reads retried).
     if (this.socket instanceof RawSocket) {
-      this.socket.onRead = (view) => this.onView(view);
-      this.socket.useSharedBuffer();
+      this.socket.useSharedBuffer(); // (since the accept: listen())
     } else if (!this.tlsActive) {
       switchToReadBuffer(this.socket, (view) => this.onView(view));
     }
@@ -706,7 +726,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   /**
    * Transaction pooling: openLink() for a request that waits in line for a connection, through
-   * the pool's callback (NodePool.leaseThen). Once clients outnumber default_pool_size nearly
+   * the pool's callback (NodePool.waitInLine: a connection another session gives back is handed
+   * to this one from inside that give-back). Once clients outnumber default_pool_size nearly
    * every transaction waits, and the async openLink() and lease() cost about six promises, their
    * reactions and two closures per transaction (issue 17, item 9); here the callbacks are made
    * once per session and node, and a wait allocates the pool's waiter only.
@@ -718,7 +739,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       return;
     }
     this.leaseDone[nodeId] = done;
-    pool.leaseThen(this.leaseKey, this.creators[nodeId] ??= this.creator(nodeId), leaseLimit(this.ctx.config),
+    pool.waitInLine(this.leaseKey, this.creators[nodeId] ??= this.creator(nodeId), leaseLimit(this.ctx.config),
       this.ctx.config.query_wait_timeout * 1000, this.leaseCallbacks[nodeId] ??= (conn, err) => this.leaseCame(nodeId, conn, err));
   }
 
@@ -755,8 +776,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private leaseCame(nodeId: number, conn: ServerConnection | null, err: Error | null): void {
     const done = this.leaseDone[nodeId]!;
     this.leaseDone[nodeId] = null;
-    // The boundary where a lease enters the session (the pool's microtask): a throw ends this
-    // session only, as a rejection of openLink() did.
+    // The boundary where a lease enters the session (the pool's microtask, or the give-back of
+    // another session that handed its connection over): a throw ends this session only, as a
+    // rejection of openLink() did, never the giver.
     try {
       if (conn === null) {
         done(null, this.leaseFailed(nodeId, err ?? new Error('no connection')));
@@ -1062,6 +1084,17 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   }
 
   private leaving = false;
+
+  /**
+   * A frame of a type PostgreSQL does not know after login ('?', a 'p' outside authentication):
+   * PostgreSQL answers FATAL 08P01 "invalid frontend message type N" at once and closes, dropping
+   * the answers still in its output buffer (those of requests read with it). So do we: the
+   * session ends now, its leases as for any client that goes mid-request. Sending the frame on
+   * would leave the session waiting for a sync point that never comes.
+   */
+  private unknownFrame(code: number): void {
+    this.fatal(clientErrors.protocolViolation(`invalid frontend message type ${code}`));
+  }
 
   /** For tests that find a slot still held: the session's phase and its core's waits. */
   debugState(): string {

@@ -223,6 +223,115 @@ test('leaseThen: a wait reported costs no queueMicrotask (no AsyncResource per l
   p.shutdown();
 });
 
+test('waitInLine: a connection given back goes to the first waiter from inside that giveBack, FIFO with every other waiter', async () => {
+  // Issue 17, item 9: with more clients than default_pool_size nearly every transaction waits;
+  // its request was sent in a microtask after the give-back, after a second pass of its session.
+  // Now the waiting session gets the connection in the give-back's own call.
+  const p = pool(100);
+  const lim = { size: 1, reserve: 0, reserveAfterMs: 0 };
+  const a = await p.lease('k', async () => new Conn('k'), lim, 1000);
+  const got: string[] = [];
+  p.waitInLine('k', async () => new Conn('k'), lim, 1000, (c) => got.push(`w1:${c === a}`));
+  p.waitInLine('k', async () => new Conn('k'), lim, 1000, (c) => got.push(`w2:${c === a}`));
+  assert.deepEqual(got, [], 'never from inside waitInLine');
+  assert.equal(p.counts().waiting, 2);
+  p.giveBack(a, true);
+  assert.deepEqual(got, ['w1:true'], 'the first waiter has it before giveBack returns; the second still waits');
+  assert.equal(p.counts().waiting, 1);
+  assert.equal(p.counts().active, 1);
+  p.giveBack(a, true);
+  assert.deepEqual(got, ['w1:true', 'w2:true']);
+  // In line with leaseThen and lease() waiters: each is served in its turn, those two in a microtask.
+  const order: string[] = [];
+  p.leaseThen('k', async () => new Conn('k'), lim, 1000, () => order.push('then'));
+  const promised = p.lease('k', async () => new Conn('k'), lim, 1000).then(() => order.push('promise'));
+  p.waitInLine('k', async () => new Conn('k'), lim, 1000, () => order.push('direct'));
+  p.giveBack(a, true);
+  assert.deepEqual(order, [], 'a leaseThen waiter is reported later, as before');
+  await Promise.resolve();
+  assert.deepEqual(order, ['then']);
+  p.giveBack(a, true);
+  await promised;
+  assert.deepEqual(order, ['then', 'promise']);
+  p.giveBack(a, true);
+  assert.deepEqual(order, ['then', 'promise', 'direct'], 'the direct waiter last, in its turn, at once');
+  assert.equal(p.leases, 6);
+  assert.equal(p.waitedLeases, 5);
+  p.giveBack(a, true);
+  assert.deepEqual(p.counts(), { idle: 1, active: 0, resetting: 0, connecting: 0, total: 1, waiting: 0 });
+  p.shutdown();
+});
+
+test('waitInLine: a hand-off is one level deep; a waiter that leaves gives the connection on; a throw never reaches the giver', async () => {
+  const p = pool(100);
+  const lim = { size: 1, reserve: 0, reserveAfterMs: 0 };
+  const a = await p.lease('k', async () => new Conn('k'), lim, 1000);
+  const events: string[] = [];
+  // The first waiter's session ended while it waited: it gives the connection straight back
+  // (frontend/session.ts leaseCame). The next waiter is not run inside that call (nor inside the
+  // first giver's): it gets the connection in a microtask.
+  p.waitInLine('k', async () => new Conn('k'), lim, 1000, (c) => {
+    events.push('gone:in');
+    p.giveBack(c!, true);
+    events.push('gone:out');
+  });
+  p.waitInLine('k', async () => new Conn('k'), lim, 1000, (c) => events.push(`next:${c === a}`));
+  p.giveBack(a, true);
+  assert.deepEqual(events, ['gone:in', 'gone:out'], 'no second hand-off inside the first');
+  await Promise.resolve();
+  assert.deepEqual(events, ['gone:in', 'gone:out', 'next:true']);
+  assert.equal(p.counts().waiting, 0);
+  // A callback that throws: the giver's call returns normally, the connection stays leased to
+  // that waiter (its session ends and closes it), the throw surfaces as an uncaught exception.
+  p.waitInLine('k', async () => new Conn('k'), lim, 1000, () => { throw new Error('boom'); });
+  const uncaught: unknown[] = [];
+  const listeners = process.listeners('uncaughtException');
+  process.removeAllListeners('uncaughtException');
+  process.on('uncaughtException', (e) => uncaught.push(e));
+  try {
+    assert.doesNotThrow(() => p.giveBack(a, true));
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.removeAllListeners('uncaughtException');
+    for (const l of listeners) process.on('uncaughtException', l);
+  }
+  assert.equal(uncaught.length, 1);
+  assert.match(String(uncaught[0]), /boom/);
+  assert.equal(p.counts().active, 1);
+  p.giveBack(a, true);
+  p.shutdown();
+});
+
+test('waitInLine: query_wait_timeout, a new connection below default_pool_size, and a closed connection replaced, each reported in a microtask', async () => {
+  const p = pool(100);
+  const lim = { size: 2, reserve: 0, reserveAfterMs: 0 };
+  const a = await p.lease('k', async () => new Conn('k'), lim, 1000);
+  // Below the limit: a new connection, not handed over synchronously (it is being opened).
+  let opened: Conn | null = null;
+  p.waitInLine('k', async () => new Conn('k'), lim, 1000, (c) => { opened = c; });
+  assert.equal(opened, null);
+  await tick();
+  assert.ok(opened !== null && opened !== a);
+  assert.equal(p.keyCount('k'), 2);
+  // At the limit, behind nobody: LeaseTimeout after its deadline.
+  const outcome: (Error | null)[] = [];
+  p.waitInLine('k', async () => new Conn('k'), lim, 30, (_c, e) => outcome.push(e));
+  // Behind it, a waiter with a longer deadline (no pump of its own: nothing to serve it yet).
+  let later: Conn | null = null;
+  p.waitInLine('k', async () => new Conn('k'), lim, 5000, (c) => { later = c; });
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(outcome.length, 1);
+  assert.ok(outcome[0] instanceof LeaseTimeout);
+  assert.equal(later, null);
+  // A connection closed: the waiter behind is served by a new one.
+  p.giveBack(a, false, 'broken');
+  assert.equal(later, null, 'a new connection is opened for it: later');
+  await tick();
+  assert.ok(later !== null && later !== a);
+  assert.equal(p.counts().waiting, 0);
+  p.shutdown();
+});
+
 test('leases: a waiter gives up after its deadline with LeaseTimeout; a closed connection makes room for a waiter', async () => {
   const p = pool(100);
   const a = await p.lease('k', async () => new Conn('k'), { size: 1, reserve: 0, reserveAfterMs: 0 }, 1000);
@@ -361,6 +470,45 @@ test('leases: waiting costs no timer per waiter (one deadline timer for the pool
   assert.equal(p.counts().waiting, 1);
   p.giveBack(held, true);
   assert.ok((await long) instanceof Conn);
+  p.shutdown();
+});
+
+test('leases: a line that empties and fills on every transaction sets the deadline timer once; it holds the process only while someone waits', async () => {
+  // A few more clients than default_pool_size: the line is empty between most transactions. The
+  // deadline timer was cleared when it emptied and set again at the next wait: a clearTimeout()
+  // and a setTimeout() per waited transaction.
+  const p = pool(100);
+  const lim = { size: 1, reserve: 0, reserveAfterMs: 0 };
+  const held = await p.lease('k', async () => new Conn('k'), lim, 120_000);
+  const refed = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const before = refed();
+  const realSetTimeout = globalThis.setTimeout;
+  let timers = 0;
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => { timers++; return realSetTimeout(...args); }) as typeof setTimeout;
+  try {
+    for (let i = 0; i < 100; i++) {
+      let got: Conn | null = null;
+      p.waitInLine('k', async () => new Conn('k'), lim, 120_000, (c) => { got = c; });
+      assert.equal(refed(), before + 1, 'someone waits: the timer holds the process');
+      p.giveBack(held, true);
+      assert.equal(got, held);
+      assert.equal(refed(), before, 'nobody waits: it does not');
+    }
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+  assert.ok(timers <= 1, `${timers} timers set for 100 waits, each alone in line`);
+  // A waiter with a shorter deadline than the timer left from those waits: set again for it, it gives up on time.
+  const outcome: (Error | null)[] = [];
+  const started = Date.now();
+  p.waitInLine('k', async () => new Conn('k'), lim, 40, (_c, e) => { outcome.push(e); });
+  await new Promise((r) => setTimeout(r, 15));
+  assert.equal(outcome.length, 0);
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(outcome.length, 1);
+  assert.ok(outcome[0] instanceof LeaseTimeout);
+  assert.ok(Date.now() - started >= 38);
+  p.giveBack(held, true);
   p.shutdown();
 });
 
