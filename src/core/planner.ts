@@ -155,7 +155,6 @@ export class Planner {
   /** Plans `req` (whose frames `info` has read). */
   make(req: Request, info: RequestInfo): Plan {
     const { host, route } = this.v;
-    const routing = host.routing;
     const p = this.plan;
     p.type = PlanType.Send;
     emptyArray(p.classes);
@@ -165,47 +164,12 @@ export class Planner {
     p.broadcastTx = false;
     p.writes = false;
     p.lasting = false;
-    let toPrimary = info.functionCall;
-    let toBalance = false;
-    let reason = info.functionCall ? 'function call' : '';
+    // What the statements ask for, gathered by consider() (fields, not a closure made per request).
+    this.toPrimary = info.functionCall;
+    this.toBalance = false;
+    this.reason = info.functionCall ? 'function call' : '';
     let txScoped = false;
     const primaryId = host.cluster.primaryId();
-    const consider = (cls: QueryClass, sql: string | null): void => {
-      if (cls.flags.sessionEffects && sql !== null) this.effectsOf(cls, sql);
-      for (const f of cls.functions) {
-        if (IDENTITY_FUNCTIONS.has(f) || ADVISORY_LOCK_FUNCTIONS.has(f)) {
-          toPrimary = true;
-          reason ||= `${f}() answers for the client's own backend`;
-        }
-      }
-      if (cls.readOnly && (cls.relations.length > 0 || cls.functions.length > 0 || cls.kind === 'show') && nodeLocal(cls, sql)) {
-        toPrimary = true;
-        reason ||= 'reads a view whose contents belong to the server (the primary answers, as directly)';
-      }
-      if (host.pooling !== 'session' && cls.functions.length > 0 && routing.volatility.sessionEffect !== undefined) {
-        // Transaction pooling: whether a function changes session state is read from its body (tx-pooling.ts).
-        for (const f of cls.functions) if (userFunction(f) && routing.volatility.sessionEffect(f) === undefined) p.lookup.push(f);
-      }
-      const r = routeStatement(cls, route, routing.router);
-      if (r.to === 'lookup') {
-        for (const f of r.functions) p.lookup.push(f);
-        return;
-      }
-      if (r.to === 'primary') {
-        toPrimary = true;
-        if (r.broadcast && route.inTransaction && routing.router.loadBalanceInTransaction) p.broadcastTx = true;
-        reason ||= r.reason;
-      } else {
-        toBalance = true;
-        reason ||= r.reason;
-      }
-      // A class is named after its first statement: 'BEGIN; INSERT ...; COMMIT' is a 'begin' that
-      // writes. Several statements that are not read-only count as a write (fail closed).
-      if (!cls.readOnly && (cls.statements > 1 || !NOT_WRITES.has(cls.kind))) {
-        p.writes = true;
-        if (!p.lasting && !leavesNothing(cls)) p.lasting = true;
-      } else if (cls.kind === 'notify' || cls.kind === 'execute' || cls.flags.needsVolatilityCheck === true) p.lasting = true;
-    };
     for (const sql of info.queries) {
       const cls = this.v.host.classifier.classify(sql);
       if (cls.kind === 'admin' && info.queries.length === 1 && !info.extended && host.adminEnabled) {
@@ -217,22 +181,26 @@ export class Planner {
       p.classes.push(cls);
       if (cls.kind === 'execute') p.lasting = true;
       // EXECUTE runs where its statement can: it is routed as the prepared statement's body.
-      if (cls.kind === 'execute' && cls.statements === 1) this.execute(sql, consider, () => { toPrimary = true; });
-      else consider(cls, sql);
+      if (cls.kind === 'execute' && cls.statements === 1) this.execute(sql);
+      else this.consider(cls, sql);
     }
     for (const ps of info.parses) {
       const cls = this.classifyParse(ps.sql);
       p.classes.push(cls);
       if (cls.kind === 'execute') p.lasting = true;
-      if (cls.kind === 'execute' && cls.statements === 1) this.execute(ps.sql, consider, () => { toPrimary = true; });
-      else consider(cls, ps.sql);
+      if (cls.kind === 'execute' && cls.statements === 1) this.execute(ps.sql);
+      else this.consider(cls, ps.sql);
     }
     for (const name of info.bindStatements) {
       if (info.parsesStatement(name)) continue;
       const st = this.v.statements.protocol.get(name);
-      if (st === undefined) toPrimary = true;
-      else consider(st.cls, null);
+      if (st === undefined) this.toPrimary = true;
+      else this.consider(st.cls, null);
     }
+    let toPrimary = this.toPrimary;
+    const toBalance = this.toBalance;
+    let reason = this.reason;
+    this.reason = '';
     const effects = p.effects as SessionEffect[] | null;
     if (effects !== null) {
       for (const e of effects) {
@@ -348,14 +316,63 @@ export class Planner {
   }
 
   /** EXECUTE name: route as the prepared statement's body; it must exist where it runs. */
-  private execute(sql: string, consider: (cls: QueryClass, sql: string | null) => void, primary: () => void): void {
+  /** consider()'s findings for the request being planned (read back by make()). */
+  private toPrimary = false;
+  private toBalance = false;
+  private reason = '';
+
+  /** What one statement's class asks of the node choice (make()). */
+  private consider(cls: QueryClass, sql: string | null): void {
+    const { host, route } = this.v;
+    const routing = host.routing;
+    const p = this.plan;
+    if (cls.flags.sessionEffects && sql !== null) this.effectsOf(cls, sql);
+    const fs = cls.functions;
+    for (let i = 0; i < fs.length; i++) {
+      const f = fs[i]!;
+      if (IDENTITY_FUNCTIONS.has(f) || ADVISORY_LOCK_FUNCTIONS.has(f)) {
+        this.toPrimary = true;
+        this.reason ||= `${f}() answers for the client's own backend`;
+      }
+    }
+    if (cls.readOnly && (cls.relations.length > 0 || cls.functions.length > 0 || cls.kind === 'show') && nodeLocal(cls, sql)) {
+      this.toPrimary = true;
+      this.reason ||= 'reads a view whose contents belong to the server (the primary answers, as directly)';
+    }
+    if (host.pooling !== 'session' && cls.functions.length > 0 && routing.volatility.sessionEffect !== undefined) {
+      // Transaction pooling: whether a function changes session state is read from its body (tx-pooling.ts).
+      for (const f of cls.functions) if (userFunction(f) && routing.volatility.sessionEffect(f) === undefined) p.lookup.push(f);
+    }
+    const r = routeStatement(cls, route, routing.router);
+    if (r.to === 'lookup') {
+      for (const f of r.functions) p.lookup.push(f);
+      return;
+    }
+    if (r.to === 'primary') {
+      this.toPrimary = true;
+      if (r.broadcast && route.inTransaction && routing.router.loadBalanceInTransaction) p.broadcastTx = true;
+      this.reason ||= r.reason;
+    } else {
+      this.toBalance = true;
+      this.reason ||= r.reason;
+    }
+    // A class is named after its first statement: 'BEGIN; INSERT ...; COMMIT' is a 'begin' that
+    // writes. Several statements that are not read-only count as a write (fail closed).
+    if (!cls.readOnly && (cls.statements > 1 || !NOT_WRITES.has(cls.kind))) {
+      p.writes = true;
+      if (!p.lasting && !leavesNothing(cls)) p.lasting = true;
+    } else if (cls.kind === 'notify' || cls.kind === 'execute' || cls.flags.needsVolatilityCheck === true) p.lasting = true;
+  }
+
+  /** EXECUTE name: routed as the prepared statement's body (consider), or to the primary when unknown here. */
+  private execute(sql: string): void {
     const name = executeName(sql);
     const st = name === null ? undefined : this.v.statements.sql.get(name);
     if (st === undefined) {
-      primary(); // unknown here: the primary answers (26000), as a direct connection would
+      this.toPrimary = true; // unknown here: the primary answers (26000), as a direct connection would
       return;
     }
-    consider(st.cls, null);
+    this.consider(st.cls, null);
     this.plan.sqlNeeded.push(st);
   }
 

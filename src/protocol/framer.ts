@@ -147,7 +147,8 @@ export class Framer {
       end += 1 + len;
     }
     if (end > pos) {
-      const region = Buffer.from(view.subarray(pos, end));
+      // (The whole view, the common case, is copied as it is: no second view made of it.)
+      const region = Buffer.from(pos === 0 && end === total ? view : view.subarray(pos, end));
       counted(end - pos);
       let at = 0;
       const size = end - pos;

@@ -110,8 +110,11 @@ export function routeStatement(cls: QueryClass, s: RouteState, cfg: RouterConfig
         break;
     }
   }
-  return { to: 'balance', reason: 'read-only', broadcast: false };
+  return READ_ONLY;
 }
+
+/** The route of a read that may go to any node: one object for all (it was made per statement). */
+const READ_ONLY: StatementRoute = Object.freeze({ to: 'balance', reason: 'read-only', broadcast: false });
 
 function primary(reason: string): StatementRoute {
   return { to: 'primary', reason, broadcast: false };

@@ -89,13 +89,55 @@ function findSymbols(socket: net.Socket): typeof symbols {
 /** One read buffer for every socket switched here (reads are delivered one at a time). */
 const SHARED = Buffer.allocUnsafe(64 * 1024);
 
+/** Where Node's handles report a read's length (the `stream_wrap` binding), read once. */
+const READ_STATE: { state: Int32Array; index: number } | null = (() => {
+  try {
+    const b = (process as unknown as { binding(name: string): { streamBaseState?: unknown; kReadBytesOrError?: unknown } }).binding('stream_wrap');
+    return b.streamBaseState instanceof Int32Array && typeof b.kReadBytesOrError === 'number' ? { state: b.streamBaseState, index: b.kReadBytesOrError } : null;
+  } catch {
+    return null; // not available in this Node: Node's own onread is kept
+  }
+})();
+const STATE = READ_STATE?.state ?? new Int32Array(8);
+const K_READ = READ_STATE?.index ?? 0;
+
+/** What a switched handle reads for (directRead). */
+interface DirectReader {
+  socket: net.Socket;
+  onRead: (view: Buffer) => void;
+  /** Node's own onread (stream_base_commons' onStreamRead): end of stream and errors. */
+  original: (this: unknown, ab?: ArrayBuffer) => unknown;
+}
+
+/**
+ * The handle's onread once switched: a read's bytes go straight to the reader. Node's
+ * onStreamRead, which it replaces for data, costs per read: the socket's timer refresh through
+ * a symbol-keyed walk, the `destroyed` getter (both stream states), three symbol-keyed loads of
+ * the onread option and the generator check — about 2 % of a busy proxy's time under pgbench
+ * -S at 64 clients (perf, docs/performance.md). What it did for data is kept: the socket's
+ * setTimeout() is refreshed when one is set, and a destroyed socket reads nothing (Node's
+ * destroy() replaces the handle's onread and closes it). End of stream, errors and a zero-byte
+ * read go to Node's own function as before.
+ */
+function directRead(this: { directReader?: DirectReader }, ab?: ArrayBuffer): unknown {
+  const r = this.directReader!;
+  const n = STATE[K_READ]!;
+  if (n > 0) {
+    const s = r.socket as net.Socket & { timeout?: number; _unrefTimer?: () => void };
+    if (s.timeout) s._unrefTimer!();
+    r.onRead(SHARED.subarray(0, n));
+    return undefined;
+  }
+  return r.original.call(this, ab);
+}
+
 /**
  * Makes `socket` read into a shared buffer and call `onRead(view)` for each read (a view valid
  * only during the call) instead of emitting 'data'. End of stream, errors, pause() and resume()
  * keep working as before. Returns false (nothing changed) when the socket cannot be switched.
  */
 export function switchToReadBuffer(socket: net.Socket, onRead: (view: Buffer) => void): boolean {
-  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Buffer) => void } | null })._handle;
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Buffer) => void; onread?: unknown; directReader?: DirectReader } | null })._handle;
   if ((socket as { encrypted?: boolean }).encrypted === true || handle == null || typeof handle.useUserBuffer !== 'function') return false;
   const sym = findSymbols(socket);
   if (sym === null || sym === undefined) return false;
@@ -109,5 +151,10 @@ export function switchToReadBuffer(socket: net.Socket, onRead: (view: Buffer) =>
   };
   handle.useUserBuffer(SHARED);
   socket.removeAllListeners('data');
+  const original = handle.onread;
+  if (READ_STATE !== null && typeof original === 'function' && typeof (socket as { _unrefTimer?: unknown })._unrefTimer === 'function') {
+    handle.directReader = { socket, onRead, original: original as DirectReader['original'] };
+    handle.onread = directRead;
+  }
   return true;
 }

@@ -75,3 +75,95 @@ test('switchToReadBuffer switches an accepted socket to reads into the shared bu
     client.destroy(); accepted.destroy(); server.close();
   }
 });
+
+/** The bytes `n` reads of `socket` (switched) delivered, and the handle's onread at the switch. */
+function collect(socket: net.Socket, until: number): { done: Promise<string>; views: () => number } {
+  const got: Buffer[] = [];
+  let views = 0;
+  let resolve!: (s: string) => void;
+  const done = new Promise<string>((r) => { resolve = r; });
+  assert.equal(switchToReadBuffer(socket, (view) => {
+    views++;
+    got.push(Buffer.from(view));
+    const all = Buffer.concat(got);
+    if (all.length >= until) resolve(all.toString());
+  }), true);
+  return { done, views: () => views };
+}
+
+test('a switched socket is read by its own onread, not through Node\'s onStreamRead (no timer walk, no stream getters per read)', async () => {
+  const { server, accepted, client } = await pair();
+  try {
+    const handle = (accepted as unknown as { _handle: { onread: (...a: unknown[]) => unknown } })._handle;
+    const nodes = handle.onread;
+    const c = collect(accepted, 6);
+    assert.notEqual(handle.onread, nodes, 'the handle still reads through Node\'s onStreamRead');
+    // Without a socket timeout, a read refreshes no timer (Node's path called _unrefTimer every read).
+    let refreshed = 0;
+    const s = accepted as unknown as { _unrefTimer: () => void };
+    const unref = s._unrefTimer.bind(accepted);
+    s._unrefTimer = () => { refreshed++; unref(); };
+    client.write('abc');
+    await new Promise((r) => setTimeout(r, 20));
+    client.write('def');
+    assert.equal(await c.done, 'abcdef');
+    assert.equal(refreshed, 0);
+  } finally {
+    client.destroy(); accepted.destroy(); server.close();
+  }
+});
+
+test('a switched socket keeps setTimeout, pause/resume, end and errors', async () => {
+  const { server, accepted, client } = await pair();
+  try {
+    let refreshed = 0;
+    const s = accepted as unknown as { _unrefTimer: () => void };
+    const unref = s._unrefTimer.bind(accepted);
+    s._unrefTimer = () => { refreshed++; unref(); };
+    accepted.setTimeout(60_000, () => {});
+    refreshed = 0;
+    const c = collect(accepted, 3);
+    client.write('abc');
+    assert.equal(await c.done, 'abc');
+    assert.ok(refreshed >= 1, 'a read did not refresh the socket\'s timeout');
+    accepted.setTimeout(0);
+    // Paused: nothing is delivered until resume().
+    accepted.pause();
+    const before = c.views();
+    client.write('x');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(c.views(), before, 'a paused socket delivered a read');
+    accepted.resume();
+    await new Promise<void>((r) => { const t = setInterval(() => { if (c.views() > before) { clearInterval(t); r(); } }, 5); });
+    // End of stream goes through Node's own path: 'end' then 'close'.
+    const ended = new Promise<void>((r) => accepted.once('end', r));
+    client.end();
+    await ended;
+  } finally {
+    client.destroy(); accepted.destroy(); server.close();
+  }
+});
+
+test('a switched socket reports a reset as an error, and a destroyed one reads nothing more', async () => {
+  const { server, accepted, client } = await pair();
+  try {
+    const c = collect(accepted, 1_000_000);
+    const failed = new Promise<NodeJS.ErrnoException>((r) => accepted.once('error', r));
+    client.resetAndDestroy();
+    const e = await failed;
+    assert.equal(e.code, 'ECONNRESET');
+    assert.equal(c.views(), 0);
+  } finally {
+    client.destroy(); accepted.destroy(); server.close();
+  }
+  const p2 = await pair();
+  try {
+    const c = collect(p2.accepted, 1_000_000);
+    p2.accepted.destroy();
+    p2.client.write('late');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(c.views(), 0);
+  } finally {
+    p2.client.destroy(); p2.server.close();
+  }
+});
