@@ -45,7 +45,7 @@ import { ReadYourWrites } from './read-your-writes';
 import { ABORT_TX, errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
 import { duplicateParses, evict, names, parameterCount, unnamedDropped } from './connection-statements';
-import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
+import { afterSync, bookkeeping, cleared, completed, newToken, noteParsed, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import { rewriteRequest } from './statement-names';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
@@ -868,7 +868,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       preparedHere = link.conn!.statements.has(req.pooledPrepare);
       if (!preparedHere) {
         link.conn!.statements.begin(req.pooledPrepare);
-        ((token ??= newToken()).parsed ??= []).push(req.pooledPrepare);
+        noteParsed(token ??= newToken(), req.pooledPrepare, -1);
       }
     }
     if (pooled) evict(this, link);

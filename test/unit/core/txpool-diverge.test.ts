@@ -1,0 +1,84 @@
+/**
+ * Transaction pooling divergences found by the differential fuzzer (seeds 101618, 98096, 101224,
+ * ...; docs/fuzz-findings.md), each driven with no sockets: clients of one (user, database) share
+ * the one connection of the pool, and each must get what its own direct connection would answer.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { makeCore, FakeConn, type CoreFixture } from './core-harness';
+import { cstr, i16, i32, msg, u8 } from '../../fixtures/bytes';
+
+const Q = (sql: string): Buffer => msg('Q', cstr(sql));
+const P = (name: string, sql: string): Buffer => msg('P', cstr(name), cstr(sql), i16(0));
+const B = (portal: string, stmt: string, ...params: string[]): Buffer => msg('B', cstr(portal), cstr(stmt), i16(0),
+  i16(params.length), ...params.map((p) => Buffer.concat([i32(Buffer.byteLength(p)), Buffer.from(p)])), i16(0));
+const E = (portal = ''): Buffer => msg('E', cstr(portal), i32(0));
+const CS = (name: string): Buffer => msg('C', u8('S'), cstr(name));
+const S = msg('S');
+const Z = (s = 'I'): Buffer => msg('Z', u8(s));
+const C = (tag: string): Buffer => msg('C', cstr(tag));
+const rows = (s = 'I'): Buffer => Buffer.concat([msg('T', i16(0)), C('SELECT 1'), Z(s)]);
+const ERR = (code: string, m = 'failed'): Buffer => msg('E', u8('S'), cstr('ERROR'), u8('V'), cstr('ERROR'), u8('C'), cstr(code), u8('M'), cstr(m), u8(0));
+const text = (b: Buffer): string => b.toString('latin1');
+const serverNames = (b: Buffer): string[] => [...text(b).matchAll(/pgmq?_[0-9a-f]{24}/g)].map((m) => m[0]);
+
+/** The messages of a byte stream, as their type letters (and an ErrorResponse's SQLSTATE). */
+function kinds(b: Buffer): string[] {
+  const out: string[] = [];
+  for (let at = 0; at + 5 <= b.length; at += 1 + b.readInt32BE(at + 1)) {
+    const c = String.fromCharCode(b[at]!);
+    if (c === 'E') out.push(`E ${/C([0-9A-Z]{5})\0/.exec(text(b.subarray(at, at + 1 + b.readInt32BE(at + 1))))?.[1]}`);
+    else if (c === 'Z') out.push(`Z ${String.fromCharCode(b[at + 5]!)}`);
+    else out.push(c);
+  }
+  return out;
+}
+
+/** Two clients of one (user, database) and the one connection they share. */
+async function pair(conf = ''): Promise<{ a: CoreFixture; b: CoreFixture; conn: FakeConn }> {
+  const idle: FakeConn[] = [];
+  const a = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', idle, conf });
+  const conn = a.conns.get(0)!;
+  a.send(Q('SELECT 0'));
+  a.answer(0, rows());
+  a.received();
+  conn.take();
+  assert.deepEqual(idle, [conn]);
+  const b = await makeCore({ weights: [1, 0, 0], pooling: 'transaction', idle, login: false, conf });
+  return { a, b, conn };
+}
+
+describe('transaction pooling: what the fuzzer found (docs/fuzz-findings.md)', () => {
+  test('seed 101618: a statement parsed before a duplicate Parse of its name in the same request stays on the connection', async () => {
+    const { a, b, conn } = await pair();
+    a.send(Q('BEGIN'));
+    await a.settle();
+    assert.deepEqual(kinds(a.received()), ['C', 'Z T']);
+    // fz is parsed, then parsed again (42P05): the transaction is aborted, fz (the first) exists.
+    a.send(P('fz', 'SELECT v FROM t'), B('p1', 'fz'), E('p1'), P('fz', "SET work_mem = '4MB'"), B('p1', 'fz'), E('p1'), S);
+    await a.settle();
+    const sent = conn.take();
+    const server = serverNames(sent)[0]!;
+    a.answer(0, Buffer.concat([C('BEGIN'), Z('T'), msg('1'), msg('2'), C('SELECT 0'), ERR('42P05', `prepared statement "${server}" already exists`), Z('E')]));
+    await a.settle();
+    assert.deepEqual(kinds(a.received()), ['1', '2', 'C', 'E 42P05', 'Z E']);
+    a.send(B('p1', 'fz'), E('p1'), CS('fz'), S);
+    await a.settle();
+    const next = conn.take();
+    assert.ok(!next.includes(CS(server)), 'fz is not closed before the Bind: the server has it');
+    assert.ok(next.includes(server), 'the Bind goes to fz\'s server statement');
+    a.answer(0, Buffer.concat([ERR('25P02'), Z('E')]));
+    await a.settle();
+    assert.deepEqual(kinds(a.received()), ['E 25P02', 'Z E']);
+    a.send(Q('ROLLBACK'));
+    await a.settle();
+    conn.take();
+    a.answer(0, Buffer.concat([C('ROLLBACK'), Z('I')]));
+    await a.settle();
+    a.received();
+    // The other client's own fz on that connection is another statement, parsed there.
+    b.send(P('fz', 'SELECT v FROM t'), B('', 'fz'), E(), S);
+    await b.settle();
+    assert.ok(conn.take().includes(server), 'the same text: the same server name');
+  });
+});
