@@ -57,6 +57,12 @@ export const ExpectKind = {
   Synthetic: 5,
   /** A question pgmaitre asks the server itself (transaction pooling: is a temporary relation left?); rows are counted. */
   Probe: 6,
+  /**
+   * Transaction pooling: a Describe of statements the client just parsed, so that pgmaitre can
+   * describe them itself where the server cannot be asked (connection-statements.ts describeParsed).
+   * Its answer is kept in `described`.
+   */
+  Describe: 7,
 } as const;
 export type ExpectKind = (typeof ExpectKind)[keyof typeof ExpectKind];
 
@@ -124,6 +130,11 @@ export class Expect {
    */
   keepParams = false;
   params: Buffer[] | null = null;
+  /**
+   * A Describe expect's answer (ExpectKind.Describe): per statement, its ParameterDescription
+   * frame, then true (a RowDescription came: it returns rows) or false (NoData).
+   */
+  described: (Buffer | boolean)[] | null = null;
 }
 
 /** Disposition of the message being scanned. */
@@ -295,6 +306,7 @@ export class Link {
     e.hideError = false;
     e.keepParams = false;
     e.params = null;
+    e.described = null;
     if (this.skipping) {
       // The backend skips everything up to the next Sync after an earlier error: this request
       // gets no answer (its Sync, if any, a ReadyForQuery).
@@ -354,6 +366,7 @@ export class Link {
     e.token = null;
     e.splitLast = null;
     e.params = null;
+    e.described = null;
     if (pool.length < 1024) pool.push(e);
   }
 
@@ -606,6 +619,13 @@ export class Link {
     }
     if (h.swallow) {
       if (code === 68 /* D */) h.rows++;
+      if (h.kind === ExpectKind.Describe) {
+        if (code === 0x74 /* t */) {
+          this.disp = HOLD; // (kept in end())
+          return;
+        }
+        if (code === 0x54 /* T */ || code === 0x6e /* n */) (h.described ??= []).push(code === 0x54);
+      }
       this.disp = (code === E && h.errorsToClient) || (code === S && h.keepParams) ? HOLD : DROP;
       return;
     }
@@ -679,7 +699,13 @@ export class Link {
       this.errorOrNotice(code, buf, start, end, sink);
       return;
     }
-    if (this.disp === HOLD) sink.forward(Buffer.from(buf.subarray(start, end)), 0, end - start);
+    if (this.disp !== HOLD) return;
+    const h = this.q[0];
+    if (code === 0x74 && h !== undefined && h.swallow && h.kind === ExpectKind.Describe) {
+      (h.described ??= []).push(Buffer.from(buf.subarray(start, end)));
+      return;
+    }
+    sink.forward(Buffer.from(buf.subarray(start, end)), 0, end - start);
   }
 
   private readyForQuery(status: number): void {

@@ -44,7 +44,7 @@ import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
 import { ABORT_TX, errorReply, localError, reportNode } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
-import { duplicateParses, evict, names, parameterCount, unnamedDropped } from './connection-statements';
+import { describedWhenAborted, describeParsed, duplicateParses, evict, names, parameterCount, parsedDescribed, unnamedDropped } from './connection-statements';
 import { afterSync, bookkeeping, cleared, completed, newToken, noteParsed, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import { rewriteRequest } from './statement-names';
@@ -54,7 +54,7 @@ import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
 import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
-import { abortedBindError, abortedDescribe, deferrableBegin, parsedWhenAborted, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
+import { abortedBindError, deferrableBegin, parsedWhenAborted, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
 import type { QueryClass } from '../classify/types';
 import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
 import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
@@ -923,6 +923,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
     if (plan.lasting) link.lasting = true;
     link.unflushed = req.unflushed;
+    if (pooled && info.parses.length > 0) describeParsed(this, link, info, req);
     // A Flush with nothing before it, or a request written while the server skips to Sync after
     // an error (a Query too), owes nothing: done now (Link.settleEmpty).
     link.settleEmpty(this);
@@ -1088,6 +1089,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
           break;
         case ExpectKind.Probe:
           tempProbed(this, e);
+          break;
+        case ExpectKind.Describe:
+          if (!e.skipped) parsedDescribed(e);
           break;
         default:
           break;
@@ -1347,7 +1351,7 @@ function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean 
     const end = data.indexOf(0, 6);
     const st = end > 0 ? statements.protocol.get(data.toString('utf8', 6, end)) : undefined;
     // (A statement without rows is described there, seed 60067.)
-    return st !== undefined && (parsedWhenAborted(st.sql) || !Buffer.isBuffer(abortedDescribe(st.frame, st.sql)));
+    return st !== undefined && (parsedWhenAborted(st.sql) || !Buffer.isBuffer(describedWhenAborted(st)));
   }
   return false;
 }

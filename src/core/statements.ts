@@ -22,6 +22,13 @@ export interface ProtocolStatement {
   server?: string;
   /** Its parameter count as PostgreSQL has it (tx-pooling.ts statementParameters; -1: not sure), once computed. */
   params?: number;
+  /**
+   * Transaction pooling: what the server answered to a Describe of it (connection-statements.ts
+   * describeParsed): 'rows' (it returns rows), or its ParameterDescription and NoData as sent.
+   * pgmaitre describes it itself where no connection that has it can be asked (an aborted
+   * transaction on a connection that lacks it, seed 98096).
+   */
+  described?: Buffer | 'rows';
   /** Transaction pooling: the Parse that defined it failed or was skipped (a Close's restore must not bring it back). */
   gone?: boolean;
   /**

@@ -13,12 +13,16 @@ const P = (name: string, sql: string): Buffer => msg('P', cstr(name), cstr(sql),
 const B = (portal: string, stmt: string, ...params: string[]): Buffer => msg('B', cstr(portal), cstr(stmt), i16(0),
   i16(params.length), ...params.map((p) => Buffer.concat([i32(Buffer.byteLength(p)), Buffer.from(p)])), i16(0));
 const E = (portal = ''): Buffer => msg('E', cstr(portal), i32(0));
+const DS = (name: string): Buffer => msg('D', u8('S'), cstr(name));
+const DP = (name: string): Buffer => msg('D', u8('P'), cstr(name));
 const CS = (name: string): Buffer => msg('C', u8('S'), cstr(name));
 const S = msg('S');
 const Z = (s = 'I'): Buffer => msg('Z', u8(s));
 const C = (tag: string): Buffer => msg('C', cstr(tag));
 const rows = (s = 'I'): Buffer => Buffer.concat([msg('T', i16(0)), C('SELECT 1'), Z(s)]);
 const ERR = (code: string, m = 'failed'): Buffer => msg('E', u8('S'), cstr('ERROR'), u8('V'), cstr('ERROR'), u8('C'), cstr(code), u8('M'), cstr(m), u8(0));
+const PD = (...oids: number[]): Buffer => msg('t', i16(oids.length), ...oids.map((o) => i32(o)));
+const H = msg('H');
 const text = (b: Buffer): string => b.toString('latin1');
 const serverNames = (b: Buffer): string[] => [...text(b).matchAll(/pgmq?_[0-9a-f]{24}/g)].map((m) => m[0]);
 
@@ -81,4 +85,47 @@ describe('transaction pooling: what the fuzzer found (docs/fuzz-findings.md)', (
     await b.settle();
     assert.ok(conn.take().includes(server), 'the same text: the same server name');
   });
+
+  for (const [seed, sql, term] of [['98096', 'DELETE FROM t WHERE v = $1::int', H], ['101224', 'INSERT INTO t VALUES ($1::int)', S]] as const) {
+    test(`seed ${seed}: in an aborted transaction, Describe S of a statement the connection lacks is described as the server inferred it; only its Bind fails`, async () => {
+      const { a, b, conn } = await pair();
+      // The server infers the parameter's type ($1::int: int4, OID 23); nothing in the Parse says it.
+      a.send(P('s2', sql), B('', 's2', '7'), E(), S);
+      await a.settle();
+      const first = conn.take();
+      const server = serverNames(first)[0]!;
+      // (What the server answers to everything pgmaitre sent: the client's request, and a Describe
+      // of s2 if pgmaitre asked for one.)
+      const described = first.includes(DS(server));
+      a.answer(0, Buffer.concat([msg('1'), msg('2'), C('DELETE 0'), Z(), ...(described ? [PD(23), msg('n'), Z()] : [])]));
+      await a.settle();
+      assert.deepEqual(kinds(a.received()), ['1', '2', 'C', 'Z I']);
+      // Another client's DISCARD ALL (a reset) leaves the connection without s2.
+      b.send(Q('SELECT 1'));
+      await b.settle();
+      conn.take();
+      b.answer(0, rows());
+      await b.settle();
+      b.received();
+      conn.statements.clear();
+      a.send(Q('BEGIN'));
+      await a.settle();
+      a.received();
+      a.send(Q('SELECT 1/0'));
+      await a.settle();
+      conn.take();
+      a.answer(0, Buffer.concat([C('BEGIN'), Z('T'), ERR('22012'), Z('E')]));
+      await a.settle();
+      assert.deepEqual(kinds(a.received()), ['E 22012', 'Z E']);
+      a.send(DS('s2'), B('', 's2', '2'), DP(''), E(), term);
+      await a.settle();
+      const sent = conn.take();
+      // The server refuses whatever reached it: 25P02 (a re-parse or the Bind), skipping to Sync.
+      if (sent.length > 0) a.answer(0, Buffer.concat([ERR('25P02'), ...(term === S ? [Z('E')] : [])]));
+      await a.settle();
+      const got = a.received();
+      assert.deepEqual(kinds(got), ['t', 'n', 'E 25P02', ...(term === S ? ['Z E'] : [])]);
+      assert.ok(got.includes(PD(23)), 'the parameter type the server inferred');
+    });
+  }
 });
