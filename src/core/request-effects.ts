@@ -137,8 +137,11 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
       const index = completionIndex(req.data, p.start);
       const prev = p.name === '' ? s.statements.protocol.get('') : undefined;
       if (prev !== undefined && tok().defined?.some((d) => d.name === '') !== true) {
-        // If the request fails before its first unnamed Parse, the client's unnamed statement stays (seed 31082).
-        (tok().closed ??= []).push({ name: '', st: prev, index });
+        // If the request fails before its first unnamed Parse, the client's unnamed statement stays (seed 31082);
+        // not when that Parse fails itself (PostgreSQL dropped the old one first), nor after a
+        // `Close S ''` before it (seed 132154).
+        const close = closeBetween(req.data, '', 0, p.start);
+        (tok().closed ??= []).push({ name: '', st: prev, index: close >= 0 ? completionIndex(req.data, close) : index - 1 });
       }
       (tok().defined ??= []).push(def = { name: p.name, index });
     }

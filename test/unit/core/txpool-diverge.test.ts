@@ -128,4 +128,30 @@ describe('transaction pooling: what the fuzzer found (docs/fuzz-findings.md)', (
       assert.ok(got.includes(PD(23)), 'the parameter type the server inferred');
     });
   }
+
+  test('seed 132154: Close S \'\' then an unnamed Parse that fails leaves no unnamed statement (a Bind \'\' gets 26000, not the older one)', async () => {
+    const { a, conn } = await pair();
+    a.send(P('', "SET work_mem = '4MB'"), S);
+    await a.settle();
+    conn.take();
+    a.answer(0, Buffer.concat([msg('1'), Z()]));
+    await a.settle();
+    a.received();
+    a.send(CS(''), P('', 'SELECT * FROM fz_missing_table'), B('p1', ''), E('p1'), S);
+    await a.settle();
+    // (pgmaitre may parse the client's unnamed statement again first: it is answered.)
+    const reparsed = /^P\0\0\0.\0SET work_mem/s.test(text(conn.take()));
+    a.answer(0, Buffer.concat([...(reparsed ? [msg('1')] : []), msg('3'), ERR('42P01'), Z()]));
+    await a.settle();
+    assert.deepEqual(kinds(a.received()), ['3', 'E 42P01', 'Z I']);
+    a.send(B('', ''), E(), S);
+    await a.settle();
+    const sent = conn.take();
+    assert.doesNotMatch(text(sent), /SET work_mem/, 'the older unnamed statement is not parsed again');
+    // (An empty Query of pgmaitre's may drop another client's unnamed statement first.)
+    const dropped = sent[0] === 0x51 ? [msg('I'), Z()] : [];
+    if (sent.length > 0) a.answer(0, Buffer.concat([...dropped, ERR('26000', 'unnamed prepared statement does not exist'), Z()]));
+    await a.settle();
+    assert.deepEqual(kinds(a.received()), ['E 26000', 'Z I']);
+  });
 });
