@@ -15,12 +15,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, ConfigError } from './config/load';
-import { startApp, type App } from './app';
+import type { App } from './app';
 import { logLine } from './log/logger';
 import { PCP_COMMANDS, runPcpCommand } from './pcp/cli';
 import { checkConfiguration, checkExitCode, checkListeners, formatCheckReport } from './check';
 import { httpHealthCheck } from './healthcheck';
-import { isWorkerProcess, runWorker, startInstance } from './workers/entry';
 
 /** Parsed command line. */
 export interface CliOptions {
@@ -106,6 +105,10 @@ export async function runMain(argv: readonly string[], onStopped?: () => void): 
   if (opts.debug) {
     (loaded as { config: unknown }).config = { ...loaded.config, log_min_messages: 'debug1' };
   }
+  // Loaded here, not at the top: `check`, `healthcheck`, `reload|stop` and the pcp commands never
+  // start a server and should not pay ~0.6 s of CPU to load one.
+  const { startInstance } = await import('./workers/entry');
+  const { startApp } = await import('./app');
   // worker_processes > 1: a supervisor and its workers (src/workers/); else this process alone.
   const app = await startInstance(loaded, { argv, overrides, ...(onStopped ? { onStopped } : {}) })
     ?? await startApp(loaded, { overrides, ...(onStopped ? { onStopped } : {}) });
@@ -168,6 +171,7 @@ export async function runCheck(opts: CliOptions, out: (text: string) => void = (
 
 /** A worker of a multi-process instance (src/workers/worker.ts): the supervisor drives it. */
 function runWorkerProcess(opts: CliOptions): void {
+  const { runWorker } = require('./workers/entry') as typeof import('./workers/entry');
   runWorker(opts.configFile, { hbaFile: opts.hbaFile, pcpFile: opts.pcpFile, keyFile: opts.keyFile }, opts.debug).catch((e: unknown) => {
     process.stderr.write(`pgmaitre worker: could not start: ${(e as Error)?.message ?? String(e)}\n`);
     process.exit(1);
@@ -229,7 +233,7 @@ export function cli(argv: readonly string[]): void {
     });
     return;
   }
-  if (isWorkerProcess()) {
+  if ((require('./workers/entry') as typeof import('./workers/entry')).isWorkerProcess()) {
     runWorkerProcess(opts);
     return;
   }

@@ -25,7 +25,10 @@ export interface CacheSession {
   readonly cacheView: CacheView | null;
   /** Node whose answer the cache collects (-1: none). */
   collectNode: number;
-  /** Answers held back until the cache's invalidation of a commit went through. */
+  /**
+   * Answers held back until the cache's invalidation of a commit went through (cache-port.ts:
+   * holdAnswers): the client learns of its write only once no cached answer can contradict it.
+   */
   held: Buffer[] | null;
   /** The client's socket is above its high-water mark: backends are paused. */
   clientFull: boolean;

@@ -22,11 +22,26 @@ export interface NamingSession {
   dupParses: Set<string> | null;
   /** ...of which the request's Parses really were refused (not closed before them). */
   readonly dupRefused: Set<string>;
-  /** Transaction pooling, F21: the request may meet an aborted transaction ('known' or 'maybe'; see SessionCore). */
+  /**
+   * Transaction pooling, F21: the request being sent may meet an aborted transaction: 'known'
+   * (the leased connection's transaction is failed, no ReadyForQuery owed before the request) or
+   * 'maybe' (inside a transaction, behind requests not answered yet); '' otherwise. Then a Parse
+   * of a statement the connection has is not answered here: see names().
+   */
   readonly abortedTx?: '' | 'known' | 'maybe';
-  /** In an aborted transaction, the request's first message is refused with 25P02 (see SessionCore). */
+  /**
+   * In an aborted transaction, the request's first message is refused with 25P02 (a Parse, or a
+   * Bind/Describe of a statement the client has): a re-parse ahead of it may fail there too (see
+   * side-requests.ts). False for a Close, or a Bind of a statement the client lacks (26000 first).
+   * request-frames.ts: frontRefusedWhenAborted.
+   */
   readonly frontRefused?: boolean;
-  /** Known aborted transaction: the request surely fails before a re-parsed statement matters (see SessionCore). */
+  /**
+   * Known aborted transaction: the request surely fails at a message whose answer needs no
+   * statement re-parsed (after Closes only: a Parse, a Bind or Describe of a statement the client
+   * lacks, a Bind answered here); no re-parse is sent, it would put its own 25P02 first (seeds
+   * 40136, 40153). request-frames.ts: failsFirstWhenAborted.
+   */
   readonly abortedSure?: boolean;
   /** Statements whose Bind in the request being sent pgmaitre answers itself, in place (side-requests.ts refusedHere). */
   refusedBinds?: Set<string> | null;

@@ -12,6 +12,8 @@
  * - endLeases(): the session ends: every connection back clean, back after DISCARD ALL (the
  *   session held state there), closed (a request in flight, a transaction open: a running query
  *   is cancelled first), or held until its cancel reached the server, then decided again.
+ * - closeLeases(): an internal error ended the session (SessionCore.crash): every connection is
+ *   closed, never given back (its state is unknown).
  */
 import { TxStatus } from '../protocol/codes';
 import { encodeQuery } from '../protocol/frontend';
@@ -30,7 +32,11 @@ export interface LeaseEndSession extends LeaseSession {
   readonly closed: boolean;
   /** Why the session keeps its connections, as last reported to the host ('' = it does not). */
   pinnedFor: string;
-  /** Links whose cancel request is on its way (until the server took it). */
+  /**
+   * Links whose cancel request is on its way (until the server took it): their connection is not
+   * given back meanwhile, and nothing more is sent anywhere (F26: the cancel must not land on the
+   * client's next statement, nor on another client's).
+   */
   readonly cancelling: Map<Link, Promise<void>>;
   /** Links whose session-state replay failed: their settings are unknown (reset when given back). */
   readonly stateLost: Set<Link>;
@@ -160,5 +166,22 @@ export function tempProbed(s: LeaseEndSession, e: Expect): void {
   if (!e.errored && !e.skipped && e.rows === 0 && (e.token as ProbeToken).generation === s.pins.tempGeneration) {
     s.pins.tempDiscarded();
     s.route.tempTables.clear();
+  }
+}
+
+/**
+ * An internal error ended the session (SessionCore.crash): every connection is closed, never
+ * given back (its state is unknown), even when resetting its link throws.
+ */
+export function closeLeases(s: Pick<LeaseEndSession, 'links' | 'host'>, why: string): void {
+  for (const l of s.links) {
+    if (l?.conn == null) continue;
+    const conn = l.conn;
+    l.conn = null;
+    try {
+      l.reset();
+    } finally {
+      s.host.closeLink(conn, false, why);
+    }
   }
 }

@@ -4,6 +4,7 @@
  * OID 0 like pgpool. Each ends with ReadyForQuery carrying the session's transaction status.
  * localReply/localError write them in order for a session (only when no node owes the client an
  * answer); inside a shared connection's transaction an error fails the server's transaction too.
+ * runAdmin runs an admin command for a session (the queue blocked meanwhile) and writes its answer.
  */
 import { encodeCommandComplete, encodeErrorResponse, encodeNoticeResponse, encodeReadyForQuery, encodeResultSet } from '../protocol/backend';
 import { encodeQuery } from '../protocol/frontend';
@@ -90,6 +91,22 @@ export function localReply(s: ReplySession, req: Request, tag: string | null, er
   }
   releaseRequest(req);
   return true;
+}
+
+/** What runAdmin reads of the session (SessionCore). */
+export interface AdminReplySession extends ReplySession {
+  readonly host: Pick<CoreHost, 'pooling' | 'cluster' | 'log' | 'logFlags' | 'noticePerNode' | 'pid' | 'runAdmin'>;
+  readonly closed: boolean;
+  /** Waits for `p` with the queue blocked, then drives again. */
+  block(p: Promise<unknown>, what: string): void;
+}
+
+/** Runs an admin command (blocks the queue meanwhile) and writes its answer. */
+export function runAdmin(s: AdminReplySession, sql: string): void {
+  const status = s.txStatus();
+  s.block(s.host.runAdmin(sql, status).then((reply) => {
+    if (!s.closed) s.client.write(reply);
+  }), 'admin command');
 }
 
 /** log_per_node_statement / notice_per_node_statement: which node and backend ran the request's statements. */

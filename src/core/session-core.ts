@@ -21,62 +21,56 @@
  * Backpressure: the client is not read while the queued requests exceed a bound or a backend
  * socket is above its high-water mark; backends are not read while the client's socket is.
  *
- * This file orchestrates; each concern it hands work to has its own file, a narrow interface of
- * the session that SessionCore implements, and its own unit tests (docs/architecture.md, "The
- * core's rooms"): request-effects.ts (what a request does to the session, sent and answered),
- * side-requests.ts (what a link needs first), connection-statements.ts (server statement names
- * per connection), pooled-prepare.ts (SQL PREPARE & co. before a shared connection),
- * lease-end.ts (every way a lease ends), tx-pooling.ts and recovery.ts (the policies),
- * cache-glue.ts (the query cache), identity-check.ts, local-replies.ts. Their functions take the
- * session itself: no closure or object per request.
+ * This file is the session's own driving loop; each concern it hands work to has its own file, a
+ * narrow interface of the session that SessionCore implements, and its own unit tests
+ * (docs/architecture.md, "The core's rooms"): request-effects.ts (what a request does to the
+ * session, sent and answered), side-requests.ts (what a link needs first),
+ * connection-statements.ts (server statement names per connection), pooled-prepare.ts (SQL
+ * PREPARE & co. before a shared connection), deferred-begin.ts (a BEGIN answered before any
+ * lease), request-frames.ts (a request's frames, in an aborted transaction), lease-end.ts (every
+ * way a lease ends), tx-pooling.ts (the policy), recovery.ts (a lost connection), cache-glue.ts
+ * (the query cache), identity-check.ts, local-replies.ts (answers and admin commands). Their
+ * functions take the session itself: no closure or object per request.
  */
 import { FrontendCode, TxStatus } from '../protocol/codes';
-import { encodeErrorResponse } from '../protocol/backend';
-import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
+import { encodeCommandComplete, encodeErrorResponse, encodeReadyForQuery } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
-import { newRouteState, noteDispatched, noteTransactionEnd, type RouteState } from '../router/router';
+import { newRouteState, type RouteState } from '../router/router';
 import { LogEvent } from '../log/logger';
-import { ExpectKind, Link, Term, type Expect, type Goodbye } from './link';
+import { ExpectKind, Link, Term, type Expect } from './link';
 import { newRequest, releaseRequest, Request, RequestInfo } from './request';
 import { Planner, PlanType, type Plan, type PlannerView } from './planner';
 import { Statements } from './statements';
 import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
-import { ABORT_TX, errorReply, localError, reportNode } from './local-replies';
+import { errorReply, localError, reportNode, runAdmin, type AdminReplySession } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
-import { describedWhenAborted, describeParsed, duplicateParses, evict, names, parameterCount, parsedDescribed, unnamedDropped } from './connection-statements';
+import { describeParsed, duplicateParses, evict, names, parsedDescribed, unnamedDropped } from './connection-statements';
 import { afterSync, bookkeeping, cleared, completed, newToken, noteParsed, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
-import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';
 import { rewriteRequest } from './statement-names';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
-import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, releaseHeld, type CacheSession } from './cache-glue';
+import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
-import { abortedBindError, deferrableBegin, parsedWhenAborted, Pins, pinReasonOf, plainTransactionEnd } from './tx-pooling';
+import { Pins, pinReasonOf } from './tx-pooling';
+import { deferBegin, deferredStep, type DeferredSession } from './deferred-begin';
+import { afterFirstExecute, endsWhole, failsFirstWhenAborted, frontRefusedWhenAborted, leadingCloses } from './request-frames';
 import type { QueryClass } from '../classify/types';
 import { broadcast, prepareLink, reparsed, type SideSession } from './side-requests';
-import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
-import { lossVerdict } from './recovery';
+import { cancelQueries, closeLeases, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
+import { connectionLost, retryable, type RecoverySession } from './recovery';
 import { emptyArray } from '../util/arrays';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
 
-const SHUTDOWN_CODES = new Set(['57P01', '57P02']);
-
 const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
 const FLUSH_MESSAGE = Buffer.from([0x48, 0, 0, 0, 4]);
 
-
-/** An exception escaped the core's data path (a bug): the session ends with FATAL XX000. */
-export class CoreFault extends Error {
-  override name = 'CoreFault';
-}
-
 /** See the file header. */
-export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession, IdentitySession {
+export class SessionCore implements ForwardSink, PlannerView, PooledSession, EffectsSession, LeaseEndSession, CacheSession, SideSession, IdentitySession, DeferredSession, RecoverySession, AdminReplySession {
   readonly route: RouteState = newRouteState();
   readonly statements = new Statements();
   readonly state = new SessionState();
@@ -90,8 +84,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   // their narrow session interfaces (see the file header), not by the socket side.
   /** The session's link per node. */
   readonly links: (Link | undefined)[] = [];
-  private readonly queue: Request[] = [];
-  private queuedBytes = 0;
+  readonly queue: Request[] = [];
+  queuedBytes = 0;
   // Request assembly: ranges of client bytes not yet cut into a request.
   private rBuf: Buffer[] = [];
   private rStart: number[] = [];
@@ -101,7 +95,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Bytes in the ranges above: counted in pacing, and cut early beyond QUEUE_HIGH_WATER. */
   private rBytes = 0;
   /** The link in COPY IN that takes the client's copy frames directly, and those frames. */
-  private copyTarget: Link | null = null;
+  copyTarget: Link | null = null;
   private copyParts: Buffer[] = [];
   stickyNode = -1;
   lastNode = -1;
@@ -135,11 +129,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   readonly pins = new Pins();
   /** openLink() refused the connection the head request waits for (it gets this error). */
   private refused: LinkRefused | null = null;
-  /**
-   * Links whose cancel request is on its way (until the server took it): their connection is not
-   * given back meanwhile, and nothing more is sent anywhere (F26: the cancel must not land on the
-   * client's next statement, nor on another client's).
-   */
+  /** Links whose cancel request is on its way (lease-end.ts, LeaseEndSession). */
   readonly cancelling = new Map<Link, Promise<void>>();
   /**
    * A cancel came while nothing ran at a server and this request (the queue's head then) waited
@@ -147,44 +137,18 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    * would cancel it when it runs; dropped if the request is answered here.
    */
   private cancelHead: Request | null = null;
-  /** Transaction pooling: the request being sent redefines these statement names (42P05 from the server). */
+  // Transaction pooling, the request being sent (NamingSession, connection-statements.ts, says
+  // what each means): names it redefines (42P05 from the server), Binds answered here, and
+  // whether it may meet an aborted transaction (F21).
   dupParses: Set<string> | null = null;
-  /** ...of which the request's Parses really were refused (not closed before them). */
   readonly dupRefused = new Set<string>();
-  /** Transaction pooling: statements whose Bind in the request being sent is answered here (side-requests.ts refusedHere). */
   refusedBinds: Set<string> | null = null;
-  /**
-   * Transaction pooling, F21: the request being sent may meet an aborted transaction: 'known'
-   * (the leased connection's transaction is failed, no ReadyForQuery owed before the request) or
-   * 'maybe' (inside a transaction, behind requests not answered yet); '' otherwise. Then a Parse
-   * of a statement the connection has is not answered here: see names() (connection-statements.ts).
-   */
   abortedTx: '' | 'known' | 'maybe' = '';
-  /**
-   * In an aborted transaction, the request's first message is refused with 25P02 (a Parse, or a
-   * Bind/Describe of a statement the client has): a re-parse ahead of it may fail there too (see
-   * side-requests.ts). False for a Close, or a Bind of a statement the client lacks (26000 first).
-   */
   frontRefused = false;
-  /**
-   * Known aborted transaction: the request surely fails at a message whose answer needs no
-   * statement re-parsed (after Closes only: a Parse, a Bind or Describe of a statement the client
-   * lacks, a Bind answered here); no re-parse is sent, it would put its own 25P02 first (seeds
-   * 40136, 40153). See failsFirstWhenAborted.
-   */
   abortedSure = false;
-  /**
-   * Transaction pooling: a BEGIN answered here while the session held no connection (issue 17
-   * item 10: psycopg2 sends one before every transaction, and an admin command inside must not
-   * wait for a lease). Sent in front of the transaction's first statement that needs a server.
-   */
-  private deferredBegin = '';
-  /**
-   * The deferred BEGIN's transaction failed before it reached a server (no primary to start it
-   * on, or its lease refused): the client is in an aborted transaction, as PostgreSQL would put
-   * it; every request but its end is refused 25P02 here, COMMIT/ROLLBACK end it here.
-   */
-  private deferredFailed = false;
+  /** Transaction pooling: a BEGIN answered here, not sent yet, and whether its transaction failed (deferred-begin.ts). */
+  deferredBegin = '';
+  deferredFailed = false;
   /**
    * Transaction pooling: the request at the head of the queue, read and planned, that waits for
    * its lease (open()); with what its plan read (see resumable()). Once clients outnumber
@@ -204,11 +168,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   readonly cacheView: CacheView | null;
   /** Node whose answer the cache collects (-1: none), and the node whose chunk is being scanned (-1: none). */
   collectNode = -1;
-  private feedNode = -1;
-  /**
-   * Answers held back until the cache's invalidation of a commit went through (cache-port.ts:
-   * holdAnswers): the client learns of its write only once no cached answer can contradict it.
-   */
+  feedNode = -1;
+  /** Answers held back until the cache's invalidation of a commit went through (cache-glue.ts, CacheSession). */
   held: Buffer[] | null = null;
   /** Transaction pooling: the ParameterStatus values the client was given at login (a DISCARD ALL answered here reports resets). */
   loginParams: ReadonlyMap<string, string> | null = null;
@@ -239,7 +200,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.attach(node, conn);
   }
 
-  private attach(node: number, conn: BackendPort): Link {
+  attach(node: number, conn: BackendPort): Link {
     let l = this.links[node];
     if (l === undefined) this.links[node] = (l = new Link(node));
     l.reset();
@@ -446,7 +407,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     }
     const info = this.info.read(req.data);
     if (this.deferredBegin !== '') {
-      const r = this.deferredStep(req, info);
+      const r = deferredStep(this, req, info);
       if (r !== null) return r;
     }
     if (this.host.pooling !== 'session') {
@@ -472,7 +433,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
         return false;
       case PlanType.Admin:
         if (info.queries.length > 0) unnamedDropped(this, null);
-        this.runAdmin(plan.adminSql);
+        runAdmin(this, plan.adminSql);
         releaseRequest(req);
         return true;
       case PlanType.Error:
@@ -549,118 +510,13 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     return this.cancelling.size > 0 && this.cancelling.has(link);
   }
 
-  /** Opens a link to `node` (blocking the queue meanwhile). */
-  /**
-   * Transaction pooling: a BEGIN of a session that holds no connection is answered here and sent
-   * later (deferredStep), when it is one PostgreSQL always accepts there (deferrableBegin).
-   */
+  /** Transaction pooling: answers a BEGIN before any connection is leased, when it may (deferred-begin.ts). */
   deferBegin(req: Request, sql: string, cls: QueryClass): boolean {
-    const tag = deferrableBegin(sql);
-    if (tag === null || this.route.inTransaction || this.txStatus() !== TxStatus.Idle || !this.allAnswered(null)) return false;
-    for (const l of this.links) if (l?.conn != null) return false;
-    this.flush();
-    this.deferredBegin = sql;
-    noteDispatched(cls, this.route, this.host.routing.router);
-    this.beginSql = sql;
-    this.client.write(Buffer.concat([encodeCommandComplete(tag), encodeReadyForQuery(TxStatus.InTransaction)]));
-    releaseRequest(req);
-    return true;
+    return deferBegin(this, req, sql, cls);
   }
 
-  /**
-   * A request after a BEGIN answered here (deferBegin): a plain COMMIT/ROLLBACK ends that
-   * transaction here, an admin command is answered inside it (null: go on); anything else first
-   * leases the primary's connection and sends the BEGIN there (after the session's own side
-   * requests, as prepareLink sends them), then goes on as usual. False: wait for the lease.
-   */
-  private deferredStep(req: Request, info: RequestInfo): boolean | null {
-    const single = info.queries.length === 1 && !info.extended && req.term === Term.Query ? info.queries[0]! : null;
-    if (single !== null) {
-      const end = plainTransactionEnd(single);
-      if (end !== null) {
-        this.deferredBegin = '';
-        const failed = this.deferredFailed;
-        this.deferredFailed = false;
-        noteTransactionEnd(this.route);
-        unnamedDropped(this, null);
-        this.flush();
-        this.client.write(Buffer.concat([encodeCommandComplete(failed ? 'ROLLBACK' : end), encodeReadyForQuery(TxStatus.Idle)]));
-        releaseRequest(req);
-        return true;
-      }
-      if (this.host.adminEnabled && this.host.classifier.classify(single).kind === 'admin') return null;
-    }
-    const primary = this.host.cluster.primaryId();
-    let link = this.links[primary];
-    const noPrimary = link?.conn == null && (primary < 0 || this.planner.recentlyFailed(primary, true));
-    // The aborted transaction refuses a simple Query here; an extended-protocol request (a ROLLBACK
-    // among them) goes to a server whose transaction is aborted first (below), when there is one.
-    if (this.deferredFailed && (!info.extended || noPrimary)) {
-      return this.deferredRefuse(req, info, '25P02', 'current transaction is aborted, commands ignored until end of transaction block', undefined);
-    }
-    if (noPrimary) {
-      // No primary to start the transaction on (none, or its connection just failed): the request
-      // fails as a write with no primary does, and the transaction with it. Opening again at once
-      // would come back here at once, a loop that starved the whole process.
-      this.deferredFailed = true;
-      return this.deferredRefuse(req, info, '57P03', 'no primary node is available', 'the transaction cannot start; end it with ROLLBACK (see SHOW POOL_NODES)');
-    }
-    if (link?.conn == null) {
-      const now = this.host.leaseNow(primary);
-      if (now === null) {
-        this.open(primary);
-        return false;
-      }
-      link = this.attach(primary, now);
-    }
-    const conn = link.conn!;
-    // What prepareLink sends first on a connection (cleanup, unsure statements, the session's
-    // settings): before the BEGIN, so that they stay outside the transaction.
-    for (const c of link.cleanup) {
-      const e = link.expect(ExpectKind.Cleanup, true, c.completions, c.term);
-      if (c.clears !== undefined) e.token = { clears: c.clears } satisfies ClearsToken;
-      this.send(link, c.buf);
-    }
-    emptyArray(link.cleanup);
-    if (conn.statements.unsure.size > 0) {
-      const frames: Buffer[] = [];
-      for (const name of conn.statements.unsure) frames.push(encodeClose('S', name));
-      frames.push(encodeSync());
-      link.expect(ExpectKind.Cleanup, true, conn.statements.unsure.size, Term.Sync);
-      this.send(link, Buffer.concat(frames));
-      conn.statements.unsure.clear();
-    }
-    const replay = this.state.replayFor(conn, this);
-    if (replay.length > 0) {
-      link.expect(ExpectKind.State, true, 0, Term.Query);
-      this.send(link, encodeQuery(replay.join('; ')));
-    }
-    link.unnamedOwn = false;
-    link.expect(ExpectKind.Tx, true, 0, Term.Query).errorsToClient = true;
-    this.send(link, encodeQuery(this.deferredBegin));
-    link.txStatus = TxStatus.InTransaction;
-    if (this.deferredFailed) {
-      // The client's transaction is aborted (see deferredFailed): the server's becomes so too.
-      link.expect(ExpectKind.Tx, true, 0, Term.Query);
-      this.send(link, ABORT_TX);
-      link.txStatus = TxStatus.Failed;
-      this.deferredFailed = false;
-    }
-    this.deferredBegin = '';
-    return null;
-  }
-
-  /** A request of the deferred BEGIN's failed transaction refused here, in order (see deferredFailed). */
-  private deferredRefuse(req: Request, info: RequestInfo, code: string, message: string, hint: string | undefined): boolean {
-    if (!this.allAnswered(null)) return false;
-    if (info.queries.length > 0) unnamedDropped(this, null);
-    this.flush();
-    this.client.write(errorReply(code, message, hint, req.term === Term.None ? 0 : 1, TxStatus.Failed));
-    releaseRequest(req);
-    return true;
-  }
-
-  private open(node: number): void {
+  /** Opens a link to `node` (blocking the queue meanwhile). */
+  open(node: number): void {
     if (this.host.pooling !== 'session' && this.host.leaseLater !== undefined) {
       this.waitLease(node);
       return;
@@ -773,16 +629,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       // the client's socket may be what failed; the session ends anyway
     }
     this.closed = true;
-    for (const l of this.links) {
-      if (l?.conn == null) continue;
-      const conn = l.conn;
-      l.conn = null;
-      try {
-        l.reset();
-      } finally {
-        this.host.closeLink(conn, false, `session ${this.host.pid} ended after an internal error`);
-      }
-    }
+    closeLeases(this, `session ${this.host.pid} ended after an internal error`);
     this.parked = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
@@ -1005,8 +852,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     }
   }
 
-  // ---- after sending ---------------------------------------------------------------------------
-
   // ---- backend input -------------------------------------------------------------------------
 
   /** ForwardSink: a range of a backend chunk for the client. */
@@ -1066,7 +911,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   }
 
   /** Applies what the completed expects of `link` mean. */
-  private settle(link: Link): void {
+  settle(link: Link): void {
     const primary = this.host.cluster.primaryId();
     for (const e of link.done) {
       switch (e.kind) {
@@ -1101,84 +946,15 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     emptyArray(link.done);
   }
 
-  // ---- a backend connection is lost ------------------------------------------------------------
+  // ---- a backend connection is lost (recovery.ts) ---------------------------------------------
 
   /** The backend connection of `node` closed or failed. */
   onBackendClosed(node: number, reason: string): void {
-    const link = this.links[node];
-    if (link === undefined || link.conn === null || this.closed) return;
-    const conn = link.conn;
-    if (link.answeredButReady()) {
-      // A read answered whole but for its ReadyForQuery: the ReadyForQuery is ours (recovery.ts).
-      this.feedNode = node;
-      link.feed(READY_IDLE, this);
-      this.feedNode = -1;
-    }
-    const goodbye = link.goodbye;
-    const owed = link.drain();
-    const unsynced = link.unsynced;
-    if (link.done.length > 0) this.settle(link);
-    if (this.collectNode === node) {
-      this.collectNode = -1;
-      this.cache!.collected(0, false);
-    }
-    releaseHeld(this);
-    link.reset();
-    link.conn = null;
-    this.host.closeLink(conn, false, reason);
-    if (this.copyTarget === link) this.copyTarget = null;
-    this.host.log.warn({ event: LogEvent.BackendError, node_id: node, pid: this.host.pid, reason, goodbye: goodbye?.code }, 'backend connection lost');
-    // failover_on_backend_error is about a connection lost without a word; a FATAL goodbye
-    // (57P01/57P02: pg_terminate_backend, a server shutdown) counts only with failover_on_backend_shutdown.
-    const code = goodbye?.code ?? '';
-    if (code === '' || (SHUTDOWN_CODES.has(code) && this.host.config.failover_on_backend_shutdown)) this.host.backendError(node, reason);
-    const primary = this.host.cluster.primaryId();
-    const clientOwed = owed.filter((e) => !e.swallow);
-    const { verdict, retry } = lossVerdict({
-      owed: clientOwed, unsynced, code,
-      isPrimary: node === primary || node === this.identityNode,
-      holdsSession: this.route.inTransaction || this.state.holdsUnreplayable || this.route.tempTables.size > 0 || this.pins.temp,
-    });
-    this.forgetNode(node);
-    if (verdict === 'end') {
-      for (const e of owed) Link.release(e);
-      this.lost(node, goodbye);
-      return;
-    }
-    if (retry) {
-      // Nothing of the client's was lost: its reads run again elsewhere, first.
-      const reqs = clientOwed.map((e) => e.retry as Request);
-      for (let i = reqs.length - 1; i >= 0; i--) {
-        this.queue.unshift(reqs[i]!);
-        this.queuedBytes += reqs[i]!.data.length;
-      }
-      this.host.log.info({ event: 'read_retry', pid: this.host.pid, node_id: node, requests: reqs.length },
-        `node ${node} went away before answering; re-running ${reqs.length} read(s) elsewhere`);
-    }
-    for (const e of owed) Link.release(e);
-    if (verdict === 'ask') {
-      // FATAL 57P01 on an idle connection: pg_terminate_backend() of this client's backend (end
-      // the session, as PostgreSQL would), or the server shutting down (go on elsewhere)?
-      this.block(this.host.nodeAccepting(node).then((accepting) => {
-        if (accepting) this.lost(node, goodbye);
-      }), `check whether node ${node} is shutting down`);
-      return;
-    }
-    this.drive();
-  }
-
-  /**
-   * Ends the session after losing `node`, as PostgreSQL would: the client sees the backend's own
-   * FATAL (once: not again when it came with an answer), or ours when the backend said nothing.
-   */
-  private lost(node: number, goodbye: Goodbye | null): void {
-    if (goodbye === null) this.client.write(encodeErrorResponse(clientErrors.backendLost(node)));
-    else if (!goodbye.forwarded && goodbye.frame !== null) this.client.write(goodbye.frame);
-    this.end(`backend node ${node} lost${goodbye ? ` (${goodbye.code})` : ''}`);
+    connectionLost(this, node, reason);
   }
 
   /** A node's connection is gone: its statements and portals with it. */
-  private forgetNode(node: number): void {
+  forgetNode(node: number): void {
     this.statements.forgetNode(node);
     if (this.lastNode === node) this.lastNode = -1;
     if (this.stickyNode === node) this.stickyNode = -1;
@@ -1192,23 +968,14 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.end(`${fields.code}: ${fields.message}`);
   }
 
-  private end(reason: string): void {
+  /** Ends the session (the host ends its connections: close()). */
+  end(reason: string): void {
     if (this.closed) return;
     this.closed = true;
     this.host.end(reason);
   }
 
-  // ---- query cache (src/cache/; the hook is cache-port.ts) -----------------------------------
-
-  // ---- local replies ---------------------------------------------------------------------------
-
-  /** Runs an admin command (blocks the queue meanwhile) and writes its answer. */
-  private runAdmin(sql: string): void {
-    const status = this.txStatus();
-    this.block(this.host.runAdmin(sql, status).then((reply) => {
-      if (!this.closed) this.client.write(reply);
-    }), 'admin command');
-  }
+  // ---- local replies (local-replies.ts) --------------------------------------------------------
 
   /** The transaction status of pgmaitre's own ReadyForQuery: the primary's. */
   txStatus(): number {
@@ -1229,7 +996,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       if (sql !== undefined) conn.lastStatement = sql;
     }
   }
-
 
   // ---- cancel and close ------------------------------------------------------------------------
 
@@ -1318,126 +1084,4 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   backends(): BackendPort[] {
     return [...this.connected()].map((l) => l.conn!);
   }
-}
-
-/** A request that ends with a Sync, a Query or a COPY's end: what it does may commit (SessionCore.leave). */
-function endsWhole(req: Request): boolean {
-  if (req.term !== Term.None) return true;
-  if (!req.copyOnly) return false;
-  const d = req.data;
-  let last = 0;
-  for (let pos = 0; pos + 5 <= d.length; pos += 1 + d.readUInt32BE(pos + 1)) last = d[pos]!;
-  return last === FrontendCode.CopyDone || last === FrontendCode.CopyFail;
-}
-
-/** The first message of `data` is refused with 25P02 in an aborted transaction (see SessionCore.frontRefused). */
-function frontRefusedWhenAborted(data: Buffer, statements: Statements): boolean {
-  if (data.length < 6) return false;
-  const code = data[0];
-  if (code === FrontendCode.Parse) return true;
-  if (code === FrontendCode.Bind) {
-    const portalEnd = data.indexOf(0, 5);
-    const stmtEnd = portalEnd < 0 ? -1 : data.indexOf(0, portalEnd + 1);
-    const name = stmtEnd > 0 ? data.toString('utf8', portalEnd + 1, stmtEnd) : '';
-    const st = stmtEnd > 0 ? statements.protocol.get(name) : undefined;
-    if (st === undefined) return false;
-    // (08P01 first when the parameters do not match: exec_bind_message checks them before the aborted state.)
-    const params = parameterCount(st);
-    if (params < 0 || parsedWhenAborted(st.sql)) return true;
-    const end = 1 + data.readInt32BE(1);
-    return abortedBindError(data, 0, end, name, params)?.code !== '08P01';
-  }
-  if (code === FrontendCode.Describe && data[5] === 0x53) {
-    const end = data.indexOf(0, 6);
-    const st = end > 0 ? statements.protocol.get(data.toString('utf8', 6, end)) : undefined;
-    // (A statement without rows is described there, seed 60067.)
-    return st !== undefined && (parsedWhenAborted(st.sql) || !Buffer.isBuffer(describedWhenAborted(st)));
-  }
-  return false;
-}
-
-/** Where the Close frames `data` begins with end, and how many they are. */
-/**
- * The end of the first Execute of `data` and the completion messages up to it, when a Bind,
- * Describe or Parse follows it ([0, 0] otherwise). See SessionCore.execute.
- */
-function afterFirstExecute(data: Buffer): [number, number] {
-  let pos = 0;
-  let n = 0;
-  while (pos + 5 <= data.length) {
-    const code = data[pos]!;
-    pos += 1 + data.readUInt32BE(pos + 1);
-    if (code === FrontendCode.Parse || code === FrontendCode.Bind || code === FrontendCode.Describe || code === FrontendCode.Close) n++;
-    if (code !== FrontendCode.Execute) continue;
-    n++;
-    for (let p = pos; p + 5 <= data.length; p += 1 + data.readUInt32BE(p + 1)) {
-      const c = data[p]!;
-      if (c === FrontendCode.Parse || c === FrontendCode.Bind || c === FrontendCode.Describe) return [pos, n];
-    }
-    return [0, 0];
-  }
-  return [0, 0];
-}
-
-function leadingCloses(data: Buffer): [number, number] {
-  let pos = 0;
-  let n = 0;
-  while (pos + 5 <= data.length && data[pos] === FrontendCode.Close) {
-    pos += 1 + data.readUInt32BE(pos + 1);
-    n++;
-  }
-  return [Math.min(pos, data.length), n];
-}
-
-/**
- * In an aborted transaction, `data` surely fails at its first message other than a Close (Close
- * is answered there), with an answer that needs no statement re-parsed: a Parse of a non-exit
- * statement (25P02), a Bind or Describe of a statement the client lacks (26000), a Bind of a
- * non-exit statement the client has whose parameter count is sure (08P01 or 25P02, answered in
- * place when the connection lacks it). See SessionCore.abortedSure.
- */
-function failsFirstWhenAborted(data: Buffer, statements: Statements): boolean {
-  let pos = 0;
-  let closed: string[] | null = null;
-  while (pos + 6 <= data.length && data[pos] === FrontendCode.Close) {
-    const next = pos + 1 + data.readInt32BE(pos + 1);
-    if (data[pos + 5] === 0x53) (closed ??= []).push(data.toString('utf8', pos + 6, Math.max(pos + 6, next - 1)));
-    pos = next;
-  }
-  if (pos + 6 > data.length) return false;
-  const code = data[pos];
-  const end = pos + 1 + data.readInt32BE(pos + 1);
-  if (code === FrontendCode.Parse) {
-    const nameEnd = data.indexOf(0, pos + 5);
-    const sqlEnd = nameEnd < 0 ? -1 : data.indexOf(0, nameEnd + 1);
-    return sqlEnd > 0 && sqlEnd < end && !parsedWhenAborted(data.toString('utf8', nameEnd + 1, sqlEnd));
-  }
-  if (code === FrontendCode.Describe && data[pos + 5] === 0x53) {
-    const nameEnd = data.indexOf(0, pos + 6);
-    const name = nameEnd > 0 && nameEnd < end ? data.toString('utf8', pos + 6, nameEnd) : null;
-    return name !== null && !statements.protocol.has(name) && closed?.includes(name) !== true;
-  }
-  if (code !== FrontendCode.Bind) return false;
-  const portalEnd = data.indexOf(0, pos + 5);
-  const stmtEnd = portalEnd < 0 ? -1 : data.indexOf(0, portalEnd + 1);
-  if (stmtEnd < 0 || stmtEnd >= end) return false;
-  const name = data.toString('utf8', portalEnd + 1, stmtEnd);
-  const st = statements.protocol.get(name);
-  if (st === undefined) return true;
-  if (closed?.includes(name) === true) return false;
-  return !parsedWhenAborted(st.sql) && parameterCount(st) >= 0 && abortedBindError(data, pos, end, name, parameterCount(st)) !== null;
-}
-
-/** The ReadyForQuery that completes a read whose node went away after answering it (outside a transaction). */
-const READY_IDLE = encodeReadyForQuery(TxStatus.Idle);
-
-/**
- * Keeps `req` with its expect while it may run again elsewhere, and says when its answer is whole
- * but for the ReadyForQuery (Link.answeredButReady): a Sync's completions are counted already; a
- * simple Query's only when it holds one statement.
- */
-function retryable(e: Expect, req: Request, plan: Plan): void {
-  e.retry = req;
-  if (req.term !== Term.Query) e.queryLeft = 0;
-  else if (plan.classes.length === 1 && plan.classes[0]!.statements === 1) e.queryLeft = 1;
 }

@@ -271,8 +271,23 @@ class PgCluster implements Cluster {
   }
 
   async destroy(): Promise<void> {
-    // the data is thrown away: every node at once, immediate (no shutdown checkpoint to wait for)
-    await Promise.all(this.nodes.map((n) => this.stopNode(n.id, 'immediate'))).catch(() => this.stopSync());
+    // The data is thrown away: every node at once, immediate (no shutdown checkpoint to wait for).
+    // An immediate shutdown is SIGQUIT to the postmaster (what `pg_ctl stop -m immediate` sends),
+    // sent here directly and its exit polled every 10 ms, instead of a pg_ctl per node that checks
+    // every 100 ms (the tests destroy about 90 clusters a run); pg_ctl if one is still up after 30 s.
+    const pids = this.nodes.map((n) => postmasterPid(n.dataDir)).filter((p): p is number => p !== undefined);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGQUIT');
+      } catch {
+        // gone already
+      }
+    }
+    const deadline = Date.now() + 30_000;
+    while (pids.some(processAlive) && Date.now() < deadline) await sleep(10);
+    if (pids.some(processAlive)) {
+      await Promise.all(this.nodes.map((n) => this.stopNode(n.id, 'immediate'))).catch(() => this.stopSync());
+    }
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 

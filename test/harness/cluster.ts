@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
-import { createCluster, type Cluster, type ClusterOptions } from '../../src/demo/cluster';
+import { createCluster, postmasterPid, processAlive, type Cluster, type ClusterOptions } from '../../src/demo/cluster';
 import { spawnServer, type ServerProcess } from '../../src/demo/child-server';
 import { freePort } from '../../src/demo/free-port';
 import { chownToServerUser, runCommand } from '../../src/demo/pg-exec';
@@ -29,6 +29,8 @@ export interface TestClusterOptions extends Omit<ClusterOptions, 'dir' | 'reuse'
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 const liveClusters = new Set<Cluster>();
+/** Directories of clusters being created (not yet in liveClusters): an interrupted run removes them too. */
+const pendingDirs = new Set<string>();
 const liveServers = new Set<ServerProcess>();
 let exitHooksInstalled = false;
 
@@ -43,6 +45,25 @@ function installExitHooks(): void {
       if (!process.env['PGMAITRE_KEEP_CLUSTERS']) fs.rmSync(c.dir, { recursive: true, force: true });
     }
     liveClusters.clear();
+    for (const dir of pendingDirs) {
+      // A node already started gets the immediate-shutdown signal (and a few seconds to exit); the
+      // directory goes either way, retried while a copy of the template may still be writing to it.
+      try {
+        const pids: number[] = [];
+        for (const node of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+          const pid = postmasterPid(path.join(dir, node));
+          if (pid === undefined) continue;
+          pids.push(pid);
+          process.kill(pid, 'SIGQUIT');
+        }
+        const until = Date.now() + 5000;
+        while (pids.some(processAlive) && Date.now() < until) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        if (!process.env['PGMAITRE_KEEP_CLUSTERS']) fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+      } catch {
+        // best effort at exit
+      }
+    }
+    pendingDirs.clear();
   };
   process.on('exit', cleanup);
   for (const [sig, num] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) {
@@ -110,12 +131,15 @@ export async function createTestCluster(opts: TestClusterOptions = {}): Promise<
   const dir = fs.mkdtempSync(path.join(clusterBaseDir(), 'pgm-test-'));
   chownToServerUser(dir);
   let cluster: Cluster;
+  pendingDirs.add(dir);
   try {
     cluster = await createCluster({ ...clusterOpts, dir, ...(template ? { template } : {}) });
   } catch (err) {
     // the error carries the tail of the failing node's log
     if (!process.env['PGMAITRE_KEEP_CLUSTERS']) fs.rmSync(dir, { recursive: true, force: true });
     throw err;
+  } finally {
+    pendingDirs.delete(dir);
   }
   liveClusters.add(cluster);
   const destroy = cluster.destroy.bind(cluster);

@@ -1,7 +1,7 @@
 /** lease-end.ts: every way a lease ends, each asking leaseFate; driven with no core and no socket. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cancelQueries, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from '../../../src/core/lease-end';
+import { cancelQueries, closeLeases, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from '../../../src/core/lease-end';
 import { Pins, pinReasonOf, TEMP_PROBE } from '../../../src/core/tx-pooling';
 import { SessionState } from '../../../src/core/session-state';
 import { ExpectKind, Link, Term } from '../../../src/core/link';
@@ -158,5 +158,25 @@ describe('cancelQueries', () => {
     const { s, cancels } = session();
     cancelQueries(s);
     assert.deepEqual(cancels, []);
+  });
+});
+
+describe('closeLeases', () => {
+  test('after an internal error every connection is closed, never given back, even one inside a transaction or pinned', () => {
+    const { s, link, closed } = session();
+    link.txStatus = TxStatus.InTransaction;
+    s.state.listening.add('ch');
+    closeLeases(s, 'session 7 ended after an internal error');
+    assert.equal(link.conn, null);
+    assert.deepEqual(closed, [{ reusable: false, why: 'session 7 ended after an internal error', reset: false }]);
+    closeLeases(s, 'again');
+    assert.equal(closed.length, 1, 'a link with no connection is left alone');
+  });
+  test('the connection is closed even when resetting its link throws', () => {
+    const { s, link, closed } = session();
+    link.reset = () => { throw new Error('bug'); };
+    assert.throws(() => closeLeases(s, 'crash'), /bug/);
+    assert.equal(link.conn, null);
+    assert.deepEqual(closed, [{ reusable: false, why: 'crash', reset: false }]);
   });
 });

@@ -1,7 +1,7 @@
 /** local-replies.ts: answers written by pgmaitre itself, in order, driven with no socket and no core. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { localError, localReply, type ReplySession } from '../../../src/core/local-replies';
+import { localError, localReply, runAdmin, type AdminReplySession, type ReplySession } from '../../../src/core/local-replies';
 import { ExpectKind, Link, Term } from '../../../src/core/link';
 import { newRequest } from '../../../src/core/request';
 import { TxStatus } from '../../../src/protocol/codes';
@@ -99,5 +99,36 @@ describe('localError', () => {
     assert.deepEqual(codes, ['E', 'S', 'Z']);
     assert.ok(out.toString('latin1').includes('26000'));
     assert.ok(out.includes(status), 'the server\'s ParameterStatus, as it is');
+  });
+});
+
+describe('runAdmin', () => {
+  function adminSession(closed: boolean) {
+    const { s, link, client } = session('session');
+    const blocked: string[] = [];
+    const waits: Promise<unknown>[] = [];
+    const ran: { sql: string; status: number }[] = [];
+    const a: AdminReplySession = {
+      ...s,
+      host: { ...s.host, runAdmin: async (sql: string, status: number) => { ran.push({ sql, status }); return Buffer.from('rows'); } } as unknown as AdminReplySession['host'],
+      closed,
+      block: (p, what) => { blocked.push(what); waits.push(p); },
+    };
+    return { a, link, client, blocked, waits, ran };
+  }
+  test("blocks the queue while the command runs, with the session's transaction status, then writes its answer", async () => {
+    const { a, link, client, blocked, waits, ran } = adminSession(false);
+    link.txStatus = TxStatus.InTransaction;
+    runAdmin(a, 'SHOW POOL_NODES');
+    assert.deepEqual(blocked, ['admin command']);
+    await Promise.all(waits);
+    assert.deepEqual(ran, [{ sql: 'SHOW POOL_NODES', status: TxStatus.InTransaction }]);
+    assert.equal(Buffer.concat(client).toString(), 'rows');
+  });
+  test('a session that ended meanwhile writes nothing', async () => {
+    const { a, client, waits } = adminSession(true);
+    runAdmin(a, 'SHOW POOL_NODES');
+    await Promise.all(waits);
+    assert.equal(client.length, 0);
   });
 });
