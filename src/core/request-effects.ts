@@ -348,6 +348,9 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
       }
       if (d.name === '' || d.st === undefined) {
         unnamedFailed ||= d.name === '';
+        // (Failed or skipped, it is no statement: a restore of an unnamed statement closed
+        // after it, in a later part of the request, must not bring it back; seed 133155.)
+        if (d.st !== undefined) d.st.gone = true;
         // An unnamed Parse that failed itself (not skipped after an earlier error) had dropped the
         // unnamed statement before its text was parsed, as PostgreSQL's does: none is left (seed 99250).
         if (d.name === '' && failed === d.index) unnamed = undefined;

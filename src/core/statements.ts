@@ -69,6 +69,7 @@ export class Statements {
       // stayed reachable from the session until the next, and V8's young collections copy what
       // every idle session still holds (work per request that grows with the number of sessions).
       if (prev.frame.equals(frame)) {
+        if (prev.gone === true) prev.gone = false; // (defined again: see ProtocolStatement.gone)
         if (prev.nodes.size !== 1 || !prev.nodes.has(node)) {
           prev.nodes.clear();
           prev.nodes.add(node);

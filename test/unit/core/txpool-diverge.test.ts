@@ -154,4 +154,30 @@ describe('transaction pooling: what the fuzzer found (docs/fuzz-findings.md)', (
     await a.settle();
     assert.deepEqual(kinds(a.received()), ['E 26000', 'Z I']);
   });
+
+  test('seed 133155: in an aborted transaction, an unnamed Parse refused 25P02 leaves no unnamed statement, also when the request goes in two parts', async () => {
+    const { a, conn } = await pair();
+    a.send(Q('BEGIN'));
+    await a.settle();
+    a.received();
+    a.send(Q('SELECT 1/0'));
+    await a.settle();
+    conn.take();
+    a.answer(0, Buffer.concat([C('BEGIN'), Z('T'), ERR('22012'), Z('E')]));
+    await a.settle();
+    a.received();
+    a.send(P('', 'INSERT INTO t VALUES ($1::int)'), B('', '', '42'), E(), P('', 'SELECT $1::int + 1 AS n'), B('p1', '', '3'), E('p1'), S);
+    await a.settle();
+    conn.take();
+    a.answer(0, Buffer.concat([ERR('25P02'), Z('E')]));
+    await a.settle();
+    assert.deepEqual(kinds(a.received()), ['E 25P02', 'Z E']);
+    a.send(B('p1', '', '0'), E('p1'), S);
+    await a.settle();
+    const sent = conn.take();
+    // The server refuses a re-parse of a statement (25P02); a Bind of the unnamed statement it lacks: 26000.
+    if (sent.length > 0) a.answer(0, Buffer.concat([ERR(sent[0] === 0x50 ? '25P02' : '26000'), Z('E')]));
+    await a.settle();
+    assert.deepEqual(kinds(a.received()), ['E 26000', 'Z E']);
+  });
 });
