@@ -34,6 +34,8 @@
 # Usage (under the shared lock, stopping what it started inside the locked command):
 #   flock /tmp/shared-bench.lock bash -c '../shared/bench/cluster.sh start && ../shared/bench/peers.sh start &&
 #     ROUNDS=2 WORKLOADS="hot-key-cache S" bench/workers.sh; ../shared/bench/peers.sh stop; ../shared/bench/cluster.sh stop'
+# The pipelined cache workload (pgbench cheaper per statement than the server, docs/performance.md):
+#   ... ROUNDS=2 WORKLOADS="hot-key-cache hot-key-cache-pipe S" PIPELINE=20 PIPE_MODE=extended bench/workers.sh ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/bench}
@@ -42,7 +44,13 @@ CLIENTS=${CLIENTS:-16}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-15}   # s of the same workload before a target's first measured run (not measured): see below
 WARMUP_NEXT=${WARMUP_NEXT:-3}   # s before its later rounds (already compiled; new connections)
-WORKLOADS=${WORKLOADS:-"hot-key-cache hot-key S"}
+WORKLOADS=${WORKLOADS:-"hot-key-cache hot-key S"}   # and hot-key-cache-pipe (below)
+# hot-key-cache-pipe: the same statement, PIPELINE of them per pgbench transaction in one pipeline
+# (\startpipeline ... \endpipeline, -M $PIPE_MODE): pgbench sends them in one write and reads the
+# answers together, so its CPU per statement falls far below the server's (a cheap load
+# generator). Its tps and CPU figures are per statement (pgbench's transactions × PIPELINE).
+PIPELINE=${PIPELINE:-20}
+PIPE_MODE=${PIPE_MODE:-extended}
 WORKERS=${WORKERS:-"1 2"}
 PIPE=${PIPE:-1}       # 0: no pipe calibration rows
 PIPE_PORT=${PIPE_PORT:-9996}   # 1 process; 2 on PIPE_PORT - 1
@@ -67,17 +75,25 @@ vcsw() { local t=0 p v; for p in "$@"; do v=$(awk '/^voluntary_ctxt_switches/ {p
 # Clients each process holds on $1 (established, by pid), e.g. "9+7".
 spread() { ss -tnpH state established "( sport = :$1 )" 2>/dev/null | grep -o 'pid=[0-9]*' | sort | uniq -c | awk '{print $1}' | sort -rn | paste -sd+; }
 
+# The pipelined script: PIPELINE hot-key SELECTs (each its own random aid) in one pipeline.
+PIPE_SQL="$OUT/hot-key-pipe.sql"
+{ echo '\startpipeline'; for _ in $(seq 1 "$PIPELINE"); do echo '\set aid random(1, 1000)'; echo 'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;'; done; echo '\endpipeline'; } >"$PIPE_SQL"
+
 run() { # target port pids... ; workload from $wl
   local target=$1 port=$2; shift 2
-  local pids=$(family "$@") args
+  local pids=$(family "$@") args qpt=1
   case $wl in
     hot-key|hot-key-cache) args="-f $SHARED/hot-key.sql -M extended" ;;
+    hot-key-cache-pipe) args="-f $PIPE_SQL -M $PIPE_MODE"; qpt=$PIPELINE ;;
     S) args="-S -M simple" ;;
   esac
   # Warm-up, not measured. A Node.js process runs its code interpreted until V8 has compiled the
   # hot paths: the first ~10^4 transactions of each process cost 3-5x the CPU of the steady state,
   # and each worker process warms up on its own (half the traffic each: twice as long). Measured
   # cold, on a CPU-starved host, that start-up looks like a collapse of 2 workers (docs/performance.md).
+  # A pipeline is answered from the cache only when every statement in it is stored, and a
+  # pipeline with a miss stores nothing: the lone statements fill the cache first.
+  [ $qpt -gt 1 ] && pgbench -n -f $SHARED/hot-key.sql -M $PIPE_MODE -c $CLIENTS -j 2 -T 3 -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1
   [ "${warm:-$WARMUP}" -gt 0 ] && pgbench -n $args -c $CLIENTS -j 2 -T ${warm:-$WARMUP} -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1
   # The worker processes (children of the listening process): with 2 workers, each one's CPU.
   local kids=""; [ -n "${1:-}" ] && kids=$(pgrep -P $1 | sort -n)
@@ -94,8 +110,9 @@ run() { # target port pids... ; workload from $wl
   local elapsed=$(awk -v a=$w0 -v b=$w1 'BEGIN { print (b - a) / 1e9 }')   # the window of every tick count above
   local sp=$(cat "$OUT/spread" 2>/dev/null); [ -n "$*" ] || sp=-
   echo "$out" >"$OUT/$target-$wl-r$r.txt"
-  local tx=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
-  local tps=$(echo "$out" | awk '/^tps/ {print $3}')
+  # Per statement: a pipelined transaction is $qpt statements.
+  local tx=$(echo "$out" | awk -v q=$qpt '/number of transactions actually processed/ {split($NF, a, "/"); print a[1] * q}')
+  local tps=$(echo "$out" | awk -v q=$qpt '/^tps/ {print $3 * q}')
   local failed=$(echo "$out" | awk '/number of failed transactions/ {print $5}')
   # sup_us/tx: the listening process alone (with 2 workers: the supervisor, which only accepts).
   # Cores (CPU seconds per second of the run) taken by the proxy, each worker, pgbench, everything
@@ -174,7 +191,7 @@ declare -A WARMED
 for cache in off on; do
   wls=""
   for wl in $WORKLOADS; do
-    case $wl in hot-key-cache) [ $cache = on ] && wls="$wls $wl" ;; *) [ $cache = off ] && wls="$wls $wl" ;; esac
+    case $wl in hot-key-cache*) [ $cache = on ] && wls="$wls $wl" ;; *) [ $cache = off ] && wls="$wls $wl" ;; esac
   done
   [ -z "$wls" ] && continue
   declare -A PORT_OF PID_OF
@@ -222,13 +239,13 @@ awk -F'\t' '
   function m(a, t, w) { k = t SUBSEP w; return n[k] ? a[k] / n[k] : 0 }
   function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "-" }
   END {
-    split("hot-key-cache hot-key S", order, " ")
-    for (i = 1; i <= 3; i++) { w = order[i]; if (!(w in wl)) continue
+    split("hot-key-cache hot-key-cache-pipe hot-key S", order, " ")
+    for (i = 1; i <= 4; i++) { w = order[i]; if (!(w in wl)) continue
       pgw = (w == "hot-key-cache") ? "hot-key" : w
       pgb = m(tps, "pgbouncer-tx", w); if (pgb == 0) pgb = m(tps, "pgbouncer-tx", pgw)
       pgc = m(cpu, "pgbouncer-tx", w); if (pgc == 0) pgc = m(cpu, "pgbouncer-tx", pgw)
       ours = m(cpu, "pgmaitre-w1", w) > 0 ? m(cpu, "pgmaitre-w2", w) / m(cpu, "pgmaitre-w1", w) : 0
-      cal = (w == "hot-key-cache") ? "canned" : "pipe"   # the calibration target of the workload
+      cal = (w ~ /^hot-key-cache/) ? "canned" : "pipe"   # the calibration target of the workload
       pipe = m(cpu, cal "-w1", w) > 0 ? m(cpu, cal "-w2", w) / m(cpu, cal "-w1", w) : 0
       printf "%-14s %12s %12s %12s %10s %14s %14s %14s %14s\n", w,
         ratio(m(tps, "pgmaitre-w2", w), m(tps, "pgmaitre-w1", w)), ratio(ours, 1), (pipe > 0) ? ratio(pipe, 1) : "-", (pipe > 0) ? ratio(ours, pipe) : "-",
@@ -236,8 +253,8 @@ awk -F'\t' '
         ratio(m(tps, cal "-w2", w), m(tps, cal "-w1", w))
     }
     # Each round on its own (w2/w1 tps and CPU/tx measured seconds apart): how far the host swings them.
-    for (i = 1; i <= 3; i++) { w = order[i]; if (!(w in wl)) continue
-      split("pgmaitre " ((w == "hot-key-cache") ? "canned" : "pipe"), who, " ")
+    for (i = 1; i <= 4; i++) { w = order[i]; if (!(w in wl)) continue
+      split("pgmaitre " ((w ~ /^hot-key-cache/) ? "canned" : "pipe"), who, " ")
       for (j = 1; j <= 2; j++) {
         line = ""
         for (r = 1; r <= R; r++) {
@@ -252,8 +269,8 @@ awk -F'\t' '
     # cannot use more than one core, and pgbench runs on the same two cores, so
     #   tps(1 worker) <= min(1 / c1, 2 / (c1 + b1)),  tps(2 workers) <= min(2 / c2, 2 / (c2 + b2))
     # (c = pgmaitre CPU per transaction, b = pgbench CPU per transaction).
-    for (i = 1; i <= 3; i++) { w = order[i]; if (!(w in wl)) continue
-      split("pgmaitre " ((w == "hot-key-cache") ? "canned" : "pipe"), who, " ")
+    for (i = 1; i <= 4; i++) { w = order[i]; if (!(w in wl)) continue
+      split("pgmaitre " ((w ~ /^hot-key-cache/) ? "canned" : "pipe"), who, " ")
       for (j = 1; j <= 2; j++) for (r = 1; r <= R; r++) {
         a = who[j] "-w1" SUBSEP w SUBSEP r; b = who[j] "-w2" SUBSEP w SUBSEP r
         if (!((a in rt) && (b in rt))) continue
@@ -263,7 +280,7 @@ awk -F'\t' '
         # (PostgreSQL answers the workloads without the cache on the same cores: no such ceiling there.)
         printf "%-14s %-8s r%d cores proxy/pgbench/others/idle: w1 %.2f/%.2f/%.2f/%.2f, w2 %.2f/%.2f/%.2f/%.2f (each %s); pgbench us/tx w1 %.1f w2 %.1f%s\n",
           w, who[j], r, oc[a], gc[a], xc[a], ic[a], oc[b], gc[b], xc[b], ic[b], ea[b], b1, b2,
-          (w == "hot-key-cache") ? "; ceiling on 2 idle cores, tps w2/w1 " ratio(t2, t1) : ""
+          (w ~ /^hot-key-cache/) ? "; ceiling on 2 idle cores, tps w2/w1 " ratio(t2, t1) : ""
       }
     }
   }' "$RES" | tee "$OUT/ratios.txt"

@@ -5,6 +5,7 @@
  * pcp_reload_config, `pgmaitre reload`): reloadable parameters take effect without dropping
  * sessions, changes to restart-only ones are refused with a log line naming them.
  */
+import { resolvePcpClientVersion } from './pcp/tool-version';
 import { queryCacheAdmin } from './cache/query-cache';
 import * as fs from 'node:fs';
 import { loadConfig, deepFreeze, type Config } from './config/load';
@@ -188,12 +189,14 @@ export async function startAdmin(w: AdminWiring): Promise<AdminFaces> {
   let pcpPort = 0;
   const faces = w.role?.kind !== 'worker'; // workers leave PCP and HTTP to the supervisor
   if (faces && cfg.pcp_listen_addresses.trim() !== '') {
+    const pcpTools = resolvePcpClientVersion(cfg.pcp_client_version);
+    log.info({ event: 'pcp_client_version', version: pcpTools.version, from: pcpTools.from }, `PCP node-info replies in pgpool-II ${pcpTools.version}'s layout (${pcpTools.from})`);
     pcp = createPcpServer(adminCtx, {
       port: cfg.pcp_port,
       listenAddresses: cfg.pcp_listen_addresses,
       users: () => (fs.existsSync(ctx.config.pcp_file) ? loadPcpConf(ctx.config.pcp_file) : new Map()),
       ...(cfg.pcp_socket_dir !== '' ? { socketDir: cfg.pcp_socket_dir } : {}),
-      clientVersion: cfg.pcp_client_version,
+      clientVersion: pcpTools.version,
       onLog: (level, message) => (level === 'log' ? logLine(log, { event: 'pcp' }, message) : log[level]({ event: 'pcp' }, message)),
     });
     try {

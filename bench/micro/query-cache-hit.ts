@@ -74,6 +74,13 @@ async function main(): Promise<void> {
     ['extended', (i) => Buffer.concat([encodeParse('', 'SELECT abalance FROM pgbench_accounts WHERE aid = $1;'), encodeBind('', '', [String(1 + i)]), encodeDescribe('P', ''), encodeExecute('', 0), encodeSync()]), answerExt],
     ['prepared', (i) => Buffer.concat([encodeBind('', 'P0_1', [String(1 + i)]), encodeDescribe('P', ''), encodeExecute('', 0), encodeSync()]), answerPrep],
   ];
+  // Pipelines of PIPELINE statements (bench/workers.sh's hot-key-cache-pipe), every one stored by
+  // the lone requests of its mode above: µs per statement.
+  const PIPELINE = 20;
+  const segment = (mode: string, i: number): Buffer => mode === 'prepared'
+    ? Buffer.concat([encodeBind('', 'P0_1', [String(1 + (i % 1000))]), encodeDescribe('P', ''), encodeExecute('', 0)])
+    : Buffer.concat([encodeParse('', 'SELECT abalance FROM pgbench_accounts WHERE aid = $1;'), encodeBind('', '', [String(1 + (i % 1000))]), encodeDescribe('P', ''), encodeExecute('', 0)]);
+  const pipelines = (mode: string): Buffer[] => Array.from({ length: 1000 }, (_, k) => Buffer.concat([...Array.from({ length: PIPELINE }, (_, j) => segment(mode, k * 7 + j * 131)), encodeSync()]));
   const only = process.env['MODES']?.split(/[ ,]+/);
   for (const [mode, request, answer] of modes) {
     if (only !== undefined && !only.includes(mode)) continue;
@@ -102,6 +109,23 @@ async function main(): Promise<void> {
     const ns = ((t.user + t.system) * 1000) / n;
     if (qc.stats.hits - hits0 !== n + 50_000 || backendBytes !== before) throw new Error(`${mode}: not every request was a hit (${qc.stats.hits - hits0})`);
     console.log(`${`query cache hit, hot key ${mode}: client frames → plan → lookup → client write`.padEnd(80)} ${(ns / 1000).toFixed(3)} µs/hit`);
+    if (mode === 'simple') continue;
+    const pipes = pipelines(mode);
+    const h0 = qc.stats.hits;
+    const runPipes = (n: number): void => {
+      for (let i = 0; i < n; i++) {
+        framer.push(pipes[i % 1000]!, core);
+        core.endOfInput();
+      }
+    };
+    runPipes(5_000);
+    const np = 30_000;
+    const tp0 = process.cpuUsage();
+    runPipes(np);
+    const tp = process.cpuUsage(tp0);
+    if (qc.stats.hits - h0 !== (np + 5_000) * PIPELINE || backendBytes !== before) throw new Error(`${mode} pipeline: not every statement was a hit (${qc.stats.hits - h0})`);
+    const nsp = ((tp.user + tp.system) * 1000) / (np * PIPELINE);
+    console.log(`${`query cache hit, hot key ${mode}, pipelines of ${PIPELINE}: per statement`.padEnd(80)} ${(nsp / 1000).toFixed(3)} µs/hit`);
   }
   if (clientBytes === 0) throw new Error('nothing went through');
 }

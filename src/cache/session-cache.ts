@@ -22,7 +22,7 @@ import type { QueryClass } from '../classify/types';
 import type { Classifier } from '../classify/types';
 import type { VolatilityLookup } from '../core/routing-context';
 import { CacheStep, type CachePort, type CacheView } from '../core/cache-port';
-import type { RequestInfo } from '../core/request';
+import type { ParseRef, RequestInfo } from '../core/request';
 import { invalidationOf, relationVerdict, textVerdict, type Invalidation, type TableLists, type TextVerdict } from './cacheable';
 import { QueryCache, type GenCell } from './query-cache';
 
@@ -50,6 +50,9 @@ interface Resolution {
   /** Its generations' names; shmem: their cells. */
   readonly names: readonly string[];
   readonly cells: readonly GenCell[] | null;
+  /** shmem: the generations' part of a key (gensOf), and the counters it was made from. */
+  gens: string;
+  gensAt: number[] | null;
 }
 
 /** What shape() tells of a request. */
@@ -60,6 +63,8 @@ interface Shape {
   /** The Bind message's bytes after the statement name (formats, values, result formats), latin1. */
   readonly params: string;
   readonly cls: QueryClass | undefined;
+  /** The session's Parse frame of the statement bound (null: the request parses it): shmemKey's memo. */
+  readonly frame: Buffer | null;
 }
 
 interface Pending {
@@ -79,6 +84,10 @@ export class SessionCache implements CachePort {
   waitFor: Promise<unknown> | null = null;
   collecting = false;
   private hit: Buffer | null = null;
+  /** `hit` was built for this request (a pipeline's): it may be changed. */
+  private hitOwned = false;
+  /** pipelineHit()'s scratch: the stored answers of a pipeline's statements. */
+  private readonly pipeValues: Buffer[] = [];
   // Collection of one answer.
   private key = '';
   private parts: Buffer[] = [];
@@ -104,6 +113,15 @@ export class SessionCache implements CachePort {
   // The parameter types of the last named statement bound, by its Parse frame.
   private typesOf: Buffer | null = null;
   private types = '';
+  // shmemKey()'s memo of the last prepared statement keyed: its Parse frame, the shape, the session's prefix, its interned number.
+  private stmtFrame: Buffer | null = null;
+  private stmtShape = '';
+  private stmtPrefix = '';
+  private stmtId = '';
+  // quick()'s statement: the last one a prepared hit bound (its name, the name's bytes, its Parse frame).
+  private quickName = '';
+  private quickBytes: Buffer | null = null;
+  private quickFrame: Buffer | null = null;
   // early(): the request whose miss it saw, and the key it computed.
   private earlyMiss: Buffer | null = null;
   private earlyKey = '';
@@ -126,6 +144,7 @@ export class SessionCache implements CachePort {
     this.waitFor = null;
     this.collecting = false;
     this.hit = null;
+    this.hitOwned = false;
     this.hitClass = null;
     if (info.functionCall) return CacheStep.Pass;
     const done = this.looked;
@@ -141,7 +160,7 @@ export class SessionCache implements CachePort {
     // The planner's class of the text (queries first, then parses), else the statement's, else classified here.
     const cls = (info.parses.length > 0 || !info.extended ? classes[0] : undefined) ?? shape.cls ?? this.classifier().classify(shape.sql);
     if (cls.kind !== 'read') return CacheStep.Pass;
-    if (this.txWrote || this.txFailed || (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? '')))) {
+    if (this.txWrote || this.txFailed || this.inSnapshotTx(view)) {
       return this.counted(CacheStep.Pass, data);
     }
     const cache = this.cache;
@@ -211,18 +230,13 @@ export class SessionCache implements CachePort {
     this.earlyMiss = null;
     this.hitClass = null;
     const cache = this.cache;
-    if (cache.shmem === null || cache.streams !== null || info.functionCall || this.txWrote || this.txFailed) return false;
+    if (info.functionCall || !this.mayHitNow(view)) return false;
     const shape = this.shape(data, info, view);
-    if (shape === null) return false;
-    const memo = verdicts.get(shape.sql);
-    if (memo === undefined || memo.cls.kind !== 'read' || memo.lists !== cache.lists || memo.by !== this.classifier()) return false;
-    const tv = memo.tv;
-    if (!tv.ok || tv.functions.length > 0) return false;
-    if (view.txStatus() !== TxStatus.Idle && (this.snapshot || this.sessionSnapshot || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? ''))) return false;
-    const res = memo.res;
-    if (res === null || res.pass || !this.current(res, view.searchPath)) return false;
-    const key = this.shmemKey(shape, view, res);
-    const value = cache.shmem.get(key);
+    if (shape === null) return info.bindStatements.length > 1 && this.pipelineHit(data, info, view);
+    const memo = this.knownRead(shape.sql, view);
+    if (memo === null) return false;
+    const key = this.shmemKey(shape, view, memo.res!);
+    const value = cache.shmem!.get(key);
     if (value === undefined) {
       this.earlyMiss = data;
       this.earlyKey = key;
@@ -234,7 +248,221 @@ export class SessionCache implements CachePort {
     cache.stats.hits++;
     this.hit = value;
     this.hitClass = memo.cls;
+    if (shape.frame !== null && shape.frame !== this.quickFrame) {
+      // A prepared statement's hit: its next ones are recognised by quick().
+      const name = info.bindStatements[0]!;
+      this.quickName = name;
+      this.quickBytes = Buffer.from(name, 'utf8');
+      this.quickFrame = shape.frame;
+    }
     return true;
+  }
+
+  /**
+   * Whether this session may be answered from shmem now: shmem on, no change stream, and not in a
+   * transaction that wrote, failed, or reads its own snapshot (REPEATABLE READ / SERIALIZABLE).
+   * One place for early() and quick().
+   */
+  private mayHitNow(view: CacheView): boolean {
+    return this.cache.shmem !== null && this.cache.streams === null && !this.txWrote && !this.txFailed && !this.inSnapshotTx(view);
+  }
+
+  /**
+   * A hit of the statement of the last prepared hit, recognised from the request's bytes before
+   * anything is decoded: Bind (unnamed portal, that statement's name) [Describe of the unnamed
+   * portal] Execute (unnamed portal, no row limit) Sync, the session's statement of that name
+   * still the same Parse frame, and everything early() checks. Anything else: false (early() and
+   * the rest of the way decide).
+   */
+  quick(data: Buffer, view: CacheView): boolean {
+    const frame = this.quickFrame;
+    const cache = this.cache;
+    if (frame === null || !this.mayHitNow(view)) return false;
+    const len = data.length;
+    // Bind: code, length, '' (portal), the statement's name, NUL, then formats, values, result formats.
+    const nb = this.quickBytes!;
+    const nameEnd = 6 + nb.length;
+    if (len < nameEnd + 1 + 10 + 5 || data[0] !== FrontendCode.Bind || data[5] !== 0) return false;
+    const bEnd = 1 + data.readInt32BE(1);
+    if (bEnd <= nameEnd || bEnd > len || data[nameEnd] !== 0) return false;
+    for (let i = 0; i < nb.length; i++) if (data[6 + i] !== nb[i]) return false;
+    let pos = bEnd;
+    let seq = 2;
+    if (pos + 7 <= len && data[pos] === FrontendCode.Describe) {
+      if (data.readInt32BE(pos + 1) !== 6 || data[pos + 5] !== 0x50 || data[pos + 6] !== 0) return false;
+      seq = seq * 8 + 4;
+      pos += 7;
+    }
+    if (pos + 10 + 5 !== len || data[pos] !== FrontendCode.Execute || data.readInt32BE(pos + 1) !== 9 || data[pos + 5] !== 0 || data.readInt32BE(pos + 6) !== 0) return false;
+    seq = seq * 8 + 5;
+    pos += 10;
+    if (data[pos] !== FrontendCode.Sync || data.readInt32BE(pos + 1) !== 4) return false;
+    const st = view.statement(this.quickName);
+    if (st === undefined || st.frame !== frame) return false;
+    const memo = this.knownRead(st.sql, view);
+    if (memo === null) return false;
+    if (frame !== this.typesOf) {
+      this.typesOf = frame;
+      this.types = parseTypes(frame, 0, frame.length);
+    }
+    const shape = SHAPES.get(seq * 8 + 6);
+    if (shape === undefined) return false;
+    const value = cache.shmem!.get(this.shmemKey({ shape, sql: st.sql, types: this.types, params: latin1(data, nameEnd + 1, bEnd), cls: memo.cls, frame }, view, memo.res!));
+    if (value === undefined) return false;
+    this.waitFor = null;
+    this.collecting = false;
+    this.earlyMiss = null;
+    cache.stats.selects++;
+    cache.stats.hits++;
+    this.hit = value;
+    this.hitOwned = false;
+    this.hitClass = memo.cls;
+    return true;
+  }
+
+  /**
+   * A text early() may answer: known to the cache as a read with no function, its relations
+   * resolved and current (memo.res set); null otherwise.
+   */
+  private knownRead(sql: string, view: CacheView): TextMemo | null {
+    const memo = verdicts.get(sql);
+    if (memo === undefined || memo.cls.kind !== 'read' || memo.lists !== this.cache.lists || memo.by !== this.classifier()) return null;
+    const tv = memo.tv;
+    if (!tv.ok || tv.functions.length > 0) return null;
+    const res = memo.res;
+    if (res === null || res.pass || !this.current(res, view.searchPath)) return null;
+    return memo;
+  }
+
+  /**
+   * early() for a pipeline (pgbench's \startpipeline, a driver's batch): two or more
+   * [Parse of the unnamed statement] Bind [Describe] Execute of the unnamed portal without a row
+   * limit, then one Sync.
+   * When every statement's answer is in the cache — under the key the same statement sent alone
+   * has, so the two fill each other — the answer is theirs in order with one ReadyForQuery (one
+   * write). When one is not, the pipeline goes the full way: sent whole, nothing stored from it
+   * (consult() stores lone statements only).
+   */
+  private pipelineHit(data: Buffer, info: RequestInfo, view: CacheView): boolean {
+    if (info.queries.length > 0 || info.closedStatements.length > 0 || info.bindStatements.length > PIPELINE_MAX) return false;
+    const shmem = this.cache.shmem!;
+    const values = this.pipeValues;
+    values.length = 0;
+    let bytes = 0;
+    let seq = 0;
+    let tokens = 0;
+    let params: string | null = null;
+    let parsed = 0; // Parses seen (info.parses in order)
+    let bound = 0;
+    let segParse: ParseRef | null = null;
+    let pos = 0;
+    while (pos + 5 <= data.length) {
+      const code = data[pos]!;
+      const end = pos + 1 + data.readInt32BE(pos + 1);
+      if (++tokens > 5) return false;
+      switch (code) {
+        case FrontendCode.Parse:
+          if (seq !== 0) return false;
+          segParse = info.parses[parsed++] ?? null;
+          // Named statements are left to the backend here (a second Parse of a name in one pipeline is its error to give).
+          if (segParse === null || segParse.name !== '') return false;
+          seq = 1;
+          break;
+        case FrontendCode.Bind: {
+          if (data[pos + 5] !== 0) return false; // a named portal
+          let stmtEnd = pos + 6;
+          while (stmtEnd < end && data[stmtEnd] !== 0) stmtEnd++;
+          if (stmtEnd >= end) return false;
+          params = latin1(data, stmtEnd + 1, end);
+          bound++;
+          seq = seq * 8 + 2;
+          break;
+        }
+        case FrontendCode.Describe:
+          if (data[pos + 5] === 0x50 && data[pos + 6] !== 0) return false;
+          seq = seq * 8 + (data[pos + 5] === 0x53 ? 3 : 4);
+          break;
+        case FrontendCode.Execute: {
+          if (data[pos + 5] !== 0 || end - pos < 10 || data.readInt32BE(pos + 6) !== 0) return false; // named portal or a row limit
+          const shapeName = SHAPES.get((seq * 8 + 5) * 8 + 6);
+          if (shapeName === undefined || params === null) return false;
+          const name = info.bindStatements[bound - 1]!;
+          let sql: string;
+          let types: string;
+          let frame: Buffer | null = null;
+          // The statement bound: this segment's Parse, else the pipeline's last Parse of that name, else the session's.
+          let p: ParseRef | null = segParse;
+          if (p === null) for (let i = parsed - 1; i >= 0 && p === null; i--) if (info.parses[i]!.name === name) p = info.parses[i]!;
+          if (p !== null) {
+            if (p.name !== name) return false;
+            sql = p.sql;
+            types = parseTypes(data, p.start, p.end);
+          } else {
+            const st = view.statement(name);
+            if (st === undefined) return false;
+            sql = st.sql;
+            if (st.frame !== this.typesOf) {
+              this.typesOf = st.frame;
+              this.types = parseTypes(st.frame, 0, st.frame.length);
+            }
+            types = this.types;
+            frame = st.frame;
+          }
+          const memo = this.knownRead(sql, view);
+          if (memo === null) return false;
+          const value = shmem.get(this.shmemKey({ shape: shapeName, sql, types, params, cls: memo.cls, frame }, view, memo.res!));
+          if (value === undefined) return false;
+          values.push(value);
+          bytes += value.length - RFQ_IDLE.length;
+          seq = 0;
+          tokens = 0;
+          params = null;
+          segParse = null;
+          break;
+        }
+        case FrontendCode.Sync:
+          if (end !== data.length || seq !== 0) return false;
+          break;
+        default:
+          return false;
+      }
+      pos = end;
+    }
+    const n = values.length;
+    if (n < 2 || n !== info.bindStatements.length || data[data.length - 5] !== FrontendCode.Sync) {
+      values.length = 0;
+      return false;
+    }
+    // Each stored answer whole (Uint8Array.set: Buffer.copy's checks cost more than these few
+    // bytes), its ReadyForQuery overwritten by the next answer: the last one's, 'I', ends the pipeline's.
+    const out = Buffer.allocUnsafe(bytes + RFQ_IDLE.length);
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      const v = values[i]!;
+      out.set(v, at);
+      at += v.length - RFQ_IDLE.length;
+    }
+    values.length = 0;
+    this.waitFor = null;
+    this.collecting = false;
+    const stats = this.cache.stats;
+    stats.selects += n;
+    stats.hits += n;
+    this.hit = out;
+    this.hitOwned = true;
+    return true;
+  }
+
+  /**
+   * In a REPEATABLE READ or SERIALIZABLE transaction: it reads its own snapshot, so it is neither
+   * served nor stored (an answer read after another client's commit would be filed as current).
+   * Its BEGIN's text is the view's too: transaction pooling answers a BEGIN before it has a
+   * connection and sends it later, without sent() seeing it.
+   */
+  private inSnapshotTx(view: CacheView): boolean {
+    if (view.txStatus() === TxStatus.Idle) return false;
+    return this.snapshot || this.sessionSnapshot || SNAPSHOT_ISOLATION.test(view.beginSql)
+      || SNAPSHOT_DEFAULT.test(view.parameters.get('default_transaction_isolation') ?? '');
   }
 
   /** Whether a resolution still stands for this session (same database and search_path, catalog unchanged, not expired). */
@@ -254,7 +482,21 @@ export class SessionCache implements CachePort {
     }
     const types = shape.types;
     const params = shape.params;
-    return `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${QueryCache.gensKey(res.cells!)}`;
+    const frame = shape.frame;
+    if (frame !== null) {
+      // A statement the session prepared (pgbench -M prepared): everything but the parameters
+      // and the generations is one interned number per statement, shape and settings, so a hit
+      // builds, hashes and compares a key of a few dozen bytes instead of one holding the SQL.
+      // ('\u0001' after it: never a key of the long form, whose interned number is followed by '\u0000'.)
+      if (frame !== this.stmtFrame || shape.shape !== this.stmtShape || this.prefix !== this.stmtPrefix) {
+        this.stmtFrame = frame;
+        this.stmtShape = shape.shape;
+        this.stmtPrefix = this.prefix;
+        this.stmtId = this.cache.intern(`${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}`);
+      }
+      return `${this.stmtId}\u0001${params.length}:${params}${gensOf(res)}`;
+    }
+    return `${this.prefix}\u0000${shape.shape}\u0000${shape.sql}\u0000${types.length}:${types}${params.length}:${params}${gensOf(res)}`;
   }
 
   /**
@@ -284,7 +526,7 @@ export class SessionCache implements CachePort {
     }
     if (unknownRels !== null) return pass ? null : cat.lookup(db, sp, unknownRels);
     const names = QueryCache.genNames(db, oids);
-    return { db, sp, version, epoch: cache.epoch, until, pass, names, cells: cache.shmem !== null ? cache.cells(names) : null };
+    return { db, sp, version, epoch: cache.epoch, until, pass, names, cells: cache.shmem !== null ? cache.cells(names) : null, gens: '', gensAt: null };
   }
 
   /** The answer stored under `key` (undefined: none): a hit, or a miss whose answer is collected. */
@@ -338,10 +580,17 @@ export class SessionCache implements CachePort {
   hitAnswer(status: number): Buffer {
     const h = this.hit!;
     this.hit = null;
+    const owned = this.hitOwned;
+    this.hitOwned = false;
     // shmem keeps answers with ReadyForQuery 'I' at the end (collected()): written as they are
-    // outside a transaction (no copy); memcached's are without it.
+    // outside a transaction (no copy); memcached's are without it. A pipeline's answer is built
+    // for it (owned): its status byte is set in place.
     if (this.cache.shmem !== null) {
       if (status === TxStatus.Idle) return h;
+      if (owned) {
+        h[h.length - 1] = status;
+        return h;
+      }
       const out = Buffer.from(h);
       out[out.length - 1] = status;
       return out;
@@ -369,7 +618,7 @@ export class SessionCache implements CachePort {
   private shape(data: Buffer, info: RequestInfo, view: CacheView): Shape | null {
     if (!info.extended) {
       if (info.queries.length !== 1 || data[0] !== FrontendCode.Query) return null;
-      return { shape: 'Q', sql: info.queries[0]!, types: '', params: '', cls: undefined };
+      return { shape: 'Q', sql: info.queries[0]!, types: '', params: '', cls: undefined, frame: null };
     }
     if (info.queries.length > 0 || info.parses.length > 1 || info.bindStatements.length !== 1 || info.closedStatements.length > 0) return null;
     let seq = 0; // the messages as base-8 digits (SHAPE_TOKENS), looked up in SHAPES at the end
@@ -416,6 +665,7 @@ export class SessionCache implements CachePort {
     let sql: string;
     let types: string;
     let cls: QueryClass | undefined;
+    let frame: Buffer | null = null;
     const p = info.parses[0];
     if (p !== undefined) {
       if (p.name !== name) return null;
@@ -432,8 +682,9 @@ export class SessionCache implements CachePort {
       }
       types = this.types;
       cls = view.statementClass(name);
+      frame = st.frame;
     }
-    return { shape, sql, types, params, cls };
+    return { shape, sql, types, params, cls, frame };
   }
 
   // ---- after sending -------------------------------------------------------------------------
@@ -600,6 +851,8 @@ export class SessionCache implements CachePort {
  * emptied when full.
  */
 const VERDICTS_MAX = 4096;
+/** The most statements a pipeline answered from the cache may hold (a longer one goes the full way). */
+const PIPELINE_MAX = 1000;
 interface TextMemo {
   readonly cls: QueryClass;
   readonly by: Classifier;
@@ -631,6 +884,23 @@ const SHAPES = new Map<number, string>(['PBDsES', 'PBDpES', 'BDsES', 'BDpES', 'P
   for (const t of name.match(/Ds|Dp|[PBES]/g)!) code = code * 8 + SHAPE_TOKENS[t]!;
   return [code, name];
 }));
+
+/**
+ * The generations' part of a shmem key (QueryCache.gensKey), kept with the resolution while its
+ * counters stand: a hit converts no number to a string.
+ */
+function gensOf(res: Resolution): string {
+  const cells = res.cells!;
+  const at = res.gensAt;
+  if (at !== null) {
+    let same = true;
+    for (let i = 0; i < cells.length; i++) if (cells[i]!.n !== at[i]) { same = false; break; }
+    if (same) return res.gens;
+  }
+  res.gensAt = cells.map((c) => c.n);
+  res.gens = QueryCache.gensKey(cells);
+  return res.gens;
+}
 
 /** Bytes `start`..`end` of a buffer as a latin1 string (Buffer.prototype.latin1Slice: no view made, toString's checks skipped). */
 function latin1(b: Buffer, start: number, end: number): string {

@@ -73,5 +73,13 @@ export function startupWarnings(config: Config): ConfigIssue[] {
       message: `not set while health checks are on (health_check_period) for node(s) ${unchecked.map((b) => b.id).join(', ')}: every check fails to log in and those nodes are detached (set health_check_user, or health_check_userN, and a password)`,
     });
   }
+  // The dedicated write port relays bytes without parsing them: the query cache does not see its
+  // writes, as it does not see a direct connection's (docs/query-cache.md).
+  if (config.memory_cache_enabled && config.write_port > 0 && !config.memqcache_logical_invalidation) {
+    out.push({
+      file, key: 'write_port',
+      message: `writes through the dedicated write port (${config.write_port}) are relayed without being parsed: the query cache does not see them and may answer what they changed until memqcache_expire (set memqcache_logical_invalidation = on to invalidate by the primary's change stream, or send writes to port ${config.port})`,
+    });
+  }
   return out;
 }

@@ -250,7 +250,7 @@ export const PARAMS = {
   http_port: int(8404, 'restart', 'Port of the HTTP admin/metrics endpoint; 0 disables it.', { ...OURS, max: 65535 }),
   http_listen_addresses: str('localhost', 'restart', 'Addresses the HTTP admin endpoint binds to.', OURS),
   pgpool_compatibility: oneOf(['4.6', '4.7'] as const, '4.7', 'hot', "pgpool-II release pgmaitre answers as: SHOW POOL_VERSION and the status page ('4.7.0' or '4.6.0'), SHOW POOL_POOLS and pcp_proc_info (4.7's 21 columns with client_host, client_port, statement, or 4.6's 18).", OURS),
-  pcp_client_version: oneOf(['4.3', '4.4'] as const, '4.4', 'restart', "pcp_* tools' version family for pcp_node_info replies: '4.4' (pgpool-II 4.4-4.6 tools) or '4.3' (older tools, e.g. Debian 12's pgpool2).", OURS),
+  pcp_client_version: oneOf(['auto', '4.3', '4.4'] as const, 'auto', 'restart', "pcp_* tools' version family for pcp_node_info replies (4.4 added a field in the middle of the record): '4.4' (pgpool-II 4.4 and later tools), '4.3' (older tools, e.g. Debian 12's pgpool2), or 'auto': the version of the pcp_node_info installed on this host, read once at start (4.4 when there is none).", OURS),
   http_auth: str('', 'hot', "Basic auth for the HTTP endpoint as 'user:password'; '' = none.", { ...OURS, ...SECRET }),
   max_message_size: int(1073741823, 'restart', 'Largest protocol message accepted, in bytes.', { ...OURS, unit: 'B', min: 1024, max: 1073741823 }),
   log_format: oneOf(['auto', 'json', 'text'] as const, 'auto', 'restart', "Log line format on stderr: 'json' (one JSON object per line, for files and collectors), 'text' (time, level, message and the fields that matter, for people) or 'auto' (text when stderr is a terminal, else json).", OURS),

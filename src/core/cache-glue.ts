@@ -34,6 +34,8 @@ export interface CacheSession {
   clientFull: boolean;
   readonly closed: boolean;
   readonly stickyNode: number;
+  /** The text of the BEGIN of the client's current transaction (CacheView.beginSql). */
+  readonly beginSql: string;
   readonly links: readonly (Link | undefined)[];
   readonly client: ClientPort;
   readonly statements: Statements;
@@ -55,6 +57,19 @@ export function earlyCacheHit(s: CacheSession, req: Request, info: RequestInfo):
   if (req.term === Term.None || !s.allAnswered(null)) return false;
   if (!s.cache!.early(req.data, info, s.cacheView!)) return false;
   answerHit(s, req, info, null);
+  return true;
+}
+
+/**
+ * The query cache's turn before the request is even decoded (SessionCore.step, session pooling):
+ * a prepared statement's hit recognised from its bytes (SessionCache.quick) is answered here —
+ * no RequestInfo, no shape walk, no statement lookups by decoded name.
+ */
+export function quickCacheHit(s: CacheSession, req: Request): boolean {
+  if (req.term !== Term.Sync || !s.allAnswered(null) || !s.cache!.quick(req.data, s.cacheView!)) return false;
+  s.flush();
+  s.client.write(s.cache!.hitAnswer(s.txStatus()));
+  releaseRequest(req);
   return true;
 }
 
@@ -185,6 +200,7 @@ export function makeCacheView(s: CacheSession): CacheView {
     statementClass: (name) => st.protocol.get(name)?.cls,
     statement: (name) => st.protocol.get(name),
     txStatus: () => s.txStatus(),
+    get beginSql() { return s.beginSql; },
     get searchPath() { return state.searchPath; },
     get parameters() { return state.parameters; },
     get settingsVersion() { return state.version; },

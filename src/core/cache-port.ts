@@ -30,6 +30,12 @@ export interface CacheView {
   statement(name: string): { readonly sql: string; readonly frame: Buffer } | undefined;
   /** The primary's transaction status as the client sees it. */
   txStatus(): number;
+  /**
+   * The BEGIN that opened the client's current transaction (meaningful while txStatus() is not
+   * Idle): in transaction pooling a BEGIN answered before any lease is sent later and never
+   * passes sent(), so its isolation level is read here.
+   */
+  readonly beginSql: string;
   /** The search_path the client set ('' = default). */
   readonly searchPath: string;
   /** Committed SET texts (part of the key: the same text can answer differently under other settings). */
@@ -50,6 +56,12 @@ export interface CachePort {
    * text already known to the cache; then hitAnswer() as after Hit). False: plan it, then consult().
    */
   early(data: Buffer, info: RequestInfo, view: CacheView): boolean;
+  /**
+   * Before the request is decoded (session pooling, nothing deferred): true when its bytes are a
+   * Bind/[Describe]/Execute/Sync of the statement of the session's last prepared hit, answered
+   * from the cache (then hitAnswer()). False: decode it and go on (early(), the planner...).
+   */
+  quick(data: Buffer, view: CacheView): boolean;
   /** After a hit from early(): the class of its text (a Parse in it is recorded with it). */
   readonly hitClass: QueryClass | null;
   /** After consult() said Wait. */

@@ -52,7 +52,7 @@ import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
-import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, type CacheSession } from './cache-glue';
+import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, quickCacheHit, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
 import { Pins, pinReasonOf } from './tx-pooling';
 import { deferBegin, deferredStep, type DeferredSession } from './deferred-begin';
@@ -405,6 +405,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.execute(req, this.info, this.planner.plan, this.links[this.parkedNode]!);
       return true;
     }
+    // A prepared statement's cache hit, known from its bytes (nothing decoded; cache-glue.ts).
+    if (this.cache !== null && this.deferredBegin === '' && this.host.pooling === 'session' && quickCacheHit(this, req)) return true;
     const info = this.info.read(req.data);
     if (this.deferredBegin !== '') {
       const r = deferredStep(this, req, info);

@@ -8,6 +8,7 @@
 import { SqlState } from '../protocol/codes';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
 import { ProxyError, ProxyErrorCode } from './proxy-error';
+import { StartupRefused } from '../protocol/startup';
 
 type Severity = 'ERROR' | 'FATAL';
 
@@ -143,4 +144,13 @@ export function toClientError(e: unknown, nodeId: number): ErrorFieldsInput {
     if (e.code === 'PGPX_NO_PRIMARY') return clientErrors.noPrimary();
   }
   return clientErrors.internal();
+}
+
+/**
+ * The FATAL for a startup packet that could not be taken: PostgreSQL's own for what it refuses
+ * (an unsupported protocol version: 0A000; no user name: 28000), else 08P01 naming the fault.
+ */
+export function startupRefusal(e: unknown): ErrorFieldsInput {
+  if (e instanceof StartupRefused) return e.reason === 'protocol' ? clientErrors.unsupportedProtocol(e.major, e.minor) : clientErrors.noUserName();
+  return clientErrors.protocolViolation(`invalid startup packet: ${(e as Error).message}`);
 }

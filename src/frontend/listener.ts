@@ -2,6 +2,7 @@
  * Listening sockets: TCP on listen_addresses:port and the Unix socket in each
  * unix_socket_directories entry (`.s.PGSQL.<port>`, as pgpool and PostgreSQL name it).
  */
+import cluster from 'node:cluster';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -68,7 +69,10 @@ export async function listenAll(
       if (dir === '') continue;
       const file = path.join(dir, `.s.PGSQL.${port}`);
       if (!fs.existsSync(dir)) throw new ListenError(file, port, keys.unix, `directory ${dir} does not exist`, 'ENOENT');
-      await removeStaleSocket(file, port, keys.unix);
+      // In a worker (worker_processes > 1) the supervisor opens the socket for every worker and
+      // removed a stale file before forking: the file found here may be the sibling's, served by
+      // the same supervisor (workers/supervisor.ts).
+      if (!cluster.isWorker) await removeStaleSocket(file, port, keys.unix);
       const server = net.createServer({ noDelay: true }, (s) => {
         unixSockets.add(s);
         onSocket(s, true);

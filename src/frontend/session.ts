@@ -21,7 +21,7 @@ import { decodeStartupPacket, encodeCancelRequest, replicationMode, type Startup
 import { LruCache } from '../util/lru-cache';
 import { decodeParse, decodeQuery } from '../protocol/frontend';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
-import { clientErrors } from '../errors/client-errors';
+import { clientErrors, startupRefusal } from '../errors/client-errors';
 import { ServerConnection, ServerParams, type ServerSink } from '../backend/server-connection';
 import { credentialAuthenticator, type BackendCredential } from '../backend/backend-auth';
 import { probeAccepting } from '../backend/accepting-probe';
@@ -251,7 +251,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   private listen(socket: net.Socket | RawSocket): void {
     if (socket instanceof RawSocket) {
-      socket.onRead = (chunk) => this.onData(chunk);
+      // Every read, the login's too, lands in the shared read buffer (no 64 KiB buffer of Node's
+      // per read): onView copies what it keeps.
+      socket.onRead = (view) => this.onView(view);
+      socket.useSharedBuffer();
       socket.onDrain = () => this.core?.guard(() => this.core!.onClientDrain());
       socket.onEnd = (reason) => this.clientLeft(reason ?? 'client disconnected');
       socket.start();
@@ -281,10 +284,15 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     else if (this.phase === 'handshake' && this.framer.push(chunk, this) !== 0) this.badLength();
   }
 
-  /** A read in the shared read buffer (util/fast-read.ts): the framer copies what it keeps, once. */
+  /**
+   * A read in a shared read buffer (util/fast-read.ts, util/raw-socket.ts), valid during the call:
+   * the framer copies what it keeps, once. Before the login, the startup packet is decoded from
+   * the view (onStartupData copies what it keeps); the login's messages are copied.
+   */
   private onView(view: Buffer): void {
     if (this.phase !== 'ready') {
-      this.onData(copyRead(view));
+      if (this.phase === 'startup') this.onStartupData(view);
+      else this.onData(copyRead(view));
       return;
     }
     // The boundary where client bytes enter the core: a throw ends this session only.
@@ -391,6 +399,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     return true;
   }
 
+  /** Startup-phase bytes; `chunk` may be a view of a shared read buffer: what is kept is copied. */
   private onStartupData(chunk: Buffer): void {
     let buf = this.startupBytes === null ? chunk : Buffer.concat([this.startupBytes, chunk]);
     for (;;) {
@@ -403,7 +412,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         return;
       }
       if (len === 0) {
-        this.startupBytes = buf.length > 0 ? buf : null;
+        this.startupBytes = buf.length > 0 ? Buffer.from(buf) : null;
         return;
       }
       const packet = buf.subarray(0, len);
@@ -412,7 +421,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       try {
         msg = decodeStartup(packet, len);
       } catch (e) {
-        this.fatal(clientErrors.protocolViolation(`invalid startup packet: ${(e as Error).message}`));
+        this.fatal(startupRefusal(e));
         return;
       }
       switch (msg.type) {
@@ -446,7 +455,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
           this.user = msg.params.user ?? '';
           this.database = msg.params.database || this.user;
           const info: StartupInfo = { protocol: msg.protocol, params: msg.params };
-          if (buf.length > 0) this.onData(buf);
+          if (buf.length > 0) this.onData(Buffer.from(buf));
           const r = login(this, info);
           if (r instanceof Promise) r.then((x) => this.loggedIn(x), (e: unknown) => this.loginCrashed(e));
           else {
@@ -561,8 +570,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     // From now on reads go into the shared read buffer (util/fast-read.ts), copied once: the
     // core keeps request bytes until they are written (and reads retried).
     if (this.socket instanceof RawSocket) {
-      this.socket.onRead = (view) => this.onView(view);
-      this.socket.useSharedBuffer();
+      this.socket.useSharedBuffer(); // (since the accept: listen())
     } else if (!this.tlsActive) {
       switchToReadBuffer(this.socket, (view) => this.onView(view));
     }

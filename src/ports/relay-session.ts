@@ -22,7 +22,7 @@ import { BackendCode, FrontendCode, Limits } from '../protocol/codes';
 import { decodeStartupPacket, encodeCancelRequest, isProtocolOption, negotiateProtocol, replicationMode } from '../protocol/startup';
 import { startupPacketLength } from '../protocol/framer';
 import type { ErrorFieldsInput } from '../protocol/error-fields';
-import { clientErrors, toClientError } from '../errors/client-errors';
+import { clientErrors, startupRefusal, toClientError } from '../errors/client-errors';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import { credentialAuthenticator, type BackendAuthenticator } from '../backend/backend-auth';
 import { backendAddress } from '../backend/tls-negotiate';
@@ -132,7 +132,7 @@ export class RelaySession implements RegisteredSession {
       try {
         msg = decodeStartupPacket(buf, 0, len);
       } catch (e) {
-        this.fatal(clientErrors.protocolViolation(`invalid startup packet: ${(e as Error).message}`));
+        this.fatal(startupRefusal(e));
         return;
       }
       this.pending = buf.subarray(len);

@@ -11,6 +11,19 @@
 
 import { Limits, StartupCode } from './codes';
 import { ProtocolDecodeError, findNul } from './reader';
+
+/** A startup packet PostgreSQL itself refuses (not a malformed one): its own FATAL applies (errors/client-errors.ts' startupRefusal). */
+export class StartupRefused extends ProtocolDecodeError {
+  constructor(
+    message: string,
+    /** 'protocol': an unsupported major version (0A000); 'user': no user name (28000). */
+    readonly reason: 'protocol' | 'user',
+    readonly major = 3,
+    readonly minor = 0,
+  ) {
+    super(message);
+  }
+}
 import { BufferWriter } from './writer';
 import { encodeNegotiateProtocolVersion } from './backend';
 
@@ -67,7 +80,7 @@ export function decodeStartupPacket(buf: Buffer, start: number, end: number): St
   const major = code >>> 16;
   const minor = code & 0xffff;
   if (major === 1234) return { type: 'Unknown', code };
-  if (major !== 3) throw new ProtocolDecodeError(`unsupported frontend protocol ${major}.${minor}: server supports 3.0`);
+  if (major !== 3) throw new StartupRefused(`unsupported frontend protocol ${major}.${minor}: server supports 3.0`, 'protocol', major, minor);
 
   const params: Record<string, string> = Object.create(null) as Record<string, string>;
   let pos = start + 8;
@@ -90,7 +103,7 @@ export function decodeStartupPacket(buf: Buffer, start: number, end: number): St
   }
   if (pos !== end) throw new ProtocolDecodeError(`StartupMessage: ${end - pos} byte(s) after the parameter list terminator`);
   if (params['user'] === undefined || params['user'] === '') {
-    throw new ProtocolDecodeError('StartupMessage: no PostgreSQL user name specified in startup packet');
+    throw new StartupRefused('StartupMessage: no PostgreSQL user name specified in startup packet', 'user');
   }
   return { type: 'Startup', protocol: { major, minor }, params: { ...params } };
 }

@@ -18,8 +18,8 @@
  * The handle API is internal to Node (`tcp_wrap`, `stream_wrap` bindings, unchanged since Node
  * 12). takeOverAccept() checks every piece it uses and declines when one is missing (the server
  * then keeps making net.Sockets); a connection that has to become a net.Socket after all (TLS,
- * a replication connection handed over) is turned into one by toNetSocket() before its reads
- * are switched to the shared buffer.
+ * a replication connection handed over) is turned into one by toNetSocket(), whose reads then
+ * come as copies out of the shared buffer if it was switched to it.
  */
 import * as net from 'node:net';
 import { getSystemErrorName } from 'node:util';
@@ -94,6 +94,14 @@ const SHARED = Buffer.allocUnsafe(64 * 1024);
 
 const noop = (): void => {};
 
+/**
+ * onread callback of a net.Socket made by toNetSocket() after useSharedBuffer(): the read, copied,
+ * goes into the stream as a read of its own would (false stops reading: the stream is full).
+ */
+function pushCopy(this: net.Socket, n: number, buf: Buffer): boolean {
+  return this.push(Buffer.from(buf.subarray(0, n)));
+}
+
 function usableHandle(h: unknown): h is TcpHandle {
   const t = h as Partial<TcpHandle> | null;
   return t != null && typeof t.readStart === 'function' && typeof t.readStop === 'function' && typeof t.useUserBuffer === 'function'
@@ -165,8 +173,9 @@ export class RawSocket {
   /** destroy() closed the handle (after toNetSocket() it lives on in the net.Socket). */
   private handleClosed = false;
 
-  constructor(readonly _handle: TcpHandle) {
-    _handle.setNoDelay(true);
+  /** `noDelaySet`: the handle has TCP_NODELAY already (inherited from its listener: takeOverAccept). */
+  constructor(readonly _handle: TcpHandle, noDelaySet = false) {
+    if (!noDelaySet) _handle.setNoDelay(true);
     _handle.rawOwner = this;
     _handle.onread = onRead;
   }
@@ -227,7 +236,11 @@ export class RawSocket {
     else this._handle.readStop();
   }
 
-  /** From now on reads land in the buffer shared by every RawSocket (views, valid during onRead). */
+  /**
+   * From now on reads land in the buffer shared by every RawSocket (views, valid during onRead):
+   * no buffer of Node's (64 KiB malloc, an ArrayBuffer and a Buffer) per read. Can be called
+   * from the accept on (the login's reads too); toNetSocket() still works afterwards.
+   */
   useSharedBuffer(): void {
     if (this.shared || this.destroyed) return;
     this._handle.useUserBuffer(SHARED);
@@ -342,10 +355,15 @@ export class RawSocket {
 
   /**
    * This connection as a net.Socket (TLS, a handover): its reads and writes go through Node's
-   * stream from now on. Only before useSharedBuffer(), with nothing read and not handed on.
+   * stream from now on. Only with nothing kept unread and not handed on.
+   *
+   * After useSharedBuffer() the handle keeps reading into the shared buffer (Node has no way to
+   * undo useUserBuffer), so the net.Socket is made with Node's `onread` option over that same
+   * buffer, and its callback pushes a copy of each read into the stream: 'data', pause() and
+   * resume() behave as on any accepted socket. A TLS upgrade over it is unaffected: the
+   * TLSSocket's TLSWrap takes the handle's reads into buffers of its own.
    */
   toNetSocket(): net.Socket {
-    if (this.shared) throw new Error('toNetSocket after useSharedBuffer');
     const h = this._handle;
     if (this.reading) h.readStop();
     this.reading = false;
@@ -354,8 +372,16 @@ export class RawSocket {
     this.destroyed = true; // this object no longer drives the handle
     this.notified = true;
     this.setIdleTimeout(0, noop);
-    return new net.Socket({ handle: h, readable: true, writable: true } as unknown as net.SocketConstructorOpts);
+    const opts: Record<string, unknown> = { handle: h, readable: true, writable: true };
+    if (this.shared) opts['onread'] = { buffer: SHARED, callback: pushCopy };
+    return new net.Socket(opts as net.SocketConstructorOpts);
   }
+}
+
+/** Sets TCP_NODELAY on a listening handle; true when the sockets it accepts inherit it (Linux). */
+export function listenerNoDelay(listening: { setNoDelay?: (on: boolean) => number }): boolean {
+  if (process.platform !== 'linux' || typeof listening.setNoDelay !== 'function') return false;
+  return listening.setNoDelay(true) === 0;
 }
 
 /**
@@ -366,11 +392,14 @@ export class RawSocket {
  */
 export function takeOverAccept(server: net.Server, onRaw: (s: RawSocket) => void, onSocket: (s: net.Socket) => void): boolean {
   if (binding === null) return false;
-  const h = (server as unknown as { _handle?: { onconnection?: unknown } | null })._handle;
+  const h = (server as unknown as { _handle?: { onconnection?: unknown; setNoDelay?: (on: boolean) => number } | null })._handle;
   if (h == null || typeof h.onconnection !== 'function') return false;
+  // TCP_NODELAY set once on the listening socket: Linux copies it into every socket accepted
+  // from it (a setsockopt system call fewer per connection). Elsewhere each connection sets it.
+  const inherited = listenerNoDelay(h);
   h.onconnection = (err: number, client: unknown): void => {
     if (err !== 0 || client == null) return; // accept failed (EMFILE...): the client is retried by the kernel backlog
-    if (usableHandle(client)) onRaw(new RawSocket(client));
+    if (usableHandle(client)) onRaw(new RawSocket(client, inherited));
     else onSocket(new net.Socket({ handle: client, readable: true, writable: true } as unknown as net.SocketConstructorOpts));
   };
   return true;

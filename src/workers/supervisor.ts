@@ -23,6 +23,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import * as path from 'node:path';
+import { removeStaleSocket } from '../util/listen';
 import type { LoadedConfig } from '../config/load';
 import { LogEvent, logLine, type Logger } from '../log/logger';
 import { startApp, type App } from '../app';
@@ -56,6 +57,8 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
   const { log } = opts;
   const slots: Slot[] = Array.from({ length: count }, () => ({ worker: null, ready: false, startedAt: 0 }));
   let stopping: Promise<void> | null = null;
+  /** A start that fails (a worker could not listen) rejects: the CLI exits 1, not through onStopped's 0. */
+  let startFailing = false;
   let brain: App | null = null;
   let nextId = 1;
   const collecting = new Map<number, { want: number; got: WorkerSnapshot[]; done: () => void }>();
@@ -290,7 +293,7 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
   const faces = (local: AdminContext): AdminContext => liveContext(local, async () => instanceContext(local, await snapshot()));
   brain = await startApp(loaded, {
     log, overrides: opts.overrides,
-    ...(opts.onStopped !== undefined ? { onStopped: opts.onStopped } : {}),
+    ...(opts.onStopped !== undefined ? { onStopped: () => { if (!startFailing) opts.onStopped?.(); } } : {}),
     role: {
       kind: 'supervisor',
       facesContext: faces,
@@ -323,10 +326,21 @@ export async function startSupervisor(loaded: LoadedConfig, count: number, opts:
   const measured = setInterval(() => pushNodes(false), 500);
   measured.unref();
 
+  // The workers' Unix sockets: the cluster module opens each once, here, for every worker, so a
+  // stale file is removed once before the first worker listens (a worker finding the file its
+  // sibling opened would take it for another process's); one a live process holds fails the start.
+  try {
+    await removeStaleWorkerSockets(loaded);
+  } catch (e) {
+    startFailing = true;
+    await app.stop();
+    throw e;
+  }
   cluster.setupPrimary({ exec: path.resolve(__dirname, '../../../bin/pgmaitre.js'), args: [...opts.argv], serialization: 'advanced' });
   await new Promise<void>((resolve, reject) => {
     startupFailed = (e) => {
       startupFailed = null;
+      startFailing = true;
       void stopAll().then(() => reject(e), () => reject(e));
     };
     const check = (): void => {
@@ -405,4 +419,14 @@ function liveContext(local: AdminContext, build: () => Promise<AdminContext>): A
       return inflight;
     },
   };
+}
+
+/** Removes stale socket files of the workers' listeners (smart endpoint and dedicated ports); throws a ListenError for a live one. */
+async function removeStaleWorkerSockets(loaded: LoadedConfig): Promise<void> {
+  const c = loaded.config;
+  const ports: [number, string][] = [[c.port, 'unix_socket_directories']];
+  for (const kind of ['write', 'read'] as const) if (c[`${kind}_port`] > 0) ports.push([c[`${kind}_port`], `unix_socket_directories (${kind}_port)`]);
+  for (const dir of c.unix_socket_directories.map((d) => d.trim()).filter((d) => d !== '')) {
+    for (const [port, key] of ports) await removeStaleSocket(path.join(dir, `.s.PGSQL.${port}`), port, key);
+  }
 }

@@ -61,7 +61,7 @@ unix_socket_directories = ''
 pcp_listen_addresses = '127.0.0.1'
 pcp_port = ${pcpPort}
 pcp_socket_dir = '${tmp}'
-pcp_client_version = '4.3'
+# pcp_client_version is left at 'auto': the installed tools' version decides the node-info layout
 pid_file_name = '${pidFile}'
 `;
     px = await startPgmaitre({ config: baseConfig, files: { 'pcp.conf': `admin:${pcpHash('s3cret')}\n` } });

@@ -142,7 +142,7 @@ describe('hostile input', { timeout: 300_000 }, () => {
         await c.connect();
         assert.equal((await c.query('select 1 as one')).rows[0].one, 1);
         await c.end();
-        assert.ok(Date.now() - t0 < 2000, `login + query took ${Date.now() - t0} ms beside the slow clients`);
+        assert.ok(Date.now() - t0 < 4000, `login + query took ${Date.now() - t0} ms beside the slow clients`);
       }
       assert.ok(px.app.ctx.slots.inUse <= 1, `slow clients hold ${px.app.ctx.slots.inUse} slots`);
     } finally {

@@ -112,6 +112,58 @@ describe('a listener that cannot open stops the start', { timeout: 180_000 }, ()
     assert.match(r.stderr, /\(unix_socket_directories\): directory .*nope does not exist/);
   });
 
+  test('worker_processes = 2: the client port taken stops the start with exit 1 naming it', async () => {
+    const holder = await occupy({ port: base.port });
+    try {
+      const r = await start(writeConf('worker_processes = 2'));
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1 port ${base.port} \\(listen_addresses/port\\): address already in use`));
+    } finally {
+      await close(holder);
+    }
+  });
+
+  test('worker_processes = 2 with a Unix socket directory: both workers serve the socket; one held by another process stops the start', async () => {
+    const sockDir = path.join(dir, 'wsock');
+    fs.mkdirSync(sockDir, { recursive: true });
+    const file = path.join(sockDir, `.s.PGSQL.${base.port}`);
+    // a stale file left by a process that died: removed, as with one process
+    fs.writeFileSync(file, '');
+    const conf = writeConf(`worker_processes = 2\nunix_socket_directories = '${sockDir}'`);
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [BIN, '-n', '-f', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    try {
+      const deadline = Date.now() + 90_000;
+      while (!/workers_ready/.test(out) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 200));
+      assert.equal(child.exitCode, null, out);
+      assert.match(out, /workers_ready/, out);
+      const { Client } = await import('pg');
+      // several connections: the supervisor deals them to both workers
+      for (let i = 0; i < 4; i++) {
+        const c = new Client({ host: sockDir, port: base.port, user: 'postgres', database: 'postgres' });
+        await c.connect();
+        assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1);
+        await c.end();
+      }
+    } finally {
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, out);
+    }
+    const holder = await occupy({ path: file });
+    try {
+      const r = await start(conf);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /\(unix_socket_directories\): socket in use by another process/);
+      assert.ok(fs.existsSync(file), "the other process's socket is left alone");
+    } finally {
+      await close(holder);
+    }
+  });
+
   test('pgmaitre check notes the ports already in use (exit status still judges the files), quiet once they are free', async () => {
     const conf = writeConf();
     const holder = await occupy({ port: base.pcp });

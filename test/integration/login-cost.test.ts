@@ -113,14 +113,19 @@ for (const mode of ['transaction', 'session'] as const) {
       // What a login costs pgmaitre itself, counted (not timed): the client's connection is
       // driven through its handle (util/raw-socket.ts); identical StartupMessages are decoded
       // once (their keys derived once); AuthenticationOk, the ParameterStatus messages,
-      // BackendKeyData and ReadyForQuery go out as one write.
+      // BackendKeyData and ReadyForQuery go out as one write. Its reads, the login's too, land in
+      // the shared read buffer from the accept on (no 64 KiB buffer of Node's per read).
       const mod = startup as { decodeStartupPacket: typeof startup.decodeStartupPacket };
       const decode = mod.decodeStartupPacket;
       const write = RawSocket.prototype.write;
+      const start = RawSocket.prototype.start;
       let decoded = 0;
       let writes = 0;
+      let started = 0;
+      let ownBuffers = 0;
       mod.decodeStartupPacket = (...a: Parameters<typeof decode>) => { decoded++; return decode(...a); };
       RawSocket.prototype.write = function (this: RawSocket, ...a: Parameters<typeof write>) { writes++; return write.apply(this, a); };
+      RawSocket.prototype.start = function (this: RawSocket) { started++; if (!this.shared) ownBuffers++; return start.apply(this); };
       const kinds = new Set<string>();
       try {
         for (let i = 0; i < LOGINS; i++) {
@@ -134,8 +139,11 @@ for (const mode of ['transaction', 'session'] as const) {
       } finally {
         mod.decodeStartupPacket = decode;
         RawSocket.prototype.write = write;
+        RawSocket.prototype.start = start;
       }
       assert.deepEqual([...kinds], ['raw'], 'client connections driven through their handle');
+      assert.ok(started >= LOGINS, `each client's reads started (${started})`);
+      assert.equal(ownBuffers, 0, 'reads started into buffers of Node\'s (not the shared read buffer) before the login');
       assert.equal(decoded, 0, 'StartupMessages decoded again (the same bytes as the logins before)');
       assert.equal(writes, LOGINS, 'writes to the clients: one per login');
     });

@@ -117,6 +117,16 @@ describe('pgmaitre check', () => {
     assert.equal(checkExitCode(r, false), 1);
   });
 
+  test('the query cache with a dedicated write port: warned that writes relayed there do not invalidate it, unless the change stream is on', () => {
+    const dir = confDir(`${BACKEND}memory_cache_enabled = on\nwrite_port = 5433\n`);
+    const r = checkConfiguration(path.join(dir, 'pgpool.conf'));
+    assert.ok(r.warnings.some((w) => /^pgpool\.conf: write_port: .*query cache.*memqcache_logical_invalidation/.test(w)), r.warnings.join('\n'));
+    for (const extra of ['memqcache_logical_invalidation = on\n', 'memory_cache_enabled = off\n', 'write_port = 0\n']) {
+      const ok = checkConfiguration(path.join(confDir(`${BACKEND}memory_cache_enabled = on\nwrite_port = 5433\n${extra}`), 'pgpool.conf'));
+      assert.ok(!ok.warnings.some((w) => /write_port/.test(w)), `${extra}: ${ok.warnings.join('\n')}`);
+    }
+  });
+
   test('a start fails on the lines the check prints; the check goes on to the other files', async () => {
     const hba = { 'pool_hba.conf': 'host all all 127.0.0.1/32 trust\nhost all all 300.1.1.1/32 md5\n' };
     const errorLines = (out: string) => out.split('\n').filter((l) => l.startsWith('ERROR: ')).map((l) => l.slice('ERROR: '.length));

@@ -17,6 +17,7 @@ function cache(step: CacheStep, o: { collecting?: boolean; synced?: Promise<unkn
   const c: CachePort = {
     consult: () => step,
     early: () => false,
+    quick: () => false,
     hitClass: null,
     waitFor: Promise.resolve(),
     holdAnswers: false,
@@ -46,6 +47,7 @@ function session(port: CachePort) {
     clientFull: false,
     closed: false,
     stickyNode: -1,
+    beginSql: 'BEGIN',
     links,
     client: { write: (b) => { client.push(Buffer.from(b)); return accept; } },
     statements: new Statements(),

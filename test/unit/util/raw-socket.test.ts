@@ -5,7 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { makeTestCerts } from '../../harness/certs';
 import { RawSocket, rawAcceptAvailable, takeOverAccept } from '../../../src/util/raw-socket';
 
 /** A listening server whose accepted connections come as RawSockets, and a connected client. */
@@ -174,6 +177,117 @@ test('toNetSocket(): the connection goes on as a net.Socket (TLS, handovers)', a
   } finally {
     client.destroy();
     server.close();
+  }
+});
+
+test('TCP_NODELAY: set once on the listener (Linux: accepted sockets inherit it), not per accepted connection', async () => {
+  const calls: boolean[] = [];
+  // (Node's TCP handle class: listening and accepted handles alike.)
+  const proto = (process as unknown as { binding(n: string): { TCP: { prototype: { setNoDelay(on: boolean): number } } } }).binding('tcp_wrap').TCP.prototype;
+  const setNoDelay = proto.setNoDelay;
+  proto.setNoDelay = function (this: unknown, on: boolean) { calls.push(on); return setNoDelay.call(this, on); };
+  let conns: Awaited<ReturnType<typeof pair>>[] = [];
+  try {
+    conns = [await pair(), await pair()];
+  } finally {
+    proto.setNoDelay = setNoDelay;
+    for (const { server, raw, client } of conns) {
+      client.destroy();
+      raw.destroy();
+      server.close();
+    }
+  }
+  // Per pair: its listener once (accepted handle: none on Linux, once elsewhere); the clients
+  // made by net.connect set nothing (noDelay not asked).
+  assert.deepEqual(calls.length, process.platform === 'linux' ? 2 : 4, `setNoDelay calls: ${calls.length}`);
+});
+
+test('shared buffer from the first read: every read a view of the same memory, no buffer per read', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.useSharedBuffer();
+    const memory = new Set<ArrayBufferLike>();
+    let text = '';
+    let done!: () => void;
+    const all = new Promise<void>((r) => { done = r; });
+    raw.onRead = (v) => { memory.add(v.buffer); text += v.toString(); if (text.length >= 3) done(); };
+    raw.start();
+    for (const c of ['a', 'b', 'c']) {
+      client.write(c);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await all;
+    assert.equal(text, 'abc');
+    assert.equal(memory.size, 1, 'reads landed in more than one buffer');
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});
+
+test('toNetSocket() after useSharedBuffer(): \'data\' brings copies (kept intact), pause() and resume() work', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.useSharedBuffer();
+    let first!: () => void;
+    const firstP = new Promise<void>((r) => { first = r; });
+    raw.onRead = (v) => { assert.equal(v.toString(), 'startup'); first(); };
+    raw.start();
+    client.write('startup');
+    await firstP;
+    const s = raw.toNetSocket();
+    const kept: Buffer[] = [];
+    s.on('data', (d: Buffer) => kept.push(d));
+    client.write('one');
+    await new Promise<void>((r) => { const t = setInterval(() => { if (kept.length >= 1) { clearInterval(t); r(); } }, 5); });
+    s.pause();
+    client.write('two');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(kept.length, 1, 'read while paused');
+    s.resume();
+    await new Promise<void>((r) => { const t = setInterval(() => { if (kept.length >= 2) { clearInterval(t); r(); } }, 5); });
+    assert.deepEqual(kept.map((b) => b.toString()), ['one', 'two'], 'a kept chunk was overwritten by a later read');
+    const back = collect(client, 4);
+    s.write('pong');
+    assert.equal((await back).toString(), 'pong');
+    s.destroy();
+  } finally {
+    client.destroy();
+    server.close();
+  }
+});
+
+test('a TLS upgrade over a connection read through the shared buffer (SSLRequest, then TLS)', async () => {
+  const certs = makeTestCerts();
+  const { server, raw, client } = await pair();
+  try {
+    raw.useSharedBuffer();
+    let asked!: () => void;
+    const askedP = new Promise<void>((r) => { asked = r; });
+    raw.onRead = (v) => { assert.equal(v.length, 8); asked(); };
+    raw.start();
+    client.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])); // SSLRequest
+    await askedP;
+    const answer = collect(client, 1);
+    raw.write(Buffer.from('S'));
+    assert.equal((await answer).toString(), 'S');
+    client.removeAllListeners('data');
+    const s = raw.toNetSocket();
+    const secure = new tls.TLSSocket(s, { isServer: true, key: fs.readFileSync(certs.serverKey), cert: fs.readFileSync(certs.serverCert) });
+    secure.on('data', (d: Buffer) => secure.write(Buffer.concat([Buffer.from('echo:'), d])));
+    secure.on('error', () => {});
+    const c = tls.connect({ socket: client, ca: fs.readFileSync(certs.caCert), servername: 'localhost' });
+    await new Promise<void>((r, j) => { c.once('secureConnect', () => r()); c.once('error', j); });
+    const got = new Promise<string>((r) => c.once('data', (d: Buffer) => r(d.toString())));
+    c.write('hello');
+    assert.equal(await got, 'echo:hello');
+    c.destroy();
+    secure.destroy();
+  } finally {
+    client.destroy();
+    server.close();
+    fs.rmSync(certs.dir, { recursive: true, force: true });
   }
 });
 
