@@ -6,9 +6,9 @@
  * beyond max_prepared_statements (closed, least recently used first), and who owns the unnamed
  * statement of each connection (a simple Query drops it).
  */
-import { encodeClose, encodeFlush, encodeSync } from '../protocol/frontend';
-import { ExpectKind, Term, type Link } from './link';
-import type { RequestInfo } from './request';
+import { encodeClose, encodeDescribe, encodeFlush, encodeSync } from '../protocol/frontend';
+import { ExpectKind, Term, type Expect, type Link } from './link';
+import type { Request, RequestInfo } from './request';
 import type { ProtocolStatement, SqlStatement, Statements } from './statements';
 import { parseDefinition, serverStatementName, type NameMap } from './statement-names';
 import { abortedBindError, abortedDescribe, parsedWhenAborted, statementParameters } from './tx-pooling';
@@ -124,7 +124,7 @@ export function names(s: NamingSession, link: Link): NameMap {
     describeAnswered: (name) => {
       if (s.refusedBinds?.has(name) !== true) return null;
       const st = s.statements.protocol.get(name)!;
-      const d = abortedDescribe(st.frame, st.sql);
+      const d = describedWhenAborted(st);
       if (d === null) return null;
       if (d !== 'rows') return { bytes: d, error: false };
       return { bytes: encodeErrorResponse({ severity: 'ERROR', code: '25P02', message: 'current transaction is aborted, commands ignored until end of transaction block' }), error: true };
@@ -169,6 +169,65 @@ export function serverNameOf(s: NamingSession, name: string): string | undefined
 /** The parameter count of a protocol statement of this session (computed once; -1: not sure). */
 export function parameterCount(st: ProtocolStatement): number {
   return (st.params ??= statementParameters(st.frame, st.sql));
+}
+
+
+/**
+ * PostgreSQL's answer to a Describe of statement `st` in an aborted transaction (see
+ * tx-pooling.ts abortedDescribe): from what the server answered to pgmaitre's own Describe of it
+ * when it was parsed (exact: parameter types the server inferred), else from its text.
+ */
+export function describedWhenAborted(st: ProtocolStatement): 'rows' | Buffer | null {
+  return st.described ?? abortedDescribe(st.frame, st.sql);
+}
+
+
+const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
+
+/**
+ * Transaction pooling: after a request that parsed named statements whose description pgmaitre
+ * cannot tell from their text (parameter types the server infers, a statement that may or may
+ * not return rows), a Describe of each is sent behind it, its answer swallowed and kept with the
+ * statement (ProtocolStatement.described), once per statement: in an aborted transaction on a
+ * connection that lacks it, where it cannot be parsed again, pgmaitre answers a Describe of it
+ * as PostgreSQL would (seeds 98096, 101224). Not after a request that ended with neither Sync nor
+ * Flush (its answers may wait in the server's buffer: a Flush would change that), nor in a known
+ * aborted transaction (the Parse is refused there). A Describe that fails (the Parse failed, or
+ * was skipped) changes nothing: it is written with the client's own sequence (Flush) or after its
+ * Sync (with a Sync of its own), and the server skips it, or fails it alone.
+ */
+export function describeParsed(s: NamingSession, link: Link, info: RequestInfo, req: Request): void {
+  if (link.unflushed || link.copyIn || s.abortedTx === 'known' || !(req.term === Term.Sync || (req.term === Term.None && req.flush))) return;
+  const sts: ProtocolStatement[] = [];
+  const frames: Buffer[] = [];
+  for (const p of info.parses) {
+    if (p.name === '' || s.dupRefused.has(p.name)) continue;
+    const st = s.statements.protocol.get(p.name);
+    if (st === undefined || st.described !== undefined || sts.includes(st)) continue;
+    if (abortedDescribe(st.frame, st.sql) !== null && parameterCount(st) >= 0) continue;
+    sts.push(st);
+    frames.push(encodeDescribe('S', serverNameOf(s, p.name)!));
+  }
+  if (sts.length === 0) return;
+  frames.push(link.unsynced ? FLUSH : SYNC);
+  const e = link.expect(ExpectKind.Describe, true, sts.length, link.unsynced ? Term.None : Term.Sync);
+  e.token = sts;
+  s.send(link, Buffer.concat(frames));
+}
+
+/** pgmaitre's own Describe (describeParsed) was answered: each statement described keeps its description. */
+export function parsedDescribed(e: Expect): void {
+  const sts = e.token as ProtocolStatement[];
+  const got = e.described;
+  if (got === null) return;
+  for (let i = 0, k = 0; i + 1 < got.length && k < sts.length; i += 2, k++) {
+    const t = got[i];
+    const rows = got[i + 1];
+    if (!Buffer.isBuffer(t) || typeof rows !== 'boolean' || t.length < 7) return;
+    const st = sts[k]!;
+    st.params = t.readInt16BE(5);
+    st.described = rows ? 'rows' : Buffer.concat([t, NO_DATA]);
+  }
 }
 
 

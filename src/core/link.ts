@@ -57,6 +57,12 @@ export const ExpectKind = {
   Synthetic: 5,
   /** A question pgmaitre asks the server itself (transaction pooling: is a temporary relation left?); rows are counted. */
   Probe: 6,
+  /**
+   * Transaction pooling: a Describe of statements the client just parsed, so that pgmaitre can
+   * describe them itself where the server cannot be asked (connection-statements.ts describeParsed).
+   * Its answer is kept in `described`.
+   */
+  Describe: 7,
 } as const;
 export type ExpectKind = (typeof ExpectKind)[keyof typeof ExpectKind];
 
@@ -117,6 +123,18 @@ export class Expect {
    * that message itself, in place (statement-names.ts Segment.errorAfter).
    */
   hideError = false;
+  /**
+   * A swallowed request whose ParameterStatus messages go to the client with the synthetic answer
+   * that follows it (localError's ABORT_TX: PostgreSQL reports, at the error, a setting the
+   * aborted transaction had changed and now takes back; seed 102108). Kept in `params`.
+   */
+  keepParams = false;
+  params: Buffer[] | null = null;
+  /**
+   * A Describe expect's answer (ExpectKind.Describe): per statement, its ParameterDescription
+   * frame, then true (a RowDescription came: it returns rows) or false (NoData).
+   */
+  described: (Buffer | boolean)[] | null = null;
 }
 
 /** Disposition of the message being scanned. */
@@ -286,6 +304,9 @@ export class Link {
     e.splitOffset = 0;
     e.failedAtOrig = -1;
     e.hideError = false;
+    e.keepParams = false;
+    e.params = null;
+    e.described = null;
     if (this.skipping) {
       // The backend skips everything up to the next Sync after an earlier error: this request
       // gets no answer (its Sync, if any, a ReadyForQuery).
@@ -344,6 +365,8 @@ export class Link {
     e.retry = null;
     e.token = null;
     e.splitLast = null;
+    e.params = null;
+    e.described = null;
     if (pool.length < 1024) pool.push(e);
   }
 
@@ -412,6 +435,10 @@ export class Link {
     if (e.sync) this.syncOwed--;
     this.done.push(e);
     const next = this.q[0];
+    if (e.params !== null) {
+      if (next !== undefined && next.kind === ExpectKind.Synthetic && next.bytes !== null) next.bytes = withParams(next.bytes, e.params);
+      e.params = null;
+    }
     if (next !== undefined && next.kind === ExpectKind.Synthetic && this.sink !== null) this.pendingSynthetic = true;
   }
 
@@ -592,7 +619,14 @@ export class Link {
     }
     if (h.swallow) {
       if (code === 68 /* D */) h.rows++;
-      this.disp = code === E && h.errorsToClient ? HOLD : DROP;
+      if (h.kind === ExpectKind.Describe) {
+        if (code === 0x74 /* t */) {
+          this.disp = HOLD; // (kept in end())
+          return;
+        }
+        if (code === 0x54 /* T */ || code === 0x6e /* n */) (h.described ??= []).push(code === 0x54);
+      }
+      this.disp = (code === E && h.errorsToClient) || (code === S && h.keepParams) ? HOLD : DROP;
       return;
     }
     if (code === E && h.hideError) {
@@ -654,6 +688,8 @@ export class Link {
       try {
         const p = decodeParameterStatus(buf, start, end);
         this.conn?.params.set(p.name, p.value);
+        const h = this.q[0];
+        if (this.disp === HOLD && h !== undefined && h.keepParams) (h.params ??= []).push(Buffer.from(buf.subarray(start, end)));
       } catch {
         // a malformed ParameterStatus is forwarded as it is; nothing to track
       }
@@ -663,7 +699,13 @@ export class Link {
       this.errorOrNotice(code, buf, start, end, sink);
       return;
     }
-    if (this.disp === HOLD) sink.forward(Buffer.from(buf.subarray(start, end)), 0, end - start);
+    if (this.disp !== HOLD) return;
+    const h = this.q[0];
+    if (code === 0x74 && h !== undefined && h.swallow && h.kind === ExpectKind.Describe) {
+      (h.described ??= []).push(Buffer.from(buf.subarray(start, end)));
+      return;
+    }
+    sink.forward(Buffer.from(buf.subarray(start, end)), 0, end - start);
   }
 
   private readyForQuery(status: number): void {
@@ -753,4 +795,14 @@ export class Link {
     // No Sync written yet: what is written before it is skipped too (see expect).
     this.skipping = true;
   }
+}
+
+/**
+ * A synthetic answer with ParameterStatus frames `params` put where PostgreSQL reports them: just
+ * before its ReadyForQuery (after everything else when it has none).
+ */
+function withParams(bytes: Buffer, params: Buffer[]): Buffer {
+  const n = bytes.length;
+  if (n >= 6 && bytes[n - 6] === Z && bytes.readInt32BE(n - 5) === 5) return Buffer.concat([bytes.subarray(0, n - 6), ...params, bytes.subarray(n - 6)]);
+  return Buffer.concat([bytes, ...params]);
 }

@@ -72,7 +72,8 @@ export function localError(s: ReplySession, req: Request, code: string, message:
     s.client.write(errorReply(code, message, hint, syncs, s.txStatus()));
     return;
   }
-  l.expect(ExpectKind.Tx, true, 0, Term.Query);
+  // (A setting the aborted transaction had changed is reported back at the error: see keepParams.)
+  l.expect(ExpectKind.Tx, true, 0, Term.Query).keepParams = true;
   s.send(l, ABORT_TX);
   l.txStatus = TxStatus.Failed;
   l.synthetic(errorReply(code, message, hint, syncs, TxStatus.Failed), s);

@@ -70,6 +70,8 @@ export interface Token {
   prepared: string[] | null;
   /** Transaction pooling: server statements this request parses (tentative until it succeeded). */
   parsed: string[] | null;
+  /** The completion index of each `parsed` name's Parse in the request (-1: not known). */
+  parsedAt: number[] | null;
   /**
    * Transaction pooling: client statement names this request defines, with the index of their
    * Parse among the request's completions (a Parse that failed or was skipped defines nothing).
@@ -135,8 +137,11 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
       const index = completionIndex(req.data, p.start);
       const prev = p.name === '' ? s.statements.protocol.get('') : undefined;
       if (prev !== undefined && tok().defined?.some((d) => d.name === '') !== true) {
-        // If the request fails before its first unnamed Parse, the client's unnamed statement stays (seed 31082).
-        (tok().closed ??= []).push({ name: '', st: prev, index });
+        // If the request fails before its first unnamed Parse, the client's unnamed statement stays (seed 31082);
+        // not when that Parse fails itself (PostgreSQL dropped the old one first), nor after a
+        // `Close S ''` before it (seed 132154).
+        const close = closeBetween(req.data, '', 0, p.start);
+        (tok().closed ??= []).push({ name: '', st: prev, index: close >= 0 ? completionIndex(req.data, close) : index - 1 });
       }
       (tok().defined ??= []).push(def = { name: p.name, index });
     }
@@ -150,7 +155,7 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
     if (p.name !== '' && s.host.pooling !== 'session') {
       // Only the Parses that reached the server are tentative there (names() began them).
       const server = serverNameOf(s, p.name)!;
-      if (s.links[node]?.conn?.statements.pending(server)) (tok().parsed ??= []).push(server);
+      if (s.links[node]?.conn?.statements.pending(server)) noteParsed(tok(), server, completionIndex(req.data, p.start));
     }
   }
   // Each Bind is one execution of its statement: that is what the per-node counters count.
@@ -186,6 +191,13 @@ export function bookkeeping(s: EffectsSession, req: Request, info: RequestInfo, 
     effectsSent(s, plan.effects, node, tok, req.pooledRenamed);
   }
   return token;
+}
+
+
+/** Server statement `server` is parsed by the request (its Parse is message `index` of it; -1: not known). */
+export function noteParsed(t: Token, server: string, index: number): void {
+  (t.parsed ??= []).push(server);
+  (t.parsedAt ??= []).push(index);
 }
 
 
@@ -308,8 +320,12 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
     // (A request split around in-place ParseCompletes whose earlier part failed: this part is
     // skipped, but the earlier part's Parses may have created their names, seed 31030.)
     const surely = e.skipped && Link.failIndex(e) < 0;
-    for (const server of t.parsed) {
-      if (e.errored || e.skipped) conn.statements.failed(server, surely);
+    const at = Link.failIndex(e);
+    for (let i = 0; i < t.parsed.length; i++) {
+      const server = t.parsed[i]!;
+      // (A Parse before the message that failed was answered ParseComplete: it is there, seed 101618.)
+      const before = at >= 0 && (t.parsedAt?.[i] ?? -1) >= 0 && t.parsedAt![i]! < at;
+      if ((e.errored || e.skipped) && !before) conn.statements.failed(server, surely);
       else {
         conn.statements.confirm(server);
         s.host.knownStatement(s.state.searchPath, server, true);
@@ -332,6 +348,9 @@ export function completed(s: EffectsSession, link: Link, e: Expect, t: Token): v
       }
       if (d.name === '' || d.st === undefined) {
         unnamedFailed ||= d.name === '';
+        // (Failed or skipped, it is no statement: a restore of an unnamed statement closed
+        // after it, in a later part of the request, must not bring it back; seed 133155.)
+        if (d.st !== undefined) d.st.gone = true;
         // An unnamed Parse that failed itself (not skipped after an earlier error) had dropped the
         // unnamed statement before its text was parsed, as PostgreSQL's does: none is left (seed 99250).
         if (d.name === '' && failed === d.index) unnamed = undefined;
@@ -495,7 +514,7 @@ function lastParseAfterClose(data: Buffer, name: string): boolean {
 }
 
 export function newToken(): Token {
-  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, defined: null, closed: null, clears: null, undo: null };
+  return { effects: null, rollback: false, savepoint: null, rollbackTo: null, release: null, prepared: null, parsed: null, parsedAt: null, defined: null, closed: null, clears: null, undo: null };
 }
 
 /** The savepoint name of SAVEPOINT / RELEASE [SAVEPOINT] / ROLLBACK TO [SAVEPOINT] (folded as identifiers are). */

@@ -13,8 +13,8 @@ import { FrontendCode } from '../protocol/codes';
 import { Term } from './link';
 import type { Request } from './request';
 import type { Statements } from './statements';
-import { parameterCount } from './connection-statements';
-import { abortedBindError, abortedDescribe, parsedWhenAborted } from './tx-pooling';
+import { describedWhenAborted, parameterCount } from './connection-statements';
+import { abortedBindError, parsedWhenAborted } from './tx-pooling';
 
 /** A request that ends with a Sync, a Query or a COPY's end: what it does may commit (SessionCore.leave). */
 export function endsWhole(req: Request): boolean {
@@ -47,7 +47,7 @@ export function frontRefusedWhenAborted(data: Buffer, statements: Statements): b
     const end = data.indexOf(0, 6);
     const st = end > 0 ? statements.protocol.get(data.toString('utf8', 6, end)) : undefined;
     // (A statement without rows is described there, seed 60067.)
-    return st !== undefined && (parsedWhenAborted(st.sql) || !Buffer.isBuffer(abortedDescribe(st.frame, st.sql)));
+    return st !== undefined && (parsedWhenAborted(st.sql) || !Buffer.isBuffer(describedWhenAborted(st)));
   }
   return false;
 }

@@ -45,8 +45,8 @@ import { SessionState } from './session-state';
 import { ReadYourWrites } from './read-your-writes';
 import { errorReply, localError, reportNode, runAdmin, type AdminReplySession } from './local-replies';
 import { Local, pooledLocal, type PooledSession } from './pooled-prepare';
-import { duplicateParses, evict, names, unnamedDropped } from './connection-statements';
-import { afterSync, bookkeeping, cleared, completed, newToken, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
+import { describeParsed, duplicateParses, evict, names, parsedDescribed, unnamedDropped } from './connection-statements';
+import { afterSync, bookkeeping, cleared, completed, newToken, noteParsed, stateFailed, type ClearsToken, type EffectsSession, type Token } from './request-effects';
 import { rewriteRequest } from './statement-names';
 import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
@@ -723,7 +723,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       preparedHere = link.conn!.statements.has(req.pooledPrepare);
       if (!preparedHere) {
         link.conn!.statements.begin(req.pooledPrepare);
-        ((token ??= newToken()).parsed ??= []).push(req.pooledPrepare);
+        noteParsed(token ??= newToken(), req.pooledPrepare, -1);
       }
     }
     if (pooled) evict(this, link);
@@ -778,6 +778,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (node === primary && plan.writes && this.host.config.read_your_writes) this.ryw.noteWrite();
     if (plan.lasting) link.lasting = true;
     link.unflushed = req.unflushed;
+    if (pooled && info.parses.length > 0) describeParsed(this, link, info, req);
     // A Flush with nothing before it, or a request written while the server skips to Sync after
     // an error (a Query too), owes nothing: done now (Link.settleEmpty).
     link.settleEmpty(this);
@@ -941,6 +942,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
           break;
         case ExpectKind.Probe:
           tempProbed(this, e);
+          break;
+        case ExpectKind.Describe:
+          if (!e.skipped) parsedDescribed(e);
           break;
         default:
           break;

@@ -17,11 +17,11 @@ import type { Request, RequestInfo } from './request';
 import type { Plan } from './planner';
 import type { ProtocolStatement } from './statements';
 import type { SessionState } from './session-state';
-import { abortedDescribe, parsedWhenAborted, type Pins } from './tx-pooling';
+import { parsedWhenAborted, type Pins } from './tx-pooling';
 import type { CoreHost } from './core-host';
 import type { ClearsToken } from './request-effects';
 import { encodeParseAs, parseDefinition, renameSqlStatement } from './statement-names';
-import { hasStatement, parameterCount, serverNameOf, type NamingSession } from './connection-statements';
+import { describedWhenAborted, hasStatement, parameterCount, serverNameOf, type NamingSession } from './connection-statements';
 import { emptyArray } from '../util/arrays';
 
 /** What the side requests read and change of the session (SessionCore). */
@@ -211,12 +211,12 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
  * A Bind (and Describe) of `st` (the connection lacks it) is answered by pgmaitre in place: the
  * transaction is known aborted, `st` is not a transaction-exit statement (its re-parse would be
  * refused), its parameter count is sure, the request does not close it, and a Describe of it can
- * be answered too (abortedDescribe).
+ * be answered too (connection-statements.ts describedWhenAborted).
  */
 function refusedHere(s: SideSession, st: ProtocolStatement, name: string, info: RequestInfo): boolean {
   if (s.abortedTx !== 'known' || parsedWhenAborted(st.sql) || info.closedStatements.includes(name) || parameterCount(st) < 0) return false;
   // (A Describe of it is answered here too, when pgmaitre is sure what it returns; seed 60067.)
-  return s.abortedSure === true || !info.statementRefs.includes(name) || abortedDescribe(st.frame, st.sql) !== null;
+  return s.abortedSure === true || !info.statementRefs.includes(name) || describedWhenAborted(st) !== null;
 }
 
 

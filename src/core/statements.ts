@@ -22,6 +22,13 @@ export interface ProtocolStatement {
   server?: string;
   /** Its parameter count as PostgreSQL has it (tx-pooling.ts statementParameters; -1: not sure), once computed. */
   params?: number;
+  /**
+   * Transaction pooling: what the server answered to a Describe of it (connection-statements.ts
+   * describeParsed): 'rows' (it returns rows), or its ParameterDescription and NoData as sent.
+   * pgmaitre describes it itself where no connection that has it can be asked (an aborted
+   * transaction on a connection that lacks it, seed 98096).
+   */
+  described?: Buffer | 'rows';
   /** Transaction pooling: the Parse that defined it failed or was skipped (a Close's restore must not bring it back). */
   gone?: boolean;
   /**
@@ -62,6 +69,7 @@ export class Statements {
       // stayed reachable from the session until the next, and V8's young collections copy what
       // every idle session still holds (work per request that grows with the number of sessions).
       if (prev.frame.equals(frame)) {
+        if (prev.gone === true) prev.gone = false; // (defined again: see ProtocolStatement.gone)
         if (prev.nodes.size !== 1 || !prev.nodes.has(node)) {
           prev.nodes.clear();
           prev.nodes.add(node);

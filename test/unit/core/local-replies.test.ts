@@ -84,6 +84,22 @@ describe('localError', () => {
     assert.ok(!out.toString('latin1').includes('P0001'));
     assert.equal(out[out.length - 1], TxStatus.Failed);
   });
+  test('a setting the aborted transaction takes back is reported to the client before its ReadyForQuery (seed 102108)', () => {
+    // START TRANSACTION; SET application_name = 'fz_app'; -- c\nDEALLOCATE fz_p (answered here, 26000):
+    // PostgreSQL reports application_name's old value at the error, before ReadyForQuery 'E'.
+    const { s, link, client } = session('transaction');
+    link.txStatus = TxStatus.InTransaction;
+    localError(s, query(), '26000', 'prepared statement "fz_p" does not exist', undefined);
+    const status = Buffer.concat([Buffer.from('S'), Buffer.alloc(4), Buffer.from('application_name\0\0')]);
+    status.writeInt32BE(status.length - 1, 1);
+    link.feed(Buffer.concat([encodeErrorResponse({ severity: 'ERROR', code: 'P0001', message: 'x' }), status, encodeReadyForQuery(TxStatus.Failed)]), s);
+    const out = Buffer.concat(client);
+    const codes: string[] = [];
+    for (let at = 0; at < out.length; at += 1 + out.readInt32BE(at + 1)) codes.push(String.fromCharCode(out[at]!));
+    assert.deepEqual(codes, ['E', 'S', 'Z']);
+    assert.ok(out.toString('latin1').includes('26000'));
+    assert.ok(out.includes(status), 'the server\'s ParameterStatus, as it is');
+  });
 });
 
 describe('runAdmin', () => {
