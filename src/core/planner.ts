@@ -189,13 +189,19 @@ export class Planner {
       p.classes.push(cls);
       if (cls.kind === 'execute') p.lasting = true;
       if (cls.kind === 'execute' && cls.statements === 1) this.execute(ps.sql);
-      else this.consider(cls, ps.sql);
+      // A statement's session effects (SET...) happen when it runs, not when it is parsed: a
+      // Parse this request does not bind changes nothing (fuzz seed 134527).
+      else this.consider(cls, ps.sql, info.bindStatements.includes(ps.name));
     }
     for (const name of info.bindStatements) {
       if (info.parsesStatement(name)) continue;
       const st = this.v.statements.protocol.get(name);
       if (st === undefined) this.toPrimary = true;
-      else this.consider(st.cls, null);
+      else {
+        this.consider(st.cls, null);
+        // ...and a statement parsed by an earlier request has them when this one runs it.
+        if (st.cls.flags.sessionEffects) this.effectsOf(st.cls, st.sql);
+      }
     }
     let toPrimary = this.toPrimary;
     const toBalance = this.toBalance;
@@ -322,11 +328,11 @@ export class Planner {
   private reason = '';
 
   /** What one statement's class asks of the node choice (make()). */
-  private consider(cls: QueryClass, sql: string | null): void {
+  private consider(cls: QueryClass, sql: string | null, runs = true): void {
     const { host, route } = this.v;
     const routing = host.routing;
     const p = this.plan;
-    if (cls.flags.sessionEffects && sql !== null) this.effectsOf(cls, sql);
+    if (cls.flags.sessionEffects && sql !== null && runs) this.effectsOf(cls, sql);
     const fs = cls.functions;
     for (let i = 0; i < fs.length; i++) {
       const f = fs[i]!;

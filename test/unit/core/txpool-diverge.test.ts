@@ -180,4 +180,32 @@ describe('transaction pooling: what the fuzzer found (docs/fuzz-findings.md)', (
     await a.settle();
     assert.deepEqual(kinds(a.received()), ['E 26000', 'Z E']);
   });
+  test('seed 134527: a SET that is only parsed (never bound) is not the client\'s setting: what follows it on a shared connection replays the SET that ran', async () => {
+    const { a, b, conn } = await pair();
+    a.send(Q("SET work_mem = '8MB'"));
+    await a.settle();
+    conn.take();
+    a.answer(0, Buffer.concat([C('SET'), Z('I')]));
+    await a.settle();
+    a.received();
+    // Parsed, described, closed: never executed.
+    a.send(P('', "SET work_mem = '4MB'"), DS(''), CS(''), S);
+    await a.settle();
+    conn.take();
+    a.answer(0, Buffer.concat([msg('1'), PD(), msg('n'), msg('3'), Z('I')]));
+    await a.settle();
+    assert.deepEqual(kinds(a.received()), ['1', 't', 'n', '3', 'Z I']);
+    // B takes the connection (its state is reset for B), then A comes back to it.
+    b.send(Q('SELECT 1'));
+    await b.settle();
+    const forB = text(conn.take());
+    assert.ok(!forB.includes('4MB'), `nothing of the parsed SET is sent for B: ${forB}`);
+    b.answer(0, Buffer.concat(forB.includes('RESET') || forB.includes('DISCARD') ? [C('RESET'), Z('I'), ...[rows()]] : [rows()]));
+    await b.settle();
+    b.received();
+    a.send(Q('SHOW work_mem'));
+    await a.settle();
+    const forA = text(conn.take());
+    assert.ok(!forA.includes('4MB'), `the parsed SET is not replayed: ${forA}`);
+  });
 });
