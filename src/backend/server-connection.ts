@@ -392,8 +392,10 @@ export class ServerConnection implements MessageSink {
    */
   closedError(): ProxyError {
     const f = this.goodbyeFields;
-    return new ProxyError(ProxyErrorCode.BackendClosed,
+    const e = new ProxyError(ProxyErrorCode.BackendClosed,
       `node ${this.nodeId}: the connection closed right after its login${f !== null ? ` (${f.code}: ${f.message})` : this.closeReason ? ` (${this.closeReason})` : ''}`);
+    e.goodbye = f;
+    return e;
   }
 
   /** Closes the connection (with a Terminate when the server is still there). Idempotent. */

@@ -139,6 +139,11 @@ export function toClientError(e: unknown, nodeId: number): ErrorFieldsInput {
         ...(e.backend.hint ? { hint: e.backend.hint } : {}),
       };
     }
+    // A backend terminated right after its login (pg_terminate_backend() of every backend catches
+    // starting ones too): the client gets the server's FATAL, as a direct client would.
+    if (e.code === ProxyErrorCode.BackendClosed && e.goodbye?.code === '57P01') {
+      return { severity: 'FATAL', code: e.goodbye.code, message: e.goodbye.message ?? e.message };
+    }
     if (e.retryable || e.bansNode) return clientErrors.backendUnavailable(nodeId, e.message);
     if (e.code === ProxyErrorCode.NoCredentials || e.code === ProxyErrorCode.BackendAuth) return clientErrors.backendLoginImpossible(nodeId, e.message);
     if (e.code === 'PGPX_NO_PRIMARY') return clientErrors.noPrimary();

@@ -53,6 +53,12 @@ export class ProxyError extends Error {
     this.name = 'ProxyError';
   }
 
+  /**
+   * BackendClosed: the server's own FATAL when it said one before closing (57P01 from
+   * pg_terminate_backend()...). Not `backend`: that one means a login the server refused.
+   */
+  goodbye: BackendErrorFields | null = null;
+
   /** Another node (or a later attempt) may succeed. */
   get retryable(): boolean {
     return RETRYABLE.has(this.code);

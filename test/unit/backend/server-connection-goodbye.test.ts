@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { ServerConnection, type ServerSink } from '../../../src/backend/server-connection';
+import { toClientError } from '../../../src/errors/client-errors';
 
 /** A backend message: type byte, length, body. */
 function msg(type: string, body: Buffer): Buffer {
@@ -89,6 +90,8 @@ test('a connection whose backend said FATAL in the login\'s last read is closed,
     assert.equal(conn.usable, false);
     assert.equal(conn.goodbyeCode, '57P01');
     assert.match(conn.closedError().message, /closed right after its login \(57P01: terminating connection due to administrator command\)/);
+    // A client whose login it was gets the server's FATAL, as directly (not 08001 "unable to connect").
+    assert.deepEqual(toClientError(conn.closedError(), 0), { severity: 'FATAL', code: '57P01', message: 'terminating connection due to administrator command' });
     const sink = recorder();
     conn.attach(sink);
     await sink.closed;
