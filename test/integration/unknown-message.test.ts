@@ -18,8 +18,11 @@ function startup(): Buffer {
   return Buffer.concat([head, body]);
 }
 
-/** Logs in, sends a bare frame of `type`, and returns the answer's S C M once the server closes. */
-function afterFrame(port: number, type: string): Promise<string> {
+/**
+ * Logs in, writes `bytes` once ReadyForQuery came, and gives what the server sent after it, once
+ * it closed (null: no close within 10 s).
+ */
+function afterLogin(port: number, bytes: Buffer): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1', () => s.write(startup()));
     let got = Buffer.alloc(0);
@@ -28,24 +31,30 @@ function afterFrame(port: number, type: string): Promise<string> {
       got = Buffer.concat([got, d]);
       if (sent < 0 && got.includes(Buffer.from('Z\0\0\0\x05I'))) {
         sent = got.length;
-        s.write(Buffer.from([type.charCodeAt(0), 0, 0, 0, 4]));
+        s.write(bytes);
       }
     });
     s.on('error', reject);
-    const timer = setTimeout(() => { s.destroy(); resolve('no answer and no close within 10 s'); }, 10_000);
+    const timer = setTimeout(() => { s.destroy(); resolve(null); }, 10_000);
     s.on('close', () => {
       clearTimeout(timer);
-      const a = got.subarray(sent);
-      if (a[0] !== 0x45) { resolve(`closed with ${JSON.stringify(a.toString('latin1'))}`); return; }
-      const f: Record<string, string> = {};
-      for (let p = 5; p < a.length && a[p] !== 0;) {
-        const e = a.indexOf(0, p + 1);
-        f[String.fromCharCode(a[p]!)] = a.toString('utf8', p + 1, e);
-        p = e + 1;
-      }
-      resolve(`${f['S']} ${f['C']} ${f['M']}`);
+      resolve(got.subarray(sent));
     });
   });
+}
+
+/** Logs in, sends a bare frame of `type`, and returns the answer's S C M once the server closes. */
+async function afterFrame(port: number, type: string): Promise<string> {
+  const a = await afterLogin(port, Buffer.from([type.charCodeAt(0), 0, 0, 0, 4]));
+  if (a === null) return 'no answer and no close within 10 s';
+  if (a[0] !== 0x45) return `closed with ${JSON.stringify(a.toString('latin1'))}`;
+  const f: Record<string, string> = {};
+  for (let p = 5; p < a.length && a[p] !== 0;) {
+    const e = a.indexOf(0, p + 1);
+    f[String.fromCharCode(a[p]!)] = a.toString('utf8', p + 1, e);
+    p = e + 1;
+  }
+  return `${f['S']} ${f['C']} ${f['M']}`;
 }
 
 /**
@@ -53,30 +62,15 @@ function afterFrame(port: number, type: string): Promise<string> {
  * the close. PostgreSQL answers the query then the FATAL, or only the FATAL when the '?' was read
  * while the query's answer was still in its output buffer (it flushes before waiting for input).
  */
-function afterQueryThenUnknown(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1', () => s.write(startup()));
-    let got = Buffer.alloc(0);
-    let sent = -1;
-    s.on('data', (d: Buffer) => {
-      got = Buffer.concat([got, d]);
-      if (sent < 0 && got.includes(Buffer.from('Z\0\0\0\x05I'))) {
-        sent = got.length;
-        const q = Buffer.from('select 1\0');
-        const head = Buffer.from([0x51, 0, 0, 0, 0]);
-        head.writeInt32BE(4 + q.length, 1);
-        s.write(Buffer.concat([head, q, Buffer.from([0x3f, 0, 0, 0, 4])]));
-      }
-    });
-    s.on('error', reject);
-    const timer = setTimeout(() => { s.destroy(); resolve('no close within 10 s'); }, 10_000);
-    s.on('close', () => {
-      clearTimeout(timer);
-      const types: string[] = [];
-      for (let p = sent; p + 5 <= got.length; p += 1 + got.readInt32BE(p + 1)) types.push(String.fromCharCode(got[p]!));
-      resolve(types.join(''));
-    });
-  });
+async function afterQueryThenUnknown(port: number): Promise<string> {
+  const q = Buffer.from('select 1\0');
+  const head = Buffer.from([0x51, 0, 0, 0, 0]);
+  head.writeInt32BE(4 + q.length, 1);
+  const a = await afterLogin(port, Buffer.concat([head, q, Buffer.from([0x3f, 0, 0, 0, 4])]));
+  if (a === null) return 'no close within 10 s';
+  const types: string[] = [];
+  for (let p = 0; p + 5 <= a.length; p += 1 + a.readInt32BE(p + 1)) types.push(String.fromCharCode(a[p]!));
+  return types.join('');
 }
 
 describe('a frame of an unknown type', { timeout: 120_000 }, () => {
