@@ -9,6 +9,7 @@
  * since start, while the balancer needs "how fast is this node now". A mean older than
  * RECENT_MS counts as unknown, so a node left alone gets tried, and measured, again.
  */
+import { performance } from 'node:perf_hooks';
 import type { MetricObjectWithValues, MetricValueWithName } from 'prom-client';
 
 /** One series of a CheapHistogram: counts per bucket (the last: above every bound), sum, count. */
@@ -105,7 +106,8 @@ export const ALPHA = 0.2;
 export const RECENT_MS = 10_000;
 
 interface NodeLatency {
-  observe(v: number): void;
+  /** `now`: performance.now() when the caller read it already (one clock read per request, not two). */
+  observe(v: number, now?: number): void;
   mean: number;
   at: number;
   /** Observations since the last drainLatencyWindows() (worker_processes > 1: reported to the supervisor). */
@@ -116,7 +118,7 @@ interface NodeLatency {
 const children = new Map<number, NodeLatency>();
 
 /** The latency recorder of one node: the histogram child plus the running mean (cached: no label hashing on the hot path). */
-export function nodeLatency(nodeId: number): { observe(v: number): void } {
+export function nodeLatency(nodeId: number): { observe(v: number, now?: number): void } {
   let c = children.get(nodeId);
   if (c === undefined) {
     const h = queryLatency.labels(String(nodeId));
@@ -125,11 +127,11 @@ export function nodeLatency(nodeId: number): { observe(v: number): void } {
       at: 0,
       wsum: 0,
       wcount: 0,
-      observe(v: number): void {
+      observe(v: number, at?: number): void {
         h.observe(v);
         rec.wsum += v;
         rec.wcount++;
-        const now = performance.now();
+        const now = at ?? performance.now();
         // The first observation starts the mean (at = 0 is not "long ago" in a process younger than RECENT_MS).
         rec.mean = rec.at === 0 || now - rec.at > RECENT_MS ? v : rec.mean + ALPHA * (v - rec.mean);
         rec.at = now;

@@ -12,6 +12,7 @@
  * so that a connection lent to another session, or the same one later, is brought up to date by
  * differences only.
  */
+import { Buffer } from 'node:buffer';
 import { ServerStatements } from '../protocol/server-statements';
 import * as net from 'node:net';
 import { BackendCode, TxStatus } from '../protocol/codes';

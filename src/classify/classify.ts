@@ -34,7 +34,7 @@ import { LruCache } from '../util/lru-cache';
 import { compileOptions, functionVerdict, matchesPrimaryRouting, type CompiledOptions } from './options';
 import { newCollector, type Collector, type StmtVerdict } from './verdict';
 import type {
-  Classifier, ClassifierStats, ClassifyOptions, ParsedBy, QueryClass, QueryFlags, QueryKind,
+  Classifier, ClassifierStats, ClassifyOptions, ParsedBy, QueryClass, QueryFlags, QueryKind, ShapeHint,
 } from './types';
 
 const DEFAULT_CACHE_SIZE = 10_000;
@@ -180,14 +180,31 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
   }
 
   function classify(sql: string): QueryClass {
-    const res = classifyText(sql);
+    const res = classifyText(sql, null);
     // The shared token buffer must not keep the text alive: a large one (a V8 large object) would
     // be promoted by the next young collection and wait in old space for a full one.
     tokens.src = '';
     return res;
   }
 
-  function classifyText(sql: string): QueryClass {
+  /**
+   * See Classifier.classifyLike. A text with the same shape as a text the lexer decided gets the
+   * same verdict (the premise of the shape cache), and sameShape() of a text that has a shape is
+   * true only for a text that has one too, with the same hash: so this answers what the shape
+   * cache would (and what the lexer would, should that entry have been evicted since).
+   */
+  function classifyLike(sql: string, hint: ShapeHint): QueryClass {
+    const last = hint.cls;
+    if (last !== null && hint.by === self && sql.length <= maxParse && (hint.sql === sql || sameShape(hint.sql, sql))) {
+      hits++;
+      return last;
+    }
+    const res = classifyText(sql, hint);
+    tokens.src = '';
+    return res;
+  }
+
+  function classifyText(sql: string, hint: ShapeHint | null): QueryClass {
     const cacheable = sql.length <= maxParse;
     if (cacheable && cache.size > 0) {
       const hit = cache.get(sql);
@@ -201,6 +218,7 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
       const hit = shapes!.get(shape);
       if (hit !== undefined && (hit.sql === sql || sameShape(hit.sql, sql))) {
         hits++;
+        if (hint !== null) remember(hint, hit);
         return hit.cls;
       }
     }
@@ -210,7 +228,9 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
       if (shape < 0 || lexed.col.admin !== undefined || shapeCap === 0) return finish(sql, lexed);
       const res = freeze(finish(sql, lexed));
       if (shapes!.size >= shapeCap && !shapes!.has(shape)) shapes!.delete(shapes!.keys().next().value as number);
-      shapes!.set(shape, { sql, cls: res });
+      const entry = { sql, cls: res };
+      shapes!.set(shape, entry);
+      if (hint !== null) remember(hint, entry);
       return res;
     }
     if (cacheable && parserReady()) {
@@ -232,12 +252,20 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
     return finish(sql, { ...lexed, failedClosed: true });
   }
 
-  return {
+  function remember(hint: ShapeHint, e: ShapeEntry): void {
+    hint.sql = e.sql;
+    hint.cls = e.cls;
+    hint.by = self;
+  }
+
+  const self: Classifier = {
     classify,
+    classifyLike,
     stats: (): ClassifierStats => ({
       hits, misses, size: cache.size, capacity: cache.capacity, lexerDecided, parsed, failedClosed,
     }),
   };
+  return self;
 }
 
 function freeze(q: QueryClass): QueryClass {

@@ -7,5 +7,5 @@ export { firstKeyword } from './lexer';
 export { SAFE_FUNCTIONS, WRITER_FUNCTIONS } from './functions';
 export { QueryKinds } from './types';
 export type {
-  AdminCommand, Classifier, ClassifierStats, ClassifyOptions, ParsedBy, QueryClass, QueryFlags, QueryKind,
+  AdminCommand, Classifier, ClassifierStats, ClassifyOptions, ParsedBy, QueryClass, QueryFlags, QueryKind, ShapeHint,
 } from './types';

@@ -114,8 +114,25 @@ export interface ClassifierStats {
   readonly failedClosed: number;
 }
 
+/**
+ * A caller's last text decided by the lexer through the shape cache, and its verdict
+ * (Classifier.classifyLike fills it in). One per caller (a session's planner): nothing per request.
+ */
+export interface ShapeHint {
+  sql: string;
+  cls: QueryClass | null;
+  /** The classifier that decided (a reload makes a new one, with other options). */
+  by: unknown;
+}
+
 /** A compiled classifier: options and cache bound together. */
 export interface Classifier {
   classify(sql: string): QueryClass;
+  /**
+   * classify(), but a text with the shape of the caller's last shape-decided text (`hint`: the
+   * same text but for the digits of its numbers) gets that text's verdict after one comparison,
+   * without hashing the text and looking the hash up; `hint` is updated.
+   */
+  classifyLike?(sql: string, hint: ShapeHint): QueryClass;
   stats(): ClassifierStats;
 }

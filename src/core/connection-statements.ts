@@ -6,6 +6,7 @@
  * beyond max_prepared_statements (closed, least recently used first), and who owns the unnamed
  * statement of each connection (a simple Query drops it).
  */
+import { Buffer } from 'node:buffer';
 import { encodeClose, encodeDescribe, encodeFlush, encodeSync } from '../protocol/frontend';
 import { ExpectKind, Term, type Expect, type Link } from './link';
 import type { Request, RequestInfo } from './request';

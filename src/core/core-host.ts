@@ -110,8 +110,8 @@ export interface CoreHost {
   resumeClient(): void;
   /** The core decided the session ends (it already wrote what the client must see). */
   end(reason: string): void;
-  /** One request's latency on a node (from writing it to its last answer). */
-  observeLatency(node: number, seconds: number): void;
+  /** One request's latency on a node (from writing it to its last answer); `now`: performance.now() at its end. */
+  observeLatency(node: number, seconds: number, now?: number): void;
 }
 
 /** openLink() failed in a way the waiting request must hear about (a pool wait timed out). */

@@ -7,6 +7,7 @@
  * primary, its lease refused), the client is in an aborted transaction, as PostgreSQL would put
  * it: its requests are refused 25P02 here (deferredRefuse) until it ends.
  */
+import { Buffer } from 'node:buffer';
 import { TxStatus } from '../protocol/codes';
 import { encodeClose, encodeQuery, encodeSync } from '../protocol/frontend';
 import { encodeCommandComplete, encodeReadyForQuery } from '../protocol/backend';

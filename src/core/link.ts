@@ -23,6 +23,7 @@
  *
  * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
  */
+import { Buffer } from 'node:buffer';
 import { BackendCode, TxStatus } from '../protocol/codes';
 import { decodeErrorFields, decodeParameterStatus } from '../protocol/backend';
 import type { BackendPort, ForwardSink } from './ports';

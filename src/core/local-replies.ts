@@ -6,6 +6,7 @@
  * answer); inside a shared connection's transaction an error fails the server's transaction too.
  * runAdmin runs an admin command for a session (the queue blocked meanwhile) and writes its answer.
  */
+import { Buffer } from 'node:buffer';
 import { encodeCommandComplete, encodeErrorResponse, encodeNoticeResponse, encodeReadyForQuery, encodeResultSet } from '../protocol/backend';
 import { encodeQuery } from '../protocol/frontend';
 import { TxStatus } from '../protocol/codes';

@@ -6,7 +6,7 @@
  * decisions over the session's state: the planner writes nothing and sends nothing; the session
  * core (session-core.ts) acts on the Plan.
  */
-import type { QueryClass } from '../classify/types';
+import type { QueryClass, ShapeHint } from '../classify/types';
 import { ADVISORY_LOCK_FUNCTIONS, executeName, sessionEffects, type SessionEffect } from '../classify/session-effects';
 import { baseName, isSafeFunction } from '../classify/functions';
 import { routeStatement, type RouteState } from '../router/router';
@@ -40,14 +40,24 @@ const NODE_LOCAL_RELATIONS: ReadonlySet<string> = new Set([
 /** SHOW of settings a standby reports differently (it is always read-only, in hot standby). */
 const NODE_LOCAL_SHOW = /\b(transaction_read_only|in_hot_standby)\b/i;
 
-/** Every node-local relation's name starts with pg_ (pg_stat*, NODE_LOCAL_RELATIONS). */
-const MAYBE_NODE_LOCAL = /pg_/i;
+/**
+ * Every node-local relation's name starts with pg_ (pg_stat*, NODE_LOCAL_RELATIONS): whether `r`
+ * contains "pg_" in any case (what /pg_/i tested, without a regular expression run per relation).
+ */
+export function maybeNodeLocal(r: string): boolean {
+  for (let i = r.indexOf('_', 2); i >= 2; i = r.indexOf('_', i + 1)) {
+    if ((r.charCodeAt(i - 2) | 0x20) === 0x70 && (r.charCodeAt(i - 1) | 0x20) === 0x67) return true;
+  }
+  return false;
+}
 
 function nodeLocal(cls: QueryClass, sql: string | null): boolean {
-  for (const r of cls.relations) {
+  const rels = cls.relations;
+  for (let i = 0; i < rels.length; i++) {
+    const r = rels[i]!;
     // Most relations are the application's: one test, no string built (this runs for every
     // statement; slicing and lower-casing each name was ~4 % of the session core's CPU).
-    if (!MAYBE_NODE_LOCAL.test(r)) continue;
+    if (!maybeNodeLocal(r)) continue;
     const dot = r.lastIndexOf('.');
     const name = (dot >= 0 ? r.slice(dot + 1) : r).replace(/"/g, '').toLowerCase();
     if (name.startsWith('pg_stat') || NODE_LOCAL_RELATIONS.has(name)) return true;
@@ -64,7 +74,8 @@ const NOTHING_LEFT: ReadonlySet<string> = new Set(['pg_sleep', 'pg_sleep_for', '
  */
 function leavesNothing(cls: QueryClass): boolean {
   if (cls.kind !== 'read' || cls.statements !== 1 || cls.flags.selectInto === true || cls.flags.writableCte === true) return false;
-  for (const f of cls.functions) if (!NOTHING_LEFT.has(baseName(f)) && !isSafeFunction(f)) return false;
+  const fs = cls.functions;
+  for (let i = 0; i < fs.length; i++) if (!NOTHING_LEFT.has(baseName(fs[i]!)) && !isSafeFunction(fs[i]!)) return false;
   return true;
 }
 
@@ -170,8 +181,11 @@ export class Planner {
     this.reason = info.functionCall ? 'function call' : '';
     let txScoped = false;
     const primaryId = host.cluster.primaryId();
+    const classifier = this.v.host.classifier;
     for (const sql of info.queries) {
-      const cls = this.v.host.classifier.classify(sql);
+      // (The session's last query text of a shape and its verdict: pgbench -S, ORM texts with
+      // literals — the same text but for its numbers — are classified in one comparison.)
+      const cls = classifier.classifyLike !== undefined ? classifier.classifyLike(sql, this.queryHint) : classifier.classify(sql);
       if (cls.kind === 'admin' && info.queries.length === 1 && !info.extended && host.adminEnabled) {
         if (!this.v.allAnswered(null)) return this.waitAnswers();
         p.type = PlanType.Admin;
@@ -294,6 +308,9 @@ export class Planner {
     return p;
   }
 
+  /** The session's last simple-query text decided by shape, for Classifier.classifyLike. */
+  private readonly queryHint: ShapeHint = { sql: '', cls: null, by: null };
+
   /** The last Parse text this session classified, its class, and the classifier that decided. */
   private parsedSql = '';
   private parsedCls: QueryClass | null = null;
@@ -347,7 +364,7 @@ export class Planner {
     }
     if (host.pooling !== 'session' && cls.functions.length > 0 && routing.volatility.sessionEffect !== undefined) {
       // Transaction pooling: whether a function changes session state is read from its body (tx-pooling.ts).
-      for (const f of cls.functions) if (userFunction(f) && routing.volatility.sessionEffect(f) === undefined) p.lookup.push(f);
+      for (let i = 0; i < fs.length; i++) if (userFunction(fs[i]!) && routing.volatility.sessionEffect(fs[i]!) === undefined) p.lookup.push(fs[i]!);
     }
     const r = routeStatement(cls, route, routing.router);
     if (r.to === 'lookup') {

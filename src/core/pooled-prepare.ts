@@ -7,6 +7,7 @@
  * the session instead (fail closed); statement pooling refuses transaction blocks. A Parse-only
  * request of statements a backend already accepted is answered here with no connection at all.
  */
+import { Buffer } from 'node:buffer';
 import { TxStatus } from '../protocol/codes';
 import { encodeQuery } from '../protocol/frontend';
 import { encodeCommandComplete, encodeParameterStatus, encodeReadyForQuery } from '../protocol/backend';

@@ -9,6 +9,7 @@
  *   message is refused 25P02), failsFirstWhenAborted (it surely fails before a re-parsed statement
  *   matters), leadingCloses and afterFirstExecute (where SessionCore.execute splits it).
  */
+import { Buffer } from 'node:buffer';
 import { FrontendCode } from '../protocol/codes';
 import { Term } from './link';
 import type { Request } from './request';

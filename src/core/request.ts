@@ -7,6 +7,7 @@
  * (a lone Query; Bind/Execute/Sync of a known statement; Parse/Bind/Describe/Execute/Sync of the
  * unnamed one) cost no allocation here beyond the decoded strings.
  */
+import { Buffer } from 'node:buffer';
 import { FrontendCode } from '../protocol/codes';
 import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeParse, decodeQuery } from '../protocol/frontend';
 import { Term } from './link';

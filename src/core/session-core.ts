@@ -32,6 +32,8 @@
  * (the query cache), identity-check.ts, local-replies.ts (answers and admin commands). Their
  * functions take the session itself: no closure or object per request.
  */
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import { FrontendCode, TxStatus } from '../protocol/codes';
 import { encodeCommandComplete, encodeErrorResponse, encodeReadyForQuery } from '../protocol/backend';
 import { clientErrors } from '../errors/client-errors';
@@ -307,7 +309,12 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private cut(term: Term, flush: boolean, copyOnly: boolean, flushMessage = false): void {
     const req = newRequest();
     if (this.rCount === 1) {
-      req.data = this.rBuf[0]!.subarray(this.rStart[0], this.rEnd[0]);
+      // A read of whole frames is copied by the framer into a buffer of its own: when the request
+      // is all of it (one Query per read, pgbench's case), that buffer is the request, not a view.
+      const b = this.rBuf[0]!;
+      const start = this.rStart[0]!;
+      const end = this.rEnd[0]!;
+      req.data = start === 0 && end === b.length ? b : b.subarray(start, end);
     } else {
       const parts: Buffer[] = [];
       for (let i = 0; i < this.rCount; i++) parts.push(this.rBuf[i]!.subarray(this.rStart[i], this.rEnd[i]));
@@ -912,7 +919,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     link.completedClient = 0;
     if (link.done.length > 0) this.settle(link);
     if (link.clientOwed === 0 && link.busySince > 0) {
-      this.host.observeLatency(node, (performance.now() - link.busySince) / 1000);
+      // One clock read for the latency and the node's running mean (there were two).
+      const now = performance.now();
+      this.host.observeLatency(node, (now - link.busySince) / 1000, now);
       link.busySince = 0;
     }
     if (completed > 0 || link.owed === 0 || this.leaving !== null) this.drive();

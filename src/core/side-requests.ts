@@ -9,6 +9,7 @@
  * prepared statements re-prepared. Also broadcast(): transaction control reaching every node in
  * a transaction balanced across nodes.
  */
+import { Buffer } from 'node:buffer';
 import { TxStatus } from '../protocol/codes';
 import { encodeClose, encodeFlush, encodeQuery, encodeSync } from '../protocol/frontend';
 import type { RouteState } from '../router/router';

@@ -12,6 +12,7 @@
  * CloseComplete), and a Parse the connection already has left out, its ParseComplete answered by
  * pgmaitre in place (the request is cut into segments around it).
  */
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { FrontendCode } from '../protocol/codes';
 import { skipFiller } from '../classify/filler';

@@ -8,6 +8,7 @@
  * prepared read on a standby, a prepared write on the primary), re-prepared there if needed.
  * Portals live on one node until their transaction ends.
  */
+import { Buffer } from 'node:buffer';
 import type { QueryClass } from '../classify/types';
 
 /** A statement created by Parse. */

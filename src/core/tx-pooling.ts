@@ -19,6 +19,7 @@
  * registry and replayed state are cleared with it), closed, or held until a cancel in flight
  * has reached the server. Every path that ends a lease asks it.
  */
+import { Buffer } from 'node:buffer';
 import { TxStatus } from '../protocol/codes';
 import type { QueryClass } from '../classify/types';
 import { skipFiller } from '../classify/filler';

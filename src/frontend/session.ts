@@ -9,6 +9,7 @@
  * pause a socket, end the session). Backpressure both ways: the core pauses the client while its
  * backends' sockets are full and the backends while the client's is.
  */
+import { Buffer } from 'node:buffer';
 import { SessionCache } from '../cache/session-cache';
 import type * as net from 'node:net';
 import { connect as netConnect } from 'node:net';
@@ -904,8 +905,8 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     this.close(reason);
   }
 
-  observeLatency(nodeId: number, seconds: number): void {
-    nodeLatency(nodeId).observe(seconds);
+  observeLatency(nodeId: number, seconds: number, now?: number): void {
+    nodeLatency(nodeId).observe(seconds, now);
   }
 
   // ---- ServerSink -------------------------------------------------------------------------

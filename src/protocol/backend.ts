@@ -10,6 +10,7 @@
  * @see https://www.postgresql.org/docs/current/protocol-message-formats.html
  */
 
+import { Buffer } from 'node:buffer';
 import { AuthCode, BackendCode, Limits, TxStatus } from './codes';
 import { ErrorFieldCode, ErrorFieldNameByByte, ErrorFieldOrder, type ErrorFieldsInput, type PgErrorFields } from './error-fields';
 import { ProtocolDecodeError, frameReader } from './reader';

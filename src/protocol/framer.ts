@@ -10,6 +10,7 @@
  *
  * @see https://www.postgresql.org/docs/current/protocol-overview.html#PROTOCOL-MESSAGE-CONCEPTS
  */
+import { Buffer } from 'node:buffer';
 
 /** Receives each complete frame: buf[start] is the type byte, end is exclusive. */
 export interface FrameSink {

@@ -9,6 +9,7 @@
  * @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-STARTUPMESSAGE
  */
 
+import { Buffer } from 'node:buffer';
 import { Limits, StartupCode } from './codes';
 import { ProtocolDecodeError, findNul } from './reader';
 

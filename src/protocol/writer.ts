@@ -13,6 +13,7 @@
  * @see https://www.postgresql.org/docs/current/protocol-overview.html#PROTOCOL-MESSAGE-CONCEPTS
  */
 
+import { Buffer } from 'node:buffer';
 import { BackendCode, FrontendCode, TxStatus } from './codes';
 
 const HEADER = 5;

@@ -24,6 +24,7 @@
  * run as a task (execution 'async'). Ordinary traffic (a few hundred bytes per transaction) asks
  * for one every 32 MB relayed — a few ms every several seconds at pgbench rates.
  */
+import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';

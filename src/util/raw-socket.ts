@@ -21,6 +21,7 @@
  * a replication connection handed over) is turned into one by toNetSocket(), whose reads then
  * come as copies out of the shared buffer if it was switched to it.
  */
+import { Buffer } from 'node:buffer';
 import * as net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 

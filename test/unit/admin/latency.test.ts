@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Histogram, Registry, type Metric } from 'prom-client';
-import { CheapHistogram } from '../../../src/admin/latency';
+import { CheapHistogram, nodeLatency, recentLatency } from '../../../src/admin/latency';
+import { performance } from 'node:perf_hooks';
 
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -28,4 +29,15 @@ test('the query latency histogram (CheapHistogram by node): /metrics text and ge
   assert.deepEqual(plain(await ours.get()), plain(await theirs.get()));
   ours.reset();
   assert.deepEqual((await ours.get()).values, []);
+});
+
+test('a node\'s running mean takes the caller\'s clock reading when given (one clock read per answer)', () => {
+  const id = 9001;
+  const rec = nodeLatency(id);
+  rec.observe(0.002, performance.now() - 20_000); // observed "20 s ago": older than RECENT_MS
+  assert.equal(recentLatency(id), undefined, 'the given time was used');
+  rec.observe(0.004, performance.now());
+  assert.ok(recentLatency(id) !== undefined);
+  rec.observe(0.006); // no time given: read here
+  assert.ok(recentLatency(id) !== undefined);
 });

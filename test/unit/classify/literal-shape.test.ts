@@ -5,7 +5,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { createClassifier, initClassifier } from '../../../src/classify';
+import { createClassifier, initClassifier, type ShapeHint } from '../../../src/classify';
 import { sameShape, shapeHash } from '../../../src/classify/lexer';
 import { CORPUS, CORPUS_OPTIONS } from '../../fixtures/classify/corpus';
 
@@ -76,4 +76,61 @@ test('no shape cache for admin commands, nor when primary_routing_query_pattern_
   assert.equal(p.classify('SELECT abalance FROM pgbench_accounts WHERE aid = 4').readOnly, true);
   assert.equal(p.classify('SELECT abalance FROM pgbench_accounts WHERE aid = 5').readOnly, false);
   assert.equal(p.classify('SELECT abalance FROM pgbench_accounts WHERE aid = 6').readOnly, true);
+});
+
+test('classifyLike: a text of the caller\'s last shape is served after one comparison (no hash, no lookup), with the verdict classify() gives', () => {
+  const lexer = require('../../../src/classify/lexer') as { shapeHash: (s: string) => number };
+  const c = createClassifier();
+  const hint = { sql: '', cls: null, by: null } as ShapeHint;
+  const first = c.classifyLike!('SELECT abalance FROM pgbench_accounts WHERE aid = 1;', hint);
+  assert.equal(hint.cls, first, 'the hint holds the verdict');
+  const texts: string[] = [];
+  for (let aid = 2; aid < 200; aid++) texts.push(`SELECT abalance FROM pgbench_accounts WHERE aid = ${aid * 7919};`);
+  const expected = texts.map((sql) => createClassifier().classify(sql));
+  const otherSql = 'SELECT bbalance FROM pgbench_branches WHERE bid = 3;';
+  const otherExpected = createClassifier().classify(otherSql);
+  const real = lexer.shapeHash;
+  let hashed = 0;
+  lexer.shapeHash = (s: string): number => {
+    hashed++;
+    return real(s);
+  };
+  try {
+    texts.forEach((sql, i) => {
+      const r = c.classifyLike!(sql, hint);
+      assert.equal(r, first);
+      assert.deepEqual(r, expected[i]);
+    });
+    assert.equal(hashed, 0, 'same-shape texts are not hashed');
+    // Another shape: the ordinary path, and the hint follows it.
+    const other = c.classifyLike!(otherSql, hint);
+    assert.equal(hashed, 1);
+    assert.equal(hint.cls, other);
+    assert.deepEqual(other, otherExpected);
+  } finally {
+    lexer.shapeHash = real;
+  }
+  assert.equal(c.stats().lexerDecided, 2);
+});
+
+test('classifyLike: no hint from texts without a shape, admin commands, another classifier, or primary routing patterns', () => {
+  const c = createClassifier();
+  const hint = { sql: '', cls: null, by: null } as ShapeHint;
+  c.classifyLike!("SELECT abalance FROM pgbench_accounts WHERE aid = '1';", hint);
+  assert.equal(hint.cls, null, 'a quoted literal has no shape');
+  c.classifyLike!('SHOW POOL_NODES', hint);
+  assert.equal(hint.cls, null, 'admin commands are never served by shape');
+  const read = c.classifyLike!('SELECT 1 FROM t WHERE a = 2', hint);
+  assert.equal(hint.cls, read);
+  // A hint made by another classifier (a reload: other options) is not used.
+  const d = createClassifier();
+  const hashedBefore = hint.by;
+  const r = d.classifyLike!('SELECT 1 FROM t WHERE a = 3', hint);
+  assert.notEqual(hashedBefore, hint.by);
+  assert.deepEqual(r, createClassifier().classify('SELECT 1 FROM t WHERE a = 3'));
+  // Patterns read the whole text: no shapes, no hint.
+  const p = createClassifier({ primaryRoutingPatterns: ['.*a = 4.*'] });
+  const h2 = { sql: '', cls: null, by: null } as ShapeHint;
+  p.classifyLike!('SELECT 1 FROM t WHERE a = 5', h2);
+  assert.equal(h2.cls, null);
 });
