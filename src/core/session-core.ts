@@ -79,6 +79,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   readonly ryw: ReadYourWrites;
   readonly planner: Planner;
   private readonly info = new RequestInfo();
+  /** The scratch info and plan hold a request's (drive() lets go of them; see there). */
+  private scratchUsed = false;
   private backendLog: BackendMessageLog | null = null;
   /** drive() calls in progress (a step can drive again, e.g. after a local answer). */
   private driving = 0;
@@ -373,7 +375,10 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     // idle session still references is copied by every young collection — work per request that
     // grows with the number of sessions. Not while an outer drive() (this one runs inside its
     // step) still reads them.
-    if (--this.driving === 0 && this.parked === null) {
+    // Only when a request was read since: most drive() calls follow an answer with nothing queued,
+    // and emptying the already empty scratch touched a dozen cold objects for nothing.
+    if (--this.driving === 0 && this.parked === null && this.scratchUsed) {
+      this.scratchUsed = false;
       this.info.forget();
       this.planner.plan.clear();
     }
@@ -414,6 +419,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     }
     // A prepared statement's cache hit, known from its bytes (nothing decoded; cache-glue.ts).
     if (this.cache !== null && this.deferredBegin === '' && this.host.pooling === 'session' && quickCacheHit(this, req)) return true;
+    this.scratchUsed = true;
     const info = this.info.read(req.data);
     if (this.deferredBegin !== '') {
       const r = deferredStep(this, req, info);

@@ -6,6 +6,7 @@
  * waitInLine, closeLink → giveBack; a lease that comes to a closed session is given back).
  */
 import { test } from 'node:test';
+import type { ShapeHint } from '../../../src/classify';
 import assert from 'node:assert/strict';
 import { FakeConn, makeCore, type CoreFixture } from './core-harness';
 import { encodeQuery } from '../../../src/protocol/frontend';
@@ -65,6 +66,10 @@ async function clients(n: number, size: number, waitMs = 10_000): Promise<{ pool
       classify: (sql: string) => {
         c.classified.push(sql);
         return classifier.classify(sql);
+      },
+      classifyLike: (sql: string, hint: ShapeHint) => {
+        c.classified.push(sql);
+        return classifier.classifyLike!(sql, hint);
       },
     });
     f.host.leaseNow = (node) => {

@@ -13,6 +13,7 @@ import { TxStatus } from '../../../src/protocol/codes';
 import { routeStatement, type RouteState } from '../../../src/router/router';
 import { Classifier } from '../../../src/classify';
 import { maybeNodeLocal } from '../../../src/core/planner';
+import { RequestInfo } from '../../../src/core/request';
 import { performance } from 'node:perf_hooks';
 
 function frame(code: string, body: Buffer): Buffer {
@@ -103,4 +104,25 @@ test('one clock read fewer per answer: the latency\'s end time is the running me
   assert.equal(seen.length, 1);
   assert.equal(typeof seen[0]!.now, 'number', 'the end time is passed on');
   assert.equal(reads, 2, 'one read when the request is sent, one when its answer is complete');
+});
+
+test('the request scratch is emptied once per request, not again after its answer', async () => {
+  const f = await makeCore({ weights: [1, 0, 0] });
+  const proto = RequestInfo.prototype as unknown as { forget: () => void };
+  const real = proto.forget;
+  let forgets = 0;
+  proto.forget = function forget(this: RequestInfo): void {
+    forgets++;
+    real.call(this);
+  };
+  try {
+    for (let i = 0; i < 10; i++) {
+      f.send(encodeQuery(`SELECT abalance FROM pgbench_accounts WHERE aid = ${i + 1};`));
+      f.answer(0, ROWS);
+    }
+  } finally {
+    proto.forget = real;
+  }
+  assert.equal(f.client.filter((b) => b.includes(Buffer.from('SELECT 1'))).length, 10, 'every answer reached the client');
+  assert.equal(forgets, 10, 'one per request (the drive() after each answer found nothing read since)');
 });

@@ -13,6 +13,7 @@
  * session; it must stay near zero.
  */
 import { test } from 'node:test';
+import type { ShapeHint } from '../../../src/classify';
 import assert from 'node:assert/strict';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
@@ -163,6 +164,10 @@ async function waitingPair(): Promise<{ a: CoreFixture; b: CoreFixture; shared: 
     classify: (sql: string) => {
       classified.push(sql);
       return classifier.classify(sql);
+    },
+    classifyLike: (sql: string, hint: ShapeHint) => {
+      classified.push(sql);
+      return classifier.classifyLike!(sql, hint);
     },
   });
   let resolveLease: ((c: FakeConn) => void) | null = null;
