@@ -26,7 +26,7 @@
  * the first non-empty statement; `statements` counts non-empty statements; functions, relations
  * and flags are the union over all statements.
  */
-import { TokenBuffer, Tok, lex, sameShape, shapeHash } from './lexer';
+import { TokenBuffer, Tok, lex, sameShape, sameShapeFrom, shapeHash, shapePrefixLength } from './lexer';
 import { classifyRange } from './fast-path';
 import { classifyStmt } from './tree';
 import { loadParser, parseSql, parserReady } from './parser';
@@ -195,7 +195,9 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
    */
   function classifyLike(sql: string, hint: ShapeHint): QueryClass {
     const last = hint.cls;
-    if (last !== null && hint.by === self && sql.length <= maxParse && (hint.sql === sql || sameShape(hint.sql, sql))) {
+    // (The part before the first digit is compared natively: startsWith, then the loop on the rest.)
+    if (last !== null && hint.by === self && sql.length <= maxParse
+      && (hint.sql === sql || (sql.startsWith(hint.prefix) && sameShapeFrom(hint.sql, sql, hint.prefix.length)))) {
       hits++;
       return last;
     }
@@ -253,6 +255,10 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
   }
 
   function remember(hint: ShapeHint, e: ShapeEntry): void {
+    if (hint.sql !== e.sql) {
+      const k = shapePrefixLength(e.sql);
+      hint.prefix = k === e.sql.length ? e.sql : e.sql.slice(0, k);
+    }
     hint.sql = e.sql;
     hint.cls = e.cls;
     hint.by = self;

@@ -457,11 +457,27 @@ export function shapeHash(src: string): number {
 
 /** Whether two texts that have a shape (shapeHash ≥ 0) have the same one. */
 export function sameShape(a: string, b: string): boolean {
+  return sameShapeFrom(a, b, 0);
+}
+
+/** Where `s`'s first digit is (its length when none): the part a text of its shape has as it is. */
+export function shapePrefixLength(s: string): number {
+  let k = 0;
+  while (k < s.length && !isDigit(s.charCodeAt(k))) k++;
+  return k;
+}
+
+/**
+ * sameShape(a, b) when the first `from` characters of both are known equal and a has no digit
+ * among them (from ≤ shapePrefixLength(a)): the comparison goes on from there, as sameShape's
+ * would have after them. Callers check that prefix with a native comparison (startsWith).
+ */
+export function sameShapeFrom(a: string, b: string, from: number): boolean {
   const n = a.length;
   const m = b.length;
-  let i = 0;
-  let j = 0;
-  let prev = 0;
+  let i = from;
+  let j = from;
+  let prev = from > 0 ? a.charCodeAt(from - 1) : 0;
   while (i < n && j < m) {
     const c = a.charCodeAt(i);
     const d = b.charCodeAt(j);

@@ -120,6 +120,8 @@ export interface ClassifierStats {
  */
 export interface ShapeHint {
   sql: string;
+  /** `sql` up to its first digit: what a text of its shape starts with, character for character. */
+  prefix: string;
   cls: QueryClass | null;
   /** The classifier that decided (a reload makes a new one, with other options). */
   by: unknown;

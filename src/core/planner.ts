@@ -309,7 +309,7 @@ export class Planner {
   }
 
   /** The session's last simple-query text decided by shape, for Classifier.classifyLike. */
-  private readonly queryHint: ShapeHint = { sql: '', cls: null, by: null };
+  private readonly queryHint: ShapeHint = { sql: '', prefix: '', cls: null, by: null };
 
   /** The last Parse text this session classified, its class, and the classifier that decided. */
   private parsedSql = '';

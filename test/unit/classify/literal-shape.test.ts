@@ -6,7 +6,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClassifier, initClassifier, type ShapeHint } from '../../../src/classify';
-import { sameShape, shapeHash } from '../../../src/classify/lexer';
+import { sameShape, sameShapeFrom, shapeHash, shapePrefixLength } from '../../../src/classify/lexer';
 import { CORPUS, CORPUS_OPTIONS } from '../../fixtures/classify/corpus';
 
 before(async () => {
@@ -81,7 +81,7 @@ test('no shape cache for admin commands, nor when primary_routing_query_pattern_
 test('classifyLike: a text of the caller\'s last shape is served after one comparison (no hash, no lookup), with the verdict classify() gives', () => {
   const lexer = require('../../../src/classify/lexer') as { shapeHash: (s: string) => number };
   const c = createClassifier();
-  const hint = { sql: '', cls: null, by: null } as ShapeHint;
+  const hint = { sql: '', prefix: '', cls: null, by: null } as ShapeHint;
   const first = c.classifyLike!('SELECT abalance FROM pgbench_accounts WHERE aid = 1;', hint);
   assert.equal(hint.cls, first, 'the hint holds the verdict');
   const texts: string[] = [];
@@ -115,7 +115,7 @@ test('classifyLike: a text of the caller\'s last shape is served after one compa
 
 test('classifyLike: no hint from texts without a shape, admin commands, another classifier, or primary routing patterns', () => {
   const c = createClassifier();
-  const hint = { sql: '', cls: null, by: null } as ShapeHint;
+  const hint = { sql: '', prefix: '', cls: null, by: null } as ShapeHint;
   c.classifyLike!("SELECT abalance FROM pgbench_accounts WHERE aid = '1';", hint);
   assert.equal(hint.cls, null, 'a quoted literal has no shape');
   c.classifyLike!('SHOW POOL_NODES', hint);
@@ -130,7 +130,27 @@ test('classifyLike: no hint from texts without a shape, admin commands, another 
   assert.deepEqual(r, createClassifier().classify('SELECT 1 FROM t WHERE a = 3'));
   // Patterns read the whole text: no shapes, no hint.
   const p = createClassifier({ primaryRoutingPatterns: ['.*a = 4.*'] });
-  const h2 = { sql: '', cls: null, by: null } as ShapeHint;
+  const h2 = { sql: '', prefix: '', cls: null, by: null } as ShapeHint;
   p.classifyLike!('SELECT 1 FROM t WHERE a = 5', h2);
   assert.equal(h2.cls, null);
+});
+
+test('sameShapeFrom after a native prefix comparison answers what sameShape answers', () => {
+  const texts: string[] = [];
+  for (const e of CORPUS) if (shapeHash(e.sql) >= 0) texts.push(e.sql);
+  texts.push('SELECT abalance FROM pgbench_accounts WHERE aid = 81234;', 'SELECT abalance FROM pgbench_accounts WHERE aid = 7;',
+    'SELECT abalance FROM pgbench_accounts WHERE aid = 7', 'SELECT 1 FROM t1', 'SELECT 1 FROM t2', 'SELECT 12', 'SELECT 1, 2', 'SELECT', '', 'x1', 'x', '1', '12');
+  const variants = texts.flatMap((t) => [t, t.replace(/\d/g, (d) => String((Number(d) + 3) % 10)), t.replace(/(\d+)/, '$1$1'), t.slice(0, -1)]);
+  let checked = 0;
+  for (const a of variants) {
+    if (shapeHash(a) < 0) continue;
+    const k = shapePrefixLength(a);
+    const prefix = a.slice(0, k);
+    for (const b of variants.slice(0, 400)) {
+      if (shapeHash(b) < 0) continue;
+      assert.equal(b.startsWith(prefix) && sameShapeFrom(a, b, k), sameShape(a, b), `${a} / ${b}`);
+      checked++;
+    }
+  }
+  assert.ok(checked > 1000, `${checked} pairs`);
 });
