@@ -26,7 +26,7 @@ import * as net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 
 interface WriteReq {
-  handle: TcpHandle;
+  handle: TcpHandle | null;
   oncomplete: (this: WriteReq, status: number) => void;
   async: boolean;
   bytes: number;
@@ -141,7 +141,20 @@ function afterWrite(this: WriteReq, status: number): void {
     s.destroy(`client socket error: ${errorName(status)}`);
     return;
   }
-  if (!s.destroyed && this.handle.writeQueueSize === 0) s.onDrain();
+  if (!s.destroyed && this.handle!.writeQueueSize === 0) s.onDrain();
+}
+
+/**
+ * A write request object no write holds: the handle leaves the object of a write the kernel took
+ * whole untouched (it makes its C++ request only for a write that goes async), so the next write
+ * uses it again instead of a `new WriteWrap()` (a construct call into C++) per write. An object
+ * whose write went async or failed is never used again.
+ */
+let spareWrite: WriteReq | null = null;
+let writesMade = 0;
+/** Write request objects made (test/unit/util/raw-socket.test.ts counts them). */
+export function rawWriteRequestsMade(): number {
+  return writesMade;
 }
 
 function afterShutdown(this: ShutdownReq): void {
@@ -252,7 +265,13 @@ export class RawSocket {
   write(buf: Buffer): boolean {
     if (this.ending || this.destroyed) return true;
     if (this.idleTimer !== null) this.idleTimer.refresh();
-    const req = new WriteWrap!();
+    let req = spareWrite;
+    if (req === null) {
+      req = new WriteWrap!();
+      writesMade++;
+    } else {
+      spareWrite = null;
+    }
     req.handle = this._handle;
     req.oncomplete = afterWrite;
     req.async = false;
@@ -270,6 +289,8 @@ export class RawSocket {
       req.owner = this;
       return this._handle.writeQueueSize < HIGH_WATER;
     }
+    req.handle = null; // (not kept alive by the spare object)
+    spareWrite = req;
     return true;
   }
 

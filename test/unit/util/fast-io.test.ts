@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { fastWrite, fastWriteAvailable } from '../../../src/util/fast-write';
+import { fastWrite, fastWriteAvailable, writeRequestsMade } from '../../../src/util/fast-write';
 import { switchToReadBuffer } from '../../../src/util/fast-read';
 
 const major = Number(process.versions.node.split('.')[0]);
@@ -165,5 +165,36 @@ test('a switched socket reports a reset as an error, and a destroyed one reads n
     assert.equal(c.views(), 0);
   } finally {
     p2.client.destroy(); p2.server.close();
+  }
+});
+
+test('fastWrite: writes the kernel takes whole share one write request object; async ones keep theirs; bytes intact, in order', async () => {
+  const { server, accepted, client } = await pair();
+  try {
+    const got: Buffer[] = [];
+    client.on('data', (d: Buffer) => got.push(d));
+    const before = writeRequestsMade();
+    for (let i = 0; i < 200; i++) fastWrite(accepted, Buffer.from(`m${i};`));
+    assert.ok(writeRequestsMade() - before <= 1, `${writeRequestsMade() - before} request objects for 200 synchronous writes`);
+    client.pause();
+    const big = Buffer.alloc(1024 * 1024, 0x62);
+    for (let i = 0; i < 8; i++) fastWrite(accepted, big);
+    for (let i = 0; i < 50; i++) fastWrite(accepted, Buffer.from(`t${i};`));
+    assert.ok(writeRequestsMade() - before > 2, 'writes that went async had their own request objects');
+    client.resume();
+    await new Promise<void>((r) => {
+      const check = (): void => {
+        if (Buffer.concat(got).toString('latin1').endsWith('t49;')) r();
+        else setTimeout(check, 20);
+      };
+      check();
+    });
+    const all = Buffer.concat(got).toString('latin1');
+    const head = Array.from({ length: 200 }, (_, i) => `m${i};`).join('');
+    assert.ok(all.startsWith(head));
+    assert.equal(all.length, head.length + 8 * big.length + Array.from({ length: 50 }, (_, i) => `t${i};`).join('').length);
+    assert.equal(all.slice(head.length).replace(/b+/, ''), Array.from({ length: 50 }, (_, i) => `t${i};`).join(''));
+  } finally {
+    client.destroy(); accepted.destroy(); server.close();
   }
 });

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { makeTestCerts } from '../../harness/certs';
-import { RawSocket, rawAcceptAvailable, takeOverAccept } from '../../../src/util/raw-socket';
+import { RawSocket, rawAcceptAvailable, rawWriteRequestsMade, takeOverAccept } from '../../../src/util/raw-socket';
 
 /** A listening server whose accepted connections come as RawSockets, and a connected client. */
 async function pair(): Promise<{ server: net.Server; raw: RawSocket; client: net.Socket }> {
@@ -352,6 +352,43 @@ test('end() without peerDone: shutdown first, closed once the client\'s EOF come
     client.end();
     await new Promise<void>((r) => { const t = setInterval(() => { if (raw.destroyed) { clearInterval(t); r(); } }, 5); });
     assert.equal(ended, true);
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});
+
+test('writes the kernel takes whole share one write request object; one that went async keeps its own, and the bytes arrive intact, in order', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.start();
+    const got: Buffer[] = [];
+    client.on('data', (d: Buffer) => got.push(d));
+    const before = rawWriteRequestsMade();
+    for (let i = 0; i < 200; i++) raw.write(Buffer.from(`m${i};`));
+    assert.ok(rawWriteRequestsMade() - before <= 1, `${rawWriteRequestsMade() - before} request objects for 200 synchronous writes`);
+    // Writes that go async (the client does not read): each keeps its request object and bytes.
+    client.pause();
+    const big = Buffer.alloc(1024 * 1024, 0x62);
+    let async = 0;
+    for (let i = 0; i < 32 && async < 3; i++) if (!raw.write(big) || raw._handle.writeQueueSize > 0) async++;
+    for (let i = 0; i < 50; i++) raw.write(Buffer.from(`t${i};`));
+    const expected = Array.from({ length: 200 }, (_, i) => `m${i};`).join('');
+    client.resume();
+    await new Promise<void>((r) => {
+      const check = (): void => {
+        const all = Buffer.concat(got).toString('latin1');
+        if (all.endsWith('t49;')) r();
+        else setTimeout(check, 20);
+      };
+      check();
+    });
+    const all = Buffer.concat(got).toString('latin1');
+    assert.ok(all.startsWith(expected), 'the small writes arrived in order');
+    const tail = all.slice(expected.length).replace(/b+/, '');
+    assert.equal(tail, Array.from({ length: 50 }, (_, i) => `t${i};`).join(''), 'the writes after the async ones arrived intact, in order');
+    assert.ok(async > 0, 'some writes went async');
   } finally {
     client.destroy();
     raw.destroy();
