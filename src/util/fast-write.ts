@@ -109,8 +109,11 @@ function writeError(status: number): NodeJS.ErrnoException {
  */
 export function fastWrite(socket: net.Socket, buf: Buffer, onError?: (e: Error) => void): boolean {
   const h = (socket as unknown as { _handle: Handle | null })._handle;
+  // (A destroyed socket has no handle any more: net.Socket's _destroy() closes it and sets
+  // _handle to null at once, so h === null stands for `destroyed`, whose getter reads both
+  // stream states — one more object touched per write.)
   if (WriteWrap === null || h === null || typeof h.writeBuffer !== 'function' || socket.writableLength > 0
-    || socket.connecting || socket.destroyed || !socket.writable || (socket as { encrypted?: boolean }).encrypted === true) {
+    || socket.connecting || !socket.writable || (socket as { encrypted?: boolean }).encrypted === true) {
     return socket.write(buf);
   }
   let req = spare;

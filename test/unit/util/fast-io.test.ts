@@ -198,3 +198,19 @@ test('fastWrite: writes the kernel takes whole share one write request object; a
     client.destroy(); accepted.destroy(); server.close();
   }
 });
+
+test('fastWrite on a destroyed socket: no handle, socket.write()\'s behaviour (nothing written, no throw)', async () => {
+  const { server, accepted, client } = await pair();
+  try {
+    accepted.on('error', () => {});
+    accepted.destroy();
+    assert.equal((accepted as unknown as { _handle: unknown })._handle, null, 'a destroyed socket has no handle (what fastWrite relies on)');
+    let viaWritable = 0;
+    const original = accepted.write.bind(accepted);
+    accepted.write = ((...args: Parameters<net.Socket['write']>) => { viaWritable++; return original(...args); }) as net.Socket['write'];
+    fastWrite(accepted, Buffer.from('x'));
+    assert.equal(viaWritable, 1, 'fell back to socket.write()');
+  } finally {
+    client.destroy(); server.close();
+  }
+});
