@@ -155,6 +155,19 @@ export interface PlannerView {
   allAnswered(node: number | null): boolean;
 }
 
+/**
+ * The request binds one of the portals it refers to. (A loop, not `portalRefs.some((n) =>
+ * info.bindsPortal(n))` in make(): a closure over `info` made make() allocate its context on
+ * every call.)
+ */
+const isReadOnly = (c: QueryClass): boolean => c.readOnly;
+const isSingleSetOrReset = (c: QueryClass): boolean => (c.kind === 'set' || c.kind === 'reset') && c.statements === 1;
+
+function bindsAnyPortal(info: RequestInfo): boolean {
+  for (let i = 0; i < info.portalRefs.length; i++) if (info.bindsPortal(info.portalRefs[i]!)) return true;
+  return false;
+}
+
 /** Plans requests for one session; see the file header. */
 export class Planner {
   readonly plan = new Plan();
@@ -266,14 +279,14 @@ export class Planner {
     } else {
       let portalNode: number | undefined;
       for (const name of info.portalRefs) if ((portalNode = this.v.statements.portals.get(name)) !== undefined) break;
-      if (portalNode !== undefined && !info.portalRefs.some((n) => info.bindsPortal(n))) {
+      if (portalNode !== undefined && !bindsAnyPortal(info)) {
         node = portalNode;
         reason ||= 'where the portal lives';
       } else if (toPrimary) {
         node = primaryId;
         // With no primary, session state (SET...) still goes where the reads go.
         if (node < 0 && info.bindStatements.length === 0 && p.classes.length > 0
-          && p.classes.every((c) => (c.kind === 'set' || c.kind === 'reset') && c.statements === 1)) node = this.readNode();
+          && p.classes.every(isSingleSetOrReset)) node = this.readNode();
       } else if (toBalance) {
         node = this.readNode();
         if (host.config.read_your_writes && node !== primaryId && !this.v.ryw.freshEnough(node)) {
@@ -304,7 +317,7 @@ export class Planner {
       return p;
     }
     p.retryable = node !== primaryId && req.term !== Term.None && !route.inTransaction && !req.flush && !p.broadcastTx
-      && !info.functionCall && p.effects === null && p.classes.length > 0 && p.classes.every((c) => c.readOnly);
+      && !info.functionCall && p.effects === null && p.classes.length > 0 && p.classes.every(isReadOnly);
     return p;
   }
 
@@ -440,6 +453,17 @@ export class Planner {
       if (n !== undefined && (n.status === 'up' || n.status === 'waiting') && (n.id === primaryId || (n.role === 'standby' && !routing.lag(n.id).lagging))
         && !this.recentlyFailed(n.id)) return lb;
     }
+    return this.pickReadNode(primaryId, lb);
+  }
+
+  /**
+   * readNode() when the session's node is not (or no longer) fine. Its own method: the closures
+   * below capture `lb` and `this`, and a function with captured variables allocates its context on
+   * every call, the fast path's too (~50 B per read: issue 17, item 9).
+   */
+  private pickReadNode(primaryId: number, lb: number): number {
+    const { host } = this.v;
+    const routing = host.routing;
     const candidates = host.lbCandidates(primaryId, (id) => this.recentlyFailed(id));
     const current = candidates.find((c) => c.id === lb);
     if (!routing.statementLevel && current !== undefined && current.usable && !current.lagging) return lb;

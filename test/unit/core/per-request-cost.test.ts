@@ -12,7 +12,7 @@ import { encodeReadyForQuery } from '../../../src/protocol/backend';
 import { TxStatus } from '../../../src/protocol/codes';
 import { routeStatement, type RouteState } from '../../../src/router/router';
 import { Classifier } from '../../../src/classify';
-import { maybeNodeLocal } from '../../../src/core/planner';
+import { maybeNodeLocal, Planner } from '../../../src/core/planner';
 import { RequestInfo } from '../../../src/core/request';
 import { performance } from 'node:perf_hooks';
 
@@ -125,4 +125,15 @@ test('the request scratch is emptied once per request, not again after its answe
   }
   assert.equal(f.client.filter((b) => b.includes(Buffer.from('SELECT 1'))).length, 10, 'every answer reached the client');
   assert.equal(forgets, 10, 'one per request (the drive() after each answer found nothing read since)');
+});
+
+test('the planner\'s per-request functions make no closures (a function with captured variables allocates its context on every call)', () => {
+  // readNode()'s fast path runs for every balanced read: its closures (the slow path's
+  // lbCandidates/find callbacks, capturing `this` and `lb`) made it allocate a context per call
+  // (~50 B per request in bench/micro/lease-wait.ts); make() had one over `info`. Both moved out.
+  const proto = Planner.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+  for (const name of ['readNode', 'make']) {
+    const src = proto[name]!.toString();
+    assert.ok(!src.includes('=>') && !/\bfunction\s*\w*\s*\(/.test(src.slice(src.indexOf('{'))), `Planner.${name} makes a closure`);
+  }
 });
