@@ -568,16 +568,19 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.pacing();
     this.leaseNode = node;
     try {
-      this.host.leaseLater!(node, this.leaseDone ??= (conn, refused) => this.leaseCame(conn, refused));
+      this.host.leaseLater!(node, this.leaseDone);
     } catch (e) {
       this.blocked--;
       this.crash(e, `connect to node ${node}`);
     }
   }
 
-  /** The node waitLease() waits for, and its callback (made once). */
+  /**
+   * The node waitLease() waits for, and its callback (made once per session, here: an arrow over
+   * `this` inside waitLease() made it allocate its context on every call, per waited transaction).
+   */
   private leaseNode = -1;
-  private leaseDone: ((conn: BackendPort | null, refused: LinkRefused | null) => void) | null = null;
+  private readonly leaseDone = (conn: BackendPort | null, refused: LinkRefused | null): void => this.leaseCame(conn, refused);
 
   /**
    * The lease waitLease() waited for: from the pool's microtask, or from inside the give-back of
@@ -842,6 +845,14 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private writeTo(link: Link, buf: Buffer): void {
     const conn = link.conn!;
     if (conn.write(buf) || link.full) return;
+    this.backendFilled(link, conn);
+  }
+
+  /**
+   * A backend socket went above its high-water mark: the client is not read until it drained.
+   * (Apart from writeTo(): its closure over `link` made writeTo() allocate a context per write.)
+   */
+  private backendFilled(link: Link, conn: BackendPort): void {
     link.full = true;
     this.backendFull++;
     this.pacing();

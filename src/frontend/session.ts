@@ -63,6 +63,11 @@ const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
 
 const SSL_NO = Buffer.from('N');
 const noop = (): void => {};
+
+/** leaseLater() for a node without a pool: no connection, reported in a microtask. */
+function noLease(done: (conn: BackendPort | null, refused: LinkRefused | null) => void): void {
+  queueMicrotask(() => done(null, null));
+}
 /** Logins of a leased connection tried when the server terminates them (creator()). */
 const LOGIN_TERMINATED_TRIES = 5;
 
@@ -736,12 +741,18 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   leaseLater(nodeId: number, done: (conn: BackendPort | null, refused: LinkRefused | null) => void): void {
     const pool = this.ctx.pools.get(nodeId);
     if (this.ctx.cluster.node(nodeId) === undefined || pool === undefined) {
-      queueMicrotask(() => done(null, null));
+      noLease(done);
       return;
     }
     this.leaseDone[nodeId] = done;
+    // (No closure in this method: one over nodeId/done/this made it allocate its context on every
+    // call, i.e. per waited transaction; the callbacks are made by methods of their own, once.)
     pool.waitInLine(this.leaseKey, this.creators[nodeId] ??= this.creator(nodeId), leaseLimit(this.ctx.config),
-      this.ctx.config.query_wait_timeout * 1000, this.leaseCallbacks[nodeId] ??= (conn, err) => this.leaseCame(nodeId, conn, err));
+      this.ctx.config.query_wait_timeout * 1000, this.leaseCallbacks[nodeId] ??= this.leaseCallback(nodeId));
+  }
+
+  private leaseCallback(nodeId: number): LeaseCallback<ServerConnection> {
+    return (conn, err) => this.leaseCame(nodeId, conn, err);
   }
 
   /** leaseLater()'s callbacks, per node: who waits, and the pool's callback (made once). */

@@ -14,6 +14,8 @@ import { routeStatement, type RouteState } from '../../../src/router/router';
 import { Classifier } from '../../../src/classify';
 import { maybeNodeLocal, Planner } from '../../../src/core/planner';
 import { RequestInfo } from '../../../src/core/request';
+import { SessionCore } from '../../../src/core/session-core';
+import { ClientSession } from '../../../src/frontend/session';
 import { performance } from 'node:perf_hooks';
 
 function frame(code: string, body: Buffer): Buffer {
@@ -131,9 +133,17 @@ test('the planner\'s per-request functions make no closures (a function with cap
   // readNode()'s fast path runs for every balanced read: its closures (the slow path's
   // lbCandidates/find callbacks, capturing `this` and `lb`) made it allocate a context per call
   // (~50 B per request in bench/micro/lease-wait.ts); make() had one over `info`. Both moved out.
-  const proto = Planner.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
-  for (const name of ['readNode', 'make']) {
-    const src = proto[name]!.toString();
-    assert.ok(!src.includes('=>') && !/\bfunction\s*\w*\s*\(/.test(src.slice(src.indexOf('{'))), `Planner.${name} makes a closure`);
+  // The same for the session core's write and lease wait (writeTo's drain callback over `link`,
+  // waitLease's callback over `this`) and the client session's lease wait (over nodeId, done, this).
+  const checks: [string, object, string[]][] = [
+    ['Planner', Planner.prototype, ['readNode', 'make']],
+    ['SessionCore', SessionCore.prototype, ['writeTo', 'waitLease', 'drive', 'step', 'executePart', 'onBackendData', 'forward', 'onFrame', 'flush']],
+    ['ClientSession', ClientSession.prototype, ['leaseLater', 'onView', 'onFrame', 'write', 'onServerData']],
+  ];
+  for (const [cls, proto, names] of checks) {
+    for (const name of names) {
+      const src = (proto as Record<string, (...a: unknown[]) => unknown>)[name]!.toString();
+      assert.ok(!src.includes('=>') && !/\bfunction\s*\w*\s*\(/.test(src.slice(src.indexOf('{'))), `${cls}.${name} makes a closure`);
+    }
   }
 });
