@@ -50,6 +50,15 @@ const EMPTY_QUERY = encodeQuery('');
 /** Close of the unnamed statement (Close S ''). */
 const CLOSE_UNNAMED = encodeClose('S', '');
 
+/**
+ * The text of the request's Parse of `name` ('' when none). (Not `parses.find((p) => p.name ===
+ * name)` in prepareLink's loop: the closure over `name` gave each turn of the loop a context.)
+ */
+function parsedText(info: RequestInfo, name: string): string {
+  for (let i = 0; i < info.parses.length; i++) if (info.parses[i]!.name === name) return info.parses[i]!.sql;
+  return '';
+}
+
 /** Side requests a link needs before the client's request: cleanup, session state, transaction, statements. */
 export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan: Plan, notPrimary: boolean, data?: Buffer): void {
   const conn = link.conn!;
@@ -133,7 +142,7 @@ export function prepareLink(s: SideSession, link: Link, info: RequestInfo, plan:
       // name: a re-parse first puts that error at the front of the request, which is right only
       // when its first message is refused too (not a Close, F23; nor a Bind of a statement the
       // client lacks, 26000 first, seed 20261214).
-      if (i >= bound && s.abortedTx === 'known' && s.frontRefused !== true && !parsedWhenAborted(info.parses.find((p) => p.name === name)?.sql ?? '')) {
+      if (i >= bound && s.abortedTx === 'known' && s.frontRefused !== true && !parsedWhenAborted(parsedText(info, name))) {
         // (Its Binds and Describes ahead of that Parse are then answered here, in place: seed 60067.)
         const had = s.statements.protocol.get(name);
         if (pooled && had !== undefined && !hasStatement(link, had, serverNameOf(s, name) ?? null) && refusedHere(s, had, name, info)) (s.refusedBinds ??= new Set()).add(name);

@@ -15,6 +15,7 @@ import { Classifier } from '../../../src/classify';
 import { maybeNodeLocal, Planner } from '../../../src/core/planner';
 import { RequestInfo } from '../../../src/core/request';
 import { SessionCore } from '../../../src/core/session-core';
+import { prepareLink } from '../../../src/core/side-requests';
 import { ClientSession } from '../../../src/frontend/session';
 import { performance } from 'node:perf_hooks';
 
@@ -139,6 +140,7 @@ test('the planner\'s per-request functions make no closures (a function with cap
     ['Planner', Planner.prototype, ['readNode', 'make']],
     ['SessionCore', SessionCore.prototype, ['writeTo', 'waitLease', 'drive', 'step', 'executePart', 'onBackendData', 'forward', 'onFrame', 'flush']],
     ['ClientSession', ClientSession.prototype, ['leaseLater', 'onView', 'onFrame', 'write', 'onServerData']],
+    ['side-requests', { prepareLink }, ['prepareLink']],
   ];
   for (const [cls, proto, names] of checks) {
     for (const name of names) {
