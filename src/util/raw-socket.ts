@@ -25,7 +25,7 @@ import * as net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 
 interface WriteReq {
-  handle: TcpHandle;
+  handle: TcpHandle | null;
   oncomplete: (this: WriteReq, status: number) => void;
   async: boolean;
   bytes: number;
@@ -94,6 +94,15 @@ const SHARED = Buffer.allocUnsafe(64 * 1024);
 
 const noop = (): void => {};
 
+/** A write request object no write holds (see RawSocket.write), or null. */
+let spareReq: WriteReq | null = null;
+
+/** How many write request objects RawSockets made (for tests: writes taken whole reuse one). */
+export function writeRequestsMade(): number {
+  return requestsMade;
+}
+let requestsMade = 0;
+
 /**
  * onread callback of a net.Socket made by toNetSocket() after useSharedBuffer(): the read, copied,
  * goes into the stream as a read of its own would (false stops reading: the stream is full).
@@ -140,7 +149,7 @@ function afterWrite(this: WriteReq, status: number): void {
     s.destroy(`client socket error: ${errorName(status)}`);
     return;
   }
-  if (!s.destroyed && this.handle.writeQueueSize === 0) s.onDrain();
+  if (!s.destroyed && this.handle!.writeQueueSize === 0) s.onDrain();
 }
 
 function afterShutdown(this: ShutdownReq): void {
@@ -251,7 +260,16 @@ export class RawSocket {
   write(buf: Buffer): boolean {
     if (this.ending || this.destroyed) return true;
     if (this.idleTimer !== null) this.idleTimer.refresh();
-    const req = new WriteWrap!();
+    // A write the kernel takes whole never uses its request object (Node makes the native
+    // WriteWrap only for a write that goes async): the spare one serves again, and a new one (an
+    // API object instantiation) is made only after a write went async with it.
+    let req = spareReq;
+    if (req === null) {
+      req = new WriteWrap!();
+      requestsMade++;
+    } else {
+      spareReq = null;
+    }
     req.handle = this._handle;
     req.oncomplete = afterWrite;
     req.async = false;
@@ -260,6 +278,7 @@ export class RawSocket {
     req.owner = null;
     const err = this._handle.writeBuffer(req, buf);
     if (err !== 0) {
+      // (not reused: whatever Node made of it)
       this.destroy(`client socket error: ${errorName(err)}`);
       return false;
     }
@@ -269,6 +288,8 @@ export class RawSocket {
       req.owner = this;
       return this._handle.writeQueueSize < HIGH_WATER;
     }
+    req.handle = null;
+    spareReq = req;
     return true;
   }
 

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { makeTestCerts } from '../../harness/certs';
-import { RawSocket, rawAcceptAvailable, takeOverAccept } from '../../../src/util/raw-socket';
+import { RawSocket, rawAcceptAvailable, takeOverAccept, writeRequestsMade } from '../../../src/util/raw-socket';
 
 /** A listening server whose accepted connections come as RawSockets, and a connected client. */
 async function pair(): Promise<{ server: net.Server; raw: RawSocket; client: net.Socket }> {
@@ -70,6 +70,34 @@ test('reads (owned chunks, then views of the shared buffer), writes, the peer\'s
     assert.equal(raw.write(Buffer.from('abc')), true);
     assert.equal(raw.write(Buffer.from('def')), true);
     assert.equal((await answer).toString(), 'abcdef');
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});
+
+test('writes the kernel takes whole share one request object (a login\'s, a result\'s): none made per write', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.start();
+    const answer = collect(client, 300);
+    const before = writeRequestsMade();
+    for (let i = 0; i < 100; i++) assert.equal(raw.write(Buffer.from('abc')), true);
+    assert.ok(writeRequestsMade() - before <= 1, `request objects made for 100 small writes: ${writeRequestsMade() - before}`);
+    assert.equal((await answer).toString(), 'abc'.repeat(100));
+    // One that goes async keeps its request (and its bytes) until done: the next write makes another.
+    client.pause();
+    const big = Buffer.alloc(8 * 1024 * 1024, 0x62);
+    raw.write(big);
+    const afterBig = writeRequestsMade();
+    raw.write(Buffer.from('z'));
+    assert.equal(writeRequestsMade(), afterBig + 1);
+    const rest = collect(client, big.length + 1);
+    client.resume();
+    const got = await rest;
+    assert.equal(got[0], 0x62);
+    assert.equal(got[got.length - 1], 0x7a);
   } finally {
     client.destroy();
     raw.destroy();
