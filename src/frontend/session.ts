@@ -130,9 +130,13 @@ function greetingBytes(r: LoginOk): Buffer {
  * (`greeting`), BackendKeyData, ReadyForQuery.
  */
 function loginReply(greeting: Buffer, pid: number, secret: number, txStatus: number): Buffer {
-  const at = greeting.length;
-  const out = Buffer.allocUnsafe(at + 13 + 6);
+  const out = Buffer.allocUnsafe(greeting.length + 13 + 6);
   greeting.copy(out, 0);
+  return fillKey(out, greeting.length, pid, secret, txStatus);
+}
+
+/** Writes BackendKeyData and ReadyForQuery at `at` of `out`. */
+function fillKey(out: Buffer, at: number, pid: number, secret: number, txStatus: number): Buffer {
   out[at] = BackendCode.BackendKeyData;
   out.writeInt32BE(12, at + 1);
   out.writeInt32BE(pid | 0, at + 5);
@@ -141,6 +145,29 @@ function loginReply(greeting: Buffer, pid: number, secret: number, txStatus: num
   out.writeInt32BE(5, at + 14);
   out[at + 18] = txStatus;
   return out;
+}
+
+/**
+ * A login reply buffer per greeting, reused: a connection per request gets the same greeting
+ * each time, and its reply differs in the last 13 bytes only (pid, secret, status). A buffer is
+ * taken out while it is written and put back when the kernel took the write whole (a write that
+ * went async keeps its bytes until done, and must not see them change): no allocation and no
+ * copy of the ~400-byte greeting per login.
+ */
+const replyBuffers = new WeakMap<Buffer, { free: Buffer | null }>();
+
+function writeLoginReply(socket: RawSocket, greeting: Buffer, pid: number, secret: number, txStatus: number): void {
+  let slot = replyBuffers.get(greeting);
+  if (slot === undefined) replyBuffers.set(greeting, (slot = { free: null }));
+  let out = slot.free;
+  slot.free = null;
+  if (out === null) {
+    out = Buffer.allocUnsafeSlow(greeting.length + 13 + 6);
+    greeting.copy(out, 0);
+  }
+  fillKey(out, greeting.length, pid, secret, txStatus);
+  socket.write(out);
+  if (socket.writeDone) slot.free = out;
 }
 
 /**
@@ -618,7 +645,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     } else {
       core.identityNode = r.node; // logged in without a connection: the first request leases one
     }
-    this.socket.write(loginReply(greetingBytes(r), this.pid, this.secret, r.conn?.txStatus ?? TxStatus.Idle));
+    const txStatus = r.conn?.txStatus ?? TxStatus.Idle;
+    if (this.socket instanceof RawSocket) writeLoginReply(this.socket, greetingBytes(r), this.pid, this.secret, txStatus);
+    else this.socket.write(loginReply(greetingBytes(r), this.pid, this.secret, txStatus));
     if (this.ctx.logFlags.connections) {
       logLine(this.ctx.log, { event: LogEvent.ConnectionAuthorized, pid: this.pid, user: this.user, database: this.database, node_id: r.node },
         `connection authorized: user=${this.user} database=${this.database}`);

@@ -211,6 +211,14 @@ export class RawSocket {
     this.peerPort = out.port ?? 0;
   }
 
+  /**
+   * Everything written so far went out (the kernel took it): a buffer given to write() is no
+   * longer referenced and may be reused. False while a write is queued, or once closed.
+   */
+  get writeDone(): boolean {
+    return !this.handleClosed && this._handle.writeQueueSize === 0;
+  }
+
   /** No stream buffer: every write goes to the handle (its queue is `_handle.writeQueueSize`). */
   get writableLength(): number {
     return 0;

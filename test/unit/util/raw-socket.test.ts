@@ -86,10 +86,12 @@ test('writes the kernel takes whole share one request object (a login\'s, a resu
     for (let i = 0; i < 100; i++) assert.equal(raw.write(Buffer.from('abc')), true);
     assert.ok(writeRequestsMade() - before <= 1, `request objects made for 100 small writes: ${writeRequestsMade() - before}`);
     assert.equal((await answer).toString(), 'abc'.repeat(100));
+    assert.equal(raw.writeDone, true, 'writes taken whole: nothing queued');
     // One that goes async keeps its request (and its bytes) until done: the next write makes another.
     client.pause();
     const big = Buffer.alloc(8 * 1024 * 1024, 0x62);
     raw.write(big);
+    assert.equal(raw.writeDone, false, 'a write the kernel did not take whole: its buffer is still in use');
     const afterBig = writeRequestsMade();
     raw.write(Buffer.from('z'));
     assert.equal(writeRequestsMade(), afterBig + 1);
