@@ -358,7 +358,8 @@ export class RawSocket {
     this.reading = false;
     this.setIdleTimeout(0, noop);
     const h = this._handle;
-    h.onread = noop;
+    // (No `h.onread = noop`: onread is an accessor of the handle's, a store a call into V8's
+    // runtime, and a closed handle reads nothing; onRead() ignores a handle without its owner.)
     h.rawOwner = null;
     this.handleClosed = true;
     h.close();
