@@ -62,6 +62,9 @@ export interface App {
   rotateLog(): string;
 }
 
+/** Transaction pooling's reset of a connection left with session state (frozen: encoded once). */
+const DISCARD_ALL: readonly string[] = Object.freeze(['DISCARD ALL']);
+
 /** Splits reset_query_list ('ABORT; DISCARD ALL') into statements. */
 export function resetQueries(value: string | readonly string[]): string[] {
   const items = typeof value === 'string' ? value.split(';') : value.flatMap((v) => v.split(';'));
@@ -114,11 +117,12 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
   })));
   cluster.on('change', (c) => log.info({ event: 'node_change', ...c }, `node ${c.nodeId} ${c.field} ${c.from} -> ${c.to} (${c.reason})`));
 
-  const reset = resetQueries(config.reset_query_list);
+  // (Frozen: ServerConnection.runInternal encodes a frozen list once, not at every disconnect.)
+  const reset = Object.freeze(resetQueries(config.reset_query_list));
   // ABORT is sent only to a connection inside a transaction block, as pgpool-II does
   // (reset_backend(): "if transaction state is idle, we don't need to issue ABORT"): outside one it
   // only makes PostgreSQL log a WARNING and answer with a notice, at every session-pooled disconnect.
-  const resetIdle = reset.filter((q) => !/^abort$/i.test(q));
+  const resetIdle = Object.freeze(reset.filter((q) => !/^abort$/i.test(q)));
   const discardAll = reset.some((q) => /^discard\s+all$/i.test(q));
   const lifetimes = [config.connection_life_time, config.child_life_time].filter((v) => v > 0);
   const idleTimeoutSec = lifetimes.length > 0 ? Math.min(...lifetimes) : 0;
@@ -132,7 +136,9 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       reset: async (conn) => {
         // What the last session applied is forgotten: after DISCARD ALL nothing; otherwise unknown
         // (the next session's settings are then replayed after a full reset, core/session-state.ts).
-        conn.applied = discardAll ? new Map() : null;
+        // (an empty map the connection holds already is kept: most sessions applied nothing)
+        if (!discardAll) conn.applied = null;
+        else if (conn.applied === null || conn.applied.size > 0) conn.applied = new Map();
         conn.appliedOwner = null;
         conn.appliedVersion = -1;
         if (discardAll) conn.statements.clear();
@@ -145,7 +151,7 @@ export async function startApp(loaded: LoadedConfig, opts: StartOptions = {}): P
       },
       discard: async (conn) => {
         // Transaction pooling: a lease ended with session state on the connection (tx-pooling.ts).
-        const errors = await conn.runInternal(['DISCARD ALL'], 10_000, { sync: true });
+        const errors = await conn.runInternal(DISCARD_ALL, 10_000, { sync: true });
         conn.statements.clear();
         conn.applied = null; // RESET ALL went back to the connection's own startup values: replayed in full next time
         conn.appliedOwner = null;

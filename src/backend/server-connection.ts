@@ -32,6 +32,7 @@ export type { BackendTlsOptions } from './tls-negotiate';
 import { MessageScanner, type MessageSink, WANT_ALL } from './message-scanner';
 import { copyRead, switchToReadBuffer } from '../util/fast-read';
 import { fastWrite } from '../util/fast-write';
+import { TimeoutLists } from '../util/timeout-lists';
 
 /** Where relayed server bytes go (the client session). */
 export interface ServerSink {
@@ -64,6 +65,33 @@ type Mode = 'startup' | 'relay' | 'internal' | 'idle' | 'closed';
 const WRITE_FAILED_LINGER_MS = 2000;
 
 let nextConnectionId = 1;
+
+/** Timeouts of internal queries (reset_query_list at every session-pooled disconnect): no Node timer each. */
+const internalTimeouts = new TimeoutLists();
+
+/**
+ * The bytes of an internal exchange, encoded once per frozen list of statements: the reset lists
+ * are made (and frozen) once per configuration (app.ts), and session pooling sends one at every
+ * disconnect. Other lists are encoded each time.
+ */
+const encodedInternal = new WeakMap<readonly string[], { plain?: Buffer; sync?: Buffer }>();
+
+function internalFrames(sqls: readonly string[], sync: boolean): Buffer {
+  let known = encodedInternal.get(sqls);
+  if (known === undefined) {
+    known = {};
+    // (Object.isFrozen is a call into V8's runtime: asked once per list, not per exchange.)
+    if (Object.isFrozen(sqls)) encodedInternal.set(sqls, known);
+  }
+  const had = sync ? known.sync : known.plain;
+  if (had !== undefined) return had;
+  const frames = sqls.map((s) => encodeQuery(s));
+  if (sync) frames.unshift(SyncFrame);
+  const bytes = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
+  if (sync) known.sync = bytes;
+  else known.plain = bytes;
+  return bytes;
+}
 
 /** A connection's ParameterStatus values; `version` changes with every value that changes. */
 export class ServerParams extends Map<string, string> {
@@ -300,12 +328,17 @@ export class ServerConnection implements MessageSink {
         reject(new ProxyError(ProxyErrorCode.ResetFailed, 'connection not available for an internal query'));
         return;
       }
+      if (this.writeFailed !== '') {
+        reject(new ProxyError(ProxyErrorCode.ResetFailed, `connection not available for an internal query: ${this.writeFailed}`));
+        return;
+      }
       const errors: PgErrorFields[] = [];
-      let waiting = sqls.length + (opts.sync ? 1 : 0);
-      const timer = setTimeout(() => finish(new ProxyError(ProxyErrorCode.ResetFailed, `internal query timed out after ${timeoutMs} ms`)), timeoutMs);
-      timer.unref();
+      const sync = opts.sync === true;
+      let waiting = sqls.length + (sync ? 1 : 0);
+      // (one list entry, not a Node timer: session pooling resets a connection at every disconnect)
+      const timer = internalTimeouts.schedule(timeoutMs, () => finish(new ProxyError(ProxyErrorCode.ResetFailed, `internal query timed out after ${timeoutMs} ms`)));
       const finish = (e: Error | null): void => {
-        clearTimeout(timer);
+        internalTimeouts.cancel(timer);
         this.internalHandler = null;
         this.internalFail = null;
         if (this.mode === 'internal') this.mode = 'idle';
@@ -325,10 +358,10 @@ export class ServerConnection implements MessageSink {
           if (--waiting === 0) finish(null);
         }
       };
-      const frames = sqls.map((s) => encodeQuery(s));
-      if (opts.sync) frames.unshift(SyncFrame);
-      this.internalOwed += frames.length;
-      this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+      this.internalOwed += sqls.length + (sync ? 1 : 0);
+      // Through the handle (util/fast-write.ts), not the Writable stream: a failed write is
+      // writeBroken()'s, and the close it leads to fails this exchange (internalFail).
+      fastWrite(this.socket, internalFrames(sqls, sync), this.onWriteError);
     });
   }
 

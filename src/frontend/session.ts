@@ -62,6 +62,19 @@ type Phase = 'startup' | 'handshake' | 'ready' | 'closed';
 const HANDSHAKE_QUEUE_LIMIT = 2 * Limits.MaxAuthMessage;
 
 const SSL_NO = Buffer.from('N');
+
+/** What a session's PGPOOL SET overrides change (applyOverrides). */
+interface OwnSettings {
+  readonly logFlags?: LogFlags;
+  readonly log?: Logger;
+  readonly notice?: boolean;
+  readonly classifier?: Classifier;
+}
+
+// A new session's starting values, shared (never changed; each is replaced, not modified).
+const NO_OWN: OwnSettings = Object.freeze({});
+const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const NO_CREDENTIAL: BackendCredential = Object.freeze({ kind: 'none' });
 const noop = (): void => {};
 
 /** leaseLater() for a node without a pool: no connection, reported in a microtask. */
@@ -123,9 +136,13 @@ function greetingBytes(r: LoginOk): Buffer {
  * (`greeting`), BackendKeyData, ReadyForQuery.
  */
 function loginReply(greeting: Buffer, pid: number, secret: number, txStatus: number): Buffer {
-  const at = greeting.length;
-  const out = Buffer.allocUnsafe(at + 13 + 6);
+  const out = Buffer.allocUnsafe(greeting.length + 13 + 6);
   greeting.copy(out, 0);
+  return fillKey(out, greeting.length, pid, secret, txStatus);
+}
+
+/** Writes BackendKeyData and ReadyForQuery at `at` of `out`. */
+function fillKey(out: Buffer, at: number, pid: number, secret: number, txStatus: number): Buffer {
   out[at] = BackendCode.BackendKeyData;
   out.writeInt32BE(12, at + 1);
   out.writeInt32BE(pid | 0, at + 5);
@@ -134,6 +151,29 @@ function loginReply(greeting: Buffer, pid: number, secret: number, txStatus: num
   out.writeInt32BE(5, at + 14);
   out[at + 18] = txStatus;
   return out;
+}
+
+/**
+ * A login reply buffer per greeting, reused: a connection per request gets the same greeting
+ * each time, and its reply differs in the last 13 bytes only (pid, secret, status). A buffer is
+ * taken out while it is written and put back when the kernel took the write whole (a write that
+ * went async keeps its bytes until done, and must not see them change): no allocation and no
+ * copy of the ~400-byte greeting per login.
+ */
+const replyBuffers = new WeakMap<Buffer, { free: Buffer | null }>();
+
+function writeLoginReply(socket: RawSocket, greeting: Buffer, pid: number, secret: number, txStatus: number): void {
+  let slot = replyBuffers.get(greeting);
+  if (slot === undefined) replyBuffers.set(greeting, (slot = { free: null }));
+  let out = slot.free;
+  slot.free = null;
+  if (out === null) {
+    out = Buffer.allocUnsafeSlow(greeting.length + 13 + 6);
+    greeting.copy(out, 0);
+  }
+  fillKey(out, greeting.length, pid, secret, txStatus);
+  socket.write(out);
+  if (socket.writeDone) slot.free = out;
 }
 
 /**
@@ -210,23 +250,26 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   applicationName = '';
   slot: SlotLease | null = null;
   /** Startup parameters other than user/database (sent when logging in to more nodes). */
-  private startupParams: Record<string, string> = {};
+  private startupParams: Record<string, string> = NO_PARAMS;
   /** What pgmaitre holds to log this user in to more nodes. */
-  private credential: BackendCredential = { kind: 'none' };
+  private credential: BackendCredential = NO_CREDENTIAL;
   /** pool_mode of this session. */
   pooling: PoolMode = 'session';
   /** Transaction pooling: the pool key shared by the clients of this (user, database). */
   private leaseKey = '';
   /** The core, once the session is ready. */
   core: SessionCore | null = null;
-  /** PGPOOL SET overrides of this session. */
-  readonly overrides = new Map<string, unknown>();
+  /** PGPOOL SET overrides of this session (made when first used: most sessions set none). */
+  get overrides(): Map<string, unknown> {
+    return this.ownOverrides ??= new Map<string, unknown>();
+  }
+  private ownOverrides: Map<string, unknown> | null = null;
 
   private phase: Phase = 'startup';
   private startupBytes: Buffer | null = null;
   private readonly framer: Framer;
   // Handshake: frames are queued for the async login flow.
-  private hsQueue: { code: number; frame: Buffer }[] = [];
+  private hsQueue: { code: number; frame: Buffer }[] | null = null;
   private hsWaiter: ((v: { code: number; frame: Buffer } | null) => void) | null = null;
   private hsBytes = 0;
   private closing = false;
@@ -358,7 +401,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
     // Nobody reads yet (the login waits for a slot, auth_query, a backend login): the socket is
     // not read until someone does, and what one read brought is bounded.
-    this.hsQueue.push(item);
+    (this.hsQueue ??= []).push(item);
     this.hsBytes += item.frame.length;
     this.socket.pause();
     if (this.hsBytes > HANDSHAKE_QUEUE_LIMIT) {
@@ -542,7 +585,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   }
 
   nextFrame(): Promise<{ code: number; frame: Buffer } | null> {
-    const queued = this.hsQueue.shift();
+    const queued = this.hsQueue?.shift();
     if (queued !== undefined) {
       this.hsBytes -= queued.frame.length;
       return Promise.resolve(queued);
@@ -608,7 +651,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     } else {
       core.identityNode = r.node; // logged in without a connection: the first request leases one
     }
-    this.socket.write(loginReply(greetingBytes(r), this.pid, this.secret, r.conn?.txStatus ?? TxStatus.Idle));
+    const txStatus = r.conn?.txStatus ?? TxStatus.Idle;
+    if (this.socket instanceof RawSocket) writeLoginReply(this.socket, greetingBytes(r), this.pid, this.secret, txStatus);
+    else this.socket.write(loginReply(greetingBytes(r), this.pid, this.secret, txStatus));
     if (this.ctx.logFlags.connections) {
       logLine(this.ctx.log, { event: LogEvent.ConnectionAuthorized, pid: this.pid, user: this.user, database: this.database, node_id: r.node },
         `connection authorized: user=${this.user} database=${this.database}`);
@@ -616,10 +661,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     if (this.ctx.routing.router.loadBalanceMode) core.pickReadNode();
     // Frames that arrived during the handshake after the login exchange: relay them now.
     const early = this.hsQueue;
-    this.hsQueue = [];
+    this.hsQueue = null;
     this.hsBytes = 0;
     this.socket.resume(); // paused while login frames waited (the core pauses it again if it must)
-    for (const f of early) this.onFrame(f.code, f.frame, 0, f.frame.length);
+    if (early !== null) for (const f of early) this.onFrame(f.code, f.frame, 0, f.frame.length);
     core.endOfInput();
     this.armIdleLimit(this.ctx.config.client_idle_limit);
   }
@@ -967,7 +1012,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
 
   // ---- PGPOOL SET: session-scoped parameters --------------------------------------------
 
-  private own: { logFlags?: LogFlags; log?: Logger; notice?: boolean; classifier?: Classifier } = {};
+  private own: OwnSettings = NO_OWN;
 
   /** Log switches for this session (its PGPOOL SET overrides, else the live config). */
   get logFlags(): LogFlags {
@@ -996,7 +1041,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
   private applyOverrides(): void {
     const o = this.overrides;
     const cfg = this.ctx.config;
-    const own: typeof this.own = {};
+    const own: { -readonly [K in keyof OwnSettings]: OwnSettings[K] } = {};
     if (o.has('log_statement') || o.has('log_per_node_statement') || o.has('log_client_messages') || o.has('log_backend_messages')) {
       own.logFlags = {
         ...this.ctx.logFlags,

@@ -96,9 +96,11 @@ export class ServerStatements {
 
   /** DISCARD ALL / DEALLOCATE ALL ran (or the connection was reset): nothing is prepared. */
   clear(): void {
-    this.names.clear();
-    this.unsure.clear();
-    this.beganUnsure.clear();
+    // (Map/Set clear() is a call into V8's runtime even when empty: session pooling clears at
+    // every disconnect, and most connections prepared nothing.)
+    if (this.names.size > 0) this.names.clear();
+    if (this.unsure.size > 0) this.unsure.clear();
+    if (this.beganUnsure.size > 0) this.beganUnsure.clear();
   }
 
   /**

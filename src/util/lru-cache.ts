@@ -6,6 +6,14 @@
  */
 export class LruCache<V> {
   private readonly map = new Map<string, V>();
+  /**
+   * The most recently used key (null: unknown): a hit on it changes no order, so it is not
+   * re-inserted. A delete and a set per hit cost little in a large map, but in a map of one or
+   * two keys (the greeting of a per-request client's login, looked up at every login) each
+   * delete shrank V8's hash table and the set grew it again: two calls into the runtime and a
+   * new table per hit.
+   */
+  private newest: string | null = null;
   constructor(readonly capacity: number) {}
 
   get size(): number {
@@ -14,9 +22,10 @@ export class LruCache<V> {
 
   get(key: string): V | undefined {
     const val = this.map.get(key);
-    if (val === undefined) return undefined;
+    if (val === undefined || key === this.newest) return val;
     this.map.delete(key);
     this.map.set(key, val);
+    this.newest = key;
     return val;
   }
 
@@ -28,13 +37,16 @@ export class LruCache<V> {
       if (!oldest.done) this.map.delete(oldest.value);
     }
     this.map.set(key, val);
+    this.newest = key;
   }
 
   delete(key: string): void {
     this.map.delete(key);
+    if (key === this.newest) this.newest = null;
   }
 
   clear(): void {
     this.map.clear();
+    this.newest = null;
   }
 }

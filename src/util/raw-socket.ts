@@ -95,6 +95,15 @@ const SHARED = Buffer.allocUnsafe(64 * 1024);
 
 const noop = (): void => {};
 
+/** A write request object no write holds (see RawSocket.write), or null. */
+let spareReq: WriteReq | null = null;
+
+/** How many write request objects RawSockets made (for tests: writes taken whole reuse one). */
+export function writeRequestsMade(): number {
+  return requestsMade;
+}
+let requestsMade = 0;
+
 /**
  * onread callback of a net.Socket made by toNetSocket() after useSharedBuffer(): the read, copied,
  * goes into the stream as a read of its own would (false stops reading: the stream is full).
@@ -142,19 +151,6 @@ function afterWrite(this: WriteReq, status: number): void {
     return;
   }
   if (!s.destroyed && this.handle!.writeQueueSize === 0) s.onDrain();
-}
-
-/**
- * A write request object no write holds: the handle leaves the object of a write the kernel took
- * whole untouched (it makes its C++ request only for a write that goes async), so the next write
- * uses it again instead of a `new WriteWrap()` (a construct call into C++) per write. An object
- * whose write went async or failed is never used again.
- */
-let spareWrite: WriteReq | null = null;
-let writesMade = 0;
-/** Write request objects made (test/unit/util/raw-socket.test.ts counts them). */
-export function rawWriteRequestsMade(): number {
-  return writesMade;
 }
 
 function afterShutdown(this: ShutdownReq): void {
@@ -216,6 +212,14 @@ export class RawSocket {
     this.peerPort = out.port ?? 0;
   }
 
+  /**
+   * Everything written so far went out (the kernel took it): a buffer given to write() is no
+   * longer referenced and may be reused. False while a write is queued, or once closed.
+   */
+  get writeDone(): boolean {
+    return !this.handleClosed && this._handle.writeQueueSize === 0;
+  }
+
   /** No stream buffer: every write goes to the handle (its queue is `_handle.writeQueueSize`). */
   get writableLength(): number {
     return 0;
@@ -265,12 +269,15 @@ export class RawSocket {
   write(buf: Buffer): boolean {
     if (this.ending || this.destroyed) return true;
     if (this.idleTimer !== null) this.idleTimer.refresh();
-    let req = spareWrite;
+    // A write the kernel takes whole never uses its request object (Node makes the native
+    // WriteWrap only for a write that goes async): the spare one serves again, and a new one (an
+    // API object instantiation) is made only after a write went async with it.
+    let req = spareReq;
     if (req === null) {
       req = new WriteWrap!();
-      writesMade++;
+      requestsMade++;
     } else {
-      spareWrite = null;
+      spareReq = null;
     }
     req.handle = this._handle;
     req.oncomplete = afterWrite;
@@ -280,6 +287,7 @@ export class RawSocket {
     req.owner = null;
     const err = this._handle.writeBuffer(req, buf);
     if (err !== 0) {
+      // (not reused: whatever Node made of it)
       this.destroy(`client socket error: ${errorName(err)}`);
       return false;
     }
@@ -289,8 +297,8 @@ export class RawSocket {
       req.owner = this;
       return this._handle.writeQueueSize < HIGH_WATER;
     }
-    req.handle = null; // (not kept alive by the spare object)
-    spareWrite = req;
+    req.handle = null;
+    spareReq = req;
     return true;
   }
 
@@ -351,7 +359,8 @@ export class RawSocket {
     this.reading = false;
     this.setIdleTimeout(0, noop);
     const h = this._handle;
-    h.onread = noop;
+    // (No `h.onread = noop`: onread is an accessor of the handle's, a store a call into V8's
+    // runtime, and a closed handle reads nothing; onRead() ignores a handle without its owner.)
     h.rawOwner = null;
     this.handleClosed = true;
     h.close();

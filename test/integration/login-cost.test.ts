@@ -127,12 +127,23 @@ for (const mode of ['transaction', 'session'] as const) {
       RawSocket.prototype.write = function (this: RawSocket, ...a: Parameters<typeof write>) { writes++; return write.apply(this, a); };
       RawSocket.prototype.start = function (this: RawSocket) { started++; if (!this.shared) ownBuffers++; return start.apply(this); };
       const kinds = new Set<string>();
+      const keys = new Set<string>();
+      let loginWrites = 0;
       try {
         for (let i = 0; i < LOGINS; i++) {
           const c = new Client({ host: '127.0.0.1', port: px.port, user: 'postgres', database: 'postgres' });
           c.on('error', () => {});
+          const w0 = writes;
           await c.connect();
+          loginWrites += writes - w0;
           for (const s of px.app.ctx.registry.list() as ClientSession[]) kinds.add(s.socket instanceof RawSocket ? 'raw' : s.socket.constructor.name);
+          // Each login's BackendKeyData is its own (the reply buffer is reused from login to
+          // login: only its key and status change): the session registered under that key.
+          const key = c as unknown as { processID: number; secretKey: number };
+          const own = (px.app.ctx.registry.list() as ClientSession[]).find((s) => s.pid === key.processID && (s.secret | 0) === key.secretKey);
+          assert.ok(own !== undefined, `no session with the key the client was given (${key.processID}/${key.secretKey})`);
+          keys.add(`${key.processID}/${key.secretKey}`);
+          assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1);
           await c.end();
           await settled();
         }
@@ -145,7 +156,8 @@ for (const mode of ['transaction', 'session'] as const) {
       assert.ok(started >= LOGINS, `each client's reads started (${started})`);
       assert.equal(ownBuffers, 0, 'reads started into buffers of Node\'s (not the shared read buffer) before the login');
       assert.equal(decoded, 0, 'StartupMessages decoded again (the same bytes as the logins before)');
-      assert.equal(writes, LOGINS, 'writes to the clients: one per login');
+      assert.equal(loginWrites, LOGINS, 'writes to the clients during their logins: one per login');
+      assert.equal(keys.size, LOGINS, 'distinct keys given to the logins');
     });
 
     test(`${LOGINS} logins without a query: transaction pooling takes no backend connection at all`, async () => {
