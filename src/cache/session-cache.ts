@@ -25,6 +25,7 @@ import { CacheStep, type CachePort, type CacheView } from '../core/cache-port';
 import type { ParseRef, RequestInfo } from '../core/request';
 import { invalidationOf, relationVerdict, textVerdict, type Invalidation, type TableLists, type TextVerdict } from './cacheable';
 import { QueryCache, type GenCell } from './query-cache';
+import type { ShmemEntry } from './shmem-store';
 
 const SNAPSHOT_ISOLATION = /isolation\s+level\s+(repeatable\s+read|serializable)/i;
 const SNAPSHOT_DEFAULT = /repeatable|serializable/i;
@@ -65,6 +66,29 @@ interface Shape {
   readonly cls: QueryClass | undefined;
   /** The session's Parse frame of the statement bound (null: the request parses it): shmemKey's memo. */
   readonly frame: Buffer | null;
+}
+
+/**
+ * A request known to hit (hot(), SessionCache.hotHit): its exact bytes, and everything its hit
+ * depended on, checked again before each use — the same user, database and settings (prefix),
+ * the text's verdict and resolution still the current ones, the generations of what it read
+ * unchanged, the answer still in the store and not expired, and the statement it binds still
+ * the same text. Equal bytes under all of that mean the same key as early() would build.
+ */
+interface HotEntry {
+  /** The request (a copy: reads may be views of a shared buffer). */
+  readonly bytes: Buffer;
+  readonly prefix: string;
+  readonly memo: TextMemo;
+  readonly res: Resolution;
+  /** gensOf(res) when it was stored. */
+  readonly gens: string;
+  readonly entry: ShmemEntry;
+  /** A request binding a statement it does not parse: the statement's name and its Parse frame; else '' and null. */
+  readonly stmt: string;
+  readonly frame: Buffer | null;
+  /** A request beginning with a Parse of the unnamed statement: that Parse's length (0: none). */
+  readonly parseEnd: number;
 }
 
 interface Pending {
@@ -110,6 +134,12 @@ export class SessionCache implements CachePort {
   private settingsAt = -1;
   private settings = '';
   private prefix = '';
+  /** `prefix` as a number: the seed of hashOf() (requests of other settings land elsewhere in the index). */
+  private prefixSeed = 0;
+  /** The process's index of hot requests (hotIndex()): hash of a request's bytes → what it hit. */
+  private readonly hot: Map<number, HotEntry>;
+  /** The request quick() was last asked about and could not answer: early() indexes it if it hits. */
+  private quickMissed: Buffer | null = null;
   private sessionSnapshot: boolean;
   // The change stream's fence (memqcache_logical_invalidation): the request it was awaited for, and its answer.
   private fencedFor: Buffer | null = null;
@@ -138,6 +168,7 @@ export class SessionCache implements CachePort {
     private readonly volatility: () => VolatilityLookup,
   ) {
     this.idleBumps = cache.bumps;
+    this.hot = hotIndex(cache);
     const p = id.startupParams;
     this.sessionSnapshot = SNAPSHOT_DEFAULT.test(p.default_transaction_isolation ?? '') || /default_transaction_isolation\s*=\s*\S*(repeatable|serializable)/i.test(p.options ?? '');
   }
@@ -240,12 +271,22 @@ export class SessionCache implements CachePort {
     const memo = this.knownRead(shape.sql, view);
     if (memo === null) return false;
     const key = this.shmemKey(shape, view, memo.res!);
-    const value = cache.shmem!.get(key);
-    if (value === undefined) {
+    const entry = cache.shmem!.entry(key);
+    if (entry === undefined) {
       this.earlyMiss = data;
       this.earlyKey = key;
       return false;
     }
+    const value = entry.value!;
+    if (this.quickMissed === data) {
+      // Its next time is known from its bytes (quick()): the request alone (a lone Query, a Parse
+      // of the unnamed statement first, or a Bind of a statement parsed before).
+      const p = info.parses[0];
+      if (shape.shape === 'Q') this.remember(data, memo, entry, '', null, 0);
+      else if (p === undefined) this.remember(data, memo, entry, info.bindStatements[0]!, shape.frame, 0);
+      else if (p.name === '' && p.start === 0) this.remember(data, memo, entry, '', null, p.end);
+    }
+    this.quickMissed = null;
     this.waitFor = null;
     this.collecting = false;
     cache.stats.selects++;
@@ -279,9 +320,75 @@ export class SessionCache implements CachePort {
    * the rest of the way decide).
    */
   quick(data: Buffer, view: CacheView): boolean {
+    if (!this.mayHitNow(view)) return false;
+    if (this.hotHit(data, view) || this.quickPrepared(data, view)) {
+      this.quickMissed = null;
+      return true;
+    }
+    this.quickMissed = data;
+    return false;
+  }
+
+  /**
+   * A request whose exact bytes hit before (in any session of the process with the same user,
+   * database and settings): answered from the index of hot requests, with every check early()
+   * makes and none of its work (no text decoded, no key built, hashed or compared). See HotEntry.
+   */
+  private hotHit(data: Buffer, view: CacheView): boolean {
+    const hot = this.hot;
+    if (hot.size === 0 || data.length > HOT_MAX_BYTES) return false;
+    const prefix = this.prefixOf(view);
+    const h = hashOf(data, this.prefixSeed);
+    const e = hot.get(h);
+    if (e === undefined || e.prefix !== prefix || !sameBytes(data, e.bytes)) return false;
+    const memo = e.memo;
+    const res = e.res;
+    const cache = this.cache;
+    if (memo.res !== res || memo.lists !== cache.lists || memo.by !== this.classifier() || !this.current(res, view.searchPath) || gensOf(res) !== e.gens) return false;
+    if (e.frame !== null) {
+      const st = view.statement(e.stmt);
+      if (st === undefined || (st.frame !== e.frame && !st.frame.equals(e.frame))) return false;
+    } else if (e.parseEnd > 0) {
+      // Its Parse of the unnamed statement is the one the session has (recorded by its first hit).
+      const st = view.statement('');
+      if (st === undefined || st.frame.length !== e.parseEnd || data.compare(st.frame, 0, e.parseEnd, 0, e.parseEnd) !== 0) return false;
+    }
+    const value = cache.shmem!.live(e.entry);
+    if (value === null) {
+      hot.delete(h);
+      return false;
+    }
+    this.served(value, memo.cls);
+    return true;
+  }
+
+  /** Indexes a request that just hit (hotHit answers it next time). */
+  private remember(data: Buffer, memo: TextMemo, entry: ShmemEntry, stmt: string, frame: Buffer | null, parseEnd: number): void {
+    if (data.length > HOT_MAX_BYTES) return;
+    const hot = this.hot;
+    if (hot.size >= HOT_MAX) hot.clear();
+    const res = memo.res!;
+    hot.set(hashOf(data, this.prefixSeed), { bytes: Buffer.from(data), prefix: this.prefix, memo, res, gens: res.gens, entry, stmt, frame, parseEnd });
+  }
+
+  /** A hit found by quick(): the session's state as early() leaves it. */
+  private served(value: Buffer, cls: QueryClass): void {
+    this.waitFor = null;
+    this.collecting = false;
+    this.earlyMiss = null;
+    const stats = this.cache.stats;
+    stats.selects++;
+    stats.hits++;
+    this.hit = value;
+    this.hitOwned = false;
+    this.hitClass = cls;
+  }
+
+  /** quick() for the statement of the last prepared hit with parameters not indexed yet (see quick()). */
+  private quickPrepared(data: Buffer, view: CacheView): boolean {
     const frame = this.quickFrame;
     const cache = this.cache;
-    if (frame === null || !this.mayHitNow(view)) return false;
+    if (frame === null) return false;
     const len = data.length;
     // Bind: code, length, '' (portal), the statement's name, NUL, then formats, values, result formats.
     const nb = this.quickBytes!;
@@ -311,16 +418,10 @@ export class SessionCache implements CachePort {
     }
     const shape = SHAPES.get(seq * 8 + 6);
     if (shape === undefined) return false;
-    const value = cache.shmem!.get(this.shmemKey({ shape, sql: st.sql, types: this.types, params: latin1(data, nameEnd + 1, bEnd), cls: memo.cls, frame }, view, memo.res!));
-    if (value === undefined) return false;
-    this.waitFor = null;
-    this.collecting = false;
-    this.earlyMiss = null;
-    cache.stats.selects++;
-    cache.stats.hits++;
-    this.hit = value;
-    this.hitOwned = false;
-    this.hitClass = memo.cls;
+    const entry = cache.shmem!.entry(this.shmemKey({ shape, sql: st.sql, types: this.types, params: latin1(data, nameEnd + 1, bEnd), cls: memo.cls, frame }, view, memo.res!));
+    if (entry === undefined) return false;
+    this.remember(data, memo, entry, this.quickName, frame, 0);
+    this.served(entry.value!, memo.cls);
     return true;
   }
 
@@ -475,15 +576,22 @@ export class SessionCache implements CachePort {
     return res.db === this.id.database && res.sp === sp && res.version === cache.catalog.version && res.epoch === cache.epoch && Date.now() < res.until;
   }
 
+  /** The session's user, database and settings as one interned number (recomputed when the settings change). */
+  private prefixOf(view: CacheView): string {
+    if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
+      this.prefix = this.cache.intern(`${this.id.user}\u0000${this.id.database}\u0000${this.fingerprint(view)}`);
+      this.prefixSeed = parseInt(this.prefix, 36) | 0;
+    }
+    return this.prefix;
+  }
+
   /**
    * shmem's key: the parts themselves, unhashed (the map hashes the string natively; a SHA-1 per
    * request was the largest cost of a hit). The session's user, database and settings are one
    * interned number; types and parameters carry their lengths (they may hold NUL bytes); then the generations.
    */
   private shmemKey(shape: Shape, view: CacheView, res: Resolution): string {
-    if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
-      this.prefix = this.cache.intern(`${this.id.user}\u0000${this.id.database}\u0000${this.fingerprint(view)}`);
-    }
+    this.prefixOf(view);
     const types = shape.types;
     const params = shape.params;
     const frame = shape.frame;
@@ -930,4 +1038,48 @@ function parseTypes(buf: Buffer, start: number, end: number): string {
   const nameEnd = buf.indexOf(0, start + 5);
   const sqlEnd = nameEnd < 0 || nameEnd >= end ? -1 : buf.indexOf(0, nameEnd + 1);
   return sqlEnd < 0 || sqlEnd >= end ? '' : latin1(buf, sqlEnd + 1, end);
+}
+
+/**
+ * The index of hot requests of each cache (SessionCache.hotHit), shared by the process's
+ * sessions: a hit of one fills it for all with the same settings (pgbench's 16 clients send the
+ * same 1,000 requests). Bounded: emptied when full. It holds the store's entries, whose answers
+ * it drops when they leave the store (ShmemStore.live), so memqcache_total_size still bounds them.
+ */
+const HOT_MAX = 8192;
+/** Longer requests are not indexed (their hits go the usual way). */
+const HOT_MAX_BYTES = 2048;
+const hotIndexes = new WeakMap<QueryCache, Map<number, HotEntry>>();
+function hotIndex(cache: QueryCache): Map<number, HotEntry> {
+  let m = hotIndexes.get(cache);
+  if (m === undefined) {
+    m = new Map();
+    hotIndexes.set(cache, m);
+  }
+  return m;
+}
+
+/**
+ * FNV-1a of a request's bytes (the first and last 128 of a longer one, and its length), from
+ * `seed`: no string made. Equal hashes are confirmed by comparing the bytes.
+ */
+function hashOf(b: Buffer, seed: number): number {
+  const n = b.length;
+  let h = (0x811c9dc5 ^ seed ^ n) | 0;
+  if (n <= 256) {
+    for (let i = 0; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  } else {
+    for (let i = 0; i < 128; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+    for (let i = n - 128; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  }
+  return h;
+}
+
+/** Whether two requests are the same bytes (a loop: shorter than a native call's cost for these sizes). */
+function sameBytes(a: Buffer, b: Buffer): boolean {
+  const n = a.length;
+  if (n !== b.length) return false;
+  if (n > 256) return a.equals(b);
+  for (let i = n - 1; i >= 0; i--) if (a[i] !== b[i]) return false;
+  return true;
 }
