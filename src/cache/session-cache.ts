@@ -1060,17 +1060,19 @@ function hotIndex(cache: QueryCache): Map<number, HotEntry> {
 }
 
 /**
- * FNV-1a of a request's bytes (the first and last 128 of a longer one, and its length), from
- * `seed`: no string made. Equal hashes are confirmed by comparing the bytes.
+ * FNV-1a of a request's length and bytes (of a longer one, its first 16 and last 48: where
+ * requests differ — the text's head, a Query's literals or a Bind's parameters just before
+ * Describe/Execute/Sync), from `seed`: no string made. Equal hashes are confirmed by comparing
+ * every byte; two requests alike in those bytes only share a slot (the later replaces the other).
  */
 function hashOf(b: Buffer, seed: number): number {
   const n = b.length;
-  let h = (0x811c9dc5 ^ seed ^ n) | 0;
-  if (n <= 256) {
+  let h = Math.imul(0x811c9dc5 ^ seed, 0x01000193) ^ n;
+  if (n <= 64) {
     for (let i = 0; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
   } else {
-    for (let i = 0; i < 128; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
-    for (let i = n - 128; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+    for (let i = 0; i < 16; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+    for (let i = n - 48; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
   }
   return h;
 }

@@ -70,16 +70,25 @@ export function earlyCacheHit(s: CacheSession, req: Request, info: RequestInfo):
  * has) leaves it on no backend.
  */
 export function quickCacheHit(s: CacheSession & NamingSession, req: Request): boolean {
-  if ((req.term !== Term.Sync && req.term !== Term.Query) || !s.allAnswered(null) || !s.cache!.quick(req.data, s.cacheView!)) return false;
+  if ((req.term !== Term.Sync && req.term !== Term.Query) || !quickReadHit(s, req.data)) return false;
+  releaseRequest(req);
+  return true;
+}
+
+/**
+ * quickCacheHit() for `data`, a client's request whole (SessionCore.quickRead: a read, before it
+ * is framed; it may be a view of a shared read buffer, valid during the call only).
+ */
+export function quickReadHit(s: CacheSession & NamingSession, data: Buffer): boolean {
+  if (!s.allAnswered(null) || !s.cache!.quick(data, s.cacheView!)) return false;
   s.flush();
   s.client.write(s.cache!.hitAnswer(s.txStatus()));
-  const first = req.data[0];
+  const first = data[0];
   if (first === FrontendCode.Query) unnamedDropped(s, null);
   else if (first === FrontendCode.Parse) {
     const st = s.statements.protocol.get('');
     if (st !== undefined && st.nodes.size > 0) st.nodes.clear();
   }
-  releaseRequest(req);
   return true;
 }
 

@@ -76,6 +76,9 @@ export async function world(conf = ''): Promise<CacheWorld> {
   return { config, routing, cluster, qc, classifier, classified };
 }
 
+/** The shared read buffer of the sessions (util/raw-socket.ts' SHARED). */
+const READ = Buffer.alloc(64 * 1024);
+
 const VOLATILITY = { get: () => 's' as const, lookup: async () => {}, clear: () => {} };
 
 /** A session (user `u`, database `d` unless told) on `w` (a world of its own unless given). */
@@ -106,7 +109,20 @@ export async function setup(opts: { readonly world?: CacheWorld; readonly user?:
   core.attachLogin(0, conn(0));
   const framer = new Framer(1 << 30);
   return {
-    send: (b) => { framer.push(b, core); core.endOfInput(); },
+    // As frontend/session.ts reads: into a shared buffer, valid during the call (overwritten
+    // after it here, so that whatever kept a view instead of a copy would fail), offered whole
+    // to the query cache (SessionCore.quickRead), else framed.
+    send: (b) => {
+      const view = b.length <= READ.length ? READ.subarray(0, b.length) : Buffer.from(b);
+      b.copy(view);
+      if (framer.atBoundary && core.quickRead(view)) {
+        view.fill(0xee);
+        return;
+      }
+      framer.pushView(view, core, () => {});
+      view.fill(0xee);
+      core.endOfInput();
+    },
     answer: (b) => core.onBackendData(0, b),
     client, backend, qc, classified, core, cache,
   };
