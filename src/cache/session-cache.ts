@@ -84,11 +84,14 @@ interface HotEntry {
   /** gensOf(res) when it was stored. */
   readonly gens: string;
   readonly entry: ShmemEntry;
-  /** A request binding a statement it does not parse: the statement's name and its Parse frame; else '' and null. */
+  /**
+   * The statement the session must have as `stmt` for the hit to stand, as its Parse frame (one
+   * buffer per content in the process: canonicalFrame), or null (a Query): the statement a Bind
+   * of a statement parsed before binds; for a request beginning with a Parse of the unnamed
+   * statement, that Parse (the session's unnamed statement must be it: its first hit recorded it).
+   */
   readonly stmt: string;
   readonly frame: Buffer | null;
-  /** A request beginning with a Parse of the unnamed statement: that Parse's length (0: none). */
-  readonly parseEnd: number;
 }
 
 interface Pending {
@@ -140,6 +143,9 @@ export class SessionCache implements CachePort {
   private readonly hot: Map<number, HotEntry>;
   /** The request quick() was last asked about and could not answer: early() indexes it if it hits. */
   private quickMissed: Buffer | null = null;
+  /** hotHit(): the session's statement frame last found equal to a HotEntry's frame, and that frame. */
+  private sameOwn: Buffer | null = null;
+  private sameCanonical: Buffer | null = null;
   private sessionSnapshot: boolean;
   // The change stream's fence (memqcache_logical_invalidation): the request it was awaited for, and its answer.
   private fencedFor: Buffer | null = null;
@@ -282,9 +288,9 @@ export class SessionCache implements CachePort {
       // Its next time is known from its bytes (quick()): the request alone (a lone Query, a Parse
       // of the unnamed statement first, or a Bind of a statement parsed before).
       const p = info.parses[0];
-      if (shape.shape === 'Q') this.remember(data, memo, entry, '', null, 0);
-      else if (p === undefined) this.remember(data, memo, entry, info.bindStatements[0]!, shape.frame, 0);
-      else if (p.name === '' && p.start === 0) this.remember(data, memo, entry, '', null, p.end);
+      if (shape.shape === 'Q') this.remember(data, memo, entry, '', null);
+      else if (p === undefined) this.remember(data, memo, entry, info.bindStatements[0]!, shape.frame);
+      else if (p.name === '' && p.start === 0) this.remember(data, memo, entry, '', data.subarray(0, p.end));
     }
     this.quickMissed = null;
     this.waitFor = null;
@@ -345,13 +351,16 @@ export class SessionCache implements CachePort {
     const res = e.res;
     const cache = this.cache;
     if (memo.res !== res || memo.lists !== cache.lists || memo.by !== this.classifier() || !this.current(res, view.searchPath) || gensOf(res) !== e.gens) return false;
-    if (e.frame !== null) {
+    const f = e.frame;
+    if (f !== null) {
       const st = view.statement(e.stmt);
-      if (st === undefined || (st.frame !== e.frame && !st.frame.equals(e.frame))) return false;
-    } else if (e.parseEnd > 0) {
-      // Its Parse of the unnamed statement is the one the session has (recorded by its first hit).
-      const st = view.statement('');
-      if (st === undefined || st.frame.length !== e.parseEnd || data.compare(st.frame, 0, e.parseEnd, 0, e.parseEnd) !== 0) return false;
+      if (st === undefined) return false;
+      if (st.frame !== this.sameOwn || f !== this.sameCanonical) {
+        // (Compared once per pair of buffers: frames are never changed in place.)
+        if (!st.frame.equals(f)) return false;
+        this.sameOwn = st.frame;
+        this.sameCanonical = f;
+      }
     }
     const value = cache.shmem!.live(e.entry);
     if (value === null) {
@@ -362,13 +371,13 @@ export class SessionCache implements CachePort {
     return true;
   }
 
-  /** Indexes a request that just hit (hotHit answers it next time). */
-  private remember(data: Buffer, memo: TextMemo, entry: ShmemEntry, stmt: string, frame: Buffer | null, parseEnd: number): void {
+  /** Indexes a request that just hit (hotHit answers it next time); `frame`: see HotEntry. */
+  private remember(data: Buffer, memo: TextMemo, entry: ShmemEntry, stmt: string, frame: Buffer | null): void {
     if (data.length > HOT_MAX_BYTES) return;
     const hot = this.hot;
     if (hot.size >= HOT_MAX) hot.clear();
     const res = memo.res!;
-    hot.set(hashOf(data, this.prefixSeed), { bytes: Buffer.from(data), prefix: this.prefix, memo, res, gens: res.gens, entry, stmt, frame, parseEnd });
+    hot.set(hashOf(data, this.prefixSeed), { bytes: Buffer.from(data), prefix: this.prefix, memo, res, gens: res.gens, entry, stmt, frame: frame === null ? null : canonicalFrame(frame) });
   }
 
   /** A hit found by quick(): the session's state as early() leaves it. */
@@ -420,7 +429,7 @@ export class SessionCache implements CachePort {
     if (shape === undefined) return false;
     const entry = cache.shmem!.entry(this.shmemKey({ shape, sql: st.sql, types: this.types, params: latin1(data, nameEnd + 1, bEnd), cls: memo.cls, frame }, view, memo.res!));
     if (entry === undefined) return false;
-    this.remember(data, memo, entry, this.quickName, frame, 0);
+    this.remember(data, memo, entry, this.quickName, frame);
     this.served(entry.value!, memo.cls);
     return true;
   }
@@ -1057,6 +1066,19 @@ function hotIndex(cache: QueryCache): Map<number, HotEntry> {
     hotIndexes.set(cache, m);
   }
   return m;
+}
+
+/** One buffer per Parse frame content in the process (HotEntry.frame), so that hotHit compares each session's statement with it once. */
+const frames = new Map<string, Buffer>();
+function canonicalFrame(frame: Buffer): Buffer {
+  const k = frame.toString('latin1');
+  let c = frames.get(k);
+  if (c === undefined) {
+    if (frames.size >= HOT_MAX) frames.clear();
+    c = Buffer.from(frame);
+    frames.set(k, c);
+  }
+  return c;
 }
 
 /**
