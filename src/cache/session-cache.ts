@@ -10,6 +10,13 @@
  * SQL, the parameter types, the Bind message's parameters and formats, and the generations of
  * everything read (query-cache.ts).
  *
+ * Hits, fastest first (shmem): quick() — a request whose exact bytes hit before, found in the
+ * process's index of hot requests by a hash of its bytes (HotEntry: every check early() makes,
+ * made again on what the hit depended on, no key built), or a new parameter of the session's last
+ * prepared hit — before the request is framed or decoded (session pooling); early() — a text
+ * already known, before the planner; consult() — after the planner (and the only way with
+ * memcached or the change stream).
+ *
  * Transactions: an answer read inside a transaction is stored at COMMIT, dropped at ROLLBACK or
  * after an error; once the transaction wrote, nothing is served or collected until it ends; in a
  * REPEATABLE READ or SERIALIZABLE transaction nothing is served (a direct connection would read

@@ -5,7 +5,9 @@
  * recently used entry goes first, approximately (second chance: a hit only marks its entry; an
  * eviction that meets a marked entry at the old end moves it to the recent end, unmarked, and
  * goes on — so a hit costs one map lookup, and the reordering is paid by stores, which are
- * rarer). memqcache_expire (seconds, 0 = never) is checked on read.
+ * rarer). memqcache_expire (seconds, 0 = never) is checked on read. An entry taken out (evicted,
+ * replaced, expired, cleared) drops its answer: session-cache.ts' index of hot requests holds
+ * entries and reads them again with live(), no key involved, and keeps no answer the store let go.
  * Table generations are a plain map here: nothing else shares them.
  */
 
