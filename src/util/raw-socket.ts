@@ -95,6 +95,13 @@ const SHARED = Buffer.allocUnsafe(64 * 1024);
 const noop = (): void => {};
 
 /**
+ * A WriteWrap object no write holds: a write the kernel takes whole at once (nearly every one)
+ * leaves its request object untouched by Node, so it serves the next write (no object made per
+ * write; a query cache hit is one write). Taken by a write that waits (then that one keeps it).
+ */
+let spareWrite: WriteReq | null = null;
+
+/**
  * onread callback of a net.Socket made by toNetSocket() after useSharedBuffer(): the read, copied,
  * goes into the stream as a read of its own would (false stops reading: the stream is full).
  */
@@ -251,13 +258,17 @@ export class RawSocket {
   write(buf: Buffer): boolean {
     if (this.ending || this.destroyed) return true;
     if (this.idleTimer !== null) this.idleTimer.refresh();
-    const req = new WriteWrap!();
+    let req = spareWrite;
+    if (req === null) {
+      req = new WriteWrap!();
+      req.oncomplete = afterWrite;
+      req.async = false;
+      req.bytes = 0;
+      req.buffer = null;
+      req.owner = null;
+    }
+    spareWrite = null;
     req.handle = this._handle;
-    req.oncomplete = afterWrite;
-    req.async = false;
-    req.bytes = 0;
-    req.buffer = null;
-    req.owner = null;
     const err = this._handle.writeBuffer(req, buf);
     if (err !== 0) {
       this.destroy(`client socket error: ${errorName(err)}`);
@@ -269,6 +280,9 @@ export class RawSocket {
       req.owner = this;
       return this._handle.writeQueueSize < HIGH_WATER;
     }
+    // Written whole at once: Node returned before making the object a write request (it does
+    // that only for a write that waits), so the next write may use it again.
+    spareWrite = req;
     return true;
   }
 
