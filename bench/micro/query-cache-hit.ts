@@ -1,6 +1,7 @@
 /**
  * Micro benchmark of a query cache hit (memqcache_method = shmem), with no socket: a client chunk
- * framed and handed to the session core, planned, looked up in the cache and answered to a (fake)
+ * offered whole to the session core (quickRead: a request whose bytes hit before, answered before
+ * framing), else framed and handed to it, planned, looked up in the cache and answered to a (fake)
  * client port — for the hot-key request (bench/query-cache.sh: 1,000 keys) in each protocol mode.
  * What it measures is pgmaitre's own work per hit (the two system calls, one read and one write,
  * are not in it). Plain script: `npx tsc -p . && node dist/bench/micro/query-cache-hit.js`.
