@@ -3,7 +3,7 @@
  * Parse/Bind/Describe/Execute/Sync of the unnamed statement, a Bind of a prepared statement —
  * answered before anything is decoded, in any session of the process with the same user,
  * database and settings. Each test that it serves what it must, and never what it must not:
- * inside a transaction that wrote, in a REPEATABLE READ transaction, after an invalidation, for
+ * inside a transaction that wrote or failed, in a REPEATABLE READ transaction, after an invalidation, for
  * another user or database or settings, after expiry or eviction, once the statement changed.
  */
 import { test } from 'node:test';
@@ -118,6 +118,24 @@ for (const mode of ['simple', 'extended', 'prepared'] as const) {
     run(s, 'COMMIT', 'COMMIT', 'I');
     assert.equal(ask(s, mode, 3), false, 'the commit invalidated it');
     assert.equal(ask(s, mode, 3), true);
+  });
+
+  test(`-M ${mode}: not served in a failed transaction (the server's error is the answer)`, async () => {
+    const s = await session(mode);
+    ask(s, mode, 15);
+    ask(s, mode, 15);
+    run(s, 'BEGIN', 'BEGIN', 'T');
+    s.send(encodeQuery('SELECT 1/0'));
+    s.answer(Buffer.concat([frame('E', Buffer.from('SERROR\0C22012\0Mdivision by zero\0\0')), RFQ('E')]));
+    s.client.length = 0;
+    s.backend.length = 0;
+    s.send(request(mode, 15));
+    assert.equal(s.backend.length, 1, 'sent to the server');
+    assert.equal(s.client.length, 0);
+    const aborted = frame('E', Buffer.from('SERROR\0C25P02\0Mcurrent transaction is aborted\0\0'));
+    s.answer(Buffer.concat([aborted, RFQ('E')]));
+    run(s, 'ROLLBACK', 'ROLLBACK', 'I');
+    assert.equal(ask(s, mode, 15), true);
   });
 
   test(`-M ${mode}: not served in a REPEATABLE READ transaction (its own snapshot)`, async () => {
