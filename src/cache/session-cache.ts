@@ -144,6 +144,9 @@ export class SessionCache implements CachePort {
   private settingsAt = -1;
   private settings = '';
   private prefix = '';
+  /** The settings version `prefix` was made at, and the search_path then (part of it: hotHit reads it here, not from the session's maps). */
+  private prefixAt = -1;
+  private prefixSp = '';
   /** `prefix` as a number: the seed of hashOf() (requests of other settings land elsewhere in the index). */
   private prefixSeed = 0;
   /** The process's index of hot requests (hotIndex()): hash of a request's bytes → what it hit. */
@@ -357,7 +360,7 @@ export class SessionCache implements CachePort {
     const memo = e.memo;
     const res = e.res;
     const cache = this.cache;
-    if (memo.res !== res || memo.lists !== cache.lists || memo.by !== this.classifier() || !this.current(res, view.searchPath) || gensOf(res) !== e.gens) return false;
+    if (memo.res !== res || memo.lists !== cache.lists || memo.by !== this.classifier() || !this.current(res, this.prefixSp) || gensOf(res) !== e.gens) return false;
     const f = e.frame;
     if (f !== null) {
       const st = view.statement(e.stmt);
@@ -594,9 +597,12 @@ export class SessionCache implements CachePort {
 
   /** The session's user, database and settings as one interned number (recomputed when the settings change). */
   private prefixOf(view: CacheView): string {
-    if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
+    const v = view.settingsVersion;
+    if (this.prefixAt !== v || this.prefix === '') {
       this.prefix = this.cache.intern(`${this.id.user}\u0000${this.id.database}\u0000${this.fingerprint(view)}`);
       this.prefixSeed = parseInt(this.prefix, 36) | 0;
+      this.prefixSp = view.searchPath;
+      this.prefixAt = v;
     }
     return this.prefix;
   }
