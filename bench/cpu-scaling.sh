@@ -6,6 +6,9 @@
 #   flock /tmp/shared-bench.lock bench/cpu-scaling.sh          # from the project root, after npm run build
 #   CLIENTS="16 64 256" DURATION=8 MODES=simple BEFORE=/path/to/older/dist flock /tmp/shared-bench.lock bench/cpu-scaling.sh
 #   WARMUP=2 ...          # a warm-up of 2 s instead of WARMUP_TX transactions (the first version of this script)
+#   ROUNDS=3 ...          # every (clients, mode) measured in 3 interleaved rounds (pipe, PgBouncer, session,
+#                         # transaction, then again): on a shared host one round's drift hits one target
+#                         # only; the summary gives each target's median and its ratio to the pipe's median
 #
 # It starts the lab cluster (../shared/bench/cluster.sh) and PgBouncer (peers.sh), then for each
 # client count and target: starts the target, runs a pgbench warm-up of WARMUP_TX transactions
@@ -24,7 +27,7 @@ ulimit -n 20000
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-$ROOT/../shared/bench}
 CLIENTS=${CLIENTS:-"16 64 256"}; DURATION=${DURATION:-8}; MODES=${MODES:-simple}; WARMUP=${WARMUP:-}; WARMUP_TX=${WARMUP_TX:-30000}
-BEFORE=${BEFORE:-}
+BEFORE=${BEFORE:-}; ROUNDS=${ROUNDS:-1}
 # (with BEFORE, each mode's old and new builds are measured back to back: the host's drift hits both alike)
 TARGETS=${TARGETS:-"pipe pgbouncer-tx ${BEFORE:+before-session }session ${BEFORE:+before-transaction }transaction"}
 WORK=$(mktemp -d /tmp/pgm-cpu-scaling.XXXXXX)
@@ -91,17 +94,32 @@ start_target() {
 printf '%-20s %5s %-9s %10s %12s\n' target clients mode tps 'cpu_us/tx'
 for c in $CLIENTS; do
   for mode in $MODES; do
-    for t in $TARGETS; do
-      start_target "$t"
-      if [ -n "$WARMUP" ]; then warm="-T $WARMUP"; else warm="-t $(( (WARMUP_TX + c - 1) / c ))"; fi
-      pgbench -n -S -M "$mode" -c "$c" -j 2 $warm -h 127.0.0.1 -p "$PORT" -U postgres bench >/dev/null 2>&1
-      which=ours; [ "$t" = pgbouncer-tx ] && which=pgbouncer-tx
-      CLIENTS=$c DURATION=$DURATION MODES=$mode TARGETS=$which OURS_PORT=$PORT "$LAB/cpu-per-query.sh" | tail -1 \
-        | awk -v t="$t" -v c="$c" '{printf "%-20s %5s %-9s %10s %12s\n", t, c, $2, $3, $4}'
-      if [ -n "$PID" ]; then kill "$PID"; wait "$PID" 2>/dev/null; fi
+    for r in $(seq "$ROUNDS"); do
+      for t in $TARGETS; do
+        start_target "$t"
+        if [ -n "$WARMUP" ]; then warm="-T $WARMUP"; else warm="-t $(( (WARMUP_TX + c - 1) / c ))"; fi
+        pgbench -n -S -M "$mode" -c "$c" -j 2 $warm -h 127.0.0.1 -p "$PORT" -U postgres bench >/dev/null 2>&1
+        which=ours; [ "$t" = pgbouncer-tx ] && which=pgbouncer-tx
+        CLIENTS=$c DURATION=$DURATION MODES=$mode TARGETS=$which OURS_PORT=$PORT "$LAB/cpu-per-query.sh" | tail -1 \
+          | awk -v t="$t" -v c="$c" '{printf "%-20s %5s %-9s %10s %12s\n", t, c, $2, $3, $4}' | tee -a "$WORK/rows"
+        if [ -n "$PID" ]; then kill "$PID"; wait "$PID" 2>/dev/null; fi
+      done
     done
   done
 done
+if [ "$ROUNDS" -gt 1 ]; then
+  echo
+  echo "medians of $ROUNDS interleaved rounds (cpu µs/tx; ratio to the pipe's median in the same rows)"
+  printf '%-20s %5s %-9s %10s %12s %8s\n' target clients mode tps 'cpu_us/tx' '÷pipe'
+  sort -k2,2n -k3,3 -k1,1 "$WORK/rows" | awk '
+    function median(list,   n, a, i, j, t) { n = split(list, a, " ")
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+      return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+    { k = $2 " " $3 " " $1; if (!(k in cpu)) order[++n] = k; cpu[k] = cpu[k] " " $5; tps[k] = tps[k] " " $4 }
+    END { for (i = 1; i <= n; i++) { split(order[i], f, " "); m = median(cpu[order[i]]); med[order[i]] = m }
+          for (i = 1; i <= n; i++) { split(order[i], f, " "); p = med[f[1] " " f[2] " pipe"]
+            printf "%-20s %5s %-9s %10.0f %12.1f %8s\n", f[3], f[1], f[2], median(tps[order[i]]), med[order[i]], (p > 0 ? sprintf("%.2f", med[order[i]] / p) : "-") } }'
+fi
 [ $PEERS = 1 ] && "$LAB/peers.sh" stop >>"$WORK/peers.log" 2>&1
 "$LAB/cluster.sh" stop >>"$WORK/cluster.log" 2>&1
 rm -rf "$WORK"
