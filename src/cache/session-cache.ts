@@ -149,8 +149,8 @@ export class SessionCache implements CachePort {
   private prefixSp = '';
   /** `prefix` as a number: the seed of hashOf() (requests of other settings land elsewhere in the index). */
   private prefixSeed = 0;
-  /** The process's index of hot requests (hotIndex()): hash of a request's bytes → what it hit. */
-  private readonly hot: Map<number, HotEntry>;
+  /** The process's index of hot requests (hotIndex()). */
+  private readonly hot: HotIndex;
   /** The request quick() was last asked about and could not answer: early() indexes it if it hits. */
   private quickMissed: Buffer | null = null;
   /** hotHit(): the session's statement frame last found equal to a HotEntry's frame, and that frame. */
@@ -351,7 +351,7 @@ export class SessionCache implements CachePort {
    * makes and none of its work (no text decoded, no key built, hashed or compared). See HotEntry.
    */
   private hotHit(data: Buffer, view: CacheView): boolean {
-    const hot = this.hot;
+    const hot = this.hot.map;
     if (hot.size === 0 || data.length > HOT_MAX_BYTES) return false;
     const prefix = this.prefixOf(view);
     const h = hashOf(data, this.prefixSeed);
@@ -383,9 +383,15 @@ export class SessionCache implements CachePort {
 
   /** Indexes a request that just hit (hotHit answers it next time); `frame`: see HotEntry. */
   private remember(data: Buffer, memo: TextMemo, entry: ShmemEntry, stmt: string, frame: Buffer | null): void {
-    if (data.length > HOT_MAX_BYTES) return;
-    const hot = this.hot;
-    if (hot.size >= HOT_MAX) hot.clear();
+    if (data.length > HOT_MAX_BYTES || (frame !== null && frame.length > HOT_MAX_BYTES)) return;
+    const index = this.hot;
+    const hot = index.map;
+    const size = data.length + HOT_ENTRY_OVERHEAD;
+    if (hot.size >= HOT_MAX || index.bytes + size > HOT_BYTES) {
+      hot.clear();
+      index.bytes = 0;
+    }
+    index.bytes += size;
     const res = memo.res!;
     hot.set(hashOf(data, this.prefixSeed), { bytes: Buffer.from(data), prefix: this.prefix, memo, res, gens: res.gens, entry, stmt, frame: frame === null ? null : canonicalFrame(frame) });
   }
@@ -1065,50 +1071,61 @@ function parseTypes(buf: Buffer, start: number, end: number): string {
 /**
  * The index of hot requests of each cache (SessionCache.hotHit), shared by the process's
  * sessions: a hit of one fills it for all with the same settings (pgbench's 16 clients send the
- * same 1,000 requests). Bounded: emptied when full. It holds the store's entries, whose answers
- * it drops when they leave the store (ShmemStore.live), so memqcache_total_size still bounds them.
+ * same 1,000 requests). Bounded (HOT_MAX entries, HOT_BYTES of requests and bookkeeping): emptied
+ * when full. It holds the store's entries, whose answers it drops when they leave the store
+ * (ShmemStore.live), so memqcache_total_size still bounds them.
  */
+interface HotIndex {
+  readonly map: Map<number, HotEntry>;
+  /** Bytes counted for its entries since it was last emptied (replaced ones too: an over-count). */
+  bytes: number;
+}
 const HOT_MAX = 8192;
-/** Longer requests are not indexed (their hits go the usual way). */
+const HOT_BYTES = 4 * 1024 * 1024;
+/** Bytes counted per entry beside its request (the entry, the map's slot). */
+const HOT_ENTRY_OVERHEAD = 160;
+/** Longer requests (or statements) are not indexed (their hits go the usual way). */
 const HOT_MAX_BYTES = 2048;
-const hotIndexes = new WeakMap<QueryCache, Map<number, HotEntry>>();
-function hotIndex(cache: QueryCache): Map<number, HotEntry> {
+const hotIndexes = new WeakMap<QueryCache, HotIndex>();
+function hotIndex(cache: QueryCache): HotIndex {
   let m = hotIndexes.get(cache);
   if (m === undefined) {
-    m = new Map();
+    m = { map: new Map(), bytes: 0 };
     hotIndexes.set(cache, m);
   }
   return m;
 }
 
-/** One buffer per Parse frame content in the process (HotEntry.frame), so that hotHit compares each session's statement with it once. */
+/**
+ * One buffer per Parse frame content in the process (HotEntry.frame), so that hotHit compares
+ * each session's statement with it once. Bounded like the index (emptied when full).
+ */
 const frames = new Map<string, Buffer>();
+let framesBytes = 0;
 function canonicalFrame(frame: Buffer): Buffer {
   const k = frame.toString('latin1');
   let c = frames.get(k);
   if (c === undefined) {
-    if (frames.size >= HOT_MAX) frames.clear();
+    if (frames.size >= HOT_MAX || framesBytes + frame.length * 2 > HOT_BYTES) {
+      frames.clear();
+      framesBytes = 0;
+    }
     c = Buffer.from(frame);
     frames.set(k, c);
+    framesBytes += frame.length * 2 + HOT_ENTRY_OVERHEAD;
   }
   return c;
 }
 
 /**
- * FNV-1a of a request's length and bytes (of a longer one, its first 16 and last 48: where
- * requests differ — the text's head, a Query's literals or a Bind's parameters just before
- * Describe/Execute/Sync), from `seed`: no string made. Equal hashes are confirmed by comparing
- * every byte; two requests alike in those bytes only share a slot (the later replaces the other).
+ * FNV-1a of a request's length and every byte (at most HOT_MAX_BYTES: a literal in the middle of a
+ * long text must tell requests apart), from `seed`: no string made. Equal hashes are confirmed by
+ * comparing every byte; two requests with one hash share a slot (the later replaces the other).
  */
 function hashOf(b: Buffer, seed: number): number {
   const n = b.length;
   let h = Math.imul(0x811c9dc5 ^ seed, 0x01000193) ^ n;
-  if (n <= 64) {
-    for (let i = 0; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
-  } else {
-    for (let i = 0; i < 16; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
-    for (let i = n - 48; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
-  }
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
   return h;
 }
 

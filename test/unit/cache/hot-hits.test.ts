@@ -304,3 +304,27 @@ for (const mode of ['simple', 'extended', 'prepared'] as const) {
     assert.ok(best < 400, `${best.toFixed(0)} bytes per hit`);
   });
 }
+
+test('the index is bounded: long requests fill its byte budget and it is emptied, never above it', async () => {
+  const s = await session('simple');
+  const pad = 'x'.repeat(1500);
+  const text = (i: number): string => `SELECT abalance FROM pgbench_accounts WHERE aid = ${i} AND '${pad}' <> '';`;
+  const index = (s.cache as unknown as { hot: { map: Map<number, unknown>; bytes: number } }).hot;
+  let most = 0;
+  for (let i = 1; i <= 3000; i++) {
+    for (let k = 0; k < 2; k++) {
+      s.client.length = 0;
+      s.backend.length = 0;
+      s.send(encodeQuery(text(i)));
+      if (s.backend.length > 0) s.answer(Buffer.concat([rows(i), RFQ('I')]));
+    }
+    most = Math.max(most, index.map.size);
+    assert.ok(index.bytes <= 4 * 1024 * 1024, `${index.bytes} bytes counted`);
+  }
+  assert.ok(most > 1000, `indexed ${most}`);
+  assert.ok(index.map.size < 3000, 'emptied once full');
+  // Still answered from it afterwards.
+  const calls = count(s);
+  s.send(encodeQuery(text(3000)));
+  assert.deepEqual(calls, { early: 0, quick: 1 });
+});
