@@ -6,7 +6,7 @@
  * invalidation went through (the client learns of its write only once no cached answer can
  * contradict it). The per-chunk checks stay in SessionCore.forward(), on fields it owns.
  */
-import { TxStatus } from '../protocol/codes';
+import { FrontendCode, TxStatus } from '../protocol/codes';
 import type { QueryClass } from '../classify/types';
 import { ExpectKind, Term, type Expect, type Link } from './link';
 import { releaseRequest, type Request, type RequestInfo } from './request';
@@ -16,6 +16,7 @@ import type { SessionState } from './session-state';
 import type { ClientPort } from './ports';
 import type { CoreHost } from './core-host';
 import { CacheStep, type CachePort, type CacheView } from './cache-port';
+import { unnamedDropped, type NamingSession } from './connection-statements';
 
 /** What the cache glue reads and changes of the session (SessionCore). */
 export interface CacheSession {
@@ -62,14 +63,32 @@ export function earlyCacheHit(s: CacheSession, req: Request, info: RequestInfo):
 
 /**
  * The query cache's turn before the request is even decoded (SessionCore.step, session pooling):
- * a prepared statement's hit recognised from its bytes (SessionCache.quick) is answered here —
- * no RequestInfo, no shape walk, no statement lookups by decoded name.
+ * a hit recognised from its bytes (SessionCache.quick: a request whose exact bytes hit before, or
+ * a prepared statement's) is answered here — no RequestInfo, no shape walk, no key built. What a
+ * hit through early() does to the session's statements is done here too: a Query drops the
+ * unnamed statement; a Parse of the unnamed statement (quick() checked it is the one the session
+ * has) leaves it on no backend.
  */
-export function quickCacheHit(s: CacheSession, req: Request): boolean {
-  if (req.term !== Term.Sync || !s.allAnswered(null) || !s.cache!.quick(req.data, s.cacheView!)) return false;
+export function quickCacheHit(s: CacheSession & NamingSession, req: Request): boolean {
+  if ((req.term !== Term.Sync && req.term !== Term.Query) || !quickReadHit(s, req.data)) return false;
+  releaseRequest(req);
+  return true;
+}
+
+/**
+ * quickCacheHit() for `data`, a client's request whole (SessionCore.quickRead: a read, before it
+ * is framed; it may be a view of a shared read buffer, valid during the call only).
+ */
+export function quickReadHit(s: CacheSession & NamingSession, data: Buffer): boolean {
+  if (!s.allAnswered(null) || !s.cache!.quick(data, s.cacheView!)) return false;
   s.flush();
   s.client.write(s.cache!.hitAnswer(s.txStatus()));
-  releaseRequest(req);
+  const first = data[0];
+  if (first === FrontendCode.Query) unnamedDropped(s, null);
+  else if (first === FrontendCode.Parse) {
+    const st = s.statements.protocol.get('');
+    if (st !== undefined && st.nodes.size > 0) st.nodes.clear();
+  }
   return true;
 }
 
