@@ -51,11 +51,26 @@ export interface CacheSession {
 }
 
 /**
+ * Whether the cache may answer (or collect) the next request: every earlier request answered, and
+ * no extended-protocol sequence left open without a Sync on any backend. After an unsynced
+ * sequence the backend is inside its implicit transaction — or, after an error there, discards
+ * every message up to the next Sync and answers that Sync alone — so the next request's answer is
+ * the backend's to give: a hit would answer rows PostgreSQL skips, and would keep that Sync (the
+ * commit of what the sequence wrote) from ever reaching the backend.
+ */
+function atRest(s: CacheSession): boolean {
+  for (const l of s.links) {
+    if (l !== undefined && (l.clientOwed > 0 || l.unsynced)) return false;
+  }
+  return true;
+}
+
+/**
  * The query cache's turn before the planner (cache-port.ts' early()): true when the request was
  * answered from the cache, with no plan made.
  */
 export function earlyCacheHit(s: CacheSession, req: Request, info: RequestInfo): boolean {
-  if (req.term === Term.None || !s.allAnswered(null)) return false;
+  if (req.term === Term.None || !atRest(s)) return false;
   if (!s.cache!.early(req.data, info, s.cacheView!)) return false;
   answerHit(s, req, info, null);
   return true;
@@ -80,7 +95,7 @@ export function quickCacheHit(s: CacheSession & NamingSession, req: Request): bo
  * is framed; it may be a view of a shared read buffer, valid during the call only).
  */
 export function quickReadHit(s: CacheSession & NamingSession, data: Buffer): boolean {
-  if (!s.allAnswered(null) || !s.cache!.quick(data, s.cacheView!)) return false;
+  if (!atRest(s) || !s.cache!.quick(data, s.cacheView!)) return false;
   s.flush();
   s.client.write(s.cache!.hitAnswer(s.txStatus()));
   const first = data[0];
@@ -129,7 +144,7 @@ function answerHit(s: CacheSession, req: Request, info: RequestInfo, classes: re
  */
 export function consultCache(s: CacheSession, req: Request, info: RequestInfo, plan: Plan): boolean | null {
   const cache = s.cache!;
-  if (req.term === Term.None || !s.allAnswered(null)) return null;
+  if (req.term === Term.None || !atRest(s)) return null;
   switch (cache.consult(req.data, info, s.cacheView!, plan.classes)) {
     case CacheStep.Wait:
       s.block(cache.waitFor!, 'query cache lookup');
