@@ -1,6 +1,7 @@
 /**
  * Micro benchmark of a query cache hit (memqcache_method = shmem), with no socket: a client chunk
- * framed and handed to the session core, planned, looked up in the cache and answered to a (fake)
+ * offered whole to the session core (quickRead: a request whose bytes hit before, answered before
+ * framing), else framed and handed to it, planned, looked up in the cache and answered to a (fake)
  * client port — for the hot-key request (bench/query-cache.sh: 1,000 keys) in each protocol mode.
  * What it measures is pgmaitre's own work per hit (the two system calls, one read and one write,
  * are not in it). Plain script: `npx tsc -p . && node dist/bench/micro/query-cache-hit.js`.
@@ -94,9 +95,12 @@ async function main(): Promise<void> {
     if (qc.shmem!.entries < 1000) throw new Error(`${mode}: ${qc.shmem!.entries} answers stored of 1000 (${JSON.stringify({ ...qc.stats, invalidations: undefined })})`);
     const hits0 = qc.stats.hits;
     const before = backendBytes;
+    // As frontend/session.ts reads: offered whole to the cache (quickRead), else framed.
     const run = (n: number): void => {
       for (let i = 0; i < n; i++) {
-        framer.push(reqs[i % 1000]!, core);
+        const r = reqs[i % 1000]!;
+        if (framer.atBoundary && core.quickRead(r)) continue;
+        framer.push(r, core);
         core.endOfInput();
       }
     };

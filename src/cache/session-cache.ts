@@ -10,6 +10,13 @@
  * SQL, the parameter types, the Bind message's parameters and formats, and the generations of
  * everything read (query-cache.ts).
  *
+ * Hits, fastest first (shmem): quick() — a request whose exact bytes hit before, found in the
+ * process's index of hot requests by a hash of its bytes (HotEntry: every check early() makes,
+ * made again on what the hit depended on, no key built), or a new parameter of the session's last
+ * prepared hit — before the request is framed or decoded (session pooling); early() — a text
+ * already known, before the planner; consult() — after the planner (and the only way with
+ * memcached or the change stream).
+ *
  * Transactions: an answer read inside a transaction is stored at COMMIT, dropped at ROLLBACK or
  * after an error; once the transaction wrote, nothing is served or collected until it ends; in a
  * REPEATABLE READ or SERIALIZABLE transaction nothing is served (a direct connection would read
@@ -25,6 +32,7 @@ import { CacheStep, type CachePort, type CacheView } from '../core/cache-port';
 import type { ParseRef, RequestInfo } from '../core/request';
 import { invalidationOf, relationVerdict, textVerdict, type Invalidation, type TableLists, type TextVerdict } from './cacheable';
 import { QueryCache, type GenCell } from './query-cache';
+import type { ShmemEntry } from './shmem-store';
 
 const SNAPSHOT_ISOLATION = /isolation\s+level\s+(repeatable\s+read|serializable)/i;
 const SNAPSHOT_DEFAULT = /repeatable|serializable/i;
@@ -64,6 +72,32 @@ interface Shape {
   readonly params: string;
   readonly cls: QueryClass | undefined;
   /** The session's Parse frame of the statement bound (null: the request parses it): shmemKey's memo. */
+  readonly frame: Buffer | null;
+}
+
+/**
+ * A request known to hit (hot(), SessionCache.hotHit): its exact bytes, and everything its hit
+ * depended on, checked again before each use — the same user, database and settings (prefix),
+ * the text's verdict and resolution still the current ones, the generations of what it read
+ * unchanged, the answer still in the store and not expired, and the statement it binds still
+ * the same text. Equal bytes under all of that mean the same key as early() would build.
+ */
+interface HotEntry {
+  /** The request (a copy: reads may be views of a shared buffer). */
+  readonly bytes: Buffer;
+  readonly prefix: string;
+  readonly memo: TextMemo;
+  readonly res: Resolution;
+  /** gensOf(res) when it was stored. */
+  readonly gens: string;
+  readonly entry: ShmemEntry;
+  /**
+   * The statement the session must have as `stmt` for the hit to stand, as its Parse frame (one
+   * buffer per content in the process: canonicalFrame), or null (a Query): the statement a Bind
+   * of a statement parsed before binds; for a request beginning with a Parse of the unnamed
+   * statement, that Parse (the session's unnamed statement must be it: its first hit recorded it).
+   */
+  readonly stmt: string;
   readonly frame: Buffer | null;
 }
 
@@ -110,6 +144,18 @@ export class SessionCache implements CachePort {
   private settingsAt = -1;
   private settings = '';
   private prefix = '';
+  /** The settings version `prefix` was made at, and the search_path then (part of it: hotHit reads it here, not from the session's maps). */
+  private prefixAt = -1;
+  private prefixSp = '';
+  /** `prefix` as a number: the seed of hashOf() (requests of other settings land elsewhere in the index). */
+  private prefixSeed = 0;
+  /** The process's index of hot requests (hotIndex()). */
+  private readonly hot: HotIndex;
+  /** The request quick() was last asked about and could not answer: early() indexes it if it hits. */
+  private quickMissed: Buffer | null = null;
+  /** hotHit(): the session's statement frame last found equal to a HotEntry's frame, and that frame. */
+  private sameOwn: Buffer | null = null;
+  private sameCanonical: Buffer | null = null;
   private sessionSnapshot: boolean;
   // The change stream's fence (memqcache_logical_invalidation): the request it was awaited for, and its answer.
   private fencedFor: Buffer | null = null;
@@ -138,6 +184,7 @@ export class SessionCache implements CachePort {
     private readonly volatility: () => VolatilityLookup,
   ) {
     this.idleBumps = cache.bumps;
+    this.hot = hotIndex(cache);
     const p = id.startupParams;
     this.sessionSnapshot = SNAPSHOT_DEFAULT.test(p.default_transaction_isolation ?? '') || /default_transaction_isolation\s*=\s*\S*(repeatable|serializable)/i.test(p.options ?? '');
   }
@@ -240,12 +287,22 @@ export class SessionCache implements CachePort {
     const memo = this.knownRead(shape.sql, view);
     if (memo === null) return false;
     const key = this.shmemKey(shape, view, memo.res!);
-    const value = cache.shmem!.get(key);
-    if (value === undefined) {
+    const entry = cache.shmem!.entry(key);
+    if (entry === undefined) {
       this.earlyMiss = data;
       this.earlyKey = key;
       return false;
     }
+    const value = entry.value!;
+    if (this.quickMissed === data) {
+      // Its next time is known from its bytes (quick()): the request alone (a lone Query, a Parse
+      // of the unnamed statement first, or a Bind of a statement parsed before).
+      const p = info.parses[0];
+      if (shape.shape === 'Q') this.remember(data, memo, entry, '', null);
+      else if (p === undefined) this.remember(data, memo, entry, info.bindStatements[0]!, shape.frame);
+      else if (p.name === '' && p.start === 0) this.remember(data, memo, entry, '', data.subarray(0, p.end));
+    }
+    this.quickMissed = null;
     this.waitFor = null;
     this.collecting = false;
     cache.stats.selects++;
@@ -279,9 +336,84 @@ export class SessionCache implements CachePort {
    * the rest of the way decide).
    */
   quick(data: Buffer, view: CacheView): boolean {
+    if (!this.mayHitNow(view)) return false;
+    if (this.hotHit(data, view) || this.quickPrepared(data, view)) {
+      this.quickMissed = null;
+      return true;
+    }
+    this.quickMissed = data;
+    return false;
+  }
+
+  /**
+   * A request whose exact bytes hit before (in any session of the process with the same user,
+   * database and settings): answered from the index of hot requests, with every check early()
+   * makes and none of its work (no text decoded, no key built, hashed or compared). See HotEntry.
+   */
+  private hotHit(data: Buffer, view: CacheView): boolean {
+    const hot = this.hot.map;
+    if (hot.size === 0 || data.length > HOT_MAX_BYTES) return false;
+    const prefix = this.prefixOf(view);
+    const h = hashOf(data, this.prefixSeed);
+    const e = hot.get(h);
+    if (e === undefined || e.prefix !== prefix || !sameBytes(data, e.bytes)) return false;
+    const memo = e.memo;
+    const res = e.res;
+    const cache = this.cache;
+    if (memo.res !== res || memo.lists !== cache.lists || memo.by !== this.classifier() || !this.current(res, this.prefixSp) || gensOf(res) !== e.gens) return false;
+    const f = e.frame;
+    if (f !== null) {
+      const st = view.statement(e.stmt);
+      if (st === undefined) return false;
+      if (st.frame !== this.sameOwn || f !== this.sameCanonical) {
+        // (Compared once per pair of buffers: frames are never changed in place.)
+        if (!st.frame.equals(f)) return false;
+        this.sameOwn = st.frame;
+        this.sameCanonical = f;
+      }
+    }
+    const value = cache.shmem!.live(e.entry);
+    if (value === null) {
+      hot.delete(h);
+      return false;
+    }
+    this.served(value, memo.cls);
+    return true;
+  }
+
+  /** Indexes a request that just hit (hotHit answers it next time); `frame`: see HotEntry. */
+  private remember(data: Buffer, memo: TextMemo, entry: ShmemEntry, stmt: string, frame: Buffer | null): void {
+    if (data.length > HOT_MAX_BYTES || (frame !== null && frame.length > HOT_MAX_BYTES)) return;
+    const index = this.hot;
+    const hot = index.map;
+    const size = data.length + HOT_ENTRY_OVERHEAD;
+    if (hot.size >= HOT_MAX || index.bytes + size > HOT_BYTES) {
+      hot.clear();
+      index.bytes = 0;
+    }
+    index.bytes += size;
+    const res = memo.res!;
+    hot.set(hashOf(data, this.prefixSeed), { bytes: Buffer.from(data), prefix: this.prefix, memo, res, gens: res.gens, entry, stmt, frame: frame === null ? null : canonicalFrame(frame) });
+  }
+
+  /** A hit found by quick(): the session's state as early() leaves it. */
+  private served(value: Buffer, cls: QueryClass): void {
+    this.waitFor = null;
+    this.collecting = false;
+    this.earlyMiss = null;
+    const stats = this.cache.stats;
+    stats.selects++;
+    stats.hits++;
+    this.hit = value;
+    this.hitOwned = false;
+    this.hitClass = cls;
+  }
+
+  /** quick() for the statement of the last prepared hit with parameters not indexed yet (see quick()). */
+  private quickPrepared(data: Buffer, view: CacheView): boolean {
     const frame = this.quickFrame;
     const cache = this.cache;
-    if (frame === null || !this.mayHitNow(view)) return false;
+    if (frame === null) return false;
     const len = data.length;
     // Bind: code, length, '' (portal), the statement's name, NUL, then formats, values, result formats.
     const nb = this.quickBytes!;
@@ -311,16 +443,10 @@ export class SessionCache implements CachePort {
     }
     const shape = SHAPES.get(seq * 8 + 6);
     if (shape === undefined) return false;
-    const value = cache.shmem!.get(this.shmemKey({ shape, sql: st.sql, types: this.types, params: latin1(data, nameEnd + 1, bEnd), cls: memo.cls, frame }, view, memo.res!));
-    if (value === undefined) return false;
-    this.waitFor = null;
-    this.collecting = false;
-    this.earlyMiss = null;
-    cache.stats.selects++;
-    cache.stats.hits++;
-    this.hit = value;
-    this.hitOwned = false;
-    this.hitClass = memo.cls;
+    const entry = cache.shmem!.entry(this.shmemKey({ shape, sql: st.sql, types: this.types, params: latin1(data, nameEnd + 1, bEnd), cls: memo.cls, frame }, view, memo.res!));
+    if (entry === undefined) return false;
+    this.remember(data, memo, entry, this.quickName, frame);
+    this.served(entry.value!, memo.cls);
     return true;
   }
 
@@ -475,15 +601,25 @@ export class SessionCache implements CachePort {
     return res.db === this.id.database && res.sp === sp && res.version === cache.catalog.version && res.epoch === cache.epoch && Date.now() < res.until;
   }
 
+  /** The session's user, database and settings as one interned number (recomputed when the settings change). */
+  private prefixOf(view: CacheView): string {
+    const v = view.settingsVersion;
+    if (this.prefixAt !== v || this.prefix === '') {
+      this.prefix = this.cache.intern(`${this.id.user}\u0000${this.id.database}\u0000${this.fingerprint(view)}`);
+      this.prefixSeed = parseInt(this.prefix, 36) | 0;
+      this.prefixSp = view.searchPath;
+      this.prefixAt = v;
+    }
+    return this.prefix;
+  }
+
   /**
    * shmem's key: the parts themselves, unhashed (the map hashes the string natively; a SHA-1 per
    * request was the largest cost of a hit). The session's user, database and settings are one
    * interned number; types and parameters carry their lengths (they may hold NUL bytes); then the generations.
    */
   private shmemKey(shape: Shape, view: CacheView, res: Resolution): string {
-    if (this.settingsAt !== view.settingsVersion || this.prefix === '') {
-      this.prefix = this.cache.intern(`${this.id.user}\u0000${this.id.database}\u0000${this.fingerprint(view)}`);
-    }
+    this.prefixOf(view);
     const types = shape.types;
     const params = shape.params;
     const frame = shape.frame;
@@ -930,4 +1066,74 @@ function parseTypes(buf: Buffer, start: number, end: number): string {
   const nameEnd = buf.indexOf(0, start + 5);
   const sqlEnd = nameEnd < 0 || nameEnd >= end ? -1 : buf.indexOf(0, nameEnd + 1);
   return sqlEnd < 0 || sqlEnd >= end ? '' : latin1(buf, sqlEnd + 1, end);
+}
+
+/**
+ * The index of hot requests of each cache (SessionCache.hotHit), shared by the process's
+ * sessions: a hit of one fills it for all with the same settings (pgbench's 16 clients send the
+ * same 1,000 requests). Bounded (HOT_MAX entries, HOT_BYTES of requests and bookkeeping): emptied
+ * when full. It holds the store's entries, whose answers it drops when they leave the store
+ * (ShmemStore.live), so memqcache_total_size still bounds them.
+ */
+interface HotIndex {
+  readonly map: Map<number, HotEntry>;
+  /** Bytes counted for its entries since it was last emptied (replaced ones too: an over-count). */
+  bytes: number;
+}
+const HOT_MAX = 8192;
+const HOT_BYTES = 4 * 1024 * 1024;
+/** Bytes counted per entry beside its request (the entry, the map's slot). */
+const HOT_ENTRY_OVERHEAD = 160;
+/** Longer requests (or statements) are not indexed (their hits go the usual way). */
+const HOT_MAX_BYTES = 2048;
+const hotIndexes = new WeakMap<QueryCache, HotIndex>();
+function hotIndex(cache: QueryCache): HotIndex {
+  let m = hotIndexes.get(cache);
+  if (m === undefined) {
+    m = { map: new Map(), bytes: 0 };
+    hotIndexes.set(cache, m);
+  }
+  return m;
+}
+
+/**
+ * One buffer per Parse frame content in the process (HotEntry.frame), so that hotHit compares
+ * each session's statement with it once. Bounded like the index (emptied when full).
+ */
+const frames = new Map<string, Buffer>();
+let framesBytes = 0;
+function canonicalFrame(frame: Buffer): Buffer {
+  const k = frame.toString('latin1');
+  let c = frames.get(k);
+  if (c === undefined) {
+    if (frames.size >= HOT_MAX || framesBytes + frame.length * 2 > HOT_BYTES) {
+      frames.clear();
+      framesBytes = 0;
+    }
+    c = Buffer.from(frame);
+    frames.set(k, c);
+    framesBytes += frame.length * 2 + HOT_ENTRY_OVERHEAD;
+  }
+  return c;
+}
+
+/**
+ * FNV-1a of a request's length and every byte (at most HOT_MAX_BYTES: a literal in the middle of a
+ * long text must tell requests apart), from `seed`: no string made. Equal hashes are confirmed by
+ * comparing every byte; two requests with one hash share a slot (the later replaces the other).
+ */
+function hashOf(b: Buffer, seed: number): number {
+  const n = b.length;
+  let h = Math.imul(0x811c9dc5 ^ seed, 0x01000193) ^ n;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  return h;
+}
+
+/** Whether two requests are the same bytes (up to 64, a loop: cheaper than the native call). */
+function sameBytes(a: Buffer, b: Buffer): boolean {
+  const n = a.length;
+  if (n !== b.length) return false;
+  if (n > 64) return a.equals(b);
+  for (let i = n - 1; i >= 0; i--) if (a[i] !== b[i]) return false;
+  return true;
 }

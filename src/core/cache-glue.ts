@@ -6,7 +6,7 @@
  * invalidation went through (the client learns of its write only once no cached answer can
  * contradict it). The per-chunk checks stay in SessionCore.forward(), on fields it owns.
  */
-import { TxStatus } from '../protocol/codes';
+import { FrontendCode, TxStatus } from '../protocol/codes';
 import type { QueryClass } from '../classify/types';
 import { ExpectKind, Term, type Expect, type Link } from './link';
 import { releaseRequest, type Request, type RequestInfo } from './request';
@@ -16,6 +16,7 @@ import type { SessionState } from './session-state';
 import type { ClientPort } from './ports';
 import type { CoreHost } from './core-host';
 import { CacheStep, type CachePort, type CacheView } from './cache-port';
+import { unnamedDropped, type NamingSession } from './connection-statements';
 
 /** What the cache glue reads and changes of the session (SessionCore). */
 export interface CacheSession {
@@ -50,11 +51,26 @@ export interface CacheSession {
 }
 
 /**
+ * Whether the cache may answer (or collect) the next request: every earlier request answered, and
+ * no extended-protocol sequence left open without a Sync on any backend. After an unsynced
+ * sequence the backend is inside its implicit transaction — or, after an error there, discards
+ * every message up to the next Sync and answers that Sync alone — so the next request's answer is
+ * the backend's to give: a hit would answer rows PostgreSQL skips, and would keep that Sync (the
+ * commit of what the sequence wrote) from ever reaching the backend.
+ */
+function atRest(s: CacheSession): boolean {
+  for (const l of s.links) {
+    if (l !== undefined && (l.clientOwed > 0 || l.unsynced)) return false;
+  }
+  return true;
+}
+
+/**
  * The query cache's turn before the planner (cache-port.ts' early()): true when the request was
  * answered from the cache, with no plan made.
  */
 export function earlyCacheHit(s: CacheSession, req: Request, info: RequestInfo): boolean {
-  if (req.term === Term.None || !s.allAnswered(null)) return false;
+  if (req.term === Term.None || !atRest(s)) return false;
   if (!s.cache!.early(req.data, info, s.cacheView!)) return false;
   answerHit(s, req, info, null);
   return true;
@@ -62,14 +78,32 @@ export function earlyCacheHit(s: CacheSession, req: Request, info: RequestInfo):
 
 /**
  * The query cache's turn before the request is even decoded (SessionCore.step, session pooling):
- * a prepared statement's hit recognised from its bytes (SessionCache.quick) is answered here —
- * no RequestInfo, no shape walk, no statement lookups by decoded name.
+ * a hit recognised from its bytes (SessionCache.quick: a request whose exact bytes hit before, or
+ * a prepared statement's) is answered here — no RequestInfo, no shape walk, no key built. What a
+ * hit through early() does to the session's statements is done here too: a Query drops the
+ * unnamed statement; a Parse of the unnamed statement (quick() checked it is the one the session
+ * has) leaves it on no backend.
  */
-export function quickCacheHit(s: CacheSession, req: Request): boolean {
-  if (req.term !== Term.Sync || !s.allAnswered(null) || !s.cache!.quick(req.data, s.cacheView!)) return false;
+export function quickCacheHit(s: CacheSession & NamingSession, req: Request): boolean {
+  if ((req.term !== Term.Sync && req.term !== Term.Query) || !quickReadHit(s, req.data)) return false;
+  releaseRequest(req);
+  return true;
+}
+
+/**
+ * quickCacheHit() for `data`, a client's request whole (SessionCore.quickRead: a read, before it
+ * is framed; it may be a view of a shared read buffer, valid during the call only).
+ */
+export function quickReadHit(s: CacheSession & NamingSession, data: Buffer): boolean {
+  if (!atRest(s) || !s.cache!.quick(data, s.cacheView!)) return false;
   s.flush();
   s.client.write(s.cache!.hitAnswer(s.txStatus()));
-  releaseRequest(req);
+  const first = data[0];
+  if (first === FrontendCode.Query) unnamedDropped(s, null);
+  else if (first === FrontendCode.Parse) {
+    const st = s.statements.protocol.get('');
+    if (st !== undefined && st.nodes.size > 0) st.nodes.clear();
+  }
   return true;
 }
 
@@ -110,7 +144,7 @@ function answerHit(s: CacheSession, req: Request, info: RequestInfo, classes: re
  */
 export function consultCache(s: CacheSession, req: Request, info: RequestInfo, plan: Plan): boolean | null {
   const cache = s.cache!;
-  if (req.term === Term.None || !s.allAnswered(null)) return null;
+  if (req.term === Term.None || !atRest(s)) return null;
   switch (cache.consult(req.data, info, s.cacheView!, plan.classes)) {
     case CacheStep.Wait:
       s.block(cache.waitFor!, 'query cache lookup');

@@ -54,7 +54,7 @@ import type { BackendPort, ClientPort, ForwardSink } from './ports';
 import { BackendMessageLog } from '../log/backend-messages';
 import { LinkRefused, type CoreHost } from './core-host';
 import type { CachePort, CacheView } from './cache-port';
-import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, quickCacheHit, type CacheSession } from './cache-glue';
+import { cacheSent, cacheSettled, consultCache, earlyCacheHit, endsTransaction, makeCacheView, quickCacheHit, quickReadHit, type CacheSession } from './cache-glue';
 import { IdentityCheck, identityUnsure, type IdentitySession } from './identity-check';
 import { Pins, pinReasonOf } from './tx-pooling';
 import { deferBegin, deferredStep, type DeferredSession } from './deferred-begin';
@@ -333,6 +333,19 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     req.unflushed = term === Term.None && !flushMessage;
     this.queue.push(req);
     this.queuedBytes += req.data.length;
+  }
+
+  /**
+   * A client read (`view`, valid during the call) that is, whole, one request the query cache
+   * answers from its bytes, arriving when nothing else is under way (session pooling; no request
+   * queued, begun, waiting or unanswered; no COPY): answered before it is framed (cache-glue.ts
+   * quickReadHit). False: the read is framed as usual.
+   */
+  quickRead(view: Buffer): boolean {
+    if (this.cache === null || this.queue.length !== 0 || this.rCount !== 0 || this.driving !== 0 || this.blocked !== 0 || this.held !== null || this.closed
+      || this.leaving !== null || this.parked !== null || this.refused !== null || this.copyTarget !== null || this.cancelling.size !== 0
+      || this.deferredBegin !== '' || this.host.pooling !== 'session') return false;
+    return quickReadHit(this, view);
   }
 
   /** The end of a client chunk: stream COPY data, then route and send complete requests. */

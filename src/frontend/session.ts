@@ -354,6 +354,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
     }
     // The boundary where client bytes enter the core: a throw ends this session only.
     try {
+      // A read that is, whole, a request the query cache answers from its bytes (nothing else
+      // under way): answered before it is framed — no copy, no request queued (core/cache-glue.ts).
+      if (this.framer.atBoundary && !this.logFlags.statement && !this.logFlags.clientMessages && this.core?.quickRead(view) === true) return;
       if (this.framer.pushView(view, this, countCopied) !== 0) this.badLength();
       else this.core?.endOfInput();
     } catch (e) {

@@ -40,6 +40,11 @@ export class Framer {
   private need = 0;
   /** Declared length of the first frame that broke the limit, or 0. */
   violation = 0;
+
+  /** No frame begun and not finished, no violation: the next byte read starts a frame. */
+  get atBoundary(): boolean {
+    return this.assembly === null && this.partsLen === 0 && this.violation === 0;
+  }
   /** pushView(): the straddling frame being filled in place, and how much of it is there. */
   private assembly: Buffer | null = null;
   private filled = 0;

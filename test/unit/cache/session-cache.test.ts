@@ -5,90 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pino from 'pino';
-import { loadConfigText } from '../../../src/config/load';
-import { Cluster, NodeRole, NodeStatus } from '../../../src/cluster/cluster';
-import { buildRoutingContext } from '../../../src/core/routing-context';
-import { SessionCore } from '../../../src/core/session-core';
-import type { CoreHost } from '../../../src/core/core-host';
-import type { BackendPort } from '../../../src/core/ports';
-import { Framer } from '../../../src/protocol/framer';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '../../../src/protocol/frontend';
-import { encodeReadyForQuery } from '../../../src/protocol/backend';
-import { initClassifier } from '../../../src/classify';
 import { QueryCache } from '../../../src/cache/query-cache';
-import { SessionCache } from '../../../src/cache/session-cache';
-import { ServerStatements } from '../../../src/protocol/server-statements';
-
-const SQL = 'SELECT abalance FROM pgbench_accounts WHERE aid = $1;';
-
-function frame(code: string, body: Buffer): Buffer {
-  const h = Buffer.alloc(5);
-  h.write(code, 0, 'latin1');
-  h.writeInt32BE(body.length + 4, 1);
-  return Buffer.concat([h, body]);
-}
-const ROW_DESC = frame('T', Buffer.from([0, 1, 0x61, 0x62, 0x61, 0x6c, 0x61, 0x6e, 0x63, 0x65, 0, 0, 0, 0x40, 0, 0, 3, 0, 0, 0, 0x17, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0]));
-/** The rows of aid = i: one DataRow whose value is i's text (so that answers differ by key). */
-function rows(i: number): Buffer {
-  const v = Buffer.from(String(i));
-  const body = Buffer.alloc(6 + v.length);
-  body.writeInt16BE(1, 0);
-  body.writeInt32BE(v.length, 2);
-  v.copy(body, 6);
-  return Buffer.concat([ROW_DESC, frame('D', body), frame('C', Buffer.from('SELECT 1\0'))]);
-}
-const PARSED = frame('1', Buffer.alloc(0));
-const BOUND = frame('2', Buffer.alloc(0));
-const RFQ = (s: string): Buffer => encodeReadyForQuery(s.charCodeAt(0));
-
-async function setup(): Promise<{
-  send(b: Buffer): void; answer(b: Buffer): void; client: Buffer[]; backend: Buffer[]; qc: QueryCache; classified: string[]; core: SessionCore; cache: SessionCache;
-}> {
-  await initClassifier();
-  const config = loadConfigText("backend_hostname0 = 'a'\nbackend_weight0 = 1\nbackend_hostname1 = 'b'\nbackend_port1 = 5433\nbackend_weight1 = 0\n"
-    + "memory_cache_enabled = on\nmemqcache_method = 'shmem'\nmemqcache_total_size = 8388608\n", '/x/pgpool.conf').config;
-  const cluster = new Cluster(config.backends.map((b) => ({ id: b.id, host: b.hostname, port: b.port, weight: b.weight, flags: b.flags, dataDirectory: '', applicationName: '' })));
-  cluster.setRole(0, NodeRole.Primary, 't');
-  cluster.setRole(1, NodeRole.Standby, 't');
-  cluster.setStatus(0, NodeStatus.Up, 't');
-  cluster.setStatus(1, NodeStatus.Up, 't');
-  const volatility = { get: () => 's' as const, lookup: async () => {}, clear: () => {} };
-  const routing = buildRoutingContext(config, volatility);
-  const log = pino({ level: 'silent' });
-  const qc = new QueryCache(config, () => null, log);
-  qc.catalog.known = () => ({ oid: 16398, kind: 'r', persistence: 'p', system: false, rowSecurity: false });
-  qc.catalog.expiresAt = () => Infinity;
-  const backend: Buffer[] = [];
-  const client: Buffer[] = [];
-  const classified: string[] = [];
-  const classifier = routing.classifier;
-  const counting = { ...classifier, classify: (sql: string) => { classified.push(sql); return classifier.classify(sql); } } as typeof classifier;
-  const conn = (nodeId: number): BackendPort => ({
-    nodeId, backendPid: 100 + nodeId, backendSecret: 1, txStatus: 73, params: new Map(), applied: new Map(), appliedVersion: -1, appliedOwner: null,
-    statements: new ServerStatements(), lastStatement: '',
-    write: (b) => { backend.push(Buffer.from(b)); return true; }, pause: () => {}, resume: () => {}, onceDrained: () => {},
-  });
-  const host: CoreHost = {
-    pid: 1, user: 'u', database: 'd', applicationName: '', cluster, routing, config, lsn: null, adminEnabled: true,
-    log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false, backendMessages: 'none' },
-    noticePerNode: false, classifier: counting,
-    lbCandidates: (primaryId, excluded) => cluster.nodes.map((n) => ({ id: n.id, weight: n.weight, usable: !excluded(n.id), isPrimary: n.id === primaryId, lagging: false, delay: 0, backup: false })),
-    openLink: async () => conn(1), closeLink: () => {}, runAdmin: async () => Buffer.alloc(0), nodeAccepting: async () => true,
-    backendError: () => {}, cancelBackend: async () => {}, pauseClient: () => {}, resumeClient: () => {}, end: () => {}, observeLatency: () => {},
-    pooling: 'session', leaseNow: () => null, pinned: () => {}, statementCache: () => {}, knownStatement: () => false,
-    cache: new SessionCache(qc, { user: 'u', database: 'd', startupParams: { user: 'u', database: 'd' } }, () => counting, () => volatility),
-  };
-  const cache = host.cache as SessionCache;
-  const core = new SessionCore(host, { write: (b) => { client.push(b); return true; } });
-  core.attachLogin(0, conn(0));
-  const framer = new Framer(1 << 30);
-  return {
-    send: (b) => { framer.push(b, core); core.endOfInput(); },
-    answer: (b) => core.onBackendData(0, b),
-    client, backend, qc, classified, core, cache,
-  };
-}
+import { BOUND, PARSED, RFQ, ROW_DESC, SQL, frame, rows, setup } from './cache-harness';
 
 const bindOf = (stmt: string, i: number): Buffer => encodeBind('', stmt, [String(i)]);
 const prepared = (i: number): Buffer => Buffer.concat([bindOf('P0_1', i), encodeDescribe('P', ''), encodeExecute('', 0)]);

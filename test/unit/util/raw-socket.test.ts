@@ -388,3 +388,41 @@ test('end() without peerDone: shutdown first, closed once the client\'s EOF come
     server.close();
   }
 });
+
+test('writes that complete at once reuse one request object; one that waits keeps its own: every byte arrives, in order, on both connections', async () => {
+  const a = await pair();
+  const b = await pair();
+  try {
+    // Small writes (taken at once), a large one the kernel cannot take at once on `a` (its
+    // client does not read yet: it waits), then small writes on both again.
+    const small = (tag: string, i: number): Buffer => Buffer.from(`${tag}${String(i).padStart(4, '0')};`);
+    const big = Buffer.alloc(8 * 1024 * 1024, 0x61);
+    const sentA: Buffer[] = [];
+    const sentB: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      sentA.push(small('a', i));
+      a.raw.write(sentA[sentA.length - 1]!);
+      sentB.push(small('b', i));
+      b.raw.write(sentB[sentB.length - 1]!);
+    }
+    sentA.push(big);
+    assert.equal(a.raw.write(big), false, 'the large write waits (above the high-water mark)');
+    for (let i = 200; i < 400; i++) {
+      sentA.push(small('a', i));
+      a.raw.write(sentA[sentA.length - 1]!);
+      sentB.push(small('b', i));
+      b.raw.write(sentB[sentB.length - 1]!);
+    }
+    const wantA = Buffer.concat(sentA);
+    const wantB = Buffer.concat(sentB);
+    const [gotA, gotB] = await Promise.all([collect(a.client, wantA.length), collect(b.client, wantB.length)]);
+    assert.ok(gotB.equals(wantB));
+    assert.equal(gotA.length, wantA.length);
+    assert.ok(gotA.equals(wantA), 'the bytes after the write that waited follow it, intact');
+  } finally {
+    for (const p of [a, b]) {
+      p.client.destroy();
+      p.server.close();
+    }
+  }
+});
