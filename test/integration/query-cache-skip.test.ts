@@ -82,7 +82,7 @@ describe('query cache: a request in skip-until-Sync is not answered from the cac
       before(async () => {
         px = await startInProcess([
           backendLines(fx.cluster), "sr_check_user = 'postgres'", 'enable_pool_hba = off',
-          `pool_mode = '${mode}'`, 'default_pool_size = 2',
+          `pool_mode = '${mode}'`, `default_pool_size = ${mode === 'transaction' ? 1 : 2}`,
           'memory_cache_enabled = on', "memqcache_method = 'shmem'",
         ].join('\n'));
       });
@@ -103,6 +103,28 @@ describe('query cache: a request in skip-until-Sync is not answered from the cac
           await admin.end();
         }
       });
+
+      if (mode === 'transaction') {
+        test('two clients on the pool\'s one connection: the second is served once the first one\'s Sync reached the server', async () => {
+          const a = await RawClient.connect(px.port, { user: 'postgres', database: 'postgres' });
+          const b = await RawClient.connect(px.port, { user: 'postgres', database: 'postgres' });
+          try {
+            for (let i = 0; i < 2; i++) {
+              a.send(...hot());
+              await a.untilReady();
+            }
+            a.send(...failing()); // a holds the only connection until its Sync
+            assert.equal(types(await untilError(a)).slice(-1), 'E');
+            b.send(encodeQuery('SELECT 2 AS two'));
+            a.send(...hot());
+            assert.equal(types(await a.untilReady()), 'Z', 'skip-until-Sync: the Sync alone is answered');
+            assert.equal(types(await b.untilReady()), 'TDCZ', 'b got the connection after a\'s Sync');
+          } finally {
+            a.close();
+            b.close();
+          }
+        });
+      }
     });
   }
 });
