@@ -62,11 +62,12 @@ export const ABORT_TX = encodeQuery("DO $pgmaitre$BEGIN RAISE EXCEPTION 'pgmaitr
  * An ERROR answered here (after flush). Transaction pooling, inside a transaction of a shared
  * connection whose status is certain: the server's transaction is failed too (ABORT_TX, its
  * answer swallowed) and the reply, ReadyForQuery 'E', follows it in place, as PostgreSQL would
- * abort it; a later COMMIT then rolls back.
+ * abort it; a later COMMIT then rolls back. `inSession`: in session pooling too (a cancelled
+ * statement, SessionCore.cancel: it must abort the transaction as PostgreSQL's would).
  */
-export function localError(s: ReplySession, req: Request, code: string, message: string, hint: string | undefined): void {
+export function localError(s: ReplySession, req: Request, code: string, message: string, hint: string | undefined, inSession = false): void {
   const syncs = req.term === Term.None ? 0 : 1;
-  const l = s.host.pooling === 'session' ? undefined : s.links[s.host.cluster.primaryId()];
+  const l = s.host.pooling === 'session' && !inSession ? undefined : s.links[s.host.cluster.primaryId()];
   // (pgmaitre's own side requests still owed do not make the status uncertain: the ones that
   // change it set txStatus when sent, as a deferred BEGIN does.)
   if (l?.conn == null || l.txStatus !== TxStatus.InTransaction || l.unsynced || l.clientOwed > 0) {

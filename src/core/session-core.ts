@@ -136,11 +136,16 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Links whose cancel request is on its way (lease-end.ts, LeaseEndSession). */
   readonly cancelling = new Map<Link, Promise<void>>();
   /**
-   * A cancel came while nothing ran at a server and this request (the queue's head then) waited
-   * (for its lease, a lookup...): it is forwarded once the request was sent, as a direct connection
-   * would cancel it when it runs; dropped if the request is answered here.
+   * The queue's head when step() last returned false for it (it waits: for its lease, a
+   * connection, a lookup, answers); null once it moved on. A cancel answers it here (cancel()).
    */
-  private cancelHead: Request | null = null;
+  private stalled: Request | null = null;
+  /**
+   * A request was answered here with an ERROR (a cancelled one, cancel()) and no Sync came after
+   * it yet: the client's messages are discarded up to its next Sync, answered ReadyForQuery, as
+   * PostgreSQL discards them after an error in the extended protocol.
+   */
+  private skipToSync = false;
   // Transaction pooling, the request being sent (NamingSession, connection-statements.ts, says
   // what each means): names it redefines (42P05 from the server), Binds answered here, and
   // whether it may meet an aborted transaction (F21).
@@ -368,20 +373,17 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Sends every queued request that can be sent now. */
   drive(): void {
     this.driving++;
-    while (!this.closed && this.blocked === 0 && this.cancelling.size === 0 && this.queue.length > 0) {
+    // (Discarding to Sync needs no server: not held by a wait for one.)
+    while (!this.closed && (this.skipToSync || (this.blocked === 0 && this.cancelling.size === 0)) && this.queue.length > 0) {
       const req = this.queue[0]!;
       const bytes = req.data.length; // (step() may give the request back to the pool)
-      if (!this.step(req)) break;
+      if (!(this.skipToSync ? this.skipped(req) : this.step(req))) {
+        this.stalled = req;
+        break;
+      }
+      this.stalled = null;
       this.queue.shift();
       this.queuedBytes -= bytes;
-      if (this.cancelHead === req) {
-        // (req may be back in the request pool: compared by identity only, before anything new is cut)
-        this.cancelHead = null;
-        if (!this.allAnswered(null)) {
-          this.flush();
-          cancelQueries(this);
-        }
-      }
     }
     // The scratch info and plan must not keep the last request alive: a large SQL text promoted
     // to V8's old space by the next young collection waits there for a full one, and whatever an
@@ -403,6 +405,22 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.leaving = null;
       done();
     }
+  }
+
+  /**
+   * The head request while messages are discarded up to Sync (skipToSync): a request cut at Sync
+   * ends it, answered ReadyForQuery; anything else (a Query too, as PostgreSQL does) is dropped
+   * unanswered. False while the ERROR that began it is still on its way (localError's ABORT_TX).
+   */
+  private skipped(req: Request): boolean {
+    if (!req.copyOnly && req.term === Term.Sync) {
+      if (!this.allAnswered(null)) return false;
+      this.skipToSync = false;
+      this.flush();
+      this.client.write(encodeReadyForQuery(this.txStatus()));
+    }
+    releaseRequest(req);
+    return true;
   }
 
   /** Handles the request at the head of the queue; false when it must wait. */
@@ -668,6 +686,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.closed = true;
     closeLeases(this, `session ${this.host.pid} ended after an internal error`);
     this.parked = null;
+    this.stalled = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
     this.host.end(`internal error: ${err.message}`);
@@ -1047,13 +1066,36 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   // ---- cancel and close ------------------------------------------------------------------------
 
   /**
-   * Forwards a CancelRequest to the backend running this session's query, if any (lease-end.ts);
-   * when none runs but a request waits to be sent, to its backend once it was (cancelHead).
+   * The client's CancelRequest. A statement running at a server: the cancel is forwarded to that
+   * backend (lease-end.ts, cancelQueries). None running, but the client's next request waits here,
+   * sent to no server yet (for its lease, a connection being opened, a lookup, a cancel still on
+   * its way): it is cancelled here, as PostgreSQL would cancel it running — ERROR 57014, the rest
+   * of its pipeline discarded up to Sync, and inside a transaction block the transaction aborted
+   * (its ReadyForQuery 'E'); it never reaches a server, and what the client sends next waits as it
+   * would have. Forwarding it once sent was a race (the cancel could reach the server before the
+   * query, which then ran anyway). Otherwise (nothing running nor waiting, or pgmaitre's own
+   * answer on its way) it is dropped, as PostgreSQL drops a cancel for an idle backend.
    */
   cancel(): void {
     if (this.closed) return;
-    if (!this.allAnswered(null)) cancelQueries(this);
-    else if (this.queue.length > 0 && !this.queue[0]!.copyOnly) this.cancelHead = this.queue[0]!;
+    if (!this.allAnswered(null)) {
+      cancelQueries(this);
+      return;
+    }
+    const req = this.queue[0];
+    if (req === undefined || req.copyOnly || this.skipToSync || this.held !== null) return;
+    if (this.stalled !== req && !(this.blocked === 0 && this.cancelling.size > 0)) return;
+    this.queue.shift();
+    this.queuedBytes -= req.data.length;
+    this.stalled = null;
+    if (this.parked === req) this.parked = null;
+    this.flush();
+    if (this.deferredBegin !== '') this.deferredFailed = true; // the transaction answered to the client fails with it
+    localError(this, req, '57014', 'canceling statement due to user request', undefined, true);
+    if (req.term === Term.None) this.skipToSync = true;
+    this.host.log.info({ event: LogEvent.CancelForwarded, pid: this.host.pid }, 'cancel request answered here: the statement was waiting, sent to no server');
+    releaseRequest(req);
+    this.guard(this.driveBound);
   }
 
   /**
@@ -1081,7 +1123,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       const r = this.queue[i]!;
       this.queuedBytes -= r.data.length;
       if (this.parked === r) this.parked = null;
-      if (this.cancelHead === r) this.cancelHead = null;
+      if (this.stalled === r) this.stalled = null;
       releaseRequest(r);
     }
     this.queue.length = keep;
@@ -1109,7 +1151,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.parked = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
-    this.cancelHead = null;
+    this.stalled = null;
   }
 
   /**
