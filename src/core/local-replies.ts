@@ -99,8 +99,8 @@ export function localReply(s: ReplySession, req: Request, tag: string | null, er
 export interface AdminReplySession extends ReplySession {
   readonly host: Pick<CoreHost, 'pooling' | 'cluster' | 'log' | 'logFlags' | 'noticePerNode' | 'pid' | 'runAdmin'>;
   readonly closed: boolean;
-  /** Waits for `p` with the queue blocked, then drives again. */
-  block(p: Promise<unknown>, what: string): void;
+  /** Waits for `p` with the queue blocked, then drives again (`answers`: `p` writes an answer). */
+  block(p: Promise<unknown>, what: string, answers?: boolean): void;
 }
 
 /** Runs an admin command (blocks the queue meanwhile) and writes its answer. */
@@ -108,7 +108,7 @@ export function runAdmin(s: AdminReplySession, sql: string): void {
   const status = s.txStatus();
   s.block(s.host.runAdmin(sql, status).then((reply) => {
     if (!s.closed) s.client.write(reply);
-  }), 'admin command');
+  }), 'admin command', true);
 }
 
 /** log_per_node_statement / notice_per_node_statement: which node and backend ran the request's statements. */

@@ -135,11 +135,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private refused: LinkRefused | null = null;
   /** Links whose cancel request is on its way (lease-end.ts, LeaseEndSession). */
   readonly cancelling = new Map<Link, Promise<void>>();
-  /**
-   * The queue's head when step() last returned false for it (it waits: for its lease, a
-   * connection, a lookup, answers); null once it moved on. A cancel answers it here (cancel()).
-   */
-  private stalled: Request | null = null;
+  /** Waits (block()) at whose end pgmaitre writes an answer of its own (an admin command's). */
+  private answering = 0;
   /**
    * A request was answered here with an ERROR (a cancelled one, cancel()) and no Sync came after
    * it yet: the client's messages are discarded up to its next Sync, answered ReadyForQuery, as
@@ -377,11 +374,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     while (!this.closed && (this.skipToSync || (this.blocked === 0 && this.cancelling.size === 0)) && this.queue.length > 0) {
       const req = this.queue[0]!;
       const bytes = req.data.length; // (step() may give the request back to the pool)
-      if (!(this.skipToSync ? this.skipped(req) : this.step(req))) {
-        this.stalled = req;
-        break;
-      }
-      this.stalled = null;
+      if (!(this.skipToSync ? this.skipped(req) : this.step(req))) break;
       this.queue.shift();
       this.queuedBytes -= bytes;
     }
@@ -597,11 +590,24 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.flush();
     this.blocked++;
     this.pacing();
+    if (this.leaseAbandoned) {
+      // A wait whose request was cancelled is still on: adopted for the same node, else the new
+      // one starts once it came (the host keeps one wait per session).
+      if (node === this.leaseNode) this.leaseAbandoned = false;
+      else this.leaseNext = node;
+      return;
+    }
+    this.startLease(node);
+  }
+
+  private startLease(node: number): void {
     this.leaseNode = node;
+    this.leaseWaiting = true;
     try {
       this.host.leaseLater!(node, this.leaseDone);
     } catch (e) {
       this.blocked--;
+      this.leaseWaiting = false;
       this.crash(e, `connect to node ${node}`);
     }
   }
@@ -612,6 +618,26 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    */
   private leaseNode = -1;
   private readonly leaseDone = (conn: BackendPort | null, refused: LinkRefused | null): void => this.leaseCame(conn, refused);
+  /**
+   * A lease is awaited (leaseLater called, its callback not come yet); `leaseAbandoned`: the
+   * request it was for was cancelled while it waited (cancel()): the queue no longer waits for it,
+   * and it is given back unused when it comes, unless a request for the same node adopted it
+   * meanwhile; `leaseNext`: the node a later request waits for, whose wait starts then.
+   */
+  private leaseWaiting = false;
+  private leaseAbandoned = false;
+  private leaseNext = -1;
+
+  /** cancel(): the request at the queue's head no longer waits for its lease (see leaseAbandoned). */
+  private abandonLease(): void {
+    if (this.leaseNext >= 0) {
+      this.leaseNext = -1; // (not started: the abandoned wait before it is still on)
+      this.blocked--;
+    } else if (this.leaseWaiting && !this.leaseAbandoned) {
+      this.leaseAbandoned = true;
+      this.blocked--;
+    }
+  }
 
   /**
    * The lease waitLease() waited for: from the pool's microtask, or from inside the give-back of
@@ -620,6 +646,21 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    */
   private leaseCame(conn: BackendPort | null, refused: LinkRefused | null): void {
     const node = this.leaseNode;
+    this.leaseWaiting = false;
+    if (this.leaseAbandoned) {
+      // Its request was cancelled (a refusal is nobody's now): back unused; then the next wait.
+      this.leaseAbandoned = false;
+      const next = this.leaseNext;
+      this.leaseNext = -1;
+      try {
+        if (conn !== null) this.host.closeLink(conn, true, '');
+      } catch (e) {
+        this.crash(e, `connect to node ${node}`);
+        return;
+      }
+      if (next >= 0 && !this.closed) this.startLease(next);
+      return;
+    }
     this.blocked--;
     try {
       if (refused !== null) this.refused = refused; // the request waiting for it gets this error (see step)
@@ -642,19 +683,23 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private readonly driveBound = (): void => this.drive();
 
   /**
-   * Waits for `p` with the queue blocked, then drives again. This is where asynchronous waits
+   * Waits for `p` with the queue blocked, then drives again (`answers`: `p` writes an answer of
+   * pgmaitre's own, which a cancel must not overtake). This is where asynchronous waits
    * re-enter the core: a rejection is a bug (expected failures resolve: openLink gives null or
    * LinkRefused, lookups fail closed), so it ends this session with FATAL XX000 (crash()).
    */
-  block(p: Promise<unknown>, what: string): void {
+  block(p: Promise<unknown>, what: string, answers = false): void {
     this.flush();
     this.blocked++;
+    if (answers) this.answering++;
     this.pacing();
     p.then(() => {
       this.blocked--;
+      if (answers) this.answering--;
       this.guard(() => this.drive());
     }, (e: unknown) => {
       this.blocked--;
+      if (answers) this.answering--;
       this.crash(e, what);
     });
   }
@@ -686,7 +731,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.closed = true;
     closeLeases(this, `session ${this.host.pid} ended after an internal error`);
     this.parked = null;
-    this.stalled = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
     this.host.end(`internal error: ${err.message}`);
@@ -1082,13 +1126,14 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       cancelQueries(this);
       return;
     }
+    // (Nothing is owed: the head, if any, was sent nowhere; it waits, or the queue waits for
+    // something of an earlier request's that needs no answer: a lease or a lookup it no longer uses.)
     const req = this.queue[0];
-    if (req === undefined || req.copyOnly || this.skipToSync || this.held !== null) return;
-    if (this.stalled !== req && !(this.blocked === 0 && this.cancelling.size > 0)) return;
+    if (req === undefined || req.copyOnly || this.skipToSync || this.held !== null || this.answering > 0) return;
     this.queue.shift();
     this.queuedBytes -= req.data.length;
-    this.stalled = null;
     if (this.parked === req) this.parked = null;
+    this.abandonLease();
     this.flush();
     if (this.deferredBegin !== '') this.deferredFailed = true; // the transaction answered to the client fails with it
     localError(this, req, '57014', 'canceling statement due to user request', undefined, true);
@@ -1123,7 +1168,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       const r = this.queue[i]!;
       this.queuedBytes -= r.data.length;
       if (this.parked === r) this.parked = null;
-      if (this.stalled === r) this.stalled = null;
       releaseRequest(r);
     }
     this.queue.length = keep;
@@ -1151,7 +1195,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.parked = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
-    this.stalled = null;
   }
 
   /**

@@ -135,7 +135,7 @@ let poolPid = 9000;
  * that does what frontend/session.ts does (leaseNow → tryLease, leaseLater → waitInLine,
  * closeLink → giveBack).
  */
-async function sharing(n: number, size: number, o: { pooling?: 'transaction' | 'session'; weights?: number[] } = {}): Promise<{ pool: NodePool<PoolConn>; fs: CoreFixture[] }> {
+async function sharing(n: number, size: number, o: { pooling?: 'transaction' | 'session'; weights?: number[]; waitMs?: number } = {}): Promise<{ pool: NodePool<PoolConn>; fs: CoreFixture[] }> {
   const pool = new NodePool<PoolConn>(0, { capacity: 100, idleTimeoutSec: 0, maxUses: 0, connectionCache: true, reset: async () => true });
   const limit: LeaseLimit = { size, reserve: 0, reserveAfterMs: 0 };
   const create = async (): Promise<PoolConn> => new PoolConn(0, ++poolPid);
@@ -149,7 +149,7 @@ async function sharing(n: number, size: number, o: { pooling?: 'transaction' | '
       return conn;
     };
     f.host.leaseLater = (node, done) => {
-      pool.waitInLine('u/d', create, limit, 10_000, (conn, err) => {
+      pool.waitInLine('u/d', create, limit, o.waitMs ?? 10_000, (conn, err) => {
         if (conn === null) {
           done(null, err instanceof LeaseTimeout ? new LinkRefused('53300', 'query_wait_timeout') : null);
           return;
@@ -175,8 +175,8 @@ const H = (): Buffer => msg('H');
 
 describe('a cancel while the request waits for its lease (transaction pooling, default_pool_size = 1)', () => {
   /** A holds the one connection in a transaction; B's query waits for it. */
-  async function aHolds(): Promise<{ pool: NodePool<PoolConn>; a: CoreFixture; b: CoreFixture; shared: PoolConn }> {
-    const { pool, fs } = await sharing(2, 1);
+  async function aHolds(waitMs?: number): Promise<{ pool: NodePool<PoolConn>; a: CoreFixture; b: CoreFixture; shared: PoolConn }> {
+    const { pool, fs } = await sharing(2, 1, waitMs === undefined ? {} : { waitMs });
     const [a, b] = fs as [CoreFixture, CoreFixture];
     a.send(Q('BEGIN; SELECT 1;'));
     await a.settle();
@@ -220,6 +220,86 @@ describe('a cancel while the request waits for its lease (transaction pooling, d
     b.answer(0, rows());
     assert.deepEqual(words(b.received()), ['T', 'C SELECT 1', 'Z I']);
     assert.deepEqual(pool.counts(), { idle: 1, active: 0, resetting: 0, connecting: 0, total: 1, waiting: 0 });
+    pool.shutdown();
+  });
+
+  test('cancelled again while the first cancelled request\'s lease is still awaited: each waiting query is cancelled', async () => {
+    const { pool, a, b, shared } = await aHolds();
+    b.send(Q('SELECT 42'));
+    await b.settle();
+    b.core.cancel();
+    assert.deepEqual(words(b.received()), [CANCELLED, 'Z I']);
+    b.send(Q('SELECT 43'));
+    await b.settle();
+    b.core.cancel();
+    assert.deepEqual(words(b.received()), [CANCELLED, 'Z I'], 'the second one too (it waits behind the first one\'s lease)');
+    b.send(Q('SELECT 44'));
+    aCommits(a, shared);
+    await b.settle();
+    const sent = shared.take().toString('latin1');
+    assert.match(sent, /SELECT 44/);
+    assert.doesNotMatch(sent, /SELECT 4[23]/);
+    pool.shutdown();
+  });
+
+  test('the queue does not wait for a cancelled request\'s lease: a BEGIN is answered at once; the next query adopts the wait', async () => {
+    const { pool, a, b, shared } = await aHolds();
+    b.send(Q('SELECT 42'));
+    await b.settle();
+    b.core.cancel();
+    assert.deepEqual(words(b.received()), [CANCELLED, 'Z I']);
+    b.send(Q('BEGIN'));
+    assert.deepEqual(words(b.received()), ['C BEGIN', 'Z T'], 'answered at once (a BEGIN needs no connection here)');
+    b.send(Q('SELECT 43'));
+    await b.settle();
+    assert.equal(pool.counts().waiting, 1, 'one wait: the cancelled one\'s, adopted');
+    aCommits(a, shared);
+    await b.settle();
+    const sent = shared.take().toString('latin1');
+    assert.match(sent, /BEGIN.*SELECT 43/s);
+    assert.doesNotMatch(sent, /SELECT 42/);
+    b.answer(0, Buffer.concat([C('BEGIN'), Z('T'), rows('T')]));
+    assert.deepEqual(words(b.received()), ['T', 'C SELECT 1', 'Z T']);
+    pool.shutdown();
+  });
+
+  test('a cancelled request\'s lease refused later (query_wait_timeout) is nobody\'s error; a lease that comes unused goes back', async () => {
+    const { pool, a, b, shared } = await aHolds(50);
+    b.send(Q('SELECT 42'));
+    await b.settle();
+    b.core.cancel();
+    assert.deepEqual(words(b.received()), [CANCELLED, 'Z I']);
+    await new Promise((r) => setTimeout(r, 120));
+    await b.settle();
+    assert.equal(b.received().length, 0, 'no 53300 for the cancelled query');
+    b.send(Q('SELECT 43'));
+    await b.settle();
+    b.core.cancel();
+    assert.deepEqual(words(b.received()), [CANCELLED, 'Z I']);
+    aCommits(a, shared);
+    await b.settle();
+    assert.equal(shared.take().length, 0, 'the lease B waited for came unused: back to the pool');
+    assert.deepEqual(pool.counts(), { idle: 1, active: 0, resetting: 0, connecting: 0, total: 1, waiting: 0 });
+    b.send(Q('SELECT 44'));
+    await b.settle();
+    assert.match(shared.take().toString('latin1'), /SELECT 44/);
+    pool.shutdown();
+  });
+
+  test('an admin command\'s answer on its way: a cancel does not overtake it (dropped: nothing runs at a server)', async () => {
+    const { pool, a, b, shared } = await aHolds();
+    let answer!: (b: Buffer) => void;
+    b.host.runAdmin = () => new Promise<Buffer>((r) => { answer = r; });
+    b.send(Q('SHOW POOL_NODES'), Q('SELECT 42'));
+    await b.settle();
+    b.core.cancel();
+    assert.equal(b.received().length, 0);
+    answer(Buffer.concat([C('SHOW'), Z('I')]));
+    await b.settle();
+    assert.deepEqual(words(b.received()), ['C SHOW', 'Z I']);
+    aCommits(a, shared);
+    await b.settle();
+    assert.match(shared.take().toString('latin1'), /SELECT 42/);
     pool.shutdown();
   });
 
