@@ -121,9 +121,10 @@ export function names(s: NamingSession, link: Link): NameMap {
         }
         return { server, had: false };
       }
-      if (had && reg.pending(server) && !link.unsynced && s.route?.inTransaction === false && s.abortedTx !== 'known') {
+      if (had && reg.pendingBefore(server) && !link.unsynced && s.route?.inTransaction === false && s.abortedTx !== 'known') {
         // Parsed by an earlier request the server has not answered yet (a pipeline of Sync-ended
-        // batches, seed 173404): it may still fail there, and then PostgreSQL would run this Parse
+        // batches, seed 173404; not this request: its own earlier Parse, or a re-parse it needs,
+        // is in order before it, and answering in place is right there): it may still fail there, and then PostgreSQL would run this Parse
         // (42P01...), not answer ParseComplete. Closed first and parsed again: the server's answer
         // is right either way. (Only where no portal can outlive the earlier request's Sync: a
         // Close of a statement closes the portals made from it.)

@@ -168,4 +168,16 @@ describe('a statement parsed by a request not answered yet (a pipeline of Sync-e
     await f.settle();
     assert.equal(codes(conn.take()), 'BES');
   });
+
+  test('within one request, a second Parse of the same SQL is still answered in place (the first one is in order before it: a Close would make the server refuse it, 42P05)', async () => {
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction' });
+    const conn = f.conns.get(0)!;
+    const sql = 'SELECT 1';
+    f.send(Buffer.concat([encodeParse('s1', sql), encodeParse('s2', sql), encodeBind('', 's2', []), encodeExecute('', 0), encodeSync()]));
+    await f.settle();
+    assert.equal(codes(conn.take()), 'PBES', 'one Parse to the server, the second answered in place');
+    f.answer(0, Buffer.concat([frame('1', ''), frame('2', ''), frame('C', 'SELECT 1\0'), Z]));
+    assert.equal(codes(f.received()), '112CZ');
+  });
 });
+
