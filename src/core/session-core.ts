@@ -346,7 +346,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   quickRead(view: Buffer): boolean {
     if (this.cache === null || this.queue.length !== 0 || this.rCount !== 0 || this.driving !== 0 || this.blocked !== 0 || this.held !== null || this.closed
       || this.leaving !== null || this.parked !== null || this.refused !== null || this.copyTarget !== null || this.cancelling.size !== 0
-      || this.deferredBegin !== '' || this.host.pooling !== 'session') return false;
+      || this.deferredBegin !== '' || this.host.pooling !== 'session' || this.skipToSync) return false;
     return quickReadHit(this, view);
   }
 
