@@ -1138,7 +1138,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (this.deferredBegin !== '') this.deferredFailed = true; // the transaction answered to the client fails with it
     localError(this, req, '57014', 'canceling statement due to user request', undefined, true);
     if (req.term === Term.None) this.skipToSync = true;
-    this.host.log.info({ event: LogEvent.CancelForwarded, pid: this.host.pid }, 'cancel request answered here: the statement was waiting, sent to no server');
+    this.host.log.info({ event: LogEvent.CancelAnswered, pid: this.host.pid }, 'cancel request answered here (57014): the statement was waiting, sent to no server');
     releaseRequest(req);
     this.guard(this.driveBound);
   }
