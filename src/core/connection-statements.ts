@@ -14,6 +14,7 @@ import type { ProtocolStatement, SqlStatement, Statements } from './statements';
 import { parseDefinition, serverStatementName, type NameMap } from './statement-names';
 import { abortedBindError, abortedDescribe, parsedWhenAborted, statementParameters } from './tx-pooling';
 import { encodeErrorResponse } from '../protocol/backend';
+import { TxStatus } from '../protocol/codes';
 
 /** What these functions read and change of the session (SessionCore). */
 export interface NamingSession {
@@ -109,12 +110,12 @@ export function names(s: NamingSession, link: Link): NameMap {
         s.send(link, encodeClose('S', server));
       }
       if (!had) reg.begin(server);
-      else if ((s.abortedTx === 'known' || s.abortedTx === 'maybe') && !reg.pending(server) && !parsedWhenAborted(definition.toString('utf8', 0, Math.max(0, definition.indexOf(0))))) {
+      else if ((s.abortedTx === 'known' || s.abortedTx === 'maybe' || unsyncedMaybeAborted(s, link)) && !reg.pending(server) && !parsedWhenAborted(definition.toString('utf8', 0, Math.max(0, definition.indexOf(0))))) {
         // In an aborted transaction PostgreSQL refuses the Parse (25P02) before it looks at the
         // name, except for transaction-exit statements (pgjdbc's prepared ROLLBACK), answered
         // here as usual. Known aborted: sent as it is (the server keeps its statement). Maybe:
         // the statement is closed first, so the server's answer is right either way.
-        if (s.abortedTx === 'maybe') {
+        if (s.abortedTx !== 'known') {
           link.expect(ExpectKind.Cleanup, true, 1, Term.None);
           s.send(link, encodeClose('S', server));
           reg.begin(server);
@@ -155,6 +156,18 @@ export function names(s: NamingSession, link: Link): NameMap {
       (closed ??= new Set()).add(name);
     },
   };
+}
+
+
+/**
+ * Inside an open extended-protocol sequence (link.unsynced: an earlier part ended with Flush),
+ * behind a Sync not answered yet, in a transaction (SessionCore leaves abortedTx '' there): the
+ * transaction may be aborted when the sequence began, and PostgreSQL would then refuse a Parse
+ * (25P02) even though a message of the sequence before it (a Close) succeeded; seed 173401. An
+ * error inside the sequence itself skips the Parse anyway, whatever is sent.
+ */
+function unsyncedMaybeAborted(s: NamingSession, link: Link): boolean {
+  return link.unsynced && link.syncOwed > 0 && (link.txStatus !== TxStatus.Idle || s.route?.inTransaction === true);
 }
 
 
