@@ -7,6 +7,7 @@ import { Link } from '../../../src/core/link';
 import { RequestInfo } from '../../../src/core/request';
 import { encodeBind, encodeExecute, encodeParse, encodeSync } from '../../../src/protocol/frontend';
 import { initClassifier } from '../../../src/classify';
+import { TxStatus } from '../../../src/protocol/codes';
 import type { QueryClass } from '../../../src/classify/types';
 import { FakeConn, makeCore } from './core-harness';
 
@@ -73,6 +74,33 @@ describe('server names', () => {
     m2.closing!('x');
     assert.notEqual(m2.parsed('x', encodeParse('', 'SELECT 2').subarray(6)).server, serverNameOf(s, 'x'));
     assert.equal(s.dupRefused.size, 0);
+  });
+  test('names(): inside an open Flush sequence behind an unanswered Sync in a transaction (maybe aborted), a statement the connection has is closed and parsed again, not answered in place (seed 173401)', () => {
+    const { s, links, sent } = session();
+    const l = links[0]!;
+    const reg = l.conn!.statements;
+    const def = encodeParse('', "SET work_mem = '4MB'").subarray(6);
+    const server = names(s, l).parsed('a', def).server;
+    reg.confirm(server);
+    (s as { route?: { inTransaction: boolean } }).route = { inTransaction: true };
+    l.txStatus = TxStatus.Failed; // (the last ReadyForQuery; a Sync is still owed after it)
+    l.syncOwed = 1;
+    l.unsynced = true; // (an earlier part of this sequence, e.g. a Close, ended with Flush)
+    reg.nextRequest();
+    sent.length = 0;
+    const again = names(s, l).parsed('b', def);
+    assert.deepEqual(again, { server, had: false }, 'sent to the server: PostgreSQL refuses it (25P02) if the transaction is aborted');
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.buf[0], 0x43, 'closed first (the server answers right either way)');
+    assert.equal(reg.pending(server), true);
+    // The same with no Sync owed (nothing can have aborted it unseen) and outside a transaction: answered in place.
+    l.txStatus = TxStatus.Idle;
+    (s as { route?: { inTransaction: boolean } }).route = { inTransaction: false };
+    reg.confirm(server);
+    reg.nextRequest();
+    sent.length = 0;
+    assert.deepEqual(names(s, l).parsed('c', def), { server, had: true });
+    assert.equal(sent.length, 0);
   });
   test('duplicateParses: the unnamed statement and new names are not duplicates', () => {
     const { s } = session();
