@@ -110,11 +110,15 @@ export function names(s: NamingSession, link: Link): NameMap {
         s.send(link, encodeClose('S', server));
       }
       if (!had) reg.begin(server);
-      else if ((s.abortedTx === 'known' || s.abortedTx === 'maybe' || unsyncedMaybeAborted(s, link)) && !reg.pending(server) && !parsedWhenAborted(definition.toString('utf8', 0, Math.max(0, definition.indexOf(0))))) {
+      else if ((s.abortedTx === 'known' || s.abortedTx === 'maybe' || unsyncedMaybeAborted(s, link)) && (!reg.pending(server) || (s.abortedTx !== 'known' && reg.pendingBefore(server))) && !parsedWhenAborted(definition.toString('utf8', 0, Math.max(0, definition.indexOf(0))))) {
         // In an aborted transaction PostgreSQL refuses the Parse (25P02) before it looks at the
         // name, except for transaction-exit statements (pgjdbc's prepared ROLLBACK), answered
         // here as usual. Known aborted: sent as it is (the server keeps its statement). Maybe:
-        // the statement is closed first, so the server's answer is right either way.
+        // the statement is closed first, so the server's answer is right either way; so too when
+        // an earlier request's Parse of it is still unanswered (it may fail there, 25P02, and
+        // PostgreSQL would refuse this one too: an answer in place would be followed by 26000 at
+        // its Bind, seed 173407). A Parse of it earlier in this request is in order before this
+        // one (this one is skipped if that one fails): answered in place.
         if (s.abortedTx !== 'known') {
           link.expect(ExpectKind.Cleanup, true, 1, Term.None);
           s.send(link, encodeClose('S', server));

@@ -102,6 +102,23 @@ describe('server names', () => {
     assert.deepEqual(names(s, l).parsed('c', def), { server, had: true });
     assert.equal(sent.length, 0);
   });
+  test('names(): maybe aborted, the same SQL parsed by an earlier request not answered yet is closed and parsed again (that Parse may be refused, 25P02, and this one with it; seed 173407); by this request: answered in place', () => {
+    const { s, links, sent } = session();
+    const l = links[0]!;
+    const reg = l.conn!.statements;
+    const def = encodeParse('', 'SELECT 10 / $1::int AS q').subarray(6);
+    (s as { abortedTx?: string }).abortedTx = 'maybe';
+    reg.nextRequest();
+    const first = names(s, l);
+    const server = first.parsed('a', def).server;
+    assert.equal(reg.pending(server), true);
+    assert.deepEqual(first.parsed('b', def), { server, had: true }, 'in the same request: in place (skipped with the first if it fails)');
+    assert.equal(sent.length, 0);
+    reg.nextRequest();
+    assert.deepEqual(names(s, l).parsed('c', def), { server, had: false }, 'the next request: sent to the server');
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.buf[0], 0x43, 'closed first');
+  });
   test('duplicateParses: the unnamed statement and new names are not duplicates', () => {
     const { s } = session();
     define(s, '', 'SELECT 1');
