@@ -89,6 +89,7 @@ export function names(s: NamingSession, link: Link): NameMap {
   const reg = link.conn!.statements;
   const local = new Map<string, string>();
   let closed: Set<string> | null = null;
+  let used: Set<string> | null = null;
   return {
     parsed: (name, definition) => {
       // A name the client still has (from before, or parsed earlier in this request, not closed
@@ -113,13 +114,16 @@ export function names(s: NamingSession, link: Link): NameMap {
       else if ((s.abortedTx === 'known' || s.abortedTx === 'maybe' || unsyncedMaybeAborted(s, link)) && (!reg.pending(server) || (s.abortedTx !== 'known' && reg.pendingBefore(server))) && !parsedWhenAborted(definition.toString('utf8', 0, Math.max(0, definition.indexOf(0))))) {
         // In an aborted transaction PostgreSQL refuses the Parse (25P02) before it looks at the
         // name, except for transaction-exit statements (pgjdbc's prepared ROLLBACK), answered
-        // here as usual. Known aborted: sent as it is (the server keeps its statement). Maybe:
-        // the statement is closed first, so the server's answer is right either way; so too when
+        // here as usual. The statement is closed first, so the server's answer is right either
+        // way, and so is its answer to a Bind of the refused name in a later batch (26000, not
+        // 25P02: known aborted, the server kept the statement before, seed 173404); so too when
         // an earlier request's Parse of it is still unanswered (it may fail there, 25P02, and
         // PostgreSQL would refuse this one too: an answer in place would be followed by 26000 at
         // its Bind, seed 173407). A Parse of it earlier in this request is in order before this
         // one (this one is skipped if that one fails): answered in place.
-        if (s.abortedTx !== 'known') {
+        // (Not known aborted when a message of this request ahead of the Parse names the statement:
+        // a Close sent ahead of the request would change that message's answer, 26000 for 25P02.)
+        if (s.abortedTx !== 'known' || used?.has(server) !== true) {
           link.expect(ExpectKind.Cleanup, true, 1, Term.None);
           s.send(link, encodeClose('S', server));
           reg.begin(server);
@@ -140,7 +144,12 @@ export function names(s: NamingSession, link: Link): NameMap {
       }
       return { server, had };
     },
-    serverName: (name) => local.get(name) ?? serverNameOf(s, name),
+    serverName: (name) => {
+      const server = local.get(name) ?? serverNameOf(s, name);
+      // (Known aborted: the server names used ahead of a Parse, see parsed above.)
+      if (s.abortedTx === 'known' && server !== undefined) (used ??= new Set()).add(server);
+      return server;
+    },
     describeAnswered: (name) => {
       if (s.refusedBinds?.has(name) !== true) return null;
       const st = s.statements.protocol.get(name)!;

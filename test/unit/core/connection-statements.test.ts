@@ -119,6 +119,31 @@ describe('server names', () => {
     assert.equal(sent.length, 1);
     assert.equal(sent[0]!.buf[0], 0x43, 'closed first');
   });
+  test('names(): known aborted, a Parse of a statement the connection has is closed first and sent (refused, 25P02): a Bind of that name in a later batch then gets 26000 from the server, as directly (seed 173404); not when a message ahead of it in the request names the statement', () => {
+    const { s, links, sent } = session();
+    const l = links[0]!;
+    const reg = l.conn!.statements;
+    define(s, 'a', "SET work_mem = '4MB'");
+    const server = serverNameOf(s, 'a')!;
+    reg.begin(server);
+    reg.confirm(server);
+    (s as { abortedTx?: string }).abortedTx = 'known';
+    const def = encodeParse('', "SET work_mem = '4MB'").subarray(6);
+    reg.nextRequest();
+    assert.deepEqual(names(s, l).parsed('b', def), { server, had: false });
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.buf[0], 0x43, 'closed first: the server has it no more');
+    assert.equal(reg.pending(server), true, 'tentative: gone when the request fails');
+    reg.failed(server, false);
+    reg.begin(server);
+    reg.confirm(server);
+    sent.length = 0;
+    reg.nextRequest();
+    const m = names(s, l);
+    assert.equal(m.serverName('a'), server); // (a Bind a ahead of the Parse: refused 25P02 by the server, which must have it)
+    assert.deepEqual(m.parsed('c', def), { server, had: false });
+    assert.equal(sent.length, 0, 'no Close ahead of the request');
+  });
   test('duplicateParses: the unnamed statement and new names are not duplicates', () => {
     const { s } = session();
     define(s, '', 'SELECT 1');
