@@ -213,7 +213,12 @@ export class SessionState {
    * and marks it as brought there. A connection whose state is unknown gets a full reset first.
    */
   replayFor(conn: AppliedState, owner: unknown): readonly string[] {
-    if (conn.appliedOwner === owner && conn.appliedVersion === this.version) return NOTHING;
+    // (Both compared every time: with `&&` a session's first lease, whose owner never matches,
+    // never read the version, and its second request ran code optimized without it: a deopt at
+    // every client that sends two requests after a thousand that sent one; issue 21 item 5.)
+    const sameOwner = conn.appliedOwner === owner;
+    const sameVersion = conn.appliedVersion === this.version;
+    if (sameOwner && sameVersion) return NOTHING;
     const want = this.desired();
     let applied = conn.applied;
     if (applied !== null && sameEntries(applied, want)) {
