@@ -1110,7 +1110,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private unfinished(): boolean {
     if (this.copyTarget !== null || this.closed) return false; // COPY IN with no client: aborted, as at EOF
     if (this.queue.length > 0) return true;
-    for (const l of this.connected()) if (l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
+    for (const l of this.links) if (l !== undefined && l.conn !== null && l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
     return false;
   }
 

@@ -34,7 +34,7 @@ export class SessionState {
    * Transaction pooling: the client's startup parameters as SET statements. They are what a RESET
    * goes back to on this client's own connection, so on a shared one they are replayed like SETs.
    */
-  private base: ReadonlyMap<string, string> = new Map();
+  private base: ReadonlyMap<string, string> = NO_BASE;
   version = 0;
   /** Changes made inside the current transaction, not yet committed. */
   private staged: Change[] = [];
@@ -250,6 +250,8 @@ export class SessionState {
 }
 
 const NOTHING: readonly string[] = Object.freeze([]);
+/** A session's base settings until setBase(): none (shared; never written, setBase replaces it). */
+const NO_BASE: ReadonlyMap<string, string> = new Map();
 
 /** True when `a` and `b` hold the same entries. */
 function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
