@@ -200,6 +200,19 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     for (const l of this.links) if (l !== undefined && l.conn !== null) yield l;
   }
 
+  /**
+   * Logged in without a connection (transaction pooling): `node` answers for the client's
+   * identity, and its link is made now, empty, as it is after every lease ends. A session's first
+   * request then takes the path its later ones take (a link that exists, without a connection):
+   * with the link made at the first lease, a server that had met only clients that connect per
+   * request had its code optimized for "no link yet", and deoptimized it at the first client that
+   * sent a second request (issue 21 item 5).
+   */
+  loginNode(node: number): void {
+    this.identityNode = node;
+    if (this.links[node] === undefined) this.links[node] = new Link(node);
+  }
+
   /** Attaches the login connection (its pid is the client's). */
   attachLogin(node: number, conn: BackendPort): void {
     this.identityNode = node;
@@ -1183,7 +1196,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private unfinished(): boolean {
     if (this.copyTarget !== null || this.closed) return false; // COPY IN with no client: aborted, as at EOF
     if (this.queue.length > 0) return true;
-    for (const l of this.connected()) if (l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
+    for (const l of this.links) if (l !== undefined && l.conn !== null && l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
     return false;
   }
 
