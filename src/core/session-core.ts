@@ -423,7 +423,8 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (cls === null) return 'no template';
     // 2. The read is one whole Query frame, within max_message_size, its text one C string.
     const len = view.length;
-    if (len < 6 || len - 1 > maxMessage || view[0] !== FrontendCode.Query || view.readInt32BE(1) !== len - 1 || view.indexOf(0, 5) !== len - 1) return 'not one Query';
+    // (Its text ends at its last byte: decodeQuery, step 9, refuses a text with a NUL inside.)
+    if (len < 6 || len - 1 > maxMessage || view[0] !== FrontendCode.Query || view.readInt32BE(1) !== len - 1 || view[len - 1] !== 0) return 'not one Query';
     // 3. The session at rest: nothing queued, half read, driving, waited for (a lease, a lookup,
     //    a connection), refused, cancelled or being cancelled, in COPY, held back, paced, or
     //    staying on a node until Sync; the client still there.
@@ -450,9 +451,11 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     if (this.routeBits() !== this.quickRoute) return 'routing state';
     // 7. What the plan read: the settings (reload, PGPOOL SET), the session's settings version,
     //    the primary, the node's status and role, its lag, the session's load-balance node, no
-    //    node failed recently, no read-your-writes wait, no statement-level balancing.
+    //    node failed recently, no statement-level balancing; read_your_writes: the session wrote
+    //    nothing (else its reads' node depends on what the standbys replayed since).
     if (host.routing !== this.quickRouting || host.config !== this.quickConfig || host.classifier !== this.quickClassifier
-      || host.routing.statementLevel || host.config.read_your_writes) return 'settings';
+      || host.routing.statementLevel) return 'settings';
+    if (host.config.read_your_writes && !this.ryw.nothingWritten) return 'read-your-writes';
     if (this.state.version !== this.quickStateVersion) return 'session settings';
     const node = this.quickNode;
     const primary = host.cluster.primaryId();
@@ -472,7 +475,12 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       for (let i = 0; i < this.links.length; i++) if (this.links[i]?.conn != null) return 'connection';
     }
     // 9. Last (it reads the text): the same shape, so the same verdict, as the template.
-    const sql = decodeQuery(view, 0, len);
+    let sql: string;
+    try {
+      sql = decodeQuery(view, 0, len);
+    } catch {
+      return 'not one Query';
+    }
     if (!this.planner.sameVerdict(sql, cls)) return 'other statement';
     this.quickSql = sql;
     return '';

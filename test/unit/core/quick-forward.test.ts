@@ -146,6 +146,9 @@ describe('quick forward path: each condition sends the request down the full pat
     assert.equal(f.core.quickRefusal(read(2).subarray(0, 10), MAX), 'not one Query');
     assert.equal(f.core.quickRefusal(Buffer.concat([P('', 'SELECT 1'), S]), MAX), 'not one Query');
     assert.equal(f.core.quickRefusal(read(2), read(2).length - 2), 'not one Query', 'beyond max_message_size');
+    const inner = Buffer.from(read(2));
+    inner[12] = 0;
+    assert.equal(f.core.quickRefusal(inner, MAX), 'not one Query', 'a NUL inside its text');
     refused(f, 'not one Query', Buffer.concat([read(2), read(3)]));
   });
 
@@ -223,7 +226,7 @@ describe('quick forward path: each condition sends the request down the full pat
     refused(f, 'routing state');
   });
 
-  test('7. settings: a reload (routing, config, classifier), statement-level balancing, read-your-writes', async () => {
+  test('7. settings: a reload (routing, config, classifier), statement-level balancing', async () => {
     let f = await primed();
     mutableHost(f).routing = buildRoutingContext(f.config, f.host.routing.volatility);
     refused(f, 'settings');
@@ -235,8 +238,14 @@ describe('quick forward path: each condition sends the request down the full pat
     assert.equal(f.core.quickRefusal(read(2), MAX), 'settings');
     f = await primed({ conf: 'statement_level_load_balance = on\n' });
     assert.equal(f.core.quickRefusal(read(2), MAX), 'settings');
-    f = await primed({ conf: 'read_your_writes = on\n' });
-    assert.equal(f.core.quickRefusal(read(2), MAX), 'settings');
+
+  });
+
+  test('7. read_your_writes: the session wrote (its reads may have to wait for a standby)', async () => {
+    const f = await primed({ weights: [0, 1, 0], conf: 'read_your_writes = on\n' });
+    assert.equal(f.core.quickRefusal(read(2), MAX), '', 'nothing written yet');
+    f.core.ryw.noteWrite();
+    refused(f, 'read-your-writes');
   });
 
   test('7. session settings changed (a SET committed)', async () => {
