@@ -125,7 +125,7 @@ async function main(): Promise<void> {
         if (process.env.ALLOC !== undefined) line.push(`(${(allocated(() => round(0)) / n).toFixed(0)} B)`);
         let quickly = 0;
         for (const s of sessions) quickly += s.core.quickForwards;
-        if (process.env.ALLOC !== undefined) line.push(`[${((100 * quickly) / ((rounds + Math.max(2, rounds / 4) + 1) * n)).toFixed(0)} % quick]`);
+        if (process.env.ALLOC !== undefined) line.push(`[${((100 * quickly) / ((rounds + Math.ceil(Math.max(2, rounds / 4)) + 1) * n)).toFixed(0)} % quick]`);
         for (const s of sessions) s.core.close();
       }
       console.log(`${`${pooling} ${mode}`.padEnd(22)} CPU µs/request by sessions  ${line.join('  ')}`);
