@@ -392,7 +392,10 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     let link = this.links[node]!;
     if (this.host.pooling !== 'session') {
       const conn = this.host.leaseNow(node);
-      if (conn === null) return false; // none idle at once: the full path waits in line
+      if (conn === null) {
+        this.quickSql = ''; // none idle at once: the full path waits in line
+        return false;
+      }
       link = this.attach(node, conn);
     }
     const req = newRequest();

@@ -172,6 +172,44 @@ describe('quick forward path: each condition sends the request down the full pat
     assert.equal(f.core.quickRefusal(read(2), MAX), 'not at rest');
   });
 
+  // Every field of condition 3, one at a time (each assertion fails if its field's test is removed).
+  const atRest: [string, unknown][] = [
+    ['closed', true], ['leaving', () => {}], ['rCount', 1], ['driving', 1], ['blocked', 1], ['parked', {}], ['refused', {}],
+    ['cancelHead', {}], ['copyTarget', {}], ['held', []], ['clientFull', true], ['clientPaused', true], ['backendFull', 1], ['stickyNode', 0],
+  ];
+  for (const [field, value] of atRest) {
+    test(`3. not at rest: ${field}`, async () => {
+      const f = await primed();
+      const core = f.core as unknown as Record<string, unknown>;
+      const was = core[field];
+      core[field] = value;
+      assert.equal(f.core.quickRefusal(read(2), MAX), 'not at rest');
+      core[field] = was;
+      assert.equal(f.core.quickRefusal(read(2), MAX), '');
+    });
+  }
+
+  test('3. not at rest: a cancel on its way', async () => {
+    const f = await primed();
+    f.core.cancelling.set(f.core.link(0)!, Promise.resolve());
+    assert.equal(f.core.quickRefusal(read(2), MAX), 'not at rest');
+  });
+
+  // Every field of condition 4, on the link the read goes to.
+  const linkAtRest: [string, (l: Record<string, unknown>) => void][] = [
+    ['half a message scanned', (l) => { l.left = 3; }], ['a header half read', (l) => { l.hdrPos = 2; }], ['COPY IN', (l) => { l.copyIn = true; }],
+    ['an open sequence', (l) => { l.unsynced = true; }], ['output batched', (l) => { (l.out as Buffer[]).push(Buffer.alloc(1)); }],
+    ['cleanup to send', (l) => { (l.cleanup as unknown[]).push({}); }], ['socket full', (l) => { l.full = true; }],
+    ['a goodbye', (l) => { l.goodbye = { code: '57P01', frame: null, forwarded: false }; }], ['failed transaction', (l) => { l.txStatus = 'E'.charCodeAt(0); }],
+  ];
+  for (const [what, set] of linkAtRest) {
+    test(`4. link not at rest: ${what}`, async () => {
+      const f = await primed();
+      set(f.core.link(0) as unknown as Record<string, unknown>);
+      assert.equal(f.core.quickRefusal(read(2), MAX), 'link busy');
+    });
+  }
+
   test('4. a link owes an answer', async () => {
     const f = await primed();
     f.send(read(2)); // (quick) unanswered
