@@ -10,7 +10,10 @@
  * each node's batch once → the backend's chunk comes back through onBackendData(): the Link's
  * scanner forwards the client's ranges untouched and in order, swallows side answers, and
  * completes Expects → settle() applies what completed (transaction end, SETs committed,
- * statements confirmed) → drive() again for whatever was waiting.
+ * statements confirmed) → drive() again for whatever was waiting. A read that is one Query like
+ * the session's last one, when nothing that request's plan read has changed, skips framing,
+ * the queue and the planner: quickForward() sends it on that plan through execute() (the
+ * conditions are all in quickRefusal()).
  *
  * Ordering: answers must reach the client in request order, so a request goes to a node only
  * when no other node owes the client an answer; pgmaitre's own replies (errors, admin results)
@@ -203,7 +206,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private quickRoute = 0;
   /** The text quickRefusal decoded (quickForward takes it). */
   private quickSql = '';
-  /** Requests sent by quickForward (tests; SHOW-style counters may read it). */
+  /** Requests sent by quickForward (read by tests and bench/micro/session-scaling.ts). */
   quickForwards = 0;
 
   constructor(readonly host: CoreHost, readonly client: ClientPort) {
