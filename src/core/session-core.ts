@@ -447,10 +447,12 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     // (Its text ends at its last byte: decodeQuery, step 9, refuses a text with a NUL inside.)
     if (len < 6 || len - 1 > maxMessage || view[0] !== FrontendCode.Query || view.readInt32BE(1) !== len - 1 || view[len - 1] !== 0) return 'not one Query';
     // 3. The session at rest: nothing queued, half read, driving, waited for (a lease, a lookup,
-    //    a connection), refused, cancelled or being cancelled, in COPY, held back, paced, or
-    //    staying on a node until Sync; the client still there.
+    //    a connection), refused, cancelled or being cancelled, skipping to a Sync after a cancel,
+    //    a cancelled request's lease still on its way, an admin answer on its way, in COPY, held
+    //    back, paced, or staying on a node until Sync; the client still there.
     if (this.closed || this.leaving !== null || this.queue.length !== 0 || this.rCount !== 0 || this.driving !== 0 || this.blocked !== 0
-      || this.parked !== null || this.refused !== null || this.cancelHead !== null || this.cancelling.size !== 0 || this.copyTarget !== null
+      || this.parked !== null || this.refused !== null || this.skipToSync || this.leaseWaiting || this.leaseAbandoned || this.answering !== 0
+      || this.cancelling.size !== 0 || this.copyTarget !== null
       || this.held !== null || this.clientFull || this.clientPaused || this.backendFull !== 0 || this.stickyNode !== -1) return 'not at rest';
     // 4. Every link at rest: nothing owed or half scanned, no open sequence, no COPY, nothing
     //    batched or to clean up first, outside any transaction.

@@ -166,16 +166,10 @@ describe('quick forward path: each condition sends the request down the full pat
     q.length = 0;
   });
 
-  test('3. not at rest: a cancel waits for the head request', async () => {
-    const f = await primed();
-    poke(f).cancelHead = {};
-    assert.equal(f.core.quickRefusal(read(2), MAX), 'not at rest');
-  });
-
   // Every field of condition 3, one at a time (each assertion fails if its field's test is removed).
   const atRest: [string, unknown][] = [
     ['closed', true], ['leaving', () => {}], ['rCount', 1], ['driving', 1], ['blocked', 1], ['parked', {}], ['refused', {}],
-    ['cancelHead', {}], ['copyTarget', {}], ['held', []], ['clientFull', true], ['clientPaused', true], ['backendFull', 1], ['stickyNode', 0],
+    ['skipToSync', true], ['leaseWaiting', true], ['leaseAbandoned', true], ['answering', 1], ['copyTarget', {}], ['held', []], ['clientFull', true], ['clientPaused', true], ['backendFull', 1], ['stickyNode', 0],
   ];
   for (const [field, value] of atRest) {
     test(`3. not at rest: ${field}`, async () => {
