@@ -12,6 +12,7 @@
 # Usage: bench/connect.sh                          (npm run build first)
 #        CLIENTS=8 DURATION=8 ROUNDS=2 WARMUP=3 bench/connect.sh   (WARMUP: seconds of -C load on a fresh pgmaitre first)
 #        BEFORE=/path/to/older/checkout bench/connect.sh   (also that build, built, each round: rows pgmaitre-before-*)
+#        MODES=transaction bench/connect.sh   (pgmaitre in these pool modes only; PgBouncer's session row only with session)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OURS_PORT=${OURS_PORT:-9999}
@@ -20,6 +21,7 @@ DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-3}
 BEFORE=${BEFORE:-}
+MODES=${MODES:-"transaction session"}
 WEIGHTS=${WEIGHTS:-"1 0 0"}
 DB=${DB:-bench}
 OUT=${OUT:-/tmp/pgmaitre-connect-$(date +%Y%m%d-%H%M%S)}
@@ -93,8 +95,8 @@ for round in $(seq "$ROUNDS"); do
   [ "$ROUNDS" -gt 1 ] && echo "-- round $round"
   run direct 15432
   run pgbouncer-tx 16432 $(bouncer_pid tx)
-  run pgbouncer-session 16433 $(bouncer_pid session)
-  for mode in transaction session; do
+  case " $MODES " in *" session "*) run pgbouncer-session 16433 $(bouncer_pid session) ;; esac
+  for mode in $MODES; do
     for build in ${BEFORE:+before} now; do
       if [ "$build" = before ]; then start_ours "$mode" "$BEFORE"; name="pgmaitre-before-$mode"; else start_ours "$mode"; name="pgmaitre-$mode"; fi
       # warm-up: the first logins compile the code (a second at two clients left much of it to the
