@@ -655,9 +655,13 @@ export class NodePool<T extends Poolable> {
     // event that could serve this key's head (a give-back, a close, a pin) pumps it, and what the
     // head may not have, no later waiter may (pumpKey). Nearly every waiter is one of these once
     // clients outnumber default_pool_size.
-    const behind = q.first() !== undefined && limit.reserve === 0;
+    const first = q.first();
+    const behind = first !== undefined && limit.reserve === 0;
     q.push(w);
     this.waiting++;
+    // Alone in line, no idle connection and no room for a new one now: what pumpKey would find
+    // (a few more clients than connections: nearly every wait).
+    if (first === undefined && kp.idle.length === 0 && kp.count >= limit.size + (limit.reserveAfterMs <= 0 ? limit.reserve : 0)) return;
     if (!behind) this.pumpKey(kp, since);
   }
 
