@@ -865,7 +865,7 @@ export class NodePool<T extends Poolable> {
 
   /** Serves waiters from idle connections, or opens new ones for keys below their limit. */
   private pump(): void {
-    if (this.waiting === 0) return;
+    if (this.waiting === 0 || this.closed) return; // (after shutdown() nobody waits: nothing to open)
     for (const kp of this.keys.values()) if (!kp.line.empty) this.pumpKey(kp);
   }
 
