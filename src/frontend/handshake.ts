@@ -194,30 +194,38 @@ export type LoginResult = LoginOk | LoginFailed | Promise<LoginOk | LoginFailed>
  * transaction pooling) is answered synchronously: no promise, no microtask (`pgbench -C`).
  */
 export function login(io: LoginIO, info: StartupInfo): LoginResult {
-  const { ctx } = io;
-  const params = info.params;
-  let slot: SlotLease | null = null;
-  let node = -1;
-  const settle = (r: LoginOk | LoginFailed): LoginOk | LoginFailed => {
-    if (!r.ok) (slot as SlotLease | null)?.release();
-    return r;
-  };
-  const fail = (e: unknown): LoginFailed => {
-    (slot as SlotLease | null)?.release();
-    if (e instanceof ClientGone || io.gone) return failed(null, 'client disconnected during login');
-    const user = params.user ?? '';
-    ctx.log.warn({ event: LogEvent.BackendConnect, err: (e as Error).message, user, database: params.database || user }, 'login failed');
-    return failed(toClientError(e, node), (e as Error).message);
-  };
+  // One object for what a failure must undo (the slot) and report (the node): no closures.
+  const run = new LoginRun(io, info.params);
   try {
-    const r = loginSteps(io, info, (s) => { slot = s; }, (n) => { node = n; });
-    return r instanceof Promise ? r.then(settle, fail) : settle(r);
+    const r = loginSteps(io, info, run);
+    return r instanceof Promise ? r.then((x) => run.settle(x), (e: unknown) => run.fail(e)) : run.settle(r);
   } catch (e) {
-    return fail(e);
+    return run.fail(e);
   }
 }
 
-function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease) => void, gotNode: (n: number) => void): LoginResult {
+/** A login under way: its slot (released if the login fails) and node (named in its error). */
+class LoginRun {
+  slot: SlotLease | null = null;
+  node = -1;
+
+  constructor(private readonly io: LoginIO, private readonly params: Readonly<Record<string, string>>) {}
+
+  settle(r: LoginOk | LoginFailed): LoginOk | LoginFailed {
+    if (!r.ok) this.slot?.release();
+    return r;
+  }
+
+  fail(e: unknown): LoginFailed {
+    this.slot?.release();
+    if (e instanceof ClientGone || this.io.gone) return failed(null, 'client disconnected during login');
+    const user = this.params.user ?? '';
+    this.io.ctx.log.warn({ event: LogEvent.BackendConnect, err: (e as Error).message, user, database: this.params.database || user }, 'login failed');
+    return failed(toClientError(e, this.node), (e as Error).message);
+  }
+}
+
+function loginSteps(io: LoginIO, info: StartupInfo, run: LoginRun): LoginResult {
   const { ctx } = io;
   const params = info.params;
   if (info.protocol.major !== 3) return failed(clientErrors.unsupportedProtocol(info.protocol.major, info.protocol.minor), 'unsupported protocol');
@@ -262,19 +270,19 @@ function loginSteps(io: LoginIO, info: StartupInfo, gotSlot: (s: SlotLease) => v
       free.release();
       return failed(null, 'client disconnected while waiting for a slot');
     }
-    gotSlot(free);
-    return withSlot(io, shape, mode, free, gotNode);
+    run.slot = free;
+    return withSlot(io, shape, mode, free, run);
   }
   return waitForSlot(slots, () => io.goneSignal, () => io.gone).then((lease) => {
     if (lease === 'full') return failed(clientErrors.tooManyClients(), 'too many clients');
     if (lease === null) return failed(null, 'client disconnected while waiting for a slot');
-    gotSlot(lease);
-    return withSlot(io, shape, mode, lease, gotNode);
+    run.slot = lease;
+    return withSlot(io, shape, mode, lease, run);
   });
 }
 
 /** The login once it holds a client slot: at once when nothing is to be waited for, else async. */
-function withSlot(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLease, gotNode: (n: number) => void): LoginResult {
+function withSlot(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLease, run: LoginRun): LoginResult {
   const { ctx } = io;
   const pooled = mode !== 'session';
   const { user, database, applicationName, startupParams, loginKey } = shape;
@@ -287,7 +295,7 @@ function withSlot(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLea
     primary = weightedPick(standbys.map((n) => ({ id: n.id, weight: n.weight > 0 ? n.weight : 1e-9, usable: true, isPrimary: false, lagging: false, delay: 0 })), Math.random);
     if (primary < 0) throw new ProxyError(ProxyErrorCode.NoPrimary, 'no primary node');
   }
-  gotNode(primary);
+  run.node = primary;
 
   // Transaction pooling: a login like one already answered (same node, user, database and startup
   // parameters) needs no backend connection, so it never waits for a lease (PgBouncer completes
@@ -326,8 +334,11 @@ function withSlot(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLea
 function poolPasswdCredential(ctx: FrontendContext, user: string): BackendCredential {
   const entry = ctx.poolPasswd.get(user);
   return entry?.kind === 'text' ? { kind: 'password', password: entry.password }
-    : entry?.kind === 'md5' ? { kind: 'md5', md5: entry.md5 } : { kind: 'none' };
+    : entry?.kind === 'md5' ? { kind: 'md5', md5: entry.md5 } : NO_CREDENTIAL;
 }
+
+/** No credential in pool_passwd (shared: never changed by its users). */
+const NO_CREDENTIAL: BackendCredential = Object.freeze({ kind: 'none' });
 
 /** Authentication and the backend connection, for a login that has its slot and node. */
 async function authenticate(io: LoginIO, shape: LoginShape, mode: PoolMode, lease: SlotLease, primary: number,

@@ -75,6 +75,8 @@ interface OwnSettings {
 const NO_OWN: OwnSettings = Object.freeze({});
 const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 const NO_CREDENTIAL: BackendCredential = Object.freeze({ kind: 'none' });
+/** What follows a startup packet that filled its read. */
+const NOTHING = Buffer.alloc(0);
 const noop = (): void => {};
 
 /** leaseLater() for a node without a pool: no connection, reported in a microtask. */
@@ -141,16 +143,33 @@ function loginReply(greeting: Buffer, pid: number, secret: number, txStatus: num
   return fillKey(out, greeting.length, pid, secret, txStatus);
 }
 
-/** Writes BackendKeyData and ReadyForQuery at `at` of `out`. */
+/**
+ * Writes BackendKeyData and ReadyForQuery at `at` of `out` (bytes stored directly: `out` is
+ * long enough by construction, and writeInt32BE's argument checks were most of this function).
+ */
 function fillKey(out: Buffer, at: number, pid: number, secret: number, txStatus: number): Buffer {
   out[at] = BackendCode.BackendKeyData;
-  out.writeInt32BE(12, at + 1);
-  out.writeInt32BE(pid | 0, at + 5);
-  out.writeInt32BE(secret | 0, at + 9);
+  out[at + 1] = 0;
+  out[at + 2] = 0;
+  out[at + 3] = 0;
+  out[at + 4] = 12;
+  put32(out, at + 5, pid);
+  put32(out, at + 9, secret);
   out[at + 13] = BackendCode.ReadyForQuery;
-  out.writeInt32BE(5, at + 14);
+  out[at + 14] = 0;
+  out[at + 15] = 0;
+  out[at + 16] = 0;
+  out[at + 17] = 5;
   out[at + 18] = txStatus;
   return out;
+}
+
+/** A 32-bit integer, big-endian, at `at` of `out`. */
+function put32(out: Buffer, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
 }
 
 /**
@@ -479,8 +498,10 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
         this.startupBytes = buf.length > 0 ? Buffer.from(buf) : null;
         return;
       }
-      const packet = buf.subarray(0, len);
-      buf = buf.subarray(len);
+      // (A read that is one whole packet, the usual case, is used as it is: no views made.)
+      const whole = len === buf.length;
+      const packet = whole ? buf : buf.subarray(0, len);
+      buf = whole ? NOTHING : buf.subarray(len);
       let msg: ReturnType<typeof decodeStartupPacket>;
       try {
         msg = decodeStartup(packet, len);

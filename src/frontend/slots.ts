@@ -6,6 +6,7 @@
  * num_init_children); beyond that they are refused (the caller sends 53300). A slot number
  * (0..size-1) is handed out so SHOW POOL_PROCESSES can show one row per slot.
  */
+import { performance } from 'node:perf_hooks';
 
 /** A granted slot; release() is once-only. */
 export interface SlotLease {
@@ -24,15 +25,37 @@ export interface SlotRequest {
   cancel(): void;
 }
 
-/** A lease plus the bookkeeping cancel() needs. */
-interface Granted {
-  readonly lease: SlotLease;
-  readonly released: () => boolean;
+/** A slot's history (pgpool's per-process counters). */
+interface Served {
+  connections: number;
+  /**
+   * When the last client left, as performance.now() (0: never): a Date is made when asked, from
+   * the time elapsed since. (Date.now() is a call into V8's runtime, ~1 µs in a login's profile;
+   * perf_hooks' clock is a fast API call.)
+   */
+  lastLeftPerf: number;
+}
+
+/**
+ * A granted slot: one object per client (not a lease object, a record and two closures), its
+ * release() once-only.
+ */
+class Grant implements SlotLease {
+  released = false;
+
+  constructor(readonly slot: number, private readonly slots: Slots, private readonly served: Served) {}
+
+  release(): void {
+    if (this.released) throw new Error(`client slot ${this.slot} released twice`);
+    this.released = true;
+    this.served.lastLeftPerf = performance.now() || Number.MIN_VALUE;
+    this.slots.handOver(this.slot);
+  }
 }
 
 interface Waiter {
   state: 'waiting' | 'granted' | 'cancelled';
-  grant: (g: Granted) => void;
+  grant: (g: Grant) => void;
 }
 
 /** The gate; see the file header. */
@@ -41,7 +64,7 @@ export class Slots {
   private readonly waiters: Waiter[] = [];
   private waitingCount = 0;
   /** Per slot: clients served since start and when the last one left (pgpool's per-process counters). */
-  private readonly served: { connections: number; lastDisconnectedMs: number }[] = [];
+  private readonly served: Served[] = [];
 
   constructor(private size: number, private queueLimit: number) {
     for (let i = size - 1; i >= 0; i--) this.free.push(i);
@@ -65,7 +88,7 @@ export class Slots {
   /** Takes a free slot now, without a promise; null when none is free (then acquire()). */
   tryAcquire(): SlotLease | null {
     const slot = this.free.pop();
-    return slot === undefined ? null : this.lease(slot).lease;
+    return slot === undefined ? null : this.lease(slot);
   }
 
   /** Takes a slot now, or queues. Returns null when the queue is full (the caller sends 53300). */
@@ -73,17 +96,17 @@ export class Slots {
     const slot = this.free.pop();
     if (slot !== undefined) {
       const g = this.lease(slot);
-      return { lease: Promise.resolve(g.lease), cancel: () => { if (!g.released()) g.lease.release(); } };
+      return { lease: Promise.resolve<SlotLease>(g), cancel: () => { if (!g.released) g.release(); } };
     }
     if (this.waitingCount >= this.queueLimit) return null;
-    let granted: Granted | null = null;
+    let granted: Grant | null = null;
     let resolveLease!: (l: SlotLease) => void;
     const lease = new Promise<SlotLease>((resolve) => { resolveLease = resolve; });
     const waiter: Waiter = {
       state: 'waiting',
       grant: (g) => {
         granted = g;
-        resolveLease(g.lease);
+        resolveLease(g);
       },
     };
     this.waiters.push(waiter);
@@ -100,8 +123,8 @@ export class Slots {
         } else if (waiter.state === 'granted') {
           // Granted (and already uncounted by handOver()) before the caller saw it: give it back.
           waiter.state = 'cancelled';
-          const g = granted as Granted | null;
-          if (g !== null && !g.released()) g.lease.release();
+          const g = granted as Grant | null;
+          if (g !== null && !g.released) g.release();
         }
       },
     };
@@ -110,28 +133,17 @@ export class Slots {
   /** History of one slot (for SHOW POOL_PROCESSES / POOL_POOLS). */
   history(slot: number): { connections: number; lastDisconnectedAt: Date | null } | undefined {
     const h = this.served[slot];
-    return h === undefined ? undefined : { connections: h.connections, lastDisconnectedAt: h.lastDisconnectedMs === 0 ? null : new Date(h.lastDisconnectedMs) };
+    return h === undefined ? undefined : { connections: h.connections, lastDisconnectedAt: h.lastLeftPerf === 0 ? null : new Date(Date.now() - (performance.now() - h.lastLeftPerf)) };
   }
 
-  private lease(slot: number): Granted {
-    let released = false;
-    const h = (this.served[slot] ??= { connections: 0, lastDisconnectedMs: 0 }); // a time, not a Date: made when asked
+  private lease(slot: number): Grant {
+    const h = (this.served[slot] ??= { connections: 0, lastLeftPerf: 0 });
     h.connections++;
-    return {
-      released: () => released,
-      lease: {
-        slot,
-        release: () => {
-          if (released) throw new Error(`client slot ${slot} released twice`);
-          released = true;
-          h.lastDisconnectedMs = Date.now();
-          this.handOver(slot);
-        },
-      },
-    };
+    return new Grant(slot, this, h);
   }
 
-  private handOver(slot: number): void {
+  /** @internal A slot given back (Grant.release): to the next client waiting, else free. */
+  handOver(slot: number): void {
     while (this.waiters.length > 0) {
       const w = this.waiters.shift()!;
       if (w.state !== 'waiting') continue;

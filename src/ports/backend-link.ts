@@ -23,6 +23,7 @@
  * peer drains. With TLS on either side that side keeps ordinary 'data' events and write().
  */
 import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { encodeStartupMessage } from '../protocol/startup';
 import { ProxyError, ProxyErrorCode } from '../errors/proxy-error';
 import type { BackendAuthenticator } from '../backend/backend-auth';

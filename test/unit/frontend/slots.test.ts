@@ -132,3 +132,25 @@ test('waiters that leave the line are not kept: 10,000 clients queue and go whil
   a.release();
   assert.equal((await d.lease).slot, a.slot);
 });
+
+test('a slot taken at once is one object per client: release() shared by every lease (no closures per login), once-only, history kept', () => {
+  const s = new Slots(2, 0);
+  const a = s.tryAcquire()!;
+  const b = s.tryAcquire()!;
+  assert.notEqual(a, null);
+  assert.notEqual(b, null);
+  assert.equal(s.tryAcquire(), null);
+  assert.equal(Object.hasOwn(a, 'release'), false, 'release() is a closure made per lease');
+  assert.equal(a.release, b.release);
+  const before = Date.now();
+  a.release();
+  assert.throws(() => a.release(), /released twice/);
+  assert.equal(s.inUse, 1);
+  const h = s.history(a.slot)!;
+  assert.equal(h.connections, 1);
+  assert.ok(h.lastDisconnectedAt !== null && h.lastDisconnectedAt.getTime() >= before - 1 && h.lastDisconnectedAt.getTime() <= Date.now() + 1);
+  assert.equal(s.history(b.slot)!.lastDisconnectedAt, null);
+  const c = s.tryAcquire()!;
+  assert.equal(c.slot, a.slot);
+  assert.equal(s.history(c.slot)!.connections, 2);
+});

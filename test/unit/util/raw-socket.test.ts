@@ -426,3 +426,28 @@ test('writes that complete at once reuse one request object; one that waits keep
     }
   }
 });
+
+test('shared buffer: reads of the same length come as the same view object (no Buffer made per read), each with that read\'s bytes', async () => {
+  const { server, raw, client } = await pair();
+  try {
+    raw.useSharedBuffer();
+    const views: Buffer[] = [];
+    const texts: string[] = [];
+    let done!: () => void;
+    const all = new Promise<void>((r) => { done = r; });
+    raw.onRead = (v) => { views.push(v); texts.push(v.toString()); if (texts.join('').length >= 9) done(); };
+    raw.start();
+    // Three reads of 3 bytes (a login's SSLRequest, StartupMessage, Terminate come so, one by one).
+    for (const c of ['abc', 'def', 'ghi']) {
+      client.write(c);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await all;
+    assert.deepEqual(texts, ['abc', 'def', 'ghi']);
+    assert.equal(new Set(views).size, 1, 'a new view was made for a read of a length seen before');
+  } finally {
+    client.destroy();
+    raw.destroy();
+    server.close();
+  }
+});

@@ -78,3 +78,17 @@ test('TimeoutLists: waiting entries do not keep the process alive (unref)', asyn
   assert.equal(r.status, 0);
   assert.equal(r.stdout.trim(), 'done');
 });
+
+test('TimeoutLists: schedule() does not read the global `performance` (an accessor of Node\'s: a getter call each time)', () => {
+  const desc = Object.getOwnPropertyDescriptor(globalThis, 'performance')!;
+  const real = globalThis.performance;
+  let reads = 0;
+  Object.defineProperty(globalThis, 'performance', { configurable: true, enumerable: true, get: () => { reads++; return real; } });
+  try {
+    const t = new TimeoutLists();
+    for (let i = 0; i < 100; i++) t.cancel(t.schedule(60_000, () => {}));
+  } finally {
+    Object.defineProperty(globalThis, 'performance', desc);
+  }
+  assert.equal(reads, 0, `the global performance was read ${reads} times for 100 schedules`);
+});
