@@ -13,6 +13,14 @@
 #        CLIENTS=8 DURATION=8 ROUNDS=2 WARMUP=3 bench/connect.sh   (WARMUP: seconds of -C load on a fresh pgmaitre first)
 #        BEFORE=/path/to/older/checkout bench/connect.sh   (also that build, built, each round: rows pgmaitre-before-*)
 #        MODES=transaction bench/connect.sh   (pgmaitre in these pool modes only; PgBouncer's session row only with session)
+#        CANNED=0 bench/connect.sh   (no node-canned row)
+#
+# node-canned (CANNED=1, the default): dist/bench/e2e/canned-workers.js in one process, a "server"
+# that answers the login (trust) and every query from constant bytes on pgmaitre's own accept and
+# socket path (util/raw-socket.ts), with no backend behind it: the floor of any Node.js process
+# that accepts a connection, logs it in and answers one query itself. pgbench runs the -S script
+# from a file there (its built-in -S first counts pgbench_branches, which a canned row cannot
+# answer). pgmaitre does that and, besides, a backend read and write per query.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OURS_PORT=${OURS_PORT:-9999}
@@ -22,6 +30,8 @@ ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-3}
 BEFORE=${BEFORE:-}
 MODES=${MODES:-"transaction session"}
+CANNED=${CANNED:-1}
+CANNED_PORT=${CANNED_PORT:-19998}
 WEIGHTS=${WEIGHTS:-"1 0 0"}
 DB=${DB:-bench}
 OUT=${OUT:-/tmp/pgmaitre-connect-$(date +%Y%m%d-%H%M%S)}
@@ -74,11 +84,18 @@ EOF
   echo "pgmaitre did not start: $OUT/pgmaitre-$mode.log" >&2; exit 1
 }
 
+SCRIPT="$OUT/select-only.sql"
+printf '\\set aid random(1, 100000)\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n' >"$SCRIPT"
+CANNED_PID=
+stop_canned() { if [ -n "$CANNED_PID" ]; then kill "$CANNED_PID" 2>/dev/null || true; wait "$CANNED_PID" 2>/dev/null || true; CANNED_PID=; fi; }
+trap 'stop_ours; stop_canned' EXIT
+
 run() { # name port pids...
   local name=$1 port=$2; shift 2
-  local c0 c1 out tx tps
+  local c0 c1 out tx tps workload=(-S)
+  [ "$name" = node-canned ] && workload=(-f "$SCRIPT")
   c0=$(cpu_ticks "$@")
-  out=$(pgbench -n -C -S -c "$CLIENTS" -j 2 -T "$DURATION" -h 127.0.0.1 -p "$port" -U postgres "$DB" 2>&1) || true
+  out=$(pgbench -n -C "${workload[@]}" -c "$CLIENTS" -j 2 -T "$DURATION" -h 127.0.0.1 -p "$port" -U postgres "$DB" 2>&1) || true
   c1=$(cpu_ticks "$@")
   echo "$out" >"$OUT/$name.txt"
   tx=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
@@ -96,6 +113,15 @@ for round in $(seq "$ROUNDS"); do
   run direct 15432
   run pgbouncer-tx 16432 $(bouncer_pid tx)
   case " $MODES " in *" session "*) run pgbouncer-session 16433 $(bouncer_pid session) ;; esac
+  if [ "$CANNED" = 1 ]; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/$CANNED_PORT") 2>/dev/null; then echo "127.0.0.1:$CANNED_PORT is taken: set CANNED_PORT" >&2; exit 1; fi
+    node dist/bench/e2e/canned-workers.js 1 "$CANNED_PORT" >"$OUT/canned.log" 2>&1 &
+    CANNED_PID=$!
+    for _ in $(seq 60); do grep -qs '"event":"workers_ready"' "$OUT/canned.log" && break; sleep 0.2; done
+    pgbench -n -C -f "$SCRIPT" -c "$CLIENTS" -j 2 -T "$WARMUP" -h 127.0.0.1 -p "$CANNED_PORT" -U postgres "$DB" >/dev/null 2>&1 || true
+    run node-canned "$CANNED_PORT" "$CANNED_PID"
+    stop_canned
+  fi
   for mode in $MODES; do
     for build in ${BEFORE:+before} now; do
       if [ "$build" = before ]; then start_ours "$mode" "$BEFORE"; name="pgmaitre-before-$mode"; else start_ours "$mode"; name="pgmaitre-$mode"; fi

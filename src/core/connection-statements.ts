@@ -46,6 +46,8 @@ export interface NamingSession {
   readonly abortedSure?: boolean;
   /** Statements whose Bind in the request being sent pgmaitre answers itself, in place (side-requests.ts refusedHere). */
   refusedBinds?: Set<string> | null;
+  /** The session's routing state: whether a transaction block is open (its portals outlive a Sync). */
+  readonly route?: { readonly inTransaction: boolean };
   /** Batches `buf` for `link`. */
   send(link: Link, buf: Buffer): void;
 }
@@ -117,6 +119,18 @@ export function names(s: NamingSession, link: Link): NameMap {
           s.send(link, encodeClose('S', server));
           reg.begin(server);
         }
+        return { server, had: false };
+      }
+      if (had && reg.pendingBefore(server) && !link.unsynced && s.route?.inTransaction === false && s.abortedTx !== 'known') {
+        // Parsed by an earlier request the server has not answered yet (a pipeline of Sync-ended
+        // batches, seed 173404; not this request: its own earlier Parse, or a re-parse it needs,
+        // is in order before it, and answering in place is right there): it may still fail there, and then PostgreSQL would run this Parse
+        // (42P01...), not answer ParseComplete. Closed first and parsed again: the server's answer
+        // is right either way. (Only where no portal can outlive the earlier request's Sync: a
+        // Close of a statement closes the portals made from it.)
+        link.expect(ExpectKind.Cleanup, true, 1, Term.None);
+        s.send(link, encodeClose('S', server));
+        reg.begin(server);
         return { server, had: false };
       }
       return { server, had };

@@ -134,14 +134,15 @@ export function cancelQueries(s: LeaseEndSession): void {
  * on its way is held until the server took it, then decided again.
  */
 export function endLeases(s: LeaseEndSession): void {
-  // (Once per client that leaves: no Set, no generator unless a query must be cancelled.)
-  let cancelled: Set<number> | null = null;
-  for (let i = 0; i < s.links.length; i++) {
-    const l = s.links[i];
+  // (Once per session: no generator, and the set made only when a cancel is sent.)
+  let cancelled = null as Set<number> | null;
+  const links = s.links;
+  for (let i = 0; i < links.length; i++) {
+    const l = links[i];
     if (l === undefined || l.conn === null) continue;
     const conn = l.conn;
     const fate = leaseFate(l, s, true, s.stateLost.size > 0 && s.stateLost.has(l));
-    if (fate === Fate.Close && l.clientOwed > 0 && !(cancelled?.has(l.node) ?? false)) {
+    if (fate === Fate.Close && l.clientOwed > 0 && cancelled?.has(l.node) !== true) {
       (cancelled ??= new Set<number>()).add(l.node);
       void s.host.cancelBackend(l.node, conn.backendPid, conn.backendSecret);
     }

@@ -62,11 +62,12 @@ export const ABORT_TX = encodeQuery("DO $pgmaitre$BEGIN RAISE EXCEPTION 'pgmaitr
  * An ERROR answered here (after flush). Transaction pooling, inside a transaction of a shared
  * connection whose status is certain: the server's transaction is failed too (ABORT_TX, its
  * answer swallowed) and the reply, ReadyForQuery 'E', follows it in place, as PostgreSQL would
- * abort it; a later COMMIT then rolls back.
+ * abort it; a later COMMIT then rolls back. `inSession`: in session pooling too (a cancelled
+ * statement, SessionCore.cancel: it must abort the transaction as PostgreSQL's would).
  */
-export function localError(s: ReplySession, req: Request, code: string, message: string, hint: string | undefined): void {
+export function localError(s: ReplySession, req: Request, code: string, message: string, hint: string | undefined, inSession = false): void {
   const syncs = req.term === Term.None ? 0 : 1;
-  const l = s.host.pooling === 'session' ? undefined : s.links[s.host.cluster.primaryId()];
+  const l = s.host.pooling === 'session' && !inSession ? undefined : s.links[s.host.cluster.primaryId()];
   // (pgmaitre's own side requests still owed do not make the status uncertain: the ones that
   // change it set txStatus when sent, as a deferred BEGIN does.)
   if (l?.conn == null || l.txStatus !== TxStatus.InTransaction || l.unsynced || l.clientOwed > 0) {
@@ -98,8 +99,8 @@ export function localReply(s: ReplySession, req: Request, tag: string | null, er
 export interface AdminReplySession extends ReplySession {
   readonly host: Pick<CoreHost, 'pooling' | 'cluster' | 'log' | 'logFlags' | 'noticePerNode' | 'pid' | 'runAdmin'>;
   readonly closed: boolean;
-  /** Waits for `p` with the queue blocked, then drives again. */
-  block(p: Promise<unknown>, what: string): void;
+  /** Waits for `p` with the queue blocked, then drives again (`answers`: `p` writes an answer). */
+  block(p: Promise<unknown>, what: string, answers?: boolean): void;
 }
 
 /** Runs an admin command (blocks the queue meanwhile) and writes its answer. */
@@ -107,7 +108,7 @@ export function runAdmin(s: AdminReplySession, sql: string): void {
   const status = s.txStatus();
   s.block(s.host.runAdmin(sql, status).then((reply) => {
     if (!s.closed) s.client.write(reply);
-  }), 'admin command');
+  }), 'admin command', true);
 }
 
 /** log_per_node_statement / notice_per_node_statement: which node and backend ran the request's statements. */

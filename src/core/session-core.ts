@@ -135,12 +135,14 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private refused: LinkRefused | null = null;
   /** Links whose cancel request is on its way (lease-end.ts, LeaseEndSession). */
   readonly cancelling = new Map<Link, Promise<void>>();
+  /** Waits (block()) at whose end pgmaitre writes an answer of its own (an admin command's). */
+  private answering = 0;
   /**
-   * A cancel came while nothing ran at a server and this request (the queue's head then) waited
-   * (for its lease, a lookup...): it is forwarded once the request was sent, as a direct connection
-   * would cancel it when it runs; dropped if the request is answered here.
+   * A request was answered here with an ERROR (a cancelled one, cancel()) and no Sync came after
+   * it yet: the client's messages are discarded up to its next Sync, answered ReadyForQuery, as
+   * PostgreSQL discards them after an error in the extended protocol.
    */
-  private cancelHead: Request | null = null;
+  private skipToSync = false;
   // Transaction pooling, the request being sent (NamingSession, connection-statements.ts, says
   // what each means): names it redefines (42P05 from the server), Binds answered here, and
   // whether it may meet an aborted transaction (F21).
@@ -196,6 +198,19 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** All links with a connection. */
   *connected(): IterableIterator<Link> {
     for (const l of this.links) if (l !== undefined && l.conn !== null) yield l;
+  }
+
+  /**
+   * Logged in without a connection (transaction pooling): `node` answers for the client's
+   * identity, and its link is made now, empty, as it is after every lease ends. A session's first
+   * request then takes the path its later ones take (a link that exists, without a connection):
+   * with the link made at the first lease, a server that had met only clients that connect per
+   * request had its code optimized for "no link yet", and deoptimized it at the first client that
+   * sent a second request (issue 21 item 5).
+   */
+  loginNode(node: number): void {
+    this.identityNode = node;
+    if (this.links[node] === undefined) this.links[node] = new Link(node);
   }
 
   /** Attaches the login connection (its pid is the client's). */
@@ -344,7 +359,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   quickRead(view: Buffer): boolean {
     if (this.cache === null || this.queue.length !== 0 || this.rCount !== 0 || this.driving !== 0 || this.blocked !== 0 || this.held !== null || this.closed
       || this.leaving !== null || this.parked !== null || this.refused !== null || this.copyTarget !== null || this.cancelling.size !== 0
-      || this.deferredBegin !== '' || this.host.pooling !== 'session') return false;
+      || this.deferredBegin !== '' || this.host.pooling !== 'session' || this.skipToSync) return false;
     return quickReadHit(this, view);
   }
 
@@ -368,20 +383,13 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** Sends every queued request that can be sent now. */
   drive(): void {
     this.driving++;
-    while (!this.closed && this.blocked === 0 && this.cancelling.size === 0 && this.queue.length > 0) {
+    // (Discarding to Sync needs no server: not held by a wait for one.)
+    while (!this.closed && (this.skipToSync || (this.blocked === 0 && this.cancelling.size === 0)) && this.queue.length > 0) {
       const req = this.queue[0]!;
       const bytes = req.data.length; // (step() may give the request back to the pool)
-      if (!this.step(req)) break;
+      if (!(this.skipToSync ? this.skipped(req) : this.step(req))) break;
       this.queue.shift();
       this.queuedBytes -= bytes;
-      if (this.cancelHead === req) {
-        // (req may be back in the request pool: compared by identity only, before anything new is cut)
-        this.cancelHead = null;
-        if (!this.allAnswered(null)) {
-          this.flush();
-          cancelQueries(this);
-        }
-      }
     }
     // The scratch info and plan must not keep the last request alive: a large SQL text promoted
     // to V8's old space by the next young collection waits there for a full one, and whatever an
@@ -403,6 +411,22 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       this.leaving = null;
       done();
     }
+  }
+
+  /**
+   * The head request while messages are discarded up to Sync (skipToSync): a request cut at Sync
+   * ends it, answered ReadyForQuery; anything else (a Query too, as PostgreSQL does) is dropped
+   * unanswered. False while the ERROR that began it is still on its way (localError's ABORT_TX).
+   */
+  private skipped(req: Request): boolean {
+    if (!req.copyOnly && req.term === Term.Sync) {
+      if (!this.allAnswered(null)) return false;
+      this.skipToSync = false;
+      this.flush();
+      this.client.write(encodeReadyForQuery(this.txStatus()));
+    }
+    releaseRequest(req);
+    return true;
   }
 
   /** Handles the request at the head of the queue; false when it must wait. */
@@ -579,11 +603,24 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.flush();
     this.blocked++;
     this.pacing();
+    if (this.leaseAbandoned) {
+      // A wait whose request was cancelled is still on: adopted for the same node, else the new
+      // one starts once it came (the host keeps one wait per session).
+      if (node === this.leaseNode) this.leaseAbandoned = false;
+      else this.leaseNext = node;
+      return;
+    }
+    this.startLease(node);
+  }
+
+  private startLease(node: number): void {
     this.leaseNode = node;
+    this.leaseWaiting = true;
     try {
       this.host.leaseLater!(node, this.leaseDone);
     } catch (e) {
       this.blocked--;
+      this.leaseWaiting = false;
       this.crash(e, `connect to node ${node}`);
     }
   }
@@ -594,6 +631,26 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    */
   private leaseNode = -1;
   private readonly leaseDone = (conn: BackendPort | null, refused: LinkRefused | null): void => this.leaseCame(conn, refused);
+  /**
+   * A lease is awaited (leaseLater called, its callback not come yet); `leaseAbandoned`: the
+   * request it was for was cancelled while it waited (cancel()): the queue no longer waits for it,
+   * and it is given back unused when it comes, unless a request for the same node adopted it
+   * meanwhile; `leaseNext`: the node a later request waits for, whose wait starts then.
+   */
+  private leaseWaiting = false;
+  private leaseAbandoned = false;
+  private leaseNext = -1;
+
+  /** cancel(): the request at the queue's head no longer waits for its lease (see leaseAbandoned). */
+  private abandonLease(): void {
+    if (this.leaseNext >= 0) {
+      this.leaseNext = -1; // (not started: the abandoned wait before it is still on)
+      this.blocked--;
+    } else if (this.leaseWaiting && !this.leaseAbandoned) {
+      this.leaseAbandoned = true;
+      this.blocked--;
+    }
+  }
 
   /**
    * The lease waitLease() waited for: from the pool's microtask, or from inside the give-back of
@@ -602,6 +659,21 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
    */
   private leaseCame(conn: BackendPort | null, refused: LinkRefused | null): void {
     const node = this.leaseNode;
+    this.leaseWaiting = false;
+    if (this.leaseAbandoned) {
+      // Its request was cancelled (a refusal is nobody's now): back unused; then the next wait.
+      this.leaseAbandoned = false;
+      const next = this.leaseNext;
+      this.leaseNext = -1;
+      try {
+        if (conn !== null) this.host.closeLink(conn, true, '');
+      } catch (e) {
+        this.crash(e, `connect to node ${node}`);
+        return;
+      }
+      if (next >= 0 && !this.closed) this.startLease(next);
+      return;
+    }
     this.blocked--;
     try {
       if (refused !== null) this.refused = refused; // the request waiting for it gets this error (see step)
@@ -624,19 +696,23 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private readonly driveBound = (): void => this.drive();
 
   /**
-   * Waits for `p` with the queue blocked, then drives again. This is where asynchronous waits
+   * Waits for `p` with the queue blocked, then drives again (`answers`: `p` writes an answer of
+   * pgmaitre's own, which a cancel must not overtake). This is where asynchronous waits
    * re-enter the core: a rejection is a bug (expected failures resolve: openLink gives null or
    * LinkRefused, lookups fail closed), so it ends this session with FATAL XX000 (crash()).
    */
-  block(p: Promise<unknown>, what: string): void {
+  block(p: Promise<unknown>, what: string, answers = false): void {
     this.flush();
     this.blocked++;
+    if (answers) this.answering++;
     this.pacing();
     p.then(() => {
       this.blocked--;
+      if (answers) this.answering--;
       this.guard(() => this.drive());
     }, (e: unknown) => {
       this.blocked--;
+      if (answers) this.answering--;
       this.crash(e, what);
     });
   }
@@ -1047,13 +1123,37 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   // ---- cancel and close ------------------------------------------------------------------------
 
   /**
-   * Forwards a CancelRequest to the backend running this session's query, if any (lease-end.ts);
-   * when none runs but a request waits to be sent, to its backend once it was (cancelHead).
+   * The client's CancelRequest. A statement running at a server: the cancel is forwarded to that
+   * backend (lease-end.ts, cancelQueries). None running, but the client's next request waits here,
+   * sent to no server yet (for its lease, a connection being opened, a lookup, a cancel still on
+   * its way): it is cancelled here, as PostgreSQL would cancel it running — ERROR 57014, the rest
+   * of its pipeline discarded up to Sync, and inside a transaction block the transaction aborted
+   * (its ReadyForQuery 'E'); it never reaches a server, and what the client sends next waits as it
+   * would have. Forwarding it once sent was a race (the cancel could reach the server before the
+   * query, which then ran anyway). Otherwise (nothing running nor waiting, or pgmaitre's own
+   * answer on its way) it is dropped, as PostgreSQL drops a cancel for an idle backend.
    */
   cancel(): void {
     if (this.closed) return;
-    if (!this.allAnswered(null)) cancelQueries(this);
-    else if (this.queue.length > 0 && !this.queue[0]!.copyOnly) this.cancelHead = this.queue[0]!;
+    if (!this.allAnswered(null)) {
+      cancelQueries(this);
+      return;
+    }
+    // (Nothing is owed: the head, if any, was sent nowhere; it waits, or the queue waits for
+    // something of an earlier request's that needs no answer: a lease or a lookup it no longer uses.)
+    const req = this.queue[0];
+    if (req === undefined || req.copyOnly || this.skipToSync || this.held !== null || this.answering > 0) return;
+    this.queue.shift();
+    this.queuedBytes -= req.data.length;
+    if (this.parked === req) this.parked = null;
+    this.abandonLease();
+    this.flush();
+    if (this.deferredBegin !== '') this.deferredFailed = true; // the transaction answered to the client fails with it
+    localError(this, req, '57014', 'canceling statement due to user request', undefined, true);
+    if (req.term === Term.None) this.skipToSync = true;
+    this.host.log.info({ event: LogEvent.CancelAnswered, pid: this.host.pid }, 'cancel request answered here (57014): the statement was waiting, sent to no server');
+    releaseRequest(req);
+    this.guard(this.driveBound);
   }
 
   /**
@@ -1081,7 +1181,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       const r = this.queue[i]!;
       this.queuedBytes -= r.data.length;
       if (this.parked === r) this.parked = null;
-      if (this.cancelHead === r) this.cancelHead = null;
       releaseRequest(r);
     }
     this.queue.length = keep;
@@ -1097,7 +1196,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private unfinished(): boolean {
     if (this.copyTarget !== null || this.closed) return false; // COPY IN with no client: aborted, as at EOF
     if (this.queue.length > 0) return true;
-    for (const l of this.connected()) if (l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
+    for (const l of this.links) if (l !== undefined && l.conn !== null && l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
     return false;
   }
 
@@ -1109,7 +1208,6 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     this.parked = null;
     for (const r of this.queue) releaseRequest(r);
     this.queue.length = 0;
-    this.cancelHead = null;
   }
 
   /**

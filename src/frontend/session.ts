@@ -673,7 +673,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       r.conn.attach(this);
       core.attachLogin(r.node, r.conn);
     } else {
-      core.identityNode = r.node; // logged in without a connection: the first request leases one
+      core.loginNode(r.node); // logged in without a connection: the first request leases one
     }
     const txStatus = r.conn?.txStatus ?? TxStatus.Idle;
     if (this.socket instanceof RawSocket) writeLoginReply(this.socket, greetingBytes(r), this.pid, this.secret, txStatus);

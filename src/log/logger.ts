@@ -153,6 +153,8 @@ export const LogEvent = {
   Shutdown: 'shutdown',
   ProtocolViolation: 'protocol_violation',
   CancelForwarded: 'cancel_forwarded',
+  /** A cancel for a statement that waited, sent to no server: answered ERROR 57014 by pgmaitre (SessionCore.cancel). */
+  CancelAnswered: 'cancel_answered',
   /** A background action (side query, failover step, side connection) failed. */
   ActionFailed: 'action_failed',
 } as const;

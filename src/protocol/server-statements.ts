@@ -28,6 +28,8 @@ export class ServerStatements {
   private readonly beganUnsure = new Set<string>();
   /** Advanced once per request that uses names: names used by the current request are never evicted. */
   private generation = 0;
+  /** Tentative names: the generation (request) whose Parse of them is unanswered. */
+  private readonly begunIn = new Map<string, number>();
 
   /** `cap`: most names kept (0 = no limit). */
   constructor(public cap = 0) {}
@@ -59,16 +61,23 @@ export class ServerStatements {
     return this.names.get(name) === TENTATIVE;
   }
 
+  /** True while a Parse of `name` sent by an earlier request (not the current one: nextRequest) is unanswered. */
+  pendingBefore(name: string): boolean {
+    return this.names.get(name) === TENTATIVE && (this.begunIn.get(name) ?? this.generation) < this.generation;
+  }
+
   /** A Parse (or PREPARE) of `name` is sent: tentative until `confirm` or `failed`. */
   begin(name: string): void {
     if (this.unsure.delete(name)) this.beganUnsure.add(name);
     this.names.delete(name);
     this.names.set(name, TENTATIVE);
+    this.begunIn.set(name, this.generation);
   }
 
   /** The request that parsed `name` succeeded. */
   confirm(name: string): void {
     this.beganUnsure.delete(name);
+    this.begunIn.delete(name);
     if (this.names.get(name) === TENTATIVE) {
       this.names.delete(name);
       this.names.set(name, this.generation);
@@ -82,6 +91,7 @@ export class ServerStatements {
   failed(name: string, surely: boolean): void {
     if (this.names.get(name) !== TENTATIVE) return;
     this.names.delete(name);
+    this.begunIn.delete(name);
     // (Skipped, it created nothing; but a name unsure before it may still exist, seed 31030.)
     if (!surely || this.beganUnsure.has(name)) this.unsure.add(name);
     this.beganUnsure.delete(name);
@@ -90,6 +100,7 @@ export class ServerStatements {
   /** The name was closed on the server (or is about to be, in order). */
   forget(name: string): void {
     this.names.delete(name);
+    this.begunIn.delete(name);
     this.unsure.delete(name);
     this.beganUnsure.delete(name);
   }
@@ -101,6 +112,7 @@ export class ServerStatements {
     if (this.names.size > 0) this.names.clear();
     if (this.unsure.size > 0) this.unsure.clear();
     if (this.beganUnsure.size > 0) this.beganUnsure.clear();
+    if (this.begunIn.size > 0) this.begunIn.clear();
   }
 
   /**

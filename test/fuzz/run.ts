@@ -5,12 +5,14 @@
  * creates a throw-away cluster, starts pgmaitre in this process, fuzzes it beside a well-behaved
  * client, and exits non-zero on an uncaught exception, a failed query, or a leaked slot/connection.
  *
- * `npm run fuzz -- --mode txpool --seconds 600 [--seed N] [--clients 8] [--pool N] [--exclude a,b] [--shrink [--shrink-match REGEX]] [--self-check] [--timeout S]`:
+ * `npm run fuzz -- --mode txpool --seconds 600 [--seed N] [--clients 8] [--pool N] [--pipelines] [--exclude a,b] [--shrink [--shrink-match REGEX]] [--self-check] [--timeout S]`:
  * the differential transaction-pooling fuzzer (test/fuzz/txpool/) over seeds N, N+1, ... (a
  * random N by default); every failing round is printed with its seed, and with --shrink the first
  * one is also shrunk to a minimal scenario (up to --shrink-seconds, default 300) that still fails
  * (with a report matching REGEX when --shrink-match is given). --self-check plays both sides on
- * direct connections: a divergence then is the fuzzer's own nondeterminism.
+ * direct connections: a divergence then is the fuzzer's own nondeterminism. --pipelines also draws
+ * what drivers' pipelines send (grammar.ts: 'pipeline', 'extended-tx', 'describe-first'), which
+ * gives every seed other scripts.
  */
 import { createTestCluster } from '../harness/cluster';
 import { eventually } from '../harness/in-process';
@@ -80,7 +82,8 @@ async function txpool(): Promise<void> {
   const seconds = arg('seconds', 300);
   const seed0 = arg('seed', Date.now() % 1_000_000_000);
   const pool = arg('pool', 0);
-  const opts = { clients: arg('clients', 8), generations: arg('generations', 3), steps: arg('steps', 12), ...(pool > 0 ? { poolSize: pool } : {}) };
+  const opts = { clients: arg('clients', 8), generations: arg('generations', 3), steps: arg('steps', 12), ...(pool > 0 ? { poolSize: pool } : {}),
+    pipelines: process.argv.includes('--pipelines') };
   const i = process.argv.indexOf('--exclude');
   const exclude = parseClasses(i >= 0 ? process.argv[i + 1] : undefined);
   console.log(`fuzz txpool: seeds from ${seed0}, ${seconds} s, ${opts.clients} clients; creating a cluster...`);

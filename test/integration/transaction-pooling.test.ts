@@ -189,6 +189,67 @@ describe('transaction pooling', { timeout: 600_000 }, () => {
     }
   });
 
+  test('a cancel for a query still waiting for the shared connection cancels it: 57014 at once, it never runs, the session goes on (simple, extended, inside BEGIN)', async () => {
+    const p = await startInProcess(conf('default_pool_size = 1\n', [1, 0, 0]));
+    try {
+      await fx.cluster.psql('primary', 'CREATE TABLE IF NOT EXISTS tp_cancel_wait (v int)');
+      const holder = client(p.port);
+      const waiter = client(p.port);
+      await Promise.all([holder.connect(), waiter.connect()]);
+      const { encodeCancelRequest } = await import('../../src/protocol/startup');
+      const { RawClient } = await import('../harness/raw-client');
+      /** A CancelRequest with the waiter's BackendKeyData (what node-postgres' and libpq's cancel send). */
+      const cancelWaiter = async (): Promise<void> => {
+        const raw = await RawClient.open(p.port);
+        raw.send(encodeCancelRequest((waiter as unknown as { processID: number }).processID, (waiter as unknown as { secretKey: number }).secretKey));
+        await raw.waitClosed();
+      };
+      /** Resolves once `n` clients wait for a lease. */
+      const waiting = async (n: number): Promise<void> => {
+        for (let i = 0; i < 200 && [...p.app.ctx.pools.values()].reduce((k, pool) => k + pool.counts().waiting, 0) < n; i++) await new Promise((r) => setTimeout(r, 25));
+      };
+      const is57014 = (e: Error & { code?: string }): boolean => e.code === '57014' && /canceling statement due to user request/.test(e.message);
+      /** The error a query ends with (null: none), its rejection handled at once (it comes while the test awaits the cancel). */
+      const outcome = <T>(q: Promise<T>): Promise<Error & { code?: string } | null> => q.then(() => null, (e: Error) => e);
+      const rejected = async (q: Promise<Error & { code?: string } | null>, want: (e: Error & { code?: string }) => boolean): Promise<void> => {
+        const e = await q;
+        assert.ok(e !== null && want(e), `expected the cancel's error, got ${e === null ? 'success' : `${e.code}: ${e.message}`}`);
+      };
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1');
+      // Simple protocol.
+      const simple = outcome(waiter.query('INSERT INTO tp_cancel_wait VALUES (1)'));
+      await waiting(1);
+      await cancelWaiter();
+      await rejected(simple, is57014);
+      // Extended protocol (Parse/Bind/Describe/Execute/Sync).
+      const extended = outcome(waiter.query('INSERT INTO tp_cancel_wait VALUES ($1)', [2]));
+      await waiting(1);
+      await cancelWaiter();
+      await rejected(extended, is57014);
+      // Inside a transaction block: the transaction is aborted, COMMIT rolls back.
+      await waiter.query('BEGIN');
+      const inTx = outcome(waiter.query('INSERT INTO tp_cancel_wait VALUES (3)'));
+      await waiting(1);
+      await cancelWaiter();
+      await rejected(inTx, is57014);
+      const next = outcome(waiter.query('SELECT 1'));
+      const commit = waiter.query('COMMIT');
+      await holder.query('COMMIT');
+      await rejected(next, (e) => e.code === '25P02');
+      assert.equal((await commit).command, 'ROLLBACK');
+      assert.equal((await waiter.query('SELECT 7 AS v')).rows[0].v, 7, 'the session goes on');
+      const direct = await fx.cluster.psql('primary', 'SELECT count(*) FROM tp_cancel_wait');
+      assert.equal(direct.trim(), '0', 'no cancelled statement ever ran');
+      await Promise.all([holder.end(), waiter.end()]);
+      // Nothing leaked: the one connection is idle again.
+      const counts = [...p.app.ctx.pools.values()].map((pool) => pool.counts());
+      assert.deepEqual(counts.map((c) => c.active + c.waiting), counts.map(() => 0));
+    } finally {
+      await p.stop();
+    }
+  });
+
   test('SHOW POOL_LEASES, SHOW POOL_PROCESSES and /metrics show leases, pinned clients and the statement cache', async () => {
     const c = client();
     const pinned = client();

@@ -54,6 +54,12 @@ export const STEP_CLASSES = [
   'simple', 'write', 'tx', 'error', 'extended', 'unnamed', 'flush', 'sql-prepare', 'sql-prepare-comment', 'set', 'set-config',
   'listen', 'advisory', 'temp', 'cursor', 'copy', 'cancel', 'disconnect', 'cancel-disconnect', 'discard', 'probe',
   'redefine',
+  // Drawn only with ScenarioOptions.pipelines (--pipelines), so the older seeds keep their scripts:
+  // several Sync-ended batches sent at once (pgjdbc's executeBatch, libpq's and psycopg's pipeline
+  // mode), an explicit transaction begun and ended through the extended protocol (pgjdbc with
+  // autocommit off: its BEGIN Parse/Bind/Execute in front of the first statement's batch), a
+  // statement described before it is bound (psycopg, pgjdbc's parameter types).
+  'pipeline', 'extended-tx', 'describe-first',
 ] as const;
 export type StepClass = (typeof STEP_CLASSES)[number];
 
@@ -83,6 +89,8 @@ export interface ScenarioOptions {
   readonly exclude?: ReadonlySet<string>;
   /** default_pool_size for every seed (1 widens the timing: every client waits for the one connection); else 1-3 from the seed. */
   readonly poolSize?: number;
+  /** Also draw the classes real drivers' pipelines need ('pipeline', 'extended-tx', 'describe-first'): other scripts per seed. */
+  readonly pipelines?: boolean;
 }
 
 /** Statement texts shared by all clients (so pgmaitre's statement cache is shared), with their arity. */
@@ -122,7 +130,7 @@ class ClientGen {
   private readonly sqlNames = new Set<string>();
   private unsynced = false;
   private inTx = false;
-  constructor(private readonly rng: Rng, private readonly exclude: ReadonlySet<string>) {}
+  constructor(private readonly rng: Rng, private readonly exclude: ReadonlySet<string>, private readonly pipelines = false) {}
 
   generation(n: number, first: boolean, successor: boolean): Generation {
     const steps: Step[] = [];
@@ -150,7 +158,7 @@ class ClientGen {
     for (const m of s.msgs) {
       if (m.k === 'S' || m.k === 'Q' || m.k === 'copyIn') this.unsynced = false;
       else if (m.k !== 'H') this.unsynced = true;
-      if (m.k === 'Q') {
+      if (m.k === 'Q' || m.k === 'P') {
         const t = m.sql.toUpperCase();
         if (/\b(BEGIN|START TRANSACTION)\b/.test(t) && !/\bCOMMIT\b|\bROLLBACK\b/.test(t.slice(t.lastIndexOf('BEGIN')))) this.inTx = true;
         if (/^(COMMIT|ROLLBACK|END)\b/.test(t.trim()) || /;\s*(COMMIT|ROLLBACK)\s*$/.test(t)) this.inTx = false;
@@ -171,6 +179,14 @@ class ClientGen {
     const r = this.rng;
     // while an extended pipeline is open without Sync, only extended messages may follow
     if (this.unsynced) return this.rng.int(3) === 0 ? this.disconnect() : this.extended(r.int(2) === 0);
+    // (Drawn only then: without it the random stream, and so every older seed's script, is unchanged.)
+    if (this.pipelines && r.int(4) === 0) {
+      switch (r.int(3)) {
+        case 0: return this.pipeline();
+        case 1: return this.extendedTx();
+        default: return this.describeFirst();
+      }
+    }
     switch (r.int(22)) {
       case 0: case 1: return step('simple', [q(r.pick(['SELECT 1 AS one', "SELECT 'a' || 'b' AS ab", 'SELECT count(*)::int AS c FROM {t}', 'SELECT v FROM {t} ORDER BY v', 'SELECT 1; SELECT 2', '']))]);
       case 2: return step('write', [q(r.pick(['INSERT INTO {t} VALUES (' + r.int(10) + ')', 'UPDATE {t} SET v = v + 1 WHERE v < 3', 'DELETE FROM {t} WHERE v > 8', 'INSERT INTO {t} SELECT g FROM generate_series(1, 3) g']))]);
@@ -239,6 +255,61 @@ class ClientGen {
     }
     msgs.push(sync ? { k: 'S' } : { k: 'H' });
     return step(sync ? 'extended' : 'flush', msgs);
+  }
+
+  /**
+   * 2-4 batches, each ended by Sync, sent at once (a driver's pipeline): an error in one skips to
+   * its own Sync only, the batches after it run.
+   */
+  private pipeline(): Step {
+    const r = this.rng;
+    const msgs: Msg[] = [];
+    const batches = 2 + r.int(3);
+    for (let i = 0; i < batches; i++) {
+      const name = r.pick(STMT_NAMES);
+      const t = this.text();
+      if (name !== '' && this.exclude.has('redefine')) msgs.push({ k: 'C', kind: 'S', name });
+      this.arity.set(name, t.n);
+      msgs.push({ k: 'P', name, sql: t.sql });
+      msgs.push({ k: 'B', portal: '', stmt: name, params: this.params(t.n) });
+      if (r.int(2) === 0) msgs.push({ k: 'D', kind: 'P', name: '' });
+      msgs.push({ k: 'E', portal: '', maxRows: 0 });
+      msgs.push({ k: 'S' });
+    }
+    return step('pipeline', msgs);
+  }
+
+  /**
+   * pgjdbc with autocommit off: BEGIN as Parse/Bind/Execute of the unnamed statement in front of
+   * the first statement, one batch; inside the transaction, the end the same way (or any step).
+   */
+  private extendedTx(): Step {
+    const r = this.rng;
+    const ext = (sql: string): Msg[] => [{ k: 'P', name: '', sql }, { k: 'B', portal: '', stmt: '', params: [] }, { k: 'E', portal: '', maxRows: 0 }];
+    if (this.inTx) return step('extended-tx', [...ext(r.pick(['COMMIT', 'ROLLBACK', 'COMMIT', 'SAVEPOINT sp1'])), { k: 'S' }]);
+    const t = this.text();
+    const name = r.pick(['s1', 's2', 'fz_stmt']);
+    const msgs: Msg[] = [...ext('BEGIN')];
+    if (this.exclude.has('redefine')) msgs.push({ k: 'C', kind: 'S', name });
+    this.arity.set(name, t.n);
+    msgs.push({ k: 'P', name, sql: t.sql }, { k: 'B', portal: '', stmt: name, params: this.params(t.n) }, { k: 'D', kind: 'P', name: '' }, { k: 'E', portal: '', maxRows: 0 });
+    // Sometimes the whole transaction in the one pipeline (a batch per statement, COMMIT last).
+    if (r.int(3) === 0) msgs.push({ k: 'S' }, { k: 'B', portal: '', stmt: name, params: this.params(t.n) }, { k: 'E', portal: '', maxRows: 0 }, { k: 'S' }, ...ext('COMMIT'));
+    msgs.push({ k: 'S' });
+    return step('extended-tx', msgs);
+  }
+
+  /** A statement parsed and described (its parameter types) in one batch, bound and run in the next. */
+  private describeFirst(): Step {
+    const r = this.rng;
+    const name = r.pick(STMT_NAMES);
+    const t = this.text();
+    const msgs: Msg[] = [];
+    if (name !== '' && this.exclude.has('redefine')) msgs.push({ k: 'C', kind: 'S', name });
+    this.arity.set(name, t.n);
+    msgs.push({ k: 'P', name, sql: t.sql }, { k: 'D', kind: 'S', name }, { k: 'S' },
+      { k: 'B', portal: '', stmt: name, params: this.params(t.n) }, { k: 'E', portal: '', maxRows: 0 }, { k: 'S' });
+    return step('describe-first', msgs);
   }
 
   /** The unnamed statement parsed and synced, then bound in a later request (another lease). */
@@ -375,7 +446,7 @@ export function generateScenario(seed: number, o: ScenarioOptions): Scenario {
     const gens: Generation[] = [];
     const ng = 1 + rng.int(o.generations);
     for (let g = 0; g < ng; g++) {
-      const gen = new ClientGen(new Rng(rng.int(2 ** 31)), exclude);
+      const gen = new ClientGen(new Rng(rng.int(2 ** 31)), exclude, o.pipelines === true);
       gens.push(gen.generation(2 + rng.int(o.steps), g === 0, g > 0));
     }
     slots.push({ slot: i, generations: gens });

@@ -5,10 +5,10 @@ import { duplicateParses, evict, hasStatement, names, serverNameOf, unnamedDropp
 import { Statements } from '../../../src/core/statements';
 import { Link } from '../../../src/core/link';
 import { RequestInfo } from '../../../src/core/request';
-import { encodeParse, encodeSync } from '../../../src/protocol/frontend';
+import { encodeBind, encodeExecute, encodeParse, encodeSync } from '../../../src/protocol/frontend';
 import { initClassifier } from '../../../src/classify';
 import type { QueryClass } from '../../../src/classify/types';
-import { FakeConn } from './core-harness';
+import { FakeConn, makeCore } from './core-harness';
 
 before(async () => { await initClassifier(); });
 
@@ -120,3 +120,64 @@ describe('connections', () => {
     assert.equal(links[1]!.unnamedOwn, false);
   });
 });
+
+describe('a statement parsed by a request not answered yet (a pipeline of Sync-ended batches)', () => {
+  const frame = (code: string, body: string): Buffer => {
+    const b = Buffer.from(body, 'latin1');
+    const h = Buffer.alloc(5);
+    h[0] = code.charCodeAt(0);
+    h.writeUInt32BE(4 + b.length, 1);
+    return Buffer.concat([h, b]);
+  };
+  const ERR = frame('E', 'SERROR\0C42P01\0Mrelation "missing" does not exist\0\0');
+  const Z = frame('Z', 'I');
+  /** The message codes of a byte stream. */
+  const codes = (b: Buffer): string => {
+    const out: string[] = [];
+    for (let p = 0; p + 5 <= b.length; p += 1 + b.readUInt32BE(p + 1)) out.push(String.fromCharCode(b[p]!));
+    return out.join('');
+  };
+
+  test('the same SQL under another client name in the next batch is parsed by the server, not answered in place: if the first Parse fails, so does this one (seed 173404)', async () => {
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction' });
+    const conn = f.conns.get(0)!;
+    const sql = 'SELECT * FROM missing';
+    f.send(Buffer.concat([encodeParse('s1', sql), encodeBind('', 's1', []), encodeExecute('', 0), encodeSync(),
+      encodeParse('s2', sql), encodeBind('', 's2', []), encodeExecute('', 0), encodeSync()]));
+    await f.settle();
+    const sent = conn.take();
+    assert.equal(codes(sent), 'PBESCPBES', 'the second Parse goes to the server (after a Close of the name, whatever the first one\'s fate)');
+    // The server: the first batch fails, then the Close (CloseComplete), then the second fails the same way.
+    f.answer(0, Buffer.concat([ERR, Z, frame('3', ''), ERR, Z]));
+    assert.equal(codes(f.received()), 'EZEZ', 'as PostgreSQL answers: no ParseComplete for the second Parse');
+  });
+
+  test('the first one succeeds: the second batch still works (parsed again under the same server name)', async () => {
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction' });
+    const conn = f.conns.get(0)!;
+    const sql = 'SELECT 1';
+    f.send(Buffer.concat([encodeParse('s1', sql), encodeBind('', 's1', []), encodeExecute('', 0), encodeSync(),
+      encodeParse('s2', sql), encodeBind('', 's2', []), encodeExecute('', 0), encodeSync()]));
+    await f.settle();
+    assert.equal(codes(conn.take()), 'PBESCPBES');
+    const ok = Buffer.concat([frame('1', ''), frame('2', ''), frame('C', 'SELECT 1\0'), Z]);
+    f.answer(0, Buffer.concat([ok, frame('3', ''), ok]));
+    assert.equal(codes(f.received()), '12CZ12CZ');
+    // Later, on that connection, a third name for it is answered in place (the statement is there).
+    f.send(Buffer.concat([encodeParse('s3', sql), encodeBind('', 's3', []), encodeExecute('', 0), encodeSync()]));
+    await f.settle();
+    assert.equal(codes(conn.take()), 'BES');
+  });
+
+  test('within one request, a second Parse of the same SQL is still answered in place (the first one is in order before it: a Close would make the server refuse it, 42P05)', async () => {
+    const f = await makeCore({ weights: [1, 0, 0], pooling: 'transaction' });
+    const conn = f.conns.get(0)!;
+    const sql = 'SELECT 1';
+    f.send(Buffer.concat([encodeParse('s1', sql), encodeParse('s2', sql), encodeBind('', 's2', []), encodeExecute('', 0), encodeSync()]));
+    await f.settle();
+    assert.equal(codes(conn.take()), 'PBES', 'one Parse to the server, the second answered in place');
+    f.answer(0, Buffer.concat([frame('1', ''), frame('2', ''), frame('C', 'SELECT 1\0'), Z]));
+    assert.equal(codes(f.received()), '112CZ');
+  });
+});
+
