@@ -12,6 +12,7 @@
 # Usage: bench/connect.sh                          (npm run build first)
 #        CLIENTS=8 DURATION=8 ROUNDS=2 WARMUP=3 bench/connect.sh   (WARMUP: seconds of -C load on a fresh pgmaitre first)
 #        BEFORE=/path/to/older/checkout bench/connect.sh   (also that build, built, each round: rows pgmaitre-before-*)
+#        MODES=transaction bench/connect.sh   (pgmaitre in these pool modes only; PgBouncer's session row only with session)
 #        CANNED=0 bench/connect.sh   (no node-canned row)
 #
 # node-canned (CANNED=1, the default): dist/bench/e2e/canned-workers.js in one process, a "server"
@@ -28,6 +29,7 @@ DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-3}
 BEFORE=${BEFORE:-}
+MODES=${MODES:-"transaction session"}
 CANNED=${CANNED:-1}
 CANNED_PORT=${CANNED_PORT:-19998}
 WEIGHTS=${WEIGHTS:-"1 0 0"}
@@ -110,7 +112,7 @@ for round in $(seq "$ROUNDS"); do
   [ "$ROUNDS" -gt 1 ] && echo "-- round $round"
   run direct 15432
   run pgbouncer-tx 16432 $(bouncer_pid tx)
-  run pgbouncer-session 16433 $(bouncer_pid session)
+  case " $MODES " in *" session "*) run pgbouncer-session 16433 $(bouncer_pid session) ;; esac
   if [ "$CANNED" = 1 ]; then
     if (exec 3<>"/dev/tcp/127.0.0.1/$CANNED_PORT") 2>/dev/null; then echo "127.0.0.1:$CANNED_PORT is taken: set CANNED_PORT" >&2; exit 1; fi
     node dist/bench/e2e/canned-workers.js 1 "$CANNED_PORT" >"$OUT/canned.log" 2>&1 &
@@ -120,7 +122,7 @@ for round in $(seq "$ROUNDS"); do
     run node-canned "$CANNED_PORT" "$CANNED_PID"
     stop_canned
   fi
-  for mode in transaction session; do
+  for mode in $MODES; do
     for build in ${BEFORE:+before} now; do
       if [ "$build" = before ]; then start_ours "$mode" "$BEFORE"; name="pgmaitre-before-$mode"; else start_ours "$mode"; name="pgmaitre-$mode"; fi
       # warm-up: the first logins compile the code (a second at two clients left much of it to the

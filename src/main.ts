@@ -12,6 +12,8 @@
  * the pcp_* equivalents (`pgmaitre node-info 1 -h HOST -p 9898 -U USER`, ...) speak PCP
  * (src/pcp/cli.ts). SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration.
  */
+// First: V8 settings that concern the code of every module loaded after it (util/jit.ts).
+import './util/jit';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, ConfigError } from './config/load';

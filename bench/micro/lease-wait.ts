@@ -74,7 +74,14 @@ async function main(): Promise<void> {
     return c;
   };
 
-  const makeHost = (pooling: 'session' | 'transaction', s: Session, pool: NodePool<Conn>): CoreHost => ({
+  const makeHost = (pooling: 'session' | 'transaction', s: Session, pool: NodePool<Conn>): CoreHost => {
+  let leaseDone: ((c: BackendPort | null, refused: null) => void) | null = null;
+  const leaseCame = (c: Conn | null): void => {
+    if (c === null) return; // (the pool closed at the end of a run)
+    c.owner = s;
+    leaseDone!(c, null);
+  };
+  return {
     pid: 1, user: 'u', database: 'd', applicationName: '', cluster, routing, config, lsn: null, adminEnabled: true,
     log, logFlags: { statement: false, perNodeStatement: false, clientMessages: false, connections: false, disconnections: false, backendMessages: 'none' },
     noticePerNode: false, classifier: routing.classifier,
@@ -91,12 +98,10 @@ async function main(): Promise<void> {
     },
     // As frontend/session.ts: the waiting path through the pool's callback (LEASE_PROMISE=1: openLink's promises, the older path).
     ...(process.env.LEASE_PROMISE === '1' ? {} : {
+      // (Callbacks made once per session, as frontend/session.ts does: not a closure per wait.)
       leaseLater: (_node: number, done: (c: BackendPort | null, refused: null) => void) => {
-        pool.waitInLine('u/d', create, limit(), 0, (c, err) => {
-          if (c === null) return; // (the pool closed at the end of a run)
-          c.owner = s;
-          done(c, null);
-        });
+        leaseDone = done;
+        pool.waitInLine('u/d', create, limit(), 0, leaseCame);
       },
     }),
     closeLink: (p, reusable, why, reset) => {
@@ -107,7 +112,8 @@ async function main(): Promise<void> {
     runAdmin: async () => Buffer.alloc(0), nodeAccepting: async () => true,
     backendError: () => {}, cancelBackend: async () => {}, pauseClient: () => {}, resumeClient: () => {}, end: () => {}, observeLatency: () => {},
     pooling, pinned: () => {}, statementCache: () => {}, knownStatement: () => false,
-  });
+  };
+  };
 
   const answerRows = Buffer.concat([
     frame('T', Buffer.from([0, 1, 0x61, 0x62, 0x61, 0x6c, 0x61, 0x6e, 0x63, 0x65, 0, 0, 0, 0x40, 0, 0, 3, 0, 0, 0, 0x17, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0])),

@@ -10,6 +10,7 @@
  * pgmaitre's own per-session footprint (or per-session work). Plain script:
  * `npx tsc -p . && node dist/bench/micro/session-scaling.js [N...]` (env POOLING=session,transaction,
  * MODES=simple,extended, REQUESTS=100000 measured per figure). Under
+ * QUICK=0 keeps every request on the full path (no SessionCore.quickForward). Under
  * `valgrind --tool=cachegrind --cache-sim=yes` (REQUESTS small, two counts subtracted) it gives
  * the cache misses per request, which do not depend on how busy the machine is.
  */
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
   ];
   const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
   const sizes = counts.length > 0 ? counts : [1, 16, 64, 256, 1024];
+  const quick = process.env.QUICK !== '0';
   const poolings = (process.env.POOLING ?? 'session,transaction').split(',') as ('session' | 'transaction')[];
   const wanted = (process.env.MODES ?? 'simple,extended').split(',');
   for (const pooling of poolings) {
@@ -104,8 +106,12 @@ async function main(): Promise<void> {
         const round = (k: number): void => {
           for (let i = 0; i < n; i++) {
             const s = sessions[i]!;
-            s.framer.push(reqs[(k * n + i) % 1000]!, s.core);
-            s.core.endOfInput();
+            const req = reqs[(k * n + i) % 1000]!;
+            // As frontend/session.ts offers each read: the quick forward path first (QUICK=0: never).
+            if (!quick || !s.framer.atBoundary || !s.core.quickForward(req, 1 << 30)) {
+              s.framer.push(req, s.core);
+              s.core.endOfInput();
+            }
             s.core.onBackendData(0, answer);
           }
         };
@@ -117,6 +123,9 @@ async function main(): Promise<void> {
         const cu = process.cpuUsage(t0);
         line.push(`${String(n).padStart(5)}: ${((cu.user + cu.system) / (rounds * n)).toFixed(2).padStart(6)}`);
         if (process.env.ALLOC !== undefined) line.push(`(${(allocated(() => round(0)) / n).toFixed(0)} B)`);
+        let quickly = 0;
+        for (const s of sessions) quickly += s.core.quickForwards;
+        if (process.env.ALLOC !== undefined) line.push(`[${((100 * quickly) / ((rounds + Math.ceil(Math.max(2, rounds / 4)) + 1) * n)).toFixed(0)} % quick]`);
         for (const s of sessions) s.core.close();
       }
       console.log(`${`${pooling} ${mode}`.padEnd(22)} CPU µs/request by sessions  ${line.join('  ')}`);

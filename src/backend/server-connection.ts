@@ -113,6 +113,8 @@ export class ServerConnection implements MessageSink {
   readonly createdAt = Date.now();
   lastUsedAt = Date.now();
   useCount = 0;
+  /** The pool's record of this connection (pool/node-pool.ts Poolable.poolSlot). */
+  poolSlot: unknown = undefined;
   /** Last statement sent here (core/ports.ts BackendPort.lastStatement); '' before the first. */
   lastStatement = '';
   backendPid = 0;

@@ -142,6 +142,8 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
    */
   const shapes = o.primaryRouting.length === 0 ? new Map<number, ShapeEntry>() : null;
   const shapeCap = Math.max(0, opts.cacheSize ?? DEFAULT_CACHE_SIZE);
+  /** The last shape any caller of classifyLike() met (see there). */
+  const shared: ShapeHint = { sql: '', prefix: '', cls: null, by: null };
   let hits = 0;
   let misses = 0;
   let lexerDecided = 0;
@@ -194,11 +196,22 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
    * cache would (and what the lexer would, should that entry have been evicted since).
    */
   function classifyLike(sql: string, hint: ShapeHint): QueryClass {
-    const last = hint.cls;
+    // A caller with no shape of this classifier yet (a new session's first text) is served by the
+    // last shape any caller met: a client that connects per request sends one text per session,
+    // and its first text took the hash and the Map lookup every time, then a code path the
+    // sessions' later texts never took (issue 21 item 5).
+    const h = hint.by === self ? hint : shared; // (by is set with cls, by remember())
+    const last = h.cls;
     // (The part before the first digit is compared natively: startsWith, then the loop on the rest.)
-    if (last !== null && hint.by === self && sql.length <= maxParse
-      && (hint.sql === sql || (sql.startsWith(hint.prefix) && sameShapeFrom(hint.sql, sql, hint.prefix.length)))) {
+    if (last !== null && sql.length <= maxParse
+      && (h.sql === sql || (sql.startsWith(h.prefix) && sameShapeFrom(h.sql, sql, h.prefix.length)))) {
       hits++;
+      if (h !== hint) {
+        hint.sql = h.sql;
+        hint.prefix = h.prefix;
+        hint.cls = last;
+        hint.by = self;
+      }
       return last;
     }
     const res = classifyText(sql, hint);
@@ -256,12 +269,21 @@ export function createClassifier(opts: ClassifyOptions = {}): Classifier {
 
   function remember(hint: ShapeHint, e: ShapeEntry): void {
     if (hint.sql !== e.sql) {
-      const k = shapePrefixLength(e.sql);
-      hint.prefix = k === e.sql.length ? e.sql : e.sql.slice(0, k);
+      if (shared.sql === e.sql) hint.prefix = shared.prefix;
+      else {
+        const k = shapePrefixLength(e.sql);
+        hint.prefix = k === e.sql.length ? e.sql : e.sql.slice(0, k);
+      }
     }
     hint.sql = e.sql;
     hint.cls = e.cls;
     hint.by = self;
+    if (hint !== shared) {
+      shared.sql = hint.sql;
+      shared.prefix = hint.prefix;
+      shared.cls = hint.cls;
+      shared.by = self;
+    }
   }
 
   const self: Classifier = {

@@ -431,9 +431,12 @@ export function firstKeyword(sql: string): string {
  * part of without being a number has no shape: a quote, a double quote, a dollar sign (dollar
  * quoting, parameters), a backslash or a comment.
  *
- * shapeHash() is a 32-bit hash of the shape (each number counts as one `0`), or -1 when the text
+ * shapeHash() is a 30-bit hash of the shape (each number counts as one `0`), or -1 when the text
  * has none; sameShape() compares two texts that have one. Neither builds a string: the lookup
- * costs two scans of the text and a Map lookup by number.
+ * costs two scans of the text and a Map lookup by number. (30 bits: a small integer for V8 on
+ * every build. A 32-bit unsigned hash is a heap number for half the shapes, and the first text
+ * whose hash was one, after code optimized on texts whose hash was not — pgbench's own first
+ * query after a warm-up of `pgbench -S` — deoptimized the classifier: issue 21 item 5.)
  */
 export function shapeHash(src: string): number {
   const n = src.length;
@@ -452,7 +455,7 @@ export function shapeHash(src: string): number {
     h = Math.imul(h ^ c, 0x01000193);
     prev = c;
   }
-  return h >>> 0;
+  return h & 0x3fffffff;
 }
 
 /** Whether two texts that have a shape (shapeHash ≥ 0) have the same one. */

@@ -44,6 +44,11 @@ export class IdentityCheck {
   /** A Sync is on its way to the session's own backend. */
   pending = false;
 
+  /** due() would be true (it does not look: SessionCore.quickRefusal asks without changing anything). */
+  get unseen(): boolean {
+    return this.seen !== terminations;
+  }
+
   /** True when a termination was sent through pgmaitre since this session last looked (and it now looks). */
   due(): boolean {
     if (this.seen === terminations) return false;

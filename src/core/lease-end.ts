@@ -134,12 +134,16 @@ export function cancelQueries(s: LeaseEndSession): void {
  * on its way is held until the server took it, then decided again.
  */
 export function endLeases(s: LeaseEndSession): void {
-  const cancelled = new Set<number>();
-  for (const l of s.connected()) {
-    const conn = l.conn!;
-    const fate = leaseFate(l, s, true, s.stateLost.has(l));
-    if (fate === Fate.Close && l.clientOwed > 0 && !cancelled.has(l.node)) {
-      cancelled.add(l.node);
+  // (Once per session: no generator, and the set made only when a cancel is sent.)
+  let cancelled = null as Set<number> | null;
+  const links = s.links;
+  for (let i = 0; i < links.length; i++) {
+    const l = links[i];
+    if (l === undefined || l.conn === null) continue;
+    const conn = l.conn;
+    const fate = leaseFate(l, s, true, s.stateLost.size > 0 && s.stateLost.has(l));
+    if (fate === Fate.Close && l.clientOwed > 0 && cancelled?.has(l.node) !== true) {
+      (cancelled ??= new Set<number>()).add(l.node);
       void s.host.cancelBackend(l.node, conn.backendPid, conn.backendSecret);
     }
     if (fate === Fate.Hold) {

@@ -235,7 +235,8 @@ export class Link {
   // Scanner state across chunks.
   private code = 0;
   private disp = FWD;
-  private hdr = Buffer.alloc(5);
+  /** A header split across chunks (made when one first is: a Buffer per link was an ArrayBuffer per session). */
+  private hdr: Buffer | null = null;
   private hdrPos = 0;
   /** Body bytes of the current message still to come (0 between messages). */
   private left = 0;
@@ -534,7 +535,7 @@ export class Link {
           this.tentative = null;
         }
         if (len - pos < 5) {
-          chunk.copy(this.hdr, 0, pos, len);
+          chunk.copy(this.hdr ??= Buffer.alloc(5), 0, pos, len);
           this.hdrPos = len - pos;
           pos = len;
           break;
@@ -546,12 +547,12 @@ export class Link {
         // The rest of a header split across chunks.
         const n = Math.min(5 - this.hdrPos, len - pos);
         if ((this.disp === FWD || this.disp === PEEK) && run < 0) run = pos;
-        chunk.copy(this.hdr, this.hdrPos, pos, pos + n);
+        chunk.copy(this.hdr!, this.hdrPos, pos, pos + n);
         this.hdrPos += n;
         pos += n;
         if (this.hdrPos < 5) break;
         this.hdrPos = 0;
-        mlen = this.hdr.readInt32BE(1);
+        mlen = this.hdr!.readInt32BE(1);
       }
       if (mlen < 4) {
         this.broken = true;

@@ -321,6 +321,37 @@ export class Planner {
     return p;
   }
 
+  /**
+   * SessionCore.quickForward: `sql` gets verdict `cls` (the one its last request's only query
+   * got) by the classifier's shape premise, as make() would classify it: false when it does not,
+   * or the classifier cannot say so in one comparison.
+   */
+  sameVerdict(sql: string, cls: QueryClass): boolean {
+    const classifier = this.v.host.classifier;
+    return classifier.classifyLike !== undefined && classifier.classifyLike(sql, this.queryHint) === cls;
+  }
+
+  /**
+   * SessionCore.quickForward: the plan make() made for the session's last request, a lone read
+   * Query whose verdict was `cls`, again (what it read is unchanged: see SessionCore.quickRefusal).
+   */
+  repeat(cls: QueryClass, node: number, reason: string, retryable: boolean): Plan {
+    const p = this.plan;
+    p.type = PlanType.Send;
+    emptyArray(p.classes);
+    p.classes.push(cls);
+    emptyArray(p.sqlNeeded);
+    emptyArray(p.lookup);
+    p.effects = null;
+    p.broadcastTx = false;
+    p.writes = false;
+    p.lasting = false;
+    p.node = node;
+    p.reason = reason;
+    p.retryable = retryable;
+    return p;
+  }
+
   /** The session's last simple-query text decided by shape, for Classifier.classifyLike. */
   private readonly queryHint: ShapeHint = { sql: '', prefix: '', cls: null, by: null };
 

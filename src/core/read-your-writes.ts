@@ -54,6 +54,14 @@ export class ReadYourWrites {
     this.primary = primary;
   }
 
+  /**
+   * No write of this session was sent or committed: freshEnough() is true for every node, and
+   * asks nothing (SessionCore.quickRefusal asks this instead).
+   */
+  get nothingWritten(): boolean {
+    return !this.writeSent && this.commits === 0;
+  }
+
   /** May a read go to standby `node` without missing this session's own writes? */
   freshEnough(node: number): boolean {
     if (this.writeSent) return false;

@@ -123,6 +123,21 @@ export class RequestInfo {
     return this;
   }
 
+  /** What read() makes of a request that is one simple Query whose text is `sql` (decoded already). */
+  readQuery(sql: string): this {
+    emptyArray(this.queries);
+    emptyArray(this.parses);
+    emptyArray(this.bindStatements);
+    emptyArray(this.bindPortals);
+    emptyArray(this.statementRefs);
+    emptyArray(this.portalRefs);
+    emptyArray(this.closedStatements);
+    this.extended = false;
+    this.functionCall = false;
+    this.queries.push(sql);
+    return this;
+  }
+
   /** True when the request binds `name` as a new portal in this same request. */
   bindsPortal(name: string): boolean {
     return this.bindPortals.includes(name);

@@ -10,7 +10,10 @@
  * each node's batch once → the backend's chunk comes back through onBackendData(): the Link's
  * scanner forwards the client's ranges untouched and in order, swallows side answers, and
  * completes Expects → settle() applies what completed (transaction end, SETs committed,
- * statements confirmed) → drive() again for whatever was waiting.
+ * statements confirmed) → drive() again for whatever was waiting. A read that is one Query like
+ * the session's last one, when nothing that request's plan read has changed, skips framing,
+ * the queue and the planner: quickForward() sends it on that plan through execute() (the
+ * conditions are all in quickRefusal()).
  *
  * Ordering: answers must reach the client in request order, so a request goes to a node only
  * when no other node owes the client an answer; pgmaitre's own replies (errors, admin results)
@@ -64,6 +67,8 @@ import { broadcast, prepareLink, reparsed, type SideSession } from './side-reque
 import { cancelQueries, closeLeases, endLeases, releaseIdle, tempProbed, type LeaseEndSession } from './lease-end';
 import { connectionLost, retryable, type RecoverySession } from './recovery';
 import { emptyArray } from '../util/arrays';
+import { copyRead } from '../util/fast-read';
+import { decodeQuery } from '../protocol/frontend';
 
 /** Requests queued beyond this many bytes stop the client from being read. */
 const QUEUE_HIGH_WATER = 256 * 1024;
@@ -181,6 +186,30 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   loginParams: ReadonlyMap<string, string> | null = null;
   /** Session pooling: is the client's own backend alive before a request goes elsewhere (identity-check.ts)? */
   readonly identity = new IdentityCheck();
+  /**
+   * The quick forward path (quickForward): the session's last request, when it was a lone read
+   * Query sent on the full path, as its plan stood (quickCls null: there is none), and what that
+   * plan read. Any request that reaches step() clears it first; only the full path sets it.
+   */
+  private quickCls: QueryClass | null = null;
+  private quickNode = -1;
+  private quickReason = '';
+  private quickRetryable = false;
+  /** Session pooling: the connection it went to (transaction pooling leases one per request). */
+  private quickConn: BackendPort | null = null;
+  private quickPrimary = -1;
+  private quickStatus = '';
+  private quickRole = '';
+  private quickRouting: unknown = null;
+  private quickConfig: unknown = null;
+  private quickClassifier: unknown = null;
+  private quickStateVersion = -1;
+  private quickLb = -1;
+  private quickRoute = 0;
+  /** The text quickRefusal decoded (quickForward takes it). */
+  private quickSql = '';
+  /** Requests sent by quickForward (read by tests and bench/micro/session-scaling.ts). */
+  quickForwards = 0;
 
   constructor(readonly host: CoreHost, readonly client: ClientPort) {
     this.ryw = new ReadYourWrites(() => host.lsn);
@@ -198,6 +227,19 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   /** All links with a connection. */
   *connected(): IterableIterator<Link> {
     for (const l of this.links) if (l !== undefined && l.conn !== null) yield l;
+  }
+
+  /**
+   * Logged in without a connection (transaction pooling): `node` answers for the client's
+   * identity, and its link is made now, empty, as it is after every lease ends. A session's first
+   * request then takes the path its later ones take (a link that exists, without a connection):
+   * with the link made at the first lease, a server that had met only clients that connect per
+   * request had its code optimized for "no link yet", and deoptimized it at the first client that
+   * sent a second request (issue 21 item 5).
+   */
+  loginNode(node: number): void {
+    this.identityNode = node;
+    if (this.links[node] === undefined) this.links[node] = new Link(node);
   }
 
   /** Attaches the login connection (its pid is the client's). */
@@ -350,6 +392,161 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
     return quickReadHit(this, view);
   }
 
+  /**
+   * The quick forward path: a client read (`view`, valid during the call) that is, whole, one
+   * simple Query of the same shape and verdict as the session's last request, which went to a
+   * backend on the full path, when nothing that request's plan read has changed (quickRefusal
+   * lists every condition): sent on that plan, with no framing, no queue, no planning. The
+   * request's bytes and everything done on sending it go through executePart(), as on the full
+   * path (counters, last statement, read-your-writes, the link's account, side requests); its
+   * answer comes back through the full path's link scanner (Link.feed, settle). Transaction
+   * pooling: only when an idle connection is leased at once (leaseNow); the lease ends as every
+   * lease does, after the answer (drive: releaseIdle, tx-pooling.ts leaseFate). False: the read
+   * is framed as usual.
+   */
+  quickForward(view: Buffer, maxMessage: number): boolean {
+    if (this.quickRefusal(view, maxMessage) !== '') return false;
+    const node = this.quickNode;
+    let link = this.links[node]!;
+    if (this.host.pooling !== 'session') {
+      const conn = this.host.leaseNow(node);
+      if (conn === null) {
+        this.quickSql = ''; // none idle at once: the full path waits in line
+        return false;
+      }
+      link = this.attach(node, conn);
+    }
+    const req = newRequest();
+    req.data = copyRead(view);
+    req.completions = 0;
+    req.term = Term.Query;
+    req.flush = false;
+    req.copyOnly = false;
+    req.unflushed = false;
+    this.scratchUsed = true; // (the drive after its answer lets go of the scratch info and plan)
+    const info = this.info.readQuery(this.quickSql);
+    this.quickSql = '';
+    const plan = this.planner.repeat(this.quickCls!, node, this.quickReason, this.quickRetryable);
+    this.quickForwards++;
+    this.execute(req, info, plan, link);
+    this.flush();
+    return true;
+  }
+
+  /**
+   * '' when `view` may take the quick forward path, else which condition keeps it on the full
+   * path. Every condition is here (test/unit/core/quick-forward.test.ts shows each one).
+   */
+  quickRefusal(view: Buffer, maxMessage: number): string {
+    const cls = this.quickCls;
+    // 1. The last request was a lone read Query sent on the full path (see noteQuick), and no
+    //    request reached step() since.
+    if (cls === null) return 'no template';
+    // 2. The read is one whole Query frame, within max_message_size, its text one C string.
+    const len = view.length;
+    // (Its text ends at its last byte: decodeQuery, step 9, refuses a text with a NUL inside.)
+    if (len < 6 || len - 1 > maxMessage || view[0] !== FrontendCode.Query || view.readInt32BE(1) !== len - 1 || view[len - 1] !== 0) return 'not one Query';
+    // 3. The session at rest: nothing queued, half read, driving, waited for (a lease, a lookup,
+    //    a connection), refused, cancelled or being cancelled, skipping to a Sync after a cancel,
+    //    a cancelled request's lease still on its way, an admin answer on its way, in COPY, held
+    //    back, paced, or staying on a node until Sync; the client still there.
+    if (this.closed || this.leaving !== null || this.queue.length !== 0 || this.rCount !== 0 || this.driving !== 0 || this.blocked !== 0
+      || this.parked !== null || this.refused !== null || this.skipToSync || this.leaseWaiting || this.leaseAbandoned || this.answering !== 0
+      || this.cancelling.size !== 0 || this.copyTarget !== null
+      || this.held !== null || this.clientFull || this.clientPaused || this.backendFull !== 0 || this.stickyNode !== -1) return 'not at rest';
+    // 4. Every link at rest: nothing owed or half scanned, no open sequence, no COPY, nothing
+    //    batched or to clean up first, outside any transaction.
+    for (let i = 0; i < this.links.length; i++) {
+      const l = this.links[i];
+      if (l === undefined) continue;
+      if (!l.quiet || l.unsynced || l.out.length !== 0 || l.cleanup.length !== 0 || l.full || l.goodbye !== null || l.txStatus !== TxStatus.Idle) return 'link busy';
+    }
+    // 5. Nothing that must see or show the request: the query cache, statement logging,
+    //    per-node statement notices and logs.
+    const host = this.host;
+    const flags = host.logFlags;
+    if (this.cache !== null) return 'query cache';
+    if (flags.statement || flags.clientMessages || flags.perNodeStatement || host.noticePerNode) return 'logging';
+    // 6. Outside any transaction, as the template was planned (routing state unchanged, no
+    //    deferred BEGIN, no SET staged).
+    const route = this.route;
+    if (this.deferredBegin !== '' || route.inTransaction || this.txFailed || this.stagedNode !== -1 || this.state.pending) return 'transaction';
+    if (this.routeBits() !== this.quickRoute) return 'routing state';
+    // 7. What the plan read: the settings (reload, PGPOOL SET), the session's settings version,
+    //    the primary, the node's status and role, its lag, the session's load-balance node, no
+    //    node failed recently, no statement-level balancing; read_your_writes: the session wrote
+    //    nothing (else its reads' node depends on what the standbys replayed since).
+    if (host.routing !== this.quickRouting || host.config !== this.quickConfig || host.classifier !== this.quickClassifier
+      || host.routing.statementLevel) return 'settings';
+    if (host.config.read_your_writes && !this.ryw.nothingWritten) return 'read-your-writes';
+    if (this.state.version !== this.quickStateVersion) return 'session settings';
+    const node = this.quickNode;
+    const primary = host.cluster.primaryId();
+    const n = host.cluster.node(node);
+    if (primary !== this.quickPrimary || n === undefined || n.status !== this.quickStatus || n.role !== this.quickRole
+      || (node !== primary && host.routing.lag(node).lagging)) return 'cluster';
+    if (this.lbNode !== this.quickLb || this.planner.failedAt.size !== 0) return 'load balance';
+    // 8. The connection. Session pooling: the same one, and the client's own backend need not be
+    //    checked first (identity-check.ts). Transaction pooling: not pinned and holding none (one
+    //    is leased at once by quickForward, or the full path waits in line).
+    if (host.pooling === 'session') {
+      const link = this.links[node];
+      if (link === undefined || link.conn === null || link.conn !== this.quickConn) return 'connection';
+      if (node !== this.identityNode && (this.identity.pending || this.identity.unseen)) return 'identity check';
+    } else {
+      if (this.pinnedFor !== '' || this.pinReason() !== '') return 'pinned';
+      for (let i = 0; i < this.links.length; i++) if (this.links[i]?.conn != null) return 'connection';
+    }
+    // 9. Last (it reads the text): the same shape, so the same verdict, as the template.
+    let sql: string;
+    try {
+      sql = decodeQuery(view, 0, len);
+    } catch {
+      return 'not one Query';
+    }
+    if (!this.planner.sameVerdict(sql, cls)) return 'other statement';
+    this.quickSql = sql;
+    return '';
+  }
+
+  /** The routing state's flags make() reads outside a transaction (quickRefusal compares them). */
+  private routeBits(): number {
+    const r = this.route;
+    return (r.wroteInSession ? 1 : 0) | (r.wroteInEarlierTransaction ? 2 : 0) | (r.wroteInTransaction ? 4 : 0) | (r.primaryOnlyTransaction ? 8 : 0)
+      | (r.serializableDefault ? 16 : 0) | (r.tempTables.size > 0 ? 32 : 0) | (r.writtenInTransaction.size > 0 ? 64 : 0);
+  }
+
+  /**
+   * After the full path sent `req` (read as `info`, planned as `plan`) to `link`: the template
+   * quickForward repeats, when `req` was a lone read Query sent outside any transaction.
+   * (`lone`: computed before the request was sent, which may give it back to the pool.)
+   */
+  private noteQuick(lone: boolean, info: RequestInfo, plan: Plan, link: Link): void {
+    if (!lone || info.queries.length !== 1 || info.extended || info.functionCall || plan.type !== PlanType.Send || plan.classes.length !== 1) return;
+    const cls = plan.classes[0]!;
+    if (cls.kind !== 'read' || !cls.readOnly || cls.statements !== 1 || cls.functions.length !== 0 || cls.flags.sessionEffects === true
+      || cls.flags.createsTemp === true || cls.flags.selectInto === true || cls.flags.writableCte === true || cls.flags.needsVolatilityCheck === true
+      || plan.effects !== null || plan.broadcastTx || plan.sqlNeeded.length !== 0 || plan.lookup.length !== 0 || plan.writes || plan.lasting
+      || this.route.inTransaction || link.conn === null || this.cache !== null) return;
+    const host = this.host;
+    const n = host.cluster.node(plan.node);
+    if (n === undefined) return;
+    this.quickCls = cls;
+    this.quickNode = plan.node;
+    this.quickReason = plan.reason;
+    this.quickRetryable = plan.retryable;
+    this.quickConn = host.pooling === 'session' ? link.conn : null;
+    this.quickPrimary = host.cluster.primaryId();
+    this.quickStatus = n.status;
+    this.quickRole = n.role;
+    this.quickRouting = host.routing;
+    this.quickConfig = host.config;
+    this.quickClassifier = host.classifier;
+    this.quickStateVersion = this.state.version;
+    this.quickLb = this.lbNode;
+    this.quickRoute = this.routeBits();
+  }
+
   /** The end of a client chunk: stream COPY data, then route and send complete requests. */
   endOfInput(): void {
     this.flushCopy();
@@ -420,6 +617,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private step(req: Request): boolean {
     const parked = this.parked;
     this.parked = null;
+    this.quickCls = null; // (noteQuick sets it again for a request it may repeat)
     if (req.copyOnly) {
       // COPY data that arrived before its CopyInResponse: it follows the COPY to its node.
       const target = this.copyTarget ?? (this.lastNode >= 0 ? this.links[this.lastNode] : undefined);
@@ -501,7 +699,9 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
       }
       link = this.attach(plan.node, now);
     }
+    const lone = req.term === Term.Query && !req.flush && req.completions === 0 && req.pooledData === null && req.pooledPrepare === null;
     this.execute(req, info, plan, link);
+    this.noteQuick(lone, info, plan, link);
     return true;
   }
 
@@ -1183,7 +1383,7 @@ export class SessionCore implements ForwardSink, PlannerView, PooledSession, Eff
   private unfinished(): boolean {
     if (this.copyTarget !== null || this.closed) return false; // COPY IN with no client: aborted, as at EOF
     if (this.queue.length > 0) return true;
-    for (const l of this.connected()) if (l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
+    for (const l of this.links) if (l !== undefined && l.conn !== null && l.syncOwed > 0 && l.clientOwed > 0 && l.lasting) return true;
     return false;
   }
 

@@ -34,7 +34,7 @@ export class SessionState {
    * Transaction pooling: the client's startup parameters as SET statements. They are what a RESET
    * goes back to on this client's own connection, so on a shared one they are replayed like SETs.
    */
-  private base: ReadonlyMap<string, string> = new Map();
+  private base: ReadonlyMap<string, string> = NO_BASE;
   version = 0;
   /** Changes made inside the current transaction, not yet committed. */
   private staged: Change[] = [];
@@ -213,7 +213,12 @@ export class SessionState {
    * and marks it as brought there. A connection whose state is unknown gets a full reset first.
    */
   replayFor(conn: AppliedState, owner: unknown): readonly string[] {
-    if (conn.appliedOwner === owner && conn.appliedVersion === this.version) return NOTHING;
+    // (Both compared every time: with `&&` a session's first lease, whose owner never matches,
+    // never read the version, and its second request ran code optimized without it: a deopt at
+    // every client that sends two requests after a thousand that sent one; issue 21 item 5.)
+    const sameOwner = conn.appliedOwner === owner;
+    const sameVersion = conn.appliedVersion === this.version;
+    if (sameOwner && sameVersion) return NOTHING;
     const want = this.desired();
     let applied = conn.applied;
     if (applied !== null && sameEntries(applied, want)) {
@@ -245,6 +250,8 @@ export class SessionState {
 }
 
 const NOTHING: readonly string[] = Object.freeze([]);
+/** A session's base settings until setBase(): none (shared; never written, setBase replaces it). */
+const NO_BASE: ReadonlyMap<string, string> = new Map();
 
 /** True when `a` and `b` hold the same entries. */
 function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {

@@ -13,7 +13,7 @@ import type { FrontendContext } from './context';
 
 /** Sessions this process holds on a node: the smart endpoint's leases plus dedicated-port relays. */
 export function localActive(ctx: FrontendContext, nodeId: number): number {
-  return (ctx.pools.get(nodeId)?.counts().active ?? 0) + (ctx.relayCount?.(nodeId) ?? 0);
+  return (ctx.pools.get(nodeId)?.activeCount() ?? 0) + (ctx.relayCount?.(nodeId) ?? 0);
 }
 
 /** Candidate records for every node; `excluded(id)` marks nodes the caller must avoid (recently failed). */

@@ -376,6 +376,9 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       // A read that is, whole, a request the query cache answers from its bytes (nothing else
       // under way): answered before it is framed — no copy, no request queued (core/cache-glue.ts).
       if (this.framer.atBoundary && !this.logFlags.statement && !this.logFlags.clientMessages && this.core?.quickRead(view) === true) return;
+      // A read that is, whole, a Query like the session's last one, when nothing its plan read
+      // changed: sent on that plan, not framed, queued or planned (SessionCore.quickForward).
+      if (this.framer.atBoundary && this.core?.quickForward(view, this.ctx.config.max_message_size) === true) return;
       if (this.framer.pushView(view, this, countCopied) !== 0) this.badLength();
       else this.core?.endOfInput();
     } catch (e) {
@@ -673,7 +676,7 @@ export class ClientSession implements FrameSink, ServerSink, RegisteredSession, 
       r.conn.attach(this);
       core.attachLogin(r.node, r.conn);
     } else {
-      core.identityNode = r.node; // logged in without a connection: the first request leases one
+      core.loginNode(r.node); // logged in without a connection: the first request leases one
     }
     const txStatus = r.conn?.txStatus ?? TxStatus.Idle;
     if (this.socket instanceof RawSocket) writeLoginReply(this.socket, greetingBytes(r), this.pid, this.secret, txStatus);

@@ -39,6 +39,12 @@ export interface Poolable {
   destroy(reason: string): void;
   /** Why a closed connection closed (the server's words when it said some). */
   closedError?(): Error;
+  /**
+   * The pool's record of this connection (its state, its key's pool): written by the pool when
+   * the connection enters it, read by no one else. An implementation declares it (initialised to
+   * undefined) so every connection keeps one shape.
+   */
+  poolSlot?: unknown;
 }
 
 /** Pool sizing and expiry, in pgpool's terms (seconds; 0 = never). */
@@ -90,84 +96,164 @@ export class LeaseTimeout extends Error {
 }
 
 interface Waiter<T> {
-  readonly key: string;
-  readonly since: number;
-  readonly create: () => Promise<T>;
-  readonly limit: LeaseLimit;
-  resolve(c: T): void;
-  reject(e: Error): void;
+  // (Not readonly: a waiter handed its connection is used again for a later wait, see spare.)
+  key: string;
+  since: number;
+  create: () => Promise<T>;
+  limit: LeaseLimit;
+  resolve: (c: T) => void;
+  reject: (e: Error) => void;
   /** leaseThen()'s callback (then resolve/reject are unused), or null for a lease() promise. */
-  readonly then: LeaseCallback<T> | null;
+  then: LeaseCallback<T> | null;
   /** waitInLine(): a connection given back is handed over from inside that giveBack() (see handOff). */
-  readonly direct: boolean;
+  direct: boolean;
   /** When it gives up (Date.now() ms; 0: never), and the wait it was given (ms). */
-  readonly deadline: number;
-  readonly timeoutMs: number;
+  deadline: number;
+  timeoutMs: number;
   /** Wakes the pump when reserve_pool_timeout has passed for this waiter. */
   reserveTimer: NodeJS.Timeout | null;
   done: boolean;
 }
 
-/**
- * Waiters of one key, first come first served. Leaving waiters (granted, timed out) are only
- * marked done and dropped when they reach the head, so every operation is O(1): with a thousand
- * clients queued on twenty connections, a scan of all waiters per lease dominated the CPU profile.
- */
-class WaitQueue<T> {
-  private items: Waiter<T>[] = [];
-  private head = 0;
+/** How many handed-off waiters a pool keeps for later waits (NodePool.spare). */
+const SPARE_WAITERS = 64;
 
-  push(w: Waiter<T>): void {
-    this.items.push(w);
+/**
+ * Waiters of one key, first come first served, in a ring (a power-of-two array, head and tail):
+ * no array is made or dropped when the line empties and fills again — with a few more clients
+ * than connections it does so on nearly every transaction. Leaving waiters (granted, timed out)
+ * are only marked done and dropped when they reach the head, so every operation is O(1): with a
+ * thousand clients queued on twenty connections, a scan of all waiters per lease dominated the
+ * CPU profile. A slot the head passed is emptied (the waiter is not kept reachable).
+ */
+export class WaitQueue<W extends { done: boolean }> {
+  private ring: (W | undefined)[] = new Array<W | undefined>(8).fill(undefined);
+  private mask = 7;
+  private head = 0;
+  private tail = 0;
+
+  push(w: W): void {
+    if (this.tail - this.head === this.ring.length) this.grow();
+    this.ring[this.tail & this.mask] = w;
+    this.tail++;
   }
 
   /** The oldest waiter still waiting, or undefined. */
-  first(): Waiter<T> | undefined {
-    const items = this.items;
-    while (this.head < items.length && items[this.head]!.done) this.head++;
-    if (this.head === items.length) {
-      this.items = [];
-      this.head = 0;
-      return undefined;
+  first(): W | undefined {
+    while (this.head !== this.tail) {
+      const w = this.ring[this.head & this.mask]!;
+      if (!w.done) return w;
+      this.ring[this.head & this.mask] = undefined;
+      this.head++;
     }
-    if (this.head >= 1024 && this.head * 2 >= items.length) {
-      this.items = items.slice(this.head);
-      this.head = 0;
-    }
-    return this.items[this.head];
+    return undefined;
   }
 
   /** The waiter first() returned leaves the line (granted): the next first() does not step over it. */
   advance(): void {
+    this.ring[this.head & this.mask] = undefined;
     this.head++;
   }
 
-  /** Every waiter still waiting, oldest first (the deadline sweep). */
-  *waiting(): IterableIterator<Waiter<T>> {
-    for (let i = this.head; i < this.items.length; i++) if (!this.items[i]!.done) yield this.items[i]!;
+  /** No entry at all, done or not. */
+  get empty(): boolean {
+    return this.head === this.tail;
   }
 
-  /** Every entry, done or not (shutdown). */
-  drain(): Waiter<T>[] {
-    const all = this.items.slice(this.head);
-    this.items = [];
+  /** Every waiter still waiting, oldest first (the deadline sweep). */
+  waiting(out: W[]): W[] {
+    for (let i = this.head; i !== this.tail; i++) {
+      const w = this.ring[i & this.mask]!;
+      if (!w.done) out.push(w);
+    }
+    return out;
+  }
+
+  /** Every entry, done or not, and the line empties (shutdown). */
+  drain(out: W[]): W[] {
+    while (this.head !== this.tail) {
+      out.push(this.ring[this.head & this.mask]!);
+      this.ring[this.head & this.mask] = undefined;
+      this.head++;
+    }
+    return out;
+  }
+
+  private grow(): void {
+    const n = this.ring.length;
+    const next = new Array<W | undefined>(2 * n).fill(undefined);
+    for (let i = 0; i < n; i++) next[i] = this.ring[(this.head + i) & this.mask];
+    this.ring = next;
+    this.mask = 2 * n - 1;
     this.head = 0;
-    return all;
+    this.tail = n;
+  }
+}
+
+/** Where a connection of the pool is (Slot.state). */
+const Gone = 0;
+const Idle = 1;
+const Leased = 2;
+const Resetting = 3;
+
+/**
+ * The pool's record of one connection (Poolable.poolSlot), made once when the connection enters
+ * the pool: a lease and a give-back change its fields, and nothing is added to or removed from a
+ * Set or Map (the Sets of leased and idle connections shrank and grew their tables per lease).
+ */
+class Slot<T> {
+  state = Gone;
+  /** A pinned session holds it outside its key's default_pool_size (pin). */
+  pinned = false;
+  /** Its index in NodePool.all. */
+  at = -1;
+  /** When it last went idle, in the pool's idle order (NodePool.idleSeq): the lowest idled first. */
+  seq = 0;
+  constructor(readonly owner: object, readonly kp: KeyPool<T>) {}
+}
+
+/**
+ * Everything about one key (user, database, startup parameters) in one object: one lookup per
+ * lease instead of one per map (idle list, count, limit, waiters, pins, resets).
+ */
+class KeyPool<T> {
+  /** Idle connections, most recently used last (LIFO reuse keeps them warm); oldest first by Slot.seq. */
+  readonly idle: T[] = [];
+  /** Connections in any state, and those being opened by the pump (pinned ones not counted). */
+  count = 0;
+  /** Leased connections held by pinned sessions, counted apart from default_pool_size. */
+  pinned = 0;
+  /** Session pooling: connections being reset (reset_query_list) after a release. */
+  resetting = 0;
+  /** acquire() calls waiting for one of those resets (one reset wakes one of them). */
+  readonly resetWaiters: (() => void)[] = [];
+  /** The limit last asked for (giveBack closes connections beyond it). */
+  limit: LeaseLimit | undefined = undefined;
+  /** Clients waiting for a connection (transaction pooling). */
+  readonly line = new WaitQueue<Waiter<T>>();
+  constructor(readonly key: string) {}
+
+  /** Nothing of the key is left: the record may go (reap). */
+  get unused(): boolean {
+    return this.count === 0 && this.pinned === 0 && this.resetting === 0 && this.idle.length === 0
+      && this.resetWaiters.length === 0 && this.line.empty;
   }
 }
 
 /** Pool of one node; see the file header. */
 export class NodePool<T extends Poolable> {
-  /** Idle connections per key, most recently used last (LIFO reuse keeps them warm). */
-  private readonly idleByKey = new Map<string, T[]>();
-  /** Every idle connection in release order: the first is the least recently used. */
-  private readonly idleOrder = new Set<T>();
-  private readonly leased = new Set<T>();
-  private readonly resetting = new Set<T>();
-  /** Session pooling: connections of each key being reset (reset_query_list) after a release. */
-  private readonly resettingPerKey = new Map<string, number>();
-  /** acquire() calls waiting for one of those resets, per key (one reset wakes one of them). */
-  private readonly resetWaiters = new Map<string, (() => void)[]>();
+  /** Per key: idle connections, counts, limit, waiters (reap drops the records of unused keys). */
+  private readonly keys = new Map<string, KeyPool<T>>();
+  /** The last key looked up and its record (nearly every lease of a node is of one key). */
+  private lastKey = '';
+  private lastKp: KeyPool<T> | null = null;
+  /** Every connection the pool holds (idle, leased, resetting), in no order (Slot.at). */
+  private readonly all: T[] = [];
+  private idleCount = 0;
+  private leasedCount = 0;
+  private resettingCount = 0;
+  /** Advanced each time a connection goes idle (Slot.seq): the idle order, least recently used first. */
+  private idleSeq = 0;
   private connecting = 0;
   private closed = false;
   private readonly timer: NodeJS.Timeout;
@@ -180,18 +266,12 @@ export class NodePool<T extends Poolable> {
   /** Leases granted (transaction pooling), and how many had to wait. */
   leases = 0;
   waitedLeases = 0;
-  /** Connections per key, all states (transaction pooling limits count them). */
-  private readonly perKey = new Map<string, number>();
-  /** Clients waiting for a connection, per key; `waiting` counts those not done. */
-  private readonly waiters = new Map<string, WaitQueue<T>>();
+  /** Waiters handed their connection by handOff(), kept for later waits (SPARE_WAITERS at most). */
+  private readonly spare: Waiter<T>[] = [];
+  /** Clients waiting for a connection, over every key (those not done). */
   private waiting = 0;
   /** Called with the wait of every lease that waited (seconds), for the wait-time histogram. */
   onWaited: ((seconds: number) => void) | null = null;
-  /** The limit last asked for each key (giveBack closes connections beyond it). */
-  private readonly limits = new Map<string, LeaseLimit>();
-  /** Leased connections held by pinned sessions: counted apart from their key's default_pool_size. */
-  private readonly pinnedConns = new Set<T>();
-  private readonly pinnedPerKey = new Map<string, number>();
   /**
    * query_wait_timeout: one timer for the whole pool, set for the earliest deadline of any waiter
    * (a sweep then rejects those past theirs and sets it for the next). A timer per waiter, set
@@ -249,6 +329,57 @@ export class NodePool<T extends Poolable> {
     this.opts = { ...this.opts, ...opts };
   }
 
+  /** The record of `key`, made when missing. */
+  private keyPool(key: string): KeyPool<T> {
+    if (key === this.lastKey && this.lastKp !== null) return this.lastKp;
+    let kp = this.keys.get(key);
+    if (kp === undefined) this.keys.set(key, (kp = new KeyPool<T>(key)));
+    this.lastKey = key;
+    this.lastKp = kp;
+    return kp;
+  }
+
+  /** `conn`'s record in this pool, or undefined when it is not one of this pool's connections. */
+  private slotOf(conn: T): Slot<T> | undefined {
+    const s = conn.poolSlot as Slot<T> | undefined;
+    return s !== undefined && s.owner === this && s.state !== Gone ? s : undefined;
+  }
+
+  /** A connection enters the pool, leased (the caller counts it in its key). */
+  private enter(conn: T): Slot<T> {
+    const s = new Slot<T>(this, this.keyPool(conn.key));
+    conn.poolSlot = s;
+    s.state = Leased;
+    s.at = this.all.length;
+    this.all.push(conn);
+    this.leasedCount++;
+    return s;
+  }
+
+  /** `conn` leaves whatever state it is in, and the pool (before it is closed). */
+  private unlist(conn: T, s: Slot<T>): void {
+    switch (s.state) {
+      case Idle: {
+        const list = s.kp.idle;
+        const i = list.lastIndexOf(conn);
+        if (i === list.length - 1) list.pop();
+        else if (i >= 0) list.splice(i, 1);
+        this.idleCount--;
+        break;
+      }
+      case Leased: this.leasedCount--; break;
+      case Resetting: this.resettingCount--; break;
+      default: return;
+    }
+    s.state = Gone;
+    const last = this.all.pop()!;
+    if (last !== conn) {
+      this.all[s.at] = last;
+      (last.poolSlot as Slot<T>).at = s.at;
+    }
+    s.at = -1;
+  }
+
   /**
    * Lends a connection for `key`: a cached one when available, else one of the key being reset
    * once its reset is done (a client that connects per request logs in while its previous
@@ -257,16 +388,15 @@ export class NodePool<T extends Poolable> {
    */
   async acquire(key: string, create: () => Promise<T>): Promise<T> {
     if (this.closed) throw new Error(`pool of node ${this.nodeId} is closed`);
-    let idle = this.takeIdle(key);
+    let kp = this.keyPool(key);
+    let idle = this.takeIdle(kp);
     if (idle !== null) return idle;
-    const waiting = this.resetWaiters.get(key);
-    if ((this.resettingPerKey.get(key) ?? 0) > (waiting?.length ?? 0)) {
-      await new Promise<void>((resolve) => {
-        if (waiting === undefined) this.resetWaiters.set(key, [resolve]);
-        else waiting.push(resolve);
-      });
+    if (kp.resetting > kp.resetWaiters.length) {
+      const waiting = kp.resetWaiters;
+      await new Promise<void>((resolve) => waiting.push(resolve));
       if (this.closed) throw new Error(`pool of node ${this.nodeId} is closed`);
-      idle = this.takeIdle(key);
+      kp = this.keyPool(key);
+      idle = this.takeIdle(kp);
       if (idle !== null) return idle;
     }
     this.makeRoom(1);
@@ -274,12 +404,11 @@ export class NodePool<T extends Poolable> {
     try {
       const conn = await this.createLive(create);
       this.created++;
-      this.countKey(conn.key, 1);
       if (this.closed) {
         conn.destroy('pool closed');
         throw new Error(`pool of node ${this.nodeId} is closed`);
       }
-      this.leased.add(conn);
+      this.enter(conn).kp.count++;
       return conn;
     } finally {
       this.connecting--;
@@ -291,7 +420,7 @@ export class NodePool<T extends Poolable> {
    * none (then acquire(), which also waits for one being reset or opens one).
    */
   tryAcquire(key: string): T | null {
-    return this.closed ? null : this.takeIdle(key);
+    return this.closed ? null : this.takeIdle(this.keyPool(key));
   }
 
   /**
@@ -314,8 +443,7 @@ export class NodePool<T extends Poolable> {
   /** Takes in a connection opened outside the pool (a relayed login) as a lease. */
   adopt(conn: T): void {
     this.created++;
-    this.countKey(conn.key, 1);
-    this.leased.add(conn);
+    this.enter(conn).kp.count++;
     this.makeRoom(0);
   }
 
@@ -324,8 +452,9 @@ export class NodePool<T extends Poolable> {
    * then resets it (or closes it). Calling release twice for one lease throws.
    */
   release(conn: T, reusable: boolean, why = 'session ended in an unclean state'): void {
-    this.unpin(conn);
-    if (!this.leased.delete(conn)) throw new Error(`connection released twice to the pool of node ${this.nodeId}`);
+    const s = this.slotOf(conn);
+    if (s === undefined || s.state !== Leased) throw new Error(`connection released twice to the pool of node ${this.nodeId}`);
+    if (s.pinned) this.unpin(conn);
     conn.lastUsedAt = Date.now();
     if (!reusable || !conn.usable || this.closed || !this.opts.connectionCache) {
       this.close(conn, !conn.usable ? 'connection broken' : this.closed ? 'pool closed'
@@ -336,72 +465,71 @@ export class NodePool<T extends Poolable> {
       this.close(conn, 'child_max_connections reached');
       return;
     }
-    this.resetting.add(conn);
-    this.resettingPerKey.set(conn.key, (this.resettingPerKey.get(conn.key) ?? 0) + 1);
+    s.state = Resetting;
+    this.leasedCount--;
+    this.resettingCount++;
+    s.kp.resetting++;
     this.opts.reset(conn).then(
-      (ok) => this.afterReset(conn, ok, 'reset query failed'),
-      (e: Error) => this.afterReset(conn, false, `reset failed: ${e.message}`),
+      (ok) => this.afterReset(conn, s, ok, 'reset query failed'),
+      (e: Error) => this.afterReset(conn, s, false, `reset failed: ${e.message}`),
     );
   }
 
-  private afterReset(conn: T, ok: boolean, why: string): void {
-    this.resetting.delete(conn);
-    const n = (this.resettingPerKey.get(conn.key) ?? 1) - 1;
-    if (n <= 0) this.resettingPerKey.delete(conn.key);
-    else this.resettingPerKey.set(conn.key, n);
-    if (!ok || !conn.usable || this.closed) {
-      this.close(conn, this.closed ? 'pool closed' : why);
-    } else {
-      conn.lastUsedAt = Date.now();
-      let list = this.idleByKey.get(conn.key);
-      if (list === undefined) this.idleByKey.set(conn.key, (list = []));
-      list.push(conn);
-      this.idleOrder.add(conn);
-      this.makeRoom(0);
+  private afterReset(conn: T, s: Slot<T>, ok: boolean, why: string): void {
+    const kp = s.kp;
+    kp.resetting--;
+    if (s.state === Resetting) {
+      if (!ok || !conn.usable || this.closed) {
+        this.close(conn, this.closed ? 'pool closed' : why);
+      } else {
+        this.resettingCount--;
+        conn.lastUsedAt = Date.now();
+        this.toIdle(conn, s);
+      }
     }
     // One acquire() waiting for this key's reset takes the connection (or, when the reset
     // failed, opens a new one).
-    const waiting = this.resetWaiters.get(conn.key);
-    const next = waiting?.shift();
-    if (waiting !== undefined && waiting.length === 0) this.resetWaiters.delete(conn.key);
-    next?.();
+    kp.resetWaiters.shift()?.();
   }
 
   /** Closes least-recently-used idle connections while the node is at capacity. */
   private makeRoom(reserve: number): void {
-    while (this.totalCount() + reserve > this.opts.capacity && this.idleOrder.size > 0) {
-      const oldest = this.idleOrder.values().next().value as T;
-      this.removeIdle(oldest);
+    while (this.totalCount() + reserve > this.opts.capacity && this.idleCount > 0) {
       this.evicted++;
-      this.close(oldest, 'evicted: pool at capacity (num_init_children × max_pool)');
+      this.close(this.oldestIdle()!, 'evicted: pool at capacity (num_init_children × max_pool)');
     }
   }
 
-  private removeIdle(conn: T): void {
-    this.idleOrder.delete(conn);
-    const list = this.idleByKey.get(conn.key);
-    if (list === undefined) return;
-    const i = list.indexOf(conn);
-    if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) this.idleByKey.delete(conn.key);
+  /** The least recently used idle connection of any key (the bottom of one key's idle list). */
+  private oldestIdle(): T | undefined {
+    let oldest: T | undefined;
+    let seq = Infinity;
+    for (const kp of this.keys.values()) {
+      const c = kp.idle[0];
+      if (c !== undefined && (c.poolSlot as Slot<T>).seq < seq) {
+        oldest = c;
+        seq = (c.poolSlot as Slot<T>).seq;
+      }
+    }
+    return oldest;
   }
 
-  private close(conn: T, reason: string): void {
+  /** Closes `conn` (in any state: it leaves it), then serves waiters the room it leaves. */
+  private close(conn: T, reason: string, pump = true): void {
+    const s = conn.poolSlot as Slot<T> | undefined;
+    if (s !== undefined && s.owner === this && s.state !== Gone) {
+      if (s.pinned) this.unpin(conn);
+      this.unlist(conn, s);
+      s.kp.count--;
+    }
     conn.destroy(reason);
-    this.countKey(conn.key, -1);
     this.opts.onClose?.(conn, reason);
-    this.pump();
-  }
-
-  private countKey(key: string, d: number): void {
-    const n = (this.perKey.get(key) ?? 0) + d;
-    if (n <= 0) this.perKey.delete(key);
-    else this.perKey.set(key, n);
+    if (pump) this.pump();
   }
 
   /** Connections of `key` in any state. */
   keyCount(key: string): number {
-    return this.perKey.get(key) ?? 0;
+    return this.keys.get(key)?.count ?? 0;
   }
 
   // ---- transaction pooling ---------------------------------------------------------------
@@ -409,23 +537,24 @@ export class NodePool<T extends Poolable> {
   /** An idle connection of `key`, leased at once; null when there is none (then lease()). */
   tryLease(key: string): T | null {
     if (this.closed) return null;
-    const conn = this.takeIdle(key);
+    const conn = this.takeIdle(this.keyPool(key));
     if (conn !== null) this.leases++;
     return conn;
   }
 
-  /** The most recently used idle connection of `key`, now leased (broken ones found are closed). */
-  private takeIdle(key: string): T | null {
-    const list = this.idleByKey.get(key);
-    while (list !== undefined && list.length > 0) {
+  /** The most recently used idle connection of the key, now leased (broken ones found are closed). */
+  private takeIdle(kp: KeyPool<T>): T | null {
+    const list = kp.idle;
+    while (list.length > 0) {
       const conn = list.pop()!;
-      this.idleOrder.delete(conn);
-      if (list.length === 0) this.idleByKey.delete(key);
+      const s = conn.poolSlot as Slot<T>;
+      this.idleCount--;
+      s.state = Leased;
+      this.leasedCount++;
       if (!conn.usable) {
         this.close(conn, 'found closed in the pool');
         continue;
       }
-      this.leased.add(conn);
       this.reused++;
       return conn;
     }
@@ -438,7 +567,7 @@ export class NodePool<T extends Poolable> {
    * back to this key, in FIFO order. Rejects with LeaseTimeout after timeoutMs (0: no limit).
    */
   lease(key: string, create: () => Promise<T>, limit: LeaseLimit, timeoutMs: number): Promise<T> {
-    this.limits.set(key, limit);
+    this.keyPool(key).limit = limit;
     const now = this.tryLease(key);
     if (now !== null) return Promise.resolve(now);
     if (this.closed) return Promise.reject(new Error(`pool of node ${this.nodeId} is closed`));
@@ -452,7 +581,7 @@ export class NodePool<T extends Poolable> {
    * made about six promises and their reactions per wait (issue 17, item 9).
    */
   leaseThen(key: string, create: () => Promise<T>, limit: LeaseLimit, timeoutMs: number, then: LeaseCallback<T>): void {
-    this.limits.set(key, limit);
+    this.keyPool(key).limit = limit;
     const now = this.tryLease(key);
     if (now !== null) this.report(then, now, null);
     else if (this.closed) this.report(then, null, new Error(`pool of node ${this.nodeId} is closed`));
@@ -471,7 +600,8 @@ export class NodePool<T extends Poolable> {
    * path a transaction takes (issue 17, item 9).
    */
   waitInLine(key: string, create: () => Promise<T>, limit: LeaseLimit, timeoutMs: number, then: LeaseCallback<T>): void {
-    if (this.limits.get(key) !== limit) this.limits.set(key, limit);
+    const kp = this.keyPool(key);
+    if (kp.limit !== limit) kp.limit = limit;
     const now = this.tryLease(key);
     if (now !== null) this.report(then, now, null);
     else if (this.closed) this.report(then, null, new Error(`pool of node ${this.nodeId} is closed`));
@@ -497,27 +627,53 @@ export class NodePool<T extends Poolable> {
   private wait(key: string, create: () => Promise<T>, limit: LeaseLimit, timeoutMs: number,
     resolve: (c: T) => void, reject: (e: Error) => void, then: LeaseCallback<T> | null, direct: boolean): void {
     const since = Date.now();
-    const w: Waiter<T> = {
-      key, since, create, limit, resolve, reject, then, direct, deadline: timeoutMs > 0 ? since + timeoutMs : 0, timeoutMs, reserveTimer: null, done: false,
-    };
+    const deadline = timeoutMs > 0 ? since + timeoutMs : 0;
+    let w = this.spare.pop();
+    if (w === undefined) {
+      w = { key, since, create, limit, resolve, reject, then, direct, deadline, timeoutMs, reserveTimer: null, done: false };
+    } else {
+      w.key = key;
+      w.since = since;
+      w.create = create;
+      w.limit = limit;
+      w.resolve = resolve;
+      w.reject = reject;
+      w.then = then;
+      w.direct = direct;
+      w.deadline = deadline;
+      w.timeoutMs = timeoutMs;
+      w.reserveTimer = null;
+      w.done = false;
+    }
     if (w.deadline > 0) this.armDeadline(w.deadline);
     if (limit.reserve > 0 && limit.reserveAfterMs > 0) {
-      w.reserveTimer = setTimeout(() => {
-        w.reserveTimer = null;
-        if (!w.done) this.pump();
-      }, limit.reserveAfterMs + 1);
-      w.reserveTimer.unref();
+      w.reserveTimer = this.reserveTimer(w, limit.reserveAfterMs + 1);
     }
-    let q = this.waiters.get(key);
-    if (q === undefined) this.waiters.set(key, (q = new WaitQueue<T>()));
+    const kp = this.keyPool(key);
+    const q = kp.line;
     // Behind other waiters, with no reserve to open for them, there is nothing to pump: every
     // event that could serve this key's head (a give-back, a close, a pin) pumps it, and what the
     // head may not have, no later waiter may (pumpKey). Nearly every waiter is one of these once
     // clients outnumber default_pool_size.
-    const behind = q.first() !== undefined && limit.reserve === 0;
+    const first = q.first();
+    const behind = first !== undefined && limit.reserve === 0;
     q.push(w);
     this.waiting++;
-    if (!behind) this.pumpKey(key, q, since);
+    // Alone in line, no idle connection and no room for a new one now: what pumpKey would find
+    // (a few more clients than connections: nearly every wait).
+    if (first === undefined && kp.idle.length === 0 && kp.count >= limit.size + (limit.reserveAfterMs <= 0 ? limit.reserve : 0)) return;
+    if (!behind) this.pumpKey(kp, since);
+  }
+
+  /** Wakes the pump after reserve_pool_timeout for `w` (unless it was served or cleared first). */
+  private reserveTimer(w: Waiter<T>, ms: number): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      if (w.reserveTimer !== t) return; // (cleared, or w waits again for another lease)
+      w.reserveTimer = null;
+      if (!w.done) this.pump();
+    }, ms);
+    t.unref();
+    return t;
   }
 
   /**
@@ -528,55 +684,57 @@ export class NodePool<T extends Poolable> {
    * counting). The node's capacity still counts it.
    */
   pin(conn: T, max: number): boolean {
-    if (this.pinnedConns.has(conn)) return true;
-    if (!this.leased.has(conn) || (this.pinnedPerKey.get(conn.key) ?? 0) >= max) return false;
-    this.pinnedConns.add(conn);
-    this.pinnedPerKey.set(conn.key, (this.pinnedPerKey.get(conn.key) ?? 0) + 1);
-    this.countKey(conn.key, -1);
-    const q = this.waiters.get(conn.key);
-    if (q !== undefined) this.pumpKey(conn.key, q);
+    const s = this.slotOf(conn);
+    if (s?.pinned === true) return true;
+    if (s === undefined || s.state !== Leased || s.kp.pinned >= max) return false;
+    s.pinned = true;
+    s.kp.pinned++;
+    s.kp.count--;
+    if (!s.kp.line.empty) this.pumpKey(s.kp);
     return true;
   }
 
   /** The session let go of what pinned it: `conn` counts toward default_pool_size again. */
   unpin(conn: T): void {
-    if (!this.pinnedConns.delete(conn)) return;
-    const n = (this.pinnedPerKey.get(conn.key) ?? 1) - 1;
-    if (n <= 0) this.pinnedPerKey.delete(conn.key);
-    else this.pinnedPerKey.set(conn.key, n);
-    this.countKey(conn.key, 1);
+    const s = this.slotOf(conn);
+    if (s === undefined || !s.pinned) return;
+    s.pinned = false;
+    s.kp.pinned--;
+    s.kp.count++;
   }
 
   /** Connections of `key` held by pinned sessions outside default_pool_size. */
   pinnedCount(key: string): number {
-    return this.pinnedPerKey.get(key) ?? 0;
+    return this.keys.get(key)?.pinned ?? 0;
   }
 
   /** Transaction pooling: the lease ends; the connection goes to the next waiter of its key, or idles. */
   giveBack(conn: T, reusable: boolean, why = 'session ended in an unclean state', limit?: LeaseLimit, reset = false): void {
-    if (!this.leased.has(conn)) throw new Error(`connection given back twice to the pool of node ${this.nodeId}`);
+    const s = conn.poolSlot as Slot<T> | undefined;
+    if (s === undefined || s.owner !== this || s.state !== Leased) throw new Error(`connection given back twice to the pool of node ${this.nodeId}`);
     // Back from a pinned session: it counts again (and is closed below when that is one too many).
-    if (this.pinnedConns.size > 0) this.unpin(conn);
-    const key = conn.key;
-    let lim = this.limits.get(key);
-    if (limit !== undefined && lim !== limit) this.limits.set(key, (lim = limit));
+    if (s.pinned) this.unpin(conn);
+    const kp = s.kp;
+    if (limit !== undefined && kp.limit !== limit) kp.limit = limit;
     if (!reusable || !conn.usable || this.closed || (reset && this.opts.discard === undefined)) {
-      this.leased.delete(conn);
       conn.lastUsedAt = Date.now();
       this.close(conn, !conn.usable ? 'connection broken' : this.closed ? 'pool closed' : reset ? 'session state left on it' : why);
       return;
     }
     if (reset) {
       // Not leased, not idle while DISCARD ALL runs; then given back clean.
-      this.leased.delete(conn);
-      this.resetting.add(conn);
+      s.state = Resetting;
+      this.leasedCount--;
+      this.resettingCount++;
       const done = (ok: boolean, reason: string): void => {
-        this.resetting.delete(conn);
+        if (s.state !== Resetting) return;
         if (!ok || !conn.usable || this.closed) {
           this.close(conn, this.closed ? 'pool closed' : reason);
           return;
         }
-        this.leased.add(conn);
+        s.state = Leased;
+        this.resettingCount--;
+        this.leasedCount++;
         this.giveBack(conn, true, why);
       };
       this.opts.discard!(conn).then((ok) => done(ok, 'DISCARD ALL failed'), (e: Error) => done(false, `DISCARD ALL failed: ${e.message}`));
@@ -584,32 +742,31 @@ export class NodePool<T extends Poolable> {
     }
     // (one clock read per give-back: a call into V8's runtime, ~0.2 µs on the lab VM)
     const now = Date.now();
-    if (lim !== undefined && this.keyCount(key) > lim.size + lim.reserve) {
+    const lim = kp.limit;
+    if (lim !== undefined && kp.count > lim.size + lim.reserve) {
       // More than the key may keep (a relayed login opens a connection of its own): close it.
-      this.leased.delete(conn);
       conn.lastUsedAt = now;
       this.close(conn, 'above default_pool_size + reserve_pool_size');
       return;
     }
-    const q = this.waiters.get(key);
-    const w = q?.first();
+    const w = kp.line.first();
     if (w !== undefined) {
       // Leased again at once: it was never idle (lastUsedAt is the idle reaper's).
-      q!.advance();
+      kp.line.advance();
       this.grant(w, conn, now, true);
       return;
     }
     conn.lastUsedAt = now;
-    this.leased.delete(conn);
-    this.toIdle(conn);
+    this.leasedCount--;
+    this.toIdle(conn, s);
   }
 
-  /** An unleased connection joins the idle ones of its key. */
-  private toIdle(conn: T): void {
-    let list = this.idleByKey.get(conn.key);
-    if (list === undefined) this.idleByKey.set(conn.key, (list = []));
-    list.push(conn);
-    this.idleOrder.add(conn);
+  /** A connection that is neither idle nor leased (counted nowhere) joins the idle ones of its key. */
+  private toIdle(conn: T, s: Slot<T>): void {
+    s.state = Idle;
+    s.seq = ++this.idleSeq;
+    s.kp.idle.push(conn);
+    this.idleCount++;
     this.makeRoom(0);
   }
 
@@ -651,12 +808,12 @@ export class NodePool<T extends Poolable> {
     const now = Date.now();
     let next = 0;
     const expired: Waiter<T>[] = [];
-    for (const q of this.waiters.values()) {
-      for (const w of q.waiting()) {
-        if (w.deadline === 0) continue;
-        if (w.deadline <= now + 1) expired.push(w);
-        else if (next === 0 || w.deadline < next) next = w.deadline;
-      }
+    const waiting: Waiter<T>[] = [];
+    for (const kp of this.keys.values()) kp.line.waiting(waiting);
+    for (const w of waiting) {
+      if (w.deadline === 0) continue;
+      if (w.deadline <= now + 1) expired.push(w);
+      else if (next === 0 || w.deadline < next) next = w.deadline;
     }
     for (const w of expired) {
       if (w.done) continue;
@@ -673,8 +830,12 @@ export class NodePool<T extends Poolable> {
     this.waitedLeases++;
     this.reused++;
     this.onWaited?.((now - w.since) / 1000);
-    if (givenBack && w.direct && handingOff === 0) this.handOff(w, conn);
-    else this.settle(w, conn, null);
+    if (givenBack && w.direct && handingOff === 0) {
+      this.handOff(w, conn);
+      // Nothing refers to it now (out of the line, its timer cleared, not in `outcomes`): the
+      // next wait uses it again instead of a new object (~150 bytes per waited transaction).
+      if (this.spare.length < SPARE_WAITERS) this.spare.push(w);
+    } else this.settle(w, conn, null);
   }
 
   /**
@@ -704,7 +865,8 @@ export class NodePool<T extends Poolable> {
 
   /** Serves waiters from idle connections, or opens new ones for keys below their limit. */
   private pump(): void {
-    for (const [key, q] of this.waiters) this.pumpKey(key, q);
+    if (this.waiting === 0 || this.closed) return; // (after shutdown() nobody waits: nothing to open)
+    for (const kp of this.keys.values()) if (!kp.line.empty) this.pumpKey(kp);
   }
 
   /**
@@ -712,17 +874,17 @@ export class NodePool<T extends Poolable> {
    * longest, so when it may not open a connection (reserve_pool_size comes after reserveAfterMs)
    * no later waiter may either.
    */
-  private pumpKey(key: string, q: WaitQueue<T>, now = Date.now()): void {
+  private pumpKey(kp: KeyPool<T>, now = Date.now()): void {
+    const q = kp.line;
     for (let w = q.first(); w !== undefined; w = q.first()) {
-      const idle = this.tryLease(key);
+      const idle = this.closed ? null : this.takeIdle(kp);
       if (idle !== null) {
-        this.leases--; // counted by grant
-        this.reused--;
-        // tryLease may have closed a broken connection, which pumps: w may be served already.
+        this.reused--; // counted by grant
+        // takeIdle may have closed a broken connection, which pumps: w may be served already.
         const to = w.done ? q.first() : w;
         if (to === undefined) {
-          this.leased.delete(idle);
-          this.toIdle(idle);
+          this.leasedCount--;
+          this.toIdle(idle, idle.poolSlot as Slot<T>);
           break;
         }
         this.grant(to, idle, now);
@@ -730,24 +892,22 @@ export class NodePool<T extends Poolable> {
       }
       if (w.done) continue;
       const cap = w.limit.size + (now - w.since >= w.limit.reserveAfterMs ? w.limit.reserve : 0);
-      if (this.keyCount(key) >= cap) break;
+      if (kp.count >= cap) break;
       // Room for one more: open it for this waiter.
       this.leave(w);
-      this.countKey(w.key, 1);
+      kp.count++;
       this.connecting++;
       this.makeRoom(0);
       this.createLive(w.create).then((conn) => {
         this.connecting--;
-        this.countKey(w.key, -1);
+        kp.count--;
         this.created++;
-        this.countKey(conn.key, 1);
         if (this.closed) {
           conn.destroy('pool closed');
-          this.countKey(conn.key, -1);
           this.settle(w, null, new Error(`pool of node ${this.nodeId} is closed`));
           return;
         }
-        this.leased.add(conn);
+        this.enter(conn).kp.count++;
         this.leases++;
         if (now - w.since > 1) {
           this.waitedLeases++;
@@ -756,28 +916,34 @@ export class NodePool<T extends Poolable> {
         this.settle(w, conn, null);
       }, (e: Error) => {
         this.connecting--;
-        this.countKey(w.key, -1);
+        kp.count--;
         this.settle(w, null, e);
         this.pump();
       });
     }
-    if (q.first() === undefined && this.waiters.get(key) === q) this.waiters.delete(key);
   }
 
   private totalCount(): number {
-    return this.idleOrder.size + this.leased.size + this.resetting.size + this.connecting;
+    return this.idleCount + this.leasedCount + this.resettingCount + this.connecting;
   }
 
-  /** Closes idle connections past their idle time, and broken ones. */
+  /** Closes idle connections past their idle time, and broken ones; forgets keys with nothing left. */
   reap(now = Date.now()): void {
     const limit = this.opts.idleTimeoutSec * 1000;
-    for (const conn of [...this.idleOrder]) {
-      if (!conn.usable) {
-        this.removeIdle(conn);
-        this.close(conn, 'closed while idle');
-      } else if (limit > 0 && now - conn.lastUsedAt >= limit) {
-        this.removeIdle(conn);
-        this.close(conn, 'idle timeout (connection_life_time / child_life_time)');
+    const due: T[] = [];
+    for (const kp of this.keys.values()) {
+      for (const conn of kp.idle) if (!conn.usable || (limit > 0 && now - conn.lastUsedAt >= limit)) due.push(conn);
+    }
+    for (const conn of due) {
+      if ((conn.poolSlot as Slot<T>).state !== Idle) continue; // (leased meanwhile by a pump)
+      this.close(conn, !conn.usable ? 'closed while idle' : 'idle timeout (connection_life_time / child_life_time)');
+    }
+    for (const [key, kp] of this.keys) {
+      if (!kp.unused) continue;
+      this.keys.delete(key);
+      if (this.lastKp === kp) {
+        this.lastKp = null;
+        this.lastKey = '';
       }
     }
   }
@@ -785,31 +951,39 @@ export class NodePool<T extends Poolable> {
   /** Current counts. */
   counts(): PoolCounts {
     return {
-      idle: this.idleOrder.size,
-      active: this.leased.size,
-      resetting: this.resetting.size,
+      idle: this.idleCount,
+      active: this.leasedCount,
+      resetting: this.resettingCount,
       connecting: this.connecting,
       total: this.totalCount(),
       waiting: this.waiting,
     };
   }
 
+  /** Leased connections now (least_connections load balancing reads it per choice: no object made). */
+  activeCount(): number {
+    return this.leasedCount;
+  }
+
   /** Idle connections, least recently used first (read-only view for admin commands). */
   idleConnections(): readonly T[] {
-    return [...this.idleOrder];
+    const out: T[] = [];
+    for (const kp of this.keys.values()) out.push(...kp.idle);
+    return out.sort((a, b) => (a.poolSlot as Slot<T>).seq - (b.poolSlot as Slot<T>).seq);
   }
 
   /** Leased connections (read-only view for admin commands). */
   leasedConnections(): readonly T[] {
-    return [...this.leased];
+    return this.all.filter((c) => (c.poolSlot as Slot<T>).state === Leased);
   }
 
   /** Closes every idle connection (e.g. node went down); leased ones close on release. */
   closeIdle(reason: string): void {
-    for (const conn of [...this.idleOrder]) {
-      this.removeIdle(conn);
-      this.close(conn, reason);
-    }
+    // No waiter is served until every one is closed (a close pumps): none of these may be
+    // handed to one.
+    const idle = this.idleConnections();
+    for (const conn of idle) this.close(conn, reason, false);
+    if (idle.length > 0) this.pump();
   }
 
   /** Stops the pool: closes idle connections now, the others as they come back. */
@@ -820,11 +994,13 @@ export class NodePool<T extends Poolable> {
     this.deadlineTimer = null;
     this.deadlineRefed = false;
     this.closeIdle('pool closed');
-    const resetWaiters = [...this.resetWaiters.values()].flat();
-    this.resetWaiters.clear();
+    const resetWaiters: (() => void)[] = [];
+    const all: Waiter<T>[] = [];
+    for (const kp of this.keys.values()) {
+      resetWaiters.push(...kp.resetWaiters.splice(0));
+      kp.line.drain(all);
+    }
     for (const wake of resetWaiters) wake();
-    const all = [...this.waiters.values()].flatMap((q) => q.drain());
-    this.waiters.clear();
     for (const w of all) {
       if (w.done) continue;
       this.leave(w);

@@ -154,3 +154,61 @@ test('sameShapeFrom after a native prefix comparison answers what sameShape answ
   }
   assert.ok(checked > 1000, `${checked} pairs`);
 });
+
+test('classifyLike: a caller\'s first text of a shape another caller met is served by that shape (no hash, no lookup, no prefix made)', () => {
+  const lexer = require('../../../src/classify/lexer') as { shapeHash: (s: string) => number; shapePrefixLength: (s: string) => number };
+  const c = createClassifier();
+  const first = c.classifyLike!('SELECT abalance FROM pgbench_accounts WHERE aid = 1;', { sql: '', prefix: '', cls: null, by: null } as ShapeHint);
+  const otherExpected = createClassifier().classify('SELECT bbalance FROM pgbench_branches WHERE bid = 4;');
+  const real = lexer.shapeHash;
+  const realPrefix = lexer.shapePrefixLength;
+  let hashed = 0;
+  lexer.shapeHash = (s: string): number => { hashed++; return real(s); };
+  lexer.shapePrefixLength = (s: string): number => { hashed++; return realPrefix(s); };
+  try {
+    // A connection per request: each session's hint is new, and its one text has the last shape.
+    for (let aid = 2; aid < 50; aid++) {
+      const hint = { sql: '', prefix: '', cls: null, by: null } as ShapeHint;
+      const sql = `SELECT abalance FROM pgbench_accounts WHERE aid = ${aid * 7919};`;
+      assert.equal(c.classifyLike!(sql, hint), first);
+      assert.equal(hint.cls, first, 'the session\'s hint takes the shape');
+      assert.equal(hint.by, c);
+      assert.ok(sql.startsWith(hint.prefix) && hint.prefix.length > 0);
+    }
+    assert.equal(hashed, 0, 'no hash and no prefix computed for a new session\'s text of a known shape');
+    // Another shape: the ordinary path; the next new session is served by it.
+    const other = c.classifyLike!('SELECT bbalance FROM pgbench_branches WHERE bid = 3;', { sql: '', prefix: '', cls: null, by: null } as ShapeHint);
+    assert.equal(hashed, 2);
+    assert.deepEqual(other, otherExpected);
+    assert.equal(c.classifyLike!('SELECT bbalance FROM pgbench_branches WHERE bid = 4;', { sql: '', prefix: '', cls: null, by: null } as ShapeHint), other);
+    assert.equal(hashed, 2);
+    // A session with a shape of its own is served by it, whatever the others met last.
+    const own = { sql: '', prefix: '', cls: null, by: null } as ShapeHint;
+    assert.equal(c.classifyLike!('SELECT abalance FROM pgbench_accounts WHERE aid = 7;', own), first);
+    assert.equal(hashed, 4, 'the last shape met is pgbench_branches\': this one is hashed (and its prefix found)');
+    c.classifyLike!('SELECT bbalance FROM pgbench_branches WHERE bid = 5;', { sql: '', prefix: '', cls: null, by: null } as ShapeHint);
+    assert.equal(hashed, 6, 'the last shape met was pgbench_accounts\': this one is hashed (and its prefix found)');
+    assert.equal(c.classifyLike!('SELECT abalance FROM pgbench_accounts WHERE aid = 8;', own), first);
+    assert.equal(hashed, 6, 'served by its own hint');
+  } finally {
+    lexer.shapeHash = real;
+    lexer.shapePrefixLength = realPrefix;
+  }
+  // Another classifier (a reload) never serves from this one's shapes.
+  const d = createClassifier({ primaryRoutingPatterns: ['.*aid = 5.*'] });
+  assert.equal(d.classifyLike!('SELECT abalance FROM pgbench_accounts WHERE aid = 5;', { sql: '', prefix: '', cls: null, by: null } as ShapeHint).readOnly, false);
+});
+
+test('shapeHash is a small integer (30 bits) for every text that has a shape', () => {
+  for (const e of CORPUS) {
+    const h = shapeHash(e.sql);
+    assert.ok(h === -1 || (Number.isInteger(h) && h >= 0 && h < 2 ** 30), `${e.sql}: ${h}`);
+  }
+  let big = 0;
+  for (let i = 0; i < 2000; i++) {
+    const h = shapeHash(`SELECT c${i} FROM t${i} WHERE x = 1`);
+    assert.ok(h >= 0 && h < 2 ** 30);
+    if (h >= 2 ** 29) big++;
+  }
+  assert.ok(big > 500, 'the hash still spreads over its range');
+});

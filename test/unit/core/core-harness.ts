@@ -76,6 +76,11 @@ export interface CoreOptions {
    * through it, not openLink). Default true; false keeps the openLink path.
    */
   readonly leaseLater?: boolean;
+  /**
+   * send() offers each chunk to the quick forward path first, as frontend/session.ts does with
+   * each read (SessionCore.quickForward). Default true.
+   */
+  readonly quick?: boolean;
 }
 
 /** The core under test and its recorders. */
@@ -197,6 +202,7 @@ export async function makeCore(o: CoreOptions = {}): Promise<CoreFixture> {
     core, conns, client, host, cluster, config, clientFull: false,
     send: (...chunks) => {
       for (const c of chunks) {
+        if (o.quick !== false && framer.atBoundary && core.quickForward(c, 1 << 30)) continue;
         framer.push(c, core);
         core.endOfInput();
       }
