@@ -179,15 +179,7 @@ export class Planner {
   /** Plans `req` (whose frames `info` has read). */
   make(req: Request, info: RequestInfo): Plan {
     const { host, route } = this.v;
-    const p = this.plan;
-    p.type = PlanType.Send;
-    emptyArray(p.classes);
-    emptyArray(p.sqlNeeded);
-    emptyArray(p.lookup);
-    p.effects = null;
-    p.broadcastTx = false;
-    p.writes = false;
-    p.lasting = false;
+    const p = this.freshPlan();
     // What the statements ask for, gathered by consider() (fields, not a closure made per request).
     this.toPrimary = info.functionCall;
     this.toBalance = false;
@@ -336,19 +328,25 @@ export class Planner {
    * Query whose verdict was `cls`, again (what it read is unchanged: see SessionCore.quickRefusal).
    */
   repeat(cls: QueryClass, node: number, reason: string, retryable: boolean): Plan {
+    const p = this.freshPlan();
+    p.classes.push(cls);
+    p.node = node;
+    p.reason = reason;
+    p.retryable = retryable;
+    return p;
+  }
+
+  /** The session's one plan, emptied for a request (make() and repeat() fill it). */
+  private freshPlan(): Plan {
     const p = this.plan;
     p.type = PlanType.Send;
     emptyArray(p.classes);
-    p.classes.push(cls);
     emptyArray(p.sqlNeeded);
     emptyArray(p.lookup);
     p.effects = null;
     p.broadcastTx = false;
     p.writes = false;
     p.lasting = false;
-    p.node = node;
-    p.reason = reason;
-    p.retryable = retryable;
     return p;
   }
 

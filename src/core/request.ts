@@ -97,15 +97,7 @@ export class RequestInfo {
 
   /** Reads `data`'s frames (cleared first). */
   read(data: Buffer): this {
-    emptyArray(this.queries);
-    emptyArray(this.parses);
-    emptyArray(this.bindStatements);
-    emptyArray(this.bindPortals);
-    emptyArray(this.statementRefs);
-    emptyArray(this.portalRefs);
-    emptyArray(this.closedStatements);
-    this.extended = false;
-    this.functionCall = false;
+    this.clear();
     let pos = 0;
     while (pos + 5 <= data.length) {
       const code = data[pos]!;
@@ -125,6 +117,13 @@ export class RequestInfo {
 
   /** What read() makes of a request that is one simple Query whose text is `sql` (decoded already). */
   readQuery(sql: string): this {
+    this.clear();
+    this.queries.push(sql);
+    return this;
+  }
+
+  /** Nothing read: every list empty (read() and readQuery() start from here). */
+  private clear(): void {
     emptyArray(this.queries);
     emptyArray(this.parses);
     emptyArray(this.bindStatements);
@@ -134,8 +133,6 @@ export class RequestInfo {
     emptyArray(this.closedStatements);
     this.extended = false;
     this.functionCall = false;
-    this.queries.push(sql);
-    return this;
   }
 
   /** True when the request binds `name` as a new portal in this same request. */
